@@ -1,0 +1,192 @@
+/**
+ * The generic step activity: runs one step through the plugin registry. It is the only place where
+ * Temporal's activity context meets a plugin: it builds the StepContext, serves cache hits, keeps the
+ * step heartbeating, and turns errors into ApplicationFailures with stable types.
+ */
+import { Context } from '@temporalio/activity';
+import type { z } from 'zod';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stepCacheKey } from '../engine/cache-key.js';
+import { PipelineError } from '../engine/errors.js';
+import type { ArtifactStore, Logger } from '../engine/ports.js';
+import { isArtifactRef, type ArtifactRef, type StepCall, type StepResult } from '../engine/types.js';
+import type { Registry } from '../plugins/registry.js';
+import { outputKinds } from '../plugins/registry.js';
+import type { Checkpoint, StepContext } from '../plugins/sdk.js';
+import { stepAttemptSignalName } from '../workflows/names.js';
+
+/** Outputs travel through Temporal history: keep them small, store data as artifacts. */
+export const MAX_OUTPUT_BYTES = 256 * 1024;
+
+export interface StepDeps {
+  registry: Registry;
+  store: ArtifactStore;
+  projectDir: string;
+}
+
+interface CacheManifest {
+  key: string;
+  plugin: string;
+  version: string;
+  outputs: Record<string, unknown>;
+  createdAt: string;
+  runId: string;
+  stepId: string;
+}
+
+export function toApplicationFailure(e: unknown): Error {
+  if (e instanceof ApplicationFailure || e instanceof CancelledFailure) return e;
+  if (e instanceof PipelineError) {
+    return ApplicationFailure.create({ type: e.code, message: e.format(), nonRetryable: !e.retryable, cause: e });
+  }
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+function collectArtifacts(value: unknown, out: ArtifactRef[] = []): ArtifactRef[] {
+  if (isArtifactRef(value)) out.push(value);
+  else if (Array.isArray(value)) value.forEach((v) => collectArtifacts(v, out));
+  else if (value !== null && typeof value === 'object') Object.values(value).forEach((v) => collectArtifacts(v, out));
+  return out;
+}
+
+function activityLogger(base: Record<string, unknown>): Logger {
+  const log = Context.current().log;
+  return {
+    debug: (f, m) => log.debug(m, { ...base, ...f }),
+    info: (f, m) => log.info(m, { ...base, ...f }),
+    warn: (f, m) => log.warn(m, { ...base, ...f }),
+    error: (f, m) => log.error(m, { ...base, ...f }),
+  };
+}
+
+export function createRunStep(deps: StepDeps) {
+  return async function runStep(call: StepCall): Promise<StepResult> {
+    const actx = Context.current();
+    const info = actx.info;
+    const execution = info.workflowExecution ?? { workflowId: call.runId, runId: call.runId };
+    const startedAt = new Date().toISOString();
+    const logger = activityLogger({ pipeline: call.pipeline, step: call.stepId, attempt: info.attempt });
+    if (info.attempt > 1) {
+      // Let the workflow's status query show the retry; best effort, the result carries it too.
+      try {
+        await actx.client.workflow
+          .getHandle(execution.workflowId, execution.runId)
+          .signal(stepAttemptSignalName, { stepId: call.stepId, attempt: info.attempt });
+      } catch (e) {
+        logger.warn({ err: String(e) }, 'could not report the attempt number');
+      }
+    }
+    try {
+      const plugin = deps.registry.require(call.uses);
+      const schema: z.ZodType = plugin.params;
+      const parsed = schema.safeParse(call.params);
+      if (!parsed.success) {
+        const detail = parsed.error.issues.map((i) => `${i.path.join('.') || '(params)'}: ${i.message}`).join('; ');
+        throw new PipelineError('PLUGIN_PARAMS', `Step '${call.stepId}' (${plugin.name}): invalid params at run time: ${detail}`, {
+          hint: 'A value computed from a step output has the wrong type; check the expression in `with:`.',
+        });
+      }
+      for (const [name, kind] of Object.entries(plugin.inputs ?? {})) {
+        const key = name.replace(/\?$/, '');
+        const v = call.inputs[key];
+        if ((v === undefined || v === null) && !name.endsWith('?')) {
+          throw new PipelineError('PLUGIN_INPUT', `Step '${call.stepId}': input '${key}' is missing (the step that should provide it gave no value).`);
+        }
+        if (v !== undefined && v !== null && ['artifact', 'dataset', 'model'].includes(kind) && !isArtifactRef(v)) {
+          throw new PipelineError('PLUGIN_INPUT', `Step '${call.stepId}': input '${key}' must be an artifact reference (${kind}), got ${JSON.stringify(v).slice(0, 80)}.`);
+        }
+      }
+
+      const cacheKey = stepCacheKey(plugin.name, plugin.version, parsed.data, call.inputs);
+      if (call.cache) {
+        const hit = await deps.store.getRecord<CacheManifest>(`cache/${cacheKey}`);
+        if (hit) {
+          const refs = collectArtifacts(hit.outputs);
+          const present = await Promise.all(refs.map((r) => deps.store.exists(r)));
+          if (present.every(Boolean)) {
+            logger.info({ cacheKey, from: hit.runId }, 'cache hit');
+            return { outputs: hit.outputs, cached: true, cacheKey, attempt: info.attempt, startedAt, endedAt: new Date().toISOString() };
+          }
+          logger.warn({ cacheKey }, 'cache entry refers to missing artifacts; running the step');
+        }
+      }
+
+      // Keep heartbeating while the plugin works, so a dead worker is noticed within the heartbeat
+      // timeout and cancellation reaches the step. Plugins may add progress details.
+      let details: Record<string, unknown> = {};
+      const heartbeat = (d?: Record<string, unknown>): void => {
+        if (d) details = { ...details, ...d };
+        actx.heartbeat(details);
+      };
+      const every = Math.max(200, Math.min(10_000, (info.heartbeatTimeoutMs ?? 30_000) / 3));
+      const timer = setInterval(() => heartbeat(), every);
+      const workDir = await mkdtemp(join(tmpdir(), `mlpipe-${call.stepId}-`));
+      const ckptKey = `checkpoints/${encodeURIComponent(execution.workflowId)}/${call.stepId}`;
+      const ctx: StepContext = {
+        runId: call.runId,
+        workflowId: execution.workflowId,
+        pipeline: call.pipeline,
+        stepId: call.stepId,
+        attempt: info.attempt,
+        store: deps.store,
+        logger,
+        signal: actx.cancellationSignal,
+        heartbeat,
+        projectDir: deps.projectDir,
+        workDir,
+        checkpoint: {
+          async save(data, meta) {
+            const ref = await deps.store.put(data, { name: `${call.stepId}.ckpt`, mediaType: 'application/octet-stream' });
+            const record: Checkpoint<typeof meta> = { ref, meta, savedAt: new Date().toISOString() };
+            await deps.store.putRecord(ckptKey, record);
+            heartbeat({ checkpoint: record });
+            return record;
+          },
+          async latest<M extends Record<string, unknown>>() {
+            const fromHeartbeat = (info.heartbeatDetails as { checkpoint?: Checkpoint<M> } | undefined)?.checkpoint;
+            const fromStore = await deps.store.getRecord<Checkpoint<M>>(ckptKey);
+            // The store record is written before the heartbeat, so it is never older; prefer it.
+            const record = fromStore ?? fromHeartbeat;
+            if (!record) return undefined;
+            return { ...record, data: await deps.store.get(record.ref) };
+          },
+        },
+      };
+      let outputs: Record<string, unknown>;
+      try {
+        logger.info({ uses: plugin.name }, 'step started');
+        outputs = await plugin.run(ctx, parsed.data, call.inputs);
+      } finally {
+        clearInterval(timer);
+        await rm(workDir, { recursive: true, force: true });
+      }
+      if (actx.cancellationSignal.aborted) throw new CancelledFailure('step cancelled');
+
+      const declared = outputKinds(plugin, parsed.data);
+      if (declared) {
+        const missing = Object.keys(declared).filter((k) => !(k in outputs));
+        if (missing.length) {
+          throw new PipelineError('PLUGIN_OUTPUT', `Plugin '${plugin.name}' did not return declared output(s) ${missing.join(', ')}.`, { hint: 'This is a bug in the plugin.' });
+        }
+      }
+      const size = JSON.stringify(outputs).length;
+      if (size > MAX_OUTPUT_BYTES) {
+        throw new PipelineError('PLUGIN_OUTPUT', `Step '${call.stepId}' returned ${size} bytes of outputs; the limit is ${MAX_OUTPUT_BYTES}.`, {
+          hint: 'Write data to the artifact store (ctx.store.put) and return the reference.',
+        });
+      }
+      if (call.cache) {
+        const manifest: CacheManifest = { key: cacheKey, plugin: plugin.name, version: plugin.version, outputs, createdAt: new Date().toISOString(), runId: call.runId, stepId: call.stepId };
+        await deps.store.putRecord(`cache/${cacheKey}`, manifest);
+      }
+      logger.info({ uses: plugin.name }, 'step finished');
+      return { outputs, cached: false, cacheKey, attempt: info.attempt, startedAt, endedAt: new Date().toISOString() };
+    } catch (e) {
+      if (actx.cancellationSignal.aborted) throw new CancelledFailure('step cancelled');
+      throw toApplicationFailure(e);
+    }
+  };
+}

@@ -1,0 +1,63 @@
+/**
+ * Builds a worker that serves the pipeline workflow and its activities on one task queue.
+ * Used by `mlpipe worker`, `mlpipe dev`, `mlpipe run --worker`, the tests and the bench.
+ */
+import { bundleWorkflowCode, NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { LocalArtifactStore } from '../adapters/local-store.js';
+import type { Settings } from '../adapters/project.js';
+import type { ArtifactStore } from '../engine/ports.js';
+import { createDefaultRegistry } from '../plugins/index.js';
+import type { Registry } from '../plugins/registry.js';
+import { createActivities } from './index.js';
+
+export const WORKFLOWS_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', 'workflows', 'index.ts');
+
+let bundle: Promise<{ code: string }> | undefined;
+/** The workflow bundle, built once per process. */
+export function workflowBundle(): Promise<{ code: string }> {
+  bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger });
+  return bundle;
+}
+
+const quietLogger = {
+  log: () => undefined,
+  trace: () => undefined,
+  debug: () => undefined,
+  info: () => undefined,
+  warn: (m: string) => console.warn(m),
+  error: (m: string) => console.error(m),
+};
+
+export interface PipelineWorkerOptions {
+  settings: Pick<Settings, 'projectDir' | 'artifactsDir' | 'temporalAddress' | 'namespace' | 'taskQueue'>;
+  connection?: NativeConnection;
+  registry?: Registry;
+  store?: ArtifactStore;
+  taskQueue?: string;
+  /** Extra worker options (concurrency limits, identity...). */
+  worker?: Partial<WorkerOptions>;
+}
+
+export async function createPipelineWorker(opts: PipelineWorkerOptions): Promise<{ worker: Worker; connection: NativeConnection; ownsConnection: boolean }> {
+  const ownsConnection = !opts.connection;
+  const connection = opts.connection ?? (await NativeConnection.connect({ address: opts.settings.temporalAddress }));
+  const activities = createActivities({
+    registry: opts.registry ?? createDefaultRegistry(),
+    store: opts.store ?? new LocalArtifactStore(opts.settings.artifactsDir),
+    projectDir: opts.settings.projectDir,
+  });
+  const worker = await Worker.create({
+    connection,
+    namespace: opts.settings.namespace,
+    taskQueue: opts.taskQueue ?? opts.settings.taskQueue,
+    workflowBundle: await workflowBundle(),
+    activities,
+    // A worker that died keeps its sticky workflow tasks for this long before another takes over.
+    stickyQueueScheduleToStartTimeout: '3s',
+    maxConcurrentActivityTaskExecutions: Number(process.env['MLPIPE_WORKER_ACTIVITIES'] ?? 64),
+    ...opts.worker,
+  });
+  return { worker, connection, ownsConnection };
+}

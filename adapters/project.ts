@@ -1,0 +1,80 @@
+/**
+ * Where a project's files and state live, and the settings read from the environment. One place for
+ * every MLPIPE_* / TEMPORAL_* variable.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { isAbsolute, join, relative, resolve } from 'node:path';
+import type { ConfigFiles } from '../engine/config.js';
+import { SpecError } from '../engine/errors.js';
+import { didYouMean } from '../engine/suggest.js';
+
+export interface Settings {
+  /** Project folder: pipelines/, conf/ and relative paths are read from here. */
+  projectDir: string;
+  /** Local state (dev server database, artifacts, logs): MLPIPE_HOME, default <project>/.mlpipe. */
+  stateDir: string;
+  /** Artifact store root: MLPIPE_ARTIFACTS, default <state>/artifacts. */
+  artifactsDir: string;
+  /** Cache for slow builds shared across checkouts: MLPIPE_CACHE_DIR, default ~/.cache/mlpipe. */
+  cacheDir: string;
+  temporalAddress: string;
+  namespace: string;
+  taskQueue: string;
+}
+
+export function loadSettings(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Settings {
+  const projectDir = resolve(env['MLPIPE_PROJECT_DIR'] ?? cwd);
+  const stateDir = resolve(projectDir, env['MLPIPE_HOME'] ?? '.mlpipe');
+  return {
+    projectDir,
+    stateDir,
+    artifactsDir: resolve(projectDir, env['MLPIPE_ARTIFACTS'] ?? join(stateDir, 'artifacts')),
+    cacheDir: resolve(env['MLPIPE_CACHE_DIR'] ?? join(env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'mlpipe')),
+    temporalAddress: env['TEMPORAL_ADDRESS'] ?? 'localhost:7233',
+    namespace: env['TEMPORAL_NAMESPACE'] ?? 'default',
+    taskQueue: env['MLPIPE_TASK_QUEUE'] ?? 'mlpipe',
+  };
+}
+
+/** ConfigFiles over a conf/ folder on disk. */
+export function fsConfigFiles(confDir: string, projectDir: string): ConfigFiles {
+  return {
+    read(rel) {
+      const path = join(confDir, rel);
+      if (!existsSync(path)) return undefined;
+      return { file: relative(projectDir, path) || path, text: readFileSync(path, 'utf8') };
+    },
+    list(rel) {
+      try {
+        return readdirSync(join(confDir, rel)).sort();
+      } catch {
+        return [];
+      }
+    },
+  };
+}
+
+/** Finds a pipeline file by name (pipelines/<name>.yaml) or path. */
+export function resolvePipelineFile(projectDir: string, ref: string): string {
+  const looksLikePath = ref.includes('/') || /\.ya?ml$/.test(ref);
+  const candidates = looksLikePath
+    ? [isAbsolute(ref) ? ref : resolve(projectDir, ref)]
+    : [join(projectDir, 'pipelines', `${ref}.yaml`), join(projectDir, 'pipelines', `${ref}.yml`)];
+  for (const c of candidates) if (existsSync(c)) return c;
+  const available = listPipelines(projectDir);
+  throw new SpecError('SPEC_NOT_FOUND', `Pipeline '${ref}' not found (looked for ${candidates.map((c) => relative(projectDir, c) || c).join(', ')}).${didYouMean(ref, available)}`, {
+    hint: available.length ? `Pipelines in ${join(projectDir, 'pipelines')}: ${available.join(', ')}.` : `Create pipelines/${ref}.yaml in ${projectDir}.`,
+  });
+}
+
+export function listPipelines(projectDir: string): string[] {
+  try {
+    return readdirSync(join(projectDir, 'pipelines'))
+      .filter((f) => /\.ya?ml$/.test(f))
+      .map((f) => f.replace(/\.ya?ml$/, ''))
+      .sort();
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,26 @@
+/**
+ * What the compiler needs to know about plugins, without importing them (the engine stays pure).
+ * The plugin registry implements this.
+ */
+export interface ParamIssue {
+  path: (string | number)[];
+  message: string;
+}
+
+export interface PluginInfo {
+  name: string;
+  version: string;
+  /** Declared inputs: name -> kind ('dataset', 'model', 'any', ...). Names ending in '?' are optional. */
+  inputs: Record<string, string>;
+  /** Declared output names for these params; undefined when a plugin cannot say before it runs. */
+  outputNames(params: Record<string, unknown>): string[] | undefined;
+  /** Validates params; [] when they are acceptable. */
+  checkParams(params: Record<string, unknown>): ParamIssue[];
+  /** Whether results may be reused from the cache by default. */
+  cacheable: boolean;
+}
+
+export interface PluginCatalog {
+  get(name: string): PluginInfo | undefined;
+  names(): string[];
+}

@@ -1,0 +1,143 @@
+/**
+ * Errors with stable codes. Every error the engine raises on purpose is a PipelineError:
+ * `code` is stable (tests, scripts and Temporal failure types rely on it), `where` says which
+ * file / line / key it is about, and `hint` says what to do.
+ *
+ * Pure: no Node imports, safe in workflow code.
+ */
+
+export interface Location {
+  file?: string;
+  line?: number;
+  column?: number;
+  /** Key path inside the document, e.g. ["steps", "train", "with", "epochs"]. */
+  path?: (string | number)[];
+}
+
+export type ErrorCode =
+  | 'SPEC_INVALID'
+  | 'SPEC_YAML'
+  | 'SPEC_UNKNOWN_KEY'
+  | 'SPEC_NOT_FOUND'
+  | 'DAG_CYCLE'
+  | 'DAG_MISSING_NEED'
+  | 'EXPR_SYNTAX'
+  | 'EXPR_REFERENCE'
+  | 'EXPR_EVAL'
+  | 'CONFIG_NOT_FOUND'
+  | 'CONFIG_INVALID'
+  | 'OVERRIDE_MALFORMED'
+  | 'OVERRIDE_UNKNOWN_KEY'
+  | 'OVERRIDE_KEY_EXISTS'
+  | 'PLUGIN_UNKNOWN'
+  | 'PLUGIN_DUPLICATE'
+  | 'PLUGIN_PARAMS'
+  | 'PLUGIN_INPUT'
+  | 'PLUGIN_OUTPUT'
+  | 'STEP_FAILED'
+  | 'STORAGE_ERROR'
+  | 'STORAGE_DIGEST_MISMATCH'
+  | 'STORAGE_NOT_FOUND'
+  | 'INPUT_INVALID'
+  | 'TOOL_MISSING';
+
+/** Codes for which retrying the same step can never help. */
+export const NON_RETRYABLE_CODES: readonly ErrorCode[] = [
+  'SPEC_INVALID',
+  'SPEC_YAML',
+  'SPEC_UNKNOWN_KEY',
+  'SPEC_NOT_FOUND',
+  'DAG_CYCLE',
+  'DAG_MISSING_NEED',
+  'EXPR_SYNTAX',
+  'EXPR_REFERENCE',
+  'EXPR_EVAL',
+  'CONFIG_NOT_FOUND',
+  'CONFIG_INVALID',
+  'OVERRIDE_MALFORMED',
+  'OVERRIDE_UNKNOWN_KEY',
+  'OVERRIDE_KEY_EXISTS',
+  'PLUGIN_UNKNOWN',
+  'PLUGIN_DUPLICATE',
+  'PLUGIN_PARAMS',
+  'PLUGIN_INPUT',
+  'PLUGIN_OUTPUT',
+  'STORAGE_DIGEST_MISMATCH',
+  'INPUT_INVALID',
+];
+
+export interface PipelineErrorOptions {
+  where?: Location;
+  hint?: string;
+  cause?: unknown;
+  /** Override the default retryability derived from the code. */
+  retryable?: boolean;
+}
+
+export class PipelineError extends Error {
+  readonly code: ErrorCode;
+  readonly where?: Location;
+  readonly hint?: string;
+  readonly retryable: boolean;
+
+  constructor(code: ErrorCode, message: string, options: PipelineErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.where = options.where;
+    this.hint = options.hint;
+    this.retryable = options.retryable ?? !NON_RETRYABLE_CODES.includes(code);
+  }
+
+  /** One readable block: `file:line:col  steps.train.with.epochs`, the message, then the hint. */
+  format(): string {
+    return formatProblem(this.code, this.message, this.where, this.hint);
+  }
+}
+
+export class SpecError extends PipelineError {}
+export class ConfigError extends PipelineError {}
+export class ExpressionError extends PipelineError {}
+export class PluginInputError extends PipelineError {}
+export class StorageError extends PipelineError {}
+
+/** Several problems found in one pass (validation reports all it can, not just the first). */
+export class SpecErrors extends PipelineError {
+  readonly problems: PipelineError[];
+  constructor(problems: PipelineError[]) {
+    const first = problems[0];
+    super(first?.code ?? 'SPEC_INVALID', problems.map((p) => p.format()).join('\n\n'), {
+      where: first?.where,
+    });
+    this.problems = problems;
+  }
+  override format(): string {
+    const n = this.problems.length;
+    return `${n} problem${n === 1 ? '' : 's'} found:\n\n${this.message}`;
+  }
+}
+
+export function formatPath(path: readonly (string | number)[] | undefined): string {
+  if (!path || path.length === 0) return '';
+  return path
+    .map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`))
+    .join('');
+}
+
+export function formatProblem(code: string, message: string, where?: Location, hint?: string): string {
+  const loc: string[] = [];
+  if (where?.file) {
+    let f = where.file;
+    if (where.line !== undefined) f += `:${where.line}`;
+    if (where.line !== undefined && where.column !== undefined) f += `:${where.column}`;
+    loc.push(f);
+  }
+  const keyPath = formatPath(where?.path);
+  if (keyPath) loc.push(`at ${keyPath}`);
+  const head = loc.length ? `${loc.join(' ')}\n` : '';
+  return `${head}  error ${code}: ${message}${hint ? `\n  hint: ${hint}` : ''}`;
+}
+
+export function isPipelineError(e: unknown): e is PipelineError {
+  return e instanceof PipelineError;
+}

@@ -1,0 +1,80 @@
+/**
+ * The pipeline spec: the zod schema of a pipeline YAML file. Strict everywhere, so a typo in a key is
+ * an error with a suggestion rather than a silently ignored setting.
+ */
+import { z } from 'zod';
+import { DURATION_HELP, parseDuration } from './duration.js';
+
+export const STEP_ID = /^[A-Za-z_][A-Za-z0-9_-]*$/;
+
+const duration = z.union([z.string(), z.number()]).refine((v) => parseDuration(v) !== undefined, {
+  message: `must be ${DURATION_HELP}`,
+});
+
+const expressionOrBool = z.union([z.boolean(), z.string()]);
+
+export const retrySchema = z
+  .object({
+    maximumAttempts: z.number().int().min(1).optional(),
+    initialInterval: duration.optional(),
+    backoffCoefficient: z.number().min(1).optional(),
+    maximumInterval: duration.optional(),
+    nonRetryableErrorTypes: z.array(z.string()).optional(),
+  })
+  .strict();
+
+export const stepSchema = z
+  .object({
+    uses: z.string().min(1),
+    description: z.string().optional(),
+    with: z.record(z.string(), z.unknown()).optional(),
+    inputs: z.record(z.string(), z.string()).optional(),
+    needs: z.union([z.string(), z.array(z.string())]).optional(),
+    when: expressionOrBool.optional(),
+    ifNeedsSkipped: z.enum(['skip', 'run']).optional(),
+    retry: retrySchema.optional(),
+    timeout: duration.optional(),
+    heartbeat: duration.optional(),
+    cache: z.boolean().optional(),
+    taskQueue: z.string().min(1).optional(),
+  })
+  .strict();
+
+export const stepDefaultsSchema = z
+  .object({
+    retry: retrySchema.optional(),
+    timeout: duration.optional(),
+    heartbeat: duration.optional(),
+    cache: z.boolean().optional(),
+    taskQueue: z.string().min(1).optional(),
+  })
+  .strict();
+
+export const pipelineSchema = z
+  .object({
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'must be letters, digits, _ . - (starting with a letter or digit)'),
+    description: z.string().optional(),
+    config: z
+      .union([z.string().min(1), z.object({ name: z.string().min(1), overrides: z.array(z.string()).optional() }).strict()])
+      .optional(),
+    params: z.record(z.string(), z.unknown()).optional(),
+    maxParallel: z.number().int().min(1).max(2000).optional(),
+    cache: z.boolean().optional(),
+    stepDefaults: stepDefaultsSchema.optional(),
+    steps: z.record(z.string().regex(STEP_ID, 'step ids are letters, digits, _ and - (starting with a letter or _)'), stepSchema),
+  })
+  .strict();
+
+export type PipelineSpec = z.infer<typeof pipelineSchema>;
+export type StepSpec = z.infer<typeof stepSchema>;
+
+/** Known keys per object kind, for "did you mean" on unknown keys. */
+export const KNOWN_KEYS = {
+  pipeline: Object.keys(pipelineSchema.shape),
+  step: Object.keys(stepSchema.shape),
+  retry: Object.keys(retrySchema.shape),
+  stepDefaults: Object.keys(stepDefaultsSchema.shape),
+};
+
+export const DEFAULT_TIMEOUT_MS = 60 * 60 * 1000;
+export const DEFAULT_MAX_PARALLEL = 8;

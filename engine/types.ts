@@ -1,0 +1,132 @@
+/**
+ * Plain-JSON shapes that cross Temporal (workflow input, compiled pipeline, step results).
+ * Everything here must survive a JSON round trip: no classes, no Dates, no undefined-only meaning.
+ */
+
+/** A reference to bytes in an artifact store. Steps exchange these, never the data itself. */
+export interface ArtifactRef {
+  kind: 'artifact';
+  uri: string;
+  sha256: string;
+  size: number;
+  mediaType: string;
+  /** Optional logical name (file name) for humans. */
+  name?: string;
+}
+
+export function isArtifactRef(v: unknown): v is ArtifactRef {
+  return (
+    v !== null &&
+    typeof v === 'object' &&
+    (v as ArtifactRef).kind === 'artifact' &&
+    typeof (v as ArtifactRef).uri === 'string' &&
+    typeof (v as ArtifactRef).sha256 === 'string'
+  );
+}
+
+/** Input of the pipeline workflow: small, typed by hand in `temporal workflow start --input`. */
+export interface PipelineInput {
+  /** A pipeline name (pipelines/<name>.yaml on the worker) or a path to a YAML file. */
+  pipeline: string;
+  /** Hydra-style overrides: model=wide, training.lr=0.01, +new.key=1, params.target=x. */
+  overrides?: string[];
+  /** Free-form labels recorded with the run. */
+  labels?: Record<string, string>;
+  /** Run-level cache switch (default true). */
+  cache?: boolean;
+  /** Overrides the pipeline's maxParallel. */
+  maxParallel?: number;
+}
+
+export interface RetrySpec {
+  maximumAttempts?: number;
+  initialIntervalMs?: number;
+  backoffCoefficient?: number;
+  maximumIntervalMs?: number;
+  nonRetryableErrorTypes?: string[];
+}
+
+export interface CompiledStep {
+  id: string;
+  uses: string;
+  pluginVersion: string;
+  description?: string;
+  /** Params with params/config expressions resolved; `${steps...}` templates left for run time. */
+  with: Record<string, unknown>;
+  /** Plugin input name -> template (usually `${steps.x.outputs.y}`) resolved at run time. */
+  inputs: Record<string, string>;
+  needs: string[];
+  when?: string | boolean;
+  ifNeedsSkipped: 'skip' | 'run';
+  retry: RetrySpec;
+  timeoutMs: number;
+  heartbeatMs?: number;
+  cache: boolean;
+  taskQueue?: string;
+  /** Source position of the step, for messages at run time. */
+  line?: number;
+}
+
+export interface CompiledPipeline {
+  name: string;
+  description?: string;
+  file: string;
+  params: Record<string, unknown>;
+  config: Record<string, unknown>;
+  configChoices: Record<string, string>;
+  configSources: string[];
+  overrides: string[];
+  maxParallel: number;
+  cache: boolean;
+  /** Step ids in declaration order: the fixed order in which ready steps start. */
+  order: string[];
+  steps: Record<string, CompiledStep>;
+}
+
+export type StepStatus = 'pending' | 'running' | 'succeeded' | 'cached' | 'skipped' | 'failed' | 'cancelled';
+
+export interface StepResult {
+  outputs: Record<string, unknown>;
+  cached: boolean;
+  cacheKey?: string;
+  attempt: number;
+  startedAt: string;
+  endedAt: string;
+}
+
+/** Activity input for one step: everything resolved, nothing left to evaluate. */
+export interface StepCall {
+  runId: string;
+  pipeline: string;
+  stepId: string;
+  uses: string;
+  params: Record<string, unknown>;
+  inputs: Record<string, unknown>;
+  cache: boolean;
+}
+
+export interface StepState {
+  status: StepStatus;
+  attempt: number;
+  startedAt?: string;
+  endedAt?: string;
+  outputs?: Record<string, unknown>;
+  cacheKey?: string;
+  error?: { type?: string; message: string };
+  reason?: string;
+}
+
+export interface PipelineStatus {
+  pipeline: string;
+  state: 'compiling' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+  order: string[];
+  steps: Record<string, StepState>;
+  error?: string;
+}
+
+export interface PipelineResult {
+  pipeline: string;
+  state: 'succeeded';
+  steps: Record<string, StepState>;
+  outputs: Record<string, Record<string, unknown>>;
+}

@@ -1,0 +1,21 @@
+/**
+ * The built-in plugins and the default registry. A project adds its own by building a registry from
+ * `[...builtinPlugins, ...mine]`.
+ */
+import { read, write } from './builtin/artifacts.js';
+import { echo } from './builtin/echo.js';
+import { fetchFile } from './builtin/fetch.js';
+import { flaky } from './builtin/flaky.js';
+import { shell } from './builtin/shell.js';
+import { sleep } from './builtin/sleep.js';
+import { createRegistry, type Registry } from './registry.js';
+import type { AnyPlugin } from './sdk.js';
+
+export const builtinPlugins: AnyPlugin[] = [echo, sleep, flaky, shell, fetchFile, write, read];
+
+export function createDefaultRegistry(extra: AnyPlugin[] = []): Registry {
+  return createRegistry([...builtinPlugins, ...extra]);
+}
+
+export { createRegistry, type Registry } from './registry.js';
+export { definePlugin } from './sdk.js';

@@ -1,0 +1,75 @@
+/**
+ * The explicit plugin registry. Built once from a list; duplicate names are rejected here, unknown
+ * names at compile time (and by runStep as a backstop).
+ */
+import type { z } from 'zod';
+import type { ParamIssue, PluginCatalog, PluginInfo } from '../engine/catalog.js';
+import { PipelineError } from '../engine/errors.js';
+import { didYouMean } from '../engine/suggest.js';
+import type { AnyPlugin } from './sdk.js';
+
+export interface Registry extends PluginCatalog {
+  plugin(name: string): AnyPlugin | undefined;
+  /** The plugin, or a non-retryable PLUGIN_UNKNOWN error with a suggestion. */
+  require(name: string): AnyPlugin;
+  list(): AnyPlugin[];
+}
+
+export function outputKinds(plugin: AnyPlugin, params: unknown): Record<string, string> | undefined {
+  if (typeof plugin.outputs !== 'function') return plugin.outputs;
+  const schema: z.ZodType = plugin.params;
+  const parsed = schema.safeParse(params);
+  return parsed.success ? plugin.outputs(parsed.data) : undefined;
+}
+
+export function createRegistry(plugins: AnyPlugin[]): Registry {
+  const byName = new Map<string, AnyPlugin>();
+  for (const p of plugins) {
+    if (byName.has(p.name)) {
+      throw new PipelineError('PLUGIN_DUPLICATE', `Two plugins are named '${p.name}' (versions ${byName.get(p.name)!.version} and ${p.version}).`, {
+        hint: 'Plugin names must be unique; rename one of them.',
+      });
+    }
+    byName.set(p.name, p);
+  }
+  const info = (p: AnyPlugin): PluginInfo => ({
+    name: p.name,
+    version: p.version,
+    inputs: p.inputs ?? {},
+    cacheable: p.cacheable ?? true,
+    outputNames: (params) => {
+      const kinds = outputKinds(p, params);
+      return kinds ? Object.keys(kinds) : undefined;
+    },
+    checkParams: (params): ParamIssue[] => {
+      const schema: z.ZodType = p.params;
+      const r = schema.safeParse(params);
+      if (r.success) return [];
+      return r.error.issues.flatMap((i): ParamIssue[] => {
+        const path = i.path.map((x) => (typeof x === 'symbol' ? String(x) : x));
+        if (i.code === 'unrecognized_keys') {
+          return i.keys.map((k) => ({ path: [...path, k], message: `is not a param of this plugin.` }));
+        }
+        return [{ path, message: i.message.replace(/^Invalid input: /, '') }];
+      });
+    },
+  });
+  return {
+    get: (name) => {
+      const p = byName.get(name);
+      return p ? info(p) : undefined;
+    },
+    names: () => [...byName.keys()],
+    plugin: (name) => byName.get(name),
+    require(name) {
+      const p = byName.get(name);
+      if (!p) {
+        throw new PipelineError('PLUGIN_UNKNOWN', `No plugin named '${name}' on this worker.${didYouMean(name, byName.keys())}`, {
+          hint: 'Check the step\'s `uses`, or run a worker built with that plugin.',
+        });
+      }
+      return p;
+    },
+    list: () => [...byName.values()],
+  };
+}

@@ -1,0 +1,72 @@
+/**
+ * The plugin SDK: what a step implementation sees. Plugins never import Temporal; the generic
+ * `runStep` activity turns Temporal's activity context into a `StepContext`.
+ */
+import type { z } from 'zod';
+import type { ArtifactStore, Logger } from '../engine/ports.js';
+import type { ArtifactRef } from '../engine/types.js';
+
+export type { ArtifactRef } from '../engine/types.js';
+export type { ArtifactStore, Logger } from '../engine/ports.js';
+
+export interface Checkpoint<M = Record<string, unknown>> {
+  ref: ArtifactRef;
+  meta: M;
+  savedAt: string;
+}
+
+export interface Checkpoints {
+  /** Stores a checkpoint durably, then heartbeats a pointer to it. */
+  save<M extends Record<string, unknown>>(data: Uint8Array | string, meta: M): Promise<Checkpoint<M>>;
+  /** The newest checkpoint of this step in this run (from heartbeat details, else the store). */
+  latest<M extends Record<string, unknown>>(): Promise<(Checkpoint<M> & { data: Buffer }) | undefined>;
+}
+
+export interface StepContext {
+  runId: string;
+  workflowId: string;
+  pipeline: string;
+  stepId: string;
+  /** 1 on the first attempt, 2 on the first retry, ... */
+  attempt: number;
+  store: ArtifactStore;
+  logger: Logger;
+  /** Aborted when the run is cancelled or the step timed out: stop work and throw. */
+  signal: AbortSignal;
+  /** Reports liveness (and optional progress details) to the engine. */
+  heartbeat(details?: Record<string, unknown>): void;
+  checkpoint: Checkpoints;
+  /** Project folder: relative paths in params are read from here. */
+  projectDir: string;
+  /** A scratch folder for this step attempt, removed afterwards. */
+  workDir: string;
+}
+
+/** Input and output kinds: documentation and light checking ('artifact' values must be ArtifactRefs). */
+export type IoKind = 'artifact' | 'dataset' | 'model' | 'metrics' | 'json' | 'any';
+
+export interface PluginDefinition<P extends z.ZodType = z.ZodType, O extends string = string> {
+  /** Dotted by stage: ingest.csv, train.tfjs-mlp, util.echo. */
+  name: string;
+  /** Bump when results would change for the same params and inputs: it is part of the cache key. */
+  version: string;
+  /** One paragraph: what the step does and what it expects. */
+  description: string;
+  params: P;
+  /** Input name -> kind. A name ending in '?' is optional. */
+  inputs?: Record<string, IoKind>;
+  /** Output name -> kind, or a function of the params for plugins whose outputs depend on them. */
+  outputs: Record<O, IoKind> | ((params: z.infer<P>) => Record<string, IoKind>);
+  /** Whether a result may be served from the cache by default (false for side effects). */
+  cacheable?: boolean;
+  run(ctx: StepContext, params: z.infer<P>, inputs: Record<string, unknown>): Promise<Record<string, unknown>>;
+}
+
+/** Typed identity helper: infers the params type from the zod schema. */
+export function definePlugin<P extends z.ZodType, O extends string>(def: PluginDefinition<P, O>): PluginDefinition<P, O> {
+  return def;
+}
+
+// A registry holds plugins of many param types; this is the erased form.
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyPlugin = PluginDefinition<any, string>;
