@@ -430,7 +430,8 @@ function schemaProblems(error: ZodError, doc: SourceDoc): PipelineError[] {
     const message = missing ? `'${String(last)}' is required.` : `'${path.join('.')}' ${issue.message.replace(/^Invalid input: /, '')}.`;
     out.push(new SpecError(code, message, { where: doc.locate(path), hint: hintFor(path) }));
   }
-  return out;
+  // Report in file order, as an editor would list them.
+  return out.sort((a, b) => (a.where?.line ?? 0) - (b.where?.line ?? 0) || (a.where?.column ?? 0) - (b.where?.column ?? 0));
 }
 
 function knownKeysFor(path: (string | number)[]): string[] {

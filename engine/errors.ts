@@ -126,6 +126,10 @@ export function formatPath(path: readonly (string | number)[] | undefined): stri
 
 export function formatProblem(code: string, message: string, where?: Location, hint?: string): string {
   const loc: string[] = [];
+  if (where?.file === '<overrides>') {
+    const i = where.path?.[0];
+    return `override #${typeof i === 'number' ? i + 1 : '?'}\n  error ${code}: ${message}${hint ? `\n  hint: ${hint}` : ''}`;
+  }
   if (where?.file) {
     let f = where.file;
     if (where.line !== undefined) f += `:${where.line}`;

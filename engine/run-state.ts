@@ -74,7 +74,7 @@ export class RunState {
       changed = false;
       for (const id of this.pipeline.order) {
         const state = this.steps[id]!;
-        if (state.status !== 'pending') continue;
+        if (state.status !== 'pending' || start.some((c) => c.stepId === id)) continue;
         const step = this.pipeline.steps[id]!;
         const parents = step.needs.map((n) => this.steps[n]!);
         if (!parents.every((p) => TERMINAL.has(p.status))) continue;

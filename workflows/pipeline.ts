@@ -73,6 +73,8 @@ function stepActivity(pipeline: CompiledPipeline, stepId: string) {
 
 export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineResult> {
   const info = workflowInfo();
+  // Handlers are registered before compiling (so the query answers at once); the state comes later.
+  // eslint-disable-next-line prefer-const
   let state: RunState | undefined;
   let phase: PipelineStatus['state'] = 'compiling';
   setHandler(statusQuery, () => state?.status(phase) ?? { pipeline: input.pipeline, state: phase, order: [], steps: {} });

@@ -1,0 +1,360 @@
+/**
+ * The `mlpipe` command line. Parses arguments, calls library functions, prints. Exit codes:
+ * 0 success, 1 the run failed or was cancelled, 2 bad input (nothing was started), 3 environment
+ * problem (server unreachable, tool missing).
+ */
+import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { createPipelineWorker } from '../activities/worker.js';
+import { loadPipeline } from '../adapters/load-pipeline.js';
+import { listPipelines, loadSettings, type Settings } from '../adapters/project.js';
+import { isListening, requireTemporalCli, startDevServer, type DevServer } from '../adapters/temporal-server.js';
+import { PipelineError } from '../engine/errors.js';
+import type { CompiledPipeline, PipelineInput, PipelineResult, PipelineStatus } from '../engine/types.js';
+import { createDefaultRegistry } from '../plugins/index.js';
+import { PIPELINE_WORKFLOW, statusQueryName } from '../workflows/names.js';
+import { renderMermaid } from './graph.js';
+import { formatStepLine, formatSummary } from './render.js';
+
+const HELP = `mlpipe — declarative ML pipelines on Temporal
+
+Usage:
+  mlpipe run <pipeline> [overrides...]   Start a run, follow it, print outputs (exit code = result)
+      --worker            also run a worker in this process while the run lasts
+      --no-cache          do not reuse cached step results
+      --max-parallel N    at most N steps at once
+      --label k=v         attach a label (repeatable)
+      --id ID             workflow ID (default <pipeline>-<random>)
+      --detach            start and print the workflow ID, do not wait
+      --json              print the result as JSON
+  mlpipe validate <pipeline> [overrides...] [--show-config] [--json]
+  mlpipe graph <pipeline> [overrides...]  Print the DAG as a Mermaid flowchart
+  mlpipe worker [--task-queue Q]         Serve pipelines on a task queue (default mlpipe)
+  mlpipe dev [--port 7233] [--ui-port 8233] [--db FILE]
+                                         Temporal dev server (SQLite file) + a worker
+  mlpipe status <workflow-id>            Live status of a run
+  mlpipe cancel <workflow-id>            Cancel a run (running steps are cancelled)
+  mlpipe plugins [name]                  List plugins, or show one plugin's params
+  mlpipe pipelines                       List the pipelines in pipelines/
+  mlpipe demo                            Start what is needed and run the demo pipeline
+
+<pipeline> is a name (pipelines/<name>.yaml) or a path to a YAML file.
+Overrides: model=wide  training.lr=0.01  +new.key=1  ++key=1  ~key  params.name=value
+
+Environment: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE (default), MLPIPE_TASK_QUEUE (mlpipe),
+MLPIPE_PROJECT_DIR (cwd), MLPIPE_ARTIFACTS (<project>/.mlpipe/artifacts), TEMPORAL_CLI, MLPIPE_LOG_LEVEL.
+`;
+
+class UsageError extends Error {}
+
+const out = (s: string): boolean => process.stdout.write(`${s}\n`);
+const err = (s: string): boolean => process.stderr.write(`${s}\n`);
+
+function installRuntime(): void {
+  const level = (process.env['MLPIPE_LOG_LEVEL'] ?? 'WARN').toUpperCase() as LogLevel;
+  Runtime.install({ logger: new DefaultLogger(level) });
+}
+
+async function connect(settings: Settings): Promise<Client> {
+  if (!(await isListening(settings.temporalAddress))) {
+    throw new PipelineError('TOOL_MISSING', `No Temporal server at ${settings.temporalAddress}.`, {
+      hint: "Start one with 'mlpipe dev' (or 'temporal server start-dev'), or set TEMPORAL_ADDRESS.",
+    });
+  }
+  const connection = await Connection.connect({ address: settings.temporalAddress });
+  return new Client({ connection, namespace: settings.namespace });
+}
+
+function compileOrExit(settings: Settings, ref: string, overrides: string[]): CompiledPipeline {
+  return loadPipeline(settings.projectDir, ref, createDefaultRegistry(), overrides);
+}
+
+function parseLabels(labels: string[] | undefined): Record<string, string> {
+  const result: Record<string, string> = {};
+  for (const l of labels ?? []) {
+    const i = l.indexOf('=');
+    if (i <= 0) throw new UsageError(`--label expects key=value, got '${l}'.`);
+    result[l.slice(0, i)] = l.slice(i + 1);
+  }
+  return result;
+}
+
+/** Follows a run through its status query, printing each step as it changes. */
+async function follow(client: Client, workflowId: string, json: boolean): Promise<number> {
+  const handle = client.workflow.getHandle(workflowId);
+  const seen = new Map<string, string>();
+  let last: PipelineStatus | undefined;
+  const poll = async (): Promise<void> => {
+    try {
+      last = await handle.query<PipelineStatus>(statusQueryName);
+    } catch {
+      return; // not started yet, or already closed
+    }
+    if (json) return;
+    for (const id of last.order) {
+      const s = last.steps[id]!;
+      const key = `${s.status}:${s.attempt}`;
+      if (seen.get(id) !== key) {
+        seen.set(id, key);
+        if (s.status !== 'pending') out(formatStepLine(id, s));
+      }
+    }
+  };
+  const timer = setInterval(() => void poll(), 300);
+  try {
+    const result = await handle.result();
+    clearInterval(timer);
+    await poll();
+    const r = result as PipelineResult;
+    if (json) out(JSON.stringify(r, null, 2));
+    else {
+      for (const id of Object.keys(r.steps)) if (seen.get(id)?.split(':')[0] !== r.steps[id]!.status) out(formatStepLine(id, r.steps[id]!));
+      out(formatSummary(r));
+    }
+    return 0;
+  } catch (e) {
+    clearInterval(timer);
+    await poll();
+    const message = e instanceof WorkflowFailedError ? (e.cause?.message ?? e.message) : (e as Error).message;
+    if (json) out(JSON.stringify({ workflowId, state: last?.state ?? 'failed', error: message, steps: last?.steps }, null, 2));
+    else {
+      if (last) for (const id of last.order) if (seen.get(id)?.split(':')[0] !== last.steps[id]!.status) out(formatStepLine(id, last.steps[id]!));
+      err(`\nrun ${workflowId} did not succeed:\n${message}`);
+    }
+    return 1;
+  }
+}
+
+async function cmdRun(argv: string[], settings: Settings): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      worker: { type: 'boolean', default: false },
+      'no-cache': { type: 'boolean', default: false },
+      'max-parallel': { type: 'string' },
+      label: { type: 'string', multiple: true },
+      id: { type: 'string' },
+      detach: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  const [ref, ...overrides] = positionals;
+  if (!ref) throw new UsageError('mlpipe run needs a pipeline name or path.');
+  const compiled = compileOrExit(settings, ref, overrides);
+  const maxParallel = values['max-parallel'] === undefined ? undefined : z.coerce.number().int().min(1).parse(values['max-parallel']);
+  const input: PipelineInput = { pipeline: ref, overrides };
+  if (values['no-cache']) input.cache = false;
+  if (maxParallel) input.maxParallel = maxParallel;
+  const labels = parseLabels(values.label);
+  if (Object.keys(labels).length) input.labels = labels;
+
+  const client = await connect(settings);
+  const workflowId = values.id ?? `${compiled.name}-${randomUUID().slice(0, 8)}`;
+  let stopWorker: (() => Promise<void>) | undefined;
+  if (values.worker) stopWorker = await startBackgroundWorker(settings);
+  try {
+    await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: settings.taskQueue, workflowId, args: [input] });
+    if (!values.json) out(`started ${compiled.name} as workflow ${workflowId} on task queue ${settings.taskQueue}`);
+    if (values.detach) {
+      if (values.json) out(JSON.stringify({ workflowId }));
+      return 0;
+    }
+    return await follow(client, workflowId, values.json);
+  } finally {
+    await stopWorker?.();
+    await client.connection.close();
+  }
+}
+
+async function startBackgroundWorker(settings: Settings): Promise<() => Promise<void>> {
+  const { worker, connection } = await createPipelineWorker({ settings });
+  const running = worker.run();
+  return async () => {
+    worker.shutdown();
+    await running;
+    await connection.close();
+  };
+}
+
+async function cmdValidate(argv: string[], settings: Settings): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { 'show-config': { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
+  });
+  const [ref, ...overrides] = positionals;
+  if (!ref) throw new UsageError('mlpipe validate needs a pipeline name or path.');
+  const compiled = compileOrExit(settings, ref, overrides);
+  if (values.json) {
+    out(JSON.stringify(compiled, null, 2));
+    return 0;
+  }
+  const choices = Object.entries(compiled.configChoices).map(([g, o]) => `${g}=${o}`);
+  out(`ok: ${compiled.file}: pipeline '${compiled.name}', ${compiled.order.length} steps, maxParallel ${compiled.maxParallel}${choices.length ? `, config ${choices.join(' ')}` : ''}`);
+  if (values['show-config']) {
+    out(JSON.stringify({ params: compiled.params, conf: compiled.config }, null, 2));
+  }
+  return 0;
+}
+
+async function cmdGraph(argv: string[], settings: Settings): Promise<number> {
+  const { positionals } = parseArgs({ args: argv, allowPositionals: true, options: {} });
+  const [ref, ...overrides] = positionals;
+  if (!ref) throw new UsageError('mlpipe graph needs a pipeline name or path.');
+  out(renderMermaid(compileOrExit(settings, ref, overrides)));
+  return 0;
+}
+
+async function cmdWorker(argv: string[], settings: Settings): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { 'task-queue': { type: 'string' } } });
+  const s = { ...settings, taskQueue: values['task-queue'] ?? settings.taskQueue };
+  if (!(await isListening(s.temporalAddress))) {
+    throw new PipelineError('TOOL_MISSING', `No Temporal server at ${s.temporalAddress}.`, { hint: "Start one with 'mlpipe dev', or set TEMPORAL_ADDRESS." });
+  }
+  const { worker, connection } = await createPipelineWorker({ settings: s });
+  out(`worker polling task queue '${s.taskQueue}' on ${s.temporalAddress} (namespace ${s.namespace}, pid ${process.pid}); project ${s.projectDir}`);
+  await worker.run();
+  await connection.close();
+  return 0;
+}
+
+async function cmdDev(argv: string[], settings: Settings): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: { port: { type: 'string', default: '7233' }, 'ui-port': { type: 'string' }, db: { type: 'string' } },
+  });
+  const port = Number(values.port);
+  const bin = requireTemporalCli(settings.cacheDir);
+  const dbFile = values.db ?? join(settings.stateDir, 'temporal.db');
+  const server = await startDevServer({
+    bin,
+    port,
+    uiPort: values['ui-port'] ? Number(values['ui-port']) : undefined,
+    dbFile,
+    logFile: join(settings.stateDir, 'temporal.log'),
+  });
+  const s = { ...settings, temporalAddress: server.address };
+  const { worker, connection } = await createPipelineWorker({ settings: s });
+  out(`Temporal dev server on ${server.address} (state in ${dbFile})`);
+  out(`Web UI: ${server.uiUrl}`);
+  out(`worker polling task queue '${s.taskQueue}'. Ctrl-C stops both.`);
+  out(`try: TEMPORAL_ADDRESS=${server.address} mlpipe run diamond`);
+  await worker.run();
+  await connection.close();
+  await server.stop();
+  return 0;
+}
+
+async function cmdStatus(argv: string[], settings: Settings): Promise<number> {
+  const [id] = argv;
+  if (!id) throw new UsageError('mlpipe status needs a workflow ID.');
+  const client = await connect(settings);
+  const status = await client.workflow.getHandle(id).query<PipelineStatus>(statusQueryName);
+  out(`${status.pipeline}: ${status.state}`);
+  for (const step of status.order) out(formatStepLine(step, status.steps[step]!));
+  await client.connection.close();
+  return 0;
+}
+
+async function cmdCancel(argv: string[], settings: Settings): Promise<number> {
+  const [id] = argv;
+  if (!id) throw new UsageError('mlpipe cancel needs a workflow ID.');
+  const client = await connect(settings);
+  await client.workflow.getHandle(id).cancel();
+  out(`cancellation requested for ${id}`);
+  await client.connection.close();
+  return 0;
+}
+
+async function cmdPlugins(argv: string[]): Promise<number> {
+  const registry = createDefaultRegistry();
+  const [name] = argv;
+  if (name) {
+    const p = registry.require(name);
+    out(`${p.name} (version ${p.version})\n  ${p.description}`);
+    out(`  inputs: ${JSON.stringify(p.inputs ?? {})}`);
+    out(`  outputs: ${typeof p.outputs === 'function' ? '(depend on params)' : JSON.stringify(p.outputs)}`);
+    out(`  params (JSON Schema):\n${JSON.stringify(z.toJSONSchema(p.params, { io: 'input', unrepresentable: 'any' }), null, 2)}`);
+    return 0;
+  }
+  for (const p of registry.list().sort((a, b) => a.name.localeCompare(b.name))) out(`${p.name.padEnd(16)} ${p.description}`);
+  return 0;
+}
+
+async function cmdDemo(argv: string[], settings: Settings): Promise<number> {
+  const pipeline = argv[0] ?? 'diamond';
+  let server: DevServer | undefined;
+  let s = settings;
+  if (!(await isListening(settings.temporalAddress))) {
+    const bin = requireTemporalCli(settings.cacheDir);
+    server = await startDevServer({ bin, dbFile: join(settings.stateDir, 'demo-temporal.db'), headless: true, logFile: join(settings.stateDir, 'temporal.log') });
+    s = { ...settings, temporalAddress: server.address };
+    out(`started a Temporal dev server on ${server.address} (state in ${join(settings.stateDir, 'demo-temporal.db')})`);
+  } else out(`using the Temporal server at ${settings.temporalAddress}`);
+  try {
+    return await cmdRun([pipeline, '--worker', ...argv.slice(1)], s);
+  } finally {
+    await server?.stop();
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  const settings = loadSettings();
+  try {
+    switch (command) {
+      case 'run':
+        installRuntime();
+        return await cmdRun(rest, settings);
+      case 'validate':
+        return await cmdValidate(rest, settings);
+      case 'graph':
+        return await cmdGraph(rest, settings);
+      case 'worker':
+        installRuntime();
+        return await cmdWorker(rest, settings);
+      case 'dev':
+        installRuntime();
+        return await cmdDev(rest, settings);
+      case 'status':
+        return await cmdStatus(rest, settings);
+      case 'cancel':
+        return await cmdCancel(rest, settings);
+      case 'plugins':
+        return await cmdPlugins(rest);
+      case 'pipelines':
+        for (const p of listPipelines(settings.projectDir)) out(p);
+        return 0;
+      case 'demo':
+        installRuntime();
+        return await cmdDemo(rest, settings);
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        out(HELP);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`Unknown command '${command}'.`);
+    }
+  } catch (e) {
+    if (e instanceof PipelineError) {
+      err(e.format());
+      return e.code === 'TOOL_MISSING' ? 3 : 2;
+    }
+    if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      err(`mlpipe: ${(e as Error).message}\nRun 'mlpipe help' for usage.`);
+      return 2;
+    }
+    if (e instanceof z.ZodError) {
+      err(`mlpipe: invalid option: ${e.issues.map((i) => i.message).join('; ')}`);
+      return 2;
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,50 @@
+import { formatDuration } from '../engine/duration.js';
+import type { PipelineResult, StepState } from '../engine/types.js';
+
+const MARK: Record<StepState['status'], string> = {
+  pending: '·',
+  running: '▶',
+  succeeded: '✓',
+  cached: '↺',
+  skipped: '⤼',
+  failed: '✗',
+  cancelled: '■',
+};
+
+function elapsed(s: StepState): string {
+  if (!s.startedAt || !s.endedAt) return '';
+  return formatDuration(Date.parse(s.endedAt) - Date.parse(s.startedAt));
+}
+
+export function formatStepLine(id: string, s: StepState): string {
+  const parts = [`${MARK[s.status]} ${id.padEnd(16)} ${s.status.padEnd(9)}`];
+  if (s.attempt > 1) parts.push(`attempt ${s.attempt}`);
+  const t = elapsed(s);
+  if (t && s.status !== 'skipped') parts.push(t);
+  if (s.reason) parts.push(`(${s.reason})`);
+  if (s.error) parts.push(`— ${s.error.type ? `${s.error.type}: ` : ''}${s.error.message.split('\n').find((l) => l.includes('error')) ?? s.error.message.split('\n')[0]}`);
+  return parts.join('  ');
+}
+
+function short(v: unknown): string {
+  if (v !== null && typeof v === 'object' && (v as { kind?: string }).kind === 'artifact') {
+    const a = v as { uri: string; size: number; sha256: string };
+    return `${a.uri} (${a.size} bytes, sha256:${a.sha256.slice(0, 12)}…)`;
+  }
+  const s = JSON.stringify(v);
+  return s.length > 120 ? `${s.slice(0, 117)}...` : s;
+}
+
+export function formatSummary(r: PipelineResult): string {
+  const counts: Record<string, number> = {};
+  for (const s of Object.values(r.steps)) counts[s.status] = (counts[s.status] ?? 0) + 1;
+  const lines = [`\n${r.pipeline}: ${r.state} (${Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(', ')})`];
+  const ids = Object.keys(r.outputs);
+  const shown = ids.length > 12 ? [...ids.slice(0, 6), ...ids.slice(-6)] : ids;
+  if (ids.length) lines.push('outputs:');
+  for (const id of shown) {
+    for (const [k, v] of Object.entries(r.outputs[id]!)) lines.push(`  ${id}.${k} = ${short(v)}`);
+    if (ids.length > 12 && id === ids[5]) lines.push(`  ... ${ids.length - 12} more steps ...`);
+  }
+  return lines.join('\n');
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Installs what mlpipe needs, idempotently: npm dependencies and the Temporal CLI.
+# Slow builds go to a cache outside the checkout (MLPIPE_CACHE_DIR, default ~/.cache/mlpipe) so
+# every clone on this machine reuses them. Safe to run again: each step skips what is there.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+cache="${MLPIPE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mlpipe}"
+temporal_version="1.5.1"
+say() { printf '[provision] %s\n' "$*" >&2; }
+
+# 1. npm dependencies (re-installed when package.json or the lock file changed).
+stamp="node_modules/.mlpipe-installed"
+if [ ! -f "$stamp" ] || [ package.json -nt "$stamp" ] || { [ -f package-lock.json ] && [ package-lock.json -nt "$stamp" ]; }; then
+  say "installing npm dependencies"
+  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund --loglevel=error; fi
+  touch "$stamp"
+else
+  say "npm dependencies: up to date"
+fi
+
+# 2. Temporal CLI: $TEMPORAL_CLI, else on PATH, else built once into the cache.
+if [ -n "${TEMPORAL_CLI:-}" ]; then
+  if [ ! -x "$TEMPORAL_CLI" ]; then say "TEMPORAL_CLI=$TEMPORAL_CLI is not an executable file"; exit 1; fi
+  say "Temporal CLI: $TEMPORAL_CLI"
+elif command -v temporal >/dev/null 2>&1; then
+  say "Temporal CLI: $(command -v temporal)"
+elif [ -x "$cache/tools/bin/temporal" ]; then
+  say "Temporal CLI: $cache/tools/bin/temporal (cached)"
+elif command -v go >/dev/null 2>&1; then
+  say "building the Temporal CLI v$temporal_version with go install (one time, a few minutes)"
+  start=$(date +%s)
+  mkdir -p "$cache/tools/bin"
+  CGO_ENABLED=0 GOBIN="$cache/tools/bin" GOFLAGS="${GOFLAGS:-} -trimpath" \
+    go install -ldflags "-s -w" "github.com/temporalio/cli/cmd/temporal@v$temporal_version"
+  say "Temporal CLI built in $(( $(date +%s) - start ))s: $cache/tools/bin/temporal"
+else
+  cat >&2 <<MSG
+[provision] The Temporal CLI is missing and Go is not installed, so it cannot be built.
+  Do one of:
+    - install Go >= 1.25 (https://go.dev/doc/install) and run 'npm run setup' again;
+    - install the Temporal CLI (https://docs.temporal.io/cli#install) and put 'temporal' on PATH;
+    - point TEMPORAL_CLI at an existing binary: export TEMPORAL_CLI=/path/to/temporal
+MSG
+  exit 1
+fi

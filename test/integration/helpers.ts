@@ -1,0 +1,111 @@
+/** Shared set-up for integration tests: a throwaway project folder, a real worker, a client. */
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { inject } from 'vitest';
+import { createPipelineWorker } from '../../activities/worker.js';
+import type { Settings } from '../../adapters/project.js';
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+let runtimeInstalled = false;
+function quietRuntime(): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  try {
+    Runtime.install({ logger: new DefaultLogger('ERROR') });
+  } catch {
+    // already installed in this process
+  }
+}
+
+export interface TestProject {
+  dir: string;
+  settings: Settings;
+  taskQueue: string;
+  write(relPath: string, text: string): void;
+  journal(): JournalLine[];
+}
+
+export interface JournalLine {
+  at: string;
+  pid: number;
+  step: string;
+  attempt: number;
+  event: string;
+  runId: string;
+  [k: string]: unknown;
+}
+
+let counter = 0;
+/** A project folder with the repository's pipelines/ and conf/ copied in, and its own queue and store. */
+export function createTestProject(name: string): TestProject {
+  const dir = mkdtempSync(join(tmpdir(), `mlpipe-${name}-`));
+  cpSync(join(REPO, 'pipelines'), join(dir, 'pipelines'), { recursive: true });
+  cpSync(join(REPO, 'conf'), join(dir, 'conf'), { recursive: true });
+  const taskQueue = `test-${name}-${process.pid}-${++counter}`;
+  const settings: Settings = {
+    projectDir: dir,
+    stateDir: join(dir, '.mlpipe'),
+    artifactsDir: join(dir, '.mlpipe', 'artifacts'),
+    cacheDir: join(dir, '.cache'),
+    temporalAddress: inject('temporalAddress'),
+    namespace: 'default',
+    taskQueue,
+  };
+  return {
+    dir,
+    settings,
+    taskQueue,
+    write(relPath, text) {
+      mkdirSync(dirname(join(dir, relPath)), { recursive: true });
+      writeFileSync(join(dir, relPath), text);
+    },
+    journal() {
+      const f = join(dir, 'journal.jsonl');
+      if (!existsSync(f)) return [];
+      return readFileSync(f, 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as JournalLine);
+    },
+  };
+}
+
+export async function startWorker(project: TestProject): Promise<{ worker: Worker; stop: () => Promise<void> }> {
+  quietRuntime();
+  const connection = await NativeConnection.connect({ address: project.settings.temporalAddress });
+  const { worker } = await createPipelineWorker({ settings: project.settings, connection });
+  const running = worker.run();
+  return {
+    worker,
+    async stop() {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await running;
+      await connection.close();
+    },
+  };
+}
+
+export async function createClient(): Promise<Client> {
+  const connection = await Connection.connect({ address: inject('temporalAddress') });
+  return new Client({ connection });
+}
+
+export function uniqueId(prefix: string): string {
+  return `${prefix}-${process.pid}-${Date.now()}-${++counter}`;
+}
+
+/** Polls until `fn` returns a truthy value, or fails after `timeoutMs`. */
+export async function waitFor<T>(fn: () => T | Promise<T>, what: string, timeoutMs = 60_000): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v as NonNullable<T>;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

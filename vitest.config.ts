@@ -1,0 +1,25 @@
+import { defineConfig } from 'vitest/config';
+
+// pool 'forks': the Temporal native bridge is not safe under worker threads (sdk-typescript#876).
+export default defineConfig({
+  test: {
+    pool: 'forks',
+    projects: [
+      {
+        test: { name: 'unit', include: ['test/unit/**/*.test.ts'], pool: 'forks' },
+      },
+      {
+        test: {
+          name: 'integration',
+          include: ['test/integration/**/*.test.ts'],
+          pool: 'forks',
+          globalSetup: ['test/integration/global-setup.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+          // Files share one dev server; two at a time keeps a 2-core machine responsive.
+          maxWorkers: 2,
+        },
+      },
+    ],
+  },
+});
