@@ -1,0 +1,122 @@
+/**
+ * Crash-resume with real processes: a worker (`mlpipe worker`, its own process) is SIGKILLed while a
+ * long step runs; a new worker process takes over; the run completes. The steps' execution log
+ * shows that no finished step ran twice and that the interrupted step ran again, resuming from its
+ * last checkpoint.
+ */
+import type { Client } from '@temporalio/client';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { openSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PipelineResult } from '../../engine/types.js';
+import { PIPELINE_WORKFLOW } from '../../workflows/names.js';
+import { createClient, createTestProject, REPO, uniqueId, waitFor } from './helpers.js';
+
+const project = createTestProject('crash');
+let client: Client;
+const children: ChildProcess[] = [];
+
+function spawnWorker(label: string): ChildProcess {
+  const log = openSync(join(project.dir, `worker-${label}.log`), 'a');
+  const child = spawn(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'worker'], {
+    cwd: project.dir,
+    env: {
+      ...process.env,
+      TEMPORAL_ADDRESS: project.settings.temporalAddress,
+      MLPIPE_TASK_QUEUE: project.taskQueue,
+      MLPIPE_PROJECT_DIR: project.dir,
+      MLPIPE_ARTIFACTS: project.settings.artifactsDir,
+    },
+    stdio: ['ignore', log, log],
+  });
+  children.push(child);
+  return child;
+}
+
+function exited(child: ChildProcess): Promise<NodeJS.Signals | number | null> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.signalCode ?? child.exitCode);
+  return new Promise((resolve) => child.once('exit', (code, signal) => resolve(signal ?? code)));
+}
+
+beforeAll(async () => {
+  client = await createClient();
+  project.write(
+    'pipelines/crash.yaml',
+    [
+      'name: crash',
+      'steps:',
+      '  before:',
+      '    uses: util.echo',
+      '    with: { journal: journal.jsonl, values: { ready: true } }',
+      '  train:',
+      '    uses: util.sleep',
+      '    needs: before',
+      '    heartbeat: 2s',
+      '    retry: { initialInterval: 200ms }',
+      '    with: { ticks: 24, tickMs: 250, journal: journal.jsonl }',
+      '  after:',
+      '    uses: util.echo',
+      '    needs: train',
+      '    with: { journal: journal.jsonl, values: { done: true } }',
+      '',
+    ].join('\n'),
+  );
+});
+
+afterAll(async () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  await client?.connection.close();
+});
+
+describe('crash-resume', () => {
+  it('resumes a run after its worker process is SIGKILLed mid-step, redoing only the interrupted step', async () => {
+    const first = spawnWorker('first');
+    const handle = await client.workflow.start(PIPELINE_WORKFLOW, {
+      taskQueue: project.taskQueue,
+      workflowId: uniqueId('crash'),
+      args: [{ pipeline: 'crash', cache: false }],
+      workflowRunTimeout: '3 minutes',
+    });
+    const { runId } = await handle.describe();
+    const lines = () => project.journal().filter((l) => l.runId === runId);
+
+    // Kill the worker once the long step has checkpointed a few ticks.
+    await waitFor(() => lines().filter((l) => l.step === 'train' && l.event === 'tick').length >= 4, 'train to reach tick 4', 90_000);
+    first.kill('SIGKILL');
+    expect(await exited(first)).toBe('SIGKILL');
+    const killedAt = lines().filter((l) => l.step === 'train' && l.event === 'tick').length;
+    expect(lines().some((l) => l.step === 'train' && l.event === 'finish')).toBe(false);
+
+    const second = spawnWorker('second');
+    const result = (await handle.result()) as PipelineResult;
+    second.kill('SIGTERM');
+
+    const log = lines();
+    const count = (step: string, event: string): number => log.filter((l) => l.step === step && l.event === event).length;
+    // Finished steps ran exactly once.
+    expect(count('before', 'start')).toBe(1);
+    expect(count('before', 'finish')).toBe(1);
+    expect(count('after', 'start')).toBe(1);
+    // The interrupted step ran again, in the new process, resuming after its last checkpoint.
+    const starts = log.filter((l) => l.step === 'train' && l.event === 'start');
+    expect(starts).toHaveLength(2);
+    expect(starts[0]!.pid).toBe(first.pid);
+    expect(starts[1]!.pid).toBe(second.pid);
+    expect(starts[1]!.attempt).toBe(2);
+    expect(starts[1]!['resumedFrom']).toBeGreaterThanOrEqual(killedAt - 1);
+    expect(count('train', 'finish')).toBe(1);
+    // No tick was lost, and at most the one in flight at the kill was done twice.
+    const ticks = log.filter((l) => l.step === 'train' && l.event === 'tick').map((l) => l['tick'] as number);
+    expect(new Set(ticks)).toEqual(new Set(Array.from({ length: 24 }, (_, i) => i + 1)));
+    expect(ticks.length).toBeLessThanOrEqual(25);
+
+    console.info(
+      `crash-resume: worker ${first.pid} SIGKILLed after train tick ${killedAt}; worker ${second.pid} ran attempt 2 from checkpoint tick ${String(starts[1]!['resumedFrom'])}; ` +
+        `journal: before x${count('before', 'start')}, train starts x${starts.length}, after x${count('after', 'start')}, ticks written ${ticks.length}/24`,
+    );
+    expect(result.steps['train']).toMatchObject({ status: 'succeeded', attempt: 2 });
+    expect(result.outputs['train']).toEqual({ ticks: 24, resumedFrom: starts[1]!['resumedFrom'] });
+    expect(result.outputs['after']).toEqual({ done: true });
+  });
+});
