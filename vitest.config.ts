@@ -6,7 +6,7 @@ export default defineConfig({
     pool: 'forks',
     projects: [
       {
-        test: { name: 'unit', include: ['test/unit/**/*.test.ts'], pool: 'forks' },
+        test: { name: 'unit', include: ['test/unit/**/*.test.ts'], pool: 'forks', sequence: { groupOrder: 0 } },
       },
       {
         test: {
@@ -18,6 +18,7 @@ export default defineConfig({
           hookTimeout: 120_000,
           // Files share one dev server; two at a time keeps a 2-core machine responsive.
           maxWorkers: 2,
+          sequence: { groupOrder: 1 },
         },
       },
     ],

@@ -14,7 +14,9 @@ say() { printf '[provision] %s\n' "$*" >&2; }
 stamp="node_modules/.mlpipe-installed"
 if [ ! -f "$stamp" ] || [ package.json -nt "$stamp" ] || { [ -f package-lock.json ] && [ package-lock.json -nt "$stamp" ]; }; then
   say "installing npm dependencies"
-  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; else npm install --no-audit --no-fund --loglevel=error; fi
+  # npm install (not npm ci): it honours package-lock.json, and npm 11 rejects its own lock in ci
+  # mode when optional platform packages (@swc/core-*) were skipped.
+  npm install --no-audit --no-fund --loglevel=error
   touch "$stamp"
 else
   say "npm dependencies: up to date"
