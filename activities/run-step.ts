@@ -6,7 +6,8 @@
 import { Context } from '@temporalio/activity';
 import type { z } from 'zod';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtempSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stepCacheKey } from '../engine/cache-key.js';
@@ -123,7 +124,8 @@ export function createRunStep(deps: StepDeps) {
       };
       const every = Math.max(200, Math.min(10_000, (info.heartbeatTimeoutMs ?? 30_000) / 3));
       const timer = setInterval(() => heartbeat(), every);
-      const workDir = await mkdtemp(join(tmpdir(), `mlpipe-${call.stepId}-`));
+      // The scratch folder is made on first use: most steps never need one.
+      let workDir: string | undefined;
       const ckptKey = `checkpoints/${encodeURIComponent(execution.workflowId)}/${call.stepId}`;
       const ctx: StepContext = {
         runId: call.runId,
@@ -136,7 +138,10 @@ export function createRunStep(deps: StepDeps) {
         signal: actx.cancellationSignal,
         heartbeat,
         projectDir: deps.projectDir,
-        workDir,
+        get workDir() {
+          workDir ??= mkdtempSync(join(tmpdir(), `mlpipe-${call.stepId}-`));
+          return workDir;
+        },
         checkpoint: {
           async save(data, meta) {
             const ref = await deps.store.put(data, { name: `${call.stepId}.ckpt`, mediaType: 'application/octet-stream' });
@@ -157,11 +162,11 @@ export function createRunStep(deps: StepDeps) {
       };
       let outputs: Record<string, unknown>;
       try {
-        logger.info({ uses: plugin.name }, 'step started');
+        logger.debug({ uses: plugin.name }, 'step started');
         outputs = await plugin.run(ctx, parsed.data, call.inputs);
       } finally {
         clearInterval(timer);
-        await rm(workDir, { recursive: true, force: true });
+        if (workDir) await rm(workDir, { recursive: true, force: true });
       }
       if (actx.cancellationSignal.aborted) throw new CancelledFailure('step cancelled');
 
@@ -182,7 +187,7 @@ export function createRunStep(deps: StepDeps) {
         const manifest: CacheManifest = { key: cacheKey, plugin: plugin.name, version: plugin.version, outputs, createdAt: new Date().toISOString(), runId: call.runId, stepId: call.stepId };
         await deps.store.putRecord(`cache/${cacheKey}`, manifest);
       }
-      logger.info({ uses: plugin.name }, 'step finished');
+      logger.debug({ uses: plugin.name }, 'step finished');
       return { outputs, cached: false, cacheKey, attempt: info.attempt, startedAt, endedAt: new Date().toISOString() };
     } catch (e) {
       if (actx.cancellationSignal.aborted) throw new CancelledFailure('step cancelled');
