@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { LocalArtifactStore } from '../adapters/local-store.js';
 import type { Settings } from '../adapters/project.js';
 import type { ArtifactStore } from '../engine/ports.js';
-import { createDefaultRegistry } from '../plugins/index.js';
+import { loadProjectRegistry } from '../adapters/project-plugins.js';
 import type { Registry } from '../plugins/registry.js';
 import { createActivities } from './index.js';
 
@@ -44,7 +44,7 @@ export async function createPipelineWorker(opts: PipelineWorkerOptions): Promise
   const ownsConnection = !opts.connection;
   const connection = opts.connection ?? (await NativeConnection.connect({ address: opts.settings.temporalAddress }));
   const activities = createActivities({
-    registry: opts.registry ?? createDefaultRegistry(),
+    registry: opts.registry ?? (await loadProjectRegistry(opts.settings.projectDir)),
     store: opts.store ?? new LocalArtifactStore(opts.settings.artifactsDir),
     projectDir: opts.settings.projectDir,
   });

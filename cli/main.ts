@@ -15,7 +15,7 @@ import { listPipelines, loadSettings, type Settings } from '../adapters/project.
 import { isListening, requireTemporalCli, startDevServer, type DevServer } from '../adapters/temporal-server.js';
 import { PipelineError } from '../engine/errors.js';
 import type { CompiledPipeline, PipelineInput, PipelineResult, PipelineStatus } from '../engine/types.js';
-import { createDefaultRegistry } from '../plugins/index.js';
+import { loadProjectRegistry } from '../adapters/project-plugins.js';
 import { PIPELINE_WORKFLOW, statusQueryName } from '../workflows/names.js';
 import { renderMermaid } from './graph.js';
 import { formatStepLine, formatSummary } from './render.js';
@@ -69,8 +69,8 @@ async function connect(settings: Settings): Promise<Client> {
   return new Client({ connection, namespace: settings.namespace });
 }
 
-function compileOrExit(settings: Settings, ref: string, overrides: string[]): CompiledPipeline {
-  return loadPipeline(settings.projectDir, ref, createDefaultRegistry(), overrides);
+async function compile(settings: Settings, ref: string, overrides: string[]): Promise<CompiledPipeline> {
+  return loadPipeline(settings.projectDir, ref, await loadProjectRegistry(settings.projectDir), overrides);
 }
 
 function parseLabels(labels: string[] | undefined): Record<string, string> {
@@ -145,7 +145,7 @@ async function cmdRun(argv: string[], settings: Settings): Promise<number> {
   });
   const [ref, ...overrides] = positionals;
   if (!ref) throw new UsageError('mlpipe run needs a pipeline name or path.');
-  const compiled = compileOrExit(settings, ref, overrides);
+  const compiled = await compile(settings, ref, overrides);
   const maxParallel = values['max-parallel'] === undefined ? undefined : z.coerce.number().int().min(1).parse(values['max-parallel']);
   const input: PipelineInput = { pipeline: ref, overrides };
   if (values['no-cache']) input.cache = false;
@@ -189,7 +189,7 @@ async function cmdValidate(argv: string[], settings: Settings): Promise<number> 
   });
   const [ref, ...overrides] = positionals;
   if (!ref) throw new UsageError('mlpipe validate needs a pipeline name or path.');
-  const compiled = compileOrExit(settings, ref, overrides);
+  const compiled = await compile(settings, ref, overrides);
   if (values.json) {
     out(JSON.stringify(compiled, null, 2));
     return 0;
@@ -206,7 +206,7 @@ async function cmdGraph(argv: string[], settings: Settings): Promise<number> {
   const { positionals } = parseArgs({ args: argv, allowPositionals: true, options: {} });
   const [ref, ...overrides] = positionals;
   if (!ref) throw new UsageError('mlpipe graph needs a pipeline name or path.');
-  out(renderMermaid(compileOrExit(settings, ref, overrides)));
+  out(renderMermaid(await compile(settings, ref, overrides)));
   return 0;
 }
 
@@ -271,8 +271,8 @@ async function cmdCancel(argv: string[], settings: Settings): Promise<number> {
   return 0;
 }
 
-async function cmdPlugins(argv: string[]): Promise<number> {
-  const registry = createDefaultRegistry();
+async function cmdPlugins(argv: string[], settings: Settings): Promise<number> {
+  const registry = await loadProjectRegistry(settings.projectDir);
   const [name] = argv;
   if (name) {
     const p = registry.require(name);
@@ -326,7 +326,7 @@ export async function main(argv: string[]): Promise<number> {
       case 'cancel':
         return await cmdCancel(rest, settings);
       case 'plugins':
-        return await cmdPlugins(rest);
+        return await cmdPlugins(rest, settings);
       case 'pipelines':
         for (const p of listPipelines(settings.projectDir)) out(p);
         return 0;

@@ -4,12 +4,38 @@
  */
 import type { Client } from '@temporalio/client';
 import { spawn } from 'node:child_process';
+import { symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { freePort, isListening } from '../../adapters/temporal-server.js';
 import type { PipelineResult } from '../../engine/types.js';
-import { createClient, createTestProject, REPO, startWorker, uniqueId } from './helpers.js';
+import { createClient, createTestProject, REPO, startWorker, uniqueId, waitFor } from './helpers.js';
 
 const project = createTestProject('cli');
+// A project plugin, picked up by the CLI and by workers started in this project folder.
+symlinkSync(join(REPO, 'node_modules'), join(project.dir, 'node_modules'));
+project.write('package.json', JSON.stringify({ name: 'my-ml-project', private: true, type: 'module' }));
+project.write(
+  'mlpipe.plugins.ts',
+  `import { z } from 'zod';
+import { definePlugin } from ${JSON.stringify(join(REPO, 'plugins', 'sdk.ts'))};
+
+/** Doubles a number. */
+export const plugins = [
+  definePlugin({
+    name: 'custom.double',
+    version: '1',
+    description: 'Doubles n.',
+    params: z.object({ n: z.number() }).strict(),
+    outputs: { value: 'json' },
+    async run(_ctx, p) {
+      return { value: p.n * 2 };
+    },
+  }),
+];
+`,
+);
+project.write('pipelines/custom.yaml', 'name: custom\nsteps:\n  twice:\n    uses: custom.double\n    with: { n: 21 }\n');
 let client: Client;
 let stopWorker: () => Promise<void>;
 
@@ -112,6 +138,19 @@ describe('mlpipe', () => {
     expect(await startedCount()).toBe(before);
   });
 
+  it('uses project plugins from mlpipe.plugins.ts in validate, plugins and run', async () => {
+    const list = await mlpipe('plugins');
+    expect(list.stdout).toMatch(/custom\.double\s+Doubles n\./);
+    const r = await mlpipe('run', 'custom', '--no-cache');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('twice.value = 42');
+    project.write('pipelines/custom-bad.yaml', 'name: custom-bad\nsteps:\n  twice:\n    uses: custom.double\n    with: { n: "21" }\n');
+    const bad = await mlpipe('validate', 'custom-bad');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('pipelines/custom-bad.yaml:5:');
+    expect(bad.stderr).toContain("error PLUGIN_PARAMS: Step 'twice' (custom.double): 'n' expected number, received string");
+  });
+
   it('validate and graph', async () => {
     const ok = await mlpipe('validate', 'conditional', 'model=wide');
     expect(ok.code).toBe(0);
@@ -130,5 +169,30 @@ describe('mlpipe', () => {
     expect(r.code).toBe(3);
     expect(r.stderr).toContain('No Temporal server at 127.0.0.1:1');
     expect(r.stderr).toContain("mlpipe dev");
+  });
+
+  it('dev starts a persistent dev server and a worker, prints the Web UI address, and stops both on SIGTERM', async () => {
+    const port = await freePort();
+    const uiPort = await freePort();
+    const db = join(project.dir, 'dev', 'temporal.db');
+    const env = { ...process.env, MLPIPE_PROJECT_DIR: project.dir, MLPIPE_ARTIFACTS: project.settings.artifactsDir, MLPIPE_TASK_QUEUE: 'dev-queue' };
+    const dev = spawn(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'dev', '--port', String(port), '--ui-port', String(uiPort), '--db', db], { cwd: project.dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    dev.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    try {
+      await waitFor(() => stdout.includes('worker polling'), 'mlpipe dev to be ready');
+      expect(stdout).toContain(`Temporal dev server on 127.0.0.1:${port} (state in ${db})`);
+      expect(stdout).toContain(`Web UI: http://127.0.0.1:${uiPort}`);
+      const ui = await fetch(`http://127.0.0.1:${uiPort}/`);
+      expect(ui.status).toBe(200);
+      const r = await runCommand(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'run', 'diamond'], { TEMPORAL_ADDRESS: `127.0.0.1:${port}`, MLPIPE_PROJECT_DIR: project.dir, MLPIPE_TASK_QUEUE: 'dev-queue' });
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain('diamond: succeeded');
+    } finally {
+      dev.kill('SIGTERM');
+    }
+    const code = await new Promise((resolve) => dev.once('exit', (c, sig) => resolve(c ?? sig)));
+    expect(code).toBe(0);
+    expect(await isListening(`127.0.0.1:${port}`)).toBe(false);
   });
 });
