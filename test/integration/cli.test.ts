@@ -2,14 +2,13 @@
  * The command line and the Temporal CLI against a real dev server: `temporal workflow start` with the
  * documented input, `mlpipe run` following a run, and bad input that starts nothing.
  */
-import type { Client } from '@temporalio/client';
 import { spawn } from 'node:child_process';
 import { symlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { freePort, isListening } from '../../adapters/temporal-server.js';
 import type { PipelineResult } from '../../engine/types.js';
-import { createClient, createTestProject, REPO, startWorker, uniqueId, waitFor } from './helpers.js';
+import { createTestProject, REPO, uniqueId, useWorkerAndClient, waitFor } from './helpers.js';
 
 const project = createTestProject('cli');
 // A project plugin, picked up by the CLI and by workers started in this project folder.
@@ -36,9 +35,7 @@ export const plugins = [
 `,
 );
 project.write('pipelines/custom.yaml', 'name: custom\nsteps:\n  twice:\n    uses: custom.double\n    with: { n: 21 }\n');
-let client: Client;
-let stopWorker: () => Promise<void>;
-
+const env = useWorkerAndClient(project);
 interface Ran {
   code: number | null;
   stdout: string;
@@ -68,18 +65,10 @@ function mlpipe(...args: string[]): Promise<Ran> {
 
 /** Workflows ever started on this test's task queue. */
 async function startedCount(): Promise<number> {
-  const { count } = await client.workflow.count(`TaskQueue = '${project.taskQueue}'`);
+  const { count } = await env.client.workflow.count(`TaskQueue = '${project.taskQueue}'`);
   return count;
 }
 
-beforeAll(async () => {
-  client = await createClient();
-  stopWorker = (await startWorker(project)).stop;
-});
-afterAll(async () => {
-  await stopWorker?.();
-  await client?.connection.close();
-});
 
 describe('temporal workflow start', () => {
   it('starts a pipeline with the documented command and JSON input', async () => {
@@ -95,7 +84,7 @@ describe('temporal workflow start', () => {
     ]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const result = (await client.workflow.getHandle(workflowId).result()) as PipelineResult;
+    const result = (await env.client.workflow.getHandle(workflowId).result()) as PipelineResult;
     expect(result.outputs['deploy']).toEqual({ deployed: 'wide-mlp' });
   });
 });

@@ -1,28 +1,18 @@
 /**
  * The engine on a real Temporal dev server with a real worker and the real plugins.
  */
-import { WorkflowFailedError, type Client } from '@temporalio/client';
+import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { PipelineInput, PipelineResult, PipelineStatus } from '../../engine/types.js';
 import { PIPELINE_WORKFLOW, statusQueryName } from '../../workflows/names.js';
-import { createClient, createTestProject, startWorker, uniqueId, waitFor, type JournalLine } from './helpers.js';
+import { createTestProject, uniqueId, useWorkerAndClient, waitFor, type JournalLine } from './helpers.js';
 
 const project = createTestProject('engine');
-let client: Client;
-let stopWorker: () => Promise<void>;
-
-beforeAll(async () => {
-  client = await createClient();
-  stopWorker = (await startWorker(project)).stop;
-});
-afterAll(async () => {
-  await stopWorker?.();
-  await client?.connection.close();
-});
+const env = useWorkerAndClient(project);
 
 function start(input: PipelineInput, id = uniqueId(input.pipeline.replace(/\W/g, '')), workflowRunTimeout = '2 minutes') {
-  return client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId: id, args: [input], workflowRunTimeout });
+  return env.client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId: id, args: [input], workflowRunTimeout });
 }
 
 async function run(input: PipelineInput): Promise<PipelineResult> {
@@ -72,6 +62,29 @@ describe('pipelineWorkflow', () => {
     for (const e of timeline) max = Math.max(max, (cur += e.d));
     expect(events.filter((e) => e.event === 'start')).toHaveLength(9);
     expect(max).toBe(3);
+  });
+
+  it('runs the 200-step fan-out and its fan-in, at most 16 at a time', async () => {
+    const r = await run({ pipeline: 'wide', cache: false });
+    const ids = Object.keys(r.steps);
+    expect(ids).toHaveLength(202);
+    expect(ids.every((id) => r.steps[id]!.status === 'succeeded')).toBe(true);
+    expect(r.outputs['w199']).toEqual({ i: 199 });
+    expect(r.outputs['join']).toEqual({ done: true });
+    // The fan-in started after the last branch ended; no more than 16 branches overlapped.
+    const branches = ids.filter((id) => id.startsWith('w'));
+    const lastEnd = Math.max(...branches.map((id) => Date.parse(r.steps[id]!.endedAt!)));
+    expect(Date.parse(r.steps['join']!.startedAt!)).toBeGreaterThanOrEqual(lastEnd);
+    const timeline = branches
+      .flatMap((id) => [
+        { t: Date.parse(r.steps[id]!.startedAt!), d: 1 },
+        { t: Date.parse(r.steps[id]!.endedAt!), d: -1 },
+      ])
+      .sort((a, b) => a.t - b.t || a.d - b.d);
+    let cur = 0;
+    let max = 0;
+    for (const e of timeline) max = Math.max(max, (cur += e.d));
+    expect(max).toBeLessThanOrEqual(16);
   });
 
   it('retries a step under its retry policy and reports the attempt', async () => {

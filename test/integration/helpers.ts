@@ -5,7 +5,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { inject } from 'vitest';
+import { afterAll, beforeAll, inject } from 'vitest';
 import { createPipelineWorker } from '../../activities/worker.js';
 import type { Settings } from '../../adapters/project.js';
 
@@ -108,4 +108,27 @@ export async function waitFor<T>(fn: () => T | Promise<T>, what: string, timeout
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/**
+ * Registers hooks that start a worker for `project` and a client before the file's tests and stop
+ * both after. Read `.client` inside tests.
+ */
+export function useWorkerAndClient(project: TestProject): { readonly client: Client } {
+  let client: Client | undefined;
+  let stop: (() => Promise<void>) | undefined;
+  beforeAll(async () => {
+    client = await createClient();
+    stop = (await startWorker(project)).stop;
+  });
+  afterAll(async () => {
+    await stop?.();
+    await client?.connection.close();
+  });
+  return {
+    get client(): Client {
+      if (!client) throw new Error('the client is available inside tests only');
+      return client;
+    },
+  };
 }

@@ -5,30 +5,19 @@
  * - fresh histories of runs made here (success, retries, skips, cache hits, failure).
  * Set MLPIPE_RECORD_HISTORIES=1 to rewrite the committed fixtures from the fresh runs.
  */
-import type { Client } from '@temporalio/client';
 import { execFileSync } from 'node:child_process';
 import { bundleWorkflowCode, Worker } from '@temporalio/worker';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import { workflowBundle } from '../../activities/worker.js';
 import type { PipelineInput } from '../../engine/types.js';
 import { PIPELINE_WORKFLOW } from '../../workflows/names.js';
-import { createClient, createTestProject, REPO, startWorker, uniqueId } from './helpers.js';
+import { createTestProject, REPO, uniqueId, useWorkerAndClient } from './helpers.js';
 
 const FIXTURES = join(REPO, 'test', 'fixtures', 'histories');
 const project = createTestProject('replay');
-let client: Client;
-let stopWorker: () => Promise<void>;
-
-beforeAll(async () => {
-  client = await createClient();
-  stopWorker = (await startWorker(project)).stop;
-});
-afterAll(async () => {
-  await stopWorker?.();
-  await client?.connection.close();
-});
+const env = useWorkerAndClient(project);
 
 const RUNS: Record<string, PipelineInput> = {
   diamond: { pipeline: 'diamond' },
@@ -42,7 +31,7 @@ const RUNS: Record<string, PipelineInput> = {
 async function recordFresh(): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const [name, input] of Object.entries(RUNS)) {
-    const handle = await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId(`replay-${name}`), args: [input] });
+    const handle = await env.client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId(`replay-${name}`), args: [input] });
     await handle.result().catch(() => undefined);
     // The JSON that `temporal workflow show --output json` prints: what users attach to bug reports.
     out[name] = execFileSync(inject('temporalBin'), ['workflow', 'show', '--address', project.settings.temporalAddress, '-w', handle.workflowId, '--output', 'json'], { encoding: 'utf8' });
