@@ -15,7 +15,7 @@ import { PipelineError } from '../engine/errors.js';
 import type { ArtifactStore, Logger } from '../engine/ports.js';
 import { isArtifactRef, type ArtifactRef, type StepCall, type StepResult } from '../engine/types.js';
 import type { Registry } from '../plugins/registry.js';
-import { outputKinds } from '../plugins/registry.js';
+import { inputKinds, outputKinds } from '../plugins/registry.js';
 import type { Checkpoint, StepContext } from '../plugins/sdk.js';
 import { stepAttemptSignalName } from '../workflows/names.js';
 
@@ -90,7 +90,7 @@ export function createRunStep(deps: StepDeps) {
           hint: 'A value computed from a step output has the wrong type; check the expression in `with:`.',
         });
       }
-      for (const [name, kind] of Object.entries(plugin.inputs ?? {})) {
+      for (const [name, kind] of Object.entries(inputKinds(plugin, parsed.data))) {
         const key = name.replace(/\?$/, '');
         const v = call.inputs[key];
         if ((v === undefined || v === null) && !name.endsWith('?')) {

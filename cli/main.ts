@@ -54,8 +54,9 @@ class UsageError extends Error {}
 const out = (s: string): boolean => process.stdout.write(`${s}\n`);
 const err = (s: string): boolean => process.stderr.write(`${s}\n`);
 
-function installRuntime(): void {
-  const level = (process.env['MLPIPE_LOG_LEVEL'] ?? 'WARN').toUpperCase() as LogLevel;
+/** `run` and `demo` print failures themselves, so their in-process worker only logs errors. */
+function installRuntime(defaultLevel: LogLevel = 'WARN'): void {
+  const level = (process.env['MLPIPE_LOG_LEVEL'] ?? defaultLevel).toUpperCase() as LogLevel;
   Runtime.install({ logger: new DefaultLogger(level) });
 }
 
@@ -277,7 +278,7 @@ async function cmdPlugins(argv: string[], settings: Settings): Promise<number> {
   if (name) {
     const p = registry.require(name);
     out(`${p.name} (version ${p.version})\n  ${p.description}`);
-    out(`  inputs: ${JSON.stringify(p.inputs ?? {})}`);
+    out(`  inputs: ${typeof p.inputs === 'function' ? '(depend on params)' : JSON.stringify(p.inputs ?? {})}`);
     out(`  outputs: ${typeof p.outputs === 'function' ? '(depend on params)' : JSON.stringify(p.outputs)}`);
     out(`  params (JSON Schema):\n${JSON.stringify(z.toJSONSchema(p.params, { io: 'input', unrepresentable: 'any' }), null, 2)}`);
     return 0;
@@ -309,7 +310,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (command) {
       case 'run':
-        installRuntime();
+        installRuntime('ERROR');
         return await cmdRun(rest, settings);
       case 'validate':
         return await cmdValidate(rest, settings);
@@ -331,7 +332,7 @@ export async function main(argv: string[]): Promise<number> {
         for (const p of listPipelines(settings.projectDir)) out(p);
         return 0;
       case 'demo':
-        installRuntime();
+        installRuntime('ERROR');
         return await cmdDemo(rest, settings);
       case undefined:
       case 'help':

@@ -10,8 +10,8 @@ export interface ParamIssue {
 export interface PluginInfo {
   name: string;
   version: string;
-  /** Declared inputs: name -> kind ('dataset', 'model', 'any', ...). Names ending in '?' are optional. */
-  inputs: Record<string, string>;
+  /** Declared inputs for these params: name -> kind ('dataset', 'model', 'any', ...). Names ending in '?' are optional. */
+  inputNames(params: Record<string, unknown>): Record<string, string>;
   /** Declared output names for these params; undefined when a plugin cannot say before it runs. */
   outputNames(params: Record<string, unknown>): string[] | undefined;
   /** Validates params; [] when they are acceptable. */

@@ -133,6 +133,19 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
   const staticScope = { params, conf: config };
   const isStatic = (refs: RefPath[]): boolean => refs.every((r) => r[0] === 'params' || r[0] === 'conf');
 
+  // Params with params/config expressions resolved, for every step: a step's declared outputs may
+  // depend on its params, and its children are checked against those outputs.
+  const staticWith: Record<string, Record<string, unknown>> = {};
+  for (const id of stepIds) {
+    const raw = spec.steps[id]!.with ?? {};
+    try {
+      staticWith[id] = resolveDeep(raw, staticScope, isStatic) as Record<string, unknown>;
+    } catch {
+      staticWith[id] = raw; // reported with its location below
+    }
+  }
+  const outputsOf = (id: string): string[] | undefined => opts.catalog.get(spec.steps[id]!.uses)?.outputNames(staticWith[id]!);
+
   for (const id of stepIds) {
     const step = spec.steps[id]!;
     const plugin = opts.catalog.get(step.uses)!;
@@ -147,7 +160,7 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
           for (const part of parseTemplate(text)) {
             if (!('expr' in part)) continue;
             for (const ref of references(part.expr)) {
-              const problem = checkReference(ref, id, { params, config, spec, ancestors, catalog: opts.catalog });
+              const problem = checkReference(ref, id, { params, config, spec, ancestors, outputsOf });
               if (problem) problems.push(new SpecError('EXPR_REFERENCE', `In '\${${part.source}}': ${problem.message}`, { where, hint: problem.hint }));
             }
           }
@@ -191,7 +204,7 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
 
     // Inputs: explicit bindings, else a parent output with the input's name.
     const inputs: Record<string, string> = {};
-    const declared = Object.keys(plugin.inputs).map((k) => ({ name: k.replace(/\?$/, ''), optional: k.endsWith('?') }));
+    const declared = Object.keys(plugin.inputNames(withResolved)).map((k) => ({ name: k.replace(/\?$/, ''), optional: k.endsWith('?') }));
     for (const [name, template] of Object.entries(step.inputs ?? {})) {
       if (!declared.some((d) => d.name === name)) {
         problems.push(
@@ -204,11 +217,7 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
     }
     for (const d of declared) {
       if (inputs[d.name] !== undefined) continue;
-      const providers = needsOf[id]!.filter((p) => {
-        const parent = spec.steps[p]!;
-        const names = opts.catalog.get(parent.uses)?.outputNames(parent.with ?? {});
-        return names?.includes(d.name);
-      });
+      const providers = needsOf[id]!.filter((p) => outputsOf(p)?.includes(d.name));
       if (providers.length === 1) inputs[d.name] = `\${steps.${providers[0]}.outputs.${d.name}}`;
       else if (providers.length > 1) {
         problems.push(
@@ -296,7 +305,7 @@ function checkReference(
     config: Record<string, unknown>;
     spec: PipelineSpec;
     ancestors: Record<string, Set<string>>;
-    catalog: PluginCatalog;
+    outputsOf: (id: string) => string[] | undefined;
   },
 ): { message: string; hint?: string } | undefined {
   const [root, ...rest] = ref;
@@ -341,7 +350,7 @@ function checkReference(
         return { message: `steps.${target}.${field} does not exist.${didYouMean(field, STEP_FIELDS)}`, hint: `A step offers: ${STEP_FIELDS.join(', ')}.` };
       }
       if (field === 'outputs' && output !== undefined) {
-        const names = ctx.catalog.get(targetSpec.uses)?.outputNames(targetSpec.with ?? {});
+        const names = ctx.outputsOf(target);
         if (names && !names.includes(output)) {
           return {
             message: `step '${target}' (${targetSpec.uses}) has no output '${output}'.${didYouMean(output, names)}`,

@@ -36,6 +36,7 @@ export type ErrorCode =
   | 'PLUGIN_INPUT'
   | 'PLUGIN_OUTPUT'
   | 'STEP_FAILED'
+  | 'DATA_INVALID'
   | 'STORAGE_ERROR'
   | 'STORAGE_DIGEST_MISMATCH'
   | 'STORAGE_NOT_FOUND'
@@ -66,6 +67,7 @@ export const NON_RETRYABLE_CODES: readonly ErrorCode[] = [
   'PLUGIN_OUTPUT',
   'STORAGE_DIGEST_MISMATCH',
   'INPUT_INVALID',
+  'DATA_INVALID',
 ];
 
 export interface PipelineErrorOptions {
@@ -102,6 +104,7 @@ export class ConfigError extends PipelineError {}
 export class ExpressionError extends PipelineError {}
 export class PluginInputError extends PipelineError {}
 export class StorageError extends PipelineError {}
+export class DataError extends PipelineError {}
 
 /** Several problems found in one pass (validation reports all it can, not just the first). */
 export class SpecErrors extends PipelineError {

@@ -8,10 +8,29 @@ import { fetchFile } from './builtin/fetch.js';
 import { flaky } from './builtin/flaky.js';
 import { shell } from './builtin/shell.js';
 import { sleep } from './builtin/sleep.js';
+import { ingestFile } from './ingest/file.js';
+import { split } from './process/split.js';
+import { sql } from './process/sql.js';
+import { applyTransform, transform } from './process/transform.js';
+import { validateExpectations } from './validate/expectations.js';
 import { createRegistry, type Registry } from './registry.js';
 import type { AnyPlugin } from './sdk.js';
 
-export const builtinPlugins: AnyPlugin[] = [echo, sleep, flaky, shell, fetchFile, write, read];
+export const builtinPlugins: AnyPlugin[] = [
+  echo,
+  sleep,
+  flaky,
+  shell,
+  fetchFile,
+  write,
+  read,
+  ingestFile,
+  validateExpectations,
+  sql,
+  split,
+  transform,
+  applyTransform,
+];
 
 export function createDefaultRegistry(extra: AnyPlugin[] = []): Registry {
   return createRegistry([...builtinPlugins, ...extra]);

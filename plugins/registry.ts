@@ -15,6 +15,13 @@ export interface Registry extends PluginCatalog {
   list(): AnyPlugin[];
 }
 
+export function inputKinds(plugin: AnyPlugin, params: unknown): Record<string, string> {
+  if (typeof plugin.inputs !== 'function') return plugin.inputs ?? {};
+  const schema: z.ZodType = plugin.params;
+  const parsed = schema.safeParse(params);
+  return parsed.success ? plugin.inputs(parsed.data) : {};
+}
+
 export function outputKinds(plugin: AnyPlugin, params: unknown): Record<string, string> | undefined {
   if (typeof plugin.outputs !== 'function') return plugin.outputs;
   const schema: z.ZodType = plugin.params;
@@ -35,7 +42,7 @@ export function createRegistry(plugins: AnyPlugin[]): Registry {
   const info = (p: AnyPlugin): PluginInfo => ({
     name: p.name,
     version: p.version,
-    inputs: p.inputs ?? {},
+    inputNames: (params) => inputKinds(p, params),
     cacheable: p.cacheable ?? true,
     outputNames: (params) => {
       const kinds = outputKinds(p, params);

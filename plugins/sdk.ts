@@ -53,8 +53,8 @@ export interface PluginDefinition<P extends z.ZodType = z.ZodType, O extends str
   /** One paragraph: what the step does and what it expects. */
   description: string;
   params: P;
-  /** Input name -> kind. A name ending in '?' is optional. */
-  inputs?: Record<string, IoKind>;
+  /** Input name -> kind (a name ending in '?' is optional), or a function of the params. */
+  inputs?: Record<string, IoKind> | ((params: z.infer<P>) => Record<string, IoKind>);
   /** Output name -> kind, or a function of the params for plugins whose outputs depend on them. */
   outputs: Record<O, IoKind> | ((params: z.infer<P>) => Record<string, IoKind>);
   /** Whether a result may be served from the cache by default (false for side effects). */

@@ -1,0 +1,51 @@
+/**
+ * Datasets are Parquet artifacts. Helpers shared by the data plugins: resolve an input to a local
+ * file, write a query's result as a new dataset artifact, describe columns.
+ */
+import { join } from 'node:path';
+import { ident, sqlString, type Duck } from '../../adapters/duckdb.js';
+import { PluginInputError } from '../../engine/errors.js';
+import { isArtifactRef, type ArtifactRef } from '../../engine/types.js';
+import type { StepContext } from '../sdk.js';
+
+export const PARQUET = 'application/vnd.apache.parquet';
+
+export interface Column {
+  name: string;
+  type: string;
+}
+
+/** The local path of a dataset input (digest-checked by the store). */
+export async function datasetFile(ctx: StepContext, inputs: Record<string, unknown>, name: string): Promise<string> {
+  const ref = inputs[name];
+  if (!isArtifactRef(ref)) {
+    throw new PluginInputError('PLUGIN_INPUT', `Input '${name}' must be a dataset artifact, got ${JSON.stringify(ref)?.slice(0, 80)}.`, {
+      hint: `Bind it to a dataset output, e.g. inputs: { ${name}: \${steps.ingest.outputs.dataset} }.`,
+    });
+  }
+  return ctx.store.getFile(ref);
+}
+
+/** Registers a dataset file as a view. */
+export async function view(db: Duck, name: string, file: string): Promise<void> {
+  await db.run(`CREATE OR REPLACE VIEW ${ident(name)} AS SELECT * FROM read_parquet(${sqlString(file)})`);
+}
+
+export async function describe(db: Duck, relation: string): Promise<Column[]> {
+  const rows = await db.rows<{ column_name: string; column_type: string }>(`DESCRIBE SELECT * FROM ${relation}`);
+  return rows.map((r) => ({ name: r.column_name, type: r.column_type }));
+}
+
+export function isNumericType(type: string): boolean {
+  return /^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|FLOAT|DOUBLE|REAL|DECIMAL)/.test(type);
+}
+
+/** Writes the result of `select` as a Parquet dataset artifact. Row order is kept. */
+export async function writeDataset(ctx: StepContext, db: Duck, select: string, name: string): Promise<{ ref: ArtifactRef; rows: number; columns: Column[] }> {
+  const file = join(ctx.workDir, `${name}.parquet`);
+  await db.run(`COPY (${select}) TO ${sqlString(file)} (FORMAT parquet, COMPRESSION zstd)`);
+  const [{ n }] = (await db.rows<{ n: number }>(`SELECT count(*)::BIGINT AS n FROM read_parquet(${sqlString(file)})`)) as [{ n: number }];
+  const columns = await describe(db, `read_parquet(${sqlString(file)})`);
+  const ref = await ctx.store.putFile(file, { name: `${name}.parquet`, mediaType: PARQUET });
+  return { ref, rows: n, columns };
+}

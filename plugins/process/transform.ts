@@ -1,0 +1,222 @@
+import { z } from 'zod';
+import { ident, sqlString, withDuckDB, type Duck } from '../../adapters/duckdb.js';
+import { DataError, PipelineError } from '../../engine/errors.js';
+import { isArtifactRef } from '../../engine/types.js';
+import { datasetFile, describe, isNumericType, view, writeDataset, type Column } from '../data/dataset.js';
+import { definePlugin } from '../sdk.js';
+
+/** What to fit, as written in the pipeline. */
+export const transformStep = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('derive'), name: z.string().min(1), sql: z.string().min(1) }).strict(),
+  z.object({ op: z.literal('impute'), columns: z.array(z.string()).min(1), strategy: z.enum(['median', 'mean', 'most_frequent', 'constant']), value: z.union([z.number(), z.string()]).optional() }).strict(),
+  z.object({ op: z.literal('log'), columns: z.array(z.string()).min(1), offset: z.number().min(0).default(1) }).strict(),
+  z.object({ op: z.literal('clip'), columns: z.array(z.string()).min(1), min: z.number().optional(), max: z.number().optional(), quantiles: z.tuple([z.number().min(0).max(1), z.number().min(0).max(1)]).optional() }).strict(),
+  z.object({ op: z.literal('onehot'), columns: z.array(z.string()).min(1), maxCategories: z.number().int().min(1).max(1000).default(50) }).strict(),
+  z.object({ op: z.literal('standardize'), columns: z.union([z.array(z.string()).min(1), z.literal('numeric')]) }).strict(),
+]);
+export type TransformStep = z.infer<typeof transformStep>;
+
+/** The fitted state: every number needed to apply the same transform to new data. JSON. */
+export type FittedOp =
+  | { op: 'derive'; name: string; sql: string }
+  | { op: 'impute'; column: string; value: number | string }
+  | { op: 'log'; column: string; offset: number }
+  | { op: 'clip'; column: string; min: number | null; max: number | null }
+  | { op: 'onehot'; column: string; categories: string[] }
+  | { op: 'standardize'; column: string; mean: number; std: number };
+
+export interface FittedTransform {
+  kind: 'mlpipe.transform';
+  version: 1;
+  /** Columns passed through untouched by `standardize: numeric` (e.g. the target). */
+  exclude: string[];
+  ops: FittedOp[];
+}
+
+/** A column name for a one-hot category: `ocean_proximity=NEAR BAY`. */
+export function onehotName(column: string, category: string): string {
+  return `${column}=${category}`;
+}
+
+/**
+ * The SQL select list applying one fitted op to a relation with the given columns, and the columns
+ * after it. Pure: the same state gives the same SQL at fit time, at serving and in monitoring.
+ */
+export function applyOpSql(op: FittedOp, columns: string[]): { select: string; columns: string[] } {
+  const q = ident;
+  const replace = (col: string, expr: string): { select: string; columns: string[] } => ({
+    select: `* REPLACE (${expr} AS ${q(col)})`,
+    columns,
+  });
+  switch (op.op) {
+    case 'derive':
+      return { select: `*, (${op.sql}) AS ${q(op.name)}`, columns: [...columns, op.name] };
+    case 'impute':
+      return replace(op.column, `coalesce(${q(op.column)}, ${typeof op.value === 'number' ? op.value : sqlString(op.value)})`);
+    case 'log':
+      return replace(op.column, `ln(greatest(${q(op.column)}, 0) + ${op.offset})`);
+    case 'clip': {
+      let e = q(op.column);
+      if (op.min !== null) e = `greatest(${e}, ${op.min})`;
+      if (op.max !== null) e = `least(${e}, ${op.max})`;
+      return replace(op.column, e);
+    }
+    case 'standardize':
+      return replace(op.column, `(${q(op.column)} - ${op.mean}) / ${op.std}`);
+    case 'onehot': {
+      const flags = op.categories.map((c) => `CASE WHEN CAST(${q(op.column)} AS VARCHAR) = ${sqlString(c)} THEN 1.0 ELSE 0.0 END AS ${q(onehotName(op.column, c))}`);
+      return {
+        select: [`* EXCLUDE (${q(op.column)})`, ...flags].join(', '),
+        columns: [...columns.filter((c) => c !== op.column), ...op.categories.map((c) => onehotName(op.column, c))],
+      };
+    }
+  }
+}
+
+/** A query applying a whole fitted transform to `source` (a table, view or read_parquet(...)). */
+export function applyTransformSql(state: FittedTransform, source: string, columns: string[]): string {
+  let sql = `SELECT * FROM ${source}`;
+  let cols = columns;
+  for (const op of state.ops) {
+    const step = applyOpSql(op, cols);
+    sql = `SELECT ${step.select} FROM (${sql})`;
+    cols = step.columns;
+  }
+  return sql;
+}
+
+function requireColumns(op: string, wanted: string[], columns: Column[]): void {
+  const missing = wanted.filter((c) => !columns.some((x) => x.name === c));
+  if (missing.length) {
+    throw new PipelineError('PLUGIN_PARAMS', `process.transform (${op}): no column ${missing.map((m) => `'${m}'`).join(', ')}. Columns: ${columns.map((c) => c.name).join(', ')}.`);
+  }
+}
+
+/** Fits the steps one after the other on `relation` (each sees the data the earlier ones produced). */
+export async function fitTransform(db: Duck, relation: string, steps: TransformStep[], exclude: string[]): Promise<FittedTransform> {
+  const state: FittedTransform = { kind: 'mlpipe.transform', version: 1, exclude, ops: [] };
+  await db.run(`CREATE OR REPLACE TEMP VIEW __fit0 AS SELECT * FROM ${relation}`);
+  let current = '__fit0';
+  let columns = await describe(db, current);
+  for (const [i, step] of steps.entries()) {
+    const ops: FittedOp[] = [];
+    if (step.op === 'derive') ops.push(step);
+    else {
+      const names = step.op === 'standardize' && step.columns === 'numeric' ? columns.filter((c) => isNumericType(c.type) && !exclude.includes(c.name)).map((c) => c.name) : (step.columns as string[]);
+      requireColumns(step.op, names, columns);
+      for (const name of names) {
+        const c = ident(name);
+        if (step.op === 'impute') {
+          let value: number | string | undefined = step.value;
+          if (step.strategy === 'median' || step.strategy === 'mean') {
+            const [r] = await db.rows<{ v: number | null }>(`SELECT ${step.strategy}(${c})::DOUBLE AS v FROM ${current}`);
+            value = r?.v ?? undefined;
+          } else if (step.strategy === 'most_frequent') {
+            const [r] = await db.rows<{ v: unknown }>(`SELECT ${c} AS v FROM ${current} WHERE ${c} IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1`);
+            value = r?.v as number | string | undefined;
+          }
+          if (value === undefined || value === null) {
+            throw new DataError('DATA_INVALID', `process.transform: cannot impute '${name}': it has no values to fit on${step.strategy === 'constant' ? ' (set `value`)' : ''}.`);
+          }
+          ops.push({ op: 'impute', column: name, value });
+        } else if (step.op === 'log') {
+          ops.push({ op: 'log', column: name, offset: step.offset });
+        } else if (step.op === 'clip') {
+          let min = step.min ?? null;
+          let max = step.max ?? null;
+          if (step.quantiles) {
+            const [r] = await db.rows<{ lo: number; hi: number }>(`SELECT quantile_cont(${c}, ${step.quantiles[0]})::DOUBLE AS lo, quantile_cont(${c}, ${step.quantiles[1]})::DOUBLE AS hi FROM ${current}`);
+            min = r!.lo;
+            max = r!.hi;
+          }
+          ops.push({ op: 'clip', column: name, min, max });
+        } else if (step.op === 'onehot') {
+          const cats = await db.rows<{ v: string }>(`SELECT CAST(${c} AS VARCHAR) AS v FROM ${current} WHERE ${c} IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT ${step.maxCategories}`);
+          ops.push({ op: 'onehot', column: name, categories: cats.map((x) => x.v).sort() });
+        } else if (step.op === 'standardize') {
+          const [r] = await db.rows<{ m: number | null; s: number | null; nulls: number }>(`SELECT avg(${c})::DOUBLE AS m, stddev_pop(${c})::DOUBLE AS s, count(*) FILTER (WHERE ${c} IS NULL)::BIGINT AS nulls FROM ${current}`);
+          if (r?.m === null || r?.m === undefined) throw new DataError('DATA_INVALID', `process.transform: cannot standardize '${name}': it is entirely null.`);
+          if (r.nulls > 0) throw new DataError('DATA_INVALID', `process.transform: '${name}' has ${r.nulls} nulls; impute it before standardize.`, { hint: `Add { op: impute, columns: [${name}], strategy: median } before standardize.` });
+          ops.push({ op: 'standardize', column: name, mean: r.m, std: r.s && r.s > 0 ? r.s : 1 });
+        }
+      }
+    }
+    for (const op of ops) {
+      const next = `__fit${i + 1}_${state.ops.length}`;
+      await db.run(`CREATE OR REPLACE TEMP VIEW ${next} AS SELECT ${applyOpSql(op, columns.map((x) => x.name)).select} FROM ${current}`);
+      current = next;
+      columns = await describe(db, current);
+      state.ops.push(op);
+    }
+  }
+  return state;
+}
+
+const fitParams = z
+  .object({
+    steps: z.array(transformStep).min(1),
+    /** Columns `standardize: numeric` leaves alone (the target, ids). */
+    exclude: z.array(z.string()).default([]),
+  })
+  .strict();
+
+/**
+ * process.transform — fits transforms on the `train` dataset (derive columns with SQL, impute
+ * median / mean / most frequent / constant, log, clip to bounds or fitted quantiles, one-hot,
+ * standardize) and applies the fitted transform to train and, when bound, `validation` and `test`.
+ * The fitted state is a JSON `state` artifact; `process.apply-transform` reapplies it unchanged to
+ * new data (serving, monitoring). Fitting on train only keeps test statistics out of the model.
+ */
+export const transform = definePlugin({
+  name: 'process.transform',
+  version: '1',
+  description: 'Fits transforms on train (impute, one-hot, standardize, log, clip, derive) and applies them to train/validation/test; outputs the fitted state.',
+  params: fitParams,
+  inputs: { train: 'dataset', 'validation?': 'dataset', 'test?': 'dataset' },
+  outputs: { train: 'dataset', validation: 'dataset', test: 'dataset', state: 'artifact', features: 'json' },
+  async run(ctx, p, inputs) {
+    const trainFile = await datasetFile(ctx, inputs, 'train');
+    return withDuckDB(async (db) => {
+      await view(db, 'train_in', trainFile);
+      const state = await fitTransform(db, 'train_in', p.steps, p.exclude);
+      const out: Record<string, unknown> = { validation: null, test: null };
+      for (const name of ['train', 'validation', 'test'] as const) {
+        if (name !== 'train' && !isArtifactRef(inputs[name])) continue;
+        const file = name === 'train' ? trainFile : await datasetFile(ctx, inputs, name);
+        await view(db, `${name}_src`, file);
+        const cols = (await describe(db, `${name}_src`)).map((c) => c.name);
+        const w = await writeDataset(ctx, db, applyTransformSql(state, `${name}_src`, cols), name);
+        out[name] = w.ref;
+        if (name === 'train') out['features'] = w.columns.map((c) => c.name).filter((c) => !p.exclude.includes(c));
+      }
+      out['state'] = await ctx.store.put(JSON.stringify(state, null, 2), { name: 'transform-state.json', mediaType: 'application/json' });
+      return out;
+    });
+  },
+});
+
+/**
+ * process.apply-transform — applies a fitted transform (`state`, from process.transform) to a
+ * `dataset`, unchanged: the same SQL as at fit time.
+ */
+export const applyTransform = definePlugin({
+  name: 'process.apply-transform',
+  version: '1',
+  description: 'Reapplies a fitted transform state to a dataset.',
+  params: z.object({}).strict(),
+  inputs: { dataset: 'dataset', state: 'artifact' },
+  outputs: { dataset: 'dataset', rows: 'json' },
+  async run(ctx, _p, inputs) {
+    const stateRef = inputs['state'];
+    if (!isArtifactRef(stateRef)) throw new PipelineError('PLUGIN_INPUT', "process.apply-transform: input 'state' must be an artifact.");
+    const state = JSON.parse((await ctx.store.get(stateRef)).toString('utf8')) as FittedTransform;
+    if (state.kind !== 'mlpipe.transform') throw new PipelineError('PLUGIN_INPUT', "process.apply-transform: 'state' is not a fitted transform (process.transform's state output).");
+    const file = await datasetFile(ctx, inputs, 'dataset');
+    return withDuckDB(async (db) => {
+      await view(db, 'src', file);
+      const cols = (await describe(db, 'src')).map((c) => c.name);
+      const w = await writeDataset(ctx, db, applyTransformSql(state, 'src', cols), 'dataset');
+      return { dataset: w.ref, rows: w.rows };
+    });
+  },
+});

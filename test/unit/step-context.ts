@@ -1,0 +1,50 @@
+/** A StepContext for calling plugins directly in tests: a real local store in a temp folder. */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { LocalArtifactStore } from '../../adapters/local-store.js';
+import type { AnyPlugin, Checkpoint, StepContext } from '../../plugins/sdk.js';
+
+export interface TestContext extends StepContext {
+  logs: { level: string; message: string; fields: Record<string, unknown> }[];
+}
+
+export function testContext(projectDir = process.cwd(), store = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-ctx-store-')))): TestContext {
+  const logs: TestContext['logs'] = [];
+  const log = (level: string) => (fields: Record<string, unknown>, message: string) => void logs.push({ level, message, fields });
+  let checkpoint: Checkpoint | undefined;
+  let workDir: string | undefined;
+  return {
+    runId: 'run-1',
+    workflowId: 'wf-1',
+    pipeline: 'test',
+    stepId: 'step',
+    attempt: 1,
+    store,
+    logger: { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') },
+    signal: new AbortController().signal,
+    heartbeat: () => undefined,
+    projectDir,
+    get workDir() {
+      workDir ??= mkdtempSync(join(tmpdir(), 'mlpipe-ctx-work-'));
+      return workDir;
+    },
+    checkpoint: {
+      async save(data, meta) {
+        checkpoint = { ref: await store.put(data), meta, savedAt: new Date().toISOString() };
+        return checkpoint as Checkpoint<typeof meta>;
+      },
+      async latest() {
+        return checkpoint ? ({ ...checkpoint, data: await store.get(checkpoint.ref) } as never) : undefined;
+      },
+    },
+    logs,
+  };
+}
+
+/** Runs a plugin the way runStep does: params through its schema first. */
+export async function runPlugin(plugin: AnyPlugin, ctx: StepContext, params: unknown, inputs: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+  const schema: z.ZodType = plugin.params;
+  return plugin.run(ctx, schema.parse(params), inputs);
+}
