@@ -143,11 +143,16 @@ export function createRunStep(deps: StepDeps) {
           return workDir;
         },
         checkpoint: {
-          async save(data, meta) {
+          async save(data, meta, options) {
             const ref = await deps.store.put(data, { name: `${call.stepId}.ckpt`, mediaType: 'application/octet-stream' });
-            const record: Checkpoint<typeof meta> = { ref, meta, savedAt: new Date().toISOString() };
+            const previous = (await deps.store.getRecord<Checkpoint>(ckptKey))?.recent ?? [];
+            const keep = options?.keep ?? Infinity;
+            const recent = [ref, ...previous.filter((r) => r.sha256 !== ref.sha256)];
+            const record: Checkpoint<typeof meta> = { ref, meta, savedAt: new Date().toISOString(), recent: recent.slice(0, keep) };
+            // Durable first (record written atomically), then the heartbeat pointer, then pruning.
             await deps.store.putRecord(ckptKey, record);
-            heartbeat({ checkpoint: record });
+            heartbeat({ checkpoint: { ref, meta, savedAt: record.savedAt } });
+            if (deps.store.delete) for (const old of recent.slice(keep)) await deps.store.delete(old);
             return record;
           },
           async latest<M extends Record<string, unknown>>() {

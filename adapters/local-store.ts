@@ -112,6 +112,10 @@ export class LocalArtifactStore implements ArtifactStore {
     return exists(this.pathOf(ref));
   }
 
+  async delete(ref: ArtifactRef): Promise<void> {
+    await rm(this.pathOf(ref), { force: true });
+  }
+
   private recordPath(key: string): string {
     if (!RECORD_KEY.test(key) || key.split('/').includes('..')) {
       throw new StorageError('STORAGE_ERROR', `Invalid record key '${key}'.`);

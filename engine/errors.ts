@@ -37,6 +37,7 @@ export type ErrorCode =
   | 'PLUGIN_OUTPUT'
   | 'STEP_FAILED'
   | 'DATA_INVALID'
+  | 'QUALITY_GATE'
   | 'STORAGE_ERROR'
   | 'STORAGE_DIGEST_MISMATCH'
   | 'STORAGE_NOT_FOUND'
@@ -68,6 +69,7 @@ export const NON_RETRYABLE_CODES: readonly ErrorCode[] = [
   'STORAGE_DIGEST_MISMATCH',
   'INPUT_INVALID',
   'DATA_INVALID',
+  'QUALITY_GATE',
 ];
 
 export interface PipelineErrorOptions {

@@ -22,6 +22,8 @@ export interface ArtifactStore {
   /** A local file path holding the verified content (downloaded and cached for remote stores). */
   getFile(ref: ArtifactRef): Promise<string>;
   exists(ref: ArtifactRef): Promise<boolean>;
+  /** Removes an artifact (pruning old checkpoints). Content-addressed: only for bytes nobody else references. */
+  delete?(ref: ArtifactRef): Promise<void>;
   /** Small JSON records under string keys: cache manifests, checkpoint pointers. Atomic replace. */
   putRecord(key: string, value: unknown): Promise<void>;
   getRecord<T = unknown>(key: string): Promise<T | undefined>;

@@ -13,6 +13,8 @@ import { split } from './process/split.js';
 import { sql } from './process/sql.js';
 import { applyTransform, transform } from './process/transform.js';
 import { validateExpectations } from './validate/expectations.js';
+import { evaluateModel } from './evaluate/model.js';
+import { trainMlp } from './train/mlp.js';
 import { createRegistry, type Registry } from './registry.js';
 import type { AnyPlugin } from './sdk.js';
 
@@ -30,6 +32,8 @@ export const builtinPlugins: AnyPlugin[] = [
   split,
   transform,
   applyTransform,
+  trainMlp,
+  evaluateModel,
 ];
 
 export function createDefaultRegistry(extra: AnyPlugin[] = []): Registry {

@@ -13,11 +13,16 @@ export interface Checkpoint<M = Record<string, unknown>> {
   ref: ArtifactRef;
   meta: M;
   savedAt: string;
+  /** The newest checkpoints, newest first (this one included), up to `keep`. */
+  recent?: ArtifactRef[];
 }
 
 export interface Checkpoints {
-  /** Stores a checkpoint durably, then heartbeats a pointer to it. */
-  save<M extends Record<string, unknown>>(data: Uint8Array | string, meta: M): Promise<Checkpoint<M>>;
+  /**
+   * Stores a checkpoint durably, then heartbeats a pointer to it. With `keep`, checkpoints older
+   * than the newest `keep` are deleted from the store.
+   */
+  save<M extends Record<string, unknown>>(data: Uint8Array | string, meta: M, options?: { keep?: number }): Promise<Checkpoint<M>>;
   /** The newest checkpoint of this step in this run (from heartbeat details, else the store). */
   latest<M extends Record<string, unknown>>(): Promise<(Checkpoint<M> & { data: Buffer }) | undefined>;
 }

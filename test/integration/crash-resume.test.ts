@@ -6,7 +6,7 @@
  */
 import type { Client } from '@temporalio/client';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync } from 'node:fs';
+import { existsSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PipelineResult } from '../../engine/types.js';
@@ -118,5 +118,45 @@ describe('crash-resume', () => {
     expect(result.steps['train']).toMatchObject({ status: 'succeeded', attempt: 2 });
     expect(result.outputs['train']).toEqual({ ticks: 24, resumedFrom: starts[1]!['resumedFrom'] });
     expect(result.outputs['after']).toEqual({ done: true });
+  });
+
+  it('resumes training of the housing model from its last checkpoint after a SIGKILL, close to an uninterrupted run', async () => {
+    // The real pipeline, with a heartbeat timeout short enough for a test, and a short training.
+    const yaml = readFileSync(join(REPO, 'pipelines', 'california-housing.yaml'), 'utf8').replace('heartbeat: 30s', 'heartbeat: 3s');
+    project.write('pipelines/housing-crash.yaml', yaml.replace('name: california-housing', 'name: housing-crash'));
+    const overrides = ['training.epochs=16', 'training.patience=100'];
+    const worker = spawnWorker('train-first');
+    const workflowId = uniqueId('housing-crash');
+    const handle = await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId, args: [{ pipeline: 'housing-crash', overrides, cache: false }], workflowRunTimeout: '5 minutes' });
+    const record = join(project.settings.artifactsDir, 'records', 'checkpoints', encodeURIComponent(workflowId), 'train.json');
+    const checkpointEpoch = (): number => (existsSync(record) ? (JSON.parse(readFileSync(record, 'utf8')) as { meta: { epoch: number } }).meta.epoch : 0);
+    await waitFor(() => checkpointEpoch() >= 10, 'the epoch-10 checkpoint', 120_000);
+    worker.kill('SIGKILL');
+    await exited(worker);
+    const killedAfter = checkpointEpoch();
+
+    const second = spawnWorker('train-second');
+    const resumed = (await handle.result()) as PipelineResult;
+    const uninterrupted = (await client.workflow.execute(PIPELINE_WORKFLOW, {
+      taskQueue: project.taskQueue,
+      workflowId: uniqueId('housing-whole'),
+      args: [{ pipeline: 'housing-crash', overrides, cache: false }],
+      workflowRunTimeout: '5 minutes',
+    })) as PipelineResult;
+    second.kill('SIGTERM');
+
+    const metrics = resumed.outputs['train']!['metrics'] as Record<string, number>;
+    expect(resumed.steps['train']!.attempt).toBe(2);
+    expect(metrics['resumedFromEpoch']).toBe(killedAfter);
+    expect(metrics['epochsThisAttempt']).toBe(16 - killedAfter);
+    expect(metrics['epochs']).toBe(16);
+    const whole = uninterrupted.outputs['train']!['metrics'] as Record<string, number>;
+    expect(whole['epochsThisAttempt']).toBe(16);
+    const rmse = (r: PipelineResult): number => (r.outputs['evaluate']!['metrics'] as Record<string, number>)['rmse']!;
+    expect(Math.abs(rmse(resumed) - rmse(uninterrupted)) / rmse(uninterrupted)).toBeLessThan(0.005);
+    console.info(
+      `training crash-resume: SIGKILL after the epoch-${killedAfter} checkpoint; attempt 2 ran epochs ${killedAfter + 1}-16 (${metrics['epochsThisAttempt']} epochs); ` +
+        `test RMSE resumed ${Math.round(rmse(resumed))} vs uninterrupted ${Math.round(rmse(uninterrupted))}`,
+    );
   });
 });

@@ -87,14 +87,19 @@ describe('pipelineWorkflow', () => {
     expect(max).toBeLessThanOrEqual(16);
   });
 
-  it('prepares the California housing data: ingest, validate, features, stratified split, fitted transforms', async () => {
-    const r = await run({ pipeline: 'california-housing', overrides: ['params.seed=3'] });
+  it('runs the California housing pipeline: data preparation, training, evaluation against the baseline', async () => {
+    const r = await run({ pipeline: 'california-housing', overrides: ['params.seed=3', 'training.epochs=8'] });
     expect(Object.values(r.steps).every((s) => s.status === 'succeeded' || s.status === 'cached')).toBe(true);
     expect(r.outputs['ingest']).toMatchObject({ rows: 20640, badRows: 0 });
     expect(r.outputs['validate']).toMatchObject({ passed: true, violations: 0 });
     expect(r.outputs['split']!['counts']).toEqual({ train: 14450, validation: 2070, test: 4120 });
     expect(r.outputs['transform']!['features']).toEqual(expect.arrayContaining(['median_income', 'rooms_per_household', 'ocean_proximity=INLAND']));
     expect(r.outputs['transform']!['test']).toMatchObject({ kind: 'artifact', mediaType: 'application/vnd.apache.parquet' });
+    expect(r.outputs['train']!['metrics']).toMatchObject({ epochs: 8, resumedFromEpoch: 0, rows: 14450 });
+    const metrics = r.outputs['evaluate']!['metrics'] as Record<string, number>;
+    const baseline = r.outputs['evaluate']!['baseline'] as Record<string, number>;
+    expect(metrics['rmse']!).toBeLessThan(0.6 * baseline['rmse']!);
+    expect(r.outputs['evaluate']!['passed']).toBe(true);
   });
 
   it('retries a step under its retry policy and reports the attempt', async () => {

@@ -10,7 +10,17 @@ export interface TestContext extends StepContext {
   logs: { level: string; message: string; fields: Record<string, unknown> }[];
 }
 
-export function testContext(projectDir = process.cwd(), store = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-ctx-store-')))): TestContext {
+export interface TestContextOptions {
+  signal?: AbortSignal;
+  onHeartbeat?: (details?: Record<string, unknown>) => void;
+  attempt?: number;
+}
+
+export function testContext(
+  projectDir = process.cwd(),
+  store = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-ctx-store-'))),
+  options: TestContextOptions = {},
+): TestContext {
   const logs: TestContext['logs'] = [];
   const log = (level: string) => (fields: Record<string, unknown>, message: string) => void logs.push({ level, message, fields });
   let checkpoint: Checkpoint | undefined;
@@ -20,18 +30,18 @@ export function testContext(projectDir = process.cwd(), store = new LocalArtifac
     workflowId: 'wf-1',
     pipeline: 'test',
     stepId: 'step',
-    attempt: 1,
+    attempt: options.attempt ?? 1,
     store,
     logger: { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') },
-    signal: new AbortController().signal,
-    heartbeat: () => undefined,
+    signal: options.signal ?? new AbortController().signal,
+    heartbeat: (d) => options.onHeartbeat?.(d),
     projectDir,
     get workDir() {
       workDir ??= mkdtempSync(join(tmpdir(), 'mlpipe-ctx-work-'));
       return workDir;
     },
     checkpoint: {
-      async save(data, meta) {
+      async save(data, meta, _options) {
         checkpoint = { ref: await store.put(data), meta, savedAt: new Date().toISOString() };
         return checkpoint as Checkpoint<typeof meta>;
       },

@@ -1,0 +1,299 @@
+import { z } from 'zod';
+import { DataError, PipelineError } from '../../engine/errors.js';
+import { datasetFile } from '../data/dataset.js';
+import { definePlugin } from '../sdk.js';
+import { loadTf, type BackendName, type Tf } from './backend.js';
+import { deserializeModel, loadMatrix, serializeModel, type Matrix, type ModelDocument, type ModelMeta } from './model.js';
+
+type LayersModel = import('@tensorflow/tfjs').LayersModel;
+type Optimizer = import('@tensorflow/tfjs').Optimizer;
+
+const params = z
+  .object({
+    target: z.string().min(1),
+    task: z.enum(['regression', 'classification']).default('regression'),
+    /** Feature columns; default: every numeric column except the target. */
+    features: z.array(z.string()).optional(),
+    hidden: z.array(z.number().int().min(1).max(4096)).min(1).default([64, 32]),
+    activation: z.enum(['relu', 'elu', 'tanh', 'selu']).default('relu'),
+    dropout: z.number().min(0).lt(1).default(0),
+    epochs: z.number().int().min(1).max(100_000).default(100),
+    batchSize: z.number().int().min(1).default(256),
+    learningRate: z.number().positive().default(0.003),
+    /** constant; step (multiply by `factor` every `every` epochs); cosine (down to `minLearningRate`). */
+    lrSchedule: z
+      .discriminatedUnion('type', [
+        z.object({ type: z.literal('constant') }).strict(),
+        z.object({ type: z.literal('step'), every: z.number().int().min(1), factor: z.number().gt(0).max(1) }).strict(),
+        z.object({ type: z.literal('cosine'), minLearningRate: z.number().min(0).default(0) }).strict(),
+      ])
+      .default({ type: 'constant' }),
+    /** Stop when the validation loss has not improved by `minDelta` for `patience` epochs; keep the best weights. */
+    earlyStopping: z.object({ patience: z.number().int().min(1), minDelta: z.number().min(0).default(0) }).strict().optional(),
+    seed: z.number().int().default(42),
+    checkpoint: z
+      .object({
+        everyEpochs: z.number().int().min(1).default(5),
+        everyMinutes: z.number().positive().optional(),
+        keep: z.number().int().min(1).default(3),
+      })
+      .strict()
+      .default({ everyEpochs: 5, keep: 3 }),
+    backend: z.enum(['auto', 'tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu']).default('auto'),
+  })
+  .strict();
+
+type Params = z.infer<typeof params>;
+
+/** mulberry32: a small seeded PRNG for shuffling (tfjs's own shuffle is not seedable). */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function permutation(n: number, seed: number): Int32Array {
+  const p = new Int32Array(n);
+  for (let i = 0; i < n; i++) p[i] = i;
+  const r = prng(seed);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [p[i], p[j]] = [p[j]!, p[i]!];
+  }
+  return p;
+}
+
+export function learningRateAt(p: Pick<Params, 'learningRate' | 'lrSchedule' | 'epochs'>, epoch: number): number {
+  const s = p.lrSchedule;
+  if (s.type === 'step') return p.learningRate * s.factor ** Math.floor((epoch - 1) / s.every);
+  if (s.type === 'cosine') return s.minLearningRate + 0.5 * (p.learningRate - s.minLearningRate) * (1 + Math.cos((Math.PI * (epoch - 1)) / p.epochs));
+  return p.learningRate;
+}
+
+interface TrainState {
+  epoch: number;
+  bestLoss: number;
+  bestEpoch: number;
+  wait: number;
+  history: { epoch: number; loss: number; valLoss?: number; lr: number }[];
+}
+
+interface CheckpointDoc {
+  model: ModelDocument;
+  /** Optimizer slots in order (Adam: iterations, first moments, second moments). */
+  optimizer: { name: string; shape: number[]; dtype: 'float32' | 'int32'; data: string }[];
+  best?: ModelDocument;
+  state: TrainState;
+}
+
+function buildModel(tf: Tf, p: Params, inputs: number, outputs: number): LayersModel {
+  const model = tf.sequential();
+  p.hidden.forEach((units, i) => {
+    model.add(tf.layers.dense({ units, activation: p.activation, inputShape: i === 0 ? [inputs] : undefined, kernelInitializer: tf.initializers.glorotUniform({ seed: p.seed + i }) }));
+    if (p.dropout > 0) model.add(tf.layers.dropout({ rate: p.dropout, seed: p.seed + 100 + i }));
+  });
+  const activation = p.task === 'regression' ? 'linear' : outputs === 1 ? 'sigmoid' : 'softmax';
+  model.add(tf.layers.dense({ units: outputs, activation, kernelInitializer: tf.initializers.glorotUniform({ seed: p.seed + 99 }) }));
+  return model;
+}
+
+/** Targets as a tensor-ready Float32Array: scaled values (regression) or class indices / one-hot. */
+function targets(task: Params['task'], y: (number | string)[], meta: ModelMeta): { data: Float32Array; width: number } {
+  if (task === 'regression') {
+    return { data: Float32Array.from(y, (v) => ((v as number) - meta.targetMean!) / meta.targetStd!), width: 1 };
+  }
+  const classes = meta.classes!;
+  const index = new Map(classes.map((c, i) => [String(c), i]));
+  if (classes.length === 2) return { data: Float32Array.from(y, (v) => index.get(String(v)) ?? 0), width: 1 };
+  const data = new Float32Array(y.length * classes.length);
+  y.forEach((v, i) => (data[i * classes.length + (index.get(String(v)) ?? 0)] = 1));
+  return { data, width: classes.length };
+}
+
+async function optimizerState(tf: Tf, optimizer: Optimizer): Promise<CheckpointDoc['optimizer']> {
+  const weights = await optimizer.getWeights();
+  return Promise.all(
+    weights.map(async (w) => {
+      const data = await w.tensor.data();
+      return { name: w.name, shape: w.tensor.shape, dtype: w.tensor.dtype === 'int32' ? 'int32' : 'float32', data: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64') } as const;
+    }),
+  );
+}
+
+function restoreOptimizer(tf: Tf, optimizer: Optimizer, saved: CheckpointDoc['optimizer']): Promise<void> {
+  return optimizer.setWeights(
+    saved.map((w) => {
+      const b = Buffer.from(w.data, 'base64');
+      const copy = new Uint8Array(b).buffer; // aligned copy
+      // Adam's iteration counter is int32: its bytes must not be read as floats.
+      const values = w.dtype === 'int32' ? new Int32Array(copy) : new Float32Array(copy);
+      return { name: w.name, tensor: tf.tensor(values, w.shape, w.dtype) };
+    }),
+  );
+}
+
+/**
+ * train.tfjs-mlp — trains a multi-layer perceptron with tfjs for regression (MSE on a standardized
+ * target) or classification (binary or softmax cross-entropy) on the `train` dataset, watching the
+ * `validation` dataset when bound. Seeded initialisation and shuffling; a learning-rate schedule;
+ * early stopping that keeps the best weights. The backend is tfjs-node-gpu, tfjs-node, wasm or cpu,
+ * the first that loads (or `backend`), and is reported. Every `checkpoint.everyEpochs` epochs (and/or
+ * `everyMinutes`) the model, optimizer state and progress are saved to the artifact store, keeping
+ * the newest `keep`; a retry after a crash resumes from the newest checkpoint instead of epoch 1.
+ */
+export const trainMlp = definePlugin({
+  name: 'train.tfjs-mlp',
+  version: '1',
+  description: 'tfjs MLP (regression / classification) with early stopping, LR schedule, seeded init and checkpoint-resume.',
+  params,
+  inputs: { train: 'dataset', 'validation?': 'dataset' },
+  outputs: { model: 'model', metrics: 'metrics', history: 'artifact', backend: 'json' },
+  async run(ctx, p, inputs) {
+    const { tf, backend, tried } = await loadTf(p.backend as BackendName | 'auto');
+    ctx.logger.info({ backend, tried }, `training with tfjs backend ${backend}`);
+    const train = await loadMatrix(await datasetFile(ctx, inputs, 'train'), { target: p.target, features: p.features, label: 'train' });
+    const features = train.features;
+    const validation: Matrix | undefined = inputs['validation'] ? await loadMatrix(await datasetFile(ctx, inputs, 'validation'), { target: p.target, features, label: 'validation' }) : undefined;
+    if (train.rows === 0) throw new DataError('DATA_INVALID', 'train: the dataset has no rows.');
+    if (p.earlyStopping && !validation) {
+      throw new PipelineError('PLUGIN_PARAMS', 'train.tfjs-mlp: earlyStopping needs a `validation` input.', { hint: 'Bind inputs.validation, or remove earlyStopping.' });
+    }
+
+    const meta: ModelMeta = { kind: 'mlpipe.tfjs-mlp', version: 1, task: p.task, features, target: p.target };
+    if (p.task === 'regression') {
+      const ys = train.y as number[];
+      if (ys.some((v) => typeof v !== 'number')) throw new DataError('DATA_INVALID', `train: the target '${p.target}' is not numeric; use task: classification for labels.`);
+      const mean = ys.reduce((a, b) => a + b, 0) / ys.length;
+      const std = Math.sqrt(ys.reduce((a, b) => a + (b - mean) ** 2, 0) / ys.length) || 1;
+      Object.assign(meta, { targetMean: mean, targetStd: std });
+    } else {
+      meta.classes = [...new Set(train.y!.map((v) => v as string | number))].sort();
+      meta.classPriors = meta.classes.map((c) => train.y!.filter((v) => String(v) === String(c)).length / train.rows);
+      if (meta.classes.length < 2) throw new DataError('DATA_INVALID', `train: the target '${p.target}' has a single class (${String(meta.classes[0])}).`);
+    }
+    const outputsWidth = p.task === 'regression' || meta.classes!.length === 2 ? 1 : meta.classes!.length;
+    const loss = p.task === 'regression' ? 'meanSquaredError' : outputsWidth === 1 ? 'binaryCrossentropy' : 'categoricalCrossentropy';
+
+    let model = buildModel(tf, p, features.length, outputsWidth);
+    const optimizer = tf.train.adam(p.learningRate);
+    model.compile({ optimizer, loss });
+    let state: TrainState = { epoch: 0, bestLoss: Infinity, bestEpoch: 0, wait: 0, history: [] };
+    let best: ModelDocument | undefined;
+
+    const resumed = await ctx.checkpoint.latest<{ epoch: number }>();
+    let resumedFromEpoch = 0;
+    if (resumed) {
+      const doc = JSON.parse(resumed.data.toString('utf8')) as CheckpointDoc;
+      const restored = await deserializeModel(tf, Buffer.from(JSON.stringify(doc.model)));
+      model.dispose();
+      model = restored.model;
+      model.compile({ optimizer, loss });
+      await restoreOptimizer(tf, optimizer, doc.optimizer);
+      state = doc.state;
+      best = doc.best;
+      resumedFromEpoch = state.epoch;
+      ctx.logger.info({ epoch: state.epoch }, `resumed from the checkpoint of epoch ${state.epoch}`);
+    }
+
+    const y = targets(p.task, train.y!, meta);
+    const xAll = tf.tensor2d(train.x, [train.rows, features.length]);
+    const yAll = tf.tensor2d(y.data, [train.rows, y.width]);
+    const vx = validation ? tf.tensor2d(validation.x, [validation.rows, features.length]) : undefined;
+    const vyData = validation ? targets(p.task, validation.y!, meta) : undefined;
+    const vy = vyData && validation ? tf.tensor2d(vyData.data, [validation.rows, vyData.width]) : undefined;
+
+    const started = Date.now();
+    let lastCheckpointAt = Date.now();
+    let epochsRun = 0;
+    const saveCheckpoint = async (): Promise<void> => {
+      const doc: CheckpointDoc = {
+        model: JSON.parse((await serializeModel(tf, model, meta)).toString('utf8')) as ModelDocument,
+        optimizer: await optimizerState(tf, optimizer),
+        best,
+        state,
+      };
+      await ctx.checkpoint.save(JSON.stringify(doc), { epoch: state.epoch }, { keep: p.checkpoint.keep });
+      lastCheckpointAt = Date.now();
+    };
+
+    try {
+      for (let epoch = state.epoch + 1; epoch <= p.epochs; epoch++) {
+        if (ctx.signal.aborted) throw ctx.signal.reason as Error;
+        const lr = learningRateAt(p, epoch);
+        (optimizer as unknown as { learningRate: number }).learningRate = lr;
+        const order = tf.tensor1d(permutation(train.rows, p.seed * 100_003 + epoch), 'int32');
+        const xs = tf.gather(xAll, order);
+        const ys = tf.gather(yAll, order);
+        const h = await model.fit(xs, ys, { epochs: 1, batchSize: p.batchSize, shuffle: false, verbose: 0 });
+        tf.dispose([order, xs, ys]);
+        const trainLoss = h.history['loss']![0] as number;
+        if (!Number.isFinite(trainLoss)) {
+          throw new PipelineError('STEP_FAILED', `train.tfjs-mlp: training diverged at epoch ${epoch} (loss ${String(trainLoss)}).`, {
+            retryable: false,
+            hint: 'Lower learningRate, standardize the features (process.transform), or check the data for extreme values.',
+          });
+        }
+        let valLoss: number | undefined;
+        if (vx && vy) {
+          const r = model.evaluate(vx, vy, { batchSize: 4096 }) as import('@tensorflow/tfjs').Scalar;
+          valLoss = (await r.data())[0]!;
+          r.dispose();
+        }
+        state.epoch = epoch;
+        state.history.push({ epoch, loss: trainLoss, valLoss, lr });
+        epochsRun++;
+        const watched = valLoss ?? trainLoss;
+        if (watched < state.bestLoss - (p.earlyStopping?.minDelta ?? 0)) {
+          state.bestLoss = watched;
+          state.bestEpoch = epoch;
+          state.wait = 0;
+          if (p.earlyStopping) best = JSON.parse((await serializeModel(tf, model, meta)).toString('utf8')) as ModelDocument;
+        } else state.wait++;
+        ctx.heartbeat({ epoch, loss: trainLoss, valLoss });
+        const stop = p.earlyStopping !== undefined && state.wait >= p.earlyStopping.patience;
+        const due = epoch % p.checkpoint.everyEpochs === 0 || (p.checkpoint.everyMinutes !== undefined && Date.now() - lastCheckpointAt >= p.checkpoint.everyMinutes * 60_000);
+        if (due && !stop && epoch < p.epochs) await saveCheckpoint();
+        if (stop) {
+          ctx.logger.info({ epoch, bestEpoch: state.bestEpoch }, 'early stopping');
+          break;
+        }
+      }
+      if (best) {
+        const restored = await deserializeModel(tf, Buffer.from(JSON.stringify(best)));
+        model.dispose();
+        model = restored.model;
+      }
+      const bytes = await serializeModel(tf, model, meta);
+      const modelRef = await ctx.store.put(bytes, { name: 'model.json', mediaType: 'application/vnd.mlpipe.tfjs-mlp+json' });
+      const historyRef = await ctx.store.put(JSON.stringify(state.history), { name: 'history.json', mediaType: 'application/json' });
+      const last = state.history[state.history.length - 1]!;
+      const scale = p.task === 'regression' ? meta.targetStd! : 1;
+      const bestRow = state.history.find((h) => h.epoch === state.bestEpoch) ?? last;
+      return {
+        model: modelRef,
+        history: historyRef,
+        backend,
+        metrics: {
+          epochs: state.epoch,
+          epochsThisAttempt: epochsRun,
+          resumedFromEpoch,
+          bestEpoch: state.bestEpoch,
+          trainLoss: last.loss,
+          ...(bestRow.valLoss !== undefined ? { valLoss: bestRow.valLoss } : {}),
+          ...(p.task === 'regression' && bestRow.valLoss !== undefined ? { valRmse: Math.sqrt(bestRow.valLoss) * scale } : {}),
+          secondsPerEpoch: epochsRun ? (Date.now() - started) / 1000 / epochsRun : 0,
+          features: features.length,
+          rows: train.rows,
+        },
+      };
+    } finally {
+      tf.dispose([xAll, yAll, ...(vx ? [vx] : []), ...(vy ? [vy] : [])]);
+      model.dispose();
+    }
+  },
+});

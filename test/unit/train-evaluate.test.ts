@@ -1,0 +1,130 @@
+/**
+ * Training and evaluation, called directly (real tfjs, real DuckDB, real local store). Small data:
+ * the goal is behaviour (learning, checkpoint-resume, gate), not accuracy.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { LocalArtifactStore } from '../../adapters/local-store.js';
+import { PipelineError } from '../../engine/errors.js';
+import type { ArtifactRef } from '../../engine/types.js';
+import { classificationMetrics, regressionMetrics, rocAuc } from '../../plugins/evaluate/metrics.js';
+import { evaluateModel } from '../../plugins/evaluate/model.js';
+import { ingestFile } from '../../plugins/ingest/file.js';
+import { learningRateAt, trainMlp } from '../../plugins/train/mlp.js';
+import { runPlugin, testContext } from './step-context.js';
+
+describe('metrics', () => {
+  it('regression metrics match hand-computed values', () => {
+    const m = regressionMetrics([1, 2, 3, 4], [1, 2, 3, 8]);
+    expect(m.rmse).toBeCloseTo(2, 12);
+    expect(m.mae).toBeCloseTo(1, 12);
+    expect(m.r2).toBeCloseTo(1 - 16 / 5, 12);
+    expect(m.mape).toBeCloseTo(0.25, 12);
+  });
+
+  it('ROC AUC counts ordered pairs, with ties as halves', () => {
+    expect(rocAuc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])).toBeCloseTo(0.75, 12);
+    expect(rocAuc([0, 1], [0.5, 0.5])).toBeCloseTo(0.5, 12);
+  });
+
+  it('binary and multi-class classification metrics', () => {
+    const b = classificationMetrics([0, 1, 1, 0], [0.2, 0.9, 0.4, 0.6], 1);
+    expect(b).toMatchObject({ accuracy: 0.5, precision: 0.5, recall: 0.5, f1: 0.5, rocAuc: 0.75 });
+    expect(b.logLoss).toBeCloseTo(-(Math.log(0.8) + Math.log(0.9) + Math.log(0.4) + Math.log(0.4)) / 4, 12);
+    const m = classificationMetrics([0, 1, 2], [0.8, 0.1, 0.1, 0.1, 0.8, 0.1, 0.1, 0.1, 0.8], 3);
+    expect(m).toMatchObject({ accuracy: 1, precision: 1, recall: 1, f1: 1, rocAuc: 1 });
+  });
+
+  it('learning-rate schedules', () => {
+    const base = { learningRate: 0.1, epochs: 10 };
+    expect(learningRateAt({ ...base, lrSchedule: { type: 'step', every: 3, factor: 0.5 } }, 4)).toBeCloseTo(0.05, 12);
+    expect(learningRateAt({ ...base, lrSchedule: { type: 'cosine', minLearningRate: 0 } }, 1)).toBeCloseTo(0.1, 12);
+    expect(learningRateAt({ ...base, lrSchedule: { type: 'cosine', minLearningRate: 0 } }, 6)).toBeCloseTo(0.05, 12);
+  });
+});
+
+/** y = 3 a - 2 b + 1 + noise; label = y > 1. */
+function synthetic(rows: number, seed: number): string {
+  let s = seed;
+  const r = (): number => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1;
+  const lines = ['a,b,y,label'];
+  for (let i = 0; i < rows; i++) {
+    const a = r();
+    const b = r();
+    const y = 3 * a - 2 * b + 1 + 0.05 * r();
+    lines.push(`${a},${b},${y},${y > 1 ? 'high' : 'low'}`);
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'mlpipe-train-'));
+  writeFileSync(join(dir, 'd.csv'), `${lines.join('\n')}\n`);
+  return join(dir, 'd.csv');
+}
+
+async function datasets(ctx: ReturnType<typeof testContext>) {
+  const train = (await runPlugin(ingestFile, ctx, { path: synthetic(600, 1) }))['dataset'] as ArtifactRef;
+  const test = (await runPlugin(ingestFile, ctx, { path: synthetic(200, 2) }))['dataset'] as ArtifactRef;
+  return { train, test };
+}
+
+const REGRESSION = { target: 'y', features: ['a', 'b'], hidden: [16], epochs: 20, batchSize: 32, learningRate: 0.02, seed: 5, backend: 'wasm', checkpoint: { everyEpochs: 5, keep: 2 } } as const;
+
+describe('train.tfjs-mlp and evaluate.model', () => {
+  it('learns a regression far better than the mean baseline, and the gate explains a miss', async () => {
+    const ctx = testContext();
+    const { train, test } = await datasets(ctx);
+    const trained = await runPlugin(trainMlp, ctx, REGRESSION, { train });
+    expect(trained['backend']).toBe('wasm');
+    expect(trained['metrics']).toMatchObject({ epochs: 20, epochsThisAttempt: 20, resumedFromEpoch: 0, features: 2, rows: 600 });
+    const ev = await runPlugin(evaluateModel, ctx, { gate: { maxRatioToBaseline: { rmse: 0.2 } } }, { model: trained['model'], test });
+    const m = ev['metrics'] as Record<string, number>;
+    const base = ev['baseline'] as Record<string, number>;
+    expect(m['rmse']!).toBeLessThan(0.2 * base['rmse']!);
+    expect(m['r2']!).toBeGreaterThan(0.95);
+    const e = await runPlugin(evaluateModel, ctx, { gate: { thresholds: { rmse: { max: 0.001 }, r2: { min: 0.9999 } } } }, { model: trained['model'], test }).catch((x: unknown) => x as PipelineError);
+    expect(e).toBeInstanceOf(PipelineError);
+    expect((e as PipelineError).code).toBe('QUALITY_GATE');
+    expect((e as PipelineError).message).toMatch(/rmse [\d.]+ > max 0\.001 \(missed by [\d.]+, [\d.]+%\)/);
+    expect((e as PipelineError).message).toMatch(/r2 [\d.]+ < min 0\.9999 \(missed by [\d.]+\)/);
+  });
+
+  it('classifies, with accuracy above the majority baseline', async () => {
+    const ctx = testContext();
+    const { train, test } = await datasets(ctx);
+    const trained = await runPlugin(trainMlp, ctx, { ...REGRESSION, target: 'label', task: 'classification' }, { train });
+    const ev = await runPlugin(evaluateModel, ctx, {}, { model: trained['model'], test });
+    const m = ev['metrics'] as Record<string, number>;
+    expect(m['accuracy']!).toBeGreaterThan(0.9);
+    expect(m['rocAuc']!).toBeGreaterThan(0.95);
+    expect(m['accuracy']!).toBeGreaterThan((ev['baseline'] as Record<string, number>)['accuracy']! + 0.2);
+  });
+
+  it('resumes after an interruption from the last checkpoint, not epoch 1, and ends where an uninterrupted run ends', async () => {
+    const store = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-resume-')));
+    const setup = testContext(process.cwd(), store);
+    const { train } = await datasets(setup);
+
+    const whole = await runPlugin(trainMlp, testContext(process.cwd(), store), REGRESSION, { train });
+
+    // First attempt: abort at epoch 12 (as a killed worker would stop); checkpoints exist for 5 and 10.
+    const abort = new AbortController();
+    const first = testContext(process.cwd(), store, { signal: abort.signal, onHeartbeat: (d) => d?.['epoch'] === 12 && abort.abort(new Error('worker lost')) });
+    await expect(runPlugin(trainMlp, first, REGRESSION, { train })).rejects.toThrow('worker lost');
+    // Second attempt with the same checkpoints.
+    const second = { ...first, attempt: 2, signal: new AbortController().signal, heartbeat: () => undefined };
+    const resumed = await runPlugin(trainMlp, second, REGRESSION, { train });
+    expect(resumed['metrics']).toMatchObject({ epochs: 20, resumedFromEpoch: 10, epochsThisAttempt: 10 });
+    const a = (whole['metrics'] as Record<string, number>)['trainLoss']!;
+    const b = (resumed['metrics'] as Record<string, number>)['trainLoss']!;
+    expect(Math.abs(a - b) / a).toBeLessThan(1e-3);
+  });
+
+  it('explains a missing target column and text in a feature column', async () => {
+    const ctx = testContext();
+    const { train } = await datasets(ctx);
+    const noTarget = await runPlugin(trainMlp, ctx, { ...REGRESSION, target: 'price' }, { train }).catch((e: unknown) => e as PipelineError);
+    expect(noTarget.message).toContain("train: no target column 'price'. Columns: a, b, y, label.");
+    const text = await runPlugin(trainMlp, ctx, { ...REGRESSION, features: ['a', 'label'] }, { train }).catch((e: unknown) => e as PipelineError);
+    expect(text.message).toContain('feature column(s) label are not numeric');
+  });
+});
