@@ -41,7 +41,10 @@ interface CacheManifest {
 export function toApplicationFailure(e: unknown): Error {
   if (e instanceof ApplicationFailure || e instanceof CancelledFailure) return e;
   if (e instanceof PipelineError) {
-    return ApplicationFailure.create({ type: e.code, message: e.format(), nonRetryable: !e.retryable, cause: e });
+    // The failure's type carries the code; the message is the problem, where it is, and the hint.
+    const where = e.format().split('\n  error ')[0];
+    const head = where && !where.startsWith('  error') && where !== e.format() ? `${where}: ` : '';
+    return ApplicationFailure.create({ type: e.code, message: `${head}${e.message}${e.hint ? `\n  hint: ${e.hint}` : ''}`, nonRetryable: !e.retryable, cause: e });
   }
   return e instanceof Error ? e : new Error(String(e));
 }

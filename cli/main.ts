@@ -12,7 +12,7 @@ import { z } from 'zod';
 import { createPipelineWorker } from '../activities/worker.js';
 import { loadPipeline } from '../adapters/load-pipeline.js';
 import { listPipelines, loadSettings, type Settings } from '../adapters/project.js';
-import { isListening, requireTemporalCli, startDevServer, type DevServer } from '../adapters/temporal-server.js';
+import { freePort, isListening, requireTemporalCli, startDevServer, type DevServer } from '../adapters/temporal-server.js';
 import { PipelineError } from '../engine/errors.js';
 import type { CompiledPipeline, PipelineInput, PipelineResult, PipelineStatus } from '../engine/types.js';
 import { loadProjectRegistry } from '../adapters/project-plugins.js';
@@ -40,7 +40,7 @@ Usage:
   mlpipe cancel <workflow-id>            Cancel a run (running steps are cancelled)
   mlpipe plugins [name]                  List plugins, or show one plugin's params
   mlpipe pipelines                       List the pipelines in pipelines/
-  mlpipe demo                            Start what is needed and run the demo pipeline
+  mlpipe demo [pipeline] [overrides...]  Start what is needed and run a pipeline (default california-housing)
 
 <pipeline> is a name (pipelines/<name>.yaml) or a path to a YAML file.
 Overrides: model=wide  training.lr=0.01  +new.key=1  ++key=1  ~key  params.name=value
@@ -288,17 +288,28 @@ async function cmdPlugins(argv: string[], settings: Settings): Promise<number> {
 }
 
 async function cmdDemo(argv: string[], settings: Settings): Promise<number> {
-  const pipeline = argv[0] ?? 'diamond';
+  const pipeline = argv[0] && !argv[0].startsWith('-') && !argv[0].includes('=') ? argv[0] : 'california-housing';
+  const rest = argv[0] === pipeline ? argv.slice(1) : argv;
   let server: DevServer | undefined;
   let s = settings;
+  let ui = process.env['MLPIPE_TEMPORAL_UI'];
   if (!(await isListening(settings.temporalAddress))) {
     const bin = requireTemporalCli(settings.cacheDir);
-    server = await startDevServer({ bin, dbFile: join(settings.stateDir, 'demo-temporal.db'), headless: true, logFile: join(settings.stateDir, 'temporal.log') });
+    // The database `mlpipe dev` uses too, so the run can be browsed afterwards.
+    const dbFile = join(settings.stateDir, 'temporal.db');
+    server = await startDevServer({ bin, dbFile, uiPort: await freePort(), logFile: join(settings.stateDir, 'temporal.log') });
     s = { ...settings, temporalAddress: server.address };
-    out(`started a Temporal dev server on ${server.address} (state in ${join(settings.stateDir, 'demo-temporal.db')})`);
+    ui = server.uiUrl;
+    out(`started a Temporal dev server on ${server.address} (state in ${dbFile}, Web UI ${ui})`);
   } else out(`using the Temporal server at ${settings.temporalAddress}`);
+  const workflowId = `${pipeline}-${randomUUID().slice(0, 8)}`;
   try {
-    return await cmdRun([pipeline, '--worker', ...argv.slice(1)], s);
+    const code = await cmdRun([pipeline, '--worker', '--id', workflowId, ...rest], s);
+    out(`\nartifacts: ${s.artifactsDir}`);
+    const path = `/namespaces/${s.namespace}/workflows/${workflowId}`;
+    if (server) out(`Temporal Web UI: run 'npm run mlpipe -- dev' (same database), then open http://127.0.0.1:8233${path}`);
+    else out(`Temporal Web UI: ${ui ?? 'http://localhost:8233'}${path}`);
+    return code;
   } finally {
     await server?.stop();
   }

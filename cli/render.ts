@@ -35,6 +35,26 @@ function short(v: unknown): string {
   return s.length > 120 ? `${s.slice(0, 117)}...` : s;
 }
 
+const num = (v: number): string => (Math.abs(v) >= 1000 ? Math.round(v).toLocaleString('en-US') : v.toFixed(3));
+
+/** For every step that output `metrics` and `baseline` (an evaluation): a table of the two. */
+export function formatMetricsTables(r: PipelineResult): string[] {
+  const out: string[] = [];
+  for (const [step, outputs] of Object.entries(r.outputs)) {
+    const m = outputs['metrics'] as Record<string, number> | undefined;
+    const b = outputs['baseline'] as Record<string, number> | undefined;
+    if (!m || !b || typeof m !== 'object' || typeof b !== 'object') continue;
+    const rows = Object.keys(m).filter((k) => typeof m[k] === 'number');
+    out.push(`\n${step}: test metrics against the baseline`);
+    out.push(`  ${'metric'.padEnd(10)} ${'model'.padStart(12)} ${'baseline'.padStart(12)} ${'model/baseline'.padStart(15)}`);
+    for (const k of rows) {
+      const ratio = typeof b[k] === 'number' && b[k] !== 0 ? (m[k]! / b[k]!).toFixed(3) : '';
+      out.push(`  ${k.padEnd(10)} ${num(m[k]!).padStart(12)} ${typeof b[k] === 'number' ? num(b[k]!).padStart(12) : ''.padStart(12)} ${ratio.padStart(15)}`);
+    }
+  }
+  return out;
+}
+
 export function formatSummary(r: PipelineResult): string {
   const counts: Record<string, number> = {};
   for (const s of Object.values(r.steps)) counts[s.status] = (counts[s.status] ?? 0) + 1;
@@ -46,5 +66,6 @@ export function formatSummary(r: PipelineResult): string {
     for (const [k, v] of Object.entries(r.outputs[id]!)) lines.push(`  ${id}.${k} = ${short(v)}`);
     if (ids.length > 12 && id === ids[5]) lines.push(`  ... ${ids.length - 12} more steps ...`);
   }
+  lines.push(...formatMetricsTables(r));
   return lines.join('\n');
 }

@@ -63,8 +63,11 @@ interface Reject {
 
 async function rejects(db: Duck): Promise<{ total: number; first: Reject[] }> {
   try {
-    const [{ n }] = (await db.rows<{ n: number }>('SELECT count(*)::BIGINT AS n FROM reject_errors')) as [{ n: number }];
-    const first = await db.rows<Reject>(`SELECT line, column_name, error_type, csv_line, error_message FROM reject_errors ORDER BY line LIMIT ${MAX_REPORTED}`);
+    // DuckDB records one reject per missing column of a short line: report one per line, the first.
+    const [{ n }] = (await db.rows<{ n: number }>('SELECT count(DISTINCT line)::BIGINT AS n FROM reject_errors')) as [{ n: number }];
+    const first = await db.rows<Reject>(
+      `SELECT line, column_name, error_type, csv_line, error_message FROM (SELECT *, row_number() OVER (PARTITION BY line ORDER BY column_idx) AS k FROM reject_errors) WHERE k = 1 ORDER BY line LIMIT ${MAX_REPORTED}`,
+    );
     return { total: n, first };
   } catch {
     return { total: 0, first: [] };

@@ -134,6 +134,12 @@ export async function fitTransform(db: Duck, relation: string, steps: TransformS
           const cats = await db.rows<{ v: string }>(`SELECT CAST(${c} AS VARCHAR) AS v FROM ${current} WHERE ${c} IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT ${step.maxCategories}`);
           ops.push({ op: 'onehot', column: name, categories: cats.map((x) => x.v).sort() });
         } else if (step.op === 'standardize') {
+          const [inf] = (await db.rows<{ n: number }>(`SELECT count(*) FILTER (WHERE isinf(${c}::DOUBLE) OR isnan(${c}::DOUBLE))::BIGINT AS n FROM ${current}`)) as [{ n: number }];
+          if (inf.n > 0) {
+            throw new DataError('DATA_INVALID', `process.transform: cannot standardize '${name}': ${inf.n} values are infinite or NaN (a division by zero?).`, {
+              hint: 'Guard the expression that makes it (e.g. x / nullif(y, 0)), then impute.',
+            });
+          }
           const [r] = await db.rows<{ m: number | null; s: number | null; nulls: number }>(`SELECT avg(${c})::DOUBLE AS m, stddev_pop(${c})::DOUBLE AS s, count(*) FILTER (WHERE ${c} IS NULL)::BIGINT AS nulls FROM ${current}`);
           if (r?.m === null || r?.m === undefined) throw new DataError('DATA_INVALID', `process.transform: cannot standardize '${name}': it is entirely null.`);
           if (r.nulls > 0) throw new DataError('DATA_INVALID', `process.transform: '${name}' has ${r.nulls} nulls; impute it before standardize.`, { hint: `Add { op: impute, columns: [${name}], strategy: median } before standardize.` });

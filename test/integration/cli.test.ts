@@ -140,6 +140,33 @@ describe('mlpipe', () => {
     expect(bad.stderr).toContain("error PLUGIN_PARAMS: Step 'twice' (custom.double): 'n' expected number, received string");
   });
 
+  it('stops the housing pipeline on bad data with the file, line, column and row', async () => {
+    const header = 'longitude,latitude,housing_median_age,total_rooms,total_bedrooms,population,households,median_income,median_house_value,ocean_proximity';
+    const good = '-122.23,37.88,41.0,880.0,129.0,322.0,126.0,8.3252,452600.0,NEAR BAY';
+    project.write('data/malformed.csv', `${header}\n${good}\n-122.22,37.86,21.0\n`);
+    const malformed = await mlpipe('run', 'california-housing', 'params.data=data/malformed.csv', '--no-cache');
+    expect(malformed.code).toBe(1);
+    expect(malformed.stderr).toContain("Step 'ingest' failed (DATA_INVALID)");
+    expect(malformed.stderr).toContain('data/malformed.csv: 1 malformed row');
+    expect(malformed.stderr).toContain("line 3, column 'total_rooms': missing columns");
+
+    const rows = Array.from({ length: 1200 }, (_, i) => good.replace('880.0', i === 7 ? 'many' : '880.0')).join('\n');
+    project.write('data/text.csv', `${header}\n${rows}\n`);
+    const text = await mlpipe('run', 'california-housing', 'params.data=data/text.csv', '--no-cache');
+    expect(text.code).toBe(1);
+    expect(text.stderr).toContain("Step 'validate' failed (DATA_INVALID)");
+    expect(text.stderr).toContain(`column 'total_rooms': 1 value is not a number (first at data row 8: "many")`);
+
+    const noTarget = await mlpipe('run', 'california-housing', 'params.target=price', 'training.epochs=1');
+    expect(noTarget.code).toBe(1);
+    expect(noTarget.stderr).toContain("Step 'split' failed (PLUGIN_PARAMS): process.split: the dataset has no column 'price'. Columns: longitude, latitude");
+
+    project.write('data/empty.csv', '');
+    const empty = await mlpipe('run', 'california-housing', 'params.data=data/empty.csv');
+    expect(empty.code).toBe(1);
+    expect(empty.stderr).toContain('data/empty.csv: the file is empty.');
+  });
+
   it('validate and graph', async () => {
     const ok = await mlpipe('validate', 'conditional', 'model=wide');
     expect(ok.code).toBe(0);

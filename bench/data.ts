@@ -1,0 +1,135 @@
+/**
+ * Data and training throughput, plugins called directly (no Temporal):
+ *
+ *   npm run bench:data                 # 5M-row CSV
+ *   BENCH_ROWS=1000000 npm run bench:data
+ *
+ * - ingest: a generated CSV (housing-like: 9 numeric columns, 1 categorical) -> Parquet dataset;
+ * - process: process.sql (3 derived columns) and process.transform (impute, log, one-hot, standardize);
+ * - training: epochs per second of train.tfjs-mlp on the housing training split, per backend that
+ *   loads here (each in its own process, since a process keeps the first backend it loads).
+ * Results: bench/results/data-<date>.json.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { sqlString, withDuckDB } from '../adapters/duckdb.js';
+import { LocalArtifactStore } from '../adapters/local-store.js';
+import type { ArtifactRef } from '../engine/types.js';
+import { ingestFile } from '../plugins/ingest/file.js';
+import { split } from '../plugins/process/split.js';
+import { sql } from '../plugins/process/sql.js';
+import { transform } from '../plugins/process/transform.js';
+import type { AnyPlugin, StepContext } from '../plugins/sdk.js';
+import { trainMlp } from '../plugins/train/mlp.js';
+
+const ROWS = Number(process.env['BENCH_ROWS'] ?? 5_000_000);
+const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-data-'));
+const store = new LocalArtifactStore(join(dir, 'store'));
+
+function ctx(): StepContext {
+  const noop = (): void => undefined;
+  let work: string | undefined;
+  return {
+    runId: 'bench', workflowId: 'bench', pipeline: 'bench', stepId: 'bench', attempt: 1, store,
+    logger: { debug: noop, info: noop, warn: noop, error: noop },
+    signal: new AbortController().signal, heartbeat: noop, projectDir: dir,
+    get workDir() {
+      work ??= mkdtempSync(join(dir, 'work-'));
+      return work;
+    },
+    checkpoint: { save: async () => { throw new Error('no checkpoints in bench'); }, latest: async () => undefined },
+  };
+}
+
+async function timed(plugin: AnyPlugin, params: unknown, inputs: Record<string, unknown> = {}): Promise<{ out: Record<string, unknown>; s: number }> {
+  const schema: z.ZodType = plugin.params;
+  const t0 = performance.now();
+  const out = await plugin.run(ctx(), schema.parse(params), inputs);
+  return { out: out as Record<string, unknown>, s: (performance.now() - t0) / 1000 };
+}
+
+async function epochsPerSecond(): Promise<Record<string, number | string>> {
+  if (process.env['BENCH_TRAIN_BACKEND']) {
+    // Child mode: one backend, print the rate.
+    const housing = join(import.meta.dirname, '..', 'pipelines', 'data', 'california-housing.csv');
+    const ds = (await timed(ingestFile, { path: housing })).out['dataset'];
+    const parts = (await timed(split, { test: 0.2 }, { dataset: ds })).out;
+    const t = await timed(transform, { exclude: ['median_house_value'], steps: [{ op: 'impute', columns: ['total_bedrooms'], strategy: 'median' }, { op: 'onehot', columns: ['ocean_proximity'] }, { op: 'standardize', columns: 'numeric' }] }, { train: parts['train'] });
+    const epochs = 5;
+    const r = await timed(trainMlp, { target: 'median_house_value', hidden: [128, 64], batchSize: 128, epochs, backend: process.env['BENCH_TRAIN_BACKEND'], checkpoint: { everyEpochs: 1000 } }, { train: t.out['train'] });
+    console.log(JSON.stringify({ backend: r.out['backend'], epochsPerSecond: 1 / ((r.out['metrics'] as { secondsPerEpoch: number }).secondsPerEpoch) }));
+    return {};
+  }
+  const result: Record<string, number | string> = {};
+  for (const backend of ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu']) {
+    try {
+      const outText = execFileSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'data.ts')], { env: { ...process.env, BENCH_TRAIN_BACKEND: backend }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      const line = JSON.parse(outText.trim().split('\n').pop()!) as { epochsPerSecond: number };
+      result[backend] = Math.round(line.epochsPerSecond * 100) / 100;
+    } catch (e) {
+      const stderr = String((e as { stderr?: string }).stderr ?? e);
+      result[backend] = /Cannot find (package|module)|ERR_MODULE_NOT_FOUND/.test(stderr) ? 'not installed' : 'failed to load';
+    }
+  }
+  return result;
+}
+
+async function main(): Promise<void> {
+  if (process.env['BENCH_TRAIN_BACKEND']) {
+    await epochsPerSecond();
+    return;
+  }
+  const csv = join(dir, 'generated.csv');
+  const g0 = performance.now();
+  await withDuckDB((db) =>
+    db.run(
+      `COPY (SELECT -124 + random() * 10 AS longitude, 32 + random() * 10 AS latitude, floor(random() * 52) AS housing_median_age,
+         1 + floor(random() * 10000) AS total_rooms, CASE WHEN random() < 0.01 THEN NULL ELSE floor(random() * 2000) END AS total_bedrooms,
+         floor(random() * 5000) AS population, 1 + floor(random() * 2000) AS households, random() * 15 AS median_income,
+         floor(15000 + random() * 485000) AS median_house_value,
+         ['<1H OCEAN', 'INLAND', 'NEAR BAY', 'NEAR OCEAN', 'ISLAND'][1 + floor(random() * 5)::INT] AS ocean_proximity
+       FROM range(${ROWS})) TO ${sqlString(csv)} (HEADER, DELIMITER ',')`,
+    ),
+  );
+  const genS = (performance.now() - g0) / 1000;
+  const bytes = statSync(csv).size;
+
+  const ingest = await timed(ingestFile, { path: csv });
+  const features = await timed(sql, { sql: 'SELECT *, total_rooms / households AS rooms_per_household, total_bedrooms / total_rooms AS bedrooms_per_room, population / households AS population_per_household FROM input' }, { input: ingest.out['dataset'] as ArtifactRef });
+  const fitted = await timed(
+    transform,
+    { exclude: ['median_house_value'], steps: [{ op: 'impute', columns: ['total_bedrooms', 'bedrooms_per_room'], strategy: 'median' }, { op: 'log', columns: ['total_rooms', 'population'] }, { op: 'onehot', columns: ['ocean_proximity'] }, { op: 'standardize', columns: 'numeric' }] },
+    { train: features.out['dataset'] as ArtifactRef },
+  );
+  const total = ingest.s + features.s + fitted.s;
+  const training = await epochsPerSecond();
+
+  const result = {
+    date: new Date().toISOString(),
+    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
+    rows: ROWS,
+    csvMiB: Math.round(bytes / 2 ** 20),
+    generateSeconds: Math.round(genS * 10) / 10,
+    seconds: { ingest: ingest.s, sql: features.s, transform: fitted.s },
+    rowsPerSecond: {
+      ingest: Math.round(ROWS / ingest.s),
+      sql: Math.round(ROWS / features.s),
+      transform: Math.round(ROWS / fitted.s),
+      ingestAndProcess: Math.round(ROWS / total),
+    },
+    trainingEpochsPerSecond: training,
+  };
+  mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
+  const out = join(import.meta.dirname, 'results', `data-${result.date.slice(0, 10)}.json`);
+  writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+  console.log(`| stage (${ROWS.toLocaleString('en-US')} rows, ${result.csvMiB} MiB CSV) | seconds | rows/s |\n|---|---|---|`);
+  for (const k of ['ingest', 'sql', 'transform'] as const) console.log(`| ${k} | ${result.seconds[k].toFixed(2)} | ${result.rowsPerSecond[k].toLocaleString('en-US')} |`);
+  console.log(`| ingest + sql + transform | ${total.toFixed(2)} | ${result.rowsPerSecond.ingestAndProcess.toLocaleString('en-US')} |`);
+  console.log(`\ntraining (housing train split, 128-64 MLP, batch 128), epochs/s: ${JSON.stringify(training)}`);
+  console.log(`written to ${out}`);
+}
+
+await main();
