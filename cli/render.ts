@@ -28,13 +28,15 @@ export function formatStepLine(id: string, s: StepState): string {
 
 function short(v: unknown): string {
   if (v !== null && typeof v === 'object' && (v as { kind?: string }).kind === 'artifact') {
-    const a = v as { uri: string; size: number; sha256: string };
-    return `${a.uri} (${a.size} bytes, sha256:${a.sha256.slice(0, 12)}…)`;
+    const a = v as { name?: string; size: number; sha256: string };
+    const size = a.size >= 1 << 20 ? `${(a.size / (1 << 20)).toFixed(1)} MiB` : a.size >= 1024 ? `${(a.size / 1024).toFixed(1)} KiB` : `${a.size} B`;
+    return `artifact ${a.name ?? ''} ${size} sha256:${a.sha256.slice(0, 12)}`;
   }
   const s = JSON.stringify(v);
   return s.length > 120 ? `${s.slice(0, 117)}...` : s;
 }
 
+const LOWER_IS_BETTER = new Set(['rmse', 'mae', 'mape', 'logLoss']);
 const num = (v: number): string => (Math.abs(v) >= 1000 ? Math.round(v).toLocaleString('en-US') : v.toFixed(3));
 
 /** For every step that output `metrics` and `baseline` (an evaluation): a table of the two. */
@@ -48,7 +50,8 @@ export function formatMetricsTables(r: PipelineResult): string[] {
     out.push(`\n${step}: test metrics against the baseline`);
     out.push(`  ${'metric'.padEnd(10)} ${'model'.padStart(12)} ${'baseline'.padStart(12)} ${'model/baseline'.padStart(15)}`);
     for (const k of rows) {
-      const ratio = typeof b[k] === 'number' && b[k] !== 0 ? (m[k]! / b[k]!).toFixed(3) : '';
+      // The ratio means something for error metrics only (lower is better, zero is perfect).
+      const ratio = LOWER_IS_BETTER.has(k) && typeof b[k] === 'number' && b[k] !== 0 ? (m[k]! / b[k]!).toFixed(3) : '';
       out.push(`  ${k.padEnd(10)} ${num(m[k]!).padStart(12)} ${typeof b[k] === 'number' ? num(b[k]!).padStart(12) : ''.padStart(12)} ${ratio.padStart(15)}`);
     }
   }
