@@ -72,7 +72,14 @@ export class LocalArtifactStore implements ArtifactStore {
     if (!(await exists(target))) {
       await mkdir(dirname(target), { recursive: true });
       const tmp = `${target}.tmp-${randomUUID()}`;
-      await copyFile(path, tmp);
+      if (options.move) {
+        try {
+          await rename(path, tmp);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
+          await copyFile(path, tmp); // another file system: copy
+        }
+      } else await copyFile(path, tmp);
       const fh = await open(tmp, 'r+');
       await fh.sync();
       await fh.close();

@@ -105,7 +105,7 @@ async function main(): Promise<void> {
     { train: features.out['dataset'] as ArtifactRef },
   );
   const total = ingest.s + features.s + fitted.s;
-  const training = await epochsPerSecond();
+  const training = process.env['BENCH_SKIP_TRAINING'] === '1' ? {} : await epochsPerSecond();
 
   const result = {
     date: new Date().toISOString(),

@@ -8,6 +8,8 @@ export interface PutOptions {
   mediaType?: string;
   /** A human-readable file name kept in the reference. */
   name?: string;
+  /** putFile only: the caller gives the file up, so the store may move it instead of copying. */
+  move?: boolean;
 }
 
 export interface ArtifactStore {

@@ -40,12 +40,23 @@ export function isNumericType(type: string): boolean {
   return /^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|FLOAT|DOUBLE|REAL|DECIMAL)/.test(type);
 }
 
-/** Writes the result of `select` as a Parquet dataset artifact. Row order is kept. */
-export async function writeDataset(ctx: StepContext, db: Duck, select: string, name: string): Promise<{ ref: ArtifactRef; rows: number; columns: Column[] }> {
+/** Writes the result of `select` to a Parquet file in the step's scratch folder. Row order is kept. */
+export async function writeParquet(ctx: StepContext, db: Duck, select: string, name: string): Promise<{ file: string; rows: number; columns: Column[] }> {
   const file = join(ctx.workDir, `${name}.parquet`);
   await db.run(`COPY (${select}) TO ${sqlString(file)} (FORMAT parquet, COMPRESSION zstd)`);
+  // Both read the Parquet footer only.
   const [{ n }] = (await db.rows<{ n: number }>(`SELECT count(*)::BIGINT AS n FROM read_parquet(${sqlString(file)})`)) as [{ n: number }];
   const columns = await describe(db, `read_parquet(${sqlString(file)})`);
-  const ref = await ctx.store.putFile(file, { name: `${name}.parquet`, mediaType: PARQUET });
-  return { ref, rows: n, columns };
+  return { file, rows: n, columns };
+}
+
+/** Moves a Parquet file from the scratch folder into the store. */
+export function storeDataset(ctx: StepContext, file: string, name: string): Promise<ArtifactRef> {
+  return ctx.store.putFile(file, { name: `${name}.parquet`, mediaType: PARQUET, move: true });
+}
+
+/** Writes the result of `select` as a Parquet dataset artifact. Row order is kept. */
+export async function writeDataset(ctx: StepContext, db: Duck, select: string, name: string): Promise<{ ref: ArtifactRef; rows: number; columns: Column[] }> {
+  const w = await writeParquet(ctx, db, select, name);
+  return { ref: await storeDataset(ctx, w.file, name), rows: w.rows, columns: w.columns };
 }

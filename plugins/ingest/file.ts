@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { sqlString, withDuckDB, type Duck } from '../../adapters/duckdb.js';
 import { DataError, PipelineError } from '../../engine/errors.js';
 import { isArtifactRef } from '../../engine/types.js';
-import { writeDataset } from '../data/dataset.js';
+import { storeDataset, writeParquet } from '../data/dataset.js';
 import { definePlugin, type IoKind } from '../sdk.js';
 
 const SQL_TYPES = ['DOUBLE', 'BIGINT', 'INTEGER', 'VARCHAR', 'BOOLEAN', 'DATE', 'TIMESTAMP'] as const;
@@ -114,12 +114,16 @@ export const ingestFile = definePlugin({
     const format = formatOf(p, file, mediaType);
     return withDuckDB(async (db) => {
       try {
-        await db.run(`CREATE TEMP TABLE source AS SELECT * FROM ${readerSql(p, format, file)}`);
+        // A view, not a table: the rows stream from the file into the Parquet writer once.
+        await db.run(`CREATE TEMP VIEW source AS SELECT * FROM ${readerSql(p, format, file)}`);
+        await db.run(`CREATE TEMP TABLE __probe AS SELECT * FROM source LIMIT 0`);
       } catch (e) {
         throw new DataError('DATA_INVALID', `${label}: cannot read it as ${format}: ${(e as Error).message.split('\n')[0]}`, {
           hint: format === 'csv' ? 'Check the delimiter and the header, or set `format`.' : 'Set `format` if the file extension is misleading.',
         });
       }
+      // One pass: the file streams into Parquet; malformed rows are recorded on the way.
+      const written = await writeParquet(ctx, db, 'SELECT * FROM source', 'dataset');
       const bad = format === 'csv' ? await rejects(db) : { total: 0, first: [] };
       if (bad.total > 0 && p.onBadRows === 'fail') {
         const lines = bad.first.map(
@@ -129,13 +133,13 @@ export const ingestFile = definePlugin({
           hint: 'Fix the rows, or set onBadRows: skip to drop them (they are counted in the badRows output).',
         });
       }
-      const [{ n }] = (await db.rows<{ n: number }>('SELECT count(*)::BIGINT AS n FROM source')) as [{ n: number }];
+      const n = written.rows;
       if (n < p.minRows) {
         throw new DataError('DATA_INVALID', `${label}: ${n} data rows; at least ${p.minRows} expected.`, { hint: 'An empty export, or a header-only file?' });
       }
-      const written = await writeDataset(ctx, db, 'SELECT * FROM source', 'dataset');
-      ctx.logger.info({ file: label, rows: written.rows, badRows: bad.total }, 'ingested');
-      return { dataset: written.ref, rows: written.rows, columns: written.columns, badRows: bad.total };
+      const dataset = await storeDataset(ctx, written.file, 'dataset');
+      ctx.logger.info({ file: label, rows: n, badRows: bad.total }, 'ingested');
+      return { dataset, rows: n, columns: written.columns, badRows: bad.total };
     });
   },
 });

@@ -104,47 +104,66 @@ export async function fitTransform(db: Duck, relation: string, steps: TransformS
     else {
       const names = step.op === 'standardize' && step.columns === 'numeric' ? columns.filter((c) => isNumericType(c.type) && !exclude.includes(c.name)).map((c) => c.name) : (step.columns as string[]);
       requireColumns(step.op, names, columns);
-      for (const name of names) {
-        const c = ident(name);
-        if (step.op === 'impute') {
-          let value: number | string | undefined = step.value;
-          if (step.strategy === 'median' || step.strategy === 'mean') {
-            const [r] = await db.rows<{ v: number | null }>(`SELECT ${step.strategy}(${c})::DOUBLE AS v FROM ${current}`);
-            value = r?.v ?? undefined;
-          } else if (step.strategy === 'most_frequent') {
-            const [r] = await db.rows<{ v: unknown }>(`SELECT ${c} AS v FROM ${current} WHERE ${c} IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1`);
-            value = r?.v as number | string | undefined;
-          }
+      // One pass over the data per step: every column's statistics in a single query.
+      const stats = async (exprs: (c: string) => string[]): Promise<Record<string, unknown>[]> => {
+        const select = names.flatMap((n, i) => exprs(ident(n)).map((e, j) => `${e} AS s${i}_${j}`));
+        const [row] = await db.rows<Record<string, unknown>>(`SELECT ${select.join(', ')} FROM ${current}`);
+        return names.map((_, i) => Object.fromEntries(Object.entries(row ?? {}).filter(([k]) => k.startsWith(`s${i}_`)).map(([k, v]) => [k.split('_')[1]!, v])));
+      };
+      if (step.op === 'impute') {
+        const values =
+          step.strategy === 'median' || step.strategy === 'mean'
+            ? (await stats((c) => [`${step.strategy}(${c})::DOUBLE`])).map((r) => r['0'] as number | null)
+            : step.strategy === 'constant'
+              ? names.map(() => step.value ?? null)
+              : await Promise.all(
+                  names.map(async (name) => {
+                    const c = ident(name);
+                    const [r] = await db.rows<{ v: unknown }>(`SELECT ${c} AS v FROM ${current} WHERE ${c} IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1`);
+                    return (r?.v ?? null) as number | string | null;
+                  }),
+                );
+        names.forEach((name, i) => {
+          const value = values[i];
           if (value === undefined || value === null) {
             throw new DataError('DATA_INVALID', `process.transform: cannot impute '${name}': it has no values to fit on${step.strategy === 'constant' ? ' (set `value`)' : ''}.`);
           }
           ops.push({ op: 'impute', column: name, value });
-        } else if (step.op === 'log') {
-          ops.push({ op: 'log', column: name, offset: step.offset });
-        } else if (step.op === 'clip') {
-          let min = step.min ?? null;
-          let max = step.max ?? null;
-          if (step.quantiles) {
-            const [r] = await db.rows<{ lo: number; hi: number }>(`SELECT quantile_cont(${c}, ${step.quantiles[0]})::DOUBLE AS lo, quantile_cont(${c}, ${step.quantiles[1]})::DOUBLE AS hi FROM ${current}`);
-            min = r!.lo;
-            max = r!.hi;
-          }
-          ops.push({ op: 'clip', column: name, min, max });
-        } else if (step.op === 'onehot') {
+        });
+      } else if (step.op === 'log') {
+        for (const name of names) ops.push({ op: 'log', column: name, offset: step.offset });
+      } else if (step.op === 'clip') {
+        const q = step.quantiles;
+        const bounds = q ? await stats((c) => [`quantile_cont(${c}, ${q[0]})::DOUBLE`, `quantile_cont(${c}, ${q[1]})::DOUBLE`]) : undefined;
+        names.forEach((name, i) =>
+          ops.push({ op: 'clip', column: name, min: bounds ? (bounds[i]!['0'] as number) : (step.min ?? null), max: bounds ? (bounds[i]!['1'] as number) : (step.max ?? null) }),
+        );
+      } else if (step.op === 'onehot') {
+        for (const name of names) {
+          const c = ident(name);
           const cats = await db.rows<{ v: string }>(`SELECT CAST(${c} AS VARCHAR) AS v FROM ${current} WHERE ${c} IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT ${step.maxCategories}`);
           ops.push({ op: 'onehot', column: name, categories: cats.map((x) => x.v).sort() });
-        } else if (step.op === 'standardize') {
-          const [inf] = (await db.rows<{ n: number }>(`SELECT count(*) FILTER (WHERE isinf(${c}::DOUBLE) OR isnan(${c}::DOUBLE))::BIGINT AS n FROM ${current}`)) as [{ n: number }];
-          if (inf.n > 0) {
-            throw new DataError('DATA_INVALID', `process.transform: cannot standardize '${name}': ${inf.n} values are infinite or NaN (a division by zero?).`, {
+        }
+      } else if (step.op === 'standardize') {
+        const rows = await stats((c) => [
+          `count(*) FILTER (WHERE isinf(${c}::DOUBLE) OR isnan(${c}::DOUBLE))::BIGINT`,
+          `count(*) FILTER (WHERE ${c} IS NULL)::BIGINT`,
+          // Infinite values would make these fail: computed only over finite ones, checked above.
+          `avg(${c}::DOUBLE) FILTER (WHERE NOT isinf(${c}::DOUBLE))`,
+          `stddev_pop(${c}::DOUBLE) FILTER (WHERE NOT isinf(${c}::DOUBLE))`,
+        ]);
+        names.forEach((name, i) => {
+          const r = rows[i]!;
+          const [inf, nulls, mean, std] = [Number(r['0']), Number(r['1']), r['2'] as number | null, r['3'] as number | null];
+          if (inf > 0) {
+            throw new DataError('DATA_INVALID', `process.transform: cannot standardize '${name}': ${inf} values are infinite or NaN (a division by zero?).`, {
               hint: 'Guard the expression that makes it (e.g. x / nullif(y, 0)), then impute.',
             });
           }
-          const [r] = await db.rows<{ m: number | null; s: number | null; nulls: number }>(`SELECT avg(${c})::DOUBLE AS m, stddev_pop(${c})::DOUBLE AS s, count(*) FILTER (WHERE ${c} IS NULL)::BIGINT AS nulls FROM ${current}`);
-          if (r?.m === null || r?.m === undefined) throw new DataError('DATA_INVALID', `process.transform: cannot standardize '${name}': it is entirely null.`);
-          if (r.nulls > 0) throw new DataError('DATA_INVALID', `process.transform: '${name}' has ${r.nulls} nulls; impute it before standardize.`, { hint: `Add { op: impute, columns: [${name}], strategy: median } before standardize.` });
-          ops.push({ op: 'standardize', column: name, mean: r.m, std: r.s && r.s > 0 ? r.s : 1 });
-        }
+          if (mean === null) throw new DataError('DATA_INVALID', `process.transform: cannot standardize '${name}': it is entirely null.`);
+          if (nulls > 0) throw new DataError('DATA_INVALID', `process.transform: '${name}' has ${nulls} nulls; impute it before standardize.`, { hint: `Add { op: impute, columns: [${name}], strategy: median } before standardize.` });
+          ops.push({ op: 'standardize', column: name, mean, std: std && std > 0 ? std : 1 });
+        });
       }
     }
     for (const op of ops) {
