@@ -189,10 +189,6 @@ export function parseTemplate(text: string): TemplatePart[] {
   return parts;
 }
 
-export function hasTemplate(text: string): boolean {
-  return /(^|[^$])\$\{/.test(text);
-}
-
 /** All references an expression reads. */
 export function references(e: Expr, out: RefPath[] = []): RefPath[] {
   switch (e.kind) {
