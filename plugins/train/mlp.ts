@@ -16,6 +16,7 @@ const params = z
     features: z.array(z.string()).optional(),
     hidden: z.array(z.number().int().min(1).max(4096)).min(1).default([64, 32]),
     activation: z.enum(['relu', 'elu', 'tanh', 'selu']).default('relu'),
+    /** Dropout rate after each hidden layer. Above 0, runs are not bit-reproducible (masks are unseeded). */
     dropout: z.number().min(0).lt(1).default(0),
     epochs: z.number().int().min(1).max(100_000).default(100),
     batchSize: z.number().int().min(1).default(256),
@@ -95,7 +96,9 @@ function buildModel(tf: Tf, p: Params, inputs: number, outputs: number): LayersM
   const model = tf.sequential();
   p.hidden.forEach((units, i) => {
     model.add(tf.layers.dense({ units, activation: p.activation, inputShape: i === 0 ? [inputs] : undefined, kernelInitializer: tf.initializers.glorotUniform({ seed: p.seed + i }) }));
-    if (p.dropout > 0) model.add(tf.layers.dropout({ rate: p.dropout, seed: p.seed + 100 + i }));
+    // No seed: tfjs draws a seeded dropout mask afresh from the same seed on every call, so every
+    // batch would drop the same units. Unseeded masks are real dropout, but not bit-reproducible.
+    if (p.dropout > 0) model.add(tf.layers.dropout({ rate: p.dropout }));
   });
   const activation = p.task === 'regression' ? 'linear' : outputs === 1 ? 'sigmoid' : 'softmax';
   model.add(tf.layers.dense({ units: outputs, activation, kernelInitializer: tf.initializers.glorotUniform({ seed: p.seed + 99 }) }));
@@ -148,7 +151,7 @@ function restoreOptimizer(tf: Tf, optimizer: Optimizer, saved: CheckpointDoc['op
  */
 export const trainMlp = definePlugin({
   name: 'train.tfjs-mlp',
-  version: '1',
+  version: '2',
   description: 'tfjs MLP (regression / classification) with early stopping, LR schedule, seeded init and checkpoint-resume.',
   params,
   inputs: { train: 'dataset', 'validation?': 'dataset' },
