@@ -6,7 +6,17 @@ import { z } from 'zod';
 import { loadPipeline } from '../adapters/load-pipeline.js';
 import { PipelineError } from '../engine/errors.js';
 import type { CompiledPipeline, PipelineInput } from '../engine/types.js';
+import { gitCommit } from '../adapters/project.js';
+import type { TrackingBackend } from '../engine/ports.js';
 import { createRunStep, toApplicationFailure, type StepDeps } from './run-step.js';
+import { createDeliverTracking } from './tracking.js';
+
+export interface ActivityDeps extends StepDeps {
+  /** The MLflow backend of this worker; undefined when tracking is off. Made on first use. */
+  tracking?: () => TrackingBackend | undefined;
+  /** MLFLOW_EXPERIMENT_NAME, for pipelines whose spec names no experiment. */
+  experimentName?: string;
+}
 
 const inputSchema = z
   .object({
@@ -18,7 +28,8 @@ const inputSchema = z
   })
   .strict();
 
-export function createActivities(deps: StepDeps) {
+export function createActivities(deps: ActivityDeps) {
+  const tracking = deps.tracking ?? (() => undefined);
   return {
     async compilePipeline(input: PipelineInput): Promise<CompiledPipeline> {
       try {
@@ -29,12 +40,18 @@ export function createActivities(deps: StepDeps) {
             hint: 'The input is {"pipeline": "<name or path>", "overrides": ["key=value", ...], "labels": {...}, "cache": true, "maxParallel": 8}.',
           });
         }
-        return loadPipeline(deps.projectDir, parsed.data.pipeline, deps.registry, parsed.data.overrides ?? []);
+        const compiled = loadPipeline(deps.projectDir, parsed.data.pipeline, deps.registry, parsed.data.overrides ?? []);
+        const enabled = (compiled.tracking?.enabled ?? true) && tracking() !== undefined;
+        compiled.tracking = enabled
+          ? { ...compiled.tracking, enabled, experiment: compiled.tracking?.experiment ?? deps.experimentName ?? compiled.name, gitCommit: gitCommit(deps.projectDir) }
+          : { enabled: false };
+        return compiled;
       } catch (e) {
         throw toApplicationFailure(e);
       }
     },
     runStep: createRunStep(deps),
+    deliverTracking: createDeliverTracking({ tracking, store: deps.store }),
   };
 }
 

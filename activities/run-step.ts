@@ -21,6 +21,8 @@ import { stepAttemptSignalName } from '../workflows/names.js';
 
 /** Outputs travel through Temporal history: keep them small, store data as artifacts. */
 export const MAX_OUTPUT_BYTES = 256 * 1024;
+/** Metric points a step may report for tracking (they travel through history too). */
+export const MAX_SERIES_POINTS = 10_000;
 
 export interface StepDeps {
   registry: Registry;
@@ -129,6 +131,8 @@ export function createRunStep(deps: StepDeps) {
       const timer = setInterval(() => heartbeat(), every);
       // The scratch folder is made on first use: most steps never need one.
       let workDir: string | undefined;
+      const series: NonNullable<StepResult['series']> = [];
+      let seriesDropped = 0;
       const ckptKey = `checkpoints/${encodeURIComponent(execution.workflowId)}/${call.stepId}`;
       const ctx: StepContext = {
         runId: call.runId,
@@ -144,6 +148,14 @@ export function createRunStep(deps: StepDeps) {
         get workDir() {
           workDir ??= mkdtempSync(join(tmpdir(), `mlpipe-${call.stepId}-`));
           return workDir;
+        },
+        logMetrics(values, options) {
+          const timestamp = options?.timestamp ?? Date.now();
+          for (const [key, value] of Object.entries(values)) {
+            if (typeof value !== 'number' || !Number.isFinite(value)) continue;
+            if (series.length >= MAX_SERIES_POINTS) seriesDropped++;
+            else series.push({ key, value, timestamp, step: options?.step ?? 0 });
+          }
         },
         checkpoint: {
           async save(data, meta, options) {
@@ -196,7 +208,8 @@ export function createRunStep(deps: StepDeps) {
         await deps.store.putRecord(`cache/${cacheKey}`, manifest);
       }
       logger.debug({ uses: plugin.name }, 'step finished');
-      return { outputs, cached: false, cacheKey, attempt: info.attempt, startedAt, endedAt: new Date().toISOString() };
+      if (seriesDropped) logger.warn({ dropped: seriesDropped, kept: MAX_SERIES_POINTS }, 'too many metric points for tracking; the rest were dropped');
+      return { outputs, ...(series.length ? { series } : {}), cached: false, cacheKey, attempt: info.attempt, startedAt, endedAt: new Date().toISOString() };
     } catch (e) {
       if (actx.cancellationSignal.aborted) throw new CancelledFailure('step cancelled');
       throw toApplicationFailure(e);

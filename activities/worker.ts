@@ -7,7 +7,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LocalArtifactStore } from '../adapters/local-store.js';
 import type { Settings } from '../adapters/project.js';
-import type { ArtifactStore } from '../engine/ports.js';
+import { createTrackingBackend } from '../adapters/mlflow/index.js';
+import type { ArtifactStore, TrackingBackend } from '../engine/ports.js';
 import { loadProjectRegistry } from '../adapters/project-plugins.js';
 import type { Registry } from '../plugins/registry.js';
 import { createActivities } from './index.js';
@@ -31,7 +32,9 @@ const quietLogger = {
 };
 
 export interface PipelineWorkerOptions {
-  settings: Pick<Settings, 'projectDir' | 'artifactsDir' | 'temporalAddress' | 'namespace' | 'taskQueue'>;
+  settings: Pick<Settings, 'projectDir' | 'artifactsDir' | 'temporalAddress' | 'namespace' | 'taskQueue'> & Partial<Pick<Settings, 'trackingUri' | 'experimentName'>>;
+  /** The MLflow backend; default from settings.trackingUri (null: tracking off). */
+  tracking?: TrackingBackend | null;
   connection?: NativeConnection;
   registry?: Registry;
   store?: ArtifactStore;
@@ -43,10 +46,16 @@ export interface PipelineWorkerOptions {
 export async function createPipelineWorker(opts: PipelineWorkerOptions): Promise<{ worker: Worker; connection: NativeConnection; ownsConnection: boolean }> {
   const ownsConnection = !opts.connection;
   const connection = opts.connection ?? (await NativeConnection.connect({ address: opts.settings.temporalAddress }));
+  let backend: TrackingBackend | undefined | null = opts.tracking;
   const activities = createActivities({
     registry: opts.registry ?? (await loadProjectRegistry(opts.settings.projectDir)),
     store: opts.store ?? new LocalArtifactStore(opts.settings.artifactsDir),
     projectDir: opts.settings.projectDir,
+    tracking: () => {
+      if (backend === undefined) backend = opts.settings.trackingUri ? createTrackingBackend(opts.settings.trackingUri) : null;
+      return backend ?? undefined;
+    },
+    experimentName: opts.settings.experimentName,
   });
   const worker = await Worker.create({
     connection,

@@ -2,7 +2,7 @@
  * Where a project's files and state live, and the settings read from the environment. One place for
  * every MLPIPE_* / TEMPORAL_* variable.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import type { ConfigFiles } from '../engine/config.js';
@@ -21,6 +21,13 @@ export interface Settings {
   temporalAddress: string;
   namespace: string;
   taskQueue: string;
+  /**
+   * MLflow tracking: MLFLOW_TRACKING_URI (http(s)://... or file:...), default MLflow's file store in
+   * <project>/mlruns; undefined when MLPIPE_TRACKING=off.
+   */
+  trackingUri?: string;
+  /** MLFLOW_EXPERIMENT_NAME: the experiment for pipelines whose spec names none. */
+  experimentName?: string;
 }
 
 export function loadSettings(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Settings {
@@ -34,6 +41,10 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, cwd = process
     temporalAddress: env['TEMPORAL_ADDRESS'] ?? 'localhost:7233',
     namespace: env['TEMPORAL_NAMESPACE'] ?? 'default',
     taskQueue: env['MLPIPE_TASK_QUEUE'] ?? 'mlpipe',
+    trackingUri: ['off', 'false', '0', 'none'].includes((env['MLPIPE_TRACKING'] ?? '').toLowerCase())
+      ? undefined
+      : env['MLFLOW_TRACKING_URI'] || `file:${join(projectDir, 'mlruns')}`,
+    experimentName: env['MLFLOW_EXPERIMENT_NAME'] || undefined,
   };
 }
 
@@ -77,4 +88,32 @@ export function listPipelines(projectDir: string): string[] {
   } catch {
     return [];
   }
+}
+
+/** The commit checked out in the project's git repository (reads .git directly), if any. */
+export function gitCommit(projectDir: string): string | undefined {
+  try {
+    let gitDir = join(projectDir, '.git');
+    if (!existsSync(gitDir)) return undefined;
+    if (!statSync(gitDir).isDirectory()) {
+      // A worktree or submodule: ".git" is a file naming the real folder.
+      const m = /^gitdir: (.+)$/m.exec(readFileSync(gitDir, 'utf8'));
+      if (!m) return undefined;
+      gitDir = resolve(projectDir, m[1]!.trim());
+    }
+    const head = readFileSync(join(gitDir, 'HEAD'), 'utf8').trim();
+    if (/^[0-9a-f]{40}$/.test(head)) return head;
+    const ref = /^ref: (.+)$/.exec(head)?.[1];
+    if (!ref) return undefined;
+    const common = existsSync(join(gitDir, 'commondir')) ? resolve(gitDir, readFileSync(join(gitDir, 'commondir'), 'utf8').trim()) : gitDir;
+    for (const dir of [gitDir, common]) {
+      const file = join(dir, ref);
+      if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+    }
+    const packed = join(common, 'packed-refs');
+    if (existsSync(packed)) return new RegExp(`^([0-9a-f]{40}) ${ref.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm').exec(readFileSync(packed, 'utf8'))?.[1];
+  } catch {
+    /* not a readable repository */
+  }
+  return undefined;
 }

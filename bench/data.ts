@@ -41,6 +41,7 @@ function ctx(): StepContext {
       return work;
     },
     checkpoint: { save: async () => { throw new Error('no checkpoints in bench'); }, latest: async () => undefined },
+    logMetrics: noop,
   };
 }
 

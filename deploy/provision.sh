@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs what mlpipe needs, idempotently: npm dependencies and the Temporal CLI.
+# Installs what mlpipe needs, idempotently: npm dependencies and the Temporal CLI; with
+# --with-mlflow also a Python virtualenv holding MLflow (tests run a real `mlflow server`).
 # Slow builds go to a cache outside the checkout (MLPIPE_CACHE_DIR, default ~/.cache/mlpipe) so
 # every clone on this machine reuses them. Safe to run again: each step skips what is there.
 set -euo pipefail
@@ -8,6 +9,14 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$here"
 cache="${MLPIPE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mlpipe}"
 temporal_version="1.5.1"
+mlflow_version="3.17.2"
+with_mlflow=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-mlflow) with_mlflow=1 ;;
+    *) printf '[provision] unknown option %s (known: --with-mlflow)\n' "$arg" >&2; exit 2 ;;
+  esac
+done
 say() { printf '[provision] %s\n' "$*" >&2; }
 
 # 1. npm dependencies (re-installed when package.json or the lock file changed).
@@ -46,4 +55,23 @@ else
     - point TEMPORAL_CLI at an existing binary: export TEMPORAL_CLI=/path/to/temporal
 MSG
   exit 1
+fi
+
+# 3. MLflow in a virtualenv in the cache (tests, and the MLflow UI of `mlpipe dev`).
+if [ "$with_mlflow" = 1 ]; then
+  venv="$cache/mlflow-venv"
+  if [ -x "$venv/bin/mlflow" ] && [ -f "$venv/.mlpipe-mlflow-$mlflow_version" ]; then
+    say "MLflow $mlflow_version: $venv (cached)"
+  else
+    py="${PYTHON:-$(command -v python3 || true)}"
+    if [ -z "$py" ] || ! "$py" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)'; then
+      say "MLflow needs Python >= 3.10 with venv and pip (set PYTHON=/path/to/python3.10+)"; exit 1
+    fi
+    say "installing MLflow $mlflow_version into $venv (one time, a few minutes)"
+    start=$(date +%s)
+    "$py" -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "mlflow==$mlflow_version"
+    touch "$venv/.mlpipe-mlflow-$mlflow_version"
+    say "MLflow installed in $(( $(date +%s) - start ))s"
+  fi
 fi

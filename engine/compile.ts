@@ -264,6 +264,24 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
       line: at(stepPath).line,
     });
   }
+  const register = spec.tracking?.registerModel;
+  if (register) {
+    const where = at(['tracking', 'registerModel', 'step']);
+    const target = steps[register.step];
+    if (!target) {
+      problems.push(new SpecError('SPEC_INVALID', `tracking.registerModel.step: there is no step '${register.step}'.${didYouMean(register.step, stepIds)}`, { where, hint: `Steps: ${stepIds.join(', ')}.` }));
+    } else {
+      const declared = opts.catalog.get(target.uses)?.outputNames(staticWith[register.step] ?? {});
+      if (declared && !declared.includes(register.output)) {
+        problems.push(
+          new SpecError('SPEC_INVALID', `tracking.registerModel: step '${register.step}' (${target.uses}) has no output '${register.output}'.`, {
+            where: at(['tracking', 'registerModel']),
+            hint: `Its outputs: ${declared.join(', ')}.`,
+          }),
+        );
+      }
+    }
+  }
   if (problems.length) throw new SpecErrors(problems);
 
   return dropUndefined({
@@ -279,6 +297,11 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
     cache: spec.cache ?? true,
     order: stepIds,
     steps,
+    tracking: {
+      enabled: spec.tracking?.enabled ?? true,
+      experiment: spec.tracking?.experiment,
+      ...(register ? { registerModel: { name: register.name, step: register.step, output: register.output, aliases: register.aliases } } : {}),
+    },
   });
 }
 
@@ -448,6 +471,8 @@ function knownKeysFor(path: (string | number)[]): string[] {
   if (path[0] === 'steps' && path.length === 2) return KNOWN_KEYS.step;
   if (path[path.length - 1] === 'retry') return KNOWN_KEYS.retry;
   if (path[0] === 'stepDefaults' && path.length === 1) return KNOWN_KEYS.stepDefaults;
+  if (path[0] === 'tracking' && path.length === 1) return KNOWN_KEYS.tracking;
+  if (path[0] === 'tracking' && path[1] === 'registerModel' && path.length === 2) return KNOWN_KEYS.registerModel;
   return [];
 }
 

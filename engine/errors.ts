@@ -42,7 +42,8 @@ export type ErrorCode =
   | 'STORAGE_DIGEST_MISMATCH'
   | 'STORAGE_NOT_FOUND'
   | 'INPUT_INVALID'
-  | 'TOOL_MISSING';
+  | 'TOOL_MISSING'
+  | 'TRACKING_ERROR';
 
 /** Codes for which retrying the same step can never help. */
 export const NON_RETRYABLE_CODES: readonly ErrorCode[] = [

@@ -38,3 +38,40 @@ export interface Logger {
   warn(fields: Record<string, unknown>, message: string): void;
   error(fields: Record<string, unknown>, message: string): void;
 }
+
+/** An MLflow run as the tracker needs it. */
+export interface TrackedRun {
+  runId: string;
+  experimentId: string;
+  /** mlflow-artifacts:/..., file:///..., gs://... */
+  artifactUri: string;
+}
+
+/**
+ * An MLflow tracking backend: a tracking server over REST, or MLflow's file store. Every method is
+ * safe to call again with the same arguments, except `logBatch` for metrics (MLflow appends them):
+ * callers deduplicate against `metricHistory` when a delivery is retried.
+ */
+export interface TrackingBackend {
+  readonly kind: 'rest' | 'file';
+  /** A printable location without credentials. */
+  readonly location: string;
+  getOrCreateExperiment(name: string): Promise<string>;
+  /** The run of `experimentId` whose tag `key` equals `value`, if any (the idempotency lookup). */
+  findRunByTag(experimentId: string, key: string, value: string): Promise<TrackedRun | undefined>;
+  createRun(options: { experimentId: string; runName: string; startTime: number; tags: { key: string; value: string }[] }): Promise<TrackedRun>;
+  logBatch(runId: string, batch: { metrics: { key: string; value: number; timestamp: number; step: number }[]; params: { key: string; value: string }[]; tags: { key: string; value: string }[] }): Promise<void>;
+  metricHistory(runId: string, key: string): Promise<{ key: string; value: number; timestamp: number; step: number }[]>;
+  updateRun(runId: string, status: 'RUNNING' | 'FINISHED' | 'FAILED' | 'KILLED', endTime?: number): Promise<void>;
+  /** Writes one file under the run's artifact root. */
+  uploadArtifact(run: TrackedRun, path: string, data: Uint8Array): Promise<void>;
+  /** Model registry; absent where the backend has none. */
+  registry?: {
+    ensureRegisteredModel(name: string): Promise<void>;
+    /** The version created from `runId`, if one exists (so a retry does not make a second one). */
+    findVersion(name: string, runId: string): Promise<string | undefined>;
+    createVersion(name: string, source: string, runId: string, tags?: { key: string; value: string }[]): Promise<string>;
+    setAlias(name: string, alias: string, version: string): Promise<void>;
+    versionByAlias(name: string, alias: string): Promise<string | undefined>;
+  };
+}

@@ -50,6 +50,28 @@ export const stepDefaultsSchema = z
   })
   .strict();
 
+/** MLflow aliases: letters, digits, _ and -; not 'latest' and not v<digits> (MLflow reserves them). */
+export const ALIAS = /^(?!latest$)(?!v\d+$)[\w-]+$/;
+
+export const trackingSchema = z
+  .object({
+    /** MLflow experiment; default: $MLFLOW_EXPERIMENT_NAME, else the pipeline name. */
+    experiment: z.string().min(1).optional(),
+    /** false turns tracking off for this pipeline. */
+    enabled: z.boolean().optional(),
+    /** Register a step's model output as a new model version when the run succeeds. */
+    registerModel: z
+      .object({
+        name: z.string().min(1),
+        step: z.string().min(1),
+        output: z.string().min(1).default('model'),
+        aliases: z.array(z.string().regex(ALIAS, "aliases are letters, digits, _ and -, and not 'latest' or v<number>")).default([]),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
 export const pipelineSchema = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'must be letters, digits, _ . - (starting with a letter or digit)'),
@@ -61,6 +83,7 @@ export const pipelineSchema = z
     maxParallel: z.number().int().min(1).max(2000).optional(),
     cache: z.boolean().optional(),
     stepDefaults: stepDefaultsSchema.optional(),
+    tracking: trackingSchema.optional(),
     steps: z.record(z.string().regex(STEP_ID, 'step ids are letters, digits, _ and - (starting with a letter or _)'), stepSchema),
   })
   .strict();
@@ -74,6 +97,8 @@ export const KNOWN_KEYS = {
   step: Object.keys(stepSchema.shape),
   retry: Object.keys(retrySchema.shape),
   stepDefaults: Object.keys(stepDefaultsSchema.shape),
+  tracking: Object.keys(trackingSchema.shape),
+  registerModel: ['name', 'step', 'output', 'aliases'],
 };
 
 export const DEFAULT_TIMEOUT_MS = 60 * 60 * 1000;

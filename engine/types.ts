@@ -81,12 +81,23 @@ export interface CompiledPipeline {
   /** Step ids in declaration order: the fixed order in which ready steps start. */
   order: string[];
   steps: Record<string, CompiledStep>;
+  /** From the spec's `tracking:`; the worker fills in the experiment default and the git commit. */
+  tracking?: PipelineTracking;
+}
+
+export interface PipelineTracking {
+  enabled: boolean;
+  experiment?: string;
+  registerModel?: { name: string; step: string; output: string; aliases: string[] };
+  gitCommit?: string;
 }
 
 export type StepStatus = 'pending' | 'running' | 'succeeded' | 'cached' | 'skipped' | 'failed' | 'cancelled';
 
 export interface StepResult {
   outputs: Record<string, unknown>;
+  /** Metric series the plugin reported (training curves): tracked, not part of the outputs. */
+  series?: { key: string; value: number; timestamp: number; step: number }[];
   cached: boolean;
   cacheKey?: string;
   attempt: number;

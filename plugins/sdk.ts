@@ -45,6 +45,11 @@ export interface StepContext {
   projectDir: string;
   /** A scratch folder for this step attempt, removed afterwards. */
   workDir: string;
+  /**
+   * Reports metric series (training curves) to experiment tracking: each call adds one point per
+   * key at `step` (default 0), stamped `timestamp` (default now). Numeric outputs are tracked anyway.
+   */
+  logMetrics(values: Record<string, number>, options?: { step?: number; timestamp?: number }): void;
 }
 
 /** Input and output kinds: documentation and light checking ('artifact' values must be ArtifactRefs). */

@@ -1,2 +1,3 @@
 /** Entry point of the workflow bundle: every workflow the worker registers. */
 export { pipelineWorkflow, statusQuery, stepAttemptSignal } from './pipeline.js';
+export { trackingWorkflow, trackEventsSignal, trackingStatusQuery } from './tracking.js';

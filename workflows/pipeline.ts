@@ -7,6 +7,9 @@
  * 3. Each step is one `runStep` activity with the step's own timeouts and retry policy.
  * 4. A failed step stops new starts; the run fails with a non-retryable ApplicationFailure once the
  *    running steps have finished. Cancelling the run cancels running steps and waits for them.
+ * 5. Tracking: when the compiled pipeline says so, a child `trackingWorkflow` (parent-close policy
+ *    ABANDON) receives the run's events by signal and delivers them to MLflow on its own time.
+ *    Whether it runs is decided by the compiled pipeline, which is in history, so replay is stable.
  *
  * Clock: Date.now() inside a workflow is the deterministic activation time provided by the SDK.
  */
@@ -15,6 +18,11 @@ import {
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
+  ChildWorkflowCancellationType,
+  ParentClosePolicy,
+  startChild,
+  log,
+  type ChildWorkflowHandle,
   condition,
   defineQuery,
   defineSignal,
@@ -26,8 +34,10 @@ import {
 import type { Activities } from '../activities/index.js';
 import { NON_RETRYABLE_CODES } from '../engine/errors.js';
 import { RunState } from '../engine/run-state.js';
-import type { CompiledPipeline, PipelineInput, PipelineResult, PipelineStatus, StepCall } from '../engine/types.js';
-import { statusQueryName, stepAttemptSignalName } from './names.js';
+import type { RunStatus, StepRecord, TrackingEvent } from '../engine/tracking.js';
+import { isArtifactRef, type CompiledPipeline, type PipelineInput, type PipelineResult, type PipelineStatus, type StepCall, type StepResult } from '../engine/types.js';
+import { statusQueryName, stepAttemptSignalName, trackingWorkflowId } from './names.js';
+import { trackEventsSignal, trackingWorkflow } from './tracking.js';
 
 export const statusQuery = defineQuery<PipelineStatus>(statusQueryName);
 export const stepAttemptSignal = defineSignal<[{ stepId: string; attempt: number }]>(stepAttemptSignalName);
@@ -90,6 +100,58 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
     throw ApplicationFailure.create({ type: type ?? 'SPEC_INVALID', message, nonRetryable: true });
   }
 
+  // Tracking: a child workflow that outlives this run and gets events by signal.
+  let tracker: ChildWorkflowHandle<typeof trackingWorkflow> | undefined;
+  let seq = 0;
+  const signals: Promise<void>[] = [];
+  const track = (event: Omit<Extract<TrackingEvent, { type: 'step-ended' }>, 'seq'> | Omit<Extract<TrackingEvent, { type: 'run-ended' }>, 'seq'>): void => {
+    if (!tracker) return;
+    const payload = { ...event, seq: seq++ } as TrackingEvent;
+    signals.push(tracker.signal(trackEventsSignal, [payload]).catch((e: unknown) => log.warn('tracking signal failed', { error: String(e) })));
+  };
+  if (compiled.tracking?.enabled) {
+    try {
+      tracker = await startChild(trackingWorkflow, {
+        workflowId: trackingWorkflowId(`${info.workflowId}/${info.runId}`),
+        parentClosePolicy: ParentClosePolicy.ABANDON,
+        cancellationType: ChildWorkflowCancellationType.ABANDON,
+        args: [
+          {
+            key: `${info.workflowId}/${info.runId}`,
+            config: { ...compiled.tracking, experiment: compiled.tracking.experiment ?? compiled.name },
+            events: [
+              {
+                seq: seq++,
+                type: 'run-started',
+                pipeline: compiled.name,
+                file: compiled.file,
+                workflowId: info.workflowId,
+                runId: info.runId,
+                startedAt: new Date(info.startTime.getTime()).toISOString(),
+                params: compiled.params,
+                config: compiled.config,
+                labels: input.labels ?? {},
+              },
+            ],
+          },
+        ],
+      });
+    } catch (e) {
+      if (isCancellation(e)) throw e;
+      log.warn('tracking workflow did not start; this run is not tracked', { error: String(e) });
+    }
+  }
+  const endTracking = async (status: RunStatus, error?: string): Promise<void> => {
+    if (!tracker) return;
+    await CancellationScope.nonCancellable(async () => {
+      await Promise.all(signals);
+      const reg = compiled.tracking?.registerModel;
+      const model = reg && status === 'FINISHED' ? state?.steps[reg.step]?.outputs?.[reg.output] : undefined;
+      track({ type: 'run-ended', status, endedAt: nowIso(), ...(error ? { error } : {}), ...(isArtifactRef(model) ? { model } : {}) });
+      await Promise.all(signals);
+    });
+  };
+
   const run = new RunState(
     compiled,
     { id: info.runId, workflowId: info.workflowId, pipeline: compiled.name, labels: input.labels ?? {} },
@@ -99,14 +161,38 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
   phase = 'running';
   let wake = false;
 
+  const stepEnded = (call: StepCall, result?: StepResult): void => {
+    const s = run.steps[call.stepId]!;
+    const c = compiled.steps[call.stepId]!;
+    const step: StepRecord = {
+      stepId: call.stepId,
+      uses: c.uses,
+      pluginVersion: c.pluginVersion,
+      status: s.status as StepRecord['status'],
+      params: call.params,
+      outputs: s.outputs,
+      series: result?.series,
+      attempt: s.attempt,
+      cacheKey: s.cacheKey,
+      startedAt: s.startedAt,
+      endedAt: s.endedAt,
+      error: s.error?.message,
+    };
+    track({ type: 'step-ended', step });
+  };
+
   const launch = (call: StepCall): void => {
     run.started(call.stepId, nowIso());
     void stepActivity(compiled, call.stepId)(call)
       .then(
-        (result) => run.succeeded(call.stepId, result),
+        (result) => {
+          run.succeeded(call.stepId, result);
+          stepEnded(call, result);
+        },
         (err: unknown) => {
           if (isCancellation(err)) run.stepCancelled(call.stepId, nowIso());
           else run.failed(call.stepId, nowIso(), describe(err), run.steps[call.stepId]!.attempt);
+          stepEnded(call);
         },
       )
       .finally(() => {
@@ -131,7 +217,11 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
       await CancellationScope.nonCancellable(() => condition(() => run.running().length === 0));
       run.cancel(nowIso());
       phase = 'cancelled';
-    } else phase = 'failed';
+      await endTracking('KILLED', 'cancelled');
+    } else {
+      phase = 'failed';
+      await endTracking('FAILED', describe(err).message);
+    }
     throw err;
   }
 
@@ -139,6 +229,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
   if (failure) {
     phase = 'failed';
     const type = run.steps[failure.stepId]!.error?.type;
+    await endTracking('FAILED', `step '${failure.stepId}': ${failure.message}`);
     throw ApplicationFailure.create({
       type: 'STEP_FAILED',
       nonRetryable: true,
@@ -146,6 +237,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
       details: [run.status('failed')],
     });
   }
+  await endTracking('FINISHED');
   phase = 'succeeded';
   return { pipeline: compiled.name, state: 'succeeded', steps: run.steps, outputs: run.outputs() };
 }

@@ -81,7 +81,8 @@ interface TrainState {
   bestLoss: number;
   bestEpoch: number;
   wait: number;
-  history: { epoch: number; loss: number; valLoss?: number; lr: number }[];
+  /** `at`: when the epoch ended (ms), so tracked curves keep their real times across a resume. */
+  history: { epoch: number; loss: number; valLoss?: number; lr: number; at?: number }[];
 }
 
 interface CheckpointDoc {
@@ -248,7 +249,7 @@ export const trainMlp = definePlugin({
           r.dispose();
         }
         state.epoch = epoch;
-        state.history.push({ epoch, loss: trainLoss, valLoss, lr });
+        state.history.push({ epoch, loss: trainLoss, valLoss, lr, at: Date.now() });
         epochsRun++;
         const watched = valLoss ?? trainLoss;
         if (watched < state.bestLoss - (p.earlyStopping?.minDelta ?? 0)) {
@@ -270,6 +271,10 @@ export const trainMlp = definePlugin({
         const restored = await deserializeModel(tf, Buffer.from(JSON.stringify(best)));
         model.dispose();
         model = restored.model;
+      }
+      // Training curves for tracking, resumed epochs included (from the checkpoint's history).
+      for (const h of state.history) {
+        ctx.logMetrics({ loss: h.loss, ...(h.valLoss !== undefined ? { val_loss: h.valLoss } : {}), learning_rate: h.lr }, { step: h.epoch, timestamp: h.at });
       }
       const bytes = await serializeModel(tf, model, meta);
       const modelRef = await ctx.store.put(bytes, { name: 'model.json', mediaType: 'application/vnd.mlpipe.tfjs-mlp+json' });

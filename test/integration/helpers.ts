@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, inject } from 'vitest';
 import { createPipelineWorker } from '../../activities/worker.js';
 import type { Settings } from '../../adapters/project.js';
+import type { TrackingBackend } from '../../engine/ports.js';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -75,10 +76,10 @@ export function createTestProject(name: string): TestProject {
   };
 }
 
-export async function startWorker(project: TestProject): Promise<{ worker: Worker; stop: () => Promise<void> }> {
+export async function startWorker(project: TestProject, options: { tracking?: TrackingBackend | null } = {}): Promise<{ worker: Worker; stop: () => Promise<void> }> {
   quietRuntime();
   const connection = await NativeConnection.connect({ address: project.settings.temporalAddress });
-  const { worker } = await createPipelineWorker({ settings: project.settings, connection });
+  const { worker } = await createPipelineWorker({ settings: project.settings, connection, tracking: options.tracking });
   const running = worker.run();
   return {
     worker,

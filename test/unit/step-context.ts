@@ -8,6 +8,8 @@ import type { AnyPlugin, Checkpoint, StepContext } from '../../plugins/sdk.js';
 
 export interface TestContext extends StepContext {
   logs: { level: string; message: string; fields: Record<string, unknown> }[];
+  /** What the plugin reported through logMetrics. */
+  series: { key: string; value: number; step: number; timestamp: number }[];
 }
 
 export interface TestContextOptions {
@@ -22,6 +24,7 @@ export function testContext(
   options: TestContextOptions = {},
 ): TestContext {
   const logs: TestContext['logs'] = [];
+  const series: TestContext['series'] = [];
   const log = (level: string) => (fields: Record<string, unknown>, message: string) => void logs.push({ level, message, fields });
   let checkpoint: Checkpoint | undefined;
   let workDir: string | undefined;
@@ -49,7 +52,11 @@ export function testContext(
         return checkpoint ? ({ ...checkpoint, data: await store.get(checkpoint.ref) } as never) : undefined;
       },
     },
+    logMetrics(values, options) {
+      for (const [key, value] of Object.entries(values)) series.push({ key, value, step: options?.step ?? 0, timestamp: options?.timestamp ?? Date.now() });
+    },
     logs,
+    series,
   };
 }
 

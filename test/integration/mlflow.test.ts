@@ -1,0 +1,282 @@
+/**
+ * MLflow tracking against a real `mlflow server` (sqlite backend, served artifacts), read back with
+ * MLflow's Python client. A small proxy in front of the server loses chosen responses, so the
+ * retry-without-duplicates design is tested against the real server too.
+ */
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MlflowFileStore } from '../../adapters/mlflow/file-store.js';
+import { MlflowRestClient } from '../../adapters/mlflow/rest.js';
+import { findMlflow, startMlflowServer, type MlflowServer } from '../../adapters/mlflow/server.js';
+import { freePort } from '../../adapters/temporal-server.js';
+import { LocalArtifactStore } from '../../adapters/local-store.js';
+import type { ArtifactRef } from '../../engine/types.js';
+import { PIPELINE_WORKFLOW, trackingWorkflowId } from '../../workflows/names.js';
+import { createClient, createTestProject, REPO, startWorker, uniqueId, waitFor } from './helpers.js';
+
+const run = promisify(execFile);
+const CACHE = process.env['MLPIPE_CACHE_DIR'] ?? join(process.env['HOME'] ?? '', '.cache', 'mlpipe');
+const MLFLOW = findMlflow(CACHE);
+const PYTHON = MLFLOW ? join(MLFLOW, '..', 'python') : 'python3';
+
+interface ReadRun {
+  id: string;
+  name: string;
+  status: string;
+  artifact_uri: string;
+  params: Record<string, string>;
+  tags: Record<string, string>;
+  metrics: Record<string, number>;
+  history: Record<string, [number, number, number][]>;
+  artifacts: string[];
+}
+interface ReadBack {
+  experiment: { id: string; name: string } | null;
+  runs: ReadRun[];
+  model: { versions: { version: string; run_id: string; source: string; status: string }[]; aliases: Record<string, string>; artifact_hex_sha256?: string } | null;
+}
+
+async function readBack(uri: string, experiment: string, model = '', artifact?: string): Promise<ReadBack> {
+  const args = [join(REPO, 'test', 'tools', 'mlflow_read.py'), uri, experiment, model, ...(artifact ? [artifact] : [])];
+  const { stdout } = await run(PYTHON, args, { env: { ...process.env, MLFLOW_ALLOW_FILE_STORE: 'true' }, maxBuffer: 64 * 2 ** 20 });
+  return JSON.parse(stdout.trim().split('\n').pop()!) as ReadBack;
+}
+
+/** Forwards to MLflow; `drop(pattern)` loses the response of the next matching request after MLflow applied it. */
+function faultProxy(target: () => number): Promise<{ port: number; drop(method: string, path: string, bodyIncludes?: string): void; dropped: string[]; seen: string[]; close(): Promise<void> }> {
+  const rules: { method: string; path: string; body?: string }[] = [];
+  const dropped: string[] = [];
+  const seen: string[] = [];
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks);
+      const label = `${req.method} ${req.url?.split('?')[0]}`;
+      seen.push(label);
+      const i = rules.findIndex((r) => r.method === req.method && req.url?.includes(r.path) && (!r.body || body.toString().includes(r.body)));
+      const up = http.request({ host: '127.0.0.1', port: target(), method: req.method, path: req.url, headers: req.headers }, (upRes) => {
+        const out: Buffer[] = [];
+        upRes.on('data', (c: Buffer) => out.push(c));
+        upRes.on('end', () => {
+          if (i >= 0) {
+            rules.splice(i, 1);
+            dropped.push(label);
+            req.socket.destroy(); // MLflow applied it; the client never hears back.
+            return;
+          }
+          res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+          res.end(Buffer.concat(out));
+        });
+      });
+      up.on('error', () => req.socket.destroy());
+      up.end(body);
+    });
+  });
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () =>
+      resolve({
+        port: (server.address() as { port: number }).port,
+        drop: (method, path, body) => void rules.push({ method, path, body }),
+        dropped,
+        seen,
+        close: () => new Promise((r) => server.close(() => r())),
+      }),
+    ),
+  );
+}
+
+describe('MLflow tracking against a real mlflow server', () => {
+  const project = createTestProject('mlflow');
+  const dataDir = mkdtempSync(join(tmpdir(), 'mlpipe-mlflow-server-'));
+  let server: MlflowServer;
+  let port: number;
+  let proxy: Awaited<ReturnType<typeof faultProxy>>;
+  let client: Client;
+  let stopWorker: () => Promise<void>;
+  const start = (): Promise<MlflowServer> =>
+    startMlflowServer({ mlflow: MLFLOW!, backendStoreUri: `sqlite:///${join(dataDir, 'mlflow.db')}`, artifactsDir: join(dataDir, 'artifacts'), port, logFile: join(dataDir, 'server.log') });
+
+  beforeAll(async () => {
+    if (!MLFLOW) throw new Error(`mlflow is not installed (looked in ${CACHE}/mlflow-venv and PATH): run 'bash deploy/provision.sh --with-mlflow'.`);
+    await run('git', ['init', '-q'], { cwd: project.dir });
+    await run('git', ['-c', 'user.email=t@example.com', '-c', 'user.name=t', 'commit', '-q', '--allow-empty', '-m', 'test'], { cwd: project.dir });
+    port = await freePort();
+    server = await start();
+    proxy = await faultProxy(() => port);
+    client = await createClient();
+    const backend = new MlflowRestClient({ uri: `http://127.0.0.1:${proxy.port}`, backoffMs: 50, maxBackoffMs: 500 });
+    stopWorker = (await startWorker(project, { tracking: backend })).stop;
+  }, 180_000);
+
+  afterAll(async () => {
+    await stopWorker?.();
+    await client?.connection.close();
+    await proxy?.close();
+    await server?.stop();
+  });
+
+  async function startHousing(id: string, overrides: string[]) {
+    return client.workflow.start(PIPELINE_WORKFLOW, {
+      taskQueue: project.taskQueue,
+      workflowId: id,
+      args: [{ pipeline: 'california-housing', overrides, labels: { team: 'pricing' } }],
+    });
+  }
+
+  async function trackingResult(handle: { workflowId: string; firstExecutionRunId: string }, timeoutMs = 120_000): Promise<unknown> {
+    const tid = trackingWorkflowId(`${handle.workflowId}/${handle.firstExecutionRunId}`);
+    const h = client.workflow.getHandle(tid);
+    await waitFor(async () => h.describe().then(() => true, (e: unknown) => (e instanceof WorkflowNotFoundError ? false : Promise.reject(e))), 'the tracking workflow');
+    return Promise.race([h.result(), new Promise((_, reject) => setTimeout(() => reject(new Error('tracking did not finish')), timeoutMs))]);
+  }
+
+  it('records the run, its steps, curves, the registered model and its bytes; lost responses cause no duplicates', async () => {
+    // Lose MLflow's answer to the second runs/create and to the train step's log-batch (both applied).
+    proxy.drop('POST', 'runs/create', '"run_name":"validate"');
+    proxy.drop('POST', 'runs/log-batch', '"key":"val_loss"');
+    const id = uniqueId('housing-tracked');
+    const handle = await startHousing(id, ['training.epochs=4', 'training.patience=100', 'params.seed=5']);
+    const result = (await handle.result()) as { outputs: Record<string, Record<string, unknown>> };
+    await trackingResult(handle);
+    expect(proxy.dropped).toEqual(['POST /api/2.0/mlflow/runs/create', 'POST /api/2.0/mlflow/runs/log-batch']);
+
+    const model = result.outputs['train']!['model'] as ArtifactRef;
+    const r = await readBack(server.url, 'california-housing', 'california-housing', `model/${model.name}`);
+    expect(r.experiment?.name).toBe('california-housing');
+    const mine = r.runs.filter((x) => x.tags['mlpipe.workflow_id'] === id || x.tags['mlpipe.step_key']?.startsWith(`${id}/`));
+    const parent = mine.find((x) => !x.tags['mlflow.parentRunId'])!;
+    const children = mine.filter((x) => x.tags['mlflow.parentRunId'] === parent.id);
+    // One parent and one nested run per step: the lost runs/create answer did not make a second one.
+    expect(mine).toHaveLength(8);
+    expect(children.map((c) => c.name).sort()).toEqual(['evaluate', 'features', 'ingest', 'split', 'train', 'transform', 'validate']);
+    expect(parent.status).toBe('FINISHED');
+    expect(parent.params).toMatchObject({ 'training.epochs': '4', 'training.batch_size': '512', 'model.hidden': '[128,64]', 'params.seed': '5' });
+    expect(parent.tags).toMatchObject({ 'mlpipe.pipeline': 'california-housing', 'mlpipe.workflow_id': id, 'mlpipe.run_id': handle.firstExecutionRunId, 'mlflow.source.type': 'JOB', 'mlpipe.label.team': 'pricing', 'mlpipe.training_backend': 'wasm' });
+    expect(parent.tags['mlflow.source.git.commit']).toMatch(/^[0-9a-f]{40}$/);
+    const evaluation = result.outputs['evaluate']!['metrics'] as Record<string, number>;
+    expect(parent.metrics['rmse']).toBeCloseTo(evaluation['rmse']!, 6);
+
+    const train = children.find((c) => c.name === 'train')!;
+    expect(train.params).toMatchObject({ epochs: '4', batchSize: '512', target: 'median_house_value' });
+    expect(train.tags).toMatchObject({ 'mlpipe.plugin': 'train.tfjs-mlp', 'mlpipe.cached': 'false' });
+    // Curves: one point per epoch, in order, although the batch carrying them was sent twice.
+    expect(train.history['loss']!.map((p) => p[0])).toEqual([1, 2, 3, 4]);
+    expect(train.history['val_loss']!.map((p) => p[0])).toEqual([1, 2, 3, 4]);
+    expect(train.history['duration_seconds']).toHaveLength(1);
+    for (const c of children) expect(c.status).toBe('FINISHED');
+
+    // Registered model: a version from the train run, aliased challenger, whose bytes are the model's.
+    const version = r.model!.versions.find((v) => v.run_id === train.id)!;
+    expect(version.status).toBe('READY');
+    expect(r.model!.aliases['challenger']).toBe(version.version);
+    expect(train.artifacts).toContain(`model/${model.name}`);
+    const bytes = await new LocalArtifactStore(project.settings.artifactsDir).get(model);
+    expect(r.model!.artifact_hex_sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
+    expect(r.model!.artifact_hex_sha256).toBe(model.sha256);
+  }, 240_000);
+
+  it('keeps tracking durable while MLflow is down: the run completes, nothing is lost or duplicated', async () => {
+    const id = uniqueId('housing-outage');
+    const handle = await startHousing(id, ['training.epochs=6', 'training.patience=100', 'params.seed=6']);
+    const tid = trackingWorkflowId(`${handle.workflowId}/${handle.firstExecutionRunId}`);
+    // Once the parent run exists in MLflow, take the server down hard.
+    await waitFor(async () => {
+      const d = await readBackRunsByTag(id);
+      return d > 0;
+    }, 'the parent run in MLflow', 60_000);
+    await server.stop('SIGKILL');
+    const outage = Date.now();
+
+    const result = (await handle.result()) as { state: string };
+    expect(result.state).toBe('succeeded');
+    const during = await client.workflow.getHandle(tid).describe();
+    expect(during.status.name).toBe('RUNNING');
+    const pendingWhileDown = await client.workflow.getHandle(tid).query<{ delivered: number; inFlight: number; pending: number }>('trackingStatus');
+    // 9 events: run started, 7 steps ended, run ended. All were sent by the pipeline; not all delivered.
+    expect(pendingWhileDown.delivered + pendingWhileDown.inFlight + pendingWhileDown.pending).toBe(9);
+    expect(pendingWhileDown.delivered).toBeLessThan(9);
+
+    server = await start();
+    await trackingResult(handle, 180_000);
+    const downSeconds = (Date.now() - outage) / 1000;
+
+    const r = await readBack(server.url, 'california-housing');
+    const mine = r.runs.filter((x) => x.tags['mlpipe.workflow_id'] === id || x.tags['mlpipe.step_key']?.startsWith(`${id}/`));
+    expect(mine).toHaveLength(8);
+    const parent = mine.find((x) => !x.tags['mlflow.parentRunId'])!;
+    expect(parent.status).toBe('FINISHED');
+    const train = mine.find((x) => x.name === 'train')!;
+    for (const key of ['loss', 'val_loss', 'learning_rate']) expect(train.history[key]!.map((p) => p[0])).toEqual([1, 2, 3, 4, 5, 6]);
+    // Nothing lost: every step's duration and cache flag, the full curves, the parent's metrics.
+    for (const x of mine.filter((m) => m !== parent)) {
+      expect(x.history['duration_seconds'], x.name).toHaveLength(1);
+      expect(x.history['cache_hit'], x.name).toHaveLength(1);
+    }
+    expect(Object.keys(parent.metrics).sort()).toEqual(['mae', 'mape', 'r2', 'rmse']);
+    const points = mine.reduce((n, x) => n + Object.values(x.history).reduce((m, h) => m + h.length, 0), 0);
+    const distinct = mine.reduce((n, x) => n + Object.values(x.history).reduce((m, h) => m + new Set(h.map((p) => `${p[0]}/${p[2]}`)).size, 0), 0);
+    expect(points).toBe(distinct);
+    console.log(`MLflow outage: server SIGKILLed after the parent run was created; pipeline ${id} succeeded while it was down (${9 - pendingWhileDown.delivered} of 9 events undelivered); after the restart the tracking workflow delivered them: ${mine.length} runs, ${points} metric points, 0 duplicates (outage to delivery ${downSeconds.toFixed(1)} s)`);
+
+    async function readBackRunsByTag(workflowId: string): Promise<number> {
+      const rest = new MlflowRestClient({ uri: server.url, maxAttempts: 1 });
+      try {
+        const exp = await rest.getExperimentByName('california-housing');
+        if (!exp) return 0;
+        return (await rest.searchRuns([exp.experiment_id], `tags.\`mlpipe.workflow_id\` = '${workflowId}'`)).runs.length;
+      } finally {
+        await rest.close();
+      }
+    }
+  }, 300_000);
+});
+
+describe('MLflow file store, the embedded default', () => {
+  const project = createTestProject('mlruns');
+  let client: Client;
+  let stopWorker: () => Promise<void>;
+  const root = join(project.dir, 'mlruns');
+
+  beforeAll(async () => {
+    if (!MLFLOW) throw new Error(`mlflow is not installed: run 'bash deploy/provision.sh --with-mlflow'.`);
+    client = await createClient();
+    stopWorker = (await startWorker(project, { tracking: new MlflowFileStore(root) })).stop;
+  });
+  afterAll(async () => {
+    await stopWorker?.();
+    await client?.connection.close();
+  });
+
+  it('writes mlruns/ that MLflow reads over a file: URI', async () => {
+    const id = uniqueId('housing-file');
+    const handle = await client.workflow.start(PIPELINE_WORKFLOW, {
+      taskQueue: project.taskQueue,
+      workflowId: id,
+      args: [{ pipeline: 'california-housing', overrides: ['training.epochs=3', 'training.patience=100'] }],
+    });
+    await handle.result();
+    const tid = trackingWorkflowId(`${handle.workflowId}/${handle.firstExecutionRunId}`);
+    await waitFor(async () => client.workflow.getHandle(tid).describe().then((d) => d.status.name === 'COMPLETED', () => false), 'tracking to finish', 60_000);
+
+    const r = await readBack(`file:${root}`, 'california-housing');
+    expect(r.runs).toHaveLength(8);
+    const parent = r.runs.find((x) => !x.tags['mlflow.parentRunId'])!;
+    expect(parent.status).toBe('FINISHED');
+    expect(parent.params['training.epochs']).toBe('3');
+    expect(Object.keys(parent.metrics).sort()).toEqual(['mae', 'mape', 'r2', 'rmse']);
+    const train = r.runs.find((x) => x.name === 'train')!;
+    expect(train.tags['mlflow.parentRunId']).toBe(parent.id);
+    expect(train.history['loss']!.map((p) => p[0])).toEqual([1, 2, 3]);
+    // No registry in the file store: the model is still kept as the train run's artifact.
+    const model = readFileSync(join(new URL(train.artifact_uri).pathname, 'model', 'mlpipe-artifact.json'), 'utf8');
+    expect(JSON.parse(model)).toMatchObject({ kind: 'artifact', mediaType: 'application/vnd.mlpipe.tfjs-mlp+json' });
+  }, 120_000);
+});

@@ -1,0 +1,56 @@
+/**
+ * trackingWorkflow: delivers one pipeline run's tracking events to MLflow, in order, until they
+ * are all there. The pipeline workflow starts it as a child that outlives it (parent-close policy
+ * ABANDON) and signals events as steps end. Deliveries are activities retried without limit
+ * (backoff up to 15 s), so while MLflow is down the events wait in this workflow's history,
+ * and the pipeline itself never waits on MLflow. See activities/tracking.ts for why a retried
+ * delivery never duplicates a run or a metric point.
+ */
+import { condition, defineQuery, defineSignal, proxyActivities, setHandler } from '@temporalio/workflow';
+import type { Activities } from '../activities/index.js';
+import type { KnownRuns } from '../activities/tracking.js';
+import type { TrackingConfig, TrackingEvent } from '../engine/tracking.js';
+import { trackEventsSignalName } from './names.js';
+
+export const trackEventsSignal = defineSignal<[TrackingEvent[]]>(trackEventsSignalName);
+export const trackingStatusQuery = defineQuery<{ delivered: number; inFlight: number; pending: number; known: KnownRuns }>('trackingStatus');
+
+const { deliverTracking } = proxyActivities<Activities>({
+  startToCloseTimeout: '5 minutes',
+  // No maximumAttempts: retried until MLflow takes the events (or a permanent error).
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '15 seconds', nonRetryableErrorTypes: ['TRACKING_ERROR'] },
+});
+
+export interface TrackingInput {
+  key: string;
+  config: TrackingConfig;
+  events: TrackingEvent[];
+}
+
+/** Gives up waiting for the pipeline's last event after this long (a pipeline that never ends). */
+const IDLE_LIMIT = '30 days';
+
+export async function trackingWorkflow(input: TrackingInput): Promise<KnownRuns> {
+  const pending: TrackingEvent[] = [...input.events];
+  let known: KnownRuns = { steps: {} };
+  let delivered = 0;
+  let inFlight = 0;
+  let next = 0;
+  setHandler(trackEventsSignal, (events) => void pending.push(...events));
+  setHandler(trackingStatusQuery, () => ({ delivered, inFlight, pending: pending.length, known }));
+
+  for (;;) {
+    // Deliver in sequence order: wait for the next expected event (signals may arrive together).
+    if (!(await condition(() => pending.some((e) => e.seq === next), IDLE_LIMIT))) return known;
+    pending.sort((a, b) => a.seq - b.seq);
+    let n = 0;
+    while (n < pending.length && pending[n]!.seq === next + n) n++;
+    const batch = pending.splice(0, n);
+    inFlight = batch.length;
+    known = await deliverTracking({ key: input.key, config: input.config, events: batch, known });
+    inFlight = 0;
+    delivered += batch.length;
+    next += batch.length;
+    if (batch.some((e) => e.type === 'run-ended')) return known;
+  }
+}
