@@ -12,11 +12,14 @@ import { z } from 'zod';
 import { createPipelineWorker } from '../activities/worker.js';
 import { loadPipeline } from '../adapters/load-pipeline.js';
 import { listPipelines, loadSettings, type Settings } from '../adapters/project.js';
+import { redact } from '../adapters/mlflow/rest.js';
+import type { KnownRuns } from '../activities/tracking.js';
+import { findMlflow, startMlflowServer, type MlflowServer } from '../adapters/mlflow/server.js';
 import { freePort, isListening, requireTemporalCli, startDevServer, type DevServer } from '../adapters/temporal-server.js';
 import { PipelineError } from '../engine/errors.js';
 import type { CompiledPipeline, PipelineInput, PipelineResult, PipelineStatus } from '../engine/types.js';
 import { loadProjectRegistry } from '../adapters/project-plugins.js';
-import { PIPELINE_WORKFLOW, statusQueryName } from '../workflows/names.js';
+import { PIPELINE_WORKFLOW, statusQueryName, trackingWorkflowId } from '../workflows/names.js';
 import { renderMermaid } from './graph.js';
 import { formatStepLine, formatSummary } from './render.js';
 
@@ -165,11 +168,36 @@ async function cmdRun(argv: string[], settings: Settings): Promise<number> {
       if (values.json) out(JSON.stringify({ workflowId }));
       return 0;
     }
-    return await follow(client, workflowId, values.json);
+    const code = await follow(client, workflowId, values.json);
+    // With a worker in this process, let it deliver the run's tracking before it stops.
+    if (!values.json) await reportTracking(client, workflowId, settings, values.worker ? 60_000 : 5_000);
+    return code;
   } finally {
     await stopWorker?.();
     await client.connection.close();
   }
+}
+
+/** Waits (bounded) for the run's tracking workflow and says where the MLflow run is. */
+async function reportTracking(client: Client, workflowId: string, settings: Settings, waitMs: number): Promise<void> {
+  let runId: string;
+  try {
+    runId = (await client.workflow.getHandle(workflowId).describe()).runId;
+  } catch {
+    return;
+  }
+  const handle = client.workflow.getHandle(trackingWorkflowId(`${workflowId}/${runId}`));
+  try {
+    await handle.describe();
+  } catch {
+    return; // tracking is off for this run
+  }
+  const where = settings.trackingUri ? redact(settings.trackingUri) : 'MLflow';
+  const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), waitMs).unref());
+  const known = await Promise.race([handle.result() as Promise<KnownRuns>, timer]).catch(() => 'failed' as const);
+  if (known === 'timeout') out(`MLflow: tracking still in progress (workflow ${handle.workflowId}); it continues while a worker runs.`);
+  else if (known === 'failed') out(`MLflow: tracking failed; see workflow ${handle.workflowId}.`);
+  else if (known.parent) out(`MLflow: run ${known.parent.runId} in experiment ${known.parent.experimentId} (${where})${known.modelVersion ? `, model version ${known.modelVersion}` : ''}`);
 }
 
 async function startBackgroundWorker(settings: Settings): Promise<() => Promise<void>> {
@@ -227,7 +255,13 @@ async function cmdWorker(argv: string[], settings: Settings): Promise<number> {
 async function cmdDev(argv: string[], settings: Settings): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { port: { type: 'string', default: '7233' }, 'ui-port': { type: 'string' }, db: { type: 'string' } },
+    options: {
+      port: { type: 'string', default: '7233' },
+      'ui-port': { type: 'string' },
+      db: { type: 'string' },
+      'mlflow-port': { type: 'string', default: '5000' },
+      'no-mlflow': { type: 'boolean', default: false },
+    },
   });
   const port = Number(values.port);
   const bin = requireTemporalCli(settings.cacheDir);
@@ -243,12 +277,42 @@ async function cmdDev(argv: string[], settings: Settings): Promise<number> {
   const { worker, connection } = await createPipelineWorker({ settings: s });
   out(`Temporal dev server on ${server.address} (state in ${dbFile})`);
   out(`Web UI: ${server.uiUrl}`);
-  out(`worker polling task queue '${s.taskQueue}'. Ctrl-C stops both.`);
+  const mlflow = await startDevMlflow(settings, Number(values['mlflow-port']), values['no-mlflow']);
+  out(`worker polling task queue '${s.taskQueue}'. Ctrl-C stops ${mlflow ? 'all three' : 'both'}.`);
   out(`try: TEMPORAL_ADDRESS=${server.address} mlpipe run diamond`);
   await worker.run();
   await connection.close();
   await server.stop();
+  await mlflow?.stop();
   return 0;
+}
+
+/**
+ * The MLflow UI for `mlpipe dev`: with the default file store, a local `mlflow server` over the
+ * project's mlruns/ (when MLflow is installed); with MLFLOW_TRACKING_URI set, just where runs go.
+ */
+async function startDevMlflow(settings: Settings, port: number, disabled: boolean | undefined): Promise<MlflowServer | undefined> {
+  if (!settings.trackingUri) {
+    out('MLflow tracking: off (MLPIPE_TRACKING=off)');
+    return undefined;
+  }
+  if (!settings.trackingUri.startsWith('file:')) {
+    out(`MLflow tracking: ${redact(settings.trackingUri)}`);
+    return undefined;
+  }
+  const root = settings.trackingUri.slice('file:'.length);
+  const mlflow = disabled ? undefined : findMlflow(settings.cacheDir);
+  if (!mlflow) {
+    out(`MLflow tracking: ${root} (file store).${disabled ? '' : " For the MLflow UI, run 'npm run setup -- --with-mlflow' (or put mlflow on PATH) and restart."}`);
+    return undefined;
+  }
+  if (await isListening(`127.0.0.1:${port}`)) {
+    out(`MLflow tracking: ${root} (file store); port ${port} is taken, so no MLflow UI was started (--mlflow-port N).`);
+    return undefined;
+  }
+  const server = await startMlflowServer({ mlflow, backendStoreUri: `file:${root}`, port, logFile: join(settings.stateDir, 'mlflow.log') });
+  out(`MLflow UI: ${server.url} (file store ${root})`);
+  return server;
 }
 
 async function cmdStatus(argv: string[], settings: Settings): Promise<number> {
@@ -308,6 +372,7 @@ async function cmdDemo(argv: string[], settings: Settings): Promise<number> {
     out(`\nartifacts: ${s.artifactsDir}`);
     const path = `/namespaces/${s.namespace}/workflows/${workflowId}`;
     if (server) out(`Temporal Web UI: run 'npm run mlpipe -- dev' (same database), then open http://127.0.0.1:8233${path}`);
+    if (server && s.trackingUri?.startsWith('file:')) out(`MLflow UI: 'npm run mlpipe -- dev' also serves ${s.trackingUri.slice(5)} at http://127.0.0.1:5000 when MLflow is installed`);
     else out(`Temporal Web UI: ${ui ?? 'http://localhost:8233'}${path}`);
     return code;
   } finally {

@@ -187,28 +187,42 @@ describe('mlpipe', () => {
     expect(r.stderr).toContain("mlpipe dev");
   });
 
-  it('dev starts a persistent dev server and a worker, prints the Web UI address, and stops both on SIGTERM', async () => {
+  it('dev starts a persistent dev server, a worker and the MLflow UI over mlruns/, prints both UIs, and stops all on SIGTERM', async () => {
     const port = await freePort();
     const uiPort = await freePort();
+    const mlflowPort = await freePort();
     const db = join(project.dir, 'dev', 'temporal.db');
     const env = { ...process.env, MLPIPE_PROJECT_DIR: project.dir, MLPIPE_ARTIFACTS: project.settings.artifactsDir, MLPIPE_TASK_QUEUE: 'dev-queue' };
-    const dev = spawn(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'dev', '--port', String(port), '--ui-port', String(uiPort), '--db', db], { cwd: project.dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const dev = spawn(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'dev', '--port', String(port), '--ui-port', String(uiPort), '--db', db, '--mlflow-port', String(mlflowPort)], { cwd: project.dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     dev.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     try {
-      await waitFor(() => stdout.includes('worker polling'), 'mlpipe dev to be ready');
+      await waitFor(() => stdout.includes('worker polling'), 'mlpipe dev to be ready', 150_000);
       expect(stdout).toContain(`Temporal dev server on 127.0.0.1:${port} (state in ${db})`);
       expect(stdout).toContain(`Web UI: http://127.0.0.1:${uiPort}`);
+      expect(stdout).toContain(`MLflow UI: http://127.0.0.1:${mlflowPort} (file store ${join(project.dir, 'mlruns')})`);
       const ui = await fetch(`http://127.0.0.1:${uiPort}/`);
       expect(ui.status).toBe(200);
       const r = await runCommand(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'run', 'diamond'], { TEMPORAL_ADDRESS: `127.0.0.1:${port}`, MLPIPE_PROJECT_DIR: project.dir, MLPIPE_TASK_QUEUE: 'dev-queue' });
       expect(r.code).toBe(0);
       expect(r.stdout).toContain('diamond: succeeded');
+      // The run reaches the MLflow UI of dev, through the file store the worker writes.
+      const found = await waitFor(async () => {
+        const res = await fetch(`http://127.0.0.1:${mlflowPort}/api/2.0/mlflow/experiments/get-by-name?experiment_name=diamond`);
+        return res.ok ? ((await res.json()) as { experiment: { experiment_id: string } }) : undefined;
+      }, 'the diamond experiment in the MLflow UI', 30_000);
+      const runs = await fetch(`http://127.0.0.1:${mlflowPort}/api/2.0/mlflow/runs/search`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ experiment_ids: [found.experiment.experiment_id] }),
+      });
+      expect(((await runs.json()) as { runs: unknown[] }).runs.length).toBeGreaterThanOrEqual(1);
     } finally {
       dev.kill('SIGTERM');
     }
     const code = await new Promise((resolve) => dev.once('exit', (c, sig) => resolve(c ?? sig)));
     expect(code).toBe(0);
     expect(await isListening(`127.0.0.1:${port}`)).toBe(false);
-  });
+    expect(await isListening(`127.0.0.1:${mlflowPort}`)).toBe(false);
+  }, 240_000);
 });
