@@ -107,7 +107,11 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
   const track = (event: Omit<Extract<TrackingEvent, { type: 'step-ended' }>, 'seq'> | Omit<Extract<TrackingEvent, { type: 'run-ended' }>, 'seq'>): void => {
     if (!tracker) return;
     const payload = { ...event, seq: seq++ } as TrackingEvent;
-    signals.push(tracker.signal(trackEventsSignal, [payload]).catch((e: unknown) => log.warn('tracking signal failed', { error: String(e) })));
+    // Not cancellable: the events of a cancelled run (its cancelled steps, its end) must still go out.
+    const handle = tracker;
+    signals.push(
+      CancellationScope.nonCancellable(() => handle.signal(trackEventsSignal, [payload])).catch((e: unknown) => log.warn('tracking signal failed', { error: String(e) })),
+    );
   };
   if (compiled.tracking?.enabled) {
     try {

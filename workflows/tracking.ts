@@ -41,16 +41,20 @@ export async function trackingWorkflow(input: TrackingInput): Promise<KnownRuns>
 
   for (;;) {
     // Deliver in sequence order: wait for the next expected event (signals may arrive together).
-    if (!(await condition(() => pending.some((e) => e.seq === next), IDLE_LIMIT))) return known;
+    // The pipeline sends its run-ended event only after every earlier signal went out, so once it is
+    // here a gap can only be a signal that failed: deliver what there is rather than wait forever.
+    const ended = (): boolean => pending.some((e) => e.type === 'run-ended');
+    if (!(await condition(() => pending.some((e) => e.seq === next) || ended(), IDLE_LIMIT))) return known;
     pending.sort((a, b) => a.seq - b.seq);
     let n = 0;
-    while (n < pending.length && pending[n]!.seq === next + n) n++;
+    if (ended()) n = pending.length;
+    else while (n < pending.length && pending[n]!.seq === next + n) n++;
     const batch = pending.splice(0, n);
     inFlight = batch.length;
     known = await deliverTracking({ key: input.key, config: input.config, events: batch, known });
     inFlight = 0;
     delivered += batch.length;
-    next += batch.length;
+    next = batch[batch.length - 1]!.seq + 1;
     if (batch.some((e) => e.type === 'run-ended')) return known;
   }
 }

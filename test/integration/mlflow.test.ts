@@ -279,4 +279,30 @@ describe('MLflow file store, the embedded default', () => {
     const model = readFileSync(join(new URL(train.artifact_uri).pathname, 'model', 'mlpipe-artifact.json'), 'utf8');
     expect(JSON.parse(model)).toMatchObject({ kind: 'artifact', mediaType: 'application/vnd.mlpipe.tfjs-mlp+json' });
   }, 120_000);
+
+  it('run status follows the pipeline: FAILED for a failed step, KILLED for a cancelled run', async () => {
+    project.write(
+      'pipelines/broken.yaml',
+      'name: broken\nsteps:\n  ok: { uses: util.echo }\n  bad:\n    uses: util.flaky\n    needs: ok\n    with: { message: disk full }\n    retry: { maximumAttempts: 1 }\n',
+    );
+    project.write('pipelines/slow.yaml', 'name: slow\nsteps:\n  long:\n    uses: util.sleep\n    heartbeat: 2s\n    with: { ticks: 300, tickMs: 100 }\n');
+    const failed = await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('broken'), args: [{ pipeline: 'broken', cache: false }] });
+    const slow = await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('slow'), args: [{ pipeline: 'slow', cache: false }] });
+    await failed.result().catch(() => undefined);
+    await waitFor(async () => (await slow.query<{ steps: Record<string, { status: string }> }>('status')).steps['long']?.status === 'running', 'the slow step');
+    await slow.cancel();
+    await slow.result().catch(() => undefined);
+    for (const h of [failed, slow]) {
+      const tid = trackingWorkflowId(`${h.workflowId}/${h.firstExecutionRunId}`);
+      await waitFor(async () => client.workflow.getHandle(tid).describe().then((d) => d.status.name === 'COMPLETED', () => false), 'tracking to finish', 60_000);
+    }
+    const broken = await readBack(`file:${root}`, 'broken');
+    const byName = Object.fromEntries(broken.runs.map((x) => [x.name, x]));
+    expect(byName[failed.workflowId]!.status).toBe('FAILED');
+    expect(byName[failed.workflowId]!.tags['mlpipe.error']).toContain('disk full');
+    expect(byName['ok']!.status).toBe('FINISHED');
+    expect(byName['bad']!.status).toBe('FAILED');
+    const cancelled = await readBack(`file:${root}`, 'slow');
+    expect(Object.fromEntries(cancelled.runs.map((x) => [x.name, x.status]))).toEqual({ [slow.workflowId]: 'KILLED', long: 'KILLED' });
+  }, 120_000);
 });
