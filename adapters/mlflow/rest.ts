@@ -320,7 +320,8 @@ export class MlflowRestClient implements TrackingBackend {
       try {
         return (await this.api<{ model_version: { version: string } }>('GET', 'registered-models/alias', { name, alias })).model_version.version;
       } catch (e) {
-        if (e instanceof MlflowNotFound) return undefined;
+        // MLflow answers a missing alias with INVALID_PARAMETER_VALUE "... alias X not found".
+        if (e instanceof MlflowNotFound || (e instanceof MlflowInvalidParameter && /alias .* not found/i.test(e.message))) return undefined;
         throw e;
       }
     },

@@ -183,6 +183,35 @@ describe('MLflow tracking against a real mlflow server', () => {
     expect(r.model!.artifact_hex_sha256).toBe(model.sha256);
   }, 240_000);
 
+  it('REST client on the real server: racing experiment creation, batches past the limits, aliases, typed errors', async () => {
+    const rest = new MlflowRestClient({ uri: server.url });
+    try {
+      const name = uniqueId('race');
+      const ids = await Promise.all(Array.from({ length: 6 }, () => rest.getOrCreateExperiment(name)));
+      expect(new Set(ids).size).toBe(1);
+      const created = await rest.createRun({ experimentId: ids[0]!, runName: 'big', startTime: Date.now(), tags: [{ key: 'k', value: 'v' }] });
+      const metrics = Array.from({ length: 2500 }, (_, i) => ({ key: `m${i % 5}`, value: i / 7, timestamp: 1_700_000_000_000 + i, step: i }));
+      const params = Array.from({ length: 230 }, (_, i) => ({ key: `p${i}`, value: `v${i}` }));
+      await rest.logBatch(created.runId, { metrics, params, tags: [] });
+      const got = await rest.getRun(created.runId);
+      expect(got.data?.params).toHaveLength(230);
+      expect((await rest.metricHistory(created.runId, 'm3')).map((p) => p.step)).toEqual(metrics.filter((m) => m.key === 'm3').map((m) => m.step));
+      expect((await rest.findRunByTag(ids[0]!, 'k', 'v'))?.runId).toBe(created.runId);
+      await expect(rest.getRun('0'.repeat(32))).rejects.toMatchObject({ code: 'RESOURCE_DOES_NOT_EXIST' });
+      await expect(rest.logBatch(created.runId, { metrics: [], params: [{ key: 'p1', value: 'changed' }], tags: [] })).rejects.toMatchObject({ code: 'INVALID_PARAMETER_VALUE' });
+      const model = uniqueId('model');
+      await rest.registry.ensureRegisteredModel(model);
+      await rest.registry.ensureRegisteredModel(model);
+      const v = await rest.registry.createVersion(model, `${created.artifactUri}/model`, created.runId);
+      await rest.registry.setAlias(model, 'champion', v);
+      expect(await rest.registry.versionByAlias(model, 'champion')).toBe(v);
+      expect(await rest.registry.findVersion(model, created.runId)).toBe(v);
+      expect(await rest.registry.versionByAlias(model, 'nobody')).toBeUndefined();
+    } finally {
+      await rest.close();
+    }
+  });
+
   it('keeps tracking durable while MLflow is down: the run completes, nothing is lost or duplicated', async () => {
     const id = uniqueId('housing-outage');
     const handle = await startHousing(id, ['training.epochs=6', 'training.patience=100', 'params.seed=6']);
