@@ -204,7 +204,7 @@ describe('mlpipe', () => {
       const ui = await fetch(`http://127.0.0.1:${uiPort}/`);
       expect(ui.status).toBe(200);
       const r = await runCommand(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'run', 'diamond'], { TEMPORAL_ADDRESS: `127.0.0.1:${port}`, MLPIPE_PROJECT_DIR: project.dir, MLPIPE_TASK_QUEUE: 'dev-queue' });
-      expect(r.code).toBe(0);
+      expect(r.code, `${r.stdout}\n${r.stderr}\n--- dev:\n${stdout}`).toBe(0);
       expect(r.stdout).toContain('diamond: succeeded');
       // The run reaches the MLflow UI of dev, through the file store the worker writes.
       const found = await waitFor(async () => {
