@@ -2,7 +2,9 @@
  * The activities a worker registers: `compilePipeline` (reads YAML and conf/, validates, composes)
  * and `runStep` (one step through the plugin registry). Everything else is a plugin.
  */
+import { Context } from '@temporalio/activity';
 import { z } from 'zod';
+import { writeRunManifest } from '../engine/lineage.js';
 import { loadPipeline } from '../adapters/load-pipeline.js';
 import { PipelineError } from '../engine/errors.js';
 import type { CompiledPipeline, PipelineInput } from '../engine/types.js';
@@ -42,9 +44,26 @@ export function createActivities(deps: ActivityDeps) {
         }
         const compiled = loadPipeline(deps.projectDir, parsed.data.pipeline, deps.registry, parsed.data.overrides ?? []);
         const enabled = (compiled.tracking?.enabled ?? true) && tracking() !== undefined;
+        const commit = gitCommit(deps.projectDir);
         compiled.tracking = enabled
-          ? { ...compiled.tracking, enabled, experiment: compiled.tracking?.experiment ?? deps.experimentName ?? compiled.name, gitCommit: gitCommit(deps.projectDir) }
+          ? { ...compiled.tracking, enabled, experiment: compiled.tracking?.experiment ?? deps.experimentName ?? compiled.name, gitCommit: commit }
           : { enabled: false };
+        const execution = Context.current().info.workflowExecution;
+        if (execution) {
+          await writeRunManifest(deps.store, {
+            pipeline: compiled.name,
+            file: compiled.file,
+            workflowId: execution.workflowId,
+            runId: execution.runId,
+            startedAt: new Date().toISOString(),
+            params: compiled.params,
+            config: compiled.config,
+            overrides: compiled.overrides,
+            labels: parsed.data.labels ?? {},
+            ...(commit ? { gitCommit: commit } : {}),
+            store: deps.store.location,
+          });
+        }
         return compiled;
       } catch (e) {
         throw toApplicationFailure(e);

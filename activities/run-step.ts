@@ -11,9 +11,10 @@ import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stepCacheKey } from '../engine/cache-key.js';
+import { artifactRefs, keySegment, paramsHash, writeStepManifest, type StepManifest } from '../engine/lineage.js';
 import { PipelineError } from '../engine/errors.js';
 import type { ArtifactStore, Logger } from '../engine/ports.js';
-import { isArtifactRef, type ArtifactRef, type StepCall, type StepResult } from '../engine/types.js';
+import { isArtifactRef, type StepCall, type StepResult } from '../engine/types.js';
 import type { Registry } from '../plugins/registry.js';
 import { inputKinds, outputKinds } from '../plugins/registry.js';
 import type { Checkpoint, StepContext } from '../plugins/sdk.js';
@@ -51,13 +52,6 @@ export function toApplicationFailure(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
 }
 
-function collectArtifacts(value: unknown, out: ArtifactRef[] = []): ArtifactRef[] {
-  if (isArtifactRef(value)) out.push(value);
-  else if (Array.isArray(value)) value.forEach((v) => collectArtifacts(v, out));
-  else if (value !== null && typeof value === 'object') Object.values(value).forEach((v) => collectArtifacts(v, out));
-  return out;
-}
-
 function activityLogger(base: Record<string, unknown>): Logger {
   const log = Context.current().log;
   return {
@@ -85,6 +79,7 @@ export function createRunStep(deps: StepDeps) {
         logger.warn({ err: String(e) }, 'could not report the attempt number');
       }
     }
+    let failedManifest: ((message: string) => Omit<StepManifest, 'kind'>) | undefined;
     try {
       const plugin = deps.registry.require(call.uses);
       const schema: z.ZodType = plugin.params;
@@ -106,17 +101,44 @@ export function createRunStep(deps: StepDeps) {
         }
       }
 
-      const cacheKey = stepCacheKey(plugin.name, plugin.version, parsed.data, call.inputs);
+      const params = parsed.data as Record<string, unknown>;
+      const cacheKey = stepCacheKey(plugin.name, plugin.version, params, call.inputs, call.cacheIgnore);
+      const manifest = (status: StepManifest['status'], outputs: Record<string, unknown>, extra: Partial<StepManifest> = {}): Omit<StepManifest, 'kind'> => {
+        const endedAt = new Date().toISOString();
+        return {
+          workflowId: execution.workflowId,
+          runId: call.runId,
+          stepId: call.stepId,
+          uses: plugin.name,
+          pluginVersion: plugin.version,
+          status,
+          params,
+          paramsHash: paramsHash(params),
+          cacheKey,
+          inputs: call.inputs,
+          outputs,
+          attempt: info.attempt,
+          startedAt,
+          endedAt,
+          durationMs: Date.parse(endedAt) - Date.parse(startedAt),
+          ...extra,
+        };
+      };
+      failedManifest = (message) => manifest('failed', {}, { error: message });
       if (call.cache) {
         const hit = await deps.store.getRecord<CacheManifest>(`cache/${cacheKey}`);
         if (hit) {
-          const refs = collectArtifacts(hit.outputs);
-          const present = await Promise.all(refs.map((r) => deps.store.exists(r)));
-          if (present.every(Boolean)) {
+          // A hit is served only when every artifact it names is still there with its recorded
+          // digest and size; otherwise the step runs again and the entry is replaced.
+          const refs = artifactRefs(hit.outputs);
+          const valid = await Promise.all(refs.map((r) => deps.store.verify(r)));
+          if (valid.every(Boolean)) {
             logger.info({ cacheKey, from: hit.runId }, 'cache hit');
+            await writeStepManifest(deps.store, manifest('cached', hit.outputs, { cachedFrom: { runId: hit.runId, stepId: hit.stepId } }));
             return { outputs: hit.outputs, cached: true, cacheKey, attempt: info.attempt, startedAt, endedAt: new Date().toISOString() };
           }
-          logger.warn({ cacheKey }, 'cache entry refers to missing artifacts; running the step');
+          const bad = refs.filter((_, i) => !valid[i]).map((r) => `${r.name ?? 'artifact'} sha256:${r.sha256.slice(0, 12)}`);
+          logger.warn({ cacheKey, invalid: bad }, 'cache entry refers to missing or altered artifacts; running the step');
         }
       }
 
@@ -133,7 +155,7 @@ export function createRunStep(deps: StepDeps) {
       let workDir: string | undefined;
       const series: NonNullable<StepResult['series']> = [];
       let seriesDropped = 0;
-      const ckptKey = `checkpoints/${encodeURIComponent(execution.workflowId)}/${call.stepId}`;
+      const ckptKey = `checkpoints/${keySegment(execution.workflowId)}/${call.stepId}`;
       const ctx: StepContext = {
         runId: call.runId,
         workflowId: execution.workflowId,
@@ -167,7 +189,7 @@ export function createRunStep(deps: StepDeps) {
             // Durable first (record written atomically), then the heartbeat pointer, then pruning.
             await deps.store.putRecord(ckptKey, record);
             heartbeat({ checkpoint: { ref, meta, savedAt: record.savedAt } });
-            if (deps.store.delete) for (const old of recent.slice(keep)) await deps.store.delete(old);
+            for (const old of recent.slice(keep)) await deps.store.delete(old);
             return record;
           },
           async latest<M extends Record<string, unknown>>() {
@@ -183,7 +205,7 @@ export function createRunStep(deps: StepDeps) {
       let outputs: Record<string, unknown>;
       try {
         logger.debug({ uses: plugin.name }, 'step started');
-        outputs = await plugin.run(ctx, parsed.data, call.inputs);
+        outputs = await plugin.run(ctx, params, call.inputs);
       } finally {
         clearInterval(timer);
         if (workDir) await rm(workDir, { recursive: true, force: true });
@@ -203,15 +225,21 @@ export function createRunStep(deps: StepDeps) {
           hint: 'Write data to the artifact store (ctx.store.put) and return the reference.',
         });
       }
+      // Lineage before the cache entry: whatever a cache entry points at has a producer on record.
+      await writeStepManifest(deps.store, manifest('succeeded', outputs));
       if (call.cache) {
-        const manifest: CacheManifest = { key: cacheKey, plugin: plugin.name, version: plugin.version, outputs, createdAt: new Date().toISOString(), runId: call.runId, stepId: call.stepId };
-        await deps.store.putRecord(`cache/${cacheKey}`, manifest);
+        const entry: CacheManifest = { key: cacheKey, plugin: plugin.name, version: plugin.version, outputs, createdAt: new Date().toISOString(), runId: call.runId, stepId: call.stepId };
+        await deps.store.putRecord(`cache/${cacheKey}`, entry);
       }
       logger.debug({ uses: plugin.name }, 'step finished');
       if (seriesDropped) logger.warn({ dropped: seriesDropped, kept: MAX_SERIES_POINTS }, 'too many metric points for tracking; the rest were dropped');
       return { outputs, ...(series.length ? { series } : {}), cached: false, cacheKey, attempt: info.attempt, startedAt, endedAt: new Date().toISOString() };
     } catch (e) {
       if (actx.cancellationSignal.aborted) throw new CancelledFailure('step cancelled');
+      if (failedManifest) {
+        const m = failedManifest(e instanceof Error ? e.message : String(e));
+        await writeStepManifest(deps.store, m).catch((err: unknown) => logger.warn({ err: String(err) }, 'could not record the failed step'));
+      }
       throw toApplicationFailure(e);
     }
   };

@@ -5,7 +5,7 @@
 import { bundleWorkflowCode, NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { LocalArtifactStore } from '../adapters/local-store.js';
+import { createArtifactStore } from '../adapters/stores.js';
 import type { Settings } from '../adapters/project.js';
 import { createTrackingBackend } from '../adapters/mlflow/index.js';
 import type { ArtifactStore, TrackingBackend } from '../engine/ports.js';
@@ -49,7 +49,7 @@ export async function createPipelineWorker(opts: PipelineWorkerOptions): Promise
   let backend: TrackingBackend | undefined | null = opts.tracking;
   const activities = createActivities({
     registry: opts.registry ?? (await loadProjectRegistry(opts.settings.projectDir)),
-    store: opts.store ?? new LocalArtifactStore(opts.settings.artifactsDir),
+    store: opts.store ?? createArtifactStore(opts.settings.artifactsDir, { cacheDir: join(opts.settings.projectDir, '.mlpipe') }),
     projectDir: opts.settings.projectDir,
     tracking: () => {
       if (backend === undefined) backend = opts.settings.trackingUri ? createTrackingBackend(opts.settings.trackingUri) : null;

@@ -14,10 +14,20 @@ import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node
 import { dirname, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { StorageError } from '../engine/errors.js';
-import type { ArtifactStore, PutOptions } from '../engine/ports.js';
+import type { ArtifactStore, PutOptions, StoredObject } from '../engine/ports.js';
 import type { ArtifactRef } from '../engine/types.js';
 
 const RECORD_KEY = /^[A-Za-z0-9_.:=@-]+(\/[A-Za-z0-9_.:=@-]+)*$/;
+
+/**
+ * Record keys stay inside the store: segments of letters, digits and _ . : = @ -, no '.' or '..'
+ * segment, no leading '/', no backslash or percent-encoding (so no encoded '../').
+ */
+export function validateRecordKey(key: string): void {
+  if (!RECORD_KEY.test(key) || key.split('/').some((s) => s === '..' || s === '.')) {
+    throw new StorageError('STORAGE_KEY_INVALID', `Invalid record key '${key}': keys are '/'-separated segments of letters, digits and _ . : = @ -, without '.' or '..' segments.`);
+  }
+}
 
 export class LocalArtifactStore implements ArtifactStore {
   readonly kind = 'local';
@@ -25,6 +35,10 @@ export class LocalArtifactStore implements ArtifactStore {
 
   constructor(root: string) {
     this.root = resolve(root);
+  }
+
+  get location(): string {
+    return this.root;
   }
 
   private objectPath(sha256: string): string {
@@ -121,12 +135,40 @@ export class LocalArtifactStore implements ArtifactStore {
 
   async delete(ref: ArtifactRef): Promise<void> {
     await rm(this.pathOf(ref), { force: true });
+    this.verified.delete(this.pathOf(ref));
+  }
+
+  /** Files verified by this process, by path -> "mtime:size": a file not touched since is not re-hashed. */
+  private readonly verified = new Map<string, string>();
+
+  async verify(ref: ArtifactRef): Promise<boolean> {
+    const path = this.pathOf(ref);
+    const s = await stat(path).catch(() => undefined);
+    if (!s || s.size !== ref.size) return false;
+    const stamp = `${s.mtimeMs}:${s.size}`;
+    if (this.verified.get(path) === stamp) return true;
+    if ((await hashFile(path)) !== ref.sha256) return false;
+    this.verified.set(path, stamp);
+    return true;
+  }
+
+  async *listObjects(): AsyncIterable<StoredObject> {
+    const base = join(this.root, 'objects', 'sha256');
+    for (const d of (await readdir(base).catch(() => [] as string[])).sort()) {
+      for (const f of (await readdir(join(base, d)).catch(() => [] as string[])).sort()) {
+        if (f.includes('.tmp-')) continue;
+        const s = await stat(join(base, d, f)).catch(() => undefined);
+        if (s?.isFile()) yield { sha256: d + f, size: s.size, created: s.mtime };
+      }
+    }
+  }
+
+  async deleteRecord(key: string): Promise<void> {
+    await rm(this.recordPath(key), { force: true });
   }
 
   private recordPath(key: string): string {
-    if (!RECORD_KEY.test(key) || key.split('/').includes('..')) {
-      throw new StorageError('STORAGE_ERROR', `Invalid record key '${key}'.`);
-    }
+    validateRecordKey(key);
     return join(this.root, 'records', `${key}.json`);
   }
 
@@ -185,6 +227,17 @@ export async function hashFile(path: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
   return hash.digest('hex');
+}
+
+/** sha256 (hex) and MD5 (base64, as GCS reports md5Hash) of a file, in one streaming pass. */
+export async function hashFileDigests(path: string): Promise<{ sha256: string; md5: string }> {
+  const sha = createHash('sha256');
+  const md5 = createHash('md5');
+  for await (const chunk of createReadStream(path)) {
+    sha.update(chunk as Buffer);
+    md5.update(chunk as Buffer);
+  }
+  return { sha256: sha.digest('hex'), md5: md5.digest('base64') };
 }
 
 function notFound(ref: ArtifactRef, root: string): StorageError {

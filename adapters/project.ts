@@ -14,7 +14,7 @@ export interface Settings {
   projectDir: string;
   /** Local state (dev server database, artifacts, logs): MLPIPE_HOME, default <project>/.mlpipe. */
   stateDir: string;
-  /** Artifact store root: MLPIPE_ARTIFACTS, default <state>/artifacts. */
+  /** Artifact store: MLPIPE_ARTIFACTS, a folder (default <state>/artifacts) or gs://bucket/prefix. */
   artifactsDir: string;
   /** Cache for slow builds shared across checkouts: MLPIPE_CACHE_DIR, default ~/.cache/mlpipe. */
   cacheDir: string;
@@ -36,7 +36,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, cwd = process
   return {
     projectDir,
     stateDir,
-    artifactsDir: resolve(projectDir, env['MLPIPE_ARTIFACTS'] ?? join(stateDir, 'artifacts')),
+    artifactsDir: env['MLPIPE_ARTIFACTS']?.startsWith('gs://') ? env['MLPIPE_ARTIFACTS'] : resolve(projectDir, env['MLPIPE_ARTIFACTS'] ?? join(stateDir, 'artifacts')),
     cacheDir: resolve(env['MLPIPE_CACHE_DIR'] ?? join(env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'mlpipe')),
     temporalAddress: env['TEMPORAL_ADDRESS'] ?? 'localhost:7233',
     namespace: env['TEMPORAL_NAMESPACE'] ?? 'default',

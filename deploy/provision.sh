@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what mlpipe needs, idempotently: npm dependencies and the Temporal CLI; with
-# --with-mlflow also a Python virtualenv holding MLflow (tests run a real `mlflow server`).
+# --with-mlflow also a Python virtualenv holding MLflow (tests run a real `mlflow server`), and with
+# --with-gcs-emulator fake-gcs-server (tests of the GCS artifact store).
 # Slow builds go to a cache outside the checkout (MLPIPE_CACHE_DIR, default ~/.cache/mlpipe) so
 # every clone on this machine reuses them. Safe to run again: each step skips what is there.
 set -euo pipefail
@@ -10,11 +11,14 @@ cd "$here"
 cache="${MLPIPE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mlpipe}"
 temporal_version="1.5.1"
 mlflow_version="3.17.2"
+fake_gcs_version="v1.56.1"
 with_mlflow=0
+with_gcs=0
 for arg in "$@"; do
   case "$arg" in
     --with-mlflow) with_mlflow=1 ;;
-    *) printf '[provision] unknown option %s (known: --with-mlflow)\n' "$arg" >&2; exit 2 ;;
+    --with-gcs-emulator) with_gcs=1 ;;
+    *) printf '[provision] unknown option %s (known: --with-mlflow, --with-gcs-emulator)\n' "$arg" >&2; exit 2 ;;
   esac
 done
 say() { printf '[provision] %s\n' "$*" >&2; }
@@ -73,5 +77,23 @@ if [ "$with_mlflow" = 1 ]; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check "mlflow==$mlflow_version"
     touch "$venv/.mlpipe-mlflow-$mlflow_version"
     say "MLflow installed in $(( $(date +%s) - start ))s"
+  fi
+fi
+
+# 4. fake-gcs-server, the GCS emulator the tests run (built once into the cache).
+if [ "$with_gcs" = 1 ]; then
+  if [ -n "${FAKE_GCS_SERVER:-}" ] && [ -x "$FAKE_GCS_SERVER" ]; then
+    say "fake-gcs-server: $FAKE_GCS_SERVER"
+  elif [ -x "$cache/tools/bin/fake-gcs-server" ]; then
+    say "fake-gcs-server: $cache/tools/bin/fake-gcs-server (cached)"
+  elif command -v go >/dev/null 2>&1; then
+    say "building fake-gcs-server with go install (one time, a few minutes)"
+    start=$(date +%s)
+    mkdir -p "$cache/tools/bin"
+    CGO_ENABLED=0 GOBIN="$cache/tools/bin" GOFLAGS="${GOFLAGS:-} -trimpath" \
+      go install -ldflags "-s -w" "github.com/fsouza/fake-gcs-server@$fake_gcs_version"
+    say "fake-gcs-server built in $(( $(date +%s) - start ))s"
+  else
+    say "fake-gcs-server is missing and Go is not installed: install Go >= 1.25, or set FAKE_GCS_SERVER=/path/to/fake-gcs-server"; exit 1
   fi
 fi

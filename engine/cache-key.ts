@@ -24,7 +24,20 @@ function digestsOnly(value: unknown): unknown {
   return value;
 }
 
-export function stepCacheKey(plugin: string, version: string, params: unknown, inputs: Record<string, unknown>): string {
-  const material = canonicalJson({ plugin, version, params: digestsOnly(params), inputs: digestsOnly(inputs) });
+/** A copy of `params` without the dotted paths in `ignore` (cache: { ignore: [...] }). */
+export function withoutPaths(params: Record<string, unknown>, ignore: readonly string[]): Record<string, unknown> {
+  if (!ignore.length) return params;
+  const copy = structuredClone(params);
+  for (const path of ignore) {
+    const parts = path.split('.');
+    let node: unknown = copy;
+    for (const p of parts.slice(0, -1)) node = node !== null && typeof node === 'object' ? (node as Record<string, unknown>)[p] : undefined;
+    if (node !== null && typeof node === 'object') delete (node as Record<string, unknown>)[parts[parts.length - 1]!];
+  }
+  return copy;
+}
+
+export function stepCacheKey(plugin: string, version: string, params: Record<string, unknown>, inputs: Record<string, unknown>, ignore: readonly string[] = []): string {
+  const material = canonicalJson({ plugin, version, params: digestsOnly(withoutPaths(params, ignore)), inputs: digestsOnly(inputs) });
   return createHash('sha256').update(material).digest('hex');
 }

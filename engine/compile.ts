@@ -244,6 +244,18 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
       maximumIntervalMs: retrySpec.maximumInterval === undefined ? undefined : parseDuration(retrySpec.maximumInterval),
       nonRetryableErrorTypes: retrySpec.nonRetryableErrorTypes,
     };
+    const cacheSpec = typeof step.cache === 'object' ? step.cache : undefined;
+    for (const [i, path] of (cacheSpec?.ignore ?? []).entries()) {
+      const head = path.split('.')[0]!;
+      if (!(head in withResolved)) {
+        problems.push(
+          new SpecError('SPEC_INVALID', `Step '${id}': cache.ignore names '${path}', but '${head}' is not set in the step's with:.${didYouMean(head, Object.keys(withResolved))}`, {
+            where: at([...stepPath, 'cache', 'ignore', i]),
+            hint: Object.keys(withResolved).length ? `Params set in with: ${Object.keys(withResolved).join(', ')}.` : 'The step sets no params in with:.',
+          }),
+        );
+      }
+    }
     const timeout = step.timeout ?? defaults.timeout;
     const heartbeat = step.heartbeat ?? defaults.heartbeat;
     steps[id] = dropUndefined({
@@ -259,7 +271,8 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
       retry: dropUndefined(retry),
       timeoutMs: timeout === undefined ? DEFAULT_TIMEOUT_MS : parseDuration(timeout)!,
       heartbeatMs: heartbeat === undefined ? undefined : parseDuration(heartbeat),
-      cache: step.cache ?? defaults.cache ?? plugin.cacheable,
+      cache: (typeof step.cache === 'boolean' ? step.cache : cacheSpec?.enabled) ?? defaults.cache ?? plugin.cacheable,
+      cacheIgnore: cacheSpec?.ignore,
       taskQueue: step.taskQueue ?? defaults.taskQueue,
       line: at(stepPath).line,
     });

@@ -41,12 +41,14 @@ export type ErrorCode =
   | 'STORAGE_ERROR'
   | 'STORAGE_DIGEST_MISMATCH'
   | 'STORAGE_NOT_FOUND'
+  | 'STORAGE_KEY_INVALID'
   | 'INPUT_INVALID'
   | 'TOOL_MISSING'
   | 'TRACKING_ERROR';
 
 /** Codes for which retrying the same step can never help. */
 export const NON_RETRYABLE_CODES: readonly ErrorCode[] = [
+  'STORAGE_KEY_INVALID',
   'SPEC_INVALID',
   'SPEC_YAML',
   'SPEC_UNKNOWN_KEY',

@@ -15,6 +15,8 @@ export interface PutOptions {
 export interface ArtifactStore {
   /** e.g. "local", "gcs". */
   readonly kind: string;
+  /** Where it is: a folder, or gs://bucket/prefix. */
+  readonly location: string;
   /** Stores bytes, content-addressed by sha256. Idempotent: the same bytes give the same reference. */
   put(data: Uint8Array | string, options?: PutOptions): Promise<ArtifactRef>;
   /** Stores a file by streaming it (large datasets, models). */
@@ -24,12 +26,27 @@ export interface ArtifactStore {
   /** A local file path holding the verified content (downloaded and cached for remote stores). */
   getFile(ref: ArtifactRef): Promise<string>;
   exists(ref: ArtifactRef): Promise<boolean>;
+  /**
+   * True when the artifact is present and its bytes still match the reference's digest and size:
+   * the check behind a cache hit (a hit must never hand out missing or altered bytes).
+   */
+  verify(ref: ArtifactRef): Promise<boolean>;
+  /** Every stored object, for garbage collection. */
+  listObjects(): AsyncIterable<StoredObject>;
   /** Removes an artifact (pruning old checkpoints). Content-addressed: only for bytes nobody else references. */
-  delete?(ref: ArtifactRef): Promise<void>;
+  delete(ref: ArtifactRef): Promise<void>;
   /** Small JSON records under string keys: cache manifests, checkpoint pointers. Atomic replace. */
   putRecord(key: string, value: unknown): Promise<void>;
   getRecord<T = unknown>(key: string): Promise<T | undefined>;
   listRecords(prefix: string): Promise<string[]>;
+  deleteRecord(key: string): Promise<void>;
+}
+
+export interface StoredObject {
+  sha256: string;
+  size: number;
+  /** When the object was written. */
+  created: Date;
 }
 
 export interface Logger {

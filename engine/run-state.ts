@@ -131,6 +131,7 @@ export class RunState {
       params,
       inputs,
       cache: step.cache && this.pipeline.cache && this.options.cache !== false,
+      ...(step.cacheIgnore?.length ? { cacheIgnore: step.cacheIgnore } : {}),
     };
   }
 

@@ -23,6 +23,14 @@ export const retrySchema = z
   })
   .strict();
 
+/** `cache: { ignore: [...] }`: params (dotted paths into `with:`) left out of the step's cache key. */
+export const stepCacheSchema = z
+  .object({
+    enabled: z.boolean().optional(),
+    ignore: z.array(z.string().regex(/^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*|\.\d+)*$/, 'a param path such as lr or model.hidden')).min(1).optional(),
+  })
+  .strict();
+
 export const stepSchema = z
   .object({
     uses: z.string().min(1),
@@ -35,7 +43,7 @@ export const stepSchema = z
     retry: retrySchema.optional(),
     timeout: duration.optional(),
     heartbeat: duration.optional(),
-    cache: z.boolean().optional(),
+    cache: z.union([z.boolean(), stepCacheSchema]).optional(),
     taskQueue: z.string().min(1).optional(),
   })
   .strict();
@@ -99,6 +107,7 @@ export const KNOWN_KEYS = {
   stepDefaults: Object.keys(stepDefaultsSchema.shape),
   tracking: Object.keys(trackingSchema.shape),
   registerModel: ['name', 'step', 'output', 'aliases'],
+  cache: Object.keys(stepCacheSchema.shape),
 };
 
 export const DEFAULT_TIMEOUT_MS = 60 * 60 * 1000;

@@ -62,6 +62,8 @@ export interface CompiledStep {
   timeoutMs: number;
   heartbeatMs?: number;
   cache: boolean;
+  /** Param paths left out of the cache key (`cache: { ignore: [...] }`). */
+  cacheIgnore?: string[];
   taskQueue?: string;
   /** Source position of the step, for messages at run time. */
   line?: number;
@@ -114,6 +116,8 @@ export interface StepCall {
   params: Record<string, unknown>;
   inputs: Record<string, unknown>;
   cache: boolean;
+  /** Param paths left out of the cache key. */
+  cacheIgnore?: string[];
 }
 
 export interface StepState {
