@@ -22,6 +22,7 @@ import { loadProjectRegistry } from '../adapters/project-plugins.js';
 import { PIPELINE_WORKFLOW, statusQueryName, trackingWorkflowId } from '../workflows/names.js';
 import { renderMermaid } from './graph.js';
 import { formatStepLine, formatSummary } from './render.js';
+import { cmdGc, cmdLineage, cmdRuns } from './store-commands.js';
 
 const HELP = `mlpipe — declarative ML pipelines on Temporal
 
@@ -44,12 +45,22 @@ Usage:
   mlpipe plugins [name]                  List plugins, or show one plugin's params
   mlpipe pipelines                       List the pipelines in pipelines/
   mlpipe demo [pipeline] [overrides...]  Start what is needed and run a pipeline (default california-housing)
+  mlpipe runs list [--limit N] [--json]  Runs recorded in the artifact store, newest first
+  mlpipe runs show <workflow-id> [--run-id R] [--json]
+                                         A run's manifest: steps, plugin versions, params hashes,
+                                         input and output digests, timings, cache hits
+  mlpipe lineage <sha256-prefix | artifact-uri> [--json]
+                                         Where an artifact came from (producing steps, their inputs,
+                                         recursively) and which steps used it
+  mlpipe gc [--older-than 7d] [--dry-run] [--json]
+                                         Delete stored objects no manifest references, older than N
 
 <pipeline> is a name (pipelines/<name>.yaml) or a path to a YAML file.
 Overrides: model=wide  training.lr=0.01  +new.key=1  ++key=1  ~key  params.name=value
 
 Environment: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE (default), MLPIPE_TASK_QUEUE (mlpipe),
-MLPIPE_PROJECT_DIR (cwd), MLPIPE_ARTIFACTS (<project>/.mlpipe/artifacts), TEMPORAL_CLI, MLPIPE_LOG_LEVEL.
+MLPIPE_PROJECT_DIR (cwd), MLPIPE_ARTIFACTS (<project>/.mlpipe/artifacts, or gs://bucket/prefix), TEMPORAL_CLI,
+MLPIPE_LOG_LEVEL, MLPIPE_GCS_ENDPOINT (a GCS emulator), MLPIPE_GCS_CACHE_MAX_BYTES (local cache bound, 10 GiB).
 `;
 
 class UsageError extends Error {}
@@ -407,6 +418,12 @@ export async function main(argv: string[]): Promise<number> {
       case 'pipelines':
         for (const p of listPipelines(settings.projectDir)) out(p);
         return 0;
+      case 'runs':
+        return await cmdRuns(rest, settings);
+      case 'lineage':
+        return await cmdLineage(rest, settings);
+      case 'gc':
+        return await cmdGc(rest, settings);
       case 'demo':
         installRuntime('ERROR');
         return await cmdDemo(rest, settings);

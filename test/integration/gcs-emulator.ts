@@ -1,0 +1,63 @@
+/** fake-gcs-server for tests: in memory, plain HTTP on loopback, one process per test file. */
+import { Storage } from '@google-cloud/storage';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { freePort } from '../../adapters/temporal-server.js';
+
+export function findFakeGcs(): string {
+  const cache = process.env['MLPIPE_CACHE_DIR'] ?? join(process.env['HOME'] ?? '', '.cache', 'mlpipe');
+  const bin = process.env['FAKE_GCS_SERVER'] ?? join(cache, 'tools', 'bin', 'fake-gcs-server');
+  if (!existsSync(bin)) throw new Error(`fake-gcs-server not found at ${bin}: run 'bash deploy/provision.sh --with-gcs-emulator'.`);
+  return bin;
+}
+
+export interface Emulator {
+  endpoint: string;
+  port: number;
+  storage: Storage;
+  process: ChildProcess;
+  stop(): Promise<void>;
+  /** Kills it and starts a new one on the same port (memory backend: it comes back empty). */
+  restart(): Promise<void>;
+}
+
+/** `externalUrl`: the address the emulator puts in upload-session URIs (a proxy in front of it). */
+export async function startEmulator(buckets: string[], options: { port?: number; externalUrl?: string } = {}): Promise<Emulator> {
+  const p = options.port ?? (await freePort());
+  const endpoint = `http://127.0.0.1:${p}`;
+  const launch = async (): Promise<ChildProcess> => {
+    const child = spawn(findFakeGcs(), ['-backend', 'memory', '-scheme', 'http', '-host', '127.0.0.1', '-port', String(p), '-external-url', options.externalUrl ?? endpoint, '-log-level', 'error'], { stdio: 'ignore' });
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      try {
+        if ((await fetch(`${endpoint}/_internal/healthcheck`)).ok) break;
+      } catch {
+        /* starting */
+      }
+      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`fake-gcs-server did not start on ${endpoint}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    return child;
+  };
+  const storage = new Storage({ apiEndpoint: endpoint, projectId: 'test' });
+  const emu: Emulator = {
+    endpoint,
+    port: p,
+    storage,
+    process: await launch(),
+    async stop() {
+      if (emu.process.exitCode !== null || emu.process.signalCode !== null) return;
+      const exited = new Promise((r) => emu.process.once('exit', r));
+      emu.process.kill('SIGKILL');
+      await exited;
+    },
+    async restart() {
+      await emu.stop();
+      emu.process = await launch();
+      for (const b of buckets) await storage.createBucket(b).catch(() => undefined);
+    },
+  };
+  for (const b of buckets) await storage.createBucket(b);
+  return emu;
+}
