@@ -18,7 +18,7 @@ import { freePort } from '../../adapters/temporal-server.js';
 import type { PipelineResult } from '../../engine/types.js';
 import type { ArtifactRef } from '../../engine/types.js';
 import { PIPELINE_WORKFLOW } from '../../workflows/names.js';
-import { startEmulator, type Emulator } from './gcs-emulator.js';
+import { startEmulator, type Emulator } from '../../adapters/gcs-emulator.js';
 import { createClient, createTestProject, REPO, startWorker, uniqueId } from './helpers.js';
 
 const run = promisify(execFile);

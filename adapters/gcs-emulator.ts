@@ -1,9 +1,9 @@
-/** fake-gcs-server for tests: in memory, plain HTTP on loopback, one process per test file. */
+/** fake-gcs-server for tests and benches: in memory, plain HTTP on loopback. Not used in production. */
 import { Storage } from '@google-cloud/storage';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort } from '../../adapters/temporal-server.js';
+import { freePort } from './temporal-server.js';
 
 export function findFakeGcs(): string {
   const cache = process.env['MLPIPE_CACHE_DIR'] ?? join(process.env['HOME'] ?? '', '.cache', 'mlpipe');
