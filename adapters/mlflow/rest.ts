@@ -15,7 +15,9 @@
  *   metric history, a model version by its run. Only what is missing is sent again. That is how a
  *   retry never creates a duplicate run, metric point or model version.
  */
+import type { Storage } from '@google-cloud/storage';
 import { Agent, request, type Dispatcher } from 'undici';
+import { parseGsUri, storageFromEnv } from '../gcs-store.js';
 import type { TrackedRun, TrackingBackend } from '../../engine/ports.js';
 import { chunkBatch, type Batch, type MetricPoint } from '../../engine/tracking.js';
 
@@ -39,6 +41,8 @@ export interface RestOptions {
   dispatcher?: Dispatcher;
   /** Sleep function, replaceable in tests. */
   sleep?: (ms: number) => Promise<void>;
+  /** GCS client for runs whose artifact URI is gs://... (default: Application Default Credentials, or MLPIPE_GCS_ENDPOINT). */
+  gcs?: Storage;
 }
 
 /** An error from MLflow (`error_code` from the body) or from the connection (`code` NETWORK/TIMEOUT). */
@@ -124,6 +128,7 @@ export class MlflowRestClient implements TrackingBackend {
   private readonly headers: Record<string, string>;
   private readonly dispatcher: Dispatcher;
   private readonly sleep: (ms: number) => Promise<void>;
+  private gcs: Storage | undefined;
 
   constructor(private readonly options: RestOptions) {
     const u = new URL(options.uri);
@@ -208,7 +213,8 @@ export class MlflowRestClient implements TrackingBackend {
   }
 
   /** Get, else create; when a concurrent run created it first (RESOURCE_ALREADY_EXISTS), get again. */
-  async getOrCreateExperiment(name: string): Promise<string> {
+  /** `artifactLocation` (e.g. gs://bucket/path) applies only when the experiment is created here. */
+  async getOrCreateExperiment(name: string, options: { artifactLocation?: string } = {}): Promise<string> {
     const found = await this.getExperimentByName(name);
     if (found) {
       if (found.lifecycle_stage === 'deleted') {
@@ -217,7 +223,8 @@ export class MlflowRestClient implements TrackingBackend {
       return found.experiment_id;
     }
     try {
-      return (await this.api<{ experiment_id: string }>('POST', 'experiments/create', { name }, true)).experiment_id;
+      const body = options.artifactLocation ? { name, artifact_location: options.artifactLocation } : { name };
+      return (await this.api<{ experiment_id: string }>('POST', 'experiments/create', body, true)).experiment_id;
     } catch (e) {
       if (!(e instanceof MlflowAlreadyExists)) throw e;
       const again = await this.getExperimentByName(name);
@@ -280,17 +287,33 @@ export class MlflowRestClient implements TrackingBackend {
 
   // ---- artifacts
 
-  /** PUT through the server's artifact proxy (run artifact URI `mlflow-artifacts:/...`). */
+  /**
+   * Writes a run artifact: through the server's artifact proxy when the run's artifact URI is
+   * `mlflow-artifacts:/...`, straight to the bucket when it is `gs://...` (as MLflow's own client
+   * does; the server never sees the bytes). Both are idempotent: the same path gets the same bytes.
+   */
   async uploadArtifact(run: TrackedRun, path: string, data: Uint8Array): Promise<void> {
     const root = run.artifactUri;
-    const clean = path.split('/').filter((s) => s && s !== '.' && s !== '..').map(encodeURIComponent).join('/');
+    const segments = path.split('/').filter((s) => s && s !== '.' && s !== '..');
+    const clean = segments.map(encodeURIComponent).join('/');
     if (root.startsWith('mlflow-artifacts:')) {
       const rel = root.replace(/^mlflow-artifacts:(\/\/[^/]*)?\/?/, '');
       await this.call('PUT', `api/2.0/mlflow-artifacts/artifacts/${rel}/${clean}`, undefined, true, { data, contentType: 'application/octet-stream' });
       return;
     }
+    if (root.startsWith('gs://')) {
+      const { bucket, prefix } = parseGsUri(root);
+      this.gcs ??= this.options.gcs ?? storageFromEnv();
+      const name = [prefix, ...segments].filter(Boolean).join('/');
+      try {
+        await this.gcs.bucket(bucket).file(name).save(Buffer.from(data), { resumable: false, validation: 'md5', contentType: 'application/octet-stream' });
+      } catch (e) {
+        throw new MlflowError(`Writing run artifact gs://${bucket}/${name} failed: ${(e as Error).message}`, 'GCS_ERROR');
+      }
+      return;
+    }
     throw new MlflowInvalidParameter(
-      `The run's artifact URI '${root}' is not served by the tracking server; mlpipe writes run artifacts only through the mlflow-artifacts proxy.`,
+      `The run's artifact URI '${root}' is neither served by the tracking server (mlflow-artifacts:) nor in GCS (gs://); mlpipe cannot write there.`,
       'UNSUPPORTED_ARTIFACT_URI',
     );
   }

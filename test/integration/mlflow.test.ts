@@ -5,7 +5,7 @@
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -16,6 +16,7 @@ import { MlflowFileStore } from '../../adapters/mlflow/file-store.js';
 import { MlflowRestClient } from '../../adapters/mlflow/rest.js';
 import { findMlflow, startMlflowServer, type MlflowServer } from '../../adapters/mlflow/server.js';
 import { freePort } from '../../adapters/temporal-server.js';
+import { startEmulator } from '../../adapters/gcs-emulator.js';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
 import type { ArtifactRef } from '../../engine/types.js';
 import { PIPELINE_WORKFLOW, trackingWorkflowId } from '../../workflows/names.js';
@@ -209,6 +210,27 @@ describe('MLflow tracking against a real mlflow server', () => {
       expect(await rest.registry.versionByAlias(model, 'nobody')).toBeUndefined();
     } finally {
       await rest.close();
+    }
+  });
+
+  it('writes run artifacts straight to GCS when the run artifact URI is gs://', async () => {
+    const emu = await startEmulator(['mlflow-artifacts']);
+    const rest = new MlflowRestClient({ uri: server.url, gcs: emu.storage });
+    try {
+      const exp = await rest.getOrCreateExperiment(uniqueId('gs-artifacts'), { artifactLocation: 'gs://mlflow-artifacts/experiments' });
+      const run = await rest.createRun({ experimentId: exp, runName: 'to-gcs', startTime: Date.now(), tags: [] });
+      expect(run.artifactUri).toBe(`gs://mlflow-artifacts/experiments/${run.runId}/artifacts`);
+      const bytes = randomBytes(10_000);
+      await rest.uploadArtifact(run, 'model/model.json', bytes);
+      await rest.uploadArtifact(run, 'model/model.json', bytes); // a retried delivery: same object, same bytes
+      const [files] = await emu.storage.bucket('mlflow-artifacts').getFiles({ prefix: `experiments/${run.runId}/` });
+      expect(files.map((f) => f.name)).toEqual([`experiments/${run.runId}/artifacts/model/model.json`]);
+      const [stored] = await files[0]!.download();
+      expect(stored.equals(bytes)).toBe(true);
+      await expect(rest.uploadArtifact({ ...run, artifactUri: 's3://elsewhere/x' }, 'a', bytes)).rejects.toMatchObject({ code: 'UNSUPPORTED_ARTIFACT_URI' });
+    } finally {
+      await rest.close();
+      await emu.stop();
     }
   });
 
