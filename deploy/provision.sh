@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what mlpipe needs, idempotently: npm dependencies and the Temporal CLI; with
 # --with-mlflow also a Python virtualenv holding MLflow (tests run a real `mlflow server`), and with
-# --with-gcs-emulator fake-gcs-server (tests of the GCS artifact store).
+# --with-gcs-emulator fake-gcs-server (tests of the GCS artifact store), and with --with-evidently
+# a virtualenv holding Evidently (to regenerate the drift fixtures; the tests read committed ones).
 # Slow builds go to a cache outside the checkout (MLPIPE_CACHE_DIR, default ~/.cache/mlpipe) so
 # every clone on this machine reuses them. Safe to run again: each step skips what is there.
 set -euo pipefail
@@ -12,13 +13,16 @@ cache="${MLPIPE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mlpipe}"
 temporal_version="1.5.1"
 mlflow_version="3.17.2"
 fake_gcs_version="v1.56.1"
+evidently_pins="evidently==0.4.40 pandas==2.1.4 numpy==1.26.4 scipy==1.17.1"
 with_mlflow=0
 with_gcs=0
+with_evidently=0
 for arg in "$@"; do
   case "$arg" in
     --with-mlflow) with_mlflow=1 ;;
     --with-gcs-emulator) with_gcs=1 ;;
-    *) printf '[provision] unknown option %s (known: --with-mlflow, --with-gcs-emulator)\n' "$arg" >&2; exit 2 ;;
+    --with-evidently) with_evidently=1 ;;
+    *) printf '[provision] unknown option %s (known: --with-mlflow, --with-gcs-emulator, --with-evidently)\n' "$arg" >&2; exit 2 ;;
   esac
 done
 say() { printf '[provision] %s\n' "$*" >&2; }
@@ -95,5 +99,21 @@ if [ "$with_gcs" = 1 ]; then
     say "fake-gcs-server built in $(( $(date +%s) - start ))s"
   else
     say "fake-gcs-server is missing and Go is not installed: install Go >= 1.25, or set FAKE_GCS_SERVER=/path/to/fake-gcs-server"; exit 1
+  fi
+fi
+
+# 5. Evidently, to regenerate test/fixtures/drift (pinned: the legacy Report API and its numerics).
+if [ "$with_evidently" = 1 ]; then
+  venv="$cache/evidently-venv"
+  stamp_ev="$venv/.mlpipe-evidently-0.4.40"
+  if [ -f "$stamp_ev" ]; then
+    say "Evidently: $venv (cached)"
+  else
+    say "installing Evidently into $venv (one time, a few minutes)"
+    start=$(date +%s)
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check $evidently_pins
+    touch "$stamp_ev"
+    say "Evidently installed in $(( $(date +%s) - start ))s"
   fi
 fi

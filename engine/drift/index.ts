@@ -1,0 +1,308 @@
+/**
+ * Data drift between a reference and a current dataset, computed the way Evidently (legacy
+ * DataDriftPreset, 0.4.x numerics) computes it: the same cleaning of NaN and infinities, the same
+ * default test per column, thresholds and comparisons, per-column overrides, and dataset drift by
+ * the share of drifted columns. The report has Evidently's legacy JSON shape (DatasetDriftMetric +
+ * DataDriftTable with small distributions), so tools that read Evidently's JSON read ours.
+ *
+ * Columns come as typed arrays (numbers as Float64Array with NaN for missing; categories as
+ * Int32Array codes into a label list, -1 for missing), so a million rows cost no object per row.
+ * Pure.
+ */
+import { PipelineError } from '../errors.js';
+import { densityHistogram } from './histogram.js';
+import { defaultStatTest, STAT_TESTS, type ColumnType, type KeyCounts, type PreparedColumn, type StatTest, type StatTestName } from './stattests.js';
+
+export { STAT_TESTS, type StatTestName } from './stattests.js';
+
+export type ColumnValues = { type: 'num'; values: Float64Array } | { type: 'cat'; codes: Int32Array; labels: string[] };
+
+export interface Dataset {
+  /** Row count. */
+  rows: number;
+  columns: Record<string, ColumnValues>;
+}
+
+export interface DriftOptions {
+  /** Columns to test (default: every column of the reference). */
+  columns?: string[];
+  /** Share of drifted columns from which the dataset drifts (default 0.5). */
+  driftShare?: number;
+  /** Test for every column, per type, per column: the most specific wins. */
+  stattest?: StatTestName;
+  catStattest?: StatTestName;
+  numStattest?: StatTestName;
+  perColumnStattest?: Record<string, StatTestName>;
+  threshold?: number;
+  catThreshold?: number;
+  numThreshold?: number;
+  perColumnThreshold?: Record<string, number>;
+}
+
+export interface ColumnDrift {
+  column_name: string;
+  column_type: ColumnType;
+  stattest_name: string;
+  stattest: StatTestName;
+  stattest_threshold: number;
+  drift_score: number;
+  drift_detected: boolean;
+  reference_rows: number;
+  current_rows: number;
+  current: { small_distribution: { x: (number | string)[]; y: number[] } };
+  reference: { small_distribution: { x: (number | string)[]; y: number[] } };
+}
+
+export interface DriftResult {
+  driftShare: number;
+  numberOfColumns: number;
+  numberOfDriftedColumns: number;
+  shareOfDriftedColumns: number;
+  datasetDrift: boolean;
+  columns: ColumnDrift[];
+}
+
+function driftError(message: string, hint: string): PipelineError {
+  return new PipelineError('DATA_INVALID', message, { hint });
+}
+
+/** Finite values, dropping NaN and ±inf only when the column holds a NaN (Evidently's quirk). */
+function cleanNumbers(values: Float64Array): Float64Array {
+  let hasNaN = false;
+  for (const v of values) {
+    if (Number.isNaN(v)) {
+      hasNaN = true;
+      break;
+    }
+  }
+  if (!hasNaN) return values;
+  let n = 0;
+  for (const v of values) if (Number.isFinite(v)) n++;
+  const out = new Float64Array(n);
+  let i = 0;
+  for (const v of values) if (Number.isFinite(v)) out[i++] = v;
+  return out;
+}
+
+function countSortedUnique(a: Float64Array): number {
+  let n = 0;
+  for (let i = 0; i < a.length; i++) if (i === 0 || a[i] !== a[i - 1]) n++;
+  return n;
+}
+
+/** Keys and counts from two sorted numeric arrays (run lengths, merged). */
+function numericCounts(ref: Float64Array, cur: Float64Array): KeyCounts {
+  const keys: number[] = [];
+  const r: number[] = [];
+  const c: number[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < ref.length || j < cur.length) {
+    const v = i < ref.length ? (j < cur.length ? Math.min(ref[i]!, cur[j]!) : ref[i]!) : cur[j]!;
+    let a = 0;
+    let b = 0;
+    while (i < ref.length && ref[i] === v) {
+      i++;
+      a++;
+    }
+    while (j < cur.length && cur[j] === v) {
+      j++;
+      b++;
+    }
+    keys.push(v);
+    r.push(a);
+    c.push(b);
+  }
+  return { keys, ref: Float64Array.from(r), cur: Float64Array.from(c), nRef: ref.length, nCur: cur.length };
+}
+
+function categoricalCounts(ref: { codes: Int32Array; labels: string[] }, cur: { codes: Int32Array; labels: string[] }): KeyCounts {
+  // Map both label lists onto one key list (labels of either side, in first-seen order).
+  const index = new Map<string, number>();
+  const keys: string[] = [];
+  const remap = (labels: string[]): Int32Array =>
+    Int32Array.from(labels, (l) => {
+      let k = index.get(l);
+      if (k === undefined) {
+        k = keys.length;
+        index.set(l, k);
+        keys.push(l);
+      }
+      return k;
+    });
+  const mr = remap(ref.labels);
+  const mc = remap(cur.labels);
+  const r = new Float64Array(keys.length);
+  const c = new Float64Array(keys.length);
+  let nRef = 0;
+  let nCur = 0;
+  for (const code of ref.codes) {
+    if (code >= 0) {
+      r[mr[code]!]!++;
+      nRef++;
+    }
+  }
+  for (const code of cur.codes) {
+    if (code >= 0) {
+      c[mc[code]!]!++;
+      nCur++;
+    }
+  }
+  // Keys present in neither (unused labels) are not values of the column.
+  const keep = keys.map((_, i) => r[i]! > 0 || c[i]! > 0);
+  return {
+    keys: keys.filter((_, i) => keep[i]),
+    ref: r.filter((_, i) => keep[i]),
+    cur: c.filter((_, i) => keep[i]),
+    nRef,
+    nCur,
+  };
+}
+
+export function prepareColumn(name: string, ref: ColumnValues, cur: ColumnValues): PreparedColumn {
+  if (ref.type !== cur.type) {
+    throw driftError(
+      `Column '${name}' is ${ref.type === 'num' ? 'numeric' : 'categorical'} in the reference data but ${cur.type === 'num' ? 'numeric' : 'categorical'} in the current data.`,
+      'Both datasets must have the same column types: cast the column in the step that produces the current data, or leave the column out (columns: [...]).',
+    );
+  }
+  if (ref.type === 'num' && cur.type === 'num') {
+    const r = cleanNumbers(ref.values).slice().sort();
+    const c = cleanNumbers(cur.values).slice().sort();
+    for (const [label, a] of [['reference', r], ['current', c]] as const) {
+      if (a.length === 0) throw driftError(`Column '${name}' is empty in the ${label} data after dropping missing values.`, 'Leave the column out of the drift check, or fix the data that produced it.');
+    }
+    let counts: KeyCounts | undefined;
+    const getCounts = (): KeyCounts => (counts ??= numericCounts(r, c));
+    // Distinct values of both, from the merge of the two sorted arrays.
+    let union = 0;
+    {
+      let i = 0;
+      let j = 0;
+      while (i < r.length || j < c.length) {
+        const v = i < r.length ? (j < c.length ? Math.min(r[i]!, c[j]!) : r[i]!) : c[j]!;
+        while (i < r.length && r[i] === v) i++;
+        while (j < c.length && c[j] === v) j++;
+        union++;
+      }
+    }
+    return { name, type: 'num', refSorted: r, curSorted: c, counts: getCounts, nRef: r.length, nCur: c.length, refUnique: countSortedUnique(r), unionUnique: union };
+  }
+  const k = categoricalCounts(ref as { codes: Int32Array; labels: string[] }, cur as { codes: Int32Array; labels: string[] });
+  for (const [label, n] of [['reference', k.nRef], ['current', k.nCur]] as const) {
+    if (n === 0) throw driftError(`Column '${name}' is empty in the ${label} data after dropping missing values.`, 'Leave the column out of the drift check, or fix the data that produced it.');
+  }
+  return { name, type: 'cat', counts: () => k, nRef: k.nRef, nCur: k.nCur, refUnique: k.ref.filter((x) => x > 0).length, unionUnique: k.keys.length };
+}
+
+function pickTest(name: string, type: ColumnType, o: DriftOptions, c: PreparedColumn): StatTest {
+  const chosen = o.perColumnStattest?.[name] ?? (type === 'cat' ? o.catStattest : o.numStattest) ?? o.stattest;
+  if (!chosen) return defaultStatTest(c);
+  const test = STAT_TESTS[chosen];
+  if (!test) throw driftError(`Unknown drift test '${chosen}' for column '${name}'.`, `Known tests: ${Object.keys(STAT_TESTS).join(', ')}.`);
+  if (!test.allowed.includes(type)) {
+    throw driftError(`Drift test '${chosen}' does not apply to column '${name}', which is ${type === 'num' ? 'numeric' : 'categorical'}.`, `For ${type === 'num' ? 'numeric' : 'categorical'} columns use one of: ${Object.values(STAT_TESTS).filter((t) => t.allowed.includes(type)).map((t) => t.name).join(', ')}.`);
+  }
+  return test;
+}
+
+function smallDistribution(col: ColumnValues, keys?: KeyCounts, side?: 'ref' | 'cur'): { x: (number | string)[]; y: number[] } {
+  if (col.type === 'num') {
+    let n = 0;
+    let min = Infinity;
+    let max = -Infinity;
+    for (const v of col.values) {
+      if (Number.isFinite(v)) {
+        n++;
+        if (v < min) min = v;
+        if (v > max) max = v;
+      }
+    }
+    const finite = n === col.values.length ? col.values : col.values.filter((v) => Number.isFinite(v));
+    if (!finite.length) return { x: [], y: [] };
+    return densityHistogram(finite, min, max, 10);
+  }
+  const k = keys!;
+  const order = k.keys.map((key, i) => ({ key, i })).sort((a, b) => (String(a.key) < String(b.key) ? -1 : String(a.key) > String(b.key) ? 1 : 0));
+  return { x: order.map((o) => o.key), y: order.map((o) => (side === 'ref' ? k.ref : k.cur)[o.i]!) };
+}
+
+export function computeDrift(reference: Dataset, current: Dataset, options: DriftOptions = {}): DriftResult {
+  const names = options.columns ?? Object.keys(reference.columns);
+  const missing = {
+    reference: names.filter((n) => !(n in reference.columns)),
+    current: names.filter((n) => !(n in current.columns)),
+  };
+  if (missing.reference.length || missing.current.length) {
+    const parts = [
+      missing.reference.length ? `missing in the reference data: ${missing.reference.join(', ')}` : '',
+      missing.current.length ? `missing in the current data: ${missing.current.join(', ')}` : '',
+    ].filter(Boolean);
+    throw driftError(`Columns ${parts.join('; ')}.`, `Reference columns: ${Object.keys(reference.columns).join(', ')}. Current columns: ${Object.keys(current.columns).join(', ')}. Pass columns: [...] to test a subset.`);
+  }
+  for (const [k, v] of Object.entries(options.perColumnStattest ?? {})) {
+    if (!(v in STAT_TESTS)) throw driftError(`Unknown drift test '${v}' for column '${k}'.`, `Known tests: ${Object.keys(STAT_TESTS).join(', ')}.`);
+  }
+  const columns: ColumnDrift[] = names.map((name) => {
+    const ref = reference.columns[name]!;
+    const cur = current.columns[name]!;
+    const prepared = prepareColumn(name, ref, cur);
+    const test = pickTest(name, prepared.type, options, prepared);
+    const threshold = options.perColumnThreshold?.[name] ?? (prepared.type === 'cat' ? options.catThreshold : options.numThreshold) ?? options.threshold ?? test.defaultThreshold;
+    const score = test.score(prepared);
+    const keys = prepared.type === 'cat' ? prepared.counts() : undefined;
+    return {
+      column_name: name,
+      column_type: prepared.type,
+      stattest_name: test.displayName,
+      stattest: test.name,
+      stattest_threshold: threshold,
+      drift_score: score,
+      drift_detected: test.drifted(score, threshold),
+      reference_rows: prepared.nRef,
+      current_rows: prepared.nCur,
+      current: { small_distribution: smallDistribution(cur, keys, 'cur') },
+      reference: { small_distribution: smallDistribution(ref, keys, 'ref') },
+    };
+  });
+  const drifted = columns.filter((c) => c.drift_detected).length;
+  const driftShare = options.driftShare ?? 0.5;
+  const share = columns.length ? drifted / columns.length : 0;
+  return { driftShare, numberOfColumns: columns.length, numberOfDriftedColumns: drifted, shareOfDriftedColumns: share, datasetDrift: share >= driftShare, columns };
+}
+
+/** Evidently's legacy Report JSON (DataDriftPreset): DatasetDriftMetric and DataDriftTable. NaN stays the NaN token. */
+export function toEvidentlyJson(r: DriftResult, timestamp = new Date()): string {
+  const summary = {
+    drift_share: r.driftShare,
+    number_of_columns: r.numberOfColumns,
+    number_of_drifted_columns: r.numberOfDriftedColumns,
+    share_of_drifted_columns: r.shareOfDriftedColumns,
+    dataset_drift: r.datasetDrift,
+  };
+  const byColumn = Object.fromEntries(
+    r.columns.map((c) => [
+      c.column_name,
+      {
+        column_name: c.column_name,
+        column_type: c.column_type,
+        stattest_name: c.stattest_name,
+        stattest_threshold: c.stattest_threshold,
+        drift_score: c.drift_score,
+        drift_detected: c.drift_detected,
+        current: c.current,
+        reference: c.reference,
+      },
+    ]),
+  );
+  const report = {
+    version: '0.4.40',
+    metrics: [
+      { metric: 'DatasetDriftMetric', result: summary },
+      { metric: 'DataDriftTable', result: { number_of_columns: r.numberOfColumns, number_of_drifted_columns: r.numberOfDriftedColumns, share_of_drifted_columns: r.shareOfDriftedColumns, dataset_drift: r.datasetDrift, drift_by_columns: byColumn, current_fi: null, reference_fi: null } },
+    ],
+    timestamp: timestamp.toISOString().replace('T', ' ').replace('Z', ''),
+  };
+  // JSON has no NaN; Evidently (Python's json) writes the bare token, and so do we.
+  return JSON.stringify(report, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? `__NUM__${String(v)}` : v)).replace(/"__NUM__(NaN|Infinity|-Infinity)"/g, '$1');
+}

@@ -1,0 +1,261 @@
+/**
+ * Evidently's drift tests (legacy 0.4.x numerics, unchanged through 0.7), on prepared columns:
+ * numeric columns as sorted, cleaned Float64Arrays; categories (and numeric columns treated by
+ * value) as counts over a key list. Each returns the score; `drifted` applies the test's
+ * comparison to a threshold. Pure.
+ */
+import { standardDeviation } from 'simple-statistics';
+import { chi2Sf, ks2Samp, normCdf } from './special.js';
+import { histogramCounts, sturgesEdges } from './histogram.js';
+
+export type ColumnType = 'num' | 'cat';
+export type StatTestName = 'ks' | 'chisquare' | 'z' | 'wasserstein' | 'jensenshannon' | 'psi' | 'kl_div' | 'hellinger';
+
+/** A column's values by key: counts per key in reference and current (same order). */
+export interface KeyCounts {
+  keys: (number | string)[];
+  ref: Float64Array;
+  cur: Float64Array;
+  nRef: number;
+  nCur: number;
+}
+
+/** One column of both datasets, cleaned as Evidently cleans it. */
+export interface PreparedColumn {
+  name: string;
+  type: ColumnType;
+  /** num: sorted finite values (NaN dropped when the column had any). */
+  refSorted?: Float64Array;
+  curSorted?: Float64Array;
+  /** Counts by value (always for cat; built on demand for num). */
+  counts: () => KeyCounts;
+  nRef: number;
+  nCur: number;
+  /** Distinct values in reference, and in reference and current together. */
+  refUnique: number;
+  unionUnique: number;
+}
+
+export interface StatTest {
+  name: StatTestName;
+  displayName: string;
+  defaultThreshold: number;
+  /** Column types a user may choose the test for (the default selection may use it more widely). */
+  allowed: ColumnType[];
+  /** true when the score means drift at this threshold. */
+  drifted(score: number, threshold: number): boolean;
+  score(c: PreparedColumn): number;
+}
+
+const pDrift = (strict: boolean) => (p: number, t: number) => (strict ? p < t : p <= t);
+const distDrift = (d: number, t: number): boolean => d >= t;
+
+/** Shares per key, as get_binned_data computes them (histogram bins for numeric columns with > 20 reference values). */
+function binned(c: PreparedColumn, fillZeroes: boolean): [Float64Array, Float64Array] {
+  let r: Float64Array;
+  let q: Float64Array;
+  if (c.type === 'num' && c.refUnique > 20) {
+    const ref = c.refSorted!;
+    const cur = c.curSorted!;
+    const min = Math.min(ref[0]!, cur[0]!);
+    const max = Math.max(ref[ref.length - 1]!, cur[cur.length - 1]!);
+    const edges = sturgesEdges(min, max, ref.length + cur.length);
+    r = histogramCounts(ref, edges).map((x) => x / ref.length);
+    q = histogramCounts(cur, edges).map((x) => x / cur.length);
+  } else {
+    const k = c.counts();
+    r = k.ref.map((x) => x / k.nRef);
+    q = k.cur.map((x) => x / k.nCur);
+  }
+  if (fillZeroes) {
+    for (const a of [r, q]) {
+      let min = Infinity;
+      for (const v of a) if (v !== 0 && v < min) min = v;
+      const fill = min <= 0.0001 ? min / 1e6 : 0.0001;
+      for (let i = 0; i < a.length; i++) if (a[i] === 0) a[i] = fill;
+    }
+  }
+  return [r, q];
+}
+
+function relEntr(x: number, y: number): number {
+  if (x > 0 && y > 0) return x * Math.log(x / y);
+  if (x === 0 && y >= 0) return 0;
+  return Infinity;
+}
+
+function normalised(a: Float64Array): Float64Array {
+  let s = 0;
+  for (const v of a) s += v;
+  return a.map((v) => v / s);
+}
+
+/** Population standard deviation (numpy's np.std, ddof 0). */
+function populationStd(values: Float64Array): number {
+  return standardDeviation(values as unknown as number[]);
+}
+
+/** scipy.stats.wasserstein_distance of two sorted samples: the integral of |F_u - F_v|. */
+export function wasserstein(u: Float64Array, v: Float64Array): number {
+  let i = 0;
+  let j = 0;
+  let prev = Math.min(u[0]!, v[0]!);
+  let total = 0;
+  while (i < u.length || j < v.length) {
+    const x = i < u.length ? (j < v.length ? Math.min(u[i]!, v[j]!) : u[i]!) : v[j]!;
+    total += Math.abs(i / u.length - j / v.length) * (x - prev);
+    while (i < u.length && u[i] === x) i++;
+    while (j < v.length && v[j] === x) j++;
+    prev = x;
+  }
+  return total;
+}
+
+export const STAT_TESTS: Record<StatTestName, StatTest> = {
+  ks: {
+    name: 'ks',
+    allowed: ['num'],
+    displayName: 'K-S p_value',
+    defaultThreshold: 0.05,
+    drifted: pDrift(false),
+    score: (c) => (c.type === 'num' ? ks2Samp(c.refSorted!, c.curSorted!).pValue : NaN),
+  },
+  chisquare: {
+    name: 'chisquare',
+    allowed: ['cat'],
+    displayName: 'chi-square p_value',
+    defaultThreshold: 0.05,
+    drifted: pDrift(true),
+    score: (c) => {
+      const k = c.counts();
+      const norm = k.nCur / k.nRef;
+      let stat = 0;
+      for (let i = 0; i < k.keys.length; i++) {
+        const e = k.ref[i]! * norm;
+        const o = k.cur[i]!;
+        stat += e === 0 ? (o === 0 ? NaN : Infinity) : ((o - e) * (o - e)) / e;
+      }
+      if (stat === Infinity) return 0;
+      return chi2Sf(stat, k.keys.length - 1);
+    },
+  },
+  z: {
+    name: 'z',
+    allowed: ['cat'],
+    displayName: 'Z-test p_value',
+    defaultThreshold: 0.05,
+    drifted: pDrift(true),
+    score: (c) => {
+      const k = c.counts();
+      const refKeys = k.keys.filter((_, i) => k.ref[i]! > 0);
+      const curKeys = k.keys.filter((_, i) => k.cur[i]! > 0);
+      if (refKeys.length === 1 && curKeys.length === 1 && refKeys[0] === curKeys[0]) return 1;
+      const order = k.keys.map((key, i) => ({ key, i })).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+      const first = order[0]!.i;
+      const p1 = (k.nRef - k.ref[first]!) / k.nRef;
+      const p2 = (k.nCur - k.cur[first]!) / k.nCur;
+      const P = (p1 * k.nRef + p2 * k.nCur) / (k.nRef + k.nCur);
+      const z = (p1 - p2) / Math.sqrt(P * (1 - P) * (1 / k.nRef + 1 / k.nCur));
+      return 2 * (1 - normCdf(Math.abs(z)));
+    },
+  },
+  wasserstein: {
+    name: 'wasserstein',
+    allowed: ['num'],
+    displayName: 'Wasserstein distance (normed)',
+    defaultThreshold: 0.1,
+    drifted: distDrift,
+    score: (c) => (c.type === 'num' ? wasserstein(c.refSorted!, c.curSorted!) / Math.max(populationStd(c.refSorted!), 0.001) : NaN),
+  },
+  jensenshannon: {
+    name: 'jensenshannon',
+    allowed: ['cat', 'num'],
+    displayName: 'Jensen-Shannon distance',
+    defaultThreshold: 0.1,
+    drifted: distDrift,
+    score: (c) => {
+      const [r0, q0] = binned(c, false);
+      const r = normalised(r0);
+      const q = normalised(q0);
+      let js = 0;
+      for (let i = 0; i < r.length; i++) {
+        const m = (r[i]! + q[i]!) / 2;
+        js += relEntr(r[i]!, m) + relEntr(q[i]!, m);
+      }
+      return Math.sqrt(js / 2);
+    },
+  },
+  psi: {
+    name: 'psi',
+    allowed: ['cat', 'num'],
+    displayName: 'PSI',
+    defaultThreshold: 0.1,
+    drifted: distDrift,
+    score: (c) => {
+      const [r, q] = binned(c, true);
+      let psi = 0;
+      for (let i = 0; i < r.length; i++) psi += (r[i]! - q[i]!) * Math.log(r[i]! / q[i]!);
+      return psi;
+    },
+  },
+  kl_div: {
+    name: 'kl_div',
+    allowed: ['cat', 'num'],
+    displayName: 'Kullback-Leibler divergence',
+    defaultThreshold: 0.1,
+    drifted: distDrift,
+    score: (c) => {
+      const [r0, q0] = binned(c, true);
+      const r = normalised(r0);
+      const q = normalised(q0);
+      let kl = 0;
+      for (let i = 0; i < r.length; i++) kl += relEntr(r[i]!, q[i]!);
+      return kl;
+    },
+  },
+  hellinger: {
+    name: 'hellinger',
+    allowed: ['cat', 'num'],
+    displayName: 'Hellinger distance',
+    defaultThreshold: 0.1,
+    drifted: distDrift,
+    score: (c) => {
+      let bc = 0;
+      if (c.type === 'cat') {
+        const k = c.counts();
+        for (let i = 0; i < k.keys.length; i++) bc += Math.sqrt((k.ref[i]! / k.nRef) * (k.cur[i]! / k.nCur));
+      } else {
+        const keys = c.counts().keys as number[];
+        let min = Infinity;
+        let max = -Infinity;
+        for (const v of keys) {
+          if (v < min) min = v;
+          if (v > max) max = v;
+        }
+        const edges = sturgesEdges(min, max, keys.length);
+        const width = (edges[edges.length - 1]! - edges[0]!) / (edges.length - 1);
+        const density = (values: Float64Array): Float64Array => {
+          const counts = histogramCounts(values, edges);
+          let total = 0;
+          for (const x of counts) total += x;
+          return counts.map((x, i) => x / (edges[i + 1]! - edges[i]!) / total);
+        };
+        const h1 = density(c.refSorted!);
+        const h2 = density(c.curSorted!);
+        for (let i = 0; i < h1.length; i++) bc += Math.sqrt(h1[i]! * h2[i]!) * width;
+      }
+      return Math.sqrt(1 - Math.min(1, Math.max(0, bc)));
+    },
+  },
+};
+
+/** Evidently's default test for a column (registry `_get_default_stattest`). */
+export function defaultStatTest(c: PreparedColumn): StatTest {
+  const n = c.unionUnique;
+  if (c.nRef <= 1000) {
+    if (c.type === 'num') return n > 5 ? STAT_TESTS.ks : n > 2 ? STAT_TESTS.chisquare : STAT_TESTS.z;
+    return n > 2 ? STAT_TESTS.chisquare : STAT_TESTS.z;
+  }
+  if (c.type === 'num') return n > 5 ? STAT_TESTS.wasserstein : STAT_TESTS.jensenshannon;
+  return STAT_TESTS.jensenshannon;
+}
