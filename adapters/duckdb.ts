@@ -8,6 +8,8 @@ export interface Duck {
   run(sql: string): Promise<void>;
   /** Rows as plain JS objects (BIGINT as number when it fits, DECIMAL as number). */
   rows<T = Record<string, unknown>>(sql: string): Promise<T[]>;
+  /** The result in chunks of about 2048 rows, column-major: no object per row. */
+  chunks(sql: string): AsyncIterable<unknown[][]>;
 }
 
 export async function withDuckDB<T>(fn: (db: Duck) => Promise<T>, options: { threads?: number } = {}): Promise<T> {
@@ -19,6 +21,14 @@ export async function withDuckDB<T>(fn: (db: Duck) => Promise<T>, options: { thr
         await conn.run(sql);
       },
       rows: async <R>(sql: string) => (await conn.runAndReadAll(sql)).getRowObjectsJS().map((r) => normalize(r) as R),
+      chunks: async function* (sql: string) {
+        const result = await conn.stream(sql);
+        for (;;) {
+          const chunk = await result.fetchChunk();
+          if (!chunk || chunk.rowCount === 0) return;
+          yield Array.from({ length: chunk.columnCount }, (_, c) => chunk.getColumnValues(c));
+        }
+      },
     });
   } finally {
     conn.closeSync();

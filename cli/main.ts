@@ -23,6 +23,7 @@ import { PIPELINE_WORKFLOW, statusQueryName, trackingWorkflowId } from '../workf
 import { renderMermaid } from './graph.js';
 import { formatStepLine, formatSummary } from './render.js';
 import { cmdGc, cmdLineage, cmdRuns } from './store-commands.js';
+import { cmdDrift } from './drift-command.js';
 
 const HELP = `mlpipe — declarative ML pipelines on Temporal
 
@@ -52,6 +53,10 @@ Usage:
   mlpipe lineage <sha256-prefix | artifact-uri> [--json]
                                          Where an artifact came from (producing steps, their inputs,
                                          recursively) and which steps used it
+  mlpipe drift <reference> <current> [--json F] [--html F] [--columns a,b] [--stattest T]
+             [--threshold X] [--drift-share S] [--column name:test[:threshold]] [--fail-on-drift]
+                                         Evidently-compatible data drift between two Parquet/CSV/JSONL
+                                         files; exit 1 with --fail-on-drift when the dataset drifted
   mlpipe gc [--older-than 7d] [--dry-run] [--json]
                                          Delete stored objects no manifest references, older than N
 
@@ -424,6 +429,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdLineage(rest, settings);
       case 'gc':
         return await cmdGc(rest, settings);
+      case 'drift':
+        return await cmdDrift(rest, settings);
       case 'demo':
         installRuntime('ERROR');
         return await cmdDemo(rest, settings);

@@ -2,7 +2,8 @@
 # Installs what mlpipe needs, idempotently: npm dependencies and the Temporal CLI; with
 # --with-mlflow also a Python virtualenv holding MLflow (tests run a real `mlflow server`), and with
 # --with-gcs-emulator fake-gcs-server (tests of the GCS artifact store), and with --with-evidently
-# a virtualenv holding Evidently (to regenerate the drift fixtures; the tests read committed ones).
+# a virtualenv holding Evidently (to regenerate the drift fixtures; the tests read committed ones), and
+# with --with-chromium Debian's chromium (the HTML drift report is checked in a headless browser).
 # Slow builds go to a cache outside the checkout (MLPIPE_CACHE_DIR, default ~/.cache/mlpipe) so
 # every clone on this machine reuses them. Safe to run again: each step skips what is there.
 set -euo pipefail
@@ -17,12 +18,14 @@ evidently_pins="evidently==0.4.40 pandas==2.1.4 numpy==1.26.4 scipy==1.17.1"
 with_mlflow=0
 with_gcs=0
 with_evidently=0
+with_chromium=0
 for arg in "$@"; do
   case "$arg" in
     --with-mlflow) with_mlflow=1 ;;
     --with-gcs-emulator) with_gcs=1 ;;
     --with-evidently) with_evidently=1 ;;
-    *) printf '[provision] unknown option %s (known: --with-mlflow, --with-gcs-emulator, --with-evidently)\n' "$arg" >&2; exit 2 ;;
+    --with-chromium) with_chromium=1 ;;
+    *) printf '[provision] unknown option %s (known: --with-mlflow, --with-gcs-emulator, --with-evidently, --with-chromium)\n' "$arg" >&2; exit 2 ;;
   esac
 done
 say() { printf '[provision] %s\n' "$*" >&2; }
@@ -115,5 +118,23 @@ if [ "$with_evidently" = 1 ]; then
     "$venv/bin/pip" install --quiet --disable-pip-version-check $evidently_pins
     touch "$stamp_ev"
     say "Evidently installed in $(( $(date +%s) - start ))s"
+  fi
+fi
+
+# 6. Chromium for the browser test of the HTML report: $CHROMIUM, else /usr/bin/chromium, else apt.
+if [ "$with_chromium" = 1 ]; then
+  if [ -n "${CHROMIUM:-}" ] && [ -x "$CHROMIUM" ]; then
+    say "Chromium: $CHROMIUM"
+  elif [ -x /usr/bin/chromium ]; then
+    say "Chromium: /usr/bin/chromium"
+  else
+    sudo=""
+    if [ "$(id -u)" != 0 ]; then
+      if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else say "Chromium is missing and installing it needs root: apt-get install chromium, or set CHROMIUM=/path/to/chromium"; exit 1; fi
+    fi
+    say "installing Debian's chromium (one time)"
+    start=$(date +%s)
+    $sudo apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 || { $sudo apt-get update >/dev/null && $sudo apt-get install -y --no-install-recommends chromium >/dev/null; }
+    say "Chromium installed in $(( $(date +%s) - start ))s"
   fi
 fi

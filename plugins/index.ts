@@ -15,6 +15,7 @@ import { applyTransform, transform } from './process/transform.js';
 import { validateExpectations } from './validate/expectations.js';
 import { evaluateModel } from './evaluate/model.js';
 import { trainMlp } from './train/mlp.js';
+import { monitorDrift } from './monitor/drift.js';
 import { createRegistry, type Registry } from './registry.js';
 import type { AnyPlugin } from './sdk.js';
 
@@ -34,6 +35,7 @@ export const builtinPlugins: AnyPlugin[] = [
   applyTransform,
   trainMlp,
   evaluateModel,
+  monitorDrift,
 ];
 
 export function createDefaultRegistry(extra: AnyPlugin[] = []): Registry {

@@ -11,6 +11,7 @@
  */
 import { PipelineError } from '../errors.js';
 import { densityHistogram } from './histogram.js';
+import { sortFloat64 } from './special.js';
 import { defaultStatTest, STAT_TESTS, type ColumnType, type KeyCounts, type PreparedColumn, type StatTest, type StatTestName } from './stattests.js';
 
 export { STAT_TESTS, type StatTestName } from './stattests.js';
@@ -68,19 +69,20 @@ function driftError(message: string, hint: string): PipelineError {
 
 /** Finite values, dropping NaN and ±inf only when the column holds a NaN (Evidently's quirk). */
 function cleanNumbers(values: Float64Array): Float64Array {
+  const len = values.length;
   let hasNaN = false;
-  for (const v of values) {
-    if (Number.isNaN(v)) {
+  for (let k = 0; k < len; k++) {
+    if (values[k] !== values[k]) {
       hasNaN = true;
       break;
     }
   }
   if (!hasNaN) return values;
   let n = 0;
-  for (const v of values) if (Number.isFinite(v)) n++;
+  for (let k = 0; k < len; k++) if (Number.isFinite(values[k])) n++;
   const out = new Float64Array(n);
   let i = 0;
-  for (const v of values) if (Number.isFinite(v)) out[i++] = v;
+  for (let k = 0; k < len; k++) if (Number.isFinite(values[k])) out[i++] = values[k]!;
   return out;
 }
 
@@ -134,20 +136,26 @@ function categoricalCounts(ref: { codes: Int32Array; labels: string[] }, cur: { 
   const mc = remap(cur.labels);
   const r = new Float64Array(keys.length);
   const c = new Float64Array(keys.length);
-  let nRef = 0;
-  let nCur = 0;
-  for (const code of ref.codes) {
-    if (code >= 0) {
-      r[mr[code]!]!++;
-      nRef++;
+  // Count by code first (a dense array), then map codes to keys.
+  const byCode = (codes: Int32Array, labels: number): { counts: Float64Array; n: number } => {
+    const counts = new Float64Array(labels);
+    let n = 0;
+    for (let k = 0; k < codes.length; k++) {
+      const code = codes[k]!;
+      if (code >= 0) {
+        if (code >= labels) throw new RangeError(`category code ${code} has no label (${labels} labels)`);
+        counts[code]!++;
+        n++;
+      }
     }
-  }
-  for (const code of cur.codes) {
-    if (code >= 0) {
-      c[mc[code]!]!++;
-      nCur++;
-    }
-  }
+    return { counts, n };
+  };
+  const rc = byCode(ref.codes, ref.labels.length);
+  const cc = byCode(cur.codes, cur.labels.length);
+  rc.counts.forEach((x, code) => (r[mr[code]!]! += x));
+  cc.counts.forEach((x, code) => (c[mc[code]!]! += x));
+  const nRef = rc.n;
+  const nCur = cc.n;
   // Keys present in neither (unused labels) are not values of the column.
   const keep = keys.map((_, i) => r[i]! > 0 || c[i]! > 0);
   return {
@@ -167,8 +175,8 @@ export function prepareColumn(name: string, ref: ColumnValues, cur: ColumnValues
     );
   }
   if (ref.type === 'num' && cur.type === 'num') {
-    const r = cleanNumbers(ref.values).slice().sort();
-    const c = cleanNumbers(cur.values).slice().sort();
+    const r = sortFloat64(cleanNumbers(ref.values));
+    const c = sortFloat64(cleanNumbers(cur.values));
     for (const [label, a] of [['reference', r], ['current', c]] as const) {
       if (a.length === 0) throw driftError(`Column '${name}' is empty in the ${label} data after dropping missing values.`, 'Leave the column out of the drift check, or fix the data that produced it.');
     }
@@ -206,8 +214,12 @@ function pickTest(name: string, type: ColumnType, o: DriftOptions, c: PreparedCo
   return test;
 }
 
-function smallDistribution(col: ColumnValues, keys?: KeyCounts, side?: 'ref' | 'cur'): { x: (number | string)[]; y: number[] } {
+function smallDistribution(col: ColumnValues, keys?: KeyCounts, side?: 'ref' | 'cur', sorted?: Float64Array): { x: (number | string)[]; y: number[] } {
   if (col.type === 'num') {
+    // The sorted, cleaned values hold the same finite values when nothing was dropped or infinite.
+    if (sorted && sorted.length === col.values.length && Number.isFinite(sorted[0]) && Number.isFinite(sorted[sorted.length - 1])) {
+      return densityHistogram(sorted, sorted[0]!, sorted[sorted.length - 1]!, 10);
+    }
     let n = 0;
     let min = Infinity;
     let max = -Infinity;
@@ -261,8 +273,8 @@ export function computeDrift(reference: Dataset, current: Dataset, options: Drif
       drift_detected: test.drifted(score, threshold),
       reference_rows: prepared.nRef,
       current_rows: prepared.nCur,
-      current: { small_distribution: smallDistribution(cur, keys, 'cur') },
-      reference: { small_distribution: smallDistribution(ref, keys, 'ref') },
+      current: { small_distribution: smallDistribution(cur, keys, 'cur', prepared.curSorted) },
+      reference: { small_distribution: smallDistribution(ref, keys, 'ref', prepared.refSorted) },
     };
   });
   const drifted = columns.filter((c) => c.drift_detected).length;
