@@ -12,6 +12,7 @@ import { gitCommit } from '../adapters/project.js';
 import type { TrackingBackend } from '../engine/ports.js';
 import { createRunStep, toApplicationFailure, type StepDeps } from './run-step.js';
 import { createDeliverTracking } from './tracking.js';
+import { createMonitorActivities } from './monitor.js';
 
 export interface ActivityDeps extends StepDeps {
   /** The MLflow backend of this worker; undefined when tracking is off. Made on first use. */
@@ -70,6 +71,7 @@ export function createActivities(deps: ActivityDeps) {
       }
     },
     runStep: createRunStep(deps),
+    ...createMonitorActivities({ registry: deps.registry, store: deps.store, projectDir: deps.projectDir, tracking }),
     deliverTracking: createDeliverTracking({ tracking, store: deps.store }),
   };
 }

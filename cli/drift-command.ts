@@ -6,7 +6,7 @@ import type { Settings } from '../adapters/project.js';
 import { computeDrift, STAT_TESTS, toEvidentlyJson, type StatTestName } from '../engine/drift/index.js';
 import { renderDriftHtml } from '../engine/drift/html.js';
 import { PipelineError } from '../engine/errors.js';
-import { driftOptions, driftParams } from '../plugins/monitor/drift.js';
+import { driftOptions, driftParams } from '../engine/drift/params.js';
 import { loadDriftDataset } from '../plugins/monitor/load.js';
 
 const out = (s: string): boolean => process.stdout.write(`${s}\n`);

@@ -19,11 +19,13 @@ import { freePort, isListening, requireTemporalCli, startDevServer, type DevServ
 import { PipelineError } from '../engine/errors.js';
 import type { CompiledPipeline, PipelineInput, PipelineResult, PipelineStatus } from '../engine/types.js';
 import { loadProjectRegistry } from '../adapters/project-plugins.js';
-import { PIPELINE_WORKFLOW, statusQueryName, trackingWorkflowId } from '../workflows/names.js';
+import { MONITOR_WORKFLOW, PIPELINE_WORKFLOW, statusQueryName, trackingWorkflowId } from '../workflows/names.js';
+import type { MonitorResult } from '../workflows/monitor.js';
 import { renderMermaid } from './graph.js';
 import { formatStepLine, formatSummary } from './render.js';
 import { cmdGc, cmdLineage, cmdRuns } from './store-commands.js';
 import { cmdDrift } from './drift-command.js';
+import { cmdSchedule } from './schedule-command.js';
 
 const HELP = `mlpipe — declarative ML pipelines on Temporal
 
@@ -57,6 +59,11 @@ Usage:
              [--threshold X] [--drift-share S] [--column name:test[:threshold]] [--fail-on-drift]
                                          Evidently-compatible data drift between two Parquet/CSV/JSONL
                                          files; exit 1 with --fail-on-drift when the dataset drifted
+  mlpipe monitor <pipeline> [overrides...] [--worker] [--json]
+                                         One drift check of the pipeline's monitor: section now
+  mlpipe schedule create <pipeline> --every 1h [--id ID] [--workflow monitor|pipeline] [--paused]
+  mlpipe schedule list | describe <id> | pause <id> | unpause <id> | trigger <id> | delete <id>
+                                         Temporal Schedules of drift monitors (or pipeline runs)
   mlpipe gc [--older-than 7d] [--dry-run] [--json]
                                          Delete stored objects no manifest references, older than N
 
@@ -188,6 +195,41 @@ async function cmdRun(argv: string[], settings: Settings): Promise<number> {
     // With a worker in this process, let it deliver the run's tracking before it stops.
     if (!values.json) await reportTracking(client, workflowId, settings, values.worker ? 60_000 : 5_000);
     return code;
+  } finally {
+    await stopWorker?.();
+    await client.connection.close();
+  }
+}
+
+/** One drift check now: starts monitorWorkflow and prints what it found and did. */
+async function cmdMonitor(argv: string[], settings: Settings): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { worker: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, id: { type: 'string' } } });
+  const [ref, ...overrides] = positionals;
+  if (!ref) throw new UsageError('mlpipe monitor needs a pipeline name or path.');
+  const compiled = await compile(settings, ref, overrides);
+  if (!compiled.monitor) throw new PipelineError('SPEC_INVALID', `Pipeline '${compiled.name}' has no monitor: section.`, { hint: 'Add monitor: { current: <file>, reference: { step: <step>, output: dataset } }.' });
+  const client = await connect(settings);
+  let stopWorker: (() => Promise<void>) | undefined;
+  if (values.worker) stopWorker = await startBackgroundWorker(settings);
+  try {
+    const workflowId = values.id ?? `monitor-${compiled.name}-${randomUUID().slice(0, 8)}`;
+    const handle = await client.workflow.start(MONITOR_WORKFLOW, { taskQueue: settings.taskQueue, workflowId, args: [{ pipeline: ref, ...(overrides.length ? { overrides } : {}) }] });
+    let r: MonitorResult;
+    try {
+      r = (await handle.result()) as MonitorResult;
+    } catch (e) {
+      const cause = e instanceof WorkflowFailedError ? (e.cause?.cause ?? e.cause) : e;
+      err(`monitor ${workflowId} failed: ${(cause as Error | undefined)?.message ?? String(e)}`);
+      return 1;
+    }
+    if (values.json) out(JSON.stringify(r, null, 2));
+    else {
+      out(`${r.drift.datasetDrift ? 'DATASET DRIFT' : 'no dataset drift'} in ${r.pipeline}: ${r.drift.driftedColumns.length} of ${r.drift.numberOfColumns} columns drifted${r.drift.driftedColumns.length ? ` (${r.drift.driftedColumns.join(', ')})` : ''}`);
+      out(`reference: ${r.referenceFrom.model ? `${r.referenceFrom.model} (version ${r.referenceFrom.version}), ` : ''}step ${r.referenceFrom.step} of ${r.referenceFrom.workflowId}`);
+      out(`retrain: ${r.retrain}${r.retrainWorkflowId ? ` (${r.retrainWorkflowId})` : ''}${r.alert ? `; alert ${r.alert.sent ? 'sent' : `not sent (${r.alert.reason})`}` : ''}`);
+      out(`reports: ${r.drift.report.uri} (JSON), ${r.drift.html.uri} (HTML)`);
+    }
+    return 0;
   } finally {
     await stopWorker?.();
     await client.connection.close();
@@ -431,6 +473,11 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdGc(rest, settings);
       case 'drift':
         return await cmdDrift(rest, settings);
+      case 'schedule':
+        return await cmdSchedule(rest, settings, () => connect(settings));
+      case 'monitor':
+        installRuntime('ERROR');
+        return await cmdMonitor(rest, settings);
       case 'demo':
         installRuntime('ERROR');
         return await cmdDemo(rest, settings);

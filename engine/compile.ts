@@ -295,9 +295,34 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
       }
     }
   }
+  let monitor: CompiledPipeline['monitor'];
+  if (spec.monitor) {
+    const m = spec.monitor;
+    const target = steps[m.reference.step];
+    if (!target) {
+      problems.push(new SpecError('SPEC_INVALID', `monitor.reference.step: there is no step '${m.reference.step}'.${didYouMean(m.reference.step, stepIds)}`, { where: at(['monitor', 'reference', 'step']), hint: `Steps: ${stepIds.join(', ')}.` }));
+    } else {
+      const declared = opts.catalog.get(target.uses)?.outputNames(staticWith[m.reference.step] ?? {});
+      if (declared && !declared.includes(m.reference.output)) {
+        problems.push(new SpecError('SPEC_INVALID', `monitor.reference: step '${m.reference.step}' (${target.uses}) has no output '${m.reference.output}'.`, { where: at(['monitor', 'reference']), hint: `Its outputs: ${declared.join(', ')}.` }));
+      }
+    }
+    try {
+      const current = resolveDeep(m.current, staticScope, isStatic);
+      if (typeof current !== 'string' || current.includes('${')) {
+        problems.push(new SpecError('SPEC_INVALID', 'monitor.current must be known before the run starts (params and config only).', { where: at(['monitor', 'current']) }));
+      } else {
+        monitor = { current, reference: dropUndefined({ step: m.reference.step, output: m.reference.output, model: m.reference.model }), drift: m.drift, retrain: m.retrain, ...(m.alert ? { alert: m.alert } : {}) };
+      }
+    } catch (e) {
+      if (e instanceof PipelineError) problems.push(new SpecError(e.code, e.message, { where: at(['monitor', 'current']), hint: e.hint }));
+      else throw e;
+    }
+  }
   if (problems.length) throw new SpecErrors(problems);
 
   return dropUndefined({
+    monitor,
     name: spec.name,
     description: spec.description,
     file: opts.file,
@@ -485,6 +510,7 @@ function knownKeysFor(path: (string | number)[]): string[] {
   if (path[path.length - 1] === 'retry') return KNOWN_KEYS.retry;
   if (path[0] === 'stepDefaults' && path.length === 1) return KNOWN_KEYS.stepDefaults;
   if (path[0] === 'tracking' && path.length === 1) return KNOWN_KEYS.tracking;
+  if (path[0] === 'monitor' && path.length === 1) return KNOWN_KEYS.monitor;
   if (path[0] === 'tracking' && path[1] === 'registerModel' && path.length === 2) return KNOWN_KEYS.registerModel;
   return [];
 }

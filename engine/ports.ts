@@ -90,5 +90,7 @@ export interface TrackingBackend {
     createVersion(name: string, source: string, runId: string, tags?: { key: string; value: string }[]): Promise<string>;
     setAlias(name: string, alias: string, version: string): Promise<void>;
     versionByAlias(name: string, alias: string): Promise<string | undefined>;
+    /** The version behind an alias, the run it was created from, and that run's tags. */
+    aliasRun(name: string, alias: string): Promise<{ version: string; runId: string; tags: Record<string, string> } | undefined>;
   };
 }

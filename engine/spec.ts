@@ -3,6 +3,7 @@
  * an error with a suggestion rather than a silently ignored setting.
  */
 import { z } from 'zod';
+import { driftParams } from './drift/params.js';
 import { DURATION_HELP, parseDuration } from './duration.js';
 
 export const STEP_ID = /^[A-Za-z_][A-Za-z0-9_-]*$/;
@@ -80,6 +81,30 @@ export const trackingSchema = z
   })
   .strict();
 
+/**
+ * `monitor:` — what the scheduled drift monitor of this pipeline compares, and what it does on drift.
+ * The reference is a step output of the run that produced the registered model version behind
+ * `model` (name@alias, through MLflow and lineage), or else of this pipeline's latest successful run.
+ */
+export const monitorSchema = z
+  .object({
+    /** The current data: a CSV, Parquet or JSON-lines file, relative to the project. */
+    current: z.string().min(1),
+    reference: z
+      .object({
+        step: z.string().min(1),
+        output: z.string().min(1).default('dataset'),
+        model: z.string().regex(/^[^@\s]+@[\w-]+$/, 'a registered model and alias, e.g. california-housing@champion').optional(),
+      })
+      .strict(),
+    drift: driftParams.default({ driftShare: 0.5, perColumn: {} }),
+    /** On dataset drift, start this pipeline (one retrain at a time). */
+    retrain: z.boolean().default(true),
+    /** Post a Slack-compatible message to the webhook URL in this worker environment variable. */
+    alert: z.object({ webhookEnv: z.string().regex(/^[A-Z_][A-Z0-9_]*$/).default('MLPIPE_ALERT_WEBHOOK'), always: z.boolean().default(false) }).strict().optional(),
+  })
+  .strict();
+
 export const pipelineSchema = z
   .object({
     name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'must be letters, digits, _ . - (starting with a letter or digit)'),
@@ -92,6 +117,7 @@ export const pipelineSchema = z
     cache: z.boolean().optional(),
     stepDefaults: stepDefaultsSchema.optional(),
     tracking: trackingSchema.optional(),
+    monitor: monitorSchema.optional(),
     steps: z.record(z.string().regex(STEP_ID, 'step ids are letters, digits, _ and - (starting with a letter or _)'), stepSchema),
   })
   .strict();
@@ -108,6 +134,7 @@ export const KNOWN_KEYS = {
   tracking: Object.keys(trackingSchema.shape),
   registerModel: ['name', 'step', 'output', 'aliases'],
   cache: Object.keys(stepCacheSchema.shape),
+  monitor: Object.keys(monitorSchema.shape),
 };
 
 export const DEFAULT_TIMEOUT_MS = 60 * 60 * 1000;

@@ -85,6 +85,17 @@ export interface CompiledPipeline {
   steps: Record<string, CompiledStep>;
   /** From the spec's `tracking:`; the worker fills in the experiment default and the git commit. */
   tracking?: PipelineTracking;
+  /** From the spec's `monitor:`, expressions resolved. */
+  monitor?: PipelineMonitor;
+}
+
+export interface PipelineMonitor {
+  current: string;
+  reference: { step: string; output: string; model?: string };
+  /** monitor.drift's params (engine/drift/params.ts). */
+  drift: Record<string, unknown>;
+  retrain: boolean;
+  alert?: { webhookEnv: string; always: boolean };
 }
 
 export interface PipelineTracking {

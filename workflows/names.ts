@@ -9,3 +9,8 @@ export const trackEventsSignalName = 'trackEvents';
 export function trackingWorkflowId(pipelineWorkflowId: string): string {
   return `${pipelineWorkflowId}-tracking`;
 }
+export const MONITOR_WORKFLOW = 'monitorWorkflow';
+/** The retraining run a drift monitor starts: one fixed ID per pipeline, so at most one runs at a time. */
+export function retrainWorkflowId(pipeline: string): string {
+  return `retrain-${pipeline}`;
+}

@@ -348,6 +348,19 @@ export class MlflowRestClient implements TrackingBackend {
         throw e;
       }
     },
+    /** The MLflow run a version was created from, and that run's tags. */
+    aliasRun: async (name: string, alias: string): Promise<{ version: string; runId: string; tags: Record<string, string> } | undefined> => {
+      let mv: { version: string; run_id?: string };
+      try {
+        mv = (await this.api<{ model_version: { version: string; run_id?: string } }>('GET', 'registered-models/alias', { name, alias })).model_version;
+      } catch (e) {
+        if (e instanceof MlflowNotFound || (e instanceof MlflowInvalidParameter && /alias .* not found/i.test(e.message))) return undefined;
+        throw e;
+      }
+      if (!mv.run_id) return { version: mv.version, runId: '', tags: {} };
+      const run = await this.getRun(mv.run_id);
+      return { version: mv.version, runId: mv.run_id, tags: Object.fromEntries((run.data?.tags ?? []).map((t) => [t.key, t.value])) };
+    },
     deleteAlias: async (name: string, alias: string): Promise<void> => {
       await this.api('DELETE', 'registered-models/alias', { name, alias });
     },

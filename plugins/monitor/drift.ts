@@ -1,51 +1,10 @@
-import { z } from 'zod';
-import { computeDrift, STAT_TESTS, toEvidentlyJson, type DriftOptions, type StatTestName } from '../../engine/drift/index.js';
+import { computeDrift, toEvidentlyJson } from '../../engine/drift/index.js';
+import { driftOptions, driftParams } from '../../engine/drift/params.js';
 import { renderDriftHtml } from '../../engine/drift/html.js';
 import { datasetFile } from '../data/dataset.js';
 import { definePlugin } from '../sdk.js';
-import { loadDriftDataset } from './load.js';
-
-const testName = z.enum(Object.keys(STAT_TESTS) as [StatTestName, ...StatTestName[]]);
-
-export const driftParams = z
-  .object({
-    /** Columns to test (default: every numeric and text column of the reference). */
-    columns: z.array(z.string().min(1)).min(1).optional(),
-    /** Share of drifted columns from which the dataset drifts (Evidently's drift_share). */
-    driftShare: z.number().gt(0).max(1).default(0.5),
-    /** Test for every column, or per type; per-column entries win. Default: Evidently's selection. */
-    stattest: testName.optional(),
-    numStattest: testName.optional(),
-    catStattest: testName.optional(),
-    threshold: z.number().positive().optional(),
-    numThreshold: z.number().positive().optional(),
-    catThreshold: z.number().positive().optional(),
-    perColumn: z.record(z.string(), z.object({ stattest: testName.optional(), threshold: z.number().positive().optional() }).strict()).default({}),
-  })
-  .strict();
-
-export type DriftParams = z.infer<typeof driftParams>;
-
-export function driftOptions(p: DriftParams): DriftOptions {
-  const perColumnStattest: Record<string, StatTestName> = {};
-  const perColumnThreshold: Record<string, number> = {};
-  for (const [col, o] of Object.entries(p.perColumn)) {
-    if (o.stattest) perColumnStattest[col] = o.stattest;
-    if (o.threshold !== undefined) perColumnThreshold[col] = o.threshold;
-  }
-  return {
-    ...(p.columns ? { columns: p.columns } : {}),
-    driftShare: p.driftShare,
-    ...(p.stattest ? { stattest: p.stattest } : {}),
-    ...(p.numStattest ? { numStattest: p.numStattest } : {}),
-    ...(p.catStattest ? { catStattest: p.catStattest } : {}),
-    ...(p.threshold !== undefined ? { threshold: p.threshold } : {}),
-    ...(p.numThreshold !== undefined ? { numThreshold: p.numThreshold } : {}),
-    ...(p.catThreshold !== undefined ? { catThreshold: p.catThreshold } : {}),
-    perColumnStattest,
-    perColumnThreshold,
-  };
-}
+import type { ArtifactRef } from '../../engine/types.js';
+import { artifactFormat, loadDriftDataset } from './load.js';
 
 /**
  * monitor.drift — data drift of `current` against `reference`, computed as Evidently computes it
@@ -64,8 +23,8 @@ export const monitorDrift = definePlugin({
   async run(ctx, p, inputs) {
     const refFile = await datasetFile(ctx, inputs, 'reference');
     const curFile = await datasetFile(ctx, inputs, 'current');
-    const reference = await loadDriftDataset(refFile, 'reference', p.columns);
-    const current = await loadDriftDataset(curFile, 'current', p.columns);
+    const reference = await loadDriftDataset(refFile, 'reference', p.columns, artifactFormat(inputs['reference'] as ArtifactRef));
+    const current = await loadDriftDataset(curFile, 'current', p.columns, artifactFormat(inputs['current'] as ArtifactRef));
     ctx.heartbeat({ rows: { reference: reference.rows, current: current.rows } });
     const options = driftOptions(p);
     // Test the columns both sides can: the reference's, unless named.

@@ -6,13 +6,28 @@
 import { ident, sqlString, withDuckDB } from '../../adapters/duckdb.js';
 import { DataError } from '../../engine/errors.js';
 import type { ColumnValues, Dataset } from '../../engine/drift/index.js';
+import type { ArtifactRef } from '../../engine/types.js';
 import { describe, isNumericType, type Column } from '../data/dataset.js';
 
-export function readerFor(file: string): string {
+export type DataFormat = 'parquet' | 'csv' | 'jsonl';
+
+/** The format of a file or artifact, from its name (or media type): Parquet, JSON lines, else CSV. */
+export function formatOf(name: string, mediaType?: string): DataFormat {
+  const lower = name.toLowerCase();
+  if (lower.endsWith('.parquet') || mediaType === 'application/vnd.apache.parquet') return 'parquet';
+  if (/\.(jsonl|ndjson|json)$/.test(lower) || mediaType === 'application/x-ndjson') return 'jsonl';
+  return 'csv';
+}
+
+/** The format of an artifact (stored objects have no extension: the recorded name says). */
+export function artifactFormat(ref: ArtifactRef): DataFormat {
+  return formatOf(ref.name ?? '', ref.mediaType);
+}
+
+export function readerFor(file: string, format: DataFormat = formatOf(file)): string {
   const f = sqlString(file);
-  const lower = file.toLowerCase();
-  if (lower.endsWith('.parquet')) return `read_parquet(${f})`;
-  if (/\.(jsonl|ndjson|json)$/.test(lower)) return `read_json_auto(${f})`;
+  if (format === 'parquet') return `read_parquet(${f})`;
+  if (format === 'jsonl') return `read_json_auto(${f})`;
   return `read_csv(${f}, header=true)`;
 }
 
@@ -21,9 +36,9 @@ export interface LoadedDataset extends Dataset {
   skipped: { name: string; type: string }[];
 }
 
-export async function loadDriftDataset(file: string, label: string, only?: string[]): Promise<LoadedDataset> {
+export async function loadDriftDataset(file: string, label: string, only?: string[], format?: DataFormat): Promise<LoadedDataset> {
   return withDuckDB(async (db) => {
-    const src = readerFor(file);
+    const src = readerFor(file, format);
     let columns: Column[];
     try {
       columns = await describe(db, src);

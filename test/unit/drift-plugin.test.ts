@@ -10,12 +10,14 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { withDuckDB } from '../../adapters/duckdb.js';
+import { compilePipeline } from '../../engine/compile.js';
 import { computeDrift } from '../../engine/drift/index.js';
-import { PipelineError } from '../../engine/errors.js';
+import { PipelineError, type SpecErrors } from '../../engine/errors.js';
 import type { ArtifactRef } from '../../engine/types.js';
 import { monitorDrift } from '../../plugins/monitor/drift.js';
 import { loadDriftDataset } from '../../plugins/monitor/load.js';
 import { REPO_ROOT } from './paths.js';
+import { memoryConf, registry } from './fakes.js';
 import { runPlugin, testContext } from './step-context.js';
 
 const run = promisify(execFile);
@@ -107,5 +109,29 @@ describe('drift bad input', () => {
     expect(JSON.parse(readFileSync(join(dir, 'out.json'), 'utf8'))).toMatchObject({ metrics: [{ metric: 'DatasetDriftMetric', result: { dataset_drift: true } }, {}] });
     const calm = await cli([ref, same, '--fail-on-drift']);
     expect(calm.code).toBe(0);
+  });
+});
+
+describe('monitor: section', () => {
+  const text = (monitor: string) => `name: m\nparams: { recent: data/now.csv }\nmonitor:\n${monitor}\nsteps:\n  ingest:\n    uses: ingest.file\n    with:\n      path: data/ref.csv\n`;
+  const compile = (t: string) => compilePipeline({ file: 'pipelines/m.yaml', text: t, conf: memoryConf({}), catalog: registry });
+
+  it('compiles with expressions resolved and defaults filled in', () => {
+    const p = compile(text('  current: ${params.recent}\n  reference: { step: ingest }\n  drift: { driftShare: 0.3 }'));
+    expect(p.monitor).toEqual({ current: 'data/now.csv', reference: { step: 'ingest', output: 'dataset' }, drift: { driftShare: 0.3, perColumn: {} }, retrain: true });
+  });
+
+  it('reports a wrong step, a wrong output and an unknown test at their lines', () => {
+    const problems = (t: string): { code: string; line?: number; message: string }[] => {
+      try {
+        compile(t);
+      } catch (e) {
+        return (e as SpecErrors).problems.map((p) => ({ code: p.code, line: p.where?.line, message: p.message }));
+      }
+      throw new Error('expected a compile error');
+    };
+    expect(problems(text('  current: x.csv\n  reference: { step: ingset }'))[0]).toMatchObject({ line: 5, message: expect.stringMatching(/there is no step 'ingset'.*Did you mean 'ingest'/) as string });
+    expect(problems(text('  current: x.csv\n  reference: { step: ingest, output: model }'))[0]).toMatchObject({ message: expect.stringMatching(/has no output 'model'/) as string });
+    expect(problems(text('  current: x.csv\n  reference: { step: ingest }\n  drift: { stattest: chi2 }'))[0]).toMatchObject({ line: 6 });
   });
 });

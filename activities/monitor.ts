@@ -1,0 +1,179 @@
+/**
+ * Activities of the drift monitor: find the reference and current data, compute drift and record
+ * it, post an alert. The monitor workflow (workflows/monitor.ts) calls them in that order and
+ * decides about retraining.
+ */
+import { Context } from '@temporalio/activity';
+import { ApplicationFailure } from '@temporalio/common';
+import { basename, isAbsolute, resolve } from 'node:path';
+import { request } from 'undici';
+import { loadPipeline } from '../adapters/load-pipeline.js';
+import { computeDrift, toEvidentlyJson } from '../engine/drift/index.js';
+import { renderDriftHtml } from '../engine/drift/html.js';
+import { driftOptions, driftParams } from '../engine/drift/params.js';
+import { PipelineError } from '../engine/errors.js';
+import { keySegment, listRuns, stepKey, type StepManifest } from '../engine/lineage.js';
+import type { ArtifactStore, TrackingBackend } from '../engine/ports.js';
+import { isArtifactRef, type ArtifactRef, type PipelineMonitor } from '../engine/types.js';
+import { artifactFormat, loadDriftDataset } from '../plugins/monitor/load.js';
+import type { Registry } from '../plugins/registry.js';
+import { toApplicationFailure } from './run-step.js';
+
+export interface MonitorInput {
+  pipeline: string;
+  overrides?: string[];
+}
+
+export interface MonitorPlan {
+  pipeline: string;
+  overrides: string[];
+  monitor: PipelineMonitor;
+  reference: ArtifactRef;
+  /** Where the reference came from: the run (and the model version, when found through one). */
+  referenceFrom: { workflowId: string; runId: string; step: string; model?: string; version?: string };
+  current: ArtifactRef;
+}
+
+export interface MonitorOutcome {
+  datasetDrift: boolean;
+  share: number;
+  driftedColumns: string[];
+  numberOfColumns: number;
+  report: ArtifactRef;
+  html: ArtifactRef;
+  recordKey: string;
+}
+
+export interface MonitorDeps {
+  registry: Registry;
+  store: ArtifactStore;
+  projectDir: string;
+  tracking: () => TrackingBackend | undefined;
+}
+
+async function outputOf(store: ArtifactStore, workflowId: string, runId: string, step: string, output: string): Promise<ArtifactRef | undefined> {
+  const m = await store.getRecord<StepManifest>(stepKey(workflowId, runId, step));
+  if (!m || m.status === 'failed') return undefined;
+  const ref = m.outputs[output];
+  return isArtifactRef(ref) ? ref : undefined;
+}
+
+export function createMonitorActivities(deps: MonitorDeps) {
+  return {
+    async prepareMonitor(input: MonitorInput): Promise<MonitorPlan> {
+      try {
+        const compiled = loadPipeline(deps.projectDir, input.pipeline, deps.registry, input.overrides ?? []);
+        const monitor = compiled.monitor;
+        if (!monitor) {
+          throw new PipelineError('SPEC_INVALID', `Pipeline '${compiled.name}' has no monitor: section, so there is nothing to monitor.`, {
+            hint: 'Add monitor: { current: <file>, reference: { step: <step>, output: dataset } } to the pipeline.',
+          });
+        }
+        const { step, output, model } = monitor.reference;
+        let reference: ArtifactRef | undefined;
+        let from: MonitorPlan['referenceFrom'] | undefined;
+        if (model) {
+          // The champion's training data: registry alias -> the run that made the version -> lineage.
+          const [name, alias] = model.split('@') as [string, string];
+          const backend = deps.tracking();
+          if (!backend?.registry) {
+            throw new PipelineError('TRACKING_ERROR', `monitor.reference.model '${model}' needs an MLflow tracking server with a model registry; this worker has ${backend ? backend.location : 'no tracking'}.`, {
+              hint: 'Set MLFLOW_TRACKING_URI on the worker, or drop reference.model to use the latest successful run.',
+            });
+          }
+          const found = await backend.registry.aliasRun(name, alias);
+          const key = found?.tags['mlpipe.step_key'];
+          if (!found || !key) throw new PipelineError('STORAGE_NOT_FOUND', `Registered model '${name}' has no version aliased '${alias}' that mlpipe produced.`, { hint: `Check the alias in MLflow, or promote a version to '${alias}'.` });
+          const parts = key.split('/');
+          const runId = parts[parts.length - 2]!;
+          const workflowId = parts.slice(0, -2).join('/');
+          reference = await outputOf(deps.store, workflowId, runId, step, output);
+          if (!reference) throw new PipelineError('STORAGE_NOT_FOUND', `The run behind ${model} (version ${found.version}, workflow ${workflowId}) has no recorded output '${output}' of step '${step}'.`);
+          from = { workflowId, runId, step, model, version: found.version };
+        } else {
+          for (const run of await listRuns(deps.store)) {
+            if (run.pipeline !== compiled.name) continue;
+            reference = await outputOf(deps.store, run.workflowId, run.runId, step, output);
+            if (reference) {
+              from = { workflowId: run.workflowId, runId: run.runId, step };
+              break;
+            }
+          }
+          if (!reference) {
+            throw new PipelineError('STORAGE_NOT_FOUND', `No run of '${compiled.name}' in ${deps.store.location} has produced '${step}.${output}' yet, so there is no reference data.`, {
+              hint: `Run the pipeline once (mlpipe run ${compiled.name}), then monitor it.`,
+            });
+          }
+        }
+        if (!(await deps.store.verify(reference))) {
+          throw new PipelineError('STORAGE_NOT_FOUND', `The reference data ${reference.name ?? ''} sha256:${reference.sha256.slice(0, 12)} is missing or altered in the store.`);
+        }
+        const currentPath = isAbsolute(monitor.current) ? monitor.current : resolve(deps.projectDir, monitor.current);
+        let current: ArtifactRef;
+        try {
+          current = await deps.store.putFile(currentPath, { name: basename(currentPath) });
+        } catch (e) {
+          throw new PipelineError('DATA_INVALID', `monitor.current: cannot read ${currentPath}: ${(e as Error).message}`, { hint: 'Point monitor.current at a CSV, Parquet or JSON-lines file on the worker.' });
+        }
+        return { pipeline: compiled.name, overrides: input.overrides ?? [], monitor, reference, referenceFrom: from!, current };
+      } catch (e) {
+        throw toApplicationFailure(e);
+      }
+    },
+
+    async computeMonitorDrift(plan: MonitorPlan): Promise<MonitorOutcome> {
+      try {
+        const params = driftParams.parse(plan.monitor.drift);
+        const refFile = await deps.store.getFile(plan.reference);
+        const curFile = await deps.store.getFile(plan.current);
+        // Stored objects have no extension: the recorded name gives the format.
+        const reference = await loadDriftDataset(refFile, 'reference', params.columns, artifactFormat(plan.reference));
+        const current = await loadDriftDataset(curFile, 'current', params.columns, artifactFormat(plan.current));
+        const options = driftOptions(params);
+        options.columns ??= Object.keys(reference.columns);
+        const result = computeDrift(reference, current, options);
+        const report = await deps.store.put(toEvidentlyJson(result), { name: 'drift.json', mediaType: 'application/json' });
+        const html = await deps.store.put(renderDriftHtml(result, { title: `Data drift: ${plan.pipeline}`, reference: `${plan.reference.name ?? 'reference'} (${reference.rows} rows)`, current: `${plan.current.name ?? 'current'} (${current.rows} rows)` }), { name: 'drift.html', mediaType: 'text/html' });
+        const info = Context.current().info.workflowExecution;
+        const at = new Date().toISOString();
+        const recordKey = `monitoring/${keySegment(plan.pipeline)}/${at.replace(/[:.]/g, '-')}-${keySegment(info?.runId ?? 'local')}`;
+        const outcome: MonitorOutcome = {
+          datasetDrift: result.datasetDrift,
+          share: result.shareOfDriftedColumns,
+          driftedColumns: result.columns.filter((c) => c.drift_detected).map((c) => c.column_name),
+          numberOfColumns: result.numberOfColumns,
+          report,
+          html,
+          recordKey,
+        };
+        await deps.store.putRecord(recordKey, { at, pipeline: plan.pipeline, workflowId: info?.workflowId, runId: info?.runId, referenceFrom: plan.referenceFrom, reference: plan.reference, current: plan.current, ...outcome });
+        return outcome;
+      } catch (e) {
+        throw toApplicationFailure(e);
+      }
+    },
+
+    /** Posts a Slack-compatible message ({text, blocks}) to the webhook named by an environment variable of this worker. */
+    async postAlert(input: { webhookEnv: string; text: string; fields: Record<string, string> }): Promise<{ sent: boolean; status?: number; reason?: string }> {
+      const url = process.env[input.webhookEnv];
+      if (!url) {
+        Context.current().log.warn(`no alert sent: ${input.webhookEnv} is not set on this worker`);
+        return { sent: false, reason: `${input.webhookEnv} is not set` };
+      }
+      const body = {
+        text: input.text,
+        blocks: [
+          { type: 'section', text: { type: 'mrkdwn', text: input.text } },
+          { type: 'section', fields: Object.entries(input.fields).map(([k, v]) => ({ type: 'mrkdwn', text: `*${k}*\n${v}` })) },
+        ],
+      };
+      const res = await request(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), headersTimeout: 10_000, bodyTimeout: 10_000 });
+      await res.body.text();
+      // The URL is a credential (Slack's carry the token): never in messages.
+      if (res.statusCode >= 500 || res.statusCode === 429) throw ApplicationFailure.retryable(`alert webhook answered HTTP ${res.statusCode}`, 'ALERT_FAILED');
+      if (res.statusCode >= 300) throw ApplicationFailure.nonRetryable(`alert webhook refused the message: HTTP ${res.statusCode}`, 'ALERT_FAILED');
+      return { sent: true, status: res.statusCode };
+    },
+  };
+}
+

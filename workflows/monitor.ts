@@ -1,0 +1,77 @@
+/**
+ * monitorWorkflow: one drift check of a pipeline's data, usually started by a Temporal Schedule.
+ *
+ * 1. `prepareMonitor` finds the reference (a step output of the run behind the registered model's
+ *    alias, or of the latest successful run, through lineage) and stores the current data.
+ * 2. `computeMonitorDrift` computes Evidently-compatible drift, stores the JSON and HTML reports and
+ *    a monitoring record.
+ * 3. On dataset drift it starts the pipeline again as a child with the fixed ID
+ *    `retrain-<pipeline>` and parent-close policy ABANDON: the retrain outlives this run, and while
+ *    one runs, Temporal refuses a second start with that ID, so concurrent monitors never start two
+ *    (single-flight). It then posts an alert.
+ */
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import { ParentClosePolicy, WorkflowIdReusePolicy, proxyActivities, startChild, workflowInfo } from '@temporalio/workflow';
+import type { MonitorInput, MonitorOutcome, MonitorPlan } from '../activities/monitor.js';
+import type { Activities } from '../activities/index.js';
+import { NON_RETRYABLE_CODES } from '../engine/errors.js';
+import { retrainWorkflowId } from './names.js';
+import { pipelineWorkflow } from './pipeline.js';
+
+const { prepareMonitor, computeMonitorDrift } = proxyActivities<Activities>({
+  startToCloseTimeout: '30 minutes',
+  heartbeatTimeout: '2 minutes',
+  retry: { maximumAttempts: 3, nonRetryableErrorTypes: [...NON_RETRYABLE_CODES] },
+});
+const { postAlert } = proxyActivities<Activities>({
+  startToCloseTimeout: '1 minute',
+  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['ALERT_FAILED'] },
+});
+
+export interface MonitorResult {
+  pipeline: string;
+  referenceFrom: MonitorPlan['referenceFrom'];
+  drift: MonitorOutcome;
+  /** 'started': this run started the retrain; 'already-running': another one was running; 'off' or 'no-drift'. */
+  retrain: 'started' | 'already-running' | 'off' | 'no-drift';
+  retrainWorkflowId?: string;
+  alert?: { sent: boolean; status?: number; reason?: string };
+}
+
+export async function monitorWorkflow(input: MonitorInput): Promise<MonitorResult> {
+  const plan = await prepareMonitor(input);
+  const drift = await computeMonitorDrift(plan);
+  let retrain: MonitorResult['retrain'] = drift.datasetDrift ? (plan.monitor.retrain ? 'started' : 'off') : 'no-drift';
+  const id = retrainWorkflowId(plan.pipeline);
+  if (retrain === 'started') {
+    try {
+      await startChild(pipelineWorkflow, {
+        workflowId: id,
+        args: [{ pipeline: input.pipeline, overrides: plan.overrides, labels: { trigger: 'drift', monitor: workflowInfo().workflowId } }],
+        parentClosePolicy: ParentClosePolicy.ABANDON,
+        workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+      });
+    } catch (e) {
+      if (!(e instanceof WorkflowExecutionAlreadyStartedError)) throw e;
+      retrain = 'already-running';
+    }
+  }
+  let alert: MonitorResult['alert'];
+  const a = plan.monitor.alert;
+  if (a && (drift.datasetDrift || a.always)) {
+    const text = drift.datasetDrift
+      ? `:warning: Data drift in *${plan.pipeline}*: ${drift.driftedColumns.length} of ${drift.numberOfColumns} columns drifted (share ${drift.share.toFixed(2)}).`
+      : `Data drift check of *${plan.pipeline}*: no dataset drift (${drift.driftedColumns.length} of ${drift.numberOfColumns} columns drifted).`;
+    alert = await postAlert({
+      webhookEnv: a.webhookEnv,
+      text,
+      fields: {
+        'Drifted columns': drift.driftedColumns.join(', ') || 'none',
+        Retrain: retrain === 'started' ? `started (${id})` : retrain === 'already-running' ? `already running (${id})` : retrain,
+        Reference: `${plan.referenceFrom.model ? `${plan.referenceFrom.model} v${plan.referenceFrom.version}, ` : ''}${plan.referenceFrom.workflowId}`,
+        Report: drift.html.uri,
+      },
+    });
+  }
+  return { pipeline: plan.pipeline, referenceFrom: plan.referenceFrom, drift, retrain, ...(retrain === 'started' || retrain === 'already-running' ? { retrainWorkflowId: id } : {}), ...(alert ? { alert } : {}) };
+}
