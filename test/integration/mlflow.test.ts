@@ -19,7 +19,8 @@ import { freePort } from '../../adapters/temporal-server.js';
 import { startEmulator } from '../../adapters/gcs-emulator.js';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
 import type { ArtifactRef } from '../../engine/types.js';
-import { PIPELINE_WORKFLOW, trackingWorkflowId } from '../../workflows/names.js';
+import { MONITOR_WORKFLOW, PIPELINE_WORKFLOW, trackingWorkflowId } from '../../workflows/names.js';
+import type { MonitorResult } from '../../workflows/monitor.js';
 import { createClient, createTestProject, REPO, startWorker, uniqueId, waitFor } from './helpers.js';
 
 const run = promisify(execFile);
@@ -96,6 +97,7 @@ function faultProxy(target: () => number): Promise<{ port: number; drop(method: 
 
 describe('MLflow tracking against a real mlflow server', () => {
   const project = createTestProject('mlflow');
+  let firstRun = '';
   const dataDir = mkdtempSync(join(tmpdir(), 'mlpipe-mlflow-server-'));
   let server: MlflowServer;
   let port: number;
@@ -144,6 +146,7 @@ describe('MLflow tracking against a real mlflow server', () => {
     proxy.drop('POST', 'runs/create', '"run_name":"validate"');
     proxy.drop('POST', 'runs/log-batch', '"key":"val_loss"');
     const id = uniqueId('housing-tracked');
+    firstRun = id;
     const handle = await startHousing(id, ['training.epochs=4', 'training.patience=100', 'params.seed=5']);
     const result = (await handle.result()) as { outputs: Record<string, Record<string, unknown>> };
     await trackingResult(handle);
@@ -182,6 +185,31 @@ describe('MLflow tracking against a real mlflow server', () => {
     const bytes = await new LocalArtifactStore(project.settings.artifactsDir).get(model);
     expect(r.model!.artifact_hex_sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
     expect(r.model!.artifact_hex_sha256).toBe(model.sha256);
+  }, 240_000);
+
+  it('the drift monitor finds the aliased model version\'s training data through the registry and lineage', async () => {
+    expect(firstRun, 'runs after the first test').not.toBe('');
+    const rest = new MlflowRestClient({ uri: server.url });
+    try {
+      const v1 = await rest.registry.versionByAlias('california-housing', 'challenger');
+      // A second run registers version 2 and moves challenger to it; move it back to version 1.
+      const second = await startHousing(uniqueId('housing-second'), ['training.epochs=2', 'params.seed=6']);
+      await second.result();
+      await trackingResult(second);
+      const v2 = await rest.registry.versionByAlias('california-housing', 'challenger');
+      expect(v2).not.toBe(v1);
+      await rest.registry.setAlias('california-housing', 'challenger', v1!);
+      const yaml = readFileSync(join(project.dir, 'pipelines', 'california-housing.yaml'), 'utf8');
+      project.write('pipelines/california-housing.yaml', yaml.replace('reference: { step: ingest, output: dataset }', 'reference: { step: ingest, output: dataset, model: california-housing@challenger }\n  retrain: false'));
+      const m = await client.workflow.start(MONITOR_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('monitor-model'), args: [{ pipeline: 'california-housing' }] });
+      const r = (await m.result()) as MonitorResult;
+      // The newest run is the second one; the alias points at the first, and the monitor follows the alias.
+      expect(r.referenceFrom).toMatchObject({ model: 'california-housing@challenger', version: v1, workflowId: firstRun, step: 'ingest' });
+      expect(r.drift.numberOfColumns).toBe(10);
+      expect(r.retrain).toBe(r.drift.datasetDrift ? 'off' : 'no-drift');
+    } finally {
+      await rest.close();
+    }
   }, 240_000);
 
   it('REST client on the real server: racing experiment creation, batches past the limits, aliases, typed errors', async () => {
