@@ -133,7 +133,8 @@ export function createMonitorActivities(deps: MonitorDeps) {
         options.columns ??= Object.keys(reference.columns);
         const result = computeDrift(reference, current, options);
         const report = await deps.store.put(toEvidentlyJson(result), { name: 'drift.json', mediaType: 'application/json' });
-        const html = await deps.store.put(renderDriftHtml(result, { title: `Data drift: ${plan.pipeline}`, reference: `${plan.reference.name ?? 'reference'} (${reference.rows} rows)`, current: `${plan.current.name ?? 'current'} (${current.rows} rows)` }), { name: 'drift.html', mediaType: 'text/html' });
+        const htmlText = renderDriftHtml(result, { title: `Data drift: ${plan.pipeline}`, reference: `${plan.reference.name ?? 'reference'} (${reference.rows} rows)`, current: `${plan.current.name ?? 'current'} (${current.rows} rows)` });
+        const html = await deps.store.put(htmlText, { name: 'drift.html', mediaType: 'text/html' });
         const info = Context.current().info.workflowExecution;
         const at = new Date().toISOString();
         const recordKey = `monitoring/${keySegment(plan.pipeline)}/${at.replace(/[:.]/g, '-')}-${keySegment(info?.runId ?? 'local')}`;
@@ -147,6 +148,9 @@ export function createMonitorActivities(deps: MonitorDeps) {
           recordKey,
         };
         await deps.store.putRecord(recordKey, { at, pipeline: plan.pipeline, workflowId: info?.workflowId, runId: info?.runId, referenceFrom: plan.referenceFrom, reference: plan.reference, current: plan.current, ...outcome });
+        await trackCheck(deps.tracking(), plan, outcome, result.columns, info?.runId ?? recordKey, Buffer.from(htmlText)).catch((e: unknown) =>
+          Context.current().log.warn(`drift check not tracked in MLflow: ${(e as Error).message}`),
+        );
         return outcome;
       } catch (e) {
         throw toApplicationFailure(e);
@@ -177,3 +181,40 @@ export function createMonitorActivities(deps: MonitorDeps) {
   };
 }
 
+
+/**
+ * Best effort: one MLflow run per check in the experiment `<pipeline>-monitoring`, with the share,
+ * the per-column scores, the reference's origin and the HTML report. Idempotent on retry (the run
+ * is found by its `mlpipe.monitor_key` tag before one is created). The store record is the source of
+ * truth; an MLflow outage only leaves the check out of MLflow.
+ */
+async function trackCheck(backend: TrackingBackend | undefined, plan: MonitorPlan, outcome: MonitorOutcome, columns: { column_name: string; drift_score: number; drift_detected: boolean }[], key: string, html?: Uint8Array): Promise<void> {
+  if (!backend) return;
+  const experiment = await backend.getOrCreateExperiment(`${plan.pipeline}-monitoring`);
+  const run =
+    (await backend.findRunByTag(experiment, 'mlpipe.monitor_key', key)) ??
+    (await backend.createRun({
+      experimentId: experiment,
+      runName: `drift-${new Date().toISOString().slice(0, 16)}`,
+      startTime: Date.now(),
+      tags: [
+        { key: 'mlpipe.monitor_key', value: key },
+        { key: 'mlpipe.pipeline', value: plan.pipeline },
+        { key: 'mlpipe.reference_workflow_id', value: plan.referenceFrom.workflowId },
+        ...(plan.referenceFrom.model ? [{ key: 'mlpipe.reference_model', value: `${plan.referenceFrom.model} v${plan.referenceFrom.version}` }] : []),
+      ],
+    }));
+  const now = Date.now();
+  const metrics = [
+    { key: 'drift_share', value: outcome.share, timestamp: now, step: 0 },
+    { key: 'dataset_drift', value: outcome.datasetDrift ? 1 : 0, timestamp: now, step: 0 },
+    { key: 'drifted_columns', value: outcome.driftedColumns.length, timestamp: now, step: 0 },
+    ...columns.filter((c) => Number.isFinite(c.drift_score)).map((c) => ({ key: `drift_score.${c.column_name}`, value: c.drift_score, timestamp: now, step: 0 })),
+  ];
+  // A retried activity may have logged them already: metrics append, so check first.
+  if (!(await backend.metricHistory(run.runId, 'drift_share')).length) {
+    await backend.logBatch(run.runId, { metrics, params: [{ key: 'reference_sha256', value: plan.reference.sha256 }, { key: 'current_sha256', value: plan.current.sha256 }], tags: [] });
+  }
+  if (html) await backend.uploadArtifact(run, 'drift.html', html);
+  await backend.updateRun(run.runId, 'FINISHED', now);
+}

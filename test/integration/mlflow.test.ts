@@ -207,6 +207,14 @@ describe('MLflow tracking against a real mlflow server', () => {
       expect(r.referenceFrom).toMatchObject({ model: 'california-housing@challenger', version: v1, workflowId: firstRun, step: 'ingest' });
       expect(r.drift.numberOfColumns).toBe(10);
       expect(r.retrain).toBe(r.drift.datasetDrift ? 'off' : 'no-drift');
+      // The check is an MLflow run too: share, per-column scores, the HTML report.
+      const exp = await rest.getOrCreateExperiment('california-housing-monitoring');
+      const tracked = await rest.findRunByTag(exp, 'mlpipe.monitor_key', m.firstExecutionRunId);
+      expect(tracked).toBeDefined();
+      expect((await rest.metricHistory(tracked!.runId, 'drift_share')).map((p) => p.value)).toEqual([r.drift.share]);
+      expect(await rest.metricHistory(tracked!.runId, 'drift_score.median_income')).toHaveLength(1);
+      const back = await readBack(server.url, 'california-housing-monitoring', '');
+      expect(back.runs.find((x) => x.id === tracked!.runId)?.artifacts).toContain('drift.html');
     } finally {
       await rest.close();
     }

@@ -34,7 +34,8 @@ def main():
                 "tags": run.data.tags,
                 "metrics": run.data.metrics,
                 "history": histories,
-                "artifacts": [a.path for a in client.list_artifacts(run.info.run_id, "model")],
+                "artifacts": [a.path for a in client.list_artifacts(run.info.run_id) if not a.is_dir]
+                + [a.path for a in client.list_artifacts(run.info.run_id, "model")],
             }
         )
     if model:
