@@ -13,6 +13,7 @@ import type { TrackingBackend } from '../engine/ports.js';
 import { createRunStep, toApplicationFailure, type StepDeps } from './run-step.js';
 import { createDeliverTracking } from './tracking.js';
 import { createMonitorActivities } from './monitor.js';
+import { createHpoActivities } from './hpo.js';
 
 export interface ActivityDeps extends StepDeps {
   /** The MLflow backend of this worker; undefined when tracking is off. Made on first use. */
@@ -28,8 +29,26 @@ const inputSchema = z
     labels: z.record(z.string(), z.string()).optional(),
     cache: z.boolean().optional(),
     maxParallel: z.number().int().min(1).optional(),
+    until: z.string().min(1).optional(),
+    trial: z.object({ hpo: z.string().min(1), index: z.number().int().min(0) }).strict().optional(),
   })
   .strict();
+
+/** Keeps `until` and the steps it needs, transitively: the part of the DAG an HPO trial runs. */
+function pruneUntil(compiled: CompiledPipeline, until: string): void {
+  if (!compiled.steps[until]) {
+    throw new PipelineError('INPUT_INVALID', `until: pipeline '${compiled.name}' has no step '${until}'.`, { hint: `Steps: ${compiled.order.join(', ')}.` });
+  }
+  const keep = new Set<string>();
+  const visit = (id: string): void => {
+    if (keep.has(id)) return;
+    keep.add(id);
+    for (const n of compiled.steps[id]!.needs) visit(n);
+  };
+  visit(until);
+  compiled.order = compiled.order.filter((id) => keep.has(id));
+  compiled.steps = Object.fromEntries(Object.entries(compiled.steps).filter(([id]) => keep.has(id)));
+}
 
 export function createActivities(deps: ActivityDeps) {
   const tracking = deps.tracking ?? (() => undefined);
@@ -40,10 +59,12 @@ export function createActivities(deps: ActivityDeps) {
         if (!parsed.success) {
           const detail = parsed.error.issues.map((i) => `${i.path.join('.') || '(input)'}: ${i.message}`).join('; ');
           throw new PipelineError('INPUT_INVALID', `Invalid workflow input: ${detail}.`, {
-            hint: 'The input is {"pipeline": "<name or path>", "overrides": ["key=value", ...], "labels": {...}, "cache": true, "maxParallel": 8}.',
+            hint: 'The input is {"pipeline": "<name or path>", "overrides": ["key=value", ...], "labels": {...}, "cache": true, "maxParallel": 8, "until": "<step>"}.',
           });
         }
         const compiled = loadPipeline(deps.projectDir, parsed.data.pipeline, deps.registry, parsed.data.overrides ?? []);
+        if (parsed.data.until) pruneUntil(compiled, parsed.data.until);
+        if (parsed.data.trial && compiled.tracking) delete compiled.tracking.registerModel;
         const enabled = (compiled.tracking?.enabled ?? true) && tracking() !== undefined;
         const commit = gitCommit(deps.projectDir);
         compiled.tracking = enabled
@@ -71,6 +92,7 @@ export function createActivities(deps: ActivityDeps) {
       }
     },
     runStep: createRunStep(deps),
+    ...createHpoActivities({ registry: deps.registry, projectDir: deps.projectDir }),
     ...createMonitorActivities({ registry: deps.registry, store: deps.store, projectDir: deps.projectDir, tracking }),
     deliverTracking: createDeliverTracking({ tracking, store: deps.store }),
   };

@@ -19,7 +19,8 @@ import { freePort, isListening, requireTemporalCli, startDevServer, type DevServ
 import { PipelineError } from '../engine/errors.js';
 import type { CompiledPipeline, PipelineInput, PipelineResult, PipelineStatus } from '../engine/types.js';
 import { loadProjectRegistry } from '../adapters/project-plugins.js';
-import { MONITOR_WORKFLOW, PIPELINE_WORKFLOW, statusQueryName, trackingWorkflowId } from '../workflows/names.js';
+import { HPO_WORKFLOW, hpoStatusQueryName, MONITOR_WORKFLOW, PIPELINE_WORKFLOW, statusQueryName, trackingWorkflowId } from '../workflows/names.js';
+import type { HpoResult, HpoStatus } from '../workflows/hpo.js';
 import type { MonitorResult } from '../workflows/monitor.js';
 import { renderMermaid } from './graph.js';
 import { formatStepLine, formatSummary } from './render.js';
@@ -59,6 +60,9 @@ Usage:
              [--threshold X] [--drift-share S] [--column name:test[:threshold]] [--fail-on-drift]
                                          Evidently-compatible data drift between two Parquet/CSV/JSONL
                                          files; exit 1 with --fail-on-drift when the dataset drifted
+  mlpipe hpo <pipeline> [overrides...] [--trials N] [--parallel P] [--worker] [--json] [--detach]
+                                         Hyperparameter search of the pipeline's hpo: section (trials
+                                         as child workflows), then a final run with the best config
   mlpipe monitor <pipeline> [overrides...] [--worker] [--json]
                                          One drift check of the pipeline's monitor: section now
   mlpipe schedule create <pipeline> --every 1h [--id ID] [--workflow monitor|pipeline] [--paused]
@@ -228,6 +232,61 @@ async function cmdMonitor(argv: string[], settings: Settings): Promise<number> {
       out(`reference: ${r.referenceFrom.model ? `${r.referenceFrom.model} (version ${r.referenceFrom.version}), ` : ''}step ${r.referenceFrom.step} of ${r.referenceFrom.workflowId}`);
       out(`retrain: ${r.retrain}${r.retrainWorkflowId ? ` (${r.retrainWorkflowId})` : ''}${r.alert ? `; alert ${r.alert.sent ? 'sent' : `not sent (${r.alert.reason})`}` : ''}`);
       out(`reports: ${r.drift.report.uri} (JSON), ${r.drift.html.uri} (HTML)`);
+    }
+    return 0;
+  } finally {
+    await stopWorker?.();
+    await client.connection.close();
+  }
+}
+
+/** A hyperparameter search: starts hpoWorkflow, shows progress, prints the trials and the best. */
+async function cmdHpo(argv: string[], settings: Settings): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { worker: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, id: { type: 'string' }, trials: { type: 'string' }, parallel: { type: 'string' }, detach: { type: 'boolean', default: false } },
+  });
+  const [ref, ...overrides] = positionals;
+  if (!ref) throw new UsageError('mlpipe hpo needs a pipeline name or path.');
+  const compiled = await compile(settings, ref, overrides);
+  if (!compiled.hpo) throw new PipelineError('SPEC_INVALID', `Pipeline '${compiled.name}' has no hpo: section.`, { hint: 'Add hpo: { metric: { step, key, goal }, space: {...}, trials, parallel }.' });
+  const trials = values.trials === undefined ? undefined : z.coerce.number().int().min(1).parse(values.trials);
+  const parallel = values.parallel === undefined ? undefined : z.coerce.number().int().min(1).parse(values.parallel);
+  const client = await connect(settings);
+  let stopWorker: (() => Promise<void>) | undefined;
+  if (values.worker) stopWorker = await startBackgroundWorker(settings);
+  try {
+    const workflowId = values.id ?? `hpo-${compiled.name}-${randomUUID().slice(0, 8)}`;
+    const handle = await client.workflow.start(HPO_WORKFLOW, { taskQueue: settings.taskQueue, workflowId, args: [{ pipeline: ref, ...(overrides.length ? { overrides } : {}), ...(trials ? { trials } : {}), ...(parallel ? { parallel } : {}) }] });
+    if (!values.json) out(`started a search of ${trials ?? compiled.hpo.trials} trials (${parallel ?? compiled.hpo.parallel} at a time) as workflow ${workflowId}`);
+    if (values.detach) return 0;
+    let last = '';
+    const timer = setInterval(() => {
+      void handle
+        .query<HpoStatus>(hpoStatusQueryName)
+        .then((s) => {
+          const line = `  ${s.finished}/${s.trials} trials done, ${s.failed} failed, running [${s.running.join(', ')}]${s.best ? `; best so far: trial ${s.best.index} ${compiled.hpo!.metric.key}=${s.best.value} (${s.best.overrides.join(' ')})` : ''}`;
+          if (line !== last && !values.json) out(line);
+          last = line;
+        })
+        .catch(() => undefined);
+    }, 1000);
+    let r: HpoResult;
+    try {
+      r = (await handle.result()) as HpoResult;
+    } catch (e) {
+      const cause = e instanceof WorkflowFailedError ? (e.cause?.message ?? e.message) : String(e);
+      err(`search ${workflowId} failed: ${cause}`);
+      return 1;
+    } finally {
+      clearInterval(timer);
+    }
+    if (values.json) out(JSON.stringify(r, null, 2));
+    else {
+      for (const t of r.results) out(`  trial ${String(t.index).padStart(3)}  ${t.status === 'succeeded' ? `${r.metric.key}=${t.value}` : `failed: ${t.error?.split('\n')[0]}`}  ${t.overrides.join(' ')}`);
+      out(`best: trial ${r.best.index}, ${r.metric.key}=${r.best.value} with ${r.best.overrides.join(' ')} (${r.trials} trials, ${r.failed} failed, ${r.generations} history generation(s))`);
+      if (r.final) out(`final run ${r.final.workflowId}: ${JSON.stringify(r.final.metrics)}`);
     }
     return 0;
   } finally {
@@ -475,6 +534,9 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdDrift(rest, settings);
       case 'schedule':
         return await cmdSchedule(rest, settings, () => connect(settings));
+      case 'hpo':
+        installRuntime('ERROR');
+        return await cmdHpo(rest, settings);
       case 'monitor':
         installRuntime('ERROR');
         return await cmdMonitor(rest, settings);

@@ -7,6 +7,7 @@ import type { ZodError } from 'zod';
 import type { PluginCatalog } from './catalog.js';
 import { applyValueOverrides, composeConfig, keyPaths, parseOverride, type ConfigFiles, type Override } from './config.js';
 import { parseDuration } from './duration.js';
+import { validateSpace } from './hpo.js';
 import { PipelineError, SpecError, SpecErrors, type ErrorCode, type Location } from './errors.js';
 import { forEachTemplate, lookup, parseTemplate, references, resolveDeep, type RefPath } from './expressions.js';
 import { DEFAULT_MAX_PARALLEL, DEFAULT_TIMEOUT_MS, KNOWN_KEYS, pipelineSchema, type PipelineSpec, type StepSpec } from './spec.js';
@@ -319,9 +320,23 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
       else throw e;
     }
   }
+  if (spec.hpo) {
+    const h = spec.hpo;
+    const target = steps[h.metric.step];
+    if (!target) {
+      problems.push(new SpecError('SPEC_INVALID', `hpo.metric.step: there is no step '${h.metric.step}'.${didYouMean(h.metric.step, stepIds)}`, { where: at(['hpo', 'metric', 'step']), hint: `Steps: ${stepIds.join(', ')}.` }));
+    } else {
+      const declared = opts.catalog.get(target.uses)?.outputNames(staticWith[h.metric.step] ?? {});
+      if (declared && !declared.includes(h.metric.output)) {
+        problems.push(new SpecError('SPEC_INVALID', `hpo.metric: step '${h.metric.step}' (${target.uses}) has no output '${h.metric.output}'.`, { where: at(['hpo', 'metric']), hint: `Its outputs: ${declared.join(', ')}.` }));
+      }
+    }
+    for (const problem of validateSpace(h.space)) problems.push(new SpecError('SPEC_INVALID', `hpo.space.${problem}.`, { where: at(['hpo', 'space', problem.split(':')[0]!]) }));
+  }
   if (problems.length) throw new SpecErrors(problems);
 
   return dropUndefined({
+    hpo: spec.hpo,
     monitor,
     name: spec.name,
     description: spec.description,
@@ -511,6 +526,7 @@ function knownKeysFor(path: (string | number)[]): string[] {
   if (path[0] === 'stepDefaults' && path.length === 1) return KNOWN_KEYS.stepDefaults;
   if (path[0] === 'tracking' && path.length === 1) return KNOWN_KEYS.tracking;
   if (path[0] === 'monitor' && path.length === 1) return KNOWN_KEYS.monitor;
+  if (path[0] === 'hpo' && path.length === 1) return KNOWN_KEYS.hpo;
   if (path[0] === 'tracking' && path[1] === 'registerModel' && path.length === 2) return KNOWN_KEYS.registerModel;
   return [];
 }

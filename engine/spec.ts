@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { driftParams } from './drift/params.js';
+import { hpoSchema } from './hpo.js';
 import { DURATION_HELP, parseDuration } from './duration.js';
 
 export const STEP_ID = /^[A-Za-z_][A-Za-z0-9_-]*$/;
@@ -118,6 +119,7 @@ export const pipelineSchema = z
     stepDefaults: stepDefaultsSchema.optional(),
     tracking: trackingSchema.optional(),
     monitor: monitorSchema.optional(),
+    hpo: hpoSchema.optional(),
     steps: z.record(z.string().regex(STEP_ID, 'step ids are letters, digits, _ and - (starting with a letter or _)'), stepSchema),
   })
   .strict();
@@ -135,6 +137,7 @@ export const KNOWN_KEYS = {
   registerModel: ['name', 'step', 'output', 'aliases'],
   cache: Object.keys(stepCacheSchema.shape),
   monitor: Object.keys(monitorSchema.shape),
+  hpo: Object.keys(hpoSchema.shape),
 };
 
 export const DEFAULT_TIMEOUT_MS = 60 * 60 * 1000;

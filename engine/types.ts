@@ -36,6 +36,10 @@ export interface PipelineInput {
   cache?: boolean;
   /** Overrides the pipeline's maxParallel. */
   maxParallel?: number;
+  /** Run only this step and the steps it needs (an HPO trial stops at its metric step). */
+  until?: string;
+  /** Set for an HPO trial: the trial registers no model. */
+  trial?: { hpo: string; index: number };
 }
 
 export interface RetrySpec {
@@ -87,7 +91,11 @@ export interface CompiledPipeline {
   tracking?: PipelineTracking;
   /** From the spec's `monitor:`, expressions resolved. */
   monitor?: PipelineMonitor;
+  /** From the spec's `hpo:` (engine/hpo.ts). */
+  hpo?: HpoSpec;
 }
+
+import type { HpoSpec } from './hpo.js';
 
 export interface PipelineMonitor {
   current: string;

@@ -2,3 +2,4 @@
 export { pipelineWorkflow, statusQuery, stepAttemptSignal } from './pipeline.js';
 export { trackingWorkflow, trackEventsSignal, trackingStatusQuery } from './tracking.js';
 export { monitorWorkflow } from './monitor.js';
+export { hpoWorkflow, hpoStatusQuery } from './hpo.js';

@@ -14,3 +14,5 @@ export const MONITOR_WORKFLOW = 'monitorWorkflow';
 export function retrainWorkflowId(pipeline: string): string {
   return `retrain-${pipeline}`;
 }
+export const HPO_WORKFLOW = 'hpoWorkflow';
+export const hpoStatusQueryName = 'hpoStatus';

@@ -1,0 +1,136 @@
+/**
+ * Hyperparameter search, the pure part: the search space, trial generation (grid, seeded random),
+ * the comparison of results, and the median stopping rule. Trials are override lists
+ * (`training.lr=0.003`), so a trial is an ordinary pipeline run with overrides. Pure and
+ * deterministic: the same spec and seed give the same trials, wherever they are computed.
+ */
+import { z } from 'zod';
+
+export const paramSpec = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('double'), min: z.number(), max: z.number(), scale: z.enum(['linear', 'log']).default('linear'), gridPoints: z.number().int().min(2).max(100).default(3) }).strict(),
+  z.object({ type: z.literal('int'), min: z.number().int(), max: z.number().int(), scale: z.enum(['linear', 'log']).default('linear'), gridPoints: z.number().int().min(2).max(1000).optional() }).strict(),
+  z.object({ type: z.literal('categorical'), values: z.array(z.string()).min(1) }).strict(),
+  z.object({ type: z.literal('discrete'), values: z.array(z.number()).min(1) }).strict(),
+]);
+export type ParamSpec = z.infer<typeof paramSpec>;
+
+export const hpoSchema = z
+  .object({
+    /** The metric to optimise: a step's output (a metrics object) and the key in it. */
+    metric: z.object({ step: z.string().min(1), output: z.string().min(1).default('metrics'), key: z.string().min(1), goal: z.enum(['minimize', 'maximize']) }).strict(),
+    /** Override keys (config keys such as training.lr, params.x, or a config group such as model). */
+    space: z.record(z.string().regex(/^[A-Za-z_][\w.-]*$/, 'an override key such as training.lr or params.seed'), paramSpec).refine((s) => Object.keys(s).length > 0, 'the search space is empty'),
+    trials: z.number().int().min(1).max(100_000).default(16),
+    parallel: z.number().int().min(1).max(1000).default(2),
+    maxFailed: z.number().int().min(0).default(0),
+    algorithm: z.enum(['random', 'grid']).default('random'),
+    seed: z.number().int().default(1),
+    /** After the search, run the whole pipeline once more with the best trial's overrides. */
+    final: z.boolean().default(true),
+  })
+  .strict();
+export type HpoSpec = z.infer<typeof hpoSchema>;
+
+export interface Trial {
+  index: number;
+  /** Override strings, in the space's key order. */
+  overrides: string[];
+  /** The sampled values by key. */
+  values: Record<string, number | string>;
+}
+
+/** mulberry32: a small seeded PRNG with a 32-bit state. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function round(v: number): number {
+  return Number(v.toPrecision(6));
+}
+
+function sample(spec: ParamSpec, rand: () => number): number | string {
+  switch (spec.type) {
+    case 'double':
+      return round(spec.scale === 'log' ? Math.exp(Math.log(spec.min) + rand() * (Math.log(spec.max) - Math.log(spec.min))) : spec.min + rand() * (spec.max - spec.min));
+    case 'int':
+      if (spec.scale === 'log') return Math.min(spec.max, Math.max(spec.min, Math.round(Math.exp(Math.log(spec.min) + rand() * (Math.log(spec.max) - Math.log(spec.min))))));
+      return spec.min + Math.floor(rand() * (spec.max - spec.min + 1));
+    case 'categorical':
+    case 'discrete':
+      return spec.values[Math.floor(rand() * spec.values.length)]!;
+  }
+}
+
+function gridValues(spec: ParamSpec): (number | string)[] {
+  switch (spec.type) {
+    case 'categorical':
+    case 'discrete':
+      return spec.values;
+    case 'double': {
+      const n = spec.gridPoints;
+      return Array.from({ length: n }, (_, i) => {
+        const f = i / (n - 1);
+        return round(spec.scale === 'log' ? Math.exp(Math.log(spec.min) + f * (Math.log(spec.max) - Math.log(spec.min))) : spec.min + f * (spec.max - spec.min));
+      });
+    }
+    case 'int': {
+      const all = spec.max - spec.min + 1;
+      const n = Math.min(all, spec.gridPoints ?? all);
+      return [...new Set(Array.from({ length: n }, (_, i) => Math.round(spec.min + (n === 1 ? 0 : (i / (n - 1)) * (spec.max - spec.min)))))];
+    }
+  }
+}
+
+export function validateSpace(space: Record<string, ParamSpec>): string[] {
+  const problems: string[] = [];
+  for (const [key, s] of Object.entries(space)) {
+    if ((s.type === 'double' || s.type === 'int') && !(s.min < s.max)) problems.push(`${key}: min must be below max`);
+    if ((s.type === 'double' || s.type === 'int') && s.scale === 'log' && s.min <= 0) problems.push(`${key}: a log scale needs min > 0`);
+  }
+  return problems;
+}
+
+/** The trials of a search: grid (the cartesian product, in order, up to `count`) or seeded random. */
+export function generateTrials(space: Record<string, ParamSpec>, count: number, algorithm: 'grid' | 'random', seed: number): Trial[] {
+  const keys = Object.keys(space);
+  const make = (index: number, values: Record<string, number | string>): Trial => ({ index, values, overrides: keys.map((k) => `${k}=${String(values[k])}`) });
+  if (algorithm === 'grid') {
+    const axes = keys.map((k) => gridValues(space[k]!));
+    const total = axes.reduce((n, a) => n * a.length, 1);
+    const out: Trial[] = [];
+    for (let i = 0; i < Math.min(total, count); i++) {
+      let rest = i;
+      const values: Record<string, number | string> = {};
+      for (let k = keys.length - 1; k >= 0; k--) {
+        const axis = axes[k]!;
+        values[keys[k]!] = axis[rest % axis.length]!;
+        rest = Math.floor(rest / axis.length);
+      }
+      out.push(make(i, values));
+    }
+    return out;
+  }
+  const rand = prng(seed);
+  return Array.from({ length: count }, (_, i) => make(i, Object.fromEntries(keys.map((k) => [k, sample(space[k]!, rand)]))));
+}
+
+export function isBetter(a: number, b: number | undefined, goal: 'minimize' | 'maximize'): boolean {
+  if (!Number.isFinite(a)) return false;
+  if (b === undefined || !Number.isFinite(b)) return true;
+  return goal === 'minimize' ? a < b : a > b;
+}
+
+/** The median of finished trials' values (undefined until there are any). */
+export function median(values: number[]): number | undefined {
+  const v = values.filter(Number.isFinite).sort((a, b) => a - b);
+  if (!v.length) return undefined;
+  const m = Math.floor(v.length / 2);
+  return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+}

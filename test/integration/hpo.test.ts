@@ -1,0 +1,134 @@
+/**
+ * Hyperparameter search on the real dev server: trials as child workflows, at most `parallel` at
+ * once, failed trials tolerated up to the limit, continue-as-new between generations without
+ * rerunning finished trials, the best trial picked and run in full.
+ */
+import { WorkflowFailedError } from '@temporalio/client';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { PipelineResult } from '../../engine/types.js';
+import type { HpoResult } from '../../workflows/hpo.js';
+import { HPO_WORKFLOW } from '../../workflows/names.js';
+import { createTestProject, uniqueId, useWorkerAndClient, type JournalLine } from './helpers.js';
+
+const project = createTestProject('hpo');
+// The objective is the trial's x itself (util.echo returns its values); `mode=boom` makes a trial fail.
+project.write(
+  'pipelines/search.yaml',
+  `name: search
+params:
+  x: 0
+  mode: ok
+hpo:
+  metric: { step: objective, output: score, key: score, goal: minimize }
+  space:
+    params.x: { type: discrete, values: [5, 3, 8, 1, 9, 4, 7, 6] }
+  trials: 8
+  parallel: 2
+  algorithm: grid
+steps:
+  check:
+    uses: util.shell
+    retry: { maximumAttempts: 1 }
+    with:
+      command: test "\${params.mode}" = ok
+  objective:
+    uses: util.echo
+    needs: check
+    cache: false
+    with:
+      sleepMs: 300
+      journal: journal.jsonl
+      values:
+        score: \${params.x}
+  report:
+    uses: util.echo
+    needs: objective
+    with:
+      values:
+        final: true
+`,
+);
+const env = useWorkerAndClient(project);
+
+function search(input: Record<string, unknown>, id = uniqueId('hpo')) {
+  return env.client.workflow.start(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId: id, args: [{ pipeline: 'search', ...input }], workflowRunTimeout: '5 minutes' });
+}
+
+function trialLines(hpoId: string): JournalLine[] {
+  return project.journal().filter((l) => String(l['workflowId'] ?? '').startsWith(`${hpoId}/trial-`));
+}
+
+describe('hpoWorkflow', () => {
+  it('runs every trial as a child up to the metric step, two at a time, and runs the best in full', async () => {
+    const h = await search({});
+    const r = (await h.result()) as HpoResult;
+    expect(r.trials).toBe(8);
+    expect(r.failed).toBe(0);
+    expect(r.best).toMatchObject({ overrides: ['params.x=1'], value: 1, status: 'succeeded' });
+    expect(r.results.map((t) => t.value)).toEqual([5, 3, 8, 1, 9, 4, 7, 6]);
+    // Trials stop at the metric step: no 'report' in a trial; the final run has it.
+    const trial = env.client.workflow.getHandle(`${h.workflowId}/trial-0`);
+    const tr = (await trial.result()) as PipelineResult;
+    expect(Object.keys(tr.steps)).toEqual(['check', 'objective']);
+    const final = (await env.client.workflow.getHandle(r.final!.workflowId).result()) as PipelineResult;
+    expect(final.outputs['report']).toEqual({ final: true });
+    expect(final.outputs['objective']).toEqual({ score: 1 });
+    // At most two trials at once, from the objective step's start/finish journal.
+    const events = trialLines(h.workflowId)
+      .filter((l) => l.event === 'start' || l.event === 'finish')
+      .map((l) => ({ t: Date.parse(l.at), d: l.event === 'start' ? 1 : -1 }))
+      .sort((a, b) => a.t - b.t || a.d - b.d);
+    let cur = 0;
+    let max = 0;
+    for (const e of events) max = Math.max(max, (cur += e.d));
+    expect(max).toBe(2);
+    expect(events.filter((e) => e.d === 1)).toHaveLength(8);
+  });
+
+  it('tolerates failed trials up to maxFailed, and fails the search past it', async () => {
+    // Half the trials have mode=boom and fail at their first step.
+    const base = readFileSync(join(project.dir, 'pipelines', 'search.yaml'), 'utf8')
+      .replace('    params.x: { type: discrete, values: [5, 3, 8, 1, 9, 4, 7, 6] }', '    params.x: { type: discrete, values: [5, 3] }\n    params.mode: { type: categorical, values: [ok, boom] }')
+      .replace('  trials: 8', '  trials: 4');
+    project.write('pipelines/tolerant.yaml', base.replace('name: search', 'name: tolerant').replace('  parallel: 2', '  parallel: 2\n  maxFailed: 2'));
+    project.write('pipelines/strict.yaml', base.replace('name: search', 'name: strict').replace('  parallel: 2', '  parallel: 2\n  maxFailed: 1'));
+    const start = (pipeline: string) => env.client.workflow.start(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId(pipeline), args: [{ pipeline }] });
+    const ok = (await (await start('tolerant')).result()) as HpoResult;
+    expect(ok.failed).toBe(2);
+    expect(ok.results.filter((t) => t.status === 'failed').map((t) => t.overrides)).toEqual([
+      ['params.x=5', 'params.mode=boom'],
+      ['params.x=3', 'params.mode=boom'],
+    ]);
+    expect(ok.results.find((t) => t.status === 'failed')?.error).toMatch(/check/);
+    expect(ok.best).toMatchObject({ value: 3, overrides: ['params.x=3', 'params.mode=ok'] });
+    const strict = await start('strict');
+    const e = (await strict.result().catch((x: unknown) => x)) as WorkflowFailedError;
+    expect(e).toBeInstanceOf(WorkflowFailedError);
+    expect(e.cause?.message).toMatch(/2 trials failed, more than maxFailed \(1\)/);
+  });
+
+  it('continues as new between generations without rerunning finished trials', async () => {
+    const h = await search({ trialsPerGeneration: 3 });
+    const r = (await h.result()) as HpoResult;
+    expect(r.generations).toBe(3);
+    expect(r.trials).toBe(8);
+    expect(r.best.value).toBe(1);
+    // Each trial's objective ran exactly once.
+    const starts = trialLines(h.workflowId).filter((l) => l.event === 'start');
+    expect(starts).toHaveLength(8);
+    expect(new Set(starts.map((l) => l['workflowId'])).size).toBe(8);
+  });
+
+  it('refuses a pipeline without hpo: and a space that does not compile, before running anything', async () => {
+    const noHpo = await env.client.workflow.start(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('hpo-bad'), args: [{ pipeline: 'diamond' }] });
+    await expect(noHpo.result()).rejects.toThrow(WorkflowFailedError);
+    project.write('pipelines/bad-space.yaml', `name: bad-space\nhpo:\n  metric: { step: a, output: score, key: score, goal: minimize }\n  space:\n    training.nope: { type: double, min: 0, max: 1 }\nsteps:\n  a:\n    uses: util.echo\n    with:\n      values: { score: 1 }\n`);
+    const bad = await env.client.workflow.start(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('hpo-bad'), args: [{ pipeline: 'bad-space' }] });
+    const e = (await bad.result().catch((x: unknown) => x)) as WorkflowFailedError;
+    expect(e).toBeInstanceOf(WorkflowFailedError);
+    const cause = e.cause as { message: string; cause?: { message: string } } | undefined;
+    expect(String(cause?.cause?.message ?? cause?.message)).toMatch(/trial 0 \(training.nope=.*\) does not compile/);
+  });
+});

@@ -1,0 +1,145 @@
+/**
+ * hpoWorkflow: a hyperparameter search on Temporal workers. Each trial is a child pipelineWorkflow
+ * (`<hpo id>/trial-<n>`) with the trial's overrides that runs the pipeline up to the metric's step.
+ * At most `parallel` run at once. Failed trials are tolerated up to `maxFailed`. When history grows
+ * large (Temporal suggests continue-as-new), it stops launching, waits for the running trials, and
+ * continues as new with the results so far, so a search of thousands of trials keeps a bounded
+ * history. After a worker crash it resumes from history: finished trials are never run again. The
+ * best trial's overrides then drive a final full run (`<hpo id>/final`).
+ */
+import { ApplicationFailure, ChildWorkflowFailure } from '@temporalio/common';
+import { condition, continueAsNew, defineQuery, proxyActivities, setHandler, startChild, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities/index.js';
+import type { HpoInput, HpoPlan } from '../activities/hpo.js';
+import { NON_RETRYABLE_CODES } from '../engine/errors.js';
+import type { PipelineResult } from '../engine/types.js';
+import { hpoStatusQueryName } from './names.js';
+import { pipelineWorkflow } from './pipeline.js';
+
+const { planHpo } = proxyActivities<Activities>({ startToCloseTimeout: '10 minutes', retry: { maximumAttempts: 3, nonRetryableErrorTypes: [...NON_RETRYABLE_CODES] } });
+
+export interface TrialResult {
+  index: number;
+  overrides: string[];
+  status: 'succeeded' | 'failed';
+  value?: number;
+  error?: string;
+  workflowId: string;
+}
+
+export interface HpoState {
+  plan: HpoPlan;
+  results: TrialResult[];
+  /** Continue-as-new generations so far. */
+  generation: number;
+}
+
+export interface HpoWorkflowInput extends HpoInput {
+  /** Set by continue-as-new. */
+  state?: HpoState;
+}
+
+export interface HpoStatus {
+  trials: number;
+  finished: number;
+  failed: number;
+  running: number[];
+  best?: TrialResult;
+  generation: number;
+}
+
+export interface HpoResult {
+  pipeline: string;
+  metric: HpoPlan['spec']['metric'];
+  best: TrialResult;
+  trials: number;
+  failed: number;
+  generations: number;
+  results: TrialResult[];
+  final?: { workflowId: string; metrics?: Record<string, unknown> };
+}
+
+export const hpoStatusQuery = defineQuery<HpoStatus>(hpoStatusQueryName);
+
+function metricOf(result: PipelineResult, m: HpoPlan['spec']['metric']): number | undefined {
+  const out = result.outputs[m.step]?.[m.output];
+  const v = m.output === m.key ? out : (out as Record<string, unknown> | undefined)?.[m.key];
+  return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
+}
+
+function bestOf(results: TrialResult[], goal: 'minimize' | 'maximize'): TrialResult | undefined {
+  let best: TrialResult | undefined;
+  for (const r of results) {
+    if (r.status !== 'succeeded' || r.value === undefined) continue;
+    if (!best || (goal === 'minimize' ? r.value < best.value! : r.value > best.value!)) best = r;
+  }
+  return best;
+}
+
+export async function hpoWorkflow(input: HpoWorkflowInput): Promise<HpoResult> {
+  const info = workflowInfo();
+  const plan = input.state?.plan ?? (await planHpo(input));
+  const results: TrialResult[] = input.state?.results ?? [];
+  const generation = input.state?.generation ?? 0;
+  const { spec } = plan;
+  const done = new Set(results.map((r) => r.index));
+  const running = new Map<number, Promise<void>>();
+  let failed = results.filter((r) => r.status === 'failed').length;
+  let draining = false;
+  setHandler(hpoStatusQuery, () => ({ trials: plan.trials.length, finished: results.length, failed, running: [...running.keys()], best: bestOf(results, spec.metric.goal), generation }));
+
+  // Continue-as-new keeps the workflow ID, so trial IDs stay stable across generations.
+  const root = info.workflowId;
+  let launchedThisGeneration = 0;
+  const pending = plan.trials.filter((t) => !done.has(t.index));
+  let next = 0;
+  const launch = (t: (typeof pending)[number]): void => {
+    const workflowId = `${root}/trial-${t.index}`;
+    const p = (async () => {
+      try {
+        const handle = await startChild(pipelineWorkflow, {
+          workflowId,
+          args: [{ pipeline: plan.pipeline, overrides: [...plan.overrides, ...t.overrides], until: spec.metric.step, trial: { hpo: root, index: t.index }, labels: { hpo: root, trial: String(t.index) } }],
+        });
+        const result = (await handle.result()) as PipelineResult;
+        const value = metricOf(result, spec.metric);
+        results.push(value === undefined ? { index: t.index, overrides: t.overrides, status: 'failed', error: `no numeric ${spec.metric.step}.${spec.metric.output}.${spec.metric.key}`, workflowId } : { index: t.index, overrides: t.overrides, status: 'succeeded', value, workflowId });
+      } catch (e) {
+        const cause = e instanceof ChildWorkflowFailure ? (e.cause?.message ?? e.message) : e instanceof Error ? e.message : String(e);
+        results.push({ index: t.index, overrides: t.overrides, status: 'failed', error: cause, workflowId });
+      }
+      if (results[results.length - 1]!.status === 'failed') failed++;
+      running.delete(t.index);
+    })();
+    running.set(t.index, p);
+  };
+
+  while (next < pending.length || running.size > 0) {
+    if (failed > spec.maxFailed) draining = true;
+    if (!draining && (workflowInfo().continueAsNewSuggested || (input.trialsPerGeneration !== undefined && launchedThisGeneration >= input.trialsPerGeneration))) draining = true;
+    while (!draining && running.size < spec.parallel && next < pending.length && (input.trialsPerGeneration === undefined || launchedThisGeneration < input.trialsPerGeneration)) {
+      launch(pending[next++]!);
+      launchedThisGeneration++;
+    }
+    if (running.size === 0) break;
+    const before = results.length;
+    await condition(() => results.length > before);
+  }
+  if (failed > spec.maxFailed) {
+    throw ApplicationFailure.create({ type: 'HPO_FAILED', nonRetryable: true, message: `${failed} trials failed, more than maxFailed (${spec.maxFailed}). Last error: ${results.filter((r) => r.status === 'failed').pop()?.error ?? ''}` });
+  }
+  if (results.length < plan.trials.length) {
+    // History is large: start over with the results so far (running trials have all finished).
+    await continueAsNew<typeof hpoWorkflow>({ ...input, state: { plan, results, generation: generation + 1 } });
+  }
+  const best = bestOf(results, spec.metric.goal);
+  if (!best) throw ApplicationFailure.create({ type: 'HPO_FAILED', nonRetryable: true, message: 'No trial produced the metric.' });
+  let final: HpoResult['final'];
+  if (spec.final) {
+    const workflowId = `${root}/final`;
+    const handle = await startChild(pipelineWorkflow, { workflowId, args: [{ pipeline: plan.pipeline, overrides: [...plan.overrides, ...best.overrides], labels: { hpo: root, role: 'final', trial: String(best.index) } }] });
+    const r = (await handle.result()) as PipelineResult;
+    final = { workflowId, metrics: r.outputs[spec.metric.step]?.[spec.metric.output] as Record<string, unknown> | undefined };
+  }
+  return { pipeline: plan.pipeline, metric: spec.metric, best, trials: results.length, failed, generations: generation + 1, results: [...results].sort((a, b) => a.index - b.index), ...(final ? { final } : {}) };
+}
