@@ -2,6 +2,7 @@
 import { loadPipeline } from '../adapters/load-pipeline.js';
 import { PipelineError, SpecErrors } from '../engine/errors.js';
 import { generateTrials, type HpoSpec, type Trial } from '../engine/hpo.js';
+import type { TrackingBackend } from '../engine/ports.js';
 import type { Registry } from '../plugins/registry.js';
 import { toApplicationFailure } from './run-step.js';
 
@@ -23,8 +24,71 @@ export interface HpoPlan {
   trials: Trial[];
 }
 
-export function createHpoActivities(deps: { registry: Registry; projectDir: string }) {
+export function createHpoActivities(deps: { registry: Registry; projectDir: string; tracking: () => TrackingBackend | undefined; experimentName?: string }) {
+  const experimentOf = (plan: HpoPlan, compiledExperiment?: string): string => compiledExperiment ?? deps.experimentName ?? plan.pipeline;
   return {
+    /**
+     * The search's MLflow run (idempotent by the `mlpipe.hpo_key` tag): params = the search space and
+     * settings. Trials nest under it. Undefined when tracking is off.
+     */
+    async startHpoTracking(input: { plan: HpoPlan; key: string }): Promise<{ runId: string; experimentId: string } | undefined> {
+      const backend = deps.tracking();
+      if (!backend) return undefined;
+      const compiled = loadPipeline(deps.projectDir, input.plan.pipeline, deps.registry, input.plan.overrides);
+      if (compiled.tracking?.enabled === false) return undefined;
+      const experiment = await backend.getOrCreateExperiment(experimentOf(input.plan, compiled.tracking?.experiment));
+      const existing = await backend.findRunByTag(experiment, 'mlpipe.hpo_key', input.key);
+      if (existing) return { runId: existing.runId, experimentId: experiment };
+      const run = await backend.createRun({
+        experimentId: experiment,
+        runName: input.key,
+        startTime: Date.now(),
+        tags: [
+          { key: 'mlpipe.hpo_key', value: input.key },
+          { key: 'mlpipe.pipeline', value: compiled.name },
+          { key: 'mlpipe.kind', value: 'hpo' },
+        ],
+      });
+      const s = input.plan.spec;
+      const params = [
+        { key: 'hpo.metric', value: `${s.metric.step}.${s.metric.output}.${s.metric.key}` },
+        { key: 'hpo.goal', value: s.metric.goal },
+        { key: 'hpo.trials', value: String(s.trials) },
+        { key: 'hpo.parallel', value: String(s.parallel) },
+        { key: 'hpo.algorithm', value: s.algorithm },
+        { key: 'hpo.seed', value: String(s.seed) },
+        ...Object.entries(s.space).map(([k, v]) => ({ key: `space.${k}`, value: JSON.stringify(v).slice(0, 500) })),
+      ];
+      await backend.logBatch(run.runId, { metrics: [], params, tags: [] });
+      return { runId: run.runId, experimentId: experiment };
+    },
+
+    /**
+     * Ends the search's run: the best value as a metric, the best trial's overrides as tags, and the
+     * best trial's own run tagged `mlpipe.hpo_best`. Trial runs are delivered by their own tracking
+     * workflows; if the best one is not in MLflow yet, this fails and is retried.
+     */
+    async finishHpoTracking(input: { runId: string; experimentId: string; best: { index: number; value: number; overrides: string[]; runKey: string }; metricKey: string; status: 'FINISHED' | 'FAILED' }): Promise<void> {
+      const backend = deps.tracking();
+      if (!backend) return;
+      const experiment = input.experimentId;
+      const now = Date.now();
+      if (!(await backend.metricHistory(input.runId, `best_${input.metricKey}`)).length) {
+        await backend.logBatch(input.runId, {
+          metrics: [{ key: `best_${input.metricKey}`, value: input.best.value, timestamp: now, step: 0 }],
+          params: [],
+          tags: [
+            { key: 'mlpipe.hpo_best_trial', value: String(input.best.index) },
+            { key: 'mlpipe.hpo_best_overrides', value: input.best.overrides.join(' ').slice(0, 5000) },
+          ],
+        });
+      }
+      const trialRun = await backend.findRunByTag(experiment, 'mlpipe.run_key', input.best.runKey);
+      if (!trialRun) throw new PipelineError('TRACKING_ERROR', `The best trial's MLflow run (${input.best.runKey}) is not delivered yet.`);
+      await backend.logBatch(trialRun.runId, { metrics: [], params: [], tags: [{ key: 'mlpipe.hpo_best', value: 'true' }] });
+      await backend.updateRun(input.runId, input.status, now);
+    },
+
     async planHpo(input: HpoInput): Promise<HpoPlan> {
       try {
         const base = input.overrides ?? [];

@@ -30,7 +30,7 @@ const inputSchema = z
     cache: z.boolean().optional(),
     maxParallel: z.number().int().min(1).optional(),
     until: z.string().min(1).optional(),
-    trial: z.object({ hpo: z.string().min(1), index: z.number().int().min(0) }).strict().optional(),
+    trial: z.object({ hpo: z.string().min(1), index: z.number().int().min(0), parentRunId: z.string().optional() }).strict().optional(),
   })
   .strict();
 
@@ -70,6 +70,7 @@ export function createActivities(deps: ActivityDeps) {
         compiled.tracking = enabled
           ? { ...compiled.tracking, enabled, experiment: compiled.tracking?.experiment ?? deps.experimentName ?? compiled.name, gitCommit: commit }
           : { enabled: false };
+        if (parsed.data.trial?.parentRunId && compiled.tracking.enabled) compiled.tracking.parentRunId = parsed.data.trial.parentRunId;
         const execution = Context.current().info.workflowExecution;
         if (execution) {
           await writeRunManifest(deps.store, {
@@ -92,7 +93,7 @@ export function createActivities(deps: ActivityDeps) {
       }
     },
     runStep: createRunStep(deps),
-    ...createHpoActivities({ registry: deps.registry, projectDir: deps.projectDir }),
+    ...createHpoActivities({ registry: deps.registry, projectDir: deps.projectDir, tracking, experimentName: deps.experimentName }),
     ...createMonitorActivities({ registry: deps.registry, store: deps.store, projectDir: deps.projectDir, tracking }),
     deliverTracking: createDeliverTracking({ tracking, store: deps.store }),
   };

@@ -105,6 +105,8 @@ export async function deliver(backend: TrackingBackend, store: ArtifactStore, in
         tag('mlpipe.workflow_id', event.workflowId),
         tag('mlpipe.run_id', event.runId),
         ...(config.gitCommit ? [tag('mlflow.source.git.commit', config.gitCommit)] : []),
+        // An HPO trial's run nests under the search's run.
+        ...(config.parentRunId ? [tag('mlflow.parentRunId', config.parentRunId)] : []),
         ...Object.entries(event.labels).map(([k, v]) => tag(`mlpipe.label.${sanitizeKey(k)}`, v)),
       ];
       known.parent = await ensureRun(known.parent, 'mlpipe.run_key', input.key, async () =>

@@ -34,6 +34,8 @@ export interface TrackingConfig {
   registerModel?: { name: string; step: string; output: string; aliases: string[] };
   /** The project's git commit when known (mlflow.source.git.commit). */
   gitCommit?: string;
+  /** The MLflow run this run nests under (an HPO trial under its search). */
+  parentRunId?: string;
 }
 
 /** A step as the tracker sees it, once it has ended. */

@@ -39,7 +39,7 @@ export interface PipelineInput {
   /** Run only this step and the steps it needs (an HPO trial stops at its metric step). */
   until?: string;
   /** Set for an HPO trial: the trial registers no model. */
-  trial?: { hpo: string; index: number };
+  trial?: { hpo: string; index: number; parentRunId?: string };
 }
 
 export interface RetrySpec {
@@ -111,6 +111,8 @@ export interface PipelineTracking {
   experiment?: string;
   registerModel?: { name: string; step: string; output: string; aliases: string[] };
   gitCommit?: string;
+  /** The MLflow run this run nests under (an HPO trial under its search). */
+  parentRunId?: string;
 }
 
 export type StepStatus = 'pending' | 'running' | 'succeeded' | 'cached' | 'skipped' | 'failed' | 'cancelled';

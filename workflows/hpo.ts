@@ -8,7 +8,7 @@
  * best trial's overrides then drive a final full run (`<hpo id>/final`).
  */
 import { ApplicationFailure, ChildWorkflowFailure } from '@temporalio/common';
-import { condition, continueAsNew, defineQuery, proxyActivities, setHandler, startChild, workflowInfo } from '@temporalio/workflow';
+import { condition, continueAsNew, defineQuery, log, proxyActivities, setHandler, startChild, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { HpoInput, HpoPlan } from '../activities/hpo.js';
 import { NON_RETRYABLE_CODES } from '../engine/errors.js';
@@ -17,9 +17,13 @@ import { hpoStatusQueryName } from './names.js';
 import { pipelineWorkflow } from './pipeline.js';
 
 const { planHpo } = proxyActivities<Activities>({ startToCloseTimeout: '10 minutes', retry: { maximumAttempts: 3, nonRetryableErrorTypes: [...NON_RETRYABLE_CODES] } });
+// Tracking never fails the search: bounded retries, then the search goes on untracked.
+const { startHpoTracking, finishHpoTracking } = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 8, initialInterval: '1s', maximumInterval: '15s' } });
 
 export interface TrialResult {
   index: number;
+  /** The trial's Temporal run ID (its MLflow run's key is `<workflowId>/<runId>`). */
+  runId?: string;
   overrides: string[];
   status: 'succeeded' | 'failed';
   value?: number;
@@ -29,6 +33,7 @@ export interface TrialResult {
 
 export interface HpoState {
   plan: HpoPlan;
+  tracking?: { runId: string; experimentId: string };
   results: TrialResult[];
   /** Continue-as-new generations so far. */
   generation: number;
@@ -79,6 +84,14 @@ function bestOf(results: TrialResult[], goal: 'minimize' | 'maximize'): TrialRes
 export async function hpoWorkflow(input: HpoWorkflowInput): Promise<HpoResult> {
   const info = workflowInfo();
   const plan = input.state?.plan ?? (await planHpo(input));
+  let tracking = input.state?.tracking;
+  if (!input.state) {
+    try {
+      tracking = await startHpoTracking({ plan, key: info.workflowId });
+    } catch (e) {
+      log.warn('the search is not tracked in MLflow', { error: String(e) });
+    }
+  }
   const results: TrialResult[] = input.state?.results ?? [];
   const generation = input.state?.generation ?? 0;
   const { spec } = plan;
@@ -99,11 +112,12 @@ export async function hpoWorkflow(input: HpoWorkflowInput): Promise<HpoResult> {
       try {
         const handle = await startChild(pipelineWorkflow, {
           workflowId,
-          args: [{ pipeline: plan.pipeline, overrides: [...plan.overrides, ...t.overrides], until: spec.metric.step, trial: { hpo: root, index: t.index }, labels: { hpo: root, trial: String(t.index) } }],
+          args: [{ pipeline: plan.pipeline, overrides: [...plan.overrides, ...t.overrides], until: spec.metric.step, trial: { hpo: root, index: t.index, ...(tracking ? { parentRunId: tracking.runId } : {}) }, labels: { hpo: root, trial: String(t.index) } }],
         });
+        const runId = handle.firstExecutionRunId;
         const result = (await handle.result()) as PipelineResult;
         const value = metricOf(result, spec.metric);
-        results.push(value === undefined ? { index: t.index, overrides: t.overrides, status: 'failed', error: `no numeric ${spec.metric.step}.${spec.metric.output}.${spec.metric.key}`, workflowId } : { index: t.index, overrides: t.overrides, status: 'succeeded', value, workflowId });
+        results.push(value === undefined ? { index: t.index, runId, overrides: t.overrides, status: 'failed', error: `no numeric ${spec.metric.step}.${spec.metric.output}.${spec.metric.key}`, workflowId } : { index: t.index, runId, overrides: t.overrides, status: 'succeeded', value, workflowId });
       } catch (e) {
         const cause = e instanceof ChildWorkflowFailure ? (e.cause?.message ?? e.message) : e instanceof Error ? e.message : String(e);
         results.push({ index: t.index, overrides: t.overrides, status: 'failed', error: cause, workflowId });
@@ -130,10 +144,17 @@ export async function hpoWorkflow(input: HpoWorkflowInput): Promise<HpoResult> {
   }
   if (results.length < plan.trials.length) {
     // History is large: start over with the results so far (running trials have all finished).
-    await continueAsNew<typeof hpoWorkflow>({ ...input, state: { plan, results, generation: generation + 1 } });
+    await continueAsNew<typeof hpoWorkflow>({ ...input, state: { plan, results, generation: generation + 1, ...(tracking ? { tracking } : {}) } });
   }
   const best = bestOf(results, spec.metric.goal);
   if (!best) throw ApplicationFailure.create({ type: 'HPO_FAILED', nonRetryable: true, message: 'No trial produced the metric.' });
+  if (tracking && best.runId) {
+    try {
+      await finishHpoTracking({ ...tracking, best: { index: best.index, value: best.value!, overrides: best.overrides, runKey: `${best.workflowId}/${best.runId}` }, metricKey: spec.metric.key, status: 'FINISHED' });
+    } catch (e) {
+      log.warn('the search result is not tracked in MLflow', { error: String(e) });
+    }
+  }
   let final: HpoResult['final'];
   if (spec.final) {
     const workflowId = `${root}/final`;

@@ -19,7 +19,8 @@ import { freePort } from '../../adapters/temporal-server.js';
 import { startEmulator } from '../../adapters/gcs-emulator.js';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
 import type { ArtifactRef } from '../../engine/types.js';
-import { MONITOR_WORKFLOW, PIPELINE_WORKFLOW, trackingWorkflowId } from '../../workflows/names.js';
+import { HPO_WORKFLOW, MONITOR_WORKFLOW, PIPELINE_WORKFLOW, trackingWorkflowId } from '../../workflows/names.js';
+import type { HpoResult } from '../../workflows/hpo.js';
 import type { MonitorResult } from '../../workflows/monitor.js';
 import { createClient, createTestProject, REPO, startWorker, uniqueId, waitFor } from './helpers.js';
 
@@ -219,6 +220,44 @@ describe('MLflow tracking against a real mlflow server', () => {
       await rest.close();
     }
   }, 240_000);
+
+  it('an HPO search is a run with its trials nested under it, the best tagged', async () => {
+    project.write(
+      'pipelines/search-mlflow.yaml',
+      `name: search-mlflow
+params: { x: 0 }
+hpo:
+  metric: { step: objective, output: score, key: score, goal: minimize }
+  space:
+    params.x: { type: discrete, values: [4, 2, 6] }
+  trials: 3
+  parallel: 2
+  algorithm: grid
+  final: false
+steps:
+  objective:
+    uses: util.echo
+    with:
+      values:
+        score: \${params.x}
+`,
+    );
+    const h = await client.workflow.start(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('hpo-tracked'), args: [{ pipeline: 'search-mlflow' }] });
+    const r = (await h.result()) as HpoResult;
+    expect(r.best.value).toBe(2);
+    const back = await readBack(server.url, 'search-mlflow', '');
+    const search = back.runs.find((x) => x.tags['mlpipe.hpo_key'] === h.workflowId)!;
+    expect(search).toBeDefined();
+    expect(search.status).toBe('FINISHED');
+    expect(search.metrics['best_score']).toBe(2);
+    expect(search.params['space.params.x']).toContain('discrete');
+    expect(search.tags['mlpipe.hpo_best_overrides']).toBe('params.x=2');
+    const trials = back.runs.filter((x) => x.tags['mlflow.parentRunId'] === search.id);
+    expect(trials.map((t) => t.tags['mlpipe.label.trial']).sort()).toEqual(['0', '1', '2']);
+    expect(trials.find((t) => t.tags['mlpipe.hpo_best'] === 'true')?.params['params.x']).toBe('2');
+    // Each trial run has its own nested step run with the metric.
+    for (const t of trials) expect(back.runs.filter((x) => x.tags['mlflow.parentRunId'] === t.id).map((x) => x.name)).toEqual(['objective']);
+  }, 120_000);
 
   it('REST client on the real server: racing experiment creation, batches past the limits, aliases, typed errors', async () => {
     const rest = new MlflowRestClient({ uri: server.url });
