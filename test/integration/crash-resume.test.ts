@@ -10,7 +10,8 @@ import { existsSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PipelineResult } from '../../engine/types.js';
-import { PIPELINE_WORKFLOW } from '../../workflows/names.js';
+import type { HpoResult } from '../../workflows/hpo.js';
+import { HPO_WORKFLOW, PIPELINE_WORKFLOW } from '../../workflows/names.js';
 import { createClient, createTestProject, REPO, uniqueId, waitFor } from './helpers.js';
 
 const project = createTestProject('crash');
@@ -158,5 +159,55 @@ describe('crash-resume', () => {
       `training crash-resume: SIGKILL after the epoch-${killedAfter} checkpoint; attempt 2 ran epochs ${killedAfter + 1}-16 (${metrics['epochsThisAttempt']} epochs); ` +
         `test RMSE resumed ${Math.round(rmse(resumed))} vs uninterrupted ${Math.round(rmse(uninterrupted))}`,
     );
+  });
+
+  it('resumes a hyperparameter search after its worker is SIGKILLed, without rerunning finished trials', async () => {
+    project.write(
+      'pipelines/search-crash.yaml',
+      [
+        'name: search-crash',
+        'params: { x: 0 }',
+        'hpo:',
+        '  metric: { step: objective, output: score, key: score, goal: minimize }',
+        '  space:',
+        '    params.x: { type: discrete, values: [6, 5, 4, 3, 2, 1] }',
+        '  trials: 6',
+        '  parallel: 2',
+        '  algorithm: grid',
+        '  final: false',
+        'steps:',
+        '  objective:',
+        '    uses: util.echo',
+        '    heartbeat: 2s',
+        '    retry: { initialInterval: 200ms }',
+        '    with:',
+        '      sleepMs: 1500',
+        '      journal: journal.jsonl',
+        '      values:',
+        '        score: ${params.x}',
+        '',
+      ].join('\n'),
+    );
+    const first = spawnWorker('hpo-first');
+    const workflowId = uniqueId('hpo-crash');
+    const handle = await client.workflow.start(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId, args: [{ pipeline: 'search-crash' }], workflowRunTimeout: '5 minutes' });
+    const lines = () => project.journal().filter((l) => String(l['workflowId'] ?? '').startsWith(`${workflowId}/trial-`));
+    await waitFor(() => lines().filter((l) => l.event === 'finish').length >= 3, 'three finished trials', 90_000);
+    first.kill('SIGKILL');
+    await exited(first);
+    const finishedBefore = new Set(lines().filter((l) => l.event === 'finish').map((l) => String(l['workflowId'])));
+    const second = spawnWorker('hpo-second');
+    const result = (await handle.result()) as HpoResult;
+    second.kill('SIGTERM');
+    expect(result.trials).toBe(6);
+    expect(result.best).toMatchObject({ value: 1, overrides: ['params.x=1'] });
+    const log = lines();
+    // A trial finished before the kill never started again; every trial finished exactly once.
+    for (const id of finishedBefore) expect(log.filter((l) => l['workflowId'] === id && l.event === 'start')).toHaveLength(1);
+    const finishes = log.filter((l) => l.event === 'finish').map((l) => String(l['workflowId']));
+    expect(finishes.sort()).toEqual(Array.from({ length: 6 }, (_, i) => `${workflowId}/trial-${i}`).sort());
+    const restarted = log.filter((l) => l.event === 'start' && l.pid === second.pid);
+    console.info(`hpo crash-resume: worker ${first.pid} SIGKILLed after ${finishedBefore.size} finished trials; worker ${second.pid} ran ${restarted.length} trial steps (the interrupted and the rest); each of 6 trials finished once`);
+    expect(restarted.length).toBe(6 - finishedBefore.size);
   });
 });
