@@ -13,6 +13,8 @@ export interface HpoInput {
   /** Override the spec's trials / parallel. */
   trials?: number;
   parallel?: number;
+  /** false: trials reuse no cached step (benchmarks comparing the same trials). */
+  cache?: boolean;
   /** Continue as new after this many trials (default: when Temporal suggests it, about 4,096 events). */
   trialsPerGeneration?: number;
 }

@@ -148,7 +148,9 @@ export async function deliver(backend: TrackingBackend, store: ArtifactStore, in
 
       // Evaluation metrics also on the parent run; the training backend as a parent tag.
       if (s.uses.startsWith('evaluate.') && s.outputs?.['metrics']) {
-        await logMetrics(parent, numericLeaves(s.outputs['metrics']).map((m) => ({ ...m, timestamp: end, step: 0 })));
+        // The step named `evaluate` gives the run's headline metrics (rmse, ...); other evaluation
+        // steps (a validation check such as `tune`) are prefixed with their step ID.
+        await logMetrics(parent, numericLeaves(s.outputs['metrics'], s.stepId === 'evaluate' ? '' : s.stepId).map((m) => ({ ...m, timestamp: end, step: 0 })));
       }
       if (s.uses.startsWith('train.') && typeof s.outputs?.['backend'] === 'string') {
         await backend.logBatch(parent.runId, { metrics: [], params: [], tags: [tag('mlpipe.training_backend', s.outputs['backend'])] });

@@ -1,7 +1,7 @@
 /**
  * Hyperparameter search on Temporal workers: 32 housing trials at parallel 1 and 2 on this machine
- * (one worker process), and the orchestration overhead per trial (32 trials of a pipeline that does
- * nothing). Starts its own dev server.
+ * (one worker process; every trial runs all its steps, no cache), and the orchestration overhead per
+ * trial (32 trials of a pipeline that does nothing). Starts its own dev server.
  *
  *   npm run bench:hpo                       # 32 trials, 8 epochs each
  *   BENCH_TRIALS=8 BENCH_EPOCHS=4 npm run bench:hpo
@@ -44,16 +44,16 @@ async function main(): Promise<void> {
   const client = new Client({ connection });
   const results: Record<string, unknown> = {};
   let seq = 0;
+  // cache: false: both searches run the same trials in full (no step served from the other's cache).
   const search = async (pipeline: string, parallel: number): Promise<{ seconds: number; best: HpoResult['best'] }> => {
     const t0 = performance.now();
-    const r = (await client.workflow.execute(HPO_WORKFLOW, { taskQueue: 'bench-hpo', workflowId: `bench-${pipeline}-${parallel}-${++seq}`, args: [{ pipeline, parallel }] })) as HpoResult;
+    const r = (await client.workflow.execute(HPO_WORKFLOW, { taskQueue: 'bench-hpo', workflowId: `bench-${pipeline}-${parallel}-${++seq}`, args: [{ pipeline, parallel, cache: false }] })) as HpoResult;
     const seconds = (performance.now() - t0) / 1000;
     console.log(`${pipeline} parallel ${parallel}: ${TRIALS} trials in ${seconds.toFixed(1)} s; best trial ${r.best.index} = ${r.best.value} (${r.best.overrides.join(' ')})`);
     return { seconds, best: r.best };
   };
   await worker.runUntil(async () => {
-    // Warm the cache of the steps upstream of training (the same for every trial).
-    await search('empty-search', 1);
+    await search('empty-search', 1); // warm-up
     const empty1 = await search('empty-search', 1);
     const empty2 = await search('empty-search', 2);
     results['orchestrationPerTrialMs'] = { parallel1: Math.round((empty1.seconds * 1000) / TRIALS), parallel2: Math.round((empty2.seconds * 1000) / TRIALS) };

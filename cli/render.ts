@@ -47,7 +47,7 @@ export function formatMetricsTables(r: PipelineResult): string[] {
     const b = outputs['baseline'] as Record<string, number> | undefined;
     if (!m || !b || typeof m !== 'object' || typeof b !== 'object') continue;
     const rows = Object.keys(m).filter((k) => typeof m[k] === 'number');
-    out.push(`\n${step}: test metrics against the baseline`);
+    out.push(`\n${step}: model metrics against the baseline (on the data bound to its test input)`);
     out.push(`  ${'metric'.padEnd(10)} ${'model'.padStart(12)} ${'baseline'.padStart(12)} ${'model/baseline'.padStart(15)}`);
     for (const k of rows) {
       // The ratio means something for error metrics only (lower is better, zero is perfect).

@@ -112,7 +112,7 @@ export async function hpoWorkflow(input: HpoWorkflowInput): Promise<HpoResult> {
       try {
         const handle = await startChild(pipelineWorkflow, {
           workflowId,
-          args: [{ pipeline: plan.pipeline, overrides: [...plan.overrides, ...t.overrides], until: spec.metric.step, trial: { hpo: root, index: t.index, ...(tracking ? { parentRunId: tracking.runId } : {}) }, labels: { hpo: root, trial: String(t.index) } }],
+          args: [{ pipeline: plan.pipeline, overrides: [...plan.overrides, ...t.overrides], until: spec.metric.step, trial: { hpo: root, index: t.index, ...(tracking ? { parentRunId: tracking.runId } : {}) }, labels: { hpo: root, trial: String(t.index) }, ...(input.cache === false ? { cache: false } : {}) }],
         });
         const runId = handle.firstExecutionRunId;
         const result = (await handle.result()) as PipelineResult;

@@ -280,7 +280,7 @@ describe('the housing pipeline on gs:// artifacts', () => {
     try {
       const firstId = uniqueId('housing-gcs');
       const first = await go(firstId);
-      expect(Object.values(first.steps).map((s) => s.status)).toEqual(Array(7).fill('succeeded'));
+      expect(Object.values(first.steps).map((s) => s.status)).toEqual(Array(8).fill('succeeded'));
       const model = first.outputs['train']!['model'] as ArtifactRef;
       expect(model.uri.startsWith(`gs://${BUCKET}/${prefix}/objects/sha256/`)).toBe(true);
       const stored = await objectsUnder(`${prefix}/objects/`);
@@ -299,7 +299,7 @@ describe('the housing pipeline on gs:// artifacts', () => {
       // Second run: ingest re-reads its file (never cached) and writes the same bytes; every later
       // step is a cache hit, each checked against the bucket.
       const second = await go(uniqueId('housing-gcs'));
-      expect(Object.values(second.steps).map((s) => s.status)).toEqual(['succeeded', ...Array(6).fill('cached')]);
+      expect(Object.values(second.steps).map((s) => s.status)).toEqual(['succeeded', ...Array(7).fill('cached')]);
       expect(second.outputs['ingest']!['dataset']).toMatchObject({ sha256: (first.outputs['ingest']!['dataset'] as ArtifactRef).sha256 });
 
       // Alter the transform step's cached test split in the bucket: the next run must not reuse it.

@@ -160,8 +160,8 @@ describe('MLflow tracking against a real mlflow server', () => {
     const parent = mine.find((x) => !x.tags['mlflow.parentRunId'])!;
     const children = mine.filter((x) => x.tags['mlflow.parentRunId'] === parent.id);
     // One parent and one nested run per step: the lost runs/create answer did not make a second one.
-    expect(mine).toHaveLength(8);
-    expect(children.map((c) => c.name).sort()).toEqual(['evaluate', 'features', 'ingest', 'split', 'train', 'transform', 'validate']);
+    expect(mine).toHaveLength(9);
+    expect(children.map((c) => c.name).sort()).toEqual(['evaluate', 'features', 'ingest', 'split', 'train', 'transform', 'tune', 'validate']);
     expect(parent.status).toBe('FINISHED');
     expect(parent.params).toMatchObject({ 'training.epochs': '4', 'training.batch_size': '512', 'model.hidden': '[128,64]', 'params.seed': '5' });
     expect(parent.tags).toMatchObject({ 'mlpipe.pipeline': 'california-housing', 'mlpipe.workflow_id': id, 'mlpipe.run_id': handle.firstExecutionRunId, 'mlflow.source.type': 'JOB', 'mlpipe.label.team': 'pricing', 'mlpipe.training_backend': 'wasm' });
@@ -326,9 +326,9 @@ steps:
     const during = await client.workflow.getHandle(tid).describe();
     expect(during.status.name).toBe('RUNNING');
     const pendingWhileDown = await client.workflow.getHandle(tid).query<{ delivered: number; inFlight: number; pending: number }>('trackingStatus');
-    // 9 events: run started, 7 steps ended, run ended. All were sent by the pipeline; not all delivered.
-    expect(pendingWhileDown.delivered + pendingWhileDown.inFlight + pendingWhileDown.pending).toBe(9);
-    expect(pendingWhileDown.delivered).toBeLessThan(9);
+    // 10 events: run started, 8 steps ended, run ended. All were sent by the pipeline; not all delivered.
+    expect(pendingWhileDown.delivered + pendingWhileDown.inFlight + pendingWhileDown.pending).toBe(10);
+    expect(pendingWhileDown.delivered).toBeLessThan(10);
 
     server = await start();
     await trackingResult(handle, 180_000);
@@ -336,7 +336,7 @@ steps:
 
     const r = await readBack(server.url, 'california-housing');
     const mine = r.runs.filter((x) => x.tags['mlpipe.workflow_id'] === id || x.tags['mlpipe.step_key']?.startsWith(`${id}/`));
-    expect(mine).toHaveLength(8);
+    expect(mine).toHaveLength(9);
     const parent = mine.find((x) => !x.tags['mlflow.parentRunId'])!;
     expect(parent.status).toBe('FINISHED');
     const train = mine.find((x) => x.name === 'train')!;
@@ -346,11 +346,11 @@ steps:
       expect(x.history['duration_seconds'], x.name).toHaveLength(1);
       expect(x.history['cache_hit'], x.name).toHaveLength(1);
     }
-    expect(Object.keys(parent.metrics).sort()).toEqual(['mae', 'mape', 'r2', 'rmse']);
+    expect(Object.keys(parent.metrics).sort()).toEqual(['mae', 'mape', 'r2', 'rmse', 'tune.mae', 'tune.mape', 'tune.r2', 'tune.rmse']);
     const points = mine.reduce((n, x) => n + Object.values(x.history).reduce((m, h) => m + h.length, 0), 0);
     const distinct = mine.reduce((n, x) => n + Object.values(x.history).reduce((m, h) => m + new Set(h.map((p) => `${p[0]}/${p[2]}`)).size, 0), 0);
     expect(points).toBe(distinct);
-    console.log(`MLflow outage: server SIGKILLed after the parent run was created; pipeline ${id} succeeded while it was down (${9 - pendingWhileDown.delivered} of 9 events undelivered); after the restart the tracking workflow delivered them: ${mine.length} runs, ${points} metric points, 0 duplicates (outage to delivery ${downSeconds.toFixed(1)} s)`);
+    console.log(`MLflow outage: server SIGKILLed after the parent run was created; pipeline ${id} succeeded while it was down (${10 - pendingWhileDown.delivered} of 10 events undelivered); after the restart the tracking workflow delivered them: ${mine.length} runs, ${points} metric points, 0 duplicates (outage to delivery ${downSeconds.toFixed(1)} s)`);
 
     async function readBackRunsByTag(workflowId: string): Promise<number> {
       const rest = new MlflowRestClient({ uri: server.url, maxAttempts: 1 });
@@ -393,11 +393,11 @@ describe('MLflow file store, the embedded default', () => {
     await waitFor(async () => client.workflow.getHandle(tid).describe().then((d) => d.status.name === 'COMPLETED', () => false), 'tracking to finish', 60_000);
 
     const r = await readBack(`file:${root}`, 'california-housing');
-    expect(r.runs).toHaveLength(8);
+    expect(r.runs).toHaveLength(9);
     const parent = r.runs.find((x) => !x.tags['mlflow.parentRunId'])!;
     expect(parent.status).toBe('FINISHED');
     expect(parent.params['training.epochs']).toBe('3');
-    expect(Object.keys(parent.metrics).sort()).toEqual(['mae', 'mape', 'r2', 'rmse']);
+    expect(Object.keys(parent.metrics).sort()).toEqual(['mae', 'mape', 'r2', 'rmse', 'tune.mae', 'tune.mape', 'tune.r2', 'tune.rmse']);
     const train = r.runs.find((x) => x.name === 'train')!;
     expect(train.tags['mlflow.parentRunId']).toBe(parent.id);
     expect(train.history['loss']!.map((p) => p[0])).toEqual([1, 2, 3]);
