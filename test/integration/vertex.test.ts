@@ -1,0 +1,149 @@
+/**
+ * The Vertex AI tuning contract: the real @google-cloud/aiplatform JobServiceClient, over its REST
+ * fallback, against a local HTTP server that records each request and answers like the API. The
+ * recorded request is decoded with the library's own protos; job states go QUEUED -> RUNNING ->
+ * SUCCEEDED, FAILED, or CANCELLED after a cancel.
+ */
+import { protos } from '@google-cloud/aiplatform';
+import http from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadPipeline } from '../../adapters/load-pipeline.js';
+import { buildTuningJob, VertexTuner } from '../../adapters/vertex/tuning.js';
+import type { HpoSpec } from '../../engine/hpo.js';
+import { createDefaultRegistry } from '../../plugins/index.js';
+import { REPO } from './helpers.js';
+
+const Job = protos.google.cloud.aiplatform.v1.HyperparameterTuningJob;
+const S = protos.google.cloud.aiplatform.v1.JobState;
+const housing = loadPipeline(REPO, 'california-housing', createDefaultRegistry()).hpo!;
+
+interface Recorded {
+  method: string;
+  path: string;
+  query: string;
+  body: string;
+}
+const requests: Recorded[] = [];
+/** Answers to GET, per job, in order (the last repeats). */
+const script = new Map<string, Record<string, unknown>[]>();
+let server: http.Server;
+let tuner: VertexTuner;
+
+beforeAll(async () => {
+  server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      const [path, query = ''] = (req.url ?? '').split('?');
+      requests.push({ method: req.method ?? '', path: path!, query: decodeURIComponent(query), body });
+      const send = (o: unknown): void => void res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(o));
+      const m = /^\/v1\/(projects\/[^/]+\/locations\/[^/]+)\/hyperparameterTuningJobs(?:\/(\d+))?(:cancel)?$/.exec(path!);
+      if (!m) return void res.writeHead(404).end('{}');
+      if (req.method === 'POST' && !m[2]) {
+        const id = String(100 + requests.length);
+        const name = `${m[1]}/hyperparameterTuningJobs/${id}`;
+        send({ ...(JSON.parse(body) as object), name, state: S.JOB_STATE_QUEUED });
+        return;
+      }
+      const name = `${m[1]}/hyperparameterTuningJobs/${m[2]}`;
+      if (m[3]) {
+        script.set(name, [{ name, state: S.JOB_STATE_CANCELLED }]);
+        return send({});
+      }
+      const steps = script.get(name) ?? [{ name, state: S.JOB_STATE_QUEUED }];
+      send(steps.length > 1 ? steps.shift() : steps[0]);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  tuner = VertexTuner.create({ project: 'my-project', location: 'us-central1', endpoint: { host: '127.0.0.1', port: (server.address() as { port: number }).port, protocol: 'http' } });
+});
+afterAll(async () => {
+  await tuner?.close();
+  await new Promise((r) => server.close(r));
+});
+
+const container = { imageUri: 'us-docker.pkg.dev/my-project/mlpipe/trial:1', args: ['--pipeline', 'california-housing'], baseOutputUri: 'gs://my-bucket/hpo' };
+
+describe('Vertex AI HyperparameterTuningJob', () => {
+  it('is built from the housing hpo: section and survives the proto round trip', () => {
+    const job = buildTuningJob('housing-search', housing, container);
+    const message = Job.fromObject(job);
+    expect(Job.verify(message)).toBeNull();
+    const back = Job.toObject(message, { enums: String, longs: Number });
+    expect(back).toMatchObject({
+      maxTrialCount: 12,
+      parallelTrialCount: 2,
+      maxFailedTrialCount: 2,
+      studySpec: { metrics: [{ metricId: 'rmse', goal: 'MINIMIZE' }], algorithm: 'RANDOM_SEARCH' },
+    });
+    const params = (back['studySpec'] as { parameters: Record<string, unknown>[] }).parameters;
+    expect(params).toEqual([
+      { parameterId: 'model', categoricalValueSpec: { values: ['mlp', 'wide'] } },
+      { parameterId: 'training__lr', doubleValueSpec: { minValue: 0.002, maxValue: 0.02 }, scaleType: 'UNIT_LOG_SCALE' },
+      { parameterId: 'training__batch_size', discreteValueSpec: { values: [256, 512] } },
+      { parameterId: 'training__epochs', integerValueSpec: { minValue: 40, maxValue: 90 }, scaleType: 'UNIT_LINEAR_SCALE' },
+    ]);
+    expect(back).toMatchObject({ trialJobSpec: { baseOutputDirectory: { outputUriPrefix: 'gs://my-bucket/hpo' }, workerPoolSpecs: [{ replicaCount: 1, containerSpec: { imageUri: container.imageUri } }] } });
+  });
+
+  it('refuses what Vertex refuses: grid search over a double', () => {
+    const grid: HpoSpec = { ...housing, algorithm: 'grid' };
+    expect(() => buildTuningJob('g', grid, container)).toThrow(/grid search takes no double parameters; training.lr is double/);
+  });
+
+  it('is submitted by the real client: path, enum encoding and body as the API expects', async () => {
+    const job = buildTuningJob('housing-search', housing, container);
+    const name = await tuner.submit(job);
+    expect(name).toMatch(/^projects\/my-project\/locations\/us-central1\/hyperparameterTuningJobs\/\d+$/);
+    const sent = requests.find((r) => r.method === 'POST')!;
+    expect(sent.path).toBe('/v1/projects/my-project/locations/us-central1/hyperparameterTuningJobs');
+    expect(sent.query).toContain('enum-encoding=int');
+    const decoded = Job.toObject(Job.fromObject(JSON.parse(sent.body) as object), { enums: String, longs: Number });
+    expect(decoded).toMatchObject(Job.toObject(Job.fromObject(job), { enums: String, longs: Number }));
+    expect((JSON.parse(sent.body) as { studySpec: { metrics: { goal: number }[] } }).studySpec.metrics[0]!.goal).toBe(protos.google.cloud.aiplatform.v1.StudySpec.MetricSpec.GoalType.MINIMIZE);
+  });
+
+  it('reports QUEUED -> RUNNING -> SUCCEEDED with trials mapped back to override keys', async () => {
+    const name = await tuner.submit(buildTuningJob('ok', housing, container));
+    const trial = (id: string, lr: number, rmse?: number) => ({
+      id,
+      state: rmse === undefined ? 2 : 4,
+      parameters: [
+        { parameterId: 'training__lr', value: lr },
+        { parameterId: 'model', value: 'wide' },
+      ],
+      ...(rmse === undefined ? {} : { finalMeasurement: { metrics: [{ metricId: 'rmse', value: rmse }] } }),
+    });
+    script.set(name, [
+      { name, state: S.JOB_STATE_QUEUED },
+      { name, state: S.JOB_STATE_RUNNING, trials: [trial('1', 0.004)] },
+      { name, state: S.JOB_STATE_SUCCEEDED, trials: [trial('1', 0.004, 48000.5), trial('2', 0.01, 51000)] },
+    ]);
+    const seen: string[] = [];
+    for (;;) {
+      const s = await tuner.status(name, 'rmse');
+      seen.push(s.state);
+      if (s.done) {
+        expect(s.trials).toEqual([
+          { id: '1', state: 'SUCCEEDED', values: { 'training.lr': 0.004, model: 'wide' }, metric: 48000.5 },
+          { id: '2', state: 'SUCCEEDED', values: { 'training.lr': 0.01, model: 'wide' }, metric: 51000 },
+        ]);
+        break;
+      }
+    }
+    expect(seen).toEqual(['JOB_STATE_QUEUED', 'JOB_STATE_RUNNING', 'JOB_STATE_SUCCEEDED']);
+  });
+
+  it('reports FAILED with the error, and CANCELLED after a cancel', async () => {
+    const failed = await tuner.submit(buildTuningJob('bad', housing, container));
+    script.set(failed, [{ name: failed, state: S.JOB_STATE_FAILED, error: { code: 3, message: 'trial image not found' } }]);
+    expect(await tuner.status(failed, 'rmse')).toMatchObject({ state: 'JOB_STATE_FAILED', done: true, error: 'trial image not found' });
+    const running = await tuner.submit(buildTuningJob('stop', housing, container));
+    script.set(running, [{ name: running, state: S.JOB_STATE_RUNNING }]);
+    expect((await tuner.status(running, 'rmse')).done).toBe(false);
+    await tuner.cancel(running);
+    expect(requests.some((r) => r.method === 'POST' && r.path === `/v1/${running}:cancel`)).toBe(true);
+    expect(await tuner.status(running, 'rmse')).toMatchObject({ state: 'JOB_STATE_CANCELLED', done: true });
+  });
+});
+
