@@ -27,6 +27,7 @@ import { formatStepLine, formatSummary } from './render.js';
 import { cmdGc, cmdLineage, cmdRuns } from './store-commands.js';
 import { cmdDrift } from './drift-command.js';
 import { cmdSchedule } from './schedule-command.js';
+import { cmdTrial } from './trial-command.js';
 
 const HELP = `mlpipe — declarative ML pipelines on Temporal
 
@@ -63,6 +64,9 @@ Usage:
   mlpipe hpo <pipeline> [overrides...] [--trials N] [--parallel P] [--worker] [--json] [--detach]
                                          Hyperparameter search of the pipeline's hpo: section (trials
                                          as child workflows), then a final run with the best config
+  mlpipe trial --pipeline <name> [--<param> <value> | --<param>=<value>]...
+                                         A Vertex AI tuning trial: run to the hpo metric step, report
+                                         the metric in cloudml-hypertune's file format
   mlpipe monitor <pipeline> [overrides...] [--worker] [--json]
                                          One drift check of the pipeline's monitor: section now
   mlpipe schedule create <pipeline> --every 1h [--id ID] [--workflow monitor|pipeline] [--paused]
@@ -537,6 +541,9 @@ export async function main(argv: string[]): Promise<number> {
       case 'hpo':
         installRuntime('ERROR');
         return await cmdHpo(rest, settings);
+      case 'trial':
+        installRuntime('ERROR');
+        return await cmdTrial(rest, settings, startBackgroundWorker);
       case 'monitor':
         installRuntime('ERROR');
         return await cmdMonitor(rest, settings);

@@ -5,13 +5,19 @@
  * SUCCEEDED, FAILED, or CANCELLED after a cancel.
  */
 import { protos } from '@google-cloud/aiplatform';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import http from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { loadPipeline } from '../../adapters/load-pipeline.js';
+import { HyperTune } from '../../adapters/vertex/hypertune.js';
 import { buildTuningJob, VertexTuner } from '../../adapters/vertex/tuning.js';
 import type { HpoSpec } from '../../engine/hpo.js';
 import { createDefaultRegistry } from '../../plugins/index.js';
-import { REPO } from './helpers.js';
+import { createTestProject, REPO } from './helpers.js';
 
 const Job = protos.google.cloud.aiplatform.v1.HyperparameterTuningJob;
 const S = protos.google.cloud.aiplatform.v1.JobState;
@@ -147,3 +153,36 @@ describe('Vertex AI HyperparameterTuningJob', () => {
   });
 });
 
+
+describe('the trial entrypoint (mlpipe trial)', () => {
+  it('parses --k v and --k=v, runs to the metric step, and writes the metric as cloudml-hypertune does', { timeout: 120_000 }, async () => {
+    const project = createTestProject('trial');
+    project.write(
+      'pipelines/trial-search.yaml',
+      `name: trial-search\nparams: { x: 0, y: a }\nhpo:\n  metric: { step: objective, output: score, key: score, goal: minimize }\n  space:\n    params.x: { type: int, min: 0, max: 9 }\n    params.y: { type: categorical, values: [a, b] }\nsteps:\n  objective:\n    uses: util.echo\n    with:\n      values:\n        score: \${params.x}\n        label: \${params.y}\n  after:\n    uses: util.echo\n    needs: objective\n    with: { journal: journal.jsonl }\n`,
+    );
+    const metrics = join(mkdtempSync(join(tmpdir(), 'mlpipe-hypertune-')), 'output.metrics');
+    const before = Date.now() / 1000;
+    const r = await promisify(execFile)(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'trial', '--pipeline', 'trial-search', '--params__x', '7', '--params__y=b'], {
+      env: { ...process.env, TEMPORAL_ADDRESS: inject('temporalAddress'), MLPIPE_PROJECT_DIR: project.dir, MLPIPE_TASK_QUEUE: project.taskQueue, CLOUD_ML_HP_METRIC_FILE: metrics, CLOUD_ML_TRIAL_ID: '12', MLPIPE_TRACKING: 'off' },
+    });
+    expect(r.stdout).toContain('trial 12: score=7 (params.x=7 params.y=b)');
+    const lines = readFileSync(metrics, 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(1);
+    const entry = JSON.parse(lines[0]!) as Record<string, unknown>;
+    expect(Object.keys(entry)).toEqual(['global_step', 'score', 'timestamp', 'trial']); // sorted
+    expect(entry).toMatchObject({ global_step: '1', score: '7', trial: '12' });
+    expect(entry['timestamp']).toBeGreaterThanOrEqual(before);
+    // The run stopped at the metric step: the step after it never ran.
+    expect(project.journal()).toEqual([]);
+  });
+
+  it('keeps the last 100 reports in the file', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'mlpipe-hypertune-')), 'm');
+    const ht = new HyperTune({ CLOUD_ML_HP_METRIC_FILE: file });
+    for (let i = 1; i <= 120; i++) ht.report('rmse', 50_000 - i, i, 1_700_000_000_000 + i);
+    const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines).toHaveLength(100);
+    expect(lines[0]).toEqual({ global_step: '21', rmse: '49979', timestamp: 1_700_000_000.021, trial: '0' });
+  });
+});
