@@ -2,6 +2,9 @@
 import { loadPipeline } from '../adapters/load-pipeline.js';
 import { PipelineError, SpecErrors } from '../engine/errors.js';
 import { generateTrials, type HpoSpec, type Trial } from '../engine/hpo.js';
+import { Context } from '@temporalio/activity';
+import { CancelledFailure } from '@temporalio/common';
+import { buildTuningJob, VertexTuner, type TuningStatus } from '../adapters/vertex/tuning.js';
 import type { TrackingBackend } from '../engine/ports.js';
 import type { Registry } from '../plugins/registry.js';
 import { toApplicationFailure } from './run-step.js';
@@ -13,6 +16,8 @@ export interface HpoInput {
   /** Override the spec's trials / parallel. */
   trials?: number;
   parallel?: number;
+  /** Override the spec's backend. */
+  backend?: 'temporal' | 'vertex';
   /** false: trials reuse no cached step (benchmarks comparing the same trials). */
   cache?: boolean;
   /** Continue as new after this many trials (default: when Temporal suggests it, about 4,096 events). */
@@ -29,6 +34,88 @@ export interface HpoPlan {
 export function createHpoActivities(deps: { registry: Registry; projectDir: string; tracking: () => TrackingBackend | undefined; experimentName?: string }) {
   const experimentOf = (plan: HpoPlan, compiledExperiment?: string): string => compiledExperiment ?? deps.experimentName ?? plan.pipeline;
   return {
+    /**
+     * Runs the search as a Vertex AI HyperparameterTuningJob: submits it (once: the job's name is
+     * heartbeated, and a retried attempt resumes polling that job), polls it while heartbeating, and
+     * cancels it when the workflow cancels. MLPIPE_VERTEX_ENDPOINT (http://host:port) points the
+     * client at another endpoint (tests); credentials are the worker's.
+     */
+    async runVertexTuning(input: { plan: HpoPlan; displayName: string }): Promise<{ job: string; state: string; trials: { id: string; state: string; overrides: string[]; value?: number }[] }> {
+      const ctx = Context.current();
+      const v = input.plan.spec.vertex!;
+      const endpoint = process.env['MLPIPE_VERTEX_ENDPOINT'] ? new URL(process.env['MLPIPE_VERTEX_ENDPOINT']) : undefined;
+      const tuner = VertexTuner.create({ project: v.project, location: v.location, ...(endpoint ? { endpoint: { host: endpoint.hostname, port: Number(endpoint.port), protocol: endpoint.protocol === 'https:' ? 'https' : 'http' } } : {}) });
+      try {
+        let name = (ctx.info.heartbeatDetails as { job?: string } | undefined)?.job;
+        if (!name) {
+          const job = buildTuningJob(input.displayName, input.plan.spec, {
+            imageUri: v.imageUri,
+            machineType: v.machineType,
+            args: ['--pipeline', input.plan.pipeline, ...input.plan.overrides.flatMap((o) => ['--override', o])],
+            ...(v.baseOutputUri ? { baseOutputUri: v.baseOutputUri } : {}),
+            ...(v.serviceAccount ? { serviceAccount: v.serviceAccount } : {}),
+          });
+          name = await tuner.submit(job);
+          ctx.heartbeat({ job: name });
+        }
+        let status: TuningStatus;
+        for (;;) {
+          if (ctx.cancellationSignal.aborted) {
+            await tuner.cancel(name);
+            throw new CancelledFailure(`Vertex job ${name} cancelled`);
+          }
+          status = await tuner.status(name, input.plan.spec.metric.key);
+          ctx.heartbeat({ job: name, state: status.state, trials: status.trials.length });
+          if (status.done) break;
+          await new Promise<void>((resolve) => {
+            const t = setTimeout(resolve, v.pollMs);
+            ctx.cancellationSignal.addEventListener('abort', () => (clearTimeout(t), resolve()), { once: true });
+          });
+        }
+        if (status.state !== 'JOB_STATE_SUCCEEDED' && status.state !== 'JOB_STATE_PARTIALLY_SUCCEEDED') {
+          throw new PipelineError('STEP_FAILED', `Vertex job ${name} ended ${status.state}${status.error ? `: ${status.error}` : ''}.`, { retryable: false });
+        }
+        return {
+          job: name,
+          state: status.state,
+          trials: status.trials.map((t) => ({ id: t.id, state: t.state, overrides: Object.entries(t.values).map(([k, val]) => `${k}=${String(val)}`), ...(t.metric !== undefined ? { value: t.metric } : {}) })),
+        };
+      } catch (e) {
+        throw toApplicationFailure(e);
+      } finally {
+        await tuner.close();
+      }
+    },
+
+    /** Trials that ran elsewhere (Vertex) as nested MLflow runs under the search's run, idempotent by `mlpipe.run_key`. */
+    async trackExternalTrials(input: { runId: string; experimentId: string; job: string; metricKey: string; trials: { id: string; state: string; overrides: string[]; value?: number }[] }): Promise<void> {
+      const backend = deps.tracking();
+      if (!backend) return;
+      for (const t of input.trials) {
+        const key = `${input.job}/trial-${t.id}`;
+        const run =
+          (await backend.findRunByTag(input.experimentId, 'mlpipe.run_key', key)) ??
+          (await backend.createRun({
+            experimentId: input.experimentId,
+            runName: `trial-${t.id}`,
+            startTime: Date.now(),
+            tags: [
+              { key: 'mlpipe.run_key', value: key },
+              { key: 'mlflow.parentRunId', value: input.runId },
+              { key: 'mlpipe.vertex_trial_state', value: t.state },
+            ],
+          }));
+        if (t.value !== undefined && !(await backend.metricHistory(run.runId, input.metricKey)).length) {
+          await backend.logBatch(run.runId, {
+            metrics: [{ key: input.metricKey, value: t.value, timestamp: Date.now(), step: 0 }],
+            params: t.overrides.map((o) => ({ key: o.slice(0, o.indexOf('=')), value: o.slice(o.indexOf('=') + 1) })),
+            tags: [],
+          });
+        }
+        await backend.updateRun(run.runId, t.state === 'SUCCEEDED' ? 'FINISHED' : 'FAILED', Date.now());
+      }
+    },
+
     /**
      * The search's MLflow run (idempotent by the `mlpipe.hpo_key` tag): params = the search space and
      * settings. Trials nest under it. Undefined when tracking is off.
@@ -100,7 +187,12 @@ export function createHpoActivities(deps: { registry: Registry; projectDir: stri
             hint: 'Add hpo: { metric: { step, key, goal }, space: { training.lr: { type: double, min, max, scale: log } }, trials, parallel }.',
           });
         }
-        const spec: HpoSpec = { ...compiled.hpo, ...(input.trials ? { trials: input.trials } : {}), ...(input.parallel ? { parallel: input.parallel } : {}) };
+        const spec: HpoSpec = { ...compiled.hpo, ...(input.trials ? { trials: input.trials } : {}), ...(input.parallel ? { parallel: input.parallel } : {}), ...(input.backend ? { backend: input.backend } : {}) };
+        if (spec.backend === 'vertex') {
+          if (!spec.vertex) throw new PipelineError('SPEC_INVALID', `hpo.backend is vertex, but hpo.vertex (project, location, imageUri) is not set.`);
+          // Built and checked against the API's protos now, so a bad job fails before anything runs.
+          buildTuningJob(`${compiled.name}-check`, spec, { imageUri: spec.vertex.imageUri, machineType: spec.vertex.machineType, args: ['--pipeline', input.pipeline, ...base.flatMap((o) => ['--override', o])] });
+        }
         const trials = generateTrials(spec.space, spec.trials, spec.algorithm, spec.seed);
         // Every trial must compile: a bad key or value fails the search before anything runs.
         for (const t of trials) {

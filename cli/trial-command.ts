@@ -34,6 +34,7 @@ export function parseTrialArgs(argv: string[]): { pipeline?: string; overrides: 
     }
     value ??= '';
     if (name === 'pipeline') pipeline = value;
+    else if (name === 'override') overrides.push(value); // the search's base overrides, passed through
     else overrides.push(`${fromParameterId(name)}=${value}`);
   }
   return { ...(pipeline ? { pipeline } : {}), overrides };

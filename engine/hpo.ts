@@ -27,6 +27,21 @@ export const hpoSchema = z
     seed: z.number().int().default(1),
     /** After the search, run the whole pipeline once more with the best trial's overrides. */
     final: z.boolean().default(true),
+    /** Where trials run: child workflows on Temporal workers (default), or a Vertex AI tuning job. */
+    backend: z.enum(['temporal', 'vertex']).default('temporal'),
+    vertex: z
+      .object({
+        project: z.string().min(1),
+        location: z.string().min(1).default('us-central1'),
+        imageUri: z.string().min(1),
+        machineType: z.string().min(1).default('n1-standard-4'),
+        baseOutputUri: z.string().regex(/^gs:\/\//).optional(),
+        serviceAccount: z.string().optional(),
+        /** How often the job is polled (a duration in ms). */
+        pollMs: z.number().int().min(10).default(30_000),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 export type HpoSpec = z.infer<typeof hpoSchema>;

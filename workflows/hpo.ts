@@ -17,8 +17,11 @@ import { hpoStatusQueryName } from './names.js';
 import { pipelineWorkflow } from './pipeline.js';
 
 const { planHpo } = proxyActivities<Activities>({ startToCloseTimeout: '10 minutes', retry: { maximumAttempts: 3, nonRetryableErrorTypes: [...NON_RETRYABLE_CODES] } });
+/** The Vertex activity heartbeats once per poll; its heartbeat timeout (and so how fast a cancel reaches it) follows the poll interval. */
+const vertexActivity = (pollMs: number) =>
+  proxyActivities<Activities>({ startToCloseTimeout: '7 days', heartbeatTimeout: Math.max(10_000, 3 * pollMs), retry: { maximumAttempts: 5, nonRetryableErrorTypes: [...NON_RETRYABLE_CODES] } }).runVertexTuning;
 // Tracking never fails the search: bounded retries, then the search goes on untracked.
-const { startHpoTracking, finishHpoTracking } = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 8, initialInterval: '1s', maximumInterval: '15s' } });
+const { startHpoTracking, finishHpoTracking, trackExternalTrials } = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 8, initialInterval: '1s', maximumInterval: '15s' } });
 
 export interface TrialResult {
   index: number;
@@ -101,10 +104,26 @@ export async function hpoWorkflow(input: HpoWorkflowInput): Promise<HpoResult> {
   let draining = false;
   setHandler(hpoStatusQuery, () => ({ trials: plan.trials.length, finished: results.length, failed, running: [...running.keys()], best: bestOf(results, spec.metric.goal), generation }));
 
+  if (spec.backend === 'vertex' && !input.state) {
+    // The whole search runs as one Vertex AI tuning job; this workflow waits for it durably.
+    const job = await vertexActivity(spec.vertex?.pollMs ?? 30_000)({ plan, displayName: info.workflowId });
+    for (const t of job.trials) {
+      const index = Number(t.id);
+      results.push(t.value !== undefined && t.state === 'SUCCEEDED' ? { index, overrides: t.overrides, status: 'succeeded', value: t.value, workflowId: job.job, runId: `trial-${t.id}` } : { index, overrides: t.overrides, status: 'failed', error: `Vertex trial ${t.state}`, workflowId: job.job });
+    }
+    failed = results.filter((r) => r.status === 'failed').length;
+    if (tracking) {
+      try {
+        await trackExternalTrials({ ...tracking, job: job.job, metricKey: spec.metric.key, trials: job.trials });
+      } catch (e) {
+        log.warn('the Vertex trials are not tracked in MLflow', { error: String(e) });
+      }
+    }
+  }
   // Continue-as-new keeps the workflow ID, so trial IDs stay stable across generations.
   const root = info.workflowId;
   let launchedThisGeneration = 0;
-  const pending = plan.trials.filter((t) => !done.has(t.index));
+  const pending = spec.backend === 'vertex' ? [] : plan.trials.filter((t) => !done.has(t.index));
   let next = 0;
   const launch = (t: (typeof pending)[number]): void => {
     const workflowId = `${root}/trial-${t.index}`;
@@ -142,7 +161,7 @@ export async function hpoWorkflow(input: HpoWorkflowInput): Promise<HpoResult> {
   if (failed > spec.maxFailed) {
     throw ApplicationFailure.create({ type: 'HPO_FAILED', nonRetryable: true, message: `${failed} trials failed, more than maxFailed (${spec.maxFailed}). Last error: ${results.filter((r) => r.status === 'failed').pop()?.error ?? ''}` });
   }
-  if (results.length < plan.trials.length) {
+  if (spec.backend !== 'vertex' && results.length < plan.trials.length) {
     // History is large: start over with the results so far (running trials have all finished).
     await continueAsNew<typeof hpoWorkflow>({ ...input, state: { plan, results, generation: generation + 1, ...(tracking ? { tracking } : {}) } });
   }

@@ -17,7 +17,10 @@ import { HyperTune } from '../../adapters/vertex/hypertune.js';
 import { buildTuningJob, VertexTuner } from '../../adapters/vertex/tuning.js';
 import type { HpoSpec } from '../../engine/hpo.js';
 import { createDefaultRegistry } from '../../plugins/index.js';
-import { createTestProject, REPO } from './helpers.js';
+import type { PipelineResult } from '../../engine/types.js';
+import type { HpoResult } from '../../workflows/hpo.js';
+import { HPO_WORKFLOW } from '../../workflows/names.js';
+import { createTestProject, REPO, uniqueId, useWorkerAndClient, waitFor } from './helpers.js';
 
 const Job = protos.google.cloud.aiplatform.v1.HyperparameterTuningJob;
 const S = protos.google.cloud.aiplatform.v1.JobState;
@@ -32,6 +35,8 @@ interface Recorded {
 const requests: Recorded[] = [];
 /** Answers to GET, per job, in order (the last repeats). */
 const script = new Map<string, Record<string, unknown>[]>();
+/** Called with each created job's name and body (to script its answers). */
+let onCreate: ((name: string, body: Record<string, unknown>) => void) | undefined;
 let server: http.Server;
 let tuner: VertexTuner;
 
@@ -48,6 +53,7 @@ beforeAll(async () => {
       if (req.method === 'POST' && !m[2]) {
         const id = String(100 + requests.length);
         const name = `${m[1]}/hyperparameterTuningJobs/${id}`;
+        onCreate?.(name, JSON.parse(body) as Record<string, unknown>);
         send({ ...(JSON.parse(body) as object), name, state: S.JOB_STATE_QUEUED });
         return;
       }
@@ -184,5 +190,46 @@ describe('the trial entrypoint (mlpipe trial)', () => {
     const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines).toHaveLength(100);
     expect(lines[0]).toEqual({ global_step: '21', rmse: '49979', timestamp: 1_700_000_000.021, trial: '0' });
+  });
+});
+
+describe('hpoWorkflow with the Vertex backend', () => {
+  const project = createTestProject('vertex-hpo');
+  project.write(
+    'pipelines/vsearch.yaml',
+    `name: vsearch\nparams: { x: 0 }\nhpo:\n  metric: { step: objective, output: score, key: score, goal: minimize }\n  space:\n    params.x: { type: int, min: 0, max: 9 }\n  trials: 3\n  parallel: 3\n  maxFailed: 1\n  backend: vertex\n  vertex: { project: my-project, location: europe-west4, imageUri: "eu-docker.pkg.dev/my-project/mlpipe/trial:1", pollMs: 100 }\nsteps:\n  objective:\n    uses: util.echo\n    with:\n      values:\n        score: \${params.x}\n`,
+  );
+  const env = useWorkerAndClient(project);
+
+  it('submits the job, polls it to SUCCEEDED, takes the best trial and runs it in full', async () => {
+    process.env['MLPIPE_VERTEX_ENDPOINT'] = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    let submitted: Record<string, unknown> | undefined;
+    onCreate = (name, body) => {
+      submitted = body;
+      const trial = (id: string, x: number, state = 4) => ({ id, state, parameters: [{ parameterId: 'params__x', value: x }], ...(state === 4 ? { finalMeasurement: { metrics: [{ metricId: 'score', value: x }] } } : {}) });
+      script.set(name, [{ name, state: S.JOB_STATE_QUEUED }, { name, state: S.JOB_STATE_RUNNING }, { name, state: S.JOB_STATE_SUCCEEDED, trials: [trial('1', 6), trial('2', 2), trial('3', 9, 5)] }]);
+    };
+    const r = (await env.client.workflow.execute(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('vhpo'), args: [{ pipeline: 'vsearch' }] })) as HpoResult;
+    onCreate = undefined;
+    expect(submitted).toMatchObject({ displayName: expect.stringMatching(/^vhpo-/) as string, maxTrialCount: 3, trialJobSpec: { workerPoolSpecs: [{ containerSpec: { imageUri: 'eu-docker.pkg.dev/my-project/mlpipe/trial:1', args: ['--pipeline', 'vsearch'] } }] } });
+    expect(requests.some((q) => q.path === '/v1/projects/my-project/locations/europe-west4/hyperparameterTuningJobs')).toBe(true);
+    expect(r.best).toMatchObject({ index: 2, value: 2, overrides: ['params.x=2'] });
+    expect(r.failed).toBe(1);
+    const final = (await env.client.workflow.getHandle(r.final!.workflowId).result()) as PipelineResult;
+    expect(final.outputs['objective']).toEqual({ score: 2 });
+  });
+
+  it('cancels the Vertex job when the search is cancelled', async () => {
+    let jobName = '';
+    onCreate = (name) => {
+      jobName = name;
+      script.set(name, [{ name, state: S.JOB_STATE_RUNNING }]);
+    };
+    const h = await env.client.workflow.start(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('vhpo-cancel'), args: [{ pipeline: 'vsearch' }] });
+    await waitFor(() => jobName && requests.filter((q) => q.method === 'GET' && q.path === `/v1/${jobName}`).length >= 2, 'the job being polled');
+    await h.cancel();
+    await expect(h.result()).rejects.toThrow();
+    await waitFor(() => requests.some((q) => q.method === 'POST' && q.path === `/v1/${jobName}:cancel`), 'the cancel request', 30_000);
+    onCreate = undefined;
   });
 });
