@@ -278,36 +278,24 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
       line: at(stepPath).line,
     });
   }
-  const register = spec.tracking?.registerModel;
-  if (register) {
-    const where = at(['tracking', 'registerModel', 'step']);
-    const target = steps[register.step];
+  /** A section that names a step's output (`section` is its key path): the step and the output must exist. */
+  const checkStepOutput = (section: string[], step: string, output: string): void => {
+    const target = steps[step];
     if (!target) {
-      problems.push(new SpecError('SPEC_INVALID', `tracking.registerModel.step: there is no step '${register.step}'.${didYouMean(register.step, stepIds)}`, { where, hint: `Steps: ${stepIds.join(', ')}.` }));
-    } else {
-      const declared = opts.catalog.get(target.uses)?.outputNames(staticWith[register.step] ?? {});
-      if (declared && !declared.includes(register.output)) {
-        problems.push(
-          new SpecError('SPEC_INVALID', `tracking.registerModel: step '${register.step}' (${target.uses}) has no output '${register.output}'.`, {
-            where: at(['tracking', 'registerModel']),
-            hint: `Its outputs: ${declared.join(', ')}.`,
-          }),
-        );
-      }
+      problems.push(new SpecError('SPEC_INVALID', `${section.join('.')}.step: there is no step '${step}'.${didYouMean(step, stepIds)}`, { where: at([...section, 'step']), hint: `Steps: ${stepIds.join(', ')}.` }));
+      return;
     }
-  }
+    const declared = opts.catalog.get(target.uses)?.outputNames(staticWith[step] ?? {});
+    if (declared && !declared.includes(output)) {
+      problems.push(new SpecError('SPEC_INVALID', `${section.join('.')}: step '${step}' (${target.uses}) has no output '${output}'.`, { where: at(section), hint: `Its outputs: ${declared.join(', ')}.` }));
+    }
+  };
+  const register = spec.tracking?.registerModel;
+  if (register) checkStepOutput(['tracking', 'registerModel'], register.step, register.output);
   let monitor: CompiledPipeline['monitor'];
   if (spec.monitor) {
     const m = spec.monitor;
-    const target = steps[m.reference.step];
-    if (!target) {
-      problems.push(new SpecError('SPEC_INVALID', `monitor.reference.step: there is no step '${m.reference.step}'.${didYouMean(m.reference.step, stepIds)}`, { where: at(['monitor', 'reference', 'step']), hint: `Steps: ${stepIds.join(', ')}.` }));
-    } else {
-      const declared = opts.catalog.get(target.uses)?.outputNames(staticWith[m.reference.step] ?? {});
-      if (declared && !declared.includes(m.reference.output)) {
-        problems.push(new SpecError('SPEC_INVALID', `monitor.reference: step '${m.reference.step}' (${target.uses}) has no output '${m.reference.output}'.`, { where: at(['monitor', 'reference']), hint: `Its outputs: ${declared.join(', ')}.` }));
-      }
-    }
+    checkStepOutput(['monitor', 'reference'], m.reference.step, m.reference.output);
     try {
       const current = resolveDeep(m.current, staticScope, isStatic);
       if (typeof current !== 'string' || current.includes('${')) {
@@ -322,15 +310,7 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
   }
   if (spec.hpo) {
     const h = spec.hpo;
-    const target = steps[h.metric.step];
-    if (!target) {
-      problems.push(new SpecError('SPEC_INVALID', `hpo.metric.step: there is no step '${h.metric.step}'.${didYouMean(h.metric.step, stepIds)}`, { where: at(['hpo', 'metric', 'step']), hint: `Steps: ${stepIds.join(', ')}.` }));
-    } else {
-      const declared = opts.catalog.get(target.uses)?.outputNames(staticWith[h.metric.step] ?? {});
-      if (declared && !declared.includes(h.metric.output)) {
-        problems.push(new SpecError('SPEC_INVALID', `hpo.metric: step '${h.metric.step}' (${target.uses}) has no output '${h.metric.output}'.`, { where: at(['hpo', 'metric']), hint: `Its outputs: ${declared.join(', ')}.` }));
-      }
-    }
+    checkStepOutput(['hpo', 'metric'], h.metric.step, h.metric.output);
     for (const problem of validateSpace(h.space)) problems.push(new SpecError('SPEC_INVALID', `hpo.space.${problem}.`, { where: at(['hpo', 'space', problem.split(':')[0]!]) }));
   }
   if (problems.length) throw new SpecErrors(problems);

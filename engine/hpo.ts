@@ -5,6 +5,7 @@
  * deterministic: the same spec and seed give the same trials, wherever they are computed.
  */
 import { z } from 'zod';
+import { prng } from './random.js';
 
 export const paramSpec = z.discriminatedUnion('type', [
   z.object({ type: z.literal('double'), min: z.number(), max: z.number(), scale: z.enum(['linear', 'log']).default('linear'), gridPoints: z.number().int().min(2).max(100).default(3) }).strict(),
@@ -54,17 +55,6 @@ export interface Trial {
   values: Record<string, number | string>;
 }
 
-/** mulberry32: a small seeded PRNG with a 32-bit state. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function round(v: number): number {
   return Number(v.toPrecision(6));

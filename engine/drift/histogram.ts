@@ -51,12 +51,16 @@ export function histogramCounts(values: Float64Array, edges: Float64Array): Floa
   return counts;
 }
 
-/** np.histogram(values, bins=10, density=True) as Evidently's small_distribution: edges and densities. */
-export function densityHistogram(values: Float64Array, min: number, max: number, bins = 10): { x: number[]; y: number[] } {
-  const edges = equalEdges(min, max, bins);
+/** np.histogram(values, edges, density=True)[0]: count / bin width / total, in numpy's order of operations. */
+export function densities(values: Float64Array, edges: Float64Array): Float64Array {
   const counts = histogramCounts(values, edges);
   let total = 0;
   for (const c of counts) total += c;
-  const y = Array.from(counts, (c, i) => c / (edges[i + 1]! - edges[i]!) / total);
-  return { x: Array.from(edges), y };
+  return counts.map((c, i) => c / (edges[i + 1]! - edges[i]!) / total);
+}
+
+/** np.histogram(values, bins=10, density=True) as Evidently's small_distribution: edges and densities. */
+export function densityHistogram(values: Float64Array, min: number, max: number, bins = 10): { x: number[]; y: number[] } {
+  const edges = equalEdges(min, max, bins);
+  return { x: Array.from(edges), y: Array.from(densities(values, edges)) };
 }

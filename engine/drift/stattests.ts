@@ -6,7 +6,7 @@
  */
 import { standardDeviation } from 'simple-statistics';
 import { chi2Sf, ks2Samp, normCdf } from './special.js';
-import { histogramCounts, sturgesEdges } from './histogram.js';
+import { densities, histogramCounts, sturgesEdges } from './histogram.js';
 
 export type ColumnType = 'num' | 'cat';
 export type StatTestName = 'ks' | 'chisquare' | 'z' | 'wasserstein' | 'jensenshannon' | 'psi' | 'kl_div' | 'hellinger';
@@ -234,14 +234,8 @@ export const STAT_TESTS: Record<StatTestName, StatTest> = {
         }
         const edges = sturgesEdges(min, max, keys.length);
         const width = (edges[edges.length - 1]! - edges[0]!) / (edges.length - 1);
-        const density = (values: Float64Array): Float64Array => {
-          const counts = histogramCounts(values, edges);
-          let total = 0;
-          for (const x of counts) total += x;
-          return counts.map((x, i) => x / (edges[i + 1]! - edges[i]!) / total);
-        };
-        const h1 = density(c.refSorted!);
-        const h2 = density(c.curSorted!);
+        const h1 = densities(c.refSorted!, edges);
+        const h2 = densities(c.curSorted!, edges);
         for (let i = 0; i < h1.length; i++) bc += Math.sqrt(h1[i]! * h2[i]!) * width;
       }
       return Math.sqrt(1 - Math.min(1, Math.max(0, bc)));

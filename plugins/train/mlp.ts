@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { prng } from '../../engine/random.js'; // seeded shuffling: tfjs's own shuffle is not seedable
 import { DataError, PipelineError } from '../../engine/errors.js';
 import { datasetFile } from '../data/dataset.js';
 import { definePlugin } from '../sdk.js';
@@ -46,17 +47,6 @@ const params = z
 
 type Params = z.infer<typeof params>;
 
-/** mulberry32: a small seeded PRNG for shuffling (tfjs's own shuffle is not seedable). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function permutation(n: number, seed: number): Int32Array {
   const p = new Int32Array(n);
