@@ -3,7 +3,8 @@
 # --with-mlflow also a Python virtualenv holding MLflow (tests run a real `mlflow server`), and with
 # --with-gcs-emulator fake-gcs-server (tests of the GCS artifact store), and with --with-evidently
 # a virtualenv holding Evidently (to regenerate the drift fixtures; the tests read committed ones), and
-# with --with-chromium Debian's chromium (the HTML drift report is checked in a headless browser).
+# with --with-chromium Debian's chromium (the HTML drift report is checked in a headless browser), and
+# with --with-onnx a virtualenv holding the official ONNX checker (exported models are checked by it).
 # Slow builds go to a cache outside the checkout (MLPIPE_CACHE_DIR, default ~/.cache/mlpipe) so
 # every clone on this machine reuses them. Safe to run again: each step skips what is there.
 set -euo pipefail
@@ -15,17 +16,20 @@ temporal_version="1.5.1"
 mlflow_version="3.17.2"
 fake_gcs_version="v1.56.1"
 evidently_pins="evidently==0.4.40 pandas==2.1.4 numpy==1.26.4 scipy==1.17.1"
+onnx_version="1.23.2"
 with_mlflow=0
 with_gcs=0
 with_evidently=0
 with_chromium=0
+with_onnx=0
 for arg in "$@"; do
   case "$arg" in
     --with-mlflow) with_mlflow=1 ;;
     --with-gcs-emulator) with_gcs=1 ;;
     --with-evidently) with_evidently=1 ;;
     --with-chromium) with_chromium=1 ;;
-    *) printf '[provision] unknown option %s (known: --with-mlflow, --with-gcs-emulator, --with-evidently, --with-chromium)\n' "$arg" >&2; exit 2 ;;
+    --with-onnx) with_onnx=1 ;;
+    *) printf '[provision] unknown option %s (known: --with-mlflow, --with-gcs-emulator, --with-evidently, --with-chromium, --with-onnx)\n' "$arg" >&2; exit 2 ;;
   esac
 done
 say() { printf '[provision] %s\n' "$*" >&2; }
@@ -136,5 +140,21 @@ if [ "$with_chromium" = 1 ]; then
     start=$(date +%s)
     $sudo apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 || { $sudo apt-get update >/dev/null && $sudo apt-get install -y --no-install-recommends chromium >/dev/null; }
     say "Chromium installed in $(( $(date +%s) - start ))s"
+  fi
+fi
+
+# 7. The official ONNX checker (Python onnx) in a virtualenv in the cache: tests check exported models.
+if [ "$with_onnx" = 1 ]; then
+  venv="$cache/onnx-venv"
+  stamp_onnx="$venv/.mlpipe-onnx-$onnx_version"
+  if [ -f "$stamp_onnx" ]; then
+    say "ONNX checker: $venv (cached)"
+  else
+    say "installing onnx $onnx_version into $venv (one time)"
+    start=$(date +%s)
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "onnx==$onnx_version"
+    touch "$stamp_onnx"
+    say "onnx installed in $(( $(date +%s) - start ))s"
   fi
 fi

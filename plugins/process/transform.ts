@@ -4,10 +4,24 @@ import { DataError, PipelineError } from '../../engine/errors.js';
 import { isArtifactRef } from '../../engine/types.js';
 import { datasetFile, describe, isNumericType, view, writeDataset, type Column } from '../data/dataset.js';
 import { definePlugin } from '../sdk.js';
+import { formulaColumns, formulaSql, parseFormula } from './formula.js';
+
+/** A derive formula, checked when the pipeline is compiled (so a typo fails before any step runs). */
+const formula = z.string().min(1).superRefine((src, ctx) => {
+  try {
+    parseFormula(src);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+  }
+});
 
 /** What to fit, as written in the pipeline. */
 export const transformStep = z.discriminatedUnion('op', [
-  z.object({ op: z.literal('derive'), name: z.string().min(1), sql: z.string().min(1) }).strict(),
+  /** A new column from a formula (`expr`: arithmetic, exportable to ONNX) or any DuckDB SQL expression (`sql`). */
+  z
+    .object({ op: z.literal('derive'), name: z.string().min(1), expr: formula.optional(), sql: z.string().min(1).optional() })
+    .strict()
+    .refine((d) => (d.expr === undefined) !== (d.sql === undefined), { message: 'derive takes exactly one of expr (a formula) or sql' }),
   z.object({ op: z.literal('impute'), columns: z.array(z.string()).min(1), strategy: z.enum(['median', 'mean', 'most_frequent', 'constant']), value: z.union([z.number(), z.string()]).optional() }).strict(),
   z.object({ op: z.literal('log'), columns: z.array(z.string()).min(1), offset: z.number().min(0).default(1) }).strict(),
   z.object({ op: z.literal('clip'), columns: z.array(z.string()).min(1), min: z.number().optional(), max: z.number().optional(), quantiles: z.tuple([z.number().min(0).max(1), z.number().min(0).max(1)]).optional() }).strict(),
@@ -18,7 +32,7 @@ export type TransformStep = z.infer<typeof transformStep>;
 
 /** The fitted state: every number needed to apply the same transform to new data. JSON. */
 export type FittedOp =
-  | { op: 'derive'; name: string; sql: string }
+  | { op: 'derive'; name: string; expr?: string; sql?: string }
   | { op: 'impute'; column: string; value: number | string }
   | { op: 'log'; column: string; offset: number }
   | { op: 'clip'; column: string; min: number | null; max: number | null }
@@ -30,6 +44,8 @@ export interface FittedTransform {
   version: 1;
   /** Columns passed through untouched by `standardize: numeric` (e.g. the target). */
   exclude: string[];
+  /** The columns the transform was fitted on (its raw input), target and excluded ones left out. */
+  inputs?: { name: string; type: 'number' | 'string' | 'other' }[];
   ops: FittedOp[];
 }
 
@@ -50,7 +66,7 @@ export function applyOpSql(op: FittedOp, columns: string[]): { select: string; c
   });
   switch (op.op) {
     case 'derive':
-      return { select: `*, (${op.sql}) AS ${q(op.name)}`, columns: [...columns, op.name] };
+      return { select: `*, (${op.expr !== undefined ? formulaSql(parseFormula(op.expr)) : op.sql}) AS ${q(op.name)}`, columns: [...columns, op.name] };
     case 'impute':
       return replace(op.column, `coalesce(${q(op.column)}, ${typeof op.value === 'number' ? op.value : sqlString(op.value)})`);
     case 'log':
@@ -98,9 +114,15 @@ export async function fitTransform(db: Duck, relation: string, steps: TransformS
   await db.run(`CREATE OR REPLACE TEMP VIEW __fit0 AS SELECT * FROM ${relation}`);
   let current = '__fit0';
   let columns = await describe(db, current);
+  state.inputs = columns
+    .filter((c) => !exclude.includes(c.name))
+    .map((c) => ({ name: c.name, type: isNumericType(c.type) ? 'number' : /^(VARCHAR|ENUM)/.test(c.type) ? 'string' : 'other' }));
   for (const [i, step] of steps.entries()) {
     const ops: FittedOp[] = [];
-    if (step.op === 'derive') ops.push(step);
+    if (step.op === 'derive') {
+      if (step.expr !== undefined) requireColumns(`derive ${step.name}`, formulaColumns(parseFormula(step.expr)), columns);
+      ops.push(step.expr !== undefined ? { op: 'derive', name: step.name, expr: step.expr } : { op: 'derive', name: step.name, sql: step.sql! });
+    }
     else {
       const names = step.op === 'standardize' && step.columns === 'numeric' ? columns.filter((c) => isNumericType(c.type) && !exclude.includes(c.name)).map((c) => c.name) : (step.columns as string[]);
       requireColumns(step.op, names, columns);
