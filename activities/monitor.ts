@@ -13,6 +13,7 @@ import { renderDriftHtml } from '../engine/drift/html.js';
 import { driftOptions, driftParams } from '../engine/drift/params.js';
 import { PipelineError } from '../engine/errors.js';
 import { keySegment, listRuns, stepKey, type StepManifest } from '../engine/lineage.js';
+import { collectPredictions } from '../engine/prediction-log.js';
 import type { ArtifactStore, TrackingBackend } from '../engine/ports.js';
 import { isArtifactRef, type ArtifactRef, type PipelineMonitor } from '../engine/types.js';
 import { artifactFormat, loadDriftDataset } from '../plugins/monitor/load.js';
@@ -32,6 +33,8 @@ export interface MonitorPlan {
   /** Where the reference came from: the run (and the model version, when found through one). */
   referenceFrom: { workflowId: string; runId: string; step: string; model?: string; version?: string };
   current: ArtifactRef;
+  /** When the current data is a model's prediction log: which, and what it held. */
+  currentFrom?: { predictions: string; rows: number; chunks: number; versions: string[]; since: string };
 }
 
 export interface MonitorOutcome {
@@ -108,6 +111,18 @@ export function createMonitorActivities(deps: MonitorDeps) {
         if (!(await deps.store.verify(reference))) {
           throw new PipelineError('STORAGE_NOT_FOUND', `The reference data ${reference.name ?? ''} sha256:${reference.sha256.slice(0, 12)} is missing or altered in the store.`);
         }
+        if (monitor.current.startsWith('predictions:')) {
+          const model = monitor.current.slice('predictions:'.length);
+          const since = new Date(Date.now() - (monitor.windowMs ?? 86_400_000));
+          const log = await collectPredictions(deps.store, model, since);
+          if (!log.rows) {
+            throw new PipelineError('DATA_INVALID', `No predictions of '${model}' were logged since ${since.toISOString()} in ${deps.store.location}.`, {
+              hint: `Serve the model with the same artifact store (mlpipe serve ${model}@champion), or widen monitor.window.`,
+            });
+          }
+          const current = await deps.store.put(log.text, { name: `predictions-${keySegment(model)}.jsonl`, mediaType: 'application/x-ndjson' });
+          return { pipeline: compiled.name, overrides: input.overrides ?? [], monitor, reference, referenceFrom: from!, current, currentFrom: { predictions: model, rows: log.rows, chunks: log.chunks, versions: log.versions, since: since.toISOString() } };
+        }
         const currentPath = isAbsolute(monitor.current) ? monitor.current : resolve(deps.projectDir, monitor.current);
         let current: ArtifactRef;
         try {
@@ -130,7 +145,9 @@ export function createMonitorActivities(deps: MonitorDeps) {
         const reference = await loadDriftDataset(refFile, 'reference', params.columns, artifactFormat(plan.reference));
         const current = await loadDriftDataset(curFile, 'current', params.columns, artifactFormat(plan.current));
         const options = driftOptions(params);
-        options.columns ??= Object.keys(reference.columns);
+        // A prediction log holds the model's inputs (not the target, plus prediction and log
+        // columns): compare the columns both sides have.
+        options.columns ??= plan.currentFrom ? Object.keys(reference.columns).filter((c) => c in current.columns) : Object.keys(reference.columns);
         const result = computeDrift(reference, current, options);
         const report = await deps.store.put(toEvidentlyJson(result), { name: 'drift.json', mediaType: 'application/json' });
         const htmlText = renderDriftHtml(result, { title: `Data drift: ${plan.pipeline}`, reference: `${plan.reference.name ?? 'reference'} (${reference.rows} rows)`, current: `${plan.current.name ?? 'current'} (${current.rows} rows)` });

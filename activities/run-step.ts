@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { stepCacheKey } from '../engine/cache-key.js';
 import { artifactRefs, keySegment, paramsHash, writeStepManifest, type StepManifest } from '../engine/lineage.js';
 import { PipelineError } from '../engine/errors.js';
-import type { ArtifactStore, Logger } from '../engine/ports.js';
+import type { ArtifactStore, Logger, ModelRegistry } from '../engine/ports.js';
 import { isArtifactRef, type StepCall, type StepResult } from '../engine/types.js';
 import type { Registry } from '../plugins/registry.js';
 import { inputKinds, outputKinds } from '../plugins/registry.js';
@@ -29,6 +29,8 @@ export interface StepDeps {
   registry: Registry;
   store: ArtifactStore;
   projectDir: string;
+  /** The model registry of this worker's tracking server, if it has one. */
+  models?: () => ModelRegistry | undefined;
 }
 
 interface CacheManifest {
@@ -156,7 +158,9 @@ export function createRunStep(deps: StepDeps) {
       const series: NonNullable<StepResult['series']> = [];
       let seriesDropped = 0;
       const ckptKey = `checkpoints/${keySegment(execution.workflowId)}/${call.stepId}`;
+      const models = deps.models?.();
       const ctx: StepContext = {
+        ...(models ? { models: { registry: models, experiment: call.experiment ?? call.pipeline } } : {}),
         runId: call.runId,
         workflowId: execution.workflowId,
         pipeline: call.pipeline,

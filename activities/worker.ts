@@ -7,7 +7,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createArtifactStore } from '../adapters/stores.js';
 import type { Settings } from '../adapters/project.js';
-import { createTrackingBackend } from '../adapters/mlflow/index.js';
+import { createTrackingBackend, modelRegistryOf } from '../adapters/mlflow/index.js';
 import type { ArtifactStore, TrackingBackend } from '../engine/ports.js';
 import { loadProjectRegistry } from '../adapters/project-plugins.js';
 import type { Registry } from '../plugins/registry.js';
@@ -47,14 +47,16 @@ export async function createPipelineWorker(opts: PipelineWorkerOptions): Promise
   const ownsConnection = !opts.connection;
   const connection = opts.connection ?? (await NativeConnection.connect({ address: opts.settings.temporalAddress }));
   let backend: TrackingBackend | undefined | null = opts.tracking;
+  const tracking = (): TrackingBackend | undefined => {
+    if (backend === undefined) backend = opts.settings.trackingUri ? createTrackingBackend(opts.settings.trackingUri) : null;
+    return backend ?? undefined;
+  };
   const activities = createActivities({
     registry: opts.registry ?? (await loadProjectRegistry(opts.settings.projectDir)),
     store: opts.store ?? createArtifactStore(opts.settings.artifactsDir, { cacheDir: join(opts.settings.projectDir, '.mlpipe') }),
     projectDir: opts.settings.projectDir,
-    tracking: () => {
-      if (backend === undefined) backend = opts.settings.trackingUri ? createTrackingBackend(opts.settings.trackingUri) : null;
-      return backend ?? undefined;
-    },
+    tracking,
+    models: () => modelRegistryOf(tracking()),
     experimentName: opts.settings.experimentName,
   });
   const worker = await Worker.create({

@@ -28,6 +28,7 @@ import { cmdGc, cmdLineage, cmdRuns } from './store-commands.js';
 import { cmdDrift } from './drift-command.js';
 import { cmdSchedule } from './schedule-command.js';
 import { cmdTrial } from './trial-command.js';
+import { cmdPromote, cmdRollback, cmdServe } from './serve-command.js';
 
 const HELP = `mlpipe — declarative ML pipelines on Temporal
 
@@ -69,6 +70,14 @@ Usage:
                                          the metric in cloudml-hypertune's file format
   mlpipe monitor <pipeline> [overrides...] [--worker] [--json]
                                          One drift check of the pipeline's monitor: section now
+  mlpipe serve <name@alias | models:/name/N | model.onnx | gs://...> [--port 8080] [--host H]
+             [--no-log] [--max-body 1mb] [--max-instances N]
+                                         HTTP prediction server (onnxruntime): POST /predict,
+                                         GET /health, /metrics, /model; logs predictions for drift
+  mlpipe promote <name> <version> [--alias champion]
+                                         Point a registered model's alias at a version
+  mlpipe rollback <name> [--alias champion] [--to N] [--history]
+                                         Move the alias back to its previous holder
   mlpipe schedule create <pipeline> --every 1h [--id ID] [--workflow monitor|pipeline] [--paused]
   mlpipe schedule list | describe <id> | pause <id> | unpause <id> | trigger <id> | delete <id>
                                          Temporal Schedules of drift monitors (or pipeline runs)
@@ -544,6 +553,12 @@ export async function main(argv: string[]): Promise<number> {
       case 'trial':
         installRuntime('ERROR');
         return await cmdTrial(rest, settings, startBackgroundWorker);
+      case 'serve':
+        return await cmdServe(rest, settings);
+      case 'promote':
+        return await cmdPromote(rest, settings);
+      case 'rollback':
+        return await cmdRollback(rest, settings);
       case 'monitor':
         installRuntime('ERROR');
         return await cmdMonitor(rest, settings);

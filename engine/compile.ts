@@ -301,7 +301,7 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
       if (typeof current !== 'string' || current.includes('${')) {
         problems.push(new SpecError('SPEC_INVALID', 'monitor.current must be known before the run starts (params and config only).', { where: at(['monitor', 'current']) }));
       } else {
-        monitor = { current, reference: dropUndefined({ step: m.reference.step, output: m.reference.output, model: m.reference.model }), drift: m.drift, retrain: m.retrain, ...(m.alert ? { alert: m.alert } : {}) };
+        monitor = { current, ...(m.window ? { windowMs: parseDuration(m.window)! } : {}), reference: dropUndefined({ step: m.reference.step, output: m.reference.output, model: m.reference.model }), drift: m.drift, retrain: m.retrain, ...(m.alert ? { alert: m.alert } : {}) };
       }
     } catch (e) {
       if (e instanceof PipelineError) problems.push(new SpecError(e.code, e.message, { where: at(['monitor', 'current']), hint: e.hint }));

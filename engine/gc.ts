@@ -12,7 +12,7 @@
 import { artifactRefs } from './lineage.js';
 import type { ArtifactStore } from './ports.js';
 
-export const ROOT_PREFIXES = ['runs/', 'cache/', 'checkpoints/'] as const;
+export const ROOT_PREFIXES = ['runs/', 'cache/', 'checkpoints/', 'monitoring/', 'predictions/'] as const;
 export const DEFAULT_GC_AGE_MS = 7 * 86_400_000;
 
 export interface GcReport {

@@ -94,3 +94,43 @@ export interface TrackingBackend {
     aliasRun(name: string, alias: string): Promise<{ version: string; runId: string; tags: Record<string, string> } | undefined>;
   };
 }
+
+/** A registered model version as the registry reports it. */
+export interface ModelVersionInfo {
+  name: string;
+  version: string;
+  /** Where its files are: mlflow-artifacts:/..., gs://..., file://... */
+  source: string;
+  runId?: string;
+  tags: Record<string, string>;
+  aliases: string[];
+}
+
+/**
+ * A model registry (MLflow's): versions, aliases, tags, and the files behind a version. Every
+ * write is safe to repeat; `publish` is idempotent on its run key.
+ */
+export interface ModelRegistry {
+  /** A printable location without credentials. */
+  readonly location: string;
+  /**
+   * Uploads `files` under `model/` of the run tagged `runKey` in `experiment` (made once), and
+   * registers them as a version of `name` (made once per run).
+   */
+  publish(input: {
+    name: string;
+    experiment: string;
+    runKey: { tag: string; value: string };
+    runName: string;
+    runTags: Record<string, string>;
+    files: Record<string, Uint8Array>;
+    versionTags: Record<string, string>;
+  }): Promise<ModelVersionInfo>;
+  version(name: string, version: string): Promise<ModelVersionInfo | undefined>;
+  byAlias(name: string, alias: string): Promise<ModelVersionInfo | undefined>;
+  setAlias(name: string, alias: string, version: string): Promise<void>;
+  modelTags(name: string): Promise<Record<string, string> | undefined>;
+  setModelTag(name: string, key: string, value: string): Promise<void>;
+  /** The bytes of `path` under a version's source. */
+  readFile(info: ModelVersionInfo, path: string): Promise<Buffer>;
+}

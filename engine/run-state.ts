@@ -132,6 +132,7 @@ export class RunState {
       inputs,
       cache: step.cache && this.pipeline.cache && this.options.cache !== false,
       ...(step.cacheIgnore?.length ? { cacheIgnore: step.cacheIgnore } : {}),
+      ...(this.pipeline.tracking?.enabled && this.pipeline.tracking.experiment ? { experiment: this.pipeline.tracking.experiment } : {}),
     };
   }
 

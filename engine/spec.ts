@@ -89,8 +89,13 @@ export const trackingSchema = z
  */
 export const monitorSchema = z
   .object({
-    /** The current data: a CSV, Parquet or JSON-lines file, relative to the project. */
+    /**
+     * The current data: a CSV, Parquet or JSON-lines file relative to the project, or
+     * `predictions:<model>`, the prediction log of `mlpipe serve` for that model (over `window`).
+     */
     current: z.string().min(1),
+    /** With `predictions:<model>`: how far back to read the log (default 24h). */
+    window: z.string().refine((v) => parseDuration(v) !== undefined, { message: DURATION_HELP }).optional(),
     reference: z
       .object({
         step: z.string().min(1),

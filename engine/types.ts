@@ -99,6 +99,8 @@ import type { HpoSpec } from './hpo.js';
 
 export interface PipelineMonitor {
   current: string;
+  /** For a prediction log as current data: milliseconds back from the check. */
+  windowMs?: number;
   reference: { step: string; output: string; model?: string };
   /** monitor.drift's params (engine/drift/params.ts). */
   drift: Record<string, unknown>;
@@ -139,6 +141,8 @@ export interface StepCall {
   cache: boolean;
   /** Param paths left out of the cache key. */
   cacheIgnore?: string[];
+  /** The MLflow experiment the run tracks to (deploy steps register models under it). */
+  experiment?: string;
 }
 
 export interface StepState {

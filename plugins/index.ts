@@ -16,6 +16,9 @@ import { validateExpectations } from './validate/expectations.js';
 import { evaluateModel } from './evaluate/model.js';
 import { trainMlp } from './train/mlp.js';
 import { monitorDrift } from './monitor/drift.js';
+import { exportOnnx } from './export/onnx.js';
+import { mlflowRegister } from './deploy/mlflow-register.js';
+import { vertexEndpoint } from './deploy/vertex-endpoint.js';
 import { createRegistry, type Registry } from './registry.js';
 import type { AnyPlugin } from './sdk.js';
 
@@ -36,6 +39,9 @@ export const builtinPlugins: AnyPlugin[] = [
   trainMlp,
   evaluateModel,
   monitorDrift,
+  exportOnnx,
+  mlflowRegister,
+  vertexEndpoint,
 ];
 
 export function createDefaultRegistry(extra: AnyPlugin[] = []): Registry {

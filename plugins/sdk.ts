@@ -3,7 +3,7 @@
  * `runStep` activity turns Temporal's activity context into a `StepContext`.
  */
 import type { z } from 'zod';
-import type { ArtifactStore, Logger } from '../engine/ports.js';
+import type { ArtifactStore, Logger, ModelRegistry } from '../engine/ports.js';
 import type { ArtifactRef } from '../engine/types.js';
 
 export type { ArtifactRef } from '../engine/types.js';
@@ -50,6 +50,11 @@ export interface StepContext {
    * key at `step` (default 0), stamped `timestamp` (default now). Numeric outputs are tracked anyway.
    */
   logMetrics(values: Record<string, number>, options?: { step?: number; timestamp?: number }): void;
+  /**
+   * The worker's model registry (an MLflow tracking server), and the experiment this run tracks
+   * to; absent when the worker has none (file store, tracking off). For deploy steps.
+   */
+  models?: { registry: ModelRegistry; experiment: string };
 }
 
 /** Input and output kinds: documentation and light checking ('artifact' values must be ArtifactRefs). */

@@ -31,6 +31,8 @@ const { postAlert } = proxyActivities<Activities>({
 export interface MonitorResult {
   pipeline: string;
   referenceFrom: MonitorPlan['referenceFrom'];
+  /** Set when the current data was a model's prediction log. */
+  currentFrom?: MonitorPlan['currentFrom'];
   drift: MonitorOutcome;
   /** 'started': this run started the retrain; 'already-running': another one was running; 'off' or 'no-drift'. */
   retrain: 'started' | 'already-running' | 'off' | 'no-drift';
@@ -73,5 +75,5 @@ export async function monitorWorkflow(input: MonitorInput): Promise<MonitorResul
       },
     });
   }
-  return { pipeline: plan.pipeline, referenceFrom: plan.referenceFrom, drift, retrain, ...(retrain === 'started' || retrain === 'already-running' ? { retrainWorkflowId: id } : {}), ...(alert ? { alert } : {}) };
+  return { pipeline: plan.pipeline, referenceFrom: plan.referenceFrom, ...(plan.currentFrom ? { currentFrom: plan.currentFrom } : {}), drift, retrain, ...(retrain === 'started' || retrain === 'already-running' ? { retrainWorkflowId: id } : {}), ...(alert ? { alert } : {}) };
 }

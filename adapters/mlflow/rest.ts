@@ -318,6 +318,29 @@ export class MlflowRestClient implements TrackingBackend {
     );
   }
 
+  /**
+   * Reads a file given by artifact URI: through the server's artifact proxy (mlflow-artifacts:/...)
+   * or from the bucket (gs://...).
+   */
+  async readArtifact(uri: string): Promise<Buffer> {
+    if (uri.startsWith('mlflow-artifacts:')) {
+      const rel = uri.replace(/^mlflow-artifacts:(\/\/[^/]*)?\/?/, '');
+      const url = new URL(`api/2.0/mlflow-artifacts/artifacts/${rel.split('/').map(encodeURIComponent).join('/')}`, this.base);
+      const res = await request(url, { method: 'GET', headers: this.headers, dispatcher: this.dispatcher, headersTimeout: this.options.timeoutMs ?? 30_000, bodyTimeout: this.options.timeoutMs ?? 30_000 });
+      const data = Buffer.from(await res.body.arrayBuffer());
+      if (res.statusCode === 404) throw new MlflowNotFound(`MLflow has no artifact ${uri}`, 'RESOURCE_DOES_NOT_EXIST', 404);
+      if (res.statusCode >= 300) throw new MlflowError(`MLflow GET ${url.pathname}: HTTP ${res.statusCode}: ${data.toString('utf8').slice(0, 300)}`, `HTTP_${res.statusCode}`, res.statusCode);
+      return data;
+    }
+    if (uri.startsWith('gs://')) {
+      const { bucket, prefix } = parseGsUri(uri);
+      this.gcs ??= this.options.gcs ?? storageFromEnv();
+      const [data] = await this.gcs.bucket(bucket).file(prefix).download();
+      return data;
+    }
+    throw new MlflowInvalidParameter(`Cannot read artifact '${uri}': only mlflow-artifacts:/ and gs:// sources are read.`, 'UNSUPPORTED_ARTIFACT_URI');
+  }
+
   // ---- model registry
 
   readonly registry = {
@@ -361,6 +384,33 @@ export class MlflowRestClient implements TrackingBackend {
       const run = await this.getRun(mv.run_id);
       return { version: mv.version, runId: mv.run_id, tags: Object.fromEntries((run.data?.tags ?? []).map((t) => [t.key, t.value])) };
     },
+    getVersion: async (name: string, version: string): Promise<RawModelVersion | undefined> => {
+      try {
+        return (await this.api<{ model_version: RawModelVersion }>('GET', 'model-versions/get', { name, version })).model_version;
+      } catch (e) {
+        if (e instanceof MlflowNotFound || (e instanceof MlflowInvalidParameter && /not found|does not exist/i.test(e.message))) return undefined;
+        throw e;
+      }
+    },
+    aliasVersion: async (name: string, alias: string): Promise<RawModelVersion | undefined> => {
+      try {
+        return (await this.api<{ model_version: RawModelVersion }>('GET', 'registered-models/alias', { name, alias })).model_version;
+      } catch (e) {
+        if (e instanceof MlflowNotFound || (e instanceof MlflowInvalidParameter && /alias .* not found/i.test(e.message))) return undefined;
+        throw e;
+      }
+    },
+    getModel: async (name: string): Promise<{ name: string; tags?: { key: string; value: string }[]; aliases?: { alias: string; version: string }[] } | undefined> => {
+      try {
+        return (await this.api<{ registered_model: { name: string; tags?: { key: string; value: string }[]; aliases?: { alias: string; version: string }[] } }>('GET', 'registered-models/get', { name })).registered_model;
+      } catch (e) {
+        if (e instanceof MlflowNotFound) return undefined;
+        throw e;
+      }
+    },
+    setModelTag: async (name: string, key: string, value: string): Promise<void> => {
+      await this.api('POST', 'registered-models/set-tag', { name, key, value });
+    },
     deleteAlias: async (name: string, alias: string): Promise<void> => {
       await this.api('DELETE', 'registered-models/alias', { name, alias });
     },
@@ -369,6 +419,16 @@ export class MlflowRestClient implements TrackingBackend {
   async close(): Promise<void> {
     if (!this.options.dispatcher) await this.dispatcher.close();
   }
+}
+
+export interface RawModelVersion {
+  name: string;
+  version: string;
+  source?: string;
+  run_id?: string;
+  status?: string;
+  tags?: { key: string; value: string }[];
+  aliases?: string[];
 }
 
 function toRun(r: RawRun): TrackedRun {

@@ -88,25 +88,33 @@ export function buildTuningJob(displayName: string, spec: HpoSpec, container: Tr
   return job;
 }
 
-function paths(value: unknown, prefix = ''): string[] {
+export function paths(value: unknown, prefix = ''): string[] {
   if (Array.isArray(value)) return value.flatMap((v, i) => paths(v, `${prefix}[${i}]`));
   if (value !== null && typeof value === 'object') return Object.entries(value).flatMap(([k, v]) => [`${prefix}.${k}`, ...paths(v, `${prefix}.${k}`)]);
   return [];
 }
 
 /**
- * The job must be a valid HyperparameterTuningJob message with nothing lost in conversion:
- * fromObject silently drops unknown fields and misspelled enums, so every field path must survive
- * the round trip, and verify must pass.
+ * A request object must be a valid message of `type` with nothing lost in conversion: fromObject
+ * silently drops unknown fields and misspelled enums, so every field path must survive the round
+ * trip, and verify must pass.
  */
-export function checkAgainstProto(job: TuningJob): void {
-  const message = Job.fromObject(job);
-  const problem = Job.verify(message);
-  const back = Job.toObject(message, { enums: String, longs: Number, defaults: false });
-  const lost = paths(job).filter((p) => !paths(back).includes(p));
+export function checkMessage(
+  type: { fromObject(o: object): unknown; verify(m: unknown): string | null; toObject(m: never, o: object): object },
+  value: Record<string, unknown>,
+  label: string,
+): void {
+  const message = type.fromObject(value);
+  const problem = type.verify(message);
+  const back = type.toObject(message as never, { enums: String, longs: Number, defaults: false });
+  const lost = paths(value).filter((p) => !paths(back).includes(p));
   if (problem || lost.length) {
-    throw new PipelineError('SPEC_INVALID', `The Vertex HyperparameterTuningJob does not match the API's proto: ${problem ?? `fields not in the message: ${lost.join(', ')}`}.`);
+    throw new PipelineError('SPEC_INVALID', `The Vertex ${label} does not match the API's proto: ${problem ?? `fields not in the message: ${lost.join(', ')}`}.`);
   }
+}
+
+export function checkAgainstProto(job: TuningJob): void {
+  checkMessage(Job, job, 'HyperparameterTuningJob');
 }
 
 export interface TuningTrial {

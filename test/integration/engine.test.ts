@@ -100,6 +100,10 @@ describe('pipelineWorkflow', () => {
     const baseline = r.outputs['evaluate']!['baseline'] as Record<string, number>;
     expect(metrics['rmse']!).toBeLessThan(0.6 * baseline['rmse']!);
     expect(r.outputs['evaluate']!['passed']).toBe(true);
+    // The ONNX export reproduces the trained model on the raw test rows; no registry on this worker.
+    expect(r.outputs['export']!['parity']).toMatchObject({ rows: 4120 });
+    expect((r.outputs['export']!['parity'] as { maxRelativeError: number }).maxRelativeError).toBeLessThan(1e-4);
+    expect(r.outputs['register']).toMatchObject({ registered: false, promoted: false });
   });
 
   it('retries a step under its retry policy and reports the attempt', async () => {

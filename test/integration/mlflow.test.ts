@@ -4,7 +4,7 @@
  * retry-without-duplicates design is tested against the real server too.
  */
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -14,6 +14,9 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MlflowFileStore } from '../../adapters/mlflow/file-store.js';
 import { MlflowRestClient } from '../../adapters/mlflow/rest.js';
+import { MlflowModelRegistry } from '../../adapters/mlflow/registry.js';
+import { withDuckDB } from '../../adapters/duckdb.js';
+import { collectPredictions } from '../../engine/prediction-log.js';
 import { findMlflow, startMlflowServer, type MlflowServer } from '../../adapters/mlflow/server.js';
 import { freePort } from '../../adapters/temporal-server.js';
 import { startEmulator } from '../../adapters/gcs-emulator.js';
@@ -153,15 +156,16 @@ describe('MLflow tracking against a real mlflow server', () => {
     await trackingResult(handle);
     expect(proxy.dropped).toEqual(['POST /api/2.0/mlflow/runs/create', 'POST /api/2.0/mlflow/runs/log-batch']);
 
-    const model = result.outputs['train']!['model'] as ArtifactRef;
+    const model = result.outputs['export']!['onnx'] as ArtifactRef;
     const r = await readBack(server.url, 'california-housing', 'california-housing', `model/${model.name}`);
     expect(r.experiment?.name).toBe('california-housing');
     const mine = r.runs.filter((x) => x.tags['mlpipe.workflow_id'] === id || x.tags['mlpipe.step_key']?.startsWith(`${id}/`));
     const parent = mine.find((x) => !x.tags['mlflow.parentRunId'])!;
     const children = mine.filter((x) => x.tags['mlflow.parentRunId'] === parent.id);
     // One parent and one nested run per step: the lost runs/create answer did not make a second one.
-    expect(mine).toHaveLength(9);
-    expect(children.map((c) => c.name).sort()).toEqual(['evaluate', 'features', 'ingest', 'split', 'train', 'transform', 'tune', 'validate']);
+    expect(mine).toHaveLength(10);
+    // The register step made its own run (to hold the model files); tracking found it and nested it.
+    expect(children.map((c) => c.name).sort()).toEqual(['evaluate', 'export', 'ingest', 'register', 'split', 'train', 'transform', 'tune', 'validate']);
     expect(parent.status).toBe('FINISHED');
     expect(parent.params).toMatchObject({ 'training.epochs': '4', 'training.batch_size': '512', 'model.hidden': '[128,64]', 'params.seed': '5' });
     expect(parent.tags).toMatchObject({ 'mlpipe.pipeline': 'california-housing', 'mlpipe.workflow_id': id, 'mlpipe.run_id': handle.firstExecutionRunId, 'mlflow.source.type': 'JOB', 'mlpipe.label.team': 'pricing', 'mlpipe.training_backend': 'wasm' });
@@ -178,11 +182,15 @@ describe('MLflow tracking against a real mlflow server', () => {
     expect(train.history['duration_seconds']).toHaveLength(1);
     for (const c of children) expect(c.status).toBe('FINISHED');
 
-    // Registered model: a version from the train run, aliased challenger, whose bytes are the model's.
-    const version = r.model!.versions.find((v) => v.run_id === train.id)!;
+    // Registered model: a version from the register run, aliased challenger and (the first one)
+    // champion, holding the ONNX export, the tfjs model and the transform state.
+    const register = children.find((c) => c.name === 'register')!;
+    const version = r.model!.versions.find((v) => v.run_id === register.id)!;
     expect(version.status).toBe('READY');
     expect(r.model!.aliases['challenger']).toBe(version.version);
-    expect(train.artifacts).toContain(`model/${model.name}`);
+    expect(r.model!.aliases['champion']).toBe(version.version);
+    expect(result.outputs['register']).toMatchObject({ registered: true, version: version.version, promoted: true, champion: version.version });
+    expect(register.artifacts).toEqual(expect.arrayContaining(['model/model.onnx', 'model/model.json', 'model/transform-state.json']));
     const bytes = await new LocalArtifactStore(project.settings.artifactsDir).get(model);
     expect(r.model!.artifact_hex_sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
     expect(r.model!.artifact_hex_sha256).toBe(model.sha256);
@@ -220,6 +228,88 @@ describe('MLflow tracking against a real mlflow server', () => {
       await rest.close();
     }
   }, 240_000);
+
+  it('keeps the champion against a worse challenger; promote and rollback move it by hand, with history', async () => {
+    const registry = new MlflowModelRegistry(new MlflowRestClient({ uri: server.url }));
+    const [v1, v2] = await Promise.all([registry.version('california-housing', '1'), registry.version('california-housing', '2')]);
+    const rmse1 = Number(v1!.tags['mlpipe.metric.rmse']);
+    const rmse2 = Number(v2!.tags['mlpipe.metric.rmse']);
+    expect(rmse1).toBeGreaterThan(1000);
+    expect(rmse2).toBeGreaterThan(1000);
+    // Version 2 was trained for 2 epochs (version 1 for 4): champion only if it is better.
+    const champion = (await registry.byAlias('california-housing', 'champion'))!.version;
+    expect(champion).toBe(rmse2 < rmse1 ? '2' : '1');
+    const other = champion === '1' ? '2' : '1';
+
+    const env = { ...process.env, MLPIPE_PROJECT_DIR: project.dir, MLFLOW_TRACKING_URI: server.url };
+    const cli = (args: string[]) => run(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), ...args], { env }).then((r) => ({ code: 0, ...r }), (e: { code: number; stdout: string; stderr: string }) => e);
+    expect((await cli(['promote', 'california-housing', other])).stdout).toContain(`california-housing@champion -> version ${other} (was ${champion})`);
+    expect((await registry.byAlias('california-housing', 'champion'))!.version).toBe(other);
+    expect((await cli(['rollback', 'california-housing'])).stdout).toContain(`-> version ${champion} (rolled back from ${other})`);
+    expect((await registry.byAlias('california-housing', 'champion'))!.version).toBe(champion);
+    const history = await cli(['rollback', 'california-housing', '--history']);
+    expect(history.stdout.trim().split('\n').map((l) => l.split(/\s+/)[1])).toEqual([...(champion === '2' ? ['promote', 'promote'] : ['promote']), 'promote', 'rollback']);
+    // Rolling back walks further down the history until nobody held the alias before.
+    let last = await cli(['rollback', 'california-housing']);
+    for (let i = 0; i < 3 && last.code === 0; i++) last = await cli(['rollback', 'california-housing']);
+    expect(last.code).toBe(2);
+    expect(last.stderr).toContain('no earlier holder');
+    expect((await cli(['promote', 'california-housing', '99'])).stderr).toContain("has no version 99");
+    await registry.setAlias('california-housing', 'champion', '1');
+  }, 120_000);
+
+  it('serves the champion from the registry, logs every prediction, and the monitor reads the log as current data', async () => {
+    const port = await freePort();
+    const env = { ...process.env, MLPIPE_PROJECT_DIR: project.dir, MLFLOW_TRACKING_URI: server.url, MLPIPE_ARTIFACTS: project.settings.artifactsDir };
+    const child = spawn(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'serve', 'california-housing@champion', '--port', String(port)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const base = `http://127.0.0.1:${port}`;
+    try {
+      await waitFor(() => fetch(`${base}/health`).then((r) => r.ok, () => false), `the server (${output})`);
+      const served = (await (await fetch(`${base}/model`)).json()) as { version: string; sha256: string; inputs: { name: string }[] };
+      expect(served.version).toBe('1');
+      expect(served.inputs).toHaveLength(9);
+      const post = (body: string, type = 'application/json') => fetch(`${base}/predict`, { method: 'POST', headers: { 'content-type': type }, body });
+      const rows = await withDuckDB((db) => db.rows<Record<string, unknown>>(`SELECT * EXCLUDE (median_house_value) FROM read_csv('${join(REPO, 'pipelines', 'data', 'california-housing-recent.csv')}') LIMIT 300`));
+      const one = (await (await post(JSON.stringify(rows[0]))).json()) as { prediction: number; model: { version: string } };
+      expect(one.prediction).toBeGreaterThan(10_000);
+      expect(one.model.version).toBe('1');
+      const batch = (await (await post(JSON.stringify({ instances: rows }))).json()) as { predictions: number[] };
+      expect(batch.predictions).toHaveLength(300);
+      expect(batch.predictions[0]).toBeCloseTo(one.prediction, 3);
+      const bad = await post(JSON.stringify([{ ...rows[1], median_income: 'high' }, { ...rows[2], households: undefined, colour: 'red' }]));
+      expect(bad.status).toBe(400);
+      expect(((await bad.json()) as { details: unknown[] }).details).toEqual([
+        { instance: 0, field: 'median_income', problem: 'expected a number, got "high"' },
+        { instance: 1, field: 'households', problem: 'required' },
+        { instance: 1, field: 'colour', problem: 'not an input of this model' },
+      ]);
+      expect((await post(JSON.stringify({ instances: Array(9000).fill(rows[0]) }))).status).toBe(413);
+      expect((await post('longitude=1', 'text/plain')).status).toBe(415);
+      const metrics = await (await fetch(`${base}/metrics`)).text();
+      expect(metrics).toContain('mlpipe_predict_requests_total{status="200"} 2');
+      expect(metrics).toContain('mlpipe_predictions_total 301');
+      expect(metrics).toContain('mlpipe_predict_errors_total{code="INVALID_INPUT"} 1');
+      expect(metrics).toMatch(/mlpipe_predict_latency_seconds_count 5\n/);
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    }
+    expect(output).toContain('stopping: finishing requests and writing the prediction log');
+    const store = new LocalArtifactStore(project.settings.artifactsDir);
+    const logged = await collectPredictions(store, 'california-housing');
+    expect(logged.rows).toBe(301);
+    expect(logged.versions).toEqual(['1']);
+
+    // The drift monitor with the prediction log as current data: the model's 9 inputs are compared.
+    const m = await client.workflow.start(MONITOR_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('monitor-log'), args: [{ pipeline: 'california-housing', overrides: ['params.recent=predictions:california-housing'] }] });
+    const r = (await m.result()) as MonitorResult;
+    expect(r.currentFrom).toMatchObject({ predictions: 'california-housing', rows: 301, versions: ['1'] });
+    expect(r.drift.numberOfColumns).toBe(9);
+    expect(r.drift.driftedColumns.length).toBeGreaterThan(0);
+  }, 180_000);
 
   it('an HPO search is a run with its trials nested under it, the best tagged', async () => {
     project.write(
@@ -311,6 +401,9 @@ steps:
 
   it('keeps tracking durable while MLflow is down: the run completes, nothing is lost or duplicated', async () => {
     const id = uniqueId('housing-outage');
+    // Tracking's durability, without the register step (which needs MLflow itself and retries).
+    const yaml = readFileSync(join(project.dir, 'pipelines', 'california-housing.yaml'), 'utf8');
+    project.write('pipelines/california-housing.yaml', yaml.slice(0, yaml.indexOf('  # The exported model becomes')));
     const handle = await startHousing(id, ['training.epochs=6', 'training.patience=100', 'params.seed=6']);
     const tid = trackingWorkflowId(`${handle.workflowId}/${handle.firstExecutionRunId}`);
     // Once the parent run exists in MLflow, take the server down hard.
@@ -393,7 +486,7 @@ describe('MLflow file store, the embedded default', () => {
     await waitFor(async () => client.workflow.getHandle(tid).describe().then((d) => d.status.name === 'COMPLETED', () => false), 'tracking to finish', 60_000);
 
     const r = await readBack(`file:${root}`, 'california-housing');
-    expect(r.runs).toHaveLength(9);
+    expect(r.runs).toHaveLength(10);
     const parent = r.runs.find((x) => !x.tags['mlflow.parentRunId'])!;
     expect(parent.status).toBe('FINISHED');
     expect(parent.params['training.epochs']).toBe('3');
@@ -401,9 +494,12 @@ describe('MLflow file store, the embedded default', () => {
     const train = r.runs.find((x) => x.name === 'train')!;
     expect(train.tags['mlflow.parentRunId']).toBe(parent.id);
     expect(train.history['loss']!.map((p) => p[0])).toEqual([1, 2, 3]);
-    // No registry in the file store: the model is still kept as the train run's artifact.
-    const model = readFileSync(join(new URL(train.artifact_uri).pathname, 'model', 'mlpipe-artifact.json'), 'utf8');
-    expect(JSON.parse(model)).toMatchObject({ kind: 'artifact', mediaType: 'application/vnd.mlpipe.tfjs-mlp+json' });
+    // No registry in the file store: the register step says so and succeeds; the export's parity is tracked.
+    const register = r.runs.find((x) => x.name === 'register')!;
+    expect(register.tags).toMatchObject({ 'mlpipe.plugin': 'deploy.mlflow-register', 'mlpipe.status': 'succeeded', 'mlflow.parentRunId': parent.id });
+    expect(register.metrics['registered']).toBe(0);
+    const exported = r.runs.find((x) => x.name === 'export')!;
+    expect(exported.metrics['parity.maxRelativeError']).toBeLessThan(1e-4);
   }, 120_000);
 
   it('run status follows the pipeline: FAILED for a failed step, KILLED for a cancelled run', async () => {

@@ -1,0 +1,226 @@
+/**
+ * The HTTP prediction server over an exported ONNX model (onnxruntime-node):
+ *   POST /predict   one record, a JSON array of records, or {"instances": [...]} (Vertex AI's form)
+ *   GET  /health    200 once the model is loaded (readiness and liveness)
+ *   GET  /metrics   Prometheus text: requests, predictions, errors, latency histogram, log state
+ *   GET  /model     what is served: name, version, digest, input contract
+ * Records are checked against the model's input contract (zod) before any prediction; a bad one
+ * gets a 400 naming each field. Every prediction goes to the prediction log (when one is given).
+ */
+import { randomUUID } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { z } from 'zod';
+import type { OnnxPredictor } from '../onnx/runtime.js';
+import type { OnnxContract } from '../../plugins/export/onnx-graph.js';
+import type { PredictionLogWriter, PredictionRow } from '../../engine/prediction-log.js';
+import { ServerMetrics } from './metrics.js';
+
+export interface ServedModel {
+  name: string;
+  version: string;
+  /** Where it was loaded from (registry URI, file). */
+  source: string;
+}
+
+export interface ServerOptions {
+  predictor: OnnxPredictor;
+  model: ServedModel;
+  log?: PredictionLogWriter;
+  host?: string;
+  port?: number;
+  /** Largest request body (default 1 MiB): 413 beyond. */
+  maxBodyBytes?: number;
+  /** Most records in one request (default 10,000). */
+  maxInstances?: number;
+}
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  metrics: ServerMetrics;
+  close(): Promise<void>;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly details?: { instance?: number; field: string; problem: string }[],
+  ) {
+    super(message);
+  }
+}
+
+/** The zod schema of one input record, from the model's contract. */
+export function recordSchema(contract: OnnxContract): z.ZodType<Record<string, unknown>> {
+  const shape: Record<string, z.ZodType> = {};
+  for (const i of contract.inputs) {
+    const base = i.type === 'number' ? z.number({ error: (iss) => (iss.input === undefined ? 'required' : `expected a number, got ${JSON.stringify(iss.input)?.slice(0, 40)}`) }).finite() : z.string({ error: (iss) => (iss.input === undefined ? 'required' : `expected text, got ${JSON.stringify(iss.input)?.slice(0, 40)}`) });
+    shape[i.name] = i.nullable ? base.nullable().optional() : base;
+  }
+  return z.object(shape).strict() as unknown as z.ZodType<Record<string, unknown>>;
+}
+
+function parseInstances(body: unknown, schema: z.ZodType<Record<string, unknown>>, maxInstances: number): { records: Record<string, unknown>[]; batch: boolean } {
+  let raw: unknown[];
+  let batch = true;
+  if (Array.isArray(body)) raw = body;
+  else if (body && typeof body === 'object' && 'instances' in body) {
+    const inst = (body as { instances: unknown }).instances;
+    if (!Array.isArray(inst)) throw new HttpError(400, 'INVALID_INPUT', '"instances" must be a list of records.');
+    raw = inst;
+  } else if (body && typeof body === 'object') {
+    raw = [body];
+    batch = false;
+  } else throw new HttpError(400, 'INVALID_INPUT', 'The body must be a JSON record, a list of records, or {"instances": [...]}.');
+  if (raw.length === 0) throw new HttpError(400, 'INVALID_INPUT', 'No records to predict.');
+  if (raw.length > maxInstances) throw new HttpError(413, 'TOO_MANY_INSTANCES', `${raw.length} records in one request; the limit is ${maxInstances}.`);
+  const details: { instance?: number; field: string; problem: string }[] = [];
+  const records = raw.map((r, idx) => {
+    const parsed = schema.safeParse(r);
+    if (parsed.success) return parsed.data;
+    for (const issue of parsed.error.issues) {
+      if (details.length >= 50) break;
+      const keys = issue.code === 'unrecognized_keys' ? (issue as { keys: string[] }).keys : [issue.path.join('.') || '(record)'];
+      for (const field of keys) details.push({ ...(batch ? { instance: idx } : {}), field, problem: issue.code === 'unrecognized_keys' ? 'not an input of this model' : issue.message });
+    }
+    return {};
+  });
+  if (details.length) {
+    const first = details[0]!;
+    throw new HttpError(400, 'INVALID_INPUT', `${details.length === 50 ? '50+' : details.length} invalid field(s); first: ${first.instance !== undefined ? `instances[${first.instance}].` : ''}${first.field}: ${first.problem}.`, details);
+  }
+  return { records, batch };
+}
+
+async function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'] ?? NaN);
+  if (declared > max) throw new HttpError(413, 'BODY_TOO_LARGE', `The body is ${declared} bytes; the limit is ${max}.`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > max) throw new HttpError(413, 'BODY_TOO_LARGE', `The body exceeds the limit of ${max} bytes.`);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+export async function startPredictionServer(opts: ServerOptions): Promise<RunningServer> {
+  const { predictor, model } = opts;
+  const contract = predictor.contract;
+  const schema = recordSchema(contract);
+  const maxBody = opts.maxBodyBytes ?? 2 ** 20;
+  const maxInstances = opts.maxInstances ?? 10_000;
+  const metrics = new ServerMetrics({ name: model.name, version: model.version, sha256: predictor.sha256.slice(0, 12) });
+  const classes = contract.classes;
+  let ready = true;
+
+  const shape = (out: Float32Array, rows: number): unknown[] => {
+    if (contract.task === 'regression') return Array.from(out.subarray(0, rows));
+    const width = out.length / rows;
+    return Array.from({ length: rows }, (_, r) => {
+      const probs = width === 1 ? [1 - out[r]!, out[r]!] : Array.from(out.subarray(r * width, (r + 1) * width));
+      let best = 0;
+      probs.forEach((p, i) => (best = p > probs[best]! ? i : best));
+      return { label: classes?.[best] ?? best, probabilities: Object.fromEntries(probs.map((p, i) => [String(classes?.[i] ?? i), p])) };
+    });
+  };
+
+  async function predict(req: http.IncomingMessage): Promise<{ status: number; body: unknown; rows: number }> {
+    if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) throw new HttpError(415, 'UNSUPPORTED_MEDIA_TYPE', 'Send JSON with Content-Type: application/json.');
+    const text = await readBody(req, maxBody);
+    let body: unknown;
+    try {
+      body = JSON.parse(text.toString('utf8'));
+    } catch (e) {
+      throw new HttpError(400, 'INVALID_JSON', `The body is not JSON: ${(e as Error).message}`);
+    }
+    const { records, batch } = parseInstances(body, schema, maxInstances);
+    const out = await predictor.predict(records);
+    const predictions = shape(out, records.length);
+    const requestId = (req.headers['x-request-id'] as string | undefined)?.slice(0, 100) || randomUUID();
+    if (opts.log) {
+      const at = new Date().toISOString();
+      opts.log.append(
+        records.map((r, i): PredictionRow => {
+          const row: PredictionRow = { prediction: null, model_version: model.version, predicted_at: at, request_id: requestId };
+          for (const input of contract.inputs) row[input.name] = r[input.name] ?? null;
+          const p = predictions[i];
+          row.prediction = typeof p === 'number' ? p : Object.values((p as { probabilities: Record<string, number> }).probabilities);
+          return row;
+        }),
+      );
+    }
+    const meta = { model: { name: model.name, version: model.version }, request_id: requestId };
+    return { status: 200, body: batch ? { predictions, ...meta } : { prediction: predictions[0], ...meta }, rows: records.length };
+  }
+
+  const server = http.createServer((req, res) => {
+    const started = process.hrtime.bigint();
+    const send = (status: number, body: unknown, type = 'application/json'): void => {
+      const text = type === 'application/json' ? JSON.stringify(body) : String(body);
+      res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(text) });
+      res.end(text);
+    };
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method === 'GET' && path === '/health') return send(ready ? 200 : 503, { status: ready ? 'ok' : 'stopping', model: model.name, version: model.version });
+    if (req.method === 'GET' && path === '/metrics') {
+      return send(
+        200,
+        metrics.render({
+          mlpipe_prediction_log_pending_rows: { help: 'Predictions waiting to be written to the prediction log.', value: opts.log?.pending ?? 0 },
+          mlpipe_prediction_log_written_rows: { help: 'Predictions written to the prediction log.', value: opts.log?.counts.written ?? 0 },
+          mlpipe_prediction_log_dropped_rows: { help: 'Predictions dropped from the log (store unavailable too long).', value: opts.log?.counts.dropped ?? 0 },
+          mlpipe_prediction_log_failed_flushes: { help: 'Failed writes of the prediction log (retried).', value: opts.log?.counts.failedFlushes ?? 0 },
+        }),
+        'text/plain; version=0.0.4; charset=utf-8',
+      );
+    }
+    if (req.method === 'GET' && path === '/model') {
+      return send(200, { ...model, sha256: predictor.sha256, bytes: predictor.bytes, task: contract.task, target: contract.target, output: contract.output, classes: contract.classes, inputs: contract.inputs });
+    }
+    if (path === '/predict') {
+      if (req.method !== 'POST') return send(405, { error: 'METHOD_NOT_ALLOWED', message: 'POST records to /predict.' });
+      predict(req)
+        .then((r) => {
+          send(r.status, r.body);
+          metrics.inc('mlpipe_predict_requests_total', 'Requests to /predict by HTTP status.', { status: String(r.status) });
+          metrics.inc('mlpipe_predictions_total', 'Records predicted.', {}, r.rows);
+        })
+        .catch((e: unknown) => {
+          const err = e instanceof HttpError ? e : new HttpError(500, 'INTERNAL', `Prediction failed: ${(e as Error).message}`);
+          metrics.inc('mlpipe_predict_requests_total', 'Requests to /predict by HTTP status.', { status: String(err.status) });
+          metrics.inc('mlpipe_predict_errors_total', 'Failed /predict requests by error code.', { code: err.code });
+          // An oversized body is not read to the end: close the connection after answering.
+          if (err.status === 413) res.setHeader('connection', 'close');
+          send(err.status, { error: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) });
+        })
+        .finally(() => metrics.observeLatency(Number(process.hrtime.bigint() - started) / 1e9));
+      return;
+    }
+    send(404, { error: 'NOT_FOUND', message: `No route ${req.method} ${path}. Routes: POST /predict, GET /health, GET /metrics, GET /model.` });
+  });
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 8080, opts.host ?? '127.0.0.1', () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://${opts.host && opts.host !== '0.0.0.0' ? opts.host : '127.0.0.1'}:${port}`,
+    port,
+    metrics,
+    async close() {
+      ready = false;
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+      await opts.log?.close();
+      await predictor.close();
+    },
+  };
+}

@@ -1,0 +1,157 @@
+/**
+ * `mlpipe serve <model>`: an HTTP prediction server over an exported ONNX model, and
+ * `mlpipe promote` / `mlpipe rollback`: moving a registered model's alias by hand.
+ */
+import { readFile } from 'node:fs/promises';
+import { basename, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { createTrackingBackend, modelRegistryOf } from '../adapters/mlflow/index.js';
+import { loadOnnxModel } from '../adapters/onnx/runtime.js';
+import type { Settings } from '../adapters/project.js';
+import { startPredictionServer, type ServedModel } from '../adapters/serve/server.js';
+import { parseGsUri, storageFromEnv } from '../adapters/gcs-store.js';
+import { PipelineError } from '../engine/errors.js';
+import type { ModelRegistry, ModelVersionInfo } from '../engine/ports.js';
+import { PredictionLogWriter } from '../engine/prediction-log.js';
+import { aliasHistory, moveAlias, rollbackAlias } from '../engine/promotion.js';
+import { openStore } from './store-commands.js';
+
+const out = (s: string): boolean => process.stdout.write(`${s}\n`);
+
+/** `name@alias`, `models:/name@alias`, `models:/name/3`: a registered model reference. */
+export function parseModelRef(ref: string): { name: string; alias?: string; version?: string } | undefined {
+  const m = /^(?:models:\/)?([^@/\s]+)(?:@([\w-]+)|\/(\d+))$/.exec(ref);
+  if (!m || (!m[2] && !m[3])) return undefined;
+  return { name: m[1]!, ...(m[2] ? { alias: m[2] } : {}), ...(m[3] ? { version: m[3] } : {}) };
+}
+
+function registryFor(settings: Settings): ModelRegistry {
+  const registry = settings.trackingUri ? modelRegistryOf(createTrackingBackend(settings.trackingUri)) : undefined;
+  if (!registry) {
+    throw new PipelineError('TRACKING_ERROR', `Registered models need an MLflow tracking server; MLFLOW_TRACKING_URI is ${settings.trackingUri ? `'${settings.trackingUri}' (no registry)` : 'not set'}.`, {
+      hint: 'export MLFLOW_TRACKING_URI=http://127.0.0.1:5000 (mlpipe dev starts one), or serve a .onnx file by path.',
+    });
+  }
+  return registry;
+}
+
+async function findVersion(registry: ModelRegistry, ref: { name: string; alias?: string; version?: string }): Promise<ModelVersionInfo> {
+  const mv = ref.alias ? await registry.byAlias(ref.name, ref.alias) : await registry.version(ref.name, ref.version!);
+  if (!mv) {
+    throw new PipelineError('INPUT_INVALID', `Registered model '${ref.name}' has no ${ref.alias ? `version aliased '${ref.alias}'` : `version ${ref.version}`} in ${registry.location}.`, {
+      hint: ref.alias === 'champion' ? `Promote one: mlpipe promote ${ref.name} <version>` : 'Check the name and alias in the MLflow UI.',
+    });
+  }
+  return mv;
+}
+
+/** The ONNX bytes and identity of what `ref` names. */
+export async function resolveModel(ref: string, settings: Settings): Promise<{ bytes: Uint8Array; model: ServedModel }> {
+  const registered = parseModelRef(ref);
+  if (registered && !ref.endsWith('.onnx')) {
+    const registry = registryFor(settings);
+    const mv = await findVersion(registry, registered);
+    const file = mv.tags['mlpipe.file'] ?? 'model.onnx';
+    if (!file.endsWith('.onnx')) throw new PipelineError('INPUT_INVALID', `Version ${mv.version} of '${mv.name}' holds ${file}, not an ONNX model; register the export.onnx output.`);
+    const bytes = await registry.readFile(mv, file);
+    return { bytes, model: { name: mv.name, version: mv.version, source: `${mv.source}/${file}` } };
+  }
+  if (ref.startsWith('gs://')) {
+    const { bucket, prefix } = parseGsUri(ref);
+    const object = prefix.endsWith('.onnx') ? prefix : `${prefix.replace(/\/$/, '')}/model.onnx`;
+    const [bytes] = await storageFromEnv().bucket(bucket).file(object).download();
+    return { bytes, model: { name: basename(object, '.onnx') === 'model' ? basename(prefix.replace(/\/model\.onnx$/, '')) || 'model' : basename(object, '.onnx'), version: 'file', source: `gs://${bucket}/${object}` } };
+  }
+  const path = resolve(settings.projectDir, ref.replace(/^file:\/\//, ''));
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (e) {
+    throw new PipelineError('INPUT_INVALID', `Cannot read the model ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}.`, {
+      hint: 'Give a .onnx file (export.onnx output), gs://bucket/path/model.onnx, or a registered model as name@alias / models:/name/<version>.',
+    });
+  }
+  return { bytes, model: { name: basename(path, '.onnx'), version: 'file', source: path } };
+}
+
+export async function cmdServe(argv: string[], settings: Settings): Promise<number> {
+  const env = process.env;
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      port: { type: 'string' },
+      host: { type: 'string' },
+      name: { type: 'string' },
+      'no-log': { type: 'boolean' },
+      'max-body': { type: 'string' },
+      'max-instances': { type: 'string' },
+      threads: { type: 'string' },
+    },
+  });
+  // On Vertex AI the container gets its port and model location from AIP_* variables.
+  const ref = positionals[0] ?? env['MLPIPE_SERVE_MODEL'] ?? env['AIP_STORAGE_URI'];
+  if (!ref) throw new PipelineError('INPUT_INVALID', 'mlpipe serve needs a model.', { hint: 'mlpipe serve california-housing@champion | models:/california-housing/3 | path/to/model.onnx' });
+  const port = Number(values.port ?? env['AIP_HTTP_PORT'] ?? env['PORT'] ?? 8080);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new PipelineError('INPUT_INVALID', `--port '${values.port}' is not a port number.`);
+  const sizes: Record<string, number> = { kb: 2 ** 10, kib: 2 ** 10, mb: 2 ** 20, mib: 2 ** 20 };
+  const maxBody = values['max-body'] ? ((m) => (m ? Number(m[1]) * (sizes[(m[2] ?? '').toLowerCase()] ?? 1) : NaN))(/^(\d+)\s*(kb|kib|mb|mib)?$/i.exec(values['max-body'])) : 2 ** 20;
+  if (!Number.isFinite(maxBody) || maxBody <= 0) throw new PipelineError('INPUT_INVALID', `--max-body '${values['max-body']}' is not a size (e.g. 512kb, 4mb).`);
+
+  const { bytes, model } = await resolveModel(ref, settings);
+  if (values.name) model.name = values.name;
+  const predictor = await loadOnnxModel(bytes, { threads: values.threads ? Number(values.threads) : 1 });
+  const store = values['no-log'] ? undefined : openStore(settings);
+  const log = store
+    ? new PredictionLogWriter(store, model.name, model.version, { writerId: `${env['HOSTNAME'] ?? 'local'}-${process.pid}`, onError: (e) => process.stderr.write(`prediction log: write failed, will retry: ${(e as Error).message}\n`) })
+    : undefined;
+  const server = await startPredictionServer({
+    predictor,
+    model,
+    log,
+    port,
+    host: values.host ?? env['MLPIPE_SERVE_HOST'] ?? (env['AIP_HTTP_PORT'] ? '0.0.0.0' : '127.0.0.1'),
+    maxBodyBytes: maxBody,
+    maxInstances: values['max-instances'] ? Number(values['max-instances']) : undefined,
+  });
+  out(`serving ${model.name} version ${model.version} (${predictor.contract.inputs.length} inputs, sha256:${predictor.sha256.slice(0, 12)}) from ${model.source}`);
+  out(`listening on ${server.url}: POST /predict, GET /health, GET /metrics, GET /model`);
+  out(store ? `prediction log: ${store.location} (records predictions/${model.name}/)` : 'prediction log: off (--no-log)');
+  await new Promise<void>((resolveStop) => {
+    const stop = (): void => {
+      process.off('SIGINT', stop);
+      process.off('SIGTERM', stop);
+      out('stopping: finishing requests and writing the prediction log');
+      resolveStop();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+  await server.close();
+  return 0;
+}
+
+export async function cmdPromote(argv: string[], settings: Settings): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { alias: { type: 'string', default: 'champion' }, reason: { type: 'string' } } });
+  const [name, version] = positionals;
+  if (!name || !version || !/^\d+$/.test(version)) throw new PipelineError('INPUT_INVALID', 'mlpipe promote needs a registered model and a version number.', { hint: 'mlpipe promote california-housing 3 [--alias champion]' });
+  const registry = registryFor(settings);
+  if (!(await registry.version(name, version))) throw new PipelineError('INPUT_INVALID', `Registered model '${name}' has no version ${version}.`);
+  const r = await moveAlias(registry, name, values.alias!, version, 'promote', values.reason ?? 'promoted by hand (mlpipe promote)');
+  out(r.moved ? `${name}@${values.alias} -> version ${version} (was ${r.previous ?? 'unset'})` : `${name}@${values.alias} is version ${version} already`);
+  return 0;
+}
+
+export async function cmdRollback(argv: string[], settings: Settings): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { alias: { type: 'string', default: 'champion' }, to: { type: 'string' }, history: { type: 'boolean' } } });
+  const [name] = positionals;
+  if (!name) throw new PipelineError('INPUT_INVALID', 'mlpipe rollback needs a registered model.', { hint: 'mlpipe rollback california-housing [--alias champion] [--to <version>]' });
+  const registry = registryFor(settings);
+  if (values.history) {
+    for (const m of await aliasHistory(registry, name, values.alias!)) out(`${m.at}  ${m.action.padEnd(8)} version ${m.version} (before: ${m.previous ?? 'unset'})  ${m.reason}`);
+    return 0;
+  }
+  const r = await rollbackAlias(registry, name, values.alias!, values.to);
+  out(`${name}@${values.alias} -> version ${r.to} (rolled back from ${r.from})`);
+  return 0;
+}

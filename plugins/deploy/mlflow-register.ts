@@ -1,0 +1,98 @@
+import { z } from 'zod';
+import { PipelineError } from '../../engine/errors.js';
+import { decidePromotion, metricTag, moveAlias } from '../../engine/promotion.js';
+import { isArtifactRef, type ArtifactRef } from '../../engine/types.js';
+import { definePlugin } from '../sdk.js';
+
+const alias = z.string().regex(/^(?!latest$)(?!v\d+$)[A-Za-z0-9_-]+$/, "aliases are letters, digits, _ and -, and not 'latest' or v<number>");
+
+const params = z
+  .object({
+    /** The registered model. */
+    name: z.string().min(1),
+    /** The evaluation metric deciding promotion: a key of the `metrics` input. */
+    metric: z.object({ key: z.string().min(1), goal: z.enum(['minimize', 'maximize']) }).strict(),
+    /** Every new version gets `challenger`; it takes `champion` only when it beats the holder. */
+    challenger: alias.default('challenger'),
+    champion: alias.default('champion'),
+    /** Relative margin the challenger must win by (0.01: 1% better). */
+    minImprovement: z.number().min(0).default(0),
+    /** auto: promote when better; never: register only; always: promote regardless. */
+    promote: z.enum(['auto', 'never', 'always']).default('auto'),
+    /** More artifacts stored beside the model in the version: file name -> artifact (a step output). */
+    files: z.record(z.string().regex(/^[\w.-]+$/, 'file names are letters, digits, _ . and -'), z.unknown()).default({}),
+    /** Without a model registry (file store, tracking off): skip with a warning, or fail. */
+    requireRegistry: z.boolean().default(false),
+  })
+  .strict();
+
+/**
+ * deploy.mlflow-register — registers `model` (with `files` beside it) as a new version of a
+ * registered model in MLflow, aliases it `challenger`, and moves `champion` to it only when it
+ * beats the current champion on `metric` (read from the version tags mlpipe writes). The move is
+ * recorded, so `mlpipe rollback` can undo it. A retried step finds its run and version again.
+ */
+export const mlflowRegister = definePlugin({
+  name: 'deploy.mlflow-register',
+  version: '1',
+  description: 'Registers a model version in MLflow as challenger and promotes it to champion when it beats the champion on a metric.',
+  params,
+  inputs: { model: 'model', metrics: 'metrics' },
+  outputs: { registered: 'json', version: 'json', promoted: 'json', champion: 'json', reason: 'json' },
+  cacheable: false,
+  async run(ctx, p, inputs) {
+    if (!ctx.models) {
+      const reason = 'this worker has no model registry (MLFLOW_TRACKING_URI is not a tracking server)';
+      if (p.requireRegistry) throw new PipelineError('TRACKING_ERROR', `deploy.mlflow-register: ${reason}.`, { hint: 'Point MLFLOW_TRACKING_URI at an MLflow tracking server (mlpipe dev starts one).' });
+      ctx.logger.warn({}, `model '${p.name}' not registered: ${reason}`);
+      return { registered: false, version: null, promoted: false, champion: null, reason };
+    }
+    const { registry, experiment } = ctx.models;
+    const model = inputs['model'] as ArtifactRef;
+    const metrics = (inputs['metrics'] ?? {}) as Record<string, unknown>;
+    const value = metrics[p.metric.key];
+    if (typeof value !== 'number') {
+      throw new PipelineError('PLUGIN_INPUT', `deploy.mlflow-register: the metrics input has no number '${p.metric.key}'. It has: ${Object.keys(metrics).join(', ') || 'nothing'}.`, {
+        hint: 'Bind metrics to an evaluation step (inputs: { metrics: ${steps.evaluate.outputs.metrics} }) and name one of its keys.',
+      });
+    }
+    const extra = p.files;
+    const files: Record<string, Uint8Array> = { [model.name ?? 'model.bin']: await ctx.store.get(model) };
+    for (const [name, ref] of Object.entries(extra)) {
+      if (!isArtifactRef(ref)) throw new PipelineError('PLUGIN_INPUT', `deploy.mlflow-register: files.${name} must be an artifact.`);
+      files[name] = await ctx.store.get(ref);
+    }
+    files['mlpipe-artifacts.json'] = Buffer.from(JSON.stringify({ model, files: extra }, null, 2));
+    const numeric = Object.entries(metrics).filter((e): e is [string, number] => typeof e[1] === 'number');
+    const mv = await registry.publish({
+      name: p.name,
+      experiment,
+      runKey: { tag: 'mlpipe.step_key', value: `${ctx.workflowId}/${ctx.runId}/${ctx.stepId}` },
+      runName: ctx.stepId,
+      runTags: { 'mlpipe.pipeline': ctx.pipeline, 'mlpipe.workflow_id': ctx.workflowId, 'mlpipe.run_id': ctx.runId, 'mlpipe.step': ctx.stepId },
+      files,
+      versionTags: {
+        'mlpipe.sha256': model.sha256,
+        'mlpipe.file': model.name ?? 'model.bin',
+        'mlpipe.pipeline': ctx.pipeline,
+        'mlpipe.workflow_id': ctx.workflowId,
+        'mlpipe.run_id': ctx.runId,
+        ...Object.fromEntries(numeric.map(([k, v]) => [metricTag(k), String(v)])),
+      },
+    });
+    await registry.setAlias(p.name, p.challenger, mv.version);
+    const decision =
+      p.promote === 'never'
+        ? { promote: false, reason: 'promotion is off (promote: never)' }
+        : p.promote === 'always'
+          ? { promote: true, reason: 'promote: always' }
+          : await decidePromotion(registry, p.name, p.champion, mv.version, { key: p.metric.key, goal: p.metric.goal, value, minImprovement: p.minImprovement });
+    let champion = (await registry.byAlias(p.name, p.champion))?.version ?? null;
+    if (decision.promote) {
+      await moveAlias(registry, p.name, p.champion, mv.version, 'promote', decision.reason);
+      champion = mv.version;
+    }
+    ctx.logger.info({ version: mv.version, promoted: decision.promote }, `registered ${p.name} version ${mv.version} as '${p.challenger}'; ${decision.promote ? `now '${p.champion}'` : `'${p.champion}' stays version ${champion}`}: ${decision.reason}`);
+    return { registered: true, version: mv.version, promoted: decision.promote, champion, reason: decision.reason };
+  },
+});
