@@ -68,6 +68,8 @@ export async function createPipelineWorker(opts: PipelineWorkerOptions): Promise
     // A worker that died keeps its sticky workflow tasks for this long before another takes over.
     stickyQueueScheduleToStartTimeout: '3s',
     maxConcurrentActivityTaskExecutions: Number(process.env['MLPIPE_WORKER_ACTIVITIES'] ?? 64),
+    // On SIGTERM (Kubernetes, Docker): stop polling, let running activities finish for this long.
+    ...(process.env['MLPIPE_SHUTDOWN_GRACE'] ? { shutdownGraceTime: process.env['MLPIPE_SHUTDOWN_GRACE'] as `${number}s` } : {}),
     ...opts.worker,
   });
   return { worker, connection, ownsConnection };

@@ -1,5 +1,5 @@
 /**
- * `mlpipe trial`: the entrypoint of a Vertex AI tuning trial (deploy/Dockerfile.trial). Vertex passes
+ * `mlpipe trial`: the entrypoint of a Vertex AI tuning trial (deploy/Dockerfile.serve). Vertex passes
  * the trial's parameters as arguments, `--training__lr 0.004` or `--training__lr=0.004`; they become
  * overrides (`training.lr=0.004`). The pipeline runs up to its hpo metric step, on the Temporal server
  * at TEMPORAL_ADDRESS or, when none answers, on an in-memory dev server started here, with a worker in

@@ -20,6 +20,8 @@ export interface ServingModel {
   imageUri: string;
   labels?: Record<string, string>;
   env?: Record<string, string>;
+  /** The model name in the prediction log (default: displayName). */
+  logName?: string;
   description?: string;
 }
 
@@ -31,7 +33,7 @@ export function buildServingModel(m: ServingModel): Record<string, unknown> {
     artifactUri: m.artifactUri,
     containerSpec: {
       imageUri: m.imageUri,
-      args: ['serve'],
+      args: ['serve', '--name', m.logName ?? m.displayName],
       env: Object.entries({ MLPIPE_SERVE_HOST: '0.0.0.0', ...(m.env ?? {}) }).map(([name, value]) => ({ name, value })),
       ports: [{ containerPort: 8080 }],
       predictRoute: '/predict',

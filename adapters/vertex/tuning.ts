@@ -19,7 +19,7 @@ export const toParameterId = (key: string): string => key.replace(/\./g, '__');
 export const fromParameterId = (id: string): string => id.replace(/__/g, '.');
 
 export interface TrialContainer {
-  /** The trial image (deploy/Dockerfile.trial). */
+  /** The serve/trial image (deploy/Dockerfile.serve). */
   imageUri: string;
   machineType?: string;
   /** Arguments before the trial's own, e.g. the pipeline: ['--pipeline', 'california-housing']. */
@@ -75,7 +75,8 @@ export function buildTuningJob(displayName: string, spec: HpoSpec, container: Tr
           replicaCount: 1,
           containerSpec: {
             imageUri: container.imageUri,
-            ...(container.args?.length ? { args: container.args } : {}),
+            // The image's entrypoint is `mlpipe`; the trial command comes first.
+            args: ['trial', ...(container.args ?? [])],
             ...(container.env && Object.keys(container.env).length ? { env: Object.entries(container.env).map(([name, value]) => ({ name, value })) } : {}),
           },
         },

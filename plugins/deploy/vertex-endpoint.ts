@@ -59,7 +59,7 @@ export const vertexEndpoint = definePlugin({
       let model = await vertex.findModel('mlpipe-sha', sha);
       if (!model) {
         model = await vertex.uploadModel(
-          buildServingModel({ displayName: p.displayName ?? ctx.pipeline, artifactUri: folder, imageUri: p.imageUri, labels: { 'mlpipe-sha': sha, 'mlpipe-pipeline': pipelineLabel }, description: `mlpipe ${ctx.pipeline}, run ${ctx.workflowId}` }),
+          buildServingModel({ displayName: p.displayName ?? ctx.pipeline, artifactUri: folder, imageUri: p.imageUri, ...(ctx.store.location.startsWith('gs://') ? { env: { MLPIPE_ARTIFACTS: ctx.store.location } } : {}), labels: { 'mlpipe-sha': sha, 'mlpipe-pipeline': pipelineLabel }, description: `mlpipe ${ctx.pipeline}, run ${ctx.workflowId}` }),
         );
         ctx.logger.info({ model }, `uploaded model ${model}`);
       }

@@ -129,7 +129,7 @@ describe('deploy.vertex-endpoint', () => {
         displayName: 'test',
         artifactUri: `gs://${BUCKET}/models/${sha}`,
         labels: { 'mlpipe-sha': sha, 'mlpipe-pipeline': 'test' },
-        containerSpec: { imageUri: params.imageUri, args: ['serve'], ports: [{ containerPort: 8080 }], predictRoute: '/predict', healthRoute: '/health', env: [{ name: 'MLPIPE_SERVE_HOST', value: '0.0.0.0' }] },
+        containerSpec: { imageUri: params.imageUri, args: ['serve', '--name', 'test'], ports: [{ containerPort: 8080 }], predictRoute: '/predict', healthRoute: '/health', env: [{ name: 'MLPIPE_SERVE_HOST', value: '0.0.0.0' }] },
       },
     });
     const deploy = requests.find((r) => r.path.endsWith(':deployModel'))!;

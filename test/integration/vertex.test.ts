@@ -211,7 +211,7 @@ describe('hpoWorkflow with the Vertex backend', () => {
     };
     const r = (await env.client.workflow.execute(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('vhpo'), args: [{ pipeline: 'vsearch' }] })) as HpoResult;
     onCreate = undefined;
-    expect(submitted).toMatchObject({ displayName: expect.stringMatching(/^vhpo-/) as string, maxTrialCount: 3, trialJobSpec: { workerPoolSpecs: [{ containerSpec: { imageUri: 'eu-docker.pkg.dev/my-project/mlpipe/trial:1', args: ['--pipeline', 'vsearch'] } }] } });
+    expect(submitted).toMatchObject({ displayName: expect.stringMatching(/^vhpo-/) as string, maxTrialCount: 3, trialJobSpec: { workerPoolSpecs: [{ containerSpec: { imageUri: 'eu-docker.pkg.dev/my-project/mlpipe/trial:1', args: ['trial', '--pipeline', 'vsearch'] } }] } });
     expect(requests.some((q) => q.path === '/v1/projects/my-project/locations/europe-west4/hyperparameterTuningJobs')).toBe(true);
     expect(r.best).toMatchObject({ index: 2, value: 2, overrides: ['params.x=2'] });
     expect(r.failed).toBe(1);
