@@ -218,6 +218,20 @@ export function buildOnnxModel(state: FittedTransform, model: ModelDocument, opt
         current.set(op.column, g.one('Div', [g.one('Sub', [x, g.double(op.mean)]), g.double(op.std)]));
         break;
       }
+      case 'rbf': {
+        // exp(-gamma * sum_j (x_j - c_j)^2) per center, as the SQL computes it.
+        const xs = op.columns.map((c) => read(c, 'number'));
+        const scale = g.double(-op.gamma);
+        op.centers.forEach((center, k) => {
+          const squares = xs.map((x, j) => {
+            const d = g.one('Sub', [x, g.double(center[j]!)]);
+            return g.one('Mul', [d, d]);
+          });
+          const sum = squares.reduce((acc, t) => g.one('Add', [acc, t]));
+          current.set(`${op.name}_${k}`, g.one('Exp', [g.one('Mul', [sum, scale])]));
+        });
+        break;
+      }
       case 'onehot': {
         const x = read(op.column, 'string');
         const c = op.categories.length;

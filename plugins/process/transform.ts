@@ -27,6 +27,26 @@ export const transformStep = z.discriminatedUnion('op', [
   z.object({ op: z.literal('clip'), columns: z.array(z.string()).min(1), min: z.number().optional(), max: z.number().optional(), quantiles: z.tuple([z.number().min(0).max(1), z.number().min(0).max(1)]).optional() }).strict(),
   z.object({ op: z.literal('onehot'), columns: z.array(z.string()).min(1), maxCategories: z.number().int().min(1).max(1000).default(50) }).strict(),
   z.object({ op: z.literal('standardize'), columns: z.union([z.array(z.string()).min(1), z.literal('numeric')]) }).strict(),
+  /**
+   * Radial-basis similarity to fixed centers (e.g. places on a latitude/longitude grid):
+   * `<name>_<k>` = exp(-gamma * squared distance to center k). `grid` gives, per column,
+   * [min, max, count]; `centers` lists them instead.
+   */
+  z
+    .object({
+      op: z.literal('rbf'),
+      name: z.string().regex(/^[A-Za-z_][\w]*$/, 'a column-name prefix: letters, digits and _'),
+      columns: z.array(z.string()).min(1).max(8),
+      grid: z.array(z.tuple([z.number(), z.number(), z.number().int().min(1).max(64)])).optional(),
+      centers: z.array(z.array(z.number()).min(1)).min(1).max(4096).optional(),
+      gamma: z.number().positive(),
+    })
+    .strict()
+    .refine((r) => (r.grid === undefined) !== (r.centers === undefined), { message: 'rbf takes exactly one of grid or centers' })
+    .refine((r) => (r.grid ? r.grid.length === r.columns.length : (r.centers ?? []).every((c) => c.length === r.columns.length)), {
+      message: 'rbf: one grid entry (or one coordinate per center) for each column',
+    })
+    .refine((r) => !r.grid || r.grid.reduce((a, g) => a * g[2], 1) <= 4096, { message: 'rbf: at most 4096 centers' }),
 ]);
 export type TransformStep = z.infer<typeof transformStep>;
 
@@ -37,7 +57,18 @@ export type FittedOp =
   | { op: 'log'; column: string; offset: number }
   | { op: 'clip'; column: string; min: number | null; max: number | null }
   | { op: 'onehot'; column: string; categories: string[] }
-  | { op: 'standardize'; column: string; mean: number; std: number };
+  | { op: 'standardize'; column: string; mean: number; std: number }
+  | { op: 'rbf'; name: string; columns: string[]; centers: number[][]; gamma: number };
+
+/** The centers of a grid: every combination of `count` evenly spaced values in [min, max] per column. */
+export function gridCenters(grid: [number, number, number][]): number[][] {
+  let out: number[][] = [[]];
+  for (const [min, max, count] of grid) {
+    const values = Array.from({ length: count }, (_, i) => (count === 1 ? (min + max) / 2 : min + ((max - min) * i) / (count - 1)));
+    out = out.flatMap((prefix) => values.map((v) => [...prefix, Number(v.toPrecision(12))]));
+  }
+  return out;
+}
 
 export interface FittedTransform {
   kind: 'mlpipe.transform';
@@ -79,6 +110,11 @@ export function applyOpSql(op: FittedOp, columns: string[]): { select: string; c
     }
     case 'standardize':
       return replace(op.column, `(${q(op.column)} - ${op.mean}) / ${op.std}`);
+    case 'rbf': {
+      const names = op.centers.map((_, k) => `${op.name}_${k}`);
+      const exprs = op.centers.map((c, k) => `exp(-${op.gamma} * (${op.columns.map((col, j) => `power(${q(col)}::DOUBLE - ${c[j]}, 2)`).join(' + ')})) AS ${q(names[k]!)}`);
+      return { select: ['*', ...exprs].join(', '), columns: [...columns, ...names] };
+    }
     case 'onehot': {
       const flags = op.categories.map((c) => `CASE WHEN CAST(${q(op.column)} AS VARCHAR) = ${sqlString(c)} THEN 1.0 ELSE 0.0 END AS ${q(onehotName(op.column, c))}`);
       return {
@@ -152,6 +188,9 @@ export async function fitTransform(db: Duck, relation: string, steps: TransformS
           }
           ops.push({ op: 'impute', column: name, value });
         });
+      } else if (step.op === 'rbf') {
+        requireColumns('rbf', step.columns, columns);
+        ops.push({ op: 'rbf', name: step.name, columns: step.columns, centers: step.centers ?? gridCenters(step.grid as [number, number, number][]), gamma: step.gamma });
       } else if (step.op === 'log') {
         for (const name of names) ops.push({ op: 'log', column: name, offset: step.offset });
       } else if (step.op === 'clip') {

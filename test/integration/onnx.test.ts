@@ -16,7 +16,7 @@ import type { ArtifactRef } from '../../engine/types.js';
 import { exportOnnx } from '../../plugins/export/onnx.js';
 import { ingestFile } from '../../plugins/ingest/file.js';
 import { split } from '../../plugins/process/split.js';
-import { transform } from '../../plugins/process/transform.js';
+import { gridCenters, transform } from '../../plugins/process/transform.js';
 import { trainMlp } from '../../plugins/train/mlp.js';
 import { runPlugin, testContext } from '../unit/step-context.js';
 import { REPO } from './helpers.js';
@@ -33,6 +33,7 @@ const TRANSFORM = {
     { op: 'derive', name: 'bedrooms_per_room', expr: 'total_bedrooms / total_rooms' },
     { op: 'derive', name: 'dist_sf', expr: 'sqrt((latitude - 37.77) ^ 2 + (longitude + 122.42) ^ 2)' },
     { op: 'derive', name: 'odd', expr: '-abs(housing_median_age - 30) * exp(-median_income / 10) + ln(households + 1)' },
+    { op: 'rbf', name: 'geo', columns: ['latitude', 'longitude'], grid: [[33, 40, 3], [-123, -116, 3]], gamma: 1.5 },
     { op: 'impute', columns: ['total_bedrooms', 'bedrooms_per_room'], strategy: 'median' },
     { op: 'log', columns: ['total_rooms', 'total_bedrooms', 'population', 'households'] },
     { op: 'clip', columns: ['rooms_per_household'], quantiles: [0.01, 0.99] },
@@ -131,6 +132,10 @@ describe('ONNX export', () => {
     expect(error).toBeInstanceOf(PipelineError);
     expect((error as PipelineError).message).toMatch(/derived column 'r' is written in SQL/);
     expect((error as PipelineError).hint).toMatch(/expr: <formula>/);
+    // rbf: a grid per column, or centers with one coordinate per column.
+    expect(() => transform.params.parse({ steps: [{ op: 'rbf', name: 'g', columns: ['latitude', 'longitude'], grid: [[33, 40, 8]], gamma: 1 }] })).toThrow(/one grid entry/);
+    expect(() => transform.params.parse({ steps: [{ op: 'rbf', name: 'g', columns: ['latitude'], gamma: 1 }] })).toThrow(/exactly one of grid or centers/);
+    expect(gridCenters([[0, 1, 3], [10, 20, 2]])).toEqual([[0, 10], [0, 20], [0.5, 10], [0.5, 20], [1, 10], [1, 20]]);
     // A bad formula is a params error (compile time in a pipeline), with the offending token.
     expect(() => transform.params.parse({ steps: [{ op: 'derive', name: 'x', expr: 'total_rooms // 2' }] })).toThrow(/unexpected '\/'/);
     expect(() => transform.params.parse({ steps: [{ op: 'derive', name: 'x', expr: 'log(total_rooms)' }] })).toThrow(/unknown function 'log'/);

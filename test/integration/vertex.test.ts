@@ -94,6 +94,7 @@ describe('Vertex AI HyperparameterTuningJob', () => {
       { parameterId: 'training__lr', doubleValueSpec: { minValue: 0.002, maxValue: 0.02 }, scaleType: 'UNIT_LOG_SCALE' },
       { parameterId: 'training__batch_size', discreteValueSpec: { values: [256, 512] } },
       { parameterId: 'training__epochs', integerValueSpec: { minValue: 40, maxValue: 90 }, scaleType: 'UNIT_LINEAR_SCALE' },
+      { parameterId: 'features__rbf_gamma', doubleValueSpec: { minValue: 0.5, maxValue: 4 }, scaleType: 'UNIT_LOG_SCALE' },
     ]);
     expect(back).toMatchObject({ trialJobSpec: { baseOutputDirectory: { outputUriPrefix: 'gs://my-bucket/hpo' }, workerPoolSpecs: [{ replicaCount: 1, containerSpec: { imageUri: container.imageUri } }] } });
   });
