@@ -193,6 +193,15 @@ export function createHpoActivities(deps: { registry: Registry; projectDir: stri
           // Built and checked against the API's protos now, so a bad job fails before anything runs.
           buildTuningJob(`${compiled.name}-check`, spec, { imageUri: spec.vertex.imageUri, machineType: spec.vertex.machineType, args: ['--pipeline', input.pipeline, ...base.flatMap((o) => ['--override', o])] });
         }
+        if (spec.earlyStopping) {
+          const step = compiled.steps[spec.earlyStopping.step];
+          const shape = step ? (deps.registry.require(step.uses).params as unknown as { shape?: Record<string, unknown> }).shape : undefined;
+          if (!step || !shape?.['stopIfWorseThan']) {
+            throw new PipelineError('SPEC_INVALID', `hpo.earlyStopping.step: ${step ? `step '${spec.earlyStopping.step}' (${step.uses}) takes no stopIfWorseThan, so the median rule cannot stop it` : `no step '${spec.earlyStopping.step}'`}.`, {
+              hint: 'Name the training step (train.tfjs-mlp).',
+            });
+          }
+        }
         const trials = generateTrials(spec.space, spec.trials, spec.algorithm, spec.seed);
         // Every trial must compile: a bad key or value fails the search before anything runs.
         for (const t of trials) {

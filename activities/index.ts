@@ -30,7 +30,16 @@ const inputSchema = z
     cache: z.boolean().optional(),
     maxParallel: z.number().int().min(1).optional(),
     until: z.string().min(1).optional(),
-    trial: z.object({ hpo: z.string().min(1), index: z.number().int().min(0), parentRunId: z.string().optional() }).strict().optional(),
+    trial: z
+      .object({
+        hpo: z.string().min(1),
+        index: z.number().int().min(0),
+        parentRunId: z.string().optional(),
+        /** Extra params for named steps (the search's median stopping bar for the training step). */
+        stepParams: z.record(z.string(), z.record(z.string(), z.unknown())).optional(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -65,6 +74,11 @@ export function createActivities(deps: ActivityDeps) {
         const compiled = loadPipeline(deps.projectDir, parsed.data.pipeline, deps.registry, parsed.data.overrides ?? []);
         if (parsed.data.until) pruneUntil(compiled, parsed.data.until);
         if (parsed.data.trial && compiled.tracking) delete compiled.tracking.registerModel;
+        for (const [stepId, extra] of Object.entries(parsed.data.trial?.stepParams ?? {})) {
+          const step = compiled.steps[stepId];
+          if (!step) throw new PipelineError('INPUT_INVALID', `trial.stepParams: the pipeline runs no step '${stepId}'.`);
+          step.with = { ...step.with, ...extra };
+        }
         const enabled = (compiled.tracking?.enabled ?? true) && tracking() !== undefined;
         const commit = gitCommit(deps.projectDir);
         compiled.tracking = enabled

@@ -297,9 +297,13 @@ async function cmdHpo(argv: string[], settings: Settings): Promise<number> {
     }
     if (values.json) out(JSON.stringify(r, null, 2));
     else {
-      for (const t of r.results) out(`  trial ${String(t.index).padStart(3)}  ${t.status === 'succeeded' ? `${r.metric.key}=${t.value}` : `failed: ${t.error?.split('\n')[0]}`}  ${t.overrides.join(' ')}`);
+      for (const t of r.results) out(`  trial ${String(t.index).padStart(3)}  ${t.status === 'succeeded' ? `${r.metric.key}=${t.value}` : `failed: ${t.error?.split('\n')[0]}`}  ${t.overrides.join(' ')}${t.stoppedAtEpoch ? `  (stopped by the median rule at epoch ${t.stoppedAtEpoch})` : ''}`);
       out(`best: trial ${r.best.index}, ${r.metric.key}=${r.best.value} with ${r.best.overrides.join(' ')} (${r.trials} trials, ${r.failed} failed, ${r.generations} history generation(s))`);
-      if (r.final) out(`final run ${r.final.workflowId}: ${JSON.stringify(r.final.metrics)}`);
+      if (r.final) {
+        const show = (m: Record<string, unknown> | undefined): string => Object.entries(m ?? {}).map(([k, v]) => `${k}=${typeof v === 'number' ? Number(v.toPrecision(6)) : JSON.stringify(v)}`).join(' ');
+        out(`final run ${r.final.workflowId}: ${r.metric.step} ${show(r.final.metrics)}`);
+        for (const [step, m] of Object.entries(r.final.evaluations ?? {})) if (step !== r.metric.step) out(`  ${step}: ${show(m)}`);
+      }
     }
     return 0;
   } finally {

@@ -26,6 +26,21 @@ export const hpoSchema = z
     maxFailed: z.number().int().min(0).default(0),
     algorithm: z.enum(['random', 'grid']).default('random'),
     seed: z.number().int().default(1),
+    /**
+     * Median stopping rule: a trial's training `step` stops once, after `afterEpochs`, its best
+     * loss so far is worse than the median, at the same epoch, of the trials finished before it
+     * started (once `minTrials` have). Its metric is then that of the stopped model. The step's
+     * plugin must take `stopIfWorseThan` (train.tfjs-mlp does).
+     */
+    earlyStopping: z
+      .object({
+        rule: z.literal('median'),
+        step: z.string().min(1),
+        afterEpochs: z.number().int().min(1).default(5),
+        minTrials: z.number().int().min(1).default(3),
+      })
+      .strict()
+      .optional(),
     /** After the search, run the whole pipeline once more with the best trial's overrides. */
     final: z.boolean().default(true),
     /** Where trials run: child workflows on Temporal workers (default), or a Vertex AI tuning job. */
@@ -138,4 +153,19 @@ export function median(values: number[]): number | undefined {
   if (!v.length) return undefined;
   const m = Math.floor(v.length / 2);
   return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
+}
+
+/** Curves kept for the median rule (the most recent finished trials): bounds history size. */
+export const MEDIAN_RULE_CURVES = 64;
+
+/**
+ * The median stopping bar per epoch: at epoch e (index e-1), the median of the finished trials'
+ * best-loss-so-far at e, over the trials that reached e; null where fewer than `minTrials` did.
+ */
+export function medianCurve(curves: number[][], minTrials: number): (number | null)[] {
+  const length = Math.max(0, ...curves.map((c) => c.length));
+  return Array.from({ length }, (_, e) => {
+    const at = curves.filter((c) => c.length > e).map((c) => c[e]!);
+    return at.length >= minTrials ? (median(at) ?? null) : null;
+  });
 }

@@ -12,6 +12,7 @@ import { condition, continueAsNew, defineQuery, log, proxyActivities, setHandler
 import type { Activities } from '../activities/index.js';
 import type { HpoInput, HpoPlan } from '../activities/hpo.js';
 import { NON_RETRYABLE_CODES } from '../engine/errors.js';
+import { MEDIAN_RULE_CURVES, medianCurve } from '../engine/hpo.js';
 import type { PipelineResult } from '../engine/types.js';
 import { hpoStatusQueryName } from './names.js';
 import { pipelineWorkflow } from './pipeline.js';
@@ -32,6 +33,8 @@ export interface TrialResult {
   value?: number;
   error?: string;
   workflowId: string;
+  /** Set when the median stopping rule stopped the trial's training (at this epoch). */
+  stoppedAtEpoch?: number;
 }
 
 export interface HpoState {
@@ -40,6 +43,8 @@ export interface HpoState {
   results: TrialResult[];
   /** Continue-as-new generations so far. */
   generation: number;
+  /** The median rule's input: best-loss curves of the most recent finished trials. */
+  curves?: number[][];
 }
 
 export interface HpoWorkflowInput extends HpoInput {
@@ -64,7 +69,8 @@ export interface HpoResult {
   failed: number;
   generations: number;
   results: TrialResult[];
-  final?: { workflowId: string; metrics?: Record<string, unknown> };
+  /** `metrics`: the metric step's; `evaluations`: every step's `metrics` output (e.g. the test split's). */
+  final?: { workflowId: string; metrics?: Record<string, unknown>; evaluations?: Record<string, Record<string, unknown>> };
 }
 
 export const hpoStatusQuery = defineQuery<HpoStatus>(hpoStatusQueryName);
@@ -99,6 +105,8 @@ export async function hpoWorkflow(input: HpoWorkflowInput): Promise<HpoResult> {
   const generation = input.state?.generation ?? 0;
   const { spec } = plan;
   const done = new Set(results.map((r) => r.index));
+  const es = spec.earlyStopping;
+  const curves: number[][] = input.state?.curves ?? [];
   const running = new Map<number, Promise<void>>();
   let failed = results.filter((r) => r.status === 'failed').length;
   let draining = false;
@@ -127,16 +135,34 @@ export async function hpoWorkflow(input: HpoWorkflowInput): Promise<HpoResult> {
   let next = 0;
   const launch = (t: (typeof pending)[number]): void => {
     const workflowId = `${root}/trial-${t.index}`;
+    // The median rule's bar for this trial: from the trials finished before it starts.
+    const bar = es ? medianCurve(curves, es.minTrials) : [];
+    const stepParams = es && bar.some((v) => v !== null) ? { [es.step]: { stopIfWorseThan: { curve: bar, afterEpochs: es.afterEpochs } } } : undefined;
     const p = (async () => {
       try {
         const handle = await startChild(pipelineWorkflow, {
           workflowId,
-          args: [{ pipeline: plan.pipeline, overrides: [...plan.overrides, ...t.overrides], until: spec.metric.step, trial: { hpo: root, index: t.index, ...(tracking ? { parentRunId: tracking.runId } : {}) }, labels: { hpo: root, trial: String(t.index) }, ...(input.cache === false ? { cache: false } : {}) }],
+          args: [{ pipeline: plan.pipeline, overrides: [...plan.overrides, ...t.overrides], until: spec.metric.step, trial: { hpo: root, index: t.index, ...(tracking ? { parentRunId: tracking.runId } : {}), ...(stepParams ? { stepParams } : {}) }, labels: { hpo: root, trial: String(t.index) }, ...(input.cache === false ? { cache: false } : {}) }],
         });
         const runId = handle.firstExecutionRunId;
         const result = (await handle.result()) as PipelineResult;
         const value = metricOf(result, spec.metric);
-        results.push(value === undefined ? { index: t.index, runId, overrides: t.overrides, status: 'failed', error: `no numeric ${spec.metric.step}.${spec.metric.output}.${spec.metric.key}`, workflowId } : { index: t.index, runId, overrides: t.overrides, status: 'succeeded', value, workflowId });
+        let stoppedAtEpoch: number | undefined;
+        if (es) {
+          const out = result.outputs[es.step];
+          const curve = out?.['curve'];
+          stoppedAtEpoch = Number((out?.['metrics'] as Record<string, unknown> | undefined)?.['stoppedByMedianRule'] ?? 0) || undefined;
+          // A stopped trial's short curve would drag the median down: only full runs set the bar.
+          if (Array.isArray(curve) && !stoppedAtEpoch) {
+            curves.push(curve as number[]);
+            if (curves.length > MEDIAN_RULE_CURVES) curves.shift();
+          }
+        }
+        results.push(
+          value === undefined
+            ? { index: t.index, runId, overrides: t.overrides, status: 'failed', error: `no numeric ${spec.metric.step}.${spec.metric.output}.${spec.metric.key}`, workflowId }
+            : { index: t.index, runId, overrides: t.overrides, status: 'succeeded', value, workflowId, ...(stoppedAtEpoch ? { stoppedAtEpoch } : {}) },
+        );
       } catch (e) {
         const cause = e instanceof ChildWorkflowFailure ? (e.cause?.message ?? e.message) : e instanceof Error ? e.message : String(e);
         results.push({ index: t.index, overrides: t.overrides, status: 'failed', error: cause, workflowId });
@@ -163,7 +189,7 @@ export async function hpoWorkflow(input: HpoWorkflowInput): Promise<HpoResult> {
   }
   if (spec.backend !== 'vertex' && results.length < plan.trials.length) {
     // History is large: start over with the results so far (running trials have all finished).
-    await continueAsNew<typeof hpoWorkflow>({ ...input, state: { plan, results, generation: generation + 1, ...(tracking ? { tracking } : {}) } });
+    await continueAsNew<typeof hpoWorkflow>({ ...input, state: { plan, results, generation: generation + 1, ...(tracking ? { tracking } : {}), ...(es ? { curves } : {}) } });
   }
   const best = bestOf(results, spec.metric.goal);
   if (!best) throw ApplicationFailure.create({ type: 'HPO_FAILED', nonRetryable: true, message: 'No trial produced the metric.' });
@@ -179,7 +205,10 @@ export async function hpoWorkflow(input: HpoWorkflowInput): Promise<HpoResult> {
     const workflowId = `${root}/final`;
     const handle = await startChild(pipelineWorkflow, { workflowId, args: [{ pipeline: plan.pipeline, overrides: [...plan.overrides, ...best.overrides], labels: { hpo: root, role: 'final', trial: String(best.index) } }] });
     const r = (await handle.result()) as PipelineResult;
-    final = { workflowId, metrics: r.outputs[spec.metric.step]?.[spec.metric.output] as Record<string, unknown> | undefined };
+    const evaluations = Object.fromEntries(
+      Object.entries(r.outputs).flatMap(([step, o]) => (o && typeof o['metrics'] === 'object' && o['metrics'] !== null ? [[step, o['metrics'] as Record<string, unknown>]] : [])),
+    );
+    final = { workflowId, metrics: r.outputs[spec.metric.step]?.[spec.metric.output] as Record<string, unknown> | undefined, evaluations };
   }
   return { pipeline: plan.pipeline, metric: spec.metric, best, trials: results.length, failed, generations: generation + 1, results: [...results].sort((a, b) => a.index - b.index), ...(final ? { final } : {}) };
 }

@@ -33,6 +33,12 @@ const params = z
     /** Stop when the validation loss has not improved by `minDelta` for `patience` epochs; keep the best weights. */
     earlyStopping: z.object({ patience: z.number().int().min(1), minDelta: z.number().min(0).default(0) }).strict().optional(),
     seed: z.number().int().default(42),
+    /**
+     * Stop when, from epoch `afterEpochs` on, the best loss so far (validation loss when bound) is
+     * above `curve[epoch - 1]` (null: no bar at that epoch). Hyperparameter search sets it from
+     * the trials finished before (the median stopping rule).
+     */
+    stopIfWorseThan: z.object({ curve: z.array(z.number().nullable()).max(100_000), afterEpochs: z.number().int().min(1).default(5) }).strict().optional(),
     checkpoint: z
       .object({
         everyEpochs: z.number().int().min(1).default(5),
@@ -142,11 +148,11 @@ function restoreOptimizer(tf: Tf, optimizer: Optimizer, saved: CheckpointDoc['op
  */
 export const trainMlp = definePlugin({
   name: 'train.tfjs-mlp',
-  version: '2',
+  version: '3',
   description: 'tfjs MLP (regression / classification) with early stopping, LR schedule, seeded init and checkpoint-resume.',
   params,
   inputs: { train: 'dataset', 'validation?': 'dataset' },
-  outputs: { model: 'model', metrics: 'metrics', history: 'artifact', backend: 'json' },
+  outputs: { model: 'model', metrics: 'metrics', history: 'artifact', backend: 'json', curve: 'json' },
   async run(ctx, p, inputs) {
     const { tf, backend, tried } = await loadTf(p.backend as BackendName | 'auto');
     ctx.logger.info({ backend, tried }, `training with tfjs backend ${backend}`);
@@ -204,6 +210,7 @@ export const trainMlp = definePlugin({
     const started = Date.now();
     let lastCheckpointAt = Date.now();
     let epochsRun = 0;
+    let stoppedByRule = 0;
     const saveCheckpoint = async (): Promise<void> => {
       const doc: CheckpointDoc = {
         model: JSON.parse((await serializeModel(tf, model, meta)).toString('utf8')) as ModelDocument,
@@ -249,7 +256,13 @@ export const trainMlp = definePlugin({
           if (p.earlyStopping) best = JSON.parse((await serializeModel(tf, model, meta)).toString('utf8')) as ModelDocument;
         } else state.wait++;
         ctx.heartbeat({ epoch, loss: trainLoss, valLoss });
-        const stop = p.earlyStopping !== undefined && state.wait >= p.earlyStopping.patience;
+        const bar = p.stopIfWorseThan && epoch >= p.stopIfWorseThan.afterEpochs ? p.stopIfWorseThan.curve[epoch - 1] : null;
+        const belowMedian = bar !== null && bar !== undefined && state.bestLoss > bar;
+        if (belowMedian) {
+          stoppedByRule = epoch;
+          ctx.logger.info({ epoch, bestLoss: state.bestLoss, bar }, `stopped: best loss ${state.bestLoss.toPrecision(4)} is worse than the median ${bar.toPrecision(4)} of earlier trials at epoch ${epoch}`);
+        }
+        const stop = belowMedian || (p.earlyStopping !== undefined && state.wait >= p.earlyStopping.patience);
         const due = epoch % p.checkpoint.everyEpochs === 0 || (p.checkpoint.everyMinutes !== undefined && Date.now() - lastCheckpointAt >= p.checkpoint.everyMinutes * 60_000);
         if (due && !stop && epoch < p.epochs) await saveCheckpoint();
         if (stop) {
@@ -272,10 +285,14 @@ export const trainMlp = definePlugin({
       const last = state.history[state.history.length - 1]!;
       const scale = p.task === 'regression' ? meta.targetStd! : 1;
       const bestRow = state.history.find((h) => h.epoch === state.bestEpoch) ?? last;
+      // Best loss so far per epoch: what a search's median stopping rule compares trials by.
+      let running = Infinity;
+      const curve = state.history.map((h) => (running = Math.min(running, h.valLoss ?? h.loss)));
       return {
         model: modelRef,
         history: historyRef,
         backend,
+        curve: curve.map((v) => Number(v.toPrecision(6))),
         metrics: {
           epochs: state.epoch,
           epochsThisAttempt: epochsRun,
@@ -287,6 +304,7 @@ export const trainMlp = definePlugin({
           secondsPerEpoch: epochsRun ? (Date.now() - started) / 1000 / epochsRun : 0,
           features: features.length,
           rows: train.rows,
+          stoppedByMedianRule: stoppedByRule,
         },
       };
     } finally {

@@ -131,4 +131,53 @@ describe('hpoWorkflow', () => {
     const cause = e.cause as { message: string; cause?: { message: string } } | undefined;
     expect(String(cause?.cause?.message ?? cause?.message)).toMatch(/trial 0 \(training.nope=.*\) does not compile/);
   });
+
+  it('median stopping rule: a trial whose loss is worse than the median of earlier trials stops early', async () => {
+    // y = 3a - 2b + 1; at lr 1e-6 the network barely learns, so its loss stays far above the others'.
+    const rows = ['a,b,y'];
+    for (let i = 0; i < 400; i++) {
+      const a = Math.sin(i * 1.3);
+      const b = Math.cos(i * 0.7);
+      rows.push(`${a},${b},${3 * a - 2 * b + 1}`);
+    }
+    project.write('data.csv', `${rows.join('\n')}\n`);
+    const pipeline = (step: string) => `name: stopping
+params: { lr: 0.01 }
+hpo:
+  metric: { step: train, output: metrics, key: trainLoss, goal: minimize }
+  space:
+    params.lr: { type: discrete, values: [0.01, 0.012, 0.011, 0.000001] }
+  trials: 4
+  parallel: 1
+  algorithm: grid
+  final: false
+  earlyStopping: { rule: median, step: ${step}, afterEpochs: 3, minTrials: 3 }
+steps:
+  data:
+    uses: ingest.file
+    with: { path: data.csv }
+  train:
+    uses: train.tfjs-mlp
+    needs: data
+    inputs: { train: '\${steps.data.outputs.dataset}' }
+    with: { target: y, hidden: [8], epochs: 12, batchSize: 64, learningRate: '\${params.lr}', seed: 1, backend: cpu }
+`;
+    project.write('pipelines/stopping.yaml', pipeline('train'));
+    const h = await env.client.workflow.start(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('hpo-median'), args: [{ pipeline: 'stopping' }], workflowRunTimeout: '5 minutes' });
+    const r = (await h.result()) as HpoResult;
+    expect(r.results.map((t) => t.stoppedAtEpoch)).toEqual([undefined, undefined, undefined, 3]);
+    const stopped = (await env.client.workflow.getHandle(`${h.workflowId}/trial-3`).result()) as PipelineResult;
+    expect(stopped.outputs['train']!['metrics']).toMatchObject({ epochs: 3, stoppedByMedianRule: 3 });
+    expect(stopped.outputs['train']!['curve']).toHaveLength(3);
+    const full = (await env.client.workflow.getHandle(`${h.workflowId}/trial-0`).result()) as PipelineResult;
+    expect(full.outputs['train']!['curve']).toHaveLength(12);
+    expect(r.best.stoppedAtEpoch).toBeUndefined();
+
+    // A step that cannot be stopped is refused before any trial.
+    project.write('pipelines/stopping.yaml', pipeline('data'));
+    const bad = await env.client.workflow.start(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('hpo-median-bad'), args: [{ pipeline: 'stopping' }] });
+    const err = await bad.result().catch((e: unknown) => e as WorkflowFailedError);
+    const cause = (err as WorkflowFailedError).cause;
+    expect(String((cause?.cause ?? cause)?.message)).toMatch(/takes no stopIfWorseThan/);
+  }, 180_000);
 });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createHpoActivities } from '../../activities/hpo.js';
 import { MlflowFileStore } from '../../adapters/mlflow/file-store.js';
-import { generateTrials, hpoSchema, isBetter, median, validateSpace } from '../../engine/hpo.js';
+import { generateTrials, hpoSchema, isBetter, median, medianCurve, validateSpace } from '../../engine/hpo.js';
 import { registry } from './fakes.js';
 
 describe('trial generation', () => {
@@ -76,5 +76,11 @@ describe('Vertex trials into MLflow', () => {
     expect(t1 && t2).toBeTruthy();
     expect((await store.metricHistory(t1!.runId, 'rmse')).map((p) => p.value)).toEqual([48000]);
     expect(await store.metricHistory(t2!.runId, 'rmse')).toEqual([]);
+  });
+
+  it('median stopping bar: per epoch, over the trials that reached it, once minTrials did', () => {
+    expect(medianCurve([[3, 2, 1], [5, 4], [1, 1, 1, 1]], 2)).toEqual([3, 2, 1, null]);
+    expect(medianCurve([[3, 2, 1], [5, 4]], 3)).toEqual([null, null, null]);
+    expect(medianCurve([], 1)).toEqual([]);
   });
 });
