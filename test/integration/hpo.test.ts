@@ -178,6 +178,6 @@ steps:
     const bad = await env.client.workflow.start(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('hpo-median-bad'), args: [{ pipeline: 'stopping' }] });
     const err = await bad.result().catch((e: unknown) => e as WorkflowFailedError);
     const cause = (err as WorkflowFailedError).cause;
-    expect(String((cause?.cause ?? cause)?.message)).toMatch(/takes no stopIfWorseThan/);
+    expect(String((cause?.cause as Error | undefined)?.message ?? cause?.message)).toMatch(/takes no stopIfWorseThan/);
   }, 180_000);
 });
