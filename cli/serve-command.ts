@@ -10,6 +10,7 @@ import { loadOnnxModel } from '../adapters/onnx/runtime.js';
 import type { Settings } from '../adapters/project.js';
 import { startPredictionServer, type ServedModel } from '../adapters/serve/server.js';
 import { parseGsUri, storageFromEnv } from '../adapters/gcs-store.js';
+import { parseDuration } from '../engine/duration.js';
 import { PipelineError } from '../engine/errors.js';
 import type { ModelRegistry, ModelVersionInfo } from '../engine/ports.js';
 import { PredictionLogWriter } from '../engine/prediction-log.js';
@@ -87,6 +88,7 @@ export async function cmdServe(argv: string[], settings: Settings): Promise<numb
       'max-body': { type: 'string' },
       'max-instances': { type: 'string' },
       threads: { type: 'string' },
+      watch: { type: 'string' },
     },
   });
   // On Vertex AI the container gets its port and model location from AIP_* variables.
@@ -98,13 +100,21 @@ export async function cmdServe(argv: string[], settings: Settings): Promise<numb
   const maxBody = values['max-body'] ? ((m) => (m ? Number(m[1]) * (sizes[(m[2] ?? '').toLowerCase()] ?? 1) : NaN))(/^(\d+)\s*(kb|kib|mb|mib)?$/i.exec(values['max-body'])) : 2 ** 20;
   if (!Number.isFinite(maxBody) || maxBody <= 0) throw new PipelineError('INPUT_INVALID', `--max-body '${values['max-body']}' is not a size (e.g. 512kb, 4mb).`);
 
+  // Following an alias: check it every `watch` and switch to the version it points at.
+  const aliasRef = parseModelRef(ref)?.alias && !ref.endsWith('.onnx') ? parseModelRef(ref) : undefined;
+  const watchMs = values.watch !== undefined ? parseDuration(values.watch) : aliasRef ? 30_000 : 0;
+  if (watchMs === undefined) throw new PipelineError('INPUT_INVALID', `--watch '${values.watch}' is not a duration (e.g. 30s, 5m; 0 turns it off).`);
+
+  const threads = values.threads ? Number(values.threads) : 1;
   const { bytes, model } = await resolveModel(ref, settings);
   if (values.name) model.name = values.name;
-  const predictor = await loadOnnxModel(bytes, { threads: values.threads ? Number(values.threads) : 1 });
+  const predictor = await loadOnnxModel(bytes, { threads });
   const store = values['no-log'] ? undefined : openStore(settings);
-  const log = store
-    ? new PredictionLogWriter(store, model.name, model.version, { writerId: `${env['HOSTNAME'] ?? 'local'}-${process.pid}`, onError: (e) => process.stderr.write(`prediction log: write failed, will retry: ${(e as Error).message}\n`) })
-    : undefined;
+  const newLog = (version: string): PredictionLogWriter | undefined =>
+    store
+      ? new PredictionLogWriter(store, model.name, version, { writerId: `${env['HOSTNAME'] ?? 'local'}-${process.pid}`, onError: (e) => process.stderr.write(`prediction log: write failed, will retry: ${(e as Error).message}\n`) })
+      : undefined;
+  const log = newLog(model.version);
   const server = await startPredictionServer({
     predictor,
     model,
@@ -117,6 +127,29 @@ export async function cmdServe(argv: string[], settings: Settings): Promise<numb
   out(`serving ${model.name} version ${model.version} (${predictor.contract.inputs.length} inputs, sha256:${predictor.sha256.slice(0, 12)}) from ${model.source}`);
   out(`listening on ${server.url}: POST /predict, GET /health, GET /metrics, GET /model`);
   out(store ? `prediction log: ${store.location} (records predictions/${model.name}/)` : 'prediction log: off (--no-log)');
+  let served = model.version;
+  let checking = false;
+  const watcher =
+    aliasRef && watchMs > 0
+      ? setInterval(() => {
+          if (checking) return;
+          checking = true;
+          (async () => {
+            const registry = registryFor(settings);
+            const now = await registry.byAlias(aliasRef.name, aliasRef.alias!);
+            if (!now || now.version === served) return;
+            const next = await resolveModel(ref, settings);
+            if (values.name) next.model.name = values.name;
+            const nextPredictor = await loadOnnxModel(next.bytes, { threads });
+            out(`${aliasRef.name}@${aliasRef.alias} moved to version ${next.model.version}: serving it (sha256:${nextPredictor.sha256.slice(0, 12)}) instead of version ${served}`);
+            served = next.model.version;
+            await server.swap({ predictor: nextPredictor, model: next.model, log: newLog(next.model.version) });
+          })()
+            .catch((e: unknown) => process.stderr.write(`watching ${ref}: ${(e as Error).message} (still serving version ${served})\n`))
+            .finally(() => (checking = false));
+        }, watchMs)
+      : undefined;
+  if (watcher) out(`following ${ref}: checked every ${watchMs / 1000}s`);
   await new Promise<void>((resolveStop) => {
     const stop = (): void => {
       process.off('SIGINT', stop);
@@ -127,6 +160,7 @@ export async function cmdServe(argv: string[], settings: Settings): Promise<numb
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
+  if (watcher) clearInterval(watcher);
   await server.close();
   return 0;
 }

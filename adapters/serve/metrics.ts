@@ -14,7 +14,8 @@ export class ServerMetrics {
   private latencyCount = 0;
   private latencySum = 0;
 
-  constructor(private readonly info: Record<string, string>) {}
+  /** The served model's labels (`mlpipe_model_info`); replaced when the server swaps models. */
+  constructor(public info: Record<string, string>) {}
 
   inc(name: string, help: string, labels: Record<string, string> = {}, by = 1): void {
     let c = this.counters.get(name);

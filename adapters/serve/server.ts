@@ -39,7 +39,21 @@ export interface RunningServer {
   url: string;
   port: number;
   metrics: ServerMetrics;
+  /**
+   * Serves another model from now on (a new champion): new requests go to it, requests already
+   * running finish on the old one, whose log is then flushed and whose session is released.
+   */
+  swap(next: { predictor: OnnxPredictor; model: ServedModel; log?: PredictionLogWriter }): Promise<void>;
   close(): Promise<void>;
+}
+
+interface Serving {
+  predictor: OnnxPredictor;
+  model: ServedModel;
+  log?: PredictionLogWriter;
+  schema: z.ZodType<Record<string, unknown>>;
+  inflight: number;
+  drained?: () => void;
 }
 
 class HttpError extends Error {
@@ -109,16 +123,15 @@ async function readBody(req: http.IncomingMessage, max: number): Promise<Buffer>
 }
 
 export async function startPredictionServer(opts: ServerOptions): Promise<RunningServer> {
-  const { predictor, model } = opts;
-  const contract = predictor.contract;
-  const schema = recordSchema(contract);
+  let current: Serving = { predictor: opts.predictor, model: opts.model, log: opts.log, schema: recordSchema(opts.predictor.contract), inflight: 0 };
   const maxBody = opts.maxBodyBytes ?? 2 ** 20;
   const maxInstances = opts.maxInstances ?? 10_000;
-  const metrics = new ServerMetrics({ name: model.name, version: model.version, sha256: predictor.sha256.slice(0, 12) });
-  const classes = contract.classes;
+  const info = (s: Serving): Record<string, string> => ({ name: s.model.name, version: s.model.version, sha256: s.predictor.sha256.slice(0, 12) });
+  const metrics = new ServerMetrics(info(current));
   let ready = true;
 
-  const shape = (out: Float32Array, rows: number): unknown[] => {
+  const shape = (contract: OnnxContract, out: Float32Array, rows: number): unknown[] => {
+    const classes = contract.classes;
     if (contract.task === 'regression') return Array.from(out.subarray(0, rows));
     const width = out.length / rows;
     return Array.from({ length: rows }, (_, r) => {
@@ -130,6 +143,18 @@ export async function startPredictionServer(opts: ServerOptions): Promise<Runnin
   };
 
   async function predict(req: http.IncomingMessage): Promise<{ status: number; body: unknown; rows: number }> {
+    const s = current;
+    s.inflight++;
+    try {
+      return await predictWith(s, req);
+    } finally {
+      if (--s.inflight === 0) s.drained?.();
+    }
+  }
+
+  async function predictWith(s: Serving, req: http.IncomingMessage): Promise<{ status: number; body: unknown; rows: number }> {
+    const { predictor, model, schema } = s;
+    const contract = predictor.contract;
     if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) throw new HttpError(415, 'UNSUPPORTED_MEDIA_TYPE', 'Send JSON with Content-Type: application/json.');
     const text = await readBody(req, maxBody);
     let body: unknown;
@@ -140,11 +165,11 @@ export async function startPredictionServer(opts: ServerOptions): Promise<Runnin
     }
     const { records, batch } = parseInstances(body, schema, maxInstances);
     const out = await predictor.predict(records);
-    const predictions = shape(out, records.length);
+    const predictions = shape(contract, out, records.length);
     const requestId = (req.headers['x-request-id'] as string | undefined)?.slice(0, 100) || randomUUID();
-    if (opts.log) {
+    if (s.log) {
       const at = new Date().toISOString();
-      opts.log.append(
+      s.log.append(
         records.map((r, i): PredictionRow => {
           const row: PredictionRow = { prediction: null, model_version: model.version, predicted_at: at, request_id: requestId };
           for (const input of contract.inputs) row[input.name] = r[input.name] ?? null;
@@ -166,15 +191,17 @@ export async function startPredictionServer(opts: ServerOptions): Promise<Runnin
       res.end(text);
     };
     const path = (req.url ?? '/').split('?')[0];
+    const { model, predictor, log } = current;
+    const contract = predictor.contract;
     if (req.method === 'GET' && path === '/health') return send(ready ? 200 : 503, { status: ready ? 'ok' : 'stopping', model: model.name, version: model.version });
     if (req.method === 'GET' && path === '/metrics') {
       return send(
         200,
         metrics.render({
-          mlpipe_prediction_log_pending_rows: { help: 'Predictions waiting to be written to the prediction log.', value: opts.log?.pending ?? 0 },
-          mlpipe_prediction_log_written_rows: { help: 'Predictions written to the prediction log.', value: opts.log?.counts.written ?? 0 },
-          mlpipe_prediction_log_dropped_rows: { help: 'Predictions dropped from the log (store unavailable too long).', value: opts.log?.counts.dropped ?? 0 },
-          mlpipe_prediction_log_failed_flushes: { help: 'Failed writes of the prediction log (retried).', value: opts.log?.counts.failedFlushes ?? 0 },
+          mlpipe_prediction_log_pending_rows: { help: 'Predictions waiting to be written to the prediction log.', value: log?.pending ?? 0 },
+          mlpipe_prediction_log_written_rows: { help: 'Predictions written to the prediction log.', value: log?.counts.written ?? 0 },
+          mlpipe_prediction_log_dropped_rows: { help: 'Predictions dropped from the log (store unavailable too long).', value: log?.counts.dropped ?? 0 },
+          mlpipe_prediction_log_failed_flushes: { help: 'Failed writes of the prediction log (retried).', value: log?.counts.failedFlushes ?? 0 },
         }),
         'text/plain; version=0.0.4; charset=utf-8',
       );
@@ -213,14 +240,23 @@ export async function startPredictionServer(opts: ServerOptions): Promise<Runnin
     url: `http://${opts.host && opts.host !== '0.0.0.0' ? opts.host : '127.0.0.1'}:${port}`,
     port,
     metrics,
+    async swap(next) {
+      const old = current;
+      current = { ...next, schema: recordSchema(next.predictor.contract), inflight: 0 };
+      metrics.info = info(current);
+      metrics.inc('mlpipe_model_swaps_total', 'Times the server switched to another model version.');
+      if (old.inflight > 0) await new Promise<void>((resolve) => (old.drained = resolve));
+      await old.log?.close();
+      await old.predictor.close();
+    },
     async close() {
       ready = false;
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeIdleConnections();
       });
-      await opts.log?.close();
-      await predictor.close();
+      await current.log?.close();
+      await current.predictor.close();
     },
   };
 }

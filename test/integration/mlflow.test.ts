@@ -17,6 +17,7 @@ import { MlflowRestClient } from '../../adapters/mlflow/rest.js';
 import { MlflowModelRegistry } from '../../adapters/mlflow/registry.js';
 import { withDuckDB } from '../../adapters/duckdb.js';
 import { collectPredictions } from '../../engine/prediction-log.js';
+import { moveAlias } from '../../engine/promotion.js';
 import { findMlflow, startMlflowServer, type MlflowServer } from '../../adapters/mlflow/server.js';
 import { freePort } from '../../adapters/temporal-server.js';
 import { startEmulator } from '../../adapters/gcs-emulator.js';
@@ -261,7 +262,7 @@ describe('MLflow tracking against a real mlflow server', () => {
   it('serves the champion from the registry, logs every prediction, and the monitor reads the log as current data', async () => {
     const port = await freePort();
     const env = { ...process.env, MLPIPE_PROJECT_DIR: project.dir, MLFLOW_TRACKING_URI: server.url, MLPIPE_ARTIFACTS: project.settings.artifactsDir };
-    const child = spawn(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'serve', 'california-housing@champion', '--port', String(port)], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'serve', 'california-housing@champion', '--port', String(port), '--watch', '1s'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr.on('data', (d: Buffer) => (output += d.toString()));
@@ -293,6 +294,13 @@ describe('MLflow tracking against a real mlflow server', () => {
       expect(metrics).toContain('mlpipe_predictions_total 301');
       expect(metrics).toContain('mlpipe_predict_errors_total{code="INVALID_INPUT"} 1');
       expect(metrics).toMatch(/mlpipe_predict_latency_seconds_count 5\n/);
+
+      // The alias moves (a promotion): the server follows it without a restart.
+      await moveAlias(new MlflowModelRegistry(new MlflowRestClient({ uri: server.url })), 'california-housing', 'champion', '2', 'promote', 'test');
+      await waitFor(async () => ((await (await fetch(`${base}/model`)).json()) as { version: string }).version === '2', 'the server to follow champion to version 2', 30_000);
+      const after = (await (await post(JSON.stringify(rows[0]))).json()) as { model: { version: string } };
+      expect(after.model.version).toBe('2');
+      expect(await (await fetch(`${base}/metrics`)).text()).toContain('mlpipe_model_swaps_total 1');
     } finally {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
@@ -300,13 +308,13 @@ describe('MLflow tracking against a real mlflow server', () => {
     expect(output).toContain('stopping: finishing requests and writing the prediction log');
     const store = new LocalArtifactStore(project.settings.artifactsDir);
     const logged = await collectPredictions(store, 'california-housing');
-    expect(logged.rows).toBe(301);
-    expect(logged.versions).toEqual(['1']);
+    expect(logged.rows).toBe(302);
+    expect(logged.versions.sort()).toEqual(['1', '2']);
 
     // The drift monitor with the prediction log as current data: the model's 9 inputs are compared.
     const m = await client.workflow.start(MONITOR_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('monitor-log'), args: [{ pipeline: 'california-housing', overrides: ['params.recent=predictions:california-housing'] }] });
     const r = (await m.result()) as MonitorResult;
-    expect(r.currentFrom).toMatchObject({ predictions: 'california-housing', rows: 301, versions: ['1'] });
+    expect(r.currentFrom).toMatchObject({ predictions: 'california-housing', rows: 302 });
     expect(r.drift.numberOfColumns).toBe(9);
     expect(r.drift.driftedColumns.length).toBeGreaterThan(0);
   }, 180_000);
