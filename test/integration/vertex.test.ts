@@ -101,7 +101,7 @@ describe('Vertex AI HyperparameterTuningJob', () => {
 
   it('refuses what Vertex refuses: grid search over a double', () => {
     const grid: HpoSpec = { ...housing, algorithm: 'grid' };
-    expect(() => buildTuningJob('g', grid, container)).toThrow(/grid search takes no double parameters; training.lr is double/);
+    expect(() => buildTuningJob('g', grid, container)).toThrow(/grid search takes no double parameters; training.lr, features.rbf_gamma are double/);
   });
 
   it('is submitted by the real client: path, enum encoding and body as the API expects', async () => {
