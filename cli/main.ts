@@ -71,7 +71,7 @@ Usage:
   mlpipe monitor <pipeline> [overrides...] [--worker] [--json]
                                          One drift check of the pipeline's monitor: section now
   mlpipe serve <name@alias | models:/name/N | model.onnx | gs://...> [--port 8080] [--host H]
-             [--no-log] [--max-body 1mb] [--max-instances N] [--watch 30s]
+             [--no-log] [--log-sample S] [--max-body 1mb] [--max-instances N] [--watch 30s]
                                          HTTP prediction server (onnxruntime): POST /predict,
                                          GET /health, /metrics, /model; logs predictions for drift
   mlpipe promote <name> <version> [--alias champion]

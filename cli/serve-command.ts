@@ -89,6 +89,7 @@ export async function cmdServe(argv: string[], settings: Settings): Promise<numb
       'max-instances': { type: 'string' },
       threads: { type: 'string' },
       watch: { type: 'string' },
+      'log-sample': { type: 'string' },
     },
   });
   // On Vertex AI the container gets its port and model location from AIP_* variables.
@@ -105,6 +106,8 @@ export async function cmdServe(argv: string[], settings: Settings): Promise<numb
   const watchMs = values.watch !== undefined ? parseDuration(values.watch) : aliasRef ? 30_000 : 0;
   if (watchMs === undefined) throw new PipelineError('INPUT_INVALID', `--watch '${values.watch}' is not a duration (e.g. 30s, 5m; 0 turns it off).`);
 
+  const logSample = values['log-sample'] !== undefined ? Number(values['log-sample']) : 1;
+  if (!(logSample > 0 && logSample <= 1)) throw new PipelineError('INPUT_INVALID', `--log-sample '${values['log-sample']}' is not a share in (0, 1].`, { hint: '--log-sample 0.1 logs one prediction in ten.' });
   const threads = values.threads ? Number(values.threads) : 1;
   const { bytes, model } = await resolveModel(ref, settings);
   if (values.name) model.name = values.name;
@@ -123,10 +126,11 @@ export async function cmdServe(argv: string[], settings: Settings): Promise<numb
     host: values.host ?? env['MLPIPE_SERVE_HOST'] ?? (env['AIP_HTTP_PORT'] ? '0.0.0.0' : '127.0.0.1'),
     maxBodyBytes: maxBody,
     maxInstances: values['max-instances'] ? Number(values['max-instances']) : undefined,
+    logSample,
   });
   out(`serving ${model.name} version ${model.version} (${predictor.contract.inputs.length} inputs, sha256:${predictor.sha256.slice(0, 12)}) from ${model.source}`);
   out(`listening on ${server.url}: POST /predict, GET /health, GET /metrics, GET /model`);
-  out(store ? `prediction log: ${store.location} (records predictions/${model.name}/)` : 'prediction log: off (--no-log)');
+  out(store ? `prediction log: ${store.location} (records predictions/${model.name}/)${logSample < 1 ? `, ${logSample * 100}% of predictions` : ''}` : 'prediction log: off (--no-log)');
   let served = model.version;
   let checking = false;
   const watcher =

@@ -33,6 +33,8 @@ export interface ServerOptions {
   maxBodyBytes?: number;
   /** Most records in one request (default 10,000). */
   maxInstances?: number;
+  /** Share of predictions written to the log (default 1: all); the rest are counted, not logged. */
+  logSample?: number;
 }
 
 export interface RunningServer {
@@ -169,8 +171,12 @@ export async function startPredictionServer(opts: ServerOptions): Promise<Runnin
     const requestId = (req.headers['x-request-id'] as string | undefined)?.slice(0, 100) || randomUUID();
     if (s.log) {
       const at = new Date().toISOString();
+      const sample = opts.logSample ?? 1;
+      const kept = sample >= 1 ? records.map((_, i) => i) : records.flatMap((_, i) => (Math.random() < sample ? [i] : []));
+      if (kept.length < records.length) metrics.inc('mlpipe_prediction_log_sampled_out_total', 'Predictions left out of the log by --log-sample.', {}, records.length - kept.length);
       s.log.append(
-        records.map((r, i): PredictionRow => {
+        kept.map((i): PredictionRow => {
+          const r = records[i]!;
           const row: PredictionRow = { prediction: null, model_version: model.version, predicted_at: at, request_id: requestId };
           for (const input of contract.inputs) row[input.name] = r[input.name] ?? null;
           const p = predictions[i];

@@ -1,0 +1,86 @@
+/**
+ * The prediction server over an in-memory predictor (our OnnxPredictor interface) and a real local
+ * store: log sampling, swapping models while a request runs, the log's accounting.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { LocalArtifactStore } from '../../adapters/local-store.js';
+import type { OnnxPredictor } from '../../adapters/onnx/runtime.js';
+import { startPredictionServer } from '../../adapters/serve/server.js';
+import { collectPredictions, PredictionLogWriter } from '../../engine/prediction-log.js';
+
+/** y = a + 10 b, optionally slow; `closed` says whether the server released it. */
+function fakePredictor(sha: string, delayMs = 0): OnnxPredictor & { closed: boolean } {
+  const p = {
+    closed: false,
+    contract: { inputs: [{ name: 'a', type: 'number' as const, nullable: false }, { name: 'b', type: 'number' as const, nullable: true }], task: 'regression' as const, target: 'y', output: 'prediction' },
+    sha256: sha.padEnd(64, '0'),
+    bytes: 1,
+    async predictColumns() {
+      throw new Error('unused');
+    },
+    async predict(records: Record<string, unknown>[]) {
+      if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
+      return Float32Array.from(records, (r) => (r['a'] as number) + 10 * ((r['b'] as number | null) ?? 0));
+    },
+    async close() {
+      p.closed = true;
+    },
+  };
+  return p;
+}
+
+const post = (url: string, body: unknown) => fetch(`${url}/predict`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+describe('prediction server', () => {
+  it('logs a sample of predictions when asked, and counts the rest', async () => {
+    const store = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-serve-')));
+    const log = new PredictionLogWriter(store, 'm', '1', { flushRows: 10_000 });
+    const server = await startPredictionServer({ predictor: fakePredictor('a'), model: { name: 'm', version: '1', source: 'mem' }, log, port: 0, logSample: 0.25 });
+    try {
+      const instances = Array.from({ length: 4000 }, (_, i) => ({ a: i, b: null }));
+      const r = (await (await post(server.url, { instances })).json()) as { predictions: number[] };
+      expect(r.predictions.slice(0, 3)).toEqual([0, 1, 2]);
+      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      const sampledOut = Number(/mlpipe_prediction_log_sampled_out_total (\d+)/.exec(metrics)?.[1]);
+      await server.close();
+      const logged = await collectPredictions(store, 'm');
+      expect(logged.rows + sampledOut).toBe(4000);
+      // 25% of 4,000: 1,000 expected; 6 standard deviations either side.
+      expect(Math.abs(logged.rows - 1000)).toBeLessThan(6 * Math.sqrt(4000 * 0.25 * 0.75));
+      const first = JSON.parse(logged.text.split('\n')[0]!) as Record<string, unknown>;
+      expect(first['prediction']).toBe(first['a']);
+      expect(first).toMatchObject({ model_version: '1', b: null });
+    } finally {
+      await server.close().catch(() => undefined);
+    }
+  });
+
+  it('swaps models: a request in flight finishes on the old one, which is then released', async () => {
+    const store = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-serve-')));
+    const old = fakePredictor('old', 400);
+    const next = fakePredictor('new');
+    const server = await startPredictionServer({ predictor: old, model: { name: 'm', version: '1', source: 'mem' }, log: new PredictionLogWriter(store, 'm', '1'), port: 0 });
+    try {
+      const slow = post(server.url, { a: 1, b: 2 });
+      await new Promise((r) => setTimeout(r, 100));
+      const swapped = server.swap({ predictor: next, model: { name: 'm', version: '2', source: 'mem' }, log: new PredictionLogWriter(store, 'm', '2') });
+      const fresh = (await (await post(server.url, { a: 5, b: 0 })).json()) as { model: { version: string } };
+      expect(fresh.model.version).toBe('2');
+      expect(old.closed).toBe(false); // still answering the slow request
+      const answered = (await (await slow).json()) as { prediction: number; model: { version: string } };
+      expect(answered).toMatchObject({ prediction: 21, model: { version: '1' } });
+      await swapped;
+      expect(old.closed).toBe(true);
+      expect((await (await fetch(`${server.url}/model`)).json()) as object).toMatchObject({ version: '2', sha256: next.sha256 });
+      await server.close();
+      const logged = await collectPredictions(store, 'm');
+      expect(logged.versions.sort()).toEqual(['1', '2']);
+      expect(logged.rows).toBe(2);
+    } finally {
+      await server.close().catch(() => undefined);
+    }
+  });
+});
