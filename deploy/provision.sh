@@ -34,6 +34,24 @@ for arg in "$@"; do
 done
 say() { printf '[provision] %s\n' "$*" >&2; }
 
+# A Python virtualenv in the cache holding pinned packages, made once (a stamp file marks it done).
+cached_venv() {
+  local label="$1" venv="$2" stamp="$3"
+  shift 3
+  if [ -f "$stamp" ]; then
+    say "$label: $venv (cached)"
+    return
+  fi
+  say "installing $label into $venv (one time)"
+  local start
+  start=$(date +%s)
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "$@"
+  touch "$stamp"
+  say "$label installed in $(( $(date +%s) - start ))s"
+}
+
+
 # 1. npm dependencies (re-installed when package.json or the lock file changed).
 stamp="node_modules/.mlpipe-installed"
 if [ ! -f "$stamp" ] || [ package.json -nt "$stamp" ] || { [ -f package-lock.json ] && [ package-lock.json -nt "$stamp" ]; }; then
@@ -111,18 +129,8 @@ fi
 
 # 5. Evidently, to regenerate test/fixtures/drift (pinned: the legacy Report API and its numerics).
 if [ "$with_evidently" = 1 ]; then
-  venv="$cache/evidently-venv"
-  stamp_ev="$venv/.mlpipe-evidently-0.4.40"
-  if [ -f "$stamp_ev" ]; then
-    say "Evidently: $venv (cached)"
-  else
-    say "installing Evidently into $venv (one time, a few minutes)"
-    start=$(date +%s)
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check $evidently_pins
-    touch "$stamp_ev"
-    say "Evidently installed in $(( $(date +%s) - start ))s"
-  fi
+  # shellcheck disable=SC2086 # the pins are separate words
+  cached_venv Evidently "$cache/evidently-venv" "$cache/evidently-venv/.mlpipe-evidently-0.4.40" $evidently_pins
 fi
 
 # 6. Chromium for the browser test of the HTML report: $CHROMIUM, else /usr/bin/chromium, else apt.
@@ -145,16 +153,5 @@ fi
 
 # 7. The official ONNX checker (Python onnx) in a virtualenv in the cache: tests check exported models.
 if [ "$with_onnx" = 1 ]; then
-  venv="$cache/onnx-venv"
-  stamp_onnx="$venv/.mlpipe-onnx-$onnx_version"
-  if [ -f "$stamp_onnx" ]; then
-    say "ONNX checker: $venv (cached)"
-  else
-    say "installing onnx $onnx_version into $venv (one time)"
-    start=$(date +%s)
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "onnx==$onnx_version"
-    touch "$stamp_onnx"
-    say "onnx installed in $(( $(date +%s) - start ))s"
-  fi
+  cached_venv "the ONNX checker (onnx $onnx_version)" "$cache/onnx-venv" "$cache/onnx-venv/.mlpipe-onnx-$onnx_version" "onnx==$onnx_version"
 fi
