@@ -4,7 +4,10 @@ import { PipelineError, SpecErrors } from '../engine/errors.js';
 import { generateTrials, type HpoSpec, type Trial } from '../engine/hpo.js';
 import { Context } from '@temporalio/activity';
 import { CancelledFailure } from '@temporalio/common';
-import { buildTuningJob, VertexTuner, type TuningStatus } from '../adapters/vertex/tuning.js';
+import type { TuningStatus } from '../adapters/vertex/tuning.js';
+
+/** The Vertex client library loads in about a second: only searches on Vertex pay for it. */
+const vertexTuning = () => import('../adapters/vertex/tuning.js');
 import type { TrackingBackend } from '../engine/ports.js';
 import type { Registry } from '../plugins/registry.js';
 import { toApplicationFailure } from './run-step.js';
@@ -44,6 +47,7 @@ export function createHpoActivities(deps: { registry: Registry; projectDir: stri
       const ctx = Context.current();
       const v = input.plan.spec.vertex!;
       const endpoint = process.env['MLPIPE_VERTEX_ENDPOINT'] ? new URL(process.env['MLPIPE_VERTEX_ENDPOINT']) : undefined;
+      const { VertexTuner, buildTuningJob } = await vertexTuning();
       const tuner = VertexTuner.create({ project: v.project, location: v.location, ...(endpoint ? { endpoint: { host: endpoint.hostname, port: Number(endpoint.port), protocol: endpoint.protocol === 'https:' ? 'https' : 'http' } } : {}) });
       try {
         let name = (ctx.info.heartbeatDetails as { job?: string } | undefined)?.job;
@@ -191,7 +195,7 @@ export function createHpoActivities(deps: { registry: Registry; projectDir: stri
         if (spec.backend === 'vertex') {
           if (!spec.vertex) throw new PipelineError('SPEC_INVALID', `hpo.backend is vertex, but hpo.vertex (project, location, imageUri) is not set.`);
           // Built and checked against the API's protos now, so a bad job fails before anything runs.
-          buildTuningJob(`${compiled.name}-check`, spec, { imageUri: spec.vertex.imageUri, machineType: spec.vertex.machineType, args: ['--pipeline', input.pipeline, ...base.flatMap((o) => ['--override', o])] });
+          (await vertexTuning()).buildTuningJob(`${compiled.name}-check`, spec, { imageUri: spec.vertex.imageUri, machineType: spec.vertex.machineType, args: ['--pipeline', input.pipeline, ...base.flatMap((o) => ['--override', o])] });
         }
         if (spec.earlyStopping) {
           const step = compiled.steps[spec.earlyStopping.step];

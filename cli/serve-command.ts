@@ -3,10 +3,9 @@
  * `mlpipe promote` / `mlpipe rollback`: moving a registered model's alias by hand.
  */
 import { readFile } from 'node:fs/promises';
-import { basename, resolve } from 'node:path';
+import { basename, dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createTrackingBackend, modelRegistryOf } from '../adapters/mlflow/index.js';
-import { loadOnnxModel } from '../adapters/onnx/runtime.js';
 import type { Settings } from '../adapters/project.js';
 import { startPredictionServer, type ServedModel } from '../adapters/serve/server.js';
 import { parseGsUri, storageFromEnv } from '../adapters/gcs-store.js';
@@ -21,6 +20,7 @@ const out = (s: string): boolean => process.stdout.write(`${s}\n`);
 
 /** `name@alias`, `models:/name@alias`, `models:/name/3`: a registered model reference. */
 export function parseModelRef(ref: string): { name: string; alias?: string; version?: string } | undefined {
+  if (ref.endsWith('.onnx')) return undefined;
   const m = /^(?:models:\/)?([^@/\s]+)(?:@([\w-]+)|\/(\d+))$/.exec(ref);
   if (!m || (!m[2] && !m[3])) return undefined;
   return { name: m[1]!, ...(m[2] ? { alias: m[2] } : {}), ...(m[3] ? { version: m[3] } : {}) };
@@ -49,7 +49,7 @@ async function findVersion(registry: ModelRegistry, ref: { name: string; alias?:
 /** The ONNX bytes and identity of what `ref` names. */
 export async function resolveModel(ref: string, settings: Settings): Promise<{ bytes: Uint8Array; model: ServedModel }> {
   const registered = parseModelRef(ref);
-  if (registered && !ref.endsWith('.onnx')) {
+  if (registered) {
     const registry = registryFor(settings);
     const mv = await findVersion(registry, registered);
     const file = mv.tags['mlpipe.file'] ?? 'model.onnx';
@@ -61,7 +61,10 @@ export async function resolveModel(ref: string, settings: Settings): Promise<{ b
     const { bucket, prefix } = parseGsUri(ref);
     const object = prefix.endsWith('.onnx') ? prefix : `${prefix.replace(/\/$/, '')}/model.onnx`;
     const [bytes] = await storageFromEnv().bucket(bucket).file(object).download();
-    return { bytes, model: { name: basename(object, '.onnx') === 'model' ? basename(prefix.replace(/\/model\.onnx$/, '')) || 'model' : basename(object, '.onnx'), version: 'file', source: `gs://${bucket}/${object}` } };
+    // gs://…/housing/model.onnx is named after its folder (housing), gs://…/housing.onnx after the file.
+    const folder = dirname(object);
+    const name = basename(object, '.onnx') === 'model' ? (folder === '.' ? 'model' : basename(folder)) : basename(object, '.onnx');
+    return { bytes, model: { name, version: 'file', source: `gs://${bucket}/${object}` } };
   }
   const path = resolve(settings.projectDir, ref.replace(/^file:\/\//, ''));
   let bytes: Buffer;
@@ -73,6 +76,13 @@ export async function resolveModel(ref: string, settings: Settings): Promise<{ b
     });
   }
   return { bytes, model: { name: basename(path, '.onnx'), version: 'file', source: path } };
+}
+
+/** `512kb`, `4mb`, `1048576` in bytes; NaN when it is not a size. */
+function parseSize(text: string): number {
+  const m = /^(\d+)\s*(kb|kib|mb|mib)?$/i.exec(text);
+  if (!m) return NaN;
+  return Number(m[1]) * ({ kb: 2 ** 10, kib: 2 ** 10, mb: 2 ** 20, mib: 2 ** 20 }[(m[2] ?? '').toLowerCase()] ?? 1);
 }
 
 export async function cmdServe(argv: string[], settings: Settings): Promise<number> {
@@ -97,18 +107,19 @@ export async function cmdServe(argv: string[], settings: Settings): Promise<numb
   if (!ref) throw new PipelineError('INPUT_INVALID', 'mlpipe serve needs a model.', { hint: 'mlpipe serve california-housing@champion | models:/california-housing/3 | path/to/model.onnx' });
   const port = Number(values.port ?? env['AIP_HTTP_PORT'] ?? env['PORT'] ?? 8080);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new PipelineError('INPUT_INVALID', `--port '${values.port}' is not a port number.`);
-  const sizes: Record<string, number> = { kb: 2 ** 10, kib: 2 ** 10, mb: 2 ** 20, mib: 2 ** 20 };
-  const maxBody = values['max-body'] ? ((m) => (m ? Number(m[1]) * (sizes[(m[2] ?? '').toLowerCase()] ?? 1) : NaN))(/^(\d+)\s*(kb|kib|mb|mib)?$/i.exec(values['max-body'])) : 2 ** 20;
+  const maxBody = values['max-body'] ? parseSize(values['max-body']) : 2 ** 20;
   if (!Number.isFinite(maxBody) || maxBody <= 0) throw new PipelineError('INPUT_INVALID', `--max-body '${values['max-body']}' is not a size (e.g. 512kb, 4mb).`);
 
   // Following an alias: check it every `watch` and switch to the version it points at.
-  const aliasRef = parseModelRef(ref)?.alias && !ref.endsWith('.onnx') ? parseModelRef(ref) : undefined;
+  const registered = parseModelRef(ref);
+  const aliasRef = registered?.alias ? registered : undefined;
   const watchMs = values.watch !== undefined ? parseDuration(values.watch) : aliasRef ? 30_000 : 0;
   if (watchMs === undefined) throw new PipelineError('INPUT_INVALID', `--watch '${values.watch}' is not a duration (e.g. 30s, 5m; 0 turns it off).`);
 
   const logSample = values['log-sample'] !== undefined ? Number(values['log-sample']) : 1;
   if (!(logSample > 0 && logSample <= 1)) throw new PipelineError('INPUT_INVALID', `--log-sample '${values['log-sample']}' is not a share in (0, 1].`, { hint: '--log-sample 0.1 logs one prediction in ten.' });
   const threads = values.threads ? Number(values.threads) : 1;
+  const { loadOnnxModel } = await import('../adapters/onnx/runtime.js');
   const { bytes, model } = await resolveModel(ref, settings);
   if (values.name) model.name = values.name;
   const predictor = await loadOnnxModel(bytes, { threads });

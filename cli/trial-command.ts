@@ -11,7 +11,7 @@ import { loadPipeline } from '../adapters/load-pipeline.js';
 import { loadProjectRegistry } from '../adapters/project-plugins.js';
 import { isListening, requireTemporalCli, startDevServer, type DevServer } from '../adapters/temporal-server.js';
 import { HyperTune } from '../adapters/vertex/hypertune.js';
-import { fromParameterId } from '../adapters/vertex/tuning.js';
+import { fromParameterId } from '../adapters/vertex/parameter-ids.js';
 import { PipelineError } from '../engine/errors.js';
 import type { PipelineResult } from '../engine/types.js';
 import { PIPELINE_WORKFLOW } from '../workflows/names.js';

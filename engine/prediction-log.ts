@@ -37,7 +37,7 @@ export interface PredictionLogOptions {
   flushMs?: number;
   /** Rows kept while the store is failing; beyond it the oldest are dropped and counted. */
   maxBufferedRows?: number;
-  /** Distinguishes writers (server replicas) in record keys. */
+  /** Distinguishes writers (server replicas) in record keys; default: random per writer. */
   writerId?: string;
   onError?: (e: unknown) => void;
 }
@@ -47,6 +47,7 @@ export class PredictionLogWriter {
   private seq = 0;
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
+  private readonly writer: string;
   /** Rows written to the store, rows dropped (store down too long), failed flushes. */
   readonly counts = { written: 0, dropped: 0, failedFlushes: 0, chunks: 0 };
 
@@ -55,7 +56,9 @@ export class PredictionLogWriter {
     private readonly model: string,
     private readonly modelVersion: string,
     private readonly options: PredictionLogOptions = {},
-  ) {}
+  ) {
+    this.writer = keySegment(options.writerId ?? globalThis.crypto.randomUUID().slice(0, 8));
+  }
 
   append(rows: PredictionRow[]): void {
     this.buffer.push(...rows);
@@ -86,8 +89,7 @@ export class PredictionLogWriter {
         const from = rows[0]!.predicted_at;
         const to = rows[rows.length - 1]!.predicted_at;
         const chunk: PredictionChunk = { kind: 'mlpipe.predictions', model: this.model, modelVersion: this.modelVersion, rows: rows.length, from, to, file };
-        const writer = keySegment(this.options.writerId ?? `${process.pid}`);
-        await this.store.putRecord(`${PREDICTIONS_PREFIX}${keySegment(this.model)}/${to.replace(/[:.]/g, '-')}-${writer}-${++this.seq}`, chunk);
+        await this.store.putRecord(`${PREDICTIONS_PREFIX}${keySegment(this.model)}/${keyTime(to)}-${this.writer}-${++this.seq}`, chunk);
         this.counts.written += rows.length;
         this.counts.chunks++;
       } catch (e) {
@@ -107,9 +109,16 @@ export class PredictionLogWriter {
   }
 }
 
+/** A chunk's end time as its key starts with it: fixed width, so keys sort by time. */
+const keyTime = (iso: string): string => iso.replace(/[:.]/g, '-');
+
 /** The chunks of a model's log whose rows fall in [since, until], oldest first. */
 export async function predictionChunks(store: ArtifactStore, model: string, since?: Date, until?: Date): Promise<PredictionChunk[]> {
-  const keys = await store.listRecords(`${PREDICTIONS_PREFIX}${keySegment(model)}/`);
+  const prefix = `${PREDICTIONS_PREFIX}${keySegment(model)}/`;
+  const floor = since ? keyTime(since.toISOString()) : '';
+  // Chunks that ended before `since` are skipped by their key, without reading them: a monitor
+  // reading the last day of a long log reads only that day's records.
+  const keys = (await store.listRecords(prefix)).filter((k) => k.slice(prefix.length, prefix.length + floor.length) >= floor);
   const chunks: PredictionChunk[] = [];
   for (const key of keys) {
     const c = await store.getRecord<PredictionChunk>(key);

@@ -41,28 +41,32 @@ export async function aliasHistory(registry: ModelRegistry, name: string, alias:
   }
 }
 
+/** Records a move in the alias's history, then makes it: a crash between the two leaves a recorded move that `rollback` can still undo. */
+async function applyMove(registry: ModelRegistry, name: string, alias: string, history: AliasMove[], move: AliasMove): Promise<void> {
+  await registry.setModelTag(name, historyTag(alias), JSON.stringify([...history, move].slice(-HISTORY_MAX)));
+  await registry.setAlias(name, alias, move.version);
+}
+
 /** Points `alias` at `version` and records the move. Idempotent: no move when it is there already. */
 export async function moveAlias(registry: ModelRegistry, name: string, alias: string, version: string, action: AliasMove['action'], reason: string, now = new Date()): Promise<{ previous: string | null; moved: boolean }> {
   const current = await registry.byAlias(name, alias);
   if (current?.version === version) return { previous: current.version, moved: false };
-  const history = await aliasHistory(registry, name, alias);
-  const move: AliasMove = { version, previous: current?.version ?? null, action, reason, at: now.toISOString() };
-  // History first: a crash between the two leaves a recorded move that `rollback` can still undo.
-  await registry.setModelTag(name, historyTag(alias), JSON.stringify([...history, move].slice(-HISTORY_MAX)));
-  await registry.setAlias(name, alias, version);
-  return { previous: current?.version ?? null, moved: true };
+  const previous = current?.version ?? null;
+  await applyMove(registry, name, alias, await aliasHistory(registry, name, alias), { version, previous, action, reason, at: now.toISOString() });
+  return { previous, moved: true };
 }
 
 /** Moves `alias` back to the version that held it before the current one (or to `to`). */
 export async function rollbackAlias(registry: ModelRegistry, name: string, alias: string, to?: string, now = new Date()): Promise<{ from: string; to: string }> {
   const current = await registry.byAlias(name, alias);
   if (!current) throw new PipelineError('INPUT_INVALID', `Model '${name}' has no version aliased '${alias}', so there is nothing to roll back.`, { hint: `mlpipe promote ${name} <version> --alias ${alias}` });
+  const history = await aliasHistory(registry, name, alias);
+  const lastMoveTo = (version: string): AliasMove | undefined => [...history].reverse().find((m) => m.version === version);
   let target = to;
   if (!target) {
-    const history = await aliasHistory(registry, name, alias);
     // The move that gave the alias to the current version says who held it before; a rollback
     // move points further back, so repeated rollbacks walk down the history.
-    const last = [...history].reverse().find((m) => m.version === current.version);
+    const last = lastMoveTo(current.version);
     target = last?.previous ?? undefined;
     if (!target) {
       throw new PipelineError('INPUT_INVALID', `Model '${name}': no earlier holder of '${alias}' is on record (version ${current.version} holds it${last ? ' since the first promotion' : ', set outside mlpipe'}).`, {
@@ -71,11 +75,7 @@ export async function rollbackAlias(registry: ModelRegistry, name: string, alias
     }
   }
   if (!(await registry.version(name, target))) throw new PipelineError('INPUT_INVALID', `Model '${name}' has no version ${target}.`);
-  const history = await aliasHistory(registry, name, alias);
-  const before = [...history].reverse().find((m) => m.version === target);
-  const move: AliasMove = { version: target, previous: before?.previous ?? null, action: 'rollback', reason: `rolled back from version ${current.version}`, at: now.toISOString() };
-  await registry.setModelTag(name, historyTag(alias), JSON.stringify([...history, move].slice(-HISTORY_MAX)));
-  await registry.setAlias(name, alias, target);
+  await applyMove(registry, name, alias, history, { version: target, previous: lastMoveTo(target)?.previous ?? null, action: 'rollback', reason: `rolled back from version ${current.version}`, at: now.toISOString() });
   return { from: current.version, to: target };
 }
 

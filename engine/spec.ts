@@ -62,6 +62,7 @@ export const stepDefaultsSchema = z
 
 /** MLflow aliases: letters, digits, _ and -; not 'latest' and not v<digits> (MLflow reserves them). */
 export const ALIAS = /^(?!latest$)(?!v\d+$)[\w-]+$/;
+export const aliasName = z.string().regex(ALIAS, "aliases are letters, digits, _ and -, and not 'latest' or v<number>");
 
 export const trackingSchema = z
   .object({
@@ -75,7 +76,7 @@ export const trackingSchema = z
         name: z.string().min(1),
         step: z.string().min(1),
         output: z.string().min(1).default('model'),
-        aliases: z.array(z.string().regex(ALIAS, "aliases are letters, digits, _ and -, and not 'latest' or v<number>")).default([]),
+        aliases: z.array(aliasName).default([]),
       })
       .strict()
       .optional(),

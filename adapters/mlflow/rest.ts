@@ -362,24 +362,21 @@ export class MlflowRestClient implements TrackingBackend {
     setAlias: async (name: string, alias: string, version: string): Promise<void> => {
       await this.api('POST', 'registered-models/alias', { name, alias, version });
     },
-    versionByAlias: async (name: string, alias: string): Promise<string | undefined> => {
+    /** The version an alias points at; undefined when the alias (or the model) does not exist. */
+    aliasVersion: async (name: string, alias: string): Promise<RawModelVersion | undefined> => {
       try {
-        return (await this.api<{ model_version: { version: string } }>('GET', 'registered-models/alias', { name, alias })).model_version.version;
+        return (await this.api<{ model_version: RawModelVersion }>('GET', 'registered-models/alias', { name, alias })).model_version;
       } catch (e) {
         // MLflow answers a missing alias with INVALID_PARAMETER_VALUE "... alias X not found".
         if (e instanceof MlflowNotFound || (e instanceof MlflowInvalidParameter && /alias .* not found/i.test(e.message))) return undefined;
         throw e;
       }
     },
+    versionByAlias: async (name: string, alias: string): Promise<string | undefined> => (await this.registry.aliasVersion(name, alias))?.version,
     /** The MLflow run a version was created from, and that run's tags. */
     aliasRun: async (name: string, alias: string): Promise<{ version: string; runId: string; tags: Record<string, string> } | undefined> => {
-      let mv: { version: string; run_id?: string };
-      try {
-        mv = (await this.api<{ model_version: { version: string; run_id?: string } }>('GET', 'registered-models/alias', { name, alias })).model_version;
-      } catch (e) {
-        if (e instanceof MlflowNotFound || (e instanceof MlflowInvalidParameter && /alias .* not found/i.test(e.message))) return undefined;
-        throw e;
-      }
+      const mv = await this.registry.aliasVersion(name, alias);
+      if (!mv) return undefined;
       if (!mv.run_id) return { version: mv.version, runId: '', tags: {} };
       const run = await this.getRun(mv.run_id);
       return { version: mv.version, runId: mv.run_id, tags: Object.fromEntries((run.data?.tags ?? []).map((t) => [t.key, t.value])) };
@@ -389,14 +386,6 @@ export class MlflowRestClient implements TrackingBackend {
         return (await this.api<{ model_version: RawModelVersion }>('GET', 'model-versions/get', { name, version })).model_version;
       } catch (e) {
         if (e instanceof MlflowNotFound || (e instanceof MlflowInvalidParameter && /not found|does not exist/i.test(e.message))) return undefined;
-        throw e;
-      }
-    },
-    aliasVersion: async (name: string, alias: string): Promise<RawModelVersion | undefined> => {
-      try {
-        return (await this.api<{ model_version: RawModelVersion }>('GET', 'registered-models/alias', { name, alias })).model_version;
-      } catch (e) {
-        if (e instanceof MlflowNotFound || (e instanceof MlflowInvalidParameter && /alias .* not found/i.test(e.message))) return undefined;
         throw e;
       }
     },

@@ -15,8 +15,9 @@ type JobServiceClient = InstanceType<typeof aiplatform.v1.JobServiceClient>;
 const Job = protos.google.cloud.aiplatform.v1.HyperparameterTuningJob;
 const State = protos.google.cloud.aiplatform.v1.JobState;
 
-export const toParameterId = (key: string): string => key.replace(/\./g, '__');
-export const fromParameterId = (id: string): string => id.replace(/__/g, '.');
+import { fromParameterId, toParameterId } from './parameter-ids.js';
+
+export { fromParameterId, toParameterId };
 
 export interface TrialContainer {
   /** The serve/trial image (deploy/Dockerfile.serve). */

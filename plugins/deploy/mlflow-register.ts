@@ -1,10 +1,10 @@
 import { z } from 'zod';
 import { PipelineError } from '../../engine/errors.js';
 import { decidePromotion, metricTag, moveAlias } from '../../engine/promotion.js';
+import { aliasName as alias } from '../../engine/spec.js';
 import { isArtifactRef, type ArtifactRef } from '../../engine/types.js';
 import { definePlugin } from '../sdk.js';
 
-const alias = z.string().regex(/^(?!latest$)(?!v\d+$)[A-Za-z0-9_-]+$/, "aliases are letters, digits, _ and -, and not 'latest' or v<number>");
 
 const params = z
   .object({

@@ -1,6 +1,5 @@
 import { z } from 'zod';
 import { parseGsUri, storageFromEnv } from '../../adapters/gcs-store.js';
-import { buildDeployedModel, buildServingModel, trafficSplit, VertexEndpoints } from '../../adapters/vertex/endpoint.js';
 import { PipelineError } from '../../engine/errors.js';
 import type { ArtifactRef } from '../../engine/types.js';
 import { definePlugin } from '../sdk.js';
@@ -51,6 +50,8 @@ export const vertexEndpoint = definePlugin({
     } catch (e) {
       throw new PipelineError('STORAGE_ERROR', `deploy.vertex-endpoint: cannot write ${folder}/model.onnx: ${(e as Error).message}`, { retryable: true });
     }
+    // The Vertex client library takes about a second to load: only deploy steps pay for it.
+    const { buildDeployedModel, buildServingModel, trafficSplit, VertexEndpoints } = await import('../../adapters/vertex/endpoint.js');
     const api = process.env['MLPIPE_VERTEX_ENDPOINT'] ? new URL(process.env['MLPIPE_VERTEX_ENDPOINT']) : undefined;
     const vertex = VertexEndpoints.create({ project: p.project, location: p.location, ...(api ? { endpoint: { host: api.hostname, port: Number(api.port), protocol: api.protocol === 'https:' ? 'https' : 'http' } } : {}) });
     try {

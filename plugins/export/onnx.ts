@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { join } from 'node:path';
 import { ident, sqlString, withDuckDB } from '../../adapters/duckdb.js';
 import { encodeModel } from '../../adapters/onnx/proto.js';
-import { loadOnnxModel, type Columns } from '../../adapters/onnx/runtime.js';
+import type { Columns } from '../../adapters/onnx/runtime.js';
 import { PipelineError } from '../../engine/errors.js';
 import { isArtifactRef } from '../../engine/types.js';
 import { datasetFile, describe } from '../data/dataset.js';
@@ -10,7 +10,7 @@ import { applyTransformSql, type FittedTransform } from '../process/transform.js
 import { definePlugin, type StepContext } from '../sdk.js';
 import { loadTf } from '../train/backend.js';
 import { deserializeModel, loadMatrix, predict, type ModelDocument } from '../train/model.js';
-import { buildOnnxModel } from './onnx-graph.js';
+import { buildOnnxModel, readContract } from './onnx-graph.js';
 
 const params = z
   .object({
@@ -22,10 +22,12 @@ const params = z
   })
   .strict();
 
-async function json<T>(ctx: StepContext, inputs: Record<string, unknown>, name: string): Promise<T> {
+/** An artifact input's bytes and its JSON. */
+async function json<T>(ctx: StepContext, inputs: Record<string, unknown>, name: string): Promise<{ bytes: Buffer; value: T }> {
   const ref = inputs[name];
   if (!isArtifactRef(ref)) throw new PipelineError('PLUGIN_INPUT', `export.onnx: input '${name}' must be an artifact.`);
-  return JSON.parse((await ctx.store.get(ref)).toString('utf8')) as T;
+  const bytes = await ctx.store.get(ref);
+  return { bytes, value: JSON.parse(bytes.toString('utf8')) as T };
 }
 
 export interface Parity {
@@ -40,7 +42,9 @@ export interface Parity {
  * Predicts the raw rows of `file` with onnxruntime and the transformed rows with tfjs (the way
  * evaluation does) and compares them.
  */
-async function checkParity(ctx: StepContext, onnx: Uint8Array, doc: ModelDocument, state: FittedTransform, file: string): Promise<Parity> {
+async function checkParity(ctx: StepContext, onnx: Uint8Array, modelBytes: Buffer, doc: ModelDocument, state: FittedTransform, file: string): Promise<Parity> {
+  // The native runtime loads on first use, not with every worker and CLI command.
+  const { loadOnnxModel } = await import('../../adapters/onnx/runtime.js');
   const predictor = await loadOnnxModel(onnx);
   try {
     const transformed = join(ctx.workDir, 'parity-transformed.parquet');
@@ -60,7 +64,7 @@ async function checkParity(ctx: StepContext, onnx: Uint8Array, doc: ModelDocumen
     });
     const viaOnnx = await predictor.predictColumns(raw.columns, raw.rows);
     const { tf } = await loadTf();
-    const { model, meta } = await deserializeModel(tf, Buffer.from(JSON.stringify(doc)));
+    const { model, meta } = await deserializeModel(tf, modelBytes);
     let viaTf: Float32Array;
     try {
       viaTf = predict(tf, model, meta, await loadMatrix(transformed, { features: meta.features, label: 'parity' }));
@@ -97,9 +101,9 @@ export const exportOnnx = definePlugin({
   inputs: { model: 'model', state: 'artifact', 'test?': 'dataset' },
   outputs: { onnx: 'model', parity: 'metrics', inputs: 'json' },
   async run(ctx, p, inputs) {
-    const doc = await json<ModelDocument>(ctx, inputs, 'model');
+    const { bytes: modelBytes, value: doc } = await json<ModelDocument>(ctx, inputs, 'model');
     if (doc.kind !== 'mlpipe.tfjs-mlp') throw new PipelineError('PLUGIN_INPUT', "export.onnx: input 'model' is not a train.tfjs-mlp model.");
-    const state = await json<FittedTransform>(ctx, inputs, 'state');
+    const { value: state } = await json<FittedTransform>(ctx, inputs, 'state');
     if (state.kind !== 'mlpipe.transform') throw new PipelineError('PLUGIN_INPUT', "export.onnx: input 'state' is not a fitted transform (process.transform's state output).");
     const modelRef = inputs['model'] as { sha256: string };
     const proto = buildOnnxModel(state, doc, {
@@ -108,7 +112,7 @@ export const exportOnnx = definePlugin({
     const bytes = encodeModel(proto);
     let parity: Parity | null = null;
     if (isArtifactRef(inputs['test'])) {
-      parity = await checkParity(ctx, bytes, doc, state, await datasetFile(ctx, inputs, 'test'));
+      parity = await checkParity(ctx, bytes, modelBytes, doc, state, await datasetFile(ctx, inputs, 'test'));
       ctx.logger.info({ ...parity }, `ONNX parity on ${parity.rows} rows: max |onnx - tfjs| = ${parity.maxAbsError.toPrecision(3)} (${parity.maxRelativeError.toExponential(2)} of the target's std)`);
       if (!(parity.maxRelativeError <= p.maxParityError)) {
         throw new PipelineError('QUALITY_GATE', `export.onnx: onnxruntime and tfjs disagree by ${parity.maxRelativeError.toExponential(2)} (relative), above maxParityError ${p.maxParityError}.`, {
@@ -117,6 +121,6 @@ export const exportOnnx = definePlugin({
       }
     }
     const onnx = await ctx.store.put(bytes, { name: 'model.onnx', mediaType: 'application/onnx' });
-    return { onnx, parity, inputs: proto.metadata_props.length ? JSON.parse(proto.metadata_props[0]!.value).inputs : [] };
+    return { onnx, parity, inputs: readContract(proto).inputs };
   },
 });

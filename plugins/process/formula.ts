@@ -5,9 +5,9 @@
  *
  * Grammar:
  *   expr   := term (('+' | '-') term)*
- *   term   := power (('*' | '/') power)*
- *   power  := unary ('^' power)?            right-associative, binds tighter than unary minus
- *   unary  := '-' unary | call
+ *   term   := unary (('*' | '/') unary)*
+ *   unary  := '-' unary | power             -a ^ 2 is -(a ^ 2), as in mathematics
+ *   power  := call ('^' unary)?             right-associative: 2 ^ 3 ^ 2 is 2 ^ 9; 2 ^ -1 works
  *   call   := fn '(' expr ')' | number | column | '(' expr ')'
  *   fn     := sqrt | ln | exp | abs
  *   column := name | "quoted name"
@@ -64,36 +64,31 @@ export function parseFormula(src: string): Formula {
     if (!isOp(v)) fail(src, `expected '${v}'${peek() ? '' : ' at the end'}`);
     i++;
   };
-  const expr = (): Formula => {
-    let left = term();
-    while (isOp('+') || isOp('-')) {
-      const op = (tokens[i++] as { v: '+' | '-' }).v;
-      left = { kind: 'bin', op, left, right: term() };
-    }
-    return left;
-  };
-  const term = (): Formula => {
-    let left = power();
-    while (isOp('*') || isOp('/')) {
-      const op = (tokens[i++] as { v: '*' | '/' }).v;
-      left = { kind: 'bin', op, left, right: power() };
-    }
-    return left;
-  };
-  const power = (): Formula => {
-    const base = unary();
-    if (isOp('^')) {
+  /** A left-associative chain of `next` joined by `ops` (one precedence level). */
+  const chain = (next: () => Formula, ops: readonly ('+' | '-' | '*' | '/')[]) => (): Formula => {
+    let left = next();
+    for (let t = tokens[i]; t?.t === 'op' && (ops as readonly string[]).includes(t.v); t = tokens[i]) {
       i++;
-      return { kind: 'bin', op: '^', left: base, right: power() };
+      left = { kind: 'bin', op: t.v as (typeof ops)[number], left, right: next() };
     }
-    return base;
+    return left;
   };
+  const term = chain(() => unary(), ['*', '/']);
+  const expr = chain(term, ['+', '-']);
   const unary = (): Formula => {
     if (isOp('-')) {
       i++;
       return { kind: 'neg', operand: unary() };
     }
-    return call();
+    return power();
+  };
+  const power = (): Formula => {
+    const base = call();
+    if (isOp('^')) {
+      i++;
+      return { kind: 'bin', op: '^', left: base, right: unary() };
+    }
+    return base;
   };
   const call = (): Formula => {
     const t = tokens[i++];

@@ -83,4 +83,19 @@ describe('prediction server', () => {
       await server.close().catch(() => undefined);
     }
   });
+
+  it('the log reads a time window: older chunks are left out, rows outside it filtered', async () => {
+    const store = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-serve-')));
+    const row = (at: string, a: number) => ({ a, prediction: a, model_version: '1', predicted_at: at, request_id: 'r' });
+    const writer = new PredictionLogWriter(store, 'm', '1');
+    writer.append([row('2026-11-20T10:00:00.000Z', 1), row('2026-11-20T11:00:00.000Z', 2)]);
+    await writer.flush();
+    writer.append([row('2026-11-24T23:00:00.000Z', 3), row('2026-11-25T01:00:00.000Z', 4)]);
+    await writer.close();
+    const all = await collectPredictions(store, 'm');
+    expect(all).toMatchObject({ rows: 4, chunks: 2 });
+    const day = await collectPredictions(store, 'm', new Date('2026-11-25T00:00:00.000Z'));
+    expect(day).toMatchObject({ rows: 1, chunks: 1 });
+    expect(JSON.parse(day.text)).toMatchObject({ a: 4 });
+  });
 });
