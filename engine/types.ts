@@ -69,6 +69,8 @@ export interface CompiledStep {
   /** Param paths left out of the cache key (`cache: { ignore: [...] }`). */
   cacheIgnore?: string[];
   taskQueue?: string;
+  /** Worker environment variables the step asked for (`env: [NAME]`). */
+  env?: string[];
   /** Source position of the step, for messages at run time. */
   line?: number;
 }
@@ -143,6 +145,8 @@ export interface StepCall {
   cacheIgnore?: string[];
   /** The MLflow experiment the run tracks to (deploy steps register models under it). */
   experiment?: string;
+  /** Worker environment variables the step may see. */
+  env?: string[];
 }
 
 export interface StepState {
