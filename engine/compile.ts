@@ -265,7 +265,8 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
       uses: step.uses,
       pluginVersion: plugin.version,
       description: step.description,
-      with: withResolved,
+      // Resolved again at run time: literal `${` (escapes, values from params) stays literal.
+      with: resolveDeep(step.with ?? {}, staticScope, isStatic, { escapeResolved: true }) as Record<string, unknown>,
       inputs,
       needs: needsOf[id]!,
       when,

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { compilePipeline } from '../../engine/compile.js';
 import { PipelineError, SpecErrors } from '../../engine/errors.js';
+import { resolveDeep } from '../../engine/expressions.js';
 import { scrub, scrubberFor, scrubError, secretValues, stepEnvironment } from '../../engine/secrets.js';
 import { shell } from '../../plugins/builtin/shell.js';
 import { memoryConf, registry } from './fakes.js';
@@ -101,8 +102,18 @@ steps:
 `,
       [`params.target=${JSON.stringify(HOSTILE)}`],
     );
-    expect(p.steps['s']!.with).toEqual({ command: 'echo "$1 ${T}" $HOME', args: [HOSTILE], env: { T: HOSTILE } });
+    // The workflow resolves `with` once more at run time: what the command gets is the literal text.
+    expect(resolveDeep(p.steps['s']!.with, {})).toEqual({ command: 'echo "$1 ${T}" $HOME', args: [HOSTILE], env: { T: HOSTILE } });
     expect(p.steps['s']!.env).toEqual(['HF_TOKEN']);
+  });
+
+  it('keeps a ${...} that arrives in an override value literal: it is never evaluated at run time', () => {
+    const p = compile(
+      'name: t\nparams: { x: a }\nsteps:\n  a: { uses: util.echo, with: { values: { v: secret-output } } }\n  s:\n    uses: util.echo\n    needs: a\n    with: { values: { v: "${params.x}", w: "x ${params.x}" } }\n',
+      ['params.x="${steps.a.outputs.v}"'],
+    );
+    const scope = { steps: { a: { outputs: { v: 'secret-output' } } } };
+    expect(resolveDeep(p.steps['s']!.with, scope)).toEqual({ values: { v: '${steps.a.outputs.v}', w: 'x ${steps.a.outputs.v}' } });
   });
 
   it('rejects a NUL character from an override before anything runs, and malformed env names', () => {
