@@ -177,6 +177,20 @@ describe('util.shell on the dev server', () => {
     expect(project.journal().filter((l) => l.runId === handle.firstExecutionRunId)).toEqual([]);
   });
 
+  it('refuses workflow input that sets params of a shell step, and keeps ${...} in input-set params literal', async () => {
+    const trial = (stepParams: Record<string, Record<string, unknown>>) => ({ hpo: 'h', index: 0, stepParams });
+    const e = await failureOf(await start({ pipeline: 'inject', trial: trial({ line: { command: `touch ${PWNED}` } }) } as PipelineInput));
+    const cause = e.cause as { type?: string; message: string; nonRetryable?: boolean };
+    expect(cause.type).toBe('INPUT_INVALID');
+    expect(cause.nonRetryable).toBe(true);
+    expect(cause.message).toContain("step 'line' (util.shell) runs code");
+    expect(existsSync(PWNED)).toBe(false);
+    // Values from the input are data: a ${...} in them is not evaluated when the step starts.
+    const handle = await start({ pipeline: 'inject', until: 'echo', trial: trial({ echo: { values: { v: '${run.workflowId}' } } }) } as PipelineInput);
+    const r = (await handle.result()) as PipelineResult;
+    expect(r.outputs['echo']).toEqual({ v: '${run.workflowId}' });
+  });
+
   it('keeps worker secrets from steps that do not ask, and out of history, manifests, MLflow and logs', async () => {
     const handle = await start({ pipeline: 'secret' });
     const e = await failureOf(handle);
