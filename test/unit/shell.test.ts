@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { compilePipeline } from '../../engine/compile.js';
 import { PipelineError, SpecErrors } from '../../engine/errors.js';
-import { resolveDeep } from '../../engine/expressions.js';
+import { escapeTemplates, resolveDeep } from '../../engine/expressions.js';
 import { scrub, scrubberFor, scrubError, secretValues, stepEnvironment } from '../../engine/secrets.js';
 import { shell } from '../../plugins/builtin/shell.js';
 import { memoryConf, registry } from './fakes.js';
@@ -114,6 +114,12 @@ steps:
     );
     const scope = { steps: { a: { outputs: { v: 'secret-output' } } } };
     expect(resolveDeep(p.steps['s']!.with, scope)).toEqual({ values: { v: '${steps.a.outputs.v}', w: 'x ${steps.a.outputs.v}' } });
+  });
+
+  it('escapeTemplates: resolving an escaped value gives it back unchanged', () => {
+    for (const text of ['${a}', '$${a}', '$$${a}', 'x${', '${', '$', '$$', 'a ${b} $${c} $$${d}', HOSTILE, '${params.x == "}"}']) {
+      expect(resolveDeep(escapeTemplates({ list: [text], text }), { params: { x: 1 }, a: 'A' })).toEqual({ list: [text], text });
+    }
   });
 
   it('rejects a NUL character from an override before anything runs, and malformed env names', () => {
