@@ -87,6 +87,25 @@ steps:
     expect(found[0]!.retryable).toBe(false);
   });
 
+  it('matches code params by path with * for any key or index (process.transform: steps.*.sql)', () => {
+    const text = `name: t
+params: { k: 2 }
+steps:
+  load: { uses: util.echo, with: { values: { d: 1 } } }
+  t:
+    uses: process.transform
+    needs: load
+    inputs: { train: "\${steps.load.outputs.d}" }
+    with:
+      steps:
+        - { op: derive, name: ok, expr: "rooms * \${params.k}" }
+        - { op: derive, name: bad, sql: "rooms * \${params.k}" }
+`;
+    const found = problems(text);
+    expect(found.map((p) => [p.code, p.where?.path?.join('.')])).toEqual([['EXPR_IN_CODE', 'steps.t.with.steps.1.sql']]);
+    expect(found[0]!.hint).toContain('expr');
+  });
+
   it('accepts a literal shell line ($${ escapes included) and values in args and env', () => {
     const p = compile(
       `name: t
