@@ -164,6 +164,19 @@ steps:
   });
 });
 
+describe('util.shell: failures', () => {
+  it('a program that cannot start fails the step once, non-retryable, naming it', async () => {
+    const ctx = testContext(tempDir());
+    const err = await runPlugin(shell, ctx, { command: ['/nonexistent/tool', 'x'] }).then(
+      () => undefined,
+      (e: unknown) => e as PipelineError,
+    );
+    expect(err).toBeInstanceOf(PipelineError);
+    expect([err!.code, err!.retryable]).toEqual(['STEP_FAILED', false]);
+    expect(err!.message).toContain("Could not start '/nonexistent/tool'");
+  });
+});
+
 describe('util.shell: environment and secrets', () => {
   const saved = { ...process.env };
   afterEach(() => {
