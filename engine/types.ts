@@ -55,7 +55,7 @@ export interface CompiledStep {
   uses: string;
   pluginVersion: string;
   description?: string;
-  /** Params with params/config expressions resolved; `${steps...}` templates left for run time. */
+  /** Params with params/config expressions resolved; `${steps...}` templates left for run time; a literal `${` is written `$${`. */
   with: Record<string, unknown>;
   /** Plugin input name -> template (usually `${steps.x.outputs.y}`) resolved at run time. */
   inputs: Record<string, string>;
