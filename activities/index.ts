@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { writeRunManifest } from '../engine/lineage.js';
 import { loadPipeline } from '../adapters/load-pipeline.js';
 import { PipelineError } from '../engine/errors.js';
+import { escapeTemplates } from '../engine/expressions.js';
 import type { CompiledPipeline, PipelineInput } from '../engine/types.js';
 import { gitCommit } from '../adapters/project.js';
 import type { TrackingBackend } from '../engine/ports.js';
@@ -77,7 +78,13 @@ export function createActivities(deps: ActivityDeps) {
         for (const [stepId, extra] of Object.entries(parsed.data.trial?.stepParams ?? {})) {
           const step = compiled.steps[stepId];
           if (!step) throw new PipelineError('INPUT_INVALID', `trial.stepParams: the pipeline runs no step '${stepId}'.`);
-          step.with = { ...step.with, ...extra };
+          // The input is untrusted: it may not reach a step whose params are code, and its values stay literal.
+          if (deps.registry.get(step.uses)?.codeParams?.length) {
+            throw new PipelineError('INPUT_INVALID', `trial.stepParams: step '${stepId}' (${step.uses}) runs code; its params cannot be set from the workflow input.`, {
+              hint: 'Trials set params through overrides (params.x=...), which the pipeline passes to its steps.',
+            });
+          }
+          step.with = { ...step.with, ...(escapeTemplates(extra) as Record<string, unknown>) };
         }
         const enabled = (compiled.tracking?.enabled ?? true) && tracking() !== undefined;
         const commit = gitCommit(deps.projectDir);

@@ -14,6 +14,7 @@ import { stepCacheKey } from '../engine/cache-key.js';
 import { artifactRefs, keySegment, paramsHash, writeStepManifest, type StepManifest } from '../engine/lineage.js';
 import { PipelineError } from '../engine/errors.js';
 import type { ArtifactStore, Logger, ModelRegistry } from '../engine/ports.js';
+import { scrubberFor, scrubError, stepEnvironment } from '../engine/secrets.js';
 import { isArtifactRef, type StepCall, type StepResult } from '../engine/types.js';
 import type { Registry } from '../plugins/registry.js';
 import { inputKinds, outputKinds } from '../plugins/registry.js';
@@ -82,6 +83,8 @@ export function createRunStep(deps: StepDeps) {
       }
     }
     let failedManifest: ((message: string) => Omit<StepManifest, 'kind'>) | undefined;
+    // Failures and manifests leave the worker: no value of its secrets goes with them.
+    const redact = scrubberFor(process.env, call.env);
     try {
       const plugin = deps.registry.require(call.uses);
       const schema: z.ZodType = plugin.params;
@@ -171,6 +174,8 @@ export function createRunStep(deps: StepDeps) {
         signal: actx.cancellationSignal,
         heartbeat,
         projectDir: deps.projectDir,
+        env: stepEnvironment(process.env, call.env),
+        redact,
         get workDir() {
           workDir ??= mkdtempSync(join(tmpdir(), `mlpipe-${call.stepId}-`));
           return workDir;
@@ -240,11 +245,12 @@ export function createRunStep(deps: StepDeps) {
       return { outputs, ...(series.length ? { series } : {}), cached: false, cacheKey, attempt: info.attempt, startedAt, endedAt: new Date().toISOString() };
     } catch (e) {
       if (actx.cancellationSignal.aborted) throw new CancelledFailure('step cancelled');
+      scrubError(e, redact);
       if (failedManifest) {
-        const m = failedManifest(e instanceof Error ? e.message : String(e));
+        const m = failedManifest(redact(e instanceof Error ? e.message : String(e)));
         await writeStepManifest(deps.store, m).catch((err: unknown) => logger.warn({ err: String(err) }, 'could not record the failed step'));
       }
-      throw toApplicationFailure(e);
+      throw toApplicationFailure(e instanceof Error ? e : redact(String(e)));
     }
   };
 }

@@ -18,6 +18,10 @@ export interface PluginInfo {
   checkParams(params: Record<string, unknown>): ParamIssue[];
   /** Whether results may be reused from the cache by default. */
   cacheable: boolean;
+  /** Param paths that are code: no `${...}` inside them (see PluginDefinition.codeParams). */
+  codeParams?: string[];
+  /** How to pass values to this plugin's code instead. */
+  codeHint?: string;
 }
 
 export interface PluginCatalog {

@@ -4,7 +4,7 @@
  * plugins through `PluginCatalog`.
  */
 import type { ZodError } from 'zod';
-import type { PluginCatalog } from './catalog.js';
+import type { PluginCatalog, PluginInfo } from './catalog.js';
 import { applyValueOverrides, composeConfig, keyPaths, parseOverride, type ConfigFiles, type Override } from './config.js';
 import { parseDuration } from './duration.js';
 import { validateSpace } from './hpo.js';
@@ -171,6 +171,7 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
         }
       });
     checkTemplates(step.with ?? {}, [...stepPath, 'with']);
+    problems.push(...codeProblems(id, step.with ?? {}, plugin, (path) => at([...stepPath, 'with', ...path])));
     checkTemplates(step.inputs ?? {}, [...stepPath, 'inputs']);
     if (typeof step.when === 'string') checkTemplates({ when: step.when }, stepPath);
     if (problems.length > before) continue;
@@ -264,7 +265,8 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
       uses: step.uses,
       pluginVersion: plugin.version,
       description: step.description,
-      with: withResolved,
+      // Resolved again at run time: literal `${` (escapes, values from params) stays literal.
+      with: resolveDeep(step.with ?? {}, staticScope, isStatic, { escapeResolved: true }) as Record<string, unknown>,
       inputs,
       needs: needsOf[id]!,
       when,
@@ -275,6 +277,7 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
       cache: (typeof step.cache === 'boolean' ? step.cache : cacheSpec?.enabled) ?? defaults.cache ?? plugin.cacheable,
       cacheIgnore: cacheSpec?.ignore,
       taskQueue: step.taskQueue ?? defaults.taskQueue,
+      env: step.env?.length ? [...new Set(step.env)] : undefined,
       line: at(stepPath).line,
     });
   }
@@ -340,6 +343,34 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
 
 function dropUndefined<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
+/**
+ * A `${...}` inside a param the plugin declares as code (a shell line, SQL) would splice a value
+ * (from params, overrides, labels or step outputs) into code: one problem per such template.
+ */
+function codeProblems(id: string, withSpec: Record<string, unknown>, plugin: PluginInfo, at: (path: (string | number)[]) => Location): PipelineError[] {
+  const patterns = (plugin.codeParams ?? []).map((p) => p.split('.'));
+  if (patterns.length === 0) return [];
+  const out: PipelineError[] = [];
+  forEachTemplate(withSpec, (text, path) => {
+    const code = patterns.find((pat) => pat.length <= path.length && pat.every((seg, i) => seg === '*' || seg === String(path[i])));
+    if (!code) return;
+    let exprs: string[];
+    try {
+      exprs = parseTemplate(text).flatMap((part) => ('expr' in part ? [part.source] : []));
+    } catch {
+      return; // a syntax error, reported by the expression check
+    }
+    if (exprs.length === 0) return; // only $${ escapes: literal text
+    out.push(
+      new SpecError('EXPR_IN_CODE', `Step '${id}' (${plugin.name}): '${path.join('.')}' is code, so it cannot contain '\${${exprs[0]}}': the value would be spliced into it.`, {
+        where: at(path),
+        hint: plugin.codeHint ?? `Pass the value to '${plugin.name}' as data, not inside '${code.join('.')}'.`,
+      }),
+    );
+  });
+  return out;
 }
 
 /** True when the value at `path` (or any parent of it) is still an unresolved template. */

@@ -24,6 +24,7 @@ export type ErrorCode =
   | 'EXPR_SYNTAX'
   | 'EXPR_REFERENCE'
   | 'EXPR_EVAL'
+  | 'EXPR_IN_CODE'
   | 'CONFIG_NOT_FOUND'
   | 'CONFIG_INVALID'
   | 'OVERRIDE_MALFORMED'
@@ -58,6 +59,7 @@ export const NON_RETRYABLE_CODES: readonly ErrorCode[] = [
   'EXPR_SYNTAX',
   'EXPR_REFERENCE',
   'EXPR_EVAL',
+  'EXPR_IN_CODE',
   'CONFIG_NOT_FOUND',
   'CONFIG_INVALID',
   'OVERRIDE_MALFORMED',

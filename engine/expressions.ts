@@ -289,20 +289,34 @@ export function resolveDeep(
   value: unknown,
   scope: Scope,
   canResolve: (refs: RefPath[]) => boolean = () => true,
+  options: { escapeResolved?: boolean } = {},
 ): unknown {
   if (typeof value === 'string') {
     if (!value.includes('${')) return value;
     const parts = parseTemplate(value);
     const refs = parts.flatMap((p) => ('expr' in p ? references(p.expr) : []));
     if (!canResolve(refs)) return value;
-    return renderTemplate(parts, scope);
+    const out = renderTemplate(parts, scope);
+    return options.escapeResolved ? escapeTemplates(out) : out;
   }
-  if (Array.isArray(value)) return value.map((v) => resolveDeep(v, scope, canResolve));
+  if (Array.isArray(value)) return value.map((v) => resolveDeep(v, scope, canResolve, options));
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = resolveDeep(v, scope, canResolve);
+    for (const [k, v] of Object.entries(value)) out[k] = resolveDeep(v, scope, canResolve, options);
     return out;
   }
+  return value;
+}
+
+/**
+ * Writes every `${` in the strings of a JSON value as `$${`, so that resolving it again yields the
+ * same text. The compiler resolves params and config and the workflow resolves the result once more:
+ * without this, a `$${` escape or a value containing `${` would be read as an expression at run time.
+ */
+export function escapeTemplates(value: unknown): unknown {
+  if (typeof value === 'string') return value.replaceAll('${', () => '$${'); // a function: '$$' in a replacement string is '$'
+  if (Array.isArray(value)) return value.map(escapeTemplates);
+  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, escapeTemplates(v)]));
   return value;
 }
 

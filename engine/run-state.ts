@@ -132,6 +132,7 @@ export class RunState {
       inputs,
       cache: step.cache && this.pipeline.cache && this.options.cache !== false,
       ...(step.cacheIgnore?.length ? { cacheIgnore: step.cacheIgnore } : {}),
+      ...(step.env?.length ? { env: step.env } : {}),
       ...(this.pipeline.tracking?.enabled && this.pipeline.tracking.experiment ? { experiment: this.pipeline.tracking.experiment } : {}),
     };
   }

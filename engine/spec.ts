@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { driftParams } from './drift/params.js';
 import { hpoSchema } from './hpo.js';
 import { DURATION_HELP, parseDuration } from './duration.js';
+import { ENV_NAME } from './secrets.js';
 
 export const STEP_ID = /^[A-Za-z_][A-Za-z0-9_-]*$/;
 
@@ -47,6 +48,8 @@ export const stepSchema = z
     heartbeat: duration.optional(),
     cache: z.union([z.boolean(), stepCacheSchema]).optional(),
     taskQueue: z.string().min(1).optional(),
+    /** Worker environment variables the step's processes may see (by default they see none of its credentials). */
+    env: z.array(z.string().regex(ENV_NAME, 'environment variable names are letters, digits and _ (not starting with a digit)')).optional(),
   })
   .strict();
 

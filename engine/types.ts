@@ -55,7 +55,7 @@ export interface CompiledStep {
   uses: string;
   pluginVersion: string;
   description?: string;
-  /** Params with params/config expressions resolved; `${steps...}` templates left for run time. */
+  /** Params with params/config expressions resolved; `${steps...}` templates left for run time; a literal `${` is written `$${`. */
   with: Record<string, unknown>;
   /** Plugin input name -> template (usually `${steps.x.outputs.y}`) resolved at run time. */
   inputs: Record<string, string>;
@@ -69,6 +69,8 @@ export interface CompiledStep {
   /** Param paths left out of the cache key (`cache: { ignore: [...] }`). */
   cacheIgnore?: string[];
   taskQueue?: string;
+  /** Worker environment variables the step asked for (`env: [NAME]`). */
+  env?: string[];
   /** Source position of the step, for messages at run time. */
   line?: number;
 }
@@ -143,6 +145,8 @@ export interface StepCall {
   cacheIgnore?: string[];
   /** The MLflow experiment the run tracks to (deploy steps register models under it). */
   experiment?: string;
+  /** Worker environment variables the step may see. */
+  env?: string[];
 }
 
 export interface StepState {

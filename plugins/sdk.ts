@@ -46,6 +46,13 @@ export interface StepContext {
   /** A scratch folder for this step attempt, removed afterwards. */
   workDir: string;
   /**
+   * The environment for processes the step starts: PATH, HOME, LANG, LC_ALL, TZ, TMPDIR and the
+   * worker variables the step asked for (`env: [NAME]`), never the rest of the worker's (credentials).
+   */
+  env: Record<string, string>;
+  /** Replaces the values of the worker's secrets (and of the variables the step asked for) by `***`. */
+  redact(text: string): string;
+  /**
    * Reports metric series (training curves) to experiment tracking: each call adds one point per
    * key at `step` (default 0), stamped `timestamp` (default now). Numeric outputs are tracked anyway.
    */
@@ -74,6 +81,13 @@ export interface PluginDefinition<P extends z.ZodType = z.ZodType, O extends str
   outputs: Record<O, IoKind> | ((params: z.infer<P>) => Record<string, IoKind>);
   /** Whether a result may be served from the cache by default (false for side effects). */
   cacheable?: boolean;
+  /**
+   * Params that are code (a shell line, SQL): dotted paths into the params, `*` for any key or index
+   * (`command`, `derive.*.sql`). The compiler rejects a `${...}` expression anywhere inside them, so a
+   * value from params, overrides or step outputs never becomes code; `codeHint` says how to pass values.
+   */
+  codeParams?: string[];
+  codeHint?: string;
   run(ctx: StepContext, params: z.infer<P>, inputs: Record<string, unknown>): Promise<Record<string, unknown>>;
 }
 

@@ -260,6 +260,8 @@ export const transform = definePlugin({
   params: fitParams,
   inputs: { train: 'dataset', 'validation?': 'dataset', 'test?': 'dataset' },
   outputs: { train: 'dataset', validation: 'dataset', test: 'dataset', state: 'artifact', features: 'json' },
+  codeParams: ['steps.*.sql'],
+  codeHint: 'A derive `sql` is DuckDB code written in the pipeline; to compute with a value from params, use an `expr` formula (arithmetic only, parsed and checked).',
   async run(ctx, p, inputs) {
     const trainFile = await datasetFile(ctx, inputs, 'train');
     return withDuckDB(async (db) => {

@@ -32,7 +32,8 @@ steps:
     uses: util.shell
     retry: { maximumAttempts: 1 }
     with:
-      command: test "\${params.mode}" = ok
+      command: test "$MODE" = ok
+      env: { MODE: "\${params.mode}" }
   objective:
     uses: util.echo
     needs: check

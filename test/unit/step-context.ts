@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
+import { scrubberFor, stepEnvironment } from '../../engine/secrets.js';
 import type { AnyPlugin, Checkpoint, StepContext } from '../../plugins/sdk.js';
 
 export interface TestContext extends StepContext {
@@ -16,6 +17,8 @@ export interface TestContextOptions {
   signal?: AbortSignal;
   onHeartbeat?: (details?: Record<string, unknown>) => void;
   attempt?: number;
+  /** Worker variables the step asked for (`env: [NAME]`). */
+  env?: string[];
 }
 
 export function testContext(
@@ -39,6 +42,8 @@ export function testContext(
     signal: options.signal ?? new AbortController().signal,
     heartbeat: (d) => options.onHeartbeat?.(d),
     projectDir,
+    env: stepEnvironment(process.env, options.env),
+    redact: scrubberFor(process.env, options.env),
     get workDir() {
       workDir ??= mkdtempSync(join(tmpdir(), 'mlpipe-ctx-work-'));
       return workDir;
