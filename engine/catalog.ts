@@ -18,6 +18,8 @@ export interface PluginInfo {
   checkParams(params: Record<string, unknown>): ParamIssue[];
   /** Whether results may be reused from the cache by default. */
   cacheable: boolean;
+  /** Params that are code: dotted path (`*` for any index or key) -> hint. No `${...}` may reach them. */
+  codeParams?: Record<string, string>;
 }
 
 export interface PluginCatalog {

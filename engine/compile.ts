@@ -171,6 +171,14 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
         }
       });
     checkTemplates(step.with ?? {}, [...stepPath, 'with']);
+    checkCodeParams(step.with ?? {}, plugin.codeParams, (path, param, hint) =>
+      problems.push(
+        new SpecError('SPEC_INVALID', `Step '${id}' (${plugin.name}): '${param}' is code, and '${path.join('.')}' puts an expression in it; params and overrides are a run's input.`, {
+          where: at([...stepPath, 'with', ...path]),
+          hint,
+        }),
+      ),
+    );
     checkTemplates(step.inputs ?? {}, [...stepPath, 'inputs']);
     if (typeof step.when === 'string') checkTemplates({ when: step.when }, stepPath);
     if (problems.length > before) continue;
@@ -343,6 +351,23 @@ function dropUndefined<T extends object>(o: T): T {
 }
 
 /** True when the value at `path` (or any parent of it) is still an unresolved template. */
+/**
+ * Reports every `${...}` in `with` at, inside or above a code param (`steps.*.sql` matches
+ * steps.0.sql; a template giving all of `steps` is refused too).
+ */
+function checkCodeParams(
+  withRaw: Record<string, unknown>,
+  codeParams: Record<string, string> | undefined,
+  report: (path: (string | number)[], param: string, hint: string) => void,
+): void {
+  if (!codeParams) return;
+  const patterns = Object.entries(codeParams).map(([param, hint]) => ({ param, hint, parts: param.split('.') }));
+  forEachTemplate(withRaw, (_text, path) => {
+    const hit = patterns.find(({ parts }) => parts.slice(0, path.length).every((p, i) => p === '*' || p === String(path[i])));
+    if (hit) report(path, hit.param, hit.hint);
+  });
+}
+
 function dependsOnRuntime(value: unknown, path: (string | number)[]): boolean {
   let cur: unknown = value;
   for (let i = 0; i <= path.length; i++) {

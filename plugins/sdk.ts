@@ -74,6 +74,13 @@ export interface PluginDefinition<P extends z.ZodType = z.ZodType, O extends str
   outputs: Record<O, IoKind> | ((params: z.infer<P>) => Record<string, IoKind>);
   /** Whether a result may be served from the cache by default (false for side effects). */
   cacheable?: boolean;
+  /**
+   * Params that are code (SQL, a formula the plugin runs): param path -> hint. A path is dotted,
+   * `*` standing for any list index or key (`sql`, `steps.*.sql`). The compiler refuses a `${...}`
+   * expression at, inside or above such a param, since params and overrides are a run's input;
+   * the hint says how to pass the value instead (e.g. as a bound parameter).
+   */
+  codeParams?: Record<string, string>;
   run(ctx: StepContext, params: z.infer<P>, inputs: Record<string, unknown>): Promise<Record<string, unknown>>;
 }
 
