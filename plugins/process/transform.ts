@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ident, sqlString, withDuckDB, type Duck } from '../../adapters/duckdb.js';
 import { DataError, PipelineError } from '../../engine/errors.js';
 import { isArtifactRef } from '../../engine/types.js';
-import { datasetFile, describe, isNumericType, view, writeDataset, type Column } from '../data/dataset.js';
+import { datasetFile, datasetPath, describe, isNumericType, view, writeDataset, type Column } from '../data/dataset.js';
 import { definePlugin } from '../sdk.js';
 import { formulaColumns, formulaSql, parseFormula } from './formula.js';
 
@@ -80,6 +80,36 @@ export interface FittedTransform {
   ops: FittedOp[];
 }
 
+const fittedOp = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('derive'), name: z.string(), expr: z.string().optional(), sql: z.string().optional() }),
+  z.object({ op: z.literal('impute'), column: z.string(), value: z.union([z.number(), z.string()]) }),
+  z.object({ op: z.literal('log'), column: z.string(), offset: z.number() }),
+  z.object({ op: z.literal('clip'), column: z.string(), min: z.number().nullable(), max: z.number().nullable() }),
+  z.object({ op: z.literal('onehot'), column: z.string(), categories: z.array(z.string()) }),
+  z.object({ op: z.literal('standardize'), column: z.string(), mean: z.number(), std: z.number() }),
+  z.object({ op: z.literal('rbf'), name: z.string(), columns: z.array(z.string()), centers: z.array(z.array(z.number())), gamma: z.number() }),
+]);
+const fittedTransform = z.object({
+  kind: z.literal('mlpipe.transform'),
+  version: z.literal(1),
+  exclude: z.array(z.string()),
+  inputs: z.array(z.object({ name: z.string(), type: z.enum(['number', 'string', 'other']) })).optional(),
+  ops: z.array(fittedOp),
+});
+
+/**
+ * A fitted state read from an artifact (a step output, so not trusted): every number a finite
+ * number and every name a string before any of it becomes SQL. Throws PLUGIN_INPUT otherwise.
+ */
+export function parseFittedTransform(value: unknown, where: string): FittedTransform {
+  const r = fittedTransform.safeParse(value);
+  if (r.success) return r.data as FittedTransform;
+  const issue = r.error.issues[0]!;
+  throw new PipelineError('PLUGIN_INPUT', `${where}: 'state' is not a fitted transform (process.transform's state output): ${issue.path.join('.') || 'the document'}: ${issue.message}.`, {
+    hint: "Bind the state output of a process.transform step.",
+  });
+}
+
 /** A column name for a one-hot category: `ocean_proximity=NEAR BAY`. */
 export function onehotName(column: string, category: string): string {
   return `${column}=${category}`;
@@ -122,6 +152,15 @@ export function applyOpSql(op: FittedOp, columns: string[]): { select: string; c
         columns: [...columns.filter((c) => c !== op.column), ...op.categories.map((c) => onehotName(op.column, c))],
       };
     }
+  }
+}
+
+/** JSON text to a value; not JSON is undefined (and fails the state check). */
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
   }
 }
 
@@ -260,15 +299,21 @@ export const transform = definePlugin({
   params: fitParams,
   inputs: { train: 'dataset', 'validation?': 'dataset', 'test?': 'dataset' },
   outputs: { train: 'dataset', validation: 'dataset', test: 'dataset', state: 'artifact', features: 'json' },
+  codeParams: { 'steps.*.sql': 'Derive SQL is code: write the value into the SQL in the pipeline, or use expr (a formula) with a column.' },
   async run(ctx, p, inputs) {
-    const trainFile = await datasetFile(ctx, inputs, 'train');
+    const files: Partial<Record<'train' | 'validation' | 'test', string>> = {};
+    for (const name of ['train', 'validation', 'test'] as const) {
+      if (name === 'train' || isArtifactRef(inputs[name])) files[name] = await datasetFile(ctx, inputs, name);
+    }
     return withDuckDB(async (db) => {
-      await view(db, 'train_in', trainFile);
+      // Derive SQL sees the data only: no other file, no extension.
+      await db.restrict({ paths: Object.entries(files).flatMap(([name, file]) => [file, datasetPath(ctx, name)]) });
+      await view(db, 'train_in', files.train!);
       const state = await fitTransform(db, 'train_in', p.steps, p.exclude);
       const out: Record<string, unknown> = { validation: null, test: null };
       for (const name of ['train', 'validation', 'test'] as const) {
-        if (name !== 'train' && !isArtifactRef(inputs[name])) continue;
-        const file = name === 'train' ? trainFile : await datasetFile(ctx, inputs, name);
+        const file = files[name];
+        if (file === undefined) continue;
         await view(db, `${name}_src`, file);
         const cols = (await describe(db, `${name}_src`)).map((c) => c.name);
         const w = await writeDataset(ctx, db, applyTransformSql(state, `${name}_src`, cols), name);
@@ -295,10 +340,10 @@ export const applyTransform = definePlugin({
   async run(ctx, _p, inputs) {
     const stateRef = inputs['state'];
     if (!isArtifactRef(stateRef)) throw new PipelineError('PLUGIN_INPUT', "process.apply-transform: input 'state' must be an artifact.");
-    const state = JSON.parse((await ctx.store.get(stateRef)).toString('utf8')) as FittedTransform;
-    if (state.kind !== 'mlpipe.transform') throw new PipelineError('PLUGIN_INPUT', "process.apply-transform: 'state' is not a fitted transform (process.transform's state output).");
+    const state = parseFittedTransform(parseJson((await ctx.store.get(stateRef)).toString('utf8')), 'process.apply-transform');
     const file = await datasetFile(ctx, inputs, 'dataset');
     return withDuckDB(async (db) => {
+      await db.restrict({ paths: [file, datasetPath(ctx, 'dataset')] });
       await view(db, 'src', file);
       const cols = (await describe(db, 'src')).map((c) => c.name);
       const w = await writeDataset(ctx, db, applyTransformSql(state, 'src', cols), 'dataset');
