@@ -183,6 +183,15 @@ function requireColumns(op: string, wanted: string[], columns: Column[]): void {
   }
 }
 
+/** A DuckDB error while applying an op (a derive's SQL, most likely) as DATA_INVALID. */
+function sqlFailure(where: string, e: unknown): unknown {
+  if (e instanceof PipelineError) return e;
+  const message = (e as Error).message.split('\n')[0];
+  return new DataError('DATA_INVALID', `${where}: ${message}`, {
+    hint: /Permission Error/.test(message ?? '') ? 'Derive SQL reads the step\'s own data only: no files, URLs or extensions.' : 'Check the derive SQL and the column names.',
+  });
+}
+
 /** Fits the steps one after the other on `relation` (each sees the data the earlier ones produced). */
 export async function fitTransform(db: Duck, relation: string, steps: TransformStep[], exclude: string[]): Promise<FittedTransform> {
   const state: FittedTransform = { kind: 'mlpipe.transform', version: 1, exclude, ops: [] };
@@ -268,9 +277,13 @@ export async function fitTransform(db: Duck, relation: string, steps: TransformS
     }
     for (const op of ops) {
       const next = `__fit${i + 1}_${state.ops.length}`;
-      await db.run(`CREATE OR REPLACE TEMP VIEW ${next} AS SELECT ${applyOpSql(op, columns.map((x) => x.name)).select} FROM ${current}`);
-      current = next;
-      columns = await describe(db, current);
+      try {
+        await db.run(`CREATE OR REPLACE TEMP VIEW ${next} AS SELECT ${applyOpSql(op, columns.map((x) => x.name)).select} FROM ${current}`);
+        current = next;
+        columns = await describe(db, current);
+      } catch (e) {
+        throw sqlFailure(`process.transform (${op.op}${op.op === 'derive' ? ` ${op.name}` : ''})`, e);
+      }
       state.ops.push(op);
     }
   }
@@ -346,7 +359,9 @@ export const applyTransform = definePlugin({
       await db.restrict({ paths: [file, datasetPath(ctx, 'dataset')] });
       await view(db, 'src', file);
       const cols = (await describe(db, 'src')).map((c) => c.name);
-      const w = await writeDataset(ctx, db, applyTransformSql(state, 'src', cols), 'dataset');
+      const w = await writeDataset(ctx, db, applyTransformSql(state, 'src', cols), 'dataset').catch((e: unknown) => {
+        throw sqlFailure('process.apply-transform', e);
+      });
       return { dataset: w.ref, rows: w.rows };
     });
   },
