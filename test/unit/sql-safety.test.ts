@@ -68,6 +68,17 @@ describe('process.sql: bound parameters', () => {
     expect(await rows(ctx, same['dataset'])).toEqual([{ n: 0 }]);
   });
 
+  it('takes a column name as a bound param through COLUMNS([$col]), checked by DuckDB against the columns', async () => {
+    const ctx = testContext();
+    const input = await dataset(ctx);
+    const q = 'SELECT id, COLUMNS([$col]) FROM input ORDER BY COLUMNS([$col]) DESC';
+    const out = await runPlugin(sql, ctx, { sql: q, params: { col: 'age' } }, { input });
+    expect(await rows(ctx, out['dataset'])).toEqual([{ id: 2, age: 45 }, { id: 1, age: 31 }, { id: 3, age: 27 }]);
+    const e = await failure(runPlugin(sql, ctx, { sql: q, params: { col: 'age" FROM input; --' } }, { input }));
+    expect(e.code).toBe('DATA_INVALID');
+    expect(e.message).toContain('not found');
+  });
+
   it('refuses a parameter the query uses but params lacks, and one it sets but the query does not use', async () => {
     const ctx = testContext();
     const input = await dataset(ctx);
