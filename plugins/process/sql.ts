@@ -34,7 +34,10 @@ export const sql = definePlugin({
       externalAccess: z.union([z.boolean(), z.array(z.string().min(1)).min(1)]).default(false),
     })
     .strict(),
-  codeParams: { sql: "Pass values as params: { name: ${params.x} } and write $name in the SQL; they are bound, not spliced." },
+  codeParams: {
+    sql: 'Pass values as params: { name: ${params.x} } and write $name in the SQL; they are bound, not spliced.',
+    externalAccess: "What step SQL may read is the pipeline's choice: write the folders (or true) in the pipeline itself.",
+  },
   inputs: (p): Record<string, IoKind> => Object.fromEntries(p.tables.map((t) => [t, 'dataset' as const])),
   outputs: { dataset: 'dataset', rows: 'json', columns: 'json' },
   async run(ctx, p, inputs) {

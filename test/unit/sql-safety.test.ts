@@ -222,6 +222,10 @@ describe('compile: no ${...} inside code params', () => {
     expect(inside[0]!.where).toMatchObject({ file: 'pipelines/t.yaml', line: 14, path: ['steps', 's', 'with', 'sql'] });
     expect(inside[0]!.hint).toContain('$name');
     expect(problems('      sql: "${params.q}"\n')).toHaveLength(1);
+    // Nor may a run's input open file access.
+    const access = problems('      sql: SELECT 1\n      externalAccess: ["${params.who}"]\n');
+    expect(access.map((p) => p.where?.path)).toEqual([['steps', 's', 'with', 'externalAccess', 0]]);
+    expect(access[0]!.hint).toContain('in the pipeline itself');
   });
 
   it('refuses an expression at, inside or above derive sql of process.transform', () => {
