@@ -138,6 +138,8 @@ describe('process.sql: no file access from step SQL', () => {
     // The folder only: the file beside it stays out of reach.
     const secret = `SELECT * FROM read_text(${sqlString(SECRET)})`;
     expect((await failure(runPlugin(sql, ctx, { sql: secret, externalAccess: ['lookup'] }, { input }))).message).toMatch(/Cannot access file/);
+    const climb = `SELECT * FROM read_text(${sqlString(join(dir, 'lookup') + '/../secret.txt')})`;
+    expect((await failure(runPlugin(sql, ctx, { sql: climb, externalAccess: ['lookup'] }, { input }))).message).toMatch(/Cannot access file/);
     const open = await runPlugin(sql, ctx, { sql: `SELECT content FROM read_text(${sqlString(SECRET)})`, externalAccess: true }, { input });
     expect(await rows(ctx, open['dataset'])).toEqual([{ content: 'the secret\n' }]);
   });
