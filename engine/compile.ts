@@ -173,10 +173,11 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
     checkTemplates(step.with ?? {}, [...stepPath, 'with']);
     checkCodeParams(step.with ?? {}, plugin.codeParams, (path, param, hint) =>
       problems.push(
-        new SpecError('SPEC_INVALID', `Step '${id}' (${plugin.name}): '${param}' is code, and '${path.join('.')}' puts an expression in it; params and overrides are a run's input.`, {
-          where: at([...stepPath, 'with', ...path]),
-          hint,
-        }),
+        new SpecError(
+          'SPEC_INVALID',
+          `Step '${id}' (${plugin.name}): '${param}' is code and takes no \${...} (found at '${path.join('.')}'): params and overrides are a run's input.`,
+          { where: at([...stepPath, 'with', ...path]), hint },
+        ),
       ),
     );
     checkTemplates(step.inputs ?? {}, [...stepPath, 'inputs']);

@@ -26,7 +26,9 @@ export const sql = definePlugin({
       sql: z.string().min(1),
       tables: z.array(z.string().regex(identifier, 'table names are SQL identifiers')).min(1).default(['input']),
       /** Values bound to `$name` parameters of the query (a run's params and overrides go here, not into `sql`). */
-      params: z.record(z.string().regex(identifier, 'parameter names are identifiers: $name'), z.union([z.string(), z.number(), z.boolean(), z.null()])).default({}),
+      params: z
+        .record(z.string().regex(identifier, 'parameter names are identifiers: $name'), z.union([z.string(), z.number(), z.boolean(), z.null()]))
+        .default({}),
       /**
        * What the query may read and write besides its inputs: false (default) nothing; a list of
        * folders (relative to the project); true, any file, extension or URL.
@@ -70,10 +72,13 @@ export const sql = definePlugin({
       const missing = shape.params.filter((n) => !given.includes(n));
       const unused = given.filter((n) => !shape.params.includes(n));
       if (missing.length) {
-        throw fail(`the query uses ${missing.map((n) => `$${n}`).join(', ')}, which params does not set.`, `Set them under params:, e.g. params: { ${missing[0]}: ... }.`);
+        const uses = missing.map((n) => `$${n}`).join(', ');
+        throw fail(`the query uses ${uses}, which params does not set.`, `Set them under params:, e.g. params: { ${missing[0]}: ... }.`);
       }
       if (unused.length) {
-        throw fail(`params ${unused.join(', ')} ${unused.length === 1 ? 'is' : 'are'} not used by the query.`, `Refer to them as ${unused.map((n) => `$${n}`).join(', ')}, or remove them.`);
+        const names = unused.join(', ');
+        const refs = unused.map((n) => `$${n}`).join(', ');
+        throw fail(`params ${names} ${unused.length === 1 ? 'is' : 'are'} not used by the query.`, `Refer to them as ${refs}, or remove them.`);
       }
       try {
         const w = await writeDataset(ctx, db, p.sql, 'dataset', p.params as SqlParams);

@@ -105,8 +105,9 @@ export function parseFittedTransform(value: unknown, where: string): FittedTrans
   const r = fittedTransform.safeParse(value);
   if (r.success) return r.data as FittedTransform;
   const issue = r.error.issues[0]!;
-  throw new PipelineError('PLUGIN_INPUT', `${where}: 'state' is not a fitted transform (process.transform's state output): ${issue.path.join('.') || 'the document'}: ${issue.message}.`, {
-    hint: "Bind the state output of a process.transform step.",
+  const at = issue.path.join('.') || 'the document';
+  throw new PipelineError('PLUGIN_INPUT', `${where}: 'state' is not a fitted transform (process.transform's state output): ${at}: ${issue.message}.`, {
+    hint: 'Bind the state output of a process.transform step.',
   });
 }
 
@@ -188,7 +189,9 @@ function sqlFailure(where: string, e: unknown): unknown {
   if (e instanceof PipelineError) return e;
   const message = (e as Error).message.split('\n')[0];
   return new DataError('DATA_INVALID', `${where}: ${message}`, {
-    hint: /Permission Error/.test(message ?? '') ? 'Derive SQL reads the step\'s own data only: no files, URLs or extensions.' : 'Check the derive SQL and the column names.',
+    hint: /Permission Error/.test(message ?? '')
+      ? "Derive SQL reads the step's own data only: no files, URLs or extensions."
+      : 'Check the derive SQL and the column names.',
   });
 }
 

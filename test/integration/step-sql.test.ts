@@ -19,13 +19,16 @@ const PAYLOAD = "'; DROP TABLE input; --";
 project.write('data/people.csv', 'id,name\n1,ann\n2,bob\n3,cy\n');
 project.write('secret.txt', 'not for step SQL\n');
 const pipeline = (name: string, sql: string, extra = ''): string =>
-  `name: ${name}\nparams:\n  who: ann\nsteps:\n  ingest:\n    uses: ingest.file\n    with: { path: data/people.csv }\n  q:\n    uses: process.sql\n    needs: [ingest]\n    inputs: { input: "\${steps.ingest.outputs.dataset}" }\n    with:\n      sql: "${sql}"\n${extra}`;
-project.write('pipelines/lookup.yaml', pipeline('lookup', 'SELECT count(*) FILTER (WHERE name = $who)::INT AS matches, $who AS asked, count(*)::INT AS total FROM input', '      params: { who: "${params.who}" }\n'));
+  `name: ${name}\nparams:\n  who: ann\nsteps:\n  ingest:\n    uses: ingest.file\n    with: { path: data/people.csv }\n` +
+  `  q:\n    uses: process.sql\n    needs: [ingest]\n    inputs: { input: "\${steps.ingest.outputs.dataset}" }\n    with:\n      sql: "${sql}"\n${extra}`;
+const LOOKUP = 'SELECT count(*) FILTER (WHERE name = $who)::INT AS matches, $who AS asked, count(*)::INT AS total FROM input';
+project.write('pipelines/lookup.yaml', pipeline('lookup', LOOKUP, '      params: { who: "${params.who}" }\n'));
 project.write('pipelines/snoop.yaml', pipeline('snoop', `SELECT * FROM read_text(${sqlString(join(project.dir, 'secret.txt'))})`));
 project.write('pipelines/spliced.yaml', pipeline('spliced', "SELECT * FROM input WHERE name = '${params.who}'"));
 
 function start(input: PipelineInput) {
-  return env.client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId(input.pipeline), args: [input], workflowRunTimeout: '2 minutes' });
+  const workflowId = uniqueId(input.pipeline);
+  return env.client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId, args: [input], workflowRunTimeout: '2 minutes' });
 }
 
 async function failure(input: PipelineInput): Promise<ApplicationFailure> {

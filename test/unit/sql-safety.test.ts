@@ -151,7 +151,8 @@ describe('derive SQL and fitted states', () => {
     const train = await dataset(ctx);
     const ok = await runPlugin(transform, ctx, { steps: [{ op: 'derive', name: 'older', sql: 'age + 1' }] }, { train });
     expect((await rows(ctx, ok['train'])).map((r) => r['older'])).toEqual([32, 46, 28]);
-    const e = await failure(runPlugin(transform, ctx, { steps: [{ op: 'derive', name: 'x', sql: `(SELECT content FROM read_text(${sqlString(SECRET)}))` }] }, { train }));
+    const snoop = { op: 'derive', name: 'x', sql: `(SELECT content FROM read_text(${sqlString(SECRET)}))` };
+    const e = await failure(runPlugin(transform, ctx, { steps: [snoop] }, { train }));
     expect(e.code).toBe('DATA_INVALID');
     expect(e.message).toMatch(/process.transform \(derive x\): .*Cannot access file/);
     expect(e.hint).toContain('no files');
@@ -200,7 +201,10 @@ describe('compile: no ${...} inside code params', () => {
   const compile = (withYaml: string, uses = 'process.sql', overrides: string[] = []) =>
     compilePipeline({
       file: 'pipelines/t.yaml',
-      text: `name: t\nparams:\n  who: ann\n  q: SELECT 1\nsteps:\n  src:\n    uses: util.echo\n    with: { values: { x: 1 } }\n  s:\n    uses: ${uses}\n    needs: [src]\n    inputs: { ${uses === 'process.sql' ? 'input' : 'train'}: "\${steps.src.outputs.x}" }\n    with:\n${withYaml}`,
+      text:
+        'name: t\nparams:\n  who: ann\n  q: SELECT 1\nsteps:\n  src:\n    uses: util.echo\n    with: { values: { x: 1 } }\n' +
+        `  s:\n    uses: ${uses}\n    needs: [src]\n` +
+        `    inputs: { ${uses === 'process.sql' ? 'input' : 'train'}: "\${steps.src.outputs.x}" }\n    with:\n${withYaml}`,
       conf,
       catalog: registry,
       overrides,
@@ -231,14 +235,16 @@ describe('compile: no ${...} inside code params', () => {
   });
 
   it('refuses an expression at, inside or above derive sql of process.transform', () => {
-    expect(problems('      steps:\n        - { op: derive, name: a, sql: "age + ${params.q}" }\n', 'process.transform')[0]?.where?.path).toEqual(['steps', 's', 'with', 'steps', 0, 'sql']);
+    const derive = problems('      steps:\n        - { op: derive, name: a, sql: "age + ${params.q}" }\n', 'process.transform');
+    expect(derive.map((p) => p.where?.path)).toEqual([['steps', 's', 'with', 'steps', 0, 'sql']]);
     expect(problems('      steps: "${params.q}"\n', 'process.transform')).toHaveLength(1);
     // A formula or a name is data the plugin checks itself: allowed.
     expect(problems('      steps:\n        - { op: derive, name: "${params.who}", expr: "age + 1" }\n', 'process.transform')).toEqual([]);
   });
 
   it('accepts values bound through params:, and a hostile override stays a value', () => {
-    const step = compile('      sql: SELECT * FROM input WHERE name = $who\n      params: { who: "${params.who}" }\n', 'process.sql', ['params.who="\'; DROP TABLE input; --"']).steps['s']!;
+    const yaml = '      sql: SELECT * FROM input WHERE name = $who\n      params: { who: "${params.who}" }\n';
+    const step = compile(yaml, 'process.sql', ['params.who="\'; DROP TABLE input; --"']).steps['s']!;
     expect(step.with).toEqual({ sql: 'SELECT * FROM input WHERE name = $who', params: { who: "'; DROP TABLE input; --" } });
   });
 });
