@@ -62,7 +62,11 @@ export const sql = definePlugin({
       try {
         shape = await db.inspect(p.sql);
       } catch (e) {
-        if (e instanceof NotOneStatement) throw fail(`${e.message}.`, 'Write one SELECT query (no `;` between statements).');
+        if (e instanceof NotOneStatement) {
+          // DuckDB runs a PIVOT that finds its columns itself as several statements.
+          const pivot = /\bPIVOT\b/i.test(p.sql) ? " A PIVOT needs its values listed: PIVOT t ON col IN ('a', 'b') USING ..." : '';
+          throw fail(`${e.message}.`, `Write one SELECT query (no \`;\` between statements).${pivot}`);
+        }
         throw fail(`the query failed: ${cause(e)}`, /Permission Error/.test(cause(e)) ? accessHint : tablesHint);
       }
       if (shape.kind !== 'SELECT') {

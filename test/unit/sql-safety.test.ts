@@ -79,6 +79,15 @@ describe('process.sql: bound parameters', () => {
     expect(e.message).toContain('not found');
   });
 
+  it('runs a PIVOT with its values listed, and says to list them when they are not', async () => {
+    const ctx = testContext();
+    const input = await dataset(ctx);
+    const listed = await runPlugin(sql, ctx, { sql: "PIVOT (SELECT name, age FROM input) ON name IN ('ann', 'bob') USING sum(age)" }, { input });
+    expect(listed['columns']).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'ann' }), expect.objectContaining({ name: 'bob' })]));
+    const e = await failure(runPlugin(sql, ctx, { sql: 'PIVOT input ON name USING sum(age)' }, { input }));
+    expect(e.hint).toContain("IN ('a', 'b')");
+  });
+
   it('refuses a parameter the query uses but params lacks, and one it sets but the query does not use', async () => {
     const ctx = testContext();
     const input = await dataset(ctx);
