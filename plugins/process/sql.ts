@@ -70,7 +70,8 @@ export const sql = definePlugin({
         throw fail(`the query failed: ${cause(e)}`, /Permission Error/.test(cause(e)) ? accessHint : tablesHint);
       }
       if (shape.kind !== 'SELECT') {
-        throw fail(`the SQL is a ${shape.kind} statement; only a query (SELECT, WITH, FROM, VALUES) is allowed.`, accessHint);
+        const hint = 'The step writes the result of one query; ATTACH, COPY, CREATE, SET, PRAGMA, INSTALL and LOAD are not step SQL.';
+        throw fail(`the SQL is a ${shape.kind} statement; only a query (SELECT, WITH, FROM, VALUES) is allowed.`, hint);
       }
       const given = Object.keys(p.params);
       const missing = shape.params.filter((n) => !given.includes(n));
