@@ -71,7 +71,7 @@ export const sql = definePlugin({
       }
       if (shape.kind !== 'SELECT') {
         const hint = 'The step writes the result of one query; ATTACH, COPY, CREATE, SET, PRAGMA, INSTALL and LOAD are not step SQL.';
-        throw fail(`the SQL is a ${shape.kind} statement; only a query (SELECT, WITH, FROM, VALUES) is allowed.`, hint);
+        throw fail(`the SQL is not a query but a statement of kind ${shape.kind}; only a query (SELECT, WITH, FROM, VALUES) is allowed.`, hint);
       }
       const given = Object.keys(p.params);
       const missing = shape.params.filter((n) => !given.includes(n));

@@ -110,16 +110,18 @@ describe('process.sql: no file access from step SQL', () => {
     ["SELECT * FROM glob('/*')", /Cannot access file/],
     [`SELECT * FROM read_blob(${sqlString(SECRET)})`, /Cannot access file/],
     ["SELECT * FROM 'https://example.com/data.csv'", /Cannot access file/],
-    [`ATTACH ${sqlString(join(dir, 'x.db'))}`, /Cannot access file|ATTACH statement/],
-    [`COPY (SELECT 1) TO ${sqlString(outside)}`, /Cannot access file|COPY statement/],
-    ['INSTALL httpfs', /Cannot access|INSTALL|LOAD/],
-    ['LOAD httpfs', /disabled|LOAD/],
-    ['SET enable_external_access = true', /SET|VARIABLE_SET|locked/],
-    ["PRAGMA profiling_output = '/tmp/x'", /PRAGMA|SET|locked/],
-    ['CREATE TABLE t AS SELECT 1', /CREATE/],
+    [`ATTACH ${sqlString(join(dir, 'x.db'))}`, /statement of kind ATTACH/],
+    [`COPY (SELECT 1) TO ${sqlString(outside)}`, /Cannot access file/],
+    ['INSTALL httpfs', /statement of kind LOAD/],
+    ['LOAD httpfs', /statement of kind LOAD/],
+    ['SET enable_external_access = true', /statement of kind SET/],
+    ["PRAGMA profiling_output = '/tmp/x'", /statement of kind SET/],
+    // Rewritten to a SELECT by DuckDB, it cannot be the query the result is written from.
+    ['PRAGMA database_list', /Parser Error/],
+    ['CREATE TABLE t AS SELECT 1', /statement of kind CREATE/],
     // A second statement smuggled after a `;`, and one that closes the COPY the result is written with.
     [`SELECT 1; COPY (SELECT 1) TO ${sqlString(outside)}`, /2 statements/],
-    [`SELECT 1) TO ${sqlString(outside)}; SELECT (1`, /statements|Parser Error/],
+    [`SELECT 1) TO ${sqlString(outside)}; SELECT (1`, /Parser Error: syntax error at or near "\)"/],
   ];
   for (const [query, expected] of hostile) {
     it(`refuses ${query.slice(0, 60)}`, async () => {
