@@ -1,33 +1,96 @@
 /**
  * DuckDB, the data engine of the data plugins: an in-process database per step, reading and
  * writing local files (artifact paths come from the artifact store).
+ *
+ * Every call takes exactly one SQL statement (a second one, e.g. spliced in after a `;`, is refused
+ * before anything runs), and values are bound as prepared-statement parameters (`$name`), never
+ * written into the SQL text. `restrict` switches file access off for the rest of the session.
  */
-import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
+import { DuckDBInstance, StatementType, type DuckDBConnection, type DuckDBPreparedStatement, type DuckDBValue } from '@duckdb/node-api';
+
+/** Values bound by name to `$name` parameters. */
+export type SqlParams = Record<string, DuckDBValue>;
+
+/** Files and folders a restricted session may still read and write; everything else is refused. */
+export interface FileAccess {
+  paths: string[];
+  directories?: string[];
+}
 
 export interface Duck {
-  run(sql: string): Promise<void>;
+  run(sql: string, params?: SqlParams): Promise<void>;
   /** Rows as plain JS objects (BIGINT as number when it fits, DECIMAL as number). */
-  rows<T = Record<string, unknown>>(sql: string): Promise<T[]>;
+  rows<T = Record<string, unknown>>(sql: string, params?: SqlParams): Promise<T[]>;
   /** The result in chunks of about 2048 rows, column-major: no object per row. */
-  chunks(sql: string): AsyncIterable<unknown[][]>;
+  chunks(sql: string, params?: SqlParams): AsyncIterable<unknown[][]>;
+  /**
+   * What `sql` is without running it: its statement kind ('SELECT', 'COPY', 'PRAGMA', ...) and
+   * the names of its parameters. Throws when it is not exactly one statement or does not bind.
+   */
+  inspect(sql: string): Promise<{ kind: string; params: string[] }>;
+  /**
+   * From now on the session reads and writes only these files and folders: DuckDB's
+   * `enable_external_access = false` with `allowed_paths` / `allowed_directories`, then
+   * `lock_configuration`, so no later SQL can change it back (no file-reading table functions,
+   * ATTACH, COPY, INSTALL or LOAD elsewhere). Views made before over allowed files keep working.
+   */
+  restrict(access: FileAccess): Promise<void>;
+}
+
+/** Thrown (before anything runs) when a SQL text holds more or fewer than one statement. */
+export class NotOneStatement extends Error {}
+
+async function prepareOne(conn: DuckDBConnection, sql: string, params?: SqlParams): Promise<DuckDBPreparedStatement> {
+  const statements = await conn.extractStatements(sql).catch((e: Error) => {
+    // An empty text (or only a comment) makes the binding fail without a parser message.
+    if (/native callback/.test(e.message)) throw new NotOneStatement('the SQL text holds no statement');
+    throw e;
+  });
+  if (statements.count !== 1) throw new NotOneStatement(`the SQL text holds ${statements.count} statements; one is allowed`);
+  const prepared = await statements.prepare(0);
+  try {
+    if (params && Object.keys(params).length) prepared.bind(params);
+    return prepared;
+  } catch (e) {
+    prepared.destroySync();
+    throw e;
+  }
 }
 
 export async function withDuckDB<T>(fn: (db: Duck) => Promise<T>, options: { threads?: number } = {}): Promise<T> {
   const instance = await DuckDBInstance.create(':memory:', { threads: String(options.threads ?? 2) });
   const conn: DuckDBConnection = await instance.connect();
+  const once = async <R>(sql: string, params: SqlParams | undefined, use: (p: DuckDBPreparedStatement) => Promise<R>): Promise<R> => {
+    const prepared = await prepareOne(conn, sql, params);
+    try {
+      return await use(prepared);
+    } finally {
+      prepared.destroySync();
+    }
+  };
   try {
     return await fn({
-      run: async (sql) => {
-        await conn.run(sql);
-      },
-      rows: async <R>(sql: string) => (await conn.runAndReadAll(sql)).getRowObjectsJS().map((r) => normalize(r) as R),
-      chunks: async function* (sql: string) {
-        const result = await conn.stream(sql);
+      run: (sql, params) => once(sql, params, async (p) => void (await p.run())),
+      rows: <R>(sql: string, params?: SqlParams) => once(sql, params, async (p) => (await p.runAndReadAll()).getRowObjectsJS().map((r) => normalize(r) as R)),
+      chunks: async function* (sql: string, params?: SqlParams) {
+        const result = await once(sql, params, (p) => p.stream());
         for (;;) {
           const chunk = await result.fetchChunk();
           if (!chunk || chunk.rowCount === 0) return;
           yield Array.from({ length: chunk.columnCount }, (_, c) => chunk.getColumnValues(c));
         }
+      },
+      inspect: (sql) =>
+        once(sql, undefined, async (p) => ({
+          kind: StatementType[p.statementType] ?? String(p.statementType),
+          params: Array.from({ length: p.parameterCount }, (_, i) => p.parameterName(i + 1)),
+        })),
+      restrict: async (access) => {
+        const list = (xs: string[]): string => `[${xs.map(sqlString).join(', ')}]`;
+        await conn.run(`SET allowed_paths = ${list(access.paths)}`);
+        await conn.run(`SET allowed_directories = ${list(access.directories ?? [])}`);
+        await conn.run('SET enable_external_access = false');
+        await conn.run('SET lock_configuration = true');
       },
     });
   } finally {
@@ -44,7 +107,7 @@ function normalize(row: Record<string, unknown>): Record<string, unknown> {
   return out;
 }
 
-/** A SQL string literal. */
+/** A SQL string literal (DuckDB's rules: quotes doubled, no backslash escapes). */
 export function sqlString(s: string): string {
   return `'${s.replace(/'/g, "''")}'`;
 }

@@ -14,7 +14,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Pool } from 'undici';
-import { withDuckDB } from '../adapters/duckdb.js';
+import { sqlString, withDuckDB } from '../adapters/duckdb.js';
 import { LocalArtifactStore } from '../adapters/local-store.js';
 import { freePort } from '../adapters/temporal-server.js';
 import type { ArtifactRef } from '../engine/types.js';
@@ -84,7 +84,7 @@ async function scenario(pool: Pool, body: string, rowsPerRequest: number): Promi
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-serve-'));
   const model = process.env['BENCH_MODEL'] ? resolve(process.env['BENCH_MODEL']) : await housingModel(dir);
-  const rows = await withDuckDB((db) => db.rows<Record<string, unknown>>(`SELECT * EXCLUDE (median_house_value) FROM read_csv('${DATA}') LIMIT 1000`));
+  const rows = await withDuckDB((db) => db.rows<Record<string, unknown>>(`SELECT * EXCLUDE (median_house_value) FROM read_csv(${sqlString(DATA)}) LIMIT 1000`));
   const runs: Record<string, unknown> = {};
   for (const log of [true, false]) {
     const port = await freePort();

@@ -354,7 +354,8 @@ function codeProblems(id: string, withSpec: Record<string, unknown>, plugin: Plu
   if (patterns.length === 0) return [];
   const out: PipelineError[] = [];
   forEachTemplate(withSpec, (text, path) => {
-    const code = patterns.find((pat) => pat.length <= path.length && pat.every((seg, i) => seg === '*' || seg === String(path[i])));
+    // At, inside or above a code param (`steps: ${...}` would hand the whole list of SQL to a value).
+    const code = patterns.find((pat) => pat.slice(0, path.length).every((seg, i) => seg === '*' || seg === String(path[i])));
     if (!code) return;
     let exprs: string[];
     try {
@@ -374,6 +375,10 @@ function codeProblems(id: string, withSpec: Record<string, unknown>, plugin: Plu
 }
 
 /** True when the value at `path` (or any parent of it) is still an unresolved template. */
+/**
+ * Reports every `${...}` in `with` at, inside or above a code param (`steps.*.sql` matches
+ * steps.0.sql; a template giving all of `steps` is refused too).
+ */
 function dependsOnRuntime(value: unknown, path: (string | number)[]): boolean {
   let cur: unknown = value;
   for (let i = 0; i <= path.length; i++) {

@@ -3,7 +3,7 @@
  * file, write a query's result as a new dataset artifact, describe columns.
  */
 import { join } from 'node:path';
-import { ident, sqlString, type Duck } from '../../adapters/duckdb.js';
+import { ident, sqlString, type Duck, type SqlParams } from '../../adapters/duckdb.js';
 import { PluginInputError } from '../../engine/errors.js';
 import { isArtifactRef, type ArtifactRef } from '../../engine/types.js';
 import type { StepContext } from '../sdk.js';
@@ -40,10 +40,26 @@ export function isNumericType(type: string): boolean {
   return /^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|FLOAT|DOUBLE|REAL|DECIMAL)/.test(type);
 }
 
-/** Writes the result of `select` to a Parquet file in the step's scratch folder. Row order is kept. */
-export async function writeParquet(ctx: StepContext, db: Duck, select: string, name: string): Promise<{ file: string; rows: number; columns: Column[] }> {
-  const file = join(ctx.workDir, `${name}.parquet`);
-  await db.run(`COPY (${select}) TO ${sqlString(file)} (FORMAT parquet, COMPRESSION zstd)`);
+/** Where writeParquet / writeDataset put the dataset `name` (for a restricted session's allowed paths). */
+export function datasetPath(ctx: StepContext, name: string): string {
+  return join(ctx.workDir, `${name}.parquet`);
+}
+
+/**
+ * Writes the result of `select` (one query, `$name` parameters bound from `params`) to a Parquet
+ * file in the step's scratch folder. Row order is kept.
+ */
+export async function writeParquet(
+  ctx: StepContext,
+  db: Duck,
+  select: string,
+  name: string,
+  params?: SqlParams,
+): Promise<{ file: string; rows: number; columns: Column[] }> {
+  const file = datasetPath(ctx, name);
+  // Written in place (no temporary file beside it): the only path a restricted session allows.
+  // The query on lines of its own, so a trailing comment in it cannot swallow the rest.
+  await db.run(`COPY (\n${select}\n) TO ${sqlString(file)} (FORMAT parquet, COMPRESSION zstd, USE_TMP_FILE false)`, params);
   // Both read the Parquet footer only.
   const [{ n }] = (await db.rows<{ n: number }>(`SELECT count(*)::BIGINT AS n FROM read_parquet(${sqlString(file)})`)) as [{ n: number }];
   const columns = await describe(db, `read_parquet(${sqlString(file)})`);
@@ -55,8 +71,14 @@ export function storeDataset(ctx: StepContext, file: string, name: string): Prom
   return ctx.store.putFile(file, { name: `${name}.parquet`, mediaType: PARQUET, move: true });
 }
 
-/** Writes the result of `select` as a Parquet dataset artifact. Row order is kept. */
-export async function writeDataset(ctx: StepContext, db: Duck, select: string, name: string): Promise<{ ref: ArtifactRef; rows: number; columns: Column[] }> {
-  const w = await writeParquet(ctx, db, select, name);
+/** Writes the result of `select` (parameters bound from `params`) as a Parquet dataset artifact. Row order is kept. */
+export async function writeDataset(
+  ctx: StepContext,
+  db: Duck,
+  select: string,
+  name: string,
+  params?: SqlParams,
+): Promise<{ ref: ArtifactRef; rows: number; columns: Column[] }> {
+  const w = await writeParquet(ctx, db, select, name, params);
   return { ref: await storeDataset(ctx, w.file, name), rows: w.rows, columns: w.columns };
 }

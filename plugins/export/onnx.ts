@@ -6,7 +6,7 @@ import type { Columns } from '../../adapters/onnx/runtime.js';
 import { PipelineError } from '../../engine/errors.js';
 import { isArtifactRef } from '../../engine/types.js';
 import { datasetFile, describe } from '../data/dataset.js';
-import { applyTransformSql, type FittedTransform } from '../process/transform.js';
+import { applyTransformSql, parseFittedTransform, type FittedTransform } from '../process/transform.js';
 import { definePlugin, type StepContext } from '../sdk.js';
 import { loadTf } from '../train/backend.js';
 import { deserializeModel, loadMatrix, predict, type ModelDocument } from '../train/model.js';
@@ -49,9 +49,11 @@ async function checkParity(ctx: StepContext, onnx: Uint8Array, modelBytes: Buffe
   try {
     const transformed = join(ctx.workDir, 'parity-transformed.parquet');
     const raw = await withDuckDB(async (db) => {
+      // The state's derive SQL sees the test data only.
+      await db.restrict({ paths: [file, transformed] });
       await db.run(`CREATE VIEW src AS SELECT * FROM read_parquet(${sqlString(file)})`);
       const cols = (await describe(db, 'src')).map((c) => c.name);
-      await db.run(`COPY (${applyTransformSql(state, 'src', cols)}) TO ${sqlString(transformed)} (FORMAT parquet)`);
+      await db.run(`COPY (\n${applyTransformSql(state, 'src', cols)}\n) TO ${sqlString(transformed)} (FORMAT parquet, USE_TMP_FILE false)`);
       const wanted = predictor.contract.inputs;
       const missing = wanted.filter((w) => !cols.includes(w.name));
       if (missing.length) throw new PipelineError('DATA_INVALID', `export.onnx: the test data lacks raw column(s) ${missing.map((m) => m.name).join(', ')}; give the split before the transform.`);
@@ -103,8 +105,7 @@ export const exportOnnx = definePlugin({
   async run(ctx, p, inputs) {
     const { bytes: modelBytes, value: doc } = await json<ModelDocument>(ctx, inputs, 'model');
     if (doc.kind !== 'mlpipe.tfjs-mlp') throw new PipelineError('PLUGIN_INPUT', "export.onnx: input 'model' is not a train.tfjs-mlp model.");
-    const { value: state } = await json<FittedTransform>(ctx, inputs, 'state');
-    if (state.kind !== 'mlpipe.transform') throw new PipelineError('PLUGIN_INPUT', "export.onnx: input 'state' is not a fitted transform (process.transform's state output).");
+    const state = parseFittedTransform((await json<unknown>(ctx, inputs, 'state')).value, 'export.onnx');
     const modelRef = inputs['model'] as { sha256: string };
     const proto = buildOnnxModel(state, doc, {
       metadata: { 'mlpipe.pipeline': ctx.pipeline, 'mlpipe.workflow_id': ctx.workflowId, 'mlpipe.run_id': ctx.runId, 'mlpipe.source_model_sha256': modelRef.sha256 },

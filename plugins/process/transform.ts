@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ident, sqlString, withDuckDB, type Duck } from '../../adapters/duckdb.js';
 import { DataError, PipelineError } from '../../engine/errors.js';
 import { isArtifactRef } from '../../engine/types.js';
-import { datasetFile, describe, isNumericType, view, writeDataset, type Column } from '../data/dataset.js';
+import { datasetFile, datasetPath, describe, isNumericType, view, writeDataset, type Column } from '../data/dataset.js';
 import { definePlugin } from '../sdk.js';
 import { formulaColumns, formulaSql, parseFormula } from './formula.js';
 
@@ -80,6 +80,37 @@ export interface FittedTransform {
   ops: FittedOp[];
 }
 
+const fittedOp = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('derive'), name: z.string(), expr: z.string().optional(), sql: z.string().optional() }),
+  z.object({ op: z.literal('impute'), column: z.string(), value: z.union([z.number(), z.string()]) }),
+  z.object({ op: z.literal('log'), column: z.string(), offset: z.number() }),
+  z.object({ op: z.literal('clip'), column: z.string(), min: z.number().nullable(), max: z.number().nullable() }),
+  z.object({ op: z.literal('onehot'), column: z.string(), categories: z.array(z.string()) }),
+  z.object({ op: z.literal('standardize'), column: z.string(), mean: z.number(), std: z.number() }),
+  z.object({ op: z.literal('rbf'), name: z.string(), columns: z.array(z.string()), centers: z.array(z.array(z.number())), gamma: z.number() }),
+]);
+const fittedTransform = z.object({
+  kind: z.literal('mlpipe.transform'),
+  version: z.literal(1),
+  exclude: z.array(z.string()),
+  inputs: z.array(z.object({ name: z.string(), type: z.enum(['number', 'string', 'other']) })).optional(),
+  ops: z.array(fittedOp),
+});
+
+/**
+ * A fitted state read from an artifact (a step output, so not trusted): every number a finite
+ * number and every name a string before any of it becomes SQL. Throws PLUGIN_INPUT otherwise.
+ */
+export function parseFittedTransform(value: unknown, where: string): FittedTransform {
+  const r = fittedTransform.safeParse(value);
+  if (r.success) return r.data as FittedTransform;
+  const issue = r.error.issues[0]!;
+  const at = issue.path.join('.') || 'the document';
+  throw new PipelineError('PLUGIN_INPUT', `${where}: 'state' is not a fitted transform (process.transform's state output): ${at}: ${issue.message}.`, {
+    hint: 'Bind the state output of a process.transform step.',
+  });
+}
+
 /** A column name for a one-hot category: `ocean_proximity=NEAR BAY`. */
 export function onehotName(column: string, category: string): string {
   return `${column}=${category}`;
@@ -125,6 +156,15 @@ export function applyOpSql(op: FittedOp, columns: string[]): { select: string; c
   }
 }
 
+/** JSON text to a value; not JSON is undefined (and fails the state check). */
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A query applying a whole fitted transform to `source` (a table, view or read_parquet(...)). */
 export function applyTransformSql(state: FittedTransform, source: string, columns: string[]): string {
   let sql = `SELECT * FROM ${source}`;
@@ -142,6 +182,17 @@ function requireColumns(op: string, wanted: string[], columns: Column[]): void {
   if (missing.length) {
     throw new PipelineError('PLUGIN_PARAMS', `process.transform (${op}): no column ${missing.map((m) => `'${m}'`).join(', ')}. Columns: ${columns.map((c) => c.name).join(', ')}.`);
   }
+}
+
+/** A DuckDB error while applying an op (a derive's SQL, most likely) as DATA_INVALID. */
+function sqlFailure(where: string, e: unknown): unknown {
+  if (e instanceof PipelineError) return e;
+  const message = (e as Error).message.split('\n')[0];
+  return new DataError('DATA_INVALID', `${where}: ${message}`, {
+    hint: /Permission Error/.test(message ?? '')
+      ? "Derive SQL reads the step's own data only: no files, URLs or extensions."
+      : 'Check the derive SQL and the column names.',
+  });
 }
 
 /** Fits the steps one after the other on `relation` (each sees the data the earlier ones produced). */
@@ -229,9 +280,13 @@ export async function fitTransform(db: Duck, relation: string, steps: TransformS
     }
     for (const op of ops) {
       const next = `__fit${i + 1}_${state.ops.length}`;
-      await db.run(`CREATE OR REPLACE TEMP VIEW ${next} AS SELECT ${applyOpSql(op, columns.map((x) => x.name)).select} FROM ${current}`);
-      current = next;
-      columns = await describe(db, current);
+      try {
+        await db.run(`CREATE OR REPLACE TEMP VIEW ${next} AS SELECT ${applyOpSql(op, columns.map((x) => x.name)).select} FROM ${current}`);
+        current = next;
+        columns = await describe(db, current);
+      } catch (e) {
+        throw sqlFailure(`process.transform (${op.op}${op.op === 'derive' ? ` ${op.name}` : ''})`, e);
+      }
       state.ops.push(op);
     }
   }
@@ -263,14 +318,19 @@ export const transform = definePlugin({
   codeParams: ['steps.*.sql'],
   codeHint: 'A derive `sql` is DuckDB code written in the pipeline; to compute with a value from params, use an `expr` formula (arithmetic only, parsed and checked).',
   async run(ctx, p, inputs) {
-    const trainFile = await datasetFile(ctx, inputs, 'train');
+    const files: Partial<Record<'train' | 'validation' | 'test', string>> = {};
+    for (const name of ['train', 'validation', 'test'] as const) {
+      if (name === 'train' || isArtifactRef(inputs[name])) files[name] = await datasetFile(ctx, inputs, name);
+    }
     return withDuckDB(async (db) => {
-      await view(db, 'train_in', trainFile);
+      // Derive SQL sees the data only: no other file, no extension.
+      await db.restrict({ paths: Object.entries(files).flatMap(([name, file]) => [file, datasetPath(ctx, name)]) });
+      await view(db, 'train_in', files.train!);
       const state = await fitTransform(db, 'train_in', p.steps, p.exclude);
       const out: Record<string, unknown> = { validation: null, test: null };
       for (const name of ['train', 'validation', 'test'] as const) {
-        if (name !== 'train' && !isArtifactRef(inputs[name])) continue;
-        const file = name === 'train' ? trainFile : await datasetFile(ctx, inputs, name);
+        const file = files[name];
+        if (file === undefined) continue;
         await view(db, `${name}_src`, file);
         const cols = (await describe(db, `${name}_src`)).map((c) => c.name);
         const w = await writeDataset(ctx, db, applyTransformSql(state, `${name}_src`, cols), name);
@@ -297,13 +357,15 @@ export const applyTransform = definePlugin({
   async run(ctx, _p, inputs) {
     const stateRef = inputs['state'];
     if (!isArtifactRef(stateRef)) throw new PipelineError('PLUGIN_INPUT', "process.apply-transform: input 'state' must be an artifact.");
-    const state = JSON.parse((await ctx.store.get(stateRef)).toString('utf8')) as FittedTransform;
-    if (state.kind !== 'mlpipe.transform') throw new PipelineError('PLUGIN_INPUT', "process.apply-transform: 'state' is not a fitted transform (process.transform's state output).");
+    const state = parseFittedTransform(parseJson((await ctx.store.get(stateRef)).toString('utf8')), 'process.apply-transform');
     const file = await datasetFile(ctx, inputs, 'dataset');
     return withDuckDB(async (db) => {
+      await db.restrict({ paths: [file, datasetPath(ctx, 'dataset')] });
       await view(db, 'src', file);
       const cols = (await describe(db, 'src')).map((c) => c.name);
-      const w = await writeDataset(ctx, db, applyTransformSql(state, 'src', cols), 'dataset');
+      const w = await writeDataset(ctx, db, applyTransformSql(state, 'src', cols), 'dataset').catch((e: unknown) => {
+        throw sqlFailure('process.apply-transform', e);
+      });
       return { dataset: w.ref, rows: w.rows };
     });
   },

@@ -279,6 +279,6 @@ describe('process.sql', () => {
     expect(await rows(ctx, out['dataset'])).toEqual([{ id: 1, x: 10, y: 'a' }, { id: 2, x: 20, y: 'b' }]);
     const e = await failure(runPlugin(sql, ctx, { sql: 'SELECT nope FROM input' }, { input: a }));
     expect(e.code).toBe('DATA_INVALID');
-    expect(e.message).toContain('process.sql: the query failed');
+    expect(e.message).toContain("process.sql (step 'step'): the query failed");
   });
 });
