@@ -18,6 +18,8 @@ export interface PluginInfo {
   checkParams(params: Record<string, unknown>): ParamIssue[];
   /** Whether results may be reused from the cache by default. */
   cacheable: boolean;
+  /** Top-level params that name local files or folders (confined to the project when set by an override). */
+  pathParams?: readonly string[];
 }
 
 export interface PluginCatalog {

@@ -210,11 +210,14 @@ export function references(e: Expr, out: RefPath[] = []): RefPath[] {
 
 export type Scope = Record<string, unknown>;
 
-/** Looks a path up in a scope; undefined when any part is missing. */
+/**
+ * Looks a path up in a scope; undefined when any part is missing. Own properties only: `toString`,
+ * `constructor` or `__proto__` are names like any other, never what every object inherits.
+ */
 export function lookup(scope: unknown, path: RefPath): unknown {
   let cur: unknown = scope;
   for (const key of path) {
-    if (cur === null || cur === undefined || typeof cur !== 'object') return undefined;
+    if (cur === null || cur === undefined || typeof cur !== 'object' || !Object.hasOwn(cur, key)) return undefined;
     cur = (cur as Record<string | number, unknown>)[key];
   }
   return cur;
@@ -299,9 +302,7 @@ export function resolveDeep(
   }
   if (Array.isArray(value)) return value.map((v) => resolveDeep(v, scope, canResolve));
   if (value !== null && typeof value === 'object') {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = resolveDeep(v, scope, canResolve);
-    return out;
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, resolveDeep(v, scope, canResolve)]));
   }
   return value;
 }

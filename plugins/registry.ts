@@ -44,6 +44,7 @@ export function createRegistry(plugins: AnyPlugin[]): Registry {
     version: p.version,
     inputNames: (params) => inputKinds(p, params),
     cacheable: p.cacheable ?? true,
+    pathParams: p.pathParams ?? [],
     outputNames: (params) => {
       const kinds = outputKinds(p, params);
       return kinds ? Object.keys(kinds) : undefined;

@@ -74,6 +74,11 @@ export interface PluginDefinition<P extends z.ZodType = z.ZodType, O extends str
   outputs: Record<O, IoKind> | ((params: z.infer<P>) => Record<string, IoKind>);
   /** Whether a result may be served from the cache by default (false for side effects). */
   cacheable?: boolean;
+  /**
+   * Top-level params that name local files or folders. When a run's overrides set one, the value
+   * must stay inside the project folder (unless the pipeline lists the override in `overridablePaths`).
+   */
+  pathParams?: string[];
   run(ctx: StepContext, params: z.infer<P>, inputs: Record<string, unknown>): Promise<Record<string, unknown>>;
 }
 

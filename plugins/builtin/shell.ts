@@ -27,6 +27,7 @@ export const shell = definePlugin({
     .strict(),
   outputs: (p) => ({ exitCode: 'json', stdout: 'json', ...Object.fromEntries(Object.keys(p.artifacts).map((k) => [k, 'artifact' as const])) }),
   cacheable: false,
+  pathParams: ['cwd'],
   async run(ctx, p) {
     const cwd = resolve(ctx.projectDir, p.cwd ?? '.');
     const env = { ...process.env, ...p.env, MLPIPE_WORK_DIR: ctx.workDir, MLPIPE_STEP: ctx.stepId, MLPIPE_RUN_ID: ctx.runId };
