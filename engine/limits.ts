@@ -157,3 +157,19 @@ export function checkTree(value: unknown, fail: (path: (string | number)[], mess
   };
   walk(value, []);
 }
+
+/** Size, text and labels of a workflow input, before any of it is used. Throws INPUT_INVALID. */
+export function checkInput(input: unknown): void {
+  let bytes: number;
+  try {
+    bytes = new TextEncoder().encode(JSON.stringify(input) ?? '').length;
+  } catch {
+    throw new PipelineError('INPUT_INVALID', 'The workflow input is not JSON.');
+  }
+  if (bytes > LIMITS.inputBytes) {
+    throw new PipelineError('INPUT_INVALID', `The workflow input is ${bytes} bytes; it is limited to ${LIMITS.inputBytes}.`, { hint: 'Pass large values through files in the project.' });
+  }
+  const o = (input ?? {}) as Record<string, unknown>;
+  if (typeof o['pipeline'] === 'string') checkText(o['pipeline'], 'Pipeline');
+  if (o['labels'] !== null && typeof o['labels'] === 'object') checkLabels(o['labels'] as Record<string, unknown>);
+}
