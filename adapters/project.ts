@@ -141,6 +141,7 @@ export const PIPELINE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
  * INPUT_INVALID: the name may come from anyone who can start a workflow.
  */
 export function resolvePipelineFile(projectDir: string, ref: string): string {
+  checkText(ref, 'Pipeline');
   if (ref.length > LIMITS.pipelineRefChars) {
     throw new PipelineError('INPUT_INVALID', `Pipeline '${shown(ref)}' is ${ref.length} characters long (at most ${LIMITS.pipelineRefChars}).`, { hint: PATH_HINT });
   }
