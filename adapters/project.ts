@@ -97,7 +97,7 @@ export function resolveInside(root: string, candidate: string, what: string): st
   }
   const real = join(existing, ...rest);
   const rel = relative(rootReal, real);
-  if (rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) refuse(`resolves to ${real}, outside the project folder ${rootReal}`);
+  if (rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) refuse('leads outside the project folder (symlinks resolved)');
   return real;
 }
 

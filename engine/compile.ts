@@ -47,8 +47,15 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
     });
   }
   const parsed = pipelineSchema.safeParse(doc.value);
-  if (!parsed.success) throw new SpecErrors(schemaProblems(parsed.error, doc));
-  const spec: PipelineSpec = parsed.data;
+  let spec: PipelineSpec;
+  if (parsed.success) spec = parsed.data;
+  else {
+    // Unknown keys (typos) alone do not stop the compile: without them, the rest is checked too.
+    problems.push(...schemaProblems(parsed.error, doc));
+    const again = parsed.error.issues.every((i) => i.code === 'unrecognized_keys') ? pipelineSchema.safeParse(withoutKeys(doc.value, parsed.error)) : undefined;
+    if (!again?.success) throw new SpecErrors(problems);
+    spec = again.data;
+  }
   const stepIds = Object.keys(spec.steps);
   if (stepIds.length === 0) {
     throw new SpecError('SPEC_INVALID', 'The pipeline has no steps.', { where: at(['steps']), hint: 'Add at least one step under `steps:`.' });
@@ -442,6 +449,17 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
     });
   }
   return compiled;
+}
+
+/** A copy of `value` without the keys zod reported as unrecognized. */
+function withoutKeys(value: unknown, error: ZodError): unknown {
+  const copy = structuredClone(value);
+  for (const issue of error.issues) {
+    if (issue.code !== 'unrecognized_keys') continue;
+    const owner = lookup(copy, issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p)));
+    if (owner !== null && typeof owner === 'object') for (const k of issue.keys) delete (owner as Record<string, unknown>)[k];
+  }
+  return copy;
 }
 
 /** Whether any template in these values reads conf.*. */

@@ -169,6 +169,9 @@ export function checkInput(input: unknown): void {
   if (bytes > LIMITS.inputBytes) {
     throw new PipelineError('INPUT_INVALID', `The workflow input is ${bytes} bytes; it is limited to ${LIMITS.inputBytes}.`, { hint: 'Pass large values through files in the project.' });
   }
+  let proto: string | undefined;
+  checkTree(input, (path, message) => (proto ??= `${path.join('.')} ${message}`));
+  if (proto) throw new PipelineError('INPUT_INVALID', `Workflow input: ${proto}`);
   const o = (input ?? {}) as Record<string, unknown>;
   if (typeof o['pipeline'] === 'string') checkText(o['pipeline'], 'Pipeline');
   if (o['labels'] !== null && typeof o['labels'] === 'object') checkLabels(o['labels'] as Record<string, unknown>);

@@ -277,3 +277,14 @@ steps:
     }
   });
 });
+
+describe('unknown keys do not hide other problems', () => {
+  it('reports a typo together with a missing need and a bad reference', () => {
+    const list = problems('name: x\nsteps:\n  a:\n    uses: util.echo\n    timout: 5m\n  b:\n    uses: util.echo\n    needs: nope\n    with: { values: { v: "${params.none}" } }\n');
+    expect(list.map((p) => [p.code, p.line])).toEqual([
+      ['SPEC_UNKNOWN_KEY', 5],
+      ['DAG_MISSING_NEED', 8],
+      ['EXPR_REFERENCE', 9],
+    ]);
+  });
+});

@@ -194,5 +194,7 @@ describe('workflow input limits', () => {
   it('bounds the whole input', () => {
     expect(codeOf(() => checkInput({ pipeline: 'p', overrides: Array(100).fill(`a=${'x'.repeat(4000)}`) }))).toBe('INPUT_INVALID');
     expect(codeOf(() => checkInput({ pipeline: 'p', overrides: ['a=1'], labels: { k: 'v' } }))).toBeUndefined();
+    expect(codeOf(() => checkInput(JSON.parse('{"pipeline": "p", "labels": {"__proto__": "x"}}')))).toBe('INPUT_INVALID');
+    expect(codeOf(() => checkInput(JSON.parse('{"pipeline": "p", "trial": {"hpo": "h", "index": 0, "stepParams": {"__proto__": {}}}}')))).toBe('INPUT_INVALID');
   });
 });
