@@ -177,7 +177,7 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
         problems.push(
           new SpecError('DAG_MISSING_NEED', `Step '${id}' needs '${n}', which is not a step of this pipeline.${didYouMean(n, stepIds)}`, {
             where: at(path),
-            hint: `Steps: ${stepIds.join(', ')}.`,
+            hint: `Steps: ${listed(stepIds)}.`,
           }),
         );
       } else if (!needsOf[id]!.includes(n)) {
@@ -219,6 +219,11 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
   const outputsOf = (id: string): string[] | undefined => opts.catalog.get(spec.steps[id]!.uses)?.outputNames(staticWith[id]!);
 
   for (const id of stepIds) {
+    if (problems.length >= LIMITS.problems) {
+      // Enough to act on; looking further would only cost the worker time.
+      problems.push(new SpecError(problems[0]!.code, `Stopped looking after ${problems.length} problems.`, { where: { file: opts.file }, hint: 'Fix these and validate again.' }));
+      break;
+    }
     const step = spec.steps[id]!;
     const plugin = opts.catalog.get(step.uses);
     if (!plugin) continue; // reported above
@@ -326,7 +331,7 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
         problems.push(
           new SpecError('SPEC_INVALID', `Step '${id}': cache.ignore names '${path}', but '${head}' is not set in the step's with:.${didYouMean(head, Object.keys(withResolved))}`, {
             where: at([...stepPath, 'cache', 'ignore', i]),
-            hint: Object.keys(withResolved).length ? `Params set in with: ${Object.keys(withResolved).join(', ')}.` : 'The step sets no params in with:.',
+            hint: Object.keys(withResolved).length ? `Params set in with: ${listed(Object.keys(withResolved))}.` : 'The step sets no params in with:.',
           }),
         );
       }
@@ -386,7 +391,7 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
   const checkStepOutput = (section: string[], step: string, output: string): void => {
     const target = has(steps, step) ? steps[step] : undefined;
     if (!target) {
-      problems.push(new SpecError('SPEC_INVALID', `${section.join('.')}.step: there is no step '${step}'.${didYouMean(step, stepIds)}`, { where: at([...section, 'step']), hint: `Steps: ${stepIds.join(', ')}.` }));
+      problems.push(new SpecError('SPEC_INVALID', `${section.join('.')}.step: there is no step '${step}'.${didYouMean(step, stepIds)}`, { where: at([...section, 'step']), hint: `Steps: ${listed(stepIds)}.` }));
       return;
     }
     const declared = opts.catalog.get(target.uses)?.outputNames(staticWith[step] ?? {});
@@ -475,6 +480,11 @@ function readsConf(values: unknown[]): boolean {
   return found;
 }
 
+/** Names for a hint: the first 20, then how many more. */
+function listed(names: readonly string[]): string {
+  return names.length <= 20 ? names.join(', ') : `${names.slice(0, 20).join(', ')} and ${names.length - 20} more`;
+}
+
 function dropUndefined<T extends object>(o: T): T {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 }
@@ -508,7 +518,7 @@ function checkReference(
       if (rest.length && lookup(ctx.params, rest) === undefined) {
         return {
           message: `the pipeline has no param '${dotted}'.${didYouMean(dotted, keyPaths(ctx.params))}`,
-          hint: Object.keys(ctx.params).length ? `Params: ${Object.keys(ctx.params).join(', ')}.` : 'Declare it under `params:`.',
+          hint: Object.keys(ctx.params).length ? `Params: ${listed(Object.keys(ctx.params))}.` : 'Declare it under `params:`.',
         };
       }
       return undefined;

@@ -132,14 +132,21 @@ function nest(path: string[], value: Record<string, unknown>): Record<string, un
   return path.reduceRight<Record<string, unknown>>((acc, k) => ({ [k]: acc }), value);
 }
 
-/** All dotted leaf-ish key paths of an object, for "did you mean". */
+const keyPathCache = new WeakMap<object, string[]>();
+
+/** All dotted leaf-ish key paths of an object, for "did you mean" (remembered per object: suggestions for many problems stay cheap). */
 export function keyPaths(obj: unknown, prefix = ''): string[] {
   if (!isPlainObject(obj)) return [];
+  if (prefix === '') {
+    const known = keyPathCache.get(obj);
+    if (known) return known;
+  }
   const out: string[] = [];
   for (const [k, v] of Object.entries(obj)) {
     const p = prefix ? `${prefix}.${k}` : k;
     out.push(p, ...keyPaths(v, p));
   }
+  if (prefix === '') keyPathCache.set(obj, out);
   return out;
 }
 

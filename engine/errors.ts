@@ -118,7 +118,10 @@ export class SpecErrors extends PipelineError {
     // Nested aggregates (a config's problems inside a pipeline's) are listed flat.
     const problems = list.flatMap((p) => (p instanceof SpecErrors ? p.problems : [p]));
     const first = problems[0];
-    super(first?.code ?? 'SPEC_INVALID', problems.map((p) => p.format()).join('\n\n'), {
+    // The message travels in the run's failure: the first 100 in full, then a count.
+    const shown = problems.slice(0, 100).map((p) => p.format());
+    if (problems.length > 100) shown.push(`… and ${problems.length - 100} more.`);
+    super(first?.code ?? 'SPEC_INVALID', shown.join('\n\n'), {
       where: first?.where,
     });
     this.problems = problems;

@@ -7,7 +7,7 @@ import { PipelineError, type Location } from './errors.js';
 
 export const LIMITS = {
   /** A pipeline or config file. */
-  fileBytes: 1024 * 1024,
+  fileBytes: 256 * 1024,
   /** YAML aliases expanded per document (a billion-laughs file stops here). */
   yamlAliases: 100,
   /** Nesting depth of maps and lists in a file or an override value. */
@@ -22,6 +22,8 @@ export const LIMITS = {
   /** The whole workflow input as JSON. */
   inputBytes: 256 * 1024,
   steps: 1000,
+  /** Problems one compile reports: past this it stops looking (the report travels in the run's failure). */
+  problems: 100,
   /** The compiled pipeline travels through history as one payload (Temporal warns at 512 KB, fails at 2 MB). */
   compiledBytes: 1024 * 1024,
   maxParallel: 2000,

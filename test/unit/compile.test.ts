@@ -218,7 +218,8 @@ describe('compile limits', () => {
   it('refuses a huge fan-out and a compiled pipeline over the payload bound', () => {
     const many = `name: x\nsteps:\n${Array.from({ length: 1001 }, (_, i) => `  s${i}: { uses: util.echo }`).join('\n')}\n`;
     expect(problems(many)[0]!.message).toContain('1001 steps');
-    const big = `name: x\nparams: { blob: "${'x'.repeat(600_000)}" }\nsteps:\n  a: { uses: util.echo, with: { values: { v: "\${params.blob}" } } }\n`;
+    // Within the file bound, but aliases repeat a 200 KB value six times in the compiled steps.
+    const big = `name: x\nparams: { blob: &b "${'x'.repeat(200_000)}" }\nsteps:\n${Array.from({ length: 6 }, (_, i) => `  s${i}: { uses: util.echo, with: { values: { v: *b } } }`).join('\n')}\n`;
     expect(problems(big)[0]!.message).toMatch(/compiled pipeline is \d+ bytes/);
   });
 
@@ -286,5 +287,15 @@ describe('unknown keys do not hide other problems', () => {
       ['DAG_MISSING_NEED', 8],
       ['EXPR_REFERENCE', 9],
     ]);
+  });
+});
+
+describe('a pipeline with very many problems', () => {
+  it('stops looking after 100 and says so', () => {
+    const text = `name: x\nsteps:\n${Array.from({ length: 300 }, (_, i) => `  s${i}: { uses: util.echo, with: { values: { v: "\${params.p${i}}" } } }`).join('\n')}\n`;
+    const list = problems(text);
+    expect(list).toHaveLength(101);
+    expect(list.slice(0, 100).every((p) => p.code === 'EXPR_REFERENCE')).toBe(true);
+    expect(list[100]!.message).toBe('Stopped looking after 100 problems.');
   });
 });
