@@ -85,8 +85,9 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
   let config: Record<string, unknown> = {};
   let configChoices: Record<string, string> = {};
   let configSources: string[] = [];
-  /** Key paths (conf.* and params.*) that overrides set: values that come from the run's input. */
-  const overridden: RefPath[] = paramOverrides.map(({ ov }) => ov.path);
+  /** Key paths (conf.* and params.*) that the run's overrides set (not the spec's own `config.overrides`). */
+  const fromRun = (index: number): boolean => index >= specOverrides.length;
+  const overridden: RefPath[] = paramOverrides.filter(({ index }) => fromRun(index)).map(({ ov }) => ov.path);
   /** When the config could not be composed, references to conf.* are not checked (its problems are reported). */
   let configOk = true;
   if (configName) {
@@ -100,7 +101,7 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
       config = composed.config;
       configChoices = composed.choices;
       configSources = composed.sources;
-      overridden.push(...composed.overridden.map((p) => ['conf', ...p]));
+      overridden.push(...composed.overridden.filter(({ index }) => fromRun(index)).map(({ path }) => ['conf', ...path]));
     } catch (e) {
       if (!(e instanceof PipelineError)) throw e;
       problems.push(e);
@@ -154,11 +155,9 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
 
   // Plugins and needs.
   const needsOf: Record<string, string[]> = {};
-  const known = new Set<string>();
   for (const id of stepIds) {
     const step = spec.steps[id]!;
-    if (opts.catalog.get(step.uses)) known.add(id);
-    else {
+    if (!opts.catalog.get(step.uses)) {
       const near = closest(step.uses, opts.catalog.names());
       problems.push(
         new SpecError('PLUGIN_UNKNOWN', `Step '${id}' uses unknown plugin '${step.uses}'.${near ? ` Did you mean '${near}'?` : ''}`, {

@@ -43,8 +43,8 @@ export interface ComposedConfig {
   choices: Record<string, string>;
   /** Files merged, in order. */
   sources: string[];
-  /** Key paths set or deleted by value overrides (not group selections), e.g. [['training', 'lr']]. */
-  overridden: string[][];
+  /** Key paths set or deleted by value overrides (not group selections), with the override's index. */
+  overridden: { path: string[]; index: number }[];
 }
 
 /** Config option names (and `config:` names): no separators or dot segments, so a name stays a file in its group. */
@@ -352,7 +352,7 @@ export function composeConfig(name: string, files: ConfigFiles, overrides: Overr
   config = applyValueOverrides(config, valueOverrides, 'config', [], problems);
   if (problems.length === 1) throw problems[0]!;
   if (problems.length > 1) throw new SpecErrors(problems);
-  return { config, choices, sources, overridden: valueOverrides.map(({ ov }) => ov.path) };
+  return { config, choices, sources, overridden: valueOverrides.map(({ ov, index }) => ({ path: ov.path, index })) };
 }
 
 function optionsOf(files: ConfigFiles, root: string, group: string): string[] {
