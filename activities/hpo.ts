@@ -2,6 +2,7 @@
 import { loadPipeline } from '../adapters/load-pipeline.js';
 import { PipelineError, SpecErrors } from '../engine/errors.js';
 import { generateTrials, type HpoSpec, type Trial } from '../engine/hpo.js';
+import { checkInput } from '../engine/limits.js';
 import { Context } from '@temporalio/activity';
 import { CancelledFailure } from '@temporalio/common';
 import type { TuningStatus } from '../adapters/vertex/tuning.js';
@@ -184,6 +185,7 @@ export function createHpoActivities(deps: { registry: Registry; projectDir: stri
 
     async planHpo(input: HpoInput): Promise<HpoPlan> {
       try {
+        checkInput(input);
         const base = input.overrides ?? [];
         const compiled = loadPipeline(deps.projectDir, input.pipeline, deps.registry, base);
         if (!compiled.hpo) {

@@ -5,9 +5,11 @@
 import { Context } from '@temporalio/activity';
 import { z } from 'zod';
 import { writeRunManifest } from '../engine/lineage.js';
-import { loadPipeline } from '../adapters/load-pipeline.js';
+import { loadPipeline, localPath } from '../adapters/load-pipeline.js';
 import { PipelineError } from '../engine/errors.js';
 import { escapeTemplates } from '../engine/expressions.js';
+import { checkInput, LIMITS } from '../engine/limits.js';
+import { STEP_ID } from '../engine/spec.js';
 import type { CompiledPipeline, PipelineInput } from '../engine/types.js';
 import { gitCommit } from '../adapters/project.js';
 import type { TrackingBackend } from '../engine/ports.js';
@@ -23,21 +25,22 @@ export interface ActivityDeps extends StepDeps {
   experimentName?: string;
 }
 
+/** The workflow input: untrusted (whoever may start a workflow on the queue writes it), so bounded everywhere. */
 const inputSchema = z
   .object({
-    pipeline: z.string().min(1),
-    overrides: z.array(z.string()).optional(),
-    labels: z.record(z.string(), z.string()).optional(),
+    pipeline: z.string().min(1).max(LIMITS.pipelineRefChars),
+    overrides: z.array(z.string().max(LIMITS.overrideChars)).max(LIMITS.overrides).optional(),
+    labels: z.record(z.string().max(LIMITS.labelKeyChars), z.string().max(LIMITS.labelValueChars)).optional(),
     cache: z.boolean().optional(),
-    maxParallel: z.number().int().min(1).optional(),
-    until: z.string().min(1).optional(),
+    maxParallel: z.number().int().min(1).max(LIMITS.maxParallel).optional(),
+    until: z.string().regex(STEP_ID, 'a step id').optional(),
     trial: z
       .object({
         hpo: z.string().min(1),
         index: z.number().int().min(0),
         parentRunId: z.string().optional(),
         /** Extra params for named steps (the search's median stopping bar for the training step). */
-        stepParams: z.record(z.string(), z.record(z.string(), z.unknown())).optional(),
+        stepParams: z.record(z.string().regex(STEP_ID), z.record(z.string(), z.unknown())).optional(),
       })
       .strict()
       .optional(),
@@ -46,7 +49,7 @@ const inputSchema = z
 
 /** Keeps `until` and the steps it needs, transitively: the part of the DAG an HPO trial runs. */
 function pruneUntil(compiled: CompiledPipeline, until: string): void {
-  if (!compiled.steps[until]) {
+  if (!Object.hasOwn(compiled.steps, until)) {
     throw new PipelineError('INPUT_INVALID', `until: pipeline '${compiled.name}' has no step '${until}'.`, { hint: `Steps: ${compiled.order.join(', ')}.` });
   }
   const keep = new Set<string>();
@@ -65,6 +68,7 @@ export function createActivities(deps: ActivityDeps) {
   return {
     async compilePipeline(input: PipelineInput): Promise<CompiledPipeline> {
       try {
+        checkInput(input);
         const parsed = inputSchema.safeParse(input);
         if (!parsed.success) {
           const detail = parsed.error.issues.map((i) => `${i.path.join('.') || '(input)'}: ${i.message}`).join('; ');
@@ -76,13 +80,18 @@ export function createActivities(deps: ActivityDeps) {
         if (parsed.data.until) pruneUntil(compiled, parsed.data.until);
         if (parsed.data.trial && compiled.tracking) delete compiled.tracking.registerModel;
         for (const [stepId, extra] of Object.entries(parsed.data.trial?.stepParams ?? {})) {
-          const step = compiled.steps[stepId];
+          const step = Object.hasOwn(compiled.steps, stepId) ? compiled.steps[stepId] : undefined;
           if (!step) throw new PipelineError('INPUT_INVALID', `trial.stepParams: the pipeline runs no step '${stepId}'.`);
           // The input is untrusted: it may not reach a step whose params are code, and its values stay literal.
           if (deps.registry.get(step.uses)?.codeParams?.length) {
             throw new PipelineError('INPUT_INVALID', `trial.stepParams: step '${stepId}' (${step.uses}) runs code; its params cannot be set from the workflow input.`, {
               hint: 'Trials set params through overrides (params.x=...), which the pipeline passes to its steps.',
             });
+          }
+          for (const name of deps.registry.get(step.uses)?.pathParams ?? []) {
+            const v = extra[name];
+            if (typeof v === 'string') localPath(deps.projectDir, v, `trial.stepParams.${stepId}.${name}`);
+            else if (v !== undefined) throw new PipelineError('INPUT_INVALID', `trial.stepParams.${stepId}.${name} must be a path.`);
           }
           step.with = { ...step.with, ...(escapeTemplates(extra) as Record<string, unknown>) };
         }

@@ -12,6 +12,7 @@ import { computeDrift, toEvidentlyJson } from '../engine/drift/index.js';
 import { renderDriftHtml } from '../engine/drift/html.js';
 import { driftOptions, driftParams } from '../engine/drift/params.js';
 import { PipelineError } from '../engine/errors.js';
+import { checkInput } from '../engine/limits.js';
 import { keySegment, listRuns, stepKey, type StepManifest } from '../engine/lineage.js';
 import { collectPredictions } from '../engine/prediction-log.js';
 import type { ArtifactStore, TrackingBackend } from '../engine/ports.js';
@@ -65,6 +66,7 @@ export function createMonitorActivities(deps: MonitorDeps) {
   return {
     async prepareMonitor(input: MonitorInput): Promise<MonitorPlan> {
       try {
+        checkInput(input);
         const compiled = loadPipeline(deps.projectDir, input.pipeline, deps.registry, input.overrides ?? []);
         const monitor = compiled.monitor;
         if (!monitor) {

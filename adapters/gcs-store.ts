@@ -23,7 +23,7 @@ import { request } from 'undici';
 import { StorageError } from '../engine/errors.js';
 import type { ArtifactStore, PutOptions, StoredObject } from '../engine/ports.js';
 import type { ArtifactRef } from '../engine/types.js';
-import { hashFile, hashFileDigests, validateRecordKey } from './local-store.js';
+import { hashFile, hashFileDigests, validateDigest, validateRecordKey } from './local-store.js';
 
 export interface GcsStoreOptions {
   /** gs://bucket/prefix */
@@ -85,7 +85,7 @@ export class GcsArtifactStore implements ArtifactStore {
   }
 
   private objectName(sha256: string): string {
-    if (!/^[a-f0-9]{64}$/.test(sha256)) throw new StorageError('STORAGE_ERROR', `Not a sha256 digest: '${sha256}'.`);
+    validateDigest(sha256);
     return this.name(`objects/sha256/${sha256.slice(0, 2)}/${sha256.slice(2)}`);
   }
 
@@ -94,6 +94,7 @@ export class GcsArtifactStore implements ArtifactStore {
   }
 
   private cachePath(sha256: string): string {
+    validateDigest(sha256);
     return join(this.cacheDir, 'objects', sha256.slice(0, 2), sha256.slice(2));
   }
 
@@ -231,6 +232,7 @@ export class GcsArtifactStore implements ArtifactStore {
 
   /** The verified content in the local cache, downloading it first when missing. */
   async getFile(ref: ArtifactRef): Promise<string> {
+    validateDigest(ref.sha256);
     const local = this.cachePath(ref.sha256);
     try {
       if ((await hashFile(local)) === ref.sha256) {
@@ -272,10 +274,12 @@ export class GcsArtifactStore implements ArtifactStore {
   }
 
   async get(ref: ArtifactRef): Promise<Buffer> {
+    validateDigest(ref.sha256);
     return readFile(await this.getFile(ref));
   }
 
   async exists(ref: ArtifactRef): Promise<boolean> {
+    validateDigest(ref.sha256);
     try {
       await this.file(this.objectName(ref.sha256)).getMetadata();
       return true;
@@ -286,6 +290,7 @@ export class GcsArtifactStore implements ArtifactStore {
   }
 
   async verify(ref: ArtifactRef): Promise<boolean> {
+    validateDigest(ref.sha256);
     try {
       const [meta] = await this.file(this.objectName(ref.sha256)).getMetadata();
       return this.matches(meta, ref.sha256, ref.size);
@@ -310,6 +315,7 @@ export class GcsArtifactStore implements ArtifactStore {
   }
 
   async delete(ref: ArtifactRef): Promise<void> {
+    validateDigest(ref.sha256);
     await this.file(this.objectName(ref.sha256)).delete({ ignoreNotFound: true });
     await rm(this.cachePath(ref.sha256), { force: true });
   }

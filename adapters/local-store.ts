@@ -29,6 +29,17 @@ export function validateRecordKey(key: string): void {
   }
 }
 
+/**
+ * An artifact digest names a file in every store: it must be 64 lowercase hex characters before it
+ * reaches a path or an object name (a crafted one could otherwise name a file outside the store).
+ */
+export function validateDigest(sha256: unknown): void {
+  if (typeof sha256 !== 'string' || !/^[a-f0-9]{64}$/.test(sha256)) {
+    const shown = typeof sha256 === 'string' ? JSON.stringify(sha256.slice(0, 80)) : typeof sha256;
+    throw new StorageError('STORAGE_KEY_INVALID', `Not a sha256 digest: ${shown}.`, { hint: 'Artifact references carry a sha256 of 64 lowercase hex characters.' });
+  }
+}
+
 export class LocalArtifactStore implements ArtifactStore {
   readonly kind = 'local';
   readonly root: string;
@@ -42,7 +53,7 @@ export class LocalArtifactStore implements ArtifactStore {
   }
 
   private objectPath(sha256: string): string {
-    if (!/^[a-f0-9]{64}$/.test(sha256)) throw new StorageError('STORAGE_ERROR', `Not a sha256 digest: '${sha256}'.`);
+    validateDigest(sha256);
     return join(this.root, 'objects', 'sha256', sha256.slice(0, 2), sha256.slice(2));
   }
 
@@ -108,6 +119,7 @@ export class LocalArtifactStore implements ArtifactStore {
   }
 
   async get(ref: ArtifactRef): Promise<Buffer> {
+    validateDigest(ref.sha256);
     const path = this.pathOf(ref);
     let bytes: Buffer;
     try {
@@ -122,6 +134,7 @@ export class LocalArtifactStore implements ArtifactStore {
   }
 
   async getFile(ref: ArtifactRef): Promise<string> {
+    validateDigest(ref.sha256);
     const path = this.pathOf(ref);
     if (!(await exists(path))) throw notFound(ref, this.root);
     const actual = await hashFile(path);
@@ -130,10 +143,12 @@ export class LocalArtifactStore implements ArtifactStore {
   }
 
   async exists(ref: ArtifactRef): Promise<boolean> {
+    validateDigest(ref.sha256);
     return exists(this.pathOf(ref));
   }
 
   async delete(ref: ArtifactRef): Promise<void> {
+    validateDigest(ref.sha256);
     await rm(this.pathOf(ref), { force: true });
     this.verified.delete(this.pathOf(ref));
   }
@@ -142,6 +157,7 @@ export class LocalArtifactStore implements ArtifactStore {
   private readonly verified = new Map<string, string>();
 
   async verify(ref: ArtifactRef): Promise<boolean> {
+    validateDigest(ref.sha256);
     const path = this.pathOf(ref);
     const s = await stat(path).catch(() => undefined);
     if (!s || s.size !== ref.size) return false;

@@ -2,11 +2,12 @@
  * Where a project's files and state live, and the settings read from the environment. One place for
  * every MLPIPE_* / TEMPORAL_* variable.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { isAbsolute, join, relative, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { ConfigFiles } from '../engine/config.js';
-import { SpecError } from '../engine/errors.js';
+import { PipelineError, SpecError } from '../engine/errors.js';
+import { checkText, decodeUtf8, LIMITS, shown } from '../engine/limits.js';
 import { didYouMean } from '../engine/suggest.js';
 
 export interface Settings {
@@ -48,13 +49,78 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, cwd = process
   };
 }
 
-/** ConfigFiles over a conf/ folder on disk. */
+const PATH_HINT = 'Paths that come with a run (pipeline names, config options, overridden paths) stay inside the worker\'s project folder.';
+
+/**
+ * Resolves `candidate` (relative to `root`, or absolute) to a real path inside `root`, following
+ * symlinks, or throws a non-retryable INPUT_INVALID naming the value. Refuses NUL bytes,
+ * backslashes, percent-encoding, '..' segments, overlong values, and anything whose real path
+ * (a symlink's target included) is outside `root`. The path need not exist.
+ */
+export function resolveInside(root: string, candidate: string, what: string): string {
+  const refuse = (why: string): never => {
+    throw new PipelineError('INPUT_INVALID', `${what} '${shown(candidate)}' ${why}.`, { hint: PATH_HINT });
+  };
+  if (candidate.length === 0) refuse('is empty');
+  if (candidate.length > 1024) refuse(`is ${candidate.length} characters long (at most 1024)`);
+  if (candidate.includes('\0')) refuse('contains a NUL byte');
+  if (candidate.includes('\\')) refuse('contains a backslash');
+  if (/%[0-9a-f]{2}/i.test(candidate)) refuse('contains percent-encoding');
+  checkText(candidate, what);
+  if (candidate.split('/').includes('..')) refuse("contains a '..' segment");
+  let rootReal: string;
+  try {
+    rootReal = realpathSync(root);
+  } catch {
+    return refuse(`cannot be checked: the project folder ${root} does not exist`);
+  }
+  // The real path of the longest existing prefix, then the rest as written.
+  let existing = resolve(rootReal, candidate);
+  const rest: string[] = [];
+  for (;;) {
+    try {
+      existing = realpathSync(existing);
+      break;
+    } catch {
+      let link = false;
+      try {
+        link = lstatSync(existing).isSymbolicLink();
+      } catch {
+        /* does not exist */
+      }
+      if (link) refuse('is a symbolic link whose target does not exist');
+      const up = dirname(existing);
+      if (up === existing) break;
+      rest.unshift(basename(existing));
+      existing = up;
+    }
+  }
+  const real = join(existing, ...rest);
+  const rel = relative(rootReal, real);
+  if (rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel)) refuse('leads outside the project folder (symlinks resolved)');
+  return real;
+}
+
+/** Reads a spec file (pipeline or config) within the size limit, as strict UTF-8. */
+export function readSpecFile(path: string, shownAs: string): string {
+  const { size } = statSync(path);
+  if (size > LIMITS.fileBytes) {
+    throw new SpecError('SPEC_INVALID', `${shownAs} is ${size} bytes; pipeline and config files are limited to ${LIMITS.fileBytes} bytes.`, {
+      where: { file: shownAs },
+      hint: 'Keep data out of the spec: put it in a data file and pass its path.',
+    });
+  }
+  return decodeUtf8(shownAs, readFileSync(path));
+}
+
+/** ConfigFiles over a conf/ folder on disk; every path stays inside the project folder. */
 export function fsConfigFiles(confDir: string, projectDir: string): ConfigFiles {
   return {
     read(rel) {
-      const path = join(confDir, rel);
+      const path = resolveInside(projectDir, relative(projectDir, join(confDir, rel)), 'Config file');
       if (!existsSync(path)) return undefined;
-      return { file: relative(projectDir, path) || path, text: readFileSync(path, 'utf8') };
+      const file = relative(realpathSync(projectDir), path) || path;
+      return { file, text: readSpecFile(path, file) };
     },
     list(rel) {
       try {
@@ -66,12 +132,29 @@ export function fsConfigFiles(confDir: string, projectDir: string): ConfigFiles 
   };
 }
 
-/** Finds a pipeline file by name (pipelines/<name>.yaml) or path. */
+/** Pipeline names: pipelines/<name>.yaml. */
+export const PIPELINE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+/**
+ * Finds a pipeline file by name (pipelines/<name>.yaml) or by a path to a .yaml/.yml file inside
+ * the project folder. Anything else (a path out of the project, a symlink leading out of it) is
+ * INPUT_INVALID: the name may come from anyone who can start a workflow.
+ */
 export function resolvePipelineFile(projectDir: string, ref: string): string {
-  const looksLikePath = ref.includes('/') || /\.ya?ml$/.test(ref);
+  checkText(ref, 'Pipeline');
+  if (ref.length > LIMITS.pipelineRefChars) {
+    throw new PipelineError('INPUT_INVALID', `Pipeline '${shown(ref)}' is ${ref.length} characters long (at most ${LIMITS.pipelineRefChars}).`, { hint: PATH_HINT });
+  }
+  const looksLikePath = ref.includes('/') || ref.includes('\\') || /\.ya?ml$/.test(ref);
+  if (looksLikePath && !/\.ya?ml$/.test(ref)) {
+    throw new PipelineError('INPUT_INVALID', `Pipeline '${shown(ref)}' is neither a name nor a path to a .yaml or .yml file.`, { hint: PATH_HINT });
+  }
+  if (!looksLikePath && (!PIPELINE_NAME.test(ref) || ref.includes('..'))) {
+    throw new PipelineError('INPUT_INVALID', `Pipeline '${shown(ref)}' is not a pipeline name (letters, digits, _ . -).`, { hint: PATH_HINT });
+  }
   const candidates = looksLikePath
-    ? [isAbsolute(ref) ? ref : resolve(projectDir, ref)]
-    : [join(projectDir, 'pipelines', `${ref}.yaml`), join(projectDir, 'pipelines', `${ref}.yml`)];
+    ? [resolveInside(projectDir, ref, 'Pipeline')]
+    : [`${ref}.yaml`, `${ref}.yml`].map((f) => resolveInside(projectDir, join('pipelines', f), 'Pipeline'));
   for (const c of candidates) if (existsSync(c)) return c;
   const available = listPipelines(projectDir);
   throw new SpecError('SPEC_NOT_FOUND', `Pipeline '${ref}' not found (looked for ${candidates.map((c) => relative(projectDir, c) || c).join(', ')}).${didYouMean(ref, available)}`, {

@@ -17,6 +17,7 @@ import type { KnownRuns } from '../activities/tracking.js';
 import { findMlflow, startMlflowServer, type MlflowServer } from '../adapters/mlflow/server.js';
 import { freePort, isListening, requireTemporalCli, startDevServer, type DevServer } from '../adapters/temporal-server.js';
 import { PipelineError } from '../engine/errors.js';
+import { checkInput, checkLabels, LIMITS } from '../engine/limits.js';
 import type { CompiledPipeline, PipelineInput, PipelineResult, PipelineStatus } from '../engine/types.js';
 import { loadProjectRegistry } from '../adapters/project-plugins.js';
 import { HPO_WORKFLOW, hpoStatusQueryName, MONITOR_WORKFLOW, PIPELINE_WORKFLOW, statusQueryName, trackingWorkflowId } from '../workflows/names.js';
@@ -124,6 +125,7 @@ function parseLabels(labels: string[] | undefined): Record<string, string> {
     if (i <= 0) throw new UsageError(`--label expects key=value, got '${l}'.`);
     result[l.slice(0, i)] = l.slice(i + 1);
   }
+  checkLabels(result);
   return result;
 }
 
@@ -190,12 +192,13 @@ async function cmdRun(argv: string[], settings: Settings): Promise<number> {
   const [ref, ...overrides] = positionals;
   if (!ref) throw new UsageError('mlpipe run needs a pipeline name or path.');
   const compiled = await compile(settings, ref, overrides);
-  const maxParallel = values['max-parallel'] === undefined ? undefined : z.coerce.number().int().min(1).parse(values['max-parallel']);
+  const maxParallel = values['max-parallel'] === undefined ? undefined : z.coerce.number().int().min(1).max(LIMITS.maxParallel).parse(values['max-parallel']);
   const input: PipelineInput = { pipeline: ref, overrides };
   if (values['no-cache']) input.cache = false;
   if (maxParallel) input.maxParallel = maxParallel;
   const labels = parseLabels(values.label);
   if (Object.keys(labels).length) input.labels = labels;
+  checkInput(input); // what the worker would refuse, refused before anything starts
 
   const client = await connect(settings);
   const workflowId = values.id ?? `${compiled.name}-${randomUUID().slice(0, 8)}`;

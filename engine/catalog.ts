@@ -22,6 +22,8 @@ export interface PluginInfo {
   codeParams?: string[];
   /** How to pass values to this plugin's code instead. */
   codeHint?: string;
+  /** Top-level params that name local files or folders (confined to the project when set by an override). */
+  pathParams?: readonly string[];
 }
 
 export interface PluginCatalog {

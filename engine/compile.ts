@@ -10,6 +10,7 @@ import { parseDuration } from './duration.js';
 import { validateSpace } from './hpo.js';
 import { PipelineError, SpecError, SpecErrors, type ErrorCode, type Location } from './errors.js';
 import { forEachTemplate, lookup, parseTemplate, references, resolveDeep, type RefPath } from './expressions.js';
+import { LIMITS } from './limits.js';
 import { DEFAULT_MAX_PARALLEL, DEFAULT_TIMEOUT_MS, KNOWN_KEYS, pipelineSchema, type PipelineSpec, type StepSpec } from './spec.js';
 import { closest, didYouMean } from './suggest.js';
 import type { CompiledPipeline, CompiledStep, RetrySpec } from './types.js';
@@ -22,6 +23,11 @@ export interface CompileOptions {
   conf: ConfigFiles;
   catalog: PluginCatalog;
   overrides?: string[];
+  /**
+   * Checks a local path that an override put into a plugin's path param (or `monitor.current`):
+   * throws INPUT_INVALID when it leaves the project folder. Without it such paths are not checked.
+   */
+  confinePath?: (value: string, what: string) => void;
 }
 
 /** Runtime roots an expression may read, and what each offers. */
@@ -41,11 +47,24 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
     });
   }
   const parsed = pipelineSchema.safeParse(doc.value);
-  if (!parsed.success) throw new SpecErrors(schemaProblems(parsed.error, doc));
-  const spec: PipelineSpec = parsed.data;
+  let spec: PipelineSpec;
+  if (parsed.success) spec = parsed.data;
+  else {
+    // Unknown keys (typos) alone do not stop the compile: without them, the rest is checked too.
+    problems.push(...schemaProblems(parsed.error, doc));
+    const again = parsed.error.issues.every((i) => i.code === 'unrecognized_keys') ? pipelineSchema.safeParse(withoutKeys(doc.value, parsed.error)) : undefined;
+    if (!again?.success) throw new SpecErrors(problems);
+    spec = again.data;
+  }
   const stepIds = Object.keys(spec.steps);
   if (stepIds.length === 0) {
     throw new SpecError('SPEC_INVALID', 'The pipeline has no steps.', { where: at(['steps']), hint: 'Add at least one step under `steps:`.' });
+  }
+  if (stepIds.length > LIMITS.steps) {
+    throw new SpecError('SPEC_INVALID', `The pipeline has ${stepIds.length} steps; a pipeline has at most ${LIMITS.steps}.`, {
+      where: at(['steps']),
+      hint: 'Fan out inside a step (one step over many items), or split the pipeline.',
+    });
   }
 
   // Overrides: `params.*` go to pipeline params, the rest to the composed config.
@@ -59,7 +78,6 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
       problems.push(e as PipelineError);
     }
   });
-  if (problems.length) throw new SpecErrors(problems);
   const paramOverrides = parsedOverrides.filter(({ ov }) => ov.path[0] === 'params');
   const configOverrides = parsedOverrides.filter(({ ov }) => ov.path[0] !== 'params');
 
@@ -67,24 +85,73 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
   let config: Record<string, unknown> = {};
   let configChoices: Record<string, string> = {};
   let configSources: string[] = [];
+  /** Key paths (conf.* and params.*) that the run's overrides set (not the spec's own `config.overrides`). */
+  const fromRun = (index: number): boolean => index >= specOverrides.length;
+  const overridden: RefPath[] = paramOverrides.filter(({ index }) => fromRun(index)).map(({ ov }) => ov.path);
+  /** When the config could not be composed, references to conf.* are not checked (its problems are reported). */
+  let configOk = true;
   if (configName) {
-    const composed = composeConfig(
-      configName,
-      opts.conf,
-      configOverrides.map((o) => o.ov),
-      configOverrides.map((o) => o.index),
-    );
-    config = composed.config;
-    configChoices = composed.choices;
-    configSources = composed.sources;
+    try {
+      const composed = composeConfig(
+        configName,
+        opts.conf,
+        configOverrides.map((o) => o.ov),
+        configOverrides.map((o) => o.index),
+      );
+      config = composed.config;
+      configChoices = composed.choices;
+      configSources = composed.sources;
+      overridden.push(...composed.overridden.filter(({ index }) => fromRun(index)).map(({ path }) => ['conf', ...path]));
+    } catch (e) {
+      if (!(e instanceof PipelineError)) throw e;
+      problems.push(e);
+      configOk = false;
+    }
   } else if (configOverrides.length > 0) {
     const first = configOverrides[0]!;
-    throw new SpecError('OVERRIDE_UNKNOWN_KEY', `Override '${first.ov.text}' targets the config, but this pipeline has no \`config:\`.`, {
-      where: { file: '<overrides>', path: [first.index] },
-      hint: 'Override pipeline params with params.<name>=value, or add `config: <name>` to the pipeline.',
-    });
+    problems.push(
+      new SpecError('OVERRIDE_UNKNOWN_KEY', `Override '${first.ov.text}' targets the config, but this pipeline has no \`config:\`.`, {
+        where: { file: '<overrides>', path: [first.index] },
+        hint: 'Override pipeline params with params.<name>=value, or add `config: <name>` to the pipeline.',
+      }),
+    );
   }
-  const params = applyValueOverrides(spec.params ?? {}, paramOverrides, 'params', ['params']);
+  const params = applyValueOverrides(spec.params ?? {}, paramOverrides, 'params', ['params'], problems);
+  const has = (o: object, k: string): boolean => Object.hasOwn(o, k);
+
+  /**
+   * A local path whose value an override set (through the params or config its template reads)
+   * must stay inside the project, unless the pipeline lists that override in `overridablePaths`.
+   * Paths the pipeline author wrote may point anywhere.
+   */
+  const openPaths = new Set(spec.overridablePaths ?? []);
+  const confine = (template: unknown, value: unknown, what: string, path: (string | number)[]): void => {
+    if (!opts.confinePath || typeof value !== 'string' || value.includes('${')) return;
+    const keys = new Set<string>();
+    forEachTemplate(template, (text) => {
+      try {
+        for (const part of parseTemplate(text)) {
+          if (!('expr' in part)) continue;
+          for (const ref of references(part.expr)) {
+            for (const o of overridden) {
+              const n = Math.min(o.length, ref.length);
+              if (o.slice(0, n).every((k, i) => String(k) === String(ref[i]))) keys.add((o[0] === 'conf' ? o.slice(1) : o).join('.'));
+            }
+          }
+        }
+      } catch {
+        /* reported with the step's expressions */
+      }
+    });
+    const fromInput = [...keys].filter((k) => !openPaths.has(k));
+    if (fromInput.length === 0) return;
+    try {
+      opts.confinePath(value, `${what} (set by override ${fromInput.join(', ')})`);
+    } catch (e) {
+      if (!(e instanceof PipelineError)) throw e;
+      problems.push(new SpecError(e.code, e.message, { where: at(path), hint: `${e.hint ? `${e.hint} ` : ''}A pipeline lets an override name any file by listing it in overridablePaths.` }));
+    }
+  };
 
   // Plugins and needs.
   const needsOf: Record<string, string[]> = {};
@@ -105,11 +172,11 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
       const path = Array.isArray(step.needs) ? ['steps', id, 'needs', i] : ['steps', id, 'needs'];
       if (n === id) {
         problems.push(new SpecError('DAG_CYCLE', `Step '${id}' needs itself.`, { where: at(path), hint: 'Remove it from its own `needs`.' }));
-      } else if (!spec.steps[n]) {
+      } else if (!has(spec.steps, n)) {
         problems.push(
           new SpecError('DAG_MISSING_NEED', `Step '${id}' needs '${n}', which is not a step of this pipeline.${didYouMean(n, stepIds)}`, {
             where: at(path),
-            hint: `Steps: ${stepIds.join(', ')}.`,
+            hint: `Steps: ${listed(stepIds)}.`,
           }),
         );
       } else if (!needsOf[id]!.includes(n)) {
@@ -126,8 +193,7 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
       }),
     );
   }
-  if (problems.length) throw new SpecErrors(problems);
-
+  // Go on after DAG problems: `validate` reports every problem it can find in one pass.
   const ancestors = ancestorSets(stepIds, needsOf);
   const defaults = spec.stepDefaults ?? {};
   const steps: Record<string, CompiledStep> = {};
@@ -139,6 +205,10 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
   const staticWith: Record<string, Record<string, unknown>> = {};
   for (const id of stepIds) {
     const raw = spec.steps[id]!.with ?? {};
+    if (!configOk) {
+      staticWith[id] = raw;
+      continue;
+    }
     try {
       staticWith[id] = resolveDeep(raw, staticScope, isStatic) as Record<string, unknown>;
     } catch {
@@ -148,8 +218,14 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
   const outputsOf = (id: string): string[] | undefined => opts.catalog.get(spec.steps[id]!.uses)?.outputNames(staticWith[id]!);
 
   for (const id of stepIds) {
+    if (problems.length >= LIMITS.problems) {
+      // Enough to act on; looking further would only cost the worker time.
+      problems.push(new SpecError(problems[0]!.code, `Stopped looking after ${problems.length} problems.`, { where: { file: opts.file }, hint: 'Fix these and validate again.' }));
+      break;
+    }
     const step = spec.steps[id]!;
-    const plugin = opts.catalog.get(step.uses)!;
+    const plugin = opts.catalog.get(step.uses);
+    if (!plugin) continue; // reported above
     const stepPath = ['steps', id];
     const before = problems.length;
 
@@ -161,6 +237,7 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
           for (const part of parseTemplate(text)) {
             if (!('expr' in part)) continue;
             for (const ref of references(part.expr)) {
+              if (ref[0] === 'conf' && !configOk) continue;
               const problem = checkReference(ref, id, { params, config, spec, ancestors, outputsOf });
               if (problem) problems.push(new SpecError('EXPR_REFERENCE', `In '\${${part.source}}': ${problem.message}`, { where, hint: problem.hint }));
             }
@@ -175,6 +252,7 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
     checkTemplates(step.inputs ?? {}, [...stepPath, 'inputs']);
     if (typeof step.when === 'string') checkTemplates({ when: step.when }, stepPath);
     if (problems.length > before) continue;
+    if (!configOk && readsConf([step.with, step.when])) continue; // its values are unknown: the config's problems are reported
 
     // Resolve what is known now.
     let withResolved: Record<string, unknown>;
@@ -249,17 +327,47 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
     const cacheSpec = typeof step.cache === 'object' ? step.cache : undefined;
     for (const [i, path] of (cacheSpec?.ignore ?? []).entries()) {
       const head = path.split('.')[0]!;
-      if (!(head in withResolved)) {
+      if (!has(withResolved, head)) {
         problems.push(
           new SpecError('SPEC_INVALID', `Step '${id}': cache.ignore names '${path}', but '${head}' is not set in the step's with:.${didYouMean(head, Object.keys(withResolved))}`, {
             where: at([...stepPath, 'cache', 'ignore', i]),
-            hint: Object.keys(withResolved).length ? `Params set in with: ${Object.keys(withResolved).join(', ')}.` : 'The step sets no params in with:.',
+            hint: Object.keys(withResolved).length ? `Params set in with: ${listed(Object.keys(withResolved))}.` : 'The step sets no params in with:.',
           }),
         );
       }
     }
     const timeout = step.timeout ?? defaults.timeout;
     const heartbeat = step.heartbeat ?? defaults.heartbeat;
+    const timeoutMs = timeout === undefined ? DEFAULT_TIMEOUT_MS : parseDuration(timeout)!;
+    const heartbeatMs = heartbeat === undefined ? undefined : parseDuration(heartbeat);
+    // What Temporal would refuse when the workflow schedules the activity (its workflow task would then fail on every retry).
+    const from = (key: string, sub?: string): (string | number)[] => {
+      const own = sub ? (step.retry as Record<string, unknown> | undefined)?.[sub] !== undefined : (step as Record<string, unknown>)[key] !== undefined;
+      return [...(own ? stepPath : ['stepDefaults']), key, ...(sub ? [sub] : [])];
+    };
+    if (heartbeatMs !== undefined && heartbeatMs >= timeoutMs) {
+      problems.push(
+        new SpecError('SPEC_INVALID', `Step '${id}': heartbeat (${heartbeatMs} ms) must be shorter than the timeout (${timeoutMs} ms).`, {
+          where: at(from('heartbeat')),
+          hint: 'The heartbeat timeout says how fast a dead worker is noticed; make it a fraction of the step timeout.',
+        }),
+      );
+    }
+    const initialMs = retry.initialIntervalMs ?? 1000;
+    const maxMs = retry.maximumIntervalMs ?? 60_000;
+    if (maxMs < initialMs) {
+      problems.push(
+        new SpecError('SPEC_INVALID', `Step '${id}': retry.maximumInterval (${maxMs} ms${retry.maximumIntervalMs === undefined ? ', the default' : ''}) is shorter than retry.initialInterval (${initialMs} ms).`, {
+          where: at(from('retry', retry.maximumIntervalMs === undefined ? 'initialInterval' : 'maximumInterval')),
+          hint: 'Temporal refuses a retry policy whose maximum interval is below its initial interval; set both.',
+        }),
+      );
+    }
+    for (const name of plugin.pathParams ?? []) {
+      const raw = has(step.with ?? {}, name) ? step.with![name] : undefined;
+      const value = has(withResolved, name) ? withResolved[name] : undefined;
+      if (raw !== undefined) confine(raw, value, `step '${id}' param '${name}'`, [...stepPath, 'with', name]);
+    }
     steps[id] = dropUndefined({
       id,
       uses: step.uses,
@@ -272,8 +380,8 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
       when,
       ifNeedsSkipped: step.ifNeedsSkipped ?? 'skip',
       retry: dropUndefined(retry),
-      timeoutMs: timeout === undefined ? DEFAULT_TIMEOUT_MS : parseDuration(timeout)!,
-      heartbeatMs: heartbeat === undefined ? undefined : parseDuration(heartbeat),
+      timeoutMs,
+      heartbeatMs,
       cache: (typeof step.cache === 'boolean' ? step.cache : cacheSpec?.enabled) ?? defaults.cache ?? plugin.cacheable,
       cacheIgnore: cacheSpec?.ignore,
       taskQueue: step.taskQueue ?? defaults.taskQueue,
@@ -283,9 +391,9 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
   }
   /** A section that names a step's output (`section` is its key path): the step and the output must exist. */
   const checkStepOutput = (section: string[], step: string, output: string): void => {
-    const target = steps[step];
+    const target = has(steps, step) ? steps[step] : undefined;
     if (!target) {
-      problems.push(new SpecError('SPEC_INVALID', `${section.join('.')}.step: there is no step '${step}'.${didYouMean(step, stepIds)}`, { where: at([...section, 'step']), hint: `Steps: ${stepIds.join(', ')}.` }));
+      problems.push(new SpecError('SPEC_INVALID', `${section.join('.')}.step: there is no step '${step}'.${didYouMean(step, stepIds)}`, { where: at([...section, 'step']), hint: `Steps: ${listed(stepIds)}.` }));
       return;
     }
     const declared = opts.catalog.get(target.uses)?.outputNames(staticWith[step] ?? {});
@@ -304,6 +412,7 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
       if (typeof current !== 'string' || current.includes('${')) {
         problems.push(new SpecError('SPEC_INVALID', 'monitor.current must be known before the run starts (params and config only).', { where: at(['monitor', 'current']) }));
       } else {
+        if (!current.startsWith('predictions:')) confine(m.current, current, 'monitor.current', ['monitor', 'current']);
         monitor = { current, ...(m.window ? { windowMs: parseDuration(m.window)! } : {}), reference: dropUndefined({ step: m.reference.step, output: m.reference.output, model: m.reference.model }), drift: m.drift, retrain: m.retrain, ...(m.alert ? { alert: m.alert } : {}) };
       }
     } catch (e) {
@@ -318,7 +427,7 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
   }
   if (problems.length) throw new SpecErrors(problems);
 
-  return dropUndefined({
+  const compiled: CompiledPipeline = dropUndefined({
     hpo: spec.hpo,
     monitor,
     name: spec.name,
@@ -339,6 +448,43 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
       ...(register ? { registerModel: { name: register.name, step: register.step, output: register.output, aliases: register.aliases } } : {}),
     },
   });
+  const bytes = new TextEncoder().encode(JSON.stringify(compiled)).length;
+  if (bytes > LIMITS.compiledBytes) {
+    throw new SpecError('SPEC_INVALID', `The compiled pipeline is ${bytes} bytes; it travels through Temporal's history as one payload, limited here to ${LIMITS.compiledBytes}.`, {
+      where: { file: opts.file },
+      hint: 'Keep large values (lists of items, inline data) in data files and pass their paths.',
+    });
+  }
+  return compiled;
+}
+
+/** A copy of `value` without the keys zod reported as unrecognized. */
+function withoutKeys(value: unknown, error: ZodError): unknown {
+  const copy = structuredClone(value);
+  for (const issue of error.issues) {
+    if (issue.code !== 'unrecognized_keys') continue;
+    const owner = lookup(copy, issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p)));
+    if (owner !== null && typeof owner === 'object') for (const k of issue.keys) delete (owner as Record<string, unknown>)[k];
+  }
+  return copy;
+}
+
+/** Whether any template in these values reads conf.*. */
+function readsConf(values: unknown[]): boolean {
+  let found = false;
+  forEachTemplate(values, (text) => {
+    try {
+      for (const part of parseTemplate(text)) if ('expr' in part && references(part.expr).some((r) => r[0] === 'conf')) found = true;
+    } catch {
+      /* reported elsewhere */
+    }
+  });
+  return found;
+}
+
+/** Names for a hint: the first 20, then how many more. */
+function listed(names: readonly string[]): string {
+  return names.length <= 20 ? names.join(', ') : `${names.slice(0, 20).join(', ')} and ${names.length - 20} more`;
 }
 
 function dropUndefined<T extends object>(o: T): T {
@@ -396,7 +542,7 @@ function checkReference(
     params: Record<string, unknown>;
     config: Record<string, unknown>;
     spec: PipelineSpec;
-    ancestors: Record<string, Set<string>>;
+    ancestors: Map<string, Set<string>>;
     outputsOf: (id: string) => string[] | undefined;
   },
 ): { message: string; hint?: string } | undefined {
@@ -407,7 +553,7 @@ function checkReference(
       if (rest.length && lookup(ctx.params, rest) === undefined) {
         return {
           message: `the pipeline has no param '${dotted}'.${didYouMean(dotted, keyPaths(ctx.params))}`,
-          hint: Object.keys(ctx.params).length ? `Params: ${Object.keys(ctx.params).join(', ')}.` : 'Declare it under `params:`.',
+          hint: Object.keys(ctx.params).length ? `Params: ${listed(Object.keys(ctx.params))}.` : 'Declare it under `params:`.',
         };
       }
       return undefined;
@@ -427,11 +573,11 @@ function checkReference(
     case 'steps': {
       const [target, field, output] = rest.map(String);
       if (!target) return { message: "write steps.<step>.outputs.<name> or steps.<step>.status", hint: undefined };
-      const targetSpec: StepSpec | undefined = ctx.spec.steps[target];
+      const targetSpec: StepSpec | undefined = Object.hasOwn(ctx.spec.steps, target) ? ctx.spec.steps[target] : undefined;
       if (!targetSpec) {
         return { message: `there is no step '${target}'.${didYouMean(target, Object.keys(ctx.spec.steps))}` };
       }
-      if (!ctx.ancestors[stepId]!.has(target)) {
+      if (!ctx.ancestors.get(stepId)!.has(target)) {
         return {
           message: `step '${stepId}' reads step '${target}' but does not need it, so '${target}' may not have run yet.`,
           hint: `Add '${target}' to the needs of '${stepId}'.`,
@@ -462,28 +608,28 @@ function checkReference(
 
 /** A cycle as a list of step ids (first repeated at the end), or undefined. Deterministic. */
 export function findCycle(ids: string[], needsOf: Record<string, string[]>): string[] | undefined {
-  const color: Record<string, 0 | 1 | 2> = {};
+  const color = new Map<string, 1 | 2>();
   const stack: string[] = [];
   const visit = (id: string): string[] | undefined => {
-    color[id] = 1;
+    color.set(id, 1);
     stack.push(id);
-    for (const n of needsOf[id] ?? []) {
-      if (color[n] === 1) {
+    for (const n of Object.hasOwn(needsOf, id) ? needsOf[id]! : []) {
+      if (color.get(n) === 1) {
         const cyc = stack.slice(stack.indexOf(n));
         // Present the cycle in dependency order: a -> b means b needs a.
         return [...cyc, n].reverse();
       }
-      if (!color[n]) {
+      if (!color.has(n)) {
         const found = visit(n);
         if (found) return found;
       }
     }
     stack.pop();
-    color[id] = 2;
+    color.set(id, 2);
     return undefined;
   };
   for (const id of ids) {
-    if (!color[id]) {
+    if (!color.has(id)) {
       const found = visit(id);
       if (found) return found;
     }
@@ -491,13 +637,14 @@ export function findCycle(ids: string[], needsOf: Record<string, string[]>): str
   return undefined;
 }
 
-function ancestorSets(ids: string[], needsOf: Record<string, string[]>): Record<string, Set<string>> {
-  const memo: Record<string, Set<string>> = {};
+function ancestorSets(ids: string[], needsOf: Record<string, string[]>): Map<string, Set<string>> {
+  const memo = new Map<string, Set<string>>();
   const get = (id: string): Set<string> => {
-    if (memo[id]) return memo[id];
+    const known = memo.get(id);
+    if (known) return known;
     const s = new Set<string>();
-    memo[id] = s;
-    for (const n of needsOf[id] ?? []) {
+    memo.set(id, s);
+    for (const n of Object.hasOwn(needsOf, id) ? needsOf[id]! : []) {
       s.add(n);
       for (const a of get(n)) s.add(a);
     }

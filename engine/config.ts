@@ -22,6 +22,7 @@
  */
 import { parse as parseYamlValue } from 'yaml';
 import { ConfigError, PipelineError, SpecErrors } from './errors.js';
+import { checkTree, LIMITS, shown } from './limits.js';
 import { didYouMean } from './suggest.js';
 import { parseYaml } from './yaml-doc.js';
 
@@ -42,6 +43,19 @@ export interface ComposedConfig {
   choices: Record<string, string>;
   /** Files merged, in order. */
   sources: string[];
+  /** Key paths set or deleted by value overrides (not group selections), with the override's index. */
+  overridden: { path: string[]; index: number }[];
+}
+
+/** Config option names (and `config:` names): no separators or dot segments, so a name stays a file in its group. */
+export const OPTION_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+
+function checkOption(ov: Override, option: string, index: number): ConfigError | undefined {
+  if (OPTION_NAME.test(option) && !option.includes('..') && option.length <= 128) return undefined;
+  return new ConfigError('INPUT_INVALID', `Override '${shown(ov.text)}': '${shown(option)}' is not a config option name.`, {
+    where: { file: '<overrides>', path: [index] },
+    hint: 'Options are file names in the group folder (letters, digits, _ . -), without paths.',
+  });
 }
 
 const KEY = /^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$/;
@@ -56,25 +70,31 @@ export function parseOverride(text: string, index = 0): Override {
   const key = m?.[2]?.trim() ?? '';
   const raw = m?.[3];
   if (!m || !KEY.test(key)) {
-    throw new ConfigError('OVERRIDE_MALFORMED', `Override '${text}' is malformed: '${key}' is not a key path.`, {
+    throw new ConfigError('OVERRIDE_MALFORMED', `Override '${shown(text)}' is malformed: '${shown(key)}' is not a key path.`, {
       where,
       hint: OVERRIDE_HELP,
     });
   }
   const path = key.split('.');
+  if (path.includes('__proto__')) {
+    throw new ConfigError('OVERRIDE_MALFORMED', `Override '${shown(text)}': '__proto__' cannot be a key.`, { where, hint: OVERRIDE_HELP });
+  }
   if (prefix === '~') return { kind: 'delete', key, path, text };
   if (raw === undefined) {
     throw new ConfigError('OVERRIDE_MALFORMED', `Override '${text}' has no '=value'.`, { where, hint: OVERRIDE_HELP });
   }
   let value: unknown;
   try {
-    value = raw.trim() === '' ? '' : parseYamlValue(raw);
+    value = raw.trim() === '' ? '' : parseYamlValue(raw, { maxAliasCount: LIMITS.yamlAliases });
   } catch (e) {
-    throw new ConfigError('OVERRIDE_MALFORMED', `Override '${text}': the value '${raw}' is not valid YAML (${(e as Error).message.split('\n')[0]}).`, {
+    throw new ConfigError('OVERRIDE_MALFORMED', `Override '${shown(text)}': the value '${shown(raw)}' is not valid YAML (${(e as Error).message.split('\n')[0]}).`, {
       where,
       hint: "Quote values with special characters, e.g. key='a: b'; write lists as [1, 2].",
     });
   }
+  let bad: string | undefined;
+  checkTree(value, (p, message) => (bad ??= `${p.length ? `'${p.join('.')}' ` : ''}${message}`));
+  if (bad) throw new ConfigError('OVERRIDE_MALFORMED', `Override '${shown(text)}': its value ${bad}`, { where, hint: OVERRIDE_HELP });
   return { kind: prefix === '++' ? 'upsert' : prefix === '+' ? 'add' : 'set', key, path, value, text };
 }
 
@@ -94,7 +114,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 export function deepMerge(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = { ...base };
   for (const [k, v] of Object.entries(over)) {
-    const b = out[k];
+    const b = Object.hasOwn(out, k) ? out[k] : undefined;
     out[k] = isPlainObject(b) && isPlainObject(v) ? deepMerge(b, v) : v;
   }
   return out;
@@ -112,21 +132,28 @@ function nest(path: string[], value: Record<string, unknown>): Record<string, un
   return path.reduceRight<Record<string, unknown>>((acc, k) => ({ [k]: acc }), value);
 }
 
-/** All dotted leaf-ish key paths of an object, for "did you mean". */
+const keyPathCache = new WeakMap<object, string[]>();
+
+/** All dotted leaf-ish key paths of an object, for "did you mean" (remembered per object: suggestions for many problems stay cheap). */
 export function keyPaths(obj: unknown, prefix = ''): string[] {
   if (!isPlainObject(obj)) return [];
+  if (prefix === '') {
+    const known = keyPathCache.get(obj);
+    if (known) return known;
+  }
   const out: string[] = [];
   for (const [k, v] of Object.entries(obj)) {
     const p = prefix ? `${prefix}.${k}` : k;
     out.push(p, ...keyPaths(v, p));
   }
+  if (prefix === '') keyPathCache.set(obj, out);
   return out;
 }
 
 function getPath(obj: Record<string, unknown>, path: string[]): { found: boolean; value?: unknown } {
   let cur: unknown = obj;
   for (const k of path) {
-    if (!isPlainObject(cur) || !(k in cur)) return { found: false };
+    if (!isPlainObject(cur) || !Object.hasOwn(cur, k)) return { found: false };
     cur = cur[k];
   }
   return { found: true, value: cur };
@@ -135,13 +162,13 @@ function getPath(obj: Record<string, unknown>, path: string[]): { found: boolean
 function setPath(obj: Record<string, unknown>, path: string[], value: unknown): Record<string, unknown> {
   const [head, ...rest] = path;
   if (head === undefined) return obj;
-  const child = obj[head];
+  const child = Object.hasOwn(obj, head) ? obj[head] : undefined;
   return { ...obj, [head]: rest.length === 0 ? value : setPath(isPlainObject(child) ? child : {}, rest, value) };
 }
 
 function deletePath(obj: Record<string, unknown>, path: string[]): Record<string, unknown> {
   const [head, ...rest] = path;
-  if (head === undefined || !(head in obj)) return obj;
+  if (head === undefined || !Object.hasOwn(obj, head)) return obj;
   if (rest.length === 0) {
     const { [head]: _removed, ...others } = obj;
     return others;
@@ -159,35 +186,44 @@ export function applyValueOverrides(
   overrides: { ov: Override; index: number }[],
   label: string,
   prefix: string[] = [],
+  problems?: PipelineError[],
 ): Record<string, unknown> {
   let out = target;
   for (const { ov, index } of overrides) {
-    const path = ov.path.slice(prefix.length);
-    const where = { file: '<overrides>', path: [index] };
-    const existing = getPath(out, path);
-    if (ov.kind === 'set' && !existing.found) {
-      const suggestion = didYouMean(path.join('.'), keyPaths(out));
-      throw new ConfigError('OVERRIDE_UNKNOWN_KEY', `Override '${ov.text}': ${label} has no key '${path.join('.')}'.${suggestion}`, {
-        where,
-        hint: `To add a new key, write +${ov.key}=... ; to see the ${label}, run 'mlpipe validate <pipeline> --show-config'.`,
-      });
-    }
-    if (ov.kind === 'add' && existing.found) {
-      throw new ConfigError('OVERRIDE_KEY_EXISTS', `Override '${ov.text}': ${label} already has '${path.join('.')}' (= ${JSON.stringify(existing.value)}).`, {
-        where,
-        hint: `To change it write ${ov.key}=... (no '+'); ++${ov.key}=... sets or adds.`,
-      });
-    }
-    if (ov.kind === 'delete') {
-      if (!existing.found) {
-        throw new ConfigError('OVERRIDE_UNKNOWN_KEY', `Override '${ov.text}': ${label} has no key '${path.join('.')}' to delete.${didYouMean(path.join('.'), keyPaths(out))}`, { where });
-      }
-      out = deletePath(out, path);
-    } else {
-      out = setPath(out, path, ov.value);
+    try {
+      out = applyOne(out, ov, index, label, prefix);
+    } catch (e) {
+      if (!problems || !(e instanceof PipelineError)) throw e;
+      problems.push(e);
     }
   }
   return out;
+}
+
+function applyOne(target: Record<string, unknown>, ov: Override, index: number, label: string, prefix: string[]): Record<string, unknown> {
+  const path = ov.path.slice(prefix.length);
+  const where = { file: '<overrides>', path: [index] };
+  const existing = getPath(target, path);
+  if (ov.kind === 'set' && !existing.found) {
+    const suggestion = didYouMean(path.join('.'), keyPaths(target));
+    throw new ConfigError('OVERRIDE_UNKNOWN_KEY', `Override '${ov.text}': ${label} has no key '${path.join('.')}'.${suggestion}`, {
+      where,
+      hint: `To add a new key, write +${ov.key}=... ; to see the ${label}, run 'mlpipe validate <pipeline> --show-config'.`,
+    });
+  }
+  if (ov.kind === 'add' && existing.found) {
+    throw new ConfigError('OVERRIDE_KEY_EXISTS', `Override '${ov.text}': ${label} already has '${path.join('.')}' (= ${JSON.stringify(existing.value)}).`, {
+      where,
+      hint: `To change it write ${ov.key}=... (no '+'); ++${ov.key}=... sets or adds.`,
+    });
+  }
+  if (ov.kind === 'delete') {
+    if (!existing.found) {
+      throw new ConfigError('OVERRIDE_UNKNOWN_KEY', `Override '${ov.text}': ${label} has no key '${path.join('.')}' to delete.${didYouMean(path.join('.'), keyPaths(target))}`, { where });
+    }
+    return deletePath(target, path);
+  }
+  return setPath(target, path, ov.value);
 }
 
 function readDefaults(raw: unknown, file: string, locate: (p: (string | number)[]) => object): DefaultEntry[] {
@@ -242,18 +278,26 @@ export function composeConfig(name: string, files: ConfigFiles, overrides: Overr
   // Group selections from overrides.
   const groupNames = new Set(defaults.filter((d) => d.group).map((d) => d.group!));
   const valueOverrides: { ov: Override; index: number }[] = [];
+  const problems: PipelineError[] = [];
   overrides.forEach((ov, i) => {
     const index = overrideIndex[i] ?? i;
     const isGroupDir = files.list(`${root}${ov.key}`).length > 0;
     if ((ov.kind === 'set' || ov.kind === 'upsert') && groupNames.has(ov.key)) {
       if (typeof ov.value !== 'string' && ov.value !== null) {
-        throw new ConfigError('OVERRIDE_MALFORMED', `Override '${ov.text}': '${ov.key}' is a config group; its value must be an option name.`, {
-          where: { file: '<overrides>', path: [index] },
-          hint: `Options: ${optionsOf(files, root, ov.key).join(', ')}.`,
-        });
+        problems.push(
+          new ConfigError('OVERRIDE_MALFORMED', `Override '${shown(ov.text)}': '${ov.key}' is a config group; its value must be an option name.`, {
+            where: { file: '<overrides>', path: [index] },
+            hint: `Options: ${optionsOf(files, root, ov.key).join(', ')}.`,
+          }),
+        );
+        return;
       }
+      const bad = typeof ov.value === 'string' ? checkOption(ov, ov.value, index) : undefined;
+      if (bad) return void problems.push(bad);
       for (const d of defaults) if (d.group === ov.key) d.option = ov.value as string | null;
     } else if ((ov.kind === 'add' || ov.kind === 'upsert') && !ov.key.includes('.') && isGroupDir && typeof ov.value === 'string') {
+      const bad = checkOption(ov, ov.value, index);
+      if (bad) return void problems.push(bad);
       defaults.splice(defaults.findIndex((d) => d.self), 0, { group: ov.key, option: ov.value });
       groupNames.add(ov.key);
     } else if (ov.kind === 'delete' && groupNames.has(ov.key)) {
@@ -266,7 +310,6 @@ export function composeConfig(name: string, files: ConfigFiles, overrides: Overr
   let config: Record<string, unknown> = {};
   const sources: string[] = [];
   const choices: Record<string, string> = {};
-  const problems: PipelineError[] = [];
   for (const d of defaults) {
     if (d.self) {
       config = deepMerge(config, own);
@@ -306,11 +349,10 @@ export function composeConfig(name: string, files: ConfigFiles, overrides: Overr
     sources.push(f.file);
     if (d.group) choices[d.group] = d.option!;
   }
+  config = applyValueOverrides(config, valueOverrides, 'config', [], problems);
   if (problems.length === 1) throw problems[0]!;
   if (problems.length > 1) throw new SpecErrors(problems);
-
-  config = applyValueOverrides(config, valueOverrides, 'config');
-  return { config, choices, sources };
+  return { config, choices, sources, overridden: valueOverrides.map(({ ov, index }) => ({ path: ov.path, index })) };
 }
 
 function optionsOf(files: ConfigFiles, root: string, group: string): string[] {

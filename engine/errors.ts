@@ -116,9 +116,14 @@ export class DataError extends PipelineError {}
 /** Several problems found in one pass (validation reports all it can, not just the first). */
 export class SpecErrors extends PipelineError {
   readonly problems: PipelineError[];
-  constructor(problems: PipelineError[]) {
+  constructor(list: PipelineError[]) {
+    // Nested aggregates (a config's problems inside a pipeline's) are listed flat.
+    const problems = list.flatMap((p) => (p instanceof SpecErrors ? p.problems : [p]));
     const first = problems[0];
-    super(first?.code ?? 'SPEC_INVALID', problems.map((p) => p.format()).join('\n\n'), {
+    // The message travels in the run's failure: the first 100 in full, then a count.
+    const shown = problems.slice(0, 100).map((p) => p.format());
+    if (problems.length > 100) shown.push(`… and ${problems.length - 100} more.`);
+    super(first?.code ?? 'SPEC_INVALID', shown.join('\n\n'), {
       where: first?.where,
     });
     this.problems = problems;

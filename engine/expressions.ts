@@ -210,11 +210,14 @@ export function references(e: Expr, out: RefPath[] = []): RefPath[] {
 
 export type Scope = Record<string, unknown>;
 
-/** Looks a path up in a scope; undefined when any part is missing. */
+/**
+ * Looks a path up in a scope; undefined when any part is missing. Own properties only: `toString`,
+ * `constructor` or `__proto__` are names like any other, never what every object inherits.
+ */
 export function lookup(scope: unknown, path: RefPath): unknown {
   let cur: unknown = scope;
   for (const key of path) {
-    if (cur === null || cur === undefined || typeof cur !== 'object') return undefined;
+    if (cur === null || cur === undefined || typeof cur !== 'object' || !Object.hasOwn(cur, key)) return undefined;
     cur = (cur as Record<string | number, unknown>)[key];
   }
   return cur;

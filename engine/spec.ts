@@ -7,20 +7,25 @@ import { driftParams } from './drift/params.js';
 import { hpoSchema } from './hpo.js';
 import { DURATION_HELP, parseDuration } from './duration.js';
 import { ENV_NAME } from './secrets.js';
+import { LIMITS } from './limits.js';
 
 export const STEP_ID = /^[A-Za-z_][A-Za-z0-9_-]*$/;
 
-const duration = z.union([z.string(), z.number()]).refine((v) => parseDuration(v) !== undefined, {
-  message: `must be ${DURATION_HELP}`,
+const YEARS = Math.floor(LIMITS.durationMs / (365.25 * 86_400_000));
+/** Any duration Temporal accepts: 0 up to its maximum (about 292 years). */
+const duration = z.union([z.string(), z.number()]).refine((v) => (parseDuration(v) ?? Infinity) <= LIMITS.durationMs, {
+  message: `must be ${DURATION_HELP}, at most ${YEARS} years (Temporal's limit)`,
 });
+/** Timeouts: a zero timeout would make Temporal refuse the activity (and retry the workflow task forever). */
+const positiveDuration = duration.refine((v) => (parseDuration(v) ?? 0) > 0, { message: 'must be more than 0' });
 
 const expressionOrBool = z.union([z.boolean(), z.string()]);
 
 export const retrySchema = z
   .object({
-    maximumAttempts: z.number().int().min(1).optional(),
+    maximumAttempts: z.number().int().min(1).max(LIMITS.maximumAttempts).optional(),
     initialInterval: duration.optional(),
-    backoffCoefficient: z.number().min(1).optional(),
+    backoffCoefficient: z.number().min(1).max(LIMITS.backoffCoefficient).optional(),
     maximumInterval: duration.optional(),
     nonRetryableErrorTypes: z.array(z.string()).optional(),
   })
@@ -44,8 +49,8 @@ export const stepSchema = z
     when: expressionOrBool.optional(),
     ifNeedsSkipped: z.enum(['skip', 'run']).optional(),
     retry: retrySchema.optional(),
-    timeout: duration.optional(),
-    heartbeat: duration.optional(),
+    timeout: positiveDuration.optional(),
+    heartbeat: positiveDuration.optional(),
     cache: z.union([z.boolean(), stepCacheSchema]).optional(),
     taskQueue: z.string().min(1).optional(),
     /** Worker environment variables the step's processes may see (by default they see none of its credentials). */
@@ -56,8 +61,8 @@ export const stepSchema = z
 export const stepDefaultsSchema = z
   .object({
     retry: retrySchema.optional(),
-    timeout: duration.optional(),
-    heartbeat: duration.optional(),
+    timeout: positiveDuration.optional(),
+    heartbeat: positiveDuration.optional(),
     cache: z.boolean().optional(),
     taskQueue: z.string().min(1).optional(),
   })
@@ -123,7 +128,12 @@ export const pipelineSchema = z
       .union([z.string().min(1), z.object({ name: z.string().min(1), overrides: z.array(z.string()).optional() }).strict()])
       .optional(),
     params: z.record(z.string(), z.unknown()).optional(),
-    maxParallel: z.number().int().min(1).max(2000).optional(),
+    /**
+     * Override keys (params.data, dataset.path) whose values may name files anywhere on the worker
+     * when they reach a plugin's path param. Other overrides that do must stay inside the project.
+     */
+    overridablePaths: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$/, 'an override key such as params.data')).optional(),
+    maxParallel: z.number().int().min(1).max(LIMITS.maxParallel).optional(),
     cache: z.boolean().optional(),
     stepDefaults: stepDefaultsSchema.optional(),
     tracking: trackingSchema.optional(),

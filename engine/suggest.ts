@@ -16,12 +16,23 @@ export function editDistance(a: string, b: string): number {
   return prev[b.length]!;
 }
 
+/** Names longer than this get no suggestion, and at most this many candidates are compared: the work stays bounded. */
+const MAX_NAME = 100;
+const MAX_CANDIDATES = 1000;
+
 /** The closest candidate, if it is close enough to be a plausible typo. */
 export function closest(name: string, candidates: Iterable<string>): string | undefined {
+  if (name.length > MAX_NAME) return undefined;
+  const lower = name.toLowerCase();
   let best: string | undefined;
   let bestScore = Infinity;
+  let seen = 0;
   for (const c of candidates) {
-    const d = editDistance(name.toLowerCase(), c.toLowerCase());
+    if (++seen > MAX_CANDIDATES) break;
+    const limit = Math.max(2, Math.floor(Math.max(name.length, c.length) / 3));
+    // The distance is at least the difference in length: skip what cannot be close enough.
+    if (Math.abs(c.length - name.length) > Math.min(limit, bestScore)) continue;
+    const d = editDistance(lower, c.toLowerCase());
     if (d < bestScore) {
       best = c;
       bestScore = d;

@@ -3,6 +3,7 @@
  */
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { SpecError, SpecErrors, type Location } from './errors.js';
+import { checkTree, LIMITS } from './limits.js';
 
 export interface SourceDoc {
   file: string;
@@ -11,9 +12,24 @@ export interface SourceDoc {
   locate(path: readonly (string | number)[]): Location;
 }
 
+/**
+ * Parses one YAML document within the limits (engine/limits.ts): file size, alias expansion, nesting
+ * depth, no `__proto__` keys. Every problem is a SPEC_YAML / SPEC_INVALID error with its position.
+ */
 export function parseYaml(file: string, text: string): SourceDoc {
+  if (text.length > LIMITS.fileBytes) {
+    throw new SpecError('SPEC_INVALID', `${file} has ${text.length} characters; pipeline and config files are limited to ${LIMITS.fileBytes} bytes.`, {
+      where: { file },
+      hint: 'Keep data out of the spec: put it in a data file and pass its path.',
+    });
+  }
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  let doc: Document;
+  try {
+    doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  } catch (e) {
+    throw tooComplex(file, e);
+  }
   if (doc.errors.length > 0) {
     throw new SpecErrors(
       doc.errors.map((e) => {
@@ -25,17 +41,40 @@ export function parseYaml(file: string, text: string): SourceDoc {
       }),
     );
   }
-  const value: unknown = doc.toJS({ maxAliasCount: 100 });
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: LIMITS.yamlAliases });
+  } catch (e) {
+    throw tooComplex(file, e);
+  }
+  const locate = (path: readonly (string | number)[]): Location => {
+    const offset = findOffset(doc, path);
+    if (offset === undefined) return { file, path: [...path] };
+    const pos = lineCounter.linePos(offset);
+    return { file, line: pos.line, column: pos.col, path: [...path] };
+  };
+  const problems: SpecError[] = [];
+  checkTree(value, (path, message) => problems.push(new SpecError('SPEC_INVALID', `'${path.join('.')}' ${message}`, { where: locate(path), hint: TREE_HINT })));
+  if (problems.length) throw new SpecErrors(problems);
   return {
     file,
     value,
-    locate(path) {
-      const offset = findOffset(doc, path);
-      if (offset === undefined) return { file, path: [...path] };
-      const pos = lineCounter.linePos(offset);
-      return { file, line: pos.line, column: pos.col, path: [...path] };
-    },
+    locate,
   };
+}
+
+const TREE_HINT = `Files nest at most ${LIMITS.depth} levels, and '__proto__' cannot be a key.`;
+
+/** A document that would exhaust the worker: too many aliases expanded, or nesting the parser cannot follow. */
+function tooComplex(file: string, e: unknown): SpecError {
+  const alias = e instanceof ReferenceError && /alias/i.test(e.message);
+  if (alias || e instanceof RangeError) {
+    return new SpecError('SPEC_YAML', alias ? `${file} expands more than ${LIMITS.yamlAliases} YAML aliases.` : `${file} is nested too deeply to parse.`, {
+      where: { file },
+      hint: alias ? 'Use fewer aliases (*name); a file that multiplies them is refused.' : `Files nest at most ${LIMITS.depth} levels.`,
+    });
+  }
+  return new SpecError('SPEC_YAML', `${file} could not be parsed: ${(e as Error).message}`, { where: { file } });
 }
 
 function findOffset(doc: Document, path: readonly (string | number)[]): number | undefined {

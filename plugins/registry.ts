@@ -46,6 +46,7 @@ export function createRegistry(plugins: AnyPlugin[]): Registry {
     cacheable: p.cacheable ?? true,
     codeParams: p.codeParams ?? [],
     codeHint: p.codeHint,
+    pathParams: p.pathParams ?? [],
     outputNames: (params) => {
       const kinds = outputKinds(p, params);
       return kinds ? Object.keys(kinds) : undefined;

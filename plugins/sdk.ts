@@ -88,6 +88,11 @@ export interface PluginDefinition<P extends z.ZodType = z.ZodType, O extends str
    */
   codeParams?: string[];
   codeHint?: string;
+  /**
+   * Top-level params that name local files or folders. When a run's overrides set one, the value
+   * must stay inside the project folder (unless the pipeline lists the override in `overridablePaths`).
+   */
+  pathParams?: string[];
   run(ctx: StepContext, params: z.infer<P>, inputs: Record<string, unknown>): Promise<Record<string, unknown>>;
 }
 

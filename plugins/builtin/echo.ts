@@ -11,6 +11,7 @@ export const echo = definePlugin({
   name: 'util.echo',
   version: '1',
   description: 'Returns `values` as outputs; optional sleepMs and journal file. No side effects.',
+  pathParams: ['journal'],
   params: z
     .object({
       values: z.record(z.string(), z.unknown()).default({}),

@@ -24,6 +24,7 @@ export const fetchFile = definePlugin({
   name: 'util.fetch',
   version: '1',
   description: 'Copies a local file or an http(s) URL into the artifact store; outputs `file`.',
+  pathParams: ['source'],
   params: z
     .object({
       source: z.string().min(1),

@@ -11,6 +11,7 @@ export const flaky = definePlugin({
   name: 'util.flaky',
   version: '1',
   description: 'Fails until attempt `succeedOnAttempt` (always, when omitted); for retry demos and tests.',
+  pathParams: ['journal'],
   params: z
     .object({
       succeedOnAttempt: z.number().int().min(1).optional(),

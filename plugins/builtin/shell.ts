@@ -47,6 +47,7 @@ export const shell = definePlugin({
     'Write $${ for a literal ${.',
   outputs: (p) => ({ exitCode: 'json', stdout: 'json', ...Object.fromEntries(Object.keys(p.artifacts).map((k) => [k, 'artifact' as const])) }),
   cacheable: false,
+  pathParams: ['cwd'],
   async run(ctx, p) {
     const cwd = resolve(ctx.projectDir, p.cwd ?? '.');
     const vars = Object.fromEntries(Object.entries(p.env).map(([k, v]) => [k, String(v)]));

@@ -11,6 +11,7 @@ export const sleep = definePlugin({
   name: 'util.sleep',
   version: '1',
   description: 'Sleeps for ticks x tickMs, checkpointing after every tick and resuming from the last checkpoint on retry.',
+  pathParams: ['journal'],
   params: z
     .object({
       ticks: z.number().int().min(1),

@@ -85,6 +85,7 @@ export const ingestFile = definePlugin({
   name: 'ingest.file',
   version: '1',
   description: 'Reads CSV / Parquet / JSON lines (path or `source` artifact) into a Parquet dataset; reports malformed rows.',
+  pathParams: ['path'],
   params,
   inputs: (p): Record<string, IoKind> => (p.path ? {} : { source: 'artifact' }),
   outputs: { dataset: 'dataset', rows: 'json', columns: 'json', badRows: 'json' },

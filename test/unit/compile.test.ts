@@ -130,3 +130,172 @@ describe('compilePipeline', () => {
     expect(problems('name: x\nsteps:\n  r: { uses: util.read }\n')[0]).toMatchObject({ code: 'PLUGIN_INPUT', path: 'steps.r' });
   });
 });
+
+describe('compilePipeline reports every problem in one pass', () => {
+  it('lists DAG, expression, plugin and params problems together, each with its line', () => {
+    const list = problems(
+      [
+        'name: x',
+        'steps:',
+        '  a: { uses: util.ecko }',
+        '  b: { uses: util.echo, needs: [c, nope] }',
+        '  c: { uses: util.echo, needs: b }',
+        '  d:',
+        '    uses: util.sleep',
+        '    with: { ticks: -1, tickMs: "${params.missing}" }',
+        '',
+      ].join('\n'),
+    );
+    expect(list.map((p) => [p.code, p.line])).toEqual([
+      ['PLUGIN_UNKNOWN', 3],
+      ['DAG_MISSING_NEED', 4],
+      ['DAG_CYCLE', 4],
+      ['EXPR_REFERENCE', 8],
+    ]);
+    const params = problems('name: x\nsteps:\n  a: { uses: util.echo, needs: zz }\n  d:\n    uses: util.sleep\n    with: { ticks: -1 }\n');
+    expect(params.map((p) => p.code)).toEqual(['DAG_MISSING_NEED', 'PLUGIN_PARAMS']);
+  });
+
+  it('lists every bad override and config problem, not just the first', () => {
+    const list = problems(GOOD, ['lr 0.1', 'model.hiden=1', 'params.nope=1', 'epochz=2']);
+    expect(list.map((p) => p.code).sort()).toEqual(['OVERRIDE_MALFORMED', 'OVERRIDE_UNKNOWN_KEY', 'OVERRIDE_UNKNOWN_KEY', 'OVERRIDE_UNKNOWN_KEY']);
+  });
+});
+
+describe('prototype keys', () => {
+  const steps = (ids: string[]) => `name: x\nsteps:\n${ids.map((id) => `  ${id}: { uses: util.echo, with: { values: { v: 1 } } }`).join('\n')}\n`;
+
+  it('compiles constructor, toString and hasOwnProperty as ordinary step ids', () => {
+    const p = compile(`${steps(['constructor', 'toString'])}  hasOwnProperty:\n    uses: util.echo\n    needs: [constructor, toString]\n    with: { values: { v: "\${steps.constructor.outputs.v}" } }\n`);
+    expect(p.order).toEqual(['constructor', 'toString', 'hasOwnProperty']);
+    expect(p.steps['hasOwnProperty']!.needs).toEqual(['constructor', 'toString']);
+    expect(Object.keys(p.steps)).toEqual(['constructor', 'toString', 'hasOwnProperty']);
+  });
+
+  it('refuses __proto__ as a step id, a param or a config key, at its line', () => {
+    expect(problems(steps(['a', '__proto__']))[0]).toMatchObject({ code: 'SPEC_INVALID', path: 'steps.__proto__', line: 4 });
+    expect(problems('name: x\nparams:\n  __proto__: { polluted: 1 }\nsteps:\n  a: { uses: util.echo }\n')[0]).toMatchObject({ code: 'SPEC_INVALID', line: 3 });
+    const conf2 = memoryConf({ 'c.yaml': 'a:\n  __proto__: { polluted: 1 }\n' });
+    expect(() => compilePipeline({ file: 'p.yaml', text: 'name: x\nconfig: c\nsteps:\n  a: { uses: util.echo }\n', conf: conf2, catalog: registry })).toThrow(/__proto__/);
+    expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
+  });
+
+  it('does not find inherited names: needs, step references and params lookups', () => {
+    expect(problems(`${steps(['a'])}  b: { uses: util.echo, needs: toString }\n`)[0]).toMatchObject({ code: 'DAG_MISSING_NEED' });
+    const refs = problems(
+      'name: x\nparams: { p: 1 }\nsteps:\n  a:\n    uses: util.echo\n    with: { values: { a: "${steps.constructor.outputs}", b: "${params.__proto__}", c: "${params.toString}", d: "${conf.constructor}" } }\n',
+    );
+    expect(refs.map((p) => p.code)).toEqual(['EXPR_REFERENCE', 'EXPR_REFERENCE', 'EXPR_REFERENCE', 'EXPR_REFERENCE']);
+    expect(refs[0]!.message).toContain("there is no step 'constructor'");
+    expect(refs[2]!.message).toContain("no param 'toString'");
+  });
+
+  it('treats params named constructor or toString as ordinary, and refuses __proto__ and inherited names in overrides', () => {
+    const text = 'name: x\nparams: { constructor: 1, toString: two }\nsteps:\n  a:\n    uses: util.echo\n    with: { values: { c: "${params.constructor}", t: "${params.toString}" } }\n';
+    expect(compile(text, ['params.constructor=5']).steps['a']!.with).toEqual({ values: { c: 5, t: 'two' } });
+    expect(problems(GOOD, ['__proto__.x=1'])[0]).toMatchObject({ code: 'OVERRIDE_MALFORMED' });
+    expect(problems(GOOD, ['params.__proto__.x=1'])[0]).toMatchObject({ code: 'OVERRIDE_MALFORMED' });
+    expect(problems(GOOD, ['params.constructor=1'])[0]).toMatchObject({ code: 'OVERRIDE_UNKNOWN_KEY' });
+    expect(problems(GOOD, ['model.toString=1'])[0]).toMatchObject({ code: 'OVERRIDE_UNKNOWN_KEY' });
+    expect(problems(GOOD, ['+x={__proto__: {polluted: 1}}'])[0]).toMatchObject({ code: 'OVERRIDE_MALFORMED' });
+  });
+});
+
+describe('compile limits', () => {
+  it('refuses a billion-laughs file, deep nesting and an oversized file', () => {
+    const laughs = ['a: &a [x, x, x, x, x, x, x, x, x]', ...'bcdefgh'.split('').map((k, i) => `${k}: &${k} [${Array(9).fill(`*${'abcdefg'[i]}`).join(', ')}]`)].join('\n');
+    const p = problems(`${laughs}\nname: x\nsteps:\n  a: { uses: util.echo }\n`);
+    expect(p).toHaveLength(1);
+    expect(p[0]).toMatchObject({ code: 'SPEC_YAML' });
+    expect(p[0]!.message).toContain('aliases');
+    const deep = `name: x\nparams:\n  p: ${'['.repeat(100)}${']'.repeat(100)}\nsteps:\n  a: { uses: util.echo }\n`;
+    expect(problems(deep)[0]).toMatchObject({ code: 'SPEC_INVALID', line: 3 });
+    expect(problems(deep)[0]!.message).toContain('nested deeper than 64');
+    expect(problems(`name: x\nparams: { p: "${'x'.repeat(1_100_000)}" }\nsteps:\n  a: { uses: util.echo }\n`)[0]).toMatchObject({ code: 'SPEC_INVALID' });
+    expect(problems(GOOD, [`+deep=${'['.repeat(80)}${']'.repeat(80)}`])[0]).toMatchObject({ code: 'OVERRIDE_MALFORMED' });
+  });
+
+  it('refuses a huge fan-out and a compiled pipeline over the payload bound', () => {
+    const many = `name: x\nsteps:\n${Array.from({ length: 1001 }, (_, i) => `  s${i}: { uses: util.echo }`).join('\n')}\n`;
+    expect(problems(many)[0]!.message).toContain('1001 steps');
+    // Within the file bound, but aliases repeat a 200 KB value six times in the compiled steps.
+    const big = `name: x\nparams: { blob: &b "${'x'.repeat(200_000)}" }\nsteps:\n${Array.from({ length: 6 }, (_, i) => `  s${i}: { uses: util.echo, with: { values: { v: *b } } }`).join('\n')}\n`;
+    expect(problems(big)[0]!.message).toMatch(/compiled pipeline is \d+ bytes/);
+  });
+
+  it('refuses durations and retry policies Temporal would reject, at their lines', () => {
+    const step = (extra: string) => `name: x\nsteps:\n  a:\n    uses: util.echo\n${extra}`;
+    expect(problems(step('    timeout: 0s\n'))[0]).toMatchObject({ code: 'SPEC_INVALID', line: 5, path: 'steps.a.timeout' });
+    expect(problems(step('    heartbeat: 0\n'))[0]).toMatchObject({ code: 'SPEC_INVALID', line: 5 });
+    expect(problems(step('    timeout: -5\n'))[0]).toMatchObject({ code: 'SPEC_INVALID', line: 5 });
+    expect(problems(step('    timeout: 200000d\n'))[0]!.message).toContain("Temporal's limit");
+    expect(problems(step('    timeout: 1m\n    heartbeat: 1m\n'))[0]).toMatchObject({ code: 'SPEC_INVALID', line: 6, path: 'steps.a.heartbeat' });
+    expect(problems(step('    heartbeat: 2h\n'))[0]!.message).toContain('shorter than the timeout');
+    expect(problems(step('    retry: { initialInterval: 2m }\n'))[0]).toMatchObject({ code: 'SPEC_INVALID', path: 'steps.a.retry.initialInterval' });
+    expect(problems(step('    retry: { maximumAttempts: 100000000000 }\n'))[0]).toMatchObject({ code: 'SPEC_INVALID', path: 'steps.a.retry.maximumAttempts' });
+    expect(problems('name: x\nmaxParallel: 5000\nsteps:\n  a: { uses: util.echo }\n')[0]).toMatchObject({ code: 'SPEC_INVALID', line: 2 });
+    const fromDefaults = problems('name: x\nstepDefaults: { timeout: 10s, heartbeat: 30s }\nsteps:\n  a: { uses: util.echo }\n');
+    expect(fromDefaults[0]).toMatchObject({ code: 'SPEC_INVALID', line: 2, path: 'stepDefaults.heartbeat' });
+    expect(compile(step('    timeout: 1m\n    heartbeat: 59s\n    retry: { initialInterval: 2m, maximumInterval: 5m }\n')).steps['a']!).toMatchObject({ timeoutMs: 60_000, heartbeatMs: 59_000 });
+  });
+});
+
+describe('paths set by overrides', () => {
+  const PIPE = `name: x
+params: { data: in/a.csv, other: in/b.csv }
+overridablePaths: [params.other]
+monitor: { current: "\${params.data}", reference: { step: ingest } }
+steps:
+  ingest: { uses: ingest.file, with: { path: "\${params.data}" } }
+  second: { uses: ingest.file, with: { path: "\${params.other}" } }
+  fixed: { uses: ingest.file, with: { path: /mnt/anywhere.csv } }
+`;
+  const checked = (overrides: string[]) => {
+    const seen: string[] = [];
+    compilePipeline({ file: 'p.yaml', text: PIPE, conf, catalog: registry, overrides, confinePath: (value, what) => void seen.push(`${what}=${value}`) });
+    return seen;
+  };
+
+  it('checks the paths an override sets, not the ones the author wrote or marked overridable', () => {
+    expect(checked([])).toEqual([]);
+    expect(checked(['params.other=/elsewhere.csv'])).toEqual([]);
+    expect(checked(['params.data=x.csv'])).toEqual(["step 'ingest' param 'path' (set by override params.data)=x.csv", 'monitor.current (set by override params.data)=x.csv']);
+  });
+
+  it('reports a refused path as INPUT_INVALID at the step param', () => {
+    const refuse = (): void => {
+      throw new PipelineError('INPUT_INVALID', 'outside');
+    };
+    try {
+      compilePipeline({ file: 'p.yaml', text: PIPE, conf, catalog: registry, overrides: ['params.data=/etc/passwd'], confinePath: refuse });
+      expect.unreachable();
+    } catch (e) {
+      const list = (e as SpecErrors).problems;
+      expect(list.map((p) => [p.code, p.where?.path?.join('.')])).toEqual([
+        ['INPUT_INVALID', 'steps.ingest.with.path'],
+        ['INPUT_INVALID', 'monitor.current'],
+      ]);
+    }
+  });
+});
+
+describe('unknown keys do not hide other problems', () => {
+  it('reports a typo together with a missing need and a bad reference', () => {
+    const list = problems('name: x\nsteps:\n  a:\n    uses: util.echo\n    timout: 5m\n  b:\n    uses: util.echo\n    needs: nope\n    with: { values: { v: "${params.none}" } }\n');
+    expect(list.map((p) => [p.code, p.line])).toEqual([
+      ['SPEC_UNKNOWN_KEY', 5],
+      ['DAG_MISSING_NEED', 8],
+      ['EXPR_REFERENCE', 9],
+    ]);
+  });
+});
+
+describe('a pipeline with very many problems', () => {
+  it('stops looking after 100 and says so', () => {
+    const text = `name: x\nsteps:\n${Array.from({ length: 300 }, (_, i) => `  s${i}: { uses: util.echo, with: { values: { v: "\${params.p${i}}" } } }`).join('\n')}\n`;
+    const list = problems(text);
+    expect(list).toHaveLength(101);
+    expect(list.slice(0, 100).every((p) => p.code === 'EXPR_REFERENCE')).toBe(true);
+    expect(list[100]!.message).toBe('Stopped looking after 100 problems.');
+  });
+});

@@ -1,9 +1,11 @@
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import type { Storage } from '@google-cloud/storage';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { GcsArtifactStore } from '../../adapters/gcs-store.js';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
 import { stepCacheKey } from '../../engine/cache-key.js';
 import { PipelineError } from '../../engine/errors.js';
@@ -54,6 +56,43 @@ describe('LocalArtifactStore', () => {
     expect(await store.getRecord('cache/none')).toBeUndefined();
     expect(await store.listRecords('cache/')).toEqual(['cache/abc', 'cache/abd']);
     await expect(store.putRecord('../escape', {})).rejects.toThrow(/Invalid record key/);
+  });
+});
+
+describe('crafted artifact digests', () => {
+  /** Digests that would name a path outside a store: slice(0, 2) and slice(2) become path segments. */
+  const crafted = ['../../victim', '../../../../etc/passwd', 'A'.repeat(64), 'a'.repeat(63), `${'a'.repeat(62)}/x`, ''];
+  const ref = (sha256: string) => ({ kind: 'artifact' as const, uri: 'file:///x', sha256, size: 1, mediaType: 'text/plain' });
+
+  it('are refused by every local store call with STORAGE_KEY_INVALID, before any file is touched', async () => {
+    const base = mkdtempSync(join(tmpdir(), 'mlpipe-digest-'));
+    const store = new LocalArtifactStore(join(base, 'store'));
+    writeFileSync(join(base, 'victim'), 'keep me');
+    for (const sha of crafted) {
+      for (const call of [() => store.get(ref(sha)), () => store.getFile(ref(sha)), () => store.exists(ref(sha)), () => store.verify(ref(sha)), () => store.delete(ref(sha))]) {
+        await expect(call(), sha).rejects.toMatchObject({ code: 'STORAGE_KEY_INVALID', retryable: false });
+      }
+    }
+    expect(existsSync(join(base, 'victim'))).toBe(true);
+  });
+
+  it('are refused by every GCS store call before its local cache or the bucket is used', async () => {
+    const base = mkdtempSync(join(tmpdir(), 'mlpipe-digest-gcs-'));
+    mkdirSync(join(base, 'cache', 'objects'), { recursive: true });
+    writeFileSync(join(base, 'victim'), 'keep me');
+    // A Storage that fails the test if reached: the digest must be refused first.
+    const unreachable = (): never => {
+      throw new Error('the bucket was reached');
+    };
+    const storage = new Proxy({}, { get: unreachable }) as unknown as Storage;
+    const store = new GcsArtifactStore({ uri: 'gs://bucket/prefix', storage, cacheDir: join(base, 'cache') });
+    for (const sha of crafted) {
+      for (const call of [() => store.get(ref(sha)), () => store.getFile(ref(sha)), () => store.exists(ref(sha)), () => store.verify(ref(sha)), () => store.delete(ref(sha))]) {
+        await expect(call(), sha).rejects.toMatchObject({ code: 'STORAGE_KEY_INVALID' });
+      }
+    }
+    // '../../victim' in the cache path is <cache>/objects/../../victim: the file the old code deleted.
+    expect(existsSync(join(base, 'victim'))).toBe(true);
   });
 });
 
