@@ -239,7 +239,7 @@ function smallDistribution(col: ColumnValues, keys?: KeyCounts, side?: 'ref' | '
   return { x: order.map((o) => o.key), y: order.map((o) => (side === 'ref' ? k.ref : k.cur)[o.i]!) };
 }
 
-export function computeDrift(reference: Dataset, current: Dataset, options: DriftOptions = {}): DriftResult {
+function checkOptions(reference: Dataset, current: Dataset, options: DriftOptions): string[] {
   const names = options.columns ?? Object.keys(reference.columns);
   const missing = {
     reference: names.filter((n) => !(n in reference.columns)),
@@ -255,32 +255,59 @@ export function computeDrift(reference: Dataset, current: Dataset, options: Drif
   for (const [k, v] of Object.entries(options.perColumnStattest ?? {})) {
     if (!(v in STAT_TESTS)) throw driftError(`Unknown drift test '${v}' for column '${k}'.`, `Known tests: ${Object.keys(STAT_TESTS).join(', ')}.`);
   }
-  const columns: ColumnDrift[] = names.map((name) => {
-    const ref = reference.columns[name]!;
-    const cur = current.columns[name]!;
-    const prepared = prepareColumn(name, ref, cur);
-    const test = pickTest(name, prepared.type, options, prepared);
-    const threshold = options.perColumnThreshold?.[name] ?? (prepared.type === 'cat' ? options.catThreshold : options.numThreshold) ?? options.threshold ?? test.defaultThreshold;
-    const score = test.score(prepared);
-    const keys = prepared.type === 'cat' ? prepared.counts() : undefined;
-    return {
-      column_name: name,
-      column_type: prepared.type,
-      stattest_name: test.displayName,
-      stattest: test.name,
-      stattest_threshold: threshold,
-      drift_score: score,
-      drift_detected: test.drifted(score, threshold),
-      reference_rows: prepared.nRef,
-      current_rows: prepared.nCur,
-      current: { small_distribution: smallDistribution(cur, keys, 'cur', prepared.curSorted) },
-      reference: { small_distribution: smallDistribution(ref, keys, 'ref', prepared.refSorted) },
-    };
-  });
+  return names;
+}
+
+function columnDrift(name: string, ref: ColumnValues, cur: ColumnValues, options: DriftOptions): ColumnDrift {
+  const prepared = prepareColumn(name, ref, cur);
+  const test = pickTest(name, prepared.type, options, prepared);
+  const threshold = options.perColumnThreshold?.[name] ?? (prepared.type === 'cat' ? options.catThreshold : options.numThreshold) ?? options.threshold ?? test.defaultThreshold;
+  const score = test.score(prepared);
+  const keys = prepared.type === 'cat' ? prepared.counts() : undefined;
+  return {
+    column_name: name,
+    column_type: prepared.type,
+    stattest_name: test.displayName,
+    stattest: test.name,
+    stattest_threshold: threshold,
+    drift_score: score,
+    drift_detected: test.drifted(score, threshold),
+    reference_rows: prepared.nRef,
+    current_rows: prepared.nCur,
+    current: { small_distribution: smallDistribution(cur, keys, 'cur', prepared.curSorted) },
+    reference: { small_distribution: smallDistribution(ref, keys, 'ref', prepared.refSorted) },
+  };
+}
+
+function summarise(columns: ColumnDrift[], options: DriftOptions): DriftResult {
   const drifted = columns.filter((c) => c.drift_detected).length;
   const driftShare = options.driftShare ?? 0.5;
   const share = columns.length ? drifted / columns.length : 0;
   return { driftShare, numberOfColumns: columns.length, numberOfDriftedColumns: drifted, shareOfDriftedColumns: share, datasetDrift: share >= driftShare, columns };
+}
+
+export function computeDrift(reference: Dataset, current: Dataset, options: DriftOptions = {}): DriftResult {
+  const names = checkOptions(reference, current, options);
+  return summarise(names.map((name) => columnDrift(name, reference.columns[name]!, current.columns[name]!, options)), options);
+}
+
+/**
+ * computeDrift, one column at a time: `between` runs before each column (an activity heartbeats
+ * and lets its event loop run there), so a wide dataset never blocks for all its columns at once.
+ */
+export async function computeDriftStepwise(
+  reference: Dataset,
+  current: Dataset,
+  options: DriftOptions,
+  between: (progress: { column: string; done: number; total: number }) => Promise<void>,
+): Promise<DriftResult> {
+  const names = checkOptions(reference, current, options);
+  const columns: ColumnDrift[] = [];
+  for (const [i, name] of names.entries()) {
+    await between({ column: name, done: i, total: names.length });
+    columns.push(columnDrift(name, reference.columns[name]!, current.columns[name]!, options));
+  }
+  return summarise(columns, options);
 }
 
 /** Evidently's legacy Report JSON (DataDriftPreset): DatasetDriftMetric and DataDriftTable. NaN stays the NaN token. */

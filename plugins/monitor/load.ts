@@ -36,7 +36,11 @@ export interface LoadedDataset extends Dataset {
   skipped: { name: string; type: string }[];
 }
 
-export async function loadDriftDataset(file: string, label: string, only?: string[], format?: DataFormat): Promise<LoadedDataset> {
+/**
+ * `onRows` runs after each chunk of rows is read (rows so far); it may return a promise, which is
+ * awaited (an activity heartbeats there).
+ */
+export async function loadDriftDataset(file: string, label: string, only?: string[], format?: DataFormat, onRows?: (rows: number) => void | Promise<void>): Promise<LoadedDataset> {
   return withDuckDB(async (db) => {
     const src = readerFor(file, format);
     let columns: Column[];
@@ -98,6 +102,7 @@ export async function loadDriftDataset(file: string, label: string, only?: strin
           }
         });
         row += len;
+        await onRows?.(row);
       }
     }
     used.forEach((u, c) => {
