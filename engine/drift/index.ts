@@ -16,7 +16,12 @@ import { defaultStatTest, STAT_TESTS, type ColumnType, type KeyCounts, type Prep
 
 export { STAT_TESTS, type StatTestName } from './stattests.js';
 
-export type ColumnValues = { type: 'num'; values: Float64Array } | { type: 'cat'; codes: Int32Array; labels: string[] };
+/**
+ * A column. `num`: values with NaN for missing, and for 64-bit integers beyond 2^53 the exact values
+ * beside them (`exact`, any value where `values` is NaN). `cat`: codes into labels; `boolean` marks
+ * a True/False column (labels 'True' and 'False'), which Evidently treats as categorical.
+ */
+export type ColumnValues = { type: 'num'; values: Float64Array; exact?: BigInt64Array } | { type: 'cat'; codes: Int32Array; labels: string[]; boolean?: boolean };
 
 export interface Dataset {
   /** Row count. */
@@ -50,8 +55,8 @@ export interface ColumnDrift {
   drift_detected: boolean;
   reference_rows: number;
   current_rows: number;
-  current: { small_distribution: { x: (number | string)[]; y: number[] } };
-  reference: { small_distribution: { x: (number | string)[]; y: number[] } };
+  current: { small_distribution: { x: (number | string | boolean)[]; y: number[] } };
+  reference: { small_distribution: { x: (number | string | boolean)[]; y: number[] } };
 }
 
 export interface DriftResult {
@@ -167,6 +172,31 @@ function categoricalCounts(ref: { codes: Int32Array; labels: string[] }, cur: { 
   };
 }
 
+/** Values of a 64-bit integer column made exact doubles: minus the smallest of both sides (`base`). */
+function rebased(col: { values: Float64Array; exact?: BigInt64Array }, base: bigint): Float64Array {
+  const { values, exact } = col;
+  return Float64Array.from(values, (v, k) => (v !== v ? NaN : exact ? Number(exact[k]! - base) : Number.isInteger(v) ? Number(BigInt(v) - base) : v - Number(base)));
+}
+
+function minExact(cols: { values: Float64Array; exact?: BigInt64Array }[]): bigint | undefined {
+  let min: bigint | undefined;
+  for (const { values, exact } of cols) {
+    for (let k = 0; k < values.length; k++) {
+      if (!(exact ? values[k] === values[k] : Number.isFinite(values[k]))) continue;
+      const v = exact ? exact[k]! : BigInt(Math.floor(values[k]!));
+      if (min === undefined || v < min) min = v;
+    }
+  }
+  return min;
+}
+
+function countInfinite(a: Float64Array): number {
+  let n = 0;
+  for (let k = 0; k < a.length && a[k] === -Infinity; k++) n++;
+  for (let k = a.length - 1; k >= 0 && a[k] === Infinity; k--) n++;
+  return n;
+}
+
 export function prepareColumn(name: string, ref: ColumnValues, cur: ColumnValues): PreparedColumn {
   if (ref.type !== cur.type) {
     throw driftError(
@@ -175,11 +205,33 @@ export function prepareColumn(name: string, ref: ColumnValues, cur: ColumnValues
     );
   }
   if (ref.type === 'num' && cur.type === 'num') {
-    const r = sortFloat64(cleanNumbers(ref.values));
-    const c = sortFloat64(cleanNumbers(cur.values));
+    // 64-bit integers beyond 2^53 (ids, nanosecond times) are compared exactly: rebased on the
+    // smallest value of both sides, which every test and distribution is invariant to.
+    const base = ref.exact || cur.exact ? minExact([ref, cur]) : undefined;
+    let r = sortFloat64(cleanNumbers(base === undefined ? ref.values : rebased(ref, base)));
+    let c = sortFloat64(cleanNumbers(base === undefined ? cur.values : rebased(cur, base)));
     for (const [label, a] of [['reference', r], ['current', c]] as const) {
       if (a.length === 0) throw driftError(`Column '${name}' is empty in the ${label} data after dropping missing values.`, 'Leave the column out of the drift check, or fix the data that produced it.');
     }
+    // ±Infinity is dropped only beside a NaN (above); otherwise Evidently fails to bin the column
+    // (np.histogram: range not finite), and so does this, instead of a NaN score read as no drift.
+    const infinite = [countInfinite(r), countInfinite(c)];
+    if (infinite[0]! + infinite[1]!) {
+      throw driftError(
+        `Column '${name}' holds infinite values (${infinite[0]} in the reference data, ${infinite[1]} in the current data) and no missing values, so its drift is undefined.`,
+        "Replace ±Infinity with a missing value in the data (a column with missing values has its infinities dropped, as in Evidently), clip it, or leave the column out (columns: [...]).",
+      );
+    }
+    // Values near the float maximum overflow differences and squares (Evidently scores them NaN,
+    // i.e. no drift): every score is scale-invariant, so compute on values scaled by a power of two.
+    const maxAbs = Math.max(-r[0]!, r[r.length - 1]!, -c[0]!, c[c.length - 1]!);
+    let scale = 1;
+    if (maxAbs > 2 ** 400) {
+      scale = 2 ** -(Math.ceil(Math.log2(maxAbs)) - 400);
+      r = r.map((v) => v * scale);
+      c = c.map((v) => v * scale);
+    }
+    const original = base !== undefined || scale !== 1 ? { scale, offset: base === undefined ? 0 : Number(base) } : undefined;
     let counts: KeyCounts | undefined;
     const getCounts = (): KeyCounts => (counts ??= numericCounts(r, c));
     // Distinct values of both, from the merge of the two sorted arrays.
@@ -194,7 +246,7 @@ export function prepareColumn(name: string, ref: ColumnValues, cur: ColumnValues
         union++;
       }
     }
-    return { name, type: 'num', refSorted: r, curSorted: c, counts: getCounts, nRef: r.length, nCur: c.length, refUnique: countSortedUnique(r), unionUnique: union };
+    return { name, type: 'num', refSorted: r, curSorted: c, counts: getCounts, nRef: r.length, nCur: c.length, refUnique: countSortedUnique(r), unionUnique: union, ...(original ? { original } : {}) };
   }
   const k = categoricalCounts(ref as { codes: Int32Array; labels: string[] }, cur as { codes: Int32Array; labels: string[] });
   for (const [label, n] of [['reference', k.nRef], ['current', k.nCur]] as const) {
@@ -214,29 +266,17 @@ function pickTest(name: string, type: ColumnType, o: DriftOptions, c: PreparedCo
   return test;
 }
 
-function smallDistribution(col: ColumnValues, keys?: KeyCounts, side?: 'ref' | 'cur', sorted?: Float64Array): { x: (number | string)[]; y: number[] } {
+function smallDistribution(col: ColumnValues, keys: KeyCounts | undefined, side: 'ref' | 'cur', prepared: PreparedColumn): { x: (number | string | boolean)[]; y: number[] } {
   if (col.type === 'num') {
-    // The sorted, cleaned values hold the same finite values when nothing was dropped or infinite.
-    if (sorted && sorted.length === col.values.length && Number.isFinite(sorted[0]) && Number.isFinite(sorted[sorted.length - 1])) {
-      return densityHistogram(sorted, sorted[0]!, sorted[sorted.length - 1]!, 10);
-    }
-    let n = 0;
-    let min = Infinity;
-    let max = -Infinity;
-    for (const v of col.values) {
-      if (Number.isFinite(v)) {
-        n++;
-        if (v < min) min = v;
-        if (v > max) max = v;
-      }
-    }
-    const finite = n === col.values.length ? col.values : col.values.filter((v) => Number.isFinite(v));
-    if (!finite.length) return { x: [], y: [] };
-    return densityHistogram(finite, min, max, 10);
+    // The sorted, cleaned values are the column's finite values (infinities were refused).
+    const sorted = (side === 'ref' ? prepared.refSorted : prepared.curSorted)!;
+    const h = densityHistogram(sorted, sorted[0]!, sorted[sorted.length - 1]!, 10);
+    const o = prepared.original;
+    return o ? { x: h.x.map((x) => x / o.scale + o.offset), y: h.y.map((y) => y * o.scale) } : h;
   }
   const k = keys!;
   const order = k.keys.map((key, i) => ({ key, i })).sort((a, b) => (String(a.key) < String(b.key) ? -1 : String(a.key) > String(b.key) ? 1 : 0));
-  return { x: order.map((o) => o.key), y: order.map((o) => (side === 'ref' ? k.ref : k.cur)[o.i]!) };
+  return { x: order.map((o) => (col.boolean ? o.key === 'True' : o.key)), y: order.map((o) => (side === 'ref' ? k.ref : k.cur)[o.i]!) };
 }
 
 function checkOptions(reference: Dataset, current: Dataset, options: DriftOptions): string[] {
@@ -274,8 +314,8 @@ function columnDrift(name: string, ref: ColumnValues, cur: ColumnValues, options
     drift_detected: test.drifted(score, threshold),
     reference_rows: prepared.nRef,
     current_rows: prepared.nCur,
-    current: { small_distribution: smallDistribution(cur, keys, 'cur', prepared.curSorted) },
-    reference: { small_distribution: smallDistribution(ref, keys, 'ref', prepared.refSorted) },
+    current: { small_distribution: smallDistribution(cur, keys, 'cur', prepared) },
+    reference: { small_distribution: smallDistribution(ref, keys, 'ref', prepared) },
   };
 }
 

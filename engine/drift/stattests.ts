@@ -34,6 +34,8 @@ export interface PreparedColumn {
   /** Distinct values in reference, and in reference and current together. */
   refUnique: number;
   unionUnique: number;
+  /** num: the sorted values are (original - offset) * scale (64-bit integers rebased, huge values scaled). */
+  original?: { scale: number; offset: number };
 }
 
 export interface StatTest {
