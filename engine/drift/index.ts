@@ -205,8 +205,9 @@ export function prepareColumn(name: string, ref: ColumnValues, cur: ColumnValues
     );
   }
   if (ref.type === 'num' && cur.type === 'num') {
-    // 64-bit integers beyond 2^53 (ids, nanosecond times) are compared exactly: rebased on the
-    // smallest value of both sides, which every test and distribution is invariant to.
+    // 64-bit integers beyond 2^53 (ids, nanosecond times) are ordered and counted exactly, as pandas
+    // and scipy do with int64: rebased on the smallest value of both sides (K-S, counts and test
+    // selection are invariant to it); numpy's float64 view serves Wasserstein and histograms.
     const base = ref.exact || cur.exact ? minExact([ref, cur]) : undefined;
     let r = sortFloat64(cleanNumbers(base === undefined ? ref.values : rebased(ref, base)));
     let c = sortFloat64(cleanNumbers(base === undefined ? cur.values : rebased(cur, base)));
@@ -231,7 +232,9 @@ export function prepareColumn(name: string, ref: ColumnValues, cur: ColumnValues
       r = r.map((v) => v * scale);
       c = c.map((v) => v * scale);
     }
-    const original = base !== undefined || scale !== 1 ? { scale, offset: base === undefined ? 0 : Number(base) } : undefined;
+    const original = scale !== 1 ? { scale, offset: 0 } : undefined;
+    // numpy's view of 64-bit integers: doubles (for Wasserstein, histograms, distributions).
+    const floats = base !== undefined ? { refFloat: sortFloat64(cleanNumbers(ref.values)), curFloat: sortFloat64(cleanNumbers(cur.values)) } : {};
     let counts: KeyCounts | undefined;
     const getCounts = (): KeyCounts => (counts ??= numericCounts(r, c));
     // Distinct values of both, from the merge of the two sorted arrays.
@@ -246,7 +249,7 @@ export function prepareColumn(name: string, ref: ColumnValues, cur: ColumnValues
         union++;
       }
     }
-    return { name, type: 'num', refSorted: r, curSorted: c, counts: getCounts, nRef: r.length, nCur: c.length, refUnique: countSortedUnique(r), unionUnique: union, ...(original ? { original } : {}) };
+    return { name, type: 'num', refSorted: r, curSorted: c, ...floats, counts: getCounts, nRef: r.length, nCur: c.length, refUnique: countSortedUnique(r), unionUnique: union, ...(original ? { original } : {}) };
   }
   const k = categoricalCounts(ref as { codes: Int32Array; labels: string[] }, cur as { codes: Int32Array; labels: string[] });
   for (const [label, n] of [['reference', k.nRef], ['current', k.nCur]] as const) {
@@ -269,7 +272,7 @@ function pickTest(name: string, type: ColumnType, o: DriftOptions, c: PreparedCo
 function smallDistribution(col: ColumnValues, keys: KeyCounts | undefined, side: 'ref' | 'cur', prepared: PreparedColumn): { x: (number | string | boolean)[]; y: number[] } {
   if (col.type === 'num') {
     // The sorted, cleaned values are the column's finite values (infinities were refused).
-    const sorted = (side === 'ref' ? prepared.refSorted : prepared.curSorted)!;
+    const sorted = (side === 'ref' ? (prepared.refFloat ?? prepared.refSorted) : (prepared.curFloat ?? prepared.curSorted))!;
     const h = densityHistogram(sorted, sorted[0]!, sorted[sorted.length - 1]!, 10);
     const o = prepared.original;
     return o ? { x: h.x.map((x) => x / o.scale + o.offset), y: h.y.map((y) => y * o.scale) } : h;
