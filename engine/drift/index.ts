@@ -197,6 +197,24 @@ function countInfinite(a: Float64Array): number {
   return n;
 }
 
+type CatColumn = Extract<ColumnValues, { type: 'cat' }>;
+const TRUE_TEXT = new Set(['true', 't', 'yes', 'y', '1']);
+const FALSE_TEXT = new Set(['false', 'f', 'no', 'n', '0']);
+
+/**
+ * A boolean column on one side and its text on the other (a Parquet dataset from ingest, where
+ * DuckDB read yes/no as booleans, against the raw CSV): the text side as booleans, when every
+ * label is a spelling of true or false. Anything else stays as it is.
+ */
+function reconcileBooleans(ref: CatColumn, cur: CatColumn): [CatColumn, CatColumn] {
+  if (!ref.boolean === !cur.boolean) return [ref, cur];
+  const text = ref.boolean ? cur : ref;
+  const to = text.labels.map((l) => (TRUE_TEXT.has(l.toLowerCase()) ? 0 : FALSE_TEXT.has(l.toLowerCase()) ? 1 : -1));
+  if (to.includes(-1)) return [ref, cur];
+  const asBoolean: CatColumn = { type: 'cat', codes: text.codes.map((k) => (k < 0 ? -1 : to[k]!)), labels: ['True', 'False'], boolean: true };
+  return ref.boolean ? [ref, asBoolean] : [asBoolean, cur];
+}
+
 export function prepareColumn(name: string, ref: ColumnValues, cur: ColumnValues): PreparedColumn {
   if (ref.type !== cur.type) {
     throw driftError(
@@ -251,11 +269,12 @@ export function prepareColumn(name: string, ref: ColumnValues, cur: ColumnValues
     }
     return { name, type: 'num', refSorted: r, curSorted: c, ...floats, counts: getCounts, nRef: r.length, nCur: c.length, refUnique: countSortedUnique(r), unionUnique: union, ...(original ? { original } : {}) };
   }
-  const k = categoricalCounts(ref as { codes: Int32Array; labels: string[] }, cur as { codes: Int32Array; labels: string[] });
+  const [r, c] = reconcileBooleans(ref as CatColumn, cur as CatColumn);
+  const k = categoricalCounts(r, c);
   for (const [label, n] of [['reference', k.nRef], ['current', k.nCur]] as const) {
     if (n === 0) throw driftError(`Column '${name}' is empty in the ${label} data after dropping missing values.`, 'Leave the column out of the drift check, or fix the data that produced it.');
   }
-  return { name, type: 'cat', counts: () => k, nRef: k.nRef, nCur: k.nCur, refUnique: k.ref.filter((x) => x > 0).length, unionUnique: k.keys.length };
+  return { name, type: 'cat', counts: () => k, nRef: k.nRef, nCur: k.nCur, refUnique: k.ref.filter((x) => x > 0).length, unionUnique: k.keys.length, ...(r.boolean && c.boolean ? { boolean: true } : {}) };
 }
 
 function pickTest(name: string, type: ColumnType, o: DriftOptions, c: PreparedColumn): StatTest {
@@ -279,7 +298,8 @@ function smallDistribution(col: ColumnValues, keys: KeyCounts | undefined, side:
   }
   const k = keys!;
   const order = k.keys.map((key, i) => ({ key, i })).sort((a, b) => (String(a.key) < String(b.key) ? -1 : String(a.key) > String(b.key) ? 1 : 0));
-  return { x: order.map((o) => (col.boolean ? o.key === 'True' : o.key)), y: order.map((o) => (side === 'ref' ? k.ref : k.cur)[o.i]!) };
+  const boolean = prepared.boolean ?? false;
+  return { x: order.map((o) => (boolean ? o.key === 'True' : o.key)), y: order.map((o) => (side === 'ref' ? k.ref : k.cur)[o.i]!) };
 }
 
 function checkOptions(reference: Dataset, current: Dataset, options: DriftOptions): string[] {

@@ -41,6 +41,8 @@ export interface PreparedColumn {
   /** Distinct values in reference, and in reference and current together. */
   refUnique: number;
   unionUnique: number;
+  /** cat: True/False on both sides (keys 'True' and 'False', reported as booleans). */
+  boolean?: boolean;
   /** num: the sorted values are (original - offset) * scale (64-bit integers rebased, huge values scaled). */
   original?: { scale: number; offset: number };
 }
