@@ -160,6 +160,23 @@ describe('prediction server', () => {
     }
   });
 
+  it('the log is read several chunks at a time, in time order, reporting progress after each read', async () => {
+    const store = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-serve-')));
+    const writer = new PredictionLogWriter(store, 'm', '1', { flushRows: 1_000_000 });
+    for (let k = 0; k < 20; k++) {
+      const at = new Date(Date.UTC(2026, 10, 20, 0, k)).toISOString();
+      writer.append([0, 1].map((i) => ({ a: 2 * k + i, prediction: 0, model_version: '1', predicted_at: at, request_id: `r${k}` })));
+      await writer.flush();
+    }
+    await writer.close();
+    const progress: string[] = [];
+    const log = await collectPredictions(store, 'm', undefined, undefined, { concurrency: 4, onProgress: (p) => progress.push(`${p.phase} ${p.done}/${p.total}`) });
+    expect(log).toMatchObject({ rows: 40, chunks: 20 });
+    expect(log.text.trim().split('\n').map((l) => (JSON.parse(l) as { a: number }).a)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+    expect(progress.filter((p) => p.startsWith('index'))).toHaveLength(20);
+    expect(progress.at(-1)).toBe('rows 20/20');
+  });
+
   it('the log reads a time window: older chunks are left out, rows outside it filtered', async () => {
     const store = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-serve-')));
     const row = (at: string, a: number) => ({ a, prediction: a, model_version: '1', predicted_at: at, request_id: 'r' });
