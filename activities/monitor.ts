@@ -1,14 +1,16 @@
 /**
  * Activities of the drift monitor: find the reference and current data, compute drift and record
- * it, post an alert. The monitor workflow (workflows/monitor.ts) calls them in that order and
+ * it, post an alert. The first two heartbeat while they read (prediction-log chunks, data chunks)
+ * and compute (between columns), so the heartbeat timeout notices a dead worker, not a big file. The monitor workflow (workflows/monitor.ts) calls them in that order and
  * decides about retraining.
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { basename, isAbsolute, resolve } from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { request } from 'undici';
 import { loadPipeline } from '../adapters/load-pipeline.js';
-import { computeDrift, toEvidentlyJson } from '../engine/drift/index.js';
+import { computeDriftStepwise, toEvidentlyJson } from '../engine/drift/index.js';
 import { renderDriftHtml } from '../engine/drift/html.js';
 import { driftOptions, driftParams } from '../engine/drift/params.js';
 import { PipelineError } from '../engine/errors.js';
@@ -24,6 +26,8 @@ import { toApplicationFailure } from './run-step.js';
 export interface MonitorInput {
   pipeline: string;
   overrides?: string[];
+  /** Heartbeat timeout of the data activities (default 2 minutes): how soon a lost worker is noticed. */
+  heartbeatTimeoutMs?: number;
 }
 
 export interface MonitorPlan {
@@ -62,118 +66,152 @@ async function outputOf(store: ArtifactStore, workflowId: string, runId: string,
   return isArtifactRef(ref) ? ref : undefined;
 }
 
+/**
+ * Heartbeats while `fn` runs: on a timer (a third of the heartbeat timeout) and with progress
+ * details whenever `fn` reports some. `progress` also yields to the event loop, so the timer and
+ * the SDK's heartbeat sender run between the CPU-bound parts (DuckDB chunks, drift columns).
+ */
+async function heartbeating<T>(fn: (progress: (details: Record<string, unknown>) => Promise<void>) => Promise<T>): Promise<T> {
+  const ctx = Context.current();
+  let last: Record<string, unknown> = { phase: 'start' };
+  const beat = (): void => ctx.heartbeat(last);
+  const every = Math.max(200, Math.min(10_000, (ctx.info.heartbeatTimeoutMs ?? 120_000) / 3));
+  const timer = setInterval(beat, every);
+  beat();
+  try {
+    return await fn(async (details) => {
+      last = details;
+      beat();
+      await nextTurn();
+    });
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 export function createMonitorActivities(deps: MonitorDeps) {
-  return {
-    async prepareMonitor(input: MonitorInput): Promise<MonitorPlan> {
-      try {
-        checkInput(input);
-        const compiled = loadPipeline(deps.projectDir, input.pipeline, deps.registry, input.overrides ?? []);
-        const monitor = compiled.monitor;
-        if (!monitor) {
-          throw new PipelineError('SPEC_INVALID', `Pipeline '${compiled.name}' has no monitor: section, so there is nothing to monitor.`, {
-            hint: 'Add monitor: { current: <file>, reference: { step: <step>, output: dataset } } to the pipeline.',
+  type Progress = (details: Record<string, unknown>) => Promise<void>;
+
+  async function prepare(input: MonitorInput, progress: Progress): Promise<MonitorPlan> {
+    try {
+      checkInput(input);
+      const compiled = loadPipeline(deps.projectDir, input.pipeline, deps.registry, input.overrides ?? []);
+      const monitor = compiled.monitor;
+      if (!monitor) {
+        throw new PipelineError('SPEC_INVALID', `Pipeline '${compiled.name}' has no monitor: section, so there is nothing to monitor.`, {
+          hint: 'Add monitor: { current: <file>, reference: { step: <step>, output: dataset } } to the pipeline.',
+        });
+      }
+      const { step, output, model } = monitor.reference;
+      let reference: ArtifactRef | undefined;
+      let from: MonitorPlan['referenceFrom'] | undefined;
+      if (model) {
+        // The champion's training data: registry alias -> the run that made the version -> lineage.
+        const [name, alias] = model.split('@') as [string, string];
+        const backend = deps.tracking();
+        if (!backend?.registry) {
+          throw new PipelineError('TRACKING_ERROR', `monitor.reference.model '${model}' needs an MLflow tracking server with a model registry; this worker has ${backend ? backend.location : 'no tracking'}.`, {
+            hint: 'Set MLFLOW_TRACKING_URI on the worker, or drop reference.model to use the latest successful run.',
           });
         }
-        const { step, output, model } = monitor.reference;
-        let reference: ArtifactRef | undefined;
-        let from: MonitorPlan['referenceFrom'] | undefined;
-        if (model) {
-          // The champion's training data: registry alias -> the run that made the version -> lineage.
-          const [name, alias] = model.split('@') as [string, string];
-          const backend = deps.tracking();
-          if (!backend?.registry) {
-            throw new PipelineError('TRACKING_ERROR', `monitor.reference.model '${model}' needs an MLflow tracking server with a model registry; this worker has ${backend ? backend.location : 'no tracking'}.`, {
-              hint: 'Set MLFLOW_TRACKING_URI on the worker, or drop reference.model to use the latest successful run.',
-            });
-          }
-          const found = await backend.registry.aliasRun(name, alias);
-          const key = found?.tags['mlpipe.step_key'];
-          if (!found || !key) throw new PipelineError('STORAGE_NOT_FOUND', `Registered model '${name}' has no version aliased '${alias}' that mlpipe produced.`, { hint: `Check the alias in MLflow, or promote a version to '${alias}'.` });
-          const parts = key.split('/');
-          const runId = parts[parts.length - 2]!;
-          const workflowId = parts.slice(0, -2).join('/');
-          reference = await outputOf(deps.store, workflowId, runId, step, output);
-          if (!reference) throw new PipelineError('STORAGE_NOT_FOUND', `The run behind ${model} (version ${found.version}, workflow ${workflowId}) has no recorded output '${output}' of step '${step}'.`);
-          from = { workflowId, runId, step, model, version: found.version };
-        } else {
-          for (const run of await listRuns(deps.store)) {
-            if (run.pipeline !== compiled.name) continue;
-            reference = await outputOf(deps.store, run.workflowId, run.runId, step, output);
-            if (reference) {
-              from = { workflowId: run.workflowId, runId: run.runId, step };
-              break;
-            }
-          }
-          if (!reference) {
-            throw new PipelineError('STORAGE_NOT_FOUND', `No run of '${compiled.name}' in ${deps.store.location} has produced '${step}.${output}' yet, so there is no reference data.`, {
-              hint: `Run the pipeline once (mlpipe run ${compiled.name}), then monitor it.`,
-            });
+        const found = await backend.registry.aliasRun(name, alias);
+        const key = found?.tags['mlpipe.step_key'];
+        if (!found || !key) throw new PipelineError('STORAGE_NOT_FOUND', `Registered model '${name}' has no version aliased '${alias}' that mlpipe produced.`, { hint: `Check the alias in MLflow, or promote a version to '${alias}'.` });
+        const parts = key.split('/');
+        const runId = parts[parts.length - 2]!;
+        const workflowId = parts.slice(0, -2).join('/');
+        reference = await outputOf(deps.store, workflowId, runId, step, output);
+        if (!reference) throw new PipelineError('STORAGE_NOT_FOUND', `The run behind ${model} (version ${found.version}, workflow ${workflowId}) has no recorded output '${output}' of step '${step}'.`);
+        from = { workflowId, runId, step, model, version: found.version };
+      } else {
+        for (const run of await listRuns(deps.store)) {
+          if (run.pipeline !== compiled.name) continue;
+          reference = await outputOf(deps.store, run.workflowId, run.runId, step, output);
+          if (reference) {
+            from = { workflowId: run.workflowId, runId: run.runId, step };
+            break;
           }
         }
-        if (!(await deps.store.verify(reference))) {
-          throw new PipelineError('STORAGE_NOT_FOUND', `The reference data ${reference.name ?? ''} sha256:${reference.sha256.slice(0, 12)} is missing or altered in the store.`);
+        if (!reference) {
+          throw new PipelineError('STORAGE_NOT_FOUND', `No run of '${compiled.name}' in ${deps.store.location} has produced '${step}.${output}' yet, so there is no reference data.`, {
+            hint: `Run the pipeline once (mlpipe run ${compiled.name}), then monitor it.`,
+          });
         }
-        if (monitor.current.startsWith('predictions:')) {
-          const model = monitor.current.slice('predictions:'.length);
-          const since = new Date(Date.now() - (monitor.windowMs ?? 86_400_000));
-          const log = await collectPredictions(deps.store, model, since);
-          if (!log.rows) {
-            throw new PipelineError('DATA_INVALID', `No predictions of '${model}' were logged since ${since.toISOString()} in ${deps.store.location}.`, {
-              hint: `Serve the model with the same artifact store (mlpipe serve ${model}@champion), or widen monitor.window.`,
-            });
-          }
-          const current = await deps.store.put(log.text, { name: `predictions-${keySegment(model)}.jsonl`, mediaType: 'application/x-ndjson' });
-          return { pipeline: compiled.name, overrides: input.overrides ?? [], monitor, reference, referenceFrom: from!, current, currentFrom: { predictions: model, rows: log.rows, chunks: log.chunks, versions: log.versions, since: since.toISOString() } };
-        }
-        const currentPath = isAbsolute(monitor.current) ? monitor.current : resolve(deps.projectDir, monitor.current);
-        let current: ArtifactRef;
-        try {
-          current = await deps.store.putFile(currentPath, { name: basename(currentPath) });
-        } catch (e) {
-          throw new PipelineError('DATA_INVALID', `monitor.current: cannot read ${currentPath}: ${(e as Error).message}`, { hint: 'Point monitor.current at a CSV, Parquet or JSON-lines file on the worker.' });
-        }
-        return { pipeline: compiled.name, overrides: input.overrides ?? [], monitor, reference, referenceFrom: from!, current };
-      } catch (e) {
-        throw toApplicationFailure(e);
       }
+      if (!(await deps.store.verify(reference))) {
+        throw new PipelineError('STORAGE_NOT_FOUND', `The reference data ${reference.name ?? ''} sha256:${reference.sha256.slice(0, 12)} is missing or altered in the store.`);
+      }
+      if (monitor.current.startsWith('predictions:')) {
+        const model = monitor.current.slice('predictions:'.length);
+        const since = new Date(Date.now() - (monitor.windowMs ?? 86_400_000));
+        // Chunks are read 8 at a time; each read heartbeats with how far it got.
+        const log = await collectPredictions(deps.store, model, since, undefined, { concurrency: 8, onProgress: (p) => void progress({ ...p, phase: `predictions-${p.phase}` }) });
+        if (!log.rows) {
+          throw new PipelineError('DATA_INVALID', `No predictions of '${model}' were logged since ${since.toISOString()} in ${deps.store.location}.`, {
+            hint: `Serve the model with the same artifact store (mlpipe serve ${model}@champion), or widen monitor.window.`,
+          });
+        }
+        const current = await deps.store.put(log.text, { name: `predictions-${keySegment(model)}.jsonl`, mediaType: 'application/x-ndjson' });
+        return { pipeline: compiled.name, overrides: input.overrides ?? [], monitor, reference, referenceFrom: from!, current, currentFrom: { predictions: model, rows: log.rows, chunks: log.chunks, versions: log.versions, since: since.toISOString() } };
+      }
+      const currentPath = isAbsolute(monitor.current) ? monitor.current : resolve(deps.projectDir, monitor.current);
+      let current: ArtifactRef;
+      try {
+        current = await deps.store.putFile(currentPath, { name: basename(currentPath) });
+      } catch (e) {
+        throw new PipelineError('DATA_INVALID', `monitor.current: cannot read ${currentPath}: ${(e as Error).message}`, { hint: 'Point monitor.current at a CSV, Parquet or JSON-lines file on the worker.' });
+      }
+      return { pipeline: compiled.name, overrides: input.overrides ?? [], monitor, reference, referenceFrom: from!, current };
+    } catch (e) {
+      throw toApplicationFailure(e);
+    }
+  }
+
+  async function compute(plan: MonitorPlan, progress: Progress): Promise<MonitorOutcome> {
+    try {
+      const params = driftParams.parse(plan.monitor.drift);
+      const refFile = await deps.store.getFile(plan.reference);
+      const curFile = await deps.store.getFile(plan.current);
+      // Stored objects have no extension: the recorded name gives the format.
+      const reference = await loadDriftDataset(refFile, 'reference', params.columns, artifactFormat(plan.reference), (rows) => progress({ phase: 'load-reference', rows }));
+      const current = await loadDriftDataset(curFile, 'current', params.columns, artifactFormat(plan.current), (rows) => progress({ phase: 'load-current', rows }));
+      const options = driftOptions(params);
+      // A prediction log holds the model's inputs (not the target, plus prediction and log
+      // columns): compare the columns both sides have.
+      options.columns ??= plan.currentFrom ? Object.keys(reference.columns).filter((c) => c in current.columns) : Object.keys(reference.columns);
+      const result = await computeDriftStepwise(reference, current, options, (p) => progress({ phase: 'drift', ...p }));
+      const report = await deps.store.put(toEvidentlyJson(result), { name: 'drift.json', mediaType: 'application/json' });
+      const htmlText = renderDriftHtml(result, { title: `Data drift: ${plan.pipeline}`, reference: `${plan.reference.name ?? 'reference'} (${reference.rows} rows)`, current: `${plan.current.name ?? 'current'} (${current.rows} rows)` });
+      const html = await deps.store.put(htmlText, { name: 'drift.html', mediaType: 'text/html' });
+      const info = Context.current().info.workflowExecution;
+      const at = new Date().toISOString();
+      const recordKey = `monitoring/${keySegment(plan.pipeline)}/${at.replace(/[:.]/g, '-')}-${keySegment(info?.runId ?? 'local')}`;
+      const outcome: MonitorOutcome = {
+        datasetDrift: result.datasetDrift,
+        share: result.shareOfDriftedColumns,
+        driftedColumns: result.columns.filter((c) => c.drift_detected).map((c) => c.column_name),
+        numberOfColumns: result.numberOfColumns,
+        report,
+        html,
+        recordKey,
+      };
+      await deps.store.putRecord(recordKey, { at, pipeline: plan.pipeline, workflowId: info?.workflowId, runId: info?.runId, referenceFrom: plan.referenceFrom, reference: plan.reference, current: plan.current, ...outcome });
+      await trackCheck(deps.tracking(), plan, outcome, result.columns, info?.runId ?? recordKey, Buffer.from(htmlText)).catch((e: unknown) =>
+        Context.current().log.warn(`drift check not tracked in MLflow: ${(e as Error).message}`),
+      );
+      return outcome;
+    } catch (e) {
+      throw toApplicationFailure(e);
+    }
+  }
+
+  return {
+    async prepareMonitor(input: MonitorInput): Promise<MonitorPlan> {
+      return heartbeating((progress) => prepare(input, progress));
     },
 
     async computeMonitorDrift(plan: MonitorPlan): Promise<MonitorOutcome> {
-      try {
-        const params = driftParams.parse(plan.monitor.drift);
-        const refFile = await deps.store.getFile(plan.reference);
-        const curFile = await deps.store.getFile(plan.current);
-        // Stored objects have no extension: the recorded name gives the format.
-        const reference = await loadDriftDataset(refFile, 'reference', params.columns, artifactFormat(plan.reference));
-        const current = await loadDriftDataset(curFile, 'current', params.columns, artifactFormat(plan.current));
-        const options = driftOptions(params);
-        // A prediction log holds the model's inputs (not the target, plus prediction and log
-        // columns): compare the columns both sides have.
-        options.columns ??= plan.currentFrom ? Object.keys(reference.columns).filter((c) => c in current.columns) : Object.keys(reference.columns);
-        const result = computeDrift(reference, current, options);
-        const report = await deps.store.put(toEvidentlyJson(result), { name: 'drift.json', mediaType: 'application/json' });
-        const htmlText = renderDriftHtml(result, { title: `Data drift: ${plan.pipeline}`, reference: `${plan.reference.name ?? 'reference'} (${reference.rows} rows)`, current: `${plan.current.name ?? 'current'} (${current.rows} rows)` });
-        const html = await deps.store.put(htmlText, { name: 'drift.html', mediaType: 'text/html' });
-        const info = Context.current().info.workflowExecution;
-        const at = new Date().toISOString();
-        const recordKey = `monitoring/${keySegment(plan.pipeline)}/${at.replace(/[:.]/g, '-')}-${keySegment(info?.runId ?? 'local')}`;
-        const outcome: MonitorOutcome = {
-          datasetDrift: result.datasetDrift,
-          share: result.shareOfDriftedColumns,
-          driftedColumns: result.columns.filter((c) => c.drift_detected).map((c) => c.column_name),
-          numberOfColumns: result.numberOfColumns,
-          report,
-          html,
-          recordKey,
-        };
-        await deps.store.putRecord(recordKey, { at, pipeline: plan.pipeline, workflowId: info?.workflowId, runId: info?.runId, referenceFrom: plan.referenceFrom, reference: plan.reference, current: plan.current, ...outcome });
-        await trackCheck(deps.tracking(), plan, outcome, result.columns, info?.runId ?? recordKey, Buffer.from(htmlText)).catch((e: unknown) =>
-          Context.current().log.warn(`drift check not tracked in MLflow: ${(e as Error).message}`),
-        );
-        return outcome;
-      } catch (e) {
-        throw toApplicationFailure(e);
-      }
+      return heartbeating((progress) => compute(plan, progress));
     },
 
     /** Posts a Slack-compatible message ({text, blocks}) to the webhook named by an environment variable of this worker. */

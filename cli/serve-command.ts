@@ -119,6 +119,11 @@ export async function cmdServe(argv: string[], settings: Settings): Promise<numb
   const logSample = values['log-sample'] !== undefined ? Number(values['log-sample']) : 1;
   if (!(logSample > 0 && logSample <= 1)) throw new PipelineError('INPUT_INVALID', `--log-sample '${values['log-sample']}' is not a share in (0, 1].`, { hint: '--log-sample 0.1 logs one prediction in ten.' });
   const threads = values.threads ? Number(values.threads) : 1;
+  if (!Number.isInteger(threads) || threads < 1) throw new PipelineError('INPUT_INVALID', `--threads '${values.threads}' is not a positive whole number.`, { hint: '--threads 2' });
+  const maxInstances = values['max-instances'] !== undefined ? Number(values['max-instances']) : undefined;
+  if (maxInstances !== undefined && !(Number.isInteger(maxInstances) && maxInstances >= 1)) {
+    throw new PipelineError('INPUT_INVALID', `--max-instances '${values['max-instances']}' is not a positive whole number.`, { hint: '--max-instances 1000 (default 10000)' });
+  }
   const { loadOnnxModel } = await import('../adapters/onnx/runtime.js');
   const { bytes, model } = await resolveModel(ref, settings);
   if (values.name) model.name = values.name;
@@ -136,7 +141,7 @@ export async function cmdServe(argv: string[], settings: Settings): Promise<numb
     port,
     host: values.host ?? env['MLPIPE_SERVE_HOST'] ?? (env['AIP_HTTP_PORT'] ? '0.0.0.0' : '127.0.0.1'),
     maxBodyBytes: maxBody,
-    maxInstances: values['max-instances'] ? Number(values['max-instances']) : undefined,
+    maxInstances,
     logSample,
   });
   out(`serving ${model.name} version ${model.version} (${predictor.contract.inputs.length} inputs, sha256:${predictor.sha256.slice(0, 12)}) from ${model.source}`);

@@ -109,41 +109,77 @@ export class PredictionLogWriter {
   }
 }
 
+/** How a reader of the log goes: reads at once, and a callback after each record or chunk read. */
+export interface ReadOptions {
+  /** Records or chunk files read at the same time (default 8). */
+  concurrency?: number;
+  /** Called after each read, with what is done of what there is (a heartbeat, say). */
+  onProgress?: (progress: { phase: 'index' | 'rows'; done: number; total: number }) => void;
+}
+
+/** `fn` over `items`, at most `limit` at once; results in the items' order. */
+async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(Math.max(1, limit), items.length) }, lane));
+  return out;
+}
+
 /** A chunk's end time as its key starts with it: fixed width, so keys sort by time. */
 const keyTime = (iso: string): string => iso.replace(/[:.]/g, '-');
 
 /** The chunks of a model's log whose rows fall in [since, until], oldest first. */
-export async function predictionChunks(store: ArtifactStore, model: string, since?: Date, until?: Date): Promise<PredictionChunk[]> {
+export async function predictionChunks(store: ArtifactStore, model: string, since?: Date, until?: Date, read: ReadOptions = {}): Promise<PredictionChunk[]> {
   const prefix = `${PREDICTIONS_PREFIX}${keySegment(model)}/`;
   const floor = since ? keyTime(since.toISOString()) : '';
   // Chunks that ended before `since` are skipped by their key, without reading them: a monitor
   // reading the last day of a long log reads only that day's records.
   const keys = (await store.listRecords(prefix)).filter((k) => k.slice(prefix.length, prefix.length + floor.length) >= floor);
-  const chunks: PredictionChunk[] = [];
-  for (const key of keys) {
+  let done = 0;
+  const records = await mapLimited(keys, read.concurrency ?? 8, async (key) => {
     const c = await store.getRecord<PredictionChunk>(key);
-    if (!c || c.kind !== 'mlpipe.predictions') continue;
-    if (since && Date.parse(c.to) < since.getTime()) continue;
-    if (until && Date.parse(c.from) > until.getTime()) continue;
-    chunks.push(c);
-  }
+    read.onProgress?.({ phase: 'index', done: ++done, total: keys.length });
+    return c;
+  });
+  const chunks = records.filter((c): c is PredictionChunk => {
+    if (!c || c.kind !== 'mlpipe.predictions') return false;
+    if (since && Date.parse(c.to) < since.getTime()) return false;
+    return !(until && Date.parse(c.from) > until.getTime());
+  });
   return chunks.sort((a, b) => a.from.localeCompare(b.from));
 }
 
 /**
  * One JSON-lines document of the rows of a model's log in [since, until] (rows of a chunk outside
- * the window are left out), for the drift monitor's current data.
+ * the window are left out), for the drift monitor's current data. Chunks are read `concurrency` at a
+ * time and kept in time order.
  */
-export async function collectPredictions(store: ArtifactStore, model: string, since?: Date, until?: Date): Promise<{ text: string; rows: number; chunks: number; versions: string[] }> {
-  const chunks = await predictionChunks(store, model, since, until);
-  const lines: string[] = [];
-  for (const c of chunks) {
+export async function collectPredictions(
+  store: ArtifactStore,
+  model: string,
+  since?: Date,
+  until?: Date,
+  read: ReadOptions = {},
+): Promise<{ text: string; rows: number; chunks: number; versions: string[] }> {
+  const chunks = await predictionChunks(store, model, since, until, read);
+  let done = 0;
+  const perChunk = await mapLimited(chunks, read.concurrency ?? 8, async (c) => {
+    const kept: string[] = [];
     for (const line of (await store.get(c.file)).toString('utf8').split('\n')) {
       if (!line) continue;
       const at = Date.parse((JSON.parse(line) as PredictionRow).predicted_at);
       if ((since && at < since.getTime()) || (until && at > until.getTime())) continue;
-      lines.push(line);
+      kept.push(line);
     }
-  }
+    read.onProgress?.({ phase: 'rows', done: ++done, total: chunks.length });
+    return kept;
+  });
+  const lines = perChunk.flat();
   return { text: lines.join('\n') + (lines.length ? '\n' : ''), rows: lines.length, chunks: chunks.length, versions: [...new Set(chunks.map((c) => c.modelVersion))] };
 }

@@ -10,7 +10,7 @@
  *    one runs, Temporal refuses a second start with that ID, so concurrent monitors never start two
  *    (single-flight). It then posts an alert.
  */
-import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import { ApplicationFailure, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { ParentClosePolicy, WorkflowIdReusePolicy, proxyActivities, startChild, workflowInfo } from '@temporalio/workflow';
 import type { MonitorInput, MonitorOutcome, MonitorPlan } from '../activities/monitor.js';
 import type { Activities } from '../activities/index.js';
@@ -18,11 +18,13 @@ import { NON_RETRYABLE_CODES } from '../engine/errors.js';
 import { retrainWorkflowId } from './names.js';
 import { pipelineWorkflow } from './pipeline.js';
 
-const { prepareMonitor, computeMonitorDrift } = proxyActivities<Activities>({
-  startToCloseTimeout: '30 minutes',
-  heartbeatTimeout: '2 minutes',
-  retry: { maximumAttempts: 3, nonRetryableErrorTypes: [...NON_RETRYABLE_CODES] },
-});
+/** The data activities heartbeat while they read and compute: 2 minutes without one means a lost worker. */
+const dataActivities = (heartbeatTimeoutMs = 120_000) =>
+  proxyActivities<Activities>({
+    startToCloseTimeout: '30 minutes',
+    heartbeatTimeout: heartbeatTimeoutMs,
+    retry: { maximumAttempts: 3, nonRetryableErrorTypes: [...NON_RETRYABLE_CODES] },
+  });
 const { postAlert } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
   retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['ALERT_FAILED'] },
@@ -41,6 +43,11 @@ export interface MonitorResult {
 }
 
 export async function monitorWorkflow(input: MonitorInput): Promise<MonitorResult> {
+  const hb = input.heartbeatTimeoutMs;
+  if (hb !== undefined && !(typeof hb === 'number' && Number.isInteger(hb) && hb >= 1000)) {
+    throw ApplicationFailure.nonRetryable(`heartbeatTimeoutMs must be a whole number of milliseconds, at least 1000; got ${JSON.stringify(hb)}.`, 'INPUT_INVALID');
+  }
+  const { prepareMonitor, computeMonitorDrift } = dataActivities(hb);
   const plan = await prepareMonitor(input);
   const drift = await computeMonitorDrift(plan);
   let retrain: MonitorResult['retrain'] = drift.datasetDrift ? (plan.monitor.retrain ? 'started' : 'off') : 'no-drift';

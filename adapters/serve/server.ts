@@ -5,7 +5,10 @@
  *   GET  /metrics   Prometheus text: requests, predictions, errors, latency histogram, log state
  *   GET  /model     what is served: name, version, digest, input contract
  * Records are checked against the model's input contract (zod) before any prediction; a bad one
- * gets a 400 naming each field. Every prediction goes to the prediction log (when one is given).
+ * gets a 400 naming each field. A model that yields NaN or ±Infinity for a record (a ratio over a
+ * zero input, say) gets a 422 naming the record and its fields, and is counted; nothing of that
+ * request is logged. Every prediction goes to the prediction log (when one is given). A client that
+ * goes away before its body is read is counted as aborted (499), not as a server error.
  */
 import { randomUUID } from 'node:crypto';
 import http from 'node:http';
@@ -58,15 +61,35 @@ interface Serving {
   drained?: () => void;
 }
 
+type ErrorDetail = { instance?: number; field: string; problem: string } | { index: number; fields: Record<string, unknown>; reason: string };
+
 class HttpError extends Error {
   constructor(
     readonly status: number,
     readonly code: string,
     message: string,
-    readonly details?: { instance?: number; field: string; problem: string }[],
+    readonly details?: ErrorDetail[],
   ) {
     super(message);
   }
+}
+
+/** The client closed the connection before its request was read: there is no one to answer. */
+class ClientAborted extends Error {}
+
+/** Records whose prediction is NaN or infinite (a regression value, or any class probability). */
+function nonFinite(out: Float32Array, rows: number): { index: number; value: number }[] {
+  const width = rows ? out.length / rows : 0;
+  const bad: { index: number; value: number }[] = [];
+  for (let r = 0; r < rows; r++) {
+    for (let k = r * width; k < (r + 1) * width; k++) {
+      if (!Number.isFinite(out[k])) {
+        bad.push({ index: r, value: out[k]! });
+        break;
+      }
+    }
+  }
+  return bad;
 }
 
 /** The zod schema of one input record, from the model's contract. */
@@ -116,11 +139,18 @@ async function readBody(req: http.IncomingMessage, max: number): Promise<Buffer>
   if (declared > max) throw new HttpError(413, 'BODY_TOO_LARGE', `The body is ${declared} bytes; the limit is ${max}.`);
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > max) throw new HttpError(413, 'BODY_TOO_LARGE', `The body exceeds the limit of ${max} bytes.`);
-    chunks.push(chunk as Buffer);
+  try {
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > max) throw new HttpError(413, 'BODY_TOO_LARGE', `The body exceeds the limit of ${max} bytes.`);
+      chunks.push(chunk as Buffer);
+    }
+  } catch (e) {
+    if (e instanceof HttpError) throw e;
+    // 'aborted' (ECONNRESET): the client went away mid-body.
+    throw new ClientAborted((e as Error).message);
   }
+  if (!req.complete) throw new ClientAborted('the connection closed before the body was complete');
   return Buffer.concat(chunks);
 }
 
@@ -167,6 +197,17 @@ export async function startPredictionServer(opts: ServerOptions): Promise<Runnin
     }
     const { records, batch } = parseInstances(body, schema, maxInstances);
     const out = await predictor.predict(records);
+    const bad = nonFinite(out, records.length);
+    if (bad.length) {
+      metrics.inc('mlpipe_predictions_nonfinite_total', 'Records for which the model produced NaN or Infinity (answered 422, not logged).', {}, bad.length);
+      const first = bad[0]!;
+      throw new HttpError(
+        422,
+        'PREDICTION_NOT_FINITE',
+        `The model produced ${first.value} for ${bad.length} of ${records.length} record(s) (first: ${batch ? `instances[${first.index}]` : 'the record'}); check its inputs, e.g. a zero that a derived feature divides by.`,
+        bad.slice(0, 50).map((b) => ({ index: b.index, fields: records[b.index]!, reason: `model produced ${b.value}` })),
+      );
+    }
     const predictions = shape(contract, out, records.length);
     const requestId = (req.headers['x-request-id'] as string | undefined)?.slice(0, 100) || randomUUID();
     if (s.log) {
@@ -192,6 +233,7 @@ export async function startPredictionServer(opts: ServerOptions): Promise<Runnin
   const server = http.createServer((req, res) => {
     const started = process.hrtime.bigint();
     const send = (status: number, body: unknown, type = 'application/json'): void => {
+      if (res.destroyed || res.writableEnded) return;
       const text = type === 'application/json' ? JSON.stringify(body) : String(body);
       res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(text) });
       res.end(text);
@@ -224,6 +266,12 @@ export async function startPredictionServer(opts: ServerOptions): Promise<Runnin
           metrics.inc('mlpipe_predictions_total', 'Records predicted.', {}, r.rows);
         })
         .catch((e: unknown) => {
+          if (e instanceof ClientAborted) {
+            metrics.inc('mlpipe_predict_requests_total', 'Requests to /predict by HTTP status.', { status: '499' });
+            metrics.inc('mlpipe_predict_errors_total', 'Failed /predict requests by error code.', { code: 'CLIENT_ABORTED' });
+            res.destroy();
+            return;
+          }
           const err = e instanceof HttpError ? e : new HttpError(500, 'INTERNAL', `Prediction failed: ${(e as Error).message}`);
           metrics.inc('mlpipe_predict_requests_total', 'Requests to /predict by HTTP status.', { status: String(err.status) });
           metrics.inc('mlpipe_predict_errors_total', 'Failed /predict requests by error code.', { code: err.code });

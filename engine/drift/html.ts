@@ -31,7 +31,7 @@ function numericChart(c: ColumnDrift): string {
   const max = Math.max(...xs);
   const top = Math.max(...r.y, ...q.y) || 1;
   const sx = (v: number): number => (max === min ? W / 2 : ((v - min) / (max - min)) * (W - 20) + 10);
-  const bars = (d: { x: (number | string)[]; y: number[] }, color: string, label: string): string =>
+  const bars = (d: { x: (number | string | boolean)[]; y: number[] }, color: string, label: string): string =>
     d.y
       .map((y, i) => {
         const x0 = sx(d.x[i] as number);

@@ -16,7 +16,12 @@ import { defaultStatTest, STAT_TESTS, type ColumnType, type KeyCounts, type Prep
 
 export { STAT_TESTS, type StatTestName } from './stattests.js';
 
-export type ColumnValues = { type: 'num'; values: Float64Array } | { type: 'cat'; codes: Int32Array; labels: string[] };
+/**
+ * A column. `num`: values with NaN for missing, and for 64-bit integers beyond 2^53 the exact values
+ * beside them (`exact`, any value where `values` is NaN). `cat`: codes into labels; `boolean` marks
+ * a True/False column (labels 'True' and 'False'), which Evidently treats as categorical.
+ */
+export type ColumnValues = { type: 'num'; values: Float64Array; exact?: BigInt64Array } | { type: 'cat'; codes: Int32Array; labels: string[]; boolean?: boolean };
 
 export interface Dataset {
   /** Row count. */
@@ -50,8 +55,8 @@ export interface ColumnDrift {
   drift_detected: boolean;
   reference_rows: number;
   current_rows: number;
-  current: { small_distribution: { x: (number | string)[]; y: number[] } };
-  reference: { small_distribution: { x: (number | string)[]; y: number[] } };
+  current: { small_distribution: { x: (number | string | boolean)[]; y: number[] } };
+  reference: { small_distribution: { x: (number | string | boolean)[]; y: number[] } };
 }
 
 export interface DriftResult {
@@ -167,6 +172,49 @@ function categoricalCounts(ref: { codes: Int32Array; labels: string[] }, cur: { 
   };
 }
 
+/** Values of a 64-bit integer column made exact doubles: minus the smallest of both sides (`base`). */
+function rebased(col: { values: Float64Array; exact?: BigInt64Array }, base: bigint): Float64Array {
+  const { values, exact } = col;
+  return Float64Array.from(values, (v, k) => (v !== v ? NaN : exact ? Number(exact[k]! - base) : Number.isInteger(v) ? Number(BigInt(v) - base) : v - Number(base)));
+}
+
+function minExact(cols: { values: Float64Array; exact?: BigInt64Array }[]): bigint | undefined {
+  let min: bigint | undefined;
+  for (const { values, exact } of cols) {
+    for (let k = 0; k < values.length; k++) {
+      if (!(exact ? values[k] === values[k] : Number.isFinite(values[k]))) continue;
+      const v = exact ? exact[k]! : BigInt(Math.floor(values[k]!));
+      if (min === undefined || v < min) min = v;
+    }
+  }
+  return min;
+}
+
+function countInfinite(a: Float64Array): number {
+  let n = 0;
+  for (let k = 0; k < a.length && a[k] === -Infinity; k++) n++;
+  for (let k = a.length - 1; k >= 0 && a[k] === Infinity; k--) n++;
+  return n;
+}
+
+type CatColumn = Extract<ColumnValues, { type: 'cat' }>;
+const TRUE_TEXT = new Set(['true', 't', 'yes', 'y', '1']);
+const FALSE_TEXT = new Set(['false', 'f', 'no', 'n', '0']);
+
+/**
+ * A boolean column on one side and its text on the other (a Parquet dataset from ingest, where
+ * DuckDB read yes/no as booleans, against the raw CSV): the text side as booleans, when every
+ * label is a spelling of true or false. Anything else stays as it is.
+ */
+function reconcileBooleans(ref: CatColumn, cur: CatColumn): [CatColumn, CatColumn] {
+  if (!ref.boolean === !cur.boolean) return [ref, cur];
+  const text = ref.boolean ? cur : ref;
+  const to = text.labels.map((l) => (TRUE_TEXT.has(l.toLowerCase()) ? 0 : FALSE_TEXT.has(l.toLowerCase()) ? 1 : -1));
+  if (to.includes(-1)) return [ref, cur];
+  const asBoolean: CatColumn = { type: 'cat', codes: text.codes.map((k) => (k < 0 ? -1 : to[k]!)), labels: ['True', 'False'], boolean: true };
+  return ref.boolean ? [ref, asBoolean] : [asBoolean, cur];
+}
+
 export function prepareColumn(name: string, ref: ColumnValues, cur: ColumnValues): PreparedColumn {
   if (ref.type !== cur.type) {
     throw driftError(
@@ -175,11 +223,36 @@ export function prepareColumn(name: string, ref: ColumnValues, cur: ColumnValues
     );
   }
   if (ref.type === 'num' && cur.type === 'num') {
-    const r = sortFloat64(cleanNumbers(ref.values));
-    const c = sortFloat64(cleanNumbers(cur.values));
+    // 64-bit integers beyond 2^53 (ids, nanosecond times) are ordered and counted exactly, as pandas
+    // and scipy do with int64: rebased on the smallest value of both sides (K-S, counts and test
+    // selection are invariant to it); numpy's float64 view serves Wasserstein and histograms.
+    const base = ref.exact || cur.exact ? minExact([ref, cur]) : undefined;
+    let r = sortFloat64(cleanNumbers(base === undefined ? ref.values : rebased(ref, base)));
+    let c = sortFloat64(cleanNumbers(base === undefined ? cur.values : rebased(cur, base)));
     for (const [label, a] of [['reference', r], ['current', c]] as const) {
       if (a.length === 0) throw driftError(`Column '${name}' is empty in the ${label} data after dropping missing values.`, 'Leave the column out of the drift check, or fix the data that produced it.');
     }
+    // ±Infinity is dropped only beside a NaN (above); otherwise Evidently fails to bin the column
+    // (np.histogram: range not finite), and so does this, instead of a NaN score read as no drift.
+    const infinite = [countInfinite(r), countInfinite(c)];
+    if (infinite[0]! + infinite[1]!) {
+      throw driftError(
+        `Column '${name}' holds infinite values (${infinite[0]} in the reference data, ${infinite[1]} in the current data) and no missing values, so its drift is undefined.`,
+        "Replace ±Infinity with a missing value in the data (a column with missing values has its infinities dropped, as in Evidently), clip it, or leave the column out (columns: [...]).",
+      );
+    }
+    // Values near the float maximum overflow differences and squares (Evidently scores them NaN,
+    // i.e. no drift): every score is scale-invariant, so compute on values scaled by a power of two.
+    const maxAbs = Math.max(-r[0]!, r[r.length - 1]!, -c[0]!, c[c.length - 1]!);
+    let scale = 1;
+    if (maxAbs > 2 ** 400) {
+      scale = 2 ** -(Math.ceil(Math.log2(maxAbs)) - 400);
+      r = r.map((v) => v * scale);
+      c = c.map((v) => v * scale);
+    }
+    const original = scale !== 1 ? { scale, offset: 0 } : undefined;
+    // numpy's view of 64-bit integers: doubles (for Wasserstein, histograms, distributions).
+    const floats = base !== undefined ? { refFloat: sortFloat64(cleanNumbers(ref.values)), curFloat: sortFloat64(cleanNumbers(cur.values)) } : {};
     let counts: KeyCounts | undefined;
     const getCounts = (): KeyCounts => (counts ??= numericCounts(r, c));
     // Distinct values of both, from the merge of the two sorted arrays.
@@ -194,13 +267,14 @@ export function prepareColumn(name: string, ref: ColumnValues, cur: ColumnValues
         union++;
       }
     }
-    return { name, type: 'num', refSorted: r, curSorted: c, counts: getCounts, nRef: r.length, nCur: c.length, refUnique: countSortedUnique(r), unionUnique: union };
+    return { name, type: 'num', refSorted: r, curSorted: c, ...floats, counts: getCounts, nRef: r.length, nCur: c.length, refUnique: countSortedUnique(r), unionUnique: union, ...(original ? { original } : {}) };
   }
-  const k = categoricalCounts(ref as { codes: Int32Array; labels: string[] }, cur as { codes: Int32Array; labels: string[] });
+  const [r, c] = reconcileBooleans(ref as CatColumn, cur as CatColumn);
+  const k = categoricalCounts(r, c);
   for (const [label, n] of [['reference', k.nRef], ['current', k.nCur]] as const) {
     if (n === 0) throw driftError(`Column '${name}' is empty in the ${label} data after dropping missing values.`, 'Leave the column out of the drift check, or fix the data that produced it.');
   }
-  return { name, type: 'cat', counts: () => k, nRef: k.nRef, nCur: k.nCur, refUnique: k.ref.filter((x) => x > 0).length, unionUnique: k.keys.length };
+  return { name, type: 'cat', counts: () => k, nRef: k.nRef, nCur: k.nCur, refUnique: k.ref.filter((x) => x > 0).length, unionUnique: k.keys.length, ...(r.boolean && c.boolean ? { boolean: true } : {}) };
 }
 
 function pickTest(name: string, type: ColumnType, o: DriftOptions, c: PreparedColumn): StatTest {
@@ -214,32 +288,21 @@ function pickTest(name: string, type: ColumnType, o: DriftOptions, c: PreparedCo
   return test;
 }
 
-function smallDistribution(col: ColumnValues, keys?: KeyCounts, side?: 'ref' | 'cur', sorted?: Float64Array): { x: (number | string)[]; y: number[] } {
+function smallDistribution(col: ColumnValues, keys: KeyCounts | undefined, side: 'ref' | 'cur', prepared: PreparedColumn): { x: (number | string | boolean)[]; y: number[] } {
   if (col.type === 'num') {
-    // The sorted, cleaned values hold the same finite values when nothing was dropped or infinite.
-    if (sorted && sorted.length === col.values.length && Number.isFinite(sorted[0]) && Number.isFinite(sorted[sorted.length - 1])) {
-      return densityHistogram(sorted, sorted[0]!, sorted[sorted.length - 1]!, 10);
-    }
-    let n = 0;
-    let min = Infinity;
-    let max = -Infinity;
-    for (const v of col.values) {
-      if (Number.isFinite(v)) {
-        n++;
-        if (v < min) min = v;
-        if (v > max) max = v;
-      }
-    }
-    const finite = n === col.values.length ? col.values : col.values.filter((v) => Number.isFinite(v));
-    if (!finite.length) return { x: [], y: [] };
-    return densityHistogram(finite, min, max, 10);
+    // The sorted, cleaned values are the column's finite values (infinities were refused).
+    const sorted = (side === 'ref' ? (prepared.refFloat ?? prepared.refSorted) : (prepared.curFloat ?? prepared.curSorted))!;
+    const h = densityHistogram(sorted, sorted[0]!, sorted[sorted.length - 1]!, 10);
+    const o = prepared.original;
+    return o ? { x: h.x.map((x) => x / o.scale + o.offset), y: h.y.map((y) => y * o.scale) } : h;
   }
   const k = keys!;
   const order = k.keys.map((key, i) => ({ key, i })).sort((a, b) => (String(a.key) < String(b.key) ? -1 : String(a.key) > String(b.key) ? 1 : 0));
-  return { x: order.map((o) => o.key), y: order.map((o) => (side === 'ref' ? k.ref : k.cur)[o.i]!) };
+  const boolean = prepared.boolean ?? false;
+  return { x: order.map((o) => (boolean ? o.key === 'True' : o.key)), y: order.map((o) => (side === 'ref' ? k.ref : k.cur)[o.i]!) };
 }
 
-export function computeDrift(reference: Dataset, current: Dataset, options: DriftOptions = {}): DriftResult {
+function checkOptions(reference: Dataset, current: Dataset, options: DriftOptions): string[] {
   const names = options.columns ?? Object.keys(reference.columns);
   const missing = {
     reference: names.filter((n) => !(n in reference.columns)),
@@ -255,32 +318,59 @@ export function computeDrift(reference: Dataset, current: Dataset, options: Drif
   for (const [k, v] of Object.entries(options.perColumnStattest ?? {})) {
     if (!(v in STAT_TESTS)) throw driftError(`Unknown drift test '${v}' for column '${k}'.`, `Known tests: ${Object.keys(STAT_TESTS).join(', ')}.`);
   }
-  const columns: ColumnDrift[] = names.map((name) => {
-    const ref = reference.columns[name]!;
-    const cur = current.columns[name]!;
-    const prepared = prepareColumn(name, ref, cur);
-    const test = pickTest(name, prepared.type, options, prepared);
-    const threshold = options.perColumnThreshold?.[name] ?? (prepared.type === 'cat' ? options.catThreshold : options.numThreshold) ?? options.threshold ?? test.defaultThreshold;
-    const score = test.score(prepared);
-    const keys = prepared.type === 'cat' ? prepared.counts() : undefined;
-    return {
-      column_name: name,
-      column_type: prepared.type,
-      stattest_name: test.displayName,
-      stattest: test.name,
-      stattest_threshold: threshold,
-      drift_score: score,
-      drift_detected: test.drifted(score, threshold),
-      reference_rows: prepared.nRef,
-      current_rows: prepared.nCur,
-      current: { small_distribution: smallDistribution(cur, keys, 'cur', prepared.curSorted) },
-      reference: { small_distribution: smallDistribution(ref, keys, 'ref', prepared.refSorted) },
-    };
-  });
+  return names;
+}
+
+function columnDrift(name: string, ref: ColumnValues, cur: ColumnValues, options: DriftOptions): ColumnDrift {
+  const prepared = prepareColumn(name, ref, cur);
+  const test = pickTest(name, prepared.type, options, prepared);
+  const threshold = options.perColumnThreshold?.[name] ?? (prepared.type === 'cat' ? options.catThreshold : options.numThreshold) ?? options.threshold ?? test.defaultThreshold;
+  const score = test.score(prepared);
+  const keys = prepared.type === 'cat' ? prepared.counts() : undefined;
+  return {
+    column_name: name,
+    column_type: prepared.type,
+    stattest_name: test.displayName,
+    stattest: test.name,
+    stattest_threshold: threshold,
+    drift_score: score,
+    drift_detected: test.drifted(score, threshold),
+    reference_rows: prepared.nRef,
+    current_rows: prepared.nCur,
+    current: { small_distribution: smallDistribution(cur, keys, 'cur', prepared) },
+    reference: { small_distribution: smallDistribution(ref, keys, 'ref', prepared) },
+  };
+}
+
+function summarise(columns: ColumnDrift[], options: DriftOptions): DriftResult {
   const drifted = columns.filter((c) => c.drift_detected).length;
   const driftShare = options.driftShare ?? 0.5;
   const share = columns.length ? drifted / columns.length : 0;
   return { driftShare, numberOfColumns: columns.length, numberOfDriftedColumns: drifted, shareOfDriftedColumns: share, datasetDrift: share >= driftShare, columns };
+}
+
+export function computeDrift(reference: Dataset, current: Dataset, options: DriftOptions = {}): DriftResult {
+  const names = checkOptions(reference, current, options);
+  return summarise(names.map((name) => columnDrift(name, reference.columns[name]!, current.columns[name]!, options)), options);
+}
+
+/**
+ * computeDrift, one column at a time: `between` runs before each column (an activity heartbeats
+ * and lets its event loop run there), so a wide dataset never blocks for all its columns at once.
+ */
+export async function computeDriftStepwise(
+  reference: Dataset,
+  current: Dataset,
+  options: DriftOptions,
+  between: (progress: { column: string; done: number; total: number }) => Promise<void>,
+): Promise<DriftResult> {
+  const names = checkOptions(reference, current, options);
+  const columns: ColumnDrift[] = [];
+  for (const [i, name] of names.entries()) {
+    await between({ column: name, done: i, total: names.length });
+    columns.push(columnDrift(name, reference.columns[name]!, current.columns[name]!, options));
+  }
+  return summarise(columns, options);
 }
 
 /** Evidently's legacy Report JSON (DataDriftPreset): DatasetDriftMetric and DataDriftTable. NaN stays the NaN token. */

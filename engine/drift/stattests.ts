@@ -27,6 +27,13 @@ export interface PreparedColumn {
   /** num: sorted finite values (NaN dropped when the column had any). */
   refSorted?: Float64Array;
   curSorted?: Float64Array;
+  /**
+   * num: the same, as numpy computes with them (float64): for 64-bit integers beyond 2^53, rounded
+   * to doubles (Wasserstein, histograms); `refSorted` keeps them exact for order and counts (K-S,
+   * tests by value), as pandas and scipy do. Absent: the same arrays.
+   */
+  refFloat?: Float64Array;
+  curFloat?: Float64Array;
   /** Counts by value (always for cat; built on demand for num). */
   counts: () => KeyCounts;
   nRef: number;
@@ -34,6 +41,10 @@ export interface PreparedColumn {
   /** Distinct values in reference, and in reference and current together. */
   refUnique: number;
   unionUnique: number;
+  /** cat: True/False on both sides (keys 'True' and 'False', reported as booleans). */
+  boolean?: boolean;
+  /** num: the sorted values are (original - offset) * scale (64-bit integers rebased, huge values scaled). */
+  original?: { scale: number; offset: number };
 }
 
 export interface StatTest {
@@ -55,8 +66,8 @@ function binned(c: PreparedColumn, fillZeroes: boolean): [Float64Array, Float64A
   let r: Float64Array;
   let q: Float64Array;
   if (c.type === 'num' && c.refUnique > 20) {
-    const ref = c.refSorted!;
-    const cur = c.curSorted!;
+    const ref = c.refFloat ?? c.refSorted!;
+    const cur = c.curFloat ?? c.curSorted!;
     const min = Math.min(ref[0]!, cur[0]!);
     const max = Math.max(ref[ref.length - 1]!, cur[cur.length - 1]!);
     const edges = sturgesEdges(min, max, ref.length + cur.length);
@@ -165,7 +176,11 @@ export const STAT_TESTS: Record<StatTestName, StatTest> = {
     displayName: 'Wasserstein distance (normed)',
     defaultThreshold: 0.1,
     drifted: distDrift,
-    score: (c) => (c.type === 'num' ? wasserstein(c.refSorted!, c.curSorted!) / Math.max(populationStd(c.refSorted!), 0.001) : NaN),
+    score: (c) => {
+      if (c.type !== 'num') return NaN;
+      const ref = c.refFloat ?? c.refSorted!;
+      return wasserstein(ref, c.curFloat ?? c.curSorted!) / Math.max(populationStd(ref), 0.001);
+    },
   },
   jensenshannon: {
     name: 'jensenshannon',
@@ -226,16 +241,14 @@ export const STAT_TESTS: Record<StatTestName, StatTest> = {
         for (let i = 0; i < k.keys.length; i++) bc += Math.sqrt((k.ref[i]! / k.nRef) * (k.cur[i]! / k.nCur));
       } else {
         const keys = c.counts().keys as number[];
-        let min = Infinity;
-        let max = -Infinity;
-        for (const v of keys) {
-          if (v < min) min = v;
-          if (v > max) max = v;
-        }
+        const ref = c.refFloat ?? c.refSorted!;
+        const cur = c.curFloat ?? c.curSorted!;
+        const min = Math.min(ref[0]!, cur[0]!);
+        const max = Math.max(ref[ref.length - 1]!, cur[cur.length - 1]!);
         const edges = sturgesEdges(min, max, keys.length);
         const width = (edges[edges.length - 1]! - edges[0]!) / (edges.length - 1);
-        const h1 = densities(c.refSorted!, edges);
-        const h2 = densities(c.curSorted!, edges);
+        const h1 = densities(ref, edges);
+        const h2 = densities(cur, edges);
         for (let i = 0; i < h1.length; i++) bc += Math.sqrt(h1[i]! * h2[i]!) * width;
       }
       return Math.sqrt(1 - Math.min(1, Math.max(0, bc)));

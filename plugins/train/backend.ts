@@ -1,8 +1,12 @@
 /**
  * The tfjs backend for training and prediction, chosen once per process:
  * `@tensorflow/tfjs-node-gpu` when installed, else `@tensorflow/tfjs-node`, else the wasm backend of
- * `@tensorflow/tfjs`, else its pure-JS cpu backend. `MLPIPE_TF_BACKEND` or a step's `backend`
- * param forces one. The native packages are optional peers: they cannot be installed everywhere.
+ * `@tensorflow/tfjs`, else its pure-JS cpu backend. `MLPIPE_TF_BACKEND` (the process's choice) or a
+ * step's `backend` param forces one. tfjs has one global backend per process, shared by steps that
+ * run at the same time, so it is not switched under them: a step asking for another backend than
+ * the one loaded (or than MLPIPE_TF_BACKEND) fails, non-retryable, naming both. A forced backend
+ * that fails to load leaves nothing behind: the next load tries again. The native packages are
+ * optional peers: they cannot be installed everywhere.
  */
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -14,7 +18,16 @@ export const BACKENDS: BackendName[] = ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'c
 export type Tf = typeof import('@tensorflow/tfjs');
 
 const require = createRequire(import.meta.url);
-let chosen: Promise<{ tf: Tf; backend: BackendName; tried: string[] }> | undefined;
+
+export interface LoadedTf {
+  tf: Tf;
+  backend: BackendName;
+  /** Backends tried before it, with why they failed. */
+  tried: string[];
+}
+
+/** The load in progress or done, and what it was asked for (undefined: the first that works). */
+let current: { want?: BackendName; load: Promise<LoadedTf> } | undefined;
 
 async function tryBackend(name: BackendName): Promise<Tf> {
   if (name === 'tfjs-node-gpu' || name === 'tfjs-node') {
@@ -37,22 +50,68 @@ async function tryBackend(name: BackendName): Promise<Tf> {
   return tf;
 }
 
-/** The first backend that works, in preference order, or the one asked for. */
-export function loadTf(prefer: BackendName | 'auto' = 'auto'): Promise<{ tf: Tf; backend: BackendName; tried: string[] }> {
-  const forced = (process.env['MLPIPE_TF_BACKEND'] as BackendName | undefined) ?? (prefer === 'auto' ? undefined : prefer);
-  chosen ??= (async () => {
-    const tried: string[] = [];
-    for (const name of forced ? [forced] : BACKENDS) {
-      try {
-        return { tf: await tryBackend(name), backend: name, tried };
-      } catch (e) {
-        tried.push(`${name}: ${(e as Error).message.split('\n')[0]}`);
-      }
+/** MLPIPE_TF_BACKEND, checked: a backend name, or undefined for unset / `auto`. */
+export function envBackend(env: NodeJS.ProcessEnv = process.env): BackendName | undefined {
+  const raw = env['MLPIPE_TF_BACKEND']?.trim();
+  if (!raw || raw === 'auto') return undefined;
+  if (!(BACKENDS as string[]).includes(raw)) {
+    throw new PipelineError('INPUT_INVALID', `MLPIPE_TF_BACKEND='${raw.slice(0, 40)}' is not a tfjs backend.`, { hint: `Set it to one of auto, ${BACKENDS.join(', ')}, or unset it.` });
+  }
+  return raw as BackendName;
+}
+
+async function load(want: BackendName | undefined, source: string): Promise<LoadedTf> {
+  const tried: string[] = [];
+  for (const name of want ? [want] : BACKENDS) {
+    try {
+      return { tf: await tryBackend(name), backend: name, tried };
+    } catch (e) {
+      tried.push(`${name}: ${(e as Error).message.split('\n')[0]}`);
     }
-    throw new PipelineError('STEP_FAILED', `No tfjs backend could start (${tried.join('; ')}).`, {
-      retryable: false,
-      hint: forced ? `Unset MLPIPE_TF_BACKEND or the step's backend param, or install @tensorflow/${forced}.` : 'Reinstall the npm dependencies.',
+  }
+  throw new PipelineError('STEP_FAILED', `No tfjs backend could start (${tried.join('; ')}).`, {
+    retryable: false,
+    hint: want ? `Unset ${source}, or install @tensorflow/${want}.` : 'Reinstall the npm dependencies.',
+  });
+}
+
+function conflict(loaded: BackendName, asked: BackendName, by: string): PipelineError {
+  return new PipelineError('PLUGIN_PARAMS', `${by} asks for the tfjs backend '${asked}', but this process runs '${loaded}' (tfjs has one backend per process).`, {
+    hint: `Use backend: ${loaded} or auto in every step this worker runs, or run this step on a worker started with MLPIPE_TF_BACKEND=${asked}.`,
+  });
+}
+
+/** The first backend that works, in preference order, or the one asked for (see the module comment). */
+export async function loadTf(prefer: BackendName | 'auto' = 'auto'): Promise<LoadedTf> {
+  const env = envBackend();
+  const asked = prefer === 'auto' ? undefined : prefer;
+  if (env && asked && asked !== env) {
+    throw new PipelineError('PLUGIN_PARAMS', `The step's backend param asks for the tfjs backend '${asked}', but MLPIPE_TF_BACKEND=${env} fixes this process's backend.`, {
+      hint: `Use backend: ${env} or auto, or run this step on a worker started with MLPIPE_TF_BACKEND=${asked} (or without it).`,
     });
-  })();
-  return chosen;
+  }
+  const want = asked ?? env;
+  const source = asked ? "the step's backend param" : 'MLPIPE_TF_BACKEND';
+  for (;;) {
+    if (!current) {
+      const attempt = { want, load: load(want, source) };
+      current = attempt;
+      // A failed load is forgotten, so the next call tries again instead of failing forever.
+      attempt.load.catch(() => {
+        if (current === attempt) current = undefined;
+      });
+    }
+    const pending = current;
+    let got: LoadedTf;
+    try {
+      got = await pending.load;
+    } catch (e) {
+      if (current === pending) current = undefined;
+      // Another caller's forced backend failed: that says nothing about this request.
+      if (pending.want !== want) continue;
+      throw e;
+    }
+    if (want && got.backend !== want) throw conflict(got.backend, want, asked ? "The step's backend param" : 'MLPIPE_TF_BACKEND');
+    return got;
+  }
 }

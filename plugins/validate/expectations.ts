@@ -10,8 +10,10 @@ const columnRule = z
     /** The column must exist (default true). */
     required: z.boolean().default(true),
     type: z.enum(['number', 'integer', 'string', 'boolean', 'date']).optional(),
-    /** Largest share of nulls allowed, 0..1. A column that is entirely null always fails unless this is 1. */
+    /** Largest share of nulls allowed, 0..1 (NaN counts as null in number columns). A column that is entirely null always fails unless this is 1. */
     maxNullShare: z.number().min(0).max(1).optional(),
+    /** Whether a number column may hold NaN or ±Infinity (default false: each one is a violation). */
+    allowNonFinite: z.boolean().default(false),
     min: z.number().optional(),
     max: z.number().optional(),
     allowed: z.array(z.union([z.string(), z.number(), z.boolean()])).optional(),
@@ -51,13 +53,20 @@ async function firstOffender(db: Duck, col: string, where: string): Promise<{ n:
   return { n: agg.n, row: first?.row, value: first?.value };
 }
 
+/** A value as the report shows it: NaN and infinities by name (JSON has no token for them). */
+const show = (v: unknown): string => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : typeof v === 'bigint' ? String(v) : JSON.stringify(v));
+
+/** DuckDB types whose values can be NaN or infinite. */
+const isFloatType = (type: string): boolean => /^(FLOAT|DOUBLE|REAL)/.test(type);
+
 const pct = (x: number): string => (x === 0 ? '0%' : `${(100 * x).toFixed(x < 0.01 ? 2 : 1)}%`);
 
 /**
  * validate.expectations — checks a dataset against declarative expectations: columns present, of a
  * type, with at most a share of nulls, within a range, among allowed values, unique; and the row
  * count within bounds. Every violation is reported with the column, how many rows break it and the
- * first one (data row number and value). `onFailure: fail` stops the run; `warn` logs and goes on.
+ * first one (data row number and value). NaN and ±Infinity in a number column are violations
+ * unless `allowNonFinite: true`, and NaN counts as null for `maxNullShare`. `onFailure: fail` stops the run; `warn` logs and goes on.
  * Outputs `passed`, `violations` and a JSON `report` artifact.
  */
 export const validateExpectations = definePlugin({
@@ -85,7 +94,9 @@ export const validateExpectations = definePlugin({
           continue;
         }
         const col = ident(name);
-        const [nulls] = (await db.rows<{ n: number }>(`SELECT count(*)::BIGINT AS n FROM raw WHERE ${col} IS NULL`)) as [{ n: number }];
+        // A number column: floats, or text the rule says holds numbers (TRY_CAST reads 'NaN', 'inf').
+        const asNumber = isFloatType(meta.type) ? col : (rule.type === 'number' || rule.type === 'integer') && !isNumericType(meta.type) ? `TRY_CAST(${col} AS DOUBLE)` : undefined;
+        const [nulls] = (await db.rows<{ n: number }>(`SELECT count(*)::BIGINT AS n FROM raw WHERE ${col} IS NULL${asNumber ? ` OR isnan(${asNumber})` : ''}`)) as [{ n: number }];
         const share = n === 0 ? 0 : nulls.n / n;
         if (n > 0 && nulls.n === n && rule.maxNullShare !== 1) {
           violations.push({ column: name, check: 'allNull', message: `column is entirely null (${n} rows)` });
@@ -94,21 +105,27 @@ export const validateExpectations = definePlugin({
         if (rule.maxNullShare !== undefined && share > rule.maxNullShare) {
           violations.push({ column: name, check: 'maxNullShare', message: `${pct(share)} null (${nulls.n} of ${n}); at most ${pct(rule.maxNullShare)} allowed` });
         }
+        if (asNumber && !rule.allowNonFinite) {
+          const bad = await firstOffender(db, col, `${col} IS NOT NULL AND NOT isfinite(${asNumber})`);
+          if (bad.n > 0) {
+            violations.push({ column: name, check: 'nonFinite', message: `${bad.n} value${bad.n === 1 ? ' is' : 's are'} NaN or infinite (first at data row ${bad.row}: ${show(bad.value)}); set allowNonFinite: true to accept them` });
+          }
+        }
         if (rule.type && !(rule.type === 'number' && isNumericType(meta.type))) {
           const bad = await firstOffender(db, col, `${col} IS NOT NULL AND ${TYPE_CHECK[rule.type](col)}`);
           if (bad.n > 0) {
-            violations.push({ column: name, check: 'type', message: `${bad.n} value${bad.n === 1 ? ' is' : 's are'} not ${rule.type === 'integer' ? 'an integer' : `a ${rule.type}`} (first at data row ${bad.row}: ${JSON.stringify(bad.value)}); column type is ${meta.type}` });
+            violations.push({ column: name, check: 'type', message: `${bad.n} value${bad.n === 1 ? ' is' : 's are'} not ${rule.type === 'integer' ? 'an integer' : `a ${rule.type}`} (first at data row ${bad.row}: ${show(bad.value)}); column type is ${meta.type}` });
             continue;
           }
         }
         const num = isNumericType(meta.type) ? col : `TRY_CAST(${col} AS DOUBLE)`;
         if (rule.min !== undefined) {
           const bad = await firstOffender(db, col, `${num} < ${rule.min}`);
-          if (bad.n > 0) violations.push({ column: name, check: 'min', message: `${bad.n} value${bad.n === 1 ? '' : 's'} below ${rule.min} (first at data row ${bad.row}: ${JSON.stringify(bad.value)})` });
+          if (bad.n > 0) violations.push({ column: name, check: 'min', message: `${bad.n} value${bad.n === 1 ? '' : 's'} below ${rule.min} (first at data row ${bad.row}: ${show(bad.value)})` });
         }
         if (rule.max !== undefined) {
           const bad = await firstOffender(db, col, `${num} > ${rule.max}`);
-          if (bad.n > 0) violations.push({ column: name, check: 'max', message: `${bad.n} value${bad.n === 1 ? '' : 's'} above ${rule.max} (first at data row ${bad.row}: ${JSON.stringify(bad.value)})` });
+          if (bad.n > 0) violations.push({ column: name, check: 'max', message: `${bad.n} value${bad.n === 1 ? '' : 's'} above ${rule.max} (first at data row ${bad.row}: ${show(bad.value)})` });
         }
         if (rule.allowed) {
           const notAllowed = `${col} IS NOT NULL AND CAST(${col} AS VARCHAR) NOT IN (${rule.allowed.map((v) => sqlString(String(v))).join(', ')})`;

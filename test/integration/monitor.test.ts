@@ -10,7 +10,9 @@ import http from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { PredictionLogWriter } from '../../engine/prediction-log.js';
 import type { PipelineResult } from '../../engine/types.js';
+import { openStore } from '../../cli/store-commands.js';
 import type { MonitorResult } from '../../workflows/monitor.js';
 import { MONITOR_WORKFLOW, PIPELINE_WORKFLOW, retrainWorkflowId } from '../../workflows/names.js';
 import { createTestProject, REPO, uniqueId, useWorkerAndClient, waitFor } from './helpers.js';
@@ -71,8 +73,8 @@ afterAll(async () => {
   await new Promise((r) => hook.close(r));
 });
 
-function monitor(overrides: string[], id = uniqueId('monitor')) {
-  return env.client.workflow.start(MONITOR_WORKFLOW, { taskQueue: project.taskQueue, workflowId: id, args: [{ pipeline: name, overrides }], workflowRunTimeout: '2 minutes' });
+function monitor(overrides: string[], id = uniqueId('monitor'), heartbeatTimeoutMs?: number) {
+  return env.client.workflow.start(MONITOR_WORKFLOW, { taskQueue: project.taskQueue, workflowId: id, args: [{ pipeline: name, overrides, ...(heartbeatTimeoutMs ? { heartbeatTimeoutMs } : {}) }], workflowRunTimeout: '2 minutes' });
 }
 
 describe('drift monitor', () => {
@@ -92,6 +94,41 @@ describe('drift monitor', () => {
     expect(r.referenceFrom).toMatchObject({ workflowId: first.workflowId, step: 'ingest' });
     expect(received).toEqual([]);
     await expect(env.client.workflow.getHandle(retrainWorkflowId(name)).describe()).rejects.toBeInstanceOf(WorkflowNotFoundError);
+  });
+
+  it('heartbeats while reading a prediction log of many chunks and computing drift: a 1 s heartbeat timeout is kept', async () => {
+    // 120 chunks of 1,000 rows in the worker's store, read 8 at a time; the run fails with a
+    // heartbeat timeout if prepareMonitor or computeMonitorDrift goes 1 s without one.
+    const store = openStore(project.settings);
+    const model = `hb-${process.pid}`;
+    const writer = new PredictionLogWriter(store, model, '1', { flushRows: 1_000_000 });
+    const at = new Date().toISOString();
+    for (let chunk = 0; chunk < 120; chunk++) {
+      writer.append(Array.from({ length: 1000 }, (_, i) => ({ x: Math.sin(chunk * 1000 + i + 0.25) * 10, c: ['a', 'b', 'c'][i % 3]!, prediction: i, model_version: '1', predicted_at: at, request_id: `r${chunk}` })));
+      await writer.flush();
+    }
+    await writer.close();
+    const h = await monitor([`params.current=predictions:${model}`], uniqueId('monitor-hb'), 1000);
+    const r = (await h.result()) as MonitorResult;
+    expect(r.currentFrom).toMatchObject({ predictions: model, rows: 120_000, chunks: 120, versions: ['1'] });
+    expect(r.drift.numberOfColumns).toBe(2);
+    expect(r.drift.datasetDrift).toBe(false);
+    // Each data activity ran once: no attempt timed out.
+    const history = await h.fetchHistory();
+    const scheduled = history.events!.filter((e) => e.activityTaskScheduledEventAttributes).map((e) => e.activityTaskScheduledEventAttributes!);
+    expect(scheduled.map((a) => a.activityType?.name)).toEqual(['prepareMonitor', 'computeMonitorDrift']);
+    expect(scheduled.every((a) => String(a.heartbeatTimeout?.seconds) === '1')).toBe(true);
+    expect(history.events!.filter((e) => e.activityTaskTimedOutEventAttributes)).toHaveLength(0);
+    expect(history.events!.filter((e) => e.activityTaskStartedEventAttributes).map((e) => e.activityTaskStartedEventAttributes!.attempt)).toEqual([1, 1]);
+  });
+
+  it('refuses a heartbeat timeout that is not a whole number of milliseconds from 1000, without retrying', async () => {
+    const h = await env.client.workflow.start(MONITOR_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('monitor-bad'), args: [{ pipeline: name, heartbeatTimeoutMs: 'fast' }], workflowRunTimeout: '1 minute' });
+    const cause = await h.result().then(
+      () => '',
+      (e: { cause?: { message?: string; type?: string } }) => `${e.cause?.type}: ${e.cause?.message}`,
+    );
+    expect(cause).toBe('INPUT_INVALID: heartbeatTimeoutMs must be a whole number of milliseconds, at least 1000; got "fast".');
   });
 
   it('on drift: two monitors at once start exactly one retrain, and both alert', async () => {

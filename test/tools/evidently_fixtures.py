@@ -5,6 +5,7 @@ reference and a current dataset (seeded numpy data), the DataDriftPreset options
 Evidently's legacy Report computed: per column the test, threshold, score, decision and small
 distributions, and the dataset-level drift.
 """
+import io
 import json
 import math
 import sys
@@ -40,6 +41,44 @@ def case(name, ref, cur, **options):
         "current": {c: [enc(v) for v in cur[c].tolist()] for c in cur.columns},
         "expected": result["metrics"],
     }
+
+
+def csv_case(name, ref_text, cur_text, **options):
+    """A case read from CSV text by pandas.read_csv (its typing: NA markers, True/False, text dates)."""
+    ref = pd.read_csv(io.StringIO(ref_text))
+    cur = pd.read_csv(io.StringIO(cur_text))
+    report = Report(metrics=[DataDriftPreset(**options)])
+    report.run(reference_data=ref, current_data=cur)
+    return {
+        "name": name,
+        "options": options,
+        "csv": {"reference": ref_text, "current": cur_text},
+        "pandas_dtypes": {c: str(ref[c].dtype) for c in ref.columns},
+        "expected": json.loads(report.json())["metrics"],
+    }
+
+
+def error_case(name, ref, cur, **options):
+    """A case Evidently refuses: the error it raises."""
+    report = Report(metrics=[DataDriftPreset(**options)])
+    try:
+        report.run(reference_data=pd.DataFrame(ref), current_data=pd.DataFrame(cur))
+        report.json()
+    except Exception as e:  # noqa: BLE001 - the error is the expected result
+        return {
+            "name": name,
+            "options": options,
+            "types": {c: "num" for c in ref},
+            "reference": {c: [enc(v) for v in pd.Series(ref[c]).tolist()] for c in ref},
+            "current": {c: [enc(v) for v in pd.Series(cur[c]).tolist()] for c in cur},
+            "expected": None,
+            "error": f"{type(e).__name__}: {e}",
+        }
+    raise AssertionError(f"{name}: Evidently accepted it")
+
+
+def to_csv(columns):
+    return pd.DataFrame(columns).to_csv(index=False)
 
 
 def main(out):
@@ -115,6 +154,38 @@ def main(out):
             stattest_threshold=0.5,
         )
     )
+    # Typing of CSV data as pandas reads it: yes/no stays text, True/False is boolean (categorical in
+    # Evidently), NA/null markers are missing, ISO timestamps stay text; int64 beyond 2^53 is exact.
+    def typed(n, shift):
+        yn = rng.choice(["yes", "no"], n, p=[0.5 + shift, 0.5 - shift])
+        tf = rng.choice(["True", "False", "true", "FALSE"], n)
+        na = rng.integers(0, 40, n).astype(object)
+        na[rng.random(n) < 0.1] = "NA"
+        na[rng.random(n) < 0.05] = "null"
+        ts = rng.choice([f"2026-11-{d:02d}T{h:02d}:00:00" for d in range(20, 24) for h in (9, 17)], n)
+        big = (2**53 + rng.integers(0, 60, n) * 3 + (1 if shift else 0)).astype(np.int64)
+        return to_csv({"yn": yn, "tf": tf, "na": na, "ts": ts, "big": big})
+    cases.append(csv_case("csv-typing-small", typed(400, 0.0), typed(350, 0.15), per_column_stattest={"ts": "chisquare", "yn": "chisquare"}))
+    cases.append(csv_case("csv-typing-large", typed(3000, 0.0), typed(2500, 0.05), per_column_stattest={"ts": "chisquare"}))
+    # Infinities in a column without missing values: Evidently cannot bin it.
+    inf_ref = r4(rng.normal(0, 1, 2000)); inf_ref[3] = np.inf
+    cases.append(error_case("inf-without-nan", {"x": inf_ref}, {"x": r4(rng.normal(0, 1, 2000))}))
+    ninf_cur = r4(rng.normal(0, 1, 300)); ninf_cur[10] = -np.inf
+    cases.append(error_case("minus-inf-without-nan-small", {"x": r4(rng.normal(0, 1, 300))}, {"x": ninf_cur}))
+    # Values near the float maximum: Evidently overflows (a NaN score, or numpy fails to bin); the score is
+    # scale-invariant, so the expected result is Evidently's on the same values times 2^-1000.
+    big_ref = rng.normal(0, 1, 2500) * 5e307
+    big_cur = rng.normal(0.5, 1, 2500) * 5e307
+    near = case("near-float-max", {"x": big_ref * 2.0**-1000}, {"x": big_cur * 2.0**-1000})
+    near["reference"] = {"x": [enc(v) for v in big_ref.tolist()]}
+    near["current"] = {"x": [enc(v) for v in big_cur.tolist()]}
+    near["expected_scale"] = 2.0**-1000
+    try:
+        raw = case("near-float-max-raw", {"x": big_ref}, {"x": big_cur})
+        near["evidently_unscaled"] = raw["expected"][1]["result"]["drift_by_columns"]["x"]["drift_score"]
+    except Exception as e:  # noqa: BLE001 - numpy overflows on these values
+        near["evidently_unscaled"] = f"{type(e).__name__}: {e}"
+    cases.append(near)
     doc = {
         "generator": f"evidently {evidently.__version__}, numpy {np.__version__}, pandas {pd.__version__}",
         "cases": cases,

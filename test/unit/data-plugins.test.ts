@@ -144,6 +144,25 @@ describe('validate.expectations', () => {
     expect(text).toContain("column 'empty': column is entirely null (4 rows)");
   });
 
+  it('counts NaN and infinities in number columns unless allowNonFinite, naming the first row', async () => {
+    const { ctx, dataset: ds } = await dataset('price,ok,text\n1,1,1\nNaN,NaN,x\ninf,2,-inf\n4,-inf,4\n');
+    const e = await failure(
+      runPlugin(validateExpectations, ctx, { columns: { price: { type: 'number', maxNullShare: 0 }, ok: { type: 'number', allowNonFinite: true }, text: { type: 'number' } } }, { dataset: ds }),
+    );
+    expect(e.code).toBe('DATA_INVALID');
+    expect(e.retryable).toBe(false);
+    const text = e.message;
+    expect(text).toContain('Dataset failed 4 expectations (4 rows)');
+    expect(text).toContain("column 'price': 25.0% null (1 of 4); at most 0% allowed");
+    expect(text).toContain("column 'price': 2 values are NaN or infinite (first at data row 2: NaN); set allowNonFinite: true to accept them");
+    // Text that the rule says holds numbers: '-inf' converts to a number, but not a finite one.
+    expect(text).toContain(`column 'text': 1 value is NaN or infinite (first at data row 3: "-inf")`);
+    expect(text).toContain(`column 'text': 1 value is not a number (first at data row 2: "x")`);
+    expect(text).not.toContain("column 'ok'");
+    const report = JSON.parse((await ctx.store.get((await runPlugin(validateExpectations, ctx, { onFailure: 'warn', columns: { price: {} } }, { dataset: ds }))['report'] as ArtifactRef)).toString());
+    expect(report.violations).toEqual([{ column: 'price', check: 'nonFinite', message: expect.stringContaining('2 values are NaN or infinite (first at data row 2: NaN)') }]);
+  });
+
   it('warns instead of failing when asked to', async () => {
     const { ctx, dataset: ds } = await dataset('a\n1\n2\n');
     const out = await runPlugin(validateExpectations, ctx, { onFailure: 'warn', columns: { a: { max: 1 } } }, { dataset: ds });

@@ -53,6 +53,31 @@ describe('monitor.drift', () => {
     expect(ctx.series.some((s) => s.key === 'drift_score.x')).toBe(true);
   });
 
+  it('types CSV as pandas: a yes/no dataset ingested to Parquet (booleans) matches its raw CSV; int64 beyond 2^53 stays exact', async () => {
+    const rows = Array.from({ length: 300 }, (_, i) => [['yes', 'no'][i % 2]!, i % 3 ? 'NA' : i, '2026-11-2' + (i % 4) + 'T10:00:00']);
+    const raw = csv('yn.csv', ['yn', 'n', 'ts'], rows);
+    const ctx = testContext(REPO_ROOT);
+    const { ingestFile } = await import('../../plugins/ingest/file.js');
+    const ingested = await ctx.store.getFile((await runPlugin(ingestFile, ctx, { path: raw }))['dataset'] as ArtifactRef);
+    const parquet = await loadDriftDataset(ingested, 'reference', undefined, 'parquet');
+    const text = await loadDriftDataset(raw, 'current');
+    expect(parquet.columns['yn']).toMatchObject({ type: 'cat', boolean: true });
+    expect(text.columns['yn']).toMatchObject({ type: 'cat', labels: ['yes', 'no'] });
+    // pandas: NA is missing (a numeric column), ISO timestamps are text.
+    expect(text.columns['n']?.type).toBe('num');
+    expect(text.columns['ts']).toMatchObject({ type: 'cat', labels: ['2026-11-20T10:00:00', '2026-11-21T10:00:00', '2026-11-22T10:00:00', '2026-11-23T10:00:00'] });
+    const r = computeDrift(parquet, text, { columns: ['yn'] });
+    expect(r.columns[0]).toMatchObject({ column_type: 'cat', drift_detected: false, drift_score: 1, current: { small_distribution: { x: [false, true], y: [150, 150] } } });
+    const ts = computeDrift(text, text, { columns: ['ts'], perColumnStattest: { ts: 'chisquare' } });
+    expect(ts.columns[0]).toMatchObject({ stattest_name: 'chi-square p_value', drift_detected: false });
+    // 2^53 and 2^53 + 1 are one double: the exact values say every row moved.
+    const big = computeDrift(
+      await loadDriftDataset(csv('big-ref.csv', ['id'], Array.from({ length: 300 }, () => ['9007199254740992'])), 'reference'),
+      await loadDriftDataset(csv('big-cur.csv', ['id'], Array.from({ length: 300 }, () => ['9007199254740993'])), 'current'),
+    );
+    expect(big.columns[0]).toMatchObject({ column_type: 'num', stattest_name: 'Z-test p_value', drift_score: 0, drift_detected: true });
+  });
+
   it('finds no drift between samples of one distribution', async () => {
     const r = computeDrift(await loadDriftDataset(ref, 'reference'), await loadDriftDataset(same, 'current'));
     expect(r.datasetDrift).toBe(false);
@@ -74,6 +99,11 @@ describe('drift bad input', () => {
   it('a column numeric on one side and text on the other', async () => {
     const text = csv('text.csv', ['x', 'y', 'c'], Array.from({ length: 50 }, (_, i) => [`v${i}`, i % 7, 'a']));
     await expectDataError((async () => computeDrift(await loadDriftDataset(ref, 'reference'), await loadDriftDataset(text, 'current')))(), /Column 'x' is numeric in the reference data but categorical in the current data/);
+  });
+
+  it('refuses a column with infinities and no missing values, naming it', async () => {
+    const inf = csv('inf.csv', ['x'], [[1], [2], ['inf'], [4], ['-inf']]);
+    await expectDataError((async () => computeDrift(await loadDriftDataset(inf, 'reference'), await loadDriftDataset(ref, 'current'), { columns: ['x'] }))(), /Column 'x' holds infinite values \(2 in the reference data, 0 in the current data\) and no missing values/);
   });
 
   it('a column empty after dropping missing values', async () => {

@@ -3,6 +3,7 @@
  * store: log sampling, swapping models while a request runs, the log's accounting.
  */
 import { mkdtempSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -30,6 +31,28 @@ function fakePredictor(sha: string, delayMs = 0): OnnxPredictor & { closed: bool
     },
   };
   return p;
+}
+
+/** y = a / b: NaN for 0 / 0, Infinity for a / 0, like a derived ratio over zero households. */
+function ratioPredictor(): OnnxPredictor & { calls: number } {
+  const p = {
+    ...fakePredictor('ratio'),
+    calls: 0,
+    async predict(records: Record<string, unknown>[]) {
+      p.calls++;
+      return Float32Array.from(records, (r) => (r['a'] as number) / ((r['b'] as number | null) ?? 1));
+    },
+  };
+  return p;
+}
+
+/** Polls /metrics until `line` appears (the server counts a request after it ends). */
+async function metricsWith(url: string, line: string): Promise<string> {
+  for (;;) {
+    const text = await (await fetch(`${url}/metrics`)).text();
+    if (text.split('\n').includes(line)) return text;
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 const post = (url: string, body: unknown) => fetch(`${url}/predict`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -82,6 +105,76 @@ describe('prediction server', () => {
     } finally {
       await server.close().catch(() => undefined);
     }
+  });
+
+  it('answers 422 naming the records whose prediction is NaN or infinite, counts them and logs nothing of the request', async () => {
+    const store = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-serve-')));
+    const server = await startPredictionServer({ predictor: ratioPredictor(), model: { name: 'm', version: '1', source: 'mem' }, log: new PredictionLogWriter(store, 'm', '1'), port: 0 });
+    try {
+      const batch = await post(server.url, { instances: [{ a: 1, b: 2 }, { a: 0, b: 0 }, { a: 3, b: 0 }] });
+      expect(batch.status).toBe(422);
+      const body = (await batch.json()) as { error: string; message: string; details: unknown[] };
+      expect(body.error).toBe('PREDICTION_NOT_FINITE');
+      expect(body.message).toContain('The model produced NaN for 2 of 3 record(s) (first: instances[1])');
+      expect(body.details).toEqual([
+        { index: 1, fields: { a: 0, b: 0 }, reason: 'model produced NaN' },
+        { index: 2, fields: { a: 3, b: 0 }, reason: 'model produced Infinity' },
+      ]);
+      const single = await post(server.url, { a: -1, b: 0 });
+      expect(single.status).toBe(422);
+      expect(((await single.json()) as { details: unknown[] }).details).toEqual([{ index: 0, fields: { a: -1, b: 0 }, reason: 'model produced -Infinity' }]);
+      const fine = (await (await post(server.url, { a: 3, b: 2 })).json()) as { prediction: number };
+      expect(fine.prediction).toBe(1.5);
+      const metrics = await metricsWith(server.url, 'mlpipe_predictions_nonfinite_total 3');
+      expect(metrics).toContain('mlpipe_predict_errors_total{code="PREDICTION_NOT_FINITE"} 2');
+      expect(metrics).toContain('mlpipe_predict_requests_total{status="422"} 2');
+      await server.close();
+      const logged = await collectPredictions(store, 'm');
+      expect(logged.rows).toBe(1);
+      expect(JSON.parse(logged.text)).toMatchObject({ a: 3, b: 2, prediction: 1.5 });
+    } finally {
+      await server.close().catch(() => undefined);
+    }
+  });
+
+  it('a client that sends half a body and hangs up is counted as aborted, not as a server error', async () => {
+    const predictor = ratioPredictor();
+    const server = await startPredictionServer({ predictor, model: { name: 'm', version: '1', source: 'mem' }, port: 0 });
+    try {
+      const socket = net.connect(server.port, '127.0.0.1');
+      await new Promise<void>((resolve) => socket.once('connect', resolve));
+      // Expect: 100-continue: the server answers "100 Continue" once it is handling the request.
+      socket.write('POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\nExpect: 100-continue\r\n\r\n');
+      await new Promise<void>((resolve) => socket.once('data', (d: Buffer) => (expect(d.toString()).toContain('100 Continue'), resolve())));
+      socket.write('{"instances": [{"a": 1, "b"');
+      socket.destroy();
+      const metrics = await metricsWith(server.url, 'mlpipe_predict_errors_total{code="CLIENT_ABORTED"} 1');
+      expect(metrics).toContain('mlpipe_predict_requests_total{status="499"} 1');
+      expect(metrics).not.toContain('status="500"');
+      expect(metrics).not.toContain('INTERNAL');
+      expect(predictor.calls).toBe(0);
+      // The server still answers.
+      expect((await (await post(server.url, { a: 1, b: 4 })).json()) as object).toMatchObject({ prediction: 0.25 });
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('the log is read several chunks at a time, in time order, reporting progress after each read', async () => {
+    const store = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-serve-')));
+    const writer = new PredictionLogWriter(store, 'm', '1', { flushRows: 1_000_000 });
+    for (let k = 0; k < 20; k++) {
+      const at = new Date(Date.UTC(2026, 10, 20, 0, k)).toISOString();
+      writer.append([0, 1].map((i) => ({ a: 2 * k + i, prediction: 0, model_version: '1', predicted_at: at, request_id: `r${k}` })));
+      await writer.flush();
+    }
+    await writer.close();
+    const progress: string[] = [];
+    const log = await collectPredictions(store, 'm', undefined, undefined, { concurrency: 4, onProgress: (p) => progress.push(`${p.phase} ${p.done}/${p.total}`) });
+    expect(log).toMatchObject({ rows: 40, chunks: 20 });
+    expect(log.text.trim().split('\n').map((l) => (JSON.parse(l) as { a: number }).a)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+    expect(progress.filter((p) => p.startsWith('index'))).toHaveLength(20);
+    expect(progress.at(-1)).toBe('rows 20/20');
   });
 
   it('the log reads a time window: older chunks are left out, rows outside it filtered', async () => {
