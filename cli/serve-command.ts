@@ -197,7 +197,7 @@ export async function cmdRollback(argv: string[], settings: Settings): Promise<n
   if (!name) throw new PipelineError('INPUT_INVALID', 'mlpipe rollback needs a registered model.', { hint: 'mlpipe rollback california-housing [--alias champion] [--to <version>]' });
   const registry = registryFor(settings);
   if (values.history) {
-    for (const m of await aliasHistory(registry, name, values.alias!)) out(`${m.at}  ${m.action.padEnd(8)} version ${m.version} (before: ${m.previous ?? 'unset'})  ${m.reason}`);
+    for (const m of await aliasHistory(registry, name, values.alias!)) out(`${m.at}  ${m.action.padEnd(8)} version ${m.version} (before: ${m.previous ? `version ${m.previous}` : 'unset'})  ${m.reason}`);
     return 0;
   }
   const r = await rollbackAlias(registry, name, values.alias!, values.to);
