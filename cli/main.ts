@@ -467,6 +467,12 @@ async function cmdWorker(argv: string[], settings: Settings): Promise<number> {
   return 0;
 }
 
+function portOption(text: string, option: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 1 || n > 65535) throw new PipelineError('INPUT_INVALID', `${option} '${text}' is not a port number (1-65535).`);
+  return n;
+}
+
 async function cmdDev(argv: string[], settings: Settings): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -478,13 +484,14 @@ async function cmdDev(argv: string[], settings: Settings): Promise<number> {
       'no-mlflow': { type: 'boolean', default: false },
     },
   });
-  const port = Number(values.port);
+  const port = portOption(values.port, '--port');
+  const uiPort = values['ui-port'] === undefined ? undefined : portOption(values['ui-port'], '--ui-port');
   const bin = requireTemporalCli(settings.cacheDir);
   const dbFile = values.db ?? join(settings.stateDir, 'temporal.db');
   const server = await startDevServer({
     bin,
     port,
-    uiPort: values['ui-port'] ? Number(values['ui-port']) : undefined,
+    uiPort,
     dbFile,
     logFile: join(settings.stateDir, 'temporal.log'),
   });
@@ -662,7 +669,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof PipelineError) {
       err(e.format());
-      return e.code === 'TOOL_MISSING' ? 3 : 2;
+      return e.code === 'TOOL_MISSING' || e.code === 'PORT_IN_USE' ? 3 : 2;
     }
     if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       err(`mlpipe: ${(e as Error).message}\nRun 'mlpipe help' for usage.`);
