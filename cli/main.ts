@@ -24,6 +24,7 @@ import { HPO_WORKFLOW, hpoStatusQueryName, MONITOR_WORKFLOW, PIPELINE_WORKFLOW, 
 import type { HpoResult, HpoStatus } from '../workflows/hpo.js';
 import type { MonitorResult } from '../workflows/monitor.js';
 import { renderMermaid } from './graph.js';
+import { commandHelp } from './help.js';
 import { formatStepLine, formatSummary } from './render.js';
 import { cmdGc, cmdLineage, cmdRuns } from './store-commands.js';
 import { cmdDrift } from './drift-command.js';
@@ -85,7 +86,8 @@ Usage:
   mlpipe gc [--older-than 7d] [--dry-run] [--json]
                                          Delete stored objects no manifest references, older than N
 
-<pipeline> is a name (pipelines/<name>.yaml) or a path to a YAML file.
+<pipeline> is a name (pipelines/<name>.yaml) or a path to a YAML file. 'mlpipe <command> --help' (or
+'mlpipe help <command>') shows a command's arguments and options.
 Overrides: model=wide  training.lr=0.01  +new.key=1  ++key=1  ~key  params.name=value
 
 Environment: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE (default), MLPIPE_TASK_QUEUE (mlpipe),
@@ -606,6 +608,13 @@ export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   const settings = loadSettings();
   try {
+    const helpOf = command === 'help' ? rest[0] : rest.slice(0, (rest.indexOf('--') + 1 || rest.length + 1) - 1).some((a) => a === '--help' || a === '-h') ? command : undefined;
+    if (helpOf) {
+      const text = commandHelp(helpOf);
+      if (!text) throw new UsageError(`Unknown command '${helpOf}'.`);
+      out(text);
+      return 0;
+    }
     switch (command) {
       case 'run':
         installRuntime('ERROR', true);
