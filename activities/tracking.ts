@@ -37,6 +37,8 @@ export interface KnownRuns {
   steps: Record<string, TrackedRun>;
   /** Model version registered for this run, once done. */
   modelVersion?: string;
+  /** Where the worker tracked (the backend's printable location: a server URL or a file store). */
+  location?: string;
 }
 
 export interface DeliverInput {
@@ -59,7 +61,7 @@ interface Log {
 
 /** The delivery logic without Temporal, so unit tests can drive it with a fake backend. */
 export async function deliver(backend: TrackingBackend, store: ArtifactStore, input: DeliverInput, retry: boolean, log: Log): Promise<KnownRuns> {
-  const known: KnownRuns = { ...input.known, steps: { ...input.known.steps } };
+  const known: KnownRuns = { ...input.known, steps: { ...input.known.steps }, location: backend.location };
   const created = new Set<string>();
   const knownBefore = new Set([input.known.parent?.runId, ...Object.values(input.known.steps).map((r) => r.runId)]);
   const config = input.config;

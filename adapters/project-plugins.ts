@@ -21,7 +21,20 @@ function isPlugin(p: unknown): p is AnyPlugin {
 export async function loadProjectRegistry(projectDir: string): Promise<Registry> {
   const file = PROJECT_PLUGIN_FILES.map((f) => join(projectDir, f)).find((f) => existsSync(f));
   if (!file) return createDefaultRegistry();
-  const mod = (await import(pathToFileURL(file).href)) as { plugins?: unknown; default?: unknown };
+  let mod: { plugins?: unknown; default?: unknown };
+  try {
+    mod = (await import(pathToFileURL(file).href)) as typeof mod;
+  } catch (e) {
+    // A syntax error comes from esbuild (through tsx) as "Transform failed ...\n<file>:2:24: ERROR: <what>".
+    const message = e instanceof Error ? e.message : String(e);
+    const syntax = /:(\d+):(\d+): ERROR: (.+)$/m.exec(message);
+    const first = syntax?.[3] ?? message.split('\n').find((l) => l.trim())?.trim() ?? 'unknown error';
+    throw new PipelineError('PLUGIN_INVALID', `${file} failed to load: ${first}`, {
+      where: { file, ...(syntax ? { line: Number(syntax[1]), column: Number(syntax[2]) + 1 } : {}) },
+      hint: `Fix the file (its imports resolve from ${projectDir}; a syntax error or an exception at import ends here); check with 'node --import tsx ${file}'.`,
+      cause: e,
+    });
+  }
   const list = mod.plugins ?? mod.default;
   if (!Array.isArray(list) || !list.every(isPlugin)) {
     throw new PipelineError('PLUGIN_INVALID', `${file} must export \`plugins\`: an array of definePlugin(...) results.`, {

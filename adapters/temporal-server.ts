@@ -109,8 +109,22 @@ export const DEV_DYNAMIC_CONFIG = [
   'history.transferProcessorMaxPollRPS=1000',
 ];
 
+/** A PORT_IN_USE error for a port this process wanted to listen on. */
+export function portInUse(port: number, what: string, option: string): PipelineError {
+  return new PipelineError('PORT_IN_USE', `Port ${port} (${what}) is already in use.`, {
+    hint: `Pick another with ${option} <port>, or stop the process listening on ${port} (e.g. 'lsof -i :${port}').`,
+  });
+}
+
+/**
+ * Starts a dev server on `port` (default a free one). A port something else listens on is refused
+ * before anything starts: the server there is not ours, so it is never mistaken for the one started.
+ */
 export async function startDevServer(opts: DevServerOptions): Promise<DevServer> {
   const port = opts.port ?? (await freePort());
+  const uiPort = opts.headless ? undefined : (opts.uiPort ?? port + 1000);
+  if (await isListening(`127.0.0.1:${port}`, 500)) throw portInUse(port, 'Temporal frontend', '--port');
+  if (uiPort !== undefined && (await isListening(`127.0.0.1:${uiPort}`, 500))) throw portInUse(uiPort, 'Temporal Web UI', '--ui-port');
   const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(port), '--log-level', 'warn'];
   if (opts.namespace && opts.namespace !== 'default') args.push('--namespace', opts.namespace);
   if (opts.dbFile) {
@@ -119,8 +133,8 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
     // needs); only an OS crash or power loss can drop the last commits. Measured in bench/.
     args.push('--db-filename', opts.dbFile, '--sqlite-pragma', 'journal_mode=wal', '--sqlite-pragma', 'synchronous=normal');
   }
-  if (opts.headless) args.push('--headless');
-  else args.push('--ui-port', String(opts.uiPort ?? port + 1000));
+  if (uiPort === undefined) args.push('--headless');
+  else args.push('--ui-port', String(uiPort));
   const extra = (process.env['MLPIPE_TEMPORAL_DYNAMIC_CONFIG'] ?? '').split(/[\s,]+/).filter(Boolean);
   for (const kv of [...DEV_DYNAMIC_CONFIG, ...extra]) args.push('--dynamic-config-value', kv);
   let stdio: ('ignore' | number)[] = ['ignore', 'ignore', 'ignore'];
@@ -136,7 +150,8 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
     exited = code ?? -1;
   });
   const deadline = Date.now() + (opts.startTimeoutMs ?? 60_000);
-  while (!(await isListening(address, 500))) {
+  // Listening is ours only while our child lives (another process may have taken the port meanwhile).
+  while (!(await isListening(address, 500)) || exited !== null) {
     if (exited !== null) {
       throw new PipelineError('TOOL_MISSING', `The Temporal dev server exited with code ${exited} before accepting connections.`, {
         hint: opts.logFile ? `See ${opts.logFile}. Is port ${port} already in use?` : `Is port ${port} already in use?`,
@@ -150,7 +165,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   }
   return {
     address,
-    uiUrl: opts.headless ? undefined : `http://127.0.0.1:${opts.uiPort ?? port + 1000}`,
+    uiUrl: uiPort === undefined ? undefined : `http://127.0.0.1:${uiPort}`,
     process: child,
     stop: () =>
       new Promise<void>((resolve) => {

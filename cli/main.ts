@@ -7,6 +7,7 @@ import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { createPipelineWorker } from '../activities/worker.js';
@@ -24,6 +25,7 @@ import { HPO_WORKFLOW, hpoStatusQueryName, MONITOR_WORKFLOW, PIPELINE_WORKFLOW, 
 import type { HpoResult, HpoStatus } from '../workflows/hpo.js';
 import type { MonitorResult } from '../workflows/monitor.js';
 import { renderMermaid } from './graph.js';
+import { commandHelp } from './help.js';
 import { formatStepLine, formatSummary } from './render.js';
 import { cmdGc, cmdLineage, cmdRuns } from './store-commands.js';
 import { cmdDrift } from './drift-command.js';
@@ -85,7 +87,8 @@ Usage:
   mlpipe gc [--older-than 7d] [--dry-run] [--json]
                                          Delete stored objects no manifest references, older than N
 
-<pipeline> is a name (pipelines/<name>.yaml) or a path to a YAML file.
+<pipeline> is a name (pipelines/<name>.yaml) or a path to a YAML file. 'mlpipe <command> --help' (or
+'mlpipe help <command>') shows a command's arguments and options.
 Overrides: model=wide  training.lr=0.01  +new.key=1  ++key=1  ~key  params.name=value
 
 Environment: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE (default), MLPIPE_TASK_QUEUE (mlpipe),
@@ -98,10 +101,71 @@ class UsageError extends Error {}
 const out = (s: string): boolean => process.stdout.write(`${s}\n`);
 const err = (s: string): boolean => process.stderr.write(`${s}\n`);
 
-/** `run` and `demo` print failures themselves, so their in-process worker only logs errors. */
-function installRuntime(defaultLevel: LogLevel = 'WARN'): void {
+/**
+ * `run` and `demo` print failures themselves, so their in-process worker only logs errors. They also
+ * handle SIGINT / SIGTERM themselves (cancel the run, see followSignals), so the runtime must not stop
+ * their worker on those signals (`ownSignals`).
+ */
+function installRuntime(defaultLevel: LogLevel = 'WARN', ownSignals = false): void {
   const level = (process.env['MLPIPE_LOG_LEVEL'] ?? defaultLevel).toUpperCase() as LogLevel;
-  Runtime.install({ logger: new DefaultLogger(level) });
+  Runtime.install({ logger: new DefaultLogger(level), ...(ownSignals ? { shutdownSignals: [] } : {}) });
+}
+
+/**
+ * Calls `fn` every `ms`, one call at a time. `stop()` waits for the call in flight: a call still in
+ * flight when the connection closes is retried by the client on a closed channel, and that throws
+ * "Channel has been shut down" from a timer, after the command has succeeded.
+ */
+function every(ms: number, fn: () => Promise<void>): { stop(): Promise<void> } {
+  let inflight: Promise<void> | undefined;
+  const timer = setInterval(() => {
+    inflight ??= fn()
+      .catch(() => undefined)
+      .finally(() => (inflight = undefined));
+  }, ms);
+  return {
+    stop: async () => {
+      clearInterval(timer);
+      await inflight;
+    },
+  };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * SIGINT and SIGTERM while `mlpipe run` follows a run: the first requests cancellation (running
+ * steps are cancelled) and following goes on until the run closes, so its end is printed; a second
+ * stops waiting at once (exit 1).
+ */
+function followSignals(client: Client, workflowId: string): { received(): NodeJS.Signals | undefined; dispose(): Promise<void> } {
+  let received: NodeJS.Signals | undefined;
+  let cancelling: Promise<void> | undefined;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (received) {
+      err(`${signal} again: stopped waiting for ${workflowId} (its cancellation was requested; 'mlpipe status ${workflowId}' shows it).`);
+      process.exit(1);
+    }
+    received = signal;
+    err(`${signal}: cancelling run ${workflowId} (${signal} again to stop waiting)`);
+    cancelling = client.workflow
+      .getHandle(workflowId)
+      .cancel()
+      .then(
+        () => undefined,
+        (e: unknown) => void err(`could not cancel ${workflowId}: ${(e as Error).message}`),
+      );
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return {
+    received: () => received,
+    dispose: async () => {
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+      await cancelling;
+    },
+  };
 }
 
 async function connect(settings: Settings): Promise<Client> {
@@ -150,10 +214,10 @@ async function follow(client: Client, workflowId: string, json: boolean): Promis
       }
     }
   };
-  const timer = setInterval(() => void poll(), 300);
+  const polling = every(300, poll);
   try {
     const result = await handle.result();
-    clearInterval(timer);
+    await polling.stop();
     await poll();
     const r = result as PipelineResult;
     if (json) out(JSON.stringify(r, null, 2));
@@ -163,7 +227,7 @@ async function follow(client: Client, workflowId: string, json: boolean): Promis
     }
     return 0;
   } catch (e) {
-    clearInterval(timer);
+    await polling.stop();
     await poll();
     const message = e instanceof WorkflowFailedError ? (e.cause?.message ?? e.message) : (e as Error).message;
     if (json) out(JSON.stringify({ workflowId, state: last?.state ?? 'failed', error: message, steps: last?.steps }, null, 2));
@@ -211,10 +275,15 @@ async function cmdRun(argv: string[], settings: Settings): Promise<number> {
       if (values.json) out(JSON.stringify({ workflowId }));
       return 0;
     }
-    const code = await follow(client, workflowId, values.json);
-    // With a worker in this process, let it deliver the run's tracking before it stops.
-    if (!values.json) await reportTracking(client, workflowId, settings, values.worker ? 60_000 : 5_000);
-    return code;
+    const signals = followSignals(client, workflowId);
+    try {
+      const code = await follow(client, workflowId, values.json);
+      // With a worker in this process, let it deliver the run's tracking before it stops.
+      if (!values.json) await reportTracking(client, workflowId, settings, values.worker && !signals.received() ? 60_000 : 5_000);
+      return code;
+    } finally {
+      await signals.dispose();
+    }
   } finally {
     await stopWorker?.();
     await client.connection.close();
@@ -278,16 +347,12 @@ async function cmdHpo(argv: string[], settings: Settings): Promise<number> {
     if (!values.json) out(`started a search of ${trials ?? compiled.hpo.trials} trials (${parallel ?? compiled.hpo.parallel} at a time) as workflow ${workflowId}`);
     if (values.detach) return 0;
     let last = '';
-    const timer = setInterval(() => {
-      void handle
-        .query<HpoStatus>(hpoStatusQueryName)
-        .then((s) => {
-          const line = `  ${s.finished}/${s.trials} trials done, ${s.failed} failed, running [${s.running.join(', ')}]${s.best ? `; best so far: trial ${s.best.index} ${compiled.hpo!.metric.key}=${s.best.value} (${s.best.overrides.join(' ')})` : ''}`;
-          if (line !== last && !values.json) out(line);
-          last = line;
-        })
-        .catch(() => undefined);
-    }, 1000);
+    const progress = every(1000, async () => {
+      const s = await handle.query<HpoStatus>(hpoStatusQueryName);
+      const line = `  ${s.finished}/${s.trials} trials done, ${s.failed} failed, running [${s.running.join(', ')}]${s.best ? `; best so far: trial ${s.best.index} ${compiled.hpo!.metric.key}=${s.best.value} (${s.best.overrides.join(' ')})` : ''}`;
+      if (line !== last && !values.json) out(line);
+      last = line;
+    });
     let r: HpoResult;
     try {
       r = (await handle.result()) as HpoResult;
@@ -296,7 +361,7 @@ async function cmdHpo(argv: string[], settings: Settings): Promise<number> {
       err(`search ${workflowId} failed: ${cause}`);
       return 1;
     } finally {
-      clearInterval(timer);
+      await progress.stop();
     }
     if (values.json) out(JSON.stringify(r, null, 2));
     else {
@@ -315,7 +380,11 @@ async function cmdHpo(argv: string[], settings: Settings): Promise<number> {
   }
 }
 
-/** Waits (bounded) for the run's tracking workflow and says where the MLflow run is. */
+/**
+ * Waits (bounded) for the run's tracking workflow and says where the MLflow run is: the location the
+ * worker tracked to (a server URL, or the file store), which need not be this process's settings.
+ * Polls describe() rather than long-polling the result, so no call is left in flight at the end.
+ */
 async function reportTracking(client: Client, workflowId: string, settings: Settings, waitMs: number): Promise<void> {
   let runId: string;
   try {
@@ -324,17 +393,31 @@ async function reportTracking(client: Client, workflowId: string, settings: Sett
     return;
   }
   const handle = client.workflow.getHandle(trackingWorkflowId(`${workflowId}/${runId}`));
+  const deadline = Date.now() + waitMs;
+  let status: string;
   try {
-    await handle.describe();
+    status = (await handle.describe()).status.name;
+    while (status === 'RUNNING' && Date.now() < deadline) {
+      await sleep(250);
+      status = (await handle.describe()).status.name;
+    }
   } catch {
     return; // tracking is off for this run
   }
-  const where = settings.trackingUri ? redact(settings.trackingUri) : 'MLflow';
-  const timer = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), waitMs).unref());
-  const known = await Promise.race([handle.result() as Promise<KnownRuns>, timer]).catch(() => 'failed' as const);
-  if (known === 'timeout') out(`MLflow: tracking still in progress (workflow ${handle.workflowId}); it continues while a worker runs.`);
-  else if (known === 'failed') out(`MLflow: tracking failed; see workflow ${handle.workflowId}.`);
-  else if (known.parent) out(`MLflow: run ${known.parent.runId} in experiment ${known.parent.experimentId} (${where})${known.modelVersion ? `, model version ${known.modelVersion}` : ''}`);
+  if (status === 'RUNNING') return void out(`MLflow: tracking still in progress (workflow ${handle.workflowId}); it continues while a worker runs.`);
+  const known = status === 'COMPLETED' ? await (handle.result() as Promise<KnownRuns>).catch(() => undefined) : undefined;
+  if (!known) out(`MLflow: tracking failed; see workflow ${handle.workflowId}.`);
+  else if (known.parent) {
+    const where = trackingPlace(known.location ?? settings.trackingUri);
+    out(`MLflow: run ${known.parent.runId} in experiment ${known.parent.experimentId} (${where})${known.modelVersion ? `, model version ${known.modelVersion}` : ''}`);
+  }
+}
+
+/** `server http://host:5000` or `file store /path/mlruns`, without credentials. */
+export function trackingPlace(uri: string | undefined): string {
+  if (!uri) return 'MLflow';
+  if (uri.startsWith('file:')) return `file store ${uri.startsWith('file://') ? fileURLToPath(uri) : uri.slice('file:'.length)}`;
+  return `server ${redact(uri)}`;
 }
 
 async function startBackgroundWorker(settings: Settings): Promise<() => Promise<void>> {
@@ -389,6 +472,12 @@ async function cmdWorker(argv: string[], settings: Settings): Promise<number> {
   return 0;
 }
 
+function portOption(text: string, option: string): number {
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n < 1 || n > 65535) throw new PipelineError('INPUT_INVALID', `${option} '${text}' is not a port number (1-65535).`);
+  return n;
+}
+
 async function cmdDev(argv: string[], settings: Settings): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -400,13 +489,14 @@ async function cmdDev(argv: string[], settings: Settings): Promise<number> {
       'no-mlflow': { type: 'boolean', default: false },
     },
   });
-  const port = Number(values.port);
+  const port = portOption(values.port, '--port');
+  const uiPort = values['ui-port'] === undefined ? undefined : portOption(values['ui-port'], '--ui-port');
   const bin = requireTemporalCli(settings.cacheDir);
   const dbFile = values.db ?? join(settings.stateDir, 'temporal.db');
   const server = await startDevServer({
     bin,
     port,
-    uiPort: values['ui-port'] ? Number(values['ui-port']) : undefined,
+    uiPort,
     dbFile,
     logFile: join(settings.stateDir, 'temporal.log'),
   });
@@ -521,9 +611,16 @@ export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   const settings = loadSettings();
   try {
+    const helpOf = command === 'help' ? rest[0] : rest.slice(0, (rest.indexOf('--') + 1 || rest.length + 1) - 1).some((a) => a === '--help' || a === '-h') ? command : undefined;
+    if (helpOf) {
+      const text = commandHelp(helpOf);
+      if (!text) throw new UsageError(`Unknown command '${helpOf}'.`);
+      out(text);
+      return 0;
+    }
     switch (command) {
       case 'run':
-        installRuntime('ERROR');
+        installRuntime('ERROR', true);
         return await cmdRun(rest, settings);
       case 'validate':
         return await cmdValidate(rest, settings);
@@ -570,7 +667,7 @@ export async function main(argv: string[]): Promise<number> {
         installRuntime('ERROR');
         return await cmdMonitor(rest, settings);
       case 'demo':
-        installRuntime('ERROR');
+        installRuntime('ERROR', true);
         return await cmdDemo(rest, settings);
       case undefined:
       case 'help':
@@ -584,7 +681,7 @@ export async function main(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof PipelineError) {
       err(e.format());
-      return e.code === 'TOOL_MISSING' ? 3 : 2;
+      return e.code === 'TOOL_MISSING' || e.code === 'PORT_IN_USE' ? 3 : 2;
     }
     if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       err(`mlpipe: ${(e as Error).message}\nRun 'mlpipe help' for usage.`);

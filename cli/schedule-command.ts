@@ -17,6 +17,46 @@ export function defaultScheduleId(kind: 'monitor' | 'pipeline', pipeline: string
   return `${kind === 'monitor' ? 'monitor' : 'run'}-${pipeline}`;
 }
 
+/** `10s`, `1h 30m`, `1d 2h`: an interval in its largest whole units (ms only below a second). */
+export function humanInterval(ms: number): string {
+  if (ms < 1000) return `${ms}ms`;
+  const parts: string[] = [];
+  let rest = Math.round(ms / 1000);
+  for (const [unit, size] of [['d', 86_400], ['h', 3600], ['m', 60], ['s', 1]] as const) {
+    const n = Math.floor(rest / size);
+    rest -= n * size;
+    if (n) parts.push(`${n}${unit}`);
+  }
+  return parts.join(' ');
+}
+
+type Ranges = { start: number | string; end: number | string; step: number }[];
+
+/** A calendar spec as cron-like text: `minute=0 hour=2,14 dayOfWeek=MONDAY-FRIDAY` (fields that match everything left out). */
+function calendarText(c: Record<string, unknown>): string {
+  const full: Record<string, [number | string, number | string]> = {
+    second: [0, 59], minute: [0, 59], hour: [0, 23], dayOfMonth: [1, 31], month: ['JANUARY', 'DECEMBER'], dayOfWeek: ['SUNDAY', 'SATURDAY'],
+  };
+  const fields: string[] = [];
+  for (const field of ['second', 'minute', 'hour', 'dayOfMonth', 'month', 'year', 'dayOfWeek']) {
+    const ranges = (c[field] as Ranges | undefined) ?? [];
+    const all = full[field];
+    if (!ranges.length || (all && ranges.length === 1 && ranges[0]!.start === all[0] && ranges[0]!.end === all[1] && ranges[0]!.step <= 1)) continue;
+    fields.push(`${field}=${ranges.map((r) => `${r.start}${r.end !== r.start ? `-${r.end}` : ''}${r.step > 1 ? `/${r.step}` : ''}`).join(',')}`);
+  }
+  return `calendar ${fields.join(' ') || 'every second'}${typeof c['comment'] === 'string' && c['comment'] ? ` (${c['comment']})` : ''}`;
+}
+
+/** When a schedule fires: `every 10s`, `every 1h 30m (offset 5m)`, a cron string as written, or its calendar. */
+export function describeScheduleSpec(spec: { intervals?: { every: number; offset?: number }[]; calendars?: object[] }, cronStrings: string[] = []): string {
+  const parts = [
+    ...(spec.intervals ?? []).map((i) => `every ${humanInterval(i.every)}${i.offset ? ` (offset ${humanInterval(i.offset)})` : ''}`),
+    ...cronStrings.map((c) => `cron ${c}`),
+    ...(cronStrings.length ? [] : (spec.calendars ?? []).map((c) => calendarText(c as Record<string, unknown>))),
+  ];
+  return parts.join('; ') || 'no times (triggered by hand)';
+}
+
 export async function cmdSchedule(argv: string[], settings: Settings, connect: () => Promise<Client>): Promise<number> {
   const [sub, ...rest] = argv;
   const { values, positionals } = parseArgs({
@@ -72,11 +112,22 @@ export async function cmdSchedule(argv: string[], settings: Settings, connect: (
       for await (const s of client.schedule.list()) {
         const d = await client.schedule.getHandle(s.scheduleId).describe();
         const action = d.action as { workflowType?: string; args?: unknown[] };
-        rows.push({ id: s.scheduleId, workflow: action.workflowType, input: action.args?.[0], paused: d.state.paused, note: d.state.note, every: d.spec.intervals?.map((i) => i.every), recentActions: d.info.recentActions.length, nextRun: d.info.nextActionTimes[0]?.toISOString() });
+        const cron = (d.raw.schedule?.spec?.cronString ?? []).filter((c): c is string => !!c);
+        rows.push({
+          id: s.scheduleId,
+          workflow: action.workflowType,
+          input: action.args?.[0],
+          paused: d.state.paused,
+          note: d.state.note,
+          every: d.spec.intervals?.map((i) => i.every),
+          when: describeScheduleSpec(d.spec, cron),
+          recentActions: d.info.recentActions.length,
+          nextRun: d.info.nextActionTimes[0]?.toISOString(),
+        });
       }
       if (values.json) out(JSON.stringify(rows, null, 2));
       else if (!rows.length) out('no schedules');
-      else for (const r of rows) out(`${String(r['id']).padEnd(32)} ${String(r['workflow']).padEnd(16)} ${r['paused'] ? 'paused ' : 'active '} every ${JSON.stringify(r['every'])}ms  next ${r['nextRun'] ?? '-'}  ${JSON.stringify(r['input'])}`);
+      else for (const r of rows) out(`${String(r['id']).padEnd(32)} ${String(r['workflow']).padEnd(16)} ${r['paused'] ? 'paused ' : 'active '} ${r['when']}  next ${r['nextRun'] ?? '-'}  ${JSON.stringify(r['input'])}`);
       return 0;
     }
     const id = need('a schedule ID');

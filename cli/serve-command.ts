@@ -14,6 +14,7 @@ import { PipelineError } from '../engine/errors.js';
 import type { ModelRegistry, ModelVersionInfo } from '../engine/ports.js';
 import { PredictionLogWriter } from '../engine/prediction-log.js';
 import { aliasHistory, moveAlias, rollbackAlias } from '../engine/promotion.js';
+import { portInUse } from '../adapters/temporal-server.js';
 import { openStore } from './store-commands.js';
 
 const out = (s: string): boolean => process.stdout.write(`${s}\n`);
@@ -134,15 +135,23 @@ export async function cmdServe(argv: string[], settings: Settings): Promise<numb
       ? new PredictionLogWriter(store, model.name, version, { writerId: `${env['HOSTNAME'] ?? 'local'}-${process.pid}`, onError: (e) => process.stderr.write(`prediction log: write failed, will retry: ${(e as Error).message}\n`) })
       : undefined;
   const log = newLog(model.version);
+  const host = values.host ?? env['MLPIPE_SERVE_HOST'] ?? (env['AIP_HTTP_PORT'] ? '0.0.0.0' : '127.0.0.1');
   const server = await startPredictionServer({
     predictor,
     model,
     log,
     port,
-    host: values.host ?? env['MLPIPE_SERVE_HOST'] ?? (env['AIP_HTTP_PORT'] ? '0.0.0.0' : '127.0.0.1'),
+    host,
     maxBodyBytes: maxBody,
     maxInstances,
     logSample,
+  }).catch((e: unknown) => {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') throw portInUse(port, `prediction server on ${host}`, '--port');
+    if (code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+      throw new PipelineError('PORT_IN_USE', `Cannot listen on ${host}:${port} (${code}).`, { hint: 'Ports below 1024 need privileges; --host must be an address of this machine.' });
+    }
+    throw e;
   });
   out(`serving ${model.name} version ${model.version} (${predictor.contract.inputs.length} inputs, sha256:${predictor.sha256.slice(0, 12)}) from ${model.source}`);
   out(`listening on ${server.url}: POST /predict, GET /health, GET /metrics, GET /model`);
@@ -202,7 +211,7 @@ export async function cmdRollback(argv: string[], settings: Settings): Promise<n
   if (!name) throw new PipelineError('INPUT_INVALID', 'mlpipe rollback needs a registered model.', { hint: 'mlpipe rollback california-housing [--alias champion] [--to <version>]' });
   const registry = registryFor(settings);
   if (values.history) {
-    for (const m of await aliasHistory(registry, name, values.alias!)) out(`${m.at}  ${m.action.padEnd(8)} version ${m.version} (before: ${m.previous ?? 'unset'})  ${m.reason}`);
+    for (const m of await aliasHistory(registry, name, values.alias!)) out(`${m.at}  ${m.action.padEnd(8)} version ${m.version} (before: ${m.previous ? `version ${m.previous}` : 'unset'})  ${m.reason}`);
     return 0;
   }
   const r = await rollbackAlias(registry, name, values.alias!, values.to);

@@ -2,13 +2,15 @@
  * Commands over the artifact store: `runs list`, `runs show`, `lineage`, `gc`. They read the store
  * (MLPIPE_ARTIFACTS: a folder or gs://bucket/prefix) and need no Temporal server.
  */
+import { Client, Connection } from '@temporalio/client';
 import { parseArgs } from 'node:util';
 import type { Settings } from '../adapters/project.js';
 import { createArtifactStore } from '../adapters/stores.js';
+import { isListening } from '../adapters/temporal-server.js';
 import { formatDuration, parseDuration } from '../engine/duration.js';
 import { PipelineError } from '../engine/errors.js';
 import { collectGarbage, DEFAULT_GC_AGE_MS } from '../engine/gc.js';
-import { artifactRefs, lineageOf, listRuns, resolveDigest, runsOf, type LineageNode } from '../engine/lineage.js';
+import { artifactRefs, lineageOf, listRuns, resolveDigest, runsOf, type LineageNode, type RunManifest } from '../engine/lineage.js';
 import type { ArtifactStore } from '../engine/ports.js';
 
 const out = (s: string): boolean => process.stdout.write(`${s}\n`);
@@ -45,12 +47,16 @@ export async function cmdRuns(argv: string[], settings: Settings, store = openSt
   const [sub, ...rest] = argv;
   const { values, positionals } = parseArgs({ args: rest, allowPositionals: true, options: { json: { type: 'boolean' }, 'run-id': { type: 'string' }, limit: { type: 'string' } } });
   if (sub === 'list' || sub === undefined) {
-    const runs = await listRuns(store);
     const limit = Number(values.limit ?? 20);
-    if (values.json) out(JSON.stringify(runs.slice(0, limit), null, 2));
+    if (!Number.isInteger(limit) || limit < 1) throw new PipelineError('INPUT_INVALID', `--limit '${values.limit}' is not a positive whole number.`);
+    const runs = (await listRuns(store)).slice(0, limit);
+    const { statuses, from } = await runStatuses(runs, settings, store);
+    if (values.json) out(JSON.stringify(runs.map((r, i) => ({ ...r, status: statuses[i] })), null, 2));
     else {
       if (!runs.length) out(`no runs recorded in ${store.location}`);
-      for (const r of runs.slice(0, limit)) out(`${r.startedAt}  ${r.pipeline.padEnd(20)} ${r.workflowId}  (run ${r.runId})`);
+      else out(`${'STARTED'.padEnd(24)}  ${'STATUS'.padEnd(10)} ${'PIPELINE'.padEnd(20)} WORKFLOW`);
+      runs.forEach((r, i) => out(`${r.startedAt.padEnd(24)}  ${statuses[i]!.padEnd(10)} ${r.pipeline.padEnd(20)} ${r.workflowId}  (run ${r.runId})`));
+      if (runs.length && from === 'records') out(`(no Temporal server at ${settings.temporalAddress}: status from the step records, 'unknown' unless a step failed)`);
     }
     return 0;
   }
@@ -83,6 +89,42 @@ export async function cmdRuns(argv: string[], settings: Settings, store = openSt
     if (s.error) out(`      error: ${s.error.split('\n')[0]}`);
   }
   return 0;
+}
+
+const TEMPORAL_STATUS: Record<string, string> = { COMPLETED: 'succeeded', FAILED: 'failed', CANCELLED: 'cancelled', TERMINATED: 'terminated', TIMED_OUT: 'timed out', RUNNING: 'running', CONTINUED_AS_NEW: 'continued' };
+
+/**
+ * Each run's status: from Temporal (describe of the workflow run) when a server is reachable, else
+ * from the step records (failed when a step failed, otherwise unknown).
+ */
+async function runStatuses(runs: RunManifest[], settings: Settings, store: ArtifactStore): Promise<{ statuses: string[]; from: 'temporal' | 'records' }> {
+  if (runs.length && (await isListening(settings.temporalAddress, 500))) {
+    const connection = await Connection.connect({ address: settings.temporalAddress }).catch(() => undefined);
+    if (connection) {
+      try {
+        const client = new Client({ connection, namespace: settings.namespace });
+        const statuses = await Promise.all(
+          runs.map((r) =>
+            client.workflow
+              .getHandle(r.workflowId, r.runId)
+              .describe()
+              .then((d) => TEMPORAL_STATUS[d.status.name] ?? d.status.name.toLowerCase())
+              .catch(() => 'unknown'),
+          ),
+        );
+        return { statuses, from: 'temporal' };
+      } finally {
+        await connection.close();
+      }
+    }
+  }
+  const statuses = await Promise.all(
+    runs.map(async (r) => {
+      const view = (await runsOf(store, r.workflowId)).find((v) => v.run?.runId === r.runId);
+      return view?.steps.some((s) => s.status === 'failed') ? 'failed' : 'unknown';
+    }),
+  );
+  return { statuses, from: 'records' };
 }
 
 function printNode(node: LineageNode, indent: string, label: string): void {

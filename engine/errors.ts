@@ -45,6 +45,7 @@ export type ErrorCode =
   | 'STORAGE_KEY_INVALID'
   | 'INPUT_INVALID'
   | 'TOOL_MISSING'
+  | 'PORT_IN_USE'
   | 'TRACKING_ERROR';
 
 /** Codes for which retrying the same step can never help. */

@@ -171,14 +171,25 @@ async function links(store: ArtifactStore, sha256: string, kind: 'produced-by' |
   return (await Promise.all(keys.map((k) => store.getRecord<LineageLink>(k)))).filter((l): l is LineageLink => l !== undefined);
 }
 
-/** The upstream tree of an artifact (producers, their inputs, their producers ...) and its direct consumers. */
-export async function lineageOf(store: ArtifactStore, sha256: string, depth = 20, seen = new Set<string>()): Promise<LineageNode> {
+/**
+ * The upstream tree of an artifact (every producer, newest first; their inputs; their producers ...)
+ * and its direct consumers. `path` holds the digests above this one, so only a cycle stops the walk:
+ * bytes that several runs (or several inputs) share are shown under each of them (read once: `memo`).
+ */
+export async function lineageOf(store: ArtifactStore, sha256: string, depth = 20, path: ReadonlySet<string> = new Set(), memo = new Map<string, Promise<LineageNode>>()): Promise<LineageNode> {
+  if (path.has(sha256) || depth <= 0) return { sha256, producedBy: [], usedBy: await links(store, sha256, 'used-by') };
+  const key = `${sha256}:${depth}`;
+  let node = memo.get(key);
+  if (!node) memo.set(key, (node = walk(store, sha256, depth, path, memo)));
+  return node;
+}
+
+async function walk(store: ArtifactStore, sha256: string, depth: number, path: ReadonlySet<string>, memo: Map<string, Promise<LineageNode>>): Promise<LineageNode> {
   const node: LineageNode = { sha256, producedBy: [], usedBy: await links(store, sha256, 'used-by') };
-  if (seen.has(sha256) || depth <= 0) return node;
-  seen.add(sha256);
-  for (const link of await links(store, sha256, 'produced-by')) {
-    const step = await store.getRecord<StepManifest>(stepKey(link.workflowId, link.runId, link.stepId));
-    if (!step) continue;
+  const below = new Set([...path, sha256]);
+  const steps = await Promise.all((await links(store, sha256, 'produced-by')).map((l) => store.getRecord<StepManifest>(stepKey(l.workflowId, l.runId, l.stepId))));
+  const producers = steps.filter((s): s is StepManifest => s !== undefined).sort((a, b) => b.endedAt.localeCompare(a.endedAt) || a.stepId.localeCompare(b.stepId));
+  for (const step of producers) {
     const out = artifactRefs(step.outputs).find((r) => r.sha256 === sha256);
     if (out) {
       node.name ??= out.name;
@@ -186,7 +197,7 @@ export async function lineageOf(store: ArtifactStore, sha256: string, depth = 20
     }
     const inputsLineage: Record<string, LineageNode> = {};
     for (const [name, value] of Object.entries(step.inputs)) {
-      for (const ref of artifactRefs(value)) inputsLineage[name] = await lineageOf(store, ref.sha256, depth - 1, seen);
+      for (const ref of artifactRefs(value)) inputsLineage[name] = await lineageOf(store, ref.sha256, depth - 1, below, memo);
     }
     node.producedBy.push({ ...step, inputsLineage });
   }

@@ -16,6 +16,11 @@ export interface AliasMove {
   version: string;
   /** Who held the alias before this move (null: nobody). */
   previous: string | null;
+  /**
+   * A rollback's next step back: who held the restored version's place before it, so repeated
+   * rollbacks walk down the history. Absent on promotions (their `previous` is the step back).
+   */
+  backTo?: string | null;
   action: 'promote' | 'rollback';
   reason: string;
   at: string;
@@ -56,6 +61,11 @@ export async function moveAlias(registry: ModelRegistry, name: string, alias: st
   return { previous, moved: true };
 }
 
+/** Where a rollback from the version `move` gave the alias to goes (histories written before `backTo` kept it in `previous`). */
+function stepBack(move: AliasMove): string | null {
+  return move.action === 'rollback' && move.backTo !== undefined ? move.backTo : move.previous;
+}
+
 /** Moves `alias` back to the version that held it before the current one (or to `to`). */
 export async function rollbackAlias(registry: ModelRegistry, name: string, alias: string, to?: string, now = new Date()): Promise<{ from: string; to: string }> {
   const current = await registry.byAlias(name, alias);
@@ -67,7 +77,7 @@ export async function rollbackAlias(registry: ModelRegistry, name: string, alias
     // The move that gave the alias to the current version says who held it before; a rollback
     // move points further back, so repeated rollbacks walk down the history.
     const last = lastMoveTo(current.version);
-    target = last?.previous ?? undefined;
+    target = (last ? stepBack(last) : undefined) ?? undefined;
     if (!target) {
       throw new PipelineError('INPUT_INVALID', `Model '${name}': no earlier holder of '${alias}' is on record (version ${current.version} holds it${last ? ' since the first promotion' : ', set outside mlpipe'}).`, {
         hint: `Give the version: mlpipe rollback ${name} --alias ${alias} --to <version>`,
@@ -75,7 +85,9 @@ export async function rollbackAlias(registry: ModelRegistry, name: string, alias
     }
   }
   if (!(await registry.version(name, target))) throw new PipelineError('INPUT_INVALID', `Model '${name}' has no version ${target}.`);
-  await applyMove(registry, name, alias, history, { version: target, previous: lastMoveTo(target)?.previous ?? null, action: 'rollback', reason: `rolled back from version ${current.version}`, at: now.toISOString() });
+  const before = lastMoveTo(target);
+  const move: AliasMove = { version: target, previous: current.version, backTo: before ? stepBack(before) : null, action: 'rollback', reason: `rolled back from version ${current.version}`, at: now.toISOString() };
+  await applyMove(registry, name, alias, history, move);
   return { from: current.version, to: target };
 }
 

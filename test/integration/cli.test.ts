@@ -3,11 +3,13 @@
  * documented input, `mlpipe run` following a run, and bad input that starts nothing.
  */
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
 import { symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { freePort, isListening } from '../../adapters/temporal-server.js';
 import type { PipelineResult } from '../../engine/types.js';
+import { COMMAND_HELP } from '../../cli/help.js';
 import { createTestProject, REPO, uniqueId, useWorkerAndClient, waitFor } from './helpers.js';
 
 const project = createTestProject('cli');
@@ -54,13 +56,15 @@ function runCommand(cmd: string, args: string[], env: Record<string, string> = {
   });
 }
 
+const cliEnv = (): Record<string, string> => ({
+  TEMPORAL_ADDRESS: project.settings.temporalAddress,
+  MLPIPE_TASK_QUEUE: project.taskQueue,
+  MLPIPE_PROJECT_DIR: project.dir,
+  MLPIPE_ARTIFACTS: project.settings.artifactsDir,
+});
+
 function mlpipe(...args: string[]): Promise<Ran> {
-  return runCommand(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), ...args], {
-    TEMPORAL_ADDRESS: project.settings.temporalAddress,
-    MLPIPE_TASK_QUEUE: project.taskQueue,
-    MLPIPE_PROJECT_DIR: project.dir,
-    MLPIPE_ARTIFACTS: project.settings.artifactsDir,
-  });
+  return runCommand(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), ...args], cliEnv());
 }
 
 /** Workflows ever started on this test's task queue. */
@@ -225,4 +229,108 @@ describe('mlpipe', () => {
     expect(await isListening(`127.0.0.1:${port}`)).toBe(false);
     expect(await isListening(`127.0.0.1:${mlflowPort}`)).toBe(false);
   }, 240_000);
+
+  it('run --worker exits 0 after every successful run (no "Channel has been shut down" at the end)', async () => {
+    for (let i = 0; i < 5; i++) {
+      const r = await mlpipe('run', 'diamond', '--worker', '--no-cache', '--max-parallel', '4');
+      expect(r.stderr, `run ${i}`).toBe('');
+      expect(r.code, `run ${i}:\n${r.stdout}`).toBe(0);
+      expect(r.stdout).toContain('diamond: succeeded (4 succeeded)');
+    }
+  }, 240_000);
+
+  it('SIGTERM to a following run cancels the run and exits 1, as SIGINT does', async () => {
+    project.write('pipelines/nap.yaml', 'name: nap\nsteps:\n  nap:\n    uses: util.sleep\n    with: { ticks: 40, tickMs: 250 }\n');
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      const child = spawn(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'run', 'nap', '--worker', '--no-cache'], { cwd: project.dir, env: { ...process.env, ...cliEnv() }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      const exited = new Promise<number | string | null>((resolve) => child.once('exit', (c, sig) => resolve(c ?? sig)));
+      await waitFor(() => /▶ nap\s+running/.test(stdout), 'the nap step to run', 60_000);
+      const workflowId = /as workflow (nap-\w+)/.exec(stdout)![1]!;
+      child.kill(signal);
+      expect(await exited).toBe(1);
+      expect(stderr).toContain(`${signal}: cancelling run ${workflowId}`);
+      expect(stderr).toContain(`run ${workflowId} did not succeed`);
+      const described = await env.client.workflow.getHandle(workflowId).describe();
+      expect(described.status.name).toBe('CANCELLED');
+    }
+  }, 240_000);
+
+  it('dev --port on a taken port exits 3 naming the port, and attaches to nothing', async () => {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, '127.0.0.1', () => r()));
+    const port = (taken.address() as { port: number }).port;
+    try {
+      const r = await mlpipe('dev', '--port', String(port), '--no-mlflow');
+      expect(r.code).toBe(3);
+      expect(r.stderr).toContain(`error PORT_IN_USE: Port ${port} (Temporal frontend) is already in use.`);
+      expect(r.stderr).toContain('Pick another with --port <port>, or stop the process listening on');
+      expect(r.stdout).not.toContain('worker polling');
+      // A Temporal server that is not ours is refused too, not joined.
+      const [, serverPort] = project.settings.temporalAddress.split(':');
+      const ours = await mlpipe('dev', '--port', serverPort!, '--no-mlflow');
+      expect(ours.code).toBe(3);
+      expect(ours.stderr).toContain(`Port ${serverPort} (Temporal frontend) is already in use.`);
+    } finally {
+      taken.close();
+    }
+  });
+
+  it('--help on every subcommand and help <command>: exit 0 and a usage line', async () => {
+    const commands = Object.keys(COMMAND_HELP);
+    expect(commands.length).toBeGreaterThanOrEqual(20);
+    // Four processes at a time: each one starts the whole CLI.
+    for (let i = 0; i < commands.length; i += 4) {
+      await Promise.all(
+        commands.slice(i, i + 4).map(async (command) => {
+          const r = await mlpipe(command, '--help');
+          expect(r.code, command).toBe(0);
+          expect(r.stdout, command).toMatch(new RegExp(`^Usage:\n  mlpipe ${command}\\b`));
+        }),
+      );
+    }
+    const r = await mlpipe('help', 'schedule');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('mlpipe schedule create <pipeline>');
+    const unknown = await mlpipe('help', 'nope');
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain("Unknown command 'nope'");
+  }, 600_000);
+
+  it('runs list has a STATUS column, and ends quietly when the reader closes the pipe', async () => {
+    const list = await mlpipe('runs', 'list');
+    expect(list.code).toBe(0);
+    expect(list.stdout.split('\n')[0]).toMatch(/^STARTED\s+STATUS\s+PIPELINE\s+WORKFLOW$/);
+    expect(list.stdout).toMatch(/\bsucceeded\s+diamond\s+diamond-/);
+    expect(list.stdout).toMatch(/\bfailed\s+fails\s+fails-/);
+    // `mlpipe runs list | head -0`: the reading end is gone before the first line is written.
+    const child = spawn(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'runs', 'list'], { cwd: project.dir, env: { ...process.env, ...cliEnv() }, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise((resolve) => child.once('close', (c) => resolve(c)));
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+  });
+
+  it('a mlpipe.plugins.ts that fails to import is one PLUGIN_INVALID error naming the file, exit 2', async () => {
+    const broken = createTestProject('cli-broken');
+    broken.write('package.json', JSON.stringify({ type: 'module' }));
+    const cli = (...args: string[]): Promise<Ran> => runCommand(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), ...args], { MLPIPE_PROJECT_DIR: broken.dir, TEMPORAL_ADDRESS: project.settings.temporalAddress });
+    broken.write('mlpipe.plugins.ts', '// plugins\nexport const plugins = [;\n');
+    const syntax = await cli('validate', 'diamond');
+    expect(syntax.code).toBe(2);
+    expect(syntax.stderr).toContain(`${join(broken.dir, 'mlpipe.plugins.ts')}:2:`);
+    expect(syntax.stderr).toContain(`error PLUGIN_INVALID: ${join(broken.dir, 'mlpipe.plugins.ts')} failed to load: Unexpected ";"`);
+    expect(syntax.stderr).toContain('hint: Fix the file');
+    expect(syntax.stderr).not.toMatch(/\n\s+at /);
+    broken.write('mlpipe.plugins.ts', 'throw new Error("no GPU here\\nmore detail");\nexport const plugins = [];\n');
+    const throwing = await cli('run', 'diamond');
+    expect(throwing.code).toBe(2);
+    expect(throwing.stderr).toContain('failed to load: no GPU here\n');
+    expect(throwing.stderr).not.toContain('more detail');
+  });
 });

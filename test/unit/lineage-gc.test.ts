@@ -110,6 +110,19 @@ describe('lineage', () => {
     expect(fromClean.producedBy[0]!.inputsLineage['dataset']!.producedBy.map((p) => p.stepId)).toEqual(['ingest']);
     expect((await lineageOf(store, raw.sha256)).usedBy.map((u) => u.stepId)).toEqual(['process']);
   });
+
+  it('lists every producer of bytes two runs made, newest first, each with its own upstream', async () => {
+    const store = newStore();
+    const raw = await store.put('raw csv', { name: 'raw.csv' });
+    const model = await store.put('model bytes', { name: 'model.json' });
+    for (const [runId, at] of [['run-old', '2026-11-25T10:00:00.000Z'], ['run-new', '2026-11-26T10:00:00.000Z']] as const) {
+      await writeStepManifest(store, step({ workflowId: 'wf', runId, stepId: 'ingest', inputs: {}, outputs: { dataset: raw }, startedAt: at, endedAt: at }));
+      await writeStepManifest(store, step({ workflowId: 'wf', runId, stepId: 'train', inputs: { train: raw }, outputs: { model }, startedAt: at, endedAt: at }));
+    }
+    const tree = await lineageOf(store, model.sha256);
+    expect(tree.producedBy.map((p) => `${p.runId}/${p.stepId}`)).toEqual(['run-new/train', 'run-old/train']);
+    for (const p of tree.producedBy) expect(p.inputsLineage['train']!.producedBy.map((q) => q.runId)).toEqual(['run-new', 'run-old']);
+  });
 });
 
 describe('gc', () => {

@@ -81,7 +81,28 @@ describe('promotion rule', () => {
     await expect(rollbackAlias(r, 'm', 'champion')).rejects.toThrow(/no earlier holder/);
     expect(await rollbackAlias(r, 'm', 'champion', '3')).toEqual({ from: '1', to: '3' });
     await expect(rollbackAlias(r, 'm', 'champion', '9')).rejects.toThrow(/no version 9/);
-    expect((await aliasHistory(r, 'm', 'champion')).map((h) => `${h.action}:${h.version}<-${h.previous}`)).toEqual(['promote:1<-null', 'promote:2<-1', 'promote:3<-2', 'rollback:2<-1', 'rollback:1<-null', 'rollback:3<-2']);
+    expect((await aliasHistory(r, 'm', 'champion')).map((h) => `${h.action}:${h.version}<-${h.previous}`)).toEqual(['promote:1<-null', 'promote:2<-1', 'promote:3<-2', 'rollback:2<-3', 'rollback:1<-2', 'rollback:3<-1']);
+  });
+
+  it("a rollback records the alias's previous holder, and a history written before backTo still walks back", async () => {
+    const r = new MemoryRegistry();
+    for (const v of ['1', '2']) r.versions.set(v, { name: 'm', version: v, source: '', tags: {}, aliases: [], files: {}, key: v });
+    await moveAlias(r, 'm', 'champion', '1', 'promote', 'first');
+    await moveAlias(r, 'm', 'champion', '2', 'promote', 'better');
+    await rollbackAlias(r, 'm', 'champion');
+    expect((await aliasHistory(r, 'm', 'champion')).at(-1)).toMatchObject({ action: 'rollback', version: '1', previous: '2', backTo: null });
+    // Old format: a rollback move whose `previous` was the step back, without backTo.
+    r.versions.set('3', { name: 'm', version: '3', source: '', tags: {}, aliases: [], files: {}, key: '3' });
+    const at = new Date(0).toISOString();
+    const legacy = [
+      { version: '1', previous: null, action: 'promote', reason: '', at },
+      { version: '2', previous: '1', action: 'promote', reason: '', at },
+      { version: '3', previous: '2', action: 'promote', reason: '', at },
+      { version: '2', previous: '1', action: 'rollback', reason: '', at },
+    ];
+    await r.setModelTag('m', 'mlpipe.alias_history.champion', JSON.stringify(legacy));
+    r.aliases.set('champion', '2');
+    expect(await rollbackAlias(r, 'm', 'champion')).toEqual({ from: '2', to: '1' });
   });
 });
 

@@ -1,0 +1,197 @@
+/**
+ * Help of each `mlpipe` subcommand: `mlpipe <command> --help` and `mlpipe help <command>`.
+ * Each entry: the usage line(s), what the command does, its arguments and options.
+ */
+
+interface CommandHelp {
+  usage: string[];
+  summary: string;
+  args?: [string, string][];
+  options?: [string, string][];
+}
+
+const PIPELINE: [string, string] = ['<pipeline>', 'a name (pipelines/<name>.yaml) or a path to a YAML file'];
+const OVERRIDES: [string, string] = ['[overrides...]', 'model=wide  training.lr=0.01  +new.key=1  ++key=1  ~key  params.name=value'];
+
+export const COMMAND_HELP: Record<string, CommandHelp> = {
+  run: {
+    usage: ['mlpipe run <pipeline> [overrides...] [options]'],
+    summary: 'Start a run, follow it, print outputs. Exit 0 when it succeeded, 1 when it failed or was cancelled. SIGINT / SIGTERM cancel the run (twice: stop waiting).',
+    args: [PIPELINE, OVERRIDES],
+    options: [
+      ['--worker', 'also run a worker in this process while the run lasts'],
+      ['--no-cache', 'do not reuse cached step results'],
+      ['--max-parallel N', 'at most N steps at once'],
+      ['--label k=v', 'attach a label (repeatable)'],
+      ['--id ID', 'workflow ID (default <pipeline>-<random>)'],
+      ['--detach', 'start and print the workflow ID, do not wait'],
+      ['--json', 'print the result as JSON'],
+    ],
+  },
+  validate: {
+    usage: ['mlpipe validate <pipeline> [overrides...] [--show-config] [--json]'],
+    summary: 'Compile the pipeline and report problems (file, line, key, hint); starts nothing.',
+    args: [PIPELINE, OVERRIDES],
+    options: [
+      ['--show-config', 'print the resolved params and config'],
+      ['--json', 'print the compiled pipeline as JSON'],
+    ],
+  },
+  graph: { usage: ['mlpipe graph <pipeline> [overrides...]'], summary: 'Print the DAG as a Mermaid flowchart.', args: [PIPELINE, OVERRIDES] },
+  worker: {
+    usage: ['mlpipe worker [--task-queue Q]'],
+    summary: 'Serve pipelines on a task queue until SIGINT / SIGTERM.',
+    options: [['--task-queue Q', 'the task queue (default $MLPIPE_TASK_QUEUE or mlpipe)']],
+  },
+  dev: {
+    usage: ['mlpipe dev [--port 7233] [--ui-port 8233] [--db FILE] [--mlflow-port 5000] [--no-mlflow]'],
+    summary: 'A Temporal dev server (SQLite file), a worker and, over the MLflow file store, the MLflow UI. Exit 3 when a port is taken.',
+    options: [
+      ['--port P', 'Temporal frontend port (default 7233)'],
+      ['--ui-port P', 'Temporal Web UI port (default port + 1000)'],
+      ['--db FILE', 'SQLite file (default .mlpipe/temporal.db)'],
+      ['--mlflow-port P', 'MLflow UI port (default 5000)'],
+      ['--no-mlflow', 'do not start the MLflow UI'],
+    ],
+  },
+  status: { usage: ['mlpipe status <workflow-id>'], summary: 'Live status of a run.', args: [['<workflow-id>', 'the run to show']] },
+  cancel: { usage: ['mlpipe cancel <workflow-id>'], summary: 'Cancel a run (running steps are cancelled).', args: [['<workflow-id>', 'the run to cancel']] },
+  plugins: { usage: ['mlpipe plugins [name]'], summary: "List plugins (built-in and the project's mlpipe.plugins.ts), or show one plugin's params.", args: [['[name]', 'a plugin, e.g. train.mlp']] },
+  pipelines: { usage: ['mlpipe pipelines'], summary: 'List the pipelines in pipelines/.' },
+  demo: {
+    usage: ['mlpipe demo [pipeline] [overrides...] [run options]'],
+    summary: 'Start what is needed (a dev server when none is reachable) and run a pipeline with a worker in this process.',
+    args: [['[pipeline]', 'default california-housing'], OVERRIDES],
+  },
+  runs: {
+    usage: ['mlpipe runs list [--limit N] [--json]', 'mlpipe runs show <workflow-id> [--run-id R] [--json]'],
+    summary: 'Runs recorded in the artifact store, newest first, with their status; or one run: steps, plugin versions, params hashes, digests, timings, cache hits.',
+    args: [['<workflow-id>', 'the run to show']],
+    options: [
+      ['--limit N', 'at most N runs (default 20)'],
+      ['--run-id R', 'which run of the workflow ID (default the newest)'],
+      ['--json', 'print JSON'],
+    ],
+  },
+  lineage: {
+    usage: ['mlpipe lineage <sha256-prefix | artifact-uri> [--json]'],
+    summary: 'Where an artifact came from (every producing step, newest first, their inputs, recursively) and which steps used it.',
+    args: [['<sha256-prefix | artifact-uri>', 'at least 6 hex digits, or an object URI ending in objects/sha256/ab/cdef...']],
+    options: [['--json', 'print the lineage tree as JSON']],
+  },
+  drift: {
+    usage: ['mlpipe drift <reference> <current> [options]'],
+    summary: 'Evidently-compatible data drift between two Parquet/CSV/JSONL files.',
+    args: [
+      ['<reference>', 'the reference data file'],
+      ['<current>', 'the current data file'],
+    ],
+    options: [
+      ['--json F / --html F', 'write the report as JSON / HTML'],
+      ['--columns a,b', 'only these columns'],
+      ['--stattest T', 'the test for every column'],
+      ['--threshold X', "the test's threshold"],
+      ['--drift-share S', 'share of drifted columns that makes the dataset drifted'],
+      ['--column name:test[:threshold]', 'a test for one column (repeatable)'],
+      ['--fail-on-drift', 'exit 1 when the dataset drifted'],
+    ],
+  },
+  hpo: {
+    usage: ['mlpipe hpo <pipeline> [overrides...] [--trials N] [--parallel P] [--worker] [--json] [--detach]'],
+    summary: "Hyperparameter search of the pipeline's hpo: section (trials as child workflows), then a final run with the best config.",
+    args: [PIPELINE, OVERRIDES],
+    options: [
+      ['--trials N', 'number of trials (default from the spec)'],
+      ['--parallel P', 'trials at once (default from the spec)'],
+      ['--worker', 'also run a worker in this process'],
+      ['--id ID', 'workflow ID'],
+      ['--detach', 'start and do not wait'],
+      ['--json', 'print the result as JSON'],
+    ],
+  },
+  trial: {
+    usage: ['mlpipe trial --pipeline <name> [--<param> <value> | --<param>=<value>]...'],
+    summary: "A Vertex AI tuning trial: run to the hpo metric step, report the metric in cloudml-hypertune's file format.",
+    options: [['--pipeline NAME', 'the pipeline'], ['--<param> V', 'a value of the hpo space']],
+  },
+  monitor: {
+    usage: ['mlpipe monitor <pipeline> [overrides...] [--worker] [--json] [--id ID]'],
+    summary: "One drift check of the pipeline's monitor: section now.",
+    args: [PIPELINE, OVERRIDES],
+    options: [
+      ['--worker', 'also run a worker in this process'],
+      ['--id ID', 'workflow ID'],
+      ['--json', 'print the result as JSON'],
+    ],
+  },
+  serve: {
+    usage: ['mlpipe serve <name@alias | models:/name/N | model.onnx | gs://...> [options]'],
+    summary: 'HTTP prediction server (onnxruntime): POST /predict, GET /health, /metrics, /model; logs predictions for drift. Exit 3 when the port is taken.',
+    args: [['<model>', 'a registered model (name@alias, models:/name/N), an ONNX file or gs:// path']],
+    options: [
+      ['--port P', 'default 8080 (or $AIP_HTTP_PORT, $PORT)'],
+      ['--host H', 'default 127.0.0.1'],
+      ['--no-log', 'do not log predictions'],
+      ['--log-sample S', 'log this share of predictions, in (0, 1]'],
+      ['--max-body SIZE', 'largest request body (default 1mb)'],
+      ['--max-instances N', 'most instances a request'],
+      ['--watch D', 'how often to check the alias (default 30s, 0 off)'],
+    ],
+  },
+  promote: {
+    usage: ['mlpipe promote <name> <version> [--alias champion] [--reason TEXT]'],
+    summary: "Point a registered model's alias at a version (recorded in the alias history).",
+    args: [
+      ['<name>', 'the registered model'],
+      ['<version>', 'the version number'],
+    ],
+    options: [['--alias A', 'default champion'], ['--reason TEXT', 'recorded with the move']],
+  },
+  rollback: {
+    usage: ['mlpipe rollback <name> [--alias champion] [--to N] [--history]'],
+    summary: 'Move the alias back to its previous holder, or show its history.',
+    args: [['<name>', 'the registered model']],
+    options: [
+      ['--alias A', 'default champion'],
+      ['--to N', 'roll back to this version'],
+      ['--history', "print the alias's moves (version, who held it before, why)"],
+    ],
+  },
+  schedule: {
+    usage: ['mlpipe schedule create <pipeline> [overrides...] --every 1h [--id ID] [--workflow monitor|pipeline] [--paused] [--note T]', 'mlpipe schedule list [--json] | describe <id> | pause <id> | unpause <id> | trigger <id> | delete <id>'],
+    summary: 'Temporal Schedules of drift monitors (or pipeline runs).',
+    args: [PIPELINE, ['<id>', 'a schedule ID (see schedule list)']],
+    options: [
+      ['--every D', 'interval, at least 1s (15m, 1h, 1d)'],
+      ['--id ID', 'schedule ID (default monitor-<pipeline> or run-<pipeline>)'],
+      ['--workflow W', 'monitor (default when the pipeline has a monitor: section) or pipeline'],
+      ['--paused', 'create it paused'],
+      ['--note T', 'a note (also for pause / unpause)'],
+      ['--json', 'list as JSON'],
+    ],
+  },
+  gc: {
+    usage: ['mlpipe gc [--older-than 7d] [--dry-run] [--json]'],
+    summary: 'Delete stored objects no manifest references, older than the bound.',
+    options: [
+      ['--older-than D', 'only objects older than this (default 7d)'],
+      ['--dry-run', 'report, delete nothing'],
+      ['--json', 'print the report as JSON'],
+    ],
+  },
+};
+
+/** The help text of one command, or undefined when there is no such command. */
+export function commandHelp(command: string): string | undefined {
+  const h = Object.hasOwn(COMMAND_HELP, command) ? COMMAND_HELP[command] : undefined;
+  if (!h) return undefined;
+  const table = (rows: [string, string][]): string => {
+    const width = Math.max(...rows.map(([k]) => k.length));
+    return rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`).join('\n');
+  };
+  const parts = [`Usage:\n${h.usage.map((u) => `  ${u}`).join('\n')}`, h.summary];
+  if (h.args?.length) parts.push(`Arguments:\n${table(h.args)}`);
+  if (h.options?.length) parts.push(`Options:\n${table([...h.options, ['--help, -h', 'show this help']])}`);
+  else parts.push(`Options:\n${table([['--help, -h', 'show this help']])}`);
+  return parts.join('\n\n');
+}
