@@ -18,6 +18,8 @@ export interface PluginInfo {
   checkParams(params: Record<string, unknown>): ParamIssue[];
   /** Whether results may be reused from the cache by default. */
   cacheable: boolean;
+  /** The longest the plugin may block the event loop, in ms: its default heartbeat timeout scales with it. */
+  blocksEventLoopMs?: number;
 }
 
 export interface PluginCatalog {

@@ -12,6 +12,7 @@ import { PipelineError, SpecError, SpecErrors, type ErrorCode, type Location } f
 import { forEachTemplate, lookup, parseTemplate, references, resolveDeep, type RefPath } from './expressions.js';
 import { DEFAULT_MAX_PARALLEL, DEFAULT_TIMEOUT_MS, KNOWN_KEYS, pipelineSchema, type PipelineSpec, type StepSpec } from './spec.js';
 import { closest, didYouMean } from './suggest.js';
+import { defaultHeartbeatMs } from './step-defaults.js';
 import type { CompiledPipeline, CompiledStep, RetrySpec } from './types.js';
 import { parseYaml, type SourceDoc } from './yaml-doc.js';
 
@@ -240,6 +241,8 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
     const retrySpec = { ...defaults.retry, ...step.retry };
     const retry: RetrySpec = {
       maximumAttempts: retrySpec.maximumAttempts,
+      maximumInfraAttempts: retrySpec.maximumInfraAttempts,
+      serviceWaitMs: retrySpec.serviceWait === undefined ? undefined : parseDuration(retrySpec.serviceWait),
       initialIntervalMs: retrySpec.initialInterval === undefined ? undefined : parseDuration(retrySpec.initialInterval),
       backoffCoefficient: retrySpec.backoffCoefficient,
       maximumIntervalMs: retrySpec.maximumInterval === undefined ? undefined : parseDuration(retrySpec.maximumInterval),
@@ -271,7 +274,7 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
       ifNeedsSkipped: step.ifNeedsSkipped ?? 'skip',
       retry: dropUndefined(retry),
       timeoutMs: timeout === undefined ? DEFAULT_TIMEOUT_MS : parseDuration(timeout)!,
-      heartbeatMs: heartbeat === undefined ? undefined : parseDuration(heartbeat),
+      heartbeatMs: heartbeat === undefined ? defaultHeartbeatMs(plugin.blocksEventLoopMs) : parseDuration(heartbeat),
       cache: (typeof step.cache === 'boolean' ? step.cache : cacheSpec?.enabled) ?? defaults.cache ?? plugin.cacheable,
       cacheIgnore: cacheSpec?.ignore,
       taskQueue: step.taskQueue ?? defaults.taskQueue,
@@ -513,7 +516,7 @@ function knownKeysFor(path: (string | number)[]): string[] {
 
 function hintFor(path: (string | number)[]): string | undefined {
   const last = path[path.length - 1];
-  if (last === 'timeout' || last === 'heartbeat' || last === 'initialInterval' || last === 'maximumInterval') return 'Durations look like 250ms, 30s, 5m or 1h30m.';
+  if (last === 'timeout' || last === 'heartbeat' || last === 'initialInterval' || last === 'maximumInterval' || last === 'serviceWait') return 'Durations look like 250ms, 30s, 5m or 1h30m.';
   if (last === 'uses') return "Name a plugin, e.g. util.echo; 'mlpipe plugins' lists them.";
   if (last === 'needs') return 'needs is a step id or a list of step ids.';
   return undefined;

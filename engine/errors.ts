@@ -44,7 +44,8 @@ export type ErrorCode =
   | 'STORAGE_KEY_INVALID'
   | 'INPUT_INVALID'
   | 'TOOL_MISSING'
-  | 'TRACKING_ERROR';
+  | 'TRACKING_ERROR'
+  | 'SERVICE_UNAVAILABLE';
 
 /** Codes for which retrying the same step can never help. */
 export const NON_RETRYABLE_CODES: readonly ErrorCode[] = [

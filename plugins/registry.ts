@@ -44,6 +44,7 @@ export function createRegistry(plugins: AnyPlugin[]): Registry {
     version: p.version,
     inputNames: (params) => inputKinds(p, params),
     cacheable: p.cacheable ?? true,
+    ...(p.heartbeat?.blocksEventLoopMs ? { blocksEventLoopMs: p.heartbeat.blocksEventLoopMs } : {}),
     outputNames: (params) => {
       const kinds = outputKinds(p, params);
       return kinds ? Object.keys(kinds) : undefined;

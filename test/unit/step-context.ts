@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
+import { untilAvailable } from '../../engine/service-wait.js';
 import type { AnyPlugin, Checkpoint, StepContext } from '../../plugins/sdk.js';
 
 export interface TestContext extends StepContext {
@@ -16,6 +17,8 @@ export interface TestContextOptions {
   signal?: AbortSignal;
   onHeartbeat?: (details?: Record<string, unknown>) => void;
   attempt?: number;
+  /** retry.serviceWait of the step (default 0: an unreachable service fails at once). */
+  serviceWaitMs?: number;
 }
 
 export function testContext(
@@ -38,6 +41,17 @@ export function testContext(
     logger: { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') },
     signal: options.signal ?? new AbortController().signal,
     heartbeat: (d) => options.onHeartbeat?.(d),
+    untilAvailable: (service, fn) =>
+      untilAvailable(fn, {
+        service: service.name,
+        location: service.location,
+        isUnavailable: (e) => service.isUnavailable(e),
+        boundMs: options.serviceWaitMs ?? 0,
+        initialDelayMs: 1,
+        maxDelayMs: 5,
+        signal: options.signal,
+        onWaiting: (w) => options.onHeartbeat?.({ waiting: w.message }),
+      }),
     projectDir,
     get workDir() {
       workDir ??= mkdtempSync(join(tmpdir(), 'mlpipe-ctx-work-'));
