@@ -7,6 +7,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { countedFailure } from '../../activities/run-step.js';
+import { formatStepLine } from '../../cli/render.js';
 import { isMlflowUnavailable, MlflowError, MlflowInvalidParameter } from '../../adapters/mlflow/rest.js';
 import { compilePipeline } from '../../engine/compile.js';
 import { PipelineError, SpecErrors } from '../../engine/errors.js';
@@ -86,6 +87,12 @@ describe('step errors', () => {
     const last = countedFailure(ApplicationFailure.create({ type: 'X', message: 'third' }), 3, retry) as ApplicationFailure;
     expect(last).toMatchObject({ type: 'X', message: 'third', nonRetryable: true });
     expect(last.nextRetryDelay).toBeUndefined();
+  });
+
+  it('shows errors and lost attempts apart in the step line', () => {
+    expect(formatStepLine('train', { status: 'running', attempt: 4, errors: 1 })).toContain('attempt 4 (1 error, 2 lost before)');
+    expect(formatStepLine('train', { status: 'running', attempt: 3, errors: 2 })).toContain('attempt 3 (2 errors before)');
+    expect(formatStepLine('train', { status: 'succeeded', attempt: 6, errors: 0 })).toContain('attempt 6 (5 lost before)');
   });
 
   it('leaves non-retryable failures and the step’s non-retryable types as they are', () => {
