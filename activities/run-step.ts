@@ -13,9 +13,11 @@ import { join } from 'node:path';
 import { stepCacheKey } from '../engine/cache-key.js';
 import { artifactRefs, keySegment, paramsHash, writeStepManifest, type StepManifest } from '../engine/lineage.js';
 import { PipelineError } from '../engine/errors.js';
+import { ServiceUnavailable, untilAvailable } from '../engine/service-wait.js';
+import { errorRetryDelayMs, heartbeatEveryMs, STEP_DEFAULTS } from '../engine/step-defaults.js';
 import type { ArtifactStore, Logger, ModelRegistry } from '../engine/ports.js';
 import { scrubberFor, scrubError, stepEnvironment } from '../engine/secrets.js';
-import { isArtifactRef, type StepCall, type StepResult } from '../engine/types.js';
+import { isArtifactRef, type RetrySpec, type StepCall, type StepResult } from '../engine/types.js';
 import type { Registry } from '../plugins/registry.js';
 import { inputKinds, outputKinds } from '../plugins/registry.js';
 import type { Checkpoint, StepContext } from '../plugins/sdk.js';
@@ -32,6 +34,25 @@ export interface StepDeps {
   projectDir: string;
   /** The model registry of this worker's tracking server, if it has one. */
   models?: () => ModelRegistry | undefined;
+}
+
+/**
+ * The step's error count, kept in the store (`attempts/<workflow>/<run>/<step>`) so that it
+ * survives any attempt: Temporal counts lost attempts too, runStep counts only the step's errors.
+ */
+interface AttemptsRecord {
+  errors: number;
+  lastError?: string;
+  /** While the step waits for a service: since when it has been unreachable (epoch ms). */
+  waitingSince?: number;
+  updatedAt: string;
+}
+
+/** What runStep keeps in the heartbeat details besides the plugin's own (a copy of the record). */
+interface EngineDetails {
+  stepErrors?: number;
+  waitingSince?: number;
+  waiting?: string;
 }
 
 interface CacheManifest {
@@ -72,16 +93,35 @@ export function createRunStep(deps: StepDeps) {
     const execution = info.workflowExecution ?? { workflowId: call.runId, runId: call.runId };
     const startedAt = new Date().toISOString();
     const logger = activityLogger({ pipeline: call.pipeline, step: call.stepId, attempt: info.attempt });
+    // Heartbeat from the first moment to the last, whatever the step does, so that a dead worker is
+    // noticed within the heartbeat timeout and cancellation reaches the step. Plugins may add details.
+    const previous = (info.heartbeatDetails ?? {}) as EngineDetails;
+    let details: Record<string, unknown> = {};
+    const heartbeat = (d?: Record<string, unknown>): void => {
+      if (d) details = { ...details, ...d };
+      actx.heartbeat(details);
+    };
+    const timer = setInterval(() => heartbeat(), heartbeatEveryMs(info.heartbeatTimeoutMs));
+    const attemptsKey = `attempts/${keySegment(execution.workflowId)}/${keySegment(execution.runId)}/${call.stepId}`;
+    let record: AttemptsRecord = { errors: previous.stepErrors ?? 0, ...(previous.waitingSince ? { waitingSince: previous.waitingSince } : {}), updatedAt: startedAt };
     if (info.attempt > 1) {
+      const stored = await deps.store.getRecord<AttemptsRecord>(attemptsKey).catch((e: unknown) => logger.warn({ err: String(e) }, 'could not read the step error count; using the heartbeat copy'));
+      if (stored && stored.errors >= record.errors) record = stored;
+      heartbeat({ stepErrors: record.errors, ...(record.waitingSince ? { waitingSince: record.waitingSince } : {}) });
       // Let the workflow's status query show the retry; best effort, the result carries it too.
       try {
         await actx.client.workflow
           .getHandle(execution.workflowId, execution.runId)
-          .signal(stepAttemptSignalName, { stepId: call.stepId, attempt: info.attempt });
+          .signal(stepAttemptSignalName, { stepId: call.stepId, attempt: info.attempt, errors: record.errors });
       } catch (e) {
         logger.warn({ err: String(e) }, 'could not report the attempt number');
       }
     }
+    const saveRecord = async (next: Omit<AttemptsRecord, 'updatedAt'>): Promise<void> => {
+      record = { ...next, updatedAt: new Date().toISOString() };
+      heartbeat({ stepErrors: record.errors, waitingSince: record.waitingSince });
+      await deps.store.putRecord(attemptsKey, record).catch((e: unknown) => logger.warn({ err: String(e) }, 'could not store the step error count'));
+    };
     let failedManifest: ((message: string) => Omit<StepManifest, 'kind'>) | undefined;
     // Failures and manifests leave the worker: no value of its secrets goes with them.
     const redact = scrubberFor(process.env, call.env);
@@ -140,22 +180,13 @@ export function createRunStep(deps: StepDeps) {
           if (valid.every(Boolean)) {
             logger.info({ cacheKey, from: hit.runId }, 'cache hit');
             await writeStepManifest(deps.store, manifest('cached', hit.outputs, { cachedFrom: { runId: hit.runId, stepId: hit.stepId } }));
-            return { outputs: hit.outputs, cached: true, cacheKey, attempt: info.attempt, startedAt, endedAt: new Date().toISOString() };
+            return { outputs: hit.outputs, cached: true, cacheKey, attempt: info.attempt, ...(record.errors ? { errors: record.errors } : {}), startedAt, endedAt: new Date().toISOString() };
           }
           const bad = refs.filter((_, i) => !valid[i]).map((r) => `${r.name ?? 'artifact'} sha256:${r.sha256.slice(0, 12)}`);
           logger.warn({ cacheKey, invalid: bad }, 'cache entry refers to missing or altered artifacts; running the step');
         }
       }
 
-      // Keep heartbeating while the plugin works, so a dead worker is noticed within the heartbeat
-      // timeout and cancellation reaches the step. Plugins may add progress details.
-      let details: Record<string, unknown> = {};
-      const heartbeat = (d?: Record<string, unknown>): void => {
-        if (d) details = { ...details, ...d };
-        actx.heartbeat(details);
-      };
-      const every = Math.max(200, Math.min(10_000, (info.heartbeatTimeoutMs ?? 30_000) / 3));
-      const timer = setInterval(() => heartbeat(), every);
       // The scratch folder is made on first use: most steps never need one.
       let workDir: string | undefined;
       const series: NonNullable<StepResult['series']> = [];
@@ -173,6 +204,29 @@ export function createRunStep(deps: StepDeps) {
         logger,
         signal: actx.cancellationSignal,
         heartbeat,
+        untilAvailable: (service, fn) => {
+          const timeout = info.startToCloseTimeoutMs;
+          const margin = Math.min(30_000, timeout / 10);
+          return untilAvailable(fn, {
+            service: service.name,
+            location: service.location,
+            isUnavailable: (e) => service.isUnavailable(e),
+            boundMs: call.retry?.serviceWaitMs ?? STEP_DEFAULTS.serviceWaitMs,
+            since: record.waitingSince,
+            attemptDeadline: info.currentAttemptScheduledTimestampMs + timeout - margin,
+            signal: actx.cancellationSignal,
+            onWaiting: (w) => {
+              if (w.tries === 1) logger.warn({ service: w.service, location: w.location, error: w.error }, w.message);
+              heartbeat({ waiting: w.message, waitingSince: w.since });
+            },
+            onRecovered: (w) => {
+              logger.info({ service: w.service }, `${w.service} answers again`);
+              details = Object.fromEntries(Object.entries(details).filter(([k]) => k !== 'waiting' && k !== 'waitingSince'));
+              record = { ...record, waitingSince: undefined };
+              heartbeat();
+            },
+          });
+        },
         projectDir: deps.projectDir,
         env: stepEnvironment(process.env, call.env),
         redact,
@@ -216,7 +270,6 @@ export function createRunStep(deps: StepDeps) {
         logger.debug({ uses: plugin.name }, 'step started');
         outputs = await plugin.run(ctx, params, call.inputs);
       } finally {
-        clearInterval(timer);
         if (workDir) await rm(workDir, { recursive: true, force: true });
       }
       if (actx.cancellationSignal.aborted) throw new CancelledFailure('step cancelled');
@@ -242,15 +295,52 @@ export function createRunStep(deps: StepDeps) {
       }
       logger.debug({ uses: plugin.name }, 'step finished');
       if (seriesDropped) logger.warn({ dropped: seriesDropped, kept: MAX_SERIES_POINTS }, 'too many metric points for tracking; the rest were dropped');
-      return { outputs, ...(series.length ? { series } : {}), cached: false, cacheKey, attempt: info.attempt, startedAt, endedAt: new Date().toISOString() };
+      return { outputs, ...(series.length ? { series } : {}), cached: false, cacheKey, attempt: info.attempt, ...(record.errors ? { errors: record.errors } : {}), startedAt, endedAt: new Date().toISOString() };
     } catch (e) {
-      if (actx.cancellationSignal.aborted) throw new CancelledFailure('step cancelled');
-      scrubError(e, redact);
-      if (failedManifest) {
-        const m = failedManifest(redact(e instanceof Error ? e.message : String(e)));
-        await writeStepManifest(deps.store, m).catch((err: unknown) => logger.warn({ err: String(err) }, 'could not record the failed step'));
+      if (actx.cancellationSignal.aborted) {
+        // A timeout seen by a live worker is the step's own fault (too slow, or blocking the event
+        // loop): it counts. A cancelled run or a worker shutting down does not.
+        if (actx.cancellationDetails?.timedOut) await saveRecord({ errors: record.errors + 1, lastError: 'timed out' });
+        throw new CancelledFailure('step cancelled');
       }
-      throw toApplicationFailure(e instanceof Error ? e : redact(String(e)));
+      scrubError(e, redact);
+      if (e instanceof ServiceUnavailable) {
+        // Still waiting for a service at the attempt's deadline: the next attempt goes on waiting.
+        await saveRecord({ errors: record.errors, waitingSince: e.since });
+        throw toApplicationFailure(e);
+      }
+      const message = redact(e instanceof Error ? e.message : String(e));
+      if (failedManifest) {
+        await writeStepManifest(deps.store, failedManifest(message)).catch((err: unknown) => logger.warn({ err: String(err) }, 'could not record the failed step'));
+      }
+      const errors = record.errors + 1;
+      await saveRecord({ errors, lastError: message.slice(0, 2000) });
+      throw countedFailure(toApplicationFailure(e instanceof Error ? e : message), errors, call.retry);
+    } finally {
+      clearInterval(timer);
     }
   };
+}
+
+/**
+ * The failure of an attempt that ended with the step's `errors`-th error: final once the step's
+ * maximumAttempts is reached, else retried after the step's own backoff (Temporal's retry policy
+ * for steps has a short fixed interval, meant for lost attempts).
+ */
+export function countedFailure(failure: Error, errors: number, retry: RetrySpec | undefined): Error {
+  if (failure instanceof CancelledFailure) return failure;
+  const max = retry?.maximumAttempts ?? STEP_DEFAULTS.maximumAttempts;
+  const app = failure instanceof ApplicationFailure ? failure : undefined;
+  if (app?.nonRetryable) return failure;
+  const type = app ? app.type : failure.name;
+  if (retry?.nonRetryableErrorTypes?.includes(type ?? '')) return failure;
+  const last = errors >= max;
+  return ApplicationFailure.create({
+    type: type ?? undefined,
+    message: failure.message,
+    details: app?.details ?? undefined,
+    cause: app?.cause ?? failure,
+    nonRetryable: last,
+    ...(last ? {} : { nextRetryDelay: errorRetryDelayMs(errors, retry ?? {}) }),
+  });
 }

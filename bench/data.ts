@@ -35,7 +35,7 @@ function ctx(): StepContext {
   return {
     runId: 'bench', workflowId: 'bench', pipeline: 'bench', stepId: 'bench', attempt: 1, store,
     logger: { debug: noop, info: noop, warn: noop, error: noop },
-    signal: new AbortController().signal, heartbeat: noop, projectDir: dir, env: {}, redact: (t) => t,
+    signal: new AbortController().signal, heartbeat: noop, untilAvailable: (_service, fn) => fn(), projectDir: dir, env: {}, redact: (t) => t,
     get workDir() {
       work ??= mkdtempSync(join(dir, 'work-'));
       return work;

@@ -4,6 +4,7 @@
  * problem (server unreachable, tool missing).
  */
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
@@ -197,7 +198,25 @@ function parseLabels(labels: string[] | undefined): Record<string, string> {
 async function follow(client: Client, workflowId: string, json: boolean): Promise<number> {
   const handle = client.workflow.getHandle(workflowId);
   const seen = new Map<string, string>();
+  const waiting = new Map<string, boolean>();
   let last: PipelineStatus | undefined;
+  let polls = 0;
+  /** A step that waits for a service says so in its heartbeat details: print it once per wait. */
+  const showWaiting = async (): Promise<void> => {
+    const d = await handle.describe().catch(() => undefined);
+    for (const a of d?.raw.pendingActivities ?? []) {
+      const id = a.activityId ?? '';
+      const payload = a.heartbeatDetails?.payloads?.[0];
+      let message: unknown;
+      try {
+        message = payload ? (defaultPayloadConverter.fromPayload(payload) as { waiting?: unknown } | undefined)?.waiting : undefined;
+      } catch {
+        message = undefined;
+      }
+      if (typeof message === 'string' && !waiting.get(id)) out(`… ${id.padEnd(16)} ${message}`);
+      waiting.set(id, typeof message === 'string');
+    }
+  };
   const poll = async (): Promise<void> => {
     try {
       last = await handle.query<PipelineStatus>(statusQueryName);
@@ -205,6 +224,7 @@ async function follow(client: Client, workflowId: string, json: boolean): Promis
       return; // not started yet, or already closed
     }
     if (json) return;
+    if (++polls % 10 === 0) await showWaiting();
     for (const id of last.order) {
       const s = last.steps[id]!;
       const key = `${s.status}:${s.attempt}`;

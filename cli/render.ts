@@ -18,7 +18,13 @@ function elapsed(s: StepState): string {
 
 export function formatStepLine(id: string, s: StepState): string {
   const parts = [`${MARK[s.status]} ${id.padEnd(16)} ${s.status.padEnd(9)}`];
-  if (s.attempt > 1) parts.push(`attempt ${s.attempt}`);
+  if (s.attempt > 1) {
+    // Attempts lost to the infrastructure (a dead worker) are retried without using up the step's retries.
+    const errors = s.errors ?? 0;
+    const lost = Math.max(0, s.attempt - 1 - errors);
+    const why = [errors ? `${errors} error${errors === 1 ? '' : 's'}` : '', lost ? `${lost} lost` : ''].filter(Boolean).join(', ');
+    parts.push(`attempt ${s.attempt}${why ? ` (${why} before)` : ''}`);
+  }
   const t = elapsed(s);
   if (t && s.status !== 'skipped') parts.push(t);
   if (s.reason) parts.push(`(${s.reason})`);

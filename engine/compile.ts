@@ -13,6 +13,7 @@ import { forEachTemplate, lookup, parseTemplate, references, resolveDeep, type R
 import { LIMITS } from './limits.js';
 import { DEFAULT_MAX_PARALLEL, DEFAULT_TIMEOUT_MS, KNOWN_KEYS, pipelineSchema, type PipelineSpec, type StepSpec } from './spec.js';
 import { closest, didYouMean } from './suggest.js';
+import { defaultHeartbeatMs } from './step-defaults.js';
 import type { CompiledPipeline, CompiledStep, RetrySpec } from './types.js';
 import { parseYaml, type SourceDoc } from './yaml-doc.js';
 
@@ -319,6 +320,8 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
     const retrySpec = { ...defaults.retry, ...step.retry };
     const retry: RetrySpec = {
       maximumAttempts: retrySpec.maximumAttempts,
+      maximumInfraAttempts: retrySpec.maximumInfraAttempts,
+      serviceWaitMs: retrySpec.serviceWait === undefined ? undefined : parseDuration(retrySpec.serviceWait),
       initialIntervalMs: retrySpec.initialInterval === undefined ? undefined : parseDuration(retrySpec.initialInterval),
       backoffCoefficient: retrySpec.backoffCoefficient,
       maximumIntervalMs: retrySpec.maximumInterval === undefined ? undefined : parseDuration(retrySpec.maximumInterval),
@@ -339,7 +342,10 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
     const timeout = step.timeout ?? defaults.timeout;
     const heartbeat = step.heartbeat ?? defaults.heartbeat;
     const timeoutMs = timeout === undefined ? DEFAULT_TIMEOUT_MS : parseDuration(timeout)!;
-    const heartbeatMs = heartbeat === undefined ? undefined : parseDuration(heartbeat);
+    // The default heartbeat timeout (engine/step-defaults.ts) applies where it is shorter than the timeout;
+    // a step with a shorter timeout is watched by the timeout itself.
+    const defaultHeartbeat = defaultHeartbeatMs(plugin.blocksEventLoopMs);
+    const heartbeatMs = heartbeat === undefined ? (defaultHeartbeat < timeoutMs ? defaultHeartbeat : undefined) : parseDuration(heartbeat);
     // What Temporal would refuse when the workflow schedules the activity (its workflow task would then fail on every retry).
     const from = (key: string, sub?: string): (string | number)[] => {
       const own = sub ? (step.retry as Record<string, unknown> | undefined)?.[sub] !== undefined : (step as Record<string, unknown>)[key] !== undefined;
@@ -696,7 +702,7 @@ function knownKeysFor(path: (string | number)[]): string[] {
 
 function hintFor(path: (string | number)[]): string | undefined {
   const last = path[path.length - 1];
-  if (last === 'timeout' || last === 'heartbeat' || last === 'initialInterval' || last === 'maximumInterval') return 'Durations look like 250ms, 30s, 5m or 1h30m.';
+  if (last === 'timeout' || last === 'heartbeat' || last === 'initialInterval' || last === 'maximumInterval' || last === 'serviceWait') return 'Durations look like 250ms, 30s, 5m or 1h30m.';
   if (last === 'uses') return "Name a plugin, e.g. util.echo; 'mlpipe plugins' lists them.";
   if (last === 'needs') return 'needs is a step id or a list of step ids.';
   return undefined;

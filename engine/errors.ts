@@ -46,7 +46,8 @@ export type ErrorCode =
   | 'INPUT_INVALID'
   | 'TOOL_MISSING'
   | 'PORT_IN_USE'
-  | 'TRACKING_ERROR';
+  | 'TRACKING_ERROR'
+  | 'SERVICE_UNAVAILABLE';
 
 /** Codes for which retrying the same step can never help. */
 export const NON_RETRYABLE_CODES: readonly ErrorCode[] = [

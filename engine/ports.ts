@@ -133,4 +133,9 @@ export interface ModelRegistry {
   setModelTag(name: string, key: string, value: string): Promise<void>;
   /** The bytes of `path` under a version's source. */
   readFile(info: ModelVersionInfo, path: string): Promise<Buffer>;
+  /**
+   * Whether an error of this registry means it could not be reached or could not serve for now
+   * (connection refused, timeout, 408, 429, 5xx): worth waiting for. A rejection (4xx) is not.
+   */
+  isUnavailable?(error: unknown): boolean;
 }

@@ -141,15 +141,18 @@ export class RunState {
     Object.assign(this.steps[id]!, { status: 'running', attempt: 1, startedAt: now });
   }
 
-  attempt(id: string, attempt: number): void {
+  attempt(id: string, attempt: number, errors?: number): void {
     const s = this.steps[id]!;
-    if (s.status === 'running' && attempt > s.attempt) s.attempt = attempt;
+    if (s.status !== 'running' || attempt <= s.attempt) return;
+    s.attempt = attempt;
+    if (errors !== undefined) s.errors = errors;
   }
 
   succeeded(id: string, result: StepResult): void {
     Object.assign(this.steps[id]!, {
       status: result.cached ? 'cached' : 'succeeded',
       attempt: result.attempt,
+      ...(result.errors ? { errors: result.errors } : {}),
       startedAt: result.startedAt,
       endedAt: result.endedAt,
       outputs: result.outputs,

@@ -23,7 +23,12 @@ const expressionOrBool = z.union([z.boolean(), z.string()]);
 
 export const retrySchema = z
   .object({
+    /** Errors thrown by the step, the first attempt included (default 3). */
     maximumAttempts: z.number().int().min(1).max(LIMITS.maximumAttempts).optional(),
+    /** Attempts lost to the infrastructure (dead worker, shutdown) retried on top (default 1000). */
+    maximumInfraAttempts: z.number().int().min(0).optional(),
+    /** How long the step waits for an unreachable service such as MLflow (default 6h). */
+    serviceWait: duration.optional(),
     initialInterval: duration.optional(),
     backoffCoefficient: z.number().min(1).max(LIMITS.backoffCoefficient).optional(),
     maximumInterval: duration.optional(),

@@ -44,6 +44,8 @@ export interface PipelineInput {
 
 export interface RetrySpec {
   maximumAttempts?: number;
+  maximumInfraAttempts?: number;
+  serviceWaitMs?: number;
   initialIntervalMs?: number;
   backoffCoefficient?: number;
   maximumIntervalMs?: number;
@@ -128,6 +130,8 @@ export interface StepResult {
   cached: boolean;
   cacheKey?: string;
   attempt: number;
+  /** Errors the step threw before this attempt succeeded (the other earlier attempts were lost). */
+  errors?: number;
   startedAt: string;
   endedAt: string;
 }
@@ -147,11 +151,15 @@ export interface StepCall {
   experiment?: string;
   /** Worker environment variables the step may see. */
   env?: string[];
+  /** The step's retry policy: runStep counts the step's errors against it (docs/resilience.md). */
+  retry?: RetrySpec;
 }
 
 export interface StepState {
   status: StepStatus;
   attempt: number;
+  /** Errors the step itself threw so far (attempts lost to the infrastructure are not counted). */
+  errors?: number;
   startedAt?: string;
   endedAt?: string;
   outputs?: Record<string, unknown>;

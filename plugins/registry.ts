@@ -47,6 +47,7 @@ export function createRegistry(plugins: AnyPlugin[]): Registry {
     codeParams: p.codeParams ?? [],
     codeHint: p.codeHint,
     pathParams: p.pathParams ?? [],
+    ...(p.heartbeat?.blocksEventLoopMs ? { blocksEventLoopMs: p.heartbeat.blocksEventLoopMs } : {}),
     outputNames: (params) => {
       const kinds = outputKinds(p, params);
       return kinds ? Object.keys(kinds) : undefined;

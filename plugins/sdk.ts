@@ -27,6 +27,14 @@ export interface Checkpoints {
   latest<M extends Record<string, unknown>>(): Promise<(Checkpoint<M> & { data: Buffer }) | undefined>;
 }
 
+/** A service a step depends on, for `ctx.untilAvailable`. */
+export interface ServiceRef {
+  /** For messages: MLflow, GCS. */
+  name: string;
+  location?: string;
+  isUnavailable(error: unknown): boolean;
+}
+
 export interface StepContext {
   runId: string;
   workflowId: string;
@@ -38,8 +46,17 @@ export interface StepContext {
   logger: Logger;
   /** Aborted when the run is cancelled or the step timed out: stop work and throw. */
   signal: AbortSignal;
-  /** Reports liveness (and optional progress details) to the engine. */
+  /**
+   * Reports progress details to the engine. Liveness needs no call: the engine heartbeats on its
+   * own while the event loop is free (see `heartbeat` in PluginDefinition).
+   */
   heartbeat(details?: Record<string, unknown>): void;
+  /**
+   * Runs `fn`; while it fails because `service` is unreachable (`isUnavailable(error)`: connection
+   * refused, timeouts, 5xx; never a 4xx rejection), waits with capped backoff and tries again,
+   * heartbeating "waiting for <name> at <location>", up to the step's `retry.serviceWait`.
+   */
+  untilAvailable<T>(service: ServiceRef, fn: () => Promise<T>): Promise<T>;
   checkpoint: Checkpoints;
   /** Project folder: relative paths in params are read from here. */
   projectDir: string;
@@ -93,6 +110,12 @@ export interface PluginDefinition<P extends z.ZodType = z.ZodType, O extends str
    * must stay inside the project folder (unless the pipeline lists the override in `overridablePaths`).
    */
   pathParams?: string[];
+  /**
+   * Heartbeats are sent from the event loop. A plugin that keeps it busy for long stretches
+   * (synchronous compute) says for how long at most; the step's default heartbeat timeout is then
+   * three times that (at least 30 s), so a busy step is not taken for a dead worker.
+   */
+  heartbeat?: { blocksEventLoopMs: number };
   run(ctx: StepContext, params: z.infer<P>, inputs: Record<string, unknown>): Promise<Record<string, unknown>>;
 }
 

@@ -4,7 +4,11 @@
  * 1. `compilePipeline` (an activity) reads and validates the YAML; the compiled pipeline lands in
  *    history, so everything after it is deterministic.
  * 2. RunState (pure, engine/) decides which steps start, in declaration order, up to maxParallel.
- * 3. Each step is one `runStep` activity with the step's own timeouts and retry policy.
+ * 3. Each step is one `runStep` activity with the step's own timeouts, a heartbeat timeout (30 s by
+ *    default), and a retry model in two parts (docs/resilience.md): Temporal retries every attempt,
+ *    at a short fixed interval, up to maximumAttempts + maximumInfraAttempts; runStep counts the
+ *    errors the step itself throws, backs them off and makes the failure final at maximumAttempts.
+ *    So a lost worker never uses up the step's retries.
  * 4. A failed step stops new starts; the run fails with a non-retryable ApplicationFailure once the
  *    running steps have finished. Cancelling the run cancels running steps and waits for them.
  * 5. Tracking: when the compiled pipeline says so, a child `trackingWorkflow` (parent-close policy
@@ -34,13 +38,15 @@ import {
 import type { Activities } from '../activities/index.js';
 import { NON_RETRYABLE_CODES } from '../engine/errors.js';
 import { RunState } from '../engine/run-state.js';
+import { STEP_DEFAULTS } from '../engine/step-defaults.js';
 import type { RunStatus, StepRecord, TrackingEvent } from '../engine/tracking.js';
 import { isArtifactRef, type CompiledPipeline, type PipelineInput, type PipelineResult, type PipelineStatus, type StepCall, type StepResult } from '../engine/types.js';
 import { statusQueryName, stepAttemptSignalName, trackingWorkflowId } from './names.js';
 import { trackEventsSignal, trackingWorkflow } from './tracking.js';
 
 export const statusQuery = defineQuery<PipelineStatus>(statusQueryName);
-export const stepAttemptSignal = defineSignal<[{ stepId: string; attempt: number }]>(stepAttemptSignalName);
+/** From runStep at the start of a retry: the Temporal attempt, and how many of the earlier ones were step errors. */
+export const stepAttemptSignal = defineSignal<[{ stepId: string; attempt: number; errors?: number }]>(stepAttemptSignalName);
 
 /** Error types that no retry can fix: spec and input problems, and unknown activities. */
 const NON_RETRYABLE = [...NON_RETRYABLE_CODES, 'NotFoundError'];
@@ -65,17 +71,21 @@ function describe(err: unknown): { type?: string; message: string } {
 
 function stepActivity(pipeline: CompiledPipeline, stepId: string) {
   const step = pipeline.steps[stepId]!;
+  const errors = step.retry.maximumAttempts ?? STEP_DEFAULTS.maximumAttempts;
+  const lost = step.retry.maximumInfraAttempts ?? STEP_DEFAULTS.maximumInfraAttempts;
   return proxyActivities<Activities>({
     activityId: stepId,
     taskQueue: step.taskQueue,
     startToCloseTimeout: step.timeoutMs,
-    heartbeatTimeout: step.heartbeatMs,
+    heartbeatTimeout: step.heartbeatMs ?? STEP_DEFAULTS.heartbeatMs,
     cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+    // Temporal sees every failed attempt, lost ones included, and retries it after a fixed second.
+    // The step's own backoff comes with each error it throws (nextRetryDelay, set by runStep).
     retry: {
-      maximumAttempts: step.retry.maximumAttempts ?? 3,
-      initialInterval: step.retry.initialIntervalMs ?? 1000,
-      backoffCoefficient: step.retry.backoffCoefficient ?? 2,
-      maximumInterval: step.retry.maximumIntervalMs ?? 60_000,
+      maximumAttempts: errors + lost,
+      initialInterval: STEP_DEFAULTS.infraRetryIntervalMs,
+      backoffCoefficient: 1,
+      maximumInterval: STEP_DEFAULTS.infraRetryIntervalMs,
       nonRetryableErrorTypes: [...NON_RETRYABLE, ...(step.retry.nonRetryableErrorTypes ?? [])],
     },
   }).runStep;
@@ -88,7 +98,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
   let state: RunState | undefined;
   let phase: PipelineStatus['state'] = 'compiling';
   setHandler(statusQuery, () => state?.status(phase) ?? { pipeline: input.pipeline, state: phase, order: [], steps: {} });
-  setHandler(stepAttemptSignal, ({ stepId, attempt }) => state?.attempt(stepId, attempt));
+  setHandler(stepAttemptSignal, ({ stepId, attempt, errors }) => state?.attempt(stepId, attempt, errors));
 
   let compiled: CompiledPipeline;
   try {
@@ -187,7 +197,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
 
   const launch = (call: StepCall): void => {
     run.started(call.stepId, nowIso());
-    void stepActivity(compiled, call.stepId)(call)
+    void stepActivity(compiled, call.stepId)({ ...call, retry: compiled.steps[call.stepId]!.retry })
       .then(
         (result) => {
           run.succeeded(call.stepId, result);

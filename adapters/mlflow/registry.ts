@@ -4,7 +4,7 @@
  * registration never makes a second run or version.
  */
 import type { ModelRegistry, ModelVersionInfo } from '../../engine/ports.js';
-import { MlflowAlreadyExists, type MlflowRestClient, type RawModelVersion } from './rest.js';
+import { isMlflowUnavailable, MlflowAlreadyExists, type MlflowRestClient, type RawModelVersion } from './rest.js';
 
 function info(mv: RawModelVersion): ModelVersionInfo {
   return {
@@ -22,6 +22,10 @@ export class MlflowModelRegistry implements ModelRegistry {
 
   get location(): string {
     return this.client.location;
+  }
+
+  isUnavailable(error: unknown): boolean {
+    return isMlflowUnavailable(error);
   }
 
   async publish(input: Parameters<ModelRegistry['publish']>[0]): Promise<ModelVersionInfo> {

@@ -97,6 +97,17 @@ function errorCode(e: unknown): string {
   return 'UNKNOWN';
 }
 
+/**
+ * Whether an error means MLflow could not be reached or could not serve for now (no connection, a
+ * timeout, 408, 429, 5xx), after this client's own retries: a step waits for it. A 4xx is a
+ * rejection that waiting cannot fix.
+ */
+export function isMlflowUnavailable(e: unknown): boolean {
+  if (!(e instanceof MlflowError)) return false;
+  if (e.code === 'NETWORK' || e.code === 'TIMEOUT') return true;
+  return e.httpStatus !== undefined && RETRY_STATUS.has(e.httpStatus);
+}
+
 /** Credentials from the environment, as MLflow's Python client reads them. */
 export function authFromEnv(env: NodeJS.ProcessEnv = process.env): MlflowAuth | undefined {
   if (env['MLFLOW_TRACKING_USERNAME'] && env['MLFLOW_TRACKING_PASSWORD']) return { username: env['MLFLOW_TRACKING_USERNAME'], password: env['MLFLOW_TRACKING_PASSWORD'] };

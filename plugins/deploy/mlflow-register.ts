@@ -31,6 +31,8 @@ const params = z
  * registered model in MLflow, aliases it `challenger`, and moves `champion` to it only when it
  * beats the current champion on `metric` (read from the version tags mlpipe writes). The move is
  * recorded, so `mlpipe rollback` can undo it. A retried step finds its run and version again.
+ * While MLflow is unreachable the step waits for it (up to `retry.serviceWait`, heartbeating
+ * "waiting for MLflow at ..."); a rejection (4xx) fails the step at once.
  */
 export const mlflowRegister = definePlugin({
   name: 'deploy.mlflow-register',
@@ -64,35 +66,53 @@ export const mlflowRegister = definePlugin({
     }
     files['mlpipe-artifacts.json'] = Buffer.from(JSON.stringify({ model, files: extra }, null, 2));
     const numeric = Object.entries(metrics).filter((e): e is [string, number] => typeof e[1] === 'number');
-    const mv = await registry.publish({
-      name: p.name,
-      experiment,
-      runKey: { tag: 'mlpipe.step_key', value: `${ctx.workflowId}/${ctx.runId}/${ctx.stepId}` },
-      runName: ctx.stepId,
-      runTags: { 'mlpipe.pipeline': ctx.pipeline, 'mlpipe.workflow_id': ctx.workflowId, 'mlpipe.run_id': ctx.runId, 'mlpipe.step': ctx.stepId },
-      files,
-      versionTags: {
-        'mlpipe.sha256': model.sha256,
-        'mlpipe.file': model.name ?? 'model.bin',
-        'mlpipe.pipeline': ctx.pipeline,
-        'mlpipe.workflow_id': ctx.workflowId,
-        'mlpipe.run_id': ctx.runId,
-        ...Object.fromEntries(numeric.map(([k, v]) => [metricTag(k), String(v)])),
-      },
-    });
-    await registry.setAlias(p.name, p.challenger, mv.version);
-    const decision =
-      p.promote === 'never'
-        ? { promote: false, reason: 'promotion is off (promote: never)' }
-        : p.promote === 'always'
-          ? { promote: true, reason: 'promote: always' }
-          : await decidePromotion(registry, p.name, p.champion, mv.version, { key: p.metric.key, goal: p.metric.goal, value, minImprovement: p.minImprovement });
-    let champion = (await registry.byAlias(p.name, p.champion))?.version ?? null;
-    if (decision.promote) {
-      await moveAlias(registry, p.name, p.champion, mv.version, 'promote', decision.reason);
-      champion = mv.version;
+    const score = value;
+    const service = { name: 'MLflow', location: registry.location, isUnavailable: (e: unknown) => registry.isUnavailable?.(e) ?? false };
+    try {
+      // Every call below is idempotent or looked up first (see adapters/mlflow/rest.ts), so the
+      // whole registration can be tried again from the start after MLflow comes back.
+      return await ctx.untilAvailable(service, () => register());
+    } catch (e) {
+      const status = (e as { httpStatus?: unknown } | undefined)?.httpStatus;
+      if (!(typeof status === 'number' && status >= 400 && status < 500) || service.isUnavailable(e)) throw e;
+      throw new PipelineError('TRACKING_ERROR', `deploy.mlflow-register: MLflow at ${registry.location} rejected the registration of '${p.name}': ${e instanceof Error ? e.message : String(e)}`, {
+        hint: 'Waiting cannot fix a rejection: check the model name, the aliases and the credentials (MLFLOW_TRACKING_*).',
+        retryable: false,
+        cause: e,
+      });
     }
-    ctx.logger.info({ version: mv.version, promoted: decision.promote }, `registered ${p.name} version ${mv.version} as '${p.challenger}'; ${decision.promote ? `now '${p.champion}'` : `'${p.champion}' stays version ${champion}`}: ${decision.reason}`);
-    return { registered: true, version: mv.version, promoted: decision.promote, champion, reason: decision.reason };
+
+    async function register(): Promise<Record<string, unknown>> {
+      const mv = await registry.publish({
+        name: p.name,
+        experiment,
+        runKey: { tag: 'mlpipe.step_key', value: `${ctx.workflowId}/${ctx.runId}/${ctx.stepId}` },
+        runName: ctx.stepId,
+        runTags: { 'mlpipe.pipeline': ctx.pipeline, 'mlpipe.workflow_id': ctx.workflowId, 'mlpipe.run_id': ctx.runId, 'mlpipe.step': ctx.stepId },
+        files,
+        versionTags: {
+          'mlpipe.sha256': model.sha256,
+          'mlpipe.file': model.name ?? 'model.bin',
+          'mlpipe.pipeline': ctx.pipeline,
+          'mlpipe.workflow_id': ctx.workflowId,
+          'mlpipe.run_id': ctx.runId,
+          ...Object.fromEntries(numeric.map(([k, v]) => [metricTag(k), String(v)])),
+        },
+      });
+      await registry.setAlias(p.name, p.challenger, mv.version);
+      const decision =
+        p.promote === 'never'
+          ? { promote: false, reason: 'promotion is off (promote: never)' }
+          : p.promote === 'always'
+            ? { promote: true, reason: 'promote: always' }
+            : await decidePromotion(registry, p.name, p.champion, mv.version, { key: p.metric.key, goal: p.metric.goal, value: score, minImprovement: p.minImprovement });
+      let champion = (await registry.byAlias(p.name, p.champion))?.version ?? null;
+      if (decision.promote) {
+        await moveAlias(registry, p.name, p.champion, mv.version, 'promote', decision.reason);
+        champion = mv.version;
+      }
+      ctx.logger.info({ version: mv.version, promoted: decision.promote }, `registered ${p.name} version ${mv.version} as '${p.challenger}'; ${decision.promote ? `now '${p.champion}'` : `'${p.champion}' stays version ${champion}`}: ${decision.reason}`);
+      return { registered: true, version: mv.version, promoted: decision.promote, champion, reason: decision.reason };
+    }
   },
 });

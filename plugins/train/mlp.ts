@@ -150,6 +150,8 @@ export const trainMlp = definePlugin({
   name: 'train.tfjs-mlp',
   version: '3',
   description: 'tfjs MLP (regression / classification) with early stopping, LR schedule, seeded init and checkpoint-resume.',
+  // tfjs yields to the event loop between batches; one batch on the cpu backend is well under this.
+  heartbeat: { blocksEventLoopMs: 5_000 },
   params,
   inputs: { train: 'dataset', 'validation?': 'dataset' },
   outputs: { model: 'model', metrics: 'metrics', history: 'artifact', backend: 'json', curve: 'json' },

@@ -3,42 +3,26 @@
  * long step runs; a new worker process takes over; the run completes. The steps' execution log
  * shows that no finished step ran twice and that the interrupted step ran again, resuming from its
  * last checkpoint.
+ *
+ * Waits are on events (journal lines, checkpoint records, the run's state), never on a fixed time: a
+ * wait fails as soon as the run has ended without the event, and each test's timeout is a generous
+ * backstop scaled to its work, so a slow machine makes a test slower, not red.
  */
 import type { Client } from '@temporalio/client';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, openSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PipelineResult } from '../../engine/types.js';
 import type { HpoResult } from '../../workflows/hpo.js';
 import { HPO_WORKFLOW, PIPELINE_WORKFLOW } from '../../workflows/names.js';
-import { createClient, createTestProject, REPO, uniqueId, waitFor } from './helpers.js';
+import { createClient, createTestProject, REPO, uniqueId } from './helpers.js';
+import { attemptStarted, exited, whileRunning, workerProcesses } from './processes.js';
 
 const project = createTestProject('crash');
 let client: Client;
-const children: ChildProcess[] = [];
-
-function spawnWorker(label: string): ChildProcess {
-  const log = openSync(join(project.dir, `worker-${label}.log`), 'a');
-  const child = spawn(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'worker'], {
-    cwd: project.dir,
-    env: {
-      ...process.env,
-      TEMPORAL_ADDRESS: project.settings.temporalAddress,
-      MLPIPE_TASK_QUEUE: project.taskQueue,
-      MLPIPE_PROJECT_DIR: project.dir,
-      MLPIPE_ARTIFACTS: project.settings.artifactsDir,
-    },
-    stdio: ['ignore', log, log],
-  });
-  children.push(child);
-  return child;
-}
-
-function exited(child: ChildProcess): Promise<NodeJS.Signals | number | null> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(child.signalCode ?? child.exitCode);
-  return new Promise((resolve) => child.once('exit', (code, signal) => resolve(signal ?? code)));
-}
+const workers = workerProcesses(project);
+const spawnWorker = (label: string) => workers.spawn(label);
+const MINUTE = 60_000;
 
 beforeAll(async () => {
   client = await createClient();
@@ -66,9 +50,30 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  workers.killAll();
   await client?.connection.close();
 });
+
+/**
+ * The housing pipeline with a heartbeat timeout shorter than the default 30 s, for a quicker test;
+ * not so short that a loaded machine (a new worker loading tfjs and the data) misses heartbeats.
+ */
+function housingCopy(name: string, heartbeat = '10s'): void {
+  const yaml = readFileSync(join(REPO, 'pipelines', 'california-housing.yaml'), 'utf8').replace('heartbeat: 30s', `heartbeat: ${heartbeat}`);
+  project.write(`pipelines/${name}.yaml`, yaml.replace('name: california-housing', `name: ${name}`));
+}
+
+function checkpointEpochOf(workflowId: string): () => number {
+  const record = join(project.settings.artifactsDir, 'records', 'checkpoints', encodeURIComponent(workflowId), 'train.json');
+  return () => {
+    if (!existsSync(record)) return 0;
+    try {
+      return (JSON.parse(readFileSync(record, 'utf8')) as { meta: { epoch: number } }).meta.epoch;
+    } catch {
+      return 0; // being replaced right now
+    }
+  };
+}
 
 describe('crash-resume', () => {
   it('resumes a run after its worker process is SIGKILLed mid-step, redoing only the interrupted step', async () => {
@@ -83,7 +88,7 @@ describe('crash-resume', () => {
     const lines = () => project.journal().filter((l) => l.runId === runId);
 
     // Kill the worker once the long step has checkpointed a few ticks.
-    await waitFor(() => lines().filter((l) => l.step === 'train' && l.event === 'tick').length >= 4, 'train to reach tick 4', 90_000);
+    await whileRunning(handle, () => lines().filter((l) => l.step === 'train' && l.event === 'tick').length >= 4, 'train to reach tick 4');
     first.kill('SIGKILL');
     expect(await exited(first)).toBe('SIGKILL');
     const killedAt = lines().filter((l) => l.step === 'train' && l.event === 'tick').length;
@@ -119,19 +124,17 @@ describe('crash-resume', () => {
     expect(result.steps['train']).toMatchObject({ status: 'succeeded', attempt: 2 });
     expect(result.outputs['train']).toEqual({ ticks: 24, resumedFrom: starts[1]!['resumedFrom'] });
     expect(result.outputs['after']).toEqual({ done: true });
-  });
+  }, 5 * MINUTE);
 
   it('resumes training of the housing model from its last checkpoint after a SIGKILL, close to an uninterrupted run', async () => {
     // The real pipeline, with a heartbeat timeout short enough for a test, and a short training.
-    const yaml = readFileSync(join(REPO, 'pipelines', 'california-housing.yaml'), 'utf8').replace('heartbeat: 30s', 'heartbeat: 3s');
-    project.write('pipelines/housing-crash.yaml', yaml.replace('name: california-housing', 'name: housing-crash'));
+    housingCopy('housing-crash');
     const overrides = ['training.epochs=16', 'training.patience=100'];
     const worker = spawnWorker('train-first');
     const workflowId = uniqueId('housing-crash');
-    const handle = await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId, args: [{ pipeline: 'housing-crash', overrides, cache: false }], workflowRunTimeout: '5 minutes' });
-    const record = join(project.settings.artifactsDir, 'records', 'checkpoints', encodeURIComponent(workflowId), 'train.json');
-    const checkpointEpoch = (): number => (existsSync(record) ? (JSON.parse(readFileSync(record, 'utf8')) as { meta: { epoch: number } }).meta.epoch : 0);
-    await waitFor(() => checkpointEpoch() >= 10, 'the epoch-10 checkpoint', 120_000);
+    const handle = await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId, args: [{ pipeline: 'housing-crash', overrides, cache: false }] });
+    const checkpointEpoch = checkpointEpochOf(workflowId);
+    await whileRunning(handle, () => checkpointEpoch() >= 10, 'the epoch-10 checkpoint');
     worker.kill('SIGKILL');
     await exited(worker);
     const killedAfter = checkpointEpoch();
@@ -142,7 +145,6 @@ describe('crash-resume', () => {
       taskQueue: project.taskQueue,
       workflowId: uniqueId('housing-whole'),
       args: [{ pipeline: 'housing-crash', overrides, cache: false }],
-      workflowRunTimeout: '5 minutes',
     })) as PipelineResult;
     second.kill('SIGTERM');
 
@@ -159,7 +161,56 @@ describe('crash-resume', () => {
       `training crash-resume: SIGKILL after the epoch-${killedAfter} checkpoint; attempt 2 ran epochs ${killedAfter + 1}-16 (${metrics['epochsThisAttempt']} epochs); ` +
         `test RMSE resumed ${Math.round(rmse(resumed))} vs uninterrupted ${Math.round(rmse(uninterrupted))}`,
     );
-  });
+  }, 15 * MINUTE);
+
+  it('survives five SIGKILLs during one training step without using up its retries, resuming from a checkpoint each time', async () => {
+    // maximumAttempts stays at its default (3): five lost workers must not count against it.
+    housingCopy('housing-kills');
+    const epochs = 30; // checkpoints every 5 epochs: kills after the checkpoints of epochs 5 .. 25
+    const overrides = [`training.epochs=${epochs}`, 'training.patience=100'];
+    const workflowId = uniqueId('housing-kills');
+    let worker = spawnWorker('kills-0');
+    const handle = await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId, args: [{ pipeline: 'housing-kills', overrides, cache: false }] });
+    const checkpointEpoch = checkpointEpochOf(workflowId);
+    // Every checkpoint epoch in the order written: a resume that started over would write 5 again.
+    const written: number[] = [];
+    const watch = setInterval(() => {
+      const e = checkpointEpoch();
+      if (e && e !== written[written.length - 1]) written.push(e);
+    }, 100);
+    const kills: { atEpoch: number; resumeMs: number; attempt: number }[] = [];
+    for (let k = 1; k <= 5; k++) {
+      // After attempt k has resumed (or started) and written the checkpoint of epoch 5k.
+      await whileRunning(handle, () => checkpointEpoch() >= 5 * k, `the epoch-${5 * k} checkpoint`);
+      const atEpoch = checkpointEpoch();
+      const killedAt = Date.now();
+      worker.kill('SIGKILL');
+      await exited(worker);
+      worker = spawnWorker(`kills-${k}`);
+      const next = await attemptStarted(handle, 'train', k + 1);
+      kills.push({ atEpoch, resumeMs: next.lastStartedMs - killedAt, attempt: next.attempt });
+    }
+    const result = (await handle.result()) as PipelineResult;
+    clearInterval(watch);
+    worker.kill('SIGTERM');
+    const metrics = result.outputs['train']!['metrics'] as Record<string, number>;
+    expect(kills.map((k) => k.atEpoch)).toEqual([5, 10, 15, 20, 25]);
+    // Each attempt went on from the checkpoint before it: no epoch interval was trained twice.
+    expect(written).toEqual([5, 10, 15, 20, 25]);
+    // One new attempt per kill (the Temporal attempt counts them; the step's error count does not).
+    expect(kills.map((k) => k.attempt)).toEqual([2, 3, 4, 5, 6]);
+    expect(result.steps['train']).toMatchObject({ status: 'succeeded', attempt: 6 });
+    expect(result.steps['train']!.errors ?? 0).toBe(0);
+    expect(metrics['resumedFromEpoch']).toBe(25);
+    expect(metrics['epochsThisAttempt']).toBe(epochs - 25);
+    expect(metrics['epochs']).toBe(epochs);
+    // Within the bound of a lost worker: heartbeat timeout + retry interval + a new worker's start.
+    for (const k of kills) expect(k.resumeMs).toBeLessThanOrEqual(45_000);
+    console.info(
+      `five kills during train: checkpoints at kill ${kills.map((k) => k.atEpoch).join(', ')}; ` +
+        `SIGKILL -> next attempt started ${kills.map((k) => `${(k.resumeMs / 1000).toFixed(1)}s`).join(', ')}; finished at attempt ${result.steps['train']!.attempt} with 0 step errors`,
+    );
+  }, 20 * MINUTE);
 
   it('resumes a hyperparameter search after its worker is SIGKILLed, without rerunning finished trials', async () => {
     project.write(
@@ -190,9 +241,9 @@ describe('crash-resume', () => {
     );
     const first = spawnWorker('hpo-first');
     const workflowId = uniqueId('hpo-crash');
-    const handle = await client.workflow.start(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId, args: [{ pipeline: 'search-crash' }], workflowRunTimeout: '5 minutes' });
+    const handle = await client.workflow.start(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId, args: [{ pipeline: 'search-crash' }] });
     const lines = () => project.journal().filter((l) => String(l['workflowId'] ?? '').startsWith(`${workflowId}/trial-`));
-    await waitFor(() => lines().filter((l) => l.event === 'finish').length >= 3, 'three finished trials', 90_000);
+    await whileRunning(handle, () => lines().filter((l) => l.event === 'finish').length >= 3, 'three finished trials');
     first.kill('SIGKILL');
     await exited(first);
     // Trials whose child workflow had completed when the worker died. (A step can write its
@@ -220,5 +271,5 @@ describe('crash-resume', () => {
     // The second worker ran only trials that had not completed.
     expect(restarted.filter((id) => completedBefore.has(id))).toEqual([]);
     expect(restarted.length).toBeGreaterThanOrEqual(1);
-  });
+  }, 10 * MINUTE);
 });

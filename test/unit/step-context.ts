@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
 import { scrubberFor, stepEnvironment } from '../../engine/secrets.js';
+import { untilAvailable } from '../../engine/service-wait.js';
 import type { AnyPlugin, Checkpoint, StepContext } from '../../plugins/sdk.js';
 
 export interface TestContext extends StepContext {
@@ -19,6 +20,8 @@ export interface TestContextOptions {
   attempt?: number;
   /** Worker variables the step asked for (`env: [NAME]`). */
   env?: string[];
+  /** retry.serviceWait of the step (default 0: an unreachable service fails at once). */
+  serviceWaitMs?: number;
 }
 
 export function testContext(
@@ -41,6 +44,17 @@ export function testContext(
     logger: { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') },
     signal: options.signal ?? new AbortController().signal,
     heartbeat: (d) => options.onHeartbeat?.(d),
+    untilAvailable: (service, fn) =>
+      untilAvailable(fn, {
+        service: service.name,
+        location: service.location,
+        isUnavailable: (e) => service.isUnavailable(e),
+        boundMs: options.serviceWaitMs ?? 0,
+        initialDelayMs: 1,
+        maxDelayMs: 5,
+        signal: options.signal,
+        onWaiting: (w) => options.onHeartbeat?.({ waiting: w.message }),
+      }),
     projectDir,
     env: stepEnvironment(process.env, options.env),
     redact: scrubberFor(process.env, options.env),
