@@ -6,7 +6,7 @@
  */
 import type { Client } from '@temporalio/client';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, openSync, readFileSync } from 'node:fs';
+import { existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PipelineResult } from '../../engine/types.js';
@@ -129,8 +129,13 @@ describe('crash-resume', () => {
     const worker = spawnWorker('train-first');
     const workflowId = uniqueId('housing-crash');
     const handle = await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId, args: [{ pipeline: 'housing-crash', overrides, cache: false }], workflowRunTimeout: '5 minutes' });
-    const record = join(project.settings.artifactsDir, 'records', 'checkpoints', encodeURIComponent(workflowId), 'train.json');
-    const checkpointEpoch = (): number => (existsSync(record) ? (JSON.parse(readFileSync(record, 'utf8')) as { meta: { epoch: number } }).meta.epoch : 0);
+    // The checkpoint record of this run's train step: checkpoints/<workflow>/<run>/train/<cache key>.
+    const records = join(project.settings.artifactsDir, 'records', 'checkpoints', workflowId);
+    const checkpointEpoch = (): number => {
+      if (!existsSync(records)) return 0;
+      const file = readdirSync(records, { recursive: true, encoding: 'utf8' }).find((f) => /(^|\/)train\/[^/]+\.json$/.test(f));
+      return file ? (JSON.parse(readFileSync(join(records, file), 'utf8')) as { meta: { epoch: number } }).meta.epoch : 0;
+    };
     await waitFor(() => checkpointEpoch() >= 10, 'the epoch-10 checkpoint', 120_000);
     worker.kill('SIGKILL');
     await exited(worker);
