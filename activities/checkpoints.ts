@@ -86,10 +86,7 @@ export function createCheckpoints(owner: CheckpointOwner, deps: CheckpointDeps):
       const newest = { ref: record.ref, meta: record.meta, savedAt: record.savedAt };
       const candidates = [newest, ...(record.history ?? []).filter((h) => h.ref.sha256 !== record.ref.sha256)];
       for (const [i, { ref, meta, savedAt }] of candidates.entries()) {
-        if (!(await store.verify(ref))) {
-          logger.warn({ record: key, sha256: ref.sha256, newer: i }, 'checkpoint is missing or corrupt; trying the next older one');
-          continue;
-        }
+        // get() checks the digest: a missing or altered checkpoint is skipped for the next older one.
         let data: Buffer;
         try {
           data = await store.get(ref);
@@ -99,7 +96,7 @@ export function createCheckpoints(owner: CheckpointOwner, deps: CheckpointDeps):
           continue;
         }
         if (i > 0) logger.warn({ record: key, sha256: ref.sha256, skipped: i }, `resuming from an older checkpoint (${i} newer skipped)`);
-        return { ref, meta, savedAt, recent: (record.recent ?? []).slice(i), data };
+        return { ref, meta, savedAt, recent: candidates.slice(i).map((c) => c.ref), data };
       }
       logger.warn({ record: key, tried: candidates.length }, 'no checkpoint of this step is readable; starting fresh');
       return undefined;
