@@ -79,7 +79,9 @@ export function createCheckpoints(owner: CheckpointOwner, deps: CheckpointDeps):
     async latest<M extends Record<string, unknown>>() {
       const pointer = (deps.heartbeatDetails as { checkpoint?: StoredCheckpoint<M> } | undefined)?.checkpoint;
       const fromHeartbeat = pointer && pointer.key === key ? pointer : undefined;
-      if (pointer && !fromHeartbeat) logger.warn({ record: key, found: pointer.key ?? '(no key)' }, 'heartbeat checkpoint pointer belongs to another key; ignored');
+      if (pointer && !fromHeartbeat) {
+        logger.warn({ record: key, found: pointer.key ?? '(no key)' }, 'heartbeat checkpoint pointer belongs to another key; ignored');
+      }
       // The store record is written before the heartbeat, so it is never older; prefer it.
       const record = (await readRecord<M>()) ?? fromHeartbeat;
       if (!record) return undefined;

@@ -196,7 +196,10 @@ export function createRunStep(deps: StepDeps) {
             else series.push({ key, value, timestamp, step: options?.step ?? 0 });
           }
         },
-        checkpoint: createCheckpoints({ workflowId: execution.workflowId, runId: call.runId, stepId: call.stepId, cacheKey }, { store: deps.store, logger, heartbeat, heartbeatDetails: info.heartbeatDetails }),
+        checkpoint: createCheckpoints(
+          { workflowId: execution.workflowId, runId: call.runId, stepId: call.stepId, cacheKey },
+          { store: deps.store, logger, heartbeat, heartbeatDetails: info.heartbeatDetails },
+        ),
       };
       let outputs: Record<string, unknown>;
       try {

@@ -62,7 +62,14 @@ interface Log {
  * is called before each event and each write: the activity heartbeats there, and it throws when
  * the attempt was cancelled or timed out, so an abandoned attempt stops instead of racing its retry.
  */
-export async function deliver(backend: TrackingBackend, store: ArtifactStore, input: DeliverInput, retry: boolean, log: Log, progress: (delivered: number) => void = () => undefined): Promise<KnownRuns> {
+export async function deliver(
+  backend: TrackingBackend,
+  store: ArtifactStore,
+  input: DeliverInput,
+  retry: boolean,
+  log: Log,
+  progress: (delivered: number) => void = () => undefined,
+): Promise<KnownRuns> {
   const known: KnownRuns = { ...input.known, steps: { ...input.known.steps } };
   const created = new Set<string>();
   const knownBefore = new Set([input.known.parent?.runId, ...Object.values(input.known.steps).map((r) => r.runId)]);

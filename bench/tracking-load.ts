@@ -62,7 +62,9 @@ async function main(): Promise<void> {
   await worker.runUntil(async () => {
     const t0 = performance.now();
     const handles = await Promise.all(
-      Array.from({ length: RUNS }, (_, i) => client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: s.taskQueue, workflowId: `load-${i}`, args: [{ pipeline: 'wide-load' }] })),
+      Array.from({ length: RUNS }, (_, i) =>
+        client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: s.taskQueue, workflowId: `load-${i}`, args: [{ pipeline: 'wide-load' }] }),
+      ),
     );
     await Promise.all(handles.map((h) => h.result()));
     const runsEnded = performance.now();
@@ -95,9 +97,12 @@ async function main(): Promise<void> {
   await nativeConnection.close();
   await server.stop();
 
-  const out = { date: new Date().toISOString(), machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, temporal: temporalCliVersion(bin) }, ...result };
+  const memoryGiB = Math.round(totalmem() / 2 ** 30);
+  const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGiB, node: process.version, temporal: temporalCliVersion(bin) };
+  const out = { date: new Date().toISOString(), machine, ...result };
   mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
-  const file = join(import.meta.dirname, 'results', `tracking-load-${out.date.slice(0, 10)}${process.env['BENCH_LABEL'] ? `-${process.env['BENCH_LABEL']}` : ''}.json`);
+  const label = process.env['BENCH_LABEL'] ? `-${process.env['BENCH_LABEL']}` : '';
+  const file = join(import.meta.dirname, 'results', `tracking-load-${out.date.slice(0, 10)}${label}.json`);
   writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
   console.log(JSON.stringify(out, null, 2));
   console.log(`written to ${file}`);

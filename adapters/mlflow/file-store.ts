@@ -68,7 +68,8 @@ const INDEXED_MARK = '.mlpipe-tag-index';
 function parseIndexEntry(text: string): { runId: string; key: string; value: string } | undefined {
   try {
     const e = JSON.parse(text) as Record<string, unknown>;
-    return typeof e['runId'] === 'string' && typeof e['key'] === 'string' && typeof e['value'] === 'string' ? { runId: e['runId'], key: e['key'], value: e['value'] } : undefined;
+    const { runId, key, value } = e;
+    return typeof runId === 'string' && typeof key === 'string' && typeof value === 'string' ? { runId, key, value } : undefined;
   } catch {
     return undefined;
   }

@@ -40,7 +40,8 @@ steps:
 
 /** The dense kernels' shapes of a trained model: [inputs, units] per layer. */
 async function kernelShapes(model: ArtifactRef): Promise<number[][]> {
-  const doc = JSON.parse((await new LocalArtifactStore(project.settings.artifactsDir).get(model)).toString('utf8')) as { weightSpecs: { name: string; shape: number[] }[] };
+  const bytes = await new LocalArtifactStore(project.settings.artifactsDir).get(model);
+  const doc = JSON.parse(bytes.toString('utf8')) as { weightSpecs: { name: string; shape: number[] }[] };
   return doc.weightSpecs.filter((w) => w.name.endsWith('kernel')).map((w) => w.shape);
 }
 
@@ -52,7 +53,8 @@ describe('checkpoints keyed to the run and the step cache key', () => {
     const workflowId = uniqueId('retrain-ckpt');
     const runOnce = async (hidden: number[]): Promise<PipelineResult & { runId: string }> => {
       project.write('pipelines/retrain-ckpt.yaml', pipeline(hidden));
-      const h = await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId, args: [{ pipeline: 'retrain-ckpt' }], workflowRunTimeout: '5 minutes' });
+      const options = { taskQueue: project.taskQueue, workflowId, args: [{ pipeline: 'retrain-ckpt' }], workflowRunTimeout: '5 minutes' };
+      const h = await client.workflow.start(PIPELINE_WORKFLOW, options);
       return { ...((await h.result()) as PipelineResult), runId: h.firstExecutionRunId };
     };
     const first = await runOnce([8]);

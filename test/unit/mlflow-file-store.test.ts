@@ -31,7 +31,15 @@ vi.mock('node:fs/promises', async (importOriginal) => {
 
 const newRoot = (): string => join(mkdtempSync(join(tmpdir(), 'mlpipe-mlruns-unit-')), 'mlruns');
 const create = (s: MlflowFileStore, experimentId: string, key: string) =>
-  s.createRun({ experimentId, runName: key, startTime: 1_700_000_000_000, tags: [{ key: 'mlpipe.run_key', value: key }, { key: 'mlpipe.pipeline', value: 'wide' }] });
+  s.createRun({
+    experimentId,
+    runName: key,
+    startTime: 1_700_000_000_000,
+    tags: [
+      { key: 'mlpipe.run_key', value: key },
+      { key: 'mlpipe.pipeline', value: 'wide' },
+    ],
+  });
 
 describe('MlflowFileStore', () => {
   it('finds a run by its idempotency tag through the index, without reading run folders, after 1,000 runs', async () => {
@@ -84,7 +92,9 @@ describe('MlflowFileStore', () => {
     expect((await new MlflowFileStore(root).findRunByTag(exp, 'mlpipe.run_key', 'b'))?.runId).toBe(b.runId);
     expect(fsSpy.readdir).toBe(0);
     // A damaged entry falls back to the tag files and is rewritten.
-    const entry = readdirSync(join(root, exp)).find((f) => f.startsWith('.mlpipe-tag-') && f !== '.mlpipe-tag-index' && !f.endsWith('.tmp') && readFileSync(join(root, exp, f), 'utf8').includes(b.runId))!;
+    const isEntryOfB = (f: string): boolean =>
+      f.startsWith('.mlpipe-tag-') && f !== '.mlpipe-tag-index' && !f.endsWith('.tmp') && readFileSync(join(root, exp, f), 'utf8').includes(b.runId);
+    const entry = readdirSync(join(root, exp)).find(isEntryOfB)!;
     writeFileSync(join(root, exp, entry), '{"runId":');
     expect((await new MlflowFileStore(root).findRunByTag(exp, 'mlpipe.run_key', 'b'))?.runId).toBe(b.runId);
     expect(JSON.parse(readFileSync(join(root, exp, entry), 'utf8'))).toEqual({ runId: b.runId, key: 'mlpipe.run_key', value: 'b' });
@@ -99,13 +109,16 @@ describe('MlflowFileStore', () => {
     mkdirSync(join(root, '42'), { recursive: true });
     writeFileSync(
       join(root, '42', 'meta.yaml'),
-      `artifact_location: file:///tmp/somewhere/42\ncreation_time: 1700000000000\nexperiment_id: '42'\nlast_update_time: 1700000000000\nlifecycle_stage: active\nname: an experiment whose name is long enough that PyYAML folds it onto a second\n  line when it dumps meta.yaml\n`,
+      'artifact_location: file:///tmp/somewhere/42\ncreation_time: 1700000000000\nexperiment_id: \'42\'\n' +
+        'last_update_time: 1700000000000\nlifecycle_stage: active\n' +
+        'name: an experiment whose name is long enough that PyYAML folds it onto a second\n  line when it dumps meta.yaml\n',
     );
     expect(await s.getOrCreateExperiment(long)).toBe('42');
     const run = await s.createRun({ experimentId: '42', runName: 'two\nlines', startTime: 1_700_000_000_000, tags: [{ key: 'mlpipe.run_key', value: 'k' }] });
     await s.updateRun(run.runId, 'FINISHED', 1_700_000_000_500);
     const meta = parse(readFileSync(join(root, '42', run.runId, 'meta.yaml'), 'utf8'), { version: '1.1' }) as Record<string, unknown>;
-    expect(meta).toMatchObject({ run_name: 'two\nlines', status: 3, end_time: 1_700_000_000_500, start_time: 1_700_000_000_000, run_id: run.runId, experiment_id: '42' });
+    const expected = { run_name: 'two\nlines', status: 3, end_time: 1_700_000_000_500, start_time: 1_700_000_000_000, run_id: run.runId, experiment_id: '42' };
+    expect(meta).toMatchObject(expected);
     // Strings YAML 1.1 would read as booleans or numbers stay strings for MLflow's reader.
     const odd = await s.createRun({ experimentId: '42', runName: 'yes', startTime: 1, tags: [] });
     expect(readFileSync(join(root, '42', odd.runId, 'meta.yaml'), 'utf8')).toMatch(/^run_name: "yes"$/m);

@@ -165,7 +165,10 @@ describe('checkpoints', () => {
     const got = await reader.ckpt.latest<{ epoch: number }>();
     expect(got?.meta.epoch).toBe(10);
     expect(got?.data.toString()).toBe('epoch 10');
-    expect(reader.warnings.map((w) => w.message)).toEqual(['checkpoint is missing or corrupt; trying the next older one', 'resuming from an older checkpoint (1 newer skipped)']);
+    expect(reader.warnings.map((w) => w.message)).toEqual([
+      'checkpoint is missing or corrupt; trying the next older one',
+      'resuming from an older checkpoint (1 newer skipped)',
+    ]);
     // All kept checkpoints damaged: start fresh, said so.
     for (const r of (newest.recent ?? []).slice(1)) flipByte(fileURLToPath(r.uri));
     const last = open(store);
