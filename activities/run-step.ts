@@ -20,8 +20,9 @@ import { scrubberFor, scrubError, stepEnvironment } from '../engine/secrets.js';
 import { isArtifactRef, type RetrySpec, type StepCall, type StepResult } from '../engine/types.js';
 import type { Registry } from '../plugins/registry.js';
 import { inputKinds, outputKinds } from '../plugins/registry.js';
-import type { Checkpoint, StepContext } from '../plugins/sdk.js';
+import type { StepContext } from '../plugins/sdk.js';
 import { stepAttemptSignalName } from '../workflows/names.js';
+import { createCheckpoints } from './checkpoints.js';
 
 /** Outputs travel through Temporal history: keep them small, store data as artifacts. */
 export const MAX_OUTPUT_BYTES = 256 * 1024;
@@ -84,6 +85,19 @@ function activityLogger(base: Record<string, unknown>): Logger {
     warn: (f, m) => log.warn(m, { ...base, ...f }),
     error: (f, m) => log.error(m, { ...base, ...f }),
   };
+}
+
+/** The cache entry of `cacheKey`; an unreadable one (truncated, not JSON) is a miss, with a warning. */
+export async function readCacheRecord(store: ArtifactStore, cacheKey: string, logger: Logger): Promise<CacheManifest | undefined> {
+  try {
+    const hit = await store.getRecord<CacheManifest>(`cache/${cacheKey}`);
+    if (hit === undefined || (typeof hit === 'object' && hit !== null && typeof hit.outputs === 'object' && hit.outputs !== null)) return hit;
+    logger.warn({ cacheKey }, 'cache entry has no outputs; treating it as a miss');
+  } catch (e) {
+    if (!(e instanceof PipelineError) || e.code !== 'STORAGE_RECORD_CORRUPT') throw e;
+    logger.warn({ cacheKey, err: e.message }, 'cache entry is unreadable; treating it as a miss');
+  }
+  return undefined;
 }
 
 export function createRunStep(deps: StepDeps) {
@@ -171,7 +185,7 @@ export function createRunStep(deps: StepDeps) {
       };
       failedManifest = (message) => manifest('failed', {}, { error: message });
       if (call.cache) {
-        const hit = await deps.store.getRecord<CacheManifest>(`cache/${cacheKey}`);
+        const hit = await readCacheRecord(deps.store, cacheKey, logger);
         if (hit) {
           // A hit is served only when every artifact it names is still there with its recorded
           // digest and size; otherwise the step runs again and the entry is replaced.
@@ -191,7 +205,6 @@ export function createRunStep(deps: StepDeps) {
       let workDir: string | undefined;
       const series: NonNullable<StepResult['series']> = [];
       let seriesDropped = 0;
-      const ckptKey = `checkpoints/${keySegment(execution.workflowId)}/${call.stepId}`;
       const models = deps.models?.();
       const ctx: StepContext = {
         ...(models ? { models: { registry: models, experiment: call.experiment ?? call.pipeline } } : {}),
@@ -242,28 +255,10 @@ export function createRunStep(deps: StepDeps) {
             else series.push({ key, value, timestamp, step: options?.step ?? 0 });
           }
         },
-        checkpoint: {
-          async save(data, meta, options) {
-            const ref = await deps.store.put(data, { name: `${call.stepId}.ckpt`, mediaType: 'application/octet-stream' });
-            const previous = (await deps.store.getRecord<Checkpoint>(ckptKey))?.recent ?? [];
-            const keep = options?.keep ?? Infinity;
-            const recent = [ref, ...previous.filter((r) => r.sha256 !== ref.sha256)];
-            const record: Checkpoint<typeof meta> = { ref, meta, savedAt: new Date().toISOString(), recent: recent.slice(0, keep) };
-            // Durable first (record written atomically), then the heartbeat pointer, then pruning.
-            await deps.store.putRecord(ckptKey, record);
-            heartbeat({ checkpoint: { ref, meta, savedAt: record.savedAt } });
-            for (const old of recent.slice(keep)) await deps.store.delete(old);
-            return record;
-          },
-          async latest<M extends Record<string, unknown>>() {
-            const fromHeartbeat = (info.heartbeatDetails as { checkpoint?: Checkpoint<M> } | undefined)?.checkpoint;
-            const fromStore = await deps.store.getRecord<Checkpoint<M>>(ckptKey);
-            // The store record is written before the heartbeat, so it is never older; prefer it.
-            const record = fromStore ?? fromHeartbeat;
-            if (!record) return undefined;
-            return { ...record, data: await deps.store.get(record.ref) };
-          },
-        },
+        checkpoint: createCheckpoints(
+          { workflowId: execution.workflowId, runId: call.runId, stepId: call.stepId, cacheKey },
+          { store: deps.store, logger, heartbeat, heartbeatDetails: info.heartbeatDetails },
+        ),
       };
       let outputs: Record<string, unknown>;
       try {

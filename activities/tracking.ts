@@ -12,7 +12,7 @@
  * - a model version is looked up by (model name, run id) before one is created.
  */
 import { Context } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { PipelineError } from '../engine/errors.js';
 import type { ArtifactStore, TrackedRun, TrackingBackend } from '../engine/ports.js';
 import {
@@ -59,8 +59,19 @@ interface Log {
   warn(message: string, fields?: Record<string, unknown>): void;
 }
 
-/** The delivery logic without Temporal, so unit tests can drive it with a fake backend. */
-export async function deliver(backend: TrackingBackend, store: ArtifactStore, input: DeliverInput, retry: boolean, log: Log): Promise<KnownRuns> {
+/**
+ * The delivery logic without Temporal, so unit tests can drive it with a fake backend. `progress`
+ * is called before each event and each write: the activity heartbeats there, and it throws when
+ * the attempt was cancelled or timed out, so an abandoned attempt stops instead of racing its retry.
+ */
+export async function deliver(
+  backend: TrackingBackend,
+  store: ArtifactStore,
+  input: DeliverInput,
+  retry: boolean,
+  log: Log,
+  progress: (delivered: number) => void = () => undefined,
+): Promise<KnownRuns> {
   const known: KnownRuns = { ...input.known, steps: { ...input.known.steps }, location: backend.location };
   const created = new Set<string>();
   const knownBefore = new Set([input.known.parent?.runId, ...Object.values(input.known.steps).map((r) => r.runId)]);
@@ -86,6 +97,7 @@ export async function deliver(backend: TrackingBackend, store: ArtifactStore, in
       send = missingPoints(points, present);
       if (send.length < points.length) log.info('metric points already in MLflow were not sent again', { run: run.runId, skipped: points.length - send.length });
     }
+    progress(delivered);
     if (send.length || rest.params.length || rest.tags.length) await backend.logBatch(run.runId, { metrics: send, ...rest });
   };
 
@@ -97,7 +109,9 @@ export async function deliver(backend: TrackingBackend, store: ArtifactStore, in
     return found;
   };
 
+  let delivered = 0;
   for (const event of [...input.events].sort((a, b) => a.seq - b.seq)) {
+    progress(delivered++);
     if (event.type === 'run-started') {
       const tags: Tag[] = [
         tag('mlpipe.run_key', input.key),
@@ -214,8 +228,12 @@ export function createDeliverTracking(deps: DeliverDeps) {
       return input.known;
     }
     try {
-      return await deliver(backend, deps.store, input, ctx.info.attempt > 1, ctx.log);
+      return await deliver(backend, deps.store, input, ctx.info.attempt > 1, ctx.log, (delivered) => {
+        if (ctx.cancellationSignal.aborted) throw new CancelledFailure(`tracking delivery stopped: ${String(ctx.cancellationSignal.reason ?? 'cancelled')}`);
+        ctx.heartbeat({ delivered });
+      });
     } catch (e) {
+      if (e instanceof CancelledFailure || ctx.cancellationSignal.aborted) throw e;
       const code = (e as { code?: string }).code ?? (e as Error).name;
       const message = `MLflow (${backend.location}): ${(e as Error).message}`;
       if (PERMANENT.has(code)) throw ApplicationFailure.create({ type: `MLFLOW_${code}`, message, nonRetryable: true });

@@ -23,7 +23,7 @@ import { request } from 'undici';
 import { StorageError } from '../engine/errors.js';
 import type { ArtifactStore, PutOptions, StoredObject } from '../engine/ports.js';
 import type { ArtifactRef } from '../engine/types.js';
-import { hashFile, hashFileDigests, validateDigest, validateRecordKey } from './local-store.js';
+import { hashFile, hashFileDigests, parseRecord, validateDigest, validateRecordKey } from './local-store.js';
 
 export interface GcsStoreOptions {
   /** gs://bucket/prefix */
@@ -336,13 +336,14 @@ export class GcsArtifactStore implements ArtifactStore {
 
   async getRecord<T = unknown>(key: string): Promise<T | undefined> {
     const name = this.recordName(key);
+    let bytes: Buffer;
     try {
-      const [bytes] = await this.file(name).download();
-      return JSON.parse(bytes.toString('utf8')) as T;
+      [bytes] = await this.file(name).download();
     } catch (e) {
       if (code(e) === 404) return undefined;
       throw this.fail(`record read '${key}'`, e);
     }
+    return parseRecord<T>(bytes.toString('utf8'), key, `gs://${this.bucket}/${name}`);
   }
 
   async deleteRecord(key: string): Promise<void> {

@@ -6,7 +6,8 @@
  *
  * Writes go to a temporary file in the same folder and are renamed into place, so a reader never
  * sees a partial object and a crash leaves at most a stray temp file. Reads re-hash the bytes and
- * fail with STORAGE_DIGEST_MISMATCH when they differ from the reference.
+ * fail with STORAGE_DIGEST_MISMATCH when they differ from the reference. The store heals: writing
+ * bytes whose object already exists checks the stored object and replaces it when it is damaged.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -86,7 +87,11 @@ export class LocalArtifactStore implements ArtifactStore {
     const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
     const sha256 = createHash('sha256').update(bytes).digest('hex');
     const target = this.objectPath(sha256);
-    if (!(await exists(target))) await this.writeAtomic(target, bytes);
+    // An object already there is checked, and replaced when its bytes were damaged.
+    if (!(await this.intact(target, sha256, bytes.length))) {
+      await this.writeAtomic(target, bytes);
+      this.verified.delete(target);
+    }
     return this.refFor(sha256, bytes.length, options);
   }
 
@@ -94,7 +99,8 @@ export class LocalArtifactStore implements ArtifactStore {
     const sha256 = await hashFile(path);
     const target = this.objectPath(sha256);
     const { size } = await stat(path);
-    if (!(await exists(target))) {
+    if (!(await this.intact(target, sha256, size))) {
+      this.verified.delete(target);
       await mkdir(dirname(target), { recursive: true });
       const tmp = `${target}.tmp-${randomUUID()}`;
       if (options.move) {
@@ -153,19 +159,30 @@ export class LocalArtifactStore implements ArtifactStore {
     this.verified.delete(this.pathOf(ref));
   }
 
-  /** Files verified by this process, by path -> "mtime:size": a file not touched since is not re-hashed. */
+  /**
+   * Files verified by this process, by path -> "inode:size:mtime:ctime": a file not touched since is
+   * not re-hashed. The change time is in the stamp because a writer can restore a file's mtime
+   * (utimes) but not its ctime, which every write and every utimes call moves.
+   */
   private readonly verified = new Map<string, string>();
+
+  /** Whether the object file at `path` exists with `size` bytes hashing to `sha256`. */
+  private async intact(path: string, sha256: string, size: number): Promise<boolean> {
+    const s = await stat(path).catch(() => undefined);
+    if (!s || s.size !== size) return false;
+    const stamp = `${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`;
+    if (this.verified.get(path) === stamp) return true;
+    if ((await hashFile(path)) !== sha256) {
+      this.verified.delete(path);
+      return false;
+    }
+    this.verified.set(path, stamp);
+    return true;
+  }
 
   async verify(ref: ArtifactRef): Promise<boolean> {
     validateDigest(ref.sha256);
-    const path = this.pathOf(ref);
-    const s = await stat(path).catch(() => undefined);
-    if (!s || s.size !== ref.size) return false;
-    const stamp = `${s.mtimeMs}:${s.size}`;
-    if (this.verified.get(path) === stamp) return true;
-    if ((await hashFile(path)) !== ref.sha256) return false;
-    this.verified.set(path, stamp);
-    return true;
+    return this.intact(this.pathOf(ref), ref.sha256, ref.size);
   }
 
   async *listObjects(): AsyncIterable<StoredObject> {
@@ -193,12 +210,15 @@ export class LocalArtifactStore implements ArtifactStore {
   }
 
   async getRecord<T = unknown>(key: string): Promise<T | undefined> {
+    const path = this.recordPath(key);
+    let text: string;
     try {
-      return JSON.parse(await readFile(this.recordPath(key), 'utf8')) as T;
+      text = await readFile(path, 'utf8');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw e;
     }
+    return parseRecord<T>(text, key, path);
   }
 
   async listRecords(prefix: string): Promise<string[]> {
@@ -254,6 +274,17 @@ export async function hashFileDigests(path: string): Promise<{ sha256: string; m
     md5.update(chunk as Buffer);
   }
   return { sha256: sha.digest('hex'), md5: md5.digest('base64') };
+}
+
+/** A record's JSON; unreadable text (truncated, not JSON) is STORAGE_RECORD_CORRUPT, which callers may treat as absent. */
+export function parseRecord<T>(text: string, key: string, where: string): T {
+  try {
+    return JSON.parse(text) as T;
+  } catch (e) {
+    throw new StorageError('STORAGE_RECORD_CORRUPT', `Record '${key}' at ${where} is not valid JSON (${(e as Error).message}).`, {
+      hint: 'It was damaged or cut short; delete it (a cache entry or checkpoint record is rebuilt by running the step).',
+    });
+  }
 }
 
 function notFound(ref: ArtifactRef, root: string): StorageError {

@@ -2,7 +2,7 @@
  * trackingWorkflow: delivers one pipeline run's tracking events to MLflow, in order, until they
  * are all there. The pipeline workflow starts it as a child that outlives it (parent-close policy
  * ABANDON) and signals events as steps end. Deliveries are activities retried without limit
- * (backoff up to 15 s), so while MLflow is down the events wait in this workflow's history,
+ * (backoff up to 15 s) that heartbeat as they go, so while MLflow is down the events wait in this workflow's history,
  * and the pipeline itself never waits on MLflow. See activities/tracking.ts for why a retried
  * delivery never duplicates a run or a metric point.
  */
@@ -17,6 +17,9 @@ export const trackingStatusQuery = defineQuery<{ delivered: number; inFlight: nu
 
 const { deliverTracking } = proxyActivities<Activities>({
   startToCloseTimeout: '5 minutes',
+  // The delivery heartbeats before each event and write: an attempt stuck on one call is retried
+  // after this, and a timed-out attempt learns it at its next heartbeat and stops.
+  heartbeatTimeout: '1 minute',
   // No maximumAttempts: retried until MLflow takes the events (or a permanent error).
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '15 seconds', nonRetryableErrorTypes: ['TRACKING_ERROR'] },
 });

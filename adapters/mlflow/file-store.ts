@@ -14,43 +14,69 @@
  * MLFLOW_ALLOW_FILE_STORE=true, and `mlflow migrate-filestore` moves it to a database. The file
  * store has no model registry here: registering a model needs a tracking server.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { appendFile, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { dirname, join, resolve, sep } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import type { TrackedRun, TrackingBackend } from '../../engine/ports.js';
 import { isValidKey, type Batch, type MetricPoint } from '../../engine/tracking.js';
 
 const STATUS = { RUNNING: 1, SCHEDULED: 2, FINISHED: 3, FAILED: 4, KILLED: 5 } as const;
 
-/** YAML scalars as MLflow writes them (strings quoted when they would read as another type). */
-function yamlValue(v: unknown): string {
-  if (v === null || v === undefined) return 'null';
-  if (typeof v === 'number') return String(v);
-  const s = String(v);
-  if (s === '' || /^[\d.+-]|^(true|false|null|yes|no|on|off|~)$/i.test(s) || /[:#{}[\],&*!|>'"%@`\n]|^\s|\s$/.test(s)) return `'${s.replace(/'/g, "''")}'`;
-  return s;
-}
-
+/**
+ * meta.yaml as MLflow (PyYAML, YAML 1.1) writes and reads it: keys sorted, strings quoted when they
+ * would read as another type (1.1 counts yes/no/on/off as booleans), multi-line values as block
+ * scalars. Integers are read as bigint, so 63-bit ids and millisecond times keep every digit.
+ */
 function yaml(doc: Record<string, unknown>): string {
-  return Object.keys(doc)
-    .sort()
-    .map((k) => `${k}: ${Array.isArray(doc[k]) ? '[]' : yamlValue(doc[k])}\n`)
-    .join('');
+  const sorted = Object.fromEntries(Object.keys(doc).sort().map((k) => [k, doc[k]]));
+  return stringifyYaml(sorted, { version: '1.1', lineWidth: 0 });
 }
 
-function readYaml(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const line of text.split('\n')) {
-    const m = /^([\w]+): ?(.*)$/.exec(line);
-    if (!m) continue;
-    let v = m[2]!.trim();
-    if (v.startsWith("'") && v.endsWith("'")) v = v.slice(1, -1).replace(/''/g, "'");
-    out[m[1]!] = v;
+function readYaml(text: string, file: string): Record<string, unknown> {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { version: '1.1', intAsBigInt: true });
+  } catch (e) {
+    throw new Error(`MLflow file ${file} is not valid YAML: ${(e as Error).message}`);
   }
-  return out;
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new Error(`MLflow file ${file} is not a YAML mapping.`);
+  return doc as Record<string, unknown>;
+}
+
+function str(v: unknown): string | undefined {
+  return v === undefined || v === null ? undefined : String(v);
+}
+
+/** Tags that identify one run (`mlpipe.run_key`, `mlpipe.step_key`, ...): the ones the index holds. */
+export function isIdempotencyTag(key: string): boolean {
+  return /^mlpipe\.[a-z_]+_key$/.test(key);
+}
+
+/**
+ * The index of runs by idempotency tag: one small file per (key, value) in the experiment folder,
+ * `.mlpipe-tag-<digest>`, holding the run ID, written atomically (temp file and rename), so a
+ * crash leaves the old entry or the new one, never half of one. MLflow lists only folders as runs,
+ * so it ignores these files. `.mlpipe-tag-index` marks an experiment whose runs are all indexed.
+ */
+const INDEX_PREFIX = '.mlpipe-tag-';
+const INDEXED_MARK = '.mlpipe-tag-index';
+
+function parseIndexEntry(text: string): { runId: string; key: string; value: string } | undefined {
+  try {
+    const e = JSON.parse(text) as Record<string, unknown>;
+    const { runId, key, value } = e;
+    return typeof runId === 'string' && typeof key === 'string' && typeof value === 'string' ? { runId, key, value } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function indexFile(expDir: string, key: string, value: string): string {
+  return join(expDir, `${INDEX_PREFIX}${createHash('sha256').update(`${key}\n${value}`).digest('hex').slice(0, 40)}`);
 }
 
 async function atomicWrite(file: string, data: string | Uint8Array): Promise<void> {
@@ -66,7 +92,8 @@ export class MlflowFileStore implements TrackingBackend {
   readonly location: string;
 
   constructor(rootOrUri: string) {
-    this.root = resolve(rootOrUri.startsWith('file:') ? new URL(rootOrUri.startsWith('file://') ? rootOrUri : `file://${resolve(rootOrUri.slice(5))}`).pathname : rootOrUri);
+    // file:///abs/path (percent-encoded, as MLflow writes it), file:relative/path, or a plain path.
+    this.root = resolve(rootOrUri.startsWith('file://') ? fileURLToPath(rootOrUri) : rootOrUri.startsWith('file:') ? rootOrUri.slice(5) : rootOrUri);
     this.location = pathToFileURL(this.root).toString();
   }
 
@@ -81,6 +108,9 @@ export class MlflowFileStore implements TrackingBackend {
       join(this.root, id, 'meta.yaml'),
       yaml({ artifact_location: pathToFileURL(join(this.root, id)).toString(), creation_time: now, experiment_id: id, last_update_time: now, lifecycle_stage: 'active', name, workspace: 'default' }),
     );
+    // A new experiment has no runs: its index is complete.
+    if (!existsSync(join(this.root, id, INDEXED_MARK))) await atomicWrite(join(this.root, id, INDEXED_MARK), '1\n');
+    this.indexed.add(id);
   }
 
   private async experiments(): Promise<{ id: string; name: string; stage: string }[]> {
@@ -90,8 +120,8 @@ export class MlflowFileStore implements TrackingBackend {
       if (!d.isDirectory() || d.name.startsWith('.')) continue;
       const meta = join(this.root, d.name, 'meta.yaml');
       if (!existsSync(meta)) continue;
-      const m = readYaml(await readFile(meta, 'utf8'));
-      out.push({ id: m['experiment_id'] ?? d.name, name: m['name'] ?? '', stage: m['lifecycle_stage'] ?? 'active' });
+      const m = readYaml(await readFile(meta, 'utf8'), meta);
+      out.push({ id: str(m['experiment_id']) ?? d.name, name: str(m['name']) ?? '', stage: str(m['lifecycle_stage']) ?? 'active' });
     }
     return out;
   }
@@ -113,23 +143,89 @@ export class MlflowFileStore implements TrackingBackend {
     return join(this.root, experimentId, runId);
   }
 
+  /** Run folders found so far, by run ID: a run never moves, so each is looked up once. */
+  private readonly runDirs = new Map<string, { dir: string; experimentId: string }>();
+  /** Experiments whose runs are all in the tag index. */
+  private readonly indexed = new Set<string>();
+
   private async findRunDir(runId: string): Promise<{ dir: string; experimentId: string }> {
+    const known = this.runDirs.get(runId);
+    if (known) return known;
     for (const e of await this.experiments()) {
       const dir = this.runDir(e.id, runId);
-      if (existsSync(join(dir, 'meta.yaml'))) return { dir, experimentId: e.id };
+      if (existsSync(join(dir, 'meta.yaml'))) {
+        this.runDirs.set(runId, { dir, experimentId: e.id });
+        return { dir, experimentId: e.id };
+      }
     }
     throw new Error(`MLflow run ${runId} not found in ${this.location}.`);
+  }
+
+  private tracked(experimentId: string, runId: string): TrackedRun {
+    return { runId, experimentId, artifactUri: pathToFileURL(join(this.runDir(experimentId, runId), 'artifacts')).toString() };
+  }
+
+  private async writeIndex(experimentId: string, runId: string, key: string, value: string): Promise<void> {
+    await atomicWrite(indexFile(join(this.root, experimentId), key, value), JSON.stringify({ runId, key, value }));
+  }
+
+  /**
+   * Indexes the runs of an experiment written before the index existed (or by another tool), once:
+   * afterwards a lookup by idempotency tag reads one file.
+   */
+  private async ensureIndexed(experimentId: string): Promise<void> {
+    const expDir = join(this.root, experimentId);
+    if (this.indexed.has(experimentId)) return;
+    if (existsSync(join(expDir, INDEXED_MARK))) {
+      this.indexed.add(experimentId);
+      return;
+    }
+    if (!existsSync(expDir)) return;
+    for (const d of await readdir(expDir, { withFileTypes: true })) {
+      if (!d.isDirectory() || !existsSync(join(expDir, d.name, 'meta.yaml'))) continue;
+      const tagsDir = join(expDir, d.name, 'tags');
+      for (const t of await readdir(tagsDir).catch(() => [] as string[])) {
+        if (isIdempotencyTag(t)) await this.writeIndex(experimentId, d.name, t, await readFile(join(tagsDir, t), 'utf8'));
+      }
+    }
+    await atomicWrite(join(expDir, INDEXED_MARK), '1\n');
+    this.indexed.add(experimentId);
   }
 
   async findRunByTag(experimentId: string, key: string, value: string): Promise<TrackedRun | undefined> {
     const expDir = join(this.root, experimentId);
     if (!existsSync(expDir)) return undefined;
-    for (const d of await readdir(expDir, { withFileTypes: true })) {
-      if (!d.isDirectory()) continue;
-      const file = join(expDir, d.name, 'tags', ...key.split('/'));
-      if (existsSync(file) && (await readFile(file, 'utf8')) === value) {
-        return { runId: d.name, experimentId, artifactUri: pathToFileURL(join(expDir, d.name, 'artifacts')).toString() };
+    if (isIdempotencyTag(key)) {
+      await this.ensureIndexed(experimentId);
+      let text: string;
+      try {
+        text = await readFile(indexFile(expDir, key, value), 'utf8');
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+        throw e;
       }
+      const entry = parseIndexEntry(text);
+      if (entry) {
+        // The entry names its tag (no digest collision answers for another). Its run counts once its
+        // meta.yaml is written: a run whose creation was cut short is not reused.
+        if (entry.key !== key || entry.value !== value) return undefined;
+        return existsSync(join(expDir, entry.runId, 'meta.yaml')) ? this.tracked(experimentId, entry.runId) : undefined;
+      }
+      // An unreadable entry (damaged outside this store): look the run up by its tag files, and re-index it.
+      const found = await this.scanByTag(experimentId, key, value);
+      if (found) await this.writeIndex(experimentId, found.runId, key, value);
+      return found;
+    }
+    return this.scanByTag(experimentId, key, value);
+  }
+
+  /** The slow way: every run folder of the experiment (for tags the index does not hold). */
+  private async scanByTag(experimentId: string, key: string, value: string): Promise<TrackedRun | undefined> {
+    const expDir = join(this.root, experimentId);
+    for (const d of await readdir(expDir, { withFileTypes: true })) {
+      if (!d.isDirectory() || !existsSync(join(expDir, d.name, 'meta.yaml'))) continue;
+      const file = join(expDir, d.name, 'tags', ...key.split('/'));
+      if (existsSync(file) && (await readFile(file, 'utf8')) === value) return this.tracked(experimentId, d.name);
     }
     return undefined;
   }
@@ -140,8 +236,9 @@ export class MlflowFileStore implements TrackingBackend {
     const artifactUri = pathToFileURL(join(dir, 'artifacts')).toString();
     // MLflow treats a folder as a run only with metrics/, params/ and artifacts/ in it.
     for (const sub of ['metrics', 'params', 'tags', 'artifacts']) await mkdir(join(dir, sub), { recursive: true });
-    // Tags first, meta.yaml last: a run is visible only once it is complete.
+    // Tags and index entries first, meta.yaml last: a run is visible only once it is complete.
     for (const t of [...o.tags, { key: 'mlflow.runName', value: o.runName }]) await this.writeKeyed(dir, 'tags', t.key, t.value);
+    for (const t of o.tags) if (isIdempotencyTag(t.key)) await this.writeIndex(o.experimentId, runId, t.key, t.value);
     await atomicWrite(
       join(dir, 'meta.yaml'),
       yaml({
@@ -161,6 +258,7 @@ export class MlflowFileStore implements TrackingBackend {
         user_id: safeUser(),
       }),
     );
+    this.runDirs.set(runId, { dir, experimentId: o.experimentId });
     return { runId, experimentId: o.experimentId, artifactUri };
   }
 
@@ -176,9 +274,12 @@ export class MlflowFileStore implements TrackingBackend {
   }
 
   async logBatch(runId: string, batch: Batch): Promise<void> {
-    const { dir } = await this.findRunDir(runId);
+    const { dir, experimentId } = await this.findRunDir(runId);
     for (const p of batch.params) await this.writeKeyed(dir, 'params', p.key, p.value);
-    for (const t of batch.tags) await this.writeKeyed(dir, 'tags', t.key, t.value);
+    for (const t of batch.tags) {
+      await this.writeKeyed(dir, 'tags', t.key, t.value);
+      if (isIdempotencyTag(t.key)) await this.writeIndex(experimentId, runId, t.key, t.value);
+    }
     const byKey = new Map<string, MetricPoint[]>();
     for (const m of batch.metrics) {
       if (!isValidKey(m.key)) throw new Error(`Invalid MLflow metric key '${m.key}'.`);
@@ -206,15 +307,13 @@ export class MlflowFileStore implements TrackingBackend {
 
   async updateRun(runId: string, status: 'RUNNING' | 'FINISHED' | 'FAILED' | 'KILLED', endTime?: number): Promise<void> {
     const { dir } = await this.findRunDir(runId);
-    const text = await readFile(join(dir, 'meta.yaml'), 'utf8');
-    const lines = text
-      .split('\n')
-      .map((l) => (l.startsWith('status:') ? `status: ${STATUS[status]}` : l.startsWith('end_time:') && endTime !== undefined ? `end_time: ${endTime}` : l));
-    await atomicWrite(join(dir, 'meta.yaml'), lines.join('\n'));
+    const file = join(dir, 'meta.yaml');
+    const meta = readYaml(await readFile(file, 'utf8'), file);
+    await atomicWrite(file, yaml({ ...meta, status: STATUS[status], ...(endTime !== undefined ? { end_time: endTime } : {}) }));
   }
 
   async uploadArtifact(run: TrackedRun, path: string, data: Uint8Array): Promise<void> {
-    const root = new URL(run.artifactUri).pathname;
+    const root = fileURLToPath(run.artifactUri);
     const file = resolve(root, ...path.split('/').filter((s) => s && s !== '.' && s !== '..'));
     if (!file.startsWith(root + sep)) throw new Error(`Artifact path '${path}' escapes the run's artifact folder.`);
     await atomicWrite(file, data);

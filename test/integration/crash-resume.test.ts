@@ -9,7 +9,7 @@
  * backstop scaled to its work, so a slow machine makes a test slower, not red.
  */
 import type { Client } from '@temporalio/client';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PipelineResult } from '../../engine/types.js';
@@ -64,11 +64,14 @@ function housingCopy(name: string, heartbeat = '10s'): void {
 }
 
 function checkpointEpochOf(workflowId: string): () => number {
-  const record = join(project.settings.artifactsDir, 'records', 'checkpoints', encodeURIComponent(workflowId), 'train.json');
+  // The train step's checkpoint record of this workflow's runs: checkpoints/<workflow>/<run>/train/<cache key>.json.
+  const records = join(project.settings.artifactsDir, 'records', 'checkpoints', encodeURIComponent(workflowId));
   return () => {
-    if (!existsSync(record)) return 0;
+    if (!existsSync(records)) return 0;
+    const file = readdirSync(records, { recursive: true, encoding: 'utf8' }).find((f) => /(^|\/)train\/[^/]+\.json$/.test(f));
+    if (!file) return 0;
     try {
-      return (JSON.parse(readFileSync(record, 'utf8')) as { meta: { epoch: number } }).meta.epoch;
+      return (JSON.parse(readFileSync(join(records, file), 'utf8')) as { meta: { epoch: number } }).meta.epoch;
     } catch {
       return 0; // being replaced right now
     }

@@ -6,15 +6,18 @@
 import { Storage } from '@google-cloud/storage';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream, mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCheckpoints } from '../../activities/checkpoints.js';
+import { readCacheRecord } from '../../activities/run-step.js';
 import { GcsArtifactStore, parseGsUri } from '../../adapters/gcs-store.js';
 import { hashFile } from '../../adapters/local-store.js';
 import { freePort } from '../../adapters/temporal-server.js';
+import type { Logger } from '../../engine/ports.js';
 import type { PipelineResult } from '../../engine/types.js';
 import type { ArtifactRef } from '../../engine/types.js';
 import { PIPELINE_WORKFLOW } from '../../workflows/names.js';
@@ -221,6 +224,48 @@ describe('GcsArtifactStore on fake-gcs-server', () => {
     expect((await reader.put(original)).sha256).toBe(ref.sha256);
     expect(await store('corrupt').verify(ref)).toBe(true);
     expect((await store('corrupt').get(ref)).equals(original)).toBe(true);
+  });
+
+  it('heals: a damaged local cache copy is refetched, a truncated record is a cache miss, a corrupt newest checkpoint falls back', async () => {
+    const s = store('heal');
+    const original = Buffer.from('cached bytes of a step output');
+    const ref = await s.put(original);
+    // One byte flipped in the local read-through cache, mtime put back: still never served.
+    const local = join(s.cacheDir, 'objects', ref.sha256.slice(0, 2), ref.sha256.slice(2));
+    const before = statSync(local);
+    const bytes = readFileSync(local);
+    bytes[0] = bytes[0]! ^ 0xff;
+    writeFileSync(local, bytes);
+    utimesSync(local, before.atime, before.mtime);
+    expect(await s.verify(ref)).toBe(true); // the bucket's object is intact
+    expect((await s.get(ref)).equals(original)).toBe(true);
+    expect(readFileSync(local).equals(original)).toBe(true);
+
+    // A truncated cache record: STORAGE_RECORD_CORRUPT from the store, a miss with a warning for a cache read.
+    const key = 'b'.repeat(64);
+    await s.putRecord(`cache/${key}`, { key, outputs: { model: ref } });
+    await emu.storage.bucket(BUCKET).file(`heal/records/cache/${key}.json`).save('{"key":"bbb', { resumable: false });
+    await expect(s.getRecord(`cache/${key}`)).rejects.toMatchObject({ code: 'STORAGE_RECORD_CORRUPT' });
+    const warnings: string[] = [];
+    const logger: Logger = { debug: () => undefined, info: () => undefined, error: () => undefined, warn: (_f, m) => void warnings.push(m) };
+    expect(await readCacheRecord(s, key, logger)).toBeUndefined();
+    expect(warnings).toEqual(['cache entry is unreadable; treating it as a miss']);
+
+    // Checkpoints on gs://: the newest one altered in the bucket, so the next older one is loaded.
+    warnings.length = 0;
+    const owner = { workflowId: 'retrain-x', runId: 'r1', stepId: 'train', cacheKey: key };
+    const ckpt = createCheckpoints(owner, { store: s, logger, heartbeat: () => undefined });
+    await ckpt.save('epoch 5', { epoch: 5 }, { keep: 2 });
+    const newest = await ckpt.save('epoch 10', { epoch: 10 }, { keep: 2 });
+    const name = `heal/objects/sha256/${newest.ref.sha256.slice(0, 2)}/${newest.ref.sha256.slice(2)}`;
+    const [meta] = await emu.storage.bucket(BUCKET).file(name).getMetadata();
+    await emu.storage.bucket(BUCKET).file(name).save(Buffer.from('epoch 1X'), { resumable: false, metadata: { metadata: meta.metadata } });
+    const resumed = await createCheckpoints(owner, { store: store('heal'), logger, heartbeat: () => undefined }).latest<{ epoch: number }>();
+    expect(resumed?.meta.epoch).toBe(5);
+    expect(resumed?.data.toString()).toBe('epoch 5');
+    expect(warnings).toEqual(['checkpoint is missing or corrupt; trying the next older one', 'resuming from an older checkpoint (1 newer skipped)']);
+    // Another run under the same workflow ID does not see them.
+    expect(await createCheckpoints({ ...owner, runId: 'r2' }, { store: s, logger, heartbeat: () => undefined }).latest()).toBeUndefined();
   });
 
   it('keeps keys inside the store and rejects path tricks with a clear error', async () => {

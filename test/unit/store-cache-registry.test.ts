@@ -1,14 +1,17 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import type { Storage } from '@google-cloud/storage';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { createCheckpoints } from '../../activities/checkpoints.js';
+import { readCacheRecord } from '../../activities/run-step.js';
 import { GcsArtifactStore } from '../../adapters/gcs-store.js';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
 import { stepCacheKey } from '../../engine/cache-key.js';
 import { PipelineError } from '../../engine/errors.js';
+import type { Logger } from '../../engine/ports.js';
 import { builtinPlugins, createRegistry, definePlugin } from '../../plugins/index.js';
 
 describe('LocalArtifactStore', () => {
@@ -93,6 +96,136 @@ describe('crafted artifact digests', () => {
     }
     // '../../victim' in the cache path is <cache>/objects/../../victim: the file the old code deleted.
     expect(existsSync(join(base, 'victim'))).toBe(true);
+  });
+});
+
+/** A logger that keeps what it was told. */
+function memoryLogger(): { logger: Logger; warnings: { message: string; fields: Record<string, unknown> }[] } {
+  const warnings: { message: string; fields: Record<string, unknown> }[] = [];
+  const none = (): void => undefined;
+  return { warnings, logger: { debug: none, info: none, error: none, warn: (fields, message) => void warnings.push({ message, fields }) } };
+}
+
+/** Flips one byte of a file in place and puts its mtime back, as a careless repair tool might. */
+function flipByte(path: string, at = 0): void {
+  const before = statSync(path);
+  const bytes = readFileSync(path);
+  bytes[at] = bytes[at]! ^ 0xff;
+  writeFileSync(path, bytes);
+  utimesSync(path, before.atime, before.mtime);
+}
+
+describe('LocalArtifactStore heals itself', () => {
+  const store = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-heal-')));
+
+  it('replaces a damaged object when the same content is written again', async () => {
+    const ref = await store.put('the right bytes');
+    flipByte(fileURLToPath(ref.uri), 3);
+    await expect(store.get(ref)).rejects.toMatchObject({ code: 'STORAGE_DIGEST_MISMATCH' });
+    expect(await store.put('the right bytes')).toEqual(ref);
+    expect((await store.get(ref)).toString()).toBe('the right bytes');
+
+    const file = join(mkdtempSync(join(tmpdir(), 'mlpipe-heal-file-')), 'data.bin');
+    writeFileSync(file, Buffer.alloc(4096, 9));
+    const big = await store.putFile(file);
+    flipByte(fileURLToPath(big.uri), 100);
+    await store.putFile(file);
+    expect(await store.verify(big)).toBe(true);
+    expect(await store.get(big)).toEqual(Buffer.alloc(4096, 9));
+  });
+
+  it('verify() is false after a byte flip even when the mtime is restored, so the memo cannot be fooled', async () => {
+    const ref = await store.put('verified once');
+    const path = fileURLToPath(ref.uri);
+    utimesSync(path, 1_700_000_000, 1_700_000_000); // whole seconds, so restoring it is exact
+    expect(await store.verify(ref)).toBe(true);
+    const mtime = statSync(path).mtimeMs;
+    flipByte(path);
+    expect(statSync(path).mtimeMs).toBe(mtime);
+    expect(await store.verify(ref)).toBe(false);
+    // A fresh store instance (another worker) agrees, and a heal makes it true again.
+    expect(await new LocalArtifactStore(store.root).verify(ref)).toBe(false);
+    await store.put('verified once');
+    expect(await store.verify(ref)).toBe(true);
+  });
+
+  it('reports a truncated record as STORAGE_RECORD_CORRUPT, and a cache read turns it into a miss with a warning', async () => {
+    const key = 'a'.repeat(64);
+    await store.putRecord(`cache/${key}`, { key, outputs: { n: 1 } });
+    const path = join(store.root, 'records', 'cache', `${key}.json`);
+    writeFileSync(path, readFileSync(path, 'utf8').slice(0, 10));
+    await expect(store.getRecord(`cache/${key}`)).rejects.toMatchObject({ code: 'STORAGE_RECORD_CORRUPT', message: expect.stringContaining(path) as string });
+    const { logger, warnings } = memoryLogger();
+    expect(await readCacheRecord(store, key, logger)).toBeUndefined();
+    expect(warnings).toEqual([{ message: 'cache entry is unreadable; treating it as a miss', fields: expect.objectContaining({ cacheKey: key }) as object }]);
+    // A record that parses but is not a cache entry is a miss too.
+    await store.putRecord(`cache/${key}`, 'just a string');
+    expect(await readCacheRecord(store, key, logger)).toBeUndefined();
+    await store.putRecord(`cache/${key}`, { key, outputs: { n: 2 } });
+    expect(await readCacheRecord(store, key, logger)).toMatchObject({ outputs: { n: 2 } });
+  });
+});
+
+describe('checkpoints', () => {
+  const owner = { workflowId: 'retrain-housing', runId: 'run-a', stepId: 'train', cacheKey: 'k1' };
+  const open = (store: LocalArtifactStore, o = owner, heartbeatDetails?: unknown) => {
+    const log = memoryLogger();
+    const beats: Record<string, unknown>[] = [];
+    return { ...log, beats, ckpt: createCheckpoints(o, { store, logger: log.logger, heartbeat: (d) => void beats.push(d), heartbeatDetails }) };
+  };
+
+  it('resume only from a checkpoint of the same run and cache key', async () => {
+    const store = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-ckpt-')));
+    const first = open(store);
+    await first.ckpt.save('epoch 5', { epoch: 5 });
+    expect((await open(store).ckpt.latest<{ epoch: number }>())?.meta.epoch).toBe(5);
+    // A new run under the same workflow ID (a retrain), or other params (another cache key): fresh.
+    expect(await open(store, { ...owner, runId: 'run-b' }).ckpt.latest()).toBeUndefined();
+    expect(await open(store, { ...owner, cacheKey: 'k2' }).ckpt.latest()).toBeUndefined();
+    // The previous attempt's heartbeat pointer counts only when its key matches.
+    const pointer = first.beats.at(-1);
+    expect(pointer).toMatchObject({ checkpoint: { meta: { epoch: 5 } } });
+    const other = open(store, { ...owner, runId: 'run-b' }, pointer);
+    expect(await other.ckpt.latest()).toBeUndefined();
+    expect(other.warnings.map((w) => w.message)).toContain('heartbeat checkpoint pointer belongs to another key; ignored');
+    const same = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-ckpt-empty-')));
+    await same.put('epoch 5');
+    expect((await open(same, owner, pointer).ckpt.latest())?.data.toString()).toBe('epoch 5');
+  });
+
+  it('skips a corrupt newest checkpoint for the next older one, and warns', async () => {
+    const store = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-ckpt-')));
+    const { ckpt } = open(store);
+    await ckpt.save('epoch 5', { epoch: 5 }, { keep: 3 });
+    await ckpt.save('epoch 10', { epoch: 10 }, { keep: 3 });
+    const newest = await ckpt.save('epoch 15', { epoch: 15 }, { keep: 3 });
+    flipByte(fileURLToPath(newest.ref.uri));
+    const reader = open(store);
+    const got = await reader.ckpt.latest<{ epoch: number }>();
+    expect(got?.meta.epoch).toBe(10);
+    expect(got?.data.toString()).toBe('epoch 10');
+    expect(reader.warnings.map((w) => w.message)).toEqual([
+      'checkpoint is missing or corrupt; trying the next older one',
+      'resuming from an older checkpoint (1 newer skipped)',
+    ]);
+    // All kept checkpoints damaged: start fresh, said so.
+    for (const r of (newest.recent ?? []).slice(1)) flipByte(fileURLToPath(r.uri));
+    const last = open(store);
+    expect(await last.ckpt.latest()).toBeUndefined();
+    expect(last.warnings.at(-1)?.message).toBe('no checkpoint of this step is readable; starting fresh');
+  });
+
+  it('treats an unreadable checkpoint record as no checkpoint, with a warning', async () => {
+    const store = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-ckpt-')));
+    await open(store).ckpt.save('epoch 5', { epoch: 5 });
+    const dir = join(store.root, 'records', 'checkpoints', 'retrain-housing', 'run-a', 'train');
+    writeFileSync(join(dir, 'k1.json'), '{"key":');
+    const reader = open(store);
+    expect(await reader.ckpt.latest()).toBeUndefined();
+    expect(reader.warnings.map((w) => w.message)).toEqual(['checkpoint record is unreadable; starting without it']);
+    // Saving again after that works and is found.
+    await reader.ckpt.save('epoch 6', { epoch: 6 });
+    expect((await open(store).ckpt.latest<{ epoch: number }>())?.meta.epoch).toBe(6);
   });
 });
 

@@ -121,6 +121,25 @@ describe('tracking delivery', () => {
     expect(b.runs[0]!.status).toBe('FINISHED');
   });
 
+  it('reports progress before every event and write, and stops when the attempt is abandoned', async () => {
+    const b = new MemoryBackend();
+    const beats: number[] = [];
+    await deliver(b, store, input(events()), false, log, (n) => void beats.push(n));
+    // One call per event (4) and per metrics write (train, evaluate, evaluate's metrics on the parent).
+    expect(beats.filter((n, i) => i === 0 || n !== beats[i - 1])).toEqual([0, 1, 2, 3]);
+    expect(beats.length).toBe(7);
+    // A cancelled or timed-out attempt: progress throws, and nothing more is written.
+    const stopped = new MemoryBackend();
+    let calls = 0;
+    const abandon = (): void => {
+      if (++calls > 2) throw new Error('activity timed out');
+    };
+    await expect(deliver(stopped, store, input(events()), false, log, abandon)).rejects.toThrow('activity timed out');
+    expect(stopped.runs.map((r) => r.tags['mlpipe.step'] ?? 'parent')).toEqual(['parent', 'train']);
+    expect(stopped.runs[1]!.metrics).toEqual([]);
+    expect(stopped.runs[0]!.status).toBe('RUNNING');
+  });
+
   it('skipped steps get no run', async () => {
     const b = new MemoryBackend();
     const evs = events();
