@@ -3,7 +3,9 @@
  * housing pipeline (steps that only heartbeat through the engine, and a training step that
  * checkpoints every epoch), and a new worker process is started each time. The kill moments are
  * defined by events: "an attempt of step X has started on the current worker, then a seeded delay
- * within X's expected duration" (when X has already finished, whichever step runs next).
+ * within X's expected duration" (when X has already finished, whichever step runs next); a kill
+ * aimed at training waits for a new checkpoint on the current worker and strikes at once, so a fast
+ * machine cannot finish the run before the planned kills.
  *
  * Asserted: the run completes; no step that had completed ran again (each activity was scheduled
  * and completed once in history, and only steps running at a kill got another attempt); every
@@ -11,7 +13,7 @@
  * its kill; training went on from its checkpoint each time.
  */
 import type { Client } from '@temporalio/client';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
@@ -27,7 +29,7 @@ const workers = workerProcesses(project);
 let client: Client;
 const SEED = 22;
 /** The step each kill aims at, in order, and the step's expected duration on a busy 2-core machine. */
-const PLAN = ['ingest', 'split', 'transform', 'transform', 'train', 'train', 'train', 'train', 'evaluate', 'export'];
+const PLAN = ['ingest', 'split', 'transform', 'transform', 'train', 'train', 'train', 'train', 'train', 'train'];
 const KILLS = PLAN.length;
 const EXPECTED_MS: Record<string, number> = { ingest: 1000, validate: 500, split: 1000, transform: 8000, train: 15_000, tune: 1000, evaluate: 1000, export: 2000 };
 /** Resume bound of a lost worker (docs/resilience.md): heartbeat timeout + retry interval + a new worker's start. */
@@ -53,7 +55,7 @@ afterAll(async () => {
 describe('kill campaign', () => {
   it(`completes the housing pipeline through ${KILLS} seeded worker kills, redoing only interrupted steps`, async () => {
     const random = prng(SEED);
-    const epochs = 12;
+    const epochs = 20;
     const workflowId = uniqueId('campaign');
     let worker = workers.spawn('c0');
     const handle = await client.workflow.start(PIPELINE_WORKFLOW, {
@@ -61,14 +63,18 @@ describe('kill campaign', () => {
       workflowId,
       args: [{ pipeline: 'campaign', overrides: [`training.epochs=${epochs}`, 'training.patience=100'], cache: false }],
     });
-    const ckpt = join(project.settings.artifactsDir, 'records', 'checkpoints', encodeURIComponent(workflowId), 'train.json');
+    // The train step's checkpoint record of this run: checkpoints/<workflow>/<run>/train/<cache key>.json.
+    const records = join(project.settings.artifactsDir, 'records', 'checkpoints', encodeURIComponent(workflowId));
     const checkpointEpoch = (): number => {
       try {
-        return existsSync(ckpt) ? (JSON.parse(readFileSync(ckpt, 'utf8')) as { meta: { epoch: number } }).meta.epoch : 0;
+        if (!existsSync(records)) return 0;
+        const file = readdirSync(records, { recursive: true, encoding: 'utf8' }).find((f) => /(^|\/)train\/[^/]+\.json$/.test(f));
+        return file ? (JSON.parse(readFileSync(join(records, file), 'utf8')) as { meta: { epoch: number } }).meta.epoch : 0;
       } catch {
-        return 0;
+        return 0; // being replaced right now
       }
     };
+    let lastTrainEpoch = 0;
     const kills: { aimedAt: string; delayMs: number; hit: { step: string; resumeMs: number }[]; epochAtKill?: number }[] = [];
     for (let i = 1; i <= KILLS; i++) {
       // An attempt of the planned step running on the current worker; or, once that step is done, of any step.
@@ -80,6 +86,8 @@ describe('kill campaign', () => {
           const pending = d.raw.pendingActivities ?? [];
           const mine = pending.filter((p) => p.state === 2 && p.lastWorkerIdentity?.startsWith(`${worker.pid}@`));
           const a = mine.find((p) => p.activityId === target);
+          // Training: only once this worker has written a checkpoint newer than the last kill's.
+          if (a && target === 'train') return checkpointEpoch() > lastTrainEpoch ? { step: target, attempt: a.attempt ?? 1 } : undefined;
           if (a) return { step: target, attempt: a.attempt ?? 1 };
           if (!mine.length || pending.some((p) => p.activityId === target)) return undefined;
           // (No answer while no worker polls yet, right after a kill: ask again on the next poll.)
@@ -89,7 +97,7 @@ describe('kill campaign', () => {
         },
         `step '${target}' (or a later one) to run before kill ${i}`,
       );
-      const delayMs = Math.round((0.1 + 0.8 * random()) * (EXPECTED_MS[running.step] ?? 1000));
+      const delayMs = running.step === 'train' ? 0 : Math.round((0.1 + 0.8 * random()) * (EXPECTED_MS[running.step] ?? 1000));
       await new Promise((r) => setTimeout(r, delayMs));
       // Every attempt running on this worker at the kill is hit (tune and evaluate run side by side).
       const hit = ((await handle.describe()).raw.pendingActivities ?? []).filter((p) => p.state === 2 && p.lastWorkerIdentity?.startsWith(`${worker.pid}@`));
@@ -98,6 +106,7 @@ describe('kill campaign', () => {
       await exited(worker);
       const kill: (typeof kills)[number] = { aimedAt: running.step, delayMs, hit: [], ...(hit.some((a) => a.activityId === 'train') ? { epochAtKill: checkpointEpoch() } : {}) };
       kills.push(kill);
+      if (kill.epochAtKill !== undefined) lastTrainEpoch = kill.epochAtKill;
       worker = workers.spawn(`c${i}`);
       for (const a of hit) {
         // The interrupted step's next attempt, on the new worker: when it started (server clock).
