@@ -6,7 +6,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { withDuckDB } from '../../adapters/duckdb.js';
-import { PipelineError } from '../../engine/errors.js';
 import type { ArtifactRef } from '../../engine/types.js';
 import { ingestFile } from '../../plugins/ingest/file.js';
 import { split } from '../../plugins/process/split.js';
@@ -14,7 +13,7 @@ import { sql } from '../../plugins/process/sql.js';
 import { applyOpSql, applyTransform, applyTransformSql, transform, type FittedTransform } from '../../plugins/process/transform.js';
 import { validateExpectations } from '../../plugins/validate/expectations.js';
 import { REPO_ROOT } from './paths.js';
-import { runPlugin, testContext } from './step-context.js';
+import { failure, runPlugin, testContext } from './step-context.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mlpipe-data-'));
 function file(name: string, text: string): string {
@@ -26,17 +25,6 @@ function file(name: string, text: string): string {
 async function rows(ctx: ReturnType<typeof testContext>, ref: unknown): Promise<Record<string, unknown>[]> {
   const path = await ctx.store.getFile(ref as ArtifactRef);
   return withDuckDB((db) => db.rows(`SELECT * FROM read_parquet('${path}')`));
-}
-
-async function failure(p: Promise<unknown>): Promise<PipelineError> {
-  const e = await p.then(
-    () => {
-      throw new Error('expected a failure');
-    },
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(PipelineError);
-  return e as PipelineError;
 }
 
 const HOUSING = join(REPO_ROOT, 'pipelines', 'data', 'california-housing.csv');

@@ -15,7 +15,7 @@ import { ingestFile } from '../../plugins/ingest/file.js';
 import { sql } from '../../plugins/process/sql.js';
 import { applyTransform, transform } from '../../plugins/process/transform.js';
 import { memoryConf, registry } from './fakes.js';
-import { runPlugin, testContext } from './step-context.js';
+import { failure, runPlugin, testContext } from './step-context.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mlpipe-sql-safety-'));
 function file(name: string, text: string): string {
@@ -29,17 +29,6 @@ const SECRET = file('secret.txt', 'the secret\n');
 async function rows(ctx: ReturnType<typeof testContext>, ref: unknown): Promise<Record<string, unknown>[]> {
   const path = await ctx.store.getFile(ref as ArtifactRef);
   return withDuckDB((db) => db.rows(`SELECT * FROM read_parquet(${sqlString(path)})`));
-}
-
-async function failure(p: Promise<unknown>): Promise<PipelineError> {
-  const e = await p.then(
-    () => {
-      throw new Error('expected a failure');
-    },
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(PipelineError);
-  return e as PipelineError;
 }
 
 async function dataset(ctx: ReturnType<typeof testContext>): Promise<ArtifactRef> {

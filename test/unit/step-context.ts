@@ -1,3 +1,5 @@
+import { expect } from 'vitest';
+import { PipelineError } from '../../engine/errors.js';
 /** A StepContext for calling plugins directly in tests: a real local store in a temp folder. */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -83,4 +85,16 @@ export function testContext(
 export async function runPlugin(plugin: AnyPlugin, ctx: StepContext, params: unknown, inputs: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
   const schema: z.ZodType = plugin.params;
   return plugin.run(ctx, schema.parse(params), inputs);
+}
+
+/** The PipelineError a promise rejects with (fails the test if it resolves or rejects with anything else). */
+export async function failure(p: Promise<unknown>): Promise<PipelineError> {
+  const e = await p.then(
+    () => {
+      throw new Error('expected a failure');
+    },
+    (err: unknown) => err,
+  );
+  expect(e).toBeInstanceOf(PipelineError);
+  return e as PipelineError;
 }

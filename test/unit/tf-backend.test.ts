@@ -4,21 +4,10 @@
  */
 import { createRequire } from 'node:module';
 import { afterEach, describe, expect, it } from 'vitest';
-import { PipelineError } from '../../engine/errors.js';
+import { failure } from './step-context.js';
 import { envBackend, loadTf } from '../../plugins/train/backend.js';
 
 const require = createRequire(import.meta.url);
-
-async function failure(p: Promise<unknown>): Promise<PipelineError> {
-  const e = await p.then(
-    () => {
-      throw new Error('expected a failure');
-    },
-    (err: unknown) => err,
-  );
-  expect(e).toBeInstanceOf(PipelineError);
-  return e as PipelineError;
-}
 
 describe('tfjs backend choice', () => {
   afterEach(() => {
