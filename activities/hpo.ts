@@ -1,5 +1,4 @@
 /** The planning activity of a hyperparameter search: compile, generate the trials, check each. */
-import { loadPipeline } from '../adapters/load-pipeline.js';
 import { PipelineError, SpecErrors } from '../engine/errors.js';
 import { generateTrials, type HpoSpec, type Trial } from '../engine/hpo.js';
 import { checkInput } from '../engine/limits.js';
@@ -9,7 +8,7 @@ import type { TuningStatus } from '../adapters/vertex/tuning.js';
 
 /** The Vertex client library loads in about a second: only searches on Vertex pay for it. */
 const vertexTuning = () => import('../adapters/vertex/tuning.js');
-import type { TrackingBackend } from '../engine/ports.js';
+import type { ProjectPipelines, TrackingBackend } from '../engine/ports.js';
 import type { Registry } from '../plugins/registry.js';
 import { toApplicationFailure } from './run-step.js';
 
@@ -35,7 +34,7 @@ export interface HpoPlan {
   trials: Trial[];
 }
 
-export function createHpoActivities(deps: { registry: Registry; projectDir: string; tracking: () => TrackingBackend | undefined; experimentName?: string }) {
+export function createHpoActivities(deps: { registry: Registry; project: ProjectPipelines; tracking: () => TrackingBackend | undefined; experimentName?: string }) {
   const experimentOf = (plan: HpoPlan, compiledExperiment?: string): string => compiledExperiment ?? deps.experimentName ?? plan.pipeline;
   return {
     /**
@@ -128,7 +127,7 @@ export function createHpoActivities(deps: { registry: Registry; projectDir: stri
     async startHpoTracking(input: { plan: HpoPlan; key: string }): Promise<{ runId: string; experimentId: string } | undefined> {
       const backend = deps.tracking();
       if (!backend) return undefined;
-      const compiled = loadPipeline(deps.projectDir, input.plan.pipeline, deps.registry, input.plan.overrides);
+      const compiled = deps.project.compile(input.plan.pipeline, input.plan.overrides);
       if (compiled.tracking?.enabled === false) return undefined;
       const experiment = await backend.getOrCreateExperiment(experimentOf(input.plan, compiled.tracking?.experiment));
       const existing = await backend.findRunByTag(experiment, 'mlpipe.hpo_key', input.key);
@@ -187,7 +186,7 @@ export function createHpoActivities(deps: { registry: Registry; projectDir: stri
       try {
         checkInput(input);
         const base = input.overrides ?? [];
-        const compiled = loadPipeline(deps.projectDir, input.pipeline, deps.registry, base);
+        const compiled = deps.project.compile(input.pipeline, base);
         if (!compiled.hpo) {
           throw new PipelineError('SPEC_INVALID', `Pipeline '${compiled.name}' has no hpo: section.`, {
             hint: 'Add hpo: { metric: { step, key, goal }, space: { training.lr: { type: double, min, max, scale: log } }, trials, parallel }.',
@@ -212,7 +211,7 @@ export function createHpoActivities(deps: { registry: Registry; projectDir: stri
         // Every trial must compile: a bad key or value fails the search before anything runs.
         for (const t of trials) {
           try {
-            loadPipeline(deps.projectDir, input.pipeline, deps.registry, [...base, ...t.overrides]);
+            deps.project.compile(input.pipeline, [...base, ...t.overrides]);
           } catch (e) {
             const detail = e instanceof SpecErrors ? e.problems.map((p) => p.message).join('; ') : (e as Error).message;
             throw new PipelineError('SPEC_INVALID', `hpo.space: trial ${t.index} (${t.overrides.join(' ')}) does not compile: ${detail}`, { hint: 'Space keys are overrides: config keys (training.lr), params (params.seed) or config groups (model).' });

@@ -5,20 +5,20 @@
 import { Context } from '@temporalio/activity';
 import { z } from 'zod';
 import { writeRunManifest } from '../engine/lineage.js';
-import { loadPipeline, localPath } from '../adapters/load-pipeline.js';
 import { PipelineError } from '../engine/errors.js';
 import { escapeTemplates } from '../engine/expressions.js';
 import { checkInput, LIMITS } from '../engine/limits.js';
 import { STEP_ID } from '../engine/spec.js';
 import type { CompiledPipeline, PipelineInput } from '../engine/types.js';
-import { gitCommit } from '../adapters/project.js';
-import type { TrackingBackend } from '../engine/ports.js';
+import type { ProjectPipelines, TrackingBackend } from '../engine/ports.js';
 import { createRunStep, toApplicationFailure, type StepDeps } from './run-step.js';
 import { createDeliverTracking } from './tracking.js';
 import { createMonitorActivities } from './monitor.js';
 import { createHpoActivities } from './hpo.js';
 
 export interface ActivityDeps extends StepDeps {
+  /** The project's pipelines (app/load-pipeline.ts makes it). */
+  project: ProjectPipelines;
   /** The MLflow backend of this worker; undefined when tracking is off. Made on first use. */
   tracking?: () => TrackingBackend | undefined;
   /** MLFLOW_EXPERIMENT_NAME, for pipelines whose spec names no experiment. */
@@ -76,7 +76,7 @@ export function createActivities(deps: ActivityDeps) {
             hint: 'The input is {"pipeline": "<name or path>", "overrides": ["key=value", ...], "labels": {...}, "cache": true, "maxParallel": 8, "until": "<step>"}.',
           });
         }
-        const compiled = loadPipeline(deps.projectDir, parsed.data.pipeline, deps.registry, parsed.data.overrides ?? []);
+        const compiled = deps.project.compile(parsed.data.pipeline, parsed.data.overrides ?? []);
         if (parsed.data.until) pruneUntil(compiled, parsed.data.until);
         if (parsed.data.trial && compiled.tracking) delete compiled.tracking.registerModel;
         for (const [stepId, extra] of Object.entries(parsed.data.trial?.stepParams ?? {})) {
@@ -90,13 +90,13 @@ export function createActivities(deps: ActivityDeps) {
           }
           for (const name of deps.registry.get(step.uses)?.pathParams ?? []) {
             const v = extra[name];
-            if (typeof v === 'string') localPath(deps.projectDir, v, `trial.stepParams.${stepId}.${name}`);
+            if (typeof v === 'string') deps.project.localPath(v, `trial.stepParams.${stepId}.${name}`);
             else if (v !== undefined) throw new PipelineError('INPUT_INVALID', `trial.stepParams.${stepId}.${name} must be a path.`);
           }
           step.with = { ...step.with, ...(escapeTemplates(extra) as Record<string, unknown>) };
         }
         const enabled = (compiled.tracking?.enabled ?? true) && tracking() !== undefined;
-        const commit = gitCommit(deps.projectDir);
+        const commit = deps.project.gitCommit();
         compiled.tracking = enabled
           ? { ...compiled.tracking, enabled, experiment: compiled.tracking?.experiment ?? deps.experimentName ?? compiled.name, gitCommit: commit }
           : { enabled: false };
@@ -123,8 +123,8 @@ export function createActivities(deps: ActivityDeps) {
       }
     },
     runStep: createRunStep(deps),
-    ...createHpoActivities({ registry: deps.registry, projectDir: deps.projectDir, tracking, experimentName: deps.experimentName }),
-    ...createMonitorActivities({ registry: deps.registry, store: deps.store, projectDir: deps.projectDir, tracking }),
+    ...createHpoActivities({ registry: deps.registry, project: deps.project, tracking, experimentName: deps.experimentName }),
+    ...createMonitorActivities({ project: deps.project, store: deps.store, tracking }),
     deliverTracking: createDeliverTracking({ tracking, store: deps.store }),
   };
 }

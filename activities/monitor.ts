@@ -9,7 +9,6 @@ import { ApplicationFailure } from '@temporalio/common';
 import { basename, isAbsolute, resolve } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { request } from 'undici';
-import { loadPipeline } from '../adapters/load-pipeline.js';
 import { computeDriftStepwise, toEvidentlyJson } from '../engine/drift/index.js';
 import { renderDriftHtml } from '../engine/drift/html.js';
 import { driftOptions, driftParams } from '../engine/drift/params.js';
@@ -17,10 +16,9 @@ import { PipelineError } from '../engine/errors.js';
 import { checkInput } from '../engine/limits.js';
 import { keySegment, listRuns, stepKey, type StepManifest } from '../engine/lineage.js';
 import { collectPredictions } from '../engine/prediction-log.js';
-import type { ArtifactStore, TrackingBackend } from '../engine/ports.js';
+import type { ArtifactStore, ProjectPipelines, TrackingBackend } from '../engine/ports.js';
 import { isArtifactRef, type ArtifactRef, type PipelineMonitor } from '../engine/types.js';
-import { artifactFormat, loadDriftDataset } from '../plugins/monitor/load.js';
-import type { Registry } from '../plugins/registry.js';
+import { artifactFormat, loadDriftDataset } from '../lib/drift-data.js';
 import { toApplicationFailure } from './run-step.js';
 
 export interface MonitorInput {
@@ -53,9 +51,8 @@ export interface MonitorOutcome {
 }
 
 export interface MonitorDeps {
-  registry: Registry;
   store: ArtifactStore;
-  projectDir: string;
+  project: ProjectPipelines;
   tracking: () => TrackingBackend | undefined;
 }
 
@@ -95,7 +92,7 @@ export function createMonitorActivities(deps: MonitorDeps) {
   async function prepare(input: MonitorInput, progress: Progress): Promise<MonitorPlan> {
     try {
       checkInput(input);
-      const compiled = loadPipeline(deps.projectDir, input.pipeline, deps.registry, input.overrides ?? []);
+      const compiled = deps.project.compile(input.pipeline, input.overrides ?? []);
       const monitor = compiled.monitor;
       if (!monitor) {
         throw new PipelineError('SPEC_INVALID', `Pipeline '${compiled.name}' has no monitor: section, so there is nothing to monitor.`, {
@@ -154,7 +151,7 @@ export function createMonitorActivities(deps: MonitorDeps) {
         const current = await deps.store.put(log.text, { name: `predictions-${keySegment(model)}.jsonl`, mediaType: 'application/x-ndjson' });
         return { pipeline: compiled.name, overrides: input.overrides ?? [], monitor, reference, referenceFrom: from!, current, currentFrom: { predictions: model, rows: log.rows, chunks: log.chunks, versions: log.versions, since: since.toISOString() } };
       }
-      const currentPath = isAbsolute(monitor.current) ? monitor.current : resolve(deps.projectDir, monitor.current);
+      const currentPath = isAbsolute(monitor.current) ? monitor.current : resolve(deps.project.dir, monitor.current);
       let current: ArtifactRef;
       try {
         current = await deps.store.putFile(currentPath, { name: basename(currentPath) });

@@ -21,7 +21,7 @@ import { isArtifactRef, type RetrySpec, type StepCall, type StepResult } from '.
 import type { Registry } from '../plugins/registry.js';
 import { inputKinds, outputKinds } from '../plugins/registry.js';
 import type { StepContext } from '../plugins/sdk.js';
-import { stepAttemptSignalName } from '../workflows/names.js';
+import { stepAttemptSignalName } from '../engine/contracts.js';
 import { createCheckpoints } from './checkpoints.js';
 
 /** Outputs travel through Temporal history: keep them small, store data as artifacts. */

@@ -13,11 +13,11 @@ import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { createPipelineWorker } from '../activities/worker.js';
-import { loadSettings } from '../adapters/project.js';
-import { requireTemporalCli, startDevServer } from '../adapters/temporal-server.js';
+import { createPipelineWorker } from '../app/worker.js';
+import { loadSettings } from '../app/project.js';
+import { requireTemporalCli, startDevServer } from '../dev/temporal-server.js';
 import type { HpoResult } from '../workflows/hpo.js';
-import { HPO_WORKFLOW } from '../workflows/names.js';
+import { HPO_WORKFLOW } from '../engine/contracts.js';
 
 const TRIALS = Number(process.env['BENCH_TRIALS'] ?? 32);
 const EPOCHS = Number(process.env['BENCH_EPOCHS'] ?? 8);

@@ -15,10 +15,10 @@ import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { createPipelineWorker } from '../activities/worker.js';
-import { loadSettings } from '../adapters/project.js';
-import { requireTemporalCli, startDevServer, temporalCliVersion } from '../adapters/temporal-server.js';
-import { PIPELINE_WORKFLOW } from '../workflows/names.js';
+import { createPipelineWorker } from '../app/worker.js';
+import { loadSettings } from '../app/project.js';
+import { requireTemporalCli, startDevServer, temporalCliVersion } from '../dev/temporal-server.js';
+import { PIPELINE_WORKFLOW } from '../engine/contracts.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 7);
 

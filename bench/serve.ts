@@ -16,7 +16,7 @@ import { join, resolve } from 'node:path';
 import { Pool } from 'undici';
 import { sqlString, withDuckDB } from '../adapters/duckdb.js';
 import { LocalArtifactStore } from '../adapters/local-store.js';
-import { freePort } from '../adapters/temporal-server.js';
+import { freePort } from '../dev/temporal-server.js';
 import type { ArtifactRef } from '../engine/types.js';
 import { collectPredictions } from '../engine/prediction-log.js';
 import { exportOnnx } from '../plugins/export/onnx.js';
@@ -24,7 +24,7 @@ import { ingestFile } from '../plugins/ingest/file.js';
 import { split } from '../plugins/process/split.js';
 import { transform } from '../plugins/process/transform.js';
 import { trainMlp } from '../plugins/train/mlp.js';
-import { loadPipeline } from '../adapters/load-pipeline.js';
+import { loadPipeline } from '../app/load-pipeline.js';
 import { createDefaultRegistry } from '../plugins/index.js';
 import { runPlugin, testContext } from '../test/unit/step-context.js';
 

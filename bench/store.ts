@@ -13,7 +13,7 @@ import { createWriteStream, mkdirSync, mkdtempSync, writeFileSync } from 'node:f
 import { rm } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { startEmulator } from '../adapters/gcs-emulator.js';
+import { startEmulator } from '../dev/gcs-emulator.js';
 import { GcsArtifactStore } from '../adapters/gcs-store.js';
 import { LocalArtifactStore } from '../adapters/local-store.js';
 import type { ArtifactStore } from '../engine/ports.js';

@@ -14,11 +14,11 @@ import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { createPipelineWorker } from '../activities/worker.js';
+import { createPipelineWorker } from '../app/worker.js';
 import { MlflowFileStore } from '../adapters/mlflow/file-store.js';
-import { loadSettings } from '../adapters/project.js';
-import { requireTemporalCli, startDevServer, temporalCliVersion } from '../adapters/temporal-server.js';
-import { PIPELINE_WORKFLOW, trackingWorkflowId } from '../workflows/names.js';
+import { loadSettings } from '../app/project.js';
+import { requireTemporalCli, startDevServer, temporalCliVersion } from '../dev/temporal-server.js';
+import { PIPELINE_WORKFLOW, trackingWorkflowId } from '../engine/contracts.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 20);
 const STEPS = Number(process.env['BENCH_STEPS'] ?? 200);

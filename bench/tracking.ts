@@ -12,8 +12,8 @@ import { cpus, homedir, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { MlflowFileStore } from '../adapters/mlflow/file-store.js';
 import { MlflowRestClient } from '../adapters/mlflow/rest.js';
-import { findMlflow, startMlflowServer } from '../adapters/mlflow/server.js';
-import { freePort } from '../adapters/temporal-server.js';
+import { findMlflow, startMlflowServer } from '../dev/mlflow-server.js';
+import { freePort } from '../dev/temporal-server.js';
 import type { TrackingBackend } from '../engine/ports.js';
 import type { MetricPoint } from '../engine/tracking.js';
 

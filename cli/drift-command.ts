@@ -2,12 +2,12 @@
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import type { Settings } from '../adapters/project.js';
+import type { Settings } from '../app/project.js';
 import { computeDrift, STAT_TESTS, toEvidentlyJson, type StatTestName } from '../engine/drift/index.js';
 import { renderDriftHtml } from '../engine/drift/html.js';
 import { PipelineError } from '../engine/errors.js';
 import { driftOptions, driftParams } from '../engine/drift/params.js';
-import { loadDriftDataset } from '../plugins/monitor/load.js';
+import { loadDriftDataset } from '../lib/drift-data.js';
 
 const out = (s: string): boolean => process.stdout.write(`${s}\n`);
 

@@ -4,12 +4,12 @@
  */
 import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client } from '@temporalio/client';
 import { parseArgs } from 'node:util';
-import { loadPipeline } from '../adapters/load-pipeline.js';
-import { loadProjectRegistry } from '../adapters/project-plugins.js';
-import type { Settings } from '../adapters/project.js';
+import { loadPipeline } from '../app/load-pipeline.js';
+import { loadProjectRegistry } from '../app/project-plugins.js';
+import type { Settings } from '../app/project.js';
 import { parseDuration } from '../engine/duration.js';
 import { PipelineError } from '../engine/errors.js';
-import { MONITOR_WORKFLOW, PIPELINE_WORKFLOW } from '../workflows/names.js';
+import { MONITOR_WORKFLOW, PIPELINE_WORKFLOW } from '../engine/contracts.js';
 
 const out = (s: string): boolean => process.stdout.write(`${s}\n`);
 

@@ -6,15 +6,15 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createTrackingBackend, modelRegistryOf } from '../adapters/mlflow/index.js';
-import type { Settings } from '../adapters/project.js';
-import { startPredictionServer, type ServedModel } from '../adapters/serve/server.js';
+import type { Settings } from '../app/project.js';
+import { startPredictionServer, type ServedModel } from '../serve/server.js';
 import { parseGsUri, storageFromEnv } from '../adapters/gcs-store.js';
 import { parseDuration } from '../engine/duration.js';
 import { PipelineError } from '../engine/errors.js';
 import type { ModelRegistry, ModelVersionInfo } from '../engine/ports.js';
 import { PredictionLogWriter } from '../engine/prediction-log.js';
 import { aliasHistory, moveAlias, rollbackAlias } from '../engine/promotion.js';
-import { portInUse } from '../adapters/temporal-server.js';
+import { portInUse } from '../dev/temporal-server.js';
 import { openStore } from './store-commands.js';
 
 const out = (s: string): boolean => process.stdout.write(`${s}\n`);

@@ -4,9 +4,9 @@
  */
 import { Client, Connection } from '@temporalio/client';
 import { parseArgs } from 'node:util';
-import type { Settings } from '../adapters/project.js';
+import type { Settings } from '../app/project.js';
 import { createArtifactStore } from '../adapters/stores.js';
-import { isListening } from '../adapters/temporal-server.js';
+import { isListening } from '../dev/temporal-server.js';
 import { formatDuration, parseDuration } from '../engine/duration.js';
 import { PipelineError } from '../engine/errors.js';
 import { collectGarbage, DEFAULT_GC_AGE_MS } from '../engine/gc.js';

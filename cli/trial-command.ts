@@ -6,15 +6,15 @@
  * this process. The metric is reported in cloudml-hypertune's file format.
  */
 import { Client, Connection } from '@temporalio/client';
-import type { Settings } from '../adapters/project.js';
-import { loadPipeline } from '../adapters/load-pipeline.js';
-import { loadProjectRegistry } from '../adapters/project-plugins.js';
-import { isListening, requireTemporalCli, startDevServer, type DevServer } from '../adapters/temporal-server.js';
+import type { Settings } from '../app/project.js';
+import { loadPipeline } from '../app/load-pipeline.js';
+import { loadProjectRegistry } from '../app/project-plugins.js';
+import { isListening, requireTemporalCli, startDevServer, type DevServer } from '../dev/temporal-server.js';
 import { HyperTune } from '../adapters/vertex/hypertune.js';
 import { fromParameterId } from '../adapters/vertex/parameter-ids.js';
 import { PipelineError } from '../engine/errors.js';
 import type { PipelineResult } from '../engine/types.js';
-import { PIPELINE_WORKFLOW } from '../workflows/names.js';
+import { PIPELINE_WORKFLOW } from '../engine/contracts.js';
 
 const out = (s: string): boolean => process.stdout.write(`${s}\n`);
 

@@ -2,7 +2,7 @@
  * Ports: the small interfaces through which plugins and activities reach the outside world.
  * Implementations live in adapters/ (local folder, GCS, ...); unit tests may use in-memory fakes.
  */
-import type { ArtifactRef } from './types.js';
+import type { ArtifactRef, CompiledPipeline } from './types.js';
 
 export interface PutOptions {
   mediaType?: string;
@@ -138,4 +138,19 @@ export interface ModelRegistry {
    * (connection refused, timeout, 408, 429, 5xx): worth waiting for. A rejection (4xx) is not.
    */
   isUnavailable?(error: unknown): boolean;
+}
+
+/**
+ * The project a worker serves, as the activities see it: its pipelines, compiled on demand, and its
+ * files. The composition root (app/) makes it from the project folder and the plugin registry.
+ */
+export interface ProjectPipelines {
+  /** The project folder: a step's relative paths are resolved against it. */
+  readonly dir: string;
+  /** Compiles pipeline `ref` (a name under pipelines/ or a path inside the project) with overrides. */
+  compile(ref: string, overrides?: string[]): CompiledPipeline;
+  /** A path that arrived in untrusted input, resolved inside the project; INPUT_INVALID when it leaves it. */
+  localPath(value: string, what: string): string | undefined;
+  /** The project's git commit, when the folder is a git checkout. */
+  gitCommit(): string | undefined;
 }

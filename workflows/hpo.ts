@@ -14,7 +14,7 @@ import type { HpoInput, HpoPlan } from '../activities/hpo.js';
 import { NON_RETRYABLE_CODES } from '../engine/errors.js';
 import { MEDIAN_RULE_CURVES, medianCurve } from '../engine/hpo.js';
 import type { PipelineResult } from '../engine/types.js';
-import { hpoStatusQueryName } from './names.js';
+import { hpoStatusQueryName } from '../engine/contracts.js';
 import { pipelineWorkflow } from './pipeline.js';
 
 const { planHpo } = proxyActivities<Activities>({ startToCloseTimeout: '10 minutes', retry: { maximumAttempts: 3, nonRetryableErrorTypes: [...NON_RETRYABLE_CODES] } });

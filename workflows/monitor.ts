@@ -15,7 +15,7 @@ import { ParentClosePolicy, WorkflowIdReusePolicy, proxyActivities, startChild, 
 import type { MonitorInput, MonitorOutcome, MonitorPlan } from '../activities/monitor.js';
 import type { Activities } from '../activities/index.js';
 import { NON_RETRYABLE_CODES } from '../engine/errors.js';
-import { retrainWorkflowId } from './names.js';
+import { retrainWorkflowId } from '../engine/contracts.js';
 import { pipelineWorkflow } from './pipeline.js';
 
 /** The data activities heartbeat while they read and compute: 2 minutes without one means a lost worker. */

@@ -41,7 +41,7 @@ import { RunState } from '../engine/run-state.js';
 import { STEP_DEFAULTS } from '../engine/step-defaults.js';
 import type { RunStatus, StepRecord, TrackingEvent } from '../engine/tracking.js';
 import { isArtifactRef, type CompiledPipeline, type PipelineInput, type PipelineResult, type PipelineStatus, type StepCall, type StepResult } from '../engine/types.js';
-import { statusQueryName, stepAttemptSignalName, trackingWorkflowId } from './names.js';
+import { statusQueryName, stepAttemptSignalName, trackingWorkflowId } from '../engine/contracts.js';
 import { trackEventsSignal, trackingWorkflow } from './tracking.js';
 
 export const statusQuery = defineQuery<PipelineStatus>(statusQueryName);

@@ -10,7 +10,7 @@ import { condition, defineQuery, defineSignal, proxyActivities, setHandler } fro
 import type { Activities } from '../activities/index.js';
 import type { KnownRuns } from '../activities/tracking.js';
 import type { TrackingConfig, TrackingEvent } from '../engine/tracking.js';
-import { trackEventsSignalName } from './names.js';
+import { trackEventsSignalName } from '../engine/contracts.js';
 
 export const trackEventsSignal = defineSignal<[TrackingEvent[]]>(trackEventsSignalName);
 export const trackingStatusQuery = defineQuery<{ delivered: number; inFlight: number; pending: number; known: KnownRuns }>('trackingStatus');

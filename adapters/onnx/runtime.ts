@@ -5,7 +5,7 @@
 import * as ort from 'onnxruntime-node';
 import { createHash } from 'node:crypto';
 import { PipelineError } from '../../engine/errors.js';
-import { readContract, type OnnxContract } from '../../plugins/export/onnx-graph.js';
+import { readContract, type OnnxContract } from './contract.js';
 import { decodeModel } from './proto.js';
 
 /** Column-major input: numbers (null/NaN allowed where nullable) or strings per raw column. */

@@ -1,10 +1,10 @@
 import { z } from 'zod';
 import { PipelineError } from '../../engine/errors.js';
 import { isArtifactRef } from '../../engine/types.js';
-import { datasetFile } from '../data/dataset.js';
+import { datasetFile } from '../../lib/dataset.js';
 import { definePlugin } from '../sdk.js';
-import { loadTf } from '../train/backend.js';
-import { deserializeModel, loadMatrix, predict } from '../train/model.js';
+import { loadTf } from '../../lib/tf.js';
+import { deserializeModel, loadMatrix, predict } from '../../lib/model.js';
 import { classificationMetrics, regressionMetrics } from './metrics.js';
 
 const LOWER_IS_BETTER = new Set(['rmse', 'mae', 'mape', 'logLoss']);

@@ -5,12 +5,13 @@ import { encodeModel } from '../../adapters/onnx/proto.js';
 import type { Columns } from '../../adapters/onnx/runtime.js';
 import { PipelineError } from '../../engine/errors.js';
 import { isArtifactRef } from '../../engine/types.js';
-import { datasetFile, describe } from '../data/dataset.js';
-import { applyTransformSql, parseFittedTransform, type FittedTransform } from '../process/transform.js';
+import { datasetFile, describe } from '../../lib/dataset.js';
+import { applyTransformSql, parseFittedTransform, type FittedTransform } from '../../lib/fitted-transform.js';
 import { definePlugin, type StepContext } from '../sdk.js';
-import { loadTf } from '../train/backend.js';
-import { deserializeModel, loadMatrix, predict, type ModelDocument } from '../train/model.js';
-import { buildOnnxModel, readContract } from './onnx-graph.js';
+import { loadTf } from '../../lib/tf.js';
+import { deserializeModel, loadMatrix, predict, type ModelDocument } from '../../lib/model.js';
+import { readContract } from '../../adapters/onnx/contract.js';
+import { buildOnnxModel } from '../../lib/onnx-graph.js';
 
 const params = z
   .object({

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { sqlString, withDuckDB, type Duck } from '../../adapters/duckdb.js';
 import { DataError, PipelineError } from '../../engine/errors.js';
 import { isArtifactRef } from '../../engine/types.js';
-import { storeDataset, writeParquet } from '../data/dataset.js';
+import { storeDataset, writeParquet } from '../../lib/dataset.js';
 import { definePlugin, type IoKind } from '../sdk.js';
 
 const SQL_TYPES = ['DOUBLE', 'BIGINT', 'INTEGER', 'VARCHAR', 'BOOLEAN', 'DATE', 'TIMESTAMP'] as const;

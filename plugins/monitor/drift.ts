@@ -1,10 +1,10 @@
 import { computeDrift, toEvidentlyJson } from '../../engine/drift/index.js';
 import { driftOptions, driftParams } from '../../engine/drift/params.js';
 import { renderDriftHtml } from '../../engine/drift/html.js';
-import { datasetFile } from '../data/dataset.js';
+import { datasetFile } from '../../lib/dataset.js';
 import { definePlugin } from '../sdk.js';
 import type { ArtifactRef } from '../../engine/types.js';
-import { artifactFormat, loadDriftDataset } from './load.js';
+import { artifactFormat, loadDriftDataset } from '../../lib/drift-data.js';
 
 /**
  * monitor.drift — data drift of `current` against `reference`, computed as Evidently computes it

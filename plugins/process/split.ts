@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ident, withDuckDB } from '../../adapters/duckdb.js';
 import { PipelineError } from '../../engine/errors.js';
 import type { ArtifactRef } from '../../engine/types.js';
-import { datasetFile, describe, isNumericType, view, writeDataset } from '../data/dataset.js';
+import { datasetFile, describe, isNumericType, view, writeDataset } from '../../lib/dataset.js';
 import { definePlugin, type IoKind } from '../sdk.js';
 
 const params = z

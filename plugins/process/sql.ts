@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { NotOneStatement, withDuckDB, type SqlParams } from '../../adapters/duckdb.js';
 import { DataError } from '../../engine/errors.js';
-import { datasetFile, datasetPath, view, writeDataset } from '../data/dataset.js';
+import { datasetFile, datasetPath, view, writeDataset } from '../../lib/dataset.js';
 import { definePlugin, type IoKind } from '../sdk.js';
 
 const identifier = /^[A-Za-z_][A-Za-z0-9_]*$/;

@@ -1,10 +1,10 @@
 import { z } from 'zod';
 import { prng } from '../../engine/random.js'; // seeded shuffling: tfjs's own shuffle is not seedable
 import { DataError, PipelineError } from '../../engine/errors.js';
-import { datasetFile } from '../data/dataset.js';
+import { datasetFile } from '../../lib/dataset.js';
 import { definePlugin } from '../sdk.js';
-import { loadTf, type BackendName, type Tf } from './backend.js';
-import { deserializeModel, loadMatrix, serializeModel, type Matrix, type ModelDocument, type ModelMeta } from './model.js';
+import { loadTf, type BackendName, type Tf } from '../../lib/tf.js';
+import { deserializeModel, loadMatrix, serializeModel, type Matrix, type ModelDocument, type ModelMeta } from '../../lib/model.js';
 
 type LayersModel = import('@tensorflow/tfjs').LayersModel;
 type Optimizer = import('@tensorflow/tfjs').Optimizer;

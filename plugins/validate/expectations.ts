@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ident, sqlString, withDuckDB, type Duck } from '../../adapters/duckdb.js';
 import { DataError } from '../../engine/errors.js';
 import { didYouMean } from '../../engine/suggest.js';
-import { datasetFile, describe, isNumericType, view } from '../data/dataset.js';
+import { datasetFile, describe, isNumericType, view } from '../../lib/dataset.js';
 import { definePlugin } from '../sdk.js';
 
 const columnRule = z

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
 import type { ArtifactRef, PipelineResult } from '../../engine/types.js';
-import { PIPELINE_WORKFLOW } from '../../workflows/names.js';
+import { PIPELINE_WORKFLOW } from '../../engine/contracts.js';
 import { createClient, createTestProject, startWorker, uniqueId } from './helpers.js';
 
 const project = createTestProject('ckpt-key');

@@ -16,12 +16,12 @@ import { createCheckpoints } from '../../activities/checkpoints.js';
 import { readCacheRecord } from '../../activities/run-step.js';
 import { GcsArtifactStore, parseGsUri } from '../../adapters/gcs-store.js';
 import { hashFile } from '../../adapters/local-store.js';
-import { freePort } from '../../adapters/temporal-server.js';
+import { freePort } from '../../dev/temporal-server.js';
 import type { Logger } from '../../engine/ports.js';
 import type { PipelineResult } from '../../engine/types.js';
 import type { ArtifactRef } from '../../engine/types.js';
-import { PIPELINE_WORKFLOW } from '../../workflows/names.js';
-import { startEmulator, type Emulator } from '../../adapters/gcs-emulator.js';
+import { PIPELINE_WORKFLOW } from '../../engine/contracts.js';
+import { startEmulator, type Emulator } from '../../dev/gcs-emulator.js';
 import { createClient, createTestProject, REPO, startWorker, uniqueId } from './helpers.js';
 
 const run = promisify(execFile);

@@ -6,8 +6,8 @@ import type { TestProject } from 'vitest/node';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadSettings } from '../../adapters/project.js';
-import { requireTemporalCli, startDevServer, type DevServer } from '../../adapters/temporal-server.js';
+import { loadSettings } from '../../app/project.js';
+import { requireTemporalCli, startDevServer, type DevServer } from '../../dev/temporal-server.js';
 
 let server: DevServer | undefined;
 

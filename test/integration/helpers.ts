@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, inject } from 'vitest';
-import { createPipelineWorker } from '../../activities/worker.js';
-import type { Settings } from '../../adapters/project.js';
+import { createPipelineWorker } from '../../app/worker.js';
+import type { Settings } from '../../app/project.js';
 import type { TrackingBackend } from '../../engine/ports.js';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');

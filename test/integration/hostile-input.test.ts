@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { PipelineInput } from '../../engine/types.js';
-import { PIPELINE_WORKFLOW } from '../../workflows/names.js';
+import { PIPELINE_WORKFLOW } from '../../engine/contracts.js';
 import { createTestProject, REPO, uniqueId, useWorkerAndClient } from './helpers.js';
 
 const project = createTestProject('hostile');

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { PipelineResult } from '../../engine/types.js';
 import type { HpoResult } from '../../workflows/hpo.js';
-import { HPO_WORKFLOW } from '../../workflows/names.js';
+import { HPO_WORKFLOW } from '../../engine/contracts.js';
 import { createTestProject, uniqueId, useWorkerAndClient, type JournalLine } from './helpers.js';
 
 const project = createTestProject('hpo');

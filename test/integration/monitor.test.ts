@@ -14,7 +14,7 @@ import { PredictionLogWriter } from '../../engine/prediction-log.js';
 import type { PipelineResult } from '../../engine/types.js';
 import { openStore } from '../../cli/store-commands.js';
 import type { MonitorResult } from '../../workflows/monitor.js';
-import { MONITOR_WORKFLOW, PIPELINE_WORKFLOW, retrainWorkflowId } from '../../workflows/names.js';
+import { MONITOR_WORKFLOW, PIPELINE_WORKFLOW, retrainWorkflowId } from '../../engine/contracts.js';
 import { createTestProject, REPO, uniqueId, useWorkerAndClient, waitFor } from './helpers.js';
 
 const run = promisify(execFile);

@@ -10,11 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MlflowRestClient } from '../../adapters/mlflow/rest.js';
-import { findMlflow, startMlflowServer, type MlflowServer } from '../../adapters/mlflow/server.js';
-import { loadSettings } from '../../adapters/project.js';
-import { freePort } from '../../adapters/temporal-server.js';
+import { findMlflow, startMlflowServer, type MlflowServer } from '../../dev/mlflow-server.js';
+import { loadSettings } from '../../app/project.js';
+import { freePort } from '../../dev/temporal-server.js';
 import type { PipelineResult, PipelineStatus } from '../../engine/types.js';
-import { PIPELINE_WORKFLOW } from '../../workflows/names.js';
+import { PIPELINE_WORKFLOW } from '../../engine/contracts.js';
 import { createClient, createTestProject, startWorker, uniqueId } from './helpers.js';
 import { pendingStep, whileRunning } from './processes.js';
 

@@ -9,10 +9,10 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
-import { createPipelineWorker } from '../../activities/worker.js';
-import { freePort, isListening, startDevServer, type DevServer } from '../../adapters/temporal-server.js';
+import { createPipelineWorker } from '../../app/worker.js';
+import { freePort, isListening, startDevServer, type DevServer } from '../../dev/temporal-server.js';
 import type { PipelineResult } from '../../engine/types.js';
-import { PIPELINE_WORKFLOW } from '../../workflows/names.js';
+import { PIPELINE_WORKFLOW } from '../../engine/contracts.js';
 import { createTestProject, uniqueId, waitFor } from './helpers.js';
 
 const servers: DevServer[] = [];

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTrackingBackend } from '../../adapters/mlflow/index.js';
 import type { PipelineInput, PipelineResult } from '../../engine/types.js';
-import { PIPELINE_WORKFLOW, trackingWorkflowId } from '../../workflows/names.js';
+import { PIPELINE_WORKFLOW, trackingWorkflowId } from '../../engine/contracts.js';
 import { createClient, createTestProject, startWorker, uniqueId, waitFor } from './helpers.js';
 import type { Client } from '@temporalio/client';
 

@@ -7,7 +7,7 @@
 import { protos } from '@google-cloud/aiplatform';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startEmulator } from '../../adapters/gcs-emulator.js';
+import { startEmulator } from '../../dev/gcs-emulator.js';
 import { buildServingModel, trafficSplit } from '../../adapters/vertex/endpoint.js';
 import { checkMessage } from '../../adapters/vertex/tuning.js';
 import type { ArtifactRef } from '../../engine/types.js';

@@ -12,14 +12,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { loadPipeline } from '../../adapters/load-pipeline.js';
+import { loadPipeline } from '../../app/load-pipeline.js';
 import { HyperTune } from '../../adapters/vertex/hypertune.js';
 import { buildTuningJob, VertexTuner } from '../../adapters/vertex/tuning.js';
 import type { HpoSpec } from '../../engine/hpo.js';
 import { createDefaultRegistry } from '../../plugins/index.js';
 import type { PipelineResult } from '../../engine/types.js';
 import type { HpoResult } from '../../workflows/hpo.js';
-import { HPO_WORKFLOW } from '../../workflows/names.js';
+import { HPO_WORKFLOW } from '../../engine/contracts.js';
 import { createTestProject, REPO, uniqueId, useWorkerAndClient, waitFor } from './helpers.js';
 
 const Job = protos.google.cloud.aiplatform.v1.HyperparameterTuningJob;

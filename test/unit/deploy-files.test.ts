@@ -55,9 +55,9 @@ describe('docker-compose.yml', () => {
     expect(ok).toBe(true);
     expect(Object.keys(doc.services).sort()).toEqual(['cli', 'gcs', 'mlflow', 'serve', 'temporal', 'worker']);
     for (const s of Object.values(doc.services)) if (s.build) expect(existsSync(join(REPO, s.build.dockerfile))).toBe(true);
-    // Only variables mlpipe reads (adapters/project.ts, the server, the GCS store).
+    // Only variables mlpipe reads (app/project.ts, the server, the GCS store).
     const known = ['TEMPORAL_ADDRESS', 'TEMPORAL_NAMESPACE', 'MLPIPE_TASK_QUEUE', 'MLFLOW_TRACKING_URI', 'MLPIPE_ARTIFACTS', 'MLPIPE_GCS_ENDPOINT', 'GOOGLE_CLOUD_PROJECT', 'MLPIPE_SHUTDOWN_GRACE', 'MLPIPE_SERVE_HOST'];
-    const sources = ['adapters/project.ts', 'adapters/gcs-store.ts', 'cli/serve-command.ts', 'activities/worker.ts'].map((f) => readFileSync(join(REPO, f), 'utf8')).join('\n');
+    const sources = ['app/project.ts', 'adapters/gcs-store.ts', 'cli/serve-command.ts', 'app/worker.ts'].map((f) => readFileSync(join(REPO, f), 'utf8')).join('\n');
     for (const s of Object.values(doc.services)) {
       for (const k of Object.keys(s.environment ?? {})) {
         expect(known, k).toContain(k);

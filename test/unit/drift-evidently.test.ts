@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { computeDrift, type ColumnValues, type Dataset, type DriftOptions } from '../../engine/drift/index.js';
 import { PipelineError } from '../../engine/errors.js';
-import { loadDriftDataset } from '../../plugins/monitor/load.js';
+import { loadDriftDataset } from '../../lib/drift-data.js';
 import { REPO_ROOT } from './paths.js';
 
 type Raw = (number | string | null)[];

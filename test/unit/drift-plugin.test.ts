@@ -15,7 +15,7 @@ import { computeDrift } from '../../engine/drift/index.js';
 import { PipelineError, type SpecErrors } from '../../engine/errors.js';
 import type { ArtifactRef } from '../../engine/types.js';
 import { monitorDrift } from '../../plugins/monitor/drift.js';
-import { loadDriftDataset } from '../../plugins/monitor/load.js';
+import { loadDriftDataset } from '../../lib/drift-data.js';
 import { REPO_ROOT } from './paths.js';
 import { memoryConf, registry } from './fakes.js';
 import { runPlugin, testContext } from './step-context.js';

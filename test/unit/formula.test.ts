@@ -1,6 +1,6 @@
 /** Derive formulas: precedence and associativity, the SQL they compile to, the columns they read. */
 import { describe, expect, it } from 'vitest';
-import { formulaColumns, formulaSql, parseFormula } from '../../plugins/process/formula.js';
+import { formulaColumns, formulaSql, parseFormula } from '../../lib/formula.js';
 
 describe('formula', () => {
   it('parses with the usual precedence: - and + left to right, ^ right to left and above unary minus', () => {

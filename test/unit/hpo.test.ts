@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { createHpoActivities } from '../../activities/hpo.js';
 import { MlflowFileStore } from '../../adapters/mlflow/file-store.js';
+import { projectPipelines } from '../../app/load-pipeline.js';
 import { generateTrials, hpoSchema, isBetter, median, medianCurve, validateSpace } from '../../engine/hpo.js';
 import { registry } from './fakes.js';
 
@@ -56,7 +57,7 @@ describe('trial generation', () => {
 describe('Vertex trials into MLflow', () => {
   it('become nested runs under the search run with their params and metric, once, on retry too', async () => {
     const store = new MlflowFileStore(mkdtempSync(join(tmpdir(), 'mlpipe-mlruns-')));
-    const acts = createHpoActivities({ registry, projectDir: process.cwd(), tracking: () => store });
+    const acts = createHpoActivities({ registry, project: projectPipelines(process.cwd(), registry), tracking: () => store });
     const experimentId = await store.getOrCreateExperiment('vertex-search');
     const search = await store.createRun({ experimentId, runName: 'search', startTime: Date.now(), tags: [] });
     const input = {

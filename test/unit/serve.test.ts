@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
 import type { OnnxPredictor } from '../../adapters/onnx/runtime.js';
-import { startPredictionServer } from '../../adapters/serve/server.js';
+import { startPredictionServer } from '../../serve/server.js';
 import { collectPredictions, PredictionLogWriter } from '../../engine/prediction-log.js';
 
 /** y = a + 10 b, optionally slow; `closed` says whether the server released it. */

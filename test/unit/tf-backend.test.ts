@@ -1,11 +1,11 @@
 /**
- * The tfjs backend choice (plugins/train/backend.ts) with the real tfjs packages. One process, one
+ * The tfjs backend choice (lib/tf.ts) with the real tfjs packages. One process, one
  * tfjs: the tests run in order and build on what the previous one loaded.
  */
 import { createRequire } from 'node:module';
 import { afterEach, describe, expect, it } from 'vitest';
 import { failure } from './step-context.js';
-import { envBackend, loadTf } from '../../plugins/train/backend.js';
+import { envBackend, loadTf } from '../../lib/tf.js';
 
 const require = createRequire(import.meta.url);
 

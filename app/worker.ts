@@ -6,12 +6,13 @@ import { bundleWorkflowCode, NativeConnection, Worker, type WorkerOptions } from
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createArtifactStore } from '../adapters/stores.js';
-import type { Settings } from '../adapters/project.js';
+import type { Settings } from './project.js';
 import { createTrackingBackend, modelRegistryOf } from '../adapters/mlflow/index.js';
 import type { ArtifactStore, TrackingBackend } from '../engine/ports.js';
-import { loadProjectRegistry } from '../adapters/project-plugins.js';
+import { loadProjectRegistry } from './project-plugins.js';
 import type { Registry } from '../plugins/registry.js';
-import { createActivities } from './index.js';
+import { createActivities } from '../activities/index.js';
+import { projectPipelines } from './load-pipeline.js';
 
 export const WORKFLOWS_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', 'workflows', 'index.ts');
 
@@ -51,8 +52,10 @@ export async function createPipelineWorker(opts: PipelineWorkerOptions): Promise
     if (backend === undefined) backend = opts.settings.trackingUri ? createTrackingBackend(opts.settings.trackingUri) : null;
     return backend ?? undefined;
   };
+  const registry = opts.registry ?? (await loadProjectRegistry(opts.settings.projectDir));
   const activities = createActivities({
-    registry: opts.registry ?? (await loadProjectRegistry(opts.settings.projectDir)),
+    registry,
+    project: projectPipelines(opts.settings.projectDir, registry),
     store: opts.store ?? createArtifactStore(opts.settings.artifactsDir, { cacheDir: join(opts.settings.projectDir, '.mlpipe') }),
     projectDir: opts.settings.projectDir,
     tracking,

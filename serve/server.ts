@@ -14,9 +14,9 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
-import type { OnnxPredictor } from '../onnx/runtime.js';
-import type { OnnxContract } from '../../plugins/export/onnx-graph.js';
-import type { PredictionLogWriter, PredictionRow } from '../../engine/prediction-log.js';
+import type { OnnxPredictor } from '../adapters/onnx/runtime.js';
+import type { OnnxContract } from '../adapters/onnx/contract.js';
+import type { PredictionLogWriter, PredictionRow } from '../engine/prediction-log.js';
 import { ServerMetrics } from './metrics.js';
 
 export interface ServedModel {

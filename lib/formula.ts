@@ -12,8 +12,8 @@
  *   fn     := sqrt | ln | exp | abs
  *   column := name | "quoted name"
  */
-import { ident } from '../../adapters/duckdb.js';
-import { PipelineError } from '../../engine/errors.js';
+import { ident } from '../adapters/duckdb.js';
+import { PipelineError } from '../engine/errors.js';
 
 export type Formula =
   | { kind: 'num'; value: number }

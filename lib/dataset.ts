@@ -3,10 +3,17 @@
  * file, write a query's result as a new dataset artifact, describe columns.
  */
 import { join } from 'node:path';
-import { ident, sqlString, type Duck, type SqlParams } from '../../adapters/duckdb.js';
-import { PluginInputError } from '../../engine/errors.js';
-import { isArtifactRef, type ArtifactRef } from '../../engine/types.js';
-import type { StepContext } from '../sdk.js';
+import { ident, sqlString, type Duck, type SqlParams } from '../adapters/duckdb.js';
+import { PluginInputError } from '../engine/errors.js';
+import { isArtifactRef, type ArtifactRef } from '../engine/types.js';
+import type { ArtifactStore } from '../engine/ports.js';
+
+/** What these helpers use of a step's context (a plugin passes its `StepContext`). */
+export interface DatasetContext {
+  store: ArtifactStore;
+  /** The attempt's scratch folder. */
+  workDir: string;
+}
 
 export const PARQUET = 'application/vnd.apache.parquet';
 
@@ -16,7 +23,7 @@ export interface Column {
 }
 
 /** The local path of a dataset input (digest-checked by the store). */
-export async function datasetFile(ctx: StepContext, inputs: Record<string, unknown>, name: string): Promise<string> {
+export async function datasetFile(ctx: DatasetContext, inputs: Record<string, unknown>, name: string): Promise<string> {
   const ref = inputs[name];
   if (!isArtifactRef(ref)) {
     throw new PluginInputError('PLUGIN_INPUT', `Input '${name}' must be a dataset artifact, got ${JSON.stringify(ref)?.slice(0, 80)}.`, {
@@ -41,7 +48,7 @@ export function isNumericType(type: string): boolean {
 }
 
 /** Where writeParquet / writeDataset put the dataset `name` (for a restricted session's allowed paths). */
-export function datasetPath(ctx: StepContext, name: string): string {
+export function datasetPath(ctx: DatasetContext, name: string): string {
   return join(ctx.workDir, `${name}.parquet`);
 }
 
@@ -50,7 +57,7 @@ export function datasetPath(ctx: StepContext, name: string): string {
  * file in the step's scratch folder. Row order is kept.
  */
 export async function writeParquet(
-  ctx: StepContext,
+  ctx: DatasetContext,
   db: Duck,
   select: string,
   name: string,
@@ -67,13 +74,13 @@ export async function writeParquet(
 }
 
 /** Moves a Parquet file from the scratch folder into the store. */
-export function storeDataset(ctx: StepContext, file: string, name: string): Promise<ArtifactRef> {
+export function storeDataset(ctx: DatasetContext, file: string, name: string): Promise<ArtifactRef> {
   return ctx.store.putFile(file, { name: `${name}.parquet`, mediaType: PARQUET, move: true });
 }
 
 /** Writes the result of `select` (parameters bound from `params`) as a Parquet dataset artifact. Row order is kept. */
 export async function writeDataset(
-  ctx: StepContext,
+  ctx: DatasetContext,
   db: Duck,
   select: string,
   name: string,

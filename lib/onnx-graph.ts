@@ -9,33 +9,17 @@
  * What a client must send is recorded in the model's metadata (`mlpipe.inputs`), so a server needs
  * nothing but the .onnx file.
  */
-import { PipelineError } from '../../engine/errors.js';
-import { AttributeType, DataType, type AttributeProto, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from '../../adapters/onnx/proto.js';
-import { parseFormula, type Formula } from '../process/formula.js';
-import type { FittedTransform } from '../process/transform.js';
-import type { ModelDocument } from '../train/model.js';
+import { PipelineError } from '../engine/errors.js';
+import { type OnnxContract, type OnnxInput } from '../adapters/onnx/contract.js';
+import { AttributeType, DataType, type AttributeProto, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from '../adapters/onnx/proto.js';
+import { parseFormula, type Formula } from './formula.js';
+import type { FittedTransform } from './fitted-transform.js';
+import type { ModelDocument } from './model.js';
 
 export const ONNX_OPSET = 21;
 export const ONNX_ML_OPSET = 3;
 /** IR version 10 goes with opset 21 (onnx 1.16). */
 export const ONNX_IR_VERSION = 10;
-
-export interface OnnxInput {
-  name: string;
-  type: 'number' | 'string';
-  /** null is accepted (it is imputed); otherwise a value is required. */
-  nullable: boolean;
-}
-
-/** What a served model promises: recorded as `mlpipe.*` metadata in the file. */
-export interface OnnxContract {
-  inputs: OnnxInput[];
-  task: 'regression' | 'classification';
-  target: string;
-  /** Output tensor: `prediction` [N,1] (regression) or `probabilities` [N,C] / [N,1] (binary: P(classes[1])). */
-  output: string;
-  classes?: (string | number)[];
-}
 
 function exportError(message: string, hint?: string): PipelineError {
   return new PipelineError('PLUGIN_PARAMS', `export.onnx: ${message}`, hint ? { hint } : {});
@@ -297,11 +281,4 @@ export function buildOnnxModel(state: FittedTransform, model: ModelDocument, opt
       output: [valueInfo(output, DataType.FLOAT, ['N', width])],
     },
   };
-}
-
-/** The contract recorded in an exported model's metadata. */
-export function readContract(model: Pick<ModelProto, 'metadata_props'>): OnnxContract {
-  const entry = model.metadata_props?.find((p) => p.key === 'mlpipe.contract');
-  if (!entry) throw new PipelineError('DATA_INVALID', 'This ONNX file was not exported by mlpipe (no mlpipe.contract metadata), so its input records are unknown.');
-  return JSON.parse(entry.value) as OnnxContract;
 }

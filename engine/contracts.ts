@@ -1,4 +1,4 @@
-/** Names shared by workflows, activities and clients. Pure constants, no imports. */
+/** The contracts between workflows, activities and clients: workflow, signal and query names, IDs. Pure, no imports. */
 export const PIPELINE_WORKFLOW = 'pipelineWorkflow';
 export const statusQueryName = 'status';
 export const stepAttemptSignalName = 'stepAttempt';

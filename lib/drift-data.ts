@@ -7,11 +7,11 @@
  * timestamps: pandas does not parse dates unless asked) is categorical. Date and time typed
  * columns (Parquet, JSON) are not tested, as in Evidently.
  */
-import { ident, sqlString, withDuckDB } from '../../adapters/duckdb.js';
-import { DataError } from '../../engine/errors.js';
-import type { ColumnValues, Dataset } from '../../engine/drift/index.js';
-import type { ArtifactRef } from '../../engine/types.js';
-import { describe, isNumericType, type Column } from '../data/dataset.js';
+import { ident, sqlString, withDuckDB } from '../adapters/duckdb.js';
+import { DataError } from '../engine/errors.js';
+import type { ColumnValues, Dataset } from '../engine/drift/index.js';
+import type { ArtifactRef } from '../engine/types.js';
+import { describe, isNumericType, type Column } from './dataset.js';
 
 export type DataFormat = 'parquet' | 'csv' | 'jsonl';
 

@@ -6,7 +6,8 @@ import { compilePipeline } from '../engine/compile.js';
 import { PipelineError } from '../engine/errors.js';
 import { checkOverrides, shown } from '../engine/limits.js';
 import type { CompiledPipeline } from '../engine/types.js';
-import { fsConfigFiles, readSpecFile, resolveInside, resolvePipelineFile } from './project.js';
+import type { ProjectPipelines } from '../engine/ports.js';
+import { fsConfigFiles, gitCommit, readSpecFile, resolveInside, resolvePipelineFile } from './project.js';
 
 /**
  * Reads a pipeline (by name or path) and its conf/ from disk and compiles it. Throws SpecError(s).
@@ -44,4 +45,14 @@ export function localPath(projectDir: string, value: string, what: string): stri
     }
   } else if (/^[a-z][a-z0-9+.-]*:\/\//i.test(value)) return undefined;
   return resolveInside(projectDir, path, what);
+}
+
+/** The project port the activities use (engine/ports.ts), for the project in `projectDir`. */
+export function projectPipelines(projectDir: string, catalog: PluginCatalog): ProjectPipelines {
+  return {
+    dir: projectDir,
+    compile: (ref, overrides = []) => loadPipeline(projectDir, ref, catalog, overrides),
+    localPath: (value, what) => localPath(projectDir, value, what),
+    gitCommit: () => gitCommit(projectDir),
+  };
 }

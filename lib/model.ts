@@ -3,10 +3,10 @@
  * serving. A model artifact is one JSON document: the Keras topology, the weights (base64), and
  * what prediction needs (feature order, task, target scaling, class labels).
  */
-import { ident, sqlString, withDuckDB } from '../../adapters/duckdb.js';
-import { DataError } from '../../engine/errors.js';
-import { describe, isNumericType } from '../data/dataset.js';
-import type { Tf } from './backend.js';
+import { ident, sqlString, withDuckDB } from '../adapters/duckdb.js';
+import { DataError } from '../engine/errors.js';
+import { describe, isNumericType } from './dataset.js';
+import type { Tf } from './tf.js';
 
 type LayersModel = import('@tensorflow/tfjs').LayersModel;
 type ModelArtifacts = import('@tensorflow/tfjs').io.ModelArtifacts;
