@@ -35,6 +35,11 @@ describe('Dockerfiles', () => {
       for (const l of lines.filter((x) => x.startsWith('COPY ') && !x.includes('--from='))) {
         for (const src of l.split(/\s+/).slice(1, -1)) expect(existsSync(join(REPO, src)), `${file}: COPY ${src}`).toBe(true);
       }
+      // Every source folder the CLI can import is in the image (ARCHITECTURE.md lists the layers).
+      const copied = new Set(lines.filter((x) => x.startsWith('COPY ') && !x.includes('--from=')).flatMap((x) => x.split(/\s+/).slice(1, -1)));
+      const layers = [...readFileSync(join(REPO, 'ARCHITECTURE.md'), 'utf8').matchAll(/^\| `([a-z]+)\/` \|/gm)].map((m) => m[1]!);
+      expect(layers.length).toBeGreaterThanOrEqual(8);
+      for (const layer of layers) expect(copied.has(layer), `${file}: COPY ${layer}`).toBe(true);
       // Node base images pinned to the supported major version.
       for (const s of stages.filter((x) => x.includes('node:'))) expect(s).toMatch(/node:20-/);
     });
