@@ -98,6 +98,11 @@ describe('step errors', () => {
     expect(formatStepLine('train', { status: 'running', attempt: 4, errors: 1 })).toContain('attempt 4 (1 error, 2 lost before)');
     expect(formatStepLine('train', { status: 'running', attempt: 3, errors: 2 })).toContain('attempt 3 (2 errors before)');
     expect(formatStepLine('train', { status: 'succeeded', attempt: 6, errors: 0 })).toContain('attempt 6 (5 lost before)');
+    // What the attempt waits for, from its heartbeat details, without the error after it.
+    const waiting = 'waiting for MLflow at http://127.0.0.1:5000 (unreachable for 2m10s): MLflow at http://127.0.0.1:5000 unreachable (ECONNREFUSED)';
+    expect(formatStepLine('register', { status: 'running', attempt: 2, errors: 0 }, waiting)).toMatch(/register\s+running\s+attempt 2 \(1 lost before\)  · waiting for MLflow at http:\/\/127\.0\.0\.1:5000 \(unreachable for 2m10s\)$/);
+    expect(formatStepLine('register', { status: 'running', attempt: 1 }, waiting)).toMatch(/running\s+waiting for MLflow at http:\/\/127\.0\.0\.1:5000 \(unreachable for 2m10s\)$/);
+    expect(formatStepLine('register', { status: 'succeeded', attempt: 1 }, waiting)).not.toContain('waiting');
   });
 
   it('leaves non-retryable failures and the step’s non-retryable types as they are', () => {
