@@ -13,9 +13,9 @@ import { join } from 'node:path';
 import { stepCacheKey } from '../engine/cache-key.js';
 import { artifactRefs, keySegment, paramsHash, writeStepManifest, type StepManifest } from '../engine/lineage.js';
 import { PipelineError } from '../engine/errors.js';
-import { ServiceUnavailable, untilAvailable } from '../engine/service-wait.js';
+import { ServiceUnavailable, untilAvailable, waitingStore } from '../engine/service-wait.js';
 import { errorRetryDelayMs, heartbeatEveryMs, STEP_DEFAULTS } from '../engine/step-defaults.js';
-import type { ArtifactStore, Logger, ModelRegistry } from '../engine/ports.js';
+import type { ArtifactStore, Logger, ModelRegistry, RemoteService } from '../engine/ports.js';
 import { scrubberFor, scrubError, stepEnvironment } from '../engine/secrets.js';
 import { isArtifactRef, type RetrySpec, type StepCall, type StepResult } from '../engine/types.js';
 import type { Registry } from '../plugins/registry.js';
@@ -136,6 +136,33 @@ export function createRunStep(deps: StepDeps) {
       heartbeat({ stepErrors: record.errors, waitingSince: record.waitingSince });
       await deps.store.putRecord(attemptsKey, record).catch((e: unknown) => logger.warn({ err: String(e) }, 'could not store the step error count'));
     };
+    /** Runs `fn`, waiting while `service` is unreachable (engine/service-wait.ts), heartbeating what it waits for. */
+    const waitFor = <T>(service: RemoteService, fn: () => Promise<T>): Promise<T> => {
+      const timeout = info.startToCloseTimeoutMs;
+      const margin = Math.min(30_000, timeout / 10);
+      return untilAvailable(fn, {
+        service: service.name,
+        location: service.location,
+        isUnavailable: (e) => service.isUnavailable(e),
+        boundMs: call.retry?.serviceWaitMs ?? STEP_DEFAULTS.serviceWaitMs,
+        since: record.waitingSince,
+        attemptDeadline: info.currentAttemptScheduledTimestampMs + timeout - margin,
+        signal: actx.cancellationSignal,
+        onWaiting: (w) => {
+          if (w.tries === 1) logger.warn({ service: w.service, location: w.location, error: w.error }, w.message);
+          heartbeat({ waiting: w.message, waitingSince: w.since });
+        },
+        onRecovered: (w) => {
+          logger.info({ service: w.service }, `${w.service} answers again`);
+          details = Object.fromEntries(Object.entries(details).filter(([k]) => k !== 'waiting' && k !== 'waitingSince'));
+          record = { ...record, waitingSince: undefined };
+          heartbeat();
+        },
+      });
+    };
+    // The step's store calls (cache checks, manifests, checkpoints, the plugin's own) wait out an
+    // outage of a remote store (GCS) like any service. The error count above stays best effort.
+    const store = deps.store.service ? waitingStore(deps.store, (fn) => waitFor(deps.store.service!, fn)) : deps.store;
     let failedManifest: ((message: string) => Omit<StepManifest, 'kind'>) | undefined;
     // Failures and manifests leave the worker: no value of its secrets goes with them.
     const redact = scrubberFor(process.env, call.env);
@@ -185,15 +212,15 @@ export function createRunStep(deps: StepDeps) {
       };
       failedManifest = (message) => manifest('failed', {}, { error: message });
       if (call.cache) {
-        const hit = await readCacheRecord(deps.store, cacheKey, logger);
+        const hit = await readCacheRecord(store, cacheKey, logger);
         if (hit) {
           // A hit is served only when every artifact it names is still there with its recorded
           // digest and size; otherwise the step runs again and the entry is replaced.
           const refs = artifactRefs(hit.outputs);
-          const valid = await Promise.all(refs.map((r) => deps.store.verify(r)));
+          const valid = await Promise.all(refs.map((r) => store.verify(r)));
           if (valid.every(Boolean)) {
             logger.info({ cacheKey, from: hit.runId }, 'cache hit');
-            await writeStepManifest(deps.store, manifest('cached', hit.outputs, { cachedFrom: { runId: hit.runId, stepId: hit.stepId } }));
+            await writeStepManifest(store, manifest('cached', hit.outputs, { cachedFrom: { runId: hit.runId, stepId: hit.stepId } }));
             return { outputs: hit.outputs, cached: true, cacheKey, attempt: info.attempt, ...(record.errors ? { errors: record.errors } : {}), startedAt, endedAt: new Date().toISOString() };
           }
           const bad = refs.filter((_, i) => !valid[i]).map((r) => `${r.name ?? 'artifact'} sha256:${r.sha256.slice(0, 12)}`);
@@ -213,33 +240,11 @@ export function createRunStep(deps: StepDeps) {
         pipeline: call.pipeline,
         stepId: call.stepId,
         attempt: info.attempt,
-        store: deps.store,
+        store,
         logger,
         signal: actx.cancellationSignal,
         heartbeat,
-        untilAvailable: (service, fn) => {
-          const timeout = info.startToCloseTimeoutMs;
-          const margin = Math.min(30_000, timeout / 10);
-          return untilAvailable(fn, {
-            service: service.name,
-            location: service.location,
-            isUnavailable: (e) => service.isUnavailable(e),
-            boundMs: call.retry?.serviceWaitMs ?? STEP_DEFAULTS.serviceWaitMs,
-            since: record.waitingSince,
-            attemptDeadline: info.currentAttemptScheduledTimestampMs + timeout - margin,
-            signal: actx.cancellationSignal,
-            onWaiting: (w) => {
-              if (w.tries === 1) logger.warn({ service: w.service, location: w.location, error: w.error }, w.message);
-              heartbeat({ waiting: w.message, waitingSince: w.since });
-            },
-            onRecovered: (w) => {
-              logger.info({ service: w.service }, `${w.service} answers again`);
-              details = Object.fromEntries(Object.entries(details).filter(([k]) => k !== 'waiting' && k !== 'waitingSince'));
-              record = { ...record, waitingSince: undefined };
-              heartbeat();
-            },
-          });
-        },
+        untilAvailable: waitFor,
         projectDir: deps.projectDir,
         env: stepEnvironment(process.env, call.env),
         redact,
@@ -257,7 +262,7 @@ export function createRunStep(deps: StepDeps) {
         },
         checkpoint: createCheckpoints(
           { workflowId: execution.workflowId, runId: call.runId, stepId: call.stepId, cacheKey },
-          { store: deps.store, logger, heartbeat, heartbeatDetails: info.heartbeatDetails },
+          { store, logger, heartbeat, heartbeatDetails: info.heartbeatDetails },
         ),
       };
       let outputs: Record<string, unknown>;
@@ -283,10 +288,10 @@ export function createRunStep(deps: StepDeps) {
         });
       }
       // Lineage before the cache entry: whatever a cache entry points at has a producer on record.
-      await writeStepManifest(deps.store, manifest('succeeded', outputs));
+      await writeStepManifest(store, manifest('succeeded', outputs));
       if (call.cache) {
         const entry: CacheManifest = { key: cacheKey, plugin: plugin.name, version: plugin.version, outputs, createdAt: new Date().toISOString(), runId: call.runId, stepId: call.stepId };
-        await deps.store.putRecord(`cache/${cacheKey}`, entry);
+        await store.putRecord(`cache/${cacheKey}`, entry);
       }
       logger.debug({ uses: plugin.name }, 'step finished');
       if (seriesDropped) logger.warn({ dropped: seriesDropped, kept: MAX_SERIES_POINTS }, 'too many metric points for tracking; the rest were dropped');

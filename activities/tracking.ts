@@ -129,7 +129,8 @@ export async function deliver(
         backend.createRun({ experimentId: await experimentId(), runName: event.workflowId, startTime: Date.parse(event.startedAt), tags }),
       );
       const params = [...flattenParams(event.config), ...flattenParams(event.params, 'params')];
-      await backend.logBatch(known.parent.runId, { metrics: [], params, tags });
+      // A run made just now has its tags already: only params go in the batch.
+      await backend.logBatch(known.parent.runId, { metrics: [], params, tags: created.has(known.parent.runId) ? [] : tags });
     } else if (event.type === 'step-ended') {
       const s = event.step;
       if (s.status === 'skipped') continue;
@@ -159,7 +160,7 @@ export async function deliver(
         { key: 'cache_hit', value: s.status === 'cached' ? 1 : 0, timestamp: end, step: 0 },
         ...(s.series ?? []).map((p) => ({ ...p, key: sanitizeKey(p.key) })),
       ];
-      await logMetrics(run, points, { params: flattenParams(s.params), tags });
+      await logMetrics(run, points, { params: flattenParams(s.params), tags: created.has(run.runId) ? [] : tags });
       await backend.updateRun(run.runId, statusOf(s.status), end);
 
       // Evaluation metrics also on the parent run; the training backend as a parent tag.

@@ -21,7 +21,7 @@ import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { request } from 'undici';
 import { StorageError } from '../engine/errors.js';
-import type { ArtifactStore, PutOptions, StoredObject } from '../engine/ports.js';
+import type { ArtifactStore, PutOptions, RemoteService, StoredObject } from '../engine/ports.js';
 import type { ArtifactRef } from '../engine/types.js';
 import { hashFile, hashFileDigests, parseRecord, validateDigest, validateRecordKey } from './local-store.js';
 
@@ -58,6 +58,69 @@ function code(e: unknown): number | undefined {
   return typeof c === 'number' ? c : undefined;
 }
 
+/** Error codes of a connection that failed or was cut (Node, undici, the GCS client's own names). */
+const CONNECTION_CODES = new Set([
+  'econnrefused',
+  'econnreset',
+  'econnaborted',
+  'etimedout',
+  'epipe',
+  'ehostunreach',
+  'ehostdown',
+  'enetunreach',
+  'enetdown',
+  'eai_again',
+  'und_err_socket',
+  'und_err_connect_timeout',
+  'und_err_headers_timeout',
+  'und_err_body_timeout',
+  'err_stream_premature_close',
+  'socket connection timeout',
+  'unexpected connection closure',
+]);
+const CONNECTION_MESSAGE = /\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN)\b|socket hang up|other side closed|premature close|network timeout/i;
+
+function httpStatus(e: object): number | undefined {
+  const o = e as { code?: unknown; status?: unknown; response?: { status?: unknown } };
+  for (const v of [o.code, o.status, o.response?.status]) {
+    const n = typeof v === 'number' ? v : typeof v === 'string' && /^\d{3}$/.test(v) ? Number(v) : undefined;
+    if (n !== undefined && n >= 100 && n < 600) return n;
+  }
+  return undefined;
+}
+
+/**
+ * Whether an error of a GCS call means GCS could not be reached or could not serve for now: no
+ * connection (refused, reset, cut), a timeout, 408, 429 or a 5xx, after the client library's own
+ * retries. Worth waiting for. A 4xx (403 permission denied, 404 no such bucket, ...) is a
+ * rejection, and so is every error of the store's own checks (digest mismatch, bad key).
+ */
+export function isGcsUnavailable(error: unknown): boolean {
+  const seen = new Set<unknown>();
+  const visit = (e: unknown): boolean | undefined => {
+    if (e === null || typeof e !== 'object' || seen.has(e)) return undefined;
+    seen.add(e);
+    // The store's own verdicts (STORAGE_NOT_FOUND, STORAGE_DIGEST_MISMATCH, ...) are final; a
+    // STORAGE_ERROR says what its cause says.
+    const own = (e as { code?: unknown }).code;
+    if (e instanceof StorageError && own !== 'STORAGE_ERROR') return false;
+    const status = httpStatus(e);
+    if (status !== undefined) return status === 408 || status === 429 || status >= 500;
+    if (typeof own === 'string' && CONNECTION_CODES.has(own.toLowerCase())) return true;
+    if ((e as { type?: unknown }).type === 'request-timeout') return true;
+    for (const sub of (e as { errors?: unknown }).errors instanceof Array ? ((e as { errors: unknown[] }).errors) : []) {
+      const reason = (sub as { reason?: unknown } | null)?.reason;
+      if (typeof reason === 'string' && CONNECTION_CODES.has(reason.toLowerCase())) return true;
+      const v = visit(sub);
+      if (v !== undefined) return v;
+    }
+    const cause = visit((e as { cause?: unknown }).cause);
+    if (cause !== undefined) return cause;
+    return e instanceof Error && CONNECTION_MESSAGE.test(e.message) ? true : undefined;
+  };
+  return visit(error) ?? false;
+}
+
 export class GcsArtifactStore implements ArtifactStore {
   readonly kind = 'gcs';
   readonly bucket: string;
@@ -78,6 +141,11 @@ export class GcsArtifactStore implements ArtifactStore {
 
   get location(): string {
     return `gs://${this.bucket}${this.prefix ? `/${this.prefix}` : ''}`;
+  }
+
+  /** GCS, at the endpoint this store talks to: what a step waits for while it is unreachable. */
+  get service(): RemoteService {
+    return { name: 'GCS', location: this.storage.apiEndpoint, isUnavailable: isGcsUnavailable };
   }
 
   private name(rel: string): string {
@@ -107,6 +175,7 @@ export class GcsArtifactStore implements ArtifactStore {
   private fail(what: string, e: unknown): StorageError {
     return new StorageError('STORAGE_ERROR', `GCS ${what} failed for gs://${this.bucket}/${this.prefix}: ${(e as Error).message}`, {
       hint: 'Check the bucket, the credentials (Application Default Credentials) or MLPIPE_GCS_ENDPOINT.',
+      cause: e,
     });
   }
 
@@ -198,6 +267,7 @@ export class GcsArtifactStore implements ArtifactStore {
    */
   private async resumableUpload(path: string, name: string, o: { size: number; md5: string; sha256: string; contentType: string; generation: number }): Promise<void> {
     let lastError = '';
+    let lastCause: unknown;
     for (let attempt = 1; attempt <= 4; attempt++) {
       if (attempt > 1) await new Promise((r) => setTimeout(r, 250 * 2 ** attempt * (0.5 + Math.random() / 2)));
       const [session] = await this.file(name).createResumableUpload({
@@ -212,6 +282,7 @@ export class GcsArtifactStore implements ArtifactStore {
         body = await res.body.text();
       } catch (e) {
         lastError = `connection failed (${(e as Error).message})`;
+        lastCause = e;
         continue;
       }
       if (status === 200 || status === 201) {
@@ -223,10 +294,12 @@ export class GcsArtifactStore implements ArtifactStore {
       }
       if (status === 412) throw Object.assign(new Error('precondition failed'), { code: 412 });
       lastError = `HTTP ${status}: ${body.slice(0, 200)}`;
+      lastCause = Object.assign(new Error(lastError), { code: status });
       if (!(status === 404 || status === 408 || status === 410 || status === 429 || status >= 500)) break;
     }
     throw new StorageError('STORAGE_ERROR', `GCS upload failed for gs://${this.bucket}/${name}: ${lastError}.`, {
       hint: 'Check the bucket, the credentials (Application Default Credentials) or MLPIPE_GCS_ENDPOINT; the step can be retried safely.',
+      cause: lastCause,
     });
   }
 

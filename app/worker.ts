@@ -1,5 +1,8 @@
 /**
- * Builds a worker that serves the pipeline workflow and its activities on one task queue.
+ * Builds a worker that serves the pipeline workflow and its activities on its task queue, and
+ * tracking deliveries on that queue's tracking queue (`<taskQueue>-tracking`, trackingTaskQueue in
+ * engine/contracts.ts) with slots of their own (MLPIPE_TRACKING_ACTIVITIES, default 32), so that
+ * delivering to MLflow never competes with pipeline steps for MLPIPE_WORKER_ACTIVITIES.
  * Used by `mlpipe worker`, `mlpipe dev`, `mlpipe run --worker`, the tests and the bench.
  */
 import { bundleWorkflowCode, NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
@@ -11,6 +14,7 @@ import { createTrackingBackend, modelRegistryOf } from '../adapters/mlflow/index
 import type { ArtifactStore, TrackingBackend } from '../engine/ports.js';
 import { loadProjectRegistry } from './project-plugins.js';
 import type { Registry } from '../plugins/registry.js';
+import { trackingTaskQueue } from '../engine/contracts.js';
 import { createActivities } from '../activities/index.js';
 import { projectPipelines } from './load-pipeline.js';
 
@@ -44,7 +48,48 @@ export interface PipelineWorkerOptions {
   worker?: Partial<WorkerOptions>;
 }
 
-export async function createPipelineWorker(opts: PipelineWorkerOptions): Promise<{ worker: Worker; connection: NativeConnection; ownsConnection: boolean }> {
+/**
+ * The Temporal workers of one worker process, run and shut down together: the pipeline worker
+ * (workflows and steps) and the tracking worker (deliveries to MLflow).
+ */
+export class PipelineWorker {
+  constructor(
+    readonly main: Worker,
+    readonly tracking: Worker,
+  ) {}
+
+  private get all(): Worker[] {
+    return [this.main, this.tracking];
+  }
+
+  getState(): ReturnType<Worker['getState']> {
+    return this.main.getState();
+  }
+
+  shutdown(): void {
+    for (const w of this.all) if (w.getState() === 'RUNNING') w.shutdown();
+  }
+
+  /** Runs both until both have stopped; one that stops (or fails) stops the other. */
+  async run(): Promise<void> {
+    const results = await Promise.allSettled(this.all.map((w) => w.run().finally(() => this.shutdown())));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  /** Runs both while `fn` runs, then shuts them down; returns what `fn` returned. */
+  async runUntil<R>(fn: () => Promise<R>): Promise<R> {
+    const running = this.run();
+    try {
+      return await Promise.race([fn(), running.then(() => Promise.reject(new Error('the worker stopped before the work was done')))]);
+    } finally {
+      this.shutdown();
+      await running;
+    }
+  }
+}
+
+export async function createPipelineWorker(opts: PipelineWorkerOptions): Promise<{ worker: PipelineWorker; connection: NativeConnection; ownsConnection: boolean }> {
   const ownsConnection = !opts.connection;
   const connection = opts.connection ?? (await NativeConnection.connect({ address: opts.settings.temporalAddress }));
   let backend: TrackingBackend | undefined | null = opts.tracking;
@@ -62,10 +107,11 @@ export async function createPipelineWorker(opts: PipelineWorkerOptions): Promise
     models: () => modelRegistryOf(tracking()),
     experimentName: opts.settings.experimentName,
   });
-  const worker = await Worker.create({
+  const taskQueue = opts.taskQueue ?? opts.settings.taskQueue;
+  const main = await Worker.create({
     connection,
     namespace: opts.settings.namespace,
-    taskQueue: opts.taskQueue ?? opts.settings.taskQueue,
+    taskQueue,
     workflowBundle: await workflowBundle(),
     activities,
     // A worker that died keeps its sticky workflow tasks for this long before another takes over.
@@ -75,5 +121,14 @@ export async function createPipelineWorker(opts: PipelineWorkerOptions): Promise
     ...(process.env['MLPIPE_SHUTDOWN_GRACE'] ? { shutdownGraceTime: process.env['MLPIPE_SHUTDOWN_GRACE'] as `${number}s` } : {}),
     ...opts.worker,
   });
-  return { worker, connection, ownsConnection };
+  const delivery = await Worker.create({
+    connection,
+    namespace: opts.settings.namespace,
+    taskQueue: trackingTaskQueue(taskQueue),
+    activities: { deliverTracking: activities.deliverTracking },
+    maxConcurrentActivityTaskExecutions: Number(process.env['MLPIPE_TRACKING_ACTIVITIES'] ?? 32),
+    ...(process.env['MLPIPE_SHUTDOWN_GRACE'] ? { shutdownGraceTime: process.env['MLPIPE_SHUTDOWN_GRACE'] as `${number}s` } : {}),
+    ...(opts.worker?.identity ? { identity: opts.worker.identity } : {}),
+  });
+  return { worker: new PipelineWorker(main, delivery), connection, ownsConnection };
 }

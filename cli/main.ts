@@ -194,6 +194,25 @@ function parseLabels(labels: string[] | undefined): Record<string, string> {
   return result;
 }
 
+/**
+ * What the running steps of a run wait for: the `waiting` message in the heartbeat details of its
+ * pending step activities (a step waiting for MLflow or GCS), by step ID.
+ */
+async function waitingSteps(handle: ReturnType<Client['workflow']['getHandle']>): Promise<Map<string, string>> {
+  const found = new Map<string, string>();
+  const d = await handle.describe().catch(() => undefined);
+  for (const a of d?.raw.pendingActivities ?? []) {
+    const payload = a.heartbeatDetails?.payloads?.[0];
+    try {
+      const message = payload ? (defaultPayloadConverter.fromPayload(payload) as { waiting?: unknown } | undefined)?.waiting : undefined;
+      if (typeof message === 'string' && a.activityId) found.set(a.activityId, message);
+    } catch {
+      /* details of another shape */
+    }
+  }
+  return found;
+}
+
 /** Follows a run through its status query, printing each step as it changes. */
 async function follow(client: Client, workflowId: string, json: boolean): Promise<number> {
   const handle = client.workflow.getHandle(workflowId);
@@ -203,19 +222,9 @@ async function follow(client: Client, workflowId: string, json: boolean): Promis
   let polls = 0;
   /** A step that waits for a service says so in its heartbeat details: print it once per wait. */
   const showWaiting = async (): Promise<void> => {
-    const d = await handle.describe().catch(() => undefined);
-    for (const a of d?.raw.pendingActivities ?? []) {
-      const id = a.activityId ?? '';
-      const payload = a.heartbeatDetails?.payloads?.[0];
-      let message: unknown;
-      try {
-        message = payload ? (defaultPayloadConverter.fromPayload(payload) as { waiting?: unknown } | undefined)?.waiting : undefined;
-      } catch {
-        message = undefined;
-      }
-      if (typeof message === 'string' && !waiting.get(id)) out(`… ${id.padEnd(16)} ${message}`);
-      waiting.set(id, typeof message === 'string');
-    }
+    const now = await waitingSteps(handle);
+    for (const [id, message] of now) if (!waiting.get(id)) out(`… ${id.padEnd(16)} ${message}`);
+    for (const id of new Set([...waiting.keys(), ...now.keys()])) waiting.set(id, now.has(id));
   };
   const poll = async (): Promise<void> => {
     try {
@@ -566,9 +575,11 @@ async function cmdStatus(argv: string[], settings: Settings): Promise<number> {
   const [id] = argv;
   if (!id) throw new UsageError('mlpipe status needs a workflow ID.');
   const client = await connect(settings);
-  const status = await client.workflow.getHandle(id).query<PipelineStatus>(statusQueryName);
+  const handle = client.workflow.getHandle(id);
+  const status = await handle.query<PipelineStatus>(statusQueryName);
+  const waiting = status.state === 'running' ? await waitingSteps(handle) : new Map<string, string>();
   out(`${status.pipeline}: ${status.state}`);
-  for (const step of status.order) out(formatStepLine(step, status.steps[step]!));
+  for (const step of status.order) out(formatStepLine(step, status.steps[step]!, waiting.get(step)));
   await client.connection.close();
   return 0;
 }

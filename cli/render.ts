@@ -16,7 +16,17 @@ function elapsed(s: StepState): string {
   return formatDuration(Date.parse(s.endedAt) - Date.parse(s.startedAt));
 }
 
-export function formatStepLine(id: string, s: StepState): string {
+/**
+ * What a step waits for, as `mlpipe status` shows it: the heartbeat's `waiting` message up to its
+ * "(unreachable for …)", without the error that follows.
+ */
+export function waitingNote(message: string): string {
+  const m = /^(waiting for .*? \(unreachable for [^)]*\))/.exec(message);
+  return m ? m[1]! : message.split('\n')[0]!.slice(0, 200);
+}
+
+/** `waiting`: what the step's current attempt waits for (its heartbeat details), if anything. */
+export function formatStepLine(id: string, s: StepState, waiting?: string): string {
   const parts = [`${MARK[s.status]} ${id.padEnd(16)} ${s.status.padEnd(9)}`];
   if (s.attempt > 1) {
     // Attempts lost to the infrastructure (a dead worker) are retried without using up the step's retries.
@@ -25,6 +35,7 @@ export function formatStepLine(id: string, s: StepState): string {
     const why = [errors ? `${errors} error${errors === 1 ? '' : 's'}` : '', lost ? `${lost} lost` : ''].filter(Boolean).join(', ');
     parts.push(`attempt ${s.attempt}${why ? ` (${why} before)` : ''}`);
   }
+  if (waiting && s.status === 'running') parts.push(`${s.attempt > 1 ? '· ' : ''}${waitingNote(waiting)}`);
   const t = elapsed(s);
   if (t && s.status !== 'skipped') parts.push(t);
   if (s.reason) parts.push(`(${s.reason})`);

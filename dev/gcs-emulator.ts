@@ -18,16 +18,20 @@ export interface Emulator {
   storage: Storage;
   process: ChildProcess;
   stop(): Promise<void>;
-  /** Kills it and starts a new one on the same port (memory backend: it comes back empty). */
+  /** Kills it and starts a new one on the same port (empty with the memory backend; with a `dataDir`, with what it held). */
   restart(): Promise<void>;
 }
 
-/** `externalUrl`: the address the emulator puts in upload-session URIs (a proxy in front of it). */
-export async function startEmulator(buckets: string[], options: { port?: number; externalUrl?: string } = {}): Promise<Emulator> {
+/**
+ * `externalUrl`: the address the emulator puts in upload-session URIs (a proxy in front of it).
+ * `dataDir`: keep objects in this folder (filesystem backend) instead of memory, so that a restart
+ * finds them again.
+ */
+export async function startEmulator(buckets: string[], options: { port?: number; externalUrl?: string; dataDir?: string } = {}): Promise<Emulator> {
   const p = options.port ?? (await freePort());
   const endpoint = `http://127.0.0.1:${p}`;
   const launch = async (): Promise<ChildProcess> => {
-    const child = spawn(findFakeGcs(), ['-backend', 'memory', '-scheme', 'http', '-host', '127.0.0.1', '-port', String(p), '-external-url', options.externalUrl ?? endpoint, '-log-level', 'error'], { stdio: 'ignore' });
+    const child = spawn(findFakeGcs(), [...(options.dataDir ? ['-backend', 'filesystem', '-filesystem-root', options.dataDir] : ['-backend', 'memory']), '-scheme', 'http', '-host', '127.0.0.1', '-port', String(p), '-external-url', options.externalUrl ?? endpoint, '-log-level', 'error'], { stdio: 'ignore' });
     const deadline = Date.now() + 30_000;
     for (;;) {
       try {

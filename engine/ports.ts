@@ -40,6 +40,20 @@ export interface ArtifactStore {
   getRecord<T = unknown>(key: string): Promise<T | undefined>;
   listRecords(prefix: string): Promise<string[]>;
   deleteRecord(key: string): Promise<void>;
+  /**
+   * The remote service behind the store (GCS), if any: a step waits out its outages
+   * (`isUnavailable`: no connection, a timeout, 408, 429, 5xx) instead of failing; a rejection
+   * (403, 404 on the bucket, ...) fails at once. A local folder has none.
+   */
+  readonly service?: RemoteService;
+}
+
+/** A service that may be unreachable for a while: what a step waits for, and where it is. */
+export interface RemoteService {
+  /** For messages: MLflow, GCS. */
+  name: string;
+  location?: string;
+  isUnavailable(error: unknown): boolean;
 }
 
 export interface StoredObject {

@@ -10,6 +10,7 @@
  */
 import { formatDuration } from './duration.js';
 import { PipelineError } from './errors.js';
+import type { ArtifactStore } from './ports.js';
 
 export interface Waiting {
   service: string;
@@ -106,4 +107,31 @@ export class ServiceUnavailable extends PipelineError {
   ) {
     super('SERVICE_UNAVAILABLE', message, { retryable: true, cause });
   }
+}
+
+/**
+ * The store, with each call made through `wait` (in a step: `untilAvailable` for the store's
+ * service), so that a step's cache checks, manifests, checkpoints and the plugin's own reads and
+ * writes wait out an outage of a remote store. A store without a service is returned as it is.
+ * Listing objects (garbage collection, not steps) is passed through.
+ */
+export function waitingStore(store: ArtifactStore, wait: <T>(fn: () => Promise<T>) => Promise<T>): ArtifactStore {
+  if (!store.service) return store;
+  return {
+    kind: store.kind,
+    location: store.location,
+    service: store.service,
+    put: (data, options) => wait(() => store.put(data, options)),
+    putFile: (path, options) => wait(() => store.putFile(path, options)),
+    get: (ref) => wait(() => store.get(ref)),
+    getFile: (ref) => wait(() => store.getFile(ref)),
+    exists: (ref) => wait(() => store.exists(ref)),
+    verify: (ref) => wait(() => store.verify(ref)),
+    listObjects: () => store.listObjects(),
+    delete: (ref) => wait(() => store.delete(ref)),
+    putRecord: (key, value) => wait(() => store.putRecord(key, value)),
+    getRecord: <T>(key: string) => wait(() => store.getRecord<T>(key)),
+    listRecords: (prefix) => wait(() => store.listRecords(prefix)),
+    deleteRecord: (key) => wait(() => store.deleteRecord(key)),
+  };
 }

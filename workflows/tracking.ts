@@ -3,26 +3,28 @@
  * are all there. The pipeline workflow starts it as a child that outlives it (parent-close policy
  * ABANDON) and signals events as steps end. Deliveries are activities retried without limit
  * (backoff up to 15 s) that heartbeat as they go, so while MLflow is down the events wait in this workflow's history,
- * and the pipeline itself never waits on MLflow. See activities/tracking.ts for why a retried
+ * and the pipeline itself never waits on MLflow. The deliveries run on their own task queue,
+ * `<taskQueue>-tracking`, polled by every worker with its own activity slots. See activities/tracking.ts for why a retried
  * delivery never duplicates a run or a metric point.
  */
-import { condition, defineQuery, defineSignal, proxyActivities, setHandler } from '@temporalio/workflow';
+import { type ActivityOptions, condition, defineQuery, defineSignal, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { KnownRuns } from '../activities/tracking.js';
 import type { TrackingConfig, TrackingEvent } from '../engine/tracking.js';
-import { trackEventsSignalName } from '../engine/contracts.js';
+import { trackEventsSignalName, trackingTaskQueue } from '../engine/contracts.js';
 
 export const trackEventsSignal = defineSignal<[TrackingEvent[]]>(trackEventsSignalName);
 export const trackingStatusQuery = defineQuery<{ delivered: number; inFlight: number; pending: number; known: KnownRuns }>('trackingStatus');
 
-const { deliverTracking } = proxyActivities<Activities>({
+/** Deliveries run on the tracking task queue of the run's queue (see trackingTaskQueue). */
+const deliveryOptions: ActivityOptions = {
   startToCloseTimeout: '5 minutes',
   // The delivery heartbeats before each event and write: an attempt stuck on one call is retried
   // after this, and a timed-out attempt learns it at its next heartbeat and stops.
   heartbeatTimeout: '1 minute',
   // No maximumAttempts: retried until MLflow takes the events (or a permanent error).
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '15 seconds', nonRetryableErrorTypes: ['TRACKING_ERROR'] },
-});
+};
 
 export interface TrackingInput {
   key: string;
@@ -34,6 +36,7 @@ export interface TrackingInput {
 const IDLE_LIMIT = '30 days';
 
 export async function trackingWorkflow(input: TrackingInput): Promise<KnownRuns> {
+  const { deliverTracking } = proxyActivities<Activities>({ ...deliveryOptions, taskQueue: trackingTaskQueue(workflowInfo().taskQueue) });
   const pending: TrackingEvent[] = [...input.events];
   let known: KnownRuns = { steps: {} };
   let delivered = 0;

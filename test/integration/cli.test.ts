@@ -1,6 +1,7 @@
 /**
  * The command line and the Temporal CLI against a real dev server: `temporal workflow start` with the
- * documented input, `mlpipe run` following a run, and bad input that starts nothing.
+ * documented input, `mlpipe run` following a run, `mlpipe status` showing what a step waits for, and
+ * bad input that starts nothing.
  */
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
@@ -11,6 +12,10 @@ import { freePort, isListening } from '../../dev/temporal-server.js';
 import type { PipelineResult } from '../../engine/types.js';
 import { COMMAND_HELP } from '../../cli/help.js';
 import { createTestProject, REPO, uniqueId, useWorkerAndClient, waitFor } from './helpers.js';
+import { whileRunning } from './processes.js';
+import { PIPELINE_WORKFLOW } from '../../engine/contracts.js';
+import { defaultPayloadConverter } from '@temporalio/common';
+import type { WorkflowHandle } from '@temporalio/client';
 
 const project = createTestProject('cli');
 // A project plugin, picked up by the CLI and by workers started in this project folder.
@@ -18,7 +23,9 @@ symlinkSync(join(REPO, 'node_modules'), join(project.dir, 'node_modules'));
 project.write('package.json', JSON.stringify({ name: 'my-ml-project', private: true, type: 'module' }));
 project.write(
   'mlpipe.plugins.ts',
-  `import { z } from 'zod';
+  `import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
 import { definePlugin } from ${JSON.stringify(join(REPO, 'plugins', 'sdk.ts'))};
 
 /** Doubles a number. */
@@ -31,6 +38,17 @@ export const plugins = [
     outputs: { value: 'json' },
     async run(_ctx, p) {
       return { value: p.n * 2 };
+    },
+  }),
+  definePlugin({
+    name: 'custom.gate',
+    version: '1',
+    description: 'Reads a file, waiting for it as for a service that is down while it is missing.',
+    params: z.object({ file: z.string() }).strict(),
+    outputs: { text: 'json' },
+    async run(ctx, p) {
+      const gate = { name: 'the gate', location: p.file, isUnavailable: (e: unknown) => (e as { code?: unknown }).code === 'ENOENT' };
+      return { text: await ctx.untilAvailable(gate, () => readFile(join(ctx.projectDir, p.file), 'utf8')) };
     },
   }),
 ];
@@ -65,6 +83,17 @@ const cliEnv = (): Record<string, string> => ({
 
 function mlpipe(...args: string[]): Promise<Ran> {
   return runCommand(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), ...args], cliEnv());
+}
+
+/** The `waiting` message in the heartbeat details of each pending step activity. */
+async function waitingSteps(handle: WorkflowHandle): Promise<Map<string, string>> {
+  const found = new Map<string, string>();
+  for (const a of (await handle.describe()).raw.pendingActivities ?? []) {
+    const payload = a.heartbeatDetails?.payloads?.[0];
+    const waiting = payload ? (defaultPayloadConverter.fromPayload(payload) as { waiting?: unknown }).waiting : undefined;
+    if (typeof waiting === 'string' && a.activityId) found.set(a.activityId, waiting);
+  }
+  return found;
 }
 
 /** Workflows ever started on this test's task queue. */
@@ -102,6 +131,27 @@ describe('mlpipe', () => {
     for (const step of ['prepare', 'left', 'right', 'report']) expect(r.stdout).toMatch(new RegExp(`✓ ${step}\\s+succeeded`));
     expect(r.stdout).toContain('report.message = "hey from the right branch"');
     expect(r.stdout).toContain('diamond: succeeded (4 succeeded)');
+  });
+
+  it('status shows beside a running step what it waits for (its heartbeat details)', async () => {
+    project.write('pipelines/gate.yaml', 'name: gate\nsteps:\n  before: { uses: util.echo }\n  opens:\n    uses: custom.gate\n    needs: before\n    with: { file: gate.txt }\n');
+    const workflowId = uniqueId('cli-gate');
+    const handle = await env.client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId, args: [{ pipeline: 'gate' }] });
+    await whileRunning(handle, async () => (await waitingSteps(handle)).get('opens'), "the step's heartbeat to say what it waits for");
+    const r = await mlpipe('status', workflowId);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const lines = r.stdout.split('\n');
+    expect(lines[0]).toBe('gate: running');
+    expect(lines).toEqual(expect.arrayContaining([expect.stringMatching(/^✓ before\s+succeeded/)]));
+    expect(lines).toEqual(expect.arrayContaining([expect.stringMatching(/^▶ opens\s+running\s+waiting for the gate at gate\.txt \(unreachable for \d[^)]*\)$/)]));
+    project.write('gate.txt', 'open');
+    const result = (await handle.result()) as PipelineResult;
+    expect(result.outputs['opens']).toEqual({ text: 'open' });
+    // Once it has ended, status shows no wait.
+    const after = await mlpipe('status', workflowId);
+    expect(after.stdout).toMatch(/✓ opens\s+succeeded/);
+    expect(after.stdout).not.toContain('waiting for');
   });
 
   it('run exits 1 and names the failed step when the run fails', async () => {

@@ -1,9 +1,12 @@
 /**
  * The GCS artifact store against fake-gcs-server (memory backend, HTTP on loopback): round trips,
  * a 256 MiB object streamed both ways, racing writers, the emulator killed during an upload, bytes
- * altered in the bucket, key security, the local cache bound, and the housing pipeline on gs://.
+ * altered in the bucket, key security, the local cache bound, the housing pipeline on gs://, and a
+ * run that waits out GCS being down (and fails at once when GCS rejects the call).
  */
 import { Storage } from '@google-cloud/storage';
+import { ApplicationFailure, WorkflowFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream, mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
@@ -18,11 +21,12 @@ import { GcsArtifactStore, parseGsUri } from '../../adapters/gcs-store.js';
 import { hashFile } from '../../adapters/local-store.js';
 import { freePort } from '../../dev/temporal-server.js';
 import type { Logger } from '../../engine/ports.js';
-import type { PipelineResult } from '../../engine/types.js';
+import type { PipelineResult, PipelineStatus } from '../../engine/types.js';
 import type { ArtifactRef } from '../../engine/types.js';
 import { PIPELINE_WORKFLOW } from '../../engine/contracts.js';
 import { startEmulator, type Emulator } from '../../dev/gcs-emulator.js';
 import { createClient, createTestProject, REPO, startWorker, uniqueId } from './helpers.js';
+import { pendingStep, whileRunning } from './processes.js';
 
 const run = promisify(execFile);
 const BUCKET = 'mlpipe-test';
@@ -369,3 +373,101 @@ describe('the housing pipeline on gs:// artifacts', () => {
     }
   });
 });
+
+describe('GCS down during a run', () => {
+  // An emulator of its own, keeping its objects on disk, so that it comes back with them.
+  const OUTAGE_BUCKET = 'mlpipe-outage';
+  const dataDir = mkdtempSync(join(tmpdir(), 'mlpipe-gcs-outage-'));
+  const project = createTestProject('gcs-outage');
+  const missing = createTestProject('gcs-missing-bucket');
+  const DOOMED_BUCKET = 'mlpipe-doomed';
+  let outage: Emulator;
+  let client: Client;
+  const stops: (() => Promise<void>)[] = [];
+  let savedEnv: string | undefined;
+
+  beforeAll(async () => {
+    outage = await startEmulator([OUTAGE_BUCKET], { dataDir });
+    savedEnv = process.env['MLPIPE_GCS_ENDPOINT'];
+    process.env['MLPIPE_GCS_ENDPOINT'] = outage.endpoint;
+    project.settings.artifactsDir = `gs://${OUTAGE_BUCKET}/runs`;
+    await outage.storage.createBucket(DOOMED_BUCKET);
+    missing.settings.artifactsDir = `gs://${DOOMED_BUCKET}/runs`;
+    stops.push((await startWorker(project, { tracking: null })).stop, (await startWorker(missing, { tracking: null })).stop);
+    client = await createClient();
+    const ticks = ['  ticks:', '    uses: util.sleep', '    with: { ticks: 30, tickMs: 300, journal: journal.jsonl }'];
+    const write = ['  write:', '    uses: util.write', '    needs: ticks', '    with: { content: "after the outage", name: after.txt }'];
+    project.write('pipelines/outage.yaml', ['name: outage', 'steps:', ...ticks, ...write, ''].join('\n'));
+    missing.write('pipelines/nobucket.yaml', ['name: nobucket', 'steps:', '  ticks:', '    uses: util.sleep', '    retry: { maximumAttempts: 1 }', '    with: { ticks: 60, tickMs: 1000, journal: journal.jsonl }', ''].join('\n'));
+  });
+  afterAll(async () => {
+    for (const stop of stops) await stop();
+    await client?.connection.close();
+    await outage?.stop();
+    if (savedEnv === undefined) delete process.env['MLPIPE_GCS_ENDPOINT'];
+    else process.env['MLPIPE_GCS_ENDPOINT'] = savedEnv;
+  });
+
+  it('waits while GCS is down during a step that writes checkpoints, says so in mlpipe status, and completes once it is back', async () => {
+    const handle = await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('gcs-outage'), args: [{ pipeline: 'outage' }] });
+    const { runId } = await handle.describe();
+    const lines = () => project.journal().filter((l) => l.runId === runId);
+    await whileRunning(handle, () => lines().filter((l) => l.event === 'tick').length >= 3, 'three checkpointed ticks');
+    await outage.stop();
+    const waiting = await whileRunning(handle, async () => (await stepWaiting(handle, 'ticks'))?.waiting, 'the step to report that it waits for GCS');
+    expect(waiting).toMatch(new RegExp(`^waiting for GCS at http://127\\.0\\.0\\.1:${outage.port} \\(unreachable for [^)]*\\): GCS `));
+    const status = await run(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'status', handle.workflowId], {
+      env: { ...process.env, MLPIPE_PROJECT_DIR: project.dir, TEMPORAL_ADDRESS: project.settings.temporalAddress, MLPIPE_TASK_QUEUE: project.taskQueue },
+    });
+    expect(status.stdout).toMatch(new RegExp(`ticks\\s+running\\s+waiting for GCS at http://127\\.0\\.0\\.1:${outage.port} \\(unreachable for [^)]*\\)\\n`));
+    // Down for a while longer: the step goes on waiting in the same attempt, counting no error.
+    const ticksWhenDown = lines().filter((l) => l.event === 'tick').length;
+    await new Promise((r) => setTimeout(r, 20_000));
+    expect((await handle.describe()).status.name).toBe('RUNNING');
+    expect(await pendingStep(handle, 'ticks')).toMatchObject({ attempt: 1 });
+    expect(lines().filter((l) => l.event === 'tick').length).toBeLessThanOrEqual(ticksWhenDown + 1);
+
+    await outage.restart(); // same port, same data folder
+    const result = (await handle.result()) as PipelineResult;
+    expect(result.state).toBe('succeeded');
+    expect(result.steps['ticks']).toMatchObject({ status: 'succeeded', attempt: 1 });
+    expect(result.steps['ticks']!.errors ?? 0).toBe(0);
+    expect(result.steps['write']).toMatchObject({ status: 'succeeded', attempt: 1 });
+    // Every tick ran once, in the one attempt; the artifacts written before and after the outage are there.
+    const ticks = lines().filter((l) => l.event === 'tick').map((l) => l['tick']);
+    expect(ticks).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+    const after = new GcsArtifactStore({ uri: `gs://${OUTAGE_BUCKET}/runs`, storage: storageAt(outage.endpoint), cacheDir: mkdtempSync(join(tmpdir(), 'mlpipe-gcs-cache-')) });
+    const artifact = result.outputs['write']!['artifact'] as ArtifactRef;
+    expect((await after.get(artifact)).toString()).toBe('after the outage');
+    expect(await after.listRecords('checkpoints/')).not.toEqual([]);
+  }, 5 * 60_000);
+
+  it('fails at once, without waiting, when GCS rejects the step’s calls (its bucket was deleted)', async () => {
+    const handle = await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: missing.taskQueue, workflowId: uniqueId('gcs-missing'), args: [{ pipeline: 'nobucket' }] });
+    const { runId } = await handle.describe();
+    await whileRunning(handle, () => missing.journal().filter((l) => l.runId === runId && l.event === 'tick').length >= 2, 'two checkpointed ticks');
+    // The bucket goes away under the step: its next checkpoint gets 404 from GCS.
+    const bucket = outage.storage.bucket(DOOMED_BUCKET);
+    for (;;) {
+      const [files] = await bucket.getFiles();
+      for (const f of files) await f.delete({ ignoreNotFound: true });
+      if (await bucket.delete().then(() => true, () => false)) break;
+    }
+    const err = await handle.result().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    const message = ((err as WorkflowFailedError).cause as ApplicationFailure).message;
+    expect(message).toContain("Step 'ticks' failed (STORAGE_ERROR)");
+    expect(message).toMatch(/gs:\/\/mlpipe-doomed\/runs: Not Found/);
+    expect(message).not.toContain('unreachable');
+    const status = (await handle.query<PipelineStatus>('status')).steps['ticks']!;
+    expect(status).toMatchObject({ status: 'failed', attempt: 1 });
+    expect(missing.journal().filter((l) => l.runId === runId && l.event === 'tick').length).toBeLessThan(60);
+  }, 2 * 60_000);
+});
+
+/** The heartbeat details of a pending step activity. */
+async function stepWaiting(handle: WorkflowHandle, stepId: string): Promise<{ waiting?: string } | undefined> {
+  const a = (await handle.describe()).raw.pendingActivities?.find((p) => p.activityId === stepId);
+  const payload = a?.heartbeatDetails?.payloads?.[0];
+  return payload ? (defaultPayloadConverter.fromPayload(payload) as { waiting?: string }) : undefined;
+}

@@ -1,12 +1,12 @@
 /** Shared set-up for integration tests: a throwaway project folder, a real worker, a client. */
 import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime, type Worker } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, inject } from 'vitest';
-import { createPipelineWorker } from '../../app/worker.js';
+import { createPipelineWorker, type PipelineWorker } from '../../app/worker.js';
 import type { Settings } from '../../app/project.js';
 import type { TrackingBackend } from '../../engine/ports.js';
 
@@ -76,7 +76,7 @@ export function createTestProject(name: string): TestProject {
   };
 }
 
-export async function startWorker(project: TestProject, options: { tracking?: TrackingBackend | null } = {}): Promise<{ worker: Worker; stop: () => Promise<void> }> {
+export async function startWorker(project: TestProject, options: { tracking?: TrackingBackend | null } = {}): Promise<{ worker: PipelineWorker; stop: () => Promise<void> }> {
   quietRuntime();
   const connection = await NativeConnection.connect({ address: project.settings.temporalAddress });
   const { worker } = await createPipelineWorker({ settings: project.settings, connection, tracking: options.tracking });

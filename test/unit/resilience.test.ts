@@ -1,18 +1,23 @@
 /**
  * The retry model's pure parts: step defaults and the heartbeat default, how a step error becomes a
  * Temporal failure (counted, backed off, final at maximumAttempts), waiting out an unreachable
- * service, and the MLflow classification of unreachable vs rejected.
+ * service (a store's calls included), and the MLflow and GCS classifications of unreachable vs rejected.
  */
 import { ApplicationFailure } from '@temporalio/common';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { countedFailure } from '../../activities/run-step.js';
 import { formatStepLine } from '../../cli/render.js';
+import { isGcsUnavailable } from '../../adapters/gcs-store.js';
+import { LocalArtifactStore } from '../../adapters/local-store.js';
 import { isMlflowUnavailable, MlflowError, MlflowInvalidParameter } from '../../adapters/mlflow/rest.js';
 import { compilePipeline } from '../../engine/compile.js';
-import { PipelineError, SpecErrors } from '../../engine/errors.js';
-import type { ModelRegistry, ModelVersionInfo } from '../../engine/ports.js';
-import { ServiceUnavailable, untilAvailable } from '../../engine/service-wait.js';
+import { PipelineError, SpecErrors, StorageError } from '../../engine/errors.js';
+import type { ArtifactStore, ModelRegistry, ModelVersionInfo } from '../../engine/ports.js';
+import { ServiceUnavailable, untilAvailable, waitingStore } from '../../engine/service-wait.js';
 import { defaultHeartbeatMs, errorRetryDelayMs, STEP_DEFAULTS, STEP_HEARTBEAT_DEFAULT_MS } from '../../engine/step-defaults.js';
 import { mlflowRegister } from '../../plugins/deploy/mlflow-register.js';
 import { createDefaultRegistry } from '../../plugins/index.js';
@@ -93,6 +98,11 @@ describe('step errors', () => {
     expect(formatStepLine('train', { status: 'running', attempt: 4, errors: 1 })).toContain('attempt 4 (1 error, 2 lost before)');
     expect(formatStepLine('train', { status: 'running', attempt: 3, errors: 2 })).toContain('attempt 3 (2 errors before)');
     expect(formatStepLine('train', { status: 'succeeded', attempt: 6, errors: 0 })).toContain('attempt 6 (5 lost before)');
+    // What the attempt waits for, from its heartbeat details, without the error after it.
+    const waiting = 'waiting for MLflow at http://127.0.0.1:5000 (unreachable for 2m10s): MLflow at http://127.0.0.1:5000 unreachable (ECONNREFUSED)';
+    expect(formatStepLine('register', { status: 'running', attempt: 2, errors: 0 }, waiting)).toMatch(/register\s+running\s+attempt 2 \(1 lost before\)  · waiting for MLflow at http:\/\/127\.0\.0\.1:5000 \(unreachable for 2m10s\)$/);
+    expect(formatStepLine('register', { status: 'running', attempt: 1 }, waiting)).toMatch(/running\s+waiting for MLflow at http:\/\/127\.0\.0\.1:5000 \(unreachable for 2m10s\)$/);
+    expect(formatStepLine('register', { status: 'succeeded', attempt: 1 }, waiting)).not.toContain('waiting');
   });
 
   it('leaves non-retryable failures and the step’s non-retryable types as they are', () => {
@@ -153,6 +163,80 @@ describe('waiting for a service', () => {
     for (const status of [408, 429, 500, 502, 503, 504]) expect(isMlflowUnavailable(new MlflowError('x', `HTTP_${status}`, status))).toBe(true);
     for (const status of [400, 401, 403, 404, 409]) expect(isMlflowUnavailable(new MlflowError('x', `HTTP_${status}`, status))).toBe(false);
     expect(isMlflowUnavailable(new Error('ECONNREFUSED'))).toBe(false);
+  });
+
+  it('classifies GCS errors: no connection, cut connections, timeouts, 408, 429 and 5xx are unreachable; 4xx and the store’s own verdicts are not', () => {
+    const api = (code: number, message = `HTTP ${code}`) => Object.assign(new Error(message), { code, errors: [{ reason: 'x', message }] });
+    const net = (code: string) => Object.assign(new Error(`request to http://127.0.0.1:4443/storage/v1/b/b/o failed, reason: ${code}`), { code });
+    const wrapped = (cause: unknown) => new StorageError('STORAGE_ERROR', 'GCS upload failed for gs://b/p: ...', { cause });
+    for (const c of ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'ERR_STREAM_PREMATURE_CLOSE']) {
+      expect(isGcsUnavailable(net(c)), c).toBe(true);
+      expect(isGcsUnavailable(wrapped(net(c))), `wrapped ${c}`).toBe(true);
+    }
+    for (const status of [408, 429, 500, 502, 503, 504]) expect(isGcsUnavailable(wrapped(api(status))), String(status)).toBe(true);
+    for (const status of [400, 401, 403, 404, 409, 412]) expect(isGcsUnavailable(wrapped(api(status))), String(status)).toBe(false);
+    // A 403 says no even when its message mentions a reset; a gaxios response status counts like a code.
+    expect(isGcsUnavailable(api(403, 'socket hang up, then ECONNRESET'))).toBe(false);
+    expect(isGcsUnavailable(Object.assign(new Error('x'), { response: { status: 503 } }))).toBe(true);
+    // The library's connection reasons, and node-fetch's timeout.
+    expect(isGcsUnavailable(Object.assign(new Error('retry'), { errors: [{ reason: 'unexpected connection closure' }] }))).toBe(true);
+    expect(isGcsUnavailable(Object.assign(new Error('network timeout at: http://x'), { type: 'request-timeout' }))).toBe(true);
+    expect(isGcsUnavailable(new Error('socket hang up'))).toBe(true);
+    // The store's own verdicts, and errors that say nothing about the connection.
+    expect(isGcsUnavailable(new StorageError('STORAGE_DIGEST_MISMATCH', 'corrupt ECONNRESET'))).toBe(false);
+    expect(isGcsUnavailable(new StorageError('STORAGE_NOT_FOUND', 'gone', { cause: net('ECONNREFUSED') }))).toBe(false);
+    expect(isGcsUnavailable(wrapped(new Error('Invalid bucket name')))).toBe(false);
+    expect(isGcsUnavailable(new SyntaxError('Unexpected token'))).toBe(false);
+    expect(isGcsUnavailable('ECONNREFUSED')).toBe(false);
+    expect(isGcsUnavailable(undefined)).toBe(false);
+    // A cause chain that loops ends.
+    const a = new Error('a') as Error & { cause?: unknown };
+    a.cause = a;
+    expect(isGcsUnavailable(a)).toBe(false);
+  });
+
+  it('makes every store call of a step wait while the store’s service is unreachable; a store without one is used as it is', async () => {
+    const local = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-wait-store-')));
+    const wait = <T>(fn: () => Promise<T>): Promise<T> => fn();
+    expect(waitingStore(local, wait)).toBe(local);
+
+    // A store whose calls fail as GCS does while it is down, until `up` is set.
+    let up = false;
+    const down = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:4443'), { code: 'ECONNREFUSED' });
+    const service = { name: 'GCS', location: 'http://127.0.0.1:4443', isUnavailable: isGcsUnavailable };
+    const flaky = new Proxy(local, {
+      get(target, prop, receiver) {
+        if (prop === 'service') return service;
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof v !== 'function') return v;
+        return (...args: unknown[]) => (up ? (v as (...a: unknown[]) => unknown).apply(target, args) : Promise.reject(new StorageError('STORAGE_ERROR', 'GCS upload failed', { cause: down })));
+      },
+    }) as ArtifactStore;
+    const c = clock();
+    const waits: string[] = [];
+    let calls = 0;
+    const store = waitingStore(flaky, (fn) =>
+      untilAvailable(
+        () => {
+          if (++calls === 3) up = true;
+          return fn();
+        },
+        { ...service, service: service.name, boundMs: 3_600_000, now: c.now, sleep: c.sleep, onWaiting: (w) => waits.push(w.message) },
+      ),
+    );
+    expect(store.service).toBe(service);
+    const ref = await store.put('bytes');
+    expect(calls).toBe(3);
+    expect(waits[0]).toMatch(/^waiting for GCS at http:\/\/127\.0\.0\.1:4443 \(unreachable for 0ms\): GCS upload failed/);
+    await store.putRecord('a/b', { x: 1 });
+    expect(await store.getRecord('a/b')).toEqual({ x: 1 });
+    expect((await store.get(ref)).toString()).toBe('bytes');
+    expect(await store.verify(ref)).toBe(true);
+
+    // A rejection is not waited for.
+    up = false;
+    const forbidden = waitingStore(flaky, (fn) => untilAvailable(fn, { service: 'GCS', isUnavailable: () => false, boundMs: 3_600_000 }));
+    await expect(forbidden.getRecord('a/b')).rejects.toMatchObject({ code: 'STORAGE_ERROR' });
   });
 });
 
