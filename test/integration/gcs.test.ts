@@ -18,9 +18,8 @@ import { GcsArtifactStore, parseGsUri } from '../../adapters/gcs-store.js';
 import { hashFile } from '../../adapters/local-store.js';
 import { freePort } from '../../dev/temporal-server.js';
 import type { Logger } from '../../engine/ports.js';
-import type { PipelineResult } from '../../engine/types.js';
+import { PIPELINE_WORKFLOW, type PipelineResult } from '../../engine/contracts.js';
 import type { ArtifactRef } from '../../engine/types.js';
-import { PIPELINE_WORKFLOW } from '../../engine/contracts.js';
 import { startEmulator, type Emulator } from '../../dev/gcs-emulator.js';
 import { createClient, createTestProject, REPO, startWorker, uniqueId } from './helpers.js';
 
