@@ -45,7 +45,7 @@ const layerConfigs = Object.keys(LAYERS).map((name) => ({
 }));
 
 // engine/ modules that workflows import run inside the workflow sandbox too.
-const workflowEngineModules = ['engine/expressions.ts', 'engine/run-state.ts', 'engine/errors.ts', 'engine/types.ts', 'engine/contracts.ts', 'engine/step-defaults.ts', 'engine/hpo.ts'];
+const workflowEngineModules = ['engine/expressions.ts', 'engine/run-state.ts', 'engine/errors.ts', 'engine/types.ts', 'engine/contracts.ts', 'engine/limits.ts', 'engine/step-defaults.ts', 'engine/hpo.ts', 'engine/random.ts'];
 
 export default tseslint.config(
   { ignores: ['node_modules/**', '.mlpipe/**', 'dist/**', 'bin/**', 'eslint.config.js'] },

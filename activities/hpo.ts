@@ -1,6 +1,6 @@
 /** The planning activity of a hyperparameter search: compile, generate the trials, check each. */
 import { PipelineError, SpecErrors } from '../engine/errors.js';
-import { generateTrials, type HpoSpec, type Trial } from '../engine/hpo.js';
+import { generateTrials, type HpoSpec } from '../engine/hpo.js';
 import { checkInput } from '../engine/limits.js';
 import { Context } from '@temporalio/activity';
 import { CancelledFailure } from '@temporalio/common';
@@ -8,31 +8,10 @@ import type { TuningStatus } from '../adapters/vertex/tuning.js';
 
 /** The Vertex client library loads in about a second: only searches on Vertex pay for it. */
 const vertexTuning = () => import('../adapters/vertex/tuning.js');
+import { mlflowRunIdOf, type HpoInput, type HpoPlan, type HpoTracking } from '../engine/contracts.js';
 import type { ProjectPipelines, TrackingBackend } from '../engine/ports.js';
 import type { Registry } from '../plugins/registry.js';
 import { toApplicationFailure } from './run-step.js';
-
-export interface HpoInput {
-  pipeline: string;
-  /** Overrides for every trial (before the trial's own). */
-  overrides?: string[];
-  /** Override the spec's trials / parallel. */
-  trials?: number;
-  parallel?: number;
-  /** Override the spec's backend. */
-  backend?: 'temporal' | 'vertex';
-  /** false: trials reuse no cached step (benchmarks comparing the same trials). */
-  cache?: boolean;
-  /** Continue as new after this many trials (default: when Temporal suggests it, about 4,096 events). */
-  trialsPerGeneration?: number;
-}
-
-export interface HpoPlan {
-  pipeline: string;
-  overrides: string[];
-  spec: HpoSpec;
-  trials: Trial[];
-}
 
 export function createHpoActivities(deps: { registry: Registry; project: ProjectPipelines; tracking: () => TrackingBackend | undefined; experimentName?: string }) {
   const experimentOf = (plan: HpoPlan, compiledExperiment?: string): string => compiledExperiment ?? deps.experimentName ?? plan.pipeline;
@@ -92,9 +71,11 @@ export function createHpoActivities(deps: { registry: Registry; project: Project
     },
 
     /** Trials that ran elsewhere (Vertex) as nested MLflow runs under the search's run, idempotent by `mlpipe.run_key`. */
-    async trackExternalTrials(input: { runId: string; experimentId: string; job: string; metricKey: string; trials: { id: string; state: string; overrides: string[]; value?: number }[] }): Promise<void> {
+    async trackExternalTrials(input: HpoTracking & { job: string; metricKey: string; trials: { id: string; state: string; overrides: string[]; value?: number }[] }): Promise<void> {
       const backend = deps.tracking();
       if (!backend) return;
+      // An attempt scheduled before MLflow run IDs were `mlflowRunId` has the search's run as `runId`.
+      const parentMlflowRunId = mlflowRunIdOf(input)!;
       for (const t of input.trials) {
         const key = `${input.job}/trial-${t.id}`;
         const run =
@@ -105,18 +86,18 @@ export function createHpoActivities(deps: { registry: Registry; project: Project
             startTime: Date.now(),
             tags: [
               { key: 'mlpipe.run_key', value: key },
-              { key: 'mlflow.parentRunId', value: input.runId },
+              { key: 'mlflow.parentRunId', value: parentMlflowRunId },
               { key: 'mlpipe.vertex_trial_state', value: t.state },
             ],
           }));
-        if (t.value !== undefined && !(await backend.metricHistory(run.runId, input.metricKey)).length) {
-          await backend.logBatch(run.runId, {
+        if (t.value !== undefined && !(await backend.metricHistory(run.mlflowRunId, input.metricKey)).length) {
+          await backend.logBatch(run.mlflowRunId, {
             metrics: [{ key: input.metricKey, value: t.value, timestamp: Date.now(), step: 0 }],
             params: t.overrides.map((o) => ({ key: o.slice(0, o.indexOf('=')), value: o.slice(o.indexOf('=') + 1) })),
             tags: [],
           });
         }
-        await backend.updateRun(run.runId, t.state === 'SUCCEEDED' ? 'FINISHED' : 'FAILED', Date.now());
+        await backend.updateRun(run.mlflowRunId, t.state === 'SUCCEEDED' ? 'FINISHED' : 'FAILED', Date.now());
       }
     },
 
@@ -124,14 +105,14 @@ export function createHpoActivities(deps: { registry: Registry; project: Project
      * The search's MLflow run (idempotent by the `mlpipe.hpo_key` tag): params = the search space and
      * settings. Trials nest under it. Undefined when tracking is off.
      */
-    async startHpoTracking(input: { plan: HpoPlan; key: string }): Promise<{ runId: string; experimentId: string } | undefined> {
+    async startHpoTracking(input: { plan: HpoPlan; key: string }): Promise<HpoTracking | undefined> {
       const backend = deps.tracking();
       if (!backend) return undefined;
       const compiled = deps.project.compile(input.plan.pipeline, input.plan.overrides);
       if (compiled.tracking?.enabled === false) return undefined;
       const experiment = await backend.getOrCreateExperiment(experimentOf(input.plan, compiled.tracking?.experiment));
       const existing = await backend.findRunByTag(experiment, 'mlpipe.hpo_key', input.key);
-      if (existing) return { runId: existing.runId, experimentId: experiment };
+      if (existing) return { mlflowRunId: existing.mlflowRunId, experimentId: experiment };
       const run = await backend.createRun({
         experimentId: experiment,
         runName: input.key,
@@ -152,8 +133,8 @@ export function createHpoActivities(deps: { registry: Registry; project: Project
         { key: 'hpo.seed', value: String(s.seed) },
         ...Object.entries(s.space).map(([k, v]) => ({ key: `space.${k}`, value: JSON.stringify(v).slice(0, 500) })),
       ];
-      await backend.logBatch(run.runId, { metrics: [], params, tags: [] });
-      return { runId: run.runId, experimentId: experiment };
+      await backend.logBatch(run.mlflowRunId, { metrics: [], params, tags: [] });
+      return { mlflowRunId: run.mlflowRunId, experimentId: experiment };
     },
 
     /**
@@ -161,13 +142,14 @@ export function createHpoActivities(deps: { registry: Registry; project: Project
      * best trial's own run tagged `mlpipe.hpo_best`. Trial runs are delivered by their own tracking
      * workflows; if the best one is not in MLflow yet, this fails and is retried.
      */
-    async finishHpoTracking(input: { runId: string; experimentId: string; best: { index: number; value: number; overrides: string[]; runKey: string }; metricKey: string; status: 'FINISHED' | 'FAILED' }): Promise<void> {
+    async finishHpoTracking(input: HpoTracking & { best: { index: number; value: number; overrides: string[]; runKey: string }; metricKey: string; status: 'FINISHED' | 'FAILED' }): Promise<void> {
       const backend = deps.tracking();
       if (!backend) return;
       const experiment = input.experimentId;
+      const searchRun = mlflowRunIdOf(input)!; // `runId` in an attempt scheduled before the rename
       const now = Date.now();
-      if (!(await backend.metricHistory(input.runId, `best_${input.metricKey}`)).length) {
-        await backend.logBatch(input.runId, {
+      if (!(await backend.metricHistory(searchRun, `best_${input.metricKey}`)).length) {
+        await backend.logBatch(searchRun, {
           metrics: [{ key: `best_${input.metricKey}`, value: input.best.value, timestamp: now, step: 0 }],
           params: [],
           tags: [
@@ -178,8 +160,8 @@ export function createHpoActivities(deps: { registry: Registry; project: Project
       }
       const trialRun = await backend.findRunByTag(experiment, 'mlpipe.run_key', input.best.runKey);
       if (!trialRun) throw new PipelineError('TRACKING_ERROR', `The best trial's MLflow run (${input.best.runKey}) is not delivered yet.`);
-      await backend.logBatch(trialRun.runId, { metrics: [], params: [], tags: [{ key: 'mlpipe.hpo_best', value: 'true' }] });
-      await backend.updateRun(input.runId, input.status, now);
+      await backend.logBatch(trialRun.mlflowRunId, { metrics: [], params: [], tags: [{ key: 'mlpipe.hpo_best', value: 'true' }] });
+      await backend.updateRun(searchRun, input.status, now);
     },
 
     async planHpo(input: HpoInput): Promise<HpoPlan> {

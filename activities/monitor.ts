@@ -13,42 +13,15 @@ import { computeDriftStepwise, toEvidentlyJson } from '../engine/drift/index.js'
 import { renderDriftHtml } from '../engine/drift/html.js';
 import { driftOptions, driftParams } from '../engine/drift/params.js';
 import { PipelineError } from '../engine/errors.js';
+import type { MonitorInput, MonitorOutcome, MonitorPlan } from '../engine/contracts.js';
 import { checkInput } from '../engine/limits.js';
 import { keySegment, listRuns, stepKey, type StepManifest } from '../engine/lineage.js';
 import { collectPredictions } from '../engine/prediction-log.js';
+import { ACTIVITY_DEFAULTS, heartbeatEveryMs } from '../engine/step-defaults.js';
 import type { ArtifactStore, ProjectPipelines, TrackingBackend } from '../engine/ports.js';
-import { isArtifactRef, type ArtifactRef, type PipelineMonitor } from '../engine/types.js';
+import { isArtifactRef, type ArtifactRef } from '../engine/types.js';
 import { artifactFormat, loadDriftDataset } from '../lib/drift-data.js';
 import { toApplicationFailure } from './run-step.js';
-
-export interface MonitorInput {
-  pipeline: string;
-  overrides?: string[];
-  /** Heartbeat timeout of the data activities (default 2 minutes): how soon a lost worker is noticed. */
-  heartbeatTimeoutMs?: number;
-}
-
-export interface MonitorPlan {
-  pipeline: string;
-  overrides: string[];
-  monitor: PipelineMonitor;
-  reference: ArtifactRef;
-  /** Where the reference came from: the run (and the model version, when found through one). */
-  referenceFrom: { workflowId: string; runId: string; step: string; model?: string; version?: string };
-  current: ArtifactRef;
-  /** When the current data is a model's prediction log: which, and what it held. */
-  currentFrom?: { predictions: string; rows: number; chunks: number; versions: string[]; since: string };
-}
-
-export interface MonitorOutcome {
-  datasetDrift: boolean;
-  share: number;
-  driftedColumns: string[];
-  numberOfColumns: number;
-  report: ArtifactRef;
-  html: ArtifactRef;
-  recordKey: string;
-}
 
 export interface MonitorDeps {
   store: ArtifactStore;
@@ -72,7 +45,7 @@ async function heartbeating<T>(fn: (progress: (details: Record<string, unknown>)
   const ctx = Context.current();
   let last: Record<string, unknown> = { phase: 'start' };
   const beat = (): void => ctx.heartbeat(last);
-  const every = Math.max(200, Math.min(10_000, (ctx.info.heartbeatTimeoutMs ?? 120_000) / 3));
+  const every = heartbeatEveryMs(ctx.info.heartbeatTimeoutMs, ACTIVITY_DEFAULTS.monitorData.heartbeatTimeoutMs);
   const timer = setInterval(beat, every);
   beat();
   try {
@@ -266,9 +239,9 @@ async function trackCheck(backend: TrackingBackend | undefined, plan: MonitorPla
     ...columns.filter((c) => Number.isFinite(c.drift_score)).map((c) => ({ key: `drift_score.${c.column_name}`, value: c.drift_score, timestamp: now, step: 0 })),
   ];
   // A retried activity may have logged them already: metrics append, so check first.
-  if (!(await backend.metricHistory(run.runId, 'drift_share')).length) {
-    await backend.logBatch(run.runId, { metrics, params: [{ key: 'reference_sha256', value: plan.reference.sha256 }, { key: 'current_sha256', value: plan.current.sha256 }], tags: [] });
+  if (!(await backend.metricHistory(run.mlflowRunId, 'drift_share')).length) {
+    await backend.logBatch(run.mlflowRunId, { metrics, params: [{ key: 'reference_sha256', value: plan.reference.sha256 }, { key: 'current_sha256', value: plan.current.sha256 }], tags: [] });
   }
   if (html) await backend.uploadArtifact(run, 'drift.html', html);
-  await backend.updateRun(run.runId, 'FINISHED', now);
+  await backend.updateRun(run.mlflowRunId, 'FINISHED', now);
 }

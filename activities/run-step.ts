@@ -17,7 +17,7 @@ import { ServiceUnavailable, untilAvailable, waitingStore } from '../engine/serv
 import { errorRetryDelayMs, heartbeatEveryMs, STEP_DEFAULTS } from '../engine/step-defaults.js';
 import type { ArtifactStore, Logger, ModelRegistry, RemoteService } from '../engine/ports.js';
 import { scrubberFor, scrubError, stepEnvironment } from '../engine/secrets.js';
-import { isArtifactRef, type RetrySpec, type StepCall, type StepResult } from '../engine/types.js';
+import { isArtifactRef, type RetrySpec, type StepCall, type StepRecordBase, type StepResult } from '../engine/types.js';
 import type { Registry } from '../plugins/registry.js';
 import { inputKinds, outputKinds } from '../plugins/registry.js';
 import type { StepContext } from '../plugins/sdk.js';
@@ -56,14 +56,17 @@ interface EngineDetails {
   waiting?: string;
 }
 
-interface CacheManifest {
-  key: string;
-  plugin: string;
-  version: string;
+/**
+ * A cache entry (`cache/<cacheKey>`): the outputs of the run that made them. Entries written before
+ * this shape name the plugin `plugin` and `version` and the key `key`; a hit reads only `outputs`,
+ * `runId` and `stepId`, which every entry has.
+ */
+interface CacheManifest extends StepRecordBase {
+  cacheKey: string;
   outputs: Record<string, unknown>;
   createdAt: string;
+  /** The Temporal run whose outputs these are. */
   runId: string;
-  stepId: string;
 }
 
 export function toApplicationFailure(e: unknown): Error {
@@ -290,7 +293,7 @@ export function createRunStep(deps: StepDeps) {
       // Lineage before the cache entry: whatever a cache entry points at has a producer on record.
       await writeStepManifest(store, manifest('succeeded', outputs));
       if (call.cache) {
-        const entry: CacheManifest = { key: cacheKey, plugin: plugin.name, version: plugin.version, outputs, createdAt: new Date().toISOString(), runId: call.runId, stepId: call.stepId };
+        const entry: CacheManifest = { stepId: call.stepId, uses: plugin.name, pluginVersion: plugin.version, cacheKey, outputs, createdAt: new Date().toISOString(), runId: call.runId };
         await store.putRecord(`cache/${cacheKey}`, entry);
       }
       logger.debug({ uses: plugin.name }, 'step finished');

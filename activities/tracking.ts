@@ -14,38 +14,13 @@
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { PipelineError } from '../engine/errors.js';
+import { knownRunsOf, type KnownRuns, type TrackingInput } from '../engine/contracts.js';
 import type { ArtifactStore, TrackedRun, TrackingBackend } from '../engine/ports.js';
-import {
-  flattenParams,
-  missingPoints,
-  numericLeaves,
-  sanitizeKey,
-  statusOf,
-  tag,
-  type Batch,
-  type MetricPoint,
-  type StepRecord,
-  type Tag,
-  type TrackingConfig,
-  type TrackingEvent,
-} from '../engine/tracking.js';
+import { flattenParams, missingPoints, numericLeaves, sanitizeKey, statusOf, tag, type Batch, type MetricPoint, type StepRecord, type Tag, type TrackingConfig } from '../engine/tracking.js';
 import type { ArtifactRef } from '../engine/types.js';
 
-export interface KnownRuns {
-  experimentId?: string;
-  parent?: TrackedRun;
-  steps: Record<string, TrackedRun>;
-  /** Model version registered for this run, once done. */
-  modelVersion?: string;
-  /** Where the worker tracked (the backend's printable location: a server URL or a file store). */
-  location?: string;
-}
-
-export interface DeliverInput {
-  /** The pipeline run's identity: `<workflowId>/<runId>`. */
-  key: string;
-  config: TrackingConfig;
-  events: TrackingEvent[];
+/** One batch of a run's events, with the MLflow runs its tracking made so far. */
+export interface DeliverInput extends TrackingInput {
   known: KnownRuns;
 }
 
@@ -72,10 +47,13 @@ export async function deliver(
   log: Log,
   progress: (delivered: number) => void = () => undefined,
 ): Promise<KnownRuns> {
-  const known: KnownRuns = { ...input.known, steps: { ...input.known.steps }, location: backend.location };
+  // Known runs as recorded: a tracking workflow from before the rename holds them with `runId`.
+  const before = knownRunsOf(input.known);
+  const known: KnownRuns = { ...before, steps: { ...before.steps }, location: backend.location };
   const created = new Set<string>();
-  const knownBefore = new Set([input.known.parent?.runId, ...Object.values(input.known.steps).map((r) => r.runId)]);
+  const knownBefore = new Set([before.parent?.mlflowRunId, ...Object.values(before.steps).map((r) => r.mlflowRunId)]);
   const config = input.config;
+  const parentMlflowRunId = config.parentMlflowRunId ?? config.parentRunId;
 
   const experimentId = async (): Promise<string> => (known.experimentId ??= await backend.getOrCreateExperiment(config.experiment));
 
@@ -84,21 +62,21 @@ export async function deliver(
     const found = await backend.findRunByTag(await experimentId(), tagKey, tagValue);
     if (found) return found;
     const run = await create();
-    created.add(run.runId);
+    created.add(run.mlflowRunId);
     return run;
   };
 
   /** Metric points, deduplicated against what the run holds when it may already hold some. */
   const logMetrics = async (run: TrackedRun, points: MetricPoint[], rest: Omit<Batch, 'metrics'> = { params: [], tags: [] }): Promise<void> => {
     let send = points;
-    if (points.length && !created.has(run.runId) && (retry || !knownBefore.has(run.runId))) {
+    if (points.length && !created.has(run.mlflowRunId) && (retry || !knownBefore.has(run.mlflowRunId))) {
       const keys = [...new Set(points.map((p) => p.key))];
-      const present = (await Promise.all(keys.map((k) => backend.metricHistory(run.runId, k)))).flat();
+      const present = (await Promise.all(keys.map((k) => backend.metricHistory(run.mlflowRunId, k)))).flat();
       send = missingPoints(points, present);
-      if (send.length < points.length) log.info('metric points already in MLflow were not sent again', { run: run.runId, skipped: points.length - send.length });
+      if (send.length < points.length) log.info('metric points already in MLflow were not sent again', { run: run.mlflowRunId, skipped: points.length - send.length });
     }
     progress(delivered);
-    if (send.length || rest.params.length || rest.tags.length) await backend.logBatch(run.runId, { metrics: send, ...rest });
+    if (send.length || rest.params.length || rest.tags.length) await backend.logBatch(run.mlflowRunId, { metrics: send, ...rest });
   };
 
   const parentOf = async (): Promise<TrackedRun> => {
@@ -122,7 +100,7 @@ export async function deliver(
         tag('mlpipe.run_id', event.runId),
         ...(config.gitCommit ? [tag('mlflow.source.git.commit', config.gitCommit)] : []),
         // An HPO trial's run nests under the search's run.
-        ...(config.parentRunId ? [tag('mlflow.parentRunId', config.parentRunId)] : []),
+        ...(parentMlflowRunId ? [tag('mlflow.parentRunId', parentMlflowRunId)] : []),
         ...Object.entries(event.labels).map(([k, v]) => tag(`mlpipe.label.${sanitizeKey(k)}`, v)),
       ];
       known.parent = await ensureRun(known.parent, 'mlpipe.run_key', input.key, async () =>
@@ -130,7 +108,7 @@ export async function deliver(
       );
       const params = [...flattenParams(event.config), ...flattenParams(event.params, 'params')];
       // A run made just now has its tags already: only params go in the batch.
-      await backend.logBatch(known.parent.runId, { metrics: [], params, tags: created.has(known.parent.runId) ? [] : tags });
+      await backend.logBatch(known.parent.mlflowRunId, { metrics: [], params, tags: created.has(known.parent.mlflowRunId) ? [] : tags });
     } else if (event.type === 'step-ended') {
       const s = event.step;
       if (s.status === 'skipped') continue;
@@ -139,7 +117,7 @@ export async function deliver(
       const start = s.startedAt ? Date.parse(s.startedAt) : Date.now();
       const end = s.endedAt ? Date.parse(s.endedAt) : start;
       const tags: Tag[] = [
-        tag('mlflow.parentRunId', parent.runId),
+        tag('mlflow.parentRunId', parent.mlflowRunId),
         tag('mlpipe.step_key', stepKey),
         tag('mlpipe.step', s.stepId),
         tag('mlpipe.plugin', s.uses),
@@ -160,8 +138,8 @@ export async function deliver(
         { key: 'cache_hit', value: s.status === 'cached' ? 1 : 0, timestamp: end, step: 0 },
         ...(s.series ?? []).map((p) => ({ ...p, key: sanitizeKey(p.key) })),
       ];
-      await logMetrics(run, points, { params: flattenParams(s.params), tags: created.has(run.runId) ? [] : tags });
-      await backend.updateRun(run.runId, statusOf(s.status), end);
+      await logMetrics(run, points, { params: flattenParams(s.params), tags: created.has(run.mlflowRunId) ? [] : tags });
+      await backend.updateRun(run.mlflowRunId, statusOf(s.status), end);
 
       // Evaluation metrics also on the parent run; the training backend as a parent tag.
       if (s.uses.startsWith('evaluate.') && s.outputs?.['metrics']) {
@@ -170,17 +148,17 @@ export async function deliver(
         await logMetrics(parent, numericLeaves(s.outputs['metrics'], s.stepId === 'evaluate' ? '' : s.stepId).map((m) => ({ ...m, timestamp: end, step: 0 })));
       }
       if (s.uses.startsWith('train.') && typeof s.outputs?.['backend'] === 'string') {
-        await backend.logBatch(parent.runId, { metrics: [], params: [], tags: [tag('mlpipe.training_backend', s.outputs['backend'])] });
+        await backend.logBatch(parent.mlflowRunId, { metrics: [], params: [], tags: [tag('mlpipe.training_backend', s.outputs['backend'])] });
       }
     } else {
       const parent = await parentOf();
       const end = Date.parse(event.endedAt);
       if (event.status === 'FINISHED' && config.registerModel && event.model) {
         known.modelVersion = await registerModel(backend, store, config.registerModel, known.steps[config.registerModel.step], event.model, log);
-        if (known.modelVersion) await backend.logBatch(parent.runId, { metrics: [], params: [], tags: [tag('mlpipe.registered_model', `${config.registerModel.name}/${known.modelVersion}`)] });
+        if (known.modelVersion) await backend.logBatch(parent.mlflowRunId, { metrics: [], params: [], tags: [tag('mlpipe.registered_model', `${config.registerModel.name}/${known.modelVersion}`)] });
       }
-      if (event.error) await backend.logBatch(parent.runId, { metrics: [], params: [], tags: [tag('mlpipe.error', event.error)] });
-      await backend.updateRun(parent.runId, event.status, end);
+      if (event.error) await backend.logBatch(parent.mlflowRunId, { metrics: [], params: [], tags: [tag('mlpipe.error', event.error)] });
+      await backend.updateRun(parent.mlflowRunId, event.status, end);
     }
   }
   return known;
@@ -210,8 +188,8 @@ async function registerModel(
   }
   await backend.registry.ensureRegisteredModel(spec.name);
   const version =
-    (await backend.registry.findVersion(spec.name, run.runId)) ??
-    (await backend.registry.createVersion(spec.name, `${run.artifactUri}/model`, run.runId, [tag('mlpipe.sha256', model.sha256)]));
+    (await backend.registry.findVersion(spec.name, run.mlflowRunId)) ??
+    (await backend.registry.createVersion(spec.name, `${run.artifactUri}/model`, run.mlflowRunId, [tag('mlpipe.sha256', model.sha256)]));
   for (const alias of spec.aliases) await backend.registry.setAlias(spec.name, alias, version);
   log.info(`registered ${spec.name} version ${version}${spec.aliases.length ? ` (${spec.aliases.join(', ')})` : ''}`);
   return version;

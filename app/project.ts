@@ -6,6 +6,7 @@ import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, statSyn
 import { homedir } from 'node:os';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { ConfigFiles } from '../engine/config.js';
+import { DEFAULT_TASK_QUEUE } from '../engine/contracts.js';
 import { PipelineError, SpecError } from '../engine/errors.js';
 import { checkText, decodeUtf8, LIMITS, shown } from '../engine/limits.js';
 import { didYouMean } from '../engine/suggest.js';
@@ -41,7 +42,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, cwd = process
     cacheDir: resolve(env['MLPIPE_CACHE_DIR'] ?? join(env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'mlpipe')),
     temporalAddress: env['TEMPORAL_ADDRESS'] ?? 'localhost:7233',
     namespace: env['TEMPORAL_NAMESPACE'] ?? 'default',
-    taskQueue: env['MLPIPE_TASK_QUEUE'] ?? 'mlpipe',
+    taskQueue: env['MLPIPE_TASK_QUEUE'] ?? DEFAULT_TASK_QUEUE,
     trackingUri: ['off', 'false', '0', 'none'].includes((env['MLPIPE_TRACKING'] ?? '').toLowerCase())
       ? undefined
       : env['MLFLOW_TRACKING_URI'] || `file:${join(projectDir, 'mlruns')}`,

@@ -12,8 +12,7 @@ import { join } from 'node:path';
 import { createPipelineWorker } from '../app/worker.js';
 import { loadSettings } from '../app/project.js';
 import { requireTemporalCli, startDevServer } from '../dev/temporal-server.js';
-import type { HpoResult } from '../workflows/hpo.js';
-import { HPO_WORKFLOW } from '../engine/contracts.js';
+import { HPO_WORKFLOW, type HpoResult } from '../engine/contracts.js';
 
 const TRIALS = Number(process.env['BENCH_TRIALS'] ?? 1000);
 
@@ -35,7 +34,7 @@ async function main(): Promise<void> {
   let out: Record<string, unknown> = {};
   await worker.runUntil(async () => {
     const t0 = performance.now();
-    const h = await client.workflow.start(HPO_WORKFLOW, { taskQueue: 'bench-scale', workflowId: 'scale-search', args: [{ pipeline: 'scale' }] });
+    const h = await client.workflow.start(HPO_WORKFLOW, { taskQueue: s.taskQueue, workflowId: 'scale-search', args: [{ pipeline: 'scale' }] });
     const r = (await h.result()) as HpoResult;
     const seconds = (performance.now() - t0) / 1000;
     const last = await h.describe();

@@ -16,8 +16,7 @@ import { join } from 'node:path';
 import { createPipelineWorker } from '../app/worker.js';
 import { loadSettings } from '../app/project.js';
 import { requireTemporalCli, startDevServer } from '../dev/temporal-server.js';
-import type { HpoResult } from '../workflows/hpo.js';
-import { HPO_WORKFLOW } from '../engine/contracts.js';
+import { HPO_WORKFLOW, type HpoResult } from '../engine/contracts.js';
 
 const TRIALS = Number(process.env['BENCH_TRIALS'] ?? 32);
 const EPOCHS = Number(process.env['BENCH_EPOCHS'] ?? 8);
@@ -47,7 +46,7 @@ async function main(): Promise<void> {
   // cache: false: both searches run the same trials in full (no step served from the other's cache).
   const search = async (pipeline: string, parallel: number): Promise<{ seconds: number; best: HpoResult['best'] }> => {
     const t0 = performance.now();
-    const r = (await client.workflow.execute(HPO_WORKFLOW, { taskQueue: 'bench-hpo', workflowId: `bench-${pipeline}-${parallel}-${++seq}`, args: [{ pipeline, parallel, cache: false }] })) as HpoResult;
+    const r = (await client.workflow.execute(HPO_WORKFLOW, { taskQueue: s.taskQueue, workflowId: `bench-${pipeline}-${parallel}-${++seq}`, args: [{ pipeline, parallel, cache: false }] })) as HpoResult;
     const seconds = (performance.now() - t0) / 1000;
     console.log(`${pipeline} parallel ${parallel}: ${TRIALS} trials in ${seconds.toFixed(1)} s; best trial ${r.best.index} = ${r.best.value} (${r.best.overrides.join(' ')})`);
     return { seconds, best: r.best };

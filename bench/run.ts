@@ -63,7 +63,7 @@ async function main(): Promise<void> {
     for (let round = 0; round <= RUNS; round++) {
       for (const name of Object.keys(times)) {
         const t0 = performance.now();
-        await client.workflow.execute(PIPELINE_WORKFLOW, { taskQueue: 'bench', workflowId: `bench-${name}-${++seq}`, args: [{ pipeline: name }] });
+        await client.workflow.execute(PIPELINE_WORKFLOW, { taskQueue: s.taskQueue, workflowId: `bench-${name}-${++seq}`, args: [{ pipeline: name }] });
         const ms = performance.now() - t0;
         if (round > 0) times[name]!.push(ms); // round 0 warms up
       }

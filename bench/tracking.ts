@@ -30,13 +30,13 @@ async function measure(backend: TrackingBackend, label: string): Promise<Record<
   const exp = await backend.getOrCreateExperiment(`bench-${label}-${Date.now()}`);
   const run = await backend.createRun({ experimentId: exp, runName: 'bench', startTime: Date.now(), tags: [] });
   let t0 = performance.now();
-  await backend.logBatch(run.runId, { metrics: points(POINTS), params: [], tags: [] });
+  await backend.logBatch(run.mlflowRunId, { metrics: points(POINTS), params: [], tags: [] });
   const batched = (performance.now() - t0) / 1000;
   t0 = performance.now();
-  for (const p of points(SINGLE, POINTS)) await backend.logBatch(run.runId, { metrics: [p], params: [], tags: [] });
+  for (const p of points(SINGLE, POINTS)) await backend.logBatch(run.mlflowRunId, { metrics: [p], params: [], tags: [] });
   const single = (performance.now() - t0) / 1000;
   t0 = performance.now();
-  const history = await backend.metricHistory(run.runId, 'metric_0');
+  const history = await backend.metricHistory(run.mlflowRunId, 'metric_0');
   const read = (performance.now() - t0) / 1000;
   if (history.length !== POINTS / 10 + SINGLE / 10) throw new Error(`${label}: expected ${POINTS / 10 + SINGLE / 10} points of metric_0, read ${history.length}`);
   return {

@@ -2,6 +2,7 @@
  * Help of each `mlpipe` subcommand: `mlpipe <command> --help` and `mlpipe help <command>`.
  * Each entry: the usage line(s), what the command does, its arguments and options.
  */
+import { DEFAULT_TASK_QUEUE } from '../engine/contracts.js';
 
 interface CommandHelp {
   usage: string[];
@@ -41,7 +42,7 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
   worker: {
     usage: ['mlpipe worker [--task-queue Q]'],
     summary: 'Serve pipelines on a task queue until SIGINT / SIGTERM.',
-    options: [['--task-queue Q', 'the task queue (default $MLPIPE_TASK_QUEUE or mlpipe)']],
+    options: [['--task-queue Q', `the task queue (default $MLPIPE_TASK_QUEUE or ${DEFAULT_TASK_QUEUE})`]],
   },
   dev: {
     usage: ['mlpipe dev [--port 7233] [--ui-port 8233] [--db FILE] [--mlflow-port 5000] [--no-mlflow]'],

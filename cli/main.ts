@@ -15,16 +15,29 @@ import { createPipelineWorker } from '../app/worker.js';
 import { loadPipeline } from '../app/load-pipeline.js';
 import { listPipelines, loadSettings, type Settings } from '../app/project.js';
 import { redact } from '../adapters/mlflow/rest.js';
-import type { KnownRuns } from '../activities/tracking.js';
 import { findMlflow, startMlflowServer, type MlflowServer } from '../dev/mlflow-server.js';
 import { freePort, isListening, requireTemporalCli, startDevServer, type DevServer } from '../dev/temporal-server.js';
 import { PipelineError } from '../engine/errors.js';
 import { checkInput, checkLabels, LIMITS } from '../engine/limits.js';
-import type { CompiledPipeline, PipelineInput, PipelineResult, PipelineStatus } from '../engine/types.js';
+import type { CompiledPipeline } from '../engine/types.js';
 import { loadProjectRegistry } from '../app/project-plugins.js';
-import { HPO_WORKFLOW, hpoStatusQueryName, MONITOR_WORKFLOW, PIPELINE_WORKFLOW, statusQueryName, trackingWorkflowId } from '../engine/contracts.js';
-import type { HpoResult, HpoStatus } from '../workflows/hpo.js';
-import type { MonitorResult } from '../workflows/monitor.js';
+import {
+  DEFAULT_TASK_QUEUE,
+  HPO_WORKFLOW,
+  hpoStatusQueryName,
+  knownRunsOf,
+  MONITOR_WORKFLOW,
+  PIPELINE_WORKFLOW,
+  statusQueryName,
+  trackingWorkflowId,
+  type HpoResult,
+  type HpoStatus,
+  type KnownRuns,
+  type MonitorResult,
+  type PipelineInput,
+  type PipelineResult,
+  type PipelineStatus,
+} from '../engine/contracts.js';
 import { renderMermaid } from './graph.js';
 import { commandHelp } from './help.js';
 import { formatStepLine, formatSummary } from './render.js';
@@ -47,7 +60,7 @@ Usage:
       --json              print the result as JSON
   mlpipe validate <pipeline> [overrides...] [--show-config] [--json]
   mlpipe graph <pipeline> [overrides...]  Print the DAG as a Mermaid flowchart
-  mlpipe worker [--task-queue Q]         Serve pipelines on a task queue (default mlpipe)
+  mlpipe worker [--task-queue Q]         Serve pipelines on a task queue (default ${DEFAULT_TASK_QUEUE})
   mlpipe dev [--port 7233] [--ui-port 8233] [--db FILE]
                                          Temporal dev server (SQLite file) + a worker
   mlpipe status <workflow-id>            Live status of a run
@@ -92,7 +105,7 @@ Usage:
 'mlpipe help <command>') shows a command's arguments and options.
 Overrides: model=wide  training.lr=0.01  +new.key=1  ++key=1  ~key  params.name=value
 
-Environment: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE (default), MLPIPE_TASK_QUEUE (mlpipe),
+Environment: TEMPORAL_ADDRESS (localhost:7233), TEMPORAL_NAMESPACE (default), MLPIPE_TASK_QUEUE (${DEFAULT_TASK_QUEUE}),
 MLPIPE_PROJECT_DIR (cwd), MLPIPE_ARTIFACTS (<project>/.mlpipe/artifacts, or gs://bucket/prefix), TEMPORAL_CLI,
 MLPIPE_LOG_LEVEL, MLPIPE_GCS_ENDPOINT (a GCS emulator), MLPIPE_GCS_CACHE_MAX_BYTES (local cache bound, 10 GiB).
 `;
@@ -434,11 +447,12 @@ async function reportTracking(client: Client, workflowId: string, settings: Sett
     return; // tracking is off for this run
   }
   if (status === 'RUNNING') return void out(`MLflow: tracking still in progress (workflow ${handle.workflowId}); it continues while a worker runs.`);
-  const known = status === 'COMPLETED' ? await (handle.result() as Promise<KnownRuns>).catch(() => undefined) : undefined;
+  const result = status === 'COMPLETED' ? await (handle.result() as Promise<KnownRuns>).catch(() => undefined) : undefined;
+  const known = result && knownRunsOf(result);
   if (!known) out(`MLflow: tracking failed; see workflow ${handle.workflowId}.`);
   else if (known.parent) {
     const where = trackingPlace(known.location ?? settings.trackingUri);
-    out(`MLflow: run ${known.parent.runId} in experiment ${known.parent.experimentId} (${where})${known.modelVersion ? `, model version ${known.modelVersion}` : ''}`);
+    out(`MLflow: run ${known.parent.mlflowRunId} in experiment ${known.parent.experimentId} (${where})${known.modelVersion ? `, model version ${known.modelVersion}` : ''}`);
   }
 }
 

@@ -1,5 +1,6 @@
 import { formatDuration } from '../engine/duration.js';
-import type { PipelineResult, StepState } from '../engine/types.js';
+import type { StepState } from '../engine/types.js';
+import type { PipelineResult } from '../engine/contracts.js';
 
 const MARK: Record<StepState['status'], string> = {
   pending: '·',

@@ -13,8 +13,7 @@ import { isListening, requireTemporalCli, startDevServer, type DevServer } from 
 import { HyperTune } from '../adapters/vertex/hypertune.js';
 import { fromParameterId } from '../adapters/vertex/parameter-ids.js';
 import { PipelineError } from '../engine/errors.js';
-import type { PipelineResult } from '../engine/types.js';
-import { PIPELINE_WORKFLOW } from '../engine/contracts.js';
+import { PIPELINE_WORKFLOW, type PipelineResult } from '../engine/contracts.js';
 
 const out = (s: string): boolean => process.stdout.write(`${s}\n`);
 

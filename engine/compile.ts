@@ -11,9 +11,9 @@ import { validateSpace } from './hpo.js';
 import { PipelineError, SpecError, SpecErrors, type ErrorCode, type Location } from './errors.js';
 import { forEachTemplate, lookup, parseTemplate, references, resolveDeep, type RefPath } from './expressions.js';
 import { LIMITS } from './limits.js';
-import { DEFAULT_MAX_PARALLEL, DEFAULT_TIMEOUT_MS, KNOWN_KEYS, pipelineSchema, type PipelineSpec, type StepSpec } from './spec.js';
+import { DEFAULT_MAX_PARALLEL, KNOWN_KEYS, pipelineSchema, type PipelineSpec, type StepSpec } from './spec.js';
 import { closest, didYouMean } from './suggest.js';
-import { defaultHeartbeatMs } from './step-defaults.js';
+import { defaultHeartbeatMs, STEP_DEFAULTS } from './step-defaults.js';
 import type { CompiledPipeline, CompiledStep, RetrySpec } from './types.js';
 import { parseYaml, type SourceDoc } from './yaml-doc.js';
 
@@ -341,7 +341,7 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
     }
     const timeout = step.timeout ?? defaults.timeout;
     const heartbeat = step.heartbeat ?? defaults.heartbeat;
-    const timeoutMs = timeout === undefined ? DEFAULT_TIMEOUT_MS : parseDuration(timeout)!;
+    const timeoutMs = timeout === undefined ? STEP_DEFAULTS.timeoutMs : parseDuration(timeout)!;
     // The default heartbeat timeout (engine/step-defaults.ts) applies where it is shorter than the timeout;
     // a step with a shorter timeout is watched by the timeout itself.
     const defaultHeartbeat = defaultHeartbeatMs(plugin.blocksEventLoopMs);
@@ -359,8 +359,8 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
         }),
       );
     }
-    const initialMs = retry.initialIntervalMs ?? 1000;
-    const maxMs = retry.maximumIntervalMs ?? 60_000;
+    const initialMs = retry.initialIntervalMs ?? STEP_DEFAULTS.initialIntervalMs;
+    const maxMs = retry.maximumIntervalMs ?? STEP_DEFAULTS.maximumIntervalMs;
     if (maxMs < initialMs) {
       problems.push(
         new SpecError('SPEC_INVALID', `Step '${id}': retry.maximumInterval (${maxMs} ms${retry.maximumIntervalMs === undefined ? ', the default' : ''}) is shorter than retry.initialInterval (${initialMs} ms).`, {
@@ -658,6 +658,28 @@ function ancestorSets(ids: string[], needsOf: Record<string, string[]>): Map<str
   };
   for (const id of ids) get(id);
   return memo;
+}
+
+/**
+ * The part of the DAG that `until` needs: that step and the steps it needs, transitively, in the
+ * same order (an HPO trial runs up to its metric step). INPUT_INVALID when there is no such step.
+ */
+export function pruneUntil(compiled: CompiledPipeline, until: string): CompiledPipeline {
+  if (!Object.hasOwn(compiled.steps, until)) {
+    throw new PipelineError('INPUT_INVALID', `until: pipeline '${compiled.name}' has no step '${until}'.`, { hint: `Steps: ${compiled.order.join(', ')}.` });
+  }
+  const keep = new Set<string>();
+  const visit = (id: string): void => {
+    if (keep.has(id)) return;
+    keep.add(id);
+    for (const n of compiled.steps[id]!.needs) visit(n);
+  };
+  visit(until);
+  return {
+    ...compiled,
+    order: compiled.order.filter((id) => keep.has(id)),
+    steps: Object.fromEntries(Object.entries(compiled.steps).filter(([id]) => keep.has(id))),
+  };
 }
 
 function schemaProblems(error: ZodError, doc: SourceDoc): PipelineError[] {

@@ -1,8 +1,25 @@
-/** The contracts between workflows, activities and clients: workflow, signal and query names, IDs. Pure, no imports. */
+/**
+ * The contracts between workflows, activities and clients, each defined once: workflow, signal and
+ * query names and IDs, and what the four workflows take, plan, signal, answer and return. Workflows,
+ * activities, the CLI and tests all import them from here.
+ *
+ * Workflow code imports this module, so it stays pure: zod, types, and engine modules without Node
+ * built-ins. Everything here crosses Temporal as JSON and is kept in workflow histories: a renamed
+ * field must still be read under its old name (see `mlflowRunIdOf`).
+ */
+import { z } from 'zod';
+import type { HpoSpec, Trial } from './hpo.js';
+import { LIMITS } from './limits.js';
+import type { TrackedRun } from './ports.js';
+import type { RunStatus, StepRecord, TrackingConfig } from './tracking.js';
+import type { ArtifactRef, PipelineMonitor, StepState } from './types.js';
+
+// ---- Names and IDs ----
+
+export const DEFAULT_TASK_QUEUE = 'mlpipe';
 export const PIPELINE_WORKFLOW = 'pipelineWorkflow';
 export const statusQueryName = 'status';
 export const stepAttemptSignalName = 'stepAttempt';
-export const DEFAULT_TASK_QUEUE = 'mlpipe';
 export const TRACKING_WORKFLOW = 'trackingWorkflow';
 /**
  * The task queue of tracking deliveries (the tracking workflow's activities) for workers polling
@@ -13,6 +30,7 @@ export function trackingTaskQueue(taskQueue: string): string {
   return `${taskQueue}-tracking`;
 }
 export const trackEventsSignalName = 'trackEvents';
+export const trackingStatusQueryName = 'trackingStatus';
 /** The tracking workflow of a pipeline run: one per run, so a second start is refused. */
 export function trackingWorkflowId(pipelineWorkflowId: string): string {
   return `${pipelineWorkflowId}-tracking`;
@@ -24,3 +42,275 @@ export function retrainWorkflowId(pipeline: string): string {
 }
 export const HPO_WORKFLOW = 'hpoWorkflow';
 export const hpoStatusQueryName = 'hpoStatus';
+
+/** Step IDs: letters, digits, _ and -, starting with a letter or _ (in the spec and in the workflow input). */
+export const STEP_ID = /^[A-Za-z_][A-Za-z0-9_-]*$/;
+
+/**
+ * MLflow run IDs are named `mlflowRunId`, Temporal run IDs `runId`. What was recorded before that
+ * rule (workflow histories, continue-as-new state, tracking results) names an MLflow run `runId`:
+ * this reads either.
+ */
+export function mlflowRunIdOf(run: { mlflowRunId?: string } | { runId?: string } | undefined): string | undefined {
+  const r = run as { mlflowRunId?: unknown; runId?: unknown } | undefined;
+  const id = r?.mlflowRunId ?? r?.runId;
+  return typeof id === 'string' ? id : undefined;
+}
+
+// ---- pipelineWorkflow ----
+
+/**
+ * The pipeline workflow's input: small JSON, written by hand in `temporal workflow start --input`,
+ * and untrusted (whoever may start a workflow on the queue writes it), so bounded everywhere.
+ * `compilePipeline` checks it against this schema before it uses any of it.
+ */
+export const pipelineInputSchema = z
+  .object({
+    /** A pipeline name (pipelines/<name>.yaml on the worker) or a path to a YAML file. */
+    pipeline: z.string().min(1).max(LIMITS.pipelineRefChars),
+    /** Hydra-style overrides: model=wide, training.lr=0.01, +new.key=1, params.target=x. */
+    overrides: z.array(z.string().max(LIMITS.overrideChars)).max(LIMITS.overrides).optional(),
+    /** Free-form labels recorded with the run. */
+    labels: z.record(z.string().max(LIMITS.labelKeyChars), z.string().max(LIMITS.labelValueChars)).optional(),
+    /** Run-level cache switch (default true). */
+    cache: z.boolean().optional(),
+    /** Overrides the pipeline's maxParallel. */
+    maxParallel: z.number().int().min(1).max(LIMITS.maxParallel).optional(),
+    /** Run only this step and the steps it needs (an HPO trial stops at its metric step). */
+    until: z.string().regex(STEP_ID, 'a step id').optional(),
+    /** Set for an HPO trial: the trial registers no model. */
+    trial: z
+      .object({
+        hpo: z.string().min(1),
+        index: z.number().int().min(0),
+        /** The search's MLflow run, which the trial's run nests under. */
+        parentMlflowRunId: z.string().optional(),
+        /** @deprecated The name of `parentMlflowRunId` in trials started before it; still read. */
+        parentRunId: z.string().optional(),
+        /** Extra params for named steps (the search's median stopping bar for the training step). */
+        stepParams: z.record(z.string().regex(STEP_ID), z.record(z.string(), z.unknown())).optional(),
+      })
+      .strict()
+      .optional(),
+  })
+  .strict();
+
+export type PipelineInput = z.infer<typeof pipelineInputSchema>;
+
+/** The `status` query's answer: the live run state. */
+export interface PipelineStatus {
+  pipeline: string;
+  state: 'compiling' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+  order: string[];
+  steps: Record<string, StepState>;
+  error?: string;
+}
+
+export interface PipelineResult {
+  pipeline: string;
+  state: 'succeeded';
+  steps: Record<string, StepState>;
+  outputs: Record<string, Record<string, unknown>>;
+}
+
+/** The `stepAttempt` signal, from runStep at the start of a retry: the Temporal attempt, and how many of the earlier ones were step errors. */
+export interface StepAttempt {
+  stepId: string;
+  attempt: number;
+  errors?: number;
+}
+
+// ---- trackingWorkflow ----
+
+/** Events the pipeline workflow sends to its tracking workflow (input, then `trackEvents` signals), in order (`seq` from 0). */
+export type TrackingEvent =
+  | {
+      seq: number;
+      type: 'run-started';
+      pipeline: string;
+      file: string;
+      workflowId: string;
+      runId: string;
+      startedAt: string;
+      params: Record<string, unknown>;
+      config: Record<string, unknown>;
+      labels: Record<string, string>;
+    }
+  | { seq: number; type: 'step-ended'; step: StepRecord }
+  | {
+      seq: number;
+      type: 'run-ended';
+      status: RunStatus;
+      endedAt: string;
+      error?: string;
+      /** The output that tracking.registerModel names, when the run succeeded. */
+      model?: ArtifactRef;
+    };
+
+export interface TrackingInput {
+  /** The pipeline run's identity: `<workflowId>/<runId>`. */
+  key: string;
+  config: TrackingConfig;
+  events: TrackingEvent[];
+}
+
+/** The MLflow runs a pipeline run's tracking made so far: the tracking workflow's result. */
+export interface KnownRuns {
+  experimentId?: string;
+  parent?: TrackedRun;
+  steps: Record<string, TrackedRun>;
+  /** Model version registered for this run, once done. */
+  modelVersion?: string;
+  /** Where the worker tracked (the backend's printable location: a server URL or a file store). */
+  location?: string;
+}
+
+/** Known runs as recorded, also from before MLflow run IDs were `mlflowRunId` (see `mlflowRunIdOf`). */
+export function knownRunsOf(known: KnownRuns): KnownRuns {
+  const run = (r: TrackedRun): TrackedRun => ({ mlflowRunId: mlflowRunIdOf(r) ?? '', experimentId: r.experimentId, artifactUri: r.artifactUri });
+  return {
+    ...known,
+    ...(known.parent ? { parent: run(known.parent) } : {}),
+    steps: Object.fromEntries(Object.entries(known.steps ?? {}).map(([k, r]) => [k, run(r)])),
+  };
+}
+
+/** The `trackingStatus` query's answer. */
+export interface TrackingStatus {
+  delivered: number;
+  inFlight: number;
+  pending: number;
+  known: KnownRuns;
+}
+
+// ---- monitorWorkflow ----
+
+export interface MonitorInput {
+  pipeline: string;
+  overrides?: string[];
+  /** Heartbeat timeout of the data activities (default 2 minutes): how soon a lost worker is noticed. */
+  heartbeatTimeoutMs?: number;
+}
+
+/** What `prepareMonitor` found: the reference and current data of one drift check. */
+export interface MonitorPlan {
+  pipeline: string;
+  overrides: string[];
+  monitor: PipelineMonitor;
+  reference: ArtifactRef;
+  /** Where the reference came from: the run (and the model version, when found through one). */
+  referenceFrom: { workflowId: string; runId: string; step: string; model?: string; version?: string };
+  current: ArtifactRef;
+  /** When the current data is a model's prediction log: which, and what it held. */
+  currentFrom?: { predictions: string; rows: number; chunks: number; versions: string[]; since: string };
+}
+
+export interface MonitorOutcome {
+  datasetDrift: boolean;
+  share: number;
+  driftedColumns: string[];
+  numberOfColumns: number;
+  report: ArtifactRef;
+  html: ArtifactRef;
+  recordKey: string;
+}
+
+export interface MonitorResult {
+  pipeline: string;
+  referenceFrom: MonitorPlan['referenceFrom'];
+  /** Set when the current data was a model's prediction log. */
+  currentFrom?: MonitorPlan['currentFrom'];
+  drift: MonitorOutcome;
+  /** 'started': this run started the retrain; 'already-running': another one was running; 'off' or 'no-drift'. */
+  retrain: 'started' | 'already-running' | 'off' | 'no-drift';
+  retrainWorkflowId?: string;
+  alert?: { sent: boolean; status?: number; reason?: string };
+}
+
+// ---- hpoWorkflow ----
+
+export interface HpoInput {
+  pipeline: string;
+  /** Overrides for every trial (before the trial's own). */
+  overrides?: string[];
+  /** Override the spec's trials / parallel. */
+  trials?: number;
+  parallel?: number;
+  /** Override the spec's backend. */
+  backend?: 'temporal' | 'vertex';
+  /** false: trials reuse no cached step (benchmarks comparing the same trials). */
+  cache?: boolean;
+  /** Continue as new after this many trials (default: when Temporal suggests it, about 4,096 events). */
+  trialsPerGeneration?: number;
+}
+
+/** What `planHpo` made of the input: the search, and every trial's overrides (each one compiled). */
+export interface HpoPlan {
+  pipeline: string;
+  overrides: string[];
+  spec: HpoSpec;
+  trials: Trial[];
+}
+
+/** The search's own MLflow run. */
+export interface HpoTracking {
+  mlflowRunId: string;
+  experimentId: string;
+}
+
+/** The search's run as recorded, also from before MLflow run IDs were `mlflowRunId`. */
+export function hpoTrackingOf(t: HpoTracking | { runId: string; experimentId: string } | undefined): HpoTracking | undefined {
+  const id = mlflowRunIdOf(t);
+  return t && id ? { mlflowRunId: id, experimentId: t.experimentId } : undefined;
+}
+
+export interface TrialResult {
+  index: number;
+  /** The trial's Temporal run ID (its MLflow run's key is `<workflowId>/<runId>`). */
+  runId?: string;
+  overrides: string[];
+  status: 'succeeded' | 'failed';
+  value?: number;
+  error?: string;
+  workflowId: string;
+  /** Set when the median stopping rule stopped the trial's training (at this epoch). */
+  stoppedAtEpoch?: number;
+}
+
+/** Carried over by continue-as-new. */
+export interface HpoState {
+  plan: HpoPlan;
+  tracking?: HpoTracking;
+  results: TrialResult[];
+  /** Continue-as-new generations so far. */
+  generation: number;
+  /** The median rule's input: best-loss curves of the most recent finished trials. */
+  curves?: number[][];
+}
+
+export interface HpoWorkflowInput extends HpoInput {
+  /** Set by continue-as-new. */
+  state?: HpoState;
+}
+
+/** The `hpoStatus` query's answer. */
+export interface HpoStatus {
+  trials: number;
+  finished: number;
+  failed: number;
+  running: number[];
+  best?: TrialResult;
+  generation: number;
+}
+
+export interface HpoResult {
+  pipeline: string;
+  metric: HpoPlan['spec']['metric'];
+  best: TrialResult;
+  trials: number;
+  failed: number;
+  generations: number;
+  results: TrialResult[];
+  /** `metrics`: the metric step's; `evaluations`: every step's `metrics` output (e.g. the test split's). */
+  final?: { workflowId: string; metrics?: Record<string, unknown>; evaluations?: Record<string, Record<string, unknown>> };
+}

@@ -6,6 +6,7 @@
  */
 import { z } from 'zod';
 import { prng } from './random.js';
+import { ACTIVITY_DEFAULTS } from './step-defaults.js';
 
 export const paramSpec = z.discriminatedUnion('type', [
   z.object({ type: z.literal('double'), min: z.number(), max: z.number(), scale: z.enum(['linear', 'log']).default('linear'), gridPoints: z.number().int().min(2).max(100).default(3) }).strict(),
@@ -54,7 +55,7 @@ export const hpoSchema = z
         baseOutputUri: z.string().regex(/^gs:\/\//).optional(),
         serviceAccount: z.string().optional(),
         /** How often the job is polled (a duration in ms). */
-        pollMs: z.number().int().min(10).default(30_000),
+        pollMs: z.number().int().min(10).default(ACTIVITY_DEFAULTS.vertexTuning.pollMs),
       })
       .strict()
       .optional(),

@@ -18,7 +18,7 @@
 import { createHash } from 'node:crypto';
 import { canonicalJson } from './cache-key.js';
 import type { ArtifactStore } from './ports.js';
-import { isArtifactRef, type ArtifactRef } from './types.js';
+import { isArtifactRef, type ArtifactRef, type StepRunRecord } from './types.js';
 
 export interface RunManifest {
   kind: 'run';
@@ -36,15 +36,12 @@ export interface RunManifest {
   store: string;
 }
 
-export interface StepManifest {
+/** The lineage record of a step that ran or was served from cache (the shared fields: `StepRunRecord`). */
+export interface StepManifest extends StepRunRecord {
   kind: 'step';
   workflowId: string;
   runId: string;
-  stepId: string;
-  uses: string;
-  pluginVersion: string;
   status: 'succeeded' | 'cached' | 'failed';
-  params: Record<string, unknown>;
   /** sha256 of the canonical JSON of the params. */
   paramsHash: string;
   cacheKey: string;
@@ -52,11 +49,9 @@ export interface StepManifest {
   cachedFrom?: { runId: string; stepId: string };
   inputs: Record<string, unknown>;
   outputs: Record<string, unknown>;
-  attempt: number;
   startedAt: string;
   endedAt: string;
   durationMs: number;
-  error?: string;
 }
 
 export interface LineageLink {

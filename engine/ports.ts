@@ -70,9 +70,9 @@ export interface Logger {
   error(fields: Record<string, unknown>, message: string): void;
 }
 
-/** An MLflow run as the tracker needs it. */
+/** An MLflow run as the tracker needs it. MLflow run IDs are `mlflowRunId` everywhere; `runId` is Temporal's. */
 export interface TrackedRun {
-  runId: string;
+  mlflowRunId: string;
   experimentId: string;
   /** mlflow-artifacts:/..., file:///..., gs://... */
   artifactUri: string;
@@ -91,21 +91,21 @@ export interface TrackingBackend {
   /** The run of `experimentId` whose tag `key` equals `value`, if any (the idempotency lookup). */
   findRunByTag(experimentId: string, key: string, value: string): Promise<TrackedRun | undefined>;
   createRun(options: { experimentId: string; runName: string; startTime: number; tags: { key: string; value: string }[] }): Promise<TrackedRun>;
-  logBatch(runId: string, batch: { metrics: { key: string; value: number; timestamp: number; step: number }[]; params: { key: string; value: string }[]; tags: { key: string; value: string }[] }): Promise<void>;
-  metricHistory(runId: string, key: string): Promise<{ key: string; value: number; timestamp: number; step: number }[]>;
-  updateRun(runId: string, status: 'RUNNING' | 'FINISHED' | 'FAILED' | 'KILLED', endTime?: number): Promise<void>;
+  logBatch(mlflowRunId: string, batch: { metrics: { key: string; value: number; timestamp: number; step: number }[]; params: { key: string; value: string }[]; tags: { key: string; value: string }[] }): Promise<void>;
+  metricHistory(mlflowRunId: string, key: string): Promise<{ key: string; value: number; timestamp: number; step: number }[]>;
+  updateRun(mlflowRunId: string, status: 'RUNNING' | 'FINISHED' | 'FAILED' | 'KILLED', endTime?: number): Promise<void>;
   /** Writes one file under the run's artifact root. */
   uploadArtifact(run: TrackedRun, path: string, data: Uint8Array): Promise<void>;
   /** Model registry; absent where the backend has none. */
   registry?: {
     ensureRegisteredModel(name: string): Promise<void>;
-    /** The version created from `runId`, if one exists (so a retry does not make a second one). */
-    findVersion(name: string, runId: string): Promise<string | undefined>;
-    createVersion(name: string, source: string, runId: string, tags?: { key: string; value: string }[]): Promise<string>;
+    /** The version created from `mlflowRunId`, if one exists (so a retry does not make a second one). */
+    findVersion(name: string, mlflowRunId: string): Promise<string | undefined>;
+    createVersion(name: string, source: string, mlflowRunId: string, tags?: { key: string; value: string }[]): Promise<string>;
     setAlias(name: string, alias: string, version: string): Promise<void>;
     versionByAlias(name: string, alias: string): Promise<string | undefined>;
     /** The version behind an alias, the run it was created from, and that run's tags. */
-    aliasRun(name: string, alias: string): Promise<{ version: string; runId: string; tags: Record<string, string> } | undefined>;
+    aliasRun(name: string, alias: string): Promise<{ version: string; mlflowRunId: string; tags: Record<string, string> } | undefined>;
   };
 }
 
@@ -115,7 +115,7 @@ export interface ModelVersionInfo {
   version: string;
   /** Where its files are: mlflow-artifacts:/..., gs://..., file://... */
   source: string;
-  runId?: string;
+  mlflowRunId?: string;
   tags: Record<string, string>;
   aliases: string[];
 }

@@ -12,7 +12,8 @@
  */
 import { PipelineError } from './errors.js';
 import { resolveDeep, truthy } from './expressions.js';
-import type { CompiledPipeline, PipelineStatus, StepCall, StepResult, StepState } from './types.js';
+import type { PipelineStatus } from './contracts.js';
+import type { CompiledPipeline, StepCall, StepResult, StepState } from './types.js';
 
 const DONE_OK = new Set(['succeeded', 'cached']);
 const TERMINAL = new Set(['succeeded', 'cached', 'skipped', 'failed', 'cancelled']);

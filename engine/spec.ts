@@ -8,8 +8,7 @@ import { hpoSchema } from './hpo.js';
 import { DURATION_HELP, parseDuration } from './duration.js';
 import { ENV_NAME } from './secrets.js';
 import { LIMITS } from './limits.js';
-
-export const STEP_ID = /^[A-Za-z_][A-Za-z0-9_-]*$/;
+import { STEP_ID } from './contracts.js';
 
 const YEARS = Math.floor(LIMITS.durationMs / (365.25 * 86_400_000));
 /** Any duration Temporal accepts: 0 up to its maximum (about 292 years). */
@@ -164,5 +163,4 @@ export const KNOWN_KEYS = {
   hpo: Object.keys(hpoSchema.shape),
 };
 
-export const DEFAULT_TIMEOUT_MS = 60 * 60 * 1000;
 export const DEFAULT_MAX_PARALLEL = 8;

@@ -3,6 +3,7 @@
  * and MLflow's rules for it (key syntax, value lengths, batch limits). No I/O: the delivery
  * activity (activities/tracking.ts) sends these records to a backend (adapters/mlflow/).
  */
+import type { StepRunRecord } from './types.js';
 
 /** One metric point. The timestamp is fixed when the value is produced, so a resend is recognisable. */
 export interface MetricPoint {
@@ -35,50 +36,16 @@ export interface TrackingConfig {
   /** The project's git commit when known (mlflow.source.git.commit). */
   gitCommit?: string;
   /** The MLflow run this run nests under (an HPO trial under its search). */
+  parentMlflowRunId?: string;
+  /** @deprecated The name of `parentMlflowRunId` in tracking workflows started before it; still read. */
   parentRunId?: string;
 }
 
-/** A step as the tracker sees it, once it has ended. */
-export interface StepRecord {
-  stepId: string;
-  uses: string;
-  pluginVersion: string;
-  status: 'succeeded' | 'cached' | 'failed' | 'cancelled' | 'skipped';
-  params: Record<string, unknown>;
-  outputs?: Record<string, unknown>;
+/** A step as the tracker sees it, once it has ended (the `step-ended` event). */
+export interface StepRecord extends StepRunRecord {
   /** Series a plugin reported (training curves), with their own steps and timestamps. */
   series?: MetricPoint[];
-  attempt: number;
-  cacheKey?: string;
-  startedAt?: string;
-  endedAt?: string;
-  error?: string;
 }
-
-/** Events the pipeline workflow sends to its tracking workflow, in order (`seq` from 0). */
-export type TrackingEvent =
-  | {
-      seq: number;
-      type: 'run-started';
-      pipeline: string;
-      file: string;
-      workflowId: string;
-      runId: string;
-      startedAt: string;
-      params: Record<string, unknown>;
-      config: Record<string, unknown>;
-      labels: Record<string, string>;
-    }
-  | { seq: number; type: 'step-ended'; step: StepRecord }
-  | {
-      seq: number;
-      type: 'run-ended';
-      status: RunStatus;
-      endedAt: string;
-      error?: string;
-      /** The output that tracking.registerModel names, when the run succeeded. */
-      model?: { kind: 'artifact'; uri: string; sha256: string; size: number; mediaType: string; name?: string };
-    };
 
 /** MLflow's limits for one runs/log-batch request. */
 export const LIMITS = {
@@ -159,10 +126,10 @@ function size(b: Batch): number {
  * metrics, 100 params, 100 tags and 1000 items per request, and a body under 1 MB (estimated from
  * the JSON of each item plus the envelope).
  */
-export function chunkBatch(all: Batch, runId = 'x'.repeat(32)): Batch[] {
+export function chunkBatch(all: Batch, mlflowRunId = 'x'.repeat(32)): Batch[] {
   const out: Batch[] = [];
   let cur: Batch = { metrics: [], params: [], tags: [] };
-  const envelope = JSON.stringify({ run_id: runId, metrics: [], params: [], tags: [] }).length;
+  const envelope = JSON.stringify({ run_id: mlflowRunId, metrics: [], params: [], tags: [] }).length;
   let bytes = envelope;
   const push = <K extends keyof Batch>(kind: K, item: Batch[K][number], cap: number): void => {
     const itemBytes = JSON.stringify(item).length + 1;

@@ -1,5 +1,6 @@
 /**
- * Plain-JSON shapes that cross Temporal (workflow input, compiled pipeline, step results).
+ * Plain-JSON shapes that cross Temporal (compiled pipeline, step calls and results); the workflows'
+ * own inputs, signals and results are in contracts.ts.
  * Everything here must survive a JSON round trip: no classes, no Dates, no undefined-only meaning.
  */
 
@@ -22,24 +23,6 @@ export function isArtifactRef(v: unknown): v is ArtifactRef {
     typeof (v as ArtifactRef).uri === 'string' &&
     typeof (v as ArtifactRef).sha256 === 'string'
   );
-}
-
-/** Input of the pipeline workflow: small, typed by hand in `temporal workflow start --input`. */
-export interface PipelineInput {
-  /** A pipeline name (pipelines/<name>.yaml on the worker) or a path to a YAML file. */
-  pipeline: string;
-  /** Hydra-style overrides: model=wide, training.lr=0.01, +new.key=1, params.target=x. */
-  overrides?: string[];
-  /** Free-form labels recorded with the run. */
-  labels?: Record<string, string>;
-  /** Run-level cache switch (default true). */
-  cache?: boolean;
-  /** Overrides the pipeline's maxParallel. */
-  maxParallel?: number;
-  /** Run only this step and the steps it needs (an HPO trial stops at its metric step). */
-  until?: string;
-  /** Set for an HPO trial: the trial registers no model. */
-  trial?: { hpo: string; index: number; parentRunId?: string };
 }
 
 export interface RetrySpec {
@@ -118,10 +101,35 @@ export interface PipelineTracking {
   registerModel?: { name: string; step: string; output: string; aliases: string[] };
   gitCommit?: string;
   /** The MLflow run this run nests under (an HPO trial under its search). */
-  parentRunId?: string;
+  parentMlflowRunId?: string;
 }
 
 export type StepStatus = 'pending' | 'running' | 'succeeded' | 'cached' | 'skipped' | 'failed' | 'cancelled';
+
+/**
+ * What every record of one step names: the step, the plugin and version that ran it, its cache key
+ * and its outputs. The records extend it: the cache entry (`CacheManifest`, activities/run-step.ts),
+ * and through `StepRunRecord` the tracking record (`StepRecord`, tracking.ts) and the lineage
+ * manifest (`StepManifest`, lineage.ts).
+ */
+export interface StepRecordBase {
+  stepId: string;
+  uses: string;
+  pluginVersion: string;
+  cacheKey?: string;
+  outputs?: Record<string, unknown>;
+}
+
+/** A step that has ended, as recorded: how it ended, with which params, at which attempt, when. */
+export interface StepRunRecord extends StepRecordBase {
+  status: Extract<StepStatus, 'succeeded' | 'cached' | 'failed' | 'cancelled' | 'skipped'>;
+  params: Record<string, unknown>;
+  attempt: number;
+  startedAt?: string;
+  endedAt?: string;
+  /** The error message of a failed step. */
+  error?: string;
+}
 
 export interface StepResult {
   outputs: Record<string, unknown>;
@@ -166,19 +174,4 @@ export interface StepState {
   cacheKey?: string;
   error?: { type?: string; message: string };
   reason?: string;
-}
-
-export interface PipelineStatus {
-  pipeline: string;
-  state: 'compiling' | 'running' | 'succeeded' | 'failed' | 'cancelled';
-  order: string[];
-  steps: Record<string, StepState>;
-  error?: string;
-}
-
-export interface PipelineResult {
-  pipeline: string;
-  state: 'succeeded';
-  steps: Record<string, StepState>;
-  outputs: Record<string, Record<string, unknown>>;
 }

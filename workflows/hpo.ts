@@ -10,68 +10,26 @@
 import { ApplicationFailure, ChildWorkflowFailure } from '@temporalio/common';
 import { condition, continueAsNew, defineQuery, log, proxyActivities, setHandler, startChild, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import type { HpoInput, HpoPlan } from '../activities/hpo.js';
 import { NON_RETRYABLE_CODES } from '../engine/errors.js';
 import { MEDIAN_RULE_CURVES, medianCurve } from '../engine/hpo.js';
-import type { PipelineResult } from '../engine/types.js';
-import { hpoStatusQueryName } from '../engine/contracts.js';
+import { ACTIVITY_DEFAULTS } from '../engine/step-defaults.js';
+import { hpoStatusQueryName, hpoTrackingOf, type HpoPlan, type HpoResult, type HpoStatus, type HpoWorkflowInput, type PipelineResult, type TrialResult } from '../engine/contracts.js';
 import { pipelineWorkflow } from './pipeline.js';
 
-const { planHpo } = proxyActivities<Activities>({ startToCloseTimeout: '10 minutes', retry: { maximumAttempts: 3, nonRetryableErrorTypes: [...NON_RETRYABLE_CODES] } });
+const { vertexTuning, hpoTracking } = ACTIVITY_DEFAULTS;
+const { planHpo } = proxyActivities<Activities>({ startToCloseTimeout: ACTIVITY_DEFAULTS.planHpo.startToCloseTimeoutMs, retry: { maximumAttempts: ACTIVITY_DEFAULTS.planHpo.maximumAttempts, nonRetryableErrorTypes: [...NON_RETRYABLE_CODES] } });
 /** The Vertex activity heartbeats once per poll; its heartbeat timeout (and so how fast a cancel reaches it) follows the poll interval. */
 const vertexActivity = (pollMs: number) =>
-  proxyActivities<Activities>({ startToCloseTimeout: '7 days', heartbeatTimeout: Math.max(10_000, 3 * pollMs), retry: { maximumAttempts: 5, nonRetryableErrorTypes: [...NON_RETRYABLE_CODES] } }).runVertexTuning;
+  proxyActivities<Activities>({
+    startToCloseTimeout: vertexTuning.startToCloseTimeoutMs,
+    heartbeatTimeout: Math.max(vertexTuning.minHeartbeatMs, 3 * pollMs),
+    retry: { maximumAttempts: vertexTuning.maximumAttempts, nonRetryableErrorTypes: [...NON_RETRYABLE_CODES] },
+  }).runVertexTuning;
 // Tracking never fails the search: bounded retries, then the search goes on untracked.
-const { startHpoTracking, finishHpoTracking, trackExternalTrials } = proxyActivities<Activities>({ startToCloseTimeout: '1 minute', retry: { maximumAttempts: 8, initialInterval: '1s', maximumInterval: '15s' } });
-
-export interface TrialResult {
-  index: number;
-  /** The trial's Temporal run ID (its MLflow run's key is `<workflowId>/<runId>`). */
-  runId?: string;
-  overrides: string[];
-  status: 'succeeded' | 'failed';
-  value?: number;
-  error?: string;
-  workflowId: string;
-  /** Set when the median stopping rule stopped the trial's training (at this epoch). */
-  stoppedAtEpoch?: number;
-}
-
-export interface HpoState {
-  plan: HpoPlan;
-  tracking?: { runId: string; experimentId: string };
-  results: TrialResult[];
-  /** Continue-as-new generations so far. */
-  generation: number;
-  /** The median rule's input: best-loss curves of the most recent finished trials. */
-  curves?: number[][];
-}
-
-export interface HpoWorkflowInput extends HpoInput {
-  /** Set by continue-as-new. */
-  state?: HpoState;
-}
-
-export interface HpoStatus {
-  trials: number;
-  finished: number;
-  failed: number;
-  running: number[];
-  best?: TrialResult;
-  generation: number;
-}
-
-export interface HpoResult {
-  pipeline: string;
-  metric: HpoPlan['spec']['metric'];
-  best: TrialResult;
-  trials: number;
-  failed: number;
-  generations: number;
-  results: TrialResult[];
-  /** `metrics`: the metric step's; `evaluations`: every step's `metrics` output (e.g. the test split's). */
-  final?: { workflowId: string; metrics?: Record<string, unknown>; evaluations?: Record<string, Record<string, unknown>> };
-}
+const { startHpoTracking, finishHpoTracking, trackExternalTrials } = proxyActivities<Activities>({
+  startToCloseTimeout: hpoTracking.startToCloseTimeoutMs,
+  retry: { maximumAttempts: hpoTracking.maximumAttempts, initialInterval: hpoTracking.initialIntervalMs, maximumInterval: hpoTracking.maximumIntervalMs },
+});
 
 export const hpoStatusQuery = defineQuery<HpoStatus>(hpoStatusQueryName);
 
@@ -93,10 +51,11 @@ function bestOf(results: TrialResult[], goal: 'minimize' | 'maximize'): TrialRes
 export async function hpoWorkflow(input: HpoWorkflowInput): Promise<HpoResult> {
   const info = workflowInfo();
   const plan = input.state?.plan ?? (await planHpo(input));
-  let tracking = input.state?.tracking;
+  // Read through hpoTrackingOf: state and results recorded before the rename name the MLflow run `runId`.
+  let tracking = hpoTrackingOf(input.state?.tracking);
   if (!input.state) {
     try {
-      tracking = await startHpoTracking({ plan, key: info.workflowId });
+      tracking = hpoTrackingOf(await startHpoTracking({ plan, key: info.workflowId }));
     } catch (e) {
       log.warn('the search is not tracked in MLflow', { error: String(e) });
     }
@@ -114,7 +73,7 @@ export async function hpoWorkflow(input: HpoWorkflowInput): Promise<HpoResult> {
 
   if (spec.backend === 'vertex' && !input.state) {
     // The whole search runs as one Vertex AI tuning job; this workflow waits for it durably.
-    const job = await vertexActivity(spec.vertex?.pollMs ?? 30_000)({ plan, displayName: info.workflowId });
+    const job = await vertexActivity(spec.vertex?.pollMs ?? vertexTuning.pollMs)({ plan, displayName: info.workflowId });
     for (const t of job.trials) {
       const index = Number(t.id);
       results.push(t.value !== undefined && t.state === 'SUCCEEDED' ? { index, overrides: t.overrides, status: 'succeeded', value: t.value, workflowId: job.job, runId: `trial-${t.id}` } : { index, overrides: t.overrides, status: 'failed', error: `Vertex trial ${t.state}`, workflowId: job.job });
@@ -142,7 +101,7 @@ export async function hpoWorkflow(input: HpoWorkflowInput): Promise<HpoResult> {
       try {
         const handle = await startChild(pipelineWorkflow, {
           workflowId,
-          args: [{ pipeline: plan.pipeline, overrides: [...plan.overrides, ...t.overrides], until: spec.metric.step, trial: { hpo: root, index: t.index, ...(tracking ? { parentRunId: tracking.runId } : {}), ...(stepParams ? { stepParams } : {}) }, labels: { hpo: root, trial: String(t.index) }, ...(input.cache === false ? { cache: false } : {}) }],
+          args: [{ pipeline: plan.pipeline, overrides: [...plan.overrides, ...t.overrides], until: spec.metric.step, trial: { hpo: root, index: t.index, ...(tracking ? { parentMlflowRunId: tracking.mlflowRunId } : {}), ...(stepParams ? { stepParams } : {}) }, labels: { hpo: root, trial: String(t.index) }, ...(input.cache === false ? { cache: false } : {}) }],
         });
         const runId = handle.firstExecutionRunId;
         const result = (await handle.result()) as PipelineResult;

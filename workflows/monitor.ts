@@ -12,35 +12,23 @@
  */
 import { ApplicationFailure, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { ParentClosePolicy, WorkflowIdReusePolicy, proxyActivities, startChild, workflowInfo } from '@temporalio/workflow';
-import type { MonitorInput, MonitorOutcome, MonitorPlan } from '../activities/monitor.js';
 import type { Activities } from '../activities/index.js';
 import { NON_RETRYABLE_CODES } from '../engine/errors.js';
-import { retrainWorkflowId } from '../engine/contracts.js';
+import { ACTIVITY_DEFAULTS } from '../engine/step-defaults.js';
+import { retrainWorkflowId, type MonitorInput, type MonitorResult } from '../engine/contracts.js';
 import { pipelineWorkflow } from './pipeline.js';
 
 /** The data activities heartbeat while they read and compute: 2 minutes without one means a lost worker. */
-const dataActivities = (heartbeatTimeoutMs = 120_000) =>
+const dataActivities = (heartbeatTimeoutMs: number = ACTIVITY_DEFAULTS.monitorData.heartbeatTimeoutMs) =>
   proxyActivities<Activities>({
-    startToCloseTimeout: '30 minutes',
+    startToCloseTimeout: ACTIVITY_DEFAULTS.monitorData.startToCloseTimeoutMs,
     heartbeatTimeout: heartbeatTimeoutMs,
-    retry: { maximumAttempts: 3, nonRetryableErrorTypes: [...NON_RETRYABLE_CODES] },
+    retry: { maximumAttempts: ACTIVITY_DEFAULTS.monitorData.maximumAttempts, nonRetryableErrorTypes: [...NON_RETRYABLE_CODES] },
   });
 const { postAlert } = proxyActivities<Activities>({
-  startToCloseTimeout: '1 minute',
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['ALERT_FAILED'] },
+  startToCloseTimeout: ACTIVITY_DEFAULTS.postAlert.startToCloseTimeoutMs,
+  retry: { maximumAttempts: ACTIVITY_DEFAULTS.postAlert.maximumAttempts, nonRetryableErrorTypes: ['ALERT_FAILED'] },
 });
-
-export interface MonitorResult {
-  pipeline: string;
-  referenceFrom: MonitorPlan['referenceFrom'];
-  /** Set when the current data was a model's prediction log. */
-  currentFrom?: MonitorPlan['currentFrom'];
-  drift: MonitorOutcome;
-  /** 'started': this run started the retrain; 'already-running': another one was running; 'off' or 'no-drift'. */
-  retrain: 'started' | 'already-running' | 'off' | 'no-drift';
-  retrainWorkflowId?: string;
-  alert?: { sent: boolean; status?: number; reason?: string };
-}
 
 export async function monitorWorkflow(input: MonitorInput): Promise<MonitorResult> {
   const hb = input.heartbeatTimeoutMs;

@@ -38,22 +38,30 @@ import {
 import type { Activities } from '../activities/index.js';
 import { NON_RETRYABLE_CODES } from '../engine/errors.js';
 import { RunState } from '../engine/run-state.js';
-import { STEP_DEFAULTS } from '../engine/step-defaults.js';
-import type { RunStatus, StepRecord, TrackingEvent } from '../engine/tracking.js';
-import { isArtifactRef, type CompiledPipeline, type PipelineInput, type PipelineResult, type PipelineStatus, type StepCall, type StepResult } from '../engine/types.js';
-import { statusQueryName, stepAttemptSignalName, trackingWorkflowId } from '../engine/contracts.js';
+import { ACTIVITY_DEFAULTS, STEP_DEFAULTS } from '../engine/step-defaults.js';
+import type { RunStatus, StepRecord } from '../engine/tracking.js';
+import { isArtifactRef, type CompiledPipeline, type StepCall, type StepResult } from '../engine/types.js';
+import {
+  statusQueryName,
+  stepAttemptSignalName,
+  trackingWorkflowId,
+  type PipelineInput,
+  type PipelineResult,
+  type PipelineStatus,
+  type StepAttempt,
+  type TrackingEvent,
+} from '../engine/contracts.js';
 import { trackEventsSignal, trackingWorkflow } from './tracking.js';
 
 export const statusQuery = defineQuery<PipelineStatus>(statusQueryName);
-/** From runStep at the start of a retry: the Temporal attempt, and how many of the earlier ones were step errors. */
-export const stepAttemptSignal = defineSignal<[{ stepId: string; attempt: number; errors?: number }]>(stepAttemptSignalName);
+export const stepAttemptSignal = defineSignal<[StepAttempt]>(stepAttemptSignalName);
 
 /** Error types that no retry can fix: spec and input problems, and unknown activities. */
 const NON_RETRYABLE = [...NON_RETRYABLE_CODES, 'NotFoundError'];
 
 const { compilePipeline } = proxyActivities<Activities>({
-  startToCloseTimeout: '2 minutes',
-  retry: { maximumAttempts: 3, nonRetryableErrorTypes: NON_RETRYABLE },
+  startToCloseTimeout: ACTIVITY_DEFAULTS.compile.startToCloseTimeoutMs,
+  retry: { maximumAttempts: ACTIVITY_DEFAULTS.compile.maximumAttempts, nonRetryableErrorTypes: NON_RETRYABLE },
 });
 
 function nowIso(): string {

@@ -9,28 +9,22 @@
  */
 import { type ActivityOptions, condition, defineQuery, defineSignal, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import type { KnownRuns } from '../activities/tracking.js';
-import type { TrackingConfig, TrackingEvent } from '../engine/tracking.js';
-import { trackEventsSignalName, trackingTaskQueue } from '../engine/contracts.js';
+import { ACTIVITY_DEFAULTS } from '../engine/step-defaults.js';
+import { trackEventsSignalName, trackingStatusQueryName, trackingTaskQueue, type KnownRuns, type TrackingEvent, type TrackingInput, type TrackingStatus } from '../engine/contracts.js';
 
 export const trackEventsSignal = defineSignal<[TrackingEvent[]]>(trackEventsSignalName);
-export const trackingStatusQuery = defineQuery<{ delivered: number; inFlight: number; pending: number; known: KnownRuns }>('trackingStatus');
+export const trackingStatusQuery = defineQuery<TrackingStatus>(trackingStatusQueryName);
 
+const delivery = ACTIVITY_DEFAULTS.deliverTracking;
 /** Deliveries run on the tracking task queue of the run's queue (see trackingTaskQueue). */
 const deliveryOptions: ActivityOptions = {
-  startToCloseTimeout: '5 minutes',
+  startToCloseTimeout: delivery.startToCloseTimeoutMs,
   // The delivery heartbeats before each event and write: an attempt stuck on one call is retried
   // after this, and a timed-out attempt learns it at its next heartbeat and stops.
-  heartbeatTimeout: '1 minute',
+  heartbeatTimeout: delivery.heartbeatTimeoutMs,
   // No maximumAttempts: retried until MLflow takes the events (or a permanent error).
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '15 seconds', nonRetryableErrorTypes: ['TRACKING_ERROR'] },
+  retry: { initialInterval: delivery.initialIntervalMs, backoffCoefficient: delivery.backoffCoefficient, maximumInterval: delivery.maximumIntervalMs, nonRetryableErrorTypes: ['TRACKING_ERROR'] },
 };
-
-export interface TrackingInput {
-  key: string;
-  config: TrackingConfig;
-  events: TrackingEvent[];
-}
 
 /** Gives up waiting for the pipeline's last event after this long (a pipeline that never ends). */
 const IDLE_LIMIT = '30 days';

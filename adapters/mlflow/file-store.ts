@@ -65,11 +65,12 @@ export function isIdempotencyTag(key: string): boolean {
 const INDEX_PREFIX = '.mlpipe-tag-';
 const INDEXED_MARK = '.mlpipe-tag-index';
 
-function parseIndexEntry(text: string): { runId: string; key: string; value: string } | undefined {
+/** An index entry as stored: `{ runId, key, value }` (the field name is part of the file format; the ID is MLflow's). */
+function parseIndexEntry(text: string): { mlflowRunId: string; key: string; value: string } | undefined {
   try {
     const e = JSON.parse(text) as Record<string, unknown>;
-    const { runId, key, value } = e;
-    return typeof runId === 'string' && typeof key === 'string' && typeof value === 'string' ? { runId, key, value } : undefined;
+    const { runId: mlflowRunId, key, value } = e;
+    return typeof mlflowRunId === 'string' && typeof key === 'string' && typeof value === 'string' ? { mlflowRunId, key, value } : undefined;
   } catch {
     return undefined;
   }
@@ -139,8 +140,8 @@ export class MlflowFileStore implements TrackingBackend {
     return id;
   }
 
-  private runDir(experimentId: string, runId: string): string {
-    return join(this.root, experimentId, runId);
+  private runDir(experimentId: string, mlflowRunId: string): string {
+    return join(this.root, experimentId, mlflowRunId);
   }
 
   /** Run folders found so far, by run ID: a run never moves, so each is looked up once. */
@@ -148,25 +149,25 @@ export class MlflowFileStore implements TrackingBackend {
   /** Experiments whose runs are all in the tag index. */
   private readonly indexed = new Set<string>();
 
-  private async findRunDir(runId: string): Promise<{ dir: string; experimentId: string }> {
-    const known = this.runDirs.get(runId);
+  private async findRunDir(mlflowRunId: string): Promise<{ dir: string; experimentId: string }> {
+    const known = this.runDirs.get(mlflowRunId);
     if (known) return known;
     for (const e of await this.experiments()) {
-      const dir = this.runDir(e.id, runId);
+      const dir = this.runDir(e.id, mlflowRunId);
       if (existsSync(join(dir, 'meta.yaml'))) {
-        this.runDirs.set(runId, { dir, experimentId: e.id });
+        this.runDirs.set(mlflowRunId, { dir, experimentId: e.id });
         return { dir, experimentId: e.id };
       }
     }
-    throw new Error(`MLflow run ${runId} not found in ${this.location}.`);
+    throw new Error(`MLflow run ${mlflowRunId} not found in ${this.location}.`);
   }
 
-  private tracked(experimentId: string, runId: string): TrackedRun {
-    return { runId, experimentId, artifactUri: pathToFileURL(join(this.runDir(experimentId, runId), 'artifacts')).toString() };
+  private tracked(experimentId: string, mlflowRunId: string): TrackedRun {
+    return { mlflowRunId, experimentId, artifactUri: pathToFileURL(join(this.runDir(experimentId, mlflowRunId), 'artifacts')).toString() };
   }
 
-  private async writeIndex(experimentId: string, runId: string, key: string, value: string): Promise<void> {
-    await atomicWrite(indexFile(join(this.root, experimentId), key, value), JSON.stringify({ runId, key, value }));
+  private async writeIndex(experimentId: string, mlflowRunId: string, key: string, value: string): Promise<void> {
+    await atomicWrite(indexFile(join(this.root, experimentId), key, value), JSON.stringify({ runId: mlflowRunId, key, value }));
   }
 
   /**
@@ -209,11 +210,11 @@ export class MlflowFileStore implements TrackingBackend {
         // The entry names its tag (no digest collision answers for another). Its run counts once its
         // meta.yaml is written: a run whose creation was cut short is not reused.
         if (entry.key !== key || entry.value !== value) return undefined;
-        return existsSync(join(expDir, entry.runId, 'meta.yaml')) ? this.tracked(experimentId, entry.runId) : undefined;
+        return existsSync(join(expDir, entry.mlflowRunId, 'meta.yaml')) ? this.tracked(experimentId, entry.mlflowRunId) : undefined;
       }
       // An unreadable entry (damaged outside this store): look the run up by its tag files, and re-index it.
       const found = await this.scanByTag(experimentId, key, value);
-      if (found) await this.writeIndex(experimentId, found.runId, key, value);
+      if (found) await this.writeIndex(experimentId, found.mlflowRunId, key, value);
       return found;
     }
     return this.scanByTag(experimentId, key, value);
@@ -231,14 +232,14 @@ export class MlflowFileStore implements TrackingBackend {
   }
 
   async createRun(o: { experimentId: string; runName: string; startTime: number; tags: { key: string; value: string }[] }): Promise<TrackedRun> {
-    const runId = randomUUID().replace(/-/g, '');
-    const dir = this.runDir(o.experimentId, runId);
+    const mlflowRunId = randomUUID().replace(/-/g, '');
+    const dir = this.runDir(o.experimentId, mlflowRunId);
     const artifactUri = pathToFileURL(join(dir, 'artifacts')).toString();
     // MLflow treats a folder as a run only with metrics/, params/ and artifacts/ in it.
     for (const sub of ['metrics', 'params', 'tags', 'artifacts']) await mkdir(join(dir, sub), { recursive: true });
     // Tags and index entries first, meta.yaml last: a run is visible only once it is complete.
     for (const t of [...o.tags, { key: 'mlflow.runName', value: o.runName }]) await this.writeKeyed(dir, 'tags', t.key, t.value);
-    for (const t of o.tags) if (isIdempotencyTag(t.key)) await this.writeIndex(o.experimentId, runId, t.key, t.value);
+    for (const t of o.tags) if (isIdempotencyTag(t.key)) await this.writeIndex(o.experimentId, mlflowRunId, t.key, t.value);
     await atomicWrite(
       join(dir, 'meta.yaml'),
       yaml({
@@ -247,7 +248,7 @@ export class MlflowFileStore implements TrackingBackend {
         entry_point_name: '',
         experiment_id: o.experimentId,
         lifecycle_stage: 'active',
-        run_id: runId,
+        run_id: mlflowRunId,
         run_name: o.runName,
         source_name: '',
         source_type: 4,
@@ -258,8 +259,8 @@ export class MlflowFileStore implements TrackingBackend {
         user_id: safeUser(),
       }),
     );
-    this.runDirs.set(runId, { dir, experimentId: o.experimentId });
-    return { runId, experimentId: o.experimentId, artifactUri };
+    this.runDirs.set(mlflowRunId, { dir, experimentId: o.experimentId });
+    return { mlflowRunId, experimentId: o.experimentId, artifactUri };
   }
 
   private async writeKeyed(dir: string, kind: 'tags' | 'params', key: string, value: string): Promise<void> {
@@ -273,12 +274,12 @@ export class MlflowFileStore implements TrackingBackend {
     await atomicWrite(file, value);
   }
 
-  async logBatch(runId: string, batch: Batch): Promise<void> {
-    const { dir, experimentId } = await this.findRunDir(runId);
+  async logBatch(mlflowRunId: string, batch: Batch): Promise<void> {
+    const { dir, experimentId } = await this.findRunDir(mlflowRunId);
     for (const p of batch.params) await this.writeKeyed(dir, 'params', p.key, p.value);
     for (const t of batch.tags) {
       await this.writeKeyed(dir, 'tags', t.key, t.value);
-      if (isIdempotencyTag(t.key)) await this.writeIndex(experimentId, runId, t.key, t.value);
+      if (isIdempotencyTag(t.key)) await this.writeIndex(experimentId, mlflowRunId, t.key, t.value);
     }
     const byKey = new Map<string, MetricPoint[]>();
     for (const m of batch.metrics) {
@@ -292,8 +293,8 @@ export class MlflowFileStore implements TrackingBackend {
     }
   }
 
-  async metricHistory(runId: string, key: string): Promise<MetricPoint[]> {
-    const { dir } = await this.findRunDir(runId);
+  async metricHistory(mlflowRunId: string, key: string): Promise<MetricPoint[]> {
+    const { dir } = await this.findRunDir(mlflowRunId);
     const file = join(dir, 'metrics', ...key.split('/'));
     if (!existsSync(file)) return [];
     return (await readFile(file, 'utf8'))
@@ -305,8 +306,8 @@ export class MlflowFileStore implements TrackingBackend {
       });
   }
 
-  async updateRun(runId: string, status: 'RUNNING' | 'FINISHED' | 'FAILED' | 'KILLED', endTime?: number): Promise<void> {
-    const { dir } = await this.findRunDir(runId);
+  async updateRun(mlflowRunId: string, status: 'RUNNING' | 'FINISHED' | 'FAILED' | 'KILLED', endTime?: number): Promise<void> {
+    const { dir } = await this.findRunDir(mlflowRunId);
     const file = join(dir, 'meta.yaml');
     const meta = readYaml(await readFile(file, 'utf8'), file);
     await atomicWrite(file, yaml({ ...meta, status: STATUS[status], ...(endTime !== undefined ? { end_time: endTime } : {}) }));

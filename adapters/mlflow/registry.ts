@@ -11,7 +11,7 @@ function info(mv: RawModelVersion): ModelVersionInfo {
     name: mv.name,
     version: String(mv.version),
     source: mv.source ?? '',
-    ...(mv.run_id ? { runId: mv.run_id } : {}),
+    ...(mv.run_id ? { mlflowRunId: mv.run_id } : {}),
     tags: Object.fromEntries((mv.tags ?? []).map((t) => [t.key, t.value])),
     aliases: mv.aliases ?? [],
   };
@@ -40,7 +40,7 @@ export class MlflowModelRegistry implements ModelRegistry {
       if (!(e instanceof MlflowAlreadyExists)) throw e;
     }
     const versionTags = Object.entries(input.versionTags).map(([key, value]) => ({ key, value }));
-    const version = (await c.registry.findVersion(input.name, run.runId)) ?? (await c.registry.createVersion(input.name, `${run.artifactUri}/model`, run.runId, versionTags));
+    const version = (await c.registry.findVersion(input.name, run.mlflowRunId)) ?? (await c.registry.createVersion(input.name, `${run.artifactUri}/model`, run.mlflowRunId, versionTags));
     const mv = await c.registry.getVersion(input.name, version);
     if (!mv) throw new Error(`MLflow lost version ${version} of '${input.name}' right after creating it.`);
     return info(mv);

@@ -251,8 +251,8 @@ export class MlflowRestClient implements TrackingBackend {
     return toRun(r.run);
   }
 
-  async getRun(runId: string): Promise<RawRun> {
-    return (await this.api<{ run: RawRun }>('GET', 'runs/get', { run_id: runId })).run;
+  async getRun(mlflowRunId: string): Promise<RawRun> {
+    return (await this.api<{ run: RawRun }>('GET', 'runs/get', { run_id: mlflowRunId })).run;
   }
 
   async searchRuns(experimentIds: string[], filter: string, options: { maxResults?: number; orderBy?: string[]; pageToken?: string } = {}): Promise<{ runs: RawRun[]; nextPageToken?: string }> {
@@ -271,25 +271,25 @@ export class MlflowRestClient implements TrackingBackend {
     return r.runs[0] ? toRun(r.runs[0]) : undefined;
   }
 
-  async updateRun(runId: string, status: 'RUNNING' | 'FINISHED' | 'FAILED' | 'KILLED', endTime?: number): Promise<void> {
-    await this.api('POST', 'runs/update', { run_id: runId, status, end_time: endTime });
+  async updateRun(mlflowRunId: string, status: 'RUNNING' | 'FINISHED' | 'FAILED' | 'KILLED', endTime?: number): Promise<void> {
+    await this.api('POST', 'runs/update', { run_id: mlflowRunId, status, end_time: endTime });
   }
 
   /**
    * Sends params, tags and metrics in requests within MLflow's limits. Params and tags alone are
    * idempotent; a request with metrics is not (see the module comment).
    */
-  async logBatch(runId: string, batch: Batch): Promise<void> {
-    for (const part of chunkBatch(batch, runId)) {
-      await this.api('POST', 'runs/log-batch', { run_id: runId, metrics: part.metrics, params: part.params, tags: part.tags }, part.metrics.length === 0);
+  async logBatch(mlflowRunId: string, batch: Batch): Promise<void> {
+    for (const part of chunkBatch(batch, mlflowRunId)) {
+      await this.api('POST', 'runs/log-batch', { run_id: mlflowRunId, metrics: part.metrics, params: part.params, tags: part.tags }, part.metrics.length === 0);
     }
   }
 
-  async metricHistory(runId: string, key: string): Promise<MetricPoint[]> {
+  async metricHistory(mlflowRunId: string, key: string): Promise<MetricPoint[]> {
     const out: MetricPoint[] = [];
     let pageToken: string | undefined;
     do {
-      const r = await this.api<{ metrics?: MetricPoint[]; next_page_token?: string }>('GET', 'metrics/get-history', { run_id: runId, metric_key: key, max_results: 25000, page_token: pageToken });
+      const r = await this.api<{ metrics?: MetricPoint[]; next_page_token?: string }>('GET', 'metrics/get-history', { run_id: mlflowRunId, metric_key: key, max_results: 25000, page_token: pageToken });
       for (const m of r.metrics ?? []) out.push({ key: m.key, value: Number(m.value), timestamp: Number(m.timestamp), step: Number(m.step ?? 0) });
       pageToken = r.next_page_token || undefined;
     } while (pageToken);
@@ -362,12 +362,12 @@ export class MlflowRestClient implements TrackingBackend {
         if (!(e instanceof MlflowAlreadyExists)) throw e;
       }
     },
-    findVersion: async (name: string, runId: string): Promise<string | undefined> => {
-      const r = await this.api<{ model_versions?: { version: string }[] }>('GET', 'model-versions/search', { filter: `name='${name.replace(/'/g, "\\'")}' and run_id='${runId}'`, max_results: 10 });
+    findVersion: async (name: string, mlflowRunId: string): Promise<string | undefined> => {
+      const r = await this.api<{ model_versions?: { version: string }[] }>('GET', 'model-versions/search', { filter: `name='${name.replace(/'/g, "\\'")}' and run_id='${mlflowRunId}'`, max_results: 10 });
       return r.model_versions?.[0]?.version;
     },
-    createVersion: async (name: string, source: string, runId: string, tags: { key: string; value: string }[] = []): Promise<string> => {
-      const r = await this.api<{ model_version: { version: string } }>('POST', 'model-versions/create', { name, source, run_id: runId, tags }, false);
+    createVersion: async (name: string, source: string, mlflowRunId: string, tags: { key: string; value: string }[] = []): Promise<string> => {
+      const r = await this.api<{ model_version: { version: string } }>('POST', 'model-versions/create', { name, source, run_id: mlflowRunId, tags }, false);
       return r.model_version.version;
     },
     setAlias: async (name: string, alias: string, version: string): Promise<void> => {
@@ -385,12 +385,12 @@ export class MlflowRestClient implements TrackingBackend {
     },
     versionByAlias: async (name: string, alias: string): Promise<string | undefined> => (await this.registry.aliasVersion(name, alias))?.version,
     /** The MLflow run a version was created from, and that run's tags. */
-    aliasRun: async (name: string, alias: string): Promise<{ version: string; runId: string; tags: Record<string, string> } | undefined> => {
+    aliasRun: async (name: string, alias: string): Promise<{ version: string; mlflowRunId: string; tags: Record<string, string> } | undefined> => {
       const mv = await this.registry.aliasVersion(name, alias);
       if (!mv) return undefined;
-      if (!mv.run_id) return { version: mv.version, runId: '', tags: {} };
+      if (!mv.run_id) return { version: mv.version, mlflowRunId: '', tags: {} };
       const run = await this.getRun(mv.run_id);
-      return { version: mv.version, runId: mv.run_id, tags: Object.fromEntries((run.data?.tags ?? []).map((t) => [t.key, t.value])) };
+      return { version: mv.version, mlflowRunId: mv.run_id, tags: Object.fromEntries((run.data?.tags ?? []).map((t) => [t.key, t.value])) };
     },
     getVersion: async (name: string, version: string): Promise<RawModelVersion | undefined> => {
       try {
@@ -432,5 +432,5 @@ export interface RawModelVersion {
 }
 
 function toRun(r: RawRun): TrackedRun {
-  return { runId: r.info.run_id, experimentId: r.info.experiment_id, artifactUri: r.info.artifact_uri };
+  return { mlflowRunId: r.info.run_id, experimentId: r.info.experiment_id, artifactUri: r.info.artifact_uri };
 }

@@ -19,8 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
 import { artifactRefs } from '../../engine/lineage.js';
 import { prng } from '../../engine/random.js';
-import type { PipelineResult, PipelineStatus } from '../../engine/types.js';
-import { PIPELINE_WORKFLOW } from '../../engine/contracts.js';
+import { PIPELINE_WORKFLOW, type PipelineResult, type PipelineStatus } from '../../engine/contracts.js';
 import { createClient, createTestProject, REPO, uniqueId } from './helpers.js';
 import { exited, pendingStep, whileRunning, workerProcesses } from './processes.js';
 

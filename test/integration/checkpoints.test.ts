@@ -8,8 +8,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
-import type { ArtifactRef, PipelineResult } from '../../engine/types.js';
-import { PIPELINE_WORKFLOW } from '../../engine/contracts.js';
+import type { ArtifactRef } from '../../engine/types.js';
+import { PIPELINE_WORKFLOW, type PipelineResult } from '../../engine/contracts.js';
 import { createClient, createTestProject, startWorker, uniqueId } from './helpers.js';
 
 const project = createTestProject('ckpt-key');

@@ -9,7 +9,7 @@ import { symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { freePort, isListening } from '../../dev/temporal-server.js';
-import type { PipelineResult } from '../../engine/types.js';
+import type { PipelineResult } from '../../engine/contracts.js';
 import { COMMAND_HELP } from '../../cli/help.js';
 import { createTestProject, REPO, uniqueId, useWorkerAndClient, waitFor } from './helpers.js';
 import { whileRunning } from './processes.js';

@@ -12,9 +12,7 @@ import type { Client } from '@temporalio/client';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { PipelineResult } from '../../engine/types.js';
-import type { HpoResult } from '../../workflows/hpo.js';
-import { HPO_WORKFLOW, PIPELINE_WORKFLOW } from '../../engine/contracts.js';
+import { HPO_WORKFLOW, PIPELINE_WORKFLOW, type PipelineResult, type HpoResult } from '../../engine/contracts.js';
 import { createClient, createTestProject, REPO, uniqueId } from './helpers.js';
 import { attemptStarted, exited, whileRunning, workerProcesses } from './processes.js';
 

@@ -4,8 +4,7 @@
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
-import type { PipelineInput, PipelineResult, PipelineStatus } from '../../engine/types.js';
-import { PIPELINE_WORKFLOW, statusQueryName } from '../../engine/contracts.js';
+import { PIPELINE_WORKFLOW, statusQueryName, type PipelineInput, type PipelineResult, type PipelineStatus } from '../../engine/contracts.js';
 import { createTestProject, uniqueId, useWorkerAndClient, waitFor, type JournalLine } from './helpers.js';
 
 const project = createTestProject('engine');

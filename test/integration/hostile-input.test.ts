@@ -10,8 +10,7 @@ import { mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { PipelineInput } from '../../engine/types.js';
-import { PIPELINE_WORKFLOW } from '../../engine/contracts.js';
+import { PIPELINE_WORKFLOW, type PipelineInput } from '../../engine/contracts.js';
 import { createTestProject, REPO, uniqueId, useWorkerAndClient } from './helpers.js';
 
 const project = createTestProject('hostile');

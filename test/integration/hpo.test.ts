@@ -7,9 +7,7 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { PipelineResult } from '../../engine/types.js';
-import type { HpoResult } from '../../workflows/hpo.js';
-import { HPO_WORKFLOW } from '../../engine/contracts.js';
+import { HPO_WORKFLOW, type PipelineResult, type HpoResult } from '../../engine/contracts.js';
 import { createTestProject, uniqueId, useWorkerAndClient, type JournalLine } from './helpers.js';
 
 const project = createTestProject('hpo');

@@ -23,9 +23,7 @@ import { freePort } from '../../dev/temporal-server.js';
 import { startEmulator } from '../../dev/gcs-emulator.js';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
 import type { ArtifactRef } from '../../engine/types.js';
-import { HPO_WORKFLOW, MONITOR_WORKFLOW, PIPELINE_WORKFLOW, trackingWorkflowId } from '../../engine/contracts.js';
-import type { HpoResult } from '../../workflows/hpo.js';
-import type { MonitorResult } from '../../workflows/monitor.js';
+import { HPO_WORKFLOW, MONITOR_WORKFLOW, PIPELINE_WORKFLOW, trackingWorkflowId, type HpoResult, type MonitorResult } from '../../engine/contracts.js';
 import { createClient, createTestProject, REPO, startWorker, uniqueId, waitFor } from './helpers.js';
 
 const run = promisify(execFile);
@@ -221,10 +219,10 @@ describe('MLflow tracking against a real mlflow server', () => {
       const exp = await rest.getOrCreateExperiment('california-housing-monitoring');
       const tracked = await rest.findRunByTag(exp, 'mlpipe.monitor_key', m.firstExecutionRunId);
       expect(tracked).toBeDefined();
-      expect((await rest.metricHistory(tracked!.runId, 'drift_share')).map((p) => p.value)).toEqual([r.drift.share]);
-      expect(await rest.metricHistory(tracked!.runId, 'drift_score.median_income')).toHaveLength(1);
+      expect((await rest.metricHistory(tracked!.mlflowRunId, 'drift_share')).map((p) => p.value)).toEqual([r.drift.share]);
+      expect(await rest.metricHistory(tracked!.mlflowRunId, 'drift_score.median_income')).toHaveLength(1);
       const back = await readBack(server.url, 'california-housing-monitoring', '');
-      expect(back.runs.find((x) => x.id === tracked!.runId)?.artifacts).toContain('drift.html');
+      expect(back.runs.find((x) => x.id === tracked!.mlflowRunId)?.artifacts).toContain('drift.html');
     } finally {
       await rest.close();
     }
@@ -366,20 +364,20 @@ steps:
       const created = await rest.createRun({ experimentId: ids[0]!, runName: 'big', startTime: Date.now(), tags: [{ key: 'k', value: 'v' }] });
       const metrics = Array.from({ length: 2500 }, (_, i) => ({ key: `m${i % 5}`, value: i / 7, timestamp: 1_700_000_000_000 + i, step: i }));
       const params = Array.from({ length: 230 }, (_, i) => ({ key: `p${i}`, value: `v${i}` }));
-      await rest.logBatch(created.runId, { metrics, params, tags: [] });
-      const got = await rest.getRun(created.runId);
+      await rest.logBatch(created.mlflowRunId, { metrics, params, tags: [] });
+      const got = await rest.getRun(created.mlflowRunId);
       expect(got.data?.params).toHaveLength(230);
-      expect((await rest.metricHistory(created.runId, 'm3')).map((p) => p.step)).toEqual(metrics.filter((m) => m.key === 'm3').map((m) => m.step));
-      expect((await rest.findRunByTag(ids[0]!, 'k', 'v'))?.runId).toBe(created.runId);
+      expect((await rest.metricHistory(created.mlflowRunId, 'm3')).map((p) => p.step)).toEqual(metrics.filter((m) => m.key === 'm3').map((m) => m.step));
+      expect((await rest.findRunByTag(ids[0]!, 'k', 'v'))?.mlflowRunId).toBe(created.mlflowRunId);
       await expect(rest.getRun('0'.repeat(32))).rejects.toMatchObject({ code: 'RESOURCE_DOES_NOT_EXIST' });
-      await expect(rest.logBatch(created.runId, { metrics: [], params: [{ key: 'p1', value: 'changed' }], tags: [] })).rejects.toMatchObject({ code: 'INVALID_PARAMETER_VALUE' });
+      await expect(rest.logBatch(created.mlflowRunId, { metrics: [], params: [{ key: 'p1', value: 'changed' }], tags: [] })).rejects.toMatchObject({ code: 'INVALID_PARAMETER_VALUE' });
       const model = uniqueId('model');
       await rest.registry.ensureRegisteredModel(model);
       await rest.registry.ensureRegisteredModel(model);
-      const v = await rest.registry.createVersion(model, `${created.artifactUri}/model`, created.runId);
+      const v = await rest.registry.createVersion(model, `${created.artifactUri}/model`, created.mlflowRunId);
       await rest.registry.setAlias(model, 'champion', v);
       expect(await rest.registry.versionByAlias(model, 'champion')).toBe(v);
-      expect(await rest.registry.findVersion(model, created.runId)).toBe(v);
+      expect(await rest.registry.findVersion(model, created.mlflowRunId)).toBe(v);
       expect(await rest.registry.versionByAlias(model, 'nobody')).toBeUndefined();
     } finally {
       await rest.close();
@@ -392,12 +390,12 @@ steps:
     try {
       const exp = await rest.getOrCreateExperiment(uniqueId('gs-artifacts'), { artifactLocation: 'gs://mlflow-artifacts/experiments' });
       const run = await rest.createRun({ experimentId: exp, runName: 'to-gcs', startTime: Date.now(), tags: [] });
-      expect(run.artifactUri).toBe(`gs://mlflow-artifacts/experiments/${run.runId}/artifacts`);
+      expect(run.artifactUri).toBe(`gs://mlflow-artifacts/experiments/${run.mlflowRunId}/artifacts`);
       const bytes = randomBytes(10_000);
       await rest.uploadArtifact(run, 'model/model.json', bytes);
       await rest.uploadArtifact(run, 'model/model.json', bytes); // a retried delivery: same object, same bytes
-      const [files] = await emu.storage.bucket('mlflow-artifacts').getFiles({ prefix: `experiments/${run.runId}/` });
-      expect(files.map((f) => f.name)).toEqual([`experiments/${run.runId}/artifacts/model/model.json`]);
+      const [files] = await emu.storage.bucket('mlflow-artifacts').getFiles({ prefix: `experiments/${run.mlflowRunId}/` });
+      expect(files.map((f) => f.name)).toEqual([`experiments/${run.mlflowRunId}/artifacts/model/model.json`]);
       const [stored] = await files[0]!.download();
       expect(stored.equals(bytes)).toBe(true);
       await expect(rest.uploadArtifact({ ...run, artifactUri: 's3://elsewhere/x' }, 'a', bytes)).rejects.toMatchObject({ code: 'UNSUPPORTED_ARTIFACT_URI' });

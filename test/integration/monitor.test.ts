@@ -11,10 +11,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { PredictionLogWriter } from '../../engine/prediction-log.js';
-import type { PipelineResult } from '../../engine/types.js';
+import { MONITOR_WORKFLOW, PIPELINE_WORKFLOW, retrainWorkflowId, type PipelineResult, type MonitorResult } from '../../engine/contracts.js';
 import { openStore } from '../../cli/store-commands.js';
-import type { MonitorResult } from '../../workflows/monitor.js';
-import { MONITOR_WORKFLOW, PIPELINE_WORKFLOW, retrainWorkflowId } from '../../engine/contracts.js';
 import { createTestProject, REPO, uniqueId, useWorkerAndClient, waitFor } from './helpers.js';
 
 const run = promisify(execFile);

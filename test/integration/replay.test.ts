@@ -11,8 +11,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { workflowBundle } from '../../app/worker.js';
-import type { PipelineInput } from '../../engine/types.js';
-import { PIPELINE_WORKFLOW } from '../../engine/contracts.js';
+import { PIPELINE_WORKFLOW, type PipelineInput } from '../../engine/contracts.js';
 import { createTestProject, REPO, uniqueId, useWorkerAndClient } from './helpers.js';
 
 const FIXTURES = join(REPO, 'test', 'fixtures', 'histories');

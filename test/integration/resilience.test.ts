@@ -13,8 +13,7 @@ import { MlflowRestClient } from '../../adapters/mlflow/rest.js';
 import { findMlflow, startMlflowServer, type MlflowServer } from '../../dev/mlflow-server.js';
 import { loadSettings } from '../../app/project.js';
 import { freePort } from '../../dev/temporal-server.js';
-import type { PipelineResult, PipelineStatus } from '../../engine/types.js';
-import { PIPELINE_WORKFLOW } from '../../engine/contracts.js';
+import { PIPELINE_WORKFLOW, type PipelineResult, type PipelineStatus } from '../../engine/contracts.js';
 import { createClient, createTestProject, startWorker, uniqueId } from './helpers.js';
 import { pendingStep, whileRunning } from './processes.js';
 

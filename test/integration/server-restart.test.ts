@@ -11,8 +11,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { createPipelineWorker } from '../../app/worker.js';
 import { freePort, isListening, startDevServer, type DevServer } from '../../dev/temporal-server.js';
-import type { PipelineResult } from '../../engine/types.js';
-import { PIPELINE_WORKFLOW } from '../../engine/contracts.js';
+import { PIPELINE_WORKFLOW, type PipelineResult } from '../../engine/contracts.js';
 import { createTestProject, uniqueId, waitFor } from './helpers.js';
 
 const servers: DevServer[] = [];

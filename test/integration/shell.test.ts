@@ -10,8 +10,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTrackingBackend } from '../../adapters/mlflow/index.js';
-import type { PipelineInput, PipelineResult } from '../../engine/types.js';
-import { PIPELINE_WORKFLOW, trackingWorkflowId } from '../../engine/contracts.js';
+import { PIPELINE_WORKFLOW, trackingWorkflowId, type PipelineInput, type PipelineResult } from '../../engine/contracts.js';
 import { createClient, createTestProject, startWorker, uniqueId, waitFor } from './helpers.js';
 import type { Client } from '@temporalio/client';
 

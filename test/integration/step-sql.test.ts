@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { sqlString, withDuckDB } from '../../adapters/duckdb.js';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
-import type { ArtifactRef, PipelineInput, PipelineResult, PipelineStatus } from '../../engine/types.js';
-import { PIPELINE_WORKFLOW } from '../../engine/contracts.js';
+import type { ArtifactRef } from '../../engine/types.js';
+import { PIPELINE_WORKFLOW, type PipelineInput, type PipelineResult, type PipelineStatus } from '../../engine/contracts.js';
 import { createTestProject, uniqueId, useWorkerAndClient } from './helpers.js';
 
 const project = createTestProject('step-sql');

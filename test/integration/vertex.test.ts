@@ -17,9 +17,7 @@ import { HyperTune } from '../../adapters/vertex/hypertune.js';
 import { buildTuningJob, VertexTuner } from '../../adapters/vertex/tuning.js';
 import type { HpoSpec } from '../../engine/hpo.js';
 import { createDefaultRegistry } from '../../plugins/index.js';
-import type { PipelineResult } from '../../engine/types.js';
-import type { HpoResult } from '../../workflows/hpo.js';
-import { HPO_WORKFLOW } from '../../engine/contracts.js';
+import { HPO_WORKFLOW, type PipelineResult, type HpoResult } from '../../engine/contracts.js';
 import { createTestProject, REPO, uniqueId, useWorkerAndClient, waitFor } from './helpers.js';
 
 const Job = protos.google.cloud.aiplatform.v1.HyperparameterTuningJob;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compilePipeline } from '../../engine/compile.js';
+import { compilePipeline, pruneUntil } from '../../engine/compile.js';
 import { PipelineError, SpecErrors } from '../../engine/errors.js';
 import { memoryConf, registry } from './fakes.js';
 
@@ -297,5 +297,43 @@ describe('a pipeline with very many problems', () => {
     expect(list).toHaveLength(101);
     expect(list.slice(0, 100).every((p) => p.code === 'EXPR_REFERENCE')).toBe(true);
     expect(list[100]!.message).toBe('Stopped looking after 100 problems.');
+  });
+});
+
+describe('pruneUntil', () => {
+  const DAG = `
+name: dag
+steps:
+  a: { uses: util.echo, with: { values: { n: 1 } } }
+  b: { uses: util.echo, needs: a, with: { values: { n: 2 } } }
+  side: { uses: util.echo, needs: a, with: { values: { n: 3 } } }
+  c: { uses: util.echo, needs: [b], with: { values: { n: 4 } } }
+  d: { uses: util.echo, needs: [c, side], with: { values: { n: 5 } } }
+  other: { uses: util.echo, with: { values: { n: 6 } } }
+`;
+
+  it('keeps the step and everything it needs, transitively, in declaration order', () => {
+    const full = compile(DAG);
+    const c = pruneUntil(full, 'c');
+    expect(c.order).toEqual(['a', 'b', 'c']);
+    expect(Object.keys(c.steps).sort()).toEqual(['a', 'b', 'c']);
+    expect(c.steps['c']).toEqual(full.steps['c']);
+    expect(pruneUntil(full, 'd').order).toEqual(['a', 'b', 'side', 'c', 'd']);
+    expect(pruneUntil(full, 'other').order).toEqual(['other']);
+    // The compiled pipeline it was given stays whole.
+    expect(full.order).toEqual(['a', 'b', 'side', 'c', 'd', 'other']);
+    expect(Object.keys(full.steps)).toHaveLength(6);
+  });
+
+  it('refuses a step the pipeline does not have, naming the steps it has', () => {
+    const full = compile(DAG);
+    expect(() => pruneUntil(full, 'nope')).toThrow(PipelineError);
+    try {
+      pruneUntil(full, 'toString');
+    } catch (e) {
+      expect(e).toMatchObject({ code: 'INPUT_INVALID', message: "until: pipeline 'dag' has no step 'toString'.", hint: 'Steps: a, b, side, c, d, other.' });
+      return;
+    }
+    throw new Error('expected pruneUntil to throw');
   });
 });

@@ -61,7 +61,7 @@ describe('Vertex trials into MLflow', () => {
     const experimentId = await store.getOrCreateExperiment('vertex-search');
     const search = await store.createRun({ experimentId, runName: 'search', startTime: Date.now(), tags: [] });
     const input = {
-      runId: search.runId,
+      mlflowRunId: search.mlflowRunId,
       experimentId,
       job: 'projects/p/locations/l/hyperparameterTuningJobs/9',
       metricKey: 'rmse',
@@ -75,8 +75,8 @@ describe('Vertex trials into MLflow', () => {
     const t1 = await store.findRunByTag(experimentId, 'mlpipe.run_key', `${input.job}/trial-1`);
     const t2 = await store.findRunByTag(experimentId, 'mlpipe.run_key', `${input.job}/trial-2`);
     expect(t1 && t2).toBeTruthy();
-    expect((await store.metricHistory(t1!.runId, 'rmse')).map((p) => p.value)).toEqual([48000]);
-    expect(await store.metricHistory(t2!.runId, 'rmse')).toEqual([]);
+    expect((await store.metricHistory(t1!.mlflowRunId, 'rmse')).map((p) => p.value)).toEqual([48000]);
+    expect(await store.metricHistory(t2!.mlflowRunId, 'rmse')).toEqual([]);
   });
 
   it('median stopping bar: per epoch, over the trials that reached it, once minTrials did', () => {

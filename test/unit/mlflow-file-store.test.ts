@@ -47,11 +47,11 @@ describe('MlflowFileStore', () => {
     const s = new MlflowFileStore(root);
     const exp = await s.getOrCreateExperiment('wide');
     const ids: string[] = [];
-    for (let i = 0; i < 1000; i++) ids.push((await create(s, exp, `wf-${i}/run`)).runId);
+    for (let i = 0; i < 1000; i++) ids.push((await create(s, exp, `wf-${i}/run`)).mlflowRunId);
     // A fresh instance (another worker process) with nothing cached.
     const other = new MlflowFileStore(root);
     fsSpy.readdir = 0;
-    for (const i of [0, 499, 999]) expect((await other.findRunByTag(exp, 'mlpipe.run_key', `wf-${i}/run`))?.runId).toBe(ids[i]);
+    for (const i of [0, 499, 999]) expect((await other.findRunByTag(exp, 'mlpipe.run_key', `wf-${i}/run`))?.mlflowRunId).toBe(ids[i]);
     expect(await other.findRunByTag(exp, 'mlpipe.run_key', 'wf-1000/run')).toBeUndefined();
     expect(fsSpy.readdir).toBe(0);
     // Logging to a run looks its folder up once, then from memory.
@@ -61,7 +61,7 @@ describe('MlflowFileStore', () => {
     expect(fsSpy.readdir).toBe(afterFirst);
     expect(await other.metricHistory(ids[7]!, 'm')).toHaveLength(21);
     // A tag the index does not hold is still found, by scanning.
-    expect((await other.findRunByTag(exp, 'mlpipe.pipeline', 'wide'))?.runId).toBeDefined();
+    expect((await other.findRunByTag(exp, 'mlpipe.pipeline', 'wide'))?.mlflowRunId).toBeDefined();
   }, 60_000);
 
   it('keeps the index through a crash mid-write, and indexes an experiment written before the index existed', async () => {
@@ -78,26 +78,26 @@ describe('MlflowFileStore', () => {
     const fresh = new MlflowFileStore(root);
     // The cut write left only a temporary file: the old entry reads whole, the cut run is not found.
     expect(readdirSync(join(root, exp)).some((f) => f.startsWith('.mlpipe-tag-') && f.endsWith('.tmp'))).toBe(true);
-    expect((await fresh.findRunByTag(exp, 'mlpipe.run_key', 'a'))?.runId).toBe(a.runId);
+    expect((await fresh.findRunByTag(exp, 'mlpipe.run_key', 'a'))?.mlflowRunId).toBe(a.mlflowRunId);
     expect(await fresh.findRunByTag(exp, 'mlpipe.run_key', 'b')).toBeUndefined();
     const b = await create(fresh, exp, 'b');
-    expect((await new MlflowFileStore(root).findRunByTag(exp, 'mlpipe.run_key', 'b'))?.runId).toBe(b.runId);
+    expect((await new MlflowFileStore(root).findRunByTag(exp, 'mlpipe.run_key', 'b'))?.mlflowRunId).toBe(b.mlflowRunId);
 
     // An experiment from before the index: no marker, no entries. The first lookup indexes it once.
     for (const f of readdirSync(join(root, exp))) if (f.startsWith('.mlpipe-tag-')) rmSync(join(root, exp, f));
     const legacy = new MlflowFileStore(root);
-    expect((await legacy.findRunByTag(exp, 'mlpipe.run_key', 'a'))?.runId).toBe(a.runId);
+    expect((await legacy.findRunByTag(exp, 'mlpipe.run_key', 'a'))?.mlflowRunId).toBe(a.mlflowRunId);
     expect(existsSync(join(root, exp, '.mlpipe-tag-index'))).toBe(true);
     fsSpy.readdir = 0;
-    expect((await new MlflowFileStore(root).findRunByTag(exp, 'mlpipe.run_key', 'b'))?.runId).toBe(b.runId);
+    expect((await new MlflowFileStore(root).findRunByTag(exp, 'mlpipe.run_key', 'b'))?.mlflowRunId).toBe(b.mlflowRunId);
     expect(fsSpy.readdir).toBe(0);
     // A damaged entry falls back to the tag files and is rewritten.
     const isEntryOfB = (f: string): boolean =>
-      f.startsWith('.mlpipe-tag-') && f !== '.mlpipe-tag-index' && !f.endsWith('.tmp') && readFileSync(join(root, exp, f), 'utf8').includes(b.runId);
+      f.startsWith('.mlpipe-tag-') && f !== '.mlpipe-tag-index' && !f.endsWith('.tmp') && readFileSync(join(root, exp, f), 'utf8').includes(b.mlflowRunId);
     const entry = readdirSync(join(root, exp)).find(isEntryOfB)!;
     writeFileSync(join(root, exp, entry), '{"runId":');
-    expect((await new MlflowFileStore(root).findRunByTag(exp, 'mlpipe.run_key', 'b'))?.runId).toBe(b.runId);
-    expect(JSON.parse(readFileSync(join(root, exp, entry), 'utf8'))).toEqual({ runId: b.runId, key: 'mlpipe.run_key', value: 'b' });
+    expect((await new MlflowFileStore(root).findRunByTag(exp, 'mlpipe.run_key', 'b'))?.mlflowRunId).toBe(b.mlflowRunId);
+    expect(JSON.parse(readFileSync(join(root, exp, entry), 'utf8'))).toEqual({ runId: b.mlflowRunId, key: 'mlpipe.run_key', value: 'b' });
   });
 
   it('reads meta.yaml with multi-line values as PyYAML writes them, and keeps them when it updates a run', async () => {
@@ -115,13 +115,13 @@ describe('MlflowFileStore', () => {
     );
     expect(await s.getOrCreateExperiment(long)).toBe('42');
     const run = await s.createRun({ experimentId: '42', runName: 'two\nlines', startTime: 1_700_000_000_000, tags: [{ key: 'mlpipe.run_key', value: 'k' }] });
-    await s.updateRun(run.runId, 'FINISHED', 1_700_000_000_500);
-    const meta = parse(readFileSync(join(root, '42', run.runId, 'meta.yaml'), 'utf8'), { version: '1.1' }) as Record<string, unknown>;
-    const expected = { run_name: 'two\nlines', status: 3, end_time: 1_700_000_000_500, start_time: 1_700_000_000_000, run_id: run.runId, experiment_id: '42' };
+    await s.updateRun(run.mlflowRunId, 'FINISHED', 1_700_000_000_500);
+    const meta = parse(readFileSync(join(root, '42', run.mlflowRunId, 'meta.yaml'), 'utf8'), { version: '1.1' }) as Record<string, unknown>;
+    const expected = { run_name: 'two\nlines', status: 3, end_time: 1_700_000_000_500, start_time: 1_700_000_000_000, run_id: run.mlflowRunId, experiment_id: '42' };
     expect(meta).toMatchObject(expected);
     // Strings YAML 1.1 would read as booleans or numbers stay strings for MLflow's reader.
     const odd = await s.createRun({ experimentId: '42', runName: 'yes', startTime: 1, tags: [] });
-    expect(readFileSync(join(root, '42', odd.runId, 'meta.yaml'), 'utf8')).toMatch(/^run_name: "yes"$/m);
+    expect(readFileSync(join(root, '42', odd.mlflowRunId, 'meta.yaml'), 'utf8')).toMatch(/^run_name: "yes"$/m);
   });
 
   it('takes file: URIs with spaces and percent-encoding, and writes artifacts under the right folder', async () => {
@@ -131,7 +131,7 @@ describe('MlflowFileStore', () => {
     const exp = await s.getOrCreateExperiment('spaces');
     const run = await create(s, exp, 'k');
     await s.uploadArtifact(run, 'model/model.json', Buffer.from('{}'));
-    expect(readFileSync(join(dir, exp, run.runId, 'artifacts', 'model', 'model.json'), 'utf8')).toBe('{}');
+    expect(readFileSync(join(dir, exp, run.mlflowRunId, 'artifacts', 'model', 'model.json'), 'utf8')).toBe('{}');
     expect(existsSync(join(dir.replace(/ /g, '%20')))).toBe(false);
     await expect(s.uploadArtifact(run, '../../escape', Buffer.from('x'))).resolves.toBeUndefined();
     expect(existsSync(join(dir, exp, 'escape'))).toBe(false);

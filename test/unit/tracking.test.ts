@@ -6,7 +6,8 @@ import { deliver, type DeliverInput } from '../../activities/tracking.js';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
 import { MlflowRestClient } from '../../adapters/mlflow/rest.js';
 import type { TrackedRun, TrackingBackend } from '../../engine/ports.js';
-import { chunkBatch, flattenParams, isValidKey, LIMITS, missingPoints, numericLeaves, sanitizeKey, type Batch, type MetricPoint, type TrackingEvent } from '../../engine/tracking.js';
+import { chunkBatch, flattenParams, isValidKey, LIMITS, missingPoints, numericLeaves, sanitizeKey, type Batch, type MetricPoint } from '../../engine/tracking.js';
+import type { TrackingEvent } from '../../engine/contracts.js';
 
 /** An in-memory TrackingBackend; `failAfterApply` makes the next logBatch with metrics apply, then throw (a lost answer). */
 class MemoryBackend implements TrackingBackend {
@@ -25,12 +26,12 @@ class MemoryBackend implements TrackingBackend {
   }
   async createRun(o: { experimentId: string; runName: string; startTime: number; tags: { key: string; value: string }[] }): Promise<TrackedRun> {
     this.creates++;
-    const run = { runId: `r${this.runs.length}`, experimentId: o.experimentId, artifactUri: 'mem:/', tags: Object.fromEntries(o.tags.map((t) => [t.key, t.value])), params: {}, metrics: [], status: 'RUNNING' };
+    const run = { mlflowRunId: `r${this.runs.length}`, experimentId: o.experimentId, artifactUri: 'mem:/', tags: Object.fromEntries(o.tags.map((t) => [t.key, t.value])), params: {}, metrics: [], status: 'RUNNING' };
     this.runs.push(run);
     return run;
   }
   private run(id: string) {
-    return this.runs.find((r) => r.runId === id)!;
+    return this.runs.find((r) => r.mlflowRunId === id)!;
   }
   async logBatch(runId: string, b: Batch): Promise<void> {
     const r = this.run(runId);
@@ -88,12 +89,12 @@ describe('tracking delivery', () => {
     expect(parent!.tags['mlpipe.training_backend']).toBe('wasm');
     // evaluate.* metrics are copied to the parent run.
     expect(parent!.metrics.map((m) => [m.key, m.value])).toEqual([['rmse', 5], ['r2', 0.5]]);
-    expect(train!.tags['mlflow.parentRunId']).toBe(parent!.runId);
+    expect(train!.tags['mlflow.parentRunId']).toBe(parent!.mlflowRunId);
     expect(train!.metrics.filter((m) => m.key === 'loss').map((m) => m.step)).toEqual([1, 2, 3]);
     expect(train!.metrics.find((m) => m.key === 'duration_seconds')!.value).toBe(2);
     expect(evaluate!.tags['mlpipe.cached']).toBe('true');
     expect(evaluate!.metrics.find((m) => m.key === 'cache_hit')!.value).toBe(1);
-    expect(known.steps['train']!.runId).toBe(train!.runId);
+    expect(known.steps['train']!.mlflowRunId).toBe(train!.mlflowRunId);
   });
 
   it('a retry after a lost answer creates no second run and no duplicate metric point', async () => {
@@ -107,7 +108,7 @@ describe('tracking delivery', () => {
     expect(b.runs).toHaveLength(3);
     const train = b.runs.find((r) => r.tags['mlpipe.step'] === 'train')!;
     expect(train.metrics.filter((m) => m.key === 'loss')).toHaveLength(3);
-    const ids = b.runs.flatMap((r) => r.metrics.map((m) => `${r.runId}/${m.key}/${m.step}/${m.timestamp}`));
+    const ids = b.runs.flatMap((r) => r.metrics.map((m) => `${r.mlflowRunId}/${m.key}/${m.step}/${m.timestamp}`));
     expect(new Set(ids).size).toBe(ids.length);
     expect(b.runs.flatMap((r) => r.metrics).length).toBeGreaterThan(before);
   });
@@ -119,6 +120,24 @@ describe('tracking delivery', () => {
     await deliver(b, store, input(all.slice(2), k1), false, log);
     expect(b.runs).toHaveLength(3);
     expect(b.runs[0]!.status).toBe('FINISHED');
+  });
+
+  it('continues a tracking workflow recorded before MLflow run IDs were mlflowRunId (known runs and parent as runId)', async () => {
+    const b = new MemoryBackend();
+    const all = events();
+    const k1 = await deliver(b, store, input(all.slice(0, 2)), false, log);
+    // The known runs and the config as an older worker returned and recorded them.
+    const legacy = JSON.parse(JSON.stringify(k1).replaceAll('"mlflowRunId"', '"runId"')) as DeliverInput['known'];
+    const search = await b.createRun({ experimentId: '1', runName: 'search', startTime: 0, tags: [] });
+    const k2 = await deliver(b, store, { ...input(all.slice(2), legacy), config: { enabled: true, experiment: 'exp', parentRunId: search.mlflowRunId } }, false, log);
+    expect(b.runs).toHaveLength(4);
+    expect(k2.parent!.mlflowRunId).toBe(k1.parent!.mlflowRunId);
+    expect(k2.steps['train']!.mlflowRunId).toBe(k1.steps['train']!.mlflowRunId);
+    expect(b.runs[0]!.status).toBe('FINISHED');
+    // A fresh start with the older name of the parent field nests the run all the same.
+    const c = new MemoryBackend();
+    await deliver(c, store, { ...input(all), config: { enabled: true, experiment: 'exp', parentRunId: 'search-run' } }, false, log);
+    expect(c.runs[0]!.tags['mlflow.parentRunId']).toBe('search-run');
   });
 
   it('reports progress before every event and write, and stops when the attempt is abandoned', async () => {
@@ -238,7 +257,7 @@ describe('MLflow REST client, retry rules', () => {
   it('resends runs/create after a 429 (not applied) and maps error codes to types', async () => {
     await withServer([429, 200], async (uri, hits) => {
       const c = new MlflowRestClient({ uri, ...fast });
-      expect((await c.createRun({ experimentId: '1', runName: 'x', startTime: 0, tags: [] })).runId).toBe('r');
+      expect((await c.createRun({ experimentId: '1', runName: 'x', startTime: 0, tags: [] })).mlflowRunId).toBe('r');
       expect(hits()).toBe(2);
       await c.close();
     });
