@@ -1,33 +1,28 @@
 /**
  * The generic step activity: runs one step through the plugin registry. It is the only place where
- * Temporal's activity context meets a plugin: it builds the StepContext, serves cache hits, keeps the
- * step heartbeating, and turns errors into ApplicationFailures with stable types.
+ * Temporal's activity context meets a plugin: it builds the StepContext (step-context.ts), serves
+ * cache hits, keeps the step heartbeating and counts its errors (attempt.ts), and turns errors into
+ * ApplicationFailures with stable types.
  */
-import { Context } from '@temporalio/activity';
 import type { z } from 'zod';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import { mkdtempSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { stepCacheKey } from '../engine/cache-key.js';
-import { artifactRefs, keySegment, paramsHash, writeStepManifest, type StepManifest } from '../engine/lineage.js';
+import { artifactRefs, paramsHash, writeStepManifest, type StepManifest } from '../engine/lineage.js';
 import { PipelineError } from '../engine/errors.js';
-import { ServiceUnavailable, untilAvailable, waitingStore } from '../engine/service-wait.js';
-import { errorRetryDelayMs, heartbeatEveryMs, STEP_DEFAULTS } from '../engine/step-defaults.js';
-import type { ArtifactStore, Logger, ModelRegistry, RemoteService } from '../engine/ports.js';
-import { scrubberFor, scrubError, stepEnvironment } from '../engine/secrets.js';
+import { ServiceUnavailable } from '../engine/service-wait.js';
+import { errorRetryDelayMs, STEP_DEFAULTS } from '../engine/step-defaults.js';
+import type { ArtifactStore, Logger, ModelRegistry } from '../engine/ports.js';
+import { scrubError } from '../engine/secrets.js';
 import { isArtifactRef, type RetrySpec, type StepCall, type StepRecordBase, type StepResult } from '../engine/types.js';
 import type { Registry } from '../plugins/registry.js';
 import { inputKinds, outputKinds } from '../plugins/registry.js';
-import type { StepContext } from '../plugins/sdk.js';
-import { stepAttemptSignalName } from '../engine/contracts.js';
-import { createCheckpoints } from './checkpoints.js';
+import type { AnyPlugin } from '../plugins/sdk.js';
+import { beginAttempt, type Attempt } from './attempt.js';
+import { buildStepContext, MAX_SERIES_POINTS } from './step-context.js';
 
 /** Outputs travel through Temporal history: keep them small, store data as artifacts. */
 export const MAX_OUTPUT_BYTES = 256 * 1024;
-/** Metric points a step may report for tracking (they travel through history too). */
-export const MAX_SERIES_POINTS = 10_000;
+export { MAX_SERIES_POINTS };
 
 export interface StepDeps {
   registry: Registry;
@@ -35,25 +30,6 @@ export interface StepDeps {
   projectDir: string;
   /** The model registry of this worker's tracking server, if it has one. */
   models?: () => ModelRegistry | undefined;
-}
-
-/**
- * The step's error count, kept in the store (`attempts/<workflow>/<run>/<step>`) so that it
- * survives any attempt: Temporal counts lost attempts too, runStep counts only the step's errors.
- */
-interface AttemptsRecord {
-  errors: number;
-  lastError?: string;
-  /** While the step waits for a service: since when it has been unreachable (epoch ms). */
-  waitingSince?: number;
-  updatedAt: string;
-}
-
-/** What runStep keeps in the heartbeat details besides the plugin's own (a copy of the record). */
-interface EngineDetails {
-  stepErrors?: number;
-  waitingSince?: number;
-  waiting?: string;
 }
 
 /**
@@ -80,16 +56,6 @@ export function toApplicationFailure(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
 }
 
-function activityLogger(base: Record<string, unknown>): Logger {
-  const log = Context.current().log;
-  return {
-    debug: (f, m) => log.debug(m, { ...base, ...f }),
-    info: (f, m) => log.info(m, { ...base, ...f }),
-    warn: (f, m) => log.warn(m, { ...base, ...f }),
-    error: (f, m) => log.error(m, { ...base, ...f }),
-  };
-}
-
 /** The cache entry of `cacheKey`; an unreadable one (truncated, not JSON) is a miss, with a warning. */
 export async function readCacheRecord(store: ArtifactStore, cacheKey: string, logger: Logger): Promise<CacheManifest | undefined> {
   try {
@@ -103,226 +69,193 @@ export async function readCacheRecord(store: ArtifactStore, cacheKey: string, lo
   return undefined;
 }
 
+/** The step's manifest (lineage) with this status and outputs; `endedAt` is now. */
+type Manifest = (status: StepManifest['status'], outputs: Record<string, unknown>, extra?: Partial<StepManifest>) => Omit<StepManifest, 'kind'>;
+
+/** runStep: validate -> cache -> execute -> check outputs -> record; a failure is counted and recorded. */
 export function createRunStep(deps: StepDeps) {
   return async function runStep(call: StepCall): Promise<StepResult> {
-    const actx = Context.current();
-    const info = actx.info;
-    const execution = info.workflowExecution ?? { workflowId: call.runId, runId: call.runId };
-    const startedAt = new Date().toISOString();
-    const logger = activityLogger({ pipeline: call.pipeline, step: call.stepId, attempt: info.attempt });
-    // Heartbeat from the first moment to the last, whatever the step does, so that a dead worker is
-    // noticed within the heartbeat timeout and cancellation reaches the step. Plugins may add details.
-    const previous = (info.heartbeatDetails ?? {}) as EngineDetails;
-    let details: Record<string, unknown> = {};
-    const heartbeat = (d?: Record<string, unknown>): void => {
-      if (d) details = { ...details, ...d };
-      actx.heartbeat(details);
-    };
-    const timer = setInterval(() => heartbeat(), heartbeatEveryMs(info.heartbeatTimeoutMs));
-    const attemptsKey = `attempts/${keySegment(execution.workflowId)}/${keySegment(execution.runId)}/${call.stepId}`;
-    let record: AttemptsRecord = { errors: previous.stepErrors ?? 0, ...(previous.waitingSince ? { waitingSince: previous.waitingSince } : {}), updatedAt: startedAt };
-    if (info.attempt > 1) {
-      const stored = await deps.store.getRecord<AttemptsRecord>(attemptsKey).catch((e: unknown) => logger.warn({ err: String(e) }, 'could not read the step error count; using the heartbeat copy'));
-      if (stored && stored.errors >= record.errors) record = stored;
-      heartbeat({ stepErrors: record.errors, ...(record.waitingSince ? { waitingSince: record.waitingSince } : {}) });
-      // Let the workflow's status query show the retry; best effort, the result carries it too.
-      try {
-        await actx.client.workflow
-          .getHandle(execution.workflowId, execution.runId)
-          .signal(stepAttemptSignalName, { stepId: call.stepId, attempt: info.attempt, errors: record.errors });
-      } catch (e) {
-        logger.warn({ err: String(e) }, 'could not report the attempt number');
-      }
-    }
-    const saveRecord = async (next: Omit<AttemptsRecord, 'updatedAt'>): Promise<void> => {
-      record = { ...next, updatedAt: new Date().toISOString() };
-      heartbeat({ stepErrors: record.errors, waitingSince: record.waitingSince });
-      await deps.store.putRecord(attemptsKey, record).catch((e: unknown) => logger.warn({ err: String(e) }, 'could not store the step error count'));
-    };
-    /** Runs `fn`, waiting while `service` is unreachable (engine/service-wait.ts), heartbeating what it waits for. */
-    const waitFor = <T>(service: RemoteService, fn: () => Promise<T>): Promise<T> => {
-      const timeout = info.startToCloseTimeoutMs;
-      const margin = Math.min(30_000, timeout / 10);
-      return untilAvailable(fn, {
-        service: service.name,
-        location: service.location,
-        isUnavailable: (e) => service.isUnavailable(e),
-        boundMs: call.retry?.serviceWaitMs ?? STEP_DEFAULTS.serviceWaitMs,
-        since: record.waitingSince,
-        attemptDeadline: info.currentAttemptScheduledTimestampMs + timeout - margin,
-        signal: actx.cancellationSignal,
-        onWaiting: (w) => {
-          if (w.tries === 1) logger.warn({ service: w.service, location: w.location, error: w.error }, w.message);
-          heartbeat({ waiting: w.message, waitingSince: w.since });
-        },
-        onRecovered: (w) => {
-          logger.info({ service: w.service }, `${w.service} answers again`);
-          details = Object.fromEntries(Object.entries(details).filter(([k]) => k !== 'waiting' && k !== 'waitingSince'));
-          record = { ...record, waitingSince: undefined };
-          heartbeat();
-        },
-      });
-    };
-    // The step's store calls (cache checks, manifests, checkpoints, the plugin's own) wait out an
-    // outage of a remote store (GCS) like any service. The error count above stays best effort.
-    const store = deps.store.service ? waitingStore(deps.store, (fn) => waitFor(deps.store.service!, fn)) : deps.store;
+    const a = await beginAttempt(deps.store, call);
     let failedManifest: ((message: string) => Omit<StepManifest, 'kind'>) | undefined;
-    // Failures and manifests leave the worker: no value of its secrets goes with them.
-    const redact = scrubberFor(process.env, call.env);
     try {
-      const plugin = deps.registry.require(call.uses);
-      const schema: z.ZodType = plugin.params;
-      const parsed = schema.safeParse(call.params);
-      if (!parsed.success) {
-        const detail = parsed.error.issues.map((i) => `${i.path.join('.') || '(params)'}: ${i.message}`).join('; ');
-        throw new PipelineError('PLUGIN_PARAMS', `Step '${call.stepId}' (${plugin.name}): invalid params at run time: ${detail}`, {
-          hint: 'A value computed from a step output has the wrong type; check the expression in `with:`.',
-        });
-      }
-      for (const [name, kind] of Object.entries(inputKinds(plugin, parsed.data))) {
-        const key = name.replace(/\?$/, '');
-        const v = call.inputs[key];
-        if ((v === undefined || v === null) && !name.endsWith('?')) {
-          throw new PipelineError('PLUGIN_INPUT', `Step '${call.stepId}': input '${key}' is missing (the step that should provide it gave no value).`);
-        }
-        if (v !== undefined && v !== null && ['artifact', 'dataset', 'model'].includes(kind) && !isArtifactRef(v)) {
-          throw new PipelineError('PLUGIN_INPUT', `Step '${call.stepId}': input '${key}' must be an artifact reference (${kind}), got ${JSON.stringify(v).slice(0, 80)}.`);
-        }
-      }
-
-      const params = parsed.data as Record<string, unknown>;
+      const { plugin, data } = validateCall(deps, call);
+      const params = data as Record<string, unknown>;
       const cacheKey = stepCacheKey(plugin.name, plugin.version, params, call.inputs, call.cacheIgnore);
-      const manifest = (status: StepManifest['status'], outputs: Record<string, unknown>, extra: Partial<StepManifest> = {}): Omit<StepManifest, 'kind'> => {
-        const endedAt = new Date().toISOString();
-        return {
-          workflowId: execution.workflowId,
-          runId: call.runId,
-          stepId: call.stepId,
-          uses: plugin.name,
-          pluginVersion: plugin.version,
-          status,
-          params,
-          paramsHash: paramsHash(params),
-          cacheKey,
-          inputs: call.inputs,
-          outputs,
-          attempt: info.attempt,
-          startedAt,
-          endedAt,
-          durationMs: Date.parse(endedAt) - Date.parse(startedAt),
-          ...extra,
-        };
-      };
+      const manifest = manifestOf(a, call, plugin, params, cacheKey);
       failedManifest = (message) => manifest('failed', {}, { error: message });
       if (call.cache) {
-        const hit = await readCacheRecord(store, cacheKey, logger);
-        if (hit) {
-          // A hit is served only when every artifact it names is still there with its recorded
-          // digest and size; otherwise the step runs again and the entry is replaced.
-          const refs = artifactRefs(hit.outputs);
-          const valid = await Promise.all(refs.map((r) => store.verify(r)));
-          if (valid.every(Boolean)) {
-            logger.info({ cacheKey, from: hit.runId }, 'cache hit');
-            await writeStepManifest(store, manifest('cached', hit.outputs, { cachedFrom: { runId: hit.runId, stepId: hit.stepId } }));
-            return { outputs: hit.outputs, cached: true, cacheKey, attempt: info.attempt, ...(record.errors ? { errors: record.errors } : {}), startedAt, endedAt: new Date().toISOString() };
-          }
-          const bad = refs.filter((_, i) => !valid[i]).map((r) => `${r.name ?? 'artifact'} sha256:${r.sha256.slice(0, 12)}`);
-          logger.warn({ cacheKey, invalid: bad }, 'cache entry refers to missing or altered artifacts; running the step');
-        }
+        const cached = await fromCache(deps, a, cacheKey, manifest);
+        if (cached) return cached;
       }
-
-      // The scratch folder is made on first use: most steps never need one.
-      let workDir: string | undefined;
-      const series: NonNullable<StepResult['series']> = [];
-      let seriesDropped = 0;
-      const models = deps.models?.();
-      const ctx: StepContext = {
-        ...(models ? { models: { registry: models, experiment: call.experiment ?? call.pipeline } } : {}),
-        runId: call.runId,
-        workflowId: execution.workflowId,
-        pipeline: call.pipeline,
-        stepId: call.stepId,
-        attempt: info.attempt,
-        store,
-        logger,
-        signal: actx.cancellationSignal,
-        heartbeat,
-        untilAvailable: waitFor,
-        projectDir: deps.projectDir,
-        env: stepEnvironment(process.env, call.env),
-        redact,
-        get workDir() {
-          workDir ??= mkdtempSync(join(tmpdir(), `mlpipe-${call.stepId}-`));
-          return workDir;
-        },
-        logMetrics(values, options) {
-          const timestamp = options?.timestamp ?? Date.now();
-          for (const [key, value] of Object.entries(values)) {
-            if (typeof value !== 'number' || !Number.isFinite(value)) continue;
-            if (series.length >= MAX_SERIES_POINTS) seriesDropped++;
-            else series.push({ key, value, timestamp, step: options?.step ?? 0 });
-          }
-        },
-        checkpoint: createCheckpoints(
-          { workflowId: execution.workflowId, runId: call.runId, stepId: call.stepId, cacheKey },
-          { store, logger, heartbeat, heartbeatDetails: info.heartbeatDetails },
-        ),
-      };
-      let outputs: Record<string, unknown>;
-      try {
-        logger.debug({ uses: plugin.name }, 'step started');
-        outputs = await plugin.run(ctx, params, call.inputs);
-      } finally {
-        if (workDir) await rm(workDir, { recursive: true, force: true });
-      }
-      if (actx.cancellationSignal.aborted) throw new CancelledFailure('step cancelled');
-
-      const declared = outputKinds(plugin, parsed.data);
-      if (declared) {
-        const missing = Object.keys(declared).filter((k) => !(k in outputs));
-        if (missing.length) {
-          throw new PipelineError('PLUGIN_OUTPUT', `Plugin '${plugin.name}' did not return declared output(s) ${missing.join(', ')}.`, { hint: 'This is a bug in the plugin.' });
-        }
-      }
-      const size = JSON.stringify(outputs).length;
-      if (size > MAX_OUTPUT_BYTES) {
-        throw new PipelineError('PLUGIN_OUTPUT', `Step '${call.stepId}' returned ${size} bytes of outputs; the limit is ${MAX_OUTPUT_BYTES}.`, {
-          hint: 'Write data to the artifact store (ctx.store.put) and return the reference.',
-        });
-      }
-      // Lineage before the cache entry: whatever a cache entry points at has a producer on record.
-      await writeStepManifest(store, manifest('succeeded', outputs));
-      if (call.cache) {
-        const entry: CacheManifest = { stepId: call.stepId, uses: plugin.name, pluginVersion: plugin.version, cacheKey, outputs, createdAt: new Date().toISOString(), runId: call.runId };
-        await store.putRecord(`cache/${cacheKey}`, entry);
-      }
-      logger.debug({ uses: plugin.name }, 'step finished');
-      if (seriesDropped) logger.warn({ dropped: seriesDropped, kept: MAX_SERIES_POINTS }, 'too many metric points for tracking; the rest were dropped');
-      return { outputs, ...(series.length ? { series } : {}), cached: false, cacheKey, attempt: info.attempt, ...(record.errors ? { errors: record.errors } : {}), startedAt, endedAt: new Date().toISOString() };
+      const { outputs, series, seriesDropped } = await execute(deps, a, call, plugin, params, cacheKey);
+      checkOutputs(call, plugin, data, outputs);
+      return await recordSuccess(deps, a, call, plugin, cacheKey, manifest, outputs, series, seriesDropped);
     } catch (e) {
-      if (actx.cancellationSignal.aborted) {
-        // A timeout seen by a live worker is the step's own fault (too slow, or blocking the event
-        // loop): it counts. A cancelled run or a worker shutting down does not.
-        if (actx.cancellationDetails?.timedOut) await saveRecord({ errors: record.errors + 1, lastError: 'timed out' });
-        throw new CancelledFailure('step cancelled');
-      }
-      scrubError(e, redact);
-      if (e instanceof ServiceUnavailable) {
-        // Still waiting for a service at the attempt's deadline: the next attempt goes on waiting.
-        await saveRecord({ errors: record.errors, waitingSince: e.since });
-        throw toApplicationFailure(e);
-      }
-      const message = redact(e instanceof Error ? e.message : String(e));
-      if (failedManifest) {
-        await writeStepManifest(deps.store, failedManifest(message)).catch((err: unknown) => logger.warn({ err: String(err) }, 'could not record the failed step'));
-      }
-      const errors = record.errors + 1;
-      await saveRecord({ errors, lastError: message.slice(0, 2000) });
-      throw countedFailure(toApplicationFailure(e instanceof Error ? e : message), errors, call.retry);
+      throw await attemptFailure(deps, a, call, e, failedManifest);
     } finally {
-      clearInterval(timer);
+      clearInterval(a.timer);
     }
   };
+}
+
+/** The plugin, and the params checked against its schema; every declared input is there (artifacts as references). */
+function validateCall(deps: StepDeps, call: StepCall): { plugin: AnyPlugin; data: unknown } {
+  const plugin = deps.registry.require(call.uses);
+  const schema: z.ZodType = plugin.params;
+  const parsed = schema.safeParse(call.params);
+  if (!parsed.success) {
+    const detail = parsed.error.issues.map((i) => `${i.path.join('.') || '(params)'}: ${i.message}`).join('; ');
+    throw new PipelineError('PLUGIN_PARAMS', `Step '${call.stepId}' (${plugin.name}): invalid params at run time: ${detail}`, {
+      hint: 'A value computed from a step output has the wrong type; check the expression in `with:`.',
+    });
+  }
+  for (const [name, kind] of Object.entries(inputKinds(plugin, parsed.data))) {
+    const key = name.replace(/\?$/, '');
+    const v = call.inputs[key];
+    if ((v === undefined || v === null) && !name.endsWith('?')) {
+      throw new PipelineError('PLUGIN_INPUT', `Step '${call.stepId}': input '${key}' is missing (the step that should provide it gave no value).`);
+    }
+    if (v !== undefined && v !== null && ['artifact', 'dataset', 'model'].includes(kind) && !isArtifactRef(v)) {
+      throw new PipelineError('PLUGIN_INPUT', `Step '${call.stepId}': input '${key}' must be an artifact reference (${kind}), got ${JSON.stringify(v).slice(0, 80)}.`);
+    }
+  }
+  return { plugin, data: parsed.data };
+}
+
+function manifestOf({ info, execution, startedAt }: Attempt, call: StepCall, plugin: AnyPlugin, params: Record<string, unknown>, cacheKey: string): Manifest {
+  const manifest = (status: StepManifest['status'], outputs: Record<string, unknown>, extra: Partial<StepManifest> = {}): Omit<StepManifest, 'kind'> => {
+    const endedAt = new Date().toISOString();
+    return {
+      workflowId: execution.workflowId,
+      runId: call.runId,
+      stepId: call.stepId,
+      uses: plugin.name,
+      pluginVersion: plugin.version,
+      status,
+      params,
+      paramsHash: paramsHash(params),
+      cacheKey,
+      inputs: call.inputs,
+      outputs,
+      attempt: info.attempt,
+      startedAt,
+      endedAt,
+      durationMs: Date.parse(endedAt) - Date.parse(startedAt),
+      ...extra,
+    };
+  };
+  return manifest;
+}
+
+/** The cached result, when the cache has an entry for `cacheKey` whose artifacts are all intact. */
+async function fromCache(deps: StepDeps, a: Attempt, cacheKey: string, manifest: Manifest): Promise<StepResult | undefined> {
+  const { info, startedAt, logger } = a;
+  const hit = await readCacheRecord(a.store, cacheKey, logger);
+  if (hit) {
+    // A hit is served only when every artifact it names is still there with its recorded
+    // digest and size; otherwise the step runs again and the entry is replaced.
+    const refs = artifactRefs(hit.outputs);
+    const valid = await Promise.all(refs.map((r) => a.store.verify(r)));
+    if (valid.every(Boolean)) {
+      logger.info({ cacheKey, from: hit.runId }, 'cache hit');
+      await writeStepManifest(a.store, manifest('cached', hit.outputs, { cachedFrom: { runId: hit.runId, stepId: hit.stepId } }));
+      return { outputs: hit.outputs, cached: true, cacheKey, attempt: info.attempt, ...(a.record.errors ? { errors: a.record.errors } : {}), startedAt, endedAt: new Date().toISOString() };
+    }
+    const bad = refs.filter((_, i) => !valid[i]).map((r) => `${r.name ?? 'artifact'} sha256:${r.sha256.slice(0, 12)}`);
+    logger.warn({ cacheKey, invalid: bad }, 'cache entry refers to missing or altered artifacts; running the step');
+  }
+  return undefined;
+}
+
+/** Runs the plugin with its StepContext; its scratch folder is removed afterwards. */
+async function execute(
+  deps: StepDeps,
+  a: Attempt,
+  call: StepCall,
+  plugin: AnyPlugin,
+  params: Record<string, unknown>,
+  cacheKey: string,
+): Promise<{ outputs: Record<string, unknown>; series: NonNullable<StepResult['series']>; seriesDropped: number }> {
+  const { actx, logger } = a;
+  const built = buildStepContext(deps, a, call, cacheKey);
+  let outputs: Record<string, unknown>;
+  try {
+    logger.debug({ uses: plugin.name }, 'step started');
+    outputs = await plugin.run(built.ctx, params, call.inputs);
+  } finally {
+    await built.cleanUp();
+  }
+  if (actx.cancellationSignal.aborted) throw new CancelledFailure('step cancelled');
+  return { outputs, series: built.series, seriesDropped: built.seriesDropped() };
+}
+
+/** The plugin returned every output it declares, and they fit in history. */
+function checkOutputs(call: StepCall, plugin: AnyPlugin, data: unknown, outputs: Record<string, unknown>): void {
+  const declared = outputKinds(plugin, data);
+  if (declared) {
+    const missing = Object.keys(declared).filter((k) => !(k in outputs));
+    if (missing.length) {
+      throw new PipelineError('PLUGIN_OUTPUT', `Plugin '${plugin.name}' did not return declared output(s) ${missing.join(', ')}.`, { hint: 'This is a bug in the plugin.' });
+    }
+  }
+  const size = JSON.stringify(outputs).length;
+  if (size > MAX_OUTPUT_BYTES) {
+    throw new PipelineError('PLUGIN_OUTPUT', `Step '${call.stepId}' returned ${size} bytes of outputs; the limit is ${MAX_OUTPUT_BYTES}.`, {
+      hint: 'Write data to the artifact store (ctx.store.put) and return the reference.',
+    });
+  }
+}
+
+/** Records the success (the manifest, then the cache entry) and returns the step's result. */
+async function recordSuccess(
+  deps: StepDeps,
+  a: Attempt,
+  call: StepCall,
+  plugin: AnyPlugin,
+  cacheKey: string,
+  manifest: Manifest,
+  outputs: Record<string, unknown>,
+  series: NonNullable<StepResult['series']>,
+  seriesDropped: number,
+): Promise<StepResult> {
+  const { info, startedAt, logger } = a;
+  // Lineage before the cache entry: whatever a cache entry points at has a producer on record.
+  await writeStepManifest(a.store, manifest('succeeded', outputs));
+  if (call.cache) {
+    const entry: CacheManifest = { stepId: call.stepId, uses: plugin.name, pluginVersion: plugin.version, cacheKey, outputs, createdAt: new Date().toISOString(), runId: call.runId };
+    await a.store.putRecord(`cache/${cacheKey}`, entry);
+  }
+  logger.debug({ uses: plugin.name }, 'step finished');
+  if (seriesDropped) logger.warn({ dropped: seriesDropped, kept: MAX_SERIES_POINTS }, 'too many metric points for tracking; the rest were dropped');
+  return { outputs, ...(series.length ? { series } : {}), cached: false, cacheKey, attempt: info.attempt, ...(a.record.errors ? { errors: a.record.errors } : {}), startedAt, endedAt: new Date().toISOString() };
+}
+
+/**
+ * What the attempt fails with. A cancellation counts only when it is a timeout; a service still
+ * unavailable keeps waiting in the next attempt; any other error is recorded (the failed manifest)
+ * and counted, and is final at the step's maximumAttempts.
+ */
+async function attemptFailure(deps: StepDeps, a: Attempt, call: StepCall, e: unknown, failedManifest: ((message: string) => Omit<StepManifest, 'kind'>) | undefined): Promise<Error> {
+  const { actx, logger, redact } = a;
+  if (actx.cancellationSignal.aborted) {
+    // A timeout seen by a live worker is the step's own fault (too slow, or blocking the event
+    // loop): it counts. A cancelled run or a worker shutting down does not.
+    if (actx.cancellationDetails?.timedOut) await a.saveRecord({ errors: a.record.errors + 1, lastError: 'timed out' });
+    return new CancelledFailure('step cancelled');
+  }
+  scrubError(e, redact);
+  if (e instanceof ServiceUnavailable) {
+    // Still waiting for a service at the attempt's deadline: the next attempt goes on waiting.
+    await a.saveRecord({ errors: a.record.errors, waitingSince: e.since });
+    return toApplicationFailure(e);
+  }
+  const message = redact(e instanceof Error ? e.message : String(e));
+  if (failedManifest) {
+    await writeStepManifest(deps.store, failedManifest(message)).catch((err: unknown) => logger.warn({ err: String(err) }, 'could not record the failed step'));
+  }
+  const errors = a.record.errors + 1;
+  await a.saveRecord({ errors, lastError: message.slice(0, 2000) });
+  return countedFailure(toApplicationFailure(e instanceof Error ? e : message), errors, call.retry);
 }
 
 /**

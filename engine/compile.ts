@@ -36,11 +36,82 @@ const RUN_FIELDS = ['id', 'workflowId', 'pipeline', 'labels'];
 const STEP_FIELDS = ['outputs', 'status'];
 const ROOTS = ['params', 'conf', 'steps', 'run'];
 
+/** What every part of a compile shares: the options, the parsed document and the problems found so far. */
+interface Source {
+  opts: CompileOptions;
+  doc: SourceDoc;
+  problems: PipelineError[];
+  at: (path: (string | number)[]) => Location;
+}
+
+/** The pipeline's params and config with the overrides applied. */
+interface Composed {
+  allOverrides: string[];
+  params: Record<string, unknown>;
+  config: Record<string, unknown>;
+  configChoices: Record<string, string>;
+  configSources: string[];
+  /** Key paths (conf.* and params.*) that the run's overrides set (not the spec's own `config.overrides`). */
+  overridden: RefPath[];
+  /** When the config could not be composed, references to conf.* are not checked (its problems are reported). */
+  configOk: boolean;
+}
+
+/** What the step and section checks read. */
+interface Compilation extends Source, Composed {
+  spec: PipelineSpec;
+  stepIds: string[];
+  needsOf: Record<string, string[]>;
+  ancestors: Map<string, Set<string>>;
+  defaults: NonNullable<PipelineSpec['stepDefaults']>;
+  staticScope: { params: Record<string, unknown>; conf: Record<string, unknown> };
+  /** Each step's params with params/config expressions resolved. */
+  staticWith: Record<string, Record<string, unknown>>;
+  outputsOf: (id: string) => string[] | undefined;
+  /** Overrides the pipeline lets name any file (`overridablePaths`). */
+  openPaths: Set<string>;
+}
+
+const has = (o: object, k: string): boolean => Object.hasOwn(o, k);
+const isStatic = (refs: RefPath[]): boolean => refs.every((r) => r[0] === 'params' || r[0] === 'conf');
+
 export function compilePipeline(opts: CompileOptions): CompiledPipeline {
   const doc = parseYaml(opts.file, opts.text);
   const problems: PipelineError[] = [];
   const at = (path: (string | number)[]): Location => doc.locate(path);
+  const source: Source = { opts, doc, problems, at };
 
+  const spec = parseSpec(source);
+  const stepIds = checkStepCount(source, spec);
+  const composed = applyOverrides(source, spec);
+  const needsOf = checkNeeds(source, spec, stepIds);
+  checkCycle(source, stepIds, needsOf);
+  // Go on after DAG problems: `validate` reports every problem it can find in one pass.
+  const staticScope = { params: composed.params, conf: composed.config };
+  const staticWith = staticParams(spec, stepIds, composed.configOk, staticScope);
+  const cx: Compilation = {
+    ...source,
+    ...composed,
+    spec,
+    stepIds,
+    needsOf,
+    ancestors: ancestorSets(stepIds, needsOf),
+    defaults: spec.stepDefaults ?? {},
+    staticScope,
+    staticWith,
+    outputsOf: (id) => opts.catalog.get(spec.steps[id]!.uses)?.outputNames(staticWith[id]!),
+    openPaths: new Set(spec.overridablePaths ?? []),
+  };
+  const steps = compileSteps(cx);
+  checkRegisterModel(cx, steps);
+  const monitor = checkMonitor(cx, steps);
+  checkHpo(cx, steps);
+  if (problems.length) throw new SpecErrors(problems);
+  return assemble(cx, steps, monitor);
+}
+
+/** The document checked against the pipeline schema; schema problems go to `problems`. */
+function parseSpec({ opts, doc, problems }: Source): PipelineSpec {
   if (doc.value === null || typeof doc.value !== 'object' || Array.isArray(doc.value)) {
     throw new SpecError('SPEC_INVALID', 'A pipeline file must be a YAML mapping with at least `name` and `steps`.', {
       where: { file: opts.file, line: 1 },
@@ -57,6 +128,11 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
     if (!again?.success) throw new SpecErrors(problems);
     spec = again.data;
   }
+  return spec;
+}
+
+/** The step ids: at least one, at most LIMITS.steps. */
+function checkStepCount({ at }: Source, spec: PipelineSpec): string[] {
   const stepIds = Object.keys(spec.steps);
   if (stepIds.length === 0) {
     throw new SpecError('SPEC_INVALID', 'The pipeline has no steps.', { where: at(['steps']), hint: 'Add at least one step under `steps:`.' });
@@ -67,8 +143,11 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
       hint: 'Fan out inside a step (one step over many items), or split the pipeline.',
     });
   }
+  return stepIds;
+}
 
-  // Overrides: `params.*` go to pipeline params, the rest to the composed config.
+/** Overrides: `params.*` go to pipeline params, the rest to the composed config. */
+function applyOverrides({ opts, problems }: Source, spec: PipelineSpec): Composed {
   const specOverrides = typeof spec.config === 'object' ? (spec.config.overrides ?? []) : [];
   const allOverrides = [...specOverrides, ...(opts.overrides ?? [])];
   const parsedOverrides: { ov: Override; index: number }[] = [];
@@ -118,43 +197,51 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
     );
   }
   const params = applyValueOverrides(spec.params ?? {}, paramOverrides, 'params', ['params'], problems);
-  const has = (o: object, k: string): boolean => Object.hasOwn(o, k);
+  return { allOverrides, params, config, configChoices, configSources, overridden, configOk };
+}
 
-  /**
-   * A local path whose value an override set (through the params or config its template reads)
-   * must stay inside the project, unless the pipeline lists that override in `overridablePaths`.
-   * Paths the pipeline author wrote may point anywhere.
-   */
-  const openPaths = new Set(spec.overridablePaths ?? []);
-  const confine = (template: unknown, value: unknown, what: string, path: (string | number)[]): void => {
-    if (!opts.confinePath || typeof value !== 'string' || value.includes('${')) return;
-    const keys = new Set<string>();
-    forEachTemplate(template, (text) => {
-      try {
-        for (const part of parseTemplate(text)) {
-          if (!('expr' in part)) continue;
-          for (const ref of references(part.expr)) {
-            for (const o of overridden) {
-              const n = Math.min(o.length, ref.length);
-              if (o.slice(0, n).every((k, i) => String(k) === String(ref[i]))) keys.add((o[0] === 'conf' ? o.slice(1) : o).join('.'));
-            }
+/**
+ * A local path whose value an override set (through the params or config its template reads)
+ * must stay inside the project, unless the pipeline lists that override in `overridablePaths`.
+ * Paths the pipeline author wrote may point anywhere.
+ */
+function confine(cx: Compilation, template: unknown, value: unknown, what: string, path: (string | number)[]): void {
+  const { opts, overridden, openPaths, problems, at } = cx;
+  if (!opts.confinePath || typeof value !== 'string' || value.includes('${')) return;
+  const keys = overridesRead(template, overridden);
+  const fromInput = [...keys].filter((k) => !openPaths.has(k));
+  if (fromInput.length === 0) return;
+  try {
+    opts.confinePath(value, `${what} (set by override ${fromInput.join(', ')})`);
+  } catch (e) {
+    if (!(e instanceof PipelineError)) throw e;
+    problems.push(new SpecError(e.code, e.message, { where: at(path), hint: `${e.hint ? `${e.hint} ` : ''}A pipeline lets an override name any file by listing it in overridablePaths.` }));
+  }
+}
+
+/** The overrides (as written: `data`, `params.path`) whose values the templates in `template` read. */
+function overridesRead(template: unknown, overridden: RefPath[]): Set<string> {
+  const keys = new Set<string>();
+  forEachTemplate(template, (text) => {
+    try {
+      for (const part of parseTemplate(text)) {
+        if (!('expr' in part)) continue;
+        for (const ref of references(part.expr)) {
+          for (const o of overridden) {
+            const n = Math.min(o.length, ref.length);
+            if (o.slice(0, n).every((k, i) => String(k) === String(ref[i]))) keys.add((o[0] === 'conf' ? o.slice(1) : o).join('.'));
           }
         }
-      } catch {
-        /* reported with the step's expressions */
       }
-    });
-    const fromInput = [...keys].filter((k) => !openPaths.has(k));
-    if (fromInput.length === 0) return;
-    try {
-      opts.confinePath(value, `${what} (set by override ${fromInput.join(', ')})`);
-    } catch (e) {
-      if (!(e instanceof PipelineError)) throw e;
-      problems.push(new SpecError(e.code, e.message, { where: at(path), hint: `${e.hint ? `${e.hint} ` : ''}A pipeline lets an override name any file by listing it in overridablePaths.` }));
+    } catch {
+      /* reported with the step's expressions */
     }
-  };
+  });
+  return keys;
+}
 
-  // Plugins and needs.
+/** Plugins and needs: every step's plugin exists, and its needs (deduplicated) are other steps of the pipeline. */
+function checkNeeds({ opts, problems, at }: Source, spec: PipelineSpec, stepIds: string[]): Record<string, string[]> {
   const needsOf: Record<string, string[]> = {};
   for (const id of stepIds) {
     const step = spec.steps[id]!;
@@ -185,6 +272,10 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
       }
     });
   }
+  return needsOf;
+}
+
+function checkCycle({ problems, at }: Source, stepIds: string[], needsOf: Record<string, string[]>): void {
   const cycle = findCycle(stepIds, needsOf);
   if (cycle) {
     problems.push(
@@ -194,15 +285,13 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
       }),
     );
   }
-  // Go on after DAG problems: `validate` reports every problem it can find in one pass.
-  const ancestors = ancestorSets(stepIds, needsOf);
-  const defaults = spec.stepDefaults ?? {};
-  const steps: Record<string, CompiledStep> = {};
-  const staticScope = { params, conf: config };
-  const isStatic = (refs: RefPath[]): boolean => refs.every((r) => r[0] === 'params' || r[0] === 'conf');
+}
 
-  // Params with params/config expressions resolved, for every step: a step's declared outputs may
-  // depend on its params, and its children are checked against those outputs.
+/**
+ * Params with params/config expressions resolved, for every step: a step's declared outputs may
+ * depend on its params, and its children are checked against those outputs.
+ */
+function staticParams(spec: PipelineSpec, stepIds: string[], configOk: boolean, staticScope: Compilation['staticScope']): Record<string, Record<string, unknown>> {
   const staticWith: Record<string, Record<string, unknown>> = {};
   for (const id of stepIds) {
     const raw = spec.steps[id]!.with ?? {};
@@ -216,209 +305,285 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
       staticWith[id] = raw; // reported with its location below
     }
   }
-  const outputsOf = (id: string): string[] | undefined => opts.catalog.get(spec.steps[id]!.uses)?.outputNames(staticWith[id]!);
+  return staticWith;
+}
 
+/** Every step whose plugin exists and whose checks pass, compiled; stops looking after LIMITS.problems problems. */
+function compileSteps(cx: Compilation): Record<string, CompiledStep> {
+  const { opts, problems, stepIds } = cx;
+  const steps: Record<string, CompiledStep> = {};
   for (const id of stepIds) {
     if (problems.length >= LIMITS.problems) {
       // Enough to act on; looking further would only cost the worker time.
       problems.push(new SpecError(problems[0]!.code, `Stopped looking after ${problems.length} problems.`, { where: { file: opts.file }, hint: 'Fix these and validate again.' }));
       break;
     }
-    const step = spec.steps[id]!;
-    const plugin = opts.catalog.get(step.uses);
-    if (!plugin) continue; // reported above
-    const stepPath = ['steps', id];
-    const before = problems.length;
-
-    // Check every expression of the step.
-    const checkTemplates = (value: unknown, base: (string | number)[]): void =>
-      forEachTemplate(value, (text, path) => {
-        const where = at([...base, ...path]);
-        try {
-          for (const part of parseTemplate(text)) {
-            if (!('expr' in part)) continue;
-            for (const ref of references(part.expr)) {
-              if (ref[0] === 'conf' && !configOk) continue;
-              const problem = checkReference(ref, id, { params, config, spec, ancestors, outputsOf });
-              if (problem) problems.push(new SpecError('EXPR_REFERENCE', `In '\${${part.source}}': ${problem.message}`, { where, hint: problem.hint }));
-            }
-          }
-        } catch (e) {
-          if (e instanceof PipelineError) problems.push(new SpecError(e.code, e.message, { where, hint: e.hint }));
-          else throw e;
-        }
-      });
-    checkTemplates(step.with ?? {}, [...stepPath, 'with']);
-    problems.push(...codeProblems(id, step.with ?? {}, plugin, (path) => at([...stepPath, 'with', ...path])));
-    checkTemplates(step.inputs ?? {}, [...stepPath, 'inputs']);
-    if (typeof step.when === 'string') checkTemplates({ when: step.when }, stepPath);
-    if (problems.length > before) continue;
-    if (!configOk && readsConf([step.with, step.when])) continue; // its values are unknown: the config's problems are reported
-
-    // Resolve what is known now.
-    let withResolved: Record<string, unknown>;
-    let when: string | boolean | undefined = step.when;
-    try {
-      withResolved = resolveDeep(step.with ?? {}, staticScope, isStatic) as Record<string, unknown>;
-      if (typeof when === 'string') {
-        const w = resolveDeep(when, staticScope, isStatic);
-        when = typeof w === 'string' && w === when ? when : Boolean(w);
-      }
-    } catch (e) {
-      if (e instanceof PipelineError) {
-        problems.push(new SpecError(e.code, e.message, { where: at(stepPath), hint: e.hint }));
-        continue;
-      }
-      throw e;
-    }
-
-    // Params against the plugin's schema; values still waiting for step outputs are checked at run time.
-    for (const issue of plugin.checkParams(withResolved)) {
-      if (dependsOnRuntime(withResolved, issue.path)) continue;
-      problems.push(
-        new SpecError('PLUGIN_PARAMS', `Step '${id}' (${plugin.name}): ${issue.path.length ? `'${issue.path.join('.')}' ` : ''}${issue.message}`, {
-          where: at([...stepPath, 'with', ...issue.path]),
-          hint: `Check the params of '${plugin.name}' with 'mlpipe plugins ${plugin.name}'.`,
-        }),
-      );
-    }
-
-    // Inputs: explicit bindings, else a parent output with the input's name.
-    const inputs: Record<string, string> = {};
-    const declared = Object.keys(plugin.inputNames(withResolved)).map((k) => ({ name: k.replace(/\?$/, ''), optional: k.endsWith('?') }));
-    for (const [name, template] of Object.entries(step.inputs ?? {})) {
-      if (!declared.some((d) => d.name === name)) {
-        problems.push(
-          new SpecError('PLUGIN_INPUT', `Step '${id}': plugin '${plugin.name}' has no input '${name}'.${didYouMean(name, declared.map((d) => d.name))}`, {
-            where: at([...stepPath, 'inputs', name]),
-            hint: declared.length ? `Its inputs: ${declared.map((d) => d.name).join(', ')}.` : `'${plugin.name}' takes no inputs.`,
-          }),
-        );
-      } else inputs[name] = template;
-    }
-    for (const d of declared) {
-      if (inputs[d.name] !== undefined) continue;
-      const providers = needsOf[id]!.filter((p) => outputsOf(p)?.includes(d.name));
-      if (providers.length === 1) inputs[d.name] = `\${steps.${providers[0]}.outputs.${d.name}}`;
-      else if (providers.length > 1) {
-        problems.push(
-          new SpecError('PLUGIN_INPUT', `Step '${id}': input '${d.name}' could come from ${providers.join(' or ')}.`, {
-            where: at([...stepPath, 'needs']),
-            hint: `Bind it explicitly: inputs: { ${d.name}: \${steps.${providers[0]}.outputs.${d.name}} }`,
-          }),
-        );
-      } else if (!d.optional) {
-        problems.push(
-          new SpecError('PLUGIN_INPUT', `Step '${id}': input '${d.name}' of '${plugin.name}' is not bound, and no step it needs has an output '${d.name}'.`, {
-            where: at(stepPath),
-            hint: `Add inputs: { ${d.name}: \${steps.<step>.outputs.<output>} } and list that step in needs.`,
-          }),
-        );
-      }
-    }
-
-    const retrySpec = { ...defaults.retry, ...step.retry };
-    const retry: RetrySpec = {
-      maximumAttempts: retrySpec.maximumAttempts,
-      maximumInfraAttempts: retrySpec.maximumInfraAttempts,
-      serviceWaitMs: retrySpec.serviceWait === undefined ? undefined : parseDuration(retrySpec.serviceWait),
-      initialIntervalMs: retrySpec.initialInterval === undefined ? undefined : parseDuration(retrySpec.initialInterval),
-      backoffCoefficient: retrySpec.backoffCoefficient,
-      maximumIntervalMs: retrySpec.maximumInterval === undefined ? undefined : parseDuration(retrySpec.maximumInterval),
-      nonRetryableErrorTypes: retrySpec.nonRetryableErrorTypes,
-    };
-    const cacheSpec = typeof step.cache === 'object' ? step.cache : undefined;
-    for (const [i, path] of (cacheSpec?.ignore ?? []).entries()) {
-      const head = path.split('.')[0]!;
-      if (!has(withResolved, head)) {
-        problems.push(
-          new SpecError('SPEC_INVALID', `Step '${id}': cache.ignore names '${path}', but '${head}' is not set in the step's with:.${didYouMean(head, Object.keys(withResolved))}`, {
-            where: at([...stepPath, 'cache', 'ignore', i]),
-            hint: Object.keys(withResolved).length ? `Params set in with: ${listed(Object.keys(withResolved))}.` : 'The step sets no params in with:.',
-          }),
-        );
-      }
-    }
-    const timeout = step.timeout ?? defaults.timeout;
-    const heartbeat = step.heartbeat ?? defaults.heartbeat;
-    const timeoutMs = timeout === undefined ? STEP_DEFAULTS.timeoutMs : parseDuration(timeout)!;
-    // The default heartbeat timeout (engine/step-defaults.ts) applies where it is shorter than the timeout;
-    // a step with a shorter timeout is watched by the timeout itself.
-    const defaultHeartbeat = defaultHeartbeatMs(plugin.blocksEventLoopMs);
-    const heartbeatMs = heartbeat === undefined ? (defaultHeartbeat < timeoutMs ? defaultHeartbeat : undefined) : parseDuration(heartbeat);
-    // What Temporal would refuse when the workflow schedules the activity (its workflow task would then fail on every retry).
-    const from = (key: string, sub?: string): (string | number)[] => {
-      const own = sub ? (step.retry as Record<string, unknown> | undefined)?.[sub] !== undefined : (step as Record<string, unknown>)[key] !== undefined;
-      return [...(own ? stepPath : ['stepDefaults']), key, ...(sub ? [sub] : [])];
-    };
-    if (heartbeatMs !== undefined && heartbeatMs >= timeoutMs) {
-      problems.push(
-        new SpecError('SPEC_INVALID', `Step '${id}': heartbeat (${heartbeatMs} ms) must be shorter than the timeout (${timeoutMs} ms).`, {
-          where: at(from('heartbeat')),
-          hint: 'The heartbeat timeout says how fast a dead worker is noticed; make it a fraction of the step timeout.',
-        }),
-      );
-    }
-    const initialMs = retry.initialIntervalMs ?? STEP_DEFAULTS.initialIntervalMs;
-    const maxMs = retry.maximumIntervalMs ?? STEP_DEFAULTS.maximumIntervalMs;
-    if (maxMs < initialMs) {
-      problems.push(
-        new SpecError('SPEC_INVALID', `Step '${id}': retry.maximumInterval (${maxMs} ms${retry.maximumIntervalMs === undefined ? ', the default' : ''}) is shorter than retry.initialInterval (${initialMs} ms).`, {
-          where: at(from('retry', retry.maximumIntervalMs === undefined ? 'initialInterval' : 'maximumInterval')),
-          hint: 'Temporal refuses a retry policy whose maximum interval is below its initial interval; set both.',
-        }),
-      );
-    }
-    for (const name of plugin.pathParams ?? []) {
-      const raw = has(step.with ?? {}, name) ? step.with![name] : undefined;
-      const value = has(withResolved, name) ? withResolved[name] : undefined;
-      if (raw !== undefined) confine(raw, value, `step '${id}' param '${name}'`, [...stepPath, 'with', name]);
-    }
-    steps[id] = dropUndefined({
-      id,
-      uses: step.uses,
-      pluginVersion: plugin.version,
-      description: step.description,
-      // Resolved again at run time: literal `${` (escapes, values from params) stays literal.
-      with: resolveDeep(step.with ?? {}, staticScope, isStatic, { escapeResolved: true }) as Record<string, unknown>,
-      inputs,
-      needs: needsOf[id]!,
-      when,
-      ifNeedsSkipped: step.ifNeedsSkipped ?? 'skip',
-      retry: dropUndefined(retry),
-      timeoutMs,
-      heartbeatMs,
-      cache: (typeof step.cache === 'boolean' ? step.cache : cacheSpec?.enabled) ?? defaults.cache ?? plugin.cacheable,
-      cacheIgnore: cacheSpec?.ignore,
-      taskQueue: step.taskQueue ?? defaults.taskQueue,
-      env: step.env?.length ? [...new Set(step.env)] : undefined,
-      line: at(stepPath).line,
-    });
+    const compiled = compileStep(cx, id);
+    if (compiled) steps[id] = compiled;
   }
-  /** A section that names a step's output (`section` is its key path): the step and the output must exist. */
-  const checkStepOutput = (section: string[], step: string, output: string): void => {
-    const target = has(steps, step) ? steps[step] : undefined;
-    if (!target) {
-      problems.push(new SpecError('SPEC_INVALID', `${section.join('.')}.step: there is no step '${step}'.${didYouMean(step, stepIds)}`, { where: at([...section, 'step']), hint: `Steps: ${listed(stepIds)}.` }));
-      return;
+  return steps;
+}
+
+/** One step: its expressions, params, inputs, retry and timeouts checked; undefined when it has problems (they are reported). */
+function compileStep(cx: Compilation, id: string): CompiledStep | undefined {
+  const { opts, problems, at, spec, configOk, defaults, staticScope } = cx;
+  const step = spec.steps[id]!;
+  const plugin = opts.catalog.get(step.uses);
+  if (!plugin) return undefined; // reported above
+  const stepPath = ['steps', id];
+  const before = problems.length;
+
+  checkStepExpressions(cx, id, step, plugin, stepPath);
+  if (problems.length > before) return undefined;
+  if (!configOk && readsConf([step.with, step.when])) return undefined; // its values are unknown: the config's problems are reported
+
+  const resolved = resolveStatic(cx, step, stepPath);
+  if (!resolved) return undefined;
+  const { withResolved, when } = resolved;
+  checkPluginParams(cx, id, plugin, withResolved, stepPath);
+  const inputs = bindInputs(cx, id, step, plugin, withResolved, stepPath);
+  const retry = retryOf(cx, step);
+  const cacheSpec = typeof step.cache === 'object' ? step.cache : undefined;
+  checkCacheIgnore(cx, id, cacheSpec, withResolved, stepPath);
+  const { timeoutMs, heartbeatMs } = checkTimeouts(cx, id, step, plugin, retry, stepPath);
+  confineStepPaths(cx, id, step, plugin, withResolved, stepPath);
+  return dropUndefined({
+    id,
+    uses: step.uses,
+    pluginVersion: plugin.version,
+    description: step.description,
+    // Resolved again at run time: literal `${` (escapes, values from params) stays literal.
+    with: resolveDeep(step.with ?? {}, staticScope, isStatic, { escapeResolved: true }) as Record<string, unknown>,
+    inputs,
+    needs: cx.needsOf[id]!,
+    when,
+    ifNeedsSkipped: step.ifNeedsSkipped ?? 'skip',
+    retry: dropUndefined(retry),
+    timeoutMs,
+    heartbeatMs,
+    cache: (typeof step.cache === 'boolean' ? step.cache : cacheSpec?.enabled) ?? defaults.cache ?? plugin.cacheable,
+    cacheIgnore: cacheSpec?.ignore,
+    taskQueue: step.taskQueue ?? defaults.taskQueue,
+    env: step.env?.length ? [...new Set(step.env)] : undefined,
+    line: at(stepPath).line,
+  });
+}
+
+/** Check every expression of the step: what it reads exists, and no code param holds one. */
+function checkStepExpressions(cx: Compilation, id: string, step: StepSpec, plugin: PluginInfo, stepPath: string[]): void {
+  const { problems, at, configOk, params, config, spec, ancestors, outputsOf } = cx;
+  const checkTemplates = (value: unknown, base: (string | number)[]): void =>
+    forEachTemplate(value, (text, path) => {
+      const where = at([...base, ...path]);
+      try {
+        for (const part of parseTemplate(text)) {
+          if (!('expr' in part)) continue;
+          for (const ref of references(part.expr)) {
+            if (ref[0] === 'conf' && !configOk) continue;
+            const problem = checkReference(ref, id, { params, config, spec, ancestors, outputsOf });
+            if (problem) problems.push(new SpecError('EXPR_REFERENCE', `In '\${${part.source}}': ${problem.message}`, { where, hint: problem.hint }));
+          }
+        }
+      } catch (e) {
+        if (e instanceof PipelineError) problems.push(new SpecError(e.code, e.message, { where, hint: e.hint }));
+        else throw e;
+      }
+    });
+  checkTemplates(step.with ?? {}, [...stepPath, 'with']);
+  problems.push(...codeProblems(id, step.with ?? {}, plugin, (path) => at([...stepPath, 'with', ...path])));
+  checkTemplates(step.inputs ?? {}, [...stepPath, 'inputs']);
+  if (typeof step.when === 'string') checkTemplates({ when: step.when }, stepPath);
+}
+
+/** Resolve what is known now: the step's params and `when` as far as params and config give them; undefined on a problem (reported). */
+function resolveStatic({ problems, at, staticScope }: Compilation, step: StepSpec, stepPath: string[]): { withResolved: Record<string, unknown>; when: string | boolean | undefined } | undefined {
+  let withResolved: Record<string, unknown>;
+  let when: string | boolean | undefined = step.when;
+  try {
+    withResolved = resolveDeep(step.with ?? {}, staticScope, isStatic) as Record<string, unknown>;
+    if (typeof when === 'string') {
+      const w = resolveDeep(when, staticScope, isStatic);
+      when = typeof w === 'string' && w === when ? when : Boolean(w);
     }
-    const declared = opts.catalog.get(target.uses)?.outputNames(staticWith[step] ?? {});
-    if (declared && !declared.includes(output)) {
-      problems.push(new SpecError('SPEC_INVALID', `${section.join('.')}: step '${step}' (${target.uses}) has no output '${output}'.`, { where: at(section), hint: `Its outputs: ${declared.join(', ')}.` }));
+  } catch (e) {
+    if (e instanceof PipelineError) {
+      problems.push(new SpecError(e.code, e.message, { where: at(stepPath), hint: e.hint }));
+      return undefined;
     }
+    throw e;
+  }
+  return { withResolved, when };
+}
+
+/** Params against the plugin's schema; values still waiting for step outputs are checked at run time. */
+function checkPluginParams({ problems, at }: Compilation, id: string, plugin: PluginInfo, withResolved: Record<string, unknown>, stepPath: string[]): void {
+  for (const issue of plugin.checkParams(withResolved)) {
+    if (dependsOnRuntime(withResolved, issue.path)) continue;
+    problems.push(
+      new SpecError('PLUGIN_PARAMS', `Step '${id}' (${plugin.name}): ${issue.path.length ? `'${issue.path.join('.')}' ` : ''}${issue.message}`, {
+        where: at([...stepPath, 'with', ...issue.path]),
+        hint: `Check the params of '${plugin.name}' with 'mlpipe plugins ${plugin.name}'.`,
+      }),
+    );
+  }
+}
+
+/** Inputs: explicit bindings, else a parent output with the input's name. */
+function bindInputs(
+  { problems, at, needsOf, outputsOf }: Compilation,
+  id: string,
+  step: StepSpec,
+  plugin: PluginInfo,
+  withResolved: Record<string, unknown>,
+  stepPath: string[],
+): Record<string, string> {
+  const inputs: Record<string, string> = {};
+  const declared = Object.keys(plugin.inputNames(withResolved)).map((k) => ({ name: k.replace(/\?$/, ''), optional: k.endsWith('?') }));
+  for (const [name, template] of Object.entries(step.inputs ?? {})) {
+    if (!declared.some((d) => d.name === name)) {
+      problems.push(
+        new SpecError('PLUGIN_INPUT', `Step '${id}': plugin '${plugin.name}' has no input '${name}'.${didYouMean(name, declared.map((d) => d.name))}`, {
+          where: at([...stepPath, 'inputs', name]),
+          hint: declared.length ? `Its inputs: ${declared.map((d) => d.name).join(', ')}.` : `'${plugin.name}' takes no inputs.`,
+        }),
+      );
+    } else inputs[name] = template;
+  }
+  for (const d of declared) {
+    if (inputs[d.name] !== undefined) continue;
+    const providers = needsOf[id]!.filter((p) => outputsOf(p)?.includes(d.name));
+    if (providers.length === 1) inputs[d.name] = `\${steps.${providers[0]}.outputs.${d.name}}`;
+    else if (providers.length > 1) {
+      problems.push(
+        new SpecError('PLUGIN_INPUT', `Step '${id}': input '${d.name}' could come from ${providers.join(' or ')}.`, {
+          where: at([...stepPath, 'needs']),
+          hint: `Bind it explicitly: inputs: { ${d.name}: \${steps.${providers[0]}.outputs.${d.name}} }`,
+        }),
+      );
+    } else if (!d.optional) {
+      problems.push(
+        new SpecError('PLUGIN_INPUT', `Step '${id}': input '${d.name}' of '${plugin.name}' is not bound, and no step it needs has an output '${d.name}'.`, {
+          where: at(stepPath),
+          hint: `Add inputs: { ${d.name}: \${steps.<step>.outputs.<output>} } and list that step in needs.`,
+        }),
+      );
+    }
+  }
+  return inputs;
+}
+
+/** The step's retry policy over the pipeline's step defaults, durations in ms. */
+function retryOf({ defaults }: Compilation, step: StepSpec): RetrySpec {
+  const retrySpec = { ...defaults.retry, ...step.retry };
+  const retry: RetrySpec = {
+    maximumAttempts: retrySpec.maximumAttempts,
+    maximumInfraAttempts: retrySpec.maximumInfraAttempts,
+    serviceWaitMs: retrySpec.serviceWait === undefined ? undefined : parseDuration(retrySpec.serviceWait),
+    initialIntervalMs: retrySpec.initialInterval === undefined ? undefined : parseDuration(retrySpec.initialInterval),
+    backoffCoefficient: retrySpec.backoffCoefficient,
+    maximumIntervalMs: retrySpec.maximumInterval === undefined ? undefined : parseDuration(retrySpec.maximumInterval),
+    nonRetryableErrorTypes: retrySpec.nonRetryableErrorTypes,
   };
-  const register = spec.tracking?.registerModel;
-  if (register) checkStepOutput(['tracking', 'registerModel'], register.step, register.output);
+  return retry;
+}
+
+/** `cache.ignore` names params the step sets. */
+function checkCacheIgnore({ problems, at }: Compilation, id: string, cacheSpec: { ignore?: string[] } | undefined, withResolved: Record<string, unknown>, stepPath: string[]): void {
+  for (const [i, path] of (cacheSpec?.ignore ?? []).entries()) {
+    const head = path.split('.')[0]!;
+    if (!has(withResolved, head)) {
+      problems.push(
+        new SpecError('SPEC_INVALID', `Step '${id}': cache.ignore names '${path}', but '${head}' is not set in the step's with:.${didYouMean(head, Object.keys(withResolved))}`, {
+          where: at([...stepPath, 'cache', 'ignore', i]),
+          hint: Object.keys(withResolved).length ? `Params set in with: ${listed(Object.keys(withResolved))}.` : 'The step sets no params in with:.',
+        }),
+      );
+    }
+  }
+}
+
+/** The step's timeout and heartbeat timeout in ms, checked (with its retry intervals) against what Temporal accepts. */
+function checkTimeouts(
+  { problems, at, defaults }: Compilation,
+  id: string,
+  step: StepSpec,
+  plugin: PluginInfo,
+  retry: RetrySpec,
+  stepPath: string[],
+): { timeoutMs: number; heartbeatMs: number | undefined } {
+  const timeout = step.timeout ?? defaults.timeout;
+  const heartbeat = step.heartbeat ?? defaults.heartbeat;
+  const timeoutMs = timeout === undefined ? STEP_DEFAULTS.timeoutMs : parseDuration(timeout)!;
+  // The default heartbeat timeout (engine/step-defaults.ts) applies where it is shorter than the timeout;
+  // a step with a shorter timeout is watched by the timeout itself.
+  const defaultHeartbeat = defaultHeartbeatMs(plugin.blocksEventLoopMs);
+  const heartbeatMs = heartbeat === undefined ? (defaultHeartbeat < timeoutMs ? defaultHeartbeat : undefined) : parseDuration(heartbeat);
+  // What Temporal would refuse when the workflow schedules the activity (its workflow task would then fail on every retry).
+  const from = (key: string, sub?: string): (string | number)[] => {
+    const own = sub ? (step.retry as Record<string, unknown> | undefined)?.[sub] !== undefined : (step as Record<string, unknown>)[key] !== undefined;
+    return [...(own ? stepPath : ['stepDefaults']), key, ...(sub ? [sub] : [])];
+  };
+  if (heartbeatMs !== undefined && heartbeatMs >= timeoutMs) {
+    problems.push(
+      new SpecError('SPEC_INVALID', `Step '${id}': heartbeat (${heartbeatMs} ms) must be shorter than the timeout (${timeoutMs} ms).`, {
+        where: at(from('heartbeat')),
+        hint: 'The heartbeat timeout says how fast a dead worker is noticed; make it a fraction of the step timeout.',
+      }),
+    );
+  }
+  const initialMs = retry.initialIntervalMs ?? STEP_DEFAULTS.initialIntervalMs;
+  const maxMs = retry.maximumIntervalMs ?? STEP_DEFAULTS.maximumIntervalMs;
+  if (maxMs < initialMs) {
+    problems.push(
+      new SpecError('SPEC_INVALID', `Step '${id}': retry.maximumInterval (${maxMs} ms${retry.maximumIntervalMs === undefined ? ', the default' : ''}) is shorter than retry.initialInterval (${initialMs} ms).`, {
+        where: at(from('retry', retry.maximumIntervalMs === undefined ? 'initialInterval' : 'maximumInterval')),
+        hint: 'Temporal refuses a retry policy whose maximum interval is below its initial interval; set both.',
+      }),
+    );
+  }
+  return { timeoutMs, heartbeatMs };
+}
+
+/** The plugin's path params, where an override set them, stay inside the project. */
+function confineStepPaths(cx: Compilation, id: string, step: StepSpec, plugin: PluginInfo, withResolved: Record<string, unknown>, stepPath: string[]): void {
+  for (const name of plugin.pathParams ?? []) {
+    const raw = has(step.with ?? {}, name) ? step.with![name] : undefined;
+    const value = has(withResolved, name) ? withResolved[name] : undefined;
+    if (raw !== undefined) confine(cx, raw, value, `step '${id}' param '${name}'`, [...stepPath, 'with', name]);
+  }
+}
+
+/** A section that names a step's output (`section` is its key path): the step and the output must exist. */
+function checkStepOutput({ opts, problems, at, stepIds, staticWith }: Compilation, steps: Record<string, CompiledStep>, section: string[], step: string, output: string): void {
+  const target = has(steps, step) ? steps[step] : undefined;
+  if (!target) {
+    problems.push(new SpecError('SPEC_INVALID', `${section.join('.')}.step: there is no step '${step}'.${didYouMean(step, stepIds)}`, { where: at([...section, 'step']), hint: `Steps: ${listed(stepIds)}.` }));
+    return;
+  }
+  const declared = opts.catalog.get(target.uses)?.outputNames(staticWith[step] ?? {});
+  if (declared && !declared.includes(output)) {
+    problems.push(new SpecError('SPEC_INVALID', `${section.join('.')}: step '${step}' (${target.uses}) has no output '${output}'.`, { where: at(section), hint: `Its outputs: ${declared.join(', ')}.` }));
+  }
+}
+
+function checkRegisterModel(cx: Compilation, steps: Record<string, CompiledStep>): void {
+  const register = cx.spec.tracking?.registerModel;
+  if (register) checkStepOutput(cx, steps, ['tracking', 'registerModel'], register.step, register.output);
+}
+
+/** The monitor section: its reference output exists and `monitor.current` is known before the run (and confined when an override set it). */
+function checkMonitor(cx: Compilation, steps: Record<string, CompiledStep>): CompiledPipeline['monitor'] {
+  const { problems, at, spec, staticScope } = cx;
   let monitor: CompiledPipeline['monitor'];
   if (spec.monitor) {
     const m = spec.monitor;
-    checkStepOutput(['monitor', 'reference'], m.reference.step, m.reference.output);
+    checkStepOutput(cx, steps, ['monitor', 'reference'], m.reference.step, m.reference.output);
     try {
       const current = resolveDeep(m.current, staticScope, isStatic);
       if (typeof current !== 'string' || current.includes('${')) {
         problems.push(new SpecError('SPEC_INVALID', 'monitor.current must be known before the run starts (params and config only).', { where: at(['monitor', 'current']) }));
       } else {
-        if (!current.startsWith('predictions:')) confine(m.current, current, 'monitor.current', ['monitor', 'current']);
+        if (!current.startsWith('predictions:')) confine(cx, m.current, current, 'monitor.current', ['monitor', 'current']);
         monitor = { current, ...(m.window ? { windowMs: parseDuration(m.window)! } : {}), reference: dropUndefined({ step: m.reference.step, output: m.reference.output, model: m.reference.model }), drift: m.drift, retrain: m.retrain, ...(m.alert ? { alert: m.alert } : {}) };
       }
     } catch (e) {
@@ -426,13 +591,23 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
       else throw e;
     }
   }
+  return monitor;
+}
+
+/** The hpo section: its metric output exists and its search space is valid. */
+function checkHpo(cx: Compilation, steps: Record<string, CompiledStep>): void {
+  const { problems, at, spec } = cx;
   if (spec.hpo) {
     const h = spec.hpo;
-    checkStepOutput(['hpo', 'metric'], h.metric.step, h.metric.output);
+    checkStepOutput(cx, steps, ['hpo', 'metric'], h.metric.step, h.metric.output);
     for (const problem of validateSpace(h.space)) problems.push(new SpecError('SPEC_INVALID', `hpo.space.${problem}.`, { where: at(['hpo', 'space', problem.split(':')[0]!]) }));
   }
-  if (problems.length) throw new SpecErrors(problems);
+}
 
+/** The compiled pipeline, refused when it is too large to travel through Temporal's history. */
+function assemble(cx: Compilation, steps: Record<string, CompiledStep>, monitor: CompiledPipeline['monitor']): CompiledPipeline {
+  const { opts, spec, params, config, configChoices, configSources, allOverrides, stepIds } = cx;
+  const register = spec.tracking?.registerModel;
   const compiled: CompiledPipeline = dropUndefined({
     hpo: spec.hpo,
     monitor,

@@ -11,9 +11,9 @@ import { ApplicationFailure, ChildWorkflowFailure } from '@temporalio/common';
 import { condition, continueAsNew, defineQuery, log, proxyActivities, setHandler, startChild, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { NON_RETRYABLE_CODES } from '../engine/errors.js';
-import { MEDIAN_RULE_CURVES, medianCurve } from '../engine/hpo.js';
+import { MEDIAN_RULE_CURVES, medianCurve, type Trial } from '../engine/hpo.js';
 import { ACTIVITY_DEFAULTS } from '../engine/step-defaults.js';
-import { hpoStatusQueryName, hpoTrackingOf, type HpoPlan, type HpoResult, type HpoStatus, type HpoWorkflowInput, type PipelineResult, type TrialResult } from '../engine/contracts.js';
+import { hpoStatusQueryName, hpoTrackingOf, type HpoPlan, type HpoResult, type HpoStatus, type HpoTracking, type HpoWorkflowInput, type PipelineResult, type TrialResult } from '../engine/contracts.js';
 import { pipelineWorkflow } from './pipeline.js';
 
 const { vertexTuning, hpoTracking } = ACTIVITY_DEFAULTS;
@@ -48,126 +48,179 @@ function bestOf(results: TrialResult[], goal: 'minimize' | 'maximize'): TrialRes
   return best;
 }
 
+/** What the parts of one generation of a search read and update. */
+interface Search {
+  input: HpoWorkflowInput;
+  plan: HpoPlan;
+  spec: HpoPlan['spec'];
+  /** Continue-as-new keeps the workflow ID, so trial IDs stay stable across generations. */
+  root: string;
+  tracking?: HpoTracking;
+  results: TrialResult[];
+  failed: number;
+  /** The median rule's input: best-loss curves of the most recent finished trials. */
+  curves: number[][];
+  running: Map<number, Promise<void>>;
+}
+
 export async function hpoWorkflow(input: HpoWorkflowInput): Promise<HpoResult> {
   const info = workflowInfo();
   const plan = input.state?.plan ?? (await planHpo(input));
   // Read through hpoTrackingOf: state and results recorded before the rename name the MLflow run `runId`.
-  let tracking = hpoTrackingOf(input.state?.tracking);
-  if (!input.state) {
-    try {
-      tracking = hpoTrackingOf(await startHpoTracking({ plan, key: info.workflowId }));
-    } catch (e) {
-      log.warn('the search is not tracked in MLflow', { error: String(e) });
-    }
-  }
+  const tracking = input.state ? hpoTrackingOf(input.state.tracking) : await startTracking(plan, info.workflowId);
   const results: TrialResult[] = input.state?.results ?? [];
   const generation = input.state?.generation ?? 0;
   const { spec } = plan;
   const done = new Set(results.map((r) => r.index));
   const es = spec.earlyStopping;
-  const curves: number[][] = input.state?.curves ?? [];
-  const running = new Map<number, Promise<void>>();
-  let failed = results.filter((r) => r.status === 'failed').length;
-  let draining = false;
-  setHandler(hpoStatusQuery, () => ({ trials: plan.trials.length, finished: results.length, failed, running: [...running.keys()], best: bestOf(results, spec.metric.goal), generation }));
+  const s: Search = {
+    input,
+    plan,
+    spec,
+    root: info.workflowId,
+    tracking,
+    results,
+    failed: results.filter((r) => r.status === 'failed').length,
+    curves: input.state?.curves ?? [],
+    running: new Map<number, Promise<void>>(),
+  };
+  setHandler(hpoStatusQuery, () => ({ trials: plan.trials.length, finished: results.length, failed: s.failed, running: [...s.running.keys()], best: bestOf(results, spec.metric.goal), generation }));
 
-  if (spec.backend === 'vertex' && !input.state) {
-    // The whole search runs as one Vertex AI tuning job; this workflow waits for it durably.
-    const job = await vertexActivity(spec.vertex?.pollMs ?? vertexTuning.pollMs)({ plan, displayName: info.workflowId });
-    for (const t of job.trials) {
-      const index = Number(t.id);
-      results.push(t.value !== undefined && t.state === 'SUCCEEDED' ? { index, overrides: t.overrides, status: 'succeeded', value: t.value, workflowId: job.job, runId: `trial-${t.id}` } : { index, overrides: t.overrides, status: 'failed', error: `Vertex trial ${t.state}`, workflowId: job.job });
-    }
-    failed = results.filter((r) => r.status === 'failed').length;
-    if (tracking) {
-      try {
-        await trackExternalTrials({ ...tracking, job: job.job, metricKey: spec.metric.key, trials: job.trials });
-      } catch (e) {
-        log.warn('the Vertex trials are not tracked in MLflow', { error: String(e) });
-      }
+  if (spec.backend === 'vertex' && !input.state) await runOnVertex(s, info.workflowId);
+  const pending = spec.backend === 'vertex' ? [] : plan.trials.filter((t) => !done.has(t.index));
+  await runTrials(s, pending);
+  if (s.failed > spec.maxFailed) {
+    throw ApplicationFailure.create({ type: 'HPO_FAILED', nonRetryable: true, message: `${s.failed} trials failed, more than maxFailed (${spec.maxFailed}). Last error: ${results.filter((r) => r.status === 'failed').pop()?.error ?? ''}` });
+  }
+  if (spec.backend !== 'vertex' && results.length < plan.trials.length) {
+    // History is large: start over with the results so far (running trials have all finished).
+    await continueAsNew<typeof hpoWorkflow>({ ...input, state: { plan, results, generation: generation + 1, ...(tracking ? { tracking } : {}), ...(es ? { curves: s.curves } : {}) } });
+  }
+  const best = bestOf(results, spec.metric.goal);
+  if (!best) throw ApplicationFailure.create({ type: 'HPO_FAILED', nonRetryable: true, message: 'No trial produced the metric.' });
+  if (tracking && best.runId) await finishTracking(s, tracking, best);
+  const final = spec.final ? await runFinal(s, best) : undefined;
+  return { pipeline: plan.pipeline, metric: spec.metric, best, trials: results.length, failed: s.failed, generations: generation + 1, results: [...results].sort((a, b) => a.index - b.index), ...(final ? { final } : {}) };
+}
+
+/** The search's MLflow run; undefined (the search goes on untracked) when tracking is off or fails. */
+async function startTracking(plan: HpoPlan, key: string): Promise<Search['tracking']> {
+  try {
+    return hpoTrackingOf(await startHpoTracking({ plan, key }));
+  } catch (e) {
+    log.warn('the search is not tracked in MLflow', { error: String(e) });
+    return undefined;
+  }
+}
+
+/** The whole search runs as one Vertex AI tuning job; this workflow waits for it durably. */
+async function runOnVertex(s: Search, displayName: string): Promise<void> {
+  const { plan, spec, results, tracking } = s;
+  const job = await vertexActivity(spec.vertex?.pollMs ?? vertexTuning.pollMs)({ plan, displayName });
+  for (const t of job.trials) {
+    const index = Number(t.id);
+    results.push(t.value !== undefined && t.state === 'SUCCEEDED' ? { index, overrides: t.overrides, status: 'succeeded', value: t.value, workflowId: job.job, runId: `trial-${t.id}` } : { index, overrides: t.overrides, status: 'failed', error: `Vertex trial ${t.state}`, workflowId: job.job });
+  }
+  s.failed = results.filter((r) => r.status === 'failed').length;
+  if (tracking) {
+    try {
+      await trackExternalTrials({ ...tracking, job: job.job, metricKey: spec.metric.key, trials: job.trials });
+    } catch (e) {
+      log.warn('the Vertex trials are not tracked in MLflow', { error: String(e) });
     }
   }
-  // Continue-as-new keeps the workflow ID, so trial IDs stay stable across generations.
-  const root = info.workflowId;
-  let launchedThisGeneration = 0;
-  const pending = spec.backend === 'vertex' ? [] : plan.trials.filter((t) => !done.has(t.index));
-  let next = 0;
-  const launch = (t: (typeof pending)[number]): void => {
-    const workflowId = `${root}/trial-${t.index}`;
-    // The median rule's bar for this trial: from the trials finished before it starts.
-    const bar = es ? medianCurve(curves, es.minTrials) : [];
-    const stepParams = es && bar.some((v) => v !== null) ? { [es.step]: { stopIfWorseThan: { curve: bar, afterEpochs: es.afterEpochs } } } : undefined;
-    const p = (async () => {
-      try {
-        const handle = await startChild(pipelineWorkflow, {
-          workflowId,
-          args: [{ pipeline: plan.pipeline, overrides: [...plan.overrides, ...t.overrides], until: spec.metric.step, trial: { hpo: root, index: t.index, ...(tracking ? { parentMlflowRunId: tracking.mlflowRunId } : {}), ...(stepParams ? { stepParams } : {}) }, labels: { hpo: root, trial: String(t.index) }, ...(input.cache === false ? { cache: false } : {}) }],
-        });
-        const runId = handle.firstExecutionRunId;
-        const result = (await handle.result()) as PipelineResult;
-        const value = metricOf(result, spec.metric);
-        let stoppedAtEpoch: number | undefined;
-        if (es) {
-          const out = result.outputs[es.step];
-          const curve = out?.['curve'];
-          stoppedAtEpoch = Number((out?.['metrics'] as Record<string, unknown> | undefined)?.['stoppedByMedianRule'] ?? 0) || undefined;
-          // A stopped trial's short curve would drag the median down: only full runs set the bar.
-          if (Array.isArray(curve) && !stoppedAtEpoch) {
-            curves.push(curve as number[]);
-            if (curves.length > MEDIAN_RULE_CURVES) curves.shift();
-          }
-        }
-        results.push(
-          value === undefined
-            ? { index: t.index, runId, overrides: t.overrides, status: 'failed', error: `no numeric ${spec.metric.step}.${spec.metric.output}.${spec.metric.key}`, workflowId }
-            : { index: t.index, runId, overrides: t.overrides, status: 'succeeded', value, workflowId, ...(stoppedAtEpoch ? { stoppedAtEpoch } : {}) },
-        );
-      } catch (e) {
-        const cause = e instanceof ChildWorkflowFailure ? (e.cause?.message ?? e.message) : e instanceof Error ? e.message : String(e);
-        results.push({ index: t.index, overrides: t.overrides, status: 'failed', error: cause, workflowId });
-      }
-      if (results[results.length - 1]!.status === 'failed') failed++;
-      running.delete(t.index);
-    })();
-    running.set(t.index, p);
-  };
+}
 
+/**
+ * Launches the pending trials, at most `parallel` at once, until every one has finished. Too many
+ * failures, or a generation that is full (Temporal suggests continue-as-new, or `trialsPerGeneration`),
+ * stop the launches; the running trials still finish.
+ */
+async function runTrials(s: Search, pending: Trial[]): Promise<void> {
+  const { input, spec, results, running } = s;
+  let launchedThisGeneration = 0;
+  let next = 0;
+  let draining = false;
   while (next < pending.length || running.size > 0) {
-    if (failed > spec.maxFailed) draining = true;
+    if (s.failed > spec.maxFailed) draining = true;
     if (!draining && (workflowInfo().continueAsNewSuggested || (input.trialsPerGeneration !== undefined && launchedThisGeneration >= input.trialsPerGeneration))) draining = true;
     while (!draining && running.size < spec.parallel && next < pending.length && (input.trialsPerGeneration === undefined || launchedThisGeneration < input.trialsPerGeneration)) {
-      launch(pending[next++]!);
+      launchTrial(s, pending[next++]!);
       launchedThisGeneration++;
     }
     if (running.size === 0) break;
     const before = results.length;
     await condition(() => results.length > before);
   }
-  if (failed > spec.maxFailed) {
-    throw ApplicationFailure.create({ type: 'HPO_FAILED', nonRetryable: true, message: `${failed} trials failed, more than maxFailed (${spec.maxFailed}). Last error: ${results.filter((r) => r.status === 'failed').pop()?.error ?? ''}` });
+}
+
+function launchTrial(s: Search, t: Trial): void {
+  const p = runTrial(s, t);
+  s.running.set(t.index, p);
+}
+
+/** One trial: a child pipelineWorkflow up to the metric's step, with the trial's overrides (and the median rule's bar). */
+async function runTrial(s: Search, t: Trial): Promise<void> {
+  const { input, plan, spec, root, tracking, curves, results, running } = s;
+  const es = spec.earlyStopping;
+  const workflowId = `${root}/trial-${t.index}`;
+  // The median rule's bar for this trial: from the trials finished before it starts.
+  const bar = es ? medianCurve(curves, es.minTrials) : [];
+  const stepParams = es && bar.some((v) => v !== null) ? { [es.step]: { stopIfWorseThan: { curve: bar, afterEpochs: es.afterEpochs } } } : undefined;
+  try {
+    const handle = await startChild(pipelineWorkflow, {
+      workflowId,
+      args: [{ pipeline: plan.pipeline, overrides: [...plan.overrides, ...t.overrides], until: spec.metric.step, trial: { hpo: root, index: t.index, ...(tracking ? { parentMlflowRunId: tracking.mlflowRunId } : {}), ...(stepParams ? { stepParams } : {}) }, labels: { hpo: root, trial: String(t.index) }, ...(input.cache === false ? { cache: false } : {}) }],
+    });
+    const runId = handle.firstExecutionRunId;
+    const result = (await handle.result()) as PipelineResult;
+    results.push(trialResult(s, t, workflowId, runId, result));
+  } catch (e) {
+    const cause = e instanceof ChildWorkflowFailure ? (e.cause?.message ?? e.message) : e instanceof Error ? e.message : String(e);
+    results.push({ index: t.index, overrides: t.overrides, status: 'failed', error: cause, workflowId });
   }
-  if (spec.backend !== 'vertex' && results.length < plan.trials.length) {
-    // History is large: start over with the results so far (running trials have all finished).
-    await continueAsNew<typeof hpoWorkflow>({ ...input, state: { plan, results, generation: generation + 1, ...(tracking ? { tracking } : {}), ...(es ? { curves } : {}) } });
-  }
-  const best = bestOf(results, spec.metric.goal);
-  if (!best) throw ApplicationFailure.create({ type: 'HPO_FAILED', nonRetryable: true, message: 'No trial produced the metric.' });
-  if (tracking && best.runId) {
-    try {
-      await finishHpoTracking({ ...tracking, best: { index: best.index, value: best.value!, overrides: best.overrides, runKey: `${best.workflowId}/${best.runId}` }, metricKey: spec.metric.key, status: 'FINISHED' });
-    } catch (e) {
-      log.warn('the search result is not tracked in MLflow', { error: String(e) });
+  if (results[results.length - 1]!.status === 'failed') s.failed++;
+  running.delete(t.index);
+}
+
+/** A finished trial's result: its metric, and (with the median rule) its curve kept for the bars of later trials. */
+function trialResult(s: Search, t: Trial, workflowId: string, runId: string, result: PipelineResult): TrialResult {
+  const { spec, curves } = s;
+  const es = spec.earlyStopping;
+  const value = metricOf(result, spec.metric);
+  let stoppedAtEpoch: number | undefined;
+  if (es) {
+    const out = result.outputs[es.step];
+    const curve = out?.['curve'];
+    stoppedAtEpoch = Number((out?.['metrics'] as Record<string, unknown> | undefined)?.['stoppedByMedianRule'] ?? 0) || undefined;
+    // A stopped trial's short curve would drag the median down: only full runs set the bar.
+    if (Array.isArray(curve) && !stoppedAtEpoch) {
+      curves.push(curve as number[]);
+      if (curves.length > MEDIAN_RULE_CURVES) curves.shift();
     }
   }
-  let final: HpoResult['final'];
-  if (spec.final) {
-    const workflowId = `${root}/final`;
-    const handle = await startChild(pipelineWorkflow, { workflowId, args: [{ pipeline: plan.pipeline, overrides: [...plan.overrides, ...best.overrides], labels: { hpo: root, role: 'final', trial: String(best.index) } }] });
-    const r = (await handle.result()) as PipelineResult;
-    const evaluations = Object.fromEntries(
-      Object.entries(r.outputs).flatMap(([step, o]) => (o && typeof o['metrics'] === 'object' && o['metrics'] !== null ? [[step, o['metrics'] as Record<string, unknown>]] : [])),
-    );
-    final = { workflowId, metrics: r.outputs[spec.metric.step]?.[spec.metric.output] as Record<string, unknown> | undefined, evaluations };
+  return value === undefined
+    ? { index: t.index, runId, overrides: t.overrides, status: 'failed', error: `no numeric ${spec.metric.step}.${spec.metric.output}.${spec.metric.key}`, workflowId }
+    : { index: t.index, runId, overrides: t.overrides, status: 'succeeded', value, workflowId, ...(stoppedAtEpoch ? { stoppedAtEpoch } : {}) };
+}
+
+async function finishTracking(s: Search, tracking: NonNullable<Search['tracking']>, best: TrialResult): Promise<void> {
+  const { spec } = s;
+  try {
+    await finishHpoTracking({ ...tracking, best: { index: best.index, value: best.value!, overrides: best.overrides, runKey: `${best.workflowId}/${best.runId}` }, metricKey: spec.metric.key, status: 'FINISHED' });
+  } catch (e) {
+    log.warn('the search result is not tracked in MLflow', { error: String(e) });
   }
-  return { pipeline: plan.pipeline, metric: spec.metric, best, trials: results.length, failed, generations: generation + 1, results: [...results].sort((a, b) => a.index - b.index), ...(final ? { final } : {}) };
+}
+
+/** The full run with the best trial's overrides: its metric step's output and every step's `metrics`. */
+async function runFinal(s: Search, best: TrialResult): Promise<HpoResult['final']> {
+  const { plan, spec, root } = s;
+  const workflowId = `${root}/final`;
+  const handle = await startChild(pipelineWorkflow, { workflowId, args: [{ pipeline: plan.pipeline, overrides: [...plan.overrides, ...best.overrides], labels: { hpo: root, role: 'final', trial: String(best.index) } }] });
+  const r = (await handle.result()) as PipelineResult;
+  const evaluations = Object.fromEntries(
+    Object.entries(r.outputs).flatMap(([step, o]) => (o && typeof o['metrics'] === 'object' && o['metrics'] !== null ? [[step, o['metrics'] as Record<string, unknown>]] : [])),
+  );
+  return { workflowId, metrics: r.outputs[spec.metric.step]?.[spec.metric.output] as Record<string, unknown> | undefined, evaluations };
 }

@@ -34,6 +34,7 @@ import {
   proxyActivities,
   setHandler,
   workflowInfo,
+  type WorkflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { NON_RETRYABLE_CODES } from '../engine/errors.js';
@@ -99,30 +100,61 @@ function stepActivity(pipeline: CompiledPipeline, stepId: string) {
   }).runStep;
 }
 
+/** What the status query and the stepAttempt signal read: the phase, and the run's state once compiled. */
+interface Live {
+  phase: PipelineStatus['state'];
+  state?: RunState;
+}
+
+type TrackedEvent = Omit<Extract<TrackingEvent, { type: 'step-ended' }>, 'seq'> | Omit<Extract<TrackingEvent, { type: 'run-ended' }>, 'seq'>;
+
+/** The run's tracking: events go to the tracking child by signal; both do nothing when the run is not tracked. */
+interface Tracking {
+  track(event: TrackedEvent): void;
+  endTracking(status: RunStatus, error?: string): Promise<void>;
+}
+
 export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineResult> {
   const info = workflowInfo();
   // Handlers are registered before compiling (so the query answers at once); the state comes later.
-  // eslint-disable-next-line prefer-const
-  let state: RunState | undefined;
-  let phase: PipelineStatus['state'] = 'compiling';
-  setHandler(statusQuery, () => state?.status(phase) ?? { pipeline: input.pipeline, state: phase, order: [], steps: {} });
-  setHandler(stepAttemptSignal, ({ stepId, attempt, errors }) => state?.attempt(stepId, attempt, errors));
+  const live: Live = { phase: 'compiling' };
+  setHandler(statusQuery, () => live.state?.status(live.phase) ?? { pipeline: input.pipeline, state: live.phase, order: [], steps: {} });
+  setHandler(stepAttemptSignal, ({ stepId, attempt, errors }) => live.state?.attempt(stepId, attempt, errors));
 
+  const compiled = await compile(input, live);
+  const tracking = await startTracking(compiled, input, info, live);
+
+  const run = new RunState(
+    compiled,
+    { id: info.runId, workflowId: info.workflowId, pipeline: compiled.name, labels: input.labels ?? {} },
+    { maxParallel: input.maxParallel, cache: input.cache },
+  );
+  live.state = run;
+  live.phase = 'running';
+  await runSteps({ compiled, run, track: tracking.track, wake: false }, live, tracking);
+  return finish(run, compiled, live, tracking);
+}
+
+/** The compiled pipeline, from the `compilePipeline` activity; its failure fails the run, non-retryably. */
+async function compile(input: PipelineInput, live: Live): Promise<CompiledPipeline> {
   let compiled: CompiledPipeline;
   try {
     compiled = await compilePipeline(input);
   } catch (err) {
     if (isCancellation(err)) throw err;
-    phase = 'failed';
+    live.phase = 'failed';
     const { type, message } = describe(err);
     throw ApplicationFailure.create({ type: type ?? 'SPEC_INVALID', message, nonRetryable: true });
   }
+  return compiled;
+}
 
-  // Tracking: a child workflow that outlives this run and gets events by signal.
+/** Tracking: a child workflow that outlives this run and gets events by signal. */
+async function startTracking(compiled: CompiledPipeline, input: PipelineInput, info: WorkflowInfo, live: Live): Promise<Tracking> {
   let tracker: ChildWorkflowHandle<typeof trackingWorkflow> | undefined;
   let seq = 0;
   const signals: Promise<void>[] = [];
-  const track = (event: Omit<Extract<TrackingEvent, { type: 'step-ended' }>, 'seq'> | Omit<Extract<TrackingEvent, { type: 'run-ended' }>, 'seq'>): void => {
+  const track = (event: TrackedEvent): void => {
     if (!tracker) return;
     const payload = { ...event, seq: seq++ } as TrackingEvent;
     // Not cancellable: the events of a cancelled run (its cancelled steps, its end) must still go out.
@@ -168,88 +200,102 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
     await CancellationScope.nonCancellable(async () => {
       await Promise.all(signals);
       const reg = compiled.tracking?.registerModel;
-      const model = reg && status === 'FINISHED' ? state?.steps[reg.step]?.outputs?.[reg.output] : undefined;
+      const model = reg && status === 'FINISHED' ? live.state?.steps[reg.step]?.outputs?.[reg.output] : undefined;
       track({ type: 'run-ended', status, endedAt: nowIso(), ...(error ? { error } : {}), ...(isArtifactRef(model) ? { model } : {}) });
       await Promise.all(signals);
     });
   };
+  return { track, endTracking };
+}
 
-  const run = new RunState(
-    compiled,
-    { id: info.runId, workflowId: info.workflowId, pipeline: compiled.name, labels: input.labels ?? {} },
-    { maxParallel: input.maxParallel, cache: input.cache },
-  );
-  state = run;
-  phase = 'running';
-  let wake = false;
+/** What the step loop and the steps' callbacks share. */
+interface Steps {
+  compiled: CompiledPipeline;
+  run: RunState;
+  track: Tracking['track'];
+  /** Set when a step ends: the loop plans again. */
+  wake: boolean;
+}
 
-  const stepEnded = (call: StepCall, result?: StepResult): void => {
-    const s = run.steps[call.stepId]!;
-    const c = compiled.steps[call.stepId]!;
-    const step: StepRecord = {
-      stepId: call.stepId,
-      uses: c.uses,
-      pluginVersion: c.pluginVersion,
-      status: s.status as StepRecord['status'],
-      params: call.params,
-      outputs: s.outputs,
-      series: result?.series,
-      attempt: s.attempt,
-      cacheKey: s.cacheKey,
-      startedAt: s.startedAt,
-      endedAt: s.endedAt,
-      error: s.error?.message,
-    };
-    track({ type: 'step-ended', step });
-  };
-
-  const launch = (call: StepCall): void => {
-    run.started(call.stepId, nowIso());
-    void stepActivity(compiled, call.stepId)({ ...call, retry: compiled.steps[call.stepId]!.retry })
-      .then(
-        (result) => {
-          run.succeeded(call.stepId, result);
-          stepEnded(call, result);
-        },
-        (err: unknown) => {
-          if (isCancellation(err)) run.stepCancelled(call.stepId, nowIso());
-          else run.failed(call.stepId, nowIso(), describe(err), run.steps[call.stepId]!.attempt);
-          stepEnded(call);
-        },
-      )
-      .finally(() => {
-        wake = true;
-      });
-  };
-
+/**
+ * Starts the steps RunState plans, as they become ready, until the run is finished. On
+ * cancellation, waits for the running steps to stop; either way the tracking learns how it ended.
+ */
+async function runSteps(r: Steps, live: Live, { endTracking }: Tracking): Promise<void> {
+  const { run } = r;
   try {
     for (;;) {
       const plan = run.plan(nowIso());
-      for (const call of plan.start) launch(call);
+      for (const call of plan.start) launch(r, call);
       if (run.finished()) break;
       if (run.running().length === 0) {
         throw ApplicationFailure.nonRetryable(`No step can start and none is running (steps: ${JSON.stringify(run.status('running').steps)}).`, 'INTERNAL');
       }
-      await condition(() => wake);
-      wake = false;
+      await condition(() => r.wake);
+      r.wake = false;
     }
   } catch (err) {
     if (isCancellation(err)) {
       // Let running steps see the cancellation and stop before the run ends.
       await CancellationScope.nonCancellable(() => condition(() => run.running().length === 0));
       run.cancel(nowIso());
-      phase = 'cancelled';
+      live.phase = 'cancelled';
       await endTracking('KILLED', 'cancelled');
     } else {
-      phase = 'failed';
+      live.phase = 'failed';
       await endTracking('FAILED', describe(err).message);
     }
     throw err;
   }
+}
 
+/** One `runStep` activity; its end updates the run state, goes to tracking and wakes the loop. */
+function launch(r: Steps, call: StepCall): void {
+  const { compiled, run } = r;
+  run.started(call.stepId, nowIso());
+  void stepActivity(compiled, call.stepId)({ ...call, retry: compiled.steps[call.stepId]!.retry })
+    .then(
+      (result) => {
+        run.succeeded(call.stepId, result);
+        stepEnded(r, call, result);
+      },
+      (err: unknown) => {
+        if (isCancellation(err)) run.stepCancelled(call.stepId, nowIso());
+        else run.failed(call.stepId, nowIso(), describe(err), run.steps[call.stepId]!.attempt);
+        stepEnded(r, call);
+      },
+    )
+    .finally(() => {
+      r.wake = true;
+    });
+}
+
+/** The step's record, as tracking receives it. */
+function stepEnded({ compiled, run, track }: Steps, call: StepCall, result?: StepResult): void {
+  const s = run.steps[call.stepId]!;
+  const c = compiled.steps[call.stepId]!;
+  const step: StepRecord = {
+    stepId: call.stepId,
+    uses: c.uses,
+    pluginVersion: c.pluginVersion,
+    status: s.status as StepRecord['status'],
+    params: call.params,
+    outputs: s.outputs,
+    series: result?.series,
+    attempt: s.attempt,
+    cacheKey: s.cacheKey,
+    startedAt: s.startedAt,
+    endedAt: s.endedAt,
+    error: s.error?.message,
+  };
+  track({ type: 'step-ended', step });
+}
+
+/** The run's result; a failed step fails the run (non-retryably) with the status as details. */
+async function finish(run: RunState, compiled: CompiledPipeline, live: Live, { endTracking }: Tracking): Promise<PipelineResult> {
   const failure = run.failedStep;
   if (failure) {
-    phase = 'failed';
+    live.phase = 'failed';
     const type = run.steps[failure.stepId]!.error?.type;
     await endTracking('FAILED', `step '${failure.stepId}': ${failure.message}`);
     throw ApplicationFailure.create({
@@ -260,6 +306,6 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
     });
   }
   await endTracking('FINISHED');
-  phase = 'succeeded';
+  live.phase = 'succeeded';
   return { pipeline: compiled.name, state: 'succeeded', steps: run.steps, outputs: run.outputs() };
 }

@@ -88,92 +88,164 @@ export async function fitTransform(db: Duck, relation: string, steps: TransformS
     .filter((c) => !exclude.includes(c.name))
     .map((c) => ({ name: c.name, type: isNumericType(c.type) ? 'number' : /^(VARCHAR|ENUM)/.test(c.type) ? 'string' : 'other' }));
   for (const [i, step] of steps.entries()) {
-    const ops: FittedOp[] = [];
-    if (step.op === 'derive') {
-      if (step.expr !== undefined) requireColumns(`derive ${step.name}`, formulaColumns(parseFormula(step.expr)), columns);
-      ops.push(step.expr !== undefined ? { op: 'derive', name: step.name, expr: step.expr } : { op: 'derive', name: step.name, sql: step.sql! });
-    }
-    else {
-      const names = step.op === 'standardize' && step.columns === 'numeric' ? columns.filter((c) => isNumericType(c.type) && !exclude.includes(c.name)).map((c) => c.name) : (step.columns as string[]);
-      requireColumns(step.op, names, columns);
-      // One pass over the data per step: every column's statistics in a single query.
-      const stats = async (exprs: (c: string) => string[]): Promise<Record<string, unknown>[]> => {
-        const select = names.flatMap((n, i) => exprs(ident(n)).map((e, j) => `${e} AS s${i}_${j}`));
-        const [row] = await db.rows<Record<string, unknown>>(`SELECT ${select.join(', ')} FROM ${current}`);
-        return names.map((_, i) => Object.fromEntries(Object.entries(row ?? {}).filter(([k]) => k.startsWith(`s${i}_`)).map(([k, v]) => [k.split('_')[1]!, v])));
-      };
-      if (step.op === 'impute') {
-        const values =
-          step.strategy === 'median' || step.strategy === 'mean'
-            ? (await stats((c) => [`${step.strategy}(${c})::DOUBLE`])).map((r) => r['0'] as number | null)
-            : step.strategy === 'constant'
-              ? names.map(() => step.value ?? null)
-              : await Promise.all(
-                  names.map(async (name) => {
-                    const c = ident(name);
-                    const [r] = await db.rows<{ v: unknown }>(`SELECT ${c} AS v FROM ${current} WHERE ${c} IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1`);
-                    return (r?.v ?? null) as number | string | null;
-                  }),
-                );
-        names.forEach((name, i) => {
-          const value = values[i];
-          if (value === undefined || value === null) {
-            throw new DataError('DATA_INVALID', `process.transform: cannot impute '${name}': it has no values to fit on${step.strategy === 'constant' ? ' (set `value`)' : ''}.`);
-          }
-          ops.push({ op: 'impute', column: name, value });
-        });
-      } else if (step.op === 'rbf') {
-        requireColumns('rbf', step.columns, columns);
-        ops.push({ op: 'rbf', name: step.name, columns: step.columns, centers: step.centers ?? gridCenters(step.grid as [number, number, number][]), gamma: step.gamma });
-      } else if (step.op === 'log') {
-        for (const name of names) ops.push({ op: 'log', column: name, offset: step.offset });
-      } else if (step.op === 'clip') {
-        const q = step.quantiles;
-        const bounds = q ? await stats((c) => [`quantile_cont(${c}, ${q[0]})::DOUBLE`, `quantile_cont(${c}, ${q[1]})::DOUBLE`]) : undefined;
-        names.forEach((name, i) =>
-          ops.push({ op: 'clip', column: name, min: bounds ? (bounds[i]!['0'] as number) : (step.min ?? null), max: bounds ? (bounds[i]!['1'] as number) : (step.max ?? null) }),
-        );
-      } else if (step.op === 'onehot') {
-        for (const name of names) {
-          const c = ident(name);
-          const cats = await db.rows<{ v: string }>(`SELECT CAST(${c} AS VARCHAR) AS v FROM ${current} WHERE ${c} IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT ${step.maxCategories}`);
-          ops.push({ op: 'onehot', column: name, categories: cats.map((x) => x.v).sort() });
-        }
-      } else if (step.op === 'standardize') {
-        const rows = await stats((c) => [
-          `count(*) FILTER (WHERE isinf(${c}::DOUBLE) OR isnan(${c}::DOUBLE))::BIGINT`,
-          `count(*) FILTER (WHERE ${c} IS NULL)::BIGINT`,
-          // Infinite values would make these fail: computed only over finite ones, checked above.
-          `avg(${c}::DOUBLE) FILTER (WHERE NOT isinf(${c}::DOUBLE))`,
-          `stddev_pop(${c}::DOUBLE) FILTER (WHERE NOT isinf(${c}::DOUBLE))`,
-        ]);
-        names.forEach((name, i) => {
-          const r = rows[i]!;
-          const [inf, nulls, mean, std] = [Number(r['0']), Number(r['1']), r['2'] as number | null, r['3'] as number | null];
-          if (inf > 0) {
-            throw new DataError('DATA_INVALID', `process.transform: cannot standardize '${name}': ${inf} values are infinite or NaN (a division by zero?).`, {
-              hint: 'Guard the expression that makes it (e.g. x / nullif(y, 0)), then impute.',
-            });
-          }
-          if (mean === null) throw new DataError('DATA_INVALID', `process.transform: cannot standardize '${name}': it is entirely null.`);
-          if (nulls > 0) throw new DataError('DATA_INVALID', `process.transform: '${name}' has ${nulls} nulls; impute it before standardize.`, { hint: `Add { op: impute, columns: [${name}], strategy: median } before standardize.` });
-          ops.push({ op: 'standardize', column: name, mean, std: std && std > 0 ? std : 1 });
-        });
-      }
-    }
-    for (const op of ops) {
-      const next = `__fit${i + 1}_${state.ops.length}`;
-      try {
-        await db.run(`CREATE OR REPLACE TEMP VIEW ${next} AS SELECT ${applyOpSql(op, columns.map((x) => x.name)).select} FROM ${current}`);
-        current = next;
-        columns = await describe(db, current);
-      } catch (e) {
-        throw sqlFailure(`process.transform (${op.op}${op.op === 'derive' ? ` ${op.name}` : ''})`, e);
-      }
-      state.ops.push(op);
-    }
+    const ops = await fitStep(db, current, columns, step, exclude);
+    ({ current, columns } = await applyFitted(db, state, i, ops, current, columns));
   }
   return state;
+}
+
+/** Each column's statistics (the SQL `exprs` gives for it) in a single query: one pass over the data per step. */
+type Stats = (exprs: (c: string) => string[]) => Promise<Record<string, unknown>[]>;
+
+/** What an op's fit reads: the data so far (the view `current` and its columns) and the columns the op names. */
+interface OpFit {
+  db: Duck;
+  current: string;
+  columns: Column[];
+  names: string[];
+  stats: Stats;
+}
+
+type StepOf<K extends TransformStep['op']> = Extract<TransformStep, { op: K }>;
+
+/** The fitted ops of one step, on the data the earlier steps produced. */
+async function fitStep(db: Duck, current: string, columns: Column[], step: TransformStep, exclude: string[]): Promise<FittedOp[]> {
+  if (step.op === 'derive') return fitDerive(step, columns);
+  const names = step.op === 'standardize' && step.columns === 'numeric' ? columns.filter((c) => isNumericType(c.type) && !exclude.includes(c.name)).map((c) => c.name) : (step.columns as string[]);
+  requireColumns(step.op, names, columns);
+  const fit: OpFit = { db, current, columns, names, stats: statsOf(db, current, names) };
+  switch (step.op) {
+    case 'impute':
+      return fitImpute(fit, step);
+    case 'rbf':
+      return fitRbf(fit, step);
+    case 'log':
+      return fitLog(fit, step);
+    case 'clip':
+      return fitClip(fit, step);
+    case 'onehot':
+      return fitOnehot(fit, step);
+    case 'standardize':
+      return fitStandardize(fit);
+  }
+}
+
+function statsOf(db: Duck, current: string, names: string[]): Stats {
+  // One pass over the data per step: every column's statistics in a single query.
+  const stats = async (exprs: (c: string) => string[]): Promise<Record<string, unknown>[]> => {
+    const select = names.flatMap((n, i) => exprs(ident(n)).map((e, j) => `${e} AS s${i}_${j}`));
+    const [row] = await db.rows<Record<string, unknown>>(`SELECT ${select.join(', ')} FROM ${current}`);
+    return names.map((_, i) => Object.fromEntries(Object.entries(row ?? {}).filter(([k]) => k.startsWith(`s${i}_`)).map(([k, v]) => [k.split('_')[1]!, v])));
+  };
+  return stats;
+}
+
+function fitDerive(step: StepOf<'derive'>, columns: Column[]): FittedOp[] {
+  const ops: FittedOp[] = [];
+  if (step.expr !== undefined) requireColumns(`derive ${step.name}`, formulaColumns(parseFormula(step.expr)), columns);
+  ops.push(step.expr !== undefined ? { op: 'derive', name: step.name, expr: step.expr } : { op: 'derive', name: step.name, sql: step.sql! });
+  return ops;
+}
+
+/** The median, mean, most frequent value or the constant of each column; a column with nothing to fit on is refused. */
+async function fitImpute({ db, current, names, stats }: OpFit, step: StepOf<'impute'>): Promise<FittedOp[]> {
+  const ops: FittedOp[] = [];
+  const values =
+    step.strategy === 'median' || step.strategy === 'mean'
+      ? (await stats((c) => [`${step.strategy}(${c})::DOUBLE`])).map((r) => r['0'] as number | null)
+      : step.strategy === 'constant'
+        ? names.map(() => step.value ?? null)
+        : await Promise.all(names.map((name) => mostFrequent(db, current, name)));
+  names.forEach((name, i) => {
+    const value = values[i];
+    if (value === undefined || value === null) {
+      throw new DataError('DATA_INVALID', `process.transform: cannot impute '${name}': it has no values to fit on${step.strategy === 'constant' ? ' (set `value`)' : ''}.`);
+    }
+    ops.push({ op: 'impute', column: name, value });
+  });
+  return ops;
+}
+
+async function mostFrequent(db: Duck, current: string, name: string): Promise<number | string | null> {
+  const c = ident(name);
+  const [r] = await db.rows<{ v: unknown }>(`SELECT ${c} AS v FROM ${current} WHERE ${c} IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1`);
+  return (r?.v ?? null) as number | string | null;
+}
+
+function fitRbf({ columns }: OpFit, step: StepOf<'rbf'>): FittedOp[] {
+  const ops: FittedOp[] = [];
+  requireColumns('rbf', step.columns, columns);
+  ops.push({ op: 'rbf', name: step.name, columns: step.columns, centers: step.centers ?? gridCenters(step.grid as [number, number, number][]), gamma: step.gamma });
+  return ops;
+}
+
+function fitLog({ names }: OpFit, step: StepOf<'log'>): FittedOp[] {
+  const ops: FittedOp[] = [];
+  for (const name of names) ops.push({ op: 'log', column: name, offset: step.offset });
+  return ops;
+}
+
+/** Fixed bounds, or the fitted quantiles of each column. */
+async function fitClip({ names, stats }: OpFit, step: StepOf<'clip'>): Promise<FittedOp[]> {
+  const ops: FittedOp[] = [];
+  const q = step.quantiles;
+  const bounds = q ? await stats((c) => [`quantile_cont(${c}, ${q[0]})::DOUBLE`, `quantile_cont(${c}, ${q[1]})::DOUBLE`]) : undefined;
+  names.forEach((name, i) =>
+    ops.push({ op: 'clip', column: name, min: bounds ? (bounds[i]!['0'] as number) : (step.min ?? null), max: bounds ? (bounds[i]!['1'] as number) : (step.max ?? null) }),
+  );
+  return ops;
+}
+
+/** The most frequent categories of each column (at most maxCategories), sorted. */
+async function fitOnehot({ db, current, names }: OpFit, step: StepOf<'onehot'>): Promise<FittedOp[]> {
+  const ops: FittedOp[] = [];
+  for (const name of names) {
+    const c = ident(name);
+    const cats = await db.rows<{ v: string }>(`SELECT CAST(${c} AS VARCHAR) AS v FROM ${current} WHERE ${c} IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT ${step.maxCategories}`);
+    ops.push({ op: 'onehot', column: name, categories: cats.map((x) => x.v).sort() });
+  }
+  return ops;
+}
+
+/** The mean and standard deviation of each column; infinite, NaN, null or entirely null columns are refused. */
+async function fitStandardize({ names, stats }: OpFit): Promise<FittedOp[]> {
+  const ops: FittedOp[] = [];
+  const rows = await stats((c) => [
+    `count(*) FILTER (WHERE isinf(${c}::DOUBLE) OR isnan(${c}::DOUBLE))::BIGINT`,
+    `count(*) FILTER (WHERE ${c} IS NULL)::BIGINT`,
+    // Infinite values would make these fail: computed only over finite ones, checked above.
+    `avg(${c}::DOUBLE) FILTER (WHERE NOT isinf(${c}::DOUBLE))`,
+    `stddev_pop(${c}::DOUBLE) FILTER (WHERE NOT isinf(${c}::DOUBLE))`,
+  ]);
+  names.forEach((name, i) => {
+    const r = rows[i]!;
+    const [inf, nulls, mean, std] = [Number(r['0']), Number(r['1']), r['2'] as number | null, r['3'] as number | null];
+    if (inf > 0) {
+      throw new DataError('DATA_INVALID', `process.transform: cannot standardize '${name}': ${inf} values are infinite or NaN (a division by zero?).`, {
+        hint: 'Guard the expression that makes it (e.g. x / nullif(y, 0)), then impute.',
+      });
+    }
+    if (mean === null) throw new DataError('DATA_INVALID', `process.transform: cannot standardize '${name}': it is entirely null.`);
+    if (nulls > 0) throw new DataError('DATA_INVALID', `process.transform: '${name}' has ${nulls} nulls; impute it before standardize.`, { hint: `Add { op: impute, columns: [${name}], strategy: median } before standardize.` });
+    ops.push({ op: 'standardize', column: name, mean, std: std && std > 0 ? std : 1 });
+  });
+  return ops;
+}
+
+/** Applies the fitted ops of step `i` one view at a time, adding them to `state`; returns the last view and its columns. */
+async function applyFitted(db: Duck, state: FittedTransform, i: number, ops: FittedOp[], current: string, columns: Column[]): Promise<{ current: string; columns: Column[] }> {
+  for (const op of ops) {
+    const next = `__fit${i + 1}_${state.ops.length}`;
+    try {
+      await db.run(`CREATE OR REPLACE TEMP VIEW ${next} AS SELECT ${applyOpSql(op, columns.map((x) => x.name)).select} FROM ${current}`);
+      current = next;
+      columns = await describe(db, current);
+    } catch (e) {
+      throw sqlFailure(`process.transform (${op.op}${op.op === 'derive' ? ` ${op.name}` : ''})`, e);
+    }
+    state.ops.push(op);
+  }
+  return { current, columns };
 }
 
 const fitParams = z

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { prng } from '../../engine/random.js'; // seeded shuffling: tfjs's own shuffle is not seedable
 import { DataError, PipelineError } from '../../engine/errors.js';
 import { datasetFile } from '../../lib/dataset.js';
-import { definePlugin } from '../sdk.js';
+import { definePlugin, type StepContext } from '../sdk.js';
 import { loadTf, type BackendName, type Tf } from '../../lib/tf.js';
 import { deserializeModel, loadMatrix, serializeModel, type Matrix, type ModelDocument, type ModelMeta } from '../../lib/model.js';
 
@@ -158,160 +158,253 @@ export const trainMlp = definePlugin({
   async run(ctx, p, inputs) {
     const { tf, backend, tried } = await loadTf(p.backend as BackendName | 'auto');
     ctx.logger.info({ backend, tried }, `training with tfjs backend ${backend}`);
-    const train = await loadMatrix(await datasetFile(ctx, inputs, 'train'), { target: p.target, features: p.features, label: 'train' });
+    const { train, validation } = await loadInputs(ctx, p, inputs);
     const features = train.features;
-    const validation: Matrix | undefined = inputs['validation'] ? await loadMatrix(await datasetFile(ctx, inputs, 'validation'), { target: p.target, features, label: 'validation' }) : undefined;
-    if (train.rows === 0) throw new DataError('DATA_INVALID', 'train: the dataset has no rows.');
-    if (p.earlyStopping && !validation) {
-      throw new PipelineError('PLUGIN_PARAMS', 'train.tfjs-mlp: earlyStopping needs a `validation` input.', { hint: 'Bind inputs.validation, or remove earlyStopping.' });
-    }
-
-    const meta: ModelMeta = { kind: 'mlpipe.tfjs-mlp', version: 1, task: p.task, features, target: p.target };
-    if (p.task === 'regression') {
-      const ys = train.y as number[];
-      if (ys.some((v) => typeof v !== 'number')) throw new DataError('DATA_INVALID', `train: the target '${p.target}' is not numeric; use task: classification for labels.`);
-      const mean = ys.reduce((a, b) => a + b, 0) / ys.length;
-      const std = Math.sqrt(ys.reduce((a, b) => a + (b - mean) ** 2, 0) / ys.length) || 1;
-      Object.assign(meta, { targetMean: mean, targetStd: std });
-    } else {
-      meta.classes = [...new Set(train.y!.map((v) => v as string | number))].sort();
-      meta.classPriors = meta.classes.map((c) => train.y!.filter((v) => String(v) === String(c)).length / train.rows);
-      if (meta.classes.length < 2) throw new DataError('DATA_INVALID', `train: the target '${p.target}' has a single class (${String(meta.classes[0])}).`);
-    }
+    const meta = modelMeta(p, train);
     const outputsWidth = p.task === 'regression' || meta.classes!.length === 2 ? 1 : meta.classes!.length;
     const loss = p.task === 'regression' ? 'meanSquaredError' : outputsWidth === 1 ? 'binaryCrossentropy' : 'categoricalCrossentropy';
 
-    let model = buildModel(tf, p, features.length, outputsWidth);
+    const model = buildModel(tf, p, features.length, outputsWidth);
     const optimizer = tf.train.adam(p.learningRate);
     model.compile({ optimizer, loss });
-    let state: TrainState = { epoch: 0, bestLoss: Infinity, bestEpoch: 0, wait: 0, history: [] };
-    let best: ModelDocument | undefined;
-
-    const resumed = await ctx.checkpoint.latest<{ epoch: number }>();
-    let resumedFromEpoch = 0;
-    if (resumed) {
-      const doc = JSON.parse(resumed.data.toString('utf8')) as CheckpointDoc;
-      const restored = await deserializeModel(tf, Buffer.from(JSON.stringify(doc.model)));
-      model.dispose();
-      model = restored.model;
-      model.compile({ optimizer, loss });
-      await restoreOptimizer(tf, optimizer, doc.optimizer);
-      state = doc.state;
-      best = doc.best;
-      resumedFromEpoch = state.epoch;
-      ctx.logger.info({ epoch: state.epoch }, `resumed from the checkpoint of epoch ${state.epoch}`);
-    }
-
-    const y = targets(p.task, train.y!, meta);
-    const xAll = tf.tensor2d(train.x, [train.rows, features.length]);
-    const yAll = tf.tensor2d(y.data, [train.rows, y.width]);
-    const vx = validation ? tf.tensor2d(validation.x, [validation.rows, features.length]) : undefined;
-    const vyData = validation ? targets(p.task, validation.y!, meta) : undefined;
-    const vy = vyData && validation ? tf.tensor2d(vyData.data, [validation.rows, vyData.width]) : undefined;
-
-    const started = Date.now();
-    let lastCheckpointAt = Date.now();
-    let epochsRun = 0;
-    let stoppedByRule = 0;
-    const saveCheckpoint = async (): Promise<void> => {
-      const doc: CheckpointDoc = {
-        model: JSON.parse((await serializeModel(tf, model, meta)).toString('utf8')) as ModelDocument,
-        optimizer: await optimizerState(tf, optimizer),
-        best,
-        state,
-      };
-      await ctx.checkpoint.save(JSON.stringify(doc), { epoch: state.epoch }, { keep: p.checkpoint.keep });
-      lastCheckpointAt = Date.now();
+    const t: Training = {
+      tf,
+      ctx,
+      p,
+      meta,
+      optimizer,
+      loss,
+      model,
+      state: { epoch: 0, bestLoss: Infinity, bestEpoch: 0, wait: 0, history: [] },
+      best: undefined,
+      resumedFromEpoch: 0,
+      lastCheckpointAt: 0,
+      epochsRun: 0,
+      stoppedByRule: 0,
     };
+    await resume(t);
 
+    const data = tensors(t, train, validation);
+    const started = Date.now();
+    t.lastCheckpointAt = Date.now();
     try {
-      for (let epoch = state.epoch + 1; epoch <= p.epochs; epoch++) {
-        if (ctx.signal.aborted) throw ctx.signal.reason as Error;
-        const lr = learningRateAt(p, epoch);
-        (optimizer as unknown as { learningRate: number }).learningRate = lr;
-        const order = tf.tensor1d(permutation(train.rows, p.seed * 100_003 + epoch), 'int32');
-        const xs = tf.gather(xAll, order);
-        const ys = tf.gather(yAll, order);
-        const h = await model.fit(xs, ys, { epochs: 1, batchSize: p.batchSize, shuffle: false, verbose: 0 });
-        tf.dispose([order, xs, ys]);
-        const trainLoss = h.history['loss']![0] as number;
-        if (!Number.isFinite(trainLoss)) {
-          throw new PipelineError('STEP_FAILED', `train.tfjs-mlp: training diverged at epoch ${epoch} (loss ${String(trainLoss)}).`, {
-            retryable: false,
-            hint: 'Lower learningRate, standardize the features (process.transform), or check the data for extreme values.',
-          });
-        }
-        let valLoss: number | undefined;
-        if (vx && vy) {
-          const r = model.evaluate(vx, vy, { batchSize: 4096 }) as import('@tensorflow/tfjs').Scalar;
-          valLoss = (await r.data())[0]!;
-          r.dispose();
-        }
-        state.epoch = epoch;
-        state.history.push({ epoch, loss: trainLoss, valLoss, lr, at: Date.now() });
-        epochsRun++;
-        const watched = valLoss ?? trainLoss;
-        if (watched < state.bestLoss - (p.earlyStopping?.minDelta ?? 0)) {
-          state.bestLoss = watched;
-          state.bestEpoch = epoch;
-          state.wait = 0;
-          if (p.earlyStopping) best = JSON.parse((await serializeModel(tf, model, meta)).toString('utf8')) as ModelDocument;
-        } else state.wait++;
-        ctx.heartbeat({ epoch, loss: trainLoss, valLoss });
-        const bar = p.stopIfWorseThan && epoch >= p.stopIfWorseThan.afterEpochs ? p.stopIfWorseThan.curve[epoch - 1] : null;
-        const belowMedian = bar !== null && bar !== undefined && state.bestLoss > bar;
-        if (belowMedian) {
-          stoppedByRule = epoch;
-          ctx.logger.info({ epoch, bestLoss: state.bestLoss, bar }, `stopped: best loss ${state.bestLoss.toPrecision(4)} is worse than the median ${bar.toPrecision(4)} of earlier trials at epoch ${epoch}`);
-        }
-        const stop = belowMedian || (p.earlyStopping !== undefined && state.wait >= p.earlyStopping.patience);
-        const due = epoch % p.checkpoint.everyEpochs === 0 || (p.checkpoint.everyMinutes !== undefined && Date.now() - lastCheckpointAt >= p.checkpoint.everyMinutes * 60_000);
-        if (due && !stop && epoch < p.epochs) await saveCheckpoint();
-        if (stop) {
-          ctx.logger.info({ epoch, bestEpoch: state.bestEpoch }, 'early stopping');
-          break;
-        }
-      }
-      if (best) {
-        const restored = await deserializeModel(tf, Buffer.from(JSON.stringify(best)));
-        model.dispose();
-        model = restored.model;
-      }
-      // Training curves for tracking, resumed epochs included (from the checkpoint's history).
-      for (const h of state.history) {
-        ctx.logMetrics({ loss: h.loss, ...(h.valLoss !== undefined ? { val_loss: h.valLoss } : {}), learning_rate: h.lr }, { step: h.epoch, timestamp: h.at });
-      }
-      const bytes = await serializeModel(tf, model, meta);
-      const modelRef = await ctx.store.put(bytes, { name: 'model.json', mediaType: 'application/vnd.mlpipe.tfjs-mlp+json' });
-      const historyRef = await ctx.store.put(JSON.stringify(state.history), { name: 'history.json', mediaType: 'application/json' });
-      const last = state.history[state.history.length - 1]!;
-      const scale = p.task === 'regression' ? meta.targetStd! : 1;
-      const bestRow = state.history.find((h) => h.epoch === state.bestEpoch) ?? last;
-      // Best loss so far per epoch: what a search's median stopping rule compares trials by.
-      let running = Infinity;
-      const curve = state.history.map((h) => (running = Math.min(running, h.valLoss ?? h.loss)));
-      return {
-        model: modelRef,
-        history: historyRef,
-        backend,
-        curve: curve.map((v) => Number(v.toPrecision(6))),
-        metrics: {
-          epochs: state.epoch,
-          epochsThisAttempt: epochsRun,
-          resumedFromEpoch,
-          bestEpoch: state.bestEpoch,
-          trainLoss: last.loss,
-          ...(bestRow.valLoss !== undefined ? { valLoss: bestRow.valLoss } : {}),
-          ...(p.task === 'regression' && bestRow.valLoss !== undefined ? { valRmse: Math.sqrt(bestRow.valLoss) * scale } : {}),
-          secondsPerEpoch: epochsRun ? (Date.now() - started) / 1000 / epochsRun : 0,
-          features: features.length,
-          rows: train.rows,
-          stoppedByMedianRule: stoppedByRule,
-        },
-      };
+      await fitEpochs(t, train.rows, data);
+      return await trainedOutputs(t, backend, train.rows, started);
     } finally {
-      tf.dispose([xAll, yAll, ...(vx ? [vx] : []), ...(vy ? [vy] : [])]);
-      model.dispose();
+      tf.dispose([data.xAll, data.yAll, ...(data.vx ? [data.vx] : []), ...(data.vy ? [data.vy] : [])]);
+      t.model.dispose();
     }
   },
 });
+
+/** One training attempt: the model being trained, its progress, and what every part of it reads. */
+interface Training {
+  tf: Tf;
+  ctx: StepContext;
+  p: Params;
+  meta: ModelMeta;
+  optimizer: Optimizer;
+  loss: string;
+  model: LayersModel;
+  state: TrainState;
+  /** The best weights so far (with early stopping). */
+  best: ModelDocument | undefined;
+  resumedFromEpoch: number;
+  lastCheckpointAt: number;
+  epochsRun: number;
+  /** The epoch the median stopping rule stopped at (0: it did not). */
+  stoppedByRule: number;
+}
+
+/** The data as tensors: all of train, and validation when bound. */
+interface TrainTensors {
+  xAll: import('@tensorflow/tfjs').Tensor2D;
+  yAll: import('@tensorflow/tfjs').Tensor2D;
+  vx: import('@tensorflow/tfjs').Tensor2D | undefined;
+  vy: import('@tensorflow/tfjs').Tensor2D | undefined;
+}
+
+/** The train and validation matrices (validation with train's features), checked for what training needs. */
+async function loadInputs(ctx: StepContext, p: Params, inputs: Record<string, unknown>): Promise<{ train: Matrix; validation: Matrix | undefined }> {
+  const train = await loadMatrix(await datasetFile(ctx, inputs, 'train'), { target: p.target, features: p.features, label: 'train' });
+  const features = train.features;
+  const validation: Matrix | undefined = inputs['validation'] ? await loadMatrix(await datasetFile(ctx, inputs, 'validation'), { target: p.target, features, label: 'validation' }) : undefined;
+  if (train.rows === 0) throw new DataError('DATA_INVALID', 'train: the dataset has no rows.');
+  if (p.earlyStopping && !validation) {
+    throw new PipelineError('PLUGIN_PARAMS', 'train.tfjs-mlp: earlyStopping needs a `validation` input.', { hint: 'Bind inputs.validation, or remove earlyStopping.' });
+  }
+  return { train, validation };
+}
+
+/** What the model document records about the task: the target's scale (regression) or its classes and their priors. */
+function modelMeta(p: Params, train: Matrix): ModelMeta {
+  const features = train.features;
+  const meta: ModelMeta = { kind: 'mlpipe.tfjs-mlp', version: 1, task: p.task, features, target: p.target };
+  if (p.task === 'regression') {
+    const ys = train.y as number[];
+    if (ys.some((v) => typeof v !== 'number')) throw new DataError('DATA_INVALID', `train: the target '${p.target}' is not numeric; use task: classification for labels.`);
+    const mean = ys.reduce((a, b) => a + b, 0) / ys.length;
+    const std = Math.sqrt(ys.reduce((a, b) => a + (b - mean) ** 2, 0) / ys.length) || 1;
+    Object.assign(meta, { targetMean: mean, targetStd: std });
+  } else {
+    meta.classes = [...new Set(train.y!.map((v) => v as string | number))].sort();
+    meta.classPriors = meta.classes.map((c) => train.y!.filter((v) => String(v) === String(c)).length / train.rows);
+    if (meta.classes.length < 2) throw new DataError('DATA_INVALID', `train: the target '${p.target}' has a single class (${String(meta.classes[0])}).`);
+  }
+  return meta;
+}
+
+/** Continues from the newest checkpoint, when there is one: its model, optimizer state, best weights and progress. */
+async function resume(t: Training): Promise<void> {
+  const { tf, ctx, optimizer, loss } = t;
+  const resumed = await ctx.checkpoint.latest<{ epoch: number }>();
+  if (resumed) {
+    const doc = JSON.parse(resumed.data.toString('utf8')) as CheckpointDoc;
+    const restored = await deserializeModel(tf, Buffer.from(JSON.stringify(doc.model)));
+    t.model.dispose();
+    t.model = restored.model;
+    t.model.compile({ optimizer, loss });
+    await restoreOptimizer(tf, optimizer, doc.optimizer);
+    t.state = doc.state;
+    t.best = doc.best;
+    t.resumedFromEpoch = t.state.epoch;
+    ctx.logger.info({ epoch: t.state.epoch }, `resumed from the checkpoint of epoch ${t.state.epoch}`);
+  }
+}
+
+function tensors({ tf, p, meta }: Training, train: Matrix, validation: Matrix | undefined): TrainTensors {
+  const features = train.features;
+  const y = targets(p.task, train.y!, meta);
+  const xAll = tf.tensor2d(train.x, [train.rows, features.length]);
+  const yAll = tf.tensor2d(y.data, [train.rows, y.width]);
+  const vx = validation ? tf.tensor2d(validation.x, [validation.rows, features.length]) : undefined;
+  const vyData = validation ? targets(p.task, validation.y!, meta) : undefined;
+  const vy = vyData && validation ? tf.tensor2d(vyData.data, [validation.rows, vyData.width]) : undefined;
+  return { xAll, yAll, vx, vy };
+}
+
+/** Saves the model, the optimizer state, the best weights and the progress, keeping the newest `checkpoint.keep`. */
+async function saveCheckpoint(t: Training): Promise<void> {
+  const { tf, ctx, p, meta, optimizer } = t;
+  const doc: CheckpointDoc = {
+    model: JSON.parse((await serializeModel(tf, t.model, meta)).toString('utf8')) as ModelDocument,
+    optimizer: await optimizerState(tf, optimizer),
+    best: t.best,
+    state: t.state,
+  };
+  await ctx.checkpoint.save(JSON.stringify(doc), { epoch: t.state.epoch }, { keep: p.checkpoint.keep });
+  t.lastCheckpointAt = Date.now();
+}
+
+/** The epochs left, until `epochs`, early stopping or the median stopping rule; checkpoints when due. */
+async function fitEpochs(t: Training, rows: number, data: TrainTensors): Promise<void> {
+  const { ctx, p, state } = t;
+  for (let epoch = state.epoch + 1; epoch <= p.epochs; epoch++) {
+    if (ctx.signal.aborted) throw ctx.signal.reason as Error;
+    const { trainLoss, valLoss, lr } = await fitEpoch(t, rows, data, epoch);
+    state.epoch = epoch;
+    state.history.push({ epoch, loss: trainLoss, valLoss, lr, at: Date.now() });
+    t.epochsRun++;
+    await watchLoss(t, epoch, valLoss ?? trainLoss);
+    ctx.heartbeat({ epoch, loss: trainLoss, valLoss });
+    const stop = stopsAt(t, epoch);
+    const due = epoch % p.checkpoint.everyEpochs === 0 || (p.checkpoint.everyMinutes !== undefined && Date.now() - t.lastCheckpointAt >= p.checkpoint.everyMinutes * 60_000);
+    if (due && !stop && epoch < p.epochs) await saveCheckpoint(t);
+    if (stop) {
+      ctx.logger.info({ epoch, bestEpoch: state.bestEpoch }, 'early stopping');
+      break;
+    }
+  }
+}
+
+/** One epoch over the shuffled train data (seeded by `seed` and the epoch), then the validation loss. Divergence fails the step. */
+async function fitEpoch({ tf, p, model, optimizer }: Training, rows: number, { xAll, yAll, vx, vy }: TrainTensors, epoch: number): Promise<{ trainLoss: number; valLoss: number | undefined; lr: number }> {
+  const lr = learningRateAt(p, epoch);
+  (optimizer as unknown as { learningRate: number }).learningRate = lr;
+  const order = tf.tensor1d(permutation(rows, p.seed * 100_003 + epoch), 'int32');
+  const xs = tf.gather(xAll, order);
+  const ys = tf.gather(yAll, order);
+  const h = await model.fit(xs, ys, { epochs: 1, batchSize: p.batchSize, shuffle: false, verbose: 0 });
+  tf.dispose([order, xs, ys]);
+  const trainLoss = h.history['loss']![0] as number;
+  if (!Number.isFinite(trainLoss)) {
+    throw new PipelineError('STEP_FAILED', `train.tfjs-mlp: training diverged at epoch ${epoch} (loss ${String(trainLoss)}).`, {
+      retryable: false,
+      hint: 'Lower learningRate, standardize the features (process.transform), or check the data for extreme values.',
+    });
+  }
+  let valLoss: number | undefined;
+  if (vx && vy) {
+    const r = model.evaluate(vx, vy, { batchSize: 4096 }) as import('@tensorflow/tfjs').Scalar;
+    valLoss = (await r.data())[0]!;
+    r.dispose();
+  }
+  return { trainLoss, valLoss, lr };
+}
+
+/** Tracks the best loss (validation loss when bound) and, with early stopping, the best weights. */
+async function watchLoss(t: Training, epoch: number, watched: number): Promise<void> {
+  const { tf, p, meta, state } = t;
+  if (watched < state.bestLoss - (p.earlyStopping?.minDelta ?? 0)) {
+    state.bestLoss = watched;
+    state.bestEpoch = epoch;
+    state.wait = 0;
+    if (p.earlyStopping) t.best = JSON.parse((await serializeModel(tf, t.model, meta)).toString('utf8')) as ModelDocument;
+  } else state.wait++;
+}
+
+/** Whether training stops after `epoch`: the median stopping rule's bar, or early stopping's patience. */
+function stopsAt(t: Training, epoch: number): boolean {
+  const { ctx, p, state } = t;
+  const bar = p.stopIfWorseThan && epoch >= p.stopIfWorseThan.afterEpochs ? p.stopIfWorseThan.curve[epoch - 1] : null;
+  const belowMedian = bar !== null && bar !== undefined && state.bestLoss > bar;
+  if (belowMedian) {
+    t.stoppedByRule = epoch;
+    ctx.logger.info({ epoch, bestLoss: state.bestLoss, bar }, `stopped: best loss ${state.bestLoss.toPrecision(4)} is worse than the median ${bar.toPrecision(4)} of earlier trials at epoch ${epoch}`);
+  }
+  const stop = belowMedian || (p.earlyStopping !== undefined && state.wait >= p.earlyStopping.patience);
+  return stop;
+}
+
+/** The trained model (the best weights when early stopping kept them), its history, curve and metrics; the curves go to tracking. */
+async function trainedOutputs(t: Training, backend: string, rows: number, started: number): Promise<Record<string, unknown>> {
+  const { tf, ctx, p, meta, state, best } = t;
+  if (best) {
+    const restored = await deserializeModel(tf, Buffer.from(JSON.stringify(best)));
+    t.model.dispose();
+    t.model = restored.model;
+  }
+  // Training curves for tracking, resumed epochs included (from the checkpoint's history).
+  for (const h of state.history) {
+    ctx.logMetrics({ loss: h.loss, ...(h.valLoss !== undefined ? { val_loss: h.valLoss } : {}), learning_rate: h.lr }, { step: h.epoch, timestamp: h.at });
+  }
+  const bytes = await serializeModel(tf, t.model, meta);
+  const modelRef = await ctx.store.put(bytes, { name: 'model.json', mediaType: 'application/vnd.mlpipe.tfjs-mlp+json' });
+  const historyRef = await ctx.store.put(JSON.stringify(state.history), { name: 'history.json', mediaType: 'application/json' });
+  const last = state.history[state.history.length - 1]!;
+  const scale = p.task === 'regression' ? meta.targetStd! : 1;
+  const bestRow = state.history.find((h) => h.epoch === state.bestEpoch) ?? last;
+  // Best loss so far per epoch: what a search's median stopping rule compares trials by.
+  let running = Infinity;
+  const curve = state.history.map((h) => (running = Math.min(running, h.valLoss ?? h.loss)));
+  const epochsRun = t.epochsRun;
+  return {
+    model: modelRef,
+    history: historyRef,
+    backend,
+    curve: curve.map((v) => Number(v.toPrecision(6))),
+    metrics: {
+      epochs: state.epoch,
+      epochsThisAttempt: epochsRun,
+      resumedFromEpoch: t.resumedFromEpoch,
+      bestEpoch: state.bestEpoch,
+      trainLoss: last.loss,
+      ...(bestRow.valLoss !== undefined ? { valLoss: bestRow.valLoss } : {}),
+      ...(p.task === 'regression' && bestRow.valLoss !== undefined ? { valRmse: Math.sqrt(bestRow.valLoss) * scale } : {}),
+      secondsPerEpoch: epochsRun ? (Date.now() - started) / 1000 / epochsRun : 0,
+      features: meta.features.length,
+      rows,
+      stoppedByMedianRule: t.stoppedByRule,
+    },
+  };
+}
