@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stepCacheKey } from '../engine/cache-key.js';
 import { artifactRefs, keySegment, paramsHash, writeStepManifest, type StepManifest } from '../engine/lineage.js';
-import { PipelineError } from '../engine/errors.js';
+import { failureOptions, formatZodIssues, PipelineError } from '../engine/errors.js';
 import { ServiceUnavailable, untilAvailable } from '../engine/service-wait.js';
 import { errorRetryDelayMs, heartbeatEveryMs, STEP_DEFAULTS } from '../engine/step-defaults.js';
 import type { ArtifactStore, Logger, ModelRegistry } from '../engine/ports.js';
@@ -66,14 +66,10 @@ interface CacheManifest {
   stepId: string;
 }
 
+/** A PipelineError as an ApplicationFailure built from its fields (engine/errors.ts `failureOptions`); other errors as they are. */
 export function toApplicationFailure(e: unknown): Error {
   if (e instanceof ApplicationFailure || e instanceof CancelledFailure) return e;
-  if (e instanceof PipelineError) {
-    // The failure's type carries the code; the message is the problem, where it is, and the hint.
-    const where = e.format().split('\n  error ')[0];
-    const head = where && !where.startsWith('  error') && where !== e.format() ? `${where}: ` : '';
-    return ApplicationFailure.create({ type: e.code, message: `${head}${e.message}${e.hint ? `\n  hint: ${e.hint}` : ''}`, nonRetryable: !e.retryable, cause: e });
-  }
+  if (e instanceof PipelineError) return ApplicationFailure.create({ ...failureOptions(e), cause: e });
   return e instanceof Error ? e : new Error(String(e));
 }
 
@@ -144,7 +140,7 @@ export function createRunStep(deps: StepDeps) {
       const schema: z.ZodType = plugin.params;
       const parsed = schema.safeParse(call.params);
       if (!parsed.success) {
-        const detail = parsed.error.issues.map((i) => `${i.path.join('.') || '(params)'}: ${i.message}`).join('; ');
+        const detail = formatZodIssues(parsed.error.issues, '(params)');
         throw new PipelineError('PLUGIN_PARAMS', `Step '${call.stepId}' (${plugin.name}): invalid params at run time: ${detail}`, {
           hint: 'A value computed from a step output has the wrong type; check the expression in `with:`.',
         });

@@ -7,11 +7,11 @@
  * history. After a worker crash it resumes from history: finished trials are never run again. The
  * best trial's overrides then drive a final full run (`<hpo id>/final`).
  */
-import { ApplicationFailure, ChildWorkflowFailure } from '@temporalio/common';
+import { ApplicationFailure } from '@temporalio/common';
 import { condition, continueAsNew, defineQuery, log, proxyActivities, setHandler, startChild, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { HpoInput, HpoPlan } from '../activities/hpo.js';
-import { NON_RETRYABLE_CODES } from '../engine/errors.js';
+import { describeFailure, failureOptions, NON_RETRYABLE_CODES, PipelineError } from '../engine/errors.js';
 import { MEDIAN_RULE_CURVES, medianCurve } from '../engine/hpo.js';
 import type { PipelineResult } from '../engine/types.js';
 import { hpoStatusQueryName } from '../engine/contracts.js';
@@ -164,7 +164,7 @@ export async function hpoWorkflow(input: HpoWorkflowInput): Promise<HpoResult> {
             : { index: t.index, runId, overrides: t.overrides, status: 'succeeded', value, workflowId, ...(stoppedAtEpoch ? { stoppedAtEpoch } : {}) },
         );
       } catch (e) {
-        const cause = e instanceof ChildWorkflowFailure ? (e.cause?.message ?? e.message) : e instanceof Error ? e.message : String(e);
+        const cause = describeFailure(e).message;
         results.push({ index: t.index, overrides: t.overrides, status: 'failed', error: cause, workflowId });
       }
       if (results[results.length - 1]!.status === 'failed') failed++;
@@ -185,14 +185,14 @@ export async function hpoWorkflow(input: HpoWorkflowInput): Promise<HpoResult> {
     await condition(() => results.length > before);
   }
   if (failed > spec.maxFailed) {
-    throw ApplicationFailure.create({ type: 'HPO_FAILED', nonRetryable: true, message: `${failed} trials failed, more than maxFailed (${spec.maxFailed}). Last error: ${results.filter((r) => r.status === 'failed').pop()?.error ?? ''}` });
+    throw ApplicationFailure.create(failureOptions(new PipelineError('HPO_FAILED', `${failed} trials failed, more than maxFailed (${spec.maxFailed}). Last error: ${results.filter((r) => r.status === 'failed').pop()?.error ?? ''}`)));
   }
   if (spec.backend !== 'vertex' && results.length < plan.trials.length) {
     // History is large: start over with the results so far (running trials have all finished).
     await continueAsNew<typeof hpoWorkflow>({ ...input, state: { plan, results, generation: generation + 1, ...(tracking ? { tracking } : {}), ...(es ? { curves } : {}) } });
   }
   const best = bestOf(results, spec.metric.goal);
-  if (!best) throw ApplicationFailure.create({ type: 'HPO_FAILED', nonRetryable: true, message: 'No trial produced the metric.' });
+  if (!best) throw ApplicationFailure.create(failureOptions(new PipelineError('HPO_FAILED', 'No trial produced the metric.')));
   if (tracking && best.runId) {
     try {
       await finishHpoTracking({ ...tracking, best: { index: best.index, value: best.value!, overrides: best.overrides, runKey: `${best.workflowId}/${best.runId}` }, metricKey: spec.metric.key, status: 'FINISHED' });

@@ -14,7 +14,7 @@ import { ApplicationFailure, WorkflowExecutionAlreadyStartedError } from '@tempo
 import { ParentClosePolicy, WorkflowIdReusePolicy, proxyActivities, startChild, workflowInfo } from '@temporalio/workflow';
 import type { MonitorInput, MonitorOutcome, MonitorPlan } from '../activities/monitor.js';
 import type { Activities } from '../activities/index.js';
-import { NON_RETRYABLE_CODES } from '../engine/errors.js';
+import { failureOptions, NON_RETRYABLE_CODES, PipelineError } from '../engine/errors.js';
 import { retrainWorkflowId } from '../engine/contracts.js';
 import { pipelineWorkflow } from './pipeline.js';
 
@@ -27,7 +27,8 @@ const dataActivities = (heartbeatTimeoutMs = 120_000) =>
   });
 const { postAlert } = proxyActivities<Activities>({
   startToCloseTimeout: '1 minute',
-  retry: { maximumAttempts: 5, nonRetryableErrorTypes: ['ALERT_FAILED'] },
+  // A webhook that refused the message (HTTP 3xx/4xx) fails non-retryable; a 5xx or 429 is retried.
+  retry: { maximumAttempts: 5 },
 });
 
 export interface MonitorResult {
@@ -45,7 +46,7 @@ export interface MonitorResult {
 export async function monitorWorkflow(input: MonitorInput): Promise<MonitorResult> {
   const hb = input.heartbeatTimeoutMs;
   if (hb !== undefined && !(typeof hb === 'number' && Number.isInteger(hb) && hb >= 1000)) {
-    throw ApplicationFailure.nonRetryable(`heartbeatTimeoutMs must be a whole number of milliseconds, at least 1000; got ${JSON.stringify(hb)}.`, 'INPUT_INVALID');
+    throw ApplicationFailure.create(failureOptions(new PipelineError('INPUT_INVALID', `heartbeatTimeoutMs must be a whole number of milliseconds, at least 1000; got ${JSON.stringify(hb)}.`)));
   }
   const { prepareMonitor, computeMonitorDrift } = dataActivities(hb);
   const plan = await prepareMonitor(input);

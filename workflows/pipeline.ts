@@ -19,7 +19,6 @@
  */
 import {
   ActivityCancellationType,
-  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   ChildWorkflowCancellationType,
@@ -36,7 +35,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import { NON_RETRYABLE_CODES } from '../engine/errors.js';
+import { describeFailure, errorFromFailure, failureOptions, NON_RETRYABLE_CODES, PipelineError } from '../engine/errors.js';
 import { RunState } from '../engine/run-state.js';
 import { STEP_DEFAULTS } from '../engine/step-defaults.js';
 import type { RunStatus, StepRecord, TrackingEvent } from '../engine/tracking.js';
@@ -58,15 +57,6 @@ const { compilePipeline } = proxyActivities<Activities>({
 
 function nowIso(): string {
   return new Date(Date.now()).toISOString();
-}
-
-/** The innermost failure: ActivityFailure -> ApplicationFailure (type + message). */
-function describe(err: unknown): { type?: string; message: string } {
-  let e: unknown = err;
-  while (e instanceof ActivityFailure && e.cause) e = e.cause;
-  if (e instanceof ApplicationFailure) return { type: e.type ?? undefined, message: e.message };
-  if (e instanceof Error) return { type: e.name, message: e.message };
-  return { message: String(e) };
 }
 
 function stepActivity(pipeline: CompiledPipeline, stepId: string) {
@@ -106,8 +96,10 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
   } catch (err) {
     if (isCancellation(err)) throw err;
     phase = 'failed';
-    const { type, message } = describe(err);
-    throw ApplicationFailure.create({ type: type ?? 'SPEC_INVALID', message, nonRetryable: true });
+    // The activity's failure as it came (type and message), with the error's fields it carries.
+    const { type, message } = describeFailure(err);
+    const carried = errorFromFailure(err);
+    throw ApplicationFailure.create({ type: type ?? 'SPEC_INVALID', message, nonRetryable: true, ...(carried ? { details: failureOptions(carried).details } : {}) });
   }
 
   // Tracking: a child workflow that outlives this run and gets events by signal.
@@ -205,7 +197,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
         },
         (err: unknown) => {
           if (isCancellation(err)) run.stepCancelled(call.stepId, nowIso());
-          else run.failed(call.stepId, nowIso(), describe(err), run.steps[call.stepId]!.attempt);
+          else run.failed(call.stepId, nowIso(), describeFailure(err), run.steps[call.stepId]!.attempt);
           stepEnded(call);
         },
       )
@@ -220,7 +212,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
       for (const call of plan.start) launch(call);
       if (run.finished()) break;
       if (run.running().length === 0) {
-        throw ApplicationFailure.nonRetryable(`No step can start and none is running (steps: ${JSON.stringify(run.status('running').steps)}).`, 'INTERNAL');
+        throw ApplicationFailure.create(failureOptions(new PipelineError('INTERNAL', `No step can start and none is running (steps: ${JSON.stringify(run.status('running').steps)}).`)));
       }
       await condition(() => wake);
       wake = false;
@@ -234,7 +226,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
       await endTracking('KILLED', 'cancelled');
     } else {
       phase = 'failed';
-      await endTracking('FAILED', describe(err).message);
+      await endTracking('FAILED', describeFailure(err).message);
     }
     throw err;
   }
@@ -244,12 +236,8 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
     phase = 'failed';
     const type = run.steps[failure.stepId]!.error?.type;
     await endTracking('FAILED', `step '${failure.stepId}': ${failure.message}`);
-    throw ApplicationFailure.create({
-      type: 'STEP_FAILED',
-      nonRetryable: true,
-      message: `Step '${failure.stepId}' failed${type ? ` (${type})` : ''}: ${failure.message}`,
-      details: [run.status('failed')],
-    });
+    const message = `Step '${failure.stepId}' failed${type ? ` (${type})` : ''}: ${failure.message}`;
+    throw ApplicationFailure.create(failureOptions(new PipelineError('STEP_FAILED', message, { retryable: false, details: run.status('failed') })));
   }
   await endTracking('FINISHED');
   phase = 'succeeded';
