@@ -30,7 +30,7 @@ export interface CodeInfo {
 export const ERROR_CODES = {
   // The pipeline file and config: found at compile time, nothing runs.
   SPEC_INVALID: { retryable: false, meaning: 'The pipeline file breaks the schema or a limit, or names something it lacks (a section, a step).' },
-  SPEC_YAML: { retryable: false, meaning: 'A pipeline or config file is not valid YAML (or uses anchors, tags or duplicate keys).' },
+  SPEC_YAML: { retryable: false, meaning: 'A pipeline or config file is not UTF-8 or not YAML, or expands too many aliases or nests too deep.' },
   SPEC_UNKNOWN_KEY: { retryable: false, meaning: 'A key the schema does not know (usually a typo; the message suggests the nearest).' },
   SPEC_NOT_FOUND: { retryable: false, meaning: 'No pipeline of that name or path.' },
   DAG_CYCLE: { retryable: false, meaning: 'The steps depend on each other in a circle.' },
@@ -40,7 +40,7 @@ export const ERROR_CODES = {
   EXPR_EVAL: { retryable: false, meaning: 'An expression cannot be evaluated with these values (e.g. comparing a number with a string).' },
   EXPR_IN_CODE: { retryable: false, meaning: 'A ${...} inside a param that is code (a shell line, SQL): values reach code only through data params.' },
   CONFIG_NOT_FOUND: { retryable: false, meaning: 'A config, config group or group option that conf/ does not have.' },
-  CONFIG_INVALID: { retryable: false, meaning: 'A config file or its defaults list is malformed.' },
+  CONFIG_INVALID: { retryable: false, meaning: 'A config file is not a mapping, or its defaults list is malformed.' },
   OVERRIDE_MALFORMED: { retryable: false, meaning: 'An override is not key=value (or +key=value, ~key) with a valid key and value.' },
   OVERRIDE_UNKNOWN_KEY: { retryable: false, meaning: 'An override sets a key the config does not have (add it with +key=value).' },
   OVERRIDE_KEY_EXISTS: { retryable: false, meaning: 'A +key=value override adds a key the config already has.' },
@@ -66,7 +66,7 @@ export const ERROR_CODES = {
   INPUT_INVALID: { retryable: false, meaning: 'A workflow input or command-line argument is invalid.' },
   TOOL_MISSING: { retryable: true, meaning: 'A server or tool mlpipe needs is not there (Temporal, the Temporal CLI, MLflow).' },
   PORT_IN_USE: { retryable: true, meaning: 'A port mlpipe should listen on is taken or not allowed.' },
-  TRACKING_ERROR: { retryable: true, meaning: 'MLflow refused a request, or lacks what it needs (a registry, a run); code and HTTP status in mlflowCode and httpStatus.' },
+  TRACKING_ERROR: { retryable: true, meaning: "An MLflow request failed or was refused (MLflow's own code and the HTTP status in mlflowCode and httpStatus), or MLflow lacks what the run needs (a registry, a run)." },
   SERVICE_UNAVAILABLE: { retryable: true, meaning: 'A service (MLflow) cannot be reached for now: a step waits up to retry.serviceWait, tracking delivery until it comes back.' },
   INTERNAL: { retryable: false, httpStatus: 500, meaning: 'A bug in mlpipe: please report it with the message.' },
   // The prediction server's answers (the `error` field of its JSON error bodies).
