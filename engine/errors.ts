@@ -41,8 +41,8 @@ export const ERROR_CODES = {
   EXPR_IN_CODE: { retryable: false, meaning: 'A ${...} inside a param that is code (a shell line, SQL): values reach code only through data params.' },
   CONFIG_NOT_FOUND: { retryable: false, meaning: 'A config, config group or group option that conf/ does not have.' },
   CONFIG_INVALID: { retryable: false, meaning: 'A config file is not a mapping, or its defaults list is malformed.' },
-  OVERRIDE_MALFORMED: { retryable: false, meaning: 'An override is not key=value (or +key=value, ~key) with a valid key and value.' },
-  OVERRIDE_UNKNOWN_KEY: { retryable: false, meaning: 'An override sets a key the config does not have (add it with +key=value).' },
+  OVERRIDE_MALFORMED: { retryable: false, meaning: 'An override is not key=value (or +key=value, ++key=value, ~key) with a valid key and value.' },
+  OVERRIDE_UNKNOWN_KEY: { retryable: false, meaning: 'An override sets or deletes a key the config does not have (add one with +key=value).' },
   OVERRIDE_KEY_EXISTS: { retryable: false, meaning: 'A +key=value override adds a key the config already has.' },
   // Plugins and steps.
   PLUGIN_UNKNOWN: { retryable: false, meaning: 'A step uses a plugin this worker does not have.' },
