@@ -6,7 +6,7 @@ import { Context } from '@temporalio/activity';
 import { pruneUntil } from '../engine/compile.js';
 import { pipelineInputSchema, type PipelineInput } from '../engine/contracts.js';
 import { writeRunManifest } from '../engine/lineage.js';
-import { PipelineError } from '../engine/errors.js';
+import { formatZodIssues, PipelineError } from '../engine/errors.js';
 import { escapeTemplates } from '../engine/expressions.js';
 import { checkInput } from '../engine/limits.js';
 import type { CompiledPipeline } from '../engine/types.js';
@@ -33,7 +33,7 @@ export function createActivities(deps: ActivityDeps) {
         checkInput(input);
         const parsed = pipelineInputSchema.safeParse(input);
         if (!parsed.success) {
-          const detail = parsed.error.issues.map((i) => `${i.path.join('.') || '(input)'}: ${i.message}`).join('; ');
+          const detail = formatZodIssues(parsed.error.issues, '(input)');
           throw new PipelineError('INPUT_INVALID', `Invalid workflow input: ${detail}.`, {
             hint: 'The input is {"pipeline": "<name or path>", "overrides": ["key=value", ...], "labels": {...}, "cache": true, "maxParallel": 8, "until": "<step>"}.',
           });

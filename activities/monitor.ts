@@ -5,7 +5,6 @@
  * decides about retraining.
  */
 import { Context } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
 import { basename, isAbsolute, resolve } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { request } from 'undici';
@@ -201,8 +200,8 @@ export function createMonitorActivities(deps: MonitorDeps) {
       const res = await request(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), headersTimeout: 10_000, bodyTimeout: 10_000 });
       await res.body.text();
       // The URL is a credential (Slack's carry the token): never in messages.
-      if (res.statusCode >= 500 || res.statusCode === 429) throw ApplicationFailure.retryable(`alert webhook answered HTTP ${res.statusCode}`, 'ALERT_FAILED');
-      if (res.statusCode >= 300) throw ApplicationFailure.nonRetryable(`alert webhook refused the message: HTTP ${res.statusCode}`, 'ALERT_FAILED');
+      if (res.statusCode >= 500 || res.statusCode === 429) throw toApplicationFailure(new PipelineError('ALERT_FAILED', `alert webhook answered HTTP ${res.statusCode}`));
+      if (res.statusCode >= 300) throw toApplicationFailure(new PipelineError('ALERT_FAILED', `alert webhook refused the message: HTTP ${res.statusCode}`, { retryable: false }));
       return { sent: true, status: res.statusCode };
     },
   };

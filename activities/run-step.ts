@@ -8,7 +8,7 @@ import type { z } from 'zod';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { stepCacheKey } from '../engine/cache-key.js';
 import { artifactRefs, paramsHash, writeStepManifest, type StepManifest } from '../engine/lineage.js';
-import { PipelineError } from '../engine/errors.js';
+import { failureOptions, formatZodIssues, PipelineError } from '../engine/errors.js';
 import { ServiceUnavailable } from '../engine/service-wait.js';
 import { errorRetryDelayMs, STEP_DEFAULTS } from '../engine/step-defaults.js';
 import type { ArtifactStore, Logger, ModelRegistry } from '../engine/ports.js';
@@ -45,14 +45,10 @@ interface CacheManifest extends StepRecordBase {
   runId: string;
 }
 
+/** A PipelineError as an ApplicationFailure built from its fields (engine/errors.ts `failureOptions`); other errors as they are. */
 export function toApplicationFailure(e: unknown): Error {
   if (e instanceof ApplicationFailure || e instanceof CancelledFailure) return e;
-  if (e instanceof PipelineError) {
-    // The failure's type carries the code; the message is the problem, where it is, and the hint.
-    const where = e.format().split('\n  error ')[0];
-    const head = where && !where.startsWith('  error') && where !== e.format() ? `${where}: ` : '';
-    return ApplicationFailure.create({ type: e.code, message: `${head}${e.message}${e.hint ? `\n  hint: ${e.hint}` : ''}`, nonRetryable: !e.retryable, cause: e });
-  }
+  if (e instanceof PipelineError) return ApplicationFailure.create({ ...failureOptions(e), cause: e });
   return e instanceof Error ? e : new Error(String(e));
 }
 
@@ -104,7 +100,7 @@ function validateCall(deps: StepDeps, call: StepCall): { plugin: AnyPlugin; data
   const schema: z.ZodType = plugin.params;
   const parsed = schema.safeParse(call.params);
   if (!parsed.success) {
-    const detail = parsed.error.issues.map((i) => `${i.path.join('.') || '(params)'}: ${i.message}`).join('; ');
+    const detail = formatZodIssues(parsed.error.issues, '(params)');
     throw new PipelineError('PLUGIN_PARAMS', `Step '${call.stepId}' (${plugin.name}): invalid params at run time: ${detail}`, {
       hint: 'A value computed from a step output has the wrong type; check the expression in `with:`.',
     });

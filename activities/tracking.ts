@@ -13,7 +13,7 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
-import { PipelineError } from '../engine/errors.js';
+import { failureOptions, PipelineError } from '../engine/errors.js';
 import { knownRunsOf, type KnownRuns, type TrackingInput } from '../engine/contracts.js';
 import type { ArtifactStore, TrackedRun, TrackingBackend } from '../engine/ports.js';
 import { flattenParams, missingPoints, numericLeaves, sanitizeKey, statusOf, tag, type Batch, type MetricPoint, type StepRecord, type Tag, type TrackingConfig } from '../engine/tracking.js';
@@ -213,10 +213,12 @@ export function createDeliverTracking(deps: DeliverDeps) {
       });
     } catch (e) {
       if (e instanceof CancelledFailure || ctx.cancellationSignal.aborted) throw e;
-      const code = (e as { code?: string }).code ?? (e as Error).name;
+      // MLflow's own code (adapters/mlflow MlflowError), else the error's.
+      const code = (e as { mlflowCode?: string }).mlflowCode ?? (e instanceof PipelineError ? e.code : (e as Error).name);
       const message = `MLflow (${backend.location}): ${(e as Error).message}`;
-      if (PERMANENT.has(code)) throw ApplicationFailure.create({ type: `MLFLOW_${code}`, message, nonRetryable: true });
-      throw ApplicationFailure.create({ type: 'MLFLOW_UNAVAILABLE', message });
+      // A permanent refusal ends the delivery (TRACKING_ERROR, non-retryable); anything else is retried.
+      if (PERMANENT.has(code)) throw ApplicationFailure.create(failureOptions(new PipelineError('TRACKING_ERROR', message, { retryable: false, details: { mlflowCode: code } })));
+      throw ApplicationFailure.create(failureOptions(new PipelineError('SERVICE_UNAVAILABLE', message)));
     }
   };
 }

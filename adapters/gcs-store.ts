@@ -20,7 +20,7 @@ import { mkdir, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/prom
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { request } from 'undici';
-import { StorageError } from '../engine/errors.js';
+import { PipelineError } from '../engine/errors.js';
 import type { ArtifactStore, PutOptions, RemoteService, StoredObject } from '../engine/ports.js';
 import type { ArtifactRef } from '../engine/types.js';
 import { hashFile, hashFileDigests, parseRecord, validateDigest, validateRecordKey } from './local-store.js';
@@ -39,10 +39,10 @@ export interface GcsStoreOptions {
 
 export function parseGsUri(uri: string): { bucket: string; prefix: string } {
   const m = /^gs:\/\/([a-z0-9][a-z0-9._-]{1,221}[a-z0-9])(?:\/(.*))?$/.exec(uri);
-  if (!m) throw new StorageError('STORAGE_KEY_INVALID', `Not a GCS URI: '${uri}'.`, { hint: 'Write gs://<bucket>/<optional prefix>.' });
+  if (!m) throw new PipelineError('STORAGE_KEY_INVALID', `Not a GCS URI: '${uri}'.`, { hint: 'Write gs://<bucket>/<optional prefix>.' });
   const prefix = (m[2] ?? '').replace(/\/+$/, '');
   if (prefix.split('/').some((s) => s === '..' || s === '.') || /%2e|%2f|\\/i.test(prefix)) {
-    throw new StorageError('STORAGE_KEY_INVALID', `GCS prefix '${prefix}' contains a path trick ('..', '.', encoded separators).`);
+    throw new PipelineError('STORAGE_KEY_INVALID', `GCS prefix '${prefix}' contains a path trick ('..', '.', encoded separators).`);
   }
   return { bucket: m[1]!, prefix };
 }
@@ -103,7 +103,7 @@ export function isGcsUnavailable(error: unknown): boolean {
     // The store's own verdicts (STORAGE_NOT_FOUND, STORAGE_DIGEST_MISMATCH, ...) are final; a
     // STORAGE_ERROR says what its cause says.
     const own = (e as { code?: unknown }).code;
-    if (e instanceof StorageError && own !== 'STORAGE_ERROR') return false;
+    if (e instanceof PipelineError && own !== 'STORAGE_ERROR') return false;
     const status = httpStatus(e);
     if (status !== undefined) return status === 408 || status === 429 || status >= 500;
     if (typeof own === 'string' && CONNECTION_CODES.has(own.toLowerCase())) return true;
@@ -172,8 +172,8 @@ export class GcsArtifactStore implements ArtifactStore {
     return ref;
   }
 
-  private fail(what: string, e: unknown): StorageError {
-    return new StorageError('STORAGE_ERROR', `GCS ${what} failed for gs://${this.bucket}/${this.prefix}: ${(e as Error).message}`, {
+  private fail(what: string, e: unknown): PipelineError {
+    return new PipelineError('STORAGE_ERROR', `GCS ${what} failed for gs://${this.bucket}/${this.prefix}: ${(e as Error).message}`, {
       hint: 'Check the bucket, the credentials (Application Default Credentials) or MLPIPE_GCS_ENDPOINT.',
       cause: e,
     });
@@ -201,12 +201,12 @@ export class GcsArtifactStore implements ArtifactStore {
       await rewrite(Number(meta.generation));
     } catch (e) {
       if (code(e) === 412) return this.settleExisting(name, sha256, size, () => Promise.reject(this.corrupt(name, meta)));
-      throw e instanceof StorageError ? e : this.fail('repair upload', e);
+      throw e instanceof PipelineError ? e : this.fail('repair upload', e);
     }
   }
 
-  private corrupt(name: string, meta: { size?: string | number; md5Hash?: string; metadata?: Record<string, unknown> }): StorageError {
-    return new StorageError('STORAGE_DIGEST_MISMATCH', `gs://${this.bucket}/${name} holds other bytes than its name says (size ${String(meta.size)}, md5 ${String(meta.md5Hash)}).`, {
+  private corrupt(name: string, meta: { size?: string | number; md5Hash?: string; metadata?: Record<string, unknown> }): PipelineError {
+    return new PipelineError('STORAGE_DIGEST_MISMATCH', `gs://${this.bucket}/${name} holds other bytes than its name says (size ${String(meta.size)}, md5 ${String(meta.md5Hash)}).`, {
       hint: 'Delete the object and re-run the step that produced it.',
     });
   }
@@ -250,7 +250,7 @@ export class GcsArtifactStore implements ArtifactStore {
       await upload(0);
     } catch (e) {
       if (code(e) === 412) await this.settleExisting(name, sha256, size, upload);
-      else throw e instanceof StorageError ? e : this.fail('upload', e);
+      else throw e instanceof PipelineError ? e : this.fail('upload', e);
     }
     if (options.move) await rm(path, { force: true });
     return this.ref(sha256, size, options);
@@ -288,7 +288,7 @@ export class GcsArtifactStore implements ArtifactStore {
       if (status === 200 || status === 201) {
         const meta = JSON.parse(body) as { size?: string; md5Hash?: string };
         if (Number(meta.size) !== o.size || (meta.md5Hash !== undefined && meta.md5Hash !== o.md5)) {
-          throw new StorageError('STORAGE_DIGEST_MISMATCH', `GCS stored gs://${this.bucket}/${name} with other bytes than were sent (size ${String(meta.size)} of ${o.size}, md5 ${String(meta.md5Hash)}).`);
+          throw new PipelineError('STORAGE_DIGEST_MISMATCH', `GCS stored gs://${this.bucket}/${name} with other bytes than were sent (size ${String(meta.size)} of ${o.size}, md5 ${String(meta.md5Hash)}).`);
         }
         return;
       }
@@ -297,7 +297,7 @@ export class GcsArtifactStore implements ArtifactStore {
       lastCause = Object.assign(new Error(lastError), { code: status });
       if (!(status === 404 || status === 408 || status === 410 || status === 429 || status >= 500)) break;
     }
-    throw new StorageError('STORAGE_ERROR', `GCS upload failed for gs://${this.bucket}/${name}: ${lastError}.`, {
+    throw new PipelineError('STORAGE_ERROR', `GCS upload failed for gs://${this.bucket}/${name}: ${lastError}.`, {
       hint: 'Check the bucket, the credentials (Application Default Credentials) or MLPIPE_GCS_ENDPOINT; the step can be retried safely.',
       cause: lastCause,
     });
@@ -328,7 +328,7 @@ export class GcsArtifactStore implements ArtifactStore {
     } catch (e) {
       await rm(tmp, { force: true });
       if (code(e) === 404) {
-        throw new StorageError('STORAGE_NOT_FOUND', `Artifact ${ref.name ?? ''} sha256:${ref.sha256.slice(0, 12)}… is not in gs://${this.bucket}/${this.prefix}.`, {
+        throw new PipelineError('STORAGE_NOT_FOUND', `Artifact ${ref.name ?? ''} sha256:${ref.sha256.slice(0, 12)}… is not in gs://${this.bucket}/${this.prefix}.`, {
           hint: 'It may have been deleted (gc), or the worker uses another store (check MLPIPE_ARTIFACTS).',
         });
       }
@@ -337,7 +337,7 @@ export class GcsArtifactStore implements ArtifactStore {
     const actual = hash.digest('hex');
     if (actual !== ref.sha256) {
       await rm(tmp, { force: true });
-      throw new StorageError('STORAGE_DIGEST_MISMATCH', `Artifact gs://${this.bucket}/${name} is corrupt: expected sha256 ${ref.sha256}, found ${actual}.`, {
+      throw new PipelineError('STORAGE_DIGEST_MISMATCH', `Artifact gs://${this.bucket}/${name} is corrupt: expected sha256 ${ref.sha256}, found ${actual}.`, {
         hint: 'Delete the object and re-run the step that produced it (run with cache disabled for that step).',
       });
     }

@@ -14,7 +14,7 @@ import { createReadStream } from 'node:fs';
 import { copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { StorageError } from '../engine/errors.js';
+import { PipelineError } from '../engine/errors.js';
 import type { ArtifactStore, PutOptions, StoredObject } from '../engine/ports.js';
 import type { ArtifactRef } from '../engine/types.js';
 
@@ -26,7 +26,7 @@ const RECORD_KEY = /^[A-Za-z0-9_.:=@-]+(\/[A-Za-z0-9_.:=@-]+)*$/;
  */
 export function validateRecordKey(key: string): void {
   if (!RECORD_KEY.test(key) || key.split('/').some((s) => s === '..' || s === '.')) {
-    throw new StorageError('STORAGE_KEY_INVALID', `Invalid record key '${key}': keys are '/'-separated segments of letters, digits and _ . : = @ -, without '.' or '..' segments.`);
+    throw new PipelineError('STORAGE_KEY_INVALID', `Invalid record key '${key}': keys are '/'-separated segments of letters, digits and _ . : = @ -, without '.' or '..' segments.`);
   }
 }
 
@@ -37,7 +37,7 @@ export function validateRecordKey(key: string): void {
 export function validateDigest(sha256: unknown): void {
   if (typeof sha256 !== 'string' || !/^[a-f0-9]{64}$/.test(sha256)) {
     const shown = typeof sha256 === 'string' ? JSON.stringify(sha256.slice(0, 80)) : typeof sha256;
-    throw new StorageError('STORAGE_KEY_INVALID', `Not a sha256 digest: ${shown}.`, { hint: 'Artifact references carry a sha256 of 64 lowercase hex characters.' });
+    throw new PipelineError('STORAGE_KEY_INVALID', `Not a sha256 digest: ${shown}.`, { hint: 'Artifact references carry a sha256 of 64 lowercase hex characters.' });
   }
 }
 
@@ -281,20 +281,20 @@ export function parseRecord<T>(text: string, key: string, where: string): T {
   try {
     return JSON.parse(text) as T;
   } catch (e) {
-    throw new StorageError('STORAGE_RECORD_CORRUPT', `Record '${key}' at ${where} is not valid JSON (${(e as Error).message}).`, {
+    throw new PipelineError('STORAGE_RECORD_CORRUPT', `Record '${key}' at ${where} is not valid JSON (${(e as Error).message}).`, {
       hint: 'It was damaged or cut short; delete it (a cache entry or checkpoint record is rebuilt by running the step).',
     });
   }
 }
 
-function notFound(ref: ArtifactRef, root: string): StorageError {
-  return new StorageError('STORAGE_NOT_FOUND', `Artifact ${ref.name ?? ''} sha256:${ref.sha256.slice(0, 12)}… is not in the store at ${root}.`, {
+function notFound(ref: ArtifactRef, root: string): PipelineError {
+  return new PipelineError('STORAGE_NOT_FOUND', `Artifact ${ref.name ?? ''} sha256:${ref.sha256.slice(0, 12)}… is not in the store at ${root}.`, {
     hint: 'It may have been deleted, or the worker uses another store (check MLPIPE_ARTIFACTS).',
   });
 }
 
-function mismatch(ref: ArtifactRef, actual: string, path: string): StorageError {
-  return new StorageError('STORAGE_DIGEST_MISMATCH', `Artifact at ${path} is corrupt: expected sha256 ${ref.sha256}, found ${actual}.`, {
+function mismatch(ref: ArtifactRef, actual: string, path: string): PipelineError {
+  return new PipelineError('STORAGE_DIGEST_MISMATCH', `Artifact at ${path} is corrupt: expected sha256 ${ref.sha256}, found ${actual}.`, {
     hint: 'Delete the file and re-run the step that produced it (run with cache disabled for that step).',
   });
 }

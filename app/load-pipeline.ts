@@ -10,7 +10,7 @@ import type { ProjectPipelines } from '../engine/ports.js';
 import { fsConfigFiles, gitCommit, readSpecFile, resolveInside, resolvePipelineFile } from './project.js';
 
 /**
- * Reads a pipeline (by name or path) and its conf/ from disk and compiles it. Throws SpecError(s).
+ * Reads a pipeline (by name or path) and its conf/ from disk and compiles it. Throws PipelineError (SpecErrors for several problems).
  * The name and the overrides may come from a workflow input: they are checked against the limits,
  * and every path they lead to stays inside the project folder.
  */

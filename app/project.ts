@@ -7,7 +7,7 @@ import { homedir } from 'node:os';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { ConfigFiles } from '../engine/config.js';
 import { DEFAULT_TASK_QUEUE } from '../engine/contracts.js';
-import { PipelineError, SpecError } from '../engine/errors.js';
+import { PipelineError } from '../engine/errors.js';
 import { checkText, decodeUtf8, LIMITS, shown } from '../engine/limits.js';
 import { didYouMean } from '../engine/suggest.js';
 
@@ -106,7 +106,7 @@ export function resolveInside(root: string, candidate: string, what: string): st
 export function readSpecFile(path: string, shownAs: string): string {
   const { size } = statSync(path);
   if (size > LIMITS.fileBytes) {
-    throw new SpecError('SPEC_INVALID', `${shownAs} is ${size} bytes; pipeline and config files are limited to ${LIMITS.fileBytes} bytes.`, {
+    throw new PipelineError('SPEC_INVALID', `${shownAs} is ${size} bytes; pipeline and config files are limited to ${LIMITS.fileBytes} bytes.`, {
       where: { file: shownAs },
       hint: 'Keep data out of the spec: put it in a data file and pass its path.',
     });
@@ -158,7 +158,7 @@ export function resolvePipelineFile(projectDir: string, ref: string): string {
     : [`${ref}.yaml`, `${ref}.yml`].map((f) => resolveInside(projectDir, join('pipelines', f), 'Pipeline'));
   for (const c of candidates) if (existsSync(c)) return c;
   const available = listPipelines(projectDir);
-  throw new SpecError('SPEC_NOT_FOUND', `Pipeline '${ref}' not found (looked for ${candidates.map((c) => relative(projectDir, c) || c).join(', ')}).${didYouMean(ref, available)}`, {
+  throw new PipelineError('SPEC_NOT_FOUND', `Pipeline '${ref}' not found (looked for ${candidates.map((c) => relative(projectDir, c) || c).join(', ')}).${didYouMean(ref, available)}`, {
     hint: available.length ? `Pipelines in ${join(projectDir, 'pipelines')}: ${available.join(', ')}.` : `Create pipelines/${ref}.yaml in ${projectDir}.`,
   });
 }

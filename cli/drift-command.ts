@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import type { Settings } from '../app/project.js';
 import { computeDrift, STAT_TESTS, toEvidentlyJson, type StatTestName } from '../engine/drift/index.js';
 import { renderDriftHtml } from '../engine/drift/html.js';
-import { PipelineError } from '../engine/errors.js';
+import { formatZodIssues, PipelineError } from '../engine/errors.js';
 import { driftOptions, driftParams } from '../engine/drift/params.js';
 import { loadDriftDataset } from '../lib/drift-data.js';
 
@@ -50,7 +50,7 @@ export async function cmdDrift(argv: string[], settings: Settings): Promise<numb
     perColumn,
   });
   if (!parsed.success) {
-    throw new PipelineError('INPUT_INVALID', `Invalid option: ${parsed.error.issues.map((i) => `${i.path.join('.') || 'options'}: ${i.message}`).join('; ')}.`, { hint: "Run 'mlpipe help' for the drift options." });
+    throw new PipelineError('INPUT_INVALID', `Invalid option: ${formatZodIssues(parsed.error.issues, 'options')}.`, { hint: "Run 'mlpipe help' for the drift options." });
   }
   const refFile = resolve(settings.projectDir, refPath);
   const curFile = resolve(settings.projectDir, curPath);

@@ -3,7 +3,7 @@
  * 0 success, 1 the run failed or was cancelled, 2 bad input (nothing was started), 3 environment
  * problem (server unreachable, tool missing).
  */
-import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
 import { randomUUID } from 'node:crypto';
@@ -17,7 +17,7 @@ import { listPipelines, loadSettings, type Settings } from '../app/project.js';
 import { redact } from '../adapters/mlflow/rest.js';
 import { findMlflow, startMlflowServer, type MlflowServer } from '../dev/mlflow-server.js';
 import { freePort, isListening, requireTemporalCli, startDevServer, type DevServer } from '../dev/temporal-server.js';
-import { PipelineError } from '../engine/errors.js';
+import { describeFailure, formatZodIssues, PipelineError } from '../engine/errors.js';
 import { checkInput, checkLabels, LIMITS } from '../engine/limits.js';
 import type { CompiledPipeline } from '../engine/types.js';
 import { loadProjectRegistry } from '../app/project-plugins.js';
@@ -110,7 +110,9 @@ MLPIPE_PROJECT_DIR (cwd), MLPIPE_ARTIFACTS (<project>/.mlpipe/artifacts, or gs:/
 MLPIPE_LOG_LEVEL, MLPIPE_GCS_ENDPOINT (a GCS emulator), MLPIPE_GCS_CACHE_MAX_BYTES (local cache bound, 10 GiB).
 `;
 
-class UsageError extends Error {}
+/** A command line mlpipe cannot take: INPUT_INVALID, pointing at the usage. */
+const USAGE_HINT = "Run 'mlpipe help' for usage.";
+const usageError = (message: string): PipelineError => new PipelineError('INPUT_INVALID', message, { hint: USAGE_HINT });
 
 const out = (s: string): boolean => process.stdout.write(`${s}\n`);
 const err = (s: string): boolean => process.stderr.write(`${s}\n`);
@@ -200,7 +202,7 @@ function parseLabels(labels: string[] | undefined): Record<string, string> {
   const result: Record<string, string> = {};
   for (const l of labels ?? []) {
     const i = l.indexOf('=');
-    if (i <= 0) throw new UsageError(`--label expects key=value, got '${l}'.`);
+    if (i <= 0) throw usageError(`--label expects key=value, got '${l}'.`);
     result[l.slice(0, i)] = l.slice(i + 1);
   }
   checkLabels(result);
@@ -271,7 +273,7 @@ async function follow(client: Client, workflowId: string, json: boolean): Promis
   } catch (e) {
     await polling.stop();
     await poll();
-    const message = e instanceof WorkflowFailedError ? (e.cause?.message ?? e.message) : (e as Error).message;
+    const message = describeFailure(e).message;
     if (json) out(JSON.stringify({ workflowId, state: last?.state ?? 'failed', error: message, steps: last?.steps }, null, 2));
     else {
       if (last) for (const id of last.order) if (seen.get(id)?.split(':')[0] !== last.steps[id]!.status) out(formatStepLine(id, last.steps[id]!));
@@ -296,7 +298,7 @@ async function cmdRun(argv: string[], settings: Settings): Promise<number> {
     },
   });
   const [ref, ...overrides] = positionals;
-  if (!ref) throw new UsageError('mlpipe run needs a pipeline name or path.');
+  if (!ref) throw usageError('mlpipe run needs a pipeline name or path.');
   const compiled = await compile(settings, ref, overrides);
   const maxParallel = values['max-parallel'] === undefined ? undefined : z.coerce.number().int().min(1).max(LIMITS.maxParallel).parse(values['max-parallel']);
   const input: PipelineInput = { pipeline: ref, overrides };
@@ -336,7 +338,7 @@ async function cmdRun(argv: string[], settings: Settings): Promise<number> {
 async function cmdMonitor(argv: string[], settings: Settings): Promise<number> {
   const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { worker: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, id: { type: 'string' } } });
   const [ref, ...overrides] = positionals;
-  if (!ref) throw new UsageError('mlpipe monitor needs a pipeline name or path.');
+  if (!ref) throw usageError('mlpipe monitor needs a pipeline name or path.');
   const compiled = await compile(settings, ref, overrides);
   if (!compiled.monitor) throw new PipelineError('SPEC_INVALID', `Pipeline '${compiled.name}' has no monitor: section.`, { hint: 'Add monitor: { current: <file>, reference: { step: <step>, output: dataset } }.' });
   const client = await connect(settings);
@@ -349,8 +351,7 @@ async function cmdMonitor(argv: string[], settings: Settings): Promise<number> {
     try {
       r = (await handle.result()) as MonitorResult;
     } catch (e) {
-      const cause = e instanceof WorkflowFailedError ? (e.cause?.cause ?? e.cause) : e;
-      err(`monitor ${workflowId} failed: ${(cause as Error | undefined)?.message ?? String(e)}`);
+      err(`monitor ${workflowId} failed: ${describeFailure(e).message}`);
       return 1;
     }
     if (values.json) out(JSON.stringify(r, null, 2));
@@ -375,7 +376,7 @@ async function cmdHpo(argv: string[], settings: Settings): Promise<number> {
     options: { worker: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, id: { type: 'string' }, trials: { type: 'string' }, parallel: { type: 'string' }, detach: { type: 'boolean', default: false } },
   });
   const [ref, ...overrides] = positionals;
-  if (!ref) throw new UsageError('mlpipe hpo needs a pipeline name or path.');
+  if (!ref) throw usageError('mlpipe hpo needs a pipeline name or path.');
   const compiled = await compile(settings, ref, overrides);
   if (!compiled.hpo) throw new PipelineError('SPEC_INVALID', `Pipeline '${compiled.name}' has no hpo: section.`, { hint: 'Add hpo: { metric: { step, key, goal }, space: {...}, trials, parallel }.' });
   const trials = values.trials === undefined ? undefined : z.coerce.number().int().min(1).parse(values.trials);
@@ -399,8 +400,7 @@ async function cmdHpo(argv: string[], settings: Settings): Promise<number> {
     try {
       r = (await handle.result()) as HpoResult;
     } catch (e) {
-      const cause = e instanceof WorkflowFailedError ? (e.cause?.message ?? e.message) : String(e);
-      err(`search ${workflowId} failed: ${cause}`);
+      err(`search ${workflowId} failed: ${describeFailure(e).message}`);
       return 1;
     } finally {
       await progress.stop();
@@ -480,7 +480,7 @@ async function cmdValidate(argv: string[], settings: Settings): Promise<number> 
     options: { 'show-config': { type: 'boolean', default: false }, json: { type: 'boolean', default: false } },
   });
   const [ref, ...overrides] = positionals;
-  if (!ref) throw new UsageError('mlpipe validate needs a pipeline name or path.');
+  if (!ref) throw usageError('mlpipe validate needs a pipeline name or path.');
   const compiled = await compile(settings, ref, overrides);
   if (values.json) {
     out(JSON.stringify(compiled, null, 2));
@@ -497,7 +497,7 @@ async function cmdValidate(argv: string[], settings: Settings): Promise<number> 
 async function cmdGraph(argv: string[], settings: Settings): Promise<number> {
   const { positionals } = parseArgs({ args: argv, allowPositionals: true, options: {} });
   const [ref, ...overrides] = positionals;
-  if (!ref) throw new UsageError('mlpipe graph needs a pipeline name or path.');
+  if (!ref) throw usageError('mlpipe graph needs a pipeline name or path.');
   out(renderMermaid(await compile(settings, ref, overrides)));
   return 0;
 }
@@ -587,7 +587,7 @@ async function startDevMlflow(settings: Settings, port: number, disabled: boolea
 
 async function cmdStatus(argv: string[], settings: Settings): Promise<number> {
   const [id] = argv;
-  if (!id) throw new UsageError('mlpipe status needs a workflow ID.');
+  if (!id) throw usageError('mlpipe status needs a workflow ID.');
   const client = await connect(settings);
   const handle = client.workflow.getHandle(id);
   const status = await handle.query<PipelineStatus>(statusQueryName);
@@ -600,7 +600,7 @@ async function cmdStatus(argv: string[], settings: Settings): Promise<number> {
 
 async function cmdCancel(argv: string[], settings: Settings): Promise<number> {
   const [id] = argv;
-  if (!id) throw new UsageError('mlpipe cancel needs a workflow ID.');
+  if (!id) throw usageError('mlpipe cancel needs a workflow ID.');
   const client = await connect(settings);
   await client.workflow.getHandle(id).cancel();
   out(`cancellation requested for ${id}`);
@@ -659,7 +659,7 @@ export async function main(argv: string[]): Promise<number> {
     const helpOf = command === 'help' ? rest[0] : rest.slice(0, (rest.indexOf('--') + 1 || rest.length + 1) - 1).some((a) => a === '--help' || a === '-h') ? command : undefined;
     if (helpOf) {
       const text = commandHelp(helpOf);
-      if (!text) throw new UsageError(`Unknown command '${helpOf}'.`);
+      if (!text) throw usageError(`Unknown command '${helpOf}'.`);
       out(text);
       return 0;
     }
@@ -721,19 +721,20 @@ export async function main(argv: string[]): Promise<number> {
         out(HELP);
         return command === undefined ? 2 : 0;
       default:
-        throw new UsageError(`Unknown command '${command}'.`);
+        throw usageError(`Unknown command '${command}'.`);
     }
   } catch (e) {
     if (e instanceof PipelineError) {
       err(e.format());
       return e.code === 'TOOL_MISSING' || e.code === 'PORT_IN_USE' ? 3 : 2;
     }
-    if (e instanceof UsageError || (e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
-      err(`mlpipe: ${(e as Error).message}\nRun 'mlpipe help' for usage.`);
+    // Options node:util parseArgs or a zod schema refused: the same INPUT_INVALID.
+    if ((e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      err(usageError((e as Error).message).format());
       return 2;
     }
     if (e instanceof z.ZodError) {
-      err(`mlpipe: invalid option: ${e.issues.map((i) => i.message).join('; ')}`);
+      err(usageError(`Invalid option: ${formatZodIssues(e.issues)}`).format());
       return 2;
     }
     throw e;

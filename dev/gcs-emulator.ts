@@ -3,12 +3,13 @@ import { Storage } from '@google-cloud/storage';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { PipelineError } from '../engine/errors.js';
 import { freePort } from './temporal-server.js';
 
 export function findFakeGcs(): string {
   const cache = process.env['MLPIPE_CACHE_DIR'] ?? join(process.env['HOME'] ?? '', '.cache', 'mlpipe');
   const bin = process.env['FAKE_GCS_SERVER'] ?? join(cache, 'tools', 'bin', 'fake-gcs-server');
-  if (!existsSync(bin)) throw new Error(`fake-gcs-server not found at ${bin}: run 'bash deploy/provision.sh --with-gcs-emulator'.`);
+  if (!existsSync(bin)) throw new PipelineError('TOOL_MISSING', `fake-gcs-server not found at ${bin}.`, { hint: "Run 'bash deploy/provision.sh --with-gcs-emulator'." });
   return bin;
 }
 
@@ -39,7 +40,7 @@ export async function startEmulator(buckets: string[], options: { port?: number;
       } catch {
         /* starting */
       }
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`fake-gcs-server did not start on ${endpoint}`);
+      if (child.exitCode !== null || Date.now() > deadline) throw new PipelineError('TOOL_MISSING', `fake-gcs-server did not start on ${endpoint}.`);
       await new Promise((r) => setTimeout(r, 100));
     }
     return child;

@@ -5,6 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, openSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
+import { PipelineError } from '../engine/errors.js';
 
 /** `mlflow` from MLPIPE_MLFLOW, else the provisioned virtualenv in the cache, else PATH. */
 export function findMlflow(cacheDir: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
@@ -71,7 +72,7 @@ export async function startMlflowServer(o: MlflowServerOptions): Promise<MlflowS
   };
   const deadline = Date.now() + (o.readyTimeoutMs ?? 120_000);
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`mlflow server exited with code ${child.exitCode}${o.logFile ? ` (log: ${o.logFile})` : ''}`);
+    if (child.exitCode !== null) throw new PipelineError('TOOL_MISSING', `mlflow server exited with code ${child.exitCode}${o.logFile ? ` (log: ${o.logFile})` : ''}`);
     try {
       const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) });
       if (res.ok) break;
@@ -80,7 +81,7 @@ export async function startMlflowServer(o: MlflowServerOptions): Promise<MlflowS
     }
     if (Date.now() > deadline) {
       await stop('SIGKILL');
-      throw new Error(`mlflow server did not answer ${url}/health within ${(o.readyTimeoutMs ?? 120_000) / 1000}s${o.logFile ? ` (log: ${o.logFile})` : ''}`);
+      throw new PipelineError('TOOL_MISSING', `mlflow server did not answer ${url}/health within ${(o.readyTimeoutMs ?? 120_000) / 1000}s${o.logFile ? ` (log: ${o.logFile})` : ''}`);
     }
     await new Promise((r) => setTimeout(r, 300));
   }

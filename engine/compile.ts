@@ -8,7 +8,7 @@ import type { PluginCatalog, PluginInfo } from './catalog.js';
 import { applyValueOverrides, composeConfig, keyPaths, parseOverride, type ConfigFiles, type Override } from './config.js';
 import { parseDuration } from './duration.js';
 import { validateSpace } from './hpo.js';
-import { PipelineError, SpecError, SpecErrors, type ErrorCode, type Location } from './errors.js';
+import { PipelineError, SpecErrors, type ErrorCode, type Location } from './errors.js';
 import { forEachTemplate, lookup, parseTemplate, references, resolveDeep, type RefPath } from './expressions.js';
 import { LIMITS } from './limits.js';
 import { DEFAULT_MAX_PARALLEL, KNOWN_KEYS, pipelineSchema, type PipelineSpec, type StepSpec } from './spec.js';
@@ -113,7 +113,7 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
 /** The document checked against the pipeline schema; schema problems go to `problems`. */
 function parseSpec({ opts, doc, problems }: Source): PipelineSpec {
   if (doc.value === null || typeof doc.value !== 'object' || Array.isArray(doc.value)) {
-    throw new SpecError('SPEC_INVALID', 'A pipeline file must be a YAML mapping with at least `name` and `steps`.', {
+    throw new PipelineError('SPEC_INVALID', 'A pipeline file must be a YAML mapping with at least `name` and `steps`.', {
       where: { file: opts.file, line: 1 },
       hint: 'Start from an example in pipelines/, e.g. pipelines/diamond.yaml.',
     });
@@ -135,10 +135,10 @@ function parseSpec({ opts, doc, problems }: Source): PipelineSpec {
 function checkStepCount({ at }: Source, spec: PipelineSpec): string[] {
   const stepIds = Object.keys(spec.steps);
   if (stepIds.length === 0) {
-    throw new SpecError('SPEC_INVALID', 'The pipeline has no steps.', { where: at(['steps']), hint: 'Add at least one step under `steps:`.' });
+    throw new PipelineError('SPEC_INVALID', 'The pipeline has no steps.', { where: at(['steps']), hint: 'Add at least one step under `steps:`.' });
   }
   if (stepIds.length > LIMITS.steps) {
-    throw new SpecError('SPEC_INVALID', `The pipeline has ${stepIds.length} steps; a pipeline has at most ${LIMITS.steps}.`, {
+    throw new PipelineError('SPEC_INVALID', `The pipeline has ${stepIds.length} steps; a pipeline has at most ${LIMITS.steps}.`, {
       where: at(['steps']),
       hint: 'Fan out inside a step (one step over many items), or split the pipeline.',
     });
@@ -190,7 +190,7 @@ function applyOverrides({ opts, problems }: Source, spec: PipelineSpec): Compose
   } else if (configOverrides.length > 0) {
     const first = configOverrides[0]!;
     problems.push(
-      new SpecError('OVERRIDE_UNKNOWN_KEY', `Override '${first.ov.text}' targets the config, but this pipeline has no \`config:\`.`, {
+      new PipelineError('OVERRIDE_UNKNOWN_KEY', `Override '${first.ov.text}' targets the config, but this pipeline has no \`config:\`.`, {
         where: { file: '<overrides>', path: [first.index] },
         hint: 'Override pipeline params with params.<name>=value, or add `config: <name>` to the pipeline.',
       }),
@@ -215,7 +215,7 @@ function confine(cx: Compilation, template: unknown, value: unknown, what: strin
     opts.confinePath(value, `${what} (set by override ${fromInput.join(', ')})`);
   } catch (e) {
     if (!(e instanceof PipelineError)) throw e;
-    problems.push(new SpecError(e.code, e.message, { where: at(path), hint: `${e.hint ? `${e.hint} ` : ''}A pipeline lets an override name any file by listing it in overridablePaths.` }));
+    problems.push(new PipelineError(e.code, e.message, { where: at(path), hint: `${e.hint ? `${e.hint} ` : ''}A pipeline lets an override name any file by listing it in overridablePaths.` }));
   }
 }
 
@@ -248,7 +248,7 @@ function checkNeeds({ opts, problems, at }: Source, spec: PipelineSpec, stepIds:
     if (!opts.catalog.get(step.uses)) {
       const near = closest(step.uses, opts.catalog.names());
       problems.push(
-        new SpecError('PLUGIN_UNKNOWN', `Step '${id}' uses unknown plugin '${step.uses}'.${near ? ` Did you mean '${near}'?` : ''}`, {
+        new PipelineError('PLUGIN_UNKNOWN', `Step '${id}' uses unknown plugin '${step.uses}'.${near ? ` Did you mean '${near}'?` : ''}`, {
           where: at(['steps', id, 'uses']),
           hint: `Run 'mlpipe plugins' to list plugins. Available: ${opts.catalog.names().sort().join(', ')}.`,
         }),
@@ -259,10 +259,10 @@ function checkNeeds({ opts, problems, at }: Source, spec: PipelineSpec, stepIds:
     needs.forEach((n, i) => {
       const path = Array.isArray(step.needs) ? ['steps', id, 'needs', i] : ['steps', id, 'needs'];
       if (n === id) {
-        problems.push(new SpecError('DAG_CYCLE', `Step '${id}' needs itself.`, { where: at(path), hint: 'Remove it from its own `needs`.' }));
+        problems.push(new PipelineError('DAG_CYCLE', `Step '${id}' needs itself.`, { where: at(path), hint: 'Remove it from its own `needs`.' }));
       } else if (!has(spec.steps, n)) {
         problems.push(
-          new SpecError('DAG_MISSING_NEED', `Step '${id}' needs '${n}', which is not a step of this pipeline.${didYouMean(n, stepIds)}`, {
+          new PipelineError('DAG_MISSING_NEED', `Step '${id}' needs '${n}', which is not a step of this pipeline.${didYouMean(n, stepIds)}`, {
             where: at(path),
             hint: `Steps: ${listed(stepIds)}.`,
           }),
@@ -279,7 +279,7 @@ function checkCycle({ problems, at }: Source, stepIds: string[], needsOf: Record
   const cycle = findCycle(stepIds, needsOf);
   if (cycle) {
     problems.push(
-      new SpecError('DAG_CYCLE', `The steps form a cycle: ${cycle.join(' -> ')}.`, {
+      new PipelineError('DAG_CYCLE', `The steps form a cycle: ${cycle.join(' -> ')}.`, {
         where: at(['steps', cycle[0]!, 'needs']),
         hint: 'A step cannot (even indirectly) need itself; remove one of these `needs`.',
       }),
@@ -315,7 +315,7 @@ function compileSteps(cx: Compilation): Record<string, CompiledStep> {
   for (const id of stepIds) {
     if (problems.length >= LIMITS.problems) {
       // Enough to act on; looking further would only cost the worker time.
-      problems.push(new SpecError(problems[0]!.code, `Stopped looking after ${problems.length} problems.`, { where: { file: opts.file }, hint: 'Fix these and validate again.' }));
+      problems.push(new PipelineError(problems[0]!.code, `Stopped looking after ${problems.length} problems.`, { where: { file: opts.file }, hint: 'Fix these and validate again.' }));
       break;
     }
     const compiled = compileStep(cx, id);
@@ -381,11 +381,11 @@ function checkStepExpressions(cx: Compilation, id: string, step: StepSpec, plugi
           for (const ref of references(part.expr)) {
             if (ref[0] === 'conf' && !configOk) continue;
             const problem = checkReference(ref, id, { params, config, spec, ancestors, outputsOf });
-            if (problem) problems.push(new SpecError('EXPR_REFERENCE', `In '\${${part.source}}': ${problem.message}`, { where, hint: problem.hint }));
+            if (problem) problems.push(new PipelineError('EXPR_REFERENCE', `In '\${${part.source}}': ${problem.message}`, { where, hint: problem.hint }));
           }
         }
       } catch (e) {
-        if (e instanceof PipelineError) problems.push(new SpecError(e.code, e.message, { where, hint: e.hint }));
+        if (e instanceof PipelineError) problems.push(new PipelineError(e.code, e.message, { where, hint: e.hint }));
         else throw e;
       }
     });
@@ -407,7 +407,7 @@ function resolveStatic({ problems, at, staticScope }: Compilation, step: StepSpe
     }
   } catch (e) {
     if (e instanceof PipelineError) {
-      problems.push(new SpecError(e.code, e.message, { where: at(stepPath), hint: e.hint }));
+      problems.push(new PipelineError(e.code, e.message, { where: at(stepPath), hint: e.hint }));
       return undefined;
     }
     throw e;
@@ -420,7 +420,7 @@ function checkPluginParams({ problems, at }: Compilation, id: string, plugin: Pl
   for (const issue of plugin.checkParams(withResolved)) {
     if (dependsOnRuntime(withResolved, issue.path)) continue;
     problems.push(
-      new SpecError('PLUGIN_PARAMS', `Step '${id}' (${plugin.name}): ${issue.path.length ? `'${issue.path.join('.')}' ` : ''}${issue.message}`, {
+      new PipelineError('PLUGIN_PARAMS', `Step '${id}' (${plugin.name}): ${issue.path.length ? `'${issue.path.join('.')}' ` : ''}${issue.message}`, {
         where: at([...stepPath, 'with', ...issue.path]),
         hint: `Check the params of '${plugin.name}' with 'mlpipe plugins ${plugin.name}'.`,
       }),
@@ -442,7 +442,7 @@ function bindInputs(
   for (const [name, template] of Object.entries(step.inputs ?? {})) {
     if (!declared.some((d) => d.name === name)) {
       problems.push(
-        new SpecError('PLUGIN_INPUT', `Step '${id}': plugin '${plugin.name}' has no input '${name}'.${didYouMean(name, declared.map((d) => d.name))}`, {
+        new PipelineError('PLUGIN_INPUT', `Step '${id}': plugin '${plugin.name}' has no input '${name}'.${didYouMean(name, declared.map((d) => d.name))}`, {
           where: at([...stepPath, 'inputs', name]),
           hint: declared.length ? `Its inputs: ${declared.map((d) => d.name).join(', ')}.` : `'${plugin.name}' takes no inputs.`,
         }),
@@ -455,14 +455,14 @@ function bindInputs(
     if (providers.length === 1) inputs[d.name] = `\${steps.${providers[0]}.outputs.${d.name}}`;
     else if (providers.length > 1) {
       problems.push(
-        new SpecError('PLUGIN_INPUT', `Step '${id}': input '${d.name}' could come from ${providers.join(' or ')}.`, {
+        new PipelineError('PLUGIN_INPUT', `Step '${id}': input '${d.name}' could come from ${providers.join(' or ')}.`, {
           where: at([...stepPath, 'needs']),
           hint: `Bind it explicitly: inputs: { ${d.name}: \${steps.${providers[0]}.outputs.${d.name}} }`,
         }),
       );
     } else if (!d.optional) {
       problems.push(
-        new SpecError('PLUGIN_INPUT', `Step '${id}': input '${d.name}' of '${plugin.name}' is not bound, and no step it needs has an output '${d.name}'.`, {
+        new PipelineError('PLUGIN_INPUT', `Step '${id}': input '${d.name}' of '${plugin.name}' is not bound, and no step it needs has an output '${d.name}'.`, {
           where: at(stepPath),
           hint: `Add inputs: { ${d.name}: \${steps.<step>.outputs.<output>} } and list that step in needs.`,
         }),
@@ -493,7 +493,7 @@ function checkCacheIgnore({ problems, at }: Compilation, id: string, cacheSpec: 
     const head = path.split('.')[0]!;
     if (!has(withResolved, head)) {
       problems.push(
-        new SpecError('SPEC_INVALID', `Step '${id}': cache.ignore names '${path}', but '${head}' is not set in the step's with:.${didYouMean(head, Object.keys(withResolved))}`, {
+        new PipelineError('SPEC_INVALID', `Step '${id}': cache.ignore names '${path}', but '${head}' is not set in the step's with:.${didYouMean(head, Object.keys(withResolved))}`, {
           where: at([...stepPath, 'cache', 'ignore', i]),
           hint: Object.keys(withResolved).length ? `Params set in with: ${listed(Object.keys(withResolved))}.` : 'The step sets no params in with:.',
         }),
@@ -525,7 +525,7 @@ function checkTimeouts(
   };
   if (heartbeatMs !== undefined && heartbeatMs >= timeoutMs) {
     problems.push(
-      new SpecError('SPEC_INVALID', `Step '${id}': heartbeat (${heartbeatMs} ms) must be shorter than the timeout (${timeoutMs} ms).`, {
+      new PipelineError('SPEC_INVALID', `Step '${id}': heartbeat (${heartbeatMs} ms) must be shorter than the timeout (${timeoutMs} ms).`, {
         where: at(from('heartbeat')),
         hint: 'The heartbeat timeout says how fast a dead worker is noticed; make it a fraction of the step timeout.',
       }),
@@ -535,7 +535,7 @@ function checkTimeouts(
   const maxMs = retry.maximumIntervalMs ?? STEP_DEFAULTS.maximumIntervalMs;
   if (maxMs < initialMs) {
     problems.push(
-      new SpecError('SPEC_INVALID', `Step '${id}': retry.maximumInterval (${maxMs} ms${retry.maximumIntervalMs === undefined ? ', the default' : ''}) is shorter than retry.initialInterval (${initialMs} ms).`, {
+      new PipelineError('SPEC_INVALID', `Step '${id}': retry.maximumInterval (${maxMs} ms${retry.maximumIntervalMs === undefined ? ', the default' : ''}) is shorter than retry.initialInterval (${initialMs} ms).`, {
         where: at(from('retry', retry.maximumIntervalMs === undefined ? 'initialInterval' : 'maximumInterval')),
         hint: 'Temporal refuses a retry policy whose maximum interval is below its initial interval; set both.',
       }),
@@ -557,12 +557,12 @@ function confineStepPaths(cx: Compilation, id: string, step: StepSpec, plugin: P
 function checkStepOutput({ opts, problems, at, stepIds, staticWith }: Compilation, steps: Record<string, CompiledStep>, section: string[], step: string, output: string): void {
   const target = has(steps, step) ? steps[step] : undefined;
   if (!target) {
-    problems.push(new SpecError('SPEC_INVALID', `${section.join('.')}.step: there is no step '${step}'.${didYouMean(step, stepIds)}`, { where: at([...section, 'step']), hint: `Steps: ${listed(stepIds)}.` }));
+    problems.push(new PipelineError('SPEC_INVALID', `${section.join('.')}.step: there is no step '${step}'.${didYouMean(step, stepIds)}`, { where: at([...section, 'step']), hint: `Steps: ${listed(stepIds)}.` }));
     return;
   }
   const declared = opts.catalog.get(target.uses)?.outputNames(staticWith[step] ?? {});
   if (declared && !declared.includes(output)) {
-    problems.push(new SpecError('SPEC_INVALID', `${section.join('.')}: step '${step}' (${target.uses}) has no output '${output}'.`, { where: at(section), hint: `Its outputs: ${declared.join(', ')}.` }));
+    problems.push(new PipelineError('SPEC_INVALID', `${section.join('.')}: step '${step}' (${target.uses}) has no output '${output}'.`, { where: at(section), hint: `Its outputs: ${declared.join(', ')}.` }));
   }
 }
 
@@ -581,13 +581,13 @@ function checkMonitor(cx: Compilation, steps: Record<string, CompiledStep>): Com
     try {
       const current = resolveDeep(m.current, staticScope, isStatic);
       if (typeof current !== 'string' || current.includes('${')) {
-        problems.push(new SpecError('SPEC_INVALID', 'monitor.current must be known before the run starts (params and config only).', { where: at(['monitor', 'current']) }));
+        problems.push(new PipelineError('SPEC_INVALID', 'monitor.current must be known before the run starts (params and config only).', { where: at(['monitor', 'current']) }));
       } else {
         if (!current.startsWith('predictions:')) confine(cx, m.current, current, 'monitor.current', ['monitor', 'current']);
         monitor = { current, ...(m.window ? { windowMs: parseDuration(m.window)! } : {}), reference: dropUndefined({ step: m.reference.step, output: m.reference.output, model: m.reference.model }), drift: m.drift, retrain: m.retrain, ...(m.alert ? { alert: m.alert } : {}) };
       }
     } catch (e) {
-      if (e instanceof PipelineError) problems.push(new SpecError(e.code, e.message, { where: at(['monitor', 'current']), hint: e.hint }));
+      if (e instanceof PipelineError) problems.push(new PipelineError(e.code, e.message, { where: at(['monitor', 'current']), hint: e.hint }));
       else throw e;
     }
   }
@@ -600,7 +600,7 @@ function checkHpo(cx: Compilation, steps: Record<string, CompiledStep>): void {
   if (spec.hpo) {
     const h = spec.hpo;
     checkStepOutput(cx, steps, ['hpo', 'metric'], h.metric.step, h.metric.output);
-    for (const problem of validateSpace(h.space)) problems.push(new SpecError('SPEC_INVALID', `hpo.space.${problem}.`, { where: at(['hpo', 'space', problem.split(':')[0]!]) }));
+    for (const problem of validateSpace(h.space)) problems.push(new PipelineError('SPEC_INVALID', `hpo.space.${problem}.`, { where: at(['hpo', 'space', problem.split(':')[0]!]) }));
   }
 }
 
@@ -631,7 +631,7 @@ function assemble(cx: Compilation, steps: Record<string, CompiledStep>, monitor:
   });
   const bytes = new TextEncoder().encode(JSON.stringify(compiled)).length;
   if (bytes > LIMITS.compiledBytes) {
-    throw new SpecError('SPEC_INVALID', `The compiled pipeline is ${bytes} bytes; it travels through Temporal's history as one payload, limited here to ${LIMITS.compiledBytes}.`, {
+    throw new PipelineError('SPEC_INVALID', `The compiled pipeline is ${bytes} bytes; it travels through Temporal's history as one payload, limited here to ${LIMITS.compiledBytes}.`, {
       where: { file: opts.file },
       hint: 'Keep large values (lists of items, inline data) in data files and pass their paths.',
     });
@@ -692,7 +692,7 @@ function codeProblems(id: string, withSpec: Record<string, unknown>, plugin: Plu
     }
     if (exprs.length === 0) return; // only $${ escapes: literal text
     out.push(
-      new SpecError('EXPR_IN_CODE', `Step '${id}' (${plugin.name}): '${path.join('.')}' is code, so it cannot contain '\${${exprs[0]}}': the value would be spliced into it.`, {
+      new PipelineError('EXPR_IN_CODE', `Step '${id}' (${plugin.name}): '${path.join('.')}' is code, so it cannot contain '\${${exprs[0]}}': the value would be spliced into it.`, {
         where: at(path),
         hint: plugin.codeHint ?? `Pass the value to '${plugin.name}' as data, not inside '${code.join('.')}'.`,
       }),
@@ -867,7 +867,7 @@ function schemaProblems(error: ZodError, doc: SourceDoc): PipelineError[] {
         const where = doc.locate([...path, key]);
         const owner = path.length === 0 ? 'the pipeline' : path[0] === 'steps' && path.length === 2 ? `step '${String(path[1])}'` : `'${path.join('.')}'`;
         out.push(
-          new SpecError('SPEC_UNKNOWN_KEY', `Unknown key '${key}' in ${owner}.${didYouMean(key, known)}`, {
+          new PipelineError('SPEC_UNKNOWN_KEY', `Unknown key '${key}' in ${owner}.${didYouMean(key, known)}`, {
             where,
             hint: `Allowed keys: ${known.join(', ')}.`,
           }),
@@ -879,7 +879,7 @@ function schemaProblems(error: ZodError, doc: SourceDoc): PipelineError[] {
     const last = path[path.length - 1];
     const code: ErrorCode = 'SPEC_INVALID';
     const message = missing ? `'${String(last)}' is required.` : `'${path.join('.')}' ${issue.message.replace(/^Invalid input: /, '')}.`;
-    out.push(new SpecError(code, message, { where: doc.locate(path), hint: hintFor(path) }));
+    out.push(new PipelineError(code, message, { where: doc.locate(path), hint: hintFor(path) }));
   }
   // Report in file order, as an editor would list them.
   return out.sort((a, b) => (a.where?.line ?? 0) - (b.where?.line ?? 0) || (a.where?.column ?? 0) - (b.where?.column ?? 0));

@@ -21,7 +21,7 @@
  * Values are read as YAML: 0.01 is a number, [64, 32] a list, true a boolean, 'x' a string.
  */
 import { parse as parseYamlValue } from 'yaml';
-import { ConfigError, PipelineError, SpecErrors } from './errors.js';
+import { PipelineError, SpecErrors } from './errors.js';
 import { checkTree, LIMITS, shown } from './limits.js';
 import { didYouMean } from './suggest.js';
 import { parseYaml } from './yaml-doc.js';
@@ -50,9 +50,9 @@ export interface ComposedConfig {
 /** Config option names (and `config:` names): no separators or dot segments, so a name stays a file in its group. */
 export const OPTION_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 
-function checkOption(ov: Override, option: string, index: number): ConfigError | undefined {
+function checkOption(ov: Override, option: string, index: number): PipelineError | undefined {
   if (OPTION_NAME.test(option) && !option.includes('..') && option.length <= 128) return undefined;
-  return new ConfigError('INPUT_INVALID', `Override '${shown(ov.text)}': '${shown(option)}' is not a config option name.`, {
+  return new PipelineError('INPUT_INVALID', `Override '${shown(ov.text)}': '${shown(option)}' is not a config option name.`, {
     where: { file: '<overrides>', path: [index] },
     hint: 'Options are file names in the group folder (letters, digits, _ . -), without paths.',
   });
@@ -70,31 +70,31 @@ export function parseOverride(text: string, index = 0): Override {
   const key = m?.[2]?.trim() ?? '';
   const raw = m?.[3];
   if (!m || !KEY.test(key)) {
-    throw new ConfigError('OVERRIDE_MALFORMED', `Override '${shown(text)}' is malformed: '${shown(key)}' is not a key path.`, {
+    throw new PipelineError('OVERRIDE_MALFORMED', `Override '${shown(text)}' is malformed: '${shown(key)}' is not a key path.`, {
       where,
       hint: OVERRIDE_HELP,
     });
   }
   const path = key.split('.');
   if (path.includes('__proto__')) {
-    throw new ConfigError('OVERRIDE_MALFORMED', `Override '${shown(text)}': '__proto__' cannot be a key.`, { where, hint: OVERRIDE_HELP });
+    throw new PipelineError('OVERRIDE_MALFORMED', `Override '${shown(text)}': '__proto__' cannot be a key.`, { where, hint: OVERRIDE_HELP });
   }
   if (prefix === '~') return { kind: 'delete', key, path, text };
   if (raw === undefined) {
-    throw new ConfigError('OVERRIDE_MALFORMED', `Override '${text}' has no '=value'.`, { where, hint: OVERRIDE_HELP });
+    throw new PipelineError('OVERRIDE_MALFORMED', `Override '${text}' has no '=value'.`, { where, hint: OVERRIDE_HELP });
   }
   let value: unknown;
   try {
     value = raw.trim() === '' ? '' : parseYamlValue(raw, { maxAliasCount: LIMITS.yamlAliases });
   } catch (e) {
-    throw new ConfigError('OVERRIDE_MALFORMED', `Override '${shown(text)}': the value '${shown(raw)}' is not valid YAML (${(e as Error).message.split('\n')[0]}).`, {
+    throw new PipelineError('OVERRIDE_MALFORMED', `Override '${shown(text)}': the value '${shown(raw)}' is not valid YAML (${(e as Error).message.split('\n')[0]}).`, {
       where,
       hint: "Quote values with special characters, e.g. key='a: b'; write lists as [1, 2].",
     });
   }
   let bad: string | undefined;
   checkTree(value, (p, message) => (bad ??= `${p.length ? `'${p.join('.')}' ` : ''}${message}`));
-  if (bad) throw new ConfigError('OVERRIDE_MALFORMED', `Override '${shown(text)}': its value ${bad}`, { where, hint: OVERRIDE_HELP });
+  if (bad) throw new PipelineError('OVERRIDE_MALFORMED', `Override '${shown(text)}': its value ${bad}`, { where, hint: OVERRIDE_HELP });
   return { kind: prefix === '++' ? 'upsert' : prefix === '+' ? 'add' : 'set', key, path, value, text };
 }
 
@@ -206,20 +206,20 @@ function applyOne(target: Record<string, unknown>, ov: Override, index: number, 
   const existing = getPath(target, path);
   if (ov.kind === 'set' && !existing.found) {
     const suggestion = didYouMean(path.join('.'), keyPaths(target));
-    throw new ConfigError('OVERRIDE_UNKNOWN_KEY', `Override '${ov.text}': ${label} has no key '${path.join('.')}'.${suggestion}`, {
+    throw new PipelineError('OVERRIDE_UNKNOWN_KEY', `Override '${ov.text}': ${label} has no key '${path.join('.')}'.${suggestion}`, {
       where,
       hint: `To add a new key, write +${ov.key}=... ; to see the ${label}, run 'mlpipe validate <pipeline> --show-config'.`,
     });
   }
   if (ov.kind === 'add' && existing.found) {
-    throw new ConfigError('OVERRIDE_KEY_EXISTS', `Override '${ov.text}': ${label} already has '${path.join('.')}' (= ${JSON.stringify(existing.value)}).`, {
+    throw new PipelineError('OVERRIDE_KEY_EXISTS', `Override '${ov.text}': ${label} already has '${path.join('.')}' (= ${JSON.stringify(existing.value)}).`, {
       where,
       hint: `To change it write ${ov.key}=... (no '+'); ++${ov.key}=... sets or adds.`,
     });
   }
   if (ov.kind === 'delete') {
     if (!existing.found) {
-      throw new ConfigError('OVERRIDE_UNKNOWN_KEY', `Override '${ov.text}': ${label} has no key '${path.join('.')}' to delete.${didYouMean(path.join('.'), keyPaths(target))}`, { where });
+      throw new PipelineError('OVERRIDE_UNKNOWN_KEY', `Override '${ov.text}': ${label} has no key '${path.join('.')}' to delete.${didYouMean(path.join('.'), keyPaths(target))}`, { where });
     }
     return deletePath(target, path);
   }
@@ -229,7 +229,7 @@ function applyOne(target: Record<string, unknown>, ov: Override, index: number, 
 function readDefaults(raw: unknown, file: string, locate: (p: (string | number)[]) => object): DefaultEntry[] {
   if (raw === undefined) return [];
   if (!Array.isArray(raw)) {
-    throw new ConfigError('CONFIG_INVALID', `'defaults' must be a list.`, { where: { file, ...locate(['defaults']) }, hint: 'Write defaults as a YAML list: - model: small' });
+    throw new PipelineError('CONFIG_INVALID', `'defaults' must be a list.`, { where: { file, ...locate(['defaults']) }, hint: 'Write defaults as a YAML list: - model: small' });
   }
   return raw.map((item, i): DefaultEntry => {
     if (item === '_self_') return { self: true };
@@ -240,7 +240,7 @@ function readDefaults(raw: unknown, file: string, locate: (p: (string | number)[
       const group = rawKey.replace(/^(optional|override)\s+/, '');
       if (option === null || typeof option === 'string') return { group, option: option as string | null, optional };
     }
-    throw new ConfigError('CONFIG_INVALID', `Entry ${i} of 'defaults' must be '_self_', a config name, or 'group: option'.`, {
+    throw new PipelineError('CONFIG_INVALID', `Entry ${i} of 'defaults' must be '_self_', a config name, or 'group: option'.`, {
       where: { file, ...locate(['defaults', i]) },
       hint: 'Example:\n    defaults:\n      - model: small\n      - _self_',
     });
@@ -261,14 +261,14 @@ export function composeConfig(name: string, files: ConfigFiles, overrides: Overr
   }
   if (!primary || !primaryRel) {
     const available = [...new Set(files.list('').map((n) => n.replace(/\.ya?ml$/, '')))];
-    throw new ConfigError('CONFIG_NOT_FOUND', `Config '${name}' not found: looked for conf/${candidates[0]} and conf/${candidates[1]}.${didYouMean(name, available)}`, {
+    throw new PipelineError('CONFIG_NOT_FOUND', `Config '${name}' not found: looked for conf/${candidates[0]} and conf/${candidates[1]}.${didYouMean(name, available)}`, {
       hint: available.length ? `Configs in conf/: ${available.join(', ')}.` : 'Create conf/<name>/config.yaml, or remove `config:` from the pipeline.',
     });
   }
   const root = primaryRel.includes('/') ? primaryRel.slice(0, primaryRel.lastIndexOf('/') + 1) : '';
   const doc = parseYaml(primary.file, primary.text);
   if (doc.value !== null && doc.value !== undefined && !isPlainObject(doc.value)) {
-    throw new ConfigError('CONFIG_INVALID', `Config ${primary.file} must be a mapping of keys to values.`, { where: { file: primary.file, line: 1 } });
+    throw new PipelineError('CONFIG_INVALID', `Config ${primary.file} must be a mapping of keys to values.`, { where: { file: primary.file, line: 1 } });
   }
   const own = { ...((doc.value as Record<string, unknown> | null) ?? {}) };
   const defaults = readDefaults(own['defaults'], primary.file, (p) => doc.locate(p));
@@ -285,7 +285,7 @@ export function composeConfig(name: string, files: ConfigFiles, overrides: Overr
     if ((ov.kind === 'set' || ov.kind === 'upsert') && groupNames.has(ov.key)) {
       if (typeof ov.value !== 'string' && ov.value !== null) {
         problems.push(
-          new ConfigError('OVERRIDE_MALFORMED', `Override '${shown(ov.text)}': '${ov.key}' is a config group; its value must be an option name.`, {
+          new PipelineError('OVERRIDE_MALFORMED', `Override '${shown(ov.text)}': '${ov.key}' is a config group; its value must be an option name.`, {
             where: { file: '<overrides>', path: [index] },
             hint: `Options: ${optionsOf(files, root, ov.key).join(', ')}.`,
           }),
@@ -323,7 +323,7 @@ export function composeConfig(name: string, files: ConfigFiles, overrides: Overr
       if (d.optional) continue;
       const options = d.group ? optionsOf(files, root, d.group) : [];
       problems.push(
-        new ConfigError('CONFIG_NOT_FOUND', d.group ? `Config group '${d.group}' has no option '${d.option}'.${didYouMean(d.option!, options)}` : `Config '${d.config}' (in the defaults of ${primary.file}) not found.`, {
+        new PipelineError('CONFIG_NOT_FOUND', d.group ? `Config group '${d.group}' has no option '${d.option}'.${didYouMean(d.option!, options)}` : `Config '${d.config}' (in the defaults of ${primary.file}) not found.`, {
           where: { file: primary.file, ...doc.locate(['defaults']) },
           hint: d.group ? (options.length ? `Options in conf/${root}${d.group}/: ${options.join(', ')}.` : `Create conf/${root}${d.group}/${d.option}.yaml.`) : `Create conf/${rel}.yaml.`,
         }),
@@ -333,12 +333,12 @@ export function composeConfig(name: string, files: ConfigFiles, overrides: Overr
     const gdoc = parseYaml(f.file, f.text);
     const body = gdoc.value ?? {};
     if (!isPlainObject(body)) {
-      problems.push(new ConfigError('CONFIG_INVALID', `Config ${f.file} must be a mapping of keys to values.`, { where: { file: f.file, line: 1 } }));
+      problems.push(new PipelineError('CONFIG_INVALID', `Config ${f.file} must be a mapping of keys to values.`, { where: { file: f.file, line: 1 } }));
       continue;
     }
     if ('defaults' in body) {
       problems.push(
-        new ConfigError('CONFIG_INVALID', `Config ${f.file} has its own defaults list; nested defaults are not supported.`, {
+        new PipelineError('CONFIG_INVALID', `Config ${f.file} has its own defaults list; nested defaults are not supported.`, {
           where: { file: f.file, ...gdoc.locate(['defaults']) },
           hint: 'List every group in the primary config instead.',
         }),

@@ -14,72 +14,89 @@ export interface Location {
   path?: (string | number)[];
 }
 
-export type ErrorCode =
-  | 'SPEC_INVALID'
-  | 'SPEC_YAML'
-  | 'SPEC_UNKNOWN_KEY'
-  | 'SPEC_NOT_FOUND'
-  | 'DAG_CYCLE'
-  | 'DAG_MISSING_NEED'
-  | 'EXPR_SYNTAX'
-  | 'EXPR_REFERENCE'
-  | 'EXPR_EVAL'
-  | 'EXPR_IN_CODE'
-  | 'CONFIG_NOT_FOUND'
-  | 'CONFIG_INVALID'
-  | 'OVERRIDE_MALFORMED'
-  | 'OVERRIDE_UNKNOWN_KEY'
-  | 'OVERRIDE_KEY_EXISTS'
-  | 'PLUGIN_UNKNOWN'
-  | 'PLUGIN_DUPLICATE'
-  | 'PLUGIN_INVALID'
-  | 'PLUGIN_PARAMS'
-  | 'PLUGIN_INPUT'
-  | 'PLUGIN_OUTPUT'
-  | 'STEP_FAILED'
-  | 'DATA_INVALID'
-  | 'QUALITY_GATE'
-  | 'STORAGE_ERROR'
-  | 'STORAGE_DIGEST_MISMATCH'
-  | 'STORAGE_NOT_FOUND'
-  | 'STORAGE_KEY_INVALID'
-  | 'STORAGE_RECORD_CORRUPT'
-  | 'INPUT_INVALID'
-  | 'TOOL_MISSING'
-  | 'PORT_IN_USE'
-  | 'TRACKING_ERROR'
-  | 'SERVICE_UNAVAILABLE';
+/** What a code means, and whether retrying the same work can help (the default of `retryable`). */
+export interface CodeInfo {
+  meaning: string;
+  retryable: boolean;
+  /** The HTTP status the prediction server answers with (codes in the `error` field of its error bodies). */
+  httpStatus?: number;
+}
+
+/**
+ * The catalogue: every code mlpipe raises, once. `NON_RETRYABLE_CODES`, the failure types Temporal
+ * never retries, the prediction server's HTTP statuses and docs/errors.md all come from it (a unit
+ * test checks that every code the sources use is here and documented).
+ */
+export const ERROR_CODES = {
+  // The pipeline file and config: found at compile time, nothing runs.
+  SPEC_INVALID: { retryable: false, meaning: 'The pipeline file breaks the schema or a limit, or names something it lacks (a section, a step).' },
+  SPEC_YAML: { retryable: false, meaning: 'A pipeline or config file is not UTF-8 or not YAML, or expands too many aliases or nests too deep.' },
+  SPEC_UNKNOWN_KEY: { retryable: false, meaning: 'A key the schema does not know (usually a typo; the message suggests the nearest).' },
+  SPEC_NOT_FOUND: { retryable: false, meaning: 'No pipeline of that name or path.' },
+  DAG_CYCLE: { retryable: false, meaning: 'The steps depend on each other in a circle.' },
+  DAG_MISSING_NEED: { retryable: false, meaning: 'A step needs, or reads the output of, a step that does not exist.' },
+  EXPR_SYNTAX: { retryable: false, meaning: 'A ${...} expression does not parse.' },
+  EXPR_REFERENCE: { retryable: false, meaning: 'An expression reads something that is not there (a param, a config key, a step output).' },
+  EXPR_EVAL: { retryable: false, meaning: 'An expression cannot be evaluated with these values (e.g. comparing a number with a string).' },
+  EXPR_IN_CODE: { retryable: false, meaning: 'A ${...} inside a param that is code (a shell line, SQL): values reach code only through data params.' },
+  CONFIG_NOT_FOUND: { retryable: false, meaning: 'A config, config group or group option that conf/ does not have.' },
+  CONFIG_INVALID: { retryable: false, meaning: 'A config file is not a mapping, or its defaults list is malformed.' },
+  OVERRIDE_MALFORMED: { retryable: false, meaning: 'An override is not key=value (or +key=value, ++key=value, ~key) with a valid key and value.' },
+  OVERRIDE_UNKNOWN_KEY: { retryable: false, meaning: 'An override sets or deletes a key the config does not have (add one with +key=value).' },
+  OVERRIDE_KEY_EXISTS: { retryable: false, meaning: 'A +key=value override adds a key the config already has.' },
+  // Plugins and steps.
+  PLUGIN_UNKNOWN: { retryable: false, meaning: 'A step uses a plugin this worker does not have.' },
+  PLUGIN_DUPLICATE: { retryable: false, meaning: 'Two plugins have the same name.' },
+  PLUGIN_INVALID: { retryable: false, meaning: "The project's plugin module does not load or does not export plugins." },
+  PLUGIN_PARAMS: { retryable: false, meaning: "A step's params do not match its plugin's schema." },
+  PLUGIN_INPUT: { retryable: false, meaning: 'A step input is missing, of the wrong kind, or not what the plugin can read.' },
+  PLUGIN_OUTPUT: { retryable: false, meaning: "A plugin did not return its declared outputs, or returned too much (a plugin's bug)." },
+  STEP_FAILED: { retryable: true, meaning: "A step's own work failed (a process exit, a remote job); the run's failure type when a step failed." },
+  DATA_INVALID: { retryable: false, meaning: 'The data cannot be used: unreadable, empty, wrong columns or types.' },
+  QUALITY_GATE: { retryable: false, meaning: 'A model missed a quality bar the pipeline sets (evaluate thresholds, export parity).' },
+  HPO_FAILED: { retryable: false, meaning: 'A search failed: more trials failed than hpo.maxFailed allows, or none produced the metric.' },
+  ALERT_FAILED: { retryable: true, meaning: 'The alert webhook did not take the message (retried; not when it refused it outright, HTTP 3xx/4xx).' },
+  // The artifact store.
+  STORAGE_ERROR: { retryable: true, meaning: 'The store failed to read or write (after its own retries).' },
+  STORAGE_DIGEST_MISMATCH: { retryable: false, meaning: 'Stored bytes do not match their sha256 name: altered or corrupt.' },
+  STORAGE_NOT_FOUND: { retryable: true, meaning: 'An artifact, run or record is not in the store.' },
+  STORAGE_KEY_INVALID: { retryable: false, meaning: 'A store key that could escape its folder (absolute, .., backslashes, percent-encoding).' },
+  STORAGE_RECORD_CORRUPT: { retryable: false, meaning: 'A JSON record in the store does not parse.' },
+  // Inputs and the environment.
+  INPUT_INVALID: { retryable: false, meaning: 'A workflow input or command-line argument is invalid.' },
+  TOOL_MISSING: { retryable: true, meaning: 'A server or tool mlpipe needs is not there (Temporal, the Temporal CLI, MLflow).' },
+  PORT_IN_USE: { retryable: true, meaning: 'A port mlpipe should listen on is taken or not allowed.' },
+  TRACKING_ERROR: { retryable: true, meaning: "An MLflow request failed or was refused (MLflow's own code and the HTTP status in mlflowCode and httpStatus), or MLflow lacks what the run needs (a registry, a run)." },
+  SERVICE_UNAVAILABLE: { retryable: true, meaning: 'A service (MLflow) cannot be reached for now: a step waits up to retry.serviceWait, tracking delivery until it comes back.' },
+  INTERNAL: { retryable: false, httpStatus: 500, meaning: 'A bug in mlpipe: please report it with the message.' },
+  // The prediction server's answers (the `error` field of its JSON error bodies).
+  INVALID_INPUT: { retryable: false, httpStatus: 400, meaning: 'POST /predict: records that do not fit the model (details list each field).' },
+  INVALID_JSON: { retryable: false, httpStatus: 400, meaning: 'POST /predict: the body is not JSON.' },
+  NOT_FOUND: { retryable: false, httpStatus: 404, meaning: 'No such route.' },
+  METHOD_NOT_ALLOWED: { retryable: false, httpStatus: 405, meaning: '/predict takes POST only.' },
+  BODY_TOO_LARGE: { retryable: false, httpStatus: 413, meaning: 'The body exceeds --max-body.' },
+  TOO_MANY_INSTANCES: { retryable: false, httpStatus: 413, meaning: 'More records in one request than --max-instances.' },
+  UNSUPPORTED_MEDIA_TYPE: { retryable: false, httpStatus: 415, meaning: 'The body is not sent as application/json.' },
+  PREDICTION_NOT_FINITE: { retryable: false, httpStatus: 422, meaning: 'The model produced NaN or Infinity for some records (details list them).' },
+  CLIENT_ABORTED: { retryable: false, httpStatus: 499, meaning: 'The client closed the connection before its request was read (counted in /metrics, not answered).' },
+} as const satisfies Record<string, CodeInfo>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+/**
+ * A code defined outside the catalogue, by a project's plugin: `<namespace>/<CODE>`, e.g.
+ * `acme/FORECAST_HORIZON`. Retryable unless the error says otherwise.
+ */
+export type CustomErrorCode = `${string}/${string}`;
+
+export type PipelineErrorCode = ErrorCode | CustomErrorCode;
+
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(ERROR_CODES, code);
+}
 
 /** Codes for which retrying the same step can never help. */
-export const NON_RETRYABLE_CODES: readonly ErrorCode[] = [
-  'STORAGE_KEY_INVALID',
-  'SPEC_INVALID',
-  'SPEC_YAML',
-  'SPEC_UNKNOWN_KEY',
-  'SPEC_NOT_FOUND',
-  'DAG_CYCLE',
-  'DAG_MISSING_NEED',
-  'EXPR_SYNTAX',
-  'EXPR_REFERENCE',
-  'EXPR_EVAL',
-  'EXPR_IN_CODE',
-  'CONFIG_NOT_FOUND',
-  'CONFIG_INVALID',
-  'OVERRIDE_MALFORMED',
-  'OVERRIDE_UNKNOWN_KEY',
-  'OVERRIDE_KEY_EXISTS',
-  'PLUGIN_UNKNOWN',
-  'PLUGIN_DUPLICATE',
-  'PLUGIN_INVALID',
-  'PLUGIN_PARAMS',
-  'PLUGIN_INPUT',
-  'PLUGIN_OUTPUT',
-  'STORAGE_DIGEST_MISMATCH',
-  'STORAGE_RECORD_CORRUPT',
-  'INPUT_INVALID',
-  'DATA_INVALID',
-  'QUALITY_GATE',
-];
+export const NON_RETRYABLE_CODES: readonly ErrorCode[] = (Object.keys(ERROR_CODES) as ErrorCode[]).filter((c) => !ERROR_CODES[c].retryable);
 
 export interface PipelineErrorOptions {
   where?: Location;
@@ -87,21 +104,25 @@ export interface PipelineErrorOptions {
   cause?: unknown;
   /** Override the default retryability derived from the code. */
   retryable?: boolean;
+  /** Structured facts that go with the error (JSON): the prediction server's field problems, a run's status. */
+  details?: unknown;
 }
 
 export class PipelineError extends Error {
-  readonly code: ErrorCode;
+  readonly code: PipelineErrorCode;
   readonly where?: Location;
   readonly hint?: string;
   readonly retryable: boolean;
+  readonly details?: unknown;
 
-  constructor(code: ErrorCode, message: string, options: PipelineErrorOptions = {}) {
+  constructor(code: PipelineErrorCode, message: string, options: PipelineErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
     this.where = options.where;
     this.hint = options.hint;
-    this.retryable = options.retryable ?? !NON_RETRYABLE_CODES.includes(code);
+    this.retryable = options.retryable ?? (isErrorCode(code) ? ERROR_CODES[code].retryable : true);
+    if (options.details !== undefined) this.details = options.details;
   }
 
   /** One readable block: `file:line:col  steps.train.with.epochs`, the message, then the hint. */
@@ -109,13 +130,6 @@ export class PipelineError extends Error {
     return formatProblem(this.code, this.message, this.where, this.hint);
   }
 }
-
-export class SpecError extends PipelineError {}
-export class ConfigError extends PipelineError {}
-export class ExpressionError extends PipelineError {}
-export class PluginInputError extends PipelineError {}
-export class StorageError extends PipelineError {}
-export class DataError extends PipelineError {}
 
 /** Several problems found in one pass (validation reports all it can, not just the first). */
 export class SpecErrors extends PipelineError {
@@ -145,12 +159,13 @@ export function formatPath(path: readonly (string | number)[] | undefined): stri
     .join('');
 }
 
-export function formatProblem(code: string, message: string, where?: Location, hint?: string): string {
-  const loc: string[] = [];
+/** Where a problem is, as one line: `file:line:col at steps.train.with.epochs`, `override #2`, or ''. */
+export function formatLocation(where: Location | undefined): string {
   if (where?.file === '<overrides>') {
     const i = where.path?.[0];
-    return `override #${typeof i === 'number' ? i + 1 : '?'}\n  error ${code}: ${message}${hint ? `\n  hint: ${hint}` : ''}`;
+    return `override #${typeof i === 'number' ? i + 1 : '?'}`;
   }
+  const loc: string[] = [];
   if (where?.file) {
     let f = where.file;
     if (where.line !== undefined) f += `:${where.line}`;
@@ -159,10 +174,103 @@ export function formatProblem(code: string, message: string, where?: Location, h
   }
   const keyPath = formatPath(where?.path);
   if (keyPath) loc.push(`at ${keyPath}`);
-  const head = loc.length ? `${loc.join(' ')}\n` : '';
-  return `${head}  error ${code}: ${message}${hint ? `\n  hint: ${hint}` : ''}`;
+  return loc.join(' ');
+}
+
+export function formatProblem(code: string, message: string, where?: Location, hint?: string): string {
+  const loc = formatLocation(where);
+  return `${loc ? `${loc}\n` : ''}  error ${code}: ${message}${hint ? `\n  hint: ${hint}` : ''}`;
 }
 
 export function isPipelineError(e: unknown): e is PipelineError {
   return e instanceof PipelineError;
+}
+
+/** A zod issue, as far as messages need it (engine/ code may run in workflows: no zod import here). */
+export interface ZodIssueLike {
+  readonly path: readonly PropertyKey[];
+  readonly message: string;
+}
+
+/** zod issues on one line: `training.lr: Too small: expected number to be >0; seed: ...`. `root` names an empty path. */
+export function formatZodIssues(issues: readonly ZodIssueLike[], root?: string): string {
+  return issues
+    .map((i) => {
+      const at = i.path.map(String).join('.') || root;
+      return at ? `${at}: ${i.message}` : i.message;
+    })
+    .join('; ');
+}
+
+// ---- Temporal failures ---------------------------------------------------------------------------
+// engine/ imports no SDK, yet workflows (deterministic, sandboxed), activities and the CLI all need
+// to build and read Temporal failures the same way. So this part is duck-typed: it produces the
+// plain options of `ApplicationFailure.create` and reads failures by their fields and class names
+// (Temporal sets `name` on the prototype of each of its failure classes). test/unit/errors.test.ts
+// checks it against the real @temporalio/common classes and failure converter.
+
+/** The fields of a PipelineError, as an ApplicationFailure carries them in `details[0]`. */
+export interface ErrorFields {
+  code: PipelineErrorCode;
+  message: string;
+  where?: Location;
+  hint?: string;
+  retryable: boolean;
+  details?: unknown;
+}
+
+/** What `ApplicationFailure.create` takes to carry `e`: type = code, non-retryable as the error says, the fields in details. */
+export function failureOptions(e: PipelineError): { type: string; message: string; nonRetryable: boolean; details: [ErrorFields] } {
+  const fields: ErrorFields = { code: e.code, message: e.message, retryable: e.retryable };
+  if (e.where) fields.where = e.where;
+  if (e.hint !== undefined) fields.hint = e.hint;
+  if (e.details !== undefined) fields.details = e.details;
+  return { type: e.code, message: failureText(e), nonRetryable: !e.retryable, details: [fields] };
+}
+
+/** The failure's message, what users see in the CLI and the Temporal UI: where, the problem, the hint. */
+function failureText(e: PipelineError): string {
+  if (e instanceof SpecErrors) return e.format();
+  const loc = formatLocation(e.where);
+  return `${loc ? `${loc}: ` : ''}${e.message}${e.hint ? `\n  hint: ${e.hint}` : ''}`;
+}
+
+/** The PipelineError a failure carries (see `failureOptions`), under any Temporal wrappers; undefined for other failures. */
+export function errorFromFailure(err: unknown): PipelineError | undefined {
+  const root = rootFailure(err) as { type?: unknown; details?: unknown } | undefined;
+  const d = Array.isArray(root?.details) ? (root.details[0] as Partial<ErrorFields> | undefined) : undefined;
+  if (!d || typeof d !== 'object' || d.code !== root!.type || typeof d.message !== 'string' || typeof d.retryable !== 'boolean') return undefined;
+  return new PipelineError(d.code!, d.message, {
+    retryable: d.retryable,
+    ...(d.where ? { where: d.where } : {}),
+    ...(typeof d.hint === 'string' ? { hint: d.hint } : {}),
+    ...(d.details !== undefined ? { details: d.details } : {}),
+  });
+}
+
+/** Temporal's failures that only say where the real one happened (an activity, a child, the workflow). */
+const WRAPPERS = new Set(['ActivityFailure', 'ChildWorkflowFailure', 'NexusOperationFailure', 'WorkflowFailedError', 'WorkflowUpdateFailedError']);
+
+/**
+ * The failure that says what went wrong: `err` without the Temporal wrappers around it
+ * (WorkflowFailedError -> ChildWorkflowFailure -> ActivityFailure -> ApplicationFailure gives the
+ * ApplicationFailure). Anything else is returned as it is.
+ */
+export function rootFailure(err: unknown): unknown {
+  let e = err;
+  for (let depth = 0; depth < 32; depth++) {
+    const w = e as { name?: unknown; cause?: unknown } | null;
+    if (typeof w !== 'object' || w === null || !WRAPPERS.has(String(w.name)) || w.cause === undefined || w.cause === null) break;
+    e = w.cause;
+  }
+  return e;
+}
+
+/** The root failure's type (an ApplicationFailure's type, else the error's name) and message. */
+export function describeFailure(err: unknown): { type?: string; message: string } {
+  const e = rootFailure(err);
+  if (!(typeof e === 'object' && e !== null && 'message' in e)) return { message: String(e) };
+  const f = e as { name?: unknown; type?: unknown; message: unknown };
+  const type = f.name === 'ApplicationFailure' ? (typeof f.type === 'string' && f.type ? f.type : undefined) : typeof f.name === 'string' ? f.name : undefined;
+  return { ...(type ? { type } : {}), message: String(f.message) };
 }

@@ -15,7 +15,7 @@
  * list, an artifact reference...). A string with text around expressions yields a string. `$${`
  * writes a literal `${`.
  */
-import { ExpressionError } from './errors.js';
+import { PipelineError } from './errors.js';
 
 export type RefPath = (string | number)[];
 
@@ -48,7 +48,7 @@ function tokenize(src: string): Token[] {
     TOKEN.lastIndex = pos;
     const m = TOKEN.exec(src);
     if (!m) {
-      throw new ExpressionError('EXPR_SYNTAX', `Unexpected character '${src.slice(pos).trimStart()[0]}' in expression '${src}'.`, {
+      throw new PipelineError('EXPR_SYNTAX', `Unexpected character '${src.slice(pos).trimStart()[0]}' in expression '${src}'.`, {
         hint: 'Expressions use names (params.x, conf.a.b, steps.s.outputs.o), literals, ! && || == != < <= > >= and parentheses.',
       });
     }
@@ -66,7 +66,7 @@ export function parseExpression(src: string): Expr {
   const toks = tokenize(src);
   let i = 0;
   const fail = (what: string): never => {
-    throw new ExpressionError('EXPR_SYNTAX', `${what} in expression '${src}'.`, {
+    throw new PipelineError('EXPR_SYNTAX', `${what} in expression '${src}'.`, {
       hint: "Write references as params.name, conf.group.key or steps.<step>.outputs.<name>; quote strings with ' or \".",
     });
   };
@@ -173,7 +173,7 @@ export function parseTemplate(text: string): TemplatePart[] {
         else if (c === '}') break;
       }
       if (j >= text.length) {
-        throw new ExpressionError('EXPR_SYNTAX', `Unclosed '\${' in '${text}'.`, { hint: "Close the expression with '}', or write $${ for a literal ${." });
+        throw new PipelineError('EXPR_SYNTAX', `Unclosed '\${' in '${text}'.`, { hint: "Close the expression with '}', or write $${ for a literal ${." });
       }
       if (buf) parts.push({ text: buf });
       buf = '';
@@ -256,7 +256,7 @@ export function evaluate(e: Expr, scope: Scope): unknown {
           return !jsonEqual(l, r);
         default:
           if (!((typeof l === 'number' && typeof r === 'number') || (typeof l === 'string' && typeof r === 'string'))) {
-            throw new ExpressionError('EXPR_EVAL', `Cannot compare ${JSON.stringify(l)} ${e.op} ${JSON.stringify(r)}: both sides must be numbers or both strings.`);
+            throw new PipelineError('EXPR_EVAL', `Cannot compare ${JSON.stringify(l)} ${e.op} ${JSON.stringify(r)}: both sides must be numbers or both strings.`);
           }
           if (e.op === '<') return l < r;
           if (e.op === '<=') return l <= r;

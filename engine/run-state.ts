@@ -118,7 +118,7 @@ export class RunState {
     Object.assign(this.steps[id]!, { status: 'skipped', reason, startedAt: now, endedAt: now });
   }
 
-  /** The fully resolved activity input for a step. Throws ExpressionError on a bad runtime value. */
+  /** The fully resolved activity input for a step. Throws an EXPR_* PipelineError on a bad runtime value. */
   call(id: string): StepCall {
     const step = this.pipeline.steps[id]!;
     const scope = this.scope();

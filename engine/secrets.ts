@@ -59,7 +59,7 @@ export function scrubberFor(worker: Env, requested: readonly string[] = []): (te
 }
 
 /**
- * Scrubs an error and its causes in place (message, stack, hint): Temporal serialises all of them
+ * Scrubs an error and its causes in place (message, stack, hint, details): Temporal serialises all of them
  * into the failure it records. Returns the same error.
  */
 export function scrubError<E>(e: E, redact: (text: string) => string): E {
@@ -69,7 +69,16 @@ export function scrubError<E>(e: E, redact: (text: string) => string): E {
     err.message = redact(err.message);
     if (err.stack) err.stack = redact(err.stack);
     if (typeof err.hint === 'string') Object.defineProperty(err, 'hint', { value: redact(err.hint) });
+    if ((err as { details?: unknown }).details !== undefined) Object.defineProperty(err, 'details', { value: redactStrings((err as { details?: unknown }).details, redact) });
     cur = err.cause;
   }
   return e;
+}
+
+/** A copy of a JSON value with every string in it redacted. */
+function redactStrings(value: unknown, redact: (text: string) => string, depth = 0): unknown {
+  if (typeof value === 'string') return redact(value);
+  if (value === null || typeof value !== 'object' || depth > 64) return value;
+  if (Array.isArray(value)) return value.map((v) => redactStrings(v, redact, depth + 1));
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactStrings(v, redact, depth + 1)]));
 }

@@ -2,7 +2,7 @@
  * YAML parsing that remembers where every key is, so errors can name file:line:column. Pure.
  */
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
-import { SpecError, SpecErrors, type Location } from './errors.js';
+import { PipelineError, SpecErrors, type Location } from './errors.js';
 import { checkTree, LIMITS } from './limits.js';
 
 export interface SourceDoc {
@@ -18,7 +18,7 @@ export interface SourceDoc {
  */
 export function parseYaml(file: string, text: string): SourceDoc {
   if (text.length > LIMITS.fileBytes) {
-    throw new SpecError('SPEC_INVALID', `${file} has ${text.length} characters; pipeline and config files are limited to ${LIMITS.fileBytes} bytes.`, {
+    throw new PipelineError('SPEC_INVALID', `${file} has ${text.length} characters; pipeline and config files are limited to ${LIMITS.fileBytes} bytes.`, {
       where: { file },
       hint: 'Keep data out of the spec: put it in a data file and pass its path.',
     });
@@ -34,7 +34,7 @@ export function parseYaml(file: string, text: string): SourceDoc {
     throw new SpecErrors(
       doc.errors.map((e) => {
         const pos = lineCounter.linePos(e.pos[0]);
-        return new SpecError('SPEC_YAML', e.message.split('\n')[0]!, {
+        return new PipelineError('SPEC_YAML', e.message.split('\n')[0]!, {
           where: { file, line: pos.line, column: pos.col },
           hint: 'Fix the YAML syntax (indentation, a missing colon or quote, a duplicated key).',
         });
@@ -53,8 +53,8 @@ export function parseYaml(file: string, text: string): SourceDoc {
     const pos = lineCounter.linePos(offset);
     return { file, line: pos.line, column: pos.col, path: [...path] };
   };
-  const problems: SpecError[] = [];
-  checkTree(value, (path, message) => problems.push(new SpecError('SPEC_INVALID', `'${path.join('.')}' ${message}`, { where: locate(path), hint: TREE_HINT })));
+  const problems: PipelineError[] = [];
+  checkTree(value, (path, message) => problems.push(new PipelineError('SPEC_INVALID', `'${path.join('.')}' ${message}`, { where: locate(path), hint: TREE_HINT })));
   if (problems.length) throw new SpecErrors(problems);
   return {
     file,
@@ -66,15 +66,15 @@ export function parseYaml(file: string, text: string): SourceDoc {
 const TREE_HINT = `Files nest at most ${LIMITS.depth} levels, and '__proto__' cannot be a key.`;
 
 /** A document that would exhaust the worker: too many aliases expanded, or nesting the parser cannot follow. */
-function tooComplex(file: string, e: unknown): SpecError {
+function tooComplex(file: string, e: unknown): PipelineError {
   const alias = e instanceof ReferenceError && /alias/i.test(e.message);
   if (alias || e instanceof RangeError) {
-    return new SpecError('SPEC_YAML', alias ? `${file} expands more than ${LIMITS.yamlAliases} YAML aliases.` : `${file} is nested too deeply to parse.`, {
+    return new PipelineError('SPEC_YAML', alias ? `${file} expands more than ${LIMITS.yamlAliases} YAML aliases.` : `${file} is nested too deeply to parse.`, {
       where: { file },
       hint: alias ? 'Use fewer aliases (*name); a file that multiplies them is refused.' : `Files nest at most ${LIMITS.depth} levels.`,
     });
   }
-  return new SpecError('SPEC_YAML', `${file} could not be parsed: ${(e as Error).message}`, { where: { file } });
+  return new PipelineError('SPEC_YAML', `${file} could not be parsed: ${(e as Error).message}`, { where: { file } });
 }
 
 function findOffset(doc: Document, path: readonly (string | number)[]): number | undefined {

@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path';
 import { ident, sqlString, type Duck, type SqlParams } from '../adapters/duckdb.js';
-import { PluginInputError } from '../engine/errors.js';
+import { PipelineError } from '../engine/errors.js';
 import { isArtifactRef, type ArtifactRef } from '../engine/types.js';
 import type { ArtifactStore } from '../engine/ports.js';
 
@@ -26,7 +26,7 @@ export interface Column {
 export async function datasetFile(ctx: DatasetContext, inputs: Record<string, unknown>, name: string): Promise<string> {
   const ref = inputs[name];
   if (!isArtifactRef(ref)) {
-    throw new PluginInputError('PLUGIN_INPUT', `Input '${name}' must be a dataset artifact, got ${JSON.stringify(ref)?.slice(0, 80)}.`, {
+    throw new PipelineError('PLUGIN_INPUT', `Input '${name}' must be a dataset artifact, got ${JSON.stringify(ref)?.slice(0, 80)}.`, {
       hint: `Bind it to a dataset output, e.g. inputs: { ${name}: \${steps.ingest.outputs.dataset} }.`,
     });
   }

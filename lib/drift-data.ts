@@ -8,7 +8,7 @@
  * columns (Parquet, JSON) are not tested, as in Evidently.
  */
 import { ident, sqlString, withDuckDB } from '../adapters/duckdb.js';
-import { DataError } from '../engine/errors.js';
+import { PipelineError } from '../engine/errors.js';
 import type { ColumnValues, Dataset } from '../engine/drift/index.js';
 import type { ArtifactRef } from '../engine/types.js';
 import { describe, isNumericType, type Column } from './dataset.js';
@@ -74,12 +74,12 @@ export async function loadDriftDataset(file: string, label: string, only?: strin
         columns = await describe(db, src);
       }
     } catch (e) {
-      throw new DataError('DATA_INVALID', `Cannot read the ${label} data ${file}: ${(e as Error).message.split('\n')[0]}`, { hint: 'Give a Parquet, CSV (with a header) or JSON lines file.' });
+      throw new PipelineError('DATA_INVALID', `Cannot read the ${label} data ${file}: ${(e as Error).message.split('\n')[0]}`, { hint: 'Give a Parquet, CSV (with a header) or JSON lines file.' });
     }
     if (only) {
       const missing = only.filter((c) => !columns.some((d) => d.name === c));
       if (missing.length) {
-        throw new DataError('DATA_INVALID', `The ${label} data ${file} has no column(s) ${missing.join(', ')}.`, { hint: `Its columns: ${columns.map((c) => c.name).join(', ')}.` });
+        throw new PipelineError('DATA_INVALID', `The ${label} data ${file} has no column(s) ${missing.join(', ')}.`, { hint: `Its columns: ${columns.map((c) => c.name).join(', ')}.` });
       }
       columns = columns.filter((c) => only.includes(c.name));
     }
@@ -89,7 +89,7 @@ export async function loadDriftDataset(file: string, label: string, only?: strin
     }));
     const used = kinds.filter((k) => k.kind);
     const [{ n }] = (await db.rows<{ n: number }>(`SELECT count(*)::BIGINT AS n FROM ${src}`)) as [{ n: number }];
-    if (n === 0) throw new DataError('DATA_INVALID', `The ${label} data ${file} has no rows.`);
+    if (n === 0) throw new PipelineError('DATA_INVALID', `The ${label} data ${file} has no rows.`);
     const out: Record<string, ColumnValues> = {};
     const labelIndex = used.map(() => new Map<string, number>());
     const labels: string[][] = used.map(() => []);

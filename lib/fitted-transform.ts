@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { ident, sqlString } from '../adapters/duckdb.js';
-import { PipelineError } from '../engine/errors.js';
+import { formatZodIssues, PipelineError } from '../engine/errors.js';
 import { formulaSql, parseFormula } from './formula.js';
 
 /** The fitted state: every number needed to apply the same transform to new data. JSON. */
@@ -62,9 +62,7 @@ const fittedTransform = z.object({
 export function parseFittedTransform(value: unknown, where: string): FittedTransform {
   const r = fittedTransform.safeParse(value);
   if (r.success) return r.data as FittedTransform;
-  const issue = r.error.issues[0]!;
-  const at = issue.path.join('.') || 'the document';
-  throw new PipelineError('PLUGIN_INPUT', `${where}: 'state' is not a fitted transform (process.transform's state output): ${at}: ${issue.message}.`, {
+  throw new PipelineError('PLUGIN_INPUT', `${where}: 'state' is not a fitted transform (process.transform's state output): ${formatZodIssues(r.error.issues.slice(0, 1), 'the document')}.`, {
     hint: 'Bind the state output of a process.transform step.',
   });
 }

@@ -17,6 +17,7 @@ import { z } from 'zod';
 import type { OnnxPredictor } from '../adapters/onnx/runtime.js';
 import type { OnnxContract } from '../adapters/onnx/contract.js';
 import type { PredictionLogWriter, PredictionRow } from '../engine/prediction-log.js';
+import { ERROR_CODES, isErrorCode, PipelineError, type CodeInfo, type ErrorCode } from '../engine/errors.js';
 import { ServerMetrics } from './metrics.js';
 
 export interface ServedModel {
@@ -63,19 +64,15 @@ interface Serving {
 
 type ErrorDetail = { instance?: number; field: string; problem: string } | { index: number; fields: Record<string, unknown>; reason: string };
 
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-    readonly details?: ErrorDetail[],
-  ) {
-    super(message);
-  }
+/** An error answered to the client: its code's HTTP status (engine/errors.ts), `{error: code, message, details}`. */
+function httpError(code: ErrorCode, message: string, details?: ErrorDetail[]): PipelineError {
+  return new PipelineError(code, message, details ? { details } : {});
 }
 
-/** The client closed the connection before its request was read: there is no one to answer. */
-class ClientAborted extends Error {}
+/** The HTTP status of an error's code; undefined for codes the server does not answer with. */
+function httpStatus(e: unknown): number | undefined {
+  return e instanceof PipelineError && isErrorCode(e.code) ? (ERROR_CODES[e.code] as CodeInfo).httpStatus : undefined;
+}
 
 /** Records whose prediction is NaN or infinite (a regression value, or any class probability). */
 function nonFinite(out: Float32Array, rows: number): { index: number; value: number }[] {
@@ -108,14 +105,14 @@ function parseInstances(body: unknown, schema: z.ZodType<Record<string, unknown>
   if (Array.isArray(body)) raw = body;
   else if (body && typeof body === 'object' && 'instances' in body) {
     const inst = (body as { instances: unknown }).instances;
-    if (!Array.isArray(inst)) throw new HttpError(400, 'INVALID_INPUT', '"instances" must be a list of records.');
+    if (!Array.isArray(inst)) throw httpError('INVALID_INPUT', '"instances" must be a list of records.');
     raw = inst;
   } else if (body && typeof body === 'object') {
     raw = [body];
     batch = false;
-  } else throw new HttpError(400, 'INVALID_INPUT', 'The body must be a JSON record, a list of records, or {"instances": [...]}.');
-  if (raw.length === 0) throw new HttpError(400, 'INVALID_INPUT', 'No records to predict.');
-  if (raw.length > maxInstances) throw new HttpError(413, 'TOO_MANY_INSTANCES', `${raw.length} records in one request; the limit is ${maxInstances}.`);
+  } else throw httpError('INVALID_INPUT', 'The body must be a JSON record, a list of records, or {"instances": [...]}.');
+  if (raw.length === 0) throw httpError('INVALID_INPUT', 'No records to predict.');
+  if (raw.length > maxInstances) throw httpError('TOO_MANY_INSTANCES', `${raw.length} records in one request; the limit is ${maxInstances}.`);
   const details: { instance?: number; field: string; problem: string }[] = [];
   const records = raw.map((r, idx) => {
     const parsed = schema.safeParse(r);
@@ -129,28 +126,28 @@ function parseInstances(body: unknown, schema: z.ZodType<Record<string, unknown>
   });
   if (details.length) {
     const first = details[0]!;
-    throw new HttpError(400, 'INVALID_INPUT', `${details.length === 50 ? '50+' : details.length} invalid field(s); first: ${first.instance !== undefined ? `instances[${first.instance}].` : ''}${first.field}: ${first.problem}.`, details);
+    throw httpError('INVALID_INPUT', `${details.length === 50 ? '50+' : details.length} invalid field(s); first: ${first.instance !== undefined ? `instances[${first.instance}].` : ''}${first.field}: ${first.problem}.`, details);
   }
   return { records, batch };
 }
 
 async function readBody(req: http.IncomingMessage, max: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? NaN);
-  if (declared > max) throw new HttpError(413, 'BODY_TOO_LARGE', `The body is ${declared} bytes; the limit is ${max}.`);
+  if (declared > max) throw httpError('BODY_TOO_LARGE', `The body is ${declared} bytes; the limit is ${max}.`);
   const chunks: Buffer[] = [];
   let size = 0;
   try {
     for await (const chunk of req) {
       size += (chunk as Buffer).length;
-      if (size > max) throw new HttpError(413, 'BODY_TOO_LARGE', `The body exceeds the limit of ${max} bytes.`);
+      if (size > max) throw httpError('BODY_TOO_LARGE', `The body exceeds the limit of ${max} bytes.`);
       chunks.push(chunk as Buffer);
     }
   } catch (e) {
-    if (e instanceof HttpError) throw e;
+    if (httpStatus(e) !== undefined) throw e;
     // 'aborted' (ECONNRESET): the client went away mid-body.
-    throw new ClientAborted((e as Error).message);
+    throw httpError('CLIENT_ABORTED', (e as Error).message);
   }
-  if (!req.complete) throw new ClientAborted('the connection closed before the body was complete');
+  if (!req.complete) throw httpError('CLIENT_ABORTED', 'the connection closed before the body was complete');
   return Buffer.concat(chunks);
 }
 
@@ -187,13 +184,13 @@ export async function startPredictionServer(opts: ServerOptions): Promise<Runnin
   async function predictWith(s: Serving, req: http.IncomingMessage): Promise<{ status: number; body: unknown; rows: number }> {
     const { predictor, model, schema } = s;
     const contract = predictor.contract;
-    if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) throw new HttpError(415, 'UNSUPPORTED_MEDIA_TYPE', 'Send JSON with Content-Type: application/json.');
+    if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) throw httpError('UNSUPPORTED_MEDIA_TYPE', 'Send JSON with Content-Type: application/json.');
     const text = await readBody(req, maxBody);
     let body: unknown;
     try {
       body = JSON.parse(text.toString('utf8'));
     } catch (e) {
-      throw new HttpError(400, 'INVALID_JSON', `The body is not JSON: ${(e as Error).message}`);
+      throw httpError('INVALID_JSON', `The body is not JSON: ${(e as Error).message}`);
     }
     const { records, batch } = parseInstances(body, schema, maxInstances);
     const out = await predictor.predict(records);
@@ -201,8 +198,7 @@ export async function startPredictionServer(opts: ServerOptions): Promise<Runnin
     if (bad.length) {
       metrics.inc('mlpipe_predictions_nonfinite_total', 'Records for which the model produced NaN or Infinity (answered 422, not logged).', {}, bad.length);
       const first = bad[0]!;
-      throw new HttpError(
-        422,
+      throw httpError(
         'PREDICTION_NOT_FINITE',
         `The model produced ${first.value} for ${bad.length} of ${records.length} record(s) (first: ${batch ? `instances[${first.index}]` : 'the record'}); check its inputs, e.g. a zero that a derived feature divides by.`,
         bad.slice(0, 50).map((b) => ({ index: b.index, fields: records[b.index]!, reason: `model produced ${b.value}` })),
@@ -266,18 +262,19 @@ export async function startPredictionServer(opts: ServerOptions): Promise<Runnin
           metrics.inc('mlpipe_predictions_total', 'Records predicted.', {}, r.rows);
         })
         .catch((e: unknown) => {
-          if (e instanceof ClientAborted) {
-            metrics.inc('mlpipe_predict_requests_total', 'Requests to /predict by HTTP status.', { status: '499' });
-            metrics.inc('mlpipe_predict_errors_total', 'Failed /predict requests by error code.', { code: 'CLIENT_ABORTED' });
+          if (e instanceof PipelineError && e.code === 'CLIENT_ABORTED') {
+            metrics.inc('mlpipe_predict_requests_total', 'Requests to /predict by HTTP status.', { status: String(httpStatus(e)) });
+            metrics.inc('mlpipe_predict_errors_total', 'Failed /predict requests by error code.', { code: e.code });
             res.destroy();
             return;
           }
-          const err = e instanceof HttpError ? e : new HttpError(500, 'INTERNAL', `Prediction failed: ${(e as Error).message}`);
-          metrics.inc('mlpipe_predict_requests_total', 'Requests to /predict by HTTP status.', { status: String(err.status) });
+          const err = httpStatus(e) !== undefined ? (e as PipelineError) : httpError('INTERNAL', `Prediction failed: ${(e as Error).message}`);
+          const status = httpStatus(err)!;
+          metrics.inc('mlpipe_predict_requests_total', 'Requests to /predict by HTTP status.', { status: String(status) });
           metrics.inc('mlpipe_predict_errors_total', 'Failed /predict requests by error code.', { code: err.code });
           // An oversized body is not read to the end: close the connection after answering.
-          if (err.status === 413) res.setHeader('connection', 'close');
-          send(err.status, { error: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) });
+          if (status === 413) res.setHeader('connection', 'close');
+          send(status, { error: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) });
         })
         .finally(() => metrics.observeLatency(Number(process.hrtime.bigint() - started) / 1e9));
       return;

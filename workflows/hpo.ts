@@ -7,10 +7,10 @@
  * history. After a worker crash it resumes from history: finished trials are never run again. The
  * best trial's overrides then drive a final full run (`<hpo id>/final`).
  */
-import { ApplicationFailure, ChildWorkflowFailure } from '@temporalio/common';
+import { ApplicationFailure } from '@temporalio/common';
 import { condition, continueAsNew, defineQuery, log, proxyActivities, setHandler, startChild, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import { NON_RETRYABLE_CODES } from '../engine/errors.js';
+import { describeFailure, failureOptions, NON_RETRYABLE_CODES, PipelineError } from '../engine/errors.js';
 import { MEDIAN_RULE_CURVES, medianCurve, type Trial } from '../engine/hpo.js';
 import { ACTIVITY_DEFAULTS } from '../engine/step-defaults.js';
 import { hpoStatusQueryName, hpoTrackingOf, type HpoPlan, type HpoResult, type HpoStatus, type HpoTracking, type HpoWorkflowInput, type PipelineResult, type TrialResult } from '../engine/contracts.js';
@@ -90,14 +90,14 @@ export async function hpoWorkflow(input: HpoWorkflowInput): Promise<HpoResult> {
   const pending = spec.backend === 'vertex' ? [] : plan.trials.filter((t) => !done.has(t.index));
   await runTrials(s, pending);
   if (s.failed > spec.maxFailed) {
-    throw ApplicationFailure.create({ type: 'HPO_FAILED', nonRetryable: true, message: `${s.failed} trials failed, more than maxFailed (${spec.maxFailed}). Last error: ${results.filter((r) => r.status === 'failed').pop()?.error ?? ''}` });
+    throw ApplicationFailure.create(failureOptions(new PipelineError('HPO_FAILED', `${s.failed} trials failed, more than maxFailed (${spec.maxFailed}). Last error: ${results.filter((r) => r.status === 'failed').pop()?.error ?? ''}`)));
   }
   if (spec.backend !== 'vertex' && results.length < plan.trials.length) {
     // History is large: start over with the results so far (running trials have all finished).
     await continueAsNew<typeof hpoWorkflow>({ ...input, state: { plan, results, generation: generation + 1, ...(tracking ? { tracking } : {}), ...(es ? { curves: s.curves } : {}) } });
   }
   const best = bestOf(results, spec.metric.goal);
-  if (!best) throw ApplicationFailure.create({ type: 'HPO_FAILED', nonRetryable: true, message: 'No trial produced the metric.' });
+  if (!best) throw ApplicationFailure.create(failureOptions(new PipelineError('HPO_FAILED', 'No trial produced the metric.')));
   if (tracking && best.runId) await finishTracking(s, tracking, best);
   const final = spec.final ? await runFinal(s, best) : undefined;
   return { pipeline: plan.pipeline, metric: spec.metric, best, trials: results.length, failed: s.failed, generations: generation + 1, results: [...results].sort((a, b) => a.index - b.index), ...(final ? { final } : {}) };
@@ -176,7 +176,7 @@ async function runTrial(s: Search, t: Trial): Promise<void> {
     const result = (await handle.result()) as PipelineResult;
     results.push(trialResult(s, t, workflowId, runId, result));
   } catch (e) {
-    const cause = e instanceof ChildWorkflowFailure ? (e.cause?.message ?? e.message) : e instanceof Error ? e.message : String(e);
+    const cause = describeFailure(e).message;
     results.push({ index: t.index, overrides: t.overrides, status: 'failed', error: cause, workflowId });
   }
   if (results[results.length - 1]!.status === 'failed') s.failed++;

@@ -13,7 +13,7 @@
 import { ApplicationFailure, WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import { ParentClosePolicy, WorkflowIdReusePolicy, proxyActivities, startChild, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import { NON_RETRYABLE_CODES } from '../engine/errors.js';
+import { failureOptions, NON_RETRYABLE_CODES, PipelineError } from '../engine/errors.js';
 import { ACTIVITY_DEFAULTS } from '../engine/step-defaults.js';
 import { retrainWorkflowId, type MonitorInput, type MonitorResult } from '../engine/contracts.js';
 import { pipelineWorkflow } from './pipeline.js';
@@ -27,13 +27,14 @@ const dataActivities = (heartbeatTimeoutMs: number = ACTIVITY_DEFAULTS.monitorDa
   });
 const { postAlert } = proxyActivities<Activities>({
   startToCloseTimeout: ACTIVITY_DEFAULTS.postAlert.startToCloseTimeoutMs,
-  retry: { maximumAttempts: ACTIVITY_DEFAULTS.postAlert.maximumAttempts, nonRetryableErrorTypes: ['ALERT_FAILED'] },
+  // A webhook that refused the message (HTTP 3xx/4xx) fails non-retryable; a 5xx or 429 is retried.
+  retry: { maximumAttempts: ACTIVITY_DEFAULTS.postAlert.maximumAttempts },
 });
 
 export async function monitorWorkflow(input: MonitorInput): Promise<MonitorResult> {
   const hb = input.heartbeatTimeoutMs;
   if (hb !== undefined && !(typeof hb === 'number' && Number.isInteger(hb) && hb >= 1000)) {
-    throw ApplicationFailure.nonRetryable(`heartbeatTimeoutMs must be a whole number of milliseconds, at least 1000; got ${JSON.stringify(hb)}.`, 'INPUT_INVALID');
+    throw ApplicationFailure.create(failureOptions(new PipelineError('INPUT_INVALID', `heartbeatTimeoutMs must be a whole number of milliseconds, at least 1000; got ${JSON.stringify(hb)}.`)));
   }
   const { prepareMonitor, computeMonitorDrift } = dataActivities(hb);
   const plan = await prepareMonitor(input);

@@ -19,7 +19,6 @@
  */
 import {
   ActivityCancellationType,
-  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   ChildWorkflowCancellationType,
@@ -37,7 +36,7 @@ import {
   type WorkflowInfo,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
-import { NON_RETRYABLE_CODES } from '../engine/errors.js';
+import { describeFailure, errorFromFailure, failureOptions, NON_RETRYABLE_CODES, PipelineError } from '../engine/errors.js';
 import { RunState } from '../engine/run-state.js';
 import { ACTIVITY_DEFAULTS, STEP_DEFAULTS } from '../engine/step-defaults.js';
 import type { RunStatus, StepRecord } from '../engine/tracking.js';
@@ -67,15 +66,6 @@ const { compilePipeline } = proxyActivities<Activities>({
 
 function nowIso(): string {
   return new Date(Date.now()).toISOString();
-}
-
-/** The innermost failure: ActivityFailure -> ApplicationFailure (type + message). */
-function describe(err: unknown): { type?: string; message: string } {
-  let e: unknown = err;
-  while (e instanceof ActivityFailure && e.cause) e = e.cause;
-  if (e instanceof ApplicationFailure) return { type: e.type ?? undefined, message: e.message };
-  if (e instanceof Error) return { type: e.name, message: e.message };
-  return { message: String(e) };
 }
 
 function stepActivity(pipeline: CompiledPipeline, stepId: string) {
@@ -143,8 +133,10 @@ async function compile(input: PipelineInput, live: Live): Promise<CompiledPipeli
   } catch (err) {
     if (isCancellation(err)) throw err;
     live.phase = 'failed';
-    const { type, message } = describe(err);
-    throw ApplicationFailure.create({ type: type ?? 'SPEC_INVALID', message, nonRetryable: true });
+    // The activity's failure as it came (type and message), with the error's fields it carries.
+    const { type, message } = describeFailure(err);
+    const carried = errorFromFailure(err);
+    throw ApplicationFailure.create({ type: type ?? 'SPEC_INVALID', message, nonRetryable: true, ...(carried ? { details: failureOptions(carried).details } : {}) });
   }
   return compiled;
 }
@@ -229,7 +221,7 @@ async function runSteps(r: Steps, live: Live, { endTracking }: Tracking): Promis
       for (const call of plan.start) launch(r, call);
       if (run.finished()) break;
       if (run.running().length === 0) {
-        throw ApplicationFailure.nonRetryable(`No step can start and none is running (steps: ${JSON.stringify(run.status('running').steps)}).`, 'INTERNAL');
+        throw ApplicationFailure.create(failureOptions(new PipelineError('INTERNAL', `No step can start and none is running (steps: ${JSON.stringify(run.status('running').steps)}).`)));
       }
       await condition(() => r.wake);
       r.wake = false;
@@ -243,7 +235,7 @@ async function runSteps(r: Steps, live: Live, { endTracking }: Tracking): Promis
       await endTracking('KILLED', 'cancelled');
     } else {
       live.phase = 'failed';
-      await endTracking('FAILED', describe(err).message);
+      await endTracking('FAILED', describeFailure(err).message);
     }
     throw err;
   }
@@ -261,7 +253,7 @@ function launch(r: Steps, call: StepCall): void {
       },
       (err: unknown) => {
         if (isCancellation(err)) run.stepCancelled(call.stepId, nowIso());
-        else run.failed(call.stepId, nowIso(), describe(err), run.steps[call.stepId]!.attempt);
+        else run.failed(call.stepId, nowIso(), describeFailure(err), run.steps[call.stepId]!.attempt);
         stepEnded(r, call);
       },
     )
@@ -298,12 +290,8 @@ async function finish(run: RunState, compiled: CompiledPipeline, live: Live, { e
     live.phase = 'failed';
     const type = run.steps[failure.stepId]!.error?.type;
     await endTracking('FAILED', `step '${failure.stepId}': ${failure.message}`);
-    throw ApplicationFailure.create({
-      type: 'STEP_FAILED',
-      nonRetryable: true,
-      message: `Step '${failure.stepId}' failed${type ? ` (${type})` : ''}: ${failure.message}`,
-      details: [run.status('failed')],
-    });
+    const message = `Step '${failure.stepId}' failed${type ? ` (${type})` : ''}: ${failure.message}`;
+    throw ApplicationFailure.create(failureOptions(new PipelineError('STEP_FAILED', message, { retryable: false, details: run.status('failed') })));
   }
   await endTracking('FINISHED');
   live.phase = 'succeeded';

@@ -21,6 +21,7 @@ import { userInfo } from 'node:os';
 import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { PipelineError } from '../../engine/errors.js';
 import type { TrackedRun, TrackingBackend } from '../../engine/ports.js';
 import { isValidKey, type Batch, type MetricPoint } from '../../engine/tracking.js';
 
@@ -41,9 +42,9 @@ function readYaml(text: string, file: string): Record<string, unknown> {
   try {
     doc = parseYaml(text, { version: '1.1', intAsBigInt: true });
   } catch (e) {
-    throw new Error(`MLflow file ${file} is not valid YAML: ${(e as Error).message}`);
+    throw new PipelineError('TRACKING_ERROR', `MLflow file ${file} is not valid YAML: ${(e as Error).message}`);
   }
-  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new Error(`MLflow file ${file} is not a YAML mapping.`);
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new PipelineError('TRACKING_ERROR', `MLflow file ${file} is not a YAML mapping.`);
   return doc as Record<string, unknown>;
 }
 
@@ -131,7 +132,7 @@ export class MlflowFileStore implements TrackingBackend {
     await this.ensureRoot();
     const found = (await this.experiments()).find((e) => e.name === name);
     if (found) {
-      if (found.stage !== 'active') throw new Error(`MLflow experiment '${name}' in ${this.location} is deleted; restore it or choose another name.`);
+      if (found.stage !== 'active') throw new PipelineError('TRACKING_ERROR', `MLflow experiment '${name}' in ${this.location} is deleted; restore it or choose another name.`);
       return found.id;
     }
     // MLflow's own ids for file-store experiments: a random positive 63-bit integer.
@@ -159,7 +160,7 @@ export class MlflowFileStore implements TrackingBackend {
         return { dir, experimentId: e.id };
       }
     }
-    throw new Error(`MLflow run ${mlflowRunId} not found in ${this.location}.`);
+    throw new PipelineError('TRACKING_ERROR', `MLflow run ${mlflowRunId} not found in ${this.location}.`);
   }
 
   private tracked(experimentId: string, mlflowRunId: string): TrackedRun {
@@ -264,11 +265,11 @@ export class MlflowFileStore implements TrackingBackend {
   }
 
   private async writeKeyed(dir: string, kind: 'tags' | 'params', key: string, value: string): Promise<void> {
-    if (!isValidKey(key)) throw new Error(`Invalid MLflow ${kind === 'tags' ? 'tag' : 'param'} key '${key}'.`);
+    if (!isValidKey(key)) throw new PipelineError('TRACKING_ERROR', `Invalid MLflow ${kind === 'tags' ? 'tag' : 'param'} key '${key}'.`);
     const file = join(dir, kind, ...key.split('/'));
     if (kind === 'params' && existsSync(file)) {
       const old = await readFile(file, 'utf8');
-      if (old !== value) throw new Error(`MLflow param '${key}' is already '${old}'; params cannot change (new value '${value}').`);
+      if (old !== value) throw new PipelineError('TRACKING_ERROR', `MLflow param '${key}' is already '${old}'; params cannot change (new value '${value}').`);
       return;
     }
     await atomicWrite(file, value);
@@ -283,7 +284,7 @@ export class MlflowFileStore implements TrackingBackend {
     }
     const byKey = new Map<string, MetricPoint[]>();
     for (const m of batch.metrics) {
-      if (!isValidKey(m.key)) throw new Error(`Invalid MLflow metric key '${m.key}'.`);
+      if (!isValidKey(m.key)) throw new PipelineError('TRACKING_ERROR', `Invalid MLflow metric key '${m.key}'.`);
       byKey.set(m.key, [...(byKey.get(m.key) ?? []), m]);
     }
     for (const [key, points] of byKey) {
@@ -316,7 +317,7 @@ export class MlflowFileStore implements TrackingBackend {
   async uploadArtifact(run: TrackedRun, path: string, data: Uint8Array): Promise<void> {
     const root = fileURLToPath(run.artifactUri);
     const file = resolve(root, ...path.split('/').filter((s) => s && s !== '.' && s !== '..'));
-    if (!file.startsWith(root + sep)) throw new Error(`Artifact path '${path}' escapes the run's artifact folder.`);
+    if (!file.startsWith(root + sep)) throw new PipelineError('TRACKING_ERROR', `Artifact path '${path}' escapes the run's artifact folder.`);
     await atomicWrite(file, data);
   }
 }

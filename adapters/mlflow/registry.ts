@@ -3,6 +3,7 @@
  * `model/` artifacts; the run is found again by a tag, and the version by its run, so a retried
  * registration never makes a second run or version.
  */
+import { PipelineError } from '../../engine/errors.js';
 import type { ModelRegistry, ModelVersionInfo } from '../../engine/ports.js';
 import { isMlflowUnavailable, MlflowAlreadyExists, type MlflowRestClient, type RawModelVersion } from './rest.js';
 
@@ -42,7 +43,7 @@ export class MlflowModelRegistry implements ModelRegistry {
     const versionTags = Object.entries(input.versionTags).map(([key, value]) => ({ key, value }));
     const version = (await c.registry.findVersion(input.name, run.mlflowRunId)) ?? (await c.registry.createVersion(input.name, `${run.artifactUri}/model`, run.mlflowRunId, versionTags));
     const mv = await c.registry.getVersion(input.name, version);
-    if (!mv) throw new Error(`MLflow lost version ${version} of '${input.name}' right after creating it.`);
+    if (!mv) throw new PipelineError('TRACKING_ERROR', `MLflow lost version ${version} of '${input.name}' right after creating it.`);
     return info(mv);
   }
 

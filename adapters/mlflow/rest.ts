@@ -19,6 +19,7 @@ import type { Storage } from '@google-cloud/storage';
 import { Agent, request, type Dispatcher } from 'undici';
 import { parseGsUri, storageFromEnv } from '../gcs-store.js';
 import type { TrackedRun, TrackingBackend } from '../../engine/ports.js';
+import { PipelineError } from '../../engine/errors.js';
 import { chunkBatch, type Batch, type MetricPoint } from '../../engine/tracking.js';
 
 export interface MlflowAuth {
@@ -45,16 +46,20 @@ export interface RestOptions {
   gcs?: Storage;
 }
 
-/** An error from MLflow (`error_code` from the body) or from the connection (`code` NETWORK/TIMEOUT). */
-export class MlflowError extends Error {
+/**
+ * An MLflow request that failed: a TRACKING_ERROR whose `mlflowCode` is MLflow's `error_code` from
+ * the body (or HTTP_<status>, or NETWORK/TIMEOUT for the connection). The subclasses sort the
+ * codes callers act on (not found, already exists, invalid, denied).
+ */
+export class MlflowError extends PipelineError {
   constructor(
     message: string,
-    readonly code: string,
+    readonly mlflowCode: string,
     readonly httpStatus?: number,
     /** True when the request may have been applied although it failed (see the module comment). */
     readonly ambiguous = false,
   ) {
-    super(message);
+    super('TRACKING_ERROR', message);
     this.name = 'MlflowError';
   }
 }
@@ -104,7 +109,7 @@ function errorCode(e: unknown): string {
  */
 export function isMlflowUnavailable(e: unknown): boolean {
   if (!(e instanceof MlflowError)) return false;
-  if (e.code === 'NETWORK' || e.code === 'TIMEOUT') return true;
+  if (e.mlflowCode === 'NETWORK' || e.mlflowCode === 'TIMEOUT') return true;
   return e.httpStatus !== undefined && RETRY_STATUS.has(e.httpStatus);
 }
 

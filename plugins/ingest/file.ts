@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { sqlString, withDuckDB, type Duck } from '../../adapters/duckdb.js';
-import { DataError, PipelineError } from '../../engine/errors.js';
+import { PipelineError } from '../../engine/errors.js';
 import { isArtifactRef } from '../../engine/types.js';
 import { storeDataset, writeParquet } from '../../lib/dataset.js';
 import { definePlugin, type IoKind } from '../sdk.js';
@@ -110,7 +110,7 @@ export const ingestFile = definePlugin({
       mediaType = ref.mediaType;
     }
     if (statSync(file).size === 0) {
-      throw new DataError('DATA_INVALID', `${label}: the file is empty.`, { hint: 'Check the export that produced it.' });
+      throw new PipelineError('DATA_INVALID', `${label}: the file is empty.`, { hint: 'Check the export that produced it.' });
     }
     const format = formatOf(p, file, mediaType);
     return withDuckDB(async (db) => {
@@ -119,7 +119,7 @@ export const ingestFile = definePlugin({
         await db.run(`CREATE TEMP VIEW source AS SELECT * FROM ${readerSql(p, format, file)}`);
         await db.run(`CREATE TEMP TABLE __probe AS SELECT * FROM source LIMIT 0`);
       } catch (e) {
-        throw new DataError('DATA_INVALID', `${label}: cannot read it as ${format}: ${(e as Error).message.split('\n')[0]}`, {
+        throw new PipelineError('DATA_INVALID', `${label}: cannot read it as ${format}: ${(e as Error).message.split('\n')[0]}`, {
           hint: format === 'csv' ? 'Check the delimiter and the header, or set `format`.' : 'Set `format` if the file extension is misleading.',
         });
       }
@@ -130,13 +130,13 @@ export const ingestFile = definePlugin({
         const lines = bad.first.map(
           (r) => `  line ${r.line}${r.column_name ? `, column '${r.column_name}'` : ''}: ${r.error_type.toLowerCase()} — ${r.error_message.split('\n')[0]}\n      ${JSON.stringify(r.csv_line).slice(0, 120)}`,
         );
-        throw new DataError('DATA_INVALID', `${label}: ${bad.total} malformed row${bad.total === 1 ? '' : 's'}:\n${lines.join('\n')}${bad.total > bad.first.length ? `\n  ... and ${bad.total - bad.first.length} more` : ''}`, {
+        throw new PipelineError('DATA_INVALID', `${label}: ${bad.total} malformed row${bad.total === 1 ? '' : 's'}:\n${lines.join('\n')}${bad.total > bad.first.length ? `\n  ... and ${bad.total - bad.first.length} more` : ''}`, {
           hint: 'Fix the rows, or set onBadRows: skip to drop them (they are counted in the badRows output).',
         });
       }
       const n = written.rows;
       if (n < p.minRows) {
-        throw new DataError('DATA_INVALID', `${label}: ${n} data rows; at least ${p.minRows} expected.`, { hint: 'An empty export, or a header-only file?' });
+        throw new PipelineError('DATA_INVALID', `${label}: ${n} data rows; at least ${p.minRows} expected.`, { hint: 'An empty export, or a header-only file?' });
       }
       const dataset = await storeDataset(ctx, written.file, 'dataset');
       ctx.logger.info({ file: label, rows: n, badRows: bad.total }, 'ingested');

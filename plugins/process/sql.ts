@@ -1,7 +1,7 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { NotOneStatement, withDuckDB, type SqlParams } from '../../adapters/duckdb.js';
-import { DataError } from '../../engine/errors.js';
+import { PipelineError } from '../../engine/errors.js';
 import { datasetFile, datasetPath, view, writeDataset } from '../../lib/dataset.js';
 import { definePlugin, type IoKind } from '../sdk.js';
 
@@ -42,7 +42,7 @@ export const sql = definePlugin({
   inputs: (p): Record<string, IoKind> => Object.fromEntries(p.tables.map((t) => [t, 'dataset' as const])),
   outputs: { dataset: 'dataset', rows: 'json', columns: 'json' },
   async run(ctx, p, inputs) {
-    const fail = (what: string, hint: string): DataError => new DataError('DATA_INVALID', `process.sql (step '${ctx.stepId}'): ${what}`, { hint });
+    const fail = (what: string, hint: string): PipelineError => new PipelineError('DATA_INVALID', `process.sql (step '${ctx.stepId}'): ${what}`, { hint });
     return withDuckDB(async (db) => {
       const files: string[] = [];
       for (const t of p.tables) {

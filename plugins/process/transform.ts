@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ident, withDuckDB, type Duck } from '../../adapters/duckdb.js';
-import { DataError, PipelineError } from '../../engine/errors.js';
+import { PipelineError } from '../../engine/errors.js';
 import { isArtifactRef } from '../../engine/types.js';
 import { datasetFile, datasetPath, describe, isNumericType, view, writeDataset, type Column } from '../../lib/dataset.js';
 import { definePlugin } from '../sdk.js';
@@ -71,7 +71,7 @@ function requireColumns(op: string, wanted: string[], columns: Column[]): void {
 function sqlFailure(where: string, e: unknown): unknown {
   if (e instanceof PipelineError) return e;
   const message = (e as Error).message.split('\n')[0];
-  return new DataError('DATA_INVALID', `${where}: ${message}`, {
+  return new PipelineError('DATA_INVALID', `${where}: ${message}`, {
     hint: /Permission Error/.test(message ?? '')
       ? "Derive SQL reads the step's own data only: no files, URLs or extensions."
       : 'Check the derive SQL and the column names.',
@@ -159,7 +159,7 @@ async function fitImpute({ db, current, names, stats }: OpFit, step: StepOf<'imp
   names.forEach((name, i) => {
     const value = values[i];
     if (value === undefined || value === null) {
-      throw new DataError('DATA_INVALID', `process.transform: cannot impute '${name}': it has no values to fit on${step.strategy === 'constant' ? ' (set `value`)' : ''}.`);
+      throw new PipelineError('DATA_INVALID', `process.transform: cannot impute '${name}': it has no values to fit on${step.strategy === 'constant' ? ' (set `value`)' : ''}.`);
     }
     ops.push({ op: 'impute', column: name, value });
   });
@@ -221,12 +221,12 @@ async function fitStandardize({ names, stats }: OpFit): Promise<FittedOp[]> {
     const r = rows[i]!;
     const [inf, nulls, mean, std] = [Number(r['0']), Number(r['1']), r['2'] as number | null, r['3'] as number | null];
     if (inf > 0) {
-      throw new DataError('DATA_INVALID', `process.transform: cannot standardize '${name}': ${inf} values are infinite or NaN (a division by zero?).`, {
+      throw new PipelineError('DATA_INVALID', `process.transform: cannot standardize '${name}': ${inf} values are infinite or NaN (a division by zero?).`, {
         hint: 'Guard the expression that makes it (e.g. x / nullif(y, 0)), then impute.',
       });
     }
-    if (mean === null) throw new DataError('DATA_INVALID', `process.transform: cannot standardize '${name}': it is entirely null.`);
-    if (nulls > 0) throw new DataError('DATA_INVALID', `process.transform: '${name}' has ${nulls} nulls; impute it before standardize.`, { hint: `Add { op: impute, columns: [${name}], strategy: median } before standardize.` });
+    if (mean === null) throw new PipelineError('DATA_INVALID', `process.transform: cannot standardize '${name}': it is entirely null.`);
+    if (nulls > 0) throw new PipelineError('DATA_INVALID', `process.transform: '${name}' has ${nulls} nulls; impute it before standardize.`, { hint: `Add { op: impute, columns: [${name}], strategy: median } before standardize.` });
     ops.push({ op: 'standardize', column: name, mean, std: std && std > 0 ? std : 1 });
   });
   return ops;

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { prng } from '../../engine/random.js'; // seeded shuffling: tfjs's own shuffle is not seedable
-import { DataError, PipelineError } from '../../engine/errors.js';
+import { PipelineError } from '../../engine/errors.js';
 import { datasetFile } from '../../lib/dataset.js';
 import { definePlugin, type StepContext } from '../sdk.js';
 import { loadTf, type BackendName, type Tf } from '../../lib/tf.js';
@@ -229,7 +229,7 @@ async function loadInputs(ctx: StepContext, p: Params, inputs: Record<string, un
   const train = await loadMatrix(await datasetFile(ctx, inputs, 'train'), { target: p.target, features: p.features, label: 'train' });
   const features = train.features;
   const validation: Matrix | undefined = inputs['validation'] ? await loadMatrix(await datasetFile(ctx, inputs, 'validation'), { target: p.target, features, label: 'validation' }) : undefined;
-  if (train.rows === 0) throw new DataError('DATA_INVALID', 'train: the dataset has no rows.');
+  if (train.rows === 0) throw new PipelineError('DATA_INVALID', 'train: the dataset has no rows.');
   if (p.earlyStopping && !validation) {
     throw new PipelineError('PLUGIN_PARAMS', 'train.tfjs-mlp: earlyStopping needs a `validation` input.', { hint: 'Bind inputs.validation, or remove earlyStopping.' });
   }
@@ -242,14 +242,14 @@ function modelMeta(p: Params, train: Matrix): ModelMeta {
   const meta: ModelMeta = { kind: 'mlpipe.tfjs-mlp', version: 1, task: p.task, features, target: p.target };
   if (p.task === 'regression') {
     const ys = train.y as number[];
-    if (ys.some((v) => typeof v !== 'number')) throw new DataError('DATA_INVALID', `train: the target '${p.target}' is not numeric; use task: classification for labels.`);
+    if (ys.some((v) => typeof v !== 'number')) throw new PipelineError('DATA_INVALID', `train: the target '${p.target}' is not numeric; use task: classification for labels.`);
     const mean = ys.reduce((a, b) => a + b, 0) / ys.length;
     const std = Math.sqrt(ys.reduce((a, b) => a + (b - mean) ** 2, 0) / ys.length) || 1;
     Object.assign(meta, { targetMean: mean, targetStd: std });
   } else {
     meta.classes = [...new Set(train.y!.map((v) => v as string | number))].sort();
     meta.classPriors = meta.classes.map((c) => train.y!.filter((v) => String(v) === String(c)).length / train.rows);
-    if (meta.classes.length < 2) throw new DataError('DATA_INVALID', `train: the target '${p.target}' has a single class (${String(meta.classes[0])}).`);
+    if (meta.classes.length < 2) throw new PipelineError('DATA_INVALID', `train: the target '${p.target}' has a single class (${String(meta.classes[0])}).`);
   }
   return meta;
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ident, sqlString, withDuckDB, type Duck } from '../../adapters/duckdb.js';
-import { DataError } from '../../engine/errors.js';
+import { PipelineError } from '../../engine/errors.js';
 import { didYouMean } from '../../engine/suggest.js';
 import { datasetFile, describe, isNumericType, view } from '../../lib/dataset.js';
 import { definePlugin } from '../sdk.js';
@@ -148,7 +148,7 @@ export const validateExpectations = definePlugin({
     if (violations.length > 0) {
       const text = violations.map((v) => `  - ${v.column ? `column '${v.column}'` : 'dataset'}: ${v.message}`).join('\n');
       if (p.onFailure === 'fail') {
-        throw new DataError('DATA_INVALID', `Dataset failed ${violations.length} expectation${violations.length === 1 ? '' : 's'} (${rows} rows):\n${text}`, {
+        throw new PipelineError('DATA_INVALID', `Dataset failed ${violations.length} expectation${violations.length === 1 ? '' : 's'} (${rows} rows):\n${text}`, {
           hint: 'Fix the data, or relax the expectation (or set onFailure: warn).',
         });
       }

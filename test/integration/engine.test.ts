@@ -6,6 +6,7 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
 import { PIPELINE_WORKFLOW, statusQueryName, type PipelineInput, type PipelineResult, type PipelineStatus } from '../../engine/contracts.js';
 import { createTestProject, uniqueId, useWorkerAndClient, waitFor, type JournalLine } from './helpers.js';
+import { errorFromFailure } from '../../engine/errors.js';
 
 const project = createTestProject('engine');
 const env = useWorkerAndClient(project);
@@ -129,7 +130,7 @@ describe('pipelineWorkflow', () => {
     const lines = linesFor(runId);
     expect(lines.filter((l) => l.step === 'bad' && l.event === 'start').map((l) => l.attempt)).toEqual([1, 2]);
     expect(lines.some((l) => l.step === 'never')).toBe(false);
-    const status = (cause.details?.[0] ?? {}) as PipelineStatus;
+    const status = (errorFromFailure(cause)?.details ?? {}) as PipelineStatus;
     expect(status.steps['never']!.status).toBe('pending');
     expect(status.steps['bad']).toMatchObject({ status: 'failed', attempt: 2 });
     expect((await handle.describe()).status.name).toBe('FAILED');

@@ -195,7 +195,7 @@ describe('GcsArtifactStore on fake-gcs-server', () => {
       expect(await reader.verify(ref)).toBe(true);
       expect(await hashFile(await reader.getFile(ref))).toBe(expected);
 
-      // With the emulator gone for good, the upload fails cleanly (a StorageError the step's retry
+      // With the emulator gone for good, the upload fails cleanly (a STORAGE_ERROR the step's retry
       // policy handles) and nothing is left behind.
       await cutEmu.stop();
       const other = await bigFile(4, 'cut-2');

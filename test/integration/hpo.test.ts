@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { HPO_WORKFLOW, type PipelineResult, type HpoResult } from '../../engine/contracts.js';
 import { createTestProject, uniqueId, useWorkerAndClient, type JournalLine } from './helpers.js';
+import { describeFailure } from '../../engine/errors.js';
 
 const project = createTestProject('hpo');
 // The objective is the trial's x itself (util.echo returns its values); `mode=boom` makes a trial fail.
@@ -106,6 +107,7 @@ describe('hpoWorkflow', () => {
     const e = (await strict.result().catch((x: unknown) => x)) as WorkflowFailedError;
     expect(e).toBeInstanceOf(WorkflowFailedError);
     expect(e.cause?.message).toMatch(/2 trials failed, more than maxFailed \(1\)/);
+    expect(describeFailure(e).type).toBe('HPO_FAILED');
   });
 
   it('continues as new between generations without rerunning finished trials', async () => {
@@ -127,8 +129,7 @@ describe('hpoWorkflow', () => {
     const bad = await env.client.workflow.start(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('hpo-bad'), args: [{ pipeline: 'bad-space' }] });
     const e = (await bad.result().catch((x: unknown) => x)) as WorkflowFailedError;
     expect(e).toBeInstanceOf(WorkflowFailedError);
-    const cause = e.cause as { message: string; cause?: { message: string } } | undefined;
-    expect(String(cause?.cause?.message ?? cause?.message)).toMatch(/trial 0 \(training.nope=.*\) does not compile/);
+    expect(describeFailure(e).message).toMatch(/trial 0 \(training.nope=.*\) does not compile/);
   });
 
   it('median stopping rule: a trial whose loss is worse than the median of earlier trials stops early', async () => {
@@ -176,7 +177,7 @@ steps:
     project.write('pipelines/stopping.yaml', pipeline('data'));
     const bad = await env.client.workflow.start(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('hpo-median-bad'), args: [{ pipeline: 'stopping' }] });
     const err = await bad.result().catch((e: unknown) => e as WorkflowFailedError);
-    const cause = (err as WorkflowFailedError).cause;
-    expect(String((cause?.cause as Error | undefined)?.message ?? cause?.message)).toMatch(/takes no stopIfWorseThan/);
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    expect(describeFailure(err).message).toMatch(/takes no stopIfWorseThan/);
   }, 180_000);
 });

@@ -369,8 +369,8 @@ steps:
       expect(got.data?.params).toHaveLength(230);
       expect((await rest.metricHistory(created.mlflowRunId, 'm3')).map((p) => p.step)).toEqual(metrics.filter((m) => m.key === 'm3').map((m) => m.step));
       expect((await rest.findRunByTag(ids[0]!, 'k', 'v'))?.mlflowRunId).toBe(created.mlflowRunId);
-      await expect(rest.getRun('0'.repeat(32))).rejects.toMatchObject({ code: 'RESOURCE_DOES_NOT_EXIST' });
-      await expect(rest.logBatch(created.mlflowRunId, { metrics: [], params: [{ key: 'p1', value: 'changed' }], tags: [] })).rejects.toMatchObject({ code: 'INVALID_PARAMETER_VALUE' });
+      await expect(rest.getRun('0'.repeat(32))).rejects.toMatchObject({ code: 'TRACKING_ERROR', mlflowCode: 'RESOURCE_DOES_NOT_EXIST' });
+      await expect(rest.logBatch(created.mlflowRunId, { metrics: [], params: [{ key: 'p1', value: 'changed' }], tags: [] })).rejects.toMatchObject({ code: 'TRACKING_ERROR', mlflowCode: 'INVALID_PARAMETER_VALUE' });
       const model = uniqueId('model');
       await rest.registry.ensureRegisteredModel(model);
       await rest.registry.ensureRegisteredModel(model);
@@ -398,7 +398,7 @@ steps:
       expect(files.map((f) => f.name)).toEqual([`experiments/${run.mlflowRunId}/artifacts/model/model.json`]);
       const [stored] = await files[0]!.download();
       expect(stored.equals(bytes)).toBe(true);
-      await expect(rest.uploadArtifact({ ...run, artifactUri: 's3://elsewhere/x' }, 'a', bytes)).rejects.toMatchObject({ code: 'UNSUPPORTED_ARTIFACT_URI' });
+      await expect(rest.uploadArtifact({ ...run, artifactUri: 's3://elsewhere/x' }, 'a', bytes)).rejects.toMatchObject({ code: 'TRACKING_ERROR', mlflowCode: 'UNSUPPORTED_ARTIFACT_URI' });
     } finally {
       await rest.close();
       await emu.stop();

@@ -14,6 +14,7 @@ import { PredictionLogWriter } from '../../engine/prediction-log.js';
 import { MONITOR_WORKFLOW, PIPELINE_WORKFLOW, retrainWorkflowId, type PipelineResult, type MonitorResult } from '../../engine/contracts.js';
 import { openStore } from '../../cli/store-commands.js';
 import { createTestProject, REPO, uniqueId, useWorkerAndClient, waitFor } from './helpers.js';
+import { describeFailure } from '../../engine/errors.js';
 
 const run = promisify(execFile);
 const project = createTestProject('monitor');
@@ -79,7 +80,7 @@ describe('drift monitor', () => {
   it('needs a reference: before any run it fails saying so', async () => {
     const h = await monitor([]);
     await expect(h.result()).rejects.toThrow();
-    const cause = await h.result().catch((e: { cause?: { cause?: { message?: string } } }) => e.cause?.cause?.message ?? '');
+    const cause = await h.result().catch((e: unknown) => describeFailure(e).message);
     expect(cause).toMatch(/No run of 'monitored-\d+' .* has produced 'ingest.dataset' yet/);
   });
 
@@ -124,7 +125,7 @@ describe('drift monitor', () => {
     const h = await env.client.workflow.start(MONITOR_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('monitor-bad'), args: [{ pipeline: name, heartbeatTimeoutMs: 'fast' }], workflowRunTimeout: '1 minute' });
     const cause = await h.result().then(
       () => '',
-      (e: { cause?: { message?: string; type?: string } }) => `${e.cause?.type}: ${e.cause?.message}`,
+      (e: unknown) => `${describeFailure(e).type}: ${describeFailure(e).message}`,
     );
     expect(cause).toBe('INPUT_INVALID: heartbeatTimeoutMs must be a whole number of milliseconds, at least 1000; got "fast".');
   });

@@ -11,6 +11,7 @@ import { LocalArtifactStore } from '../../adapters/local-store.js';
 import type { ArtifactRef } from '../../engine/types.js';
 import { PIPELINE_WORKFLOW, type PipelineInput, type PipelineResult, type PipelineStatus } from '../../engine/contracts.js';
 import { createTestProject, uniqueId, useWorkerAndClient } from './helpers.js';
+import { errorFromFailure } from '../../engine/errors.js';
 
 const project = createTestProject('step-sql');
 const env = useWorkerAndClient(project);
@@ -62,7 +63,7 @@ describe('step SQL in a run', () => {
     expect(cause.nonRetryable).toBe(true);
     expect(cause.message).toContain('DATA_INVALID');
     expect(cause.message).toContain('Cannot access file');
-    const status = (cause.details?.[0] ?? {}) as PipelineStatus;
+    const status = (errorFromFailure(cause)?.details ?? {}) as PipelineStatus;
     expect(status.steps['q']).toMatchObject({ status: 'failed', attempt: 1 });
   });
 

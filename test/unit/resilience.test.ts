@@ -15,7 +15,7 @@ import { isGcsUnavailable } from '../../adapters/gcs-store.js';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
 import { isMlflowUnavailable, MlflowError, MlflowInvalidParameter } from '../../adapters/mlflow/rest.js';
 import { compilePipeline } from '../../engine/compile.js';
-import { PipelineError, SpecErrors, StorageError } from '../../engine/errors.js';
+import { PipelineError, SpecErrors } from '../../engine/errors.js';
 import type { ArtifactStore, ModelRegistry, ModelVersionInfo } from '../../engine/ports.js';
 import { ServiceUnavailable, untilAvailable, waitingStore } from '../../engine/service-wait.js';
 import { defaultHeartbeatMs, errorRetryDelayMs, STEP_DEFAULTS, STEP_HEARTBEAT_DEFAULT_MS } from '../../engine/step-defaults.js';
@@ -168,7 +168,7 @@ describe('waiting for a service', () => {
   it('classifies GCS errors: no connection, cut connections, timeouts, 408, 429 and 5xx are unreachable; 4xx and the store’s own verdicts are not', () => {
     const api = (code: number, message = `HTTP ${code}`) => Object.assign(new Error(message), { code, errors: [{ reason: 'x', message }] });
     const net = (code: string) => Object.assign(new Error(`request to http://127.0.0.1:4443/storage/v1/b/b/o failed, reason: ${code}`), { code });
-    const wrapped = (cause: unknown) => new StorageError('STORAGE_ERROR', 'GCS upload failed for gs://b/p: ...', { cause });
+    const wrapped = (cause: unknown) => new PipelineError('STORAGE_ERROR', 'GCS upload failed for gs://b/p: ...', { cause });
     for (const c of ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'ERR_STREAM_PREMATURE_CLOSE']) {
       expect(isGcsUnavailable(net(c)), c).toBe(true);
       expect(isGcsUnavailable(wrapped(net(c))), `wrapped ${c}`).toBe(true);
@@ -183,8 +183,8 @@ describe('waiting for a service', () => {
     expect(isGcsUnavailable(Object.assign(new Error('network timeout at: http://x'), { type: 'request-timeout' }))).toBe(true);
     expect(isGcsUnavailable(new Error('socket hang up'))).toBe(true);
     // The store's own verdicts, and errors that say nothing about the connection.
-    expect(isGcsUnavailable(new StorageError('STORAGE_DIGEST_MISMATCH', 'corrupt ECONNRESET'))).toBe(false);
-    expect(isGcsUnavailable(new StorageError('STORAGE_NOT_FOUND', 'gone', { cause: net('ECONNREFUSED') }))).toBe(false);
+    expect(isGcsUnavailable(new PipelineError('STORAGE_DIGEST_MISMATCH', 'corrupt ECONNRESET'))).toBe(false);
+    expect(isGcsUnavailable(new PipelineError('STORAGE_NOT_FOUND', 'gone', { cause: net('ECONNREFUSED') }))).toBe(false);
     expect(isGcsUnavailable(wrapped(new Error('Invalid bucket name')))).toBe(false);
     expect(isGcsUnavailable(new SyntaxError('Unexpected token'))).toBe(false);
     expect(isGcsUnavailable('ECONNREFUSED')).toBe(false);
@@ -209,7 +209,7 @@ describe('waiting for a service', () => {
         if (prop === 'service') return service;
         const v = Reflect.get(target, prop, receiver) as unknown;
         if (typeof v !== 'function') return v;
-        return (...args: unknown[]) => (up ? (v as (...a: unknown[]) => unknown).apply(target, args) : Promise.reject(new StorageError('STORAGE_ERROR', 'GCS upload failed', { cause: down })));
+        return (...args: unknown[]) => (up ? (v as (...a: unknown[]) => unknown).apply(target, args) : Promise.reject(new PipelineError('STORAGE_ERROR', 'GCS upload failed', { cause: down })));
       },
     }) as ArtifactStore;
     const c = clock();

@@ -239,6 +239,10 @@ describe('util.shell: environment and secrets', () => {
     scrubError(outer, scrubberFor(env));
     expect([outer.message, outer.hint, inner.message]).toEqual(['failed with ***', 'hint ***', 'cause has ***']);
     expect(`${outer.stack} ${inner.stack}`).not.toMatch(/ghp_abcdef|pw-secret/);
+    // The error's details travel in the failure too.
+    const detailed = new PipelineError('STEP_FAILED', 'failed', { details: { argv: ['--token', 'ghp_abcdef'], exitCode: 7 } });
+    scrubError(detailed, scrubberFor(env));
+    expect(detailed.details).toEqual({ argv: ['--token', '***'], exitCode: 7 });
   });
 });
 

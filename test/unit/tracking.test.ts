@@ -263,7 +263,7 @@ describe('MLflow REST client, retry rules', () => {
     });
     await withServer([404], async (uri) => {
       const c = new MlflowRestClient({ uri, ...fast });
-      await expect(c.getRun('nope')).rejects.toMatchObject({ name: 'MlflowError', code: 'RESOURCE_DOES_NOT_EXIST', httpStatus: 404 });
+      await expect(c.getRun('nope')).rejects.toMatchObject({ name: 'MlflowError', code: 'TRACKING_ERROR', mlflowCode: 'RESOURCE_DOES_NOT_EXIST', httpStatus: 404 });
       await c.close();
     });
   });
