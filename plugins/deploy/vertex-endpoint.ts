@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { parseGsUri, storageFromEnv } from '../../adapters/gcs-store.js';
 import { PipelineError } from '../../engine/errors.js';
-import type { ArtifactRef } from '../../engine/types.js';
 import { definePlugin } from '../sdk.js';
 
 const params = z
@@ -41,7 +40,7 @@ export const vertexEndpoint = definePlugin({
   outputs: { model: 'json', endpoint: 'json', deployedModelId: 'json', trafficSplit: 'json', artifactUri: 'json' },
   cacheable: false,
   async run(ctx, p, inputs) {
-    const ref = inputs['model'] as ArtifactRef;
+    const ref = inputs.model;
     const bytes = await ctx.store.get(ref);
     const folder = `${p.artifactUri.replace(/\/+$/, '')}/${ref.sha256.slice(0, 32)}`;
     const { bucket, prefix } = parseGsUri(folder);

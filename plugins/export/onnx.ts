@@ -107,7 +107,7 @@ export const exportOnnx = definePlugin({
     const { bytes: modelBytes, value: doc } = await json<ModelDocument>(ctx, inputs, 'model');
     if (doc.kind !== 'mlpipe.tfjs-mlp') throw new PipelineError('PLUGIN_INPUT', "export.onnx: input 'model' is not a train.tfjs-mlp model.");
     const state = parseFittedTransform((await json<unknown>(ctx, inputs, 'state')).value, 'export.onnx');
-    const modelRef = inputs['model'] as { sha256: string };
+    const modelRef = inputs.model;
     const proto = buildOnnxModel(state, doc, {
       metadata: { 'mlpipe.pipeline': ctx.pipeline, 'mlpipe.workflow_id': ctx.workflowId, 'mlpipe.run_id': ctx.runId, 'mlpipe.source_model_sha256': modelRef.sha256 },
     });
