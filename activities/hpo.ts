@@ -7,10 +7,11 @@ import { CancelledFailure } from '@temporalio/common';
 import type { TuningStatus } from '../adapters/vertex/tuning.js';
 
 /** The Vertex client library loads in about a second: only searches on Vertex pay for it. */
-const vertexTuning = () => import('../adapters/vertex/tuning.js');
+const vertexTuning = () => importOptional('@google-cloud/aiplatform', 'A Vertex AI tuning job (hpo.vertex)', () => import('../adapters/vertex/tuning.js'));
 import type { ProjectPipelines, TrackingBackend } from '../engine/ports.js';
 import type { Registry } from '../plugins/registry.js';
 import { toApplicationFailure } from './run-step.js';
+import { importOptional } from '../adapters/optional.js';
 
 export interface HpoInput {
   pipeline: string;

@@ -17,9 +17,9 @@ import { ServiceUnavailable, untilAvailable } from '../engine/service-wait.js';
 import { errorRetryDelayMs, heartbeatEveryMs, STEP_DEFAULTS } from '../engine/step-defaults.js';
 import type { ArtifactStore, Logger, ModelRegistry } from '../engine/ports.js';
 import { scrubberFor, scrubError, stepEnvironment } from '../engine/secrets.js';
-import { isArtifactRef, type RetrySpec, type StepCall, type StepResult } from '../engine/types.js';
+import type { RetrySpec, StepCall, StepResult } from '../engine/types.js';
 import type { Registry } from '../plugins/registry.js';
-import { inputKinds, outputKinds } from '../plugins/registry.js';
+import { checkPluginInputs, checkPluginOutputs } from '../plugins/registry.js';
 import type { StepContext } from '../plugins/sdk.js';
 import { stepAttemptSignalName } from '../engine/contracts.js';
 import { createCheckpoints } from './checkpoints.js';
@@ -149,16 +149,7 @@ export function createRunStep(deps: StepDeps) {
           hint: 'A value computed from a step output has the wrong type; check the expression in `with:`.',
         });
       }
-      for (const [name, kind] of Object.entries(inputKinds(plugin, parsed.data))) {
-        const key = name.replace(/\?$/, '');
-        const v = call.inputs[key];
-        if ((v === undefined || v === null) && !name.endsWith('?')) {
-          throw new PipelineError('PLUGIN_INPUT', `Step '${call.stepId}': input '${key}' is missing (the step that should provide it gave no value).`);
-        }
-        if (v !== undefined && v !== null && ['artifact', 'dataset', 'model'].includes(kind) && !isArtifactRef(v)) {
-          throw new PipelineError('PLUGIN_INPUT', `Step '${call.stepId}': input '${key}' must be an artifact reference (${kind}), got ${JSON.stringify(v).slice(0, 80)}.`);
-        }
-      }
+      checkPluginInputs(plugin, parsed.data, call.inputs, call.stepId);
 
       const params = parsed.data as Record<string, unknown>;
       const cacheKey = stepCacheKey(plugin.name, plugin.version, params, call.inputs, call.cacheIgnore);
@@ -269,13 +260,7 @@ export function createRunStep(deps: StepDeps) {
       }
       if (actx.cancellationSignal.aborted) throw new CancelledFailure('step cancelled');
 
-      const declared = outputKinds(plugin, parsed.data);
-      if (declared) {
-        const missing = Object.keys(declared).filter((k) => !(k in outputs));
-        if (missing.length) {
-          throw new PipelineError('PLUGIN_OUTPUT', `Plugin '${plugin.name}' did not return declared output(s) ${missing.join(', ')}.`, { hint: 'This is a bug in the plugin.' });
-        }
-      }
+      checkPluginOutputs(plugin, parsed.data, outputs);
       const size = JSON.stringify(outputs).length;
       if (size > MAX_OUTPUT_BYTES) {
         throw new PipelineError('PLUGIN_OUTPUT', `Step '${call.stepId}' returned ${size} bytes of outputs; the limit is ${MAX_OUTPUT_BYTES}.`, {

@@ -12,15 +12,15 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { createPipelineWorker } from '../app/worker.js';
-import { loadPipeline } from '../app/load-pipeline.js';
+import { compileProjectPipeline, pipelineInput } from '../app/runs.js';
 import { listPipelines, loadSettings, type Settings } from '../app/project.js';
 import { redact } from '../adapters/mlflow/rest.js';
 import type { KnownRuns } from '../activities/tracking.js';
 import { findMlflow, startMlflowServer, type MlflowServer } from '../dev/mlflow-server.js';
 import { freePort, isListening, requireTemporalCli, startDevServer, type DevServer } from '../dev/temporal-server.js';
 import { PipelineError } from '../engine/errors.js';
-import { checkInput, checkLabels, LIMITS } from '../engine/limits.js';
-import type { CompiledPipeline, PipelineInput, PipelineResult, PipelineStatus } from '../engine/types.js';
+import { checkLabels, LIMITS } from '../engine/limits.js';
+import type { CompiledPipeline, PipelineResult, PipelineStatus } from '../engine/types.js';
 import { loadProjectRegistry } from '../app/project-plugins.js';
 import { HPO_WORKFLOW, hpoStatusQueryName, MONITOR_WORKFLOW, PIPELINE_WORKFLOW, statusQueryName, trackingWorkflowId } from '../engine/contracts.js';
 import type { HpoResult, HpoStatus } from '../workflows/hpo.js';
@@ -179,8 +179,8 @@ async function connect(settings: Settings): Promise<Client> {
   return new Client({ connection, namespace: settings.namespace });
 }
 
-async function compile(settings: Settings, ref: string, overrides: string[]): Promise<CompiledPipeline> {
-  return loadPipeline(settings.projectDir, ref, await loadProjectRegistry(settings.projectDir), overrides);
+function compile(settings: Settings, ref: string, overrides: string[]): Promise<CompiledPipeline> {
+  return compileProjectPipeline(settings, ref, overrides);
 }
 
 function parseLabels(labels: string[] | undefined): Record<string, string> {
@@ -277,12 +277,7 @@ async function cmdRun(argv: string[], settings: Settings): Promise<number> {
   if (!ref) throw new UsageError('mlpipe run needs a pipeline name or path.');
   const compiled = await compile(settings, ref, overrides);
   const maxParallel = values['max-parallel'] === undefined ? undefined : z.coerce.number().int().min(1).max(LIMITS.maxParallel).parse(values['max-parallel']);
-  const input: PipelineInput = { pipeline: ref, overrides };
-  if (values['no-cache']) input.cache = false;
-  if (maxParallel) input.maxParallel = maxParallel;
-  const labels = parseLabels(values.label);
-  if (Object.keys(labels).length) input.labels = labels;
-  checkInput(input); // what the worker would refuse, refused before anything starts
+  const input = pipelineInput(ref, { overrides, cache: !values['no-cache'], maxParallel, labels: parseLabels(values.label) });
 
   const client = await connect(settings);
   const workflowId = values.id ?? `${compiled.name}-${randomUUID().slice(0, 8)}`;

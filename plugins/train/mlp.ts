@@ -6,8 +6,8 @@ import { definePlugin } from '../sdk.js';
 import { loadTf, type BackendName, type Tf } from '../../lib/tf.js';
 import { deserializeModel, loadMatrix, serializeModel, type Matrix, type ModelDocument, type ModelMeta } from '../../lib/model.js';
 
-type LayersModel = import('@tensorflow/tfjs').LayersModel;
-type Optimizer = import('@tensorflow/tfjs').Optimizer;
+type LayersModel = import('@tensorflow/tfjs-layers').LayersModel;
+type Optimizer = import('@tensorflow/tfjs-core').Optimizer;
 
 const params = z
   .object({
@@ -243,7 +243,7 @@ export const trainMlp = definePlugin({
         }
         let valLoss: number | undefined;
         if (vx && vy) {
-          const r = model.evaluate(vx, vy, { batchSize: 4096 }) as import('@tensorflow/tfjs').Scalar;
+          const r = model.evaluate(vx, vy, { batchSize: 4096 }) as import('@tensorflow/tfjs-core').Scalar;
           valLoss = (await r.data())[0]!;
           r.dispose();
         }
