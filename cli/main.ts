@@ -7,6 +7,7 @@ import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -30,6 +31,7 @@ import { commandHelp } from './help.js';
 import { formatStepLine, formatSummary } from './render.js';
 import { cmdGc, cmdLineage, cmdRuns } from './store-commands.js';
 import { cmdDrift } from './drift-command.js';
+import { cmdInit } from './init-command.js';
 import { cmdSchedule } from './schedule-command.js';
 import { cmdTrial } from './trial-command.js';
 import { cmdPromote, cmdRollback, cmdServe } from './serve-command.js';
@@ -37,6 +39,7 @@ import { cmdPromote, cmdRollback, cmdServe } from './serve-command.js';
 const HELP = `mlpipe — declarative ML pipelines on Temporal
 
 Usage:
+  mlpipe init [dir]                      Scaffold a project: pipelines/, conf/, mlpipe.plugins.ts, a plugin test
   mlpipe run <pipeline> [overrides...]   Start a run, follow it, print outputs (exit code = result)
       --worker            also run a worker in this process while the run lasts
       --no-cache          do not reuse cached step results
@@ -521,7 +524,7 @@ async function cmdDev(argv: string[], settings: Settings): Promise<number> {
   out(`Web UI: ${server.uiUrl}`);
   const mlflow = await startDevMlflow(settings, Number(values['mlflow-port']), values['no-mlflow']);
   out(`worker polling task queue '${s.taskQueue}'. Ctrl-C stops ${mlflow ? 'all three' : 'both'}.`);
-  out(`try: TEMPORAL_ADDRESS=${server.address} mlpipe run diamond`);
+  out(`try: TEMPORAL_ADDRESS=${server.address} ${selfCommand(settings)} run ${listPipelines(settings.projectDir)[0] ?? '<pipeline>'}`);
   await worker.run();
   await connection.close();
   await server.stop();
@@ -545,7 +548,7 @@ async function startDevMlflow(settings: Settings, port: number, disabled: boolea
   const root = settings.trackingUri.slice('file:'.length);
   const mlflow = disabled ? undefined : findMlflow(settings.cacheDir);
   if (!mlflow) {
-    out(`MLflow tracking: ${root} (file store).${disabled ? '' : " For the MLflow UI, run 'npm run setup -- --with-mlflow' (or put mlflow on PATH) and restart."}`);
+    out(`MLflow tracking: ${root} (file store).${disabled ? '' : ` For the MLflow UI, ${isCheckout(settings) ? "run 'npm run setup -- --with-mlflow'" : "install MLflow ('pip install mlflow')"} (or put mlflow on PATH) and restart.`}`);
     return undefined;
   }
   if (await isListening(`127.0.0.1:${port}`)) {
@@ -593,6 +596,20 @@ async function cmdPlugins(argv: string[], settings: Settings): Promise<number> {
   return 0;
 }
 
+/** True in a checkout of mlpipe itself (its own pipelines are the project). */
+function isCheckout(settings: Settings): boolean {
+  try {
+    return (JSON.parse(readFileSync(join(settings.projectDir, 'package.json'), 'utf8')) as { name?: string }).name === 'mlpipe';
+  } catch {
+    return false;
+  }
+}
+
+/** How to call mlpipe again from the project: the npm script in a checkout, npx in a user's project. */
+function selfCommand(settings: Settings): string {
+  return isCheckout(settings) ? 'npm run mlpipe --' : 'npx mlpipe';
+}
+
 async function cmdDemo(argv: string[], settings: Settings): Promise<number> {
   const pipeline = argv[0] && !argv[0].startsWith('-') && !argv[0].includes('=') ? argv[0] : 'california-housing';
   const rest = argv[0] === pipeline ? argv.slice(1) : argv;
@@ -613,8 +630,8 @@ async function cmdDemo(argv: string[], settings: Settings): Promise<number> {
     const code = await cmdRun([pipeline, '--worker', '--id', workflowId, ...rest], s);
     out(`\nartifacts: ${s.artifactsDir}`);
     const path = `/namespaces/${s.namespace}/workflows/${workflowId}`;
-    if (server) out(`Temporal Web UI: run 'npm run mlpipe -- dev' (same database), then open http://127.0.0.1:8233${path}`);
-    if (server && s.trackingUri?.startsWith('file:')) out(`MLflow UI: 'npm run mlpipe -- dev' also serves ${s.trackingUri.slice(5)} at http://127.0.0.1:5000 when MLflow is installed`);
+    if (server) out(`Temporal Web UI: run '${selfCommand(s)} dev' (same database), then open http://127.0.0.1:8233${path}`);
+    if (server && s.trackingUri?.startsWith('file:')) out(`MLflow UI: '${selfCommand(s)} dev' also serves ${s.trackingUri.slice(5)} at http://127.0.0.1:5000 when MLflow is installed`);
     else out(`Temporal Web UI: ${ui ?? 'http://localhost:8233'}${path}`);
     return code;
   } finally {
@@ -653,6 +670,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdCancel(rest, settings);
       case 'plugins':
         return await cmdPlugins(rest, settings);
+      case 'init':
+        return await cmdInit(rest);
       case 'pipelines':
         for (const p of listPipelines(settings.projectDir)) out(p);
         return 0;
