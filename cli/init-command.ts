@@ -85,7 +85,7 @@ export const plugins = [columnStats];
 const PIPELINE = `# An example pipeline: a project plugin (mlpipe.plugins.ts), then a built-in one.
 #   npx mlpipe validate example
 #   npx mlpipe demo example            (starts a local Temporal server and a worker for the run)
-#   npx mlpipe run example column=...  (against a running 'npx mlpipe dev' or TEMPORAL_ADDRESS)
+#   npx mlpipe run example params.column=value  (against a running 'npx mlpipe dev' or TEMPORAL_ADDRESS)
 name: example
 description: Statistics of a column of a CSV file.
 config: example                     # conf/example.yaml, readable as \${conf.*}
@@ -104,7 +104,7 @@ steps:
     needs: stats
     with:
       values:
-        range: \${steps.stats.outputs.max - steps.stats.outputs.min}
+        wide: \${steps.stats.outputs.max > 10}
         message: "\${params.column}: mean \${steps.stats.outputs.mean} over \${steps.stats.outputs.rows} rows"
 `;
 
@@ -178,7 +178,7 @@ npm test                       # tsc, then the plugin tests
 npx mlpipe validate example    # compile the pipeline: every problem with file and line
 npx mlpipe demo example        # a local Temporal server and a worker, then the run
 npx mlpipe dev                 # Temporal dev server + a worker over this project + the MLflow UI
-npx mlpipe run example column=value   # in another terminal, while 'mlpipe dev' runs
+npx mlpipe run example params.column=value   # in another terminal, while 'mlpipe dev' runs
 \`\`\`
 
 \`npx mlpipe demo\` and \`npx mlpipe dev\` need the Temporal CLI (\`temporal\` on PATH, or
