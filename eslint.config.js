@@ -19,7 +19,8 @@ const LAYERS = {
   serve: { may: ['engine', 'adapters'], packages: temporal, why: 'The prediction server needs no Temporal and no plugins.' },
   dev: { may: ['engine'], packages: temporal, why: 'dev/ launches local servers; it imports only engine/.' },
   app: { may: ['engine', 'adapters', 'lib', 'plugins', 'activities', 'workflows', 'serve', 'dev'], packages: [], why: 'app/ (composition root) is used by the CLI, never the other way.' },
-  cli: { may: ['engine', 'adapters', 'lib', 'plugins', 'activities', 'workflows', 'serve', 'dev', 'app'], packages: [], why: 'The CLI is the top layer.' },
+  api: { may: ['engine', 'adapters', 'lib', 'plugins', 'activities', 'workflows', 'serve', 'dev', 'app'], packages: [], why: "api/ is the package's public entry points (mlpipe, mlpipe/sdk, mlpipe/testing); only the CLI may use it." },
+  cli: { may: ['engine', 'adapters', 'lib', 'plugins', 'activities', 'workflows', 'serve', 'dev', 'app', 'api'], packages: [], why: 'The CLI is the top layer.' },
 };
 
 /** Deterministic workflow code: no Node built-ins, no non-workflow SDKs, only the pure engine modules. */

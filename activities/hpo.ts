@@ -7,12 +7,13 @@ import { CancelledFailure } from '@temporalio/common';
 import type { TuningStatus, VertexTuner } from '../adapters/vertex/tuning.js';
 
 /** The Vertex client library loads in about a second: only searches on Vertex pay for it. */
-const vertexTuning = () => import('../adapters/vertex/tuning.js');
+const vertexTuning = () => importOptional('@google-cloud/aiplatform', 'A Vertex AI tuning job (hpo.vertex)', () => import('../adapters/vertex/tuning.js'));
 import { mlflowRunIdOf, type HpoInput, type HpoPlan, type HpoTracking } from '../engine/contracts.js';
 import type { ProjectPipelines, TrackingBackend } from '../engine/ports.js';
 import type { CompiledPipeline } from '../engine/types.js';
 import type { Registry } from '../plugins/registry.js';
 import { toApplicationFailure } from './run-step.js';
+import { importOptional } from '../adapters/optional.js';
 
 export interface HpoDeps {
   registry: Registry;

@@ -13,9 +13,9 @@ import { ServiceUnavailable } from '../engine/service-wait.js';
 import { errorRetryDelayMs, STEP_DEFAULTS } from '../engine/step-defaults.js';
 import type { ArtifactStore, Logger, ModelRegistry } from '../engine/ports.js';
 import { scrubError } from '../engine/secrets.js';
-import { isArtifactRef, type RetrySpec, type StepCall, type StepRecordBase, type StepResult } from '../engine/types.js';
+import { type RetrySpec, type StepCall, type StepRecordBase, type StepResult } from '../engine/types.js';
 import type { Registry } from '../plugins/registry.js';
-import { inputKinds, outputKinds } from '../plugins/registry.js';
+import { checkPluginInputs, checkPluginOutputs } from '../plugins/registry.js';
 import type { AnyPlugin } from '../plugins/sdk.js';
 import { beginAttempt, type Attempt } from './attempt.js';
 import { buildStepContext, MAX_SERIES_POINTS } from './step-context.js';
@@ -105,16 +105,7 @@ function validateCall(deps: StepDeps, call: StepCall): { plugin: AnyPlugin; data
       hint: 'A value computed from a step output has the wrong type; check the expression in `with:`.',
     });
   }
-  for (const [name, kind] of Object.entries(inputKinds(plugin, parsed.data))) {
-    const key = name.replace(/\?$/, '');
-    const v = call.inputs[key];
-    if ((v === undefined || v === null) && !name.endsWith('?')) {
-      throw new PipelineError('PLUGIN_INPUT', `Step '${call.stepId}': input '${key}' is missing (the step that should provide it gave no value).`);
-    }
-    if (v !== undefined && v !== null && ['artifact', 'dataset', 'model'].includes(kind) && !isArtifactRef(v)) {
-      throw new PipelineError('PLUGIN_INPUT', `Step '${call.stepId}': input '${key}' must be an artifact reference (${kind}), got ${JSON.stringify(v).slice(0, 80)}.`);
-    }
-  }
+  checkPluginInputs(plugin, parsed.data, call.inputs, call.stepId);
   return { plugin, data: parsed.data };
 }
 
@@ -187,13 +178,7 @@ async function execute(
 
 /** The plugin returned every output it declares, and they fit in history. */
 function checkOutputs(call: StepCall, plugin: AnyPlugin, data: unknown, outputs: Record<string, unknown>): void {
-  const declared = outputKinds(plugin, data);
-  if (declared) {
-    const missing = Object.keys(declared).filter((k) => !(k in outputs));
-    if (missing.length) {
-      throw new PipelineError('PLUGIN_OUTPUT', `Plugin '${plugin.name}' did not return declared output(s) ${missing.join(', ')}.`, { hint: 'This is a bug in the plugin.' });
-    }
-  }
+  checkPluginOutputs(plugin, data, outputs);
   const size = JSON.stringify(outputs).length;
   if (size > MAX_OUTPUT_BYTES) {
     throw new PipelineError('PLUGIN_OUTPUT', `Step '${call.stepId}' returned ${size} bytes of outputs; the limit is ${MAX_OUTPUT_BYTES}.`, {

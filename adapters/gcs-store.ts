@@ -13,7 +13,7 @@
  * Reads go through a local cache folder (local first, then the bucket), bounded by `cacheMaxBytes`
  * and evicting the least recently used files.
  */
-import { Storage, type File } from '@google-cloud/storage';
+import type { File, Storage } from '@google-cloud/storage';
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, readdir, readFile, rename, rm, stat, utimes } from 'node:fs/promises';
@@ -24,6 +24,7 @@ import { PipelineError } from '../engine/errors.js';
 import type { ArtifactStore, PutOptions, RemoteService, StoredObject } from '../engine/ports.js';
 import type { ArtifactRef } from '../engine/types.js';
 import { hashFile, hashFileDigests, parseRecord, validateDigest, validateRecordKey } from './local-store.js';
+import { requireOptional } from './optional.js';
 
 export interface GcsStoreOptions {
   /** gs://bucket/prefix */
@@ -49,6 +50,8 @@ export function parseGsUri(uri: string): { bucket: string; prefix: string } {
 
 /** A Storage client: MLPIPE_GCS_ENDPOINT points it at an emulator; otherwise Application Default Credentials. */
 export function storageFromEnv(env: NodeJS.ProcessEnv = process.env): Storage {
+  // An optional package: loaded on first use of a gs:// location.
+  const { Storage } = requireOptional<typeof import('@google-cloud/storage')>('@google-cloud/storage', 'A gs:// location (artifact store or MLflow artifacts)');
   const endpoint = env['MLPIPE_GCS_ENDPOINT'];
   return endpoint ? new Storage({ apiEndpoint: endpoint, projectId: env['GOOGLE_CLOUD_PROJECT'] ?? 'mlpipe-local' }) : new Storage();
 }

@@ -18,11 +18,25 @@ function isPlugin(p: unknown): p is AnyPlugin {
   return !!x && typeof x.name === 'string' && typeof x.version === 'string' && typeof x.run === 'function' && typeof x.params?.safeParse === 'function';
 }
 
+let typescriptLoader: Promise<void> | undefined;
+
+/**
+ * A project's plugins may be TypeScript. From a checkout, mlpipe itself runs through tsx, which
+ * loads them too; the installed package is JavaScript, so it registers tsx's loader once, before
+ * importing a .ts file.
+ */
+function loadTypeScript(file: string): Promise<void> {
+  if (!/\.m?ts$/.test(file) || import.meta.url.endsWith('.ts')) return Promise.resolve();
+  typescriptLoader ??= import('tsx/esm/api').then(({ register }) => void register());
+  return typescriptLoader;
+}
+
 export async function loadProjectRegistry(projectDir: string): Promise<Registry> {
   const file = PROJECT_PLUGIN_FILES.map((f) => join(projectDir, f)).find((f) => existsSync(f));
   if (!file) return createDefaultRegistry();
   let mod: { plugins?: unknown; default?: unknown };
   try {
+    await loadTypeScript(file);
     mod = (await import(pathToFileURL(file).href)) as typeof mod;
   } catch (e) {
     // A syntax error comes from esbuild (through tsx) as "Transform failed ...\n<file>:2:24: ERROR: <what>".

@@ -18,7 +18,8 @@ import { trackingTaskQueue } from '../engine/contracts.js';
 import { createActivities } from '../activities/index.js';
 import { projectPipelines } from './load-pipeline.js';
 
-export const WORKFLOWS_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', 'workflows', 'index.ts');
+/** The workflow code to bundle: the sources in a checkout (run through tsx), the compiled files in the package. */
+export const WORKFLOWS_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', 'workflows', import.meta.url.endsWith('.ts') ? 'index.ts' : 'index.js');
 
 let bundle: Promise<{ code: string }> | undefined;
 /** The workflow bundle, built once per process. */

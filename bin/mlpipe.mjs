@@ -1,8 +1,14 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI through tsx (no build step).
-import { register } from 'tsx/esm/api';
+// The `mlpipe` command. In a checkout it runs the TypeScript sources through tsx (no build step);
+// the installed package runs the compiled JavaScript in dist/.
+import { existsSync } from 'node:fs';
 
-register();
+const source = new URL('../cli/main.ts', import.meta.url);
+const fromSource = existsSync(source);
+if (fromSource) {
+  const { register } = await import('tsx/esm/api');
+  register();
+}
 // `mlpipe runs list | head -1`: the reader closed the pipe, so there is nobody left to tell; end quietly.
 for (const stream of [process.stdout, process.stderr]) {
   stream.on('error', (e) => {
@@ -10,5 +16,5 @@ for (const stream of [process.stdout, process.stderr]) {
     process.exit(process.exitCode ?? 0);
   });
 }
-const { main } = await import('../cli/main.ts');
+const { main } = await import(fromSource ? source.href : '../dist/cli/main.js');
 process.exitCode = await main(process.argv.slice(2));

@@ -15,6 +15,11 @@ const PIPELINE: [string, string] = ['<pipeline>', 'a name (pipelines/<name>.yaml
 const OVERRIDES: [string, string] = ['[overrides...]', 'model=wide  training.lr=0.01  +new.key=1  ++key=1  ~key  params.name=value'];
 
 export const COMMAND_HELP: Record<string, CommandHelp> = {
+  init: {
+    usage: ['mlpipe init [dir]'],
+    summary: 'Scaffold a project that uses the installed mlpipe: package.json (or the missing parts of an existing one), pipelines/example.yaml with a project plugin, conf/, mlpipe.plugins.ts, a vitest test of the plugin (mlpipe/testing), tsconfig.json, .gitignore, README.md. Existing files are kept.',
+    args: [['[dir]', 'the project folder (default: the current folder; created when missing)']],
+  },
   run: {
     usage: ['mlpipe run <pipeline> [overrides...] [options]'],
     summary: 'Start a run, follow it, print outputs. Exit 0 when it succeeded, 1 when it failed or was cancelled. SIGINT / SIGTERM cancel the run (twice: stop waiting).',

@@ -7,18 +7,19 @@ import { Client, Connection } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { createPipelineWorker } from '../app/worker.js';
-import { loadPipeline } from '../app/load-pipeline.js';
+import { compileProjectPipeline, pipelineInput } from '../app/runs.js';
 import { listPipelines, loadSettings, type Settings } from '../app/project.js';
 import { redact } from '../adapters/mlflow/rest.js';
 import { findMlflow, startMlflowServer, type MlflowServer } from '../dev/mlflow-server.js';
 import { freePort, isListening, requireTemporalCli, startDevServer, type DevServer } from '../dev/temporal-server.js';
 import { describeFailure, formatZodIssues, PipelineError } from '../engine/errors.js';
-import { checkInput, checkLabels, LIMITS } from '../engine/limits.js';
+import { checkLabels, LIMITS } from '../engine/limits.js';
 import type { CompiledPipeline } from '../engine/types.js';
 import { loadProjectRegistry } from '../app/project-plugins.js';
 import {
@@ -34,7 +35,6 @@ import {
   type HpoStatus,
   type KnownRuns,
   type MonitorResult,
-  type PipelineInput,
   type PipelineResult,
   type PipelineStatus,
 } from '../engine/contracts.js';
@@ -43,6 +43,7 @@ import { commandHelp } from './help.js';
 import { formatStepLine, formatSummary } from './render.js';
 import { cmdGc, cmdLineage, cmdRuns } from './store-commands.js';
 import { cmdDrift } from './drift-command.js';
+import { cmdInit } from './init-command.js';
 import { cmdSchedule } from './schedule-command.js';
 import { cmdTrial } from './trial-command.js';
 import { cmdPromote, cmdRollback, cmdServe } from './serve-command.js';
@@ -50,6 +51,7 @@ import { cmdPromote, cmdRollback, cmdServe } from './serve-command.js';
 const HELP = `mlpipe — declarative ML pipelines on Temporal
 
 Usage:
+  mlpipe init [dir]                      Scaffold a project: pipelines/, conf/, mlpipe.plugins.ts, a plugin test
   mlpipe run <pipeline> [overrides...]   Start a run, follow it, print outputs (exit code = result)
       --worker            also run a worker in this process while the run lasts
       --no-cache          do not reuse cached step results
@@ -194,8 +196,8 @@ async function connect(settings: Settings): Promise<Client> {
   return new Client({ connection, namespace: settings.namespace });
 }
 
-async function compile(settings: Settings, ref: string, overrides: string[]): Promise<CompiledPipeline> {
-  return loadPipeline(settings.projectDir, ref, await loadProjectRegistry(settings.projectDir), overrides);
+function compile(settings: Settings, ref: string, overrides: string[]): Promise<CompiledPipeline> {
+  return compileProjectPipeline(settings, ref, overrides);
 }
 
 function parseLabels(labels: string[] | undefined): Record<string, string> {
@@ -301,12 +303,7 @@ async function cmdRun(argv: string[], settings: Settings): Promise<number> {
   if (!ref) throw usageError('mlpipe run needs a pipeline name or path.');
   const compiled = await compile(settings, ref, overrides);
   const maxParallel = values['max-parallel'] === undefined ? undefined : z.coerce.number().int().min(1).max(LIMITS.maxParallel).parse(values['max-parallel']);
-  const input: PipelineInput = { pipeline: ref, overrides };
-  if (values['no-cache']) input.cache = false;
-  if (maxParallel) input.maxParallel = maxParallel;
-  const labels = parseLabels(values.label);
-  if (Object.keys(labels).length) input.labels = labels;
-  checkInput(input); // what the worker would refuse, refused before anything starts
+  const input = pipelineInput(ref, { overrides, cache: !values['no-cache'], maxParallel, labels: parseLabels(values.label) });
 
   const client = await connect(settings);
   const workflowId = values.id ?? `${compiled.name}-${randomUUID().slice(0, 8)}`;
@@ -549,7 +546,7 @@ async function cmdDev(argv: string[], settings: Settings): Promise<number> {
   out(`Web UI: ${server.uiUrl}`);
   const mlflow = await startDevMlflow(settings, Number(values['mlflow-port']), values['no-mlflow']);
   out(`worker polling task queue '${s.taskQueue}'. Ctrl-C stops ${mlflow ? 'all three' : 'both'}.`);
-  out(`try: TEMPORAL_ADDRESS=${server.address} mlpipe run diamond`);
+  out(`try: TEMPORAL_ADDRESS=${server.address} ${selfCommand(settings)} run ${listPipelines(settings.projectDir)[0] ?? '<pipeline>'}`);
   await worker.run();
   await connection.close();
   await server.stop();
@@ -573,7 +570,7 @@ async function startDevMlflow(settings: Settings, port: number, disabled: boolea
   const root = settings.trackingUri.slice('file:'.length);
   const mlflow = disabled ? undefined : findMlflow(settings.cacheDir);
   if (!mlflow) {
-    out(`MLflow tracking: ${root} (file store).${disabled ? '' : " For the MLflow UI, run 'npm run setup -- --with-mlflow' (or put mlflow on PATH) and restart."}`);
+    out(`MLflow tracking: ${root} (file store).${disabled ? '' : ` For the MLflow UI, ${isCheckout(settings) ? "run 'npm run setup -- --with-mlflow'" : "install MLflow ('pip install mlflow')"} (or put mlflow on PATH) and restart.`}`);
     return undefined;
   }
   if (await isListening(`127.0.0.1:${port}`)) {
@@ -623,6 +620,20 @@ async function cmdPlugins(argv: string[], settings: Settings): Promise<number> {
   return 0;
 }
 
+/** True in a checkout of mlpipe itself (its own pipelines are the project). */
+function isCheckout(settings: Settings): boolean {
+  try {
+    return (JSON.parse(readFileSync(join(settings.projectDir, 'package.json'), 'utf8')) as { name?: string }).name === 'mlpipe';
+  } catch {
+    return false;
+  }
+}
+
+/** How to call mlpipe again from the project: the npm script in a checkout, npx in a user's project. */
+function selfCommand(settings: Settings): string {
+  return isCheckout(settings) ? 'npm run mlpipe --' : 'npx mlpipe';
+}
+
 async function cmdDemo(argv: string[], settings: Settings): Promise<number> {
   const pipeline = argv[0] && !argv[0].startsWith('-') && !argv[0].includes('=') ? argv[0] : 'california-housing';
   const rest = argv[0] === pipeline ? argv.slice(1) : argv;
@@ -643,8 +654,8 @@ async function cmdDemo(argv: string[], settings: Settings): Promise<number> {
     const code = await cmdRun([pipeline, '--worker', '--id', workflowId, ...rest], s);
     out(`\nartifacts: ${s.artifactsDir}`);
     const path = `/namespaces/${s.namespace}/workflows/${workflowId}`;
-    if (server) out(`Temporal Web UI: run 'npm run mlpipe -- dev' (same database), then open http://127.0.0.1:8233${path}`);
-    if (server && s.trackingUri?.startsWith('file:')) out(`MLflow UI: 'npm run mlpipe -- dev' also serves ${s.trackingUri.slice(5)} at http://127.0.0.1:5000 when MLflow is installed`);
+    if (server) out(`Temporal Web UI: run '${selfCommand(s)} dev' (same database), then open http://127.0.0.1:8233${path}`);
+    if (server && s.trackingUri?.startsWith('file:')) out(`MLflow UI: '${selfCommand(s)} dev' also serves ${s.trackingUri.slice(5)} at http://127.0.0.1:5000 when MLflow is installed`);
     else out(`Temporal Web UI: ${ui ?? 'http://localhost:8233'}${path}`);
     return code;
   } finally {
@@ -683,6 +694,8 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdCancel(rest, settings);
       case 'plugins':
         return await cmdPlugins(rest, settings);
+      case 'init':
+        return await cmdInit(rest);
       case 'pipelines':
         for (const p of listPipelines(settings.projectDir)) out(p);
         return 0;

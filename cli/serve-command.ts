@@ -16,6 +16,7 @@ import { PredictionLogWriter } from '../engine/prediction-log.js';
 import { aliasHistory, moveAlias, rollbackAlias } from '../engine/promotion.js';
 import { portInUse } from '../dev/temporal-server.js';
 import { openStore } from './store-commands.js';
+import { importOptional } from '../adapters/optional.js';
 
 const out = (s: string): boolean => process.stdout.write(`${s}\n`);
 
@@ -125,7 +126,7 @@ export async function cmdServe(argv: string[], settings: Settings): Promise<numb
   if (maxInstances !== undefined && !(Number.isInteger(maxInstances) && maxInstances >= 1)) {
     throw new PipelineError('INPUT_INVALID', `--max-instances '${values['max-instances']}' is not a positive whole number.`, { hint: '--max-instances 1000 (default 10000)' });
   }
-  const { loadOnnxModel } = await import('../adapters/onnx/runtime.js');
+  const { loadOnnxModel } = await importOptional('onnxruntime-node', 'mlpipe serve', () => import('../adapters/onnx/runtime.js'));
   const { bytes, model } = await resolveModel(ref, settings);
   if (values.name) model.name = values.name;
   const predictor = await loadOnnxModel(bytes, { threads });

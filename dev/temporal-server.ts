@@ -37,7 +37,7 @@ export function requireTemporalCli(cacheDir: string): string {
   const bin = findTemporalCli(cacheDir);
   if (bin) return bin;
   throw new PipelineError('TOOL_MISSING', 'The Temporal CLI was not found (checked $TEMPORAL_CLI, PATH and ' + join(cacheDir, 'tools/bin/temporal') + ').', {
-    hint: `Run 'npm run setup' (builds it with: go install github.com/temporalio/cli/cmd/temporal@v${TEMPORAL_CLI_VERSION}), or install it and set TEMPORAL_CLI=/path/to/temporal.`,
+    hint: `Install it (https://docs.temporal.io/cli, or: go install github.com/temporalio/cli/cmd/temporal@v${TEMPORAL_CLI_VERSION}) and put it on PATH or set TEMPORAL_CLI=/path/to/temporal; in a checkout of mlpipe, 'npm run setup' builds it.`,
   });
 }
 

@@ -8,8 +8,8 @@ import { PipelineError } from '../engine/errors.js';
 import { describe, isNumericType } from './dataset.js';
 import type { Tf } from './tf.js';
 
-type LayersModel = import('@tensorflow/tfjs').LayersModel;
-type ModelArtifacts = import('@tensorflow/tfjs').io.ModelArtifacts;
+type LayersModel = import('@tensorflow/tfjs-layers').LayersModel;
+type ModelArtifacts = import('@tensorflow/tfjs-core').io.ModelArtifacts;
 
 export interface ModelMeta {
   kind: 'mlpipe.tfjs-mlp';
@@ -98,7 +98,7 @@ export async function deserializeModel(tf: Tf, bytes: Buffer): Promise<{ model: 
   const model = await tf.loadLayersModel(
     tf.io.fromMemory({
       modelTopology: doc.modelTopology as object,
-      weightSpecs: doc.weightSpecs as import('@tensorflow/tfjs').io.WeightsManifestEntry[],
+      weightSpecs: doc.weightSpecs as import('@tensorflow/tfjs-core').io.WeightsManifestEntry[],
       weightData: data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength),
     }),
   );
@@ -110,8 +110,8 @@ export async function deserializeModel(tf: Tf, bytes: Buffer): Promise<{ model: 
 export function predict(tf: Tf, model: LayersModel, meta: ModelMeta, m: Matrix, batchSize = 4096): Float32Array {
   return tf.tidy(() => {
     const x = tf.tensor2d(m.x, [m.rows, m.features.length]);
-    const out = model.predict(x, { batchSize }) as import('@tensorflow/tfjs').Tensor;
-    const scaled = meta.task === 'regression' ? out.mul(meta.targetStd ?? 1).add(meta.targetMean ?? 0) : out;
+    const out = model.predict(x, { batchSize }) as import('@tensorflow/tfjs-core').Tensor;
+    const scaled = meta.task === 'regression' ? tf.add(tf.mul(out, meta.targetStd ?? 1), meta.targetMean ?? 0) : out;
     return scaled.dataSync() as Float32Array;
   });
 }

@@ -1,7 +1,9 @@
 /**
  * The tfjs backend for training and prediction, chosen once per process:
- * `@tensorflow/tfjs-node-gpu` when installed, else `@tensorflow/tfjs-node`, else the wasm backend of
- * `@tensorflow/tfjs`, else its pure-JS cpu backend. `MLPIPE_TF_BACKEND` (the process's choice) or a
+ * `@tensorflow/tfjs-node-gpu` when installed, else `@tensorflow/tfjs-node`, else the wasm backend
+ * (`@tensorflow/tfjs-backend-wasm`), else the pure-JS cpu backend (`@tensorflow/tfjs-backend-cpu`),
+ * both over `@tensorflow/tfjs-core` and `@tensorflow/tfjs-layers` (not the `@tensorflow/tfjs` umbrella,
+ * which also brings webgl, the converter and tfjs-data). `MLPIPE_TF_BACKEND` (the process's choice) or a
  * step's `backend` param forces one. tfjs has one global backend per process, shared by steps that
  * run at the same time, so it is not switched under them: a step asking for another backend than
  * the one loaded (or than MLPIPE_TF_BACKEND) fails, non-retryable, naming both. A forced backend
@@ -15,7 +17,8 @@ import { PipelineError } from '../engine/errors.js';
 export type BackendName = 'tfjs-node-gpu' | 'tfjs-node' | 'wasm' | 'cpu';
 export const BACKENDS: BackendName[] = ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'];
 
-export type Tf = typeof import('@tensorflow/tfjs');
+/** What the steps use of tfjs: the core (tensors, ops, io, optimizers) and the layers API. */
+export type Tf = typeof import('@tensorflow/tfjs-core') & typeof import('@tensorflow/tfjs-layers');
 
 const require = createRequire(import.meta.url);
 
@@ -37,7 +40,8 @@ async function tryBackend(name: BackendName): Promise<Tf> {
     await tf.ready();
     return tf;
   }
-  const tf = await import('@tensorflow/tfjs');
+  const [core, layers] = await Promise.all([import('@tensorflow/tfjs-core'), import('@tensorflow/tfjs-layers'), import('@tensorflow/tfjs-backend-cpu')]);
+  const tf: Tf = { ...core, ...layers };
   if (name === 'wasm') {
     const wasm = await import('@tensorflow/tfjs-backend-wasm');
     const dist = join(dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist');

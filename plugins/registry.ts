@@ -6,6 +6,7 @@ import type { z } from 'zod';
 import type { ParamIssue, PluginCatalog, PluginInfo } from '../engine/catalog.js';
 import { PipelineError } from '../engine/errors.js';
 import { didYouMean } from '../engine/suggest.js';
+import { isArtifactRef } from '../engine/types.js';
 import type { AnyPlugin } from './sdk.js';
 
 export interface Registry extends PluginCatalog {
@@ -27,6 +28,33 @@ export function outputKinds(plugin: AnyPlugin, params: unknown): Record<string, 
   const schema: z.ZodType = plugin.params;
   const parsed = schema.safeParse(params);
   return parsed.success ? plugin.outputs(parsed.data) : undefined;
+}
+
+/**
+ * The inputs a step gets, against the plugin's declarations (for these parsed params): every
+ * required input present, artifact kinds as artifact references. Throws PLUGIN_INPUT.
+ */
+export function checkPluginInputs(plugin: AnyPlugin, params: unknown, inputs: Record<string, unknown>, stepId: string): void {
+  for (const [name, kind] of Object.entries(inputKinds(plugin, params))) {
+    const key = name.replace(/\?$/, '');
+    const v = inputs[key];
+    if ((v === undefined || v === null) && !name.endsWith('?')) {
+      throw new PipelineError('PLUGIN_INPUT', `Step '${stepId}': input '${key}' is missing (the step that should provide it gave no value).`);
+    }
+    if (v !== undefined && v !== null && ['artifact', 'dataset', 'model'].includes(kind) && !isArtifactRef(v)) {
+      throw new PipelineError('PLUGIN_INPUT', `Step '${stepId}': input '${key}' must be an artifact reference (${kind}), got ${JSON.stringify(v).slice(0, 80)}.`);
+    }
+  }
+}
+
+/** What `run` returned, against the declared outputs (for these parsed params). Throws PLUGIN_OUTPUT. */
+export function checkPluginOutputs(plugin: AnyPlugin, params: unknown, outputs: Record<string, unknown>): void {
+  const declared = outputKinds(plugin, params);
+  if (!declared) return;
+  const missing = Object.keys(declared).filter((k) => !(k in outputs));
+  if (missing.length) {
+    throw new PipelineError('PLUGIN_OUTPUT', `Plugin '${plugin.name}' did not return declared output(s) ${missing.join(', ')}.`, { hint: 'This is a bug in the plugin.' });
+  }
 }
 
 export function createRegistry(plugins: AnyPlugin[]): Registry {

@@ -84,7 +84,37 @@ export interface StepContext {
 /** Input and output kinds: documentation and light checking ('artifact' values must be ArtifactRefs). */
 export type IoKind = 'artifact' | 'dataset' | 'model' | 'metrics' | 'json' | 'any';
 
-export interface PluginDefinition<P extends z.ZodType = z.ZodType, O extends string = string> {
+/** Declared inputs or outputs: name -> kind. An input name ending in '?' is optional. */
+export type IoMap = Record<string, IoKind>;
+
+/** The value of an input of this kind: artifact kinds are checked to be references before `run`. */
+export type InputValue<K extends IoKind> = K extends 'artifact' | 'dataset' | 'model' ? ArtifactRef : unknown;
+
+/** The value a plugin returns for an output of this kind: null when it has none this time (an optional input was absent). */
+export type OutputValue<K extends IoKind> = K extends 'artifact' | 'dataset' | 'model'
+  ? ArtifactRef | null
+  : K extends 'metrics'
+    ? object | null
+    : unknown;
+
+type RequiredName<N> = N extends `${string}?` ? never : N;
+type OptionalName<N> = N extends `${infer B}?` ? B : never;
+
+/**
+ * What `run` receives for a declared input map: required inputs as their values, `name?` inputs
+ * under `name`, possibly undefined (or null when an expression gave null).
+ */
+export type InputsOf<I extends IoMap> = { [N in keyof I as RequiredName<N>]: InputValue<I[N]> } & { [N in keyof I as OptionalName<N>]?: InputValue<I[N]> | null };
+
+/** What `run` must return for a declared output map: every declared output, under its name. */
+export type OutputsOf<O extends IoMap> = { -readonly [N in keyof O]: OutputValue<O[N]> };
+
+/**
+ * A plugin. `I` and `O` are the declared input and output maps when they are literal objects: `run`
+ * gets typed inputs and must return the declared outputs. When `inputs` or `outputs` is a function of
+ * the params, the names are only known at run time and `run` sees (or returns) a plain record.
+ */
+export interface PluginDefinition<P extends z.ZodType = z.ZodType, I extends IoMap = IoMap, O extends IoMap = IoMap> {
   /** Dotted by stage: ingest.csv, train.tfjs-mlp, util.echo. */
   name: string;
   /** Bump when results would change for the same params and inputs: it is part of the cache key. */
@@ -93,9 +123,9 @@ export interface PluginDefinition<P extends z.ZodType = z.ZodType, O extends str
   description: string;
   params: P;
   /** Input name -> kind (a name ending in '?' is optional), or a function of the params. */
-  inputs?: Record<string, IoKind> | ((params: z.infer<P>) => Record<string, IoKind>);
+  inputs?: I | ((params: z.infer<P>) => IoMap);
   /** Output name -> kind, or a function of the params for plugins whose outputs depend on them. */
-  outputs: Record<O, IoKind> | ((params: z.infer<P>) => Record<string, IoKind>);
+  outputs: O | ((params: z.infer<P>) => IoMap);
   /** Whether a result may be served from the cache by default (false for side effects). */
   cacheable?: boolean;
   /**
@@ -116,14 +146,20 @@ export interface PluginDefinition<P extends z.ZodType = z.ZodType, O extends str
    * three times that (at least 30 s), so a busy step is not taken for a dead worker.
    */
   heartbeat?: { blocksEventLoopMs: number };
-  run(ctx: StepContext, params: z.infer<P>, inputs: Record<string, unknown>): Promise<Record<string, unknown>>;
+  run(ctx: StepContext, params: z.infer<P>, inputs: InputsOf<I>): Promise<OutputsOf<O>>;
 }
 
-/** Typed identity helper: infers the params type from the zod schema. */
-export function definePlugin<P extends z.ZodType, O extends string>(def: PluginDefinition<P, O>): PluginDefinition<P, O> {
+/**
+ * Typed identity helper: infers the params type from the zod schema, the inputs `run` receives from
+ * the declared input map, and requires `run` to return the declared outputs (a misnamed or missing
+ * output is a compile error).
+ */
+export function definePlugin<P extends z.ZodType, const I extends IoMap = IoMap, const O extends IoMap = IoMap>(
+  def: PluginDefinition<P, I, O>,
+): PluginDefinition<P, I, O> {
   return def;
 }
 
-// A registry holds plugins of many param types; this is the erased form.
+// A registry holds plugins of many param and io types; this is the erased form.
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type AnyPlugin = PluginDefinition<any, string>;
+export type AnyPlugin = PluginDefinition<any, any, any>;

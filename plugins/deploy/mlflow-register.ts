@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { PipelineError } from '../../engine/errors.js';
 import { decidePromotion, metricTag, moveAlias } from '../../engine/promotion.js';
 import { aliasName as alias } from '../../engine/spec.js';
-import { isArtifactRef, type ArtifactRef } from '../../engine/types.js';
+import { isArtifactRef } from '../../engine/types.js';
 import { definePlugin } from '../sdk.js';
 
 
@@ -50,8 +50,8 @@ export const mlflowRegister = definePlugin({
       return { registered: false, version: null, promoted: false, champion: null, reason };
     }
     const { registry, experiment } = ctx.models;
-    const model = inputs['model'] as ArtifactRef;
-    const metrics = (inputs['metrics'] ?? {}) as Record<string, unknown>;
+    const model = inputs.model;
+    const metrics = (inputs.metrics ?? {}) as Record<string, unknown>;
     const value = metrics[p.metric.key];
     if (typeof value !== 'number') {
       throw new PipelineError('PLUGIN_INPUT', `deploy.mlflow-register: the metrics input has no number '${p.metric.key}'. It has: ${Object.keys(metrics).join(', ') || 'nothing'}.`, {
@@ -82,7 +82,7 @@ export const mlflowRegister = definePlugin({
       });
     }
 
-    async function register(): Promise<Record<string, unknown>> {
+    async function register() {
       const mv = await registry.publish({
         name: p.name,
         experiment,

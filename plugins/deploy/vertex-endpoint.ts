@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { parseGsUri, storageFromEnv } from '../../adapters/gcs-store.js';
 import { PipelineError } from '../../engine/errors.js';
-import type { ArtifactRef } from '../../engine/types.js';
 import { definePlugin } from '../sdk.js';
+import { importOptional } from '../../adapters/optional.js';
 
 const params = z
   .object({
@@ -41,7 +41,7 @@ export const vertexEndpoint = definePlugin({
   outputs: { model: 'json', endpoint: 'json', deployedModelId: 'json', trafficSplit: 'json', artifactUri: 'json' },
   cacheable: false,
   async run(ctx, p, inputs) {
-    const ref = inputs['model'] as ArtifactRef;
+    const ref = inputs.model;
     const bytes = await ctx.store.get(ref);
     const folder = `${p.artifactUri.replace(/\/+$/, '')}/${ref.sha256.slice(0, 32)}`;
     const { bucket, prefix } = parseGsUri(folder);
@@ -51,7 +51,7 @@ export const vertexEndpoint = definePlugin({
       throw new PipelineError('STORAGE_ERROR', `deploy.vertex-endpoint: cannot write ${folder}/model.onnx: ${(e as Error).message}`, { retryable: true });
     }
     // The Vertex client library takes about a second to load: only deploy steps pay for it.
-    const { buildDeployedModel, buildServingModel, trafficSplit, VertexEndpoints } = await import('../../adapters/vertex/endpoint.js');
+    const { buildDeployedModel, buildServingModel, trafficSplit, VertexEndpoints } = await importOptional('@google-cloud/aiplatform', 'deploy.vertex-endpoint', () => import('../../adapters/vertex/endpoint.js'));
     const api = process.env['MLPIPE_VERTEX_ENDPOINT'] ? new URL(process.env['MLPIPE_VERTEX_ENDPOINT']) : undefined;
     const vertex = VertexEndpoints.create({ project: p.project, location: p.location, ...(api ? { endpoint: { host: api.hostname, port: Number(api.port), protocol: api.protocol === 'https:' ? 'https' : 'http' } } : {}) });
     try {

@@ -12,6 +12,7 @@ import { loadTf } from '../../lib/tf.js';
 import { deserializeModel, loadMatrix, predict, type ModelDocument } from '../../lib/model.js';
 import { readContract } from '../../adapters/onnx/contract.js';
 import { buildOnnxModel } from '../../lib/onnx-graph.js';
+import { importOptional } from '../../adapters/optional.js';
 
 const params = z
   .object({
@@ -45,7 +46,7 @@ export interface Parity {
  */
 async function checkParity(ctx: StepContext, onnx: Uint8Array, modelBytes: Buffer, doc: ModelDocument, state: FittedTransform, file: string): Promise<Parity> {
   // The native runtime loads on first use, not with every worker and CLI command.
-  const { loadOnnxModel } = await import('../../adapters/onnx/runtime.js');
+  const { loadOnnxModel } = await importOptional('onnxruntime-node', 'export.onnx (its parity check)', () => import('../../adapters/onnx/runtime.js'));
   const predictor = await loadOnnxModel(onnx);
   try {
     const transformed = join(ctx.workDir, 'parity-transformed.parquet');
@@ -107,7 +108,7 @@ export const exportOnnx = definePlugin({
     const { bytes: modelBytes, value: doc } = await json<ModelDocument>(ctx, inputs, 'model');
     if (doc.kind !== 'mlpipe.tfjs-mlp') throw new PipelineError('PLUGIN_INPUT', "export.onnx: input 'model' is not a train.tfjs-mlp model.");
     const state = parseFittedTransform((await json<unknown>(ctx, inputs, 'state')).value, 'export.onnx');
-    const modelRef = inputs['model'] as { sha256: string };
+    const modelRef = inputs.model;
     const proto = buildOnnxModel(state, doc, {
       metadata: { 'mlpipe.pipeline': ctx.pipeline, 'mlpipe.workflow_id': ctx.workflowId, 'mlpipe.run_id': ctx.runId, 'mlpipe.source_model_sha256': modelRef.sha256 },
     });

@@ -3,7 +3,6 @@ import { driftOptions, driftParams } from '../../engine/drift/params.js';
 import { renderDriftHtml } from '../../engine/drift/html.js';
 import { datasetFile } from '../../lib/dataset.js';
 import { definePlugin } from '../sdk.js';
-import type { ArtifactRef } from '../../engine/types.js';
 import { artifactFormat, loadDriftDataset } from '../../lib/drift-data.js';
 
 /**
@@ -23,8 +22,8 @@ export const monitorDrift = definePlugin({
   async run(ctx, p, inputs) {
     const refFile = await datasetFile(ctx, inputs, 'reference');
     const curFile = await datasetFile(ctx, inputs, 'current');
-    const reference = await loadDriftDataset(refFile, 'reference', p.columns, artifactFormat(inputs['reference'] as ArtifactRef));
-    const current = await loadDriftDataset(curFile, 'current', p.columns, artifactFormat(inputs['current'] as ArtifactRef));
+    const reference = await loadDriftDataset(refFile, 'reference', p.columns, artifactFormat(inputs.reference));
+    const current = await loadDriftDataset(curFile, 'current', p.columns, artifactFormat(inputs.current));
     ctx.heartbeat({ rows: { reference: reference.rows, current: current.rows } });
     const options = driftOptions(p);
     // Test the columns both sides can: the reference's, unless named.

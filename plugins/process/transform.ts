@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ident, withDuckDB, type Duck } from '../../adapters/duckdb.js';
 import { PipelineError } from '../../engine/errors.js';
-import { isArtifactRef } from '../../engine/types.js';
+import { isArtifactRef, type ArtifactRef } from '../../engine/types.js';
 import { datasetFile, datasetPath, describe, isNumericType, view, writeDataset, type Column } from '../../lib/dataset.js';
 import { definePlugin } from '../sdk.js';
 import { applyOpSql, applyTransformSql, gridCenters, parseFittedTransform, type FittedOp, type FittedTransform } from '../../lib/fitted-transform.js';
@@ -282,7 +282,8 @@ export const transform = definePlugin({
       await db.restrict({ paths: Object.entries(files).flatMap(([name, file]) => [file, datasetPath(ctx, name)]) });
       await view(db, 'train_in', files.train!);
       const state = await fitTransform(db, 'train_in', p.steps, p.exclude);
-      const out: Record<string, unknown> = { validation: null, test: null };
+      const out: Record<'train' | 'validation' | 'test', ArtifactRef | null> = { train: null, validation: null, test: null };
+      let features: string[] = [];
       for (const name of ['train', 'validation', 'test'] as const) {
         const file = files[name];
         if (file === undefined) continue;
@@ -290,10 +291,9 @@ export const transform = definePlugin({
         const cols = (await describe(db, `${name}_src`)).map((c) => c.name);
         const w = await writeDataset(ctx, db, applyTransformSql(state, `${name}_src`, cols), name);
         out[name] = w.ref;
-        if (name === 'train') out['features'] = w.columns.map((c) => c.name).filter((c) => !p.exclude.includes(c));
+        if (name === 'train') features = w.columns.map((c) => c.name).filter((c) => !p.exclude.includes(c));
       }
-      out['state'] = await ctx.store.put(JSON.stringify(state, null, 2), { name: 'transform-state.json', mediaType: 'application/json' });
-      return out;
+      return { ...out, features, state: await ctx.store.put(JSON.stringify(state, null, 2), { name: 'transform-state.json', mediaType: 'application/json' }) };
     });
   },
 });

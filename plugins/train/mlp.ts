@@ -2,12 +2,12 @@ import { z } from 'zod';
 import { prng } from '../../engine/random.js'; // seeded shuffling: tfjs's own shuffle is not seedable
 import { PipelineError } from '../../engine/errors.js';
 import { datasetFile } from '../../lib/dataset.js';
-import { definePlugin, type StepContext } from '../sdk.js';
+import { definePlugin, type OutputsOf, type StepContext } from '../sdk.js';
 import { loadTf, type BackendName, type Tf } from '../../lib/tf.js';
 import { deserializeModel, loadMatrix, serializeModel, type Matrix, type ModelDocument, type ModelMeta } from '../../lib/model.js';
 
-type LayersModel = import('@tensorflow/tfjs').LayersModel;
-type Optimizer = import('@tensorflow/tfjs').Optimizer;
+type LayersModel = import('@tensorflow/tfjs-layers').LayersModel;
+type Optimizer = import('@tensorflow/tfjs-core').Optimizer;
 
 const params = z
   .object({
@@ -146,6 +146,9 @@ function restoreOptimizer(tf: Tf, optimizer: Optimizer, saved: CheckpointDoc['op
  * `everyMinutes`) the model, optimizer state and progress are saved to the artifact store, keeping
  * the newest `keep`; a retry after a crash resumes from the newest checkpoint instead of epoch 1.
  */
+/** What a training step returns (the tracked run's model, its metrics and curves). */
+const trainOutputs = { model: 'model', metrics: 'metrics', history: 'artifact', backend: 'json', curve: 'json' } as const;
+
 export const trainMlp = definePlugin({
   name: 'train.tfjs-mlp',
   version: '3',
@@ -154,7 +157,7 @@ export const trainMlp = definePlugin({
   heartbeat: { blocksEventLoopMs: 5_000 },
   params,
   inputs: { train: 'dataset', 'validation?': 'dataset' },
-  outputs: { model: 'model', metrics: 'metrics', history: 'artifact', backend: 'json', curve: 'json' },
+  outputs: trainOutputs,
   async run(ctx, p, inputs) {
     const { tf, backend, tried } = await loadTf(p.backend as BackendName | 'auto');
     ctx.logger.info({ backend, tried }, `training with tfjs backend ${backend}`);
@@ -218,10 +221,10 @@ interface Training {
 
 /** The data as tensors: all of train, and validation when bound. */
 interface TrainTensors {
-  xAll: import('@tensorflow/tfjs').Tensor2D;
-  yAll: import('@tensorflow/tfjs').Tensor2D;
-  vx: import('@tensorflow/tfjs').Tensor2D | undefined;
-  vy: import('@tensorflow/tfjs').Tensor2D | undefined;
+  xAll: import('@tensorflow/tfjs-core').Tensor2D;
+  yAll: import('@tensorflow/tfjs-core').Tensor2D;
+  vx: import('@tensorflow/tfjs-core').Tensor2D | undefined;
+  vy: import('@tensorflow/tfjs-core').Tensor2D | undefined;
 }
 
 /** The train and validation matrices (validation with train's features), checked for what training needs. */
@@ -335,7 +338,7 @@ async function fitEpoch({ tf, p, model, optimizer }: Training, rows: number, { x
   }
   let valLoss: number | undefined;
   if (vx && vy) {
-    const r = model.evaluate(vx, vy, { batchSize: 4096 }) as import('@tensorflow/tfjs').Scalar;
+    const r = model.evaluate(vx, vy, { batchSize: 4096 }) as import('@tensorflow/tfjs-core').Scalar;
     valLoss = (await r.data())[0]!;
     r.dispose();
   }
@@ -367,7 +370,7 @@ function stopsAt(t: Training, epoch: number): boolean {
 }
 
 /** The trained model (the best weights when early stopping kept them), its history, curve and metrics; the curves go to tracking. */
-async function trainedOutputs(t: Training, backend: string, rows: number, started: number): Promise<Record<string, unknown>> {
+async function trainedOutputs(t: Training, backend: string, rows: number, started: number): Promise<OutputsOf<typeof trainOutputs>> {
   const { tf, ctx, p, meta, state, best } = t;
   if (best) {
     const restored = await deserializeModel(tf, Buffer.from(JSON.stringify(best)));
