@@ -3,6 +3,7 @@ import { prng } from '../../engine/random.js'; // seeded shuffling: tfjs's own s
 import { DataError, PipelineError } from '../../engine/errors.js';
 import { datasetFile } from '../../lib/dataset.js';
 import { definePlugin } from '../sdk.js';
+import { watchSystem } from '../../lib/system-metrics.js';
 import { loadTf, type BackendName, type Tf } from '../../lib/tf.js';
 import { deserializeModel, loadMatrix, serializeModel, type Matrix, type ModelDocument, type ModelMeta } from '../../lib/model.js';
 
@@ -187,7 +188,7 @@ export const trainMlp = definePlugin({
     let state: TrainState = { epoch: 0, bestLoss: Infinity, bestEpoch: 0, wait: 0, history: [] };
     let best: ModelDocument | undefined;
 
-    const resumed = await ctx.checkpoint.latest<{ epoch: number }>();
+    const resumed = await ctx.checkpoint.latest<{ epoch: number; backend?: BackendName }>();
     let resumedFromEpoch = 0;
     if (resumed) {
       const doc = JSON.parse(resumed.data.toString('utf8')) as CheckpointDoc;
@@ -199,7 +200,8 @@ export const trainMlp = definePlugin({
       state = doc.state;
       best = doc.best;
       resumedFromEpoch = state.epoch;
-      ctx.logger.info({ epoch: state.epoch }, `resumed from the checkpoint of epoch ${state.epoch}`);
+      const from = resumed.meta.backend;
+      ctx.logger.info({ epoch: state.epoch, from }, `resumed from the checkpoint of epoch ${state.epoch}${from ? ` (written on ${from})` : ''}`);
     }
 
     const y = targets(p.task, train.y!, meta);
@@ -209,6 +211,8 @@ export const trainMlp = definePlugin({
     const vyData = validation ? targets(p.task, validation.y!, meta) : undefined;
     const vy = vyData && validation ? tf.tensor2d(vyData.data, [validation.rows, vyData.width]) : undefined;
 
+    // CPU, memory and GPU use while training, as MLflow system/ metrics (lib/system-metrics.ts).
+    const system = watchSystem(ctx);
     const started = Date.now();
     let lastCheckpointAt = Date.now();
     let epochsRun = 0;
@@ -220,7 +224,7 @@ export const trainMlp = definePlugin({
         best,
         state,
       };
-      await ctx.checkpoint.save(JSON.stringify(doc), { epoch: state.epoch }, { keep: p.checkpoint.keep });
+      await ctx.checkpoint.save(JSON.stringify(doc), { epoch: state.epoch, backend }, { keep: p.checkpoint.keep });
       lastCheckpointAt = Date.now();
     };
 
@@ -310,6 +314,7 @@ export const trainMlp = definePlugin({
         },
       };
     } finally {
+      await system.stop();
       tf.dispose([xAll, yAll, ...(vx ? [vx] : []), ...(vy ? [vy] : [])]);
       model.dispose();
     }
