@@ -6,7 +6,9 @@
 # with --with-chromium Debian's chromium (the HTML drift report is checked in a headless browser), and
 # with --with-onnx a virtualenv holding the official ONNX checker (exported models are checked by it),
 # and with --with-tfjs-node the native TensorFlow backend (@tensorflow/tfjs-node built against the
-# TensorFlow C library of the tensorflow-cpu wheel on PyPI; without it training runs on wasm).
+# TensorFlow C library of the tensorflow-cpu wheel on PyPI; without it training runs on wasm), and
+# with --with-tfjs-node-gpu @tensorflow/tfjs-node-gpu from the tensorflow wheel and the CUDA
+# libraries of its and-cuda extra (about 3.5 GB of wheels, for GPU machines: deploy/gpu-smoke.sh).
 # Slow builds go to a cache outside the checkout (MLPIPE_CACHE_DIR, default ~/.cache/mlpipe) so
 # every clone on this machine reuses them. Safe to run again: each step skips what is there.
 set -euo pipefail
@@ -20,12 +22,15 @@ fake_gcs_version="v1.56.1"
 evidently_pins="evidently==0.4.40 pandas==2.1.4 numpy==1.26.4 scipy==1.17.1"
 onnx_version="1.23.2"
 tf_cpu_version="2.12.0"
+tf_gpu_version="2.21.0"
+tfjs_node_version="4.22.0"
 with_mlflow=0
 with_gcs=0
 with_evidently=0
 with_chromium=0
 with_onnx=0
 with_tfjs_node=0
+with_tfjs_node_gpu=0
 for arg in "$@"; do
   case "$arg" in
     --with-mlflow) with_mlflow=1 ;;
@@ -34,7 +39,8 @@ for arg in "$@"; do
     --with-chromium) with_chromium=1 ;;
     --with-onnx) with_onnx=1 ;;
     --with-tfjs-node) with_tfjs_node=1 ;;
-    *) printf '[provision] unknown option %s (known: --with-mlflow, --with-gcs-emulator, --with-evidently, --with-chromium, --with-onnx, --with-tfjs-node)\n' "$arg" >&2; exit 2 ;;
+    --with-tfjs-node-gpu) with_tfjs_node_gpu=1 ;;
+    *) printf '[provision] unknown option %s (known: --with-mlflow, --with-gcs-emulator, --with-evidently, --with-chromium, --with-onnx, --with-tfjs-node, --with-tfjs-node-gpu)\n' "$arg" >&2; exit 2 ;;
   esac
 done
 say() { printf '[provision] %s\n' "$*" >&2; }
@@ -61,7 +67,7 @@ cached_venv() {
 . deploy/tfjs-node.sh
 tfjs_node_fallback=""
 if [ "$with_tfjs_node" = 1 ]; then
-  tfjs_node_prepare "$cache" "$tf_cpu_version" || tfjs_node_fallback="$tfjs_node_why"
+  tfjs_node_prepare "$cache" "$tf_cpu_version" tensorflow-cpu || tfjs_node_fallback="$tfjs_node_why"
 fi
 
 # 1. npm dependencies (re-installed when package.json or the lock file changed).
@@ -70,7 +76,7 @@ if [ ! -f "$stamp" ] || [ package.json -nt "$stamp" ] || { [ -f package-lock.jso
   if [ "$with_tfjs_node" = 1 ] && [ -z "$tfjs_node_fallback" ]; then
     # tfjs-node's install script fetches the library from TFJS_NODE_BASE_URI: a local server hands it
     # symlinks into the cache, and node-gyp builds the binding with the system's Node headers.
-    tfjs_node_serve "$cache" "$tf_cpu_version" || tfjs_node_fallback="$tfjs_node_why"
+    tfjs_node_serve "$cache" "$tf_cpu_version" tensorflow-cpu || tfjs_node_fallback="$tfjs_node_why"
   fi
   say "installing npm dependencies"
   # npm install (not npm ci): it honours package-lock.json, and npm 11 rejects its own lock in ci
@@ -85,7 +91,7 @@ fi
 # 1b. tfjs-node's binding, when asked for: (re)built when it is missing or does not load (an npm
 # install without --with-tfjs-node drops the optional package when its download fails).
 if [ "$with_tfjs_node" = 1 ] && [ -z "$tfjs_node_fallback" ] && ! tfjs_node_loads; then
-  if tfjs_node_serve "$cache" "$tf_cpu_version"; then
+  if tfjs_node_serve "$cache" "$tf_cpu_version" tensorflow-cpu; then
     start=$(date +%s)
     if [ -d node_modules/@tensorflow/tfjs-node ]; then
       say "building the @tensorflow/tfjs-node binding"
@@ -105,6 +111,28 @@ if [ "$with_tfjs_node" = 1 ]; then
     say "tfjs-node: not available, training falls back to the wasm backend: $tfjs_node_fallback"
   else
     say "tfjs-node: @tensorflow/tfjs-node on TensorFlow $tf_cpu_version ($cache/tensorflow-cpu-$tf_cpu_version)"
+  fi
+fi
+# 1c. tfjs-node-gpu (not a dependency: added without saving, so a later full npm install drops it and
+# this step adds it again from the cache).
+if [ "$with_tfjs_node_gpu" = 1 ]; then
+  gpu_fallback=""
+  tfjs_node_prepare "$cache" "$tf_gpu_version" tensorflow || gpu_fallback="$tfjs_node_why"
+  if [ -z "$gpu_fallback" ] && ! tfjs_node_loads -gpu; then
+    if tfjs_node_serve "$cache" "$tf_gpu_version" tensorflow -gpu; then
+      say "installing @tensorflow/tfjs-node-gpu $tfjs_node_version"
+      start=$(date +%s)
+      npm install --no-save --no-audit --no-fund --loglevel=error "@tensorflow/tfjs-node-gpu@$tfjs_node_version" >&2 || true
+      tfjs_node_stop
+      if tfjs_node_loads -gpu; then say "tfjs-node-gpu binding built in $(( $(date +%s) - start ))s"; else gpu_fallback="the @tensorflow/tfjs-node-gpu binding did not build or does not load: $tfjs_node_why"; fi
+    else
+      gpu_fallback="$tfjs_node_why"
+    fi
+  fi
+  if [ -n "$gpu_fallback" ]; then
+    say "tfjs-node-gpu: not available, training uses the next backend: $gpu_fallback"
+  else
+    say "tfjs-node-gpu: @tensorflow/tfjs-node-gpu on TensorFlow $tf_gpu_version ($cache/tensorflow-$tf_gpu_version)"
   fi
 fi
 

@@ -10,40 +10,69 @@
 # and the addon finds the library through its run-time path ($ORIGIN/../../deps/lib -> the cache).
 # node_modules stays small, and every clone on the machine shares one copy of the library.
 #
+# The GPU variant (@tensorflow/tfjs-node-gpu) is the same with the `tensorflow` wheel (a CUDA build)
+# and the nvidia-*-cu12 wheels of its and-cuda extra, whose libraries it opens at run time from
+# $ORIGIN/../nvidia/<lib>/lib: they go to nvidia/ beside lib/ (and deps/nvidia in the package).
+#
 # Each function leaves a reason in tfjs_node_why when it fails; provision.sh then falls back to wasm.
 
 tfjs_node_why=""
 tfjs_node_server_pid=""
 
-# The TensorFlow C library of the tensorflow-cpu wheel in "$1/tensorflow-cpu-$2" (once).
+# The TensorFlow C library of the wheel $3 (tensorflow-cpu, or tensorflow for the GPU) in
+# "$1/$3-$2" (once).
 tfjs_node_prepare() {
-  local cache="$1" version="$2"
-  local dir="$cache/tensorflow-cpu-$version"
+  local cache="$1" version="$2" wheel="${3:-tensorflow-cpu}"
+  local dir="$cache/$wheel-$version"
   if [ -f "$dir/.mlpipe-done" ]; then
-    say "TensorFlow C library $version: $dir (cached)"
+    say "TensorFlow C library $version ($wheel): $dir (cached)"
     return 0
   fi
   local py="${PYTHON:-$(command -v python3 || true)}"
   if [ -z "$py" ] || ! "$py" -m pip --version >/dev/null 2>&1; then
-    tfjs_node_why="python3 with pip is needed to fetch the tensorflow-cpu wheel (set PYTHON=/path/to/python3)"
+    tfjs_node_why="python3 with pip is needed to fetch the $wheel wheel (set PYTHON=/path/to/python3)"
     return 1
   fi
-  say "fetching the TensorFlow C library from the tensorflow-cpu $version wheel into $dir (one time, about 230 MB)"
   local start tmp
   start=$(date +%s)
   rm -rf "$dir" "$dir.partial"
   mkdir -p "$dir.partial"
   tmp="$dir.partial/wheel"
-  if ! "$py" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-      --python-version 3.11 --platform manylinux2014_x86_64 -d "$tmp" "tensorflow-cpu==$version" >&2; then
-    tfjs_node_why="pip could not download tensorflow-cpu==$version from PyPI"
+  local platforms=(--python-version 3.11 --only-binary=:all: --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_28_x86_64)
+  if [ "$wheel" = tensorflow-cpu ]; then
+    say "fetching the TensorFlow C library from the $wheel $version wheel into $dir (one time, about 230 MB)"
+    pip_ok() { "$py" -m pip download --quiet --disable-pip-version-check --no-deps "${platforms[@]}" -d "$tmp" "$wheel==$version" >&2; }
+  else
+    # The CUDA libraries are the and-cuda extra's wheels, at the versions the tensorflow wheel pins.
+    say "fetching the TensorFlow C library and the CUDA libraries from the $wheel[and-cuda] $version wheels into $dir (one time, about 3.5 GB)"
+    pip_ok() { "$py" -m pip download --quiet --disable-pip-version-check "${platforms[@]}" -d "$tmp" "$wheel[and-cuda]==$version" >&2; }
+  fi
+  if ! pip_ok; then
+    tfjs_node_why="pip could not download $wheel==$version from PyPI"
     rm -rf "$dir.partial"
     return 1
   fi
-  # Only the C library and the C API headers, with the names binding.gyp and the loader look for.
-  if ! "$py" - "$tmp"/tensorflow_cpu-*.whl "$dir.partial" <<'PY' >&2; then
-import os, re, sys, zipfile
-wheel, out = sys.argv[1], sys.argv[2]
+  if ! PYTHON="$py" tfjs_node_unpack "$dir.partial" "$tmp"; then
+    tfjs_node_why="the $wheel $version wheel has not the expected C library layout"
+    rm -rf "$dir.partial"
+    return 1
+  fi
+  rm -rf "$tmp"
+  mv "$dir.partial" "$dir"
+  touch "$dir/.mlpipe-done"
+  say "TensorFlow C library $version unpacked in $(( $(date +%s) - start ))s: $(du -sh "$dir" | cut -f1)"
+}
+
+# Unpacks the C library, the C API headers and the CUDA libraries of the wheels in $2 into $1, with
+# the names binding.gyp and the loader look for (lib/, include/, nvidia/).
+tfjs_node_unpack() {
+  "${PYTHON:-python3}" - "$2" "$1" <<'PY' >&2
+import glob, os, re, sys, zipfile
+wheels, out = sys.argv[1], sys.argv[2]
+wheel = [w for w in glob.glob(os.path.join(wheels, 'tensorflow*.whl')) if re.match(r'tensorflow(_cpu)?-\d', os.path.basename(w))][0]
+for nv in glob.glob(os.path.join(wheels, 'nvidia_*.whl')):
+    with zipfile.ZipFile(nv) as z:
+        z.extractall(out, [n for n in z.namelist() if n.startswith('nvidia/')])
 lib, inc = os.path.join(out, 'lib'), os.path.join(out, 'include')
 os.makedirs(lib)
 with zipfile.ZipFile(wheel) as z:
@@ -65,26 +94,20 @@ for link, target in (('libtensorflow.so', 'libtensorflow_cc.so.2'), ('libtensorf
                      ('libtensorflow_framework.so', 'libtensorflow_framework.so.2')):
     os.symlink(target, os.path.join(lib, link))
 PY
-    tfjs_node_why="the tensorflow-cpu $version wheel has not the expected C library layout"
-    rm -rf "$dir.partial"
-    return 1
-  fi
-  rm -rf "$tmp"
-  mv "$dir.partial" "$dir"
-  touch "$dir/.mlpipe-done"
-  say "TensorFlow C library $version unpacked in $(( $(date +%s) - start ))s: $(du -sh "$dir" | cut -f1)"
 }
 
 # Serves the deps tarball for tfjs-node's install script and exports what npm's child processes read.
 tfjs_node_serve() {
-  local cache="$1" version="$2"
-  local dir="$cache/tensorflow-cpu-$version" served="$cache/tensorflow-cpu-$version/served"
+  local cache="$1" version="$2" wheel="${3:-tensorflow-cpu}"
+  local dir="$cache/$wheel-$version" served="$cache/$wheel-$version/served"
   rm -rf "$served"
   mkdir -p "$served/deps"
-  ln -s "$dir/lib" "$served/deps/lib"
-  ln -s "$dir/include" "$served/deps/include"
-  # The file name tfjs-node 4.x asks for: <base>cpu-linux-x86_64-2.9.1.tar.gz.
-  tar -C "$served/deps" -czf "$served/libtensorflow-cpu-linux-x86_64-2.9.1.tar.gz" lib include
+  local parts=(lib include) p
+  [ -d "$dir/nvidia" ] && parts+=(nvidia)
+  for p in "${parts[@]}"; do ln -s "$dir/$p" "$served/deps/$p"; done
+  # The file names tfjs-node(-gpu) 4.x asks for: <base>{cpu,gpu}-linux-x86_64-2.9.1.tar.gz.
+  tar -C "$served/deps" -czf "$served/libtensorflow-cpu-linux-x86_64-2.9.1.tar.gz" "${parts[@]}"
+  ln -s libtensorflow-cpu-linux-x86_64-2.9.1.tar.gz "$served/libtensorflow-gpu-linux-x86_64-2.9.1.tar.gz"
   rm -rf "$served/deps"
   local portfile="$served/port"
   node -e '
@@ -113,7 +136,7 @@ tfjs_node_serve() {
   fi
   export TFJS_NODE_BASE_URI="http://127.0.0.1:$(cat "$portfile")/libtensorflow-"
   # Build the addon here (a prebuilt one expects libtensorflow 2.9.1), with the running Node's headers.
-  export npm_config_build_from_source="@tensorflow/tfjs-node"
+  export npm_config_build_from_source="@tensorflow/tfjs-node${4:-}"
   local prefix
   prefix="$(dirname "$(dirname "$(command -v node)")")"
   if [ -f "$prefix/include/node/node_api.h" ]; then export npm_config_nodedir="$prefix"; fi
@@ -128,10 +151,10 @@ tfjs_node_stop() {
   unset TFJS_NODE_BASE_URI npm_config_build_from_source
 }
 
-# Whether @tensorflow/tfjs-node is installed and its addon loads (the reason in tfjs_node_why if not).
+# Whether @tensorflow/tfjs-node$1 is installed and its addon loads (the reason in tfjs_node_why if not).
 tfjs_node_loads() {
   local out
-  if out=$(node -e 'require("@tensorflow/tfjs-node")' 2>&1); then return 0; fi
+  if out=$(node -e "require('@tensorflow/tfjs-node${1:-}')" 2>&1); then return 0; fi
   tfjs_node_why="$(printf '%s\n' "$out" | grep -m1 -E 'Error|error' | cut -c1-200)"
   return 1
 }
