@@ -4,7 +4,11 @@
 # --with-gcs-emulator fake-gcs-server (tests of the GCS artifact store), and with --with-evidently
 # a virtualenv holding Evidently (to regenerate the drift fixtures; the tests read committed ones), and
 # with --with-chromium Debian's chromium (the HTML drift report is checked in a headless browser), and
-# with --with-onnx a virtualenv holding the official ONNX checker (exported models are checked by it).
+# with --with-onnx a virtualenv holding the official ONNX checker (exported models are checked by it),
+# and with --with-tfjs-node the native TensorFlow backend (@tensorflow/tfjs-node built against the
+# TensorFlow C library of the tensorflow-cpu wheel on PyPI; without it training runs on wasm), and
+# with --with-tfjs-node-gpu @tensorflow/tfjs-node-gpu from the tensorflow wheel and the CUDA
+# libraries of its and-cuda extra (about 3.5 GB of wheels, for GPU machines: deploy/gpu-smoke.sh).
 # Slow builds go to a cache outside the checkout (MLPIPE_CACHE_DIR, default ~/.cache/mlpipe) so
 # every clone on this machine reuses them. Safe to run again: each step skips what is there.
 set -euo pipefail
@@ -17,11 +21,16 @@ mlflow_version="3.17.2"
 fake_gcs_version="v1.56.1"
 evidently_pins="evidently==0.4.40 pandas==2.1.4 numpy==1.26.4 scipy==1.17.1"
 onnx_version="1.23.2"
+tf_cpu_version="2.12.0"
+tf_gpu_version="2.21.0"
+tfjs_node_version="4.22.0"
 with_mlflow=0
 with_gcs=0
 with_evidently=0
 with_chromium=0
 with_onnx=0
+with_tfjs_node=0
+with_tfjs_node_gpu=0
 for arg in "$@"; do
   case "$arg" in
     --with-mlflow) with_mlflow=1 ;;
@@ -29,7 +38,9 @@ for arg in "$@"; do
     --with-evidently) with_evidently=1 ;;
     --with-chromium) with_chromium=1 ;;
     --with-onnx) with_onnx=1 ;;
-    *) printf '[provision] unknown option %s (known: --with-mlflow, --with-gcs-emulator, --with-evidently, --with-chromium, --with-onnx)\n' "$arg" >&2; exit 2 ;;
+    --with-tfjs-node) with_tfjs_node=1 ;;
+    --with-tfjs-node-gpu) with_tfjs_node_gpu=1 ;;
+    *) printf '[provision] unknown option %s (known: --with-mlflow, --with-gcs-emulator, --with-evidently, --with-chromium, --with-onnx, --with-tfjs-node, --with-tfjs-node-gpu)\n' "$arg" >&2; exit 2 ;;
   esac
 done
 say() { printf '[provision] %s\n' "$*" >&2; }
@@ -51,17 +62,78 @@ cached_venv() {
   say "$label installed in $(( $(date +%s) - start ))s"
 }
 
+# 0. The TensorFlow C library for @tensorflow/tfjs-node, once into the cache (deploy/tfjs-node.sh).
+# shellcheck source=deploy/tfjs-node.sh
+. deploy/tfjs-node.sh
+tfjs_node_fallback=""
+if [ "$with_tfjs_node" = 1 ]; then
+  tfjs_node_prepare "$cache" "$tf_cpu_version" tensorflow-cpu || tfjs_node_fallback="$tfjs_node_why"
+fi
 
 # 1. npm dependencies (re-installed when package.json or the lock file changed).
 stamp="node_modules/.mlpipe-installed"
 if [ ! -f "$stamp" ] || [ package.json -nt "$stamp" ] || { [ -f package-lock.json ] && [ package-lock.json -nt "$stamp" ]; }; then
+  if [ "$with_tfjs_node" = 1 ] && [ -z "$tfjs_node_fallback" ]; then
+    # tfjs-node's install script fetches the library from TFJS_NODE_BASE_URI: a local server hands it
+    # symlinks into the cache, and node-gyp builds the binding with the system's Node headers.
+    tfjs_node_serve "$cache" "$tf_cpu_version" tensorflow-cpu || tfjs_node_fallback="$tfjs_node_why"
+  fi
   say "installing npm dependencies"
   # npm install (not npm ci): it honours package-lock.json, and npm 11 rejects its own lock in ci
   # mode when optional platform packages (@swc/core-*) were skipped.
   npm install --no-audit --no-fund --loglevel=error
+  tfjs_node_stop
   touch "$stamp"
 else
   say "npm dependencies: up to date"
+fi
+
+# 1b. tfjs-node's binding, when asked for: (re)built when it is missing or does not load (an npm
+# install without --with-tfjs-node drops the optional package when its download fails).
+if [ "$with_tfjs_node" = 1 ] && [ -z "$tfjs_node_fallback" ] && ! tfjs_node_loads; then
+  if tfjs_node_serve "$cache" "$tf_cpu_version" tensorflow-cpu; then
+    start=$(date +%s)
+    if [ -d node_modules/@tensorflow/tfjs-node ]; then
+      say "building the @tensorflow/tfjs-node binding"
+      npm rebuild @tensorflow/tfjs-node --loglevel=error >&2 || true
+    else
+      say "installing @tensorflow/tfjs-node"
+      npm install --no-audit --no-fund --loglevel=error >&2 || true
+    fi
+    tfjs_node_stop
+    if tfjs_node_loads; then say "tfjs-node binding built in $(( $(date +%s) - start ))s"; else tfjs_node_fallback="the @tensorflow/tfjs-node binding did not build or does not load: $tfjs_node_why"; fi
+  else
+    tfjs_node_fallback="$tfjs_node_why"
+  fi
+fi
+if [ "$with_tfjs_node" = 1 ]; then
+  if [ -n "$tfjs_node_fallback" ]; then
+    say "tfjs-node: not available, training falls back to the wasm backend: $tfjs_node_fallback"
+  else
+    say "tfjs-node: @tensorflow/tfjs-node on TensorFlow $tf_cpu_version ($cache/tensorflow-cpu-$tf_cpu_version)"
+  fi
+fi
+# 1c. tfjs-node-gpu (not a dependency: added without saving, so a later full npm install drops it and
+# this step adds it again from the cache).
+if [ "$with_tfjs_node_gpu" = 1 ]; then
+  gpu_fallback=""
+  tfjs_node_prepare "$cache" "$tf_gpu_version" tensorflow || gpu_fallback="$tfjs_node_why"
+  if [ -z "$gpu_fallback" ] && ! tfjs_node_loads -gpu; then
+    if tfjs_node_serve "$cache" "$tf_gpu_version" tensorflow -gpu; then
+      say "installing @tensorflow/tfjs-node-gpu $tfjs_node_version"
+      start=$(date +%s)
+      npm install --no-save --no-audit --no-fund --loglevel=error "@tensorflow/tfjs-node-gpu@$tfjs_node_version" >&2 || true
+      tfjs_node_stop
+      if tfjs_node_loads -gpu; then say "tfjs-node-gpu binding built in $(( $(date +%s) - start ))s"; else gpu_fallback="the @tensorflow/tfjs-node-gpu binding did not build or does not load: $tfjs_node_why"; fi
+    else
+      gpu_fallback="$tfjs_node_why"
+    fi
+  fi
+  if [ -n "$gpu_fallback" ]; then
+    say "tfjs-node-gpu: not available, training uses the next backend: $gpu_fallback"
+  else
+    say "tfjs-node-gpu: @tensorflow/tfjs-node-gpu on TensorFlow $tf_gpu_version ($cache/tensorflow-$tf_gpu_version)"
+  fi
 fi
 
 # 2. Temporal CLI: $TEMPORAL_CLI, else on PATH, else built once into the cache.

@@ -1,15 +1,18 @@
 /**
  * The tfjs backend for training and prediction, chosen once per process:
- * `@tensorflow/tfjs-node-gpu` when installed, else `@tensorflow/tfjs-node`, else the wasm backend
+ * `@tensorflow/tfjs-node-gpu` when it loads and a GPU is visible, else `@tensorflow/tfjs-node`
+ * (native TensorFlow; `provision.sh --with-tfjs-node` builds it), else the wasm backend
  * (`@tensorflow/tfjs-backend-wasm`), else the pure-JS cpu backend (`@tensorflow/tfjs-backend-cpu`),
- * both over `@tensorflow/tfjs-core` and `@tensorflow/tfjs-layers` (not the `@tensorflow/tfjs` umbrella,
+ * all over `@tensorflow/tfjs-core` and `@tensorflow/tfjs-layers` (not the `@tensorflow/tfjs` umbrella,
  * which also brings webgl, the converter and tfjs-data). `MLPIPE_TF_BACKEND` (the process's choice) or a
  * step's `backend` param forces one. tfjs has one global backend per process, shared by steps that
  * run at the same time, so it is not switched under them: a step asking for another backend than
  * the one loaded (or than MLPIPE_TF_BACKEND) fails, non-retryable, naming both. A forced backend
  * that fails to load leaves nothing behind: the next load tries again. The native packages are
- * optional peers: they cannot be installed everywhere.
+ * optional: they cannot be installed everywhere. tfjs's "install our node backend" banner and
+ * TensorFlow's informational start-up lines are silenced: the chosen backend is logged instead.
  */
+import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { PipelineError } from '../engine/errors.js';
@@ -32,8 +35,25 @@ export interface LoadedTf {
 /** The load in progress or done, and what it was asked for (undefined: the first that works). */
 let current: { want?: BackendName; load: Promise<LoadedTf> } | undefined;
 
+/**
+ * Whether an NVIDIA GPU is visible to this process: the driver lists one and CUDA_VISIBLE_DEVICES
+ * does not hide them all. Without one, tfjs-node-gpu would silently run TensorFlow on the CPU.
+ */
+export function gpuVisible(env: NodeJS.ProcessEnv = process.env, gpusDir = '/proc/driver/nvidia/gpus'): boolean {
+  const only = env['CUDA_VISIBLE_DEVICES']?.trim();
+  if (only !== undefined && (only === '' || only.startsWith('-1'))) return false;
+  try {
+    return existsSync(gpusDir) && readdirSync(gpusDir).length > 0;
+  } catch {
+    return false;
+  }
+}
+
 async function tryBackend(name: BackendName): Promise<Tf> {
   if (name === 'tfjs-node-gpu' || name === 'tfjs-node') {
+    if (name === 'tfjs-node-gpu' && !gpuVisible()) throw new Error('no NVIDIA GPU is visible (/proc/driver/nvidia/gpus is empty or CUDA_VISIBLE_DEVICES hides it)');
+    // TensorFlow's informational start-up lines (oneDNN, CPU instructions) are noise to users.
+    process.env['TF_CPP_MIN_LOG_LEVEL'] ??= '1';
     // Importing a native package registers the 'tensorflow' backend on its own tfjs copy.
     const tf = (await import(`@tensorflow/${name}`)) as Tf;
     await tf.setBackend('tensorflow');
@@ -49,6 +69,9 @@ async function tryBackend(name: BackendName): Promise<Tf> {
     if (!(await tf.setBackend('wasm'))) throw new Error('wasm backend refused to start');
   } else {
     await tf.setBackend('cpu');
+    // The cpu backend prints "install our node backend" on its first tensor; we choose backends here.
+    const cpu = tf.backend() as { firstUse?: boolean };
+    if (cpu.firstUse !== undefined) cpu.firstUse = false;
   }
   await tf.ready();
   return tf;
@@ -75,7 +98,11 @@ async function load(want: BackendName | undefined, source: string): Promise<Load
   }
   throw new PipelineError('STEP_FAILED', `No tfjs backend could start (${tried.join('; ')}).`, {
     retryable: false,
-    hint: want ? `Unset ${source}, or install @tensorflow/${want}.` : 'Reinstall the npm dependencies.',
+    hint: want
+      ? want === 'tfjs-node' || want === 'tfjs-node-gpu'
+        ? `Unset ${source}, or build the backend: bash deploy/provision.sh --with-${want}.`
+        : `Unset ${source}, or reinstall the npm dependencies.`
+      : 'Reinstall the npm dependencies.',
   });
 }
 

@@ -3,6 +3,7 @@ import { prng } from '../../engine/random.js'; // seeded shuffling: tfjs's own s
 import { PipelineError } from '../../engine/errors.js';
 import { datasetFile } from '../../lib/dataset.js';
 import { definePlugin, type OutputsOf, type StepContext } from '../sdk.js';
+import { watchSystem } from '../../lib/system-metrics.js';
 import { loadTf, type BackendName, type Tf } from '../../lib/tf.js';
 import { deserializeModel, loadMatrix, serializeModel, type Matrix, type ModelDocument, type ModelMeta } from '../../lib/model.js';
 
@@ -184,16 +185,20 @@ export const trainMlp = definePlugin({
       lastCheckpointAt: 0,
       epochsRun: 0,
       stoppedByRule: 0,
+      backend,
     };
     await resume(t);
 
     const data = tensors(t, train, validation);
+    // CPU, memory and GPU use while training, as MLflow system/ metrics (lib/system-metrics.ts).
+    const system = watchSystem(ctx);
     const started = Date.now();
     t.lastCheckpointAt = Date.now();
     try {
       await fitEpochs(t, train.rows, data);
       return await trainedOutputs(t, backend, train.rows, started);
     } finally {
+      await system.stop();
       tf.dispose([data.xAll, data.yAll, ...(data.vx ? [data.vx] : []), ...(data.vy ? [data.vy] : [])]);
       t.model.dispose();
     }
@@ -217,6 +222,8 @@ interface Training {
   epochsRun: number;
   /** The epoch the median stopping rule stopped at (0: it did not). */
   stoppedByRule: number;
+  /** The tfjs backend training runs on; checkpoints record it. */
+  backend: BackendName;
 }
 
 /** The data as tensors: all of train, and validation when bound. */
@@ -260,7 +267,7 @@ function modelMeta(p: Params, train: Matrix): ModelMeta {
 /** Continues from the newest checkpoint, when there is one: its model, optimizer state, best weights and progress. */
 async function resume(t: Training): Promise<void> {
   const { tf, ctx, optimizer, loss } = t;
-  const resumed = await ctx.checkpoint.latest<{ epoch: number }>();
+  const resumed = await ctx.checkpoint.latest<{ epoch: number; backend?: BackendName }>();
   if (resumed) {
     const doc = JSON.parse(resumed.data.toString('utf8')) as CheckpointDoc;
     const restored = await deserializeModel(tf, Buffer.from(JSON.stringify(doc.model)));
@@ -271,7 +278,8 @@ async function resume(t: Training): Promise<void> {
     t.state = doc.state;
     t.best = doc.best;
     t.resumedFromEpoch = t.state.epoch;
-    ctx.logger.info({ epoch: t.state.epoch }, `resumed from the checkpoint of epoch ${t.state.epoch}`);
+    const from = resumed.meta.backend;
+    ctx.logger.info({ epoch: t.state.epoch, from }, `resumed from the checkpoint of epoch ${t.state.epoch}${from ? ` (written on ${from})` : ''}`);
   }
 }
 
@@ -295,7 +303,7 @@ async function saveCheckpoint(t: Training): Promise<void> {
     best: t.best,
     state: t.state,
   };
-  await ctx.checkpoint.save(JSON.stringify(doc), { epoch: t.state.epoch }, { keep: p.checkpoint.keep });
+  await ctx.checkpoint.save(JSON.stringify(doc), { epoch: t.state.epoch, backend: t.backend }, { keep: p.checkpoint.keep });
   t.lastCheckpointAt = Date.now();
 }
 

@@ -19,7 +19,7 @@ import { attemptStarted, exited, whileRunning, workerProcesses } from './process
 const project = createTestProject('crash');
 let client: Client;
 const workers = workerProcesses(project);
-const spawnWorker = (label: string) => workers.spawn(label);
+const spawnWorker = (label: string, env?: NodeJS.ProcessEnv) => workers.spawn(label, env);
 const MINUTE = 60_000;
 
 beforeAll(async () => {
@@ -162,6 +162,40 @@ describe('crash-resume', () => {
       `training crash-resume: SIGKILL after the epoch-${killedAfter} checkpoint; attempt 2 ran epochs ${killedAfter + 1}-16 (${metrics['epochsThisAttempt']} epochs); ` +
         `test RMSE resumed ${Math.round(rmse(resumed))} vs uninterrupted ${Math.round(rmse(uninterrupted))}`,
     );
+  }, 15 * MINUTE);
+
+  it('a checkpoint written on the wasm backend resumes on tfjs-node; the export of the resumed model passes the ONNX parity check', async () => {
+    housingCopy('housing-backends');
+    const overrides = ['training.epochs=10', 'training.patience=100'];
+    const workflowId = uniqueId('housing-backends');
+    const first = spawnWorker('backend-wasm', { MLPIPE_TF_BACKEND: 'wasm', MLPIPE_LOG_LEVEL: 'INFO' });
+    const handle = await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId, args: [{ pipeline: 'housing-backends', overrides, cache: false }] });
+    const checkpointEpoch = checkpointEpochOf(workflowId);
+    await whileRunning(handle, () => checkpointEpoch() >= 5, 'the epoch-5 checkpoint');
+    first.kill('SIGKILL');
+    await exited(first);
+    const killedAfter = checkpointEpoch();
+    const second = spawnWorker('backend-native', { MLPIPE_TF_BACKEND: 'tfjs-node', MLPIPE_LOG_LEVEL: 'INFO' });
+    const result = (await handle.result()) as PipelineResult;
+    second.kill('SIGTERM');
+
+    const log = (label: string): string => readFileSync(join(project.dir, `worker-${label}.log`), 'utf8');
+    expect(log('backend-wasm')).toContain('training with tfjs backend wasm');
+    expect(log('backend-native')).toContain('training with tfjs backend tfjs-node');
+    expect(log('backend-native')).toContain(`resumed from the checkpoint of epoch ${killedAfter} (written on wasm)`);
+    expect(log('backend-native')).not.toMatch(/install our node backend/);
+    const train = result.outputs['train']!;
+    const metrics = train['metrics'] as Record<string, number>;
+    expect(train['backend']).toBe('tfjs-node');
+    expect(result.steps['train']!.attempt).toBe(2);
+    expect(metrics['resumedFromEpoch']).toBe(killedAfter);
+    expect(metrics['epochsThisAttempt']).toBe(10 - killedAfter);
+    // The resumed model passed the evaluation gate, and export.onnx checked onnxruntime against tfjs-node.
+    expect(result.steps['evaluate']!.status).toBe('succeeded');
+    const parity = result.outputs['export']!['parity'] as { rows: number; maxRelativeError: number };
+    expect(parity.rows).toBeGreaterThan(4000);
+    expect(parity.maxRelativeError).toBeLessThan(1e-4);
+    console.info(`cross-backend resume: wasm checkpoint of epoch ${killedAfter} resumed on tfjs-node for ${metrics['epochsThisAttempt']} epochs; ONNX parity ${parity.maxRelativeError.toExponential(2)} of the target std on ${parity.rows} rows`);
   }, 15 * MINUTE);
 
   it('survives five SIGKILLs during one training step without using up its retries, resuming from a checkpoint each time', async () => {

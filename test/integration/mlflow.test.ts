@@ -167,7 +167,7 @@ describe('MLflow tracking against a real mlflow server', () => {
     expect(children.map((c) => c.name).sort()).toEqual(['evaluate', 'export', 'ingest', 'register', 'split', 'train', 'transform', 'tune', 'validate']);
     expect(parent.status).toBe('FINISHED');
     expect(parent.params).toMatchObject({ 'training.epochs': '4', 'training.batch_size': '512', 'model.hidden': '[128,64]', 'params.seed': '5' });
-    expect(parent.tags).toMatchObject({ 'mlpipe.pipeline': 'california-housing', 'mlpipe.workflow_id': id, 'mlpipe.run_id': handle.firstExecutionRunId, 'mlflow.source.type': 'JOB', 'mlpipe.label.team': 'pricing', 'mlpipe.training_backend': 'wasm' });
+    expect(parent.tags).toMatchObject({ 'mlpipe.pipeline': 'california-housing', 'mlpipe.workflow_id': id, 'mlpipe.run_id': handle.firstExecutionRunId, 'mlflow.source.type': 'JOB', 'mlpipe.label.team': 'pricing', 'mlpipe.training_backend': 'tfjs-node' });
     expect(parent.tags['mlflow.source.git.commit']).toMatch(/^[0-9a-f]{40}$/);
     const evaluation = result.outputs['evaluate']!['metrics'] as Record<string, number>;
     expect(parent.metrics['rmse']).toBeCloseTo(evaluation['rmse']!, 6);

@@ -21,7 +21,7 @@ const DEPLOY = join(REPO, 'deploy');
 const read = (f: string): string => readFileSync(join(DEPLOY, f), 'utf8');
 
 describe('Dockerfiles', () => {
-  for (const file of ['Dockerfile', 'Dockerfile.serve']) {
+  for (const file of ['Dockerfile', 'Dockerfile.serve', 'Dockerfile.gpu']) {
     it(`${file}: valid, multi-stage, non-root, copies only what exists`, () => {
       const text = read(file);
       const problems = validate(text).map((d) => `${d.range.start.line + 1}: ${d.message}`);
@@ -73,7 +73,7 @@ describe('docker-compose.yml', () => {
 });
 
 describe('Kubernetes manifests', () => {
-  const files = ['config.yaml', 'worker.yaml', 'serve.yaml'];
+  const files = ['config.yaml', 'worker.yaml', 'worker-gpu.yaml', 'serve.yaml'];
   const docs = files.flatMap((f) => parseAllDocuments(read(`k8s/${f}`)).map((d) => ({ file: f, value: d.toJS() as { kind: string; apiVersion: string; metadata: { name: string } } })));
   const TYPES: Record<string, [string, string]> = {
     'apps/v1 Deployment': ['kubernetes-types/apps/v1', 'Deployment'],
@@ -106,7 +106,7 @@ describe('Kubernetes manifests', () => {
     type Container = { name: string; resources?: { requests?: object; limits?: object }; env?: { name: string; value: string }[]; readinessProbe?: { httpGet?: { path: string; port: string } }; livenessProbe?: { httpGet?: { path: string } }; ports?: { name: string; containerPort: number }[]; securityContext?: { allowPrivilegeEscalation?: boolean } };
     type Deployment = { metadata: { name: string }; spec: { template: { spec: { terminationGracePeriodSeconds?: number; securityContext?: { runAsNonRoot?: boolean }; containers: Container[] } } } };
     const deployments = docs.filter((d) => d.value.kind === 'Deployment').map((d) => d.value as unknown as Deployment);
-    expect(deployments.map((d) => d.metadata.name).sort()).toEqual(['mlpipe-serve', 'mlpipe-worker']);
+    expect(deployments.map((d) => d.metadata.name).sort()).toEqual(['mlpipe-serve', 'mlpipe-worker', 'mlpipe-worker-gpu']);
     for (const d of deployments) {
       const pod = d.spec.template.spec;
       expect(pod.securityContext?.runAsNonRoot).toBe(true);
@@ -119,6 +119,18 @@ describe('Kubernetes manifests', () => {
     const worker = deployments.find((d) => d.metadata.name === 'mlpipe-worker')!.spec.template.spec;
     const grace = worker.containers[0]!.env!.find((e) => e.name === 'MLPIPE_SHUTDOWN_GRACE')!.value;
     expect(Number(grace.replace(/s$/, ''))).toBeLessThan(worker.terminationGracePeriodSeconds!);
+    // The GPU worker: one GPU requested and limited, on GPU nodes (tolerating their taint), on its own queue.
+    type GpuPod = { nodeSelector?: Record<string, string>; tolerations?: { key: string }[]; containers: (Container & { resources: { requests: Record<string, string>; limits: Record<string, string> } })[] };
+    const gpu = deployments.find((d) => d.metadata.name === 'mlpipe-worker-gpu')!.spec.template.spec as unknown as GpuPod & { terminationGracePeriodSeconds: number };
+    const gpuWorker = gpu.containers[0]!;
+    expect(gpuWorker.resources.limits['nvidia.com/gpu']).toBe('1');
+    expect(gpuWorker.resources.requests['nvidia.com/gpu']).toBe('1');
+    expect(Object.keys(gpu.nodeSelector ?? {})).toHaveLength(1);
+    expect(gpu.tolerations?.map((t) => t.key)).toContain('nvidia.com/gpu');
+    const gpuEnv = Object.fromEntries(gpuWorker.env!.map((e) => [e.name, e.value]));
+    expect(gpuEnv['MLPIPE_TASK_QUEUE']).toBe('gpu');
+    expect(gpuEnv['MLPIPE_TF_BACKEND']).toBe('tfjs-node-gpu');
+    expect(Number(gpuEnv['MLPIPE_SHUTDOWN_GRACE']!.replace(/s$/, ''))).toBeLessThan(gpu.terminationGracePeriodSeconds);
     const serve = deployments.find((d) => d.metadata.name === 'mlpipe-serve')!.spec.template.spec.containers[0]!;
     expect(serve.readinessProbe?.httpGet).toEqual({ path: '/health', port: 'http' });
     expect(serve.livenessProbe?.httpGet?.path).toBe('/health');

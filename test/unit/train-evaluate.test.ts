@@ -76,6 +76,11 @@ describe('train.tfjs-mlp and evaluate.model', () => {
     const trained = await runPlugin(trainMlp, ctx, REGRESSION, { train });
     expect(trained['backend']).toBe('wasm');
     expect(trained['metrics']).toMatchObject({ epochs: 20, epochsThisAttempt: 20, resumedFromEpoch: 0, features: 2, rows: 600 });
+    // System metrics of the training step, under MLflow's system/ names (at least the closing sample).
+    const rss = ctx.series.filter((s) => s.key === 'system/process_memory_rss_megabytes');
+    expect(rss.length).toBeGreaterThanOrEqual(1);
+    expect(rss[0]!.value).toBeGreaterThan(10);
+    expect(ctx.series.some((s) => s.key === 'system/cpu_utilization_percentage')).toBe(true);
     const ev = await runPlugin(evaluateModel, ctx, { gate: { maxRatioToBaseline: { rmse: 0.2 } } }, { model: trained['model'], test });
     const m = ev['metrics'] as Record<string, number>;
     const base = ev['baseline'] as Record<string, number>;
