@@ -81,7 +81,7 @@ export async function trainEpochs(o: EpochsOptions = {}): Promise<EpochsResult> 
   for (const w of model.getWeights()) sha.update(Buffer.from((await w.data()).buffer as ArrayBuffer));
   const x = tf.tensor2d(m.x, [m.rows, m.features]);
   const y = tf.tensor2d(m.y, [m.rows, 1]);
-  const first = model.evaluate(x.slice(0, batchSize), y.slice(0, batchSize)) as import('@tensorflow/tfjs').Scalar;
+  const first = model.evaluate(tf.slice(x, [0, 0], [batchSize, -1]), tf.slice(y, [0, 0], [batchSize, -1])) as import('@tensorflow/tfjs-core').Scalar;
   const firstBatchLoss = (await first.data())[0]!;
   const losses: number[] = [];
   const msPerEpoch: number[] = [];

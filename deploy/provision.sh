@@ -88,8 +88,8 @@ else
   say "npm dependencies: up to date"
 fi
 
-# 1b. tfjs-node's binding, when asked for: (re)built when it is missing or does not load (an npm
-# install without --with-tfjs-node drops the optional package when its download fails).
+# 1b. tfjs-node, when asked for: installed (outside package.json) and its binding (re)built when it
+# is missing or does not load (a plain npm install above removes it again).
 if [ "$with_tfjs_node" = 1 ] && [ -z "$tfjs_node_fallback" ] && ! tfjs_node_loads; then
   if tfjs_node_serve "$cache" "$tf_cpu_version" tensorflow-cpu; then
     start=$(date +%s)
@@ -97,8 +97,10 @@ if [ "$with_tfjs_node" = 1 ] && [ -z "$tfjs_node_fallback" ] && ! tfjs_node_load
       say "building the @tensorflow/tfjs-node binding"
       npm rebuild @tensorflow/tfjs-node --loglevel=error >&2 || true
     else
-      say "installing @tensorflow/tfjs-node"
-      npm install --no-audit --no-fund --loglevel=error >&2 || true
+      # Not in package.json: the published package leaves it to the user (an optional peer), and a
+      # plain npm install would try tfjs-node's own download. --no-save keeps package.json and the lock.
+      say "installing @tensorflow/tfjs-node $tfjs_node_version"
+      npm install --no-save --no-audit --no-fund --loglevel=error "@tensorflow/tfjs-node@$tfjs_node_version" >&2 || true
     fi
     tfjs_node_stop
     if tfjs_node_loads; then say "tfjs-node binding built in $(( $(date +%s) - start ))s"; else tfjs_node_fallback="the @tensorflow/tfjs-node binding did not build or does not load: $tfjs_node_why"; fi
