@@ -2,6 +2,7 @@
 // code stays deterministic (no Node built-ins, no value imports of activities, no timers or
 // randomness of its own), and no promise is left floating anywhere.
 import { builtinModules } from 'node:module';
+import prettier from 'eslint-config-prettier';
 import tseslint from 'typescript-eslint';
 
 const nodeBuiltins = [...builtinModules, ...builtinModules.map((m) => `${m}/**`), 'node:*'];
@@ -71,4 +72,6 @@ export default tseslint.config(
       'no-restricted-properties': ['error', { object: 'Math', property: 'random', message: 'Use uuid4() or seeded randomness from @temporalio/workflow.' }],
     },
   },
+  // Formatting is prettier's (npm run format; checked by npm run lint): no lint rule about layout.
+  prettier,
 );
