@@ -85,7 +85,11 @@ export async function beginAttempt(store: ArtifactStore, call: StepCall): Promis
     startedAt,
     logger,
     details: {},
-    record: { errors: previous.stepErrors ?? 0, ...(previous.waitingSince ? { waitingSince: previous.waitingSince } : {}), updatedAt: startedAt },
+    record: {
+      errors: previous.stepErrors ?? 0,
+      ...(previous.waitingSince ? { waitingSince: previous.waitingSince } : {}),
+      updatedAt: startedAt,
+    },
     heartbeat: (d?: Record<string, unknown>): void => {
       if (d) a.details = { ...a.details, ...d };
       actx.heartbeat(a.details);
@@ -93,7 +97,9 @@ export async function beginAttempt(store: ArtifactStore, call: StepCall): Promis
     saveRecord: async (next: Omit<AttemptsRecord, 'updatedAt'>): Promise<void> => {
       a.record = { ...next, updatedAt: new Date().toISOString() };
       a.heartbeat({ stepErrors: a.record.errors, waitingSince: a.record.waitingSince });
-      await store.putRecord(attemptsKey, a.record).catch((e: unknown) => logger.warn({ err: String(e) }, 'could not store the step error count'));
+      await store
+        .putRecord(attemptsKey, a.record)
+        .catch((e: unknown) => logger.warn({ err: String(e) }, 'could not store the step error count'));
     },
     redact: scrubberFor(process.env, call.env),
     waitFor: <T>(service: RemoteService, fn: () => Promise<T>): Promise<T> => {
@@ -124,7 +130,9 @@ export async function beginAttempt(store: ArtifactStore, call: StepCall): Promis
   };
   if (store.service) a.store = waitingStore(store, (fn) => a.waitFor(store.service!, fn));
   if (info.attempt > 1) {
-    const stored = await store.getRecord<AttemptsRecord>(attemptsKey).catch((e: unknown) => logger.warn({ err: String(e) }, 'could not read the step error count; using the heartbeat copy'));
+    const stored = await store
+      .getRecord<AttemptsRecord>(attemptsKey)
+      .catch((e: unknown) => logger.warn({ err: String(e) }, 'could not read the step error count; using the heartbeat copy'));
     if (stored && stored.errors >= a.record.errors) a.record = stored;
     a.heartbeat({ stepErrors: a.record.errors, ...(a.record.waitingSince ? { waitingSince: a.record.waitingSince } : {}) });
     // Let the workflow's status query show the retry; best effort, the result carries it too.

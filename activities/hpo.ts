@@ -7,7 +7,8 @@ import { CancelledFailure } from '@temporalio/common';
 import type { TuningStatus, VertexTuner } from '../adapters/vertex/tuning.js';
 
 /** The Vertex client library loads in about a second: only searches on Vertex pay for it. */
-const vertexTuning = () => importOptional('@google-cloud/aiplatform', 'A Vertex AI tuning job (hpo.vertex)', () => import('../adapters/vertex/tuning.js'));
+const vertexTuning = () =>
+  importOptional('@google-cloud/aiplatform', 'A Vertex AI tuning job (hpo.vertex)', () => import('../adapters/vertex/tuning.js'));
 import { mlflowRunIdOf, type HpoInput, type HpoPlan, type HpoTracking } from '../engine/contracts.js';
 import type { ProjectPipelines, TrackingBackend } from '../engine/ports.js';
 import type { CompiledPipeline } from '../engine/types.js';
@@ -47,23 +48,39 @@ function experimentOf(deps: HpoDeps, plan: HpoPlan, compiledExperiment?: string)
  * cancels it when the workflow cancels. MLPIPE_VERTEX_ENDPOINT (http://host:port) points the
  * client at another endpoint (tests); credentials are the worker's.
  */
-async function runVertexTuning(input: { plan: HpoPlan; displayName: string }): Promise<{ job: string; state: string; trials: { id: string; state: string; overrides: string[]; value?: number }[] }> {
+async function runVertexTuning(input: {
+  plan: HpoPlan;
+  displayName: string;
+}): Promise<{ job: string; state: string; trials: { id: string; state: string; overrides: string[]; value?: number }[] }> {
   const ctx = Context.current();
   const v = input.plan.spec.vertex!;
   const endpoint = process.env['MLPIPE_VERTEX_ENDPOINT'] ? new URL(process.env['MLPIPE_VERTEX_ENDPOINT']) : undefined;
   const { VertexTuner, buildTuningJob } = await vertexTuning();
-  const tuner = VertexTuner.create({ project: v.project, location: v.location, ...(endpoint ? { endpoint: { host: endpoint.hostname, port: Number(endpoint.port), protocol: endpoint.protocol === 'https:' ? 'https' : 'http' } } : {}) });
+  const tuner = VertexTuner.create({
+    project: v.project,
+    location: v.location,
+    ...(endpoint
+      ? { endpoint: { host: endpoint.hostname, port: Number(endpoint.port), protocol: endpoint.protocol === 'https:' ? 'https' : 'http' } }
+      : {}),
+  });
   try {
     let name = (ctx.info.heartbeatDetails as { job?: string } | undefined)?.job;
     if (!name) name = await submitTuning(ctx, tuner, buildTuningJob, input);
     const status = await pollTuning(ctx, tuner, name, input.plan);
     if (status.state !== 'JOB_STATE_SUCCEEDED' && status.state !== 'JOB_STATE_PARTIALLY_SUCCEEDED') {
-      throw new PipelineError('STEP_FAILED', `Vertex job ${name} ended ${status.state}${status.error ? `: ${status.error}` : ''}.`, { retryable: false });
+      throw new PipelineError('STEP_FAILED', `Vertex job ${name} ended ${status.state}${status.error ? `: ${status.error}` : ''}.`, {
+        retryable: false,
+      });
     }
     return {
       job: name,
       state: status.state,
-      trials: status.trials.map((t) => ({ id: t.id, state: t.state, overrides: Object.entries(t.values).map(([k, val]) => `${k}=${String(val)}`), ...(t.metric !== undefined ? { value: t.metric } : {}) })),
+      trials: status.trials.map((t) => ({
+        id: t.id,
+        state: t.state,
+        overrides: Object.entries(t.values).map(([k, val]) => `${k}=${String(val)}`),
+        ...(t.metric !== undefined ? { value: t.metric } : {}),
+      })),
     };
   } catch (e) {
     throw toApplicationFailure(e);
@@ -113,7 +130,10 @@ async function pollTuning(ctx: Context, tuner: VertexTuner, name: string, plan: 
 }
 
 /** Trials that ran elsewhere (Vertex) as nested MLflow runs under the search's run, idempotent by `mlpipe.run_key`. */
-async function trackExternalTrials(deps: HpoDeps, input: HpoTracking & { job: string; metricKey: string; trials: { id: string; state: string; overrides: string[]; value?: number }[] }): Promise<void> {
+async function trackExternalTrials(
+  deps: HpoDeps,
+  input: HpoTracking & { job: string; metricKey: string; trials: { id: string; state: string; overrides: string[]; value?: number }[] },
+): Promise<void> {
   const backend = deps.tracking();
   if (!backend) return;
   // An attempt scheduled before MLflow run IDs were `mlflowRunId` has the search's run as `runId`.
@@ -188,7 +208,14 @@ function searchParams(s: HpoSpec): { key: string; value: string }[] {
  * best trial's own run tagged `mlpipe.hpo_best`. Trial runs are delivered by their own tracking
  * workflows; if the best one is not in MLflow yet, this fails and is retried.
  */
-async function finishHpoTracking(deps: HpoDeps, input: HpoTracking & { best: { index: number; value: number; overrides: string[]; runKey: string }; metricKey: string; status: 'FINISHED' | 'FAILED' }): Promise<void> {
+async function finishHpoTracking(
+  deps: HpoDeps,
+  input: HpoTracking & {
+    best: { index: number; value: number; overrides: string[]; runKey: string };
+    metricKey: string;
+    status: 'FINISHED' | 'FAILED';
+  },
+): Promise<void> {
   const backend = deps.tracking();
   if (!backend) return;
   const experiment = input.experimentId;
@@ -221,7 +248,12 @@ async function planHpo(deps: HpoDeps, input: HpoInput): Promise<HpoPlan> {
         hint: 'Add hpo: { metric: { step, key, goal }, space: { training.lr: { type: double, min, max, scale: log } }, trials, parallel }.',
       });
     }
-    const spec: HpoSpec = { ...compiled.hpo, ...(input.trials ? { trials: input.trials } : {}), ...(input.parallel ? { parallel: input.parallel } : {}), ...(input.backend ? { backend: input.backend } : {}) };
+    const spec: HpoSpec = {
+      ...compiled.hpo,
+      ...(input.trials ? { trials: input.trials } : {}),
+      ...(input.parallel ? { parallel: input.parallel } : {}),
+      ...(input.backend ? { backend: input.backend } : {}),
+    };
     if (spec.backend === 'vertex') await checkVertexJob(spec, compiled, input.pipeline, base);
     if (spec.earlyStopping) checkEarlyStopping(deps, spec.earlyStopping, compiled);
     const trials = generateTrials(spec.space, spec.trials, spec.algorithm, spec.seed);
@@ -234,9 +266,14 @@ async function planHpo(deps: HpoDeps, input: HpoInput): Promise<HpoPlan> {
 
 /** A search on Vertex needs `hpo.vertex`, and a job that the API would accept. */
 async function checkVertexJob(spec: HpoSpec, compiled: CompiledPipeline, pipeline: string, base: string[]): Promise<void> {
-  if (!spec.vertex) throw new PipelineError('SPEC_INVALID', `hpo.backend is vertex, but hpo.vertex (project, location, imageUri) is not set.`);
+  if (!spec.vertex)
+    throw new PipelineError('SPEC_INVALID', `hpo.backend is vertex, but hpo.vertex (project, location, imageUri) is not set.`);
   // Built and checked against the API's protos now, so a bad job fails before anything runs.
-  (await vertexTuning()).buildTuningJob(`${compiled.name}-check`, spec, { imageUri: spec.vertex.imageUri, machineType: spec.vertex.machineType, args: ['--pipeline', pipeline, ...base.flatMap((o) => ['--override', o])] });
+  (await vertexTuning()).buildTuningJob(`${compiled.name}-check`, spec, {
+    imageUri: spec.vertex.imageUri,
+    machineType: spec.vertex.machineType,
+    args: ['--pipeline', pipeline, ...base.flatMap((o) => ['--override', o])],
+  });
 }
 
 /** The median rule stops a step that takes `stopIfWorseThan` (train.tfjs-mlp). */
@@ -244,9 +281,13 @@ function checkEarlyStopping(deps: HpoDeps, earlyStopping: NonNullable<HpoSpec['e
   const step = compiled.steps[earlyStopping.step];
   const shape = step ? (deps.registry.require(step.uses).params as unknown as { shape?: Record<string, unknown> }).shape : undefined;
   if (!step || !shape?.['stopIfWorseThan']) {
-    throw new PipelineError('SPEC_INVALID', `hpo.earlyStopping.step: ${step ? `step '${earlyStopping.step}' (${step.uses}) takes no stopIfWorseThan, so the median rule cannot stop it` : `no step '${earlyStopping.step}'`}.`, {
-      hint: 'Name the training step (train.tfjs-mlp).',
-    });
+    throw new PipelineError(
+      'SPEC_INVALID',
+      `hpo.earlyStopping.step: ${step ? `step '${earlyStopping.step}' (${step.uses}) takes no stopIfWorseThan, so the median rule cannot stop it` : `no step '${earlyStopping.step}'`}.`,
+      {
+        hint: 'Name the training step (train.tfjs-mlp).',
+      },
+    );
   }
 }
 
@@ -257,7 +298,9 @@ function checkTrialsCompile(deps: HpoDeps, pipeline: string, base: string[], tri
       deps.project.compile(pipeline, [...base, ...t.overrides]);
     } catch (e) {
       const detail = e instanceof SpecErrors ? e.problems.map((p) => p.message).join('; ') : (e as Error).message;
-      throw new PipelineError('SPEC_INVALID', `hpo.space: trial ${t.index} (${t.overrides.join(' ')}) does not compile: ${detail}`, { hint: 'Space keys are overrides: config keys (training.lr), params (params.seed) or config groups (model).' });
+      throw new PipelineError('SPEC_INVALID', `hpo.space: trial ${t.index} (${t.overrides.join(' ')}) does not compile: ${detail}`, {
+        hint: 'Space keys are overrides: config keys (training.lr), params (params.seed) or config groups (model).',
+      });
     }
   }
 }

@@ -46,9 +46,13 @@ export function createActivities(deps: ActivityDeps) {
           if (!step) throw new PipelineError('INPUT_INVALID', `trial.stepParams: the pipeline runs no step '${stepId}'.`);
           // The input is untrusted: it may not reach a step whose params are code, and its values stay literal.
           if (deps.registry.get(step.uses)?.codeParams?.length) {
-            throw new PipelineError('INPUT_INVALID', `trial.stepParams: step '${stepId}' (${step.uses}) runs code; its params cannot be set from the workflow input.`, {
-              hint: 'Trials set params through overrides (params.x=...), which the pipeline passes to its steps.',
-            });
+            throw new PipelineError(
+              'INPUT_INVALID',
+              `trial.stepParams: step '${stepId}' (${step.uses}) runs code; its params cannot be set from the workflow input.`,
+              {
+                hint: 'Trials set params through overrides (params.x=...), which the pipeline passes to its steps.',
+              },
+            );
           }
           for (const name of deps.registry.get(step.uses)?.pathParams ?? []) {
             const v = extra[name];
@@ -60,7 +64,12 @@ export function createActivities(deps: ActivityDeps) {
         const enabled = (compiled.tracking?.enabled ?? true) && tracking() !== undefined;
         const commit = deps.project.gitCommit();
         compiled.tracking = enabled
-          ? { ...compiled.tracking, enabled, experiment: compiled.tracking?.experiment ?? deps.experimentName ?? compiled.name, gitCommit: commit }
+          ? {
+              ...compiled.tracking,
+              enabled,
+              experiment: compiled.tracking?.experiment ?? deps.experimentName ?? compiled.name,
+              gitCommit: commit,
+            }
           : { enabled: false };
         const parentMlflowRunId = parsed.data.trial?.parentMlflowRunId ?? parsed.data.trial?.parentRunId;
         if (parentMlflowRunId && compiled.tracking.enabled) compiled.tracking.parentMlflowRunId = parentMlflowRunId;

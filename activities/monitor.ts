@@ -28,7 +28,13 @@ export interface MonitorDeps {
   tracking: () => TrackingBackend | undefined;
 }
 
-async function outputOf(store: ArtifactStore, workflowId: string, runId: string, step: string, output: string): Promise<ArtifactRef | undefined> {
+async function outputOf(
+  store: ArtifactStore,
+  workflowId: string,
+  runId: string,
+  step: string,
+  output: string,
+): Promise<ArtifactRef | undefined> {
   const m = await store.getRecord<StepManifest>(stepKey(workflowId, runId, step));
   if (!m || m.status === 'failed') return undefined;
   const ref = m.outputs[output];
@@ -79,18 +85,31 @@ export function createMonitorActivities(deps: MonitorDeps) {
         const [name, alias] = model.split('@') as [string, string];
         const backend = deps.tracking();
         if (!backend?.registry) {
-          throw new PipelineError('TRACKING_ERROR', `monitor.reference.model '${model}' needs an MLflow tracking server with a model registry; this worker has ${backend ? backend.location : 'no tracking'}.`, {
-            hint: 'Set MLFLOW_TRACKING_URI on the worker, or drop reference.model to use the latest successful run.',
-          });
+          throw new PipelineError(
+            'TRACKING_ERROR',
+            `monitor.reference.model '${model}' needs an MLflow tracking server with a model registry; this worker has ${backend ? backend.location : 'no tracking'}.`,
+            {
+              hint: 'Set MLFLOW_TRACKING_URI on the worker, or drop reference.model to use the latest successful run.',
+            },
+          );
         }
         const found = await backend.registry.aliasRun(name, alias);
         const key = found?.tags['mlpipe.step_key'];
-        if (!found || !key) throw new PipelineError('STORAGE_NOT_FOUND', `Registered model '${name}' has no version aliased '${alias}' that mlpipe produced.`, { hint: `Check the alias in MLflow, or promote a version to '${alias}'.` });
+        if (!found || !key)
+          throw new PipelineError(
+            'STORAGE_NOT_FOUND',
+            `Registered model '${name}' has no version aliased '${alias}' that mlpipe produced.`,
+            { hint: `Check the alias in MLflow, or promote a version to '${alias}'.` },
+          );
         const parts = key.split('/');
         const runId = parts[parts.length - 2]!;
         const workflowId = parts.slice(0, -2).join('/');
         reference = await outputOf(deps.store, workflowId, runId, step, output);
-        if (!reference) throw new PipelineError('STORAGE_NOT_FOUND', `The run behind ${model} (version ${found.version}, workflow ${workflowId}) has no recorded output '${output}' of step '${step}'.`);
+        if (!reference)
+          throw new PipelineError(
+            'STORAGE_NOT_FOUND',
+            `The run behind ${model} (version ${found.version}, workflow ${workflowId}) has no recorded output '${output}' of step '${step}'.`,
+          );
         from = { workflowId, runId, step, model, version: found.version };
       } else {
         for (const run of await listRuns(deps.store)) {
@@ -102,33 +121,60 @@ export function createMonitorActivities(deps: MonitorDeps) {
           }
         }
         if (!reference) {
-          throw new PipelineError('STORAGE_NOT_FOUND', `No run of '${compiled.name}' in ${deps.store.location} has produced '${step}.${output}' yet, so there is no reference data.`, {
-            hint: `Run the pipeline once (mlpipe run ${compiled.name}), then monitor it.`,
-          });
+          throw new PipelineError(
+            'STORAGE_NOT_FOUND',
+            `No run of '${compiled.name}' in ${deps.store.location} has produced '${step}.${output}' yet, so there is no reference data.`,
+            {
+              hint: `Run the pipeline once (mlpipe run ${compiled.name}), then monitor it.`,
+            },
+          );
         }
       }
       if (!(await deps.store.verify(reference))) {
-        throw new PipelineError('STORAGE_NOT_FOUND', `The reference data ${reference.name ?? ''} sha256:${reference.sha256.slice(0, 12)} is missing or altered in the store.`);
+        throw new PipelineError(
+          'STORAGE_NOT_FOUND',
+          `The reference data ${reference.name ?? ''} sha256:${reference.sha256.slice(0, 12)} is missing or altered in the store.`,
+        );
       }
       if (monitor.current.startsWith('predictions:')) {
         const model = monitor.current.slice('predictions:'.length);
         const since = new Date(Date.now() - (monitor.windowMs ?? 86_400_000));
         // Chunks are read 8 at a time; each read heartbeats with how far it got.
-        const log = await collectPredictions(deps.store, model, since, undefined, { concurrency: 8, onProgress: (p) => void progress({ ...p, phase: `predictions-${p.phase}` }) });
+        const log = await collectPredictions(deps.store, model, since, undefined, {
+          concurrency: 8,
+          onProgress: (p) => void progress({ ...p, phase: `predictions-${p.phase}` }),
+        });
         if (!log.rows) {
-          throw new PipelineError('DATA_INVALID', `No predictions of '${model}' were logged since ${since.toISOString()} in ${deps.store.location}.`, {
-            hint: `Serve the model with the same artifact store (mlpipe serve ${model}@champion), or widen monitor.window.`,
-          });
+          throw new PipelineError(
+            'DATA_INVALID',
+            `No predictions of '${model}' were logged since ${since.toISOString()} in ${deps.store.location}.`,
+            {
+              hint: `Serve the model with the same artifact store (mlpipe serve ${model}@champion), or widen monitor.window.`,
+            },
+          );
         }
-        const current = await deps.store.put(log.text, { name: `predictions-${keySegment(model)}.jsonl`, mediaType: 'application/x-ndjson' });
-        return { pipeline: compiled.name, overrides: input.overrides ?? [], monitor, reference, referenceFrom: from!, current, currentFrom: { predictions: model, rows: log.rows, chunks: log.chunks, versions: log.versions, since: since.toISOString() } };
+        const current = await deps.store.put(log.text, {
+          name: `predictions-${keySegment(model)}.jsonl`,
+          mediaType: 'application/x-ndjson',
+        });
+        return {
+          pipeline: compiled.name,
+          overrides: input.overrides ?? [],
+          monitor,
+          reference,
+          referenceFrom: from!,
+          current,
+          currentFrom: { predictions: model, rows: log.rows, chunks: log.chunks, versions: log.versions, since: since.toISOString() },
+        };
       }
       const currentPath = isAbsolute(monitor.current) ? monitor.current : resolve(deps.project.dir, monitor.current);
       let current: ArtifactRef;
       try {
         current = await deps.store.putFile(currentPath, { name: basename(currentPath) });
       } catch (e) {
-        throw new PipelineError('DATA_INVALID', `monitor.current: cannot read ${currentPath}: ${(e as Error).message}`, { hint: 'Point monitor.current at a CSV, Parquet or JSON-lines file on the worker.' });
+        throw new PipelineError('DATA_INVALID', `monitor.current: cannot read ${currentPath}: ${(e as Error).message}`, {
+          hint: 'Point monitor.current at a CSV, Parquet or JSON-lines file on the worker.',
+        });
       }
       return { pipeline: compiled.name, overrides: input.overrides ?? [], monitor, reference, referenceFrom: from!, current };
     } catch (e) {
@@ -142,15 +188,25 @@ export function createMonitorActivities(deps: MonitorDeps) {
       const refFile = await deps.store.getFile(plan.reference);
       const curFile = await deps.store.getFile(plan.current);
       // Stored objects have no extension: the recorded name gives the format.
-      const reference = await loadDriftDataset(refFile, 'reference', params.columns, artifactFormat(plan.reference), (rows) => progress({ phase: 'load-reference', rows }));
-      const current = await loadDriftDataset(curFile, 'current', params.columns, artifactFormat(plan.current), (rows) => progress({ phase: 'load-current', rows }));
+      const reference = await loadDriftDataset(refFile, 'reference', params.columns, artifactFormat(plan.reference), (rows) =>
+        progress({ phase: 'load-reference', rows }),
+      );
+      const current = await loadDriftDataset(curFile, 'current', params.columns, artifactFormat(plan.current), (rows) =>
+        progress({ phase: 'load-current', rows }),
+      );
       const options = driftOptions(params);
       // A prediction log holds the model's inputs (not the target, plus prediction and log
       // columns): compare the columns both sides have.
-      options.columns ??= plan.currentFrom ? Object.keys(reference.columns).filter((c) => c in current.columns) : Object.keys(reference.columns);
+      options.columns ??= plan.currentFrom
+        ? Object.keys(reference.columns).filter((c) => c in current.columns)
+        : Object.keys(reference.columns);
       const result = await computeDriftStepwise(reference, current, options, (p) => progress({ phase: 'drift', ...p }));
       const report = await deps.store.put(toEvidentlyJson(result), { name: 'drift.json', mediaType: 'application/json' });
-      const htmlText = renderDriftHtml(result, { title: `Data drift: ${plan.pipeline}`, reference: `${plan.reference.name ?? 'reference'} (${reference.rows} rows)`, current: `${plan.current.name ?? 'current'} (${current.rows} rows)` });
+      const htmlText = renderDriftHtml(result, {
+        title: `Data drift: ${plan.pipeline}`,
+        reference: `${plan.reference.name ?? 'reference'} (${reference.rows} rows)`,
+        current: `${plan.current.name ?? 'current'} (${current.rows} rows)`,
+      });
       const html = await deps.store.put(htmlText, { name: 'drift.html', mediaType: 'text/html' });
       const info = Context.current().info.workflowExecution;
       const at = new Date().toISOString();
@@ -164,9 +220,18 @@ export function createMonitorActivities(deps: MonitorDeps) {
         html,
         recordKey,
       };
-      await deps.store.putRecord(recordKey, { at, pipeline: plan.pipeline, workflowId: info?.workflowId, runId: info?.runId, referenceFrom: plan.referenceFrom, reference: plan.reference, current: plan.current, ...outcome });
-      await trackCheck(deps.tracking(), plan, outcome, result.columns, info?.runId ?? recordKey, Buffer.from(htmlText)).catch((e: unknown) =>
-        Context.current().log.warn(`drift check not tracked in MLflow: ${(e as Error).message}`),
+      await deps.store.putRecord(recordKey, {
+        at,
+        pipeline: plan.pipeline,
+        workflowId: info?.workflowId,
+        runId: info?.runId,
+        referenceFrom: plan.referenceFrom,
+        reference: plan.reference,
+        current: plan.current,
+        ...outcome,
+      });
+      await trackCheck(deps.tracking(), plan, outcome, result.columns, info?.runId ?? recordKey, Buffer.from(htmlText)).catch(
+        (e: unknown) => Context.current().log.warn(`drift check not tracked in MLflow: ${(e as Error).message}`),
       );
       return outcome;
     } catch (e) {
@@ -184,7 +249,11 @@ export function createMonitorActivities(deps: MonitorDeps) {
     },
 
     /** Posts a Slack-compatible message ({text, blocks}) to the webhook named by an environment variable of this worker. */
-    async postAlert(input: { webhookEnv: string; text: string; fields: Record<string, string> }): Promise<{ sent: boolean; status?: number; reason?: string }> {
+    async postAlert(input: {
+      webhookEnv: string;
+      text: string;
+      fields: Record<string, string>;
+    }): Promise<{ sent: boolean; status?: number; reason?: string }> {
       const url = process.env[input.webhookEnv];
       if (!url) {
         Context.current().log.warn(`no alert sent: ${input.webhookEnv} is not set on this worker`);
@@ -197,16 +266,25 @@ export function createMonitorActivities(deps: MonitorDeps) {
           { type: 'section', fields: Object.entries(input.fields).map(([k, v]) => ({ type: 'mrkdwn', text: `*${k}*\n${v}` })) },
         ],
       };
-      const res = await request(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), headersTimeout: 10_000, bodyTimeout: 10_000 });
+      const res = await request(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+        headersTimeout: 10_000,
+        bodyTimeout: 10_000,
+      });
       await res.body.text();
       // The URL is a credential (Slack's carry the token): never in messages.
-      if (res.statusCode >= 500 || res.statusCode === 429) throw toApplicationFailure(new PipelineError('ALERT_FAILED', `alert webhook answered HTTP ${res.statusCode}`));
-      if (res.statusCode >= 300) throw toApplicationFailure(new PipelineError('ALERT_FAILED', `alert webhook refused the message: HTTP ${res.statusCode}`, { retryable: false }));
+      if (res.statusCode >= 500 || res.statusCode === 429)
+        throw toApplicationFailure(new PipelineError('ALERT_FAILED', `alert webhook answered HTTP ${res.statusCode}`));
+      if (res.statusCode >= 300)
+        throw toApplicationFailure(
+          new PipelineError('ALERT_FAILED', `alert webhook refused the message: HTTP ${res.statusCode}`, { retryable: false }),
+        );
       return { sent: true, status: res.statusCode };
     },
   };
 }
-
 
 /**
  * Best effort: one MLflow run per check in the experiment `<pipeline>-monitoring`, with the share,
@@ -214,7 +292,14 @@ export function createMonitorActivities(deps: MonitorDeps) {
  * is found by its `mlpipe.monitor_key` tag before one is created). The store record is the source of
  * truth; an MLflow outage only leaves the check out of MLflow.
  */
-async function trackCheck(backend: TrackingBackend | undefined, plan: MonitorPlan, outcome: MonitorOutcome, columns: { column_name: string; drift_score: number; drift_detected: boolean }[], key: string, html?: Uint8Array): Promise<void> {
+async function trackCheck(
+  backend: TrackingBackend | undefined,
+  plan: MonitorPlan,
+  outcome: MonitorOutcome,
+  columns: { column_name: string; drift_score: number; drift_detected: boolean }[],
+  key: string,
+  html?: Uint8Array,
+): Promise<void> {
   if (!backend) return;
   const experiment = await backend.getOrCreateExperiment(`${plan.pipeline}-monitoring`);
   const run =
@@ -227,7 +312,9 @@ async function trackCheck(backend: TrackingBackend | undefined, plan: MonitorPla
         { key: 'mlpipe.monitor_key', value: key },
         { key: 'mlpipe.pipeline', value: plan.pipeline },
         { key: 'mlpipe.reference_workflow_id', value: plan.referenceFrom.workflowId },
-        ...(plan.referenceFrom.model ? [{ key: 'mlpipe.reference_model', value: `${plan.referenceFrom.model} v${plan.referenceFrom.version}` }] : []),
+        ...(plan.referenceFrom.model
+          ? [{ key: 'mlpipe.reference_model', value: `${plan.referenceFrom.model} v${plan.referenceFrom.version}` }]
+          : []),
       ],
     }));
   const now = Date.now();
@@ -235,11 +322,20 @@ async function trackCheck(backend: TrackingBackend | undefined, plan: MonitorPla
     { key: 'drift_share', value: outcome.share, timestamp: now, step: 0 },
     { key: 'dataset_drift', value: outcome.datasetDrift ? 1 : 0, timestamp: now, step: 0 },
     { key: 'drifted_columns', value: outcome.driftedColumns.length, timestamp: now, step: 0 },
-    ...columns.filter((c) => Number.isFinite(c.drift_score)).map((c) => ({ key: `drift_score.${c.column_name}`, value: c.drift_score, timestamp: now, step: 0 })),
+    ...columns
+      .filter((c) => Number.isFinite(c.drift_score))
+      .map((c) => ({ key: `drift_score.${c.column_name}`, value: c.drift_score, timestamp: now, step: 0 })),
   ];
   // A retried activity may have logged them already: metrics append, so check first.
   if (!(await backend.metricHistory(run.mlflowRunId, 'drift_share')).length) {
-    await backend.logBatch(run.mlflowRunId, { metrics, params: [{ key: 'reference_sha256', value: plan.reference.sha256 }, { key: 'current_sha256', value: plan.current.sha256 }], tags: [] });
+    await backend.logBatch(run.mlflowRunId, {
+      metrics,
+      params: [
+        { key: 'reference_sha256', value: plan.reference.sha256 },
+        { key: 'current_sha256', value: plan.current.sha256 },
+      ],
+      tags: [],
+    });
   }
   if (html) await backend.uploadArtifact(run, 'drift.html', html);
   await backend.updateRun(run.mlflowRunId, 'FINISHED', now);

@@ -56,7 +56,8 @@ export function toApplicationFailure(e: unknown): Error {
 export async function readCacheRecord(store: ArtifactStore, cacheKey: string, logger: Logger): Promise<CacheManifest | undefined> {
   try {
     const hit = await store.getRecord<CacheManifest>(`cache/${cacheKey}`);
-    if (hit === undefined || (typeof hit === 'object' && hit !== null && typeof hit.outputs === 'object' && hit.outputs !== null)) return hit;
+    if (hit === undefined || (typeof hit === 'object' && hit !== null && typeof hit.outputs === 'object' && hit.outputs !== null))
+      return hit;
     logger.warn({ cacheKey }, 'cache entry has no outputs; treating it as a miss');
   } catch (e) {
     if (!(e instanceof PipelineError) || e.code !== 'STORAGE_RECORD_CORRUPT') throw e;
@@ -66,7 +67,11 @@ export async function readCacheRecord(store: ArtifactStore, cacheKey: string, lo
 }
 
 /** The step's manifest (lineage) with this status and outputs; `endedAt` is now. */
-type Manifest = (status: StepManifest['status'], outputs: Record<string, unknown>, extra?: Partial<StepManifest>) => Omit<StepManifest, 'kind'>;
+type Manifest = (
+  status: StepManifest['status'],
+  outputs: Record<string, unknown>,
+  extra?: Partial<StepManifest>,
+) => Omit<StepManifest, 'kind'>;
 
 /** runStep: validate -> cache -> execute -> check outputs -> record; a failure is counted and recorded. */
 export function createRunStep(deps: StepDeps) {
@@ -109,8 +114,18 @@ function validateCall(deps: StepDeps, call: StepCall): { plugin: AnyPlugin; data
   return { plugin, data: parsed.data };
 }
 
-function manifestOf({ info, execution, startedAt }: Attempt, call: StepCall, plugin: AnyPlugin, params: Record<string, unknown>, cacheKey: string): Manifest {
-  const manifest = (status: StepManifest['status'], outputs: Record<string, unknown>, extra: Partial<StepManifest> = {}): Omit<StepManifest, 'kind'> => {
+function manifestOf(
+  { info, execution, startedAt }: Attempt,
+  call: StepCall,
+  plugin: AnyPlugin,
+  params: Record<string, unknown>,
+  cacheKey: string,
+): Manifest {
+  const manifest = (
+    status: StepManifest['status'],
+    outputs: Record<string, unknown>,
+    extra: Partial<StepManifest> = {},
+  ): Omit<StepManifest, 'kind'> => {
     const endedAt = new Date().toISOString();
     return {
       workflowId: execution.workflowId,
@@ -146,7 +161,15 @@ async function fromCache(deps: StepDeps, a: Attempt, cacheKey: string, manifest:
     if (valid.every(Boolean)) {
       logger.info({ cacheKey, from: hit.runId }, 'cache hit');
       await writeStepManifest(a.store, manifest('cached', hit.outputs, { cachedFrom: { runId: hit.runId, stepId: hit.stepId } }));
-      return { outputs: hit.outputs, cached: true, cacheKey, attempt: info.attempt, ...(a.record.errors ? { errors: a.record.errors } : {}), startedAt, endedAt: new Date().toISOString() };
+      return {
+        outputs: hit.outputs,
+        cached: true,
+        cacheKey,
+        attempt: info.attempt,
+        ...(a.record.errors ? { errors: a.record.errors } : {}),
+        startedAt,
+        endedAt: new Date().toISOString(),
+      };
     }
     const bad = refs.filter((_, i) => !valid[i]).map((r) => `${r.name ?? 'artifact'} sha256:${r.sha256.slice(0, 12)}`);
     logger.warn({ cacheKey, invalid: bad }, 'cache entry refers to missing or altered artifacts; running the step');
@@ -203,12 +226,30 @@ async function recordSuccess(
   // Lineage before the cache entry: whatever a cache entry points at has a producer on record.
   await writeStepManifest(a.store, manifest('succeeded', outputs));
   if (call.cache) {
-    const entry: CacheManifest = { stepId: call.stepId, uses: plugin.name, pluginVersion: plugin.version, cacheKey, outputs, createdAt: new Date().toISOString(), runId: call.runId };
+    const entry: CacheManifest = {
+      stepId: call.stepId,
+      uses: plugin.name,
+      pluginVersion: plugin.version,
+      cacheKey,
+      outputs,
+      createdAt: new Date().toISOString(),
+      runId: call.runId,
+    };
     await a.store.putRecord(`cache/${cacheKey}`, entry);
   }
   logger.debug({ uses: plugin.name }, 'step finished');
-  if (seriesDropped) logger.warn({ dropped: seriesDropped, kept: MAX_SERIES_POINTS }, 'too many metric points for tracking; the rest were dropped');
-  return { outputs, ...(series.length ? { series } : {}), cached: false, cacheKey, attempt: info.attempt, ...(a.record.errors ? { errors: a.record.errors } : {}), startedAt, endedAt: new Date().toISOString() };
+  if (seriesDropped)
+    logger.warn({ dropped: seriesDropped, kept: MAX_SERIES_POINTS }, 'too many metric points for tracking; the rest were dropped');
+  return {
+    outputs,
+    ...(series.length ? { series } : {}),
+    cached: false,
+    cacheKey,
+    attempt: info.attempt,
+    ...(a.record.errors ? { errors: a.record.errors } : {}),
+    startedAt,
+    endedAt: new Date().toISOString(),
+  };
 }
 
 /**
@@ -216,7 +257,13 @@ async function recordSuccess(
  * unavailable keeps waiting in the next attempt; any other error is recorded (the failed manifest)
  * and counted, and is final at the step's maximumAttempts.
  */
-async function attemptFailure(deps: StepDeps, a: Attempt, call: StepCall, e: unknown, failedManifest: ((message: string) => Omit<StepManifest, 'kind'>) | undefined): Promise<Error> {
+async function attemptFailure(
+  deps: StepDeps,
+  a: Attempt,
+  call: StepCall,
+  e: unknown,
+  failedManifest: ((message: string) => Omit<StepManifest, 'kind'>) | undefined,
+): Promise<Error> {
   const { actx, logger, redact } = a;
   if (actx.cancellationSignal.aborted) {
     // A timeout seen by a live worker is the step's own fault (too slow, or blocking the event
@@ -232,7 +279,9 @@ async function attemptFailure(deps: StepDeps, a: Attempt, call: StepCall, e: unk
   }
   const message = redact(e instanceof Error ? e.message : String(e));
   if (failedManifest) {
-    await writeStepManifest(deps.store, failedManifest(message)).catch((err: unknown) => logger.warn({ err: String(err) }, 'could not record the failed step'));
+    await writeStepManifest(deps.store, failedManifest(message)).catch((err: unknown) =>
+      logger.warn({ err: String(err) }, 'could not record the failed step'),
+    );
   }
   const errors = a.record.errors + 1;
   await a.saveRecord({ errors, lastError: message.slice(0, 2000) });

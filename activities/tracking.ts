@@ -16,7 +16,19 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { failureOptions, PipelineError } from '../engine/errors.js';
 import { knownRunsOf, type KnownRuns, type TrackingInput } from '../engine/contracts.js';
 import type { ArtifactStore, TrackedRun, TrackingBackend } from '../engine/ports.js';
-import { flattenParams, missingPoints, numericLeaves, sanitizeKey, statusOf, tag, type Batch, type MetricPoint, type StepRecord, type Tag, type TrackingConfig } from '../engine/tracking.js';
+import {
+  flattenParams,
+  missingPoints,
+  numericLeaves,
+  sanitizeKey,
+  statusOf,
+  tag,
+  type Batch,
+  type MetricPoint,
+  type StepRecord,
+  type Tag,
+  type TrackingConfig,
+} from '../engine/tracking.js';
 import type { ArtifactRef } from '../engine/types.js';
 
 /** One batch of a run's events, with the MLflow runs its tracking made so far. */
@@ -57,7 +69,12 @@ export async function deliver(
 
   const experimentId = async (): Promise<string> => (known.experimentId ??= await backend.getOrCreateExperiment(config.experiment));
 
-  const ensureRun = async (cached: TrackedRun | undefined, tagKey: string, tagValue: string, create: () => Promise<TrackedRun>): Promise<TrackedRun> => {
+  const ensureRun = async (
+    cached: TrackedRun | undefined,
+    tagKey: string,
+    tagValue: string,
+    create: () => Promise<TrackedRun>,
+  ): Promise<TrackedRun> => {
     if (cached) return cached;
     const found = await backend.findRunByTag(await experimentId(), tagKey, tagValue);
     if (found) return found;
@@ -67,13 +84,18 @@ export async function deliver(
   };
 
   /** Metric points, deduplicated against what the run holds when it may already hold some. */
-  const logMetrics = async (run: TrackedRun, points: MetricPoint[], rest: Omit<Batch, 'metrics'> = { params: [], tags: [] }): Promise<void> => {
+  const logMetrics = async (
+    run: TrackedRun,
+    points: MetricPoint[],
+    rest: Omit<Batch, 'metrics'> = { params: [], tags: [] },
+  ): Promise<void> => {
     let send = points;
     if (points.length && !created.has(run.mlflowRunId) && (retry || !knownBefore.has(run.mlflowRunId))) {
       const keys = [...new Set(points.map((p) => p.key))];
       const present = (await Promise.all(keys.map((k) => backend.metricHistory(run.mlflowRunId, k)))).flat();
       send = missingPoints(points, present);
-      if (send.length < points.length) log.info('metric points already in MLflow were not sent again', { run: run.mlflowRunId, skipped: points.length - send.length });
+      if (send.length < points.length)
+        log.info('metric points already in MLflow were not sent again', { run: run.mlflowRunId, skipped: points.length - send.length });
     }
     progress(delivered);
     if (send.length || rest.params.length || rest.tags.length) await backend.logBatch(run.mlflowRunId, { metrics: send, ...rest });
@@ -82,7 +104,11 @@ export async function deliver(
   const parentOf = async (): Promise<TrackedRun> => {
     if (known.parent) return known.parent;
     const found = await backend.findRunByTag(await experimentId(), 'mlpipe.run_key', input.key);
-    if (!found) throw new PipelineError('TRACKING_ERROR', `No MLflow run for pipeline run ${input.key}: the run-started event was not delivered first.`);
+    if (!found)
+      throw new PipelineError(
+        'TRACKING_ERROR',
+        `No MLflow run for pipeline run ${input.key}: the run-started event was not delivered first.`,
+      );
     known.parent = found;
     return found;
   };
@@ -145,17 +171,36 @@ export async function deliver(
       if (s.uses.startsWith('evaluate.') && s.outputs?.['metrics']) {
         // The step named `evaluate` gives the run's headline metrics (rmse, ...); other evaluation
         // steps (a validation check such as `tune`) are prefixed with their step ID.
-        await logMetrics(parent, numericLeaves(s.outputs['metrics'], s.stepId === 'evaluate' ? '' : s.stepId).map((m) => ({ ...m, timestamp: end, step: 0 })));
+        await logMetrics(
+          parent,
+          numericLeaves(s.outputs['metrics'], s.stepId === 'evaluate' ? '' : s.stepId).map((m) => ({ ...m, timestamp: end, step: 0 })),
+        );
       }
       if (s.uses.startsWith('train.') && typeof s.outputs?.['backend'] === 'string') {
-        await backend.logBatch(parent.mlflowRunId, { metrics: [], params: [], tags: [tag('mlpipe.training_backend', s.outputs['backend'])] });
+        await backend.logBatch(parent.mlflowRunId, {
+          metrics: [],
+          params: [],
+          tags: [tag('mlpipe.training_backend', s.outputs['backend'])],
+        });
       }
     } else {
       const parent = await parentOf();
       const end = Date.parse(event.endedAt);
       if (event.status === 'FINISHED' && config.registerModel && event.model) {
-        known.modelVersion = await registerModel(backend, store, config.registerModel, known.steps[config.registerModel.step], event.model, log);
-        if (known.modelVersion) await backend.logBatch(parent.mlflowRunId, { metrics: [], params: [], tags: [tag('mlpipe.registered_model', `${config.registerModel.name}/${known.modelVersion}`)] });
+        known.modelVersion = await registerModel(
+          backend,
+          store,
+          config.registerModel,
+          known.steps[config.registerModel.step],
+          event.model,
+          log,
+        );
+        if (known.modelVersion)
+          await backend.logBatch(parent.mlflowRunId, {
+            metrics: [],
+            params: [],
+            tags: [tag('mlpipe.registered_model', `${config.registerModel.name}/${known.modelVersion}`)],
+          });
       }
       if (event.error) await backend.logBatch(parent.mlflowRunId, { metrics: [], params: [], tags: [tag('mlpipe.error', event.error)] });
       await backend.updateRun(parent.mlflowRunId, event.status, end);
@@ -167,7 +212,12 @@ export async function deliver(
 /** Numeric outputs of a step: `metrics` leaves unprefixed, other numeric outputs by name. */
 function stepMetrics(s: StepRecord): { key: string; value: number }[] {
   const out = s.outputs ?? {};
-  return [...numericLeaves(out['metrics']), ...Object.entries(out).filter(([k]) => k !== 'metrics').flatMap(([k, v]) => numericLeaves(v, k))];
+  return [
+    ...numericLeaves(out['metrics']),
+    ...Object.entries(out)
+      .filter(([k]) => k !== 'metrics')
+      .flatMap(([k, v]) => numericLeaves(v, k)),
+  ];
 }
 
 async function registerModel(
@@ -183,7 +233,9 @@ async function registerModel(
   await backend.uploadArtifact(run, `model/${fileName}`, await store.get(model));
   await backend.uploadArtifact(run, 'model/mlpipe-artifact.json', Buffer.from(JSON.stringify(model, null, 2)));
   if (!backend.registry) {
-    log.warn(`model '${spec.name}' not registered: the ${backend.kind} backend at ${backend.location} has no model registry (use a tracking server)`);
+    log.warn(
+      `model '${spec.name}' not registered: the ${backend.kind} backend at ${backend.location} has no model registry (use a tracking server)`,
+    );
     return undefined;
   }
   await backend.registry.ensureRegisteredModel(spec.name);
@@ -196,7 +248,15 @@ async function registerModel(
 }
 
 /** Errors no retry can fix (bad input, permissions) fail the tracking workflow at once. */
-const PERMANENT = new Set(['INVALID_PARAMETER_VALUE', 'BAD_REQUEST', 'INVALID_STATE', 'PERMISSION_DENIED', 'UNAUTHENTICATED', 'UNSUPPORTED_ARTIFACT_URI', 'CONFIG_INVALID']);
+const PERMANENT = new Set([
+  'INVALID_PARAMETER_VALUE',
+  'BAD_REQUEST',
+  'INVALID_STATE',
+  'PERMISSION_DENIED',
+  'UNAUTHENTICATED',
+  'UNSUPPORTED_ARTIFACT_URI',
+  'CONFIG_INVALID',
+]);
 
 export function createDeliverTracking(deps: DeliverDeps) {
   return async function deliverTracking(input: DeliverInput): Promise<KnownRuns> {
@@ -208,7 +268,8 @@ export function createDeliverTracking(deps: DeliverDeps) {
     }
     try {
       return await deliver(backend, deps.store, input, ctx.info.attempt > 1, ctx.log, (delivered) => {
-        if (ctx.cancellationSignal.aborted) throw new CancelledFailure(`tracking delivery stopped: ${String(ctx.cancellationSignal.reason ?? 'cancelled')}`);
+        if (ctx.cancellationSignal.aborted)
+          throw new CancelledFailure(`tracking delivery stopped: ${String(ctx.cancellationSignal.reason ?? 'cancelled')}`);
         ctx.heartbeat({ delivered });
       });
     } catch (e) {
@@ -217,7 +278,10 @@ export function createDeliverTracking(deps: DeliverDeps) {
       const code = (e as { mlflowCode?: string }).mlflowCode ?? (e instanceof PipelineError ? e.code : (e as Error).name);
       const message = `MLflow (${backend.location}): ${(e as Error).message}`;
       // A permanent refusal ends the delivery (TRACKING_ERROR, non-retryable); anything else is retried.
-      if (PERMANENT.has(code)) throw ApplicationFailure.create(failureOptions(new PipelineError('TRACKING_ERROR', message, { retryable: false, details: { mlflowCode: code } })));
+      if (PERMANENT.has(code))
+        throw ApplicationFailure.create(
+          failureOptions(new PipelineError('TRACKING_ERROR', message, { retryable: false, details: { mlflowCode: code } })),
+        );
       throw ApplicationFailure.create(failureOptions(new PipelineError('SERVICE_UNAVAILABLE', message)));
     }
   };

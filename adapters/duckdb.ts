@@ -71,7 +71,8 @@ export async function withDuckDB<T>(fn: (db: Duck) => Promise<T>, options: { thr
   try {
     return await fn({
       run: (sql, params) => once(sql, params, async (p) => void (await p.run())),
-      rows: <R>(sql: string, params?: SqlParams) => once(sql, params, async (p) => (await p.runAndReadAll()).getRowObjectsJS().map((r) => normalize(r) as R)),
+      rows: <R>(sql: string, params?: SqlParams) =>
+        once(sql, params, async (p) => (await p.runAndReadAll()).getRowObjectsJS().map((r) => normalize(r) as R)),
       chunks: async function* (sql: string, params?: SqlParams) {
         const result = await once(sql, params, (p) => p.stream());
         for (;;) {

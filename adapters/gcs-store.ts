@@ -51,7 +51,10 @@ export function parseGsUri(uri: string): { bucket: string; prefix: string } {
 /** A Storage client: MLPIPE_GCS_ENDPOINT points it at an emulator; otherwise Application Default Credentials. */
 export function storageFromEnv(env: NodeJS.ProcessEnv = process.env): Storage {
   // An optional package: loaded on first use of a gs:// location.
-  const { Storage } = requireOptional<typeof import('@google-cloud/storage')>('@google-cloud/storage', 'A gs:// location (artifact store or MLflow artifacts)');
+  const { Storage } = requireOptional<typeof import('@google-cloud/storage')>(
+    '@google-cloud/storage',
+    'A gs:// location (artifact store or MLflow artifacts)',
+  );
   const endpoint = env['MLPIPE_GCS_ENDPOINT'];
   return endpoint ? new Storage({ apiEndpoint: endpoint, projectId: env['GOOGLE_CLOUD_PROJECT'] ?? 'mlpipe-local' }) : new Storage();
 }
@@ -81,7 +84,8 @@ const CONNECTION_CODES = new Set([
   'socket connection timeout',
   'unexpected connection closure',
 ]);
-const CONNECTION_MESSAGE = /\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN)\b|socket hang up|other side closed|premature close|network timeout/i;
+const CONNECTION_MESSAGE =
+  /\b(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN)\b|socket hang up|other side closed|premature close|network timeout/i;
 
 function httpStatus(e: object): number | undefined {
   const o = e as { code?: unknown; status?: unknown; response?: { status?: unknown } };
@@ -111,7 +115,7 @@ export function isGcsUnavailable(error: unknown): boolean {
     if (status !== undefined) return status === 408 || status === 429 || status >= 500;
     if (typeof own === 'string' && CONNECTION_CODES.has(own.toLowerCase())) return true;
     if ((e as { type?: unknown }).type === 'request-timeout') return true;
-    for (const sub of (e as { errors?: unknown }).errors instanceof Array ? ((e as { errors: unknown[] }).errors) : []) {
+    for (const sub of (e as { errors?: unknown }).errors instanceof Array ? (e as { errors: unknown[] }).errors : []) {
       const reason = (sub as { reason?: unknown } | null)?.reason;
       if (typeof reason === 'string' && CONNECTION_CODES.has(reason.toLowerCase())) return true;
       const v = visit(sub);
@@ -170,7 +174,13 @@ export class GcsArtifactStore implements ArtifactStore {
   }
 
   private ref(sha256: string, size: number, o: PutOptions): ArtifactRef {
-    const ref: ArtifactRef = { kind: 'artifact', uri: `gs://${this.bucket}/${this.objectName(sha256)}`, sha256, size, mediaType: o.mediaType ?? 'application/octet-stream' };
+    const ref: ArtifactRef = {
+      kind: 'artifact',
+      uri: `gs://${this.bucket}/${this.objectName(sha256)}`,
+      sha256,
+      size,
+      mediaType: o.mediaType ?? 'application/octet-stream',
+    };
     if (o.name) ref.name = o.name;
     return ref;
   }
@@ -187,7 +197,11 @@ export class GcsArtifactStore implements ArtifactStore {
    * and the MD5 GCS computed over the stored bytes equal to the MD5 we computed before the upload
    * (so bytes altered after the upload are caught without downloading them).
    */
-  private matches(meta: { size?: string | number; md5Hash?: string; metadata?: Record<string, unknown> }, sha256: string, size: number): boolean {
+  private matches(
+    meta: { size?: string | number; md5Hash?: string; metadata?: Record<string, unknown> },
+    sha256: string,
+    size: number,
+  ): boolean {
     const custom = meta.metadata ?? {};
     return Number(meta.size) === size && custom['sha256'] === sha256 && typeof custom['md5'] === 'string' && custom['md5'] === meta.md5Hash;
   }
@@ -209,9 +223,13 @@ export class GcsArtifactStore implements ArtifactStore {
   }
 
   private corrupt(name: string, meta: { size?: string | number; md5Hash?: string; metadata?: Record<string, unknown> }): PipelineError {
-    return new PipelineError('STORAGE_DIGEST_MISMATCH', `gs://${this.bucket}/${name} holds other bytes than its name says (size ${String(meta.size)}, md5 ${String(meta.md5Hash)}).`, {
-      hint: 'Delete the object and re-run the step that produced it.',
-    });
+    return new PipelineError(
+      'STORAGE_DIGEST_MISMATCH',
+      `gs://${this.bucket}/${name} holds other bytes than its name says (size ${String(meta.size)}, md5 ${String(meta.md5Hash)}).`,
+      {
+        hint: 'Delete the object and re-run the step that produced it.',
+      },
+    );
   }
 
   async put(data: Uint8Array | string, options: PutOptions = {}): Promise<ArtifactRef> {
@@ -247,7 +265,13 @@ export class GcsArtifactStore implements ArtifactStore {
         ? this.resumableUpload(path, name, { size, md5, sha256, contentType, generation })
         : pipeline(
             createReadStream(path),
-            this.file(name).createWriteStream({ resumable: false, validation: 'md5', contentType, metadata: { metadata: { sha256, md5 } }, preconditionOpts: { ifGenerationMatch: generation } }),
+            this.file(name).createWriteStream({
+              resumable: false,
+              validation: 'md5',
+              contentType,
+              metadata: { metadata: { sha256, md5 } },
+              preconditionOpts: { ifGenerationMatch: generation },
+            }),
           );
     try {
       await upload(0);
@@ -268,7 +292,11 @@ export class GcsArtifactStore implements ArtifactStore {
    * ask the session for its offset, because fake-gcs-server commits the partial bytes when asked.
    * The session URI is itself a credential, so it never appears in messages or logs.
    */
-  private async resumableUpload(path: string, name: string, o: { size: number; md5: string; sha256: string; contentType: string; generation: number }): Promise<void> {
+  private async resumableUpload(
+    path: string,
+    name: string,
+    o: { size: number; md5: string; sha256: string; contentType: string; generation: number },
+  ): Promise<void> {
     let lastError = '';
     let lastCause: unknown;
     for (let attempt = 1; attempt <= 4; attempt++) {
@@ -280,7 +308,11 @@ export class GcsArtifactStore implements ArtifactStore {
       let status: number;
       let body: string;
       try {
-        const res = await request(session, { method: 'PUT', headers: { 'content-length': String(o.size), 'content-type': o.contentType }, body: createReadStream(path) });
+        const res = await request(session, {
+          method: 'PUT',
+          headers: { 'content-length': String(o.size), 'content-type': o.contentType },
+          body: createReadStream(path),
+        });
         status = res.statusCode;
         body = await res.body.text();
       } catch (e) {
@@ -291,7 +323,10 @@ export class GcsArtifactStore implements ArtifactStore {
       if (status === 200 || status === 201) {
         const meta = JSON.parse(body) as { size?: string; md5Hash?: string };
         if (Number(meta.size) !== o.size || (meta.md5Hash !== undefined && meta.md5Hash !== o.md5)) {
-          throw new PipelineError('STORAGE_DIGEST_MISMATCH', `GCS stored gs://${this.bucket}/${name} with other bytes than were sent (size ${String(meta.size)} of ${o.size}, md5 ${String(meta.md5Hash)}).`);
+          throw new PipelineError(
+            'STORAGE_DIGEST_MISMATCH',
+            `GCS stored gs://${this.bucket}/${name} with other bytes than were sent (size ${String(meta.size)} of ${o.size}, md5 ${String(meta.md5Hash)}).`,
+          );
         }
         return;
       }
@@ -331,18 +366,26 @@ export class GcsArtifactStore implements ArtifactStore {
     } catch (e) {
       await rm(tmp, { force: true });
       if (code(e) === 404) {
-        throw new PipelineError('STORAGE_NOT_FOUND', `Artifact ${ref.name ?? ''} sha256:${ref.sha256.slice(0, 12)}… is not in gs://${this.bucket}/${this.prefix}.`, {
-          hint: 'It may have been deleted (gc), or the worker uses another store (check MLPIPE_ARTIFACTS).',
-        });
+        throw new PipelineError(
+          'STORAGE_NOT_FOUND',
+          `Artifact ${ref.name ?? ''} sha256:${ref.sha256.slice(0, 12)}… is not in gs://${this.bucket}/${this.prefix}.`,
+          {
+            hint: 'It may have been deleted (gc), or the worker uses another store (check MLPIPE_ARTIFACTS).',
+          },
+        );
       }
       throw this.fail('download', e);
     }
     const actual = hash.digest('hex');
     if (actual !== ref.sha256) {
       await rm(tmp, { force: true });
-      throw new PipelineError('STORAGE_DIGEST_MISMATCH', `Artifact gs://${this.bucket}/${name} is corrupt: expected sha256 ${ref.sha256}, found ${actual}.`, {
-        hint: 'Delete the object and re-run the step that produced it (run with cache disabled for that step).',
-      });
+      throw new PipelineError(
+        'STORAGE_DIGEST_MISMATCH',
+        `Artifact gs://${this.bucket}/${name} is corrupt: expected sha256 ${ref.sha256}, found ${actual}.`,
+        {
+          hint: 'Delete the object and re-run the step that produced it (run with cache disabled for that step).',
+        },
+      );
     }
     await rename(tmp, local);
     await this.evict();
@@ -380,7 +423,9 @@ export class GcsArtifactStore implements ArtifactStore {
     const base = this.name('objects/sha256/');
     let pageToken: string | undefined;
     do {
-      const [files, next] = await this.storage.bucket(this.bucket).getFiles({ prefix: base, autoPaginate: false, maxResults: 1000, ...(pageToken ? { pageToken } : {}) });
+      const [files, next] = await this.storage
+        .bucket(this.bucket)
+        .getFiles({ prefix: base, autoPaginate: false, maxResults: 1000, ...(pageToken ? { pageToken } : {}) });
       for (const f of files) {
         const digest = f.name.slice(base.length).replace('/', '');
         if (!/^[a-f0-9]{64}$/.test(digest)) continue;

@@ -26,7 +26,10 @@ const RECORD_KEY = /^[A-Za-z0-9_.:=@-]+(\/[A-Za-z0-9_.:=@-]+)*$/;
  */
 export function validateRecordKey(key: string): void {
   if (!RECORD_KEY.test(key) || key.split('/').some((s) => s === '..' || s === '.')) {
-    throw new PipelineError('STORAGE_KEY_INVALID', `Invalid record key '${key}': keys are '/'-separated segments of letters, digits and _ . : = @ -, without '.' or '..' segments.`);
+    throw new PipelineError(
+      'STORAGE_KEY_INVALID',
+      `Invalid record key '${key}': keys are '/'-separated segments of letters, digits and _ . : = @ -, without '.' or '..' segments.`,
+    );
   }
 }
 
@@ -37,7 +40,9 @@ export function validateRecordKey(key: string): void {
 export function validateDigest(sha256: unknown): void {
   if (typeof sha256 !== 'string' || !/^[a-f0-9]{64}$/.test(sha256)) {
     const shown = typeof sha256 === 'string' ? JSON.stringify(sha256.slice(0, 80)) : typeof sha256;
-    throw new PipelineError('STORAGE_KEY_INVALID', `Not a sha256 digest: ${shown}.`, { hint: 'Artifact references carry a sha256 of 64 lowercase hex characters.' });
+    throw new PipelineError('STORAGE_KEY_INVALID', `Not a sha256 digest: ${shown}.`, {
+      hint: 'Artifact references carry a sha256 of 64 lowercase hex characters.',
+    });
   }
 }
 
@@ -235,7 +240,10 @@ export class LocalArtifactStore implements ArtifactStore {
         const p = join(dir, e.name);
         if (e.isDirectory()) await walk(p);
         else if (e.name.endsWith('.json')) {
-          const key = relative(base, p).split('\\').join('/').replace(/\.json$/, '');
+          const key = relative(base, p)
+            .split('\\')
+            .join('/')
+            .replace(/\.json$/, '');
           if (key.startsWith(prefix)) out.push(key);
         }
       }
@@ -288,9 +296,13 @@ export function parseRecord<T>(text: string, key: string, where: string): T {
 }
 
 function notFound(ref: ArtifactRef, root: string): PipelineError {
-  return new PipelineError('STORAGE_NOT_FOUND', `Artifact ${ref.name ?? ''} sha256:${ref.sha256.slice(0, 12)}… is not in the store at ${root}.`, {
-    hint: 'It may have been deleted, or the worker uses another store (check MLPIPE_ARTIFACTS).',
-  });
+  return new PipelineError(
+    'STORAGE_NOT_FOUND',
+    `Artifact ${ref.name ?? ''} sha256:${ref.sha256.slice(0, 12)}… is not in the store at ${root}.`,
+    {
+      hint: 'It may have been deleted, or the worker uses another store (check MLPIPE_ARTIFACTS).',
+    },
+  );
 }
 
 function mismatch(ref: ArtifactRef, actual: string, path: string): PipelineError {

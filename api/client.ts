@@ -33,7 +33,12 @@ export interface ConnectOptions extends ProjectOptions {
 function settingsOf(o: ConnectOptions = {}): Settings {
   const env = o.env ?? process.env;
   const s = loadSettings(o.projectDir ? { ...env, MLPIPE_PROJECT_DIR: o.projectDir } : env);
-  return { ...s, ...(o.address ? { temporalAddress: o.address } : {}), ...(o.namespace ? { namespace: o.namespace } : {}), ...(o.taskQueue ? { taskQueue: o.taskQueue } : {}) };
+  return {
+    ...s,
+    ...(o.address ? { temporalAddress: o.address } : {}),
+    ...(o.namespace ? { namespace: o.namespace } : {}),
+    ...(o.taskQueue ? { taskQueue: o.taskQueue } : {}),
+  };
 }
 
 /** Compiles a pipeline (a name in pipelines/ or a path to a YAML file) with the project's plugins. Throws a PipelineError (SpecErrors for several problems). */

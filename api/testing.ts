@@ -67,7 +67,8 @@ export function testContext(options: TestContextOptions = {}): TestContext {
   const logs: LogEntry[] = [];
   const series: MetricPoint[] = [];
   const heartbeats: TestContext['heartbeats'] = [];
-  const log = (level: LogEntry['level']) => (fields: Record<string, unknown>, message: string) => void logs.push({ level, message, fields });
+  const log = (level: LogEntry['level']) => (fields: Record<string, unknown>, message: string) =>
+    void logs.push({ level, message, fields });
   let checkpoint: Checkpoint | undefined;
   let workDir: string | undefined;
   return {
@@ -111,7 +112,8 @@ export function testContext(options: TestContextOptions = {}): TestContext {
       },
     },
     logMetrics(values, o) {
-      for (const [key, value] of Object.entries(values)) series.push({ key, value, step: o?.step ?? 0, timestamp: o?.timestamp ?? Date.now() });
+      for (const [key, value] of Object.entries(values))
+        series.push({ key, value, step: o?.step ?? 0, timestamp: o?.timestamp ?? Date.now() });
     },
     logs,
     series,
@@ -141,7 +143,10 @@ export interface PluginRun<O extends IoMap> {
  * Runs a plugin as a worker would: params through its schema (PLUGIN_PARAMS), inputs checked
  * (PLUGIN_INPUT), then `run`, then its outputs against the declared ones (PLUGIN_OUTPUT).
  */
-export async function runPlugin<P extends z.ZodType, I extends IoMap, O extends IoMap>(plugin: PluginDefinition<P, I, O>, options: RunPluginOptions<P, I> = {}): Promise<PluginRun<O>> {
+export async function runPlugin<P extends z.ZodType, I extends IoMap, O extends IoMap>(
+  plugin: PluginDefinition<P, I, O>,
+  options: RunPluginOptions<P, I> = {},
+): Promise<PluginRun<O>> {
   const ctx = options.ctx ?? testContext(options);
   const any = plugin as unknown as AnyPlugin;
   const schema: z.ZodType = plugin.params;
@@ -200,7 +205,12 @@ export async function startTestEnvironment(options: TestEnvironmentOptions = {})
   try {
     const { worker, connection } = await createPipelineWorker({ settings, tracking: null });
     const running = worker.run();
-    const client = await MlpipeClient.connect({ projectDir: base.projectDir, address, taskQueue, env: { ...process.env, MLPIPE_ARTIFACTS: artifactsDir } });
+    const client = await MlpipeClient.connect({
+      projectDir: base.projectDir,
+      address,
+      taskQueue,
+      env: { ...process.env, MLPIPE_ARTIFACTS: artifactsDir },
+    });
     return {
       address,
       taskQueue,

@@ -15,7 +15,8 @@ import { fsConfigFiles, gitCommit, readSpecFile, resolveInside, resolvePipelineF
  * and every path they lead to stays inside the project folder.
  */
 export function loadPipeline(projectDir: string, ref: string, catalog: PluginCatalog, overrides: string[] = []): CompiledPipeline {
-  if (typeof ref !== 'string' || ref.length === 0) throw new PipelineError('INPUT_INVALID', 'The pipeline must be a name or a path (a non-empty string).');
+  if (typeof ref !== 'string' || ref.length === 0)
+    throw new PipelineError('INPUT_INVALID', 'The pipeline must be a name or a path (a non-empty string).');
   if (!Array.isArray(overrides)) throw new PipelineError('INPUT_INVALID', 'The overrides must be a list of strings.');
   checkOverrides(overrides);
   const path = resolvePipelineFile(projectDir, ref);

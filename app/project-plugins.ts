@@ -15,7 +15,13 @@ export const PROJECT_PLUGIN_FILES = ['mlpipe.plugins.ts', 'mlpipe.plugins.mts', 
 
 function isPlugin(p: unknown): p is AnyPlugin {
   const x = p as AnyPlugin;
-  return !!x && typeof x.name === 'string' && typeof x.version === 'string' && typeof x.run === 'function' && typeof x.params?.safeParse === 'function';
+  return (
+    !!x &&
+    typeof x.name === 'string' &&
+    typeof x.version === 'string' &&
+    typeof x.run === 'function' &&
+    typeof x.params?.safeParse === 'function'
+  );
 }
 
 let typescriptLoader: Promise<void> | undefined;
@@ -42,7 +48,13 @@ export async function loadProjectRegistry(projectDir: string): Promise<Registry>
     // A syntax error comes from esbuild (through tsx) as "Transform failed ...\n<file>:2:24: ERROR: <what>".
     const message = e instanceof Error ? e.message : String(e);
     const syntax = /:(\d+):(\d+): ERROR: (.+)$/m.exec(message);
-    const first = syntax?.[3] ?? message.split('\n').find((l) => l.trim())?.trim() ?? 'unknown error';
+    const first =
+      syntax?.[3] ??
+      message
+        .split('\n')
+        .find((l) => l.trim())
+        ?.trim() ??
+      'unknown error';
     throw new PipelineError('PLUGIN_INVALID', `${file} failed to load: ${first}`, {
       where: { file, ...(syntax ? { line: Number(syntax[1]), column: Number(syntax[2]) + 1 } : {}) },
       hint: `Fix the file (its imports resolve from ${projectDir}; a syntax error or an exception at import ends here); check with 'node --import tsx ${file}'.`,
@@ -53,7 +65,7 @@ export async function loadProjectRegistry(projectDir: string): Promise<Registry>
   if (!Array.isArray(list) || !list.every(isPlugin)) {
     throw new PipelineError('PLUGIN_INVALID', `${file} must export \`plugins\`: an array of definePlugin(...) results.`, {
       where: { file },
-      hint: "export const plugins = [myPlugin];  // with myPlugin = definePlugin({ name, version, params, outputs, run })",
+      hint: 'export const plugins = [myPlugin];  // with myPlugin = definePlugin({ name, version, params, outputs, run })',
     });
   }
   return createDefaultRegistry(list);

@@ -38,7 +38,9 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, cwd = process
   return {
     projectDir,
     stateDir,
-    artifactsDir: env['MLPIPE_ARTIFACTS']?.startsWith('gs://') ? env['MLPIPE_ARTIFACTS'] : resolve(projectDir, env['MLPIPE_ARTIFACTS'] ?? join(stateDir, 'artifacts')),
+    artifactsDir: env['MLPIPE_ARTIFACTS']?.startsWith('gs://')
+      ? env['MLPIPE_ARTIFACTS']
+      : resolve(projectDir, env['MLPIPE_ARTIFACTS'] ?? join(stateDir, 'artifacts')),
     cacheDir: resolve(env['MLPIPE_CACHE_DIR'] ?? join(env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'mlpipe')),
     temporalAddress: env['TEMPORAL_ADDRESS'] ?? 'localhost:7233',
     namespace: env['TEMPORAL_NAMESPACE'] ?? 'default',
@@ -50,7 +52,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, cwd = process
   };
 }
 
-const PATH_HINT = 'Paths that come with a run (pipeline names, config options, overridden paths) stay inside the worker\'s project folder.';
+const PATH_HINT = "Paths that come with a run (pipeline names, config options, overridden paths) stay inside the worker's project folder.";
 
 /**
  * Resolves `candidate` (relative to `root`, or absolute) to a real path inside `root`, following
@@ -106,10 +108,14 @@ export function resolveInside(root: string, candidate: string, what: string): st
 export function readSpecFile(path: string, shownAs: string): string {
   const { size } = statSync(path);
   if (size > LIMITS.fileBytes) {
-    throw new PipelineError('SPEC_INVALID', `${shownAs} is ${size} bytes; pipeline and config files are limited to ${LIMITS.fileBytes} bytes.`, {
-      where: { file: shownAs },
-      hint: 'Keep data out of the spec: put it in a data file and pass its path.',
-    });
+    throw new PipelineError(
+      'SPEC_INVALID',
+      `${shownAs} is ${size} bytes; pipeline and config files are limited to ${LIMITS.fileBytes} bytes.`,
+      {
+        where: { file: shownAs },
+        hint: 'Keep data out of the spec: put it in a data file and pass its path.',
+      },
+    );
   }
   return decodeUtf8(shownAs, readFileSync(path));
 }
@@ -144,23 +150,37 @@ export const PIPELINE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 export function resolvePipelineFile(projectDir: string, ref: string): string {
   checkText(ref, 'Pipeline');
   if (ref.length > LIMITS.pipelineRefChars) {
-    throw new PipelineError('INPUT_INVALID', `Pipeline '${shown(ref)}' is ${ref.length} characters long (at most ${LIMITS.pipelineRefChars}).`, { hint: PATH_HINT });
+    throw new PipelineError(
+      'INPUT_INVALID',
+      `Pipeline '${shown(ref)}' is ${ref.length} characters long (at most ${LIMITS.pipelineRefChars}).`,
+      { hint: PATH_HINT },
+    );
   }
   const looksLikePath = ref.includes('/') || ref.includes('\\') || /\.ya?ml$/.test(ref);
   if (looksLikePath && !/\.ya?ml$/.test(ref)) {
-    throw new PipelineError('INPUT_INVALID', `Pipeline '${shown(ref)}' is neither a name nor a path to a .yaml or .yml file.`, { hint: PATH_HINT });
+    throw new PipelineError('INPUT_INVALID', `Pipeline '${shown(ref)}' is neither a name nor a path to a .yaml or .yml file.`, {
+      hint: PATH_HINT,
+    });
   }
   if (!looksLikePath && (!PIPELINE_NAME.test(ref) || ref.includes('..'))) {
-    throw new PipelineError('INPUT_INVALID', `Pipeline '${shown(ref)}' is not a pipeline name (letters, digits, _ . -).`, { hint: PATH_HINT });
+    throw new PipelineError('INPUT_INVALID', `Pipeline '${shown(ref)}' is not a pipeline name (letters, digits, _ . -).`, {
+      hint: PATH_HINT,
+    });
   }
   const candidates = looksLikePath
     ? [resolveInside(projectDir, ref, 'Pipeline')]
     : [`${ref}.yaml`, `${ref}.yml`].map((f) => resolveInside(projectDir, join('pipelines', f), 'Pipeline'));
   for (const c of candidates) if (existsSync(c)) return c;
   const available = listPipelines(projectDir);
-  throw new PipelineError('SPEC_NOT_FOUND', `Pipeline '${ref}' not found (looked for ${candidates.map((c) => relative(projectDir, c) || c).join(', ')}).${didYouMean(ref, available)}`, {
-    hint: available.length ? `Pipelines in ${join(projectDir, 'pipelines')}: ${available.join(', ')}.` : `Create pipelines/${ref}.yaml in ${projectDir}.`,
-  });
+  throw new PipelineError(
+    'SPEC_NOT_FOUND',
+    `Pipeline '${ref}' not found (looked for ${candidates.map((c) => relative(projectDir, c) || c).join(', ')}).${didYouMean(ref, available)}`,
+    {
+      hint: available.length
+        ? `Pipelines in ${join(projectDir, 'pipelines')}: ${available.join(', ')}.`
+        : `Create pipelines/${ref}.yaml in ${projectDir}.`,
+    },
+  );
 }
 
 export function listPipelines(projectDir: string): string[] {
@@ -195,7 +215,8 @@ export function gitCommit(projectDir: string): string | undefined {
       if (existsSync(file)) return readFileSync(file, 'utf8').trim();
     }
     const packed = join(common, 'packed-refs');
-    if (existsSync(packed)) return new RegExp(`^([0-9a-f]{40}) ${ref.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm').exec(readFileSync(packed, 'utf8'))?.[1];
+    if (existsSync(packed))
+      return new RegExp(`^([0-9a-f]{40}) ${ref.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm').exec(readFileSync(packed, 'utf8'))?.[1];
   } catch {
     /* not a readable repository */
   }

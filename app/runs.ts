@@ -27,7 +27,11 @@ export interface RunOptions {
 }
 
 /** Compiles a pipeline of the project (by name or path) with the project's plugins. Throws SpecError(s). */
-export async function compileProjectPipeline(settings: Pick<Settings, 'projectDir'>, ref: string, overrides: string[] = []): Promise<CompiledPipeline> {
+export async function compileProjectPipeline(
+  settings: Pick<Settings, 'projectDir'>,
+  ref: string,
+  overrides: string[] = [],
+): Promise<CompiledPipeline> {
   return loadPipeline(settings.projectDir, ref, await loadProjectRegistry(settings.projectDir), overrides);
 }
 
@@ -50,7 +54,12 @@ export interface StartedRun {
 }
 
 /** Compiles, then starts the run; returns once the server has accepted it. */
-export async function startPipelineRun(client: Client, settings: Pick<Settings, 'projectDir' | 'taskQueue'>, ref: string, options: RunOptions = {}): Promise<StartedRun> {
+export async function startPipelineRun(
+  client: Client,
+  settings: Pick<Settings, 'projectDir' | 'taskQueue'>,
+  ref: string,
+  options: RunOptions = {},
+): Promise<StartedRun> {
   const compiled = await compileProjectPipeline(settings, ref, options.overrides);
   const input = pipelineInput(ref, options);
   const workflowId = options.workflowId ?? `${compiled.name}-${randomUUID().slice(0, 8)}`;

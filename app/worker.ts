@@ -19,7 +19,12 @@ import { createActivities } from '../activities/index.js';
 import { projectPipelines } from './load-pipeline.js';
 
 /** The workflow code to bundle: the sources in a checkout (run through tsx), the compiled files in the package. */
-export const WORKFLOWS_PATH = join(dirname(fileURLToPath(import.meta.url)), '..', 'workflows', import.meta.url.endsWith('.ts') ? 'index.ts' : 'index.js');
+export const WORKFLOWS_PATH = join(
+  dirname(fileURLToPath(import.meta.url)),
+  '..',
+  'workflows',
+  import.meta.url.endsWith('.ts') ? 'index.ts' : 'index.js',
+);
 
 let bundle: Promise<{ code: string }> | undefined;
 /** The workflow bundle, built once per process. */
@@ -38,7 +43,8 @@ const quietLogger = {
 };
 
 export interface PipelineWorkerOptions {
-  settings: Pick<Settings, 'projectDir' | 'artifactsDir' | 'temporalAddress' | 'namespace' | 'taskQueue'> & Partial<Pick<Settings, 'trackingUri' | 'experimentName'>>;
+  settings: Pick<Settings, 'projectDir' | 'artifactsDir' | 'temporalAddress' | 'namespace' | 'taskQueue'> &
+    Partial<Pick<Settings, 'trackingUri' | 'experimentName'>>;
   /** The MLflow backend; default from settings.trackingUri (null: tracking off). */
   tracking?: TrackingBackend | null;
   connection?: NativeConnection;
@@ -90,7 +96,9 @@ export class PipelineWorker {
   }
 }
 
-export async function createPipelineWorker(opts: PipelineWorkerOptions): Promise<{ worker: PipelineWorker; connection: NativeConnection; ownsConnection: boolean }> {
+export async function createPipelineWorker(
+  opts: PipelineWorkerOptions,
+): Promise<{ worker: PipelineWorker; connection: NativeConnection; ownsConnection: boolean }> {
   const ownsConnection = !opts.connection;
   const connection = opts.connection ?? (await NativeConnection.connect({ address: opts.settings.temporalAddress }));
   let backend: TrackingBackend | undefined | null = opts.tracking;

@@ -33,19 +33,38 @@ function ctx(): StepContext {
   const noop = (): void => undefined;
   let work: string | undefined;
   return {
-    runId: 'bench', workflowId: 'bench', pipeline: 'bench', stepId: 'bench', attempt: 1, store,
+    runId: 'bench',
+    workflowId: 'bench',
+    pipeline: 'bench',
+    stepId: 'bench',
+    attempt: 1,
+    store,
     logger: { debug: noop, info: noop, warn: noop, error: noop },
-    signal: new AbortController().signal, heartbeat: noop, untilAvailable: (_service, fn) => fn(), projectDir: dir, env: {}, redact: (t) => t,
+    signal: new AbortController().signal,
+    heartbeat: noop,
+    untilAvailable: (_service, fn) => fn(),
+    projectDir: dir,
+    env: {},
+    redact: (t) => t,
     get workDir() {
       work ??= mkdtempSync(join(dir, 'work-'));
       return work;
     },
-    checkpoint: { save: async () => { throw new Error('no checkpoints in bench'); }, latest: async () => undefined },
+    checkpoint: {
+      save: async () => {
+        throw new Error('no checkpoints in bench');
+      },
+      latest: async () => undefined,
+    },
     logMetrics: noop,
   };
 }
 
-async function timed(plugin: AnyPlugin, params: unknown, inputs: Record<string, unknown> = {}): Promise<{ out: Record<string, unknown>; s: number }> {
+async function timed(
+  plugin: AnyPlugin,
+  params: unknown,
+  inputs: Record<string, unknown> = {},
+): Promise<{ out: Record<string, unknown>; s: number }> {
   const schema: z.ZodType = plugin.params;
   const t0 = performance.now();
   const out = await plugin.run(ctx(), schema.parse(params), inputs);
@@ -58,16 +77,44 @@ async function epochsPerSecond(): Promise<Record<string, number | string>> {
     const housing = join(import.meta.dirname, '..', 'pipelines', 'data', 'california-housing.csv');
     const ds = (await timed(ingestFile, { path: housing })).out['dataset'];
     const parts = (await timed(split, { test: 0.2 }, { dataset: ds })).out;
-    const t = await timed(transform, { exclude: ['median_house_value'], steps: [{ op: 'impute', columns: ['total_bedrooms'], strategy: 'median' }, { op: 'onehot', columns: ['ocean_proximity'] }, { op: 'standardize', columns: 'numeric' }] }, { train: parts['train'] });
+    const t = await timed(
+      transform,
+      {
+        exclude: ['median_house_value'],
+        steps: [
+          { op: 'impute', columns: ['total_bedrooms'], strategy: 'median' },
+          { op: 'onehot', columns: ['ocean_proximity'] },
+          { op: 'standardize', columns: 'numeric' },
+        ],
+      },
+      { train: parts['train'] },
+    );
     const epochs = 5;
-    const r = await timed(trainMlp, { target: 'median_house_value', hidden: [128, 64], batchSize: 128, epochs, backend: process.env['BENCH_TRAIN_BACKEND'], checkpoint: { everyEpochs: 1000 } }, { train: t.out['train'] });
-    console.log(JSON.stringify({ backend: r.out['backend'], epochsPerSecond: 1 / ((r.out['metrics'] as { secondsPerEpoch: number }).secondsPerEpoch) }));
+    const r = await timed(
+      trainMlp,
+      {
+        target: 'median_house_value',
+        hidden: [128, 64],
+        batchSize: 128,
+        epochs,
+        backend: process.env['BENCH_TRAIN_BACKEND'],
+        checkpoint: { everyEpochs: 1000 },
+      },
+      { train: t.out['train'] },
+    );
+    console.log(
+      JSON.stringify({ backend: r.out['backend'], epochsPerSecond: 1 / (r.out['metrics'] as { secondsPerEpoch: number }).secondsPerEpoch }),
+    );
     return {};
   }
   const result: Record<string, number | string> = {};
   for (const backend of ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu']) {
     try {
-      const outText = execFileSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'data.ts')], { env: { ...process.env, BENCH_TRAIN_BACKEND: backend }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+      const outText = execFileSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'data.ts')], {
+        env: { ...process.env, BENCH_TRAIN_BACKEND: backend },
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       const line = JSON.parse(outText.trim().split('\n').pop()!) as { epochsPerSecond: number };
       result[backend] = Math.round(line.epochsPerSecond * 100) / 100;
     } catch (e) {
@@ -99,10 +146,24 @@ async function main(): Promise<void> {
   const bytes = statSync(csv).size;
 
   const ingest = await timed(ingestFile, { path: csv });
-  const features = await timed(sql, { sql: 'SELECT *, total_rooms / households AS rooms_per_household, total_bedrooms / total_rooms AS bedrooms_per_room, population / households AS population_per_household FROM input' }, { input: ingest.out['dataset'] as ArtifactRef });
+  const features = await timed(
+    sql,
+    {
+      sql: 'SELECT *, total_rooms / households AS rooms_per_household, total_bedrooms / total_rooms AS bedrooms_per_room, population / households AS population_per_household FROM input',
+    },
+    { input: ingest.out['dataset'] as ArtifactRef },
+  );
   const fitted = await timed(
     transform,
-    { exclude: ['median_house_value'], steps: [{ op: 'impute', columns: ['total_bedrooms', 'bedrooms_per_room'], strategy: 'median' }, { op: 'log', columns: ['total_rooms', 'population'] }, { op: 'onehot', columns: ['ocean_proximity'] }, { op: 'standardize', columns: 'numeric' }] },
+    {
+      exclude: ['median_house_value'],
+      steps: [
+        { op: 'impute', columns: ['total_bedrooms', 'bedrooms_per_room'], strategy: 'median' },
+        { op: 'log', columns: ['total_rooms', 'population'] },
+        { op: 'onehot', columns: ['ocean_proximity'] },
+        { op: 'standardize', columns: 'numeric' },
+      ],
+    },
     { train: features.out['dataset'] as ArtifactRef },
   );
   const total = ingest.s + features.s + fitted.s;
@@ -127,7 +188,8 @@ async function main(): Promise<void> {
   const out = join(import.meta.dirname, 'results', `data-${result.date.slice(0, 10)}.json`);
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   console.log(`| stage (${ROWS.toLocaleString('en-US')} rows, ${result.csvMiB} MiB CSV) | seconds | rows/s |\n|---|---|---|`);
-  for (const k of ['ingest', 'sql', 'transform'] as const) console.log(`| ${k} | ${result.seconds[k].toFixed(2)} | ${result.rowsPerSecond[k].toLocaleString('en-US')} |`);
+  for (const k of ['ingest', 'sql', 'transform'] as const)
+    console.log(`| ${k} | ${result.seconds[k].toFixed(2)} | ${result.rowsPerSecond[k].toLocaleString('en-US')} |`);
   console.log(`| ingest + sql + transform | ${total.toFixed(2)} | ${result.rowsPerSecond.ingestAndProcess.toLocaleString('en-US')} |`);
   console.log(`\ntraining (housing train split, 128-64 MLP, batch 128), epochs/s: ${JSON.stringify(training)}`);
   console.log(`written to ${out}`);

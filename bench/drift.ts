@@ -52,7 +52,8 @@ function dataset(seed: number, shift: number): Dataset {
     const offset = Math.floor(rand() * pool.length);
     const step = 1 + 2 * Math.floor(rand() * 1000);
     const mean = c + (c % 4 === 0 ? shift : 0);
-    for (let i = 0; i < ROWS; i++) values[i] = Math.round((mean + (1 + c / 10) * pool[(offset + i * step) & (pool.length - 1)]! + rand() * 1e-3) * 1e4) / 1e4;
+    for (let i = 0; i < ROWS; i++)
+      values[i] = Math.round((mean + (1 + c / 10) * pool[(offset + i * step) & (pool.length - 1)]! + rand() * 1e-3) * 1e4) / 1e4;
     columns[`num_${c}`] = { type: 'num', values };
   }
   for (let c = 0; c < CAT; c++) {
@@ -96,23 +97,48 @@ async function main(): Promise<void> {
   }
   const peak = process.resourceUsage().maxRSS * 1024;
   const ours = Math.min(...runs);
-  console.log(`mlpipe drift: ${ROWS} x 25 columns in ${(ours / 1000).toFixed(2)} s (best of 3: ${runs.map((r) => (r / 1000).toFixed(2)).join(', ')}); ${result.numberOfDriftedColumns} drifted; peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB (${(maxBefore / 2 ** 20).toFixed(0)} MiB before, with the data; ${(rssBefore / 2 ** 20).toFixed(0)} MiB resident then)`);
-  const out: Record<string, unknown> = { rows: ROWS, columns: { numeric: NUM, categorical: CAT }, generateMs: Math.round(genMs), mlpipeSeconds: Math.round(ours) / 1000, mlpipeRuns: runs.map((r) => Math.round(r) / 1000), peakRssMiB: Math.round(peak / 2 ** 20), rssWithDataMiB: Math.round(rssBefore / 2 ** 20), driftedColumns: result.numberOfDriftedColumns };
+  console.log(
+    `mlpipe drift: ${ROWS} x 25 columns in ${(ours / 1000).toFixed(2)} s (best of 3: ${runs.map((r) => (r / 1000).toFixed(2)).join(', ')}); ${result.numberOfDriftedColumns} drifted; peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB (${(maxBefore / 2 ** 20).toFixed(0)} MiB before, with the data; ${(rssBefore / 2 ** 20).toFixed(0)} MiB resident then)`,
+  );
+  const out: Record<string, unknown> = {
+    rows: ROWS,
+    columns: { numeric: NUM, categorical: CAT },
+    generateMs: Math.round(genMs),
+    mlpipeSeconds: Math.round(ours) / 1000,
+    mlpipeRuns: runs.map((r) => Math.round(r) / 1000),
+    peakRssMiB: Math.round(peak / 2 ** 20),
+    rssWithDataMiB: Math.round(rssBefore / 2 ** 20),
+    driftedColumns: result.numberOfDriftedColumns,
+  };
 
   if (process.env['BENCH_EVIDENTLY'] !== '0') {
     const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-drift-'));
     writeRaw(dir, 'reference', ref);
     writeRaw(dir, 'current', cur);
     const python = join(process.env['MLPIPE_CACHE_DIR'] ?? join(homedir(), '.cache', 'mlpipe'), 'evidently-venv', 'bin', 'python');
-    const text = execFileSync(python, [join('bench', 'evidently_drift.py'), dir, String(ROWS)], { encoding: 'utf8', maxBuffer: 64 * 2 ** 20, stdio: ['ignore', 'pipe', 'inherit'] });
+    const text = execFileSync(python, [join('bench', 'evidently_drift.py'), dir, String(ROWS)], {
+      encoding: 'utf8',
+      maxBuffer: 64 * 2 ** 20,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     const ev = JSON.parse(text.trim().split('\n').pop()!) as { seconds: number; drifted: number; decisions: Record<string, boolean> };
     const same = result.columns.every((c) => ev.decisions[c.column_name] === c.drift_detected);
-    console.log(`Evidently: ${ev.seconds.toFixed(1)} s, ${ev.drifted} drifted, same decisions on every column: ${same}; ratio ${(ev.seconds / (ours / 1000)).toFixed(1)}x`);
-    Object.assign(out, { evidentlySeconds: ev.seconds, evidentlyDrifted: ev.drifted, sameDecisions: same, speedRatio: Math.round((ev.seconds / (ours / 1000)) * 10) / 10 });
+    console.log(
+      `Evidently: ${ev.seconds.toFixed(1)} s, ${ev.drifted} drifted, same decisions on every column: ${same}; ratio ${(ev.seconds / (ours / 1000)).toFixed(1)}x`,
+    );
+    Object.assign(out, {
+      evidentlySeconds: ev.seconds,
+      evidentlyDrifted: ev.drifted,
+      sameDecisions: same,
+      speedRatio: Math.round((ev.seconds / (ours / 1000)) * 10) / 10,
+    });
   }
   const date = new Date().toISOString().slice(0, 10);
   const file = join('bench', 'results', `drift-${date}.json`);
-  writeFileSync(file, `${JSON.stringify({ date, machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version }, ...out }, null, 2)}\n`);
+  writeFileSync(
+    file,
+    `${JSON.stringify({ date, machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version }, ...out }, null, 2)}\n`,
+  );
   console.log(`wrote ${file}`);
 }
 

@@ -50,7 +50,12 @@ async function main(): Promise<void> {
   writeFileSync(join(dir, 'pipelines', 'wide-200.yaml'), wide(200, 16));
 
   const bin = requireTemporalCli(settings.cacheDir);
-  const server = await startDevServer({ bin, headless: true, dbFile: process.env['BENCH_DB'] === 'memory' ? undefined : join(dir, 'temporal.db'), logFile: join(dir, 'server.log') });
+  const server = await startDevServer({
+    bin,
+    headless: true,
+    dbFile: process.env['BENCH_DB'] === 'memory' ? undefined : join(dir, 'temporal.db'),
+    logFile: join(dir, 'server.log'),
+  });
   const s = { ...settings, projectDir: dir, artifactsDir: join(dir, 'artifacts'), temporalAddress: server.address, taskQueue: 'bench' };
   const nativeConnection = await NativeConnection.connect({ address: server.address });
   const { worker } = await createPipelineWorker({ settings: s, connection: nativeConnection });
@@ -63,7 +68,11 @@ async function main(): Promise<void> {
     for (let round = 0; round <= RUNS; round++) {
       for (const name of Object.keys(times)) {
         const t0 = performance.now();
-        await client.workflow.execute(PIPELINE_WORKFLOW, { taskQueue: s.taskQueue, workflowId: `bench-${name}-${++seq}`, args: [{ pipeline: name }] });
+        await client.workflow.execute(PIPELINE_WORKFLOW, {
+          taskQueue: s.taskQueue,
+          workflowId: `bench-${name}-${++seq}`,
+          args: [{ pipeline: name }],
+        });
         const ms = performance.now() - t0;
         if (round > 0) times[name]!.push(ms); // round 0 warms up
       }
@@ -77,7 +86,13 @@ async function main(): Promise<void> {
   const perStep = (med['chain-50']! - med['chain-1']!) / 49;
   const result = {
     date: new Date().toISOString(),
-    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, temporal: temporalCliVersion(bin) },
+    machine: {
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model,
+      memoryGiB: Math.round(totalmem() / 2 ** 30),
+      node: process.version,
+      temporal: temporalCliVersion(bin),
+    },
     runs: RUNS,
     medianMs: Object.fromEntries(Object.entries(med).map(([k, v]) => [k, Math.round(v)])),
     perStepOverheadMs: Math.round(perStep * 10) / 10,
@@ -89,7 +104,9 @@ async function main(): Promise<void> {
   console.log(`| case | median wall time (${RUNS} runs) |\n|---|---|`);
   for (const [k, v] of Object.entries(result.medianMs)) console.log(`| ${k} | ${v} ms |`);
   console.log(`\nper-step overhead (chain-50 − chain-1) / 49: ${result.perStepOverheadMs} ms`);
-  console.log(`machine: ${result.machine.cpus} × ${result.machine.cpuModel}, ${result.machine.memoryGiB} GiB, node ${result.machine.node}; written to ${out}`);
+  console.log(
+    `machine: ${result.machine.cpus} × ${result.machine.cpuModel}, ${result.machine.memoryGiB} GiB, node ${result.machine.node}; written to ${out}`,
+  );
 }
 
 await main();

@@ -40,7 +40,12 @@ async function housingModel(dir: string): Promise<string> {
   const dataset = (await runPlugin(ingestFile, ctx, { path: DATA }))['dataset'] as ArtifactRef;
   const parts = await runPlugin(split, ctx, { method: 'random', test: 0.2, seed: 1 }, { dataset });
   const fitted = await runPlugin(transform, ctx, spec.steps['transform']!.with, { train: parts['train'] });
-  const trained = await runPlugin(trainMlp, ctx, { target: 'median_house_value', hidden: [128, 64], epochs: 8, batchSize: 512, learningRate: 0.006 }, { train: fitted['train'] });
+  const trained = await runPlugin(
+    trainMlp,
+    ctx,
+    { target: 'median_house_value', hidden: [128, 64], epochs: 8, batchSize: 512, learningRate: 0.006 },
+    { train: fitted['train'] },
+  );
   const out = await runPlugin(exportOnnx, ctx, {}, { model: trained['model'], state: fitted['state'], test: parts['test'] });
   const file = join(dir, 'model.onnx');
   writeFileSync(file, await ctx.store.get(out['onnx'] as ArtifactRef));
@@ -84,18 +89,30 @@ async function scenario(pool: Pool, body: string, rowsPerRequest: number): Promi
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-serve-'));
   const model = process.env['BENCH_MODEL'] ? resolve(process.env['BENCH_MODEL']) : await housingModel(dir);
-  const rows = await withDuckDB((db) => db.rows<Record<string, unknown>>(`SELECT * EXCLUDE (median_house_value) FROM read_csv(${sqlString(DATA)}) LIMIT 1000`));
+  const rows = await withDuckDB((db) =>
+    db.rows<Record<string, unknown>>(`SELECT * EXCLUDE (median_house_value) FROM read_csv(${sqlString(DATA)}) LIMIT 1000`),
+  );
   const runs: Record<string, unknown> = {};
   for (const log of [true, false]) {
     const port = await freePort();
     const logStore = join(dir, `log-store-${log}`);
-    const server = spawn(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'serve', model, '--port', String(port), '--name', 'bench', ...(log ? [] : ['--no-log'])], {
-      env: { ...process.env, MLPIPE_ARTIFACTS: logStore, MLPIPE_TRACKING: 'off' },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    });
+    const server = spawn(
+      process.execPath,
+      [join(REPO, 'bin', 'mlpipe.mjs'), 'serve', model, '--port', String(port), '--name', 'bench', ...(log ? [] : ['--no-log'])],
+      {
+        env: { ...process.env, MLPIPE_ARTIFACTS: logStore, MLPIPE_TRACKING: 'off' },
+        stdio: ['ignore', 'ignore', 'inherit'],
+      },
+    );
     const base = `http://127.0.0.1:${port}`;
     for (let i = 0; ; i++) {
-      if (await fetch(`${base}/health`).then((r) => r.ok, () => false)) break;
+      if (
+        await fetch(`${base}/health`).then(
+          (r) => r.ok,
+          () => false,
+        )
+      )
+        break;
       if (i > 200 || server.exitCode !== null) throw new Error('the server did not start');
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -111,7 +128,9 @@ async function main(): Promise<void> {
       metrics = await (await fetch(`${base}/metrics`)).text();
       console.log(`prediction log ${log ? 'on' : 'off'}:`);
       for (const [name, r] of Object.entries(results)) {
-        console.log(`  ${name.padEnd(10)} ${String(r['requestsPerSecond']).padStart(6)} req/s ${String(r['rowsPerSecond']).padStart(8)} rows/s  p50 ${r['p50Ms']} ms  p99 ${r['p99Ms']} ms  errors ${r['errors']}`);
+        console.log(
+          `  ${name.padEnd(10)} ${String(r['requestsPerSecond']).padStart(6)} req/s ${String(r['rowsPerSecond']).padStart(8)} rows/s  p50 ${r['p50Ms']} ms  p99 ${r['p99Ms']} ms  errors ${r['errors']}`,
+        );
       }
     } finally {
       await pool.close();
@@ -124,8 +143,15 @@ async function main(): Promise<void> {
       // What reached the log (flushed on SIGTERM) and what the server dropped: the log does not
       // hold back predictions; past its buffer (100,000 rows) the oldest waiting rows are dropped.
       const logged = await collectPredictions(new LocalArtifactStore(logStore), 'bench');
-      logState = { predicted: gauge('mlpipe_predictions_total'), logged: logged.rows, chunks: logged.chunks, droppedAtScrape: gauge('mlpipe_prediction_log_dropped_rows') };
-      console.log(`  log: ${logged.rows} of ${logState['predicted']} predictions written in ${logged.chunks} chunks; ${logState['droppedAtScrape']} dropped`);
+      logState = {
+        predicted: gauge('mlpipe_predictions_total'),
+        logged: logged.rows,
+        chunks: logged.chunks,
+        droppedAtScrape: gauge('mlpipe_prediction_log_dropped_rows'),
+      };
+      console.log(
+        `  log: ${logged.rows} of ${logState['predicted']} predictions written in ${logged.chunks} chunks; ${logState['droppedAtScrape']} dropped`,
+      );
     }
     runs[log ? 'logOn' : 'logOff'] = { results, ...(logState ? { log: logState } : {}) };
   }

@@ -40,9 +40,16 @@ async function file(mib: number, seed: string): Promise<string> {
 }
 
 const mibps = (bytes: number, ms: number): number => Math.round((bytes / 2 ** 20 / (ms / 1000)) * 10) / 10;
-const pct = (xs: number[], p: number): number => Math.round([...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]! * 1000) / 1000;
+const pct = (xs: number[], p: number): number =>
+  Math.round([...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))]! * 1000) / 1000;
 
-async function measure(label: string, writer: ArtifactStore, coldReader: () => ArtifactStore, smallFiles: string[], large: string): Promise<Record<string, number>> {
+async function measure(
+  label: string,
+  writer: ArtifactStore,
+  coldReader: () => ArtifactStore,
+  smallFiles: string[],
+  large: string,
+): Promise<Record<string, number>> {
   let t = performance.now();
   const smallRefs: ArtifactRef[] = [];
   for (const f of smallFiles) smallRefs.push(await writer.putFile(f));
@@ -96,8 +103,15 @@ async function main(): Promise<void> {
   const results: Record<string, Record<string, number>> = {};
   try {
     const localRoot = mkdtempSync(join(tmpdir(), 'mlpipe-bench-local-'));
-    results['local'] = await measure('local folder', new LocalArtifactStore(localRoot), () => new LocalArtifactStore(localRoot), smallFiles, large);
-    const gcs = (): GcsArtifactStore => new GcsArtifactStore({ uri: 'gs://bench/store', storage: emu.storage, cacheDir: mkdtempSync(join(tmpdir(), 'mlpipe-bench-cache-')) });
+    results['local'] = await measure(
+      'local folder',
+      new LocalArtifactStore(localRoot),
+      () => new LocalArtifactStore(localRoot),
+      smallFiles,
+      large,
+    );
+    const gcs = (): GcsArtifactStore =>
+      new GcsArtifactStore({ uri: 'gs://bench/store', storage: emu.storage, cacheDir: mkdtempSync(join(tmpdir(), 'mlpipe-bench-cache-')) });
     results['gcsEmulator'] = await measure('GCS (fake-gcs-server)', gcs(), gcs, smallFiles, large);
     await rm(localRoot, { recursive: true, force: true });
   } finally {
@@ -106,7 +120,10 @@ async function main(): Promise<void> {
   const date = new Date().toISOString().slice(0, 10);
   mkdirSync(join('bench', 'results'), { recursive: true });
   const out = join('bench', 'results', `store-${date}.json`);
-  writeFileSync(out, `${JSON.stringify({ date, machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version }, smallObjects: SMALL, largeMiB: LARGE_MIB, results }, null, 2)}\n`);
+  writeFileSync(
+    out,
+    `${JSON.stringify({ date, machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version }, smallObjects: SMALL, largeMiB: LARGE_MIB, results }, null, 2)}\n`,
+  );
   console.log(`wrote ${out}`);
 }
 

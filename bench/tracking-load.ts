@@ -37,7 +37,8 @@ function trackedRuns(root: string): number {
   let n = 0;
   for (const e of readdirSync(root, { withFileTypes: true })) {
     if (!e.isDirectory() || e.name.startsWith('.')) continue;
-    for (const r of readdirSync(join(root, e.name), { withFileTypes: true })) if (r.isDirectory() && existsSync(join(root, e.name, r.name, 'meta.yaml'))) n++;
+    for (const r of readdirSync(join(root, e.name), { withFileTypes: true }))
+      if (r.isDirectory() && existsSync(join(root, e.name, r.name, 'meta.yaml'))) n++;
   }
   return n;
 }
@@ -52,7 +53,13 @@ async function main(): Promise<void> {
 
   const bin = requireTemporalCli(settings.cacheDir);
   const server = await startDevServer({ bin, headless: true, dbFile: join(dir, 'temporal.db'), logFile: join(dir, 'server.log') });
-  const s = { ...settings, projectDir: dir, artifactsDir: join(dir, 'artifacts'), temporalAddress: server.address, taskQueue: 'bench-tracking' };
+  const s = {
+    ...settings,
+    projectDir: dir,
+    artifactsDir: join(dir, 'artifacts'),
+    temporalAddress: server.address,
+    taskQueue: 'bench-tracking',
+  };
   const nativeConnection = await NativeConnection.connect({ address: server.address });
   const { worker } = await createPipelineWorker({ settings: s, connection: nativeConnection, tracking: new MlflowFileStore(mlruns) });
   const connection = await Connection.connect({ address: server.address });
@@ -71,14 +78,23 @@ async function main(): Promise<void> {
     const trackers = handles.map((h) => client.workflow.getHandle(trackingWorkflowId(`${h.workflowId}/${h.firstExecutionRunId}`)));
     let done = 0;
     for (;;) {
-      const states = await Promise.all(trackers.map((t) => t.describe().then((d) => d.status.name, () => 'NOT_FOUND')));
+      const states = await Promise.all(
+        trackers.map((t) =>
+          t.describe().then(
+            (d) => d.status.name,
+            () => 'NOT_FOUND',
+          ),
+        ),
+      );
       done = states.filter((x) => x === 'COMPLETED').length;
       if (done === RUNS || (performance.now() - runsEnded) / 1000 > DEADLINE_S) break;
       await new Promise((r) => setTimeout(r, 1000));
     }
     const deliveredAfter = performance.now();
     const status = await Promise.all(
-      trackers.map((t) => t.query<{ delivered: number; pending: number }>('trackingStatus').catch(() => ({ delivered: STEPS + 3, pending: 0 }))),
+      trackers.map((t) =>
+        t.query<{ delivered: number; pending: number }>('trackingStatus').catch(() => ({ delivered: STEPS + 3, pending: 0 })),
+      ),
     );
     result = {
       runs: RUNS,

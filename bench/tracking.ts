@@ -23,7 +23,12 @@ const cacheDir = process.env['MLPIPE_CACHE_DIR'] ?? join(homedir(), '.cache', 'm
 
 function points(n: number, offset = 0): MetricPoint[] {
   // A training-curve shape: 10 keys, n/10 steps each.
-  return Array.from({ length: n }, (_, i) => ({ key: `metric_${i % 10}`, value: Math.sin(i), timestamp: 1_700_000_000_000 + offset + i, step: Math.floor(i / 10) }));
+  return Array.from({ length: n }, (_, i) => ({
+    key: `metric_${i % 10}`,
+    value: Math.sin(i),
+    timestamp: 1_700_000_000_000 + offset + i,
+    step: Math.floor(i / 10),
+  }));
 }
 
 async function measure(backend: TrackingBackend, label: string): Promise<Record<string, number>> {
@@ -38,7 +43,8 @@ async function measure(backend: TrackingBackend, label: string): Promise<Record<
   t0 = performance.now();
   const history = await backend.metricHistory(run.mlflowRunId, 'metric_0');
   const read = (performance.now() - t0) / 1000;
-  if (history.length !== POINTS / 10 + SINGLE / 10) throw new Error(`${label}: expected ${POINTS / 10 + SINGLE / 10} points of metric_0, read ${history.length}`);
+  if (history.length !== POINTS / 10 + SINGLE / 10)
+    throw new Error(`${label}: expected ${POINTS / 10 + SINGLE / 10} points of metric_0, read ${history.length}`);
   return {
     batchedPointsPerSecond: Math.round(POINTS / batched),
     batchedSeconds: Math.round(batched * 100) / 100,
@@ -52,7 +58,13 @@ async function main(): Promise<void> {
   if (!mlflow) throw new Error("mlflow is not installed: run 'bash deploy/provision.sh --with-mlflow'.");
   const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-mlflow-'));
   const port = await freePort();
-  const server = await startMlflowServer({ mlflow, backendStoreUri: `sqlite:///${join(dir, 'mlflow.db')}`, artifactsDir: join(dir, 'artifacts'), port, logFile: join(dir, 'server.log') });
+  const server = await startMlflowServer({
+    mlflow,
+    backendStoreUri: `sqlite:///${join(dir, 'mlflow.db')}`,
+    artifactsDir: join(dir, 'artifacts'),
+    port,
+    logFile: join(dir, 'server.log'),
+  });
   try {
     const rest = new MlflowRestClient({ uri: server.url });
     const server_ = await measure(rest, 'server');
@@ -69,9 +81,16 @@ async function main(): Promise<void> {
     mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
     const out = join(import.meta.dirname, 'results', `tracking-${result.date.slice(0, 10)}.json`);
     writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
-    console.log('| backend | batched points/s (1000 per request) | one point per request, points/s | history read, points/s |\n|---|---|---|---|');
-    for (const [name, r] of [['mlflow server (sqlite)', server_], ['file store', file]] as const) {
-      console.log(`| ${name} | ${r['batchedPointsPerSecond']!.toLocaleString('en-US')} | ${r['singlePointsPerSecond']!.toLocaleString('en-US')} | ${r['historyReadPointsPerSecond']!.toLocaleString('en-US')} |`);
+    console.log(
+      '| backend | batched points/s (1000 per request) | one point per request, points/s | history read, points/s |\n|---|---|---|---|',
+    );
+    for (const [name, r] of [
+      ['mlflow server (sqlite)', server_],
+      ['file store', file],
+    ] as const) {
+      console.log(
+        `| ${name} | ${r['batchedPointsPerSecond']!.toLocaleString('en-US')} | ${r['singlePointsPerSecond']!.toLocaleString('en-US')} | ${r['historyReadPointsPerSecond']!.toLocaleString('en-US')} |`,
+      );
     }
     console.log(`written to ${out}`);
   } finally {

@@ -38,11 +38,22 @@ export interface EpochsResult {
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 const OCEAN = ['<1H OCEAN', 'INLAND', 'ISLAND', 'NEAR BAY', 'NEAR OCEAN'];
-const NUMERIC = ['longitude', 'latitude', 'housing_median_age', 'total_rooms', 'total_bedrooms', 'population', 'households', 'median_income'];
+const NUMERIC = [
+  'longitude',
+  'latitude',
+  'housing_median_age',
+  'total_rooms',
+  'total_bedrooms',
+  'population',
+  'households',
+  'median_income',
+];
 
 /** The housing CSV as standardized float32 features and target, the first `rows` rows. */
 export function housingMatrix(rows: number): { x: Float32Array; y: Float32Array; rows: number; features: number } {
-  const lines = readFileSync(join(REPO, 'pipelines', 'data', 'california-housing.csv'), 'utf8').trim().split('\n');
+  const lines = readFileSync(join(REPO, 'pipelines', 'data', 'california-housing.csv'), 'utf8')
+    .trim()
+    .split('\n');
   const header = lines[0]!.split(',');
   const at = (name: string): number => header.indexOf(name);
   const raw: number[][] = [];
@@ -73,7 +84,14 @@ export async function trainEpochs(o: EpochsOptions = {}): Promise<EpochsResult> 
   const hidden = o.hidden ?? [128, 64];
   const model = tf.sequential();
   hidden.forEach((units, i) =>
-    model.add(tf.layers.dense({ units, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 11 + i }), ...(i === 0 ? { inputShape: [m.features] } : {}) })),
+    model.add(
+      tf.layers.dense({
+        units,
+        activation: 'relu',
+        kernelInitializer: tf.initializers.glorotUniform({ seed: 11 + i }),
+        ...(i === 0 ? { inputShape: [m.features] } : {}),
+      }),
+    ),
   );
   model.add(tf.layers.dense({ units: 1, kernelInitializer: tf.initializers.glorotUniform({ seed: 99 }) }));
   model.compile({ optimizer: tf.train.adam(o.learningRate ?? 1e-3), loss: 'meanSquaredError' });
@@ -81,7 +99,10 @@ export async function trainEpochs(o: EpochsOptions = {}): Promise<EpochsResult> 
   for (const w of model.getWeights()) sha.update(Buffer.from((await w.data()).buffer as ArrayBuffer));
   const x = tf.tensor2d(m.x, [m.rows, m.features]);
   const y = tf.tensor2d(m.y, [m.rows, 1]);
-  const first = model.evaluate(tf.slice(x, [0, 0], [batchSize, -1]), tf.slice(y, [0, 0], [batchSize, -1])) as import('@tensorflow/tfjs-core').Scalar;
+  const first = model.evaluate(
+    tf.slice(x, [0, 0], [batchSize, -1]),
+    tf.slice(y, [0, 0], [batchSize, -1]),
+  ) as import('@tensorflow/tfjs-core').Scalar;
   const firstBatchLoss = (await first.data())[0]!;
   const losses: number[] = [];
   const msPerEpoch: number[] = [];
@@ -91,7 +112,16 @@ export async function trainEpochs(o: EpochsOptions = {}): Promise<EpochsResult> 
     msPerEpoch.push(performance.now() - t0);
     losses.push(h.history['loss']![0] as number);
   }
-  return { backend, rows: m.rows, features: m.features, batchSize, initialWeightsSha256: sha.digest('hex'), firstBatchLoss, losses, msPerEpoch };
+  return {
+    backend,
+    rows: m.rows,
+    features: m.features,
+    batchSize,
+    initialWeightsSha256: sha.digest('hex'),
+    firstBatchLoss,
+    losses,
+    msPerEpoch,
+  };
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

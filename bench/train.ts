@@ -37,26 +37,49 @@ const median = (xs: number[]): number => {
 };
 
 async function main(): Promise<void> {
-  const backends = [...(installed('@tensorflow/tfjs-node-gpu') ? ['tfjs-node-gpu'] : []), ...(installed('@tensorflow/tfjs-node') ? ['tfjs-node'] : []), 'wasm', 'cpu'];
+  const backends = [
+    ...(installed('@tensorflow/tfjs-node-gpu') ? ['tfjs-node-gpu'] : []),
+    ...(installed('@tensorflow/tfjs-node') ? ['tfjs-node'] : []),
+    'wasm',
+    'cpu',
+  ];
   const loadBefore = loadavg();
   const rows: { backend: string; epochs: number; msPerEpoch: number; epochsPerSecond: number; losses: number[] }[] = [];
   for (const backend of backends) {
     const epochs = Number(process.env['BENCH_EPOCHS'] ?? EPOCHS[backend]);
-    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', join(REPO, 'bench', 'train-epochs.ts'), JSON.stringify({ epochs })], {
-      cwd: REPO,
-      env: { ...process.env, MLPIPE_TF_BACKEND: backend },
-      maxBuffer: 16 * 2 ** 20,
-    });
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', join(REPO, 'bench', 'train-epochs.ts'), JSON.stringify({ epochs })],
+      {
+        cwd: REPO,
+        env: { ...process.env, MLPIPE_TF_BACKEND: backend },
+        maxBuffer: 16 * 2 ** 20,
+      },
+    );
     const r = JSON.parse(stdout.trim().split('\n').pop()!) as EpochsResult;
     const ms = median(r.msPerEpoch.slice(1));
-    rows.push({ backend: r.backend, epochs: r.msPerEpoch.length - 1, msPerEpoch: Math.round(ms), epochsPerSecond: Number((1000 / ms).toFixed(2)), losses: r.losses.map((l) => Number(l.toPrecision(7))) });
-    console.log(`${r.backend}: ${(1000 / ms).toFixed(2)} epochs/s (median ${Math.round(ms)} ms over ${r.msPerEpoch.length - 1} epochs after a warm-up); losses ${r.losses.slice(0, 4).map((l) => l.toFixed(6)).join(' ')}`);
+    rows.push({
+      backend: r.backend,
+      epochs: r.msPerEpoch.length - 1,
+      msPerEpoch: Math.round(ms),
+      epochsPerSecond: Number((1000 / ms).toFixed(2)),
+      losses: r.losses.map((l) => Number(l.toPrecision(7))),
+    });
+    console.log(
+      `${r.backend}: ${(1000 / ms).toFixed(2)} epochs/s (median ${Math.round(ms)} ms over ${r.msPerEpoch.length - 1} epochs after a warm-up); losses ${r.losses
+        .slice(0, 4)
+        .map((l) => l.toFixed(6))
+        .join(' ')}`,
+    );
   }
   const loadAfter = loadavg();
   const slowest = rows.find((r) => r.backend === 'wasm') ?? rows[rows.length - 1]!;
   console.log('\n| backend | epochs/s | ms per epoch (median) | vs wasm |\n|---|---|---|---|');
-  for (const r of rows) console.log(`| ${r.backend} | ${r.epochsPerSecond} | ${r.msPerEpoch} | ${(slowest.msPerEpoch / r.msPerEpoch).toFixed(1)}x |`);
-  console.log(`\nload average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${loadAfter.map((l) => l.toFixed(2)).join(' ')}; ${cpus().length} cores`);
+  for (const r of rows)
+    console.log(`| ${r.backend} | ${r.epochsPerSecond} | ${r.msPerEpoch} | ${(slowest.msPerEpoch / r.msPerEpoch).toFixed(1)}x |`);
+  console.log(
+    `\nload average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}, after ${loadAfter.map((l) => l.toFixed(2)).join(' ')}; ${cpus().length} cores`,
+  );
   const date = new Date().toISOString().slice(0, 10);
   mkdirSync(join(REPO, 'bench', 'results'), { recursive: true });
   writeFileSync(

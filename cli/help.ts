@@ -17,12 +17,14 @@ const OVERRIDES: [string, string] = ['[overrides...]', 'model=wide  training.lr=
 export const COMMAND_HELP: Record<string, CommandHelp> = {
   init: {
     usage: ['mlpipe init [dir]'],
-    summary: 'Scaffold a project that uses the installed mlpipe: package.json (or the missing parts of an existing one), pipelines/example.yaml with a project plugin, conf/, mlpipe.plugins.ts, a vitest test of the plugin (mlpipe/testing), tsconfig.json, .gitignore, README.md. Existing files are kept.',
+    summary:
+      'Scaffold a project that uses the installed mlpipe: package.json (or the missing parts of an existing one), pipelines/example.yaml with a project plugin, conf/, mlpipe.plugins.ts, a vitest test of the plugin (mlpipe/testing), tsconfig.json, .gitignore, README.md. Existing files are kept.',
     args: [['[dir]', 'the project folder (default: the current folder; created when missing)']],
   },
   run: {
     usage: ['mlpipe run <pipeline> [overrides...] [options]'],
-    summary: 'Start a run, follow it, print outputs. Exit 0 when it succeeded, 1 when it failed or was cancelled. SIGINT / SIGTERM cancel the run (twice: stop waiting).',
+    summary:
+      'Start a run, follow it, print outputs. Exit 0 when it succeeded, 1 when it failed or was cancelled. SIGINT / SIGTERM cancel the run (twice: stop waiting).',
     args: [PIPELINE, OVERRIDES],
     options: [
       ['--worker', 'also run a worker in this process while the run lasts'],
@@ -43,7 +45,11 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
       ['--json', 'print the compiled pipeline as JSON'],
     ],
   },
-  graph: { usage: ['mlpipe graph <pipeline> [overrides...]'], summary: 'Print the DAG as a Mermaid flowchart.', args: [PIPELINE, OVERRIDES] },
+  graph: {
+    usage: ['mlpipe graph <pipeline> [overrides...]'],
+    summary: 'Print the DAG as a Mermaid flowchart.',
+    args: [PIPELINE, OVERRIDES],
+  },
   worker: {
     usage: ['mlpipe worker [--task-queue Q]'],
     summary: 'Serve pipelines on a task queue until SIGINT / SIGTERM.',
@@ -61,8 +67,16 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
     ],
   },
   status: { usage: ['mlpipe status <workflow-id>'], summary: 'Live status of a run.', args: [['<workflow-id>', 'the run to show']] },
-  cancel: { usage: ['mlpipe cancel <workflow-id>'], summary: 'Cancel a run (running steps are cancelled).', args: [['<workflow-id>', 'the run to cancel']] },
-  plugins: { usage: ['mlpipe plugins [name]'], summary: "List plugins (built-in and the project's mlpipe.plugins.ts), or show one plugin's params.", args: [['[name]', 'a plugin, e.g. train.mlp']] },
+  cancel: {
+    usage: ['mlpipe cancel <workflow-id>'],
+    summary: 'Cancel a run (running steps are cancelled).',
+    args: [['<workflow-id>', 'the run to cancel']],
+  },
+  plugins: {
+    usage: ['mlpipe plugins [name]'],
+    summary: "List plugins (built-in and the project's mlpipe.plugins.ts), or show one plugin's params.",
+    args: [['[name]', 'a plugin, e.g. train.mlp']],
+  },
   pipelines: { usage: ['mlpipe pipelines'], summary: 'List the pipelines in pipelines/.' },
   demo: {
     usage: ['mlpipe demo [pipeline] [overrides...] [run options]'],
@@ -71,7 +85,8 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
   },
   runs: {
     usage: ['mlpipe runs list [--limit N] [--json]', 'mlpipe runs show <workflow-id> [--run-id R] [--json]'],
-    summary: 'Runs recorded in the artifact store, newest first, with their status; or one run: steps, plugin versions, params hashes, digests, timings, cache hits.',
+    summary:
+      'Runs recorded in the artifact store, newest first, with their status; or one run: steps, plugin versions, params hashes, digests, timings, cache hits.',
     args: [['<workflow-id>', 'the run to show']],
     options: [
       ['--limit N', 'at most N runs (default 20)'],
@@ -118,7 +133,10 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
   trial: {
     usage: ['mlpipe trial --pipeline <name> [--<param> <value> | --<param>=<value>]...'],
     summary: "A Vertex AI tuning trial: run to the hpo metric step, report the metric in cloudml-hypertune's file format.",
-    options: [['--pipeline NAME', 'the pipeline'], ['--<param> V', 'a value of the hpo space']],
+    options: [
+      ['--pipeline NAME', 'the pipeline'],
+      ['--<param> V', 'a value of the hpo space'],
+    ],
   },
   monitor: {
     usage: ['mlpipe monitor <pipeline> [overrides...] [--worker] [--json] [--id ID]'],
@@ -132,7 +150,8 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
   },
   serve: {
     usage: ['mlpipe serve <name@alias | models:/name/N | model.onnx | gs://...> [options]'],
-    summary: 'HTTP prediction server (onnxruntime): POST /predict, GET /health, /metrics, /model; logs predictions for drift. Exit 3 when the port is taken.',
+    summary:
+      'HTTP prediction server (onnxruntime): POST /predict, GET /health, /metrics, /model; logs predictions for drift. Exit 3 when the port is taken.',
     args: [['<model>', 'a registered model (name@alias, models:/name/N), an ONNX file or gs:// path']],
     options: [
       ['--port P', 'default 8080 (or $AIP_HTTP_PORT, $PORT)'],
@@ -151,7 +170,10 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
       ['<name>', 'the registered model'],
       ['<version>', 'the version number'],
     ],
-    options: [['--alias A', 'default champion'], ['--reason TEXT', 'recorded with the move']],
+    options: [
+      ['--alias A', 'default champion'],
+      ['--reason TEXT', 'recorded with the move'],
+    ],
   },
   rollback: {
     usage: ['mlpipe rollback <name> [--alias champion] [--to N] [--history]'],
@@ -164,7 +186,10 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
     ],
   },
   schedule: {
-    usage: ['mlpipe schedule create <pipeline> [overrides...] --every 1h [--id ID] [--workflow monitor|pipeline] [--paused] [--note T]', 'mlpipe schedule list [--json] | describe <id> | pause <id> | unpause <id> | trigger <id> | delete <id>'],
+    usage: [
+      'mlpipe schedule create <pipeline> [overrides...] --every 1h [--id ID] [--workflow monitor|pipeline] [--paused] [--note T]',
+      'mlpipe schedule list [--json] | describe <id> | pause <id> | unpause <id> | trigger <id> | delete <id>',
+    ],
     summary: 'Temporal Schedules of drift monitors (or pipeline runs).',
     args: [PIPELINE, ['<id>', 'a schedule ID (see schedule list)']],
     options: [

@@ -32,7 +32,8 @@ function ownPackage(): PackageJson {
       if (pkg.name === 'mlpipe') return pkg;
     }
     const up = dirname(dir);
-    if (up === dir) throw new PipelineError('TOOL_MISSING', "mlpipe's package.json was not found next to the CLI.", { hint: 'Reinstall mlpipe.' });
+    if (up === dir)
+      throw new PipelineError('TOOL_MISSING', "mlpipe's package.json was not found next to the CLI.", { hint: 'Reinstall mlpipe.' });
     dir = up;
   }
 }
@@ -187,7 +188,10 @@ npx mlpipe run example params.column=value   # in another terminal, while 'mlpip
 `;
 
 function packageName(dir: string): string {
-  const name = basename(dir).toLowerCase().replace(/[^a-z0-9._-]+/g, '-').replace(/^[._-]+/, '');
+  const name = basename(dir)
+    .toLowerCase()
+    .replace(/[^a-z0-9._-]+/g, '-')
+    .replace(/^[._-]+/, '');
   return name || 'mlpipe-project';
 }
 
@@ -210,11 +214,20 @@ export async function cmdInit(argv: string[]): Promise<number> {
   const pkgFile = join(dir, 'package.json');
   const existing = existsSync(pkgFile) ? (JSON.parse(readFileSync(pkgFile, 'utf8')) as PackageJson) : undefined;
   if (existing?.type && existing.type !== 'module') {
-    throw new PipelineError('INPUT_INVALID', `${pkgFile} has "type": "${existing.type}"; mlpipe projects are ES modules.`, { hint: 'Set "type": "module", or run mlpipe init in a new folder.' });
+    throw new PipelineError('INPUT_INVALID', `${pkgFile} has "type": "${existing.type}"; mlpipe projects are ES modules.`, {
+      hint: 'Set "type": "module", or run mlpipe init in a new folder.',
+    });
   }
   const pkg: PackageJson = existing ?? { name: packageName(dir), version: '0.1.0', private: true };
   pkg.type = 'module';
-  pkg.scripts = { test: 'tsc && vitest run', typecheck: 'tsc', demo: 'mlpipe demo example', dev: 'mlpipe dev', worker: 'mlpipe worker', ...pkg.scripts };
+  pkg.scripts = {
+    test: 'tsc && vitest run',
+    typecheck: 'tsc',
+    demo: 'mlpipe demo example',
+    dev: 'mlpipe dev',
+    worker: 'mlpipe worker',
+    ...pkg.scripts,
+  };
   pkg.dependencies = { mlpipe: `^${own.version}`, ...pkg.dependencies };
   const tools = ['typescript', 'vitest', '@types/node'];
   pkg.devDependencies = { ...Object.fromEntries(tools.map((t) => [t, own.devDependencies?.[t] ?? 'latest'])), ...pkg.devDependencies };

@@ -278,7 +278,8 @@ async function follow(client: Client, workflowId: string, json: boolean): Promis
     const message = describeFailure(e).message;
     if (json) out(JSON.stringify({ workflowId, state: last?.state ?? 'failed', error: message, steps: last?.steps }, null, 2));
     else {
-      if (last) for (const id of last.order) if (seen.get(id)?.split(':')[0] !== last.steps[id]!.status) out(formatStepLine(id, last.steps[id]!));
+      if (last)
+        for (const id of last.order) if (seen.get(id)?.split(':')[0] !== last.steps[id]!.status) out(formatStepLine(id, last.steps[id]!));
       err(`\nrun ${workflowId} did not succeed:\n${message}`);
     }
     return 1;
@@ -302,7 +303,8 @@ async function cmdRun(argv: string[], settings: Settings): Promise<number> {
   const [ref, ...overrides] = positionals;
   if (!ref) throw usageError('mlpipe run needs a pipeline name or path.');
   const compiled = await compile(settings, ref, overrides);
-  const maxParallel = values['max-parallel'] === undefined ? undefined : z.coerce.number().int().min(1).max(LIMITS.maxParallel).parse(values['max-parallel']);
+  const maxParallel =
+    values['max-parallel'] === undefined ? undefined : z.coerce.number().int().min(1).max(LIMITS.maxParallel).parse(values['max-parallel']);
   const input = pipelineInput(ref, { overrides, cache: !values['no-cache'], maxParallel, labels: parseLabels(values.label) });
 
   const client = await connect(settings);
@@ -333,17 +335,28 @@ async function cmdRun(argv: string[], settings: Settings): Promise<number> {
 
 /** One drift check now: starts monitorWorkflow and prints what it found and did. */
 async function cmdMonitor(argv: string[], settings: Settings): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { worker: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, id: { type: 'string' } } });
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { worker: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, id: { type: 'string' } },
+  });
   const [ref, ...overrides] = positionals;
   if (!ref) throw usageError('mlpipe monitor needs a pipeline name or path.');
   const compiled = await compile(settings, ref, overrides);
-  if (!compiled.monitor) throw new PipelineError('SPEC_INVALID', `Pipeline '${compiled.name}' has no monitor: section.`, { hint: 'Add monitor: { current: <file>, reference: { step: <step>, output: dataset } }.' });
+  if (!compiled.monitor)
+    throw new PipelineError('SPEC_INVALID', `Pipeline '${compiled.name}' has no monitor: section.`, {
+      hint: 'Add monitor: { current: <file>, reference: { step: <step>, output: dataset } }.',
+    });
   const client = await connect(settings);
   let stopWorker: (() => Promise<void>) | undefined;
   if (values.worker) stopWorker = await startBackgroundWorker(settings);
   try {
     const workflowId = values.id ?? `monitor-${compiled.name}-${randomUUID().slice(0, 8)}`;
-    const handle = await client.workflow.start(MONITOR_WORKFLOW, { taskQueue: settings.taskQueue, workflowId, args: [{ pipeline: ref, ...(overrides.length ? { overrides } : {}) }] });
+    const handle = await client.workflow.start(MONITOR_WORKFLOW, {
+      taskQueue: settings.taskQueue,
+      workflowId,
+      args: [{ pipeline: ref, ...(overrides.length ? { overrides } : {}) }],
+    });
     let r: MonitorResult;
     try {
       r = (await handle.result()) as MonitorResult;
@@ -353,9 +366,15 @@ async function cmdMonitor(argv: string[], settings: Settings): Promise<number> {
     }
     if (values.json) out(JSON.stringify(r, null, 2));
     else {
-      out(`${r.drift.datasetDrift ? 'DATASET DRIFT' : 'no dataset drift'} in ${r.pipeline}: ${r.drift.driftedColumns.length} of ${r.drift.numberOfColumns} columns drifted${r.drift.driftedColumns.length ? ` (${r.drift.driftedColumns.join(', ')})` : ''}`);
-      out(`reference: ${r.referenceFrom.model ? `${r.referenceFrom.model} (version ${r.referenceFrom.version}), ` : ''}step ${r.referenceFrom.step} of ${r.referenceFrom.workflowId}`);
-      out(`retrain: ${r.retrain}${r.retrainWorkflowId ? ` (${r.retrainWorkflowId})` : ''}${r.alert ? `; alert ${r.alert.sent ? 'sent' : `not sent (${r.alert.reason})`}` : ''}`);
+      out(
+        `${r.drift.datasetDrift ? 'DATASET DRIFT' : 'no dataset drift'} in ${r.pipeline}: ${r.drift.driftedColumns.length} of ${r.drift.numberOfColumns} columns drifted${r.drift.driftedColumns.length ? ` (${r.drift.driftedColumns.join(', ')})` : ''}`,
+      );
+      out(
+        `reference: ${r.referenceFrom.model ? `${r.referenceFrom.model} (version ${r.referenceFrom.version}), ` : ''}step ${r.referenceFrom.step} of ${r.referenceFrom.workflowId}`,
+      );
+      out(
+        `retrain: ${r.retrain}${r.retrainWorkflowId ? ` (${r.retrainWorkflowId})` : ''}${r.alert ? `; alert ${r.alert.sent ? 'sent' : `not sent (${r.alert.reason})`}` : ''}`,
+      );
       out(`reports: ${r.drift.report.uri} (JSON), ${r.drift.html.uri} (HTML)`);
     }
     return 0;
@@ -370,12 +389,22 @@ async function cmdHpo(argv: string[], settings: Settings): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,
-    options: { worker: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, id: { type: 'string' }, trials: { type: 'string' }, parallel: { type: 'string' }, detach: { type: 'boolean', default: false } },
+    options: {
+      worker: { type: 'boolean', default: false },
+      json: { type: 'boolean', default: false },
+      id: { type: 'string' },
+      trials: { type: 'string' },
+      parallel: { type: 'string' },
+      detach: { type: 'boolean', default: false },
+    },
   });
   const [ref, ...overrides] = positionals;
   if (!ref) throw usageError('mlpipe hpo needs a pipeline name or path.');
   const compiled = await compile(settings, ref, overrides);
-  if (!compiled.hpo) throw new PipelineError('SPEC_INVALID', `Pipeline '${compiled.name}' has no hpo: section.`, { hint: 'Add hpo: { metric: { step, key, goal }, space: {...}, trials, parallel }.' });
+  if (!compiled.hpo)
+    throw new PipelineError('SPEC_INVALID', `Pipeline '${compiled.name}' has no hpo: section.`, {
+      hint: 'Add hpo: { metric: { step, key, goal }, space: {...}, trials, parallel }.',
+    });
   const trials = values.trials === undefined ? undefined : z.coerce.number().int().min(1).parse(values.trials);
   const parallel = values.parallel === undefined ? undefined : z.coerce.number().int().min(1).parse(values.parallel);
   const client = await connect(settings);
@@ -383,8 +412,17 @@ async function cmdHpo(argv: string[], settings: Settings): Promise<number> {
   if (values.worker) stopWorker = await startBackgroundWorker(settings);
   try {
     const workflowId = values.id ?? `hpo-${compiled.name}-${randomUUID().slice(0, 8)}`;
-    const handle = await client.workflow.start(HPO_WORKFLOW, { taskQueue: settings.taskQueue, workflowId, args: [{ pipeline: ref, ...(overrides.length ? { overrides } : {}), ...(trials ? { trials } : {}), ...(parallel ? { parallel } : {}) }] });
-    if (!values.json) out(`started a search of ${trials ?? compiled.hpo.trials} trials (${parallel ?? compiled.hpo.parallel} at a time) as workflow ${workflowId}`);
+    const handle = await client.workflow.start(HPO_WORKFLOW, {
+      taskQueue: settings.taskQueue,
+      workflowId,
+      args: [
+        { pipeline: ref, ...(overrides.length ? { overrides } : {}), ...(trials ? { trials } : {}), ...(parallel ? { parallel } : {}) },
+      ],
+    });
+    if (!values.json)
+      out(
+        `started a search of ${trials ?? compiled.hpo.trials} trials (${parallel ?? compiled.hpo.parallel} at a time) as workflow ${workflowId}`,
+      );
     if (values.detach) return 0;
     let last = '';
     const progress = every(1000, async () => {
@@ -404,10 +442,18 @@ async function cmdHpo(argv: string[], settings: Settings): Promise<number> {
     }
     if (values.json) out(JSON.stringify(r, null, 2));
     else {
-      for (const t of r.results) out(`  trial ${String(t.index).padStart(3)}  ${t.status === 'succeeded' ? `${r.metric.key}=${t.value}` : `failed: ${t.error?.split('\n')[0]}`}  ${t.overrides.join(' ')}${t.stoppedAtEpoch ? `  (stopped by the median rule at epoch ${t.stoppedAtEpoch})` : ''}`);
-      out(`best: trial ${r.best.index}, ${r.metric.key}=${r.best.value} with ${r.best.overrides.join(' ')} (${r.trials} trials, ${r.failed} failed, ${r.generations} history generation(s))`);
+      for (const t of r.results)
+        out(
+          `  trial ${String(t.index).padStart(3)}  ${t.status === 'succeeded' ? `${r.metric.key}=${t.value}` : `failed: ${t.error?.split('\n')[0]}`}  ${t.overrides.join(' ')}${t.stoppedAtEpoch ? `  (stopped by the median rule at epoch ${t.stoppedAtEpoch})` : ''}`,
+        );
+      out(
+        `best: trial ${r.best.index}, ${r.metric.key}=${r.best.value} with ${r.best.overrides.join(' ')} (${r.trials} trials, ${r.failed} failed, ${r.generations} history generation(s))`,
+      );
       if (r.final) {
-        const show = (m: Record<string, unknown> | undefined): string => Object.entries(m ?? {}).map(([k, v]) => `${k}=${typeof v === 'number' ? Number(v.toPrecision(6)) : JSON.stringify(v)}`).join(' ');
+        const show = (m: Record<string, unknown> | undefined): string =>
+          Object.entries(m ?? {})
+            .map(([k, v]) => `${k}=${typeof v === 'number' ? Number(v.toPrecision(6)) : JSON.stringify(v)}`)
+            .join(' ');
         out(`final run ${r.final.workflowId}: ${r.metric.step} ${show(r.final.metrics)}`);
         for (const [step, m] of Object.entries(r.final.evaluations ?? {})) if (step !== r.metric.step) out(`  ${step}: ${show(m)}`);
       }
@@ -443,13 +489,16 @@ async function reportTracking(client: Client, workflowId: string, settings: Sett
   } catch {
     return; // tracking is off for this run
   }
-  if (status === 'RUNNING') return void out(`MLflow: tracking still in progress (workflow ${handle.workflowId}); it continues while a worker runs.`);
+  if (status === 'RUNNING')
+    return void out(`MLflow: tracking still in progress (workflow ${handle.workflowId}); it continues while a worker runs.`);
   const result = status === 'COMPLETED' ? await (handle.result() as Promise<KnownRuns>).catch(() => undefined) : undefined;
   const known = result && knownRunsOf(result);
   if (!known) out(`MLflow: tracking failed; see workflow ${handle.workflowId}.`);
   else if (known.parent) {
     const where = trackingPlace(known.location ?? settings.trackingUri);
-    out(`MLflow: run ${known.parent.mlflowRunId} in experiment ${known.parent.experimentId} (${where})${known.modelVersion ? `, model version ${known.modelVersion}` : ''}`);
+    out(
+      `MLflow: run ${known.parent.mlflowRunId} in experiment ${known.parent.experimentId} (${where})${known.modelVersion ? `, model version ${known.modelVersion}` : ''}`,
+    );
   }
 }
 
@@ -484,7 +533,9 @@ async function cmdValidate(argv: string[], settings: Settings): Promise<number> 
     return 0;
   }
   const choices = Object.entries(compiled.configChoices).map(([g, o]) => `${g}=${o}`);
-  out(`ok: ${compiled.file}: pipeline '${compiled.name}', ${compiled.order.length} steps, maxParallel ${compiled.maxParallel}${choices.length ? `, config ${choices.join(' ')}` : ''}`);
+  out(
+    `ok: ${compiled.file}: pipeline '${compiled.name}', ${compiled.order.length} steps, maxParallel ${compiled.maxParallel}${choices.length ? `, config ${choices.join(' ')}` : ''}`,
+  );
   if (values['show-config']) {
     out(JSON.stringify({ params: compiled.params, conf: compiled.config }, null, 2));
   }
@@ -503,10 +554,14 @@ async function cmdWorker(argv: string[], settings: Settings): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { 'task-queue': { type: 'string' } } });
   const s = { ...settings, taskQueue: values['task-queue'] ?? settings.taskQueue };
   if (!(await isListening(s.temporalAddress))) {
-    throw new PipelineError('TOOL_MISSING', `No Temporal server at ${s.temporalAddress}.`, { hint: "Start one with 'mlpipe dev', or set TEMPORAL_ADDRESS." });
+    throw new PipelineError('TOOL_MISSING', `No Temporal server at ${s.temporalAddress}.`, {
+      hint: "Start one with 'mlpipe dev', or set TEMPORAL_ADDRESS.",
+    });
   }
   const { worker, connection } = await createPipelineWorker({ settings: s });
-  out(`worker polling task queue '${s.taskQueue}' on ${s.temporalAddress} (namespace ${s.namespace}, pid ${process.pid}); project ${s.projectDir}`);
+  out(
+    `worker polling task queue '${s.taskQueue}' on ${s.temporalAddress} (namespace ${s.namespace}, pid ${process.pid}); project ${s.projectDir}`,
+  );
   await worker.run();
   await connection.close();
   return 0;
@@ -514,7 +569,8 @@ async function cmdWorker(argv: string[], settings: Settings): Promise<number> {
 
 function portOption(text: string, option: string): number {
   const n = Number(text);
-  if (!/^\d+$/.test(text) || n < 1 || n > 65535) throw new PipelineError('INPUT_INVALID', `${option} '${text}' is not a port number (1-65535).`);
+  if (!/^\d+$/.test(text) || n < 1 || n > 65535)
+    throw new PipelineError('INPUT_INVALID', `${option} '${text}' is not a port number (1-65535).`);
   return n;
 }
 
@@ -570,7 +626,9 @@ async function startDevMlflow(settings: Settings, port: number, disabled: boolea
   const root = settings.trackingUri.slice('file:'.length);
   const mlflow = disabled ? undefined : findMlflow(settings.cacheDir);
   if (!mlflow) {
-    out(`MLflow tracking: ${root} (file store).${disabled ? '' : ` For the MLflow UI, ${isCheckout(settings) ? "run 'npm run setup -- --with-mlflow'" : "install MLflow ('pip install mlflow')"} (or put mlflow on PATH) and restart.`}`);
+    out(
+      `MLflow tracking: ${root} (file store).${disabled ? '' : ` For the MLflow UI, ${isCheckout(settings) ? "run 'npm run setup -- --with-mlflow'" : "install MLflow ('pip install mlflow')"} (or put mlflow on PATH) and restart.`}`,
+    );
     return undefined;
   }
   if (await isListening(`127.0.0.1:${port}`)) {
@@ -655,7 +713,8 @@ async function cmdDemo(argv: string[], settings: Settings): Promise<number> {
     out(`\nartifacts: ${s.artifactsDir}`);
     const path = `/namespaces/${s.namespace}/workflows/${workflowId}`;
     if (server) out(`Temporal Web UI: run '${selfCommand(s)} dev' (same database), then open http://127.0.0.1:8233${path}`);
-    if (server && s.trackingUri?.startsWith('file:')) out(`MLflow UI: '${selfCommand(s)} dev' also serves ${s.trackingUri.slice(5)} at http://127.0.0.1:5000 when MLflow is installed`);
+    if (server && s.trackingUri?.startsWith('file:'))
+      out(`MLflow UI: '${selfCommand(s)} dev' also serves ${s.trackingUri.slice(5)} at http://127.0.0.1:5000 when MLflow is installed`);
     else out(`Temporal Web UI: ${ui ?? 'http://localhost:8233'}${path}`);
     return code;
   } finally {
@@ -667,7 +726,12 @@ export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   const settings = loadSettings();
   try {
-    const helpOf = command === 'help' ? rest[0] : rest.slice(0, (rest.indexOf('--') + 1 || rest.length + 1) - 1).some((a) => a === '--help' || a === '-h') ? command : undefined;
+    const helpOf =
+      command === 'help'
+        ? rest[0]
+        : rest.slice(0, (rest.indexOf('--') + 1 || rest.length + 1) - 1).some((a) => a === '--help' || a === '-h')
+          ? command
+          : undefined;
     if (helpOf) {
       const text = commandHelp(helpOf);
       if (!text) throw usageError(`Unknown command '${helpOf}'.`);

@@ -40,14 +40,18 @@ export function formatStepLine(id: string, s: StepState, waiting?: string): stri
   const t = elapsed(s);
   if (t && s.status !== 'skipped') parts.push(t);
   if (s.reason) parts.push(`(${s.reason})`);
-  if (s.error) parts.push(`— ${s.error.type ? `${s.error.type}: ` : ''}${s.error.message.split('\n').find((l) => l.includes('error')) ?? s.error.message.split('\n')[0]}`);
+  if (s.error)
+    parts.push(
+      `— ${s.error.type ? `${s.error.type}: ` : ''}${s.error.message.split('\n').find((l) => l.includes('error')) ?? s.error.message.split('\n')[0]}`,
+    );
   return parts.join('  ');
 }
 
 function short(v: unknown): string {
   if (v !== null && typeof v === 'object' && (v as { kind?: string }).kind === 'artifact') {
     const a = v as { name?: string; size: number; sha256: string };
-    const size = a.size >= 1 << 20 ? `${(a.size / (1 << 20)).toFixed(1)} MiB` : a.size >= 1024 ? `${(a.size / 1024).toFixed(1)} KiB` : `${a.size} B`;
+    const size =
+      a.size >= 1 << 20 ? `${(a.size / (1 << 20)).toFixed(1)} MiB` : a.size >= 1024 ? `${(a.size / 1024).toFixed(1)} KiB` : `${a.size} B`;
     return `artifact ${a.name ?? ''} ${size} sha256:${a.sha256.slice(0, 12)}`;
   }
   const s = JSON.stringify(v);
@@ -70,7 +74,9 @@ export function formatMetricsTables(r: PipelineResult): string[] {
     for (const k of rows) {
       // The ratio means something for error metrics only (lower is better, zero is perfect).
       const ratio = LOWER_IS_BETTER.has(k) && typeof b[k] === 'number' && b[k] !== 0 ? (m[k]! / b[k]!).toFixed(3) : '';
-      out.push(`  ${k.padEnd(10)} ${num(m[k]!).padStart(12)} ${typeof b[k] === 'number' ? num(b[k]!).padStart(12) : ''.padStart(12)} ${ratio.padStart(15)}`);
+      out.push(
+        `  ${k.padEnd(10)} ${num(m[k]!).padStart(12)} ${typeof b[k] === 'number' ? num(b[k]!).padStart(12) : ''.padStart(12)} ${ratio.padStart(15)}`,
+      );
     }
   }
   return out;
@@ -79,7 +85,11 @@ export function formatMetricsTables(r: PipelineResult): string[] {
 export function formatSummary(r: PipelineResult): string {
   const counts: Record<string, number> = {};
   for (const s of Object.values(r.steps)) counts[s.status] = (counts[s.status] ?? 0) + 1;
-  const lines = [`\n${r.pipeline}: ${r.state} (${Object.entries(counts).map(([k, n]) => `${n} ${k}`).join(', ')})`];
+  const lines = [
+    `\n${r.pipeline}: ${r.state} (${Object.entries(counts)
+      .map(([k, n]) => `${n} ${k}`)
+      .join(', ')})`,
+  ];
   const ids = Object.keys(r.outputs);
   const shown = ids.length > 12 ? [...ids.slice(0, 6), ...ids.slice(-6)] : ids;
   if (ids.length) lines.push('outputs:');

@@ -31,9 +31,13 @@ export function parseModelRef(ref: string): { name: string; alias?: string; vers
 function registryFor(settings: Settings): ModelRegistry {
   const registry = settings.trackingUri ? modelRegistryOf(createTrackingBackend(settings.trackingUri)) : undefined;
   if (!registry) {
-    throw new PipelineError('TRACKING_ERROR', `Registered models need an MLflow tracking server; MLFLOW_TRACKING_URI is ${settings.trackingUri ? `'${settings.trackingUri}' (no registry)` : 'not set'}.`, {
-      hint: 'export MLFLOW_TRACKING_URI=http://127.0.0.1:5000 (mlpipe dev starts one), or serve a .onnx file by path.',
-    });
+    throw new PipelineError(
+      'TRACKING_ERROR',
+      `Registered models need an MLflow tracking server; MLFLOW_TRACKING_URI is ${settings.trackingUri ? `'${settings.trackingUri}' (no registry)` : 'not set'}.`,
+      {
+        hint: 'export MLFLOW_TRACKING_URI=http://127.0.0.1:5000 (mlpipe dev starts one), or serve a .onnx file by path.',
+      },
+    );
   }
   return registry;
 }
@@ -41,9 +45,13 @@ function registryFor(settings: Settings): ModelRegistry {
 async function findVersion(registry: ModelRegistry, ref: { name: string; alias?: string; version?: string }): Promise<ModelVersionInfo> {
   const mv = ref.alias ? await registry.byAlias(ref.name, ref.alias) : await registry.version(ref.name, ref.version!);
   if (!mv) {
-    throw new PipelineError('INPUT_INVALID', `Registered model '${ref.name}' has no ${ref.alias ? `version aliased '${ref.alias}'` : `version ${ref.version}`} in ${registry.location}.`, {
-      hint: ref.alias === 'champion' ? `Promote one: mlpipe promote ${ref.name} <version>` : 'Check the name and alias in the MLflow UI.',
-    });
+    throw new PipelineError(
+      'INPUT_INVALID',
+      `Registered model '${ref.name}' has no ${ref.alias ? `version aliased '${ref.alias}'` : `version ${ref.version}`} in ${registry.location}.`,
+      {
+        hint: ref.alias === 'champion' ? `Promote one: mlpipe promote ${ref.name} <version>` : 'Check the name and alias in the MLflow UI.',
+      },
+    );
   }
   return mv;
 }
@@ -55,7 +63,11 @@ export async function resolveModel(ref: string, settings: Settings): Promise<{ b
     const registry = registryFor(settings);
     const mv = await findVersion(registry, registered);
     const file = mv.tags['mlpipe.file'] ?? 'model.onnx';
-    if (!file.endsWith('.onnx')) throw new PipelineError('INPUT_INVALID', `Version ${mv.version} of '${mv.name}' holds ${file}, not an ONNX model; register the export.onnx output.`);
+    if (!file.endsWith('.onnx'))
+      throw new PipelineError(
+        'INPUT_INVALID',
+        `Version ${mv.version} of '${mv.name}' holds ${file}, not an ONNX model; register the export.onnx output.`,
+      );
     const bytes = await registry.readFile(mv, file);
     return { bytes, model: { name: mv.name, version: mv.version, source: `${mv.source}/${file}` } };
   }
@@ -73,9 +85,13 @@ export async function resolveModel(ref: string, settings: Settings): Promise<{ b
   try {
     bytes = await readFile(path);
   } catch (e) {
-    throw new PipelineError('INPUT_INVALID', `Cannot read the model ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}.`, {
-      hint: 'Give a .onnx file (export.onnx output), gs://bucket/path/model.onnx, or a registered model as name@alias / models:/name/<version>.',
-    });
+    throw new PipelineError(
+      'INPUT_INVALID',
+      `Cannot read the model ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}.`,
+      {
+        hint: 'Give a .onnx file (export.onnx output), gs://bucket/path/model.onnx, or a registered model as name@alias / models:/name/<version>.',
+      },
+    );
   }
   return { bytes, model: { name: basename(path, '.onnx'), version: 'file', source: path } };
 }
@@ -106,25 +122,37 @@ export async function cmdServe(argv: string[], settings: Settings): Promise<numb
   });
   // On Vertex AI the container gets its port and model location from AIP_* variables.
   const ref = positionals[0] ?? env['MLPIPE_SERVE_MODEL'] ?? env['AIP_STORAGE_URI'];
-  if (!ref) throw new PipelineError('INPUT_INVALID', 'mlpipe serve needs a model.', { hint: 'mlpipe serve california-housing@champion | models:/california-housing/3 | path/to/model.onnx' });
+  if (!ref)
+    throw new PipelineError('INPUT_INVALID', 'mlpipe serve needs a model.', {
+      hint: 'mlpipe serve california-housing@champion | models:/california-housing/3 | path/to/model.onnx',
+    });
   const port = Number(values.port ?? env['AIP_HTTP_PORT'] ?? env['PORT'] ?? 8080);
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new PipelineError('INPUT_INVALID', `--port '${values.port}' is not a port number.`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new PipelineError('INPUT_INVALID', `--port '${values.port}' is not a port number.`);
   const maxBody = values['max-body'] ? parseSize(values['max-body']) : 2 ** 20;
-  if (!Number.isFinite(maxBody) || maxBody <= 0) throw new PipelineError('INPUT_INVALID', `--max-body '${values['max-body']}' is not a size (e.g. 512kb, 4mb).`);
+  if (!Number.isFinite(maxBody) || maxBody <= 0)
+    throw new PipelineError('INPUT_INVALID', `--max-body '${values['max-body']}' is not a size (e.g. 512kb, 4mb).`);
 
   // Following an alias: check it every `watch` and switch to the version it points at.
   const registered = parseModelRef(ref);
   const aliasRef = registered?.alias ? registered : undefined;
   const watchMs = values.watch !== undefined ? parseDuration(values.watch) : aliasRef ? 30_000 : 0;
-  if (watchMs === undefined) throw new PipelineError('INPUT_INVALID', `--watch '${values.watch}' is not a duration (e.g. 30s, 5m; 0 turns it off).`);
+  if (watchMs === undefined)
+    throw new PipelineError('INPUT_INVALID', `--watch '${values.watch}' is not a duration (e.g. 30s, 5m; 0 turns it off).`);
 
   const logSample = values['log-sample'] !== undefined ? Number(values['log-sample']) : 1;
-  if (!(logSample > 0 && logSample <= 1)) throw new PipelineError('INPUT_INVALID', `--log-sample '${values['log-sample']}' is not a share in (0, 1].`, { hint: '--log-sample 0.1 logs one prediction in ten.' });
+  if (!(logSample > 0 && logSample <= 1))
+    throw new PipelineError('INPUT_INVALID', `--log-sample '${values['log-sample']}' is not a share in (0, 1].`, {
+      hint: '--log-sample 0.1 logs one prediction in ten.',
+    });
   const threads = values.threads ? Number(values.threads) : 1;
-  if (!Number.isInteger(threads) || threads < 1) throw new PipelineError('INPUT_INVALID', `--threads '${values.threads}' is not a positive whole number.`, { hint: '--threads 2' });
+  if (!Number.isInteger(threads) || threads < 1)
+    throw new PipelineError('INPUT_INVALID', `--threads '${values.threads}' is not a positive whole number.`, { hint: '--threads 2' });
   const maxInstances = values['max-instances'] !== undefined ? Number(values['max-instances']) : undefined;
   if (maxInstances !== undefined && !(Number.isInteger(maxInstances) && maxInstances >= 1)) {
-    throw new PipelineError('INPUT_INVALID', `--max-instances '${values['max-instances']}' is not a positive whole number.`, { hint: '--max-instances 1000 (default 10000)' });
+    throw new PipelineError('INPUT_INVALID', `--max-instances '${values['max-instances']}' is not a positive whole number.`, {
+      hint: '--max-instances 1000 (default 10000)',
+    });
   }
   const { loadOnnxModel } = await importOptional('onnxruntime-node', 'mlpipe serve', () => import('../adapters/onnx/runtime.js'));
   const { bytes, model } = await resolveModel(ref, settings);
@@ -133,7 +161,10 @@ export async function cmdServe(argv: string[], settings: Settings): Promise<numb
   const store = values['no-log'] ? undefined : openStore(settings);
   const newLog = (version: string): PredictionLogWriter | undefined =>
     store
-      ? new PredictionLogWriter(store, model.name, version, { writerId: `${env['HOSTNAME'] ?? 'local'}-${process.pid}`, onError: (e) => process.stderr.write(`prediction log: write failed, will retry: ${(e as Error).message}\n`) })
+      ? new PredictionLogWriter(store, model.name, version, {
+          writerId: `${env['HOSTNAME'] ?? 'local'}-${process.pid}`,
+          onError: (e) => process.stderr.write(`prediction log: write failed, will retry: ${(e as Error).message}\n`),
+        })
       : undefined;
   const log = newLog(model.version);
   const host = values.host ?? env['MLPIPE_SERVE_HOST'] ?? (env['AIP_HTTP_PORT'] ? '0.0.0.0' : '127.0.0.1');
@@ -150,13 +181,21 @@ export async function cmdServe(argv: string[], settings: Settings): Promise<numb
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE') throw portInUse(port, `prediction server on ${host}`, '--port');
     if (code === 'EACCES' || code === 'EADDRNOTAVAIL') {
-      throw new PipelineError('PORT_IN_USE', `Cannot listen on ${host}:${port} (${code}).`, { hint: 'Ports below 1024 need privileges; --host must be an address of this machine.' });
+      throw new PipelineError('PORT_IN_USE', `Cannot listen on ${host}:${port} (${code}).`, {
+        hint: 'Ports below 1024 need privileges; --host must be an address of this machine.',
+      });
     }
     throw e;
   });
-  out(`serving ${model.name} version ${model.version} (${predictor.contract.inputs.length} inputs, sha256:${predictor.sha256.slice(0, 12)}) from ${model.source}`);
+  out(
+    `serving ${model.name} version ${model.version} (${predictor.contract.inputs.length} inputs, sha256:${predictor.sha256.slice(0, 12)}) from ${model.source}`,
+  );
   out(`listening on ${server.url}: POST /predict, GET /health, GET /metrics, GET /model`);
-  out(store ? `prediction log: ${store.location} (records predictions/${model.name}/)${logSample < 1 ? `, ${logSample * 100}% of predictions` : ''}` : 'prediction log: off (--no-log)');
+  out(
+    store
+      ? `prediction log: ${store.location} (records predictions/${model.name}/)${logSample < 1 ? `, ${logSample * 100}% of predictions` : ''}`
+      : 'prediction log: off (--no-log)',
+  );
   let served = model.version;
   let checking = false;
   const watcher =
@@ -171,7 +210,9 @@ export async function cmdServe(argv: string[], settings: Settings): Promise<numb
             const next = await resolveModel(ref, settings);
             if (values.name) next.model.name = values.name;
             const nextPredictor = await loadOnnxModel(next.bytes, { threads });
-            out(`${aliasRef.name}@${aliasRef.alias} moved to version ${next.model.version}: serving it (sha256:${nextPredictor.sha256.slice(0, 12)}) instead of version ${served}`);
+            out(
+              `${aliasRef.name}@${aliasRef.alias} moved to version ${next.model.version}: serving it (sha256:${nextPredictor.sha256.slice(0, 12)}) instead of version ${served}`,
+            );
             served = next.model.version;
             await server.swap({ predictor: nextPredictor, model: next.model, log: newLog(next.model.version) });
           })()
@@ -196,23 +237,43 @@ export async function cmdServe(argv: string[], settings: Settings): Promise<numb
 }
 
 export async function cmdPromote(argv: string[], settings: Settings): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { alias: { type: 'string', default: 'champion' }, reason: { type: 'string' } } });
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { alias: { type: 'string', default: 'champion' }, reason: { type: 'string' } },
+  });
   const [name, version] = positionals;
-  if (!name || !version || !/^\d+$/.test(version)) throw new PipelineError('INPUT_INVALID', 'mlpipe promote needs a registered model and a version number.', { hint: 'mlpipe promote california-housing 3 [--alias champion]' });
+  if (!name || !version || !/^\d+$/.test(version))
+    throw new PipelineError('INPUT_INVALID', 'mlpipe promote needs a registered model and a version number.', {
+      hint: 'mlpipe promote california-housing 3 [--alias champion]',
+    });
   const registry = registryFor(settings);
-  if (!(await registry.version(name, version))) throw new PipelineError('INPUT_INVALID', `Registered model '${name}' has no version ${version}.`);
+  if (!(await registry.version(name, version)))
+    throw new PipelineError('INPUT_INVALID', `Registered model '${name}' has no version ${version}.`);
   const r = await moveAlias(registry, name, values.alias!, version, 'promote', values.reason ?? 'promoted by hand (mlpipe promote)');
-  out(r.moved ? `${name}@${values.alias} -> version ${version} (was ${r.previous ?? 'unset'})` : `${name}@${values.alias} is version ${version} already`);
+  out(
+    r.moved
+      ? `${name}@${values.alias} -> version ${version} (was ${r.previous ?? 'unset'})`
+      : `${name}@${values.alias} is version ${version} already`,
+  );
   return 0;
 }
 
 export async function cmdRollback(argv: string[], settings: Settings): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { alias: { type: 'string', default: 'champion' }, to: { type: 'string' }, history: { type: 'boolean' } } });
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { alias: { type: 'string', default: 'champion' }, to: { type: 'string' }, history: { type: 'boolean' } },
+  });
   const [name] = positionals;
-  if (!name) throw new PipelineError('INPUT_INVALID', 'mlpipe rollback needs a registered model.', { hint: 'mlpipe rollback california-housing [--alias champion] [--to <version>]' });
+  if (!name)
+    throw new PipelineError('INPUT_INVALID', 'mlpipe rollback needs a registered model.', {
+      hint: 'mlpipe rollback california-housing [--alias champion] [--to <version>]',
+    });
   const registry = registryFor(settings);
   if (values.history) {
-    for (const m of await aliasHistory(registry, name, values.alias!)) out(`${m.at}  ${m.action.padEnd(8)} version ${m.version} (before: ${m.previous ? `version ${m.previous}` : 'unset'})  ${m.reason}`);
+    for (const m of await aliasHistory(registry, name, values.alias!))
+      out(`${m.at}  ${m.action.padEnd(8)} version ${m.version} (before: ${m.previous ? `version ${m.previous}` : 'unset'})  ${m.reason}`);
     return 0;
   }
   const r = await rollbackAlias(registry, name, values.alias!, values.to);

@@ -23,7 +23,8 @@ export function parseTrialArgs(argv: string[]): { pipeline?: string; overrides: 
   let pipeline: string | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (!a.startsWith('--')) throw new PipelineError('INPUT_INVALID', `Unexpected trial argument '${a}': expected --name value or --name=value.`);
+    if (!a.startsWith('--'))
+      throw new PipelineError('INPUT_INVALID', `Unexpected trial argument '${a}': expected --name value or --name=value.`);
     const eq = a.indexOf('=');
     const name = eq > 0 ? a.slice(2, eq) : a.slice(2);
     let value: string | undefined = eq > 0 ? a.slice(eq + 1) : argv[i + 1];
@@ -33,13 +34,18 @@ export function parseTrialArgs(argv: string[]): { pipeline?: string; overrides: 
     }
     value ??= '';
     if (name === 'pipeline') pipeline = value;
-    else if (name === 'override') overrides.push(value); // the search's base overrides, passed through
+    else if (name === 'override')
+      overrides.push(value); // the search's base overrides, passed through
     else overrides.push(`${fromParameterId(name)}=${value}`);
   }
   return { ...(pipeline ? { pipeline } : {}), overrides };
 }
 
-export async function cmdTrial(argv: string[], settings: Settings, startWorker: (s: Settings) => Promise<() => Promise<void>>): Promise<number> {
+export async function cmdTrial(
+  argv: string[],
+  settings: Settings,
+  startWorker: (s: Settings) => Promise<() => Promise<void>>,
+): Promise<number> {
   const { pipeline: named, overrides } = parseTrialArgs(argv);
   const pipeline = named ?? process.env['MLPIPE_TRIAL_PIPELINE'];
   if (!pipeline) throw new PipelineError('INPUT_INVALID', 'mlpipe trial needs --pipeline <name> (or MLPIPE_TRIAL_PIPELINE).');
@@ -61,11 +67,20 @@ export async function cmdTrial(argv: string[], settings: Settings, startWorker: 
     const result = (await client.workflow.execute(PIPELINE_WORKFLOW, {
       taskQueue: s.taskQueue,
       workflowId,
-      args: [{ pipeline, overrides, until: metric.step, trial: { hpo: process.env['CLOUD_ML_JOB_ID'] ?? 'vertex', index: Number(trial) || 0 }, labels: { trial } }],
+      args: [
+        {
+          pipeline,
+          overrides,
+          until: metric.step,
+          trial: { hpo: process.env['CLOUD_ML_JOB_ID'] ?? 'vertex', index: Number(trial) || 0 },
+          labels: { trial },
+        },
+      ],
     })) as PipelineResult;
     const outValue = result.outputs[metric.step]?.[metric.output];
     const value = metric.output === metric.key ? outValue : (outValue as Record<string, unknown> | undefined)?.[metric.key];
-    if (typeof value !== 'number') throw new PipelineError('STEP_FAILED', `The trial produced no numeric ${metric.step}.${metric.output}.${metric.key}.`);
+    if (typeof value !== 'number')
+      throw new PipelineError('STEP_FAILED', `The trial produced no numeric ${metric.step}.${metric.output}.${metric.key}.`);
     const ht = new HyperTune();
     ht.report(metric.key, value);
     out(`trial ${trial}: ${metric.key}=${value} (${overrides.join(' ')}); reported to ${ht.file}`);

@@ -9,7 +9,10 @@ import { freePort } from './temporal-server.js';
 export function findFakeGcs(): string {
   const cache = process.env['MLPIPE_CACHE_DIR'] ?? join(process.env['HOME'] ?? '', '.cache', 'mlpipe');
   const bin = process.env['FAKE_GCS_SERVER'] ?? join(cache, 'tools', 'bin', 'fake-gcs-server');
-  if (!existsSync(bin)) throw new PipelineError('TOOL_MISSING', `fake-gcs-server not found at ${bin}.`, { hint: "Run 'bash deploy/provision.sh --with-gcs-emulator'." });
+  if (!existsSync(bin))
+    throw new PipelineError('TOOL_MISSING', `fake-gcs-server not found at ${bin}.`, {
+      hint: "Run 'bash deploy/provision.sh --with-gcs-emulator'.",
+    });
   return bin;
 }
 
@@ -28,11 +31,30 @@ export interface Emulator {
  * `dataDir`: keep objects in this folder (filesystem backend) instead of memory, so that a restart
  * finds them again.
  */
-export async function startEmulator(buckets: string[], options: { port?: number; externalUrl?: string; dataDir?: string } = {}): Promise<Emulator> {
+export async function startEmulator(
+  buckets: string[],
+  options: { port?: number; externalUrl?: string; dataDir?: string } = {},
+): Promise<Emulator> {
   const p = options.port ?? (await freePort());
   const endpoint = `http://127.0.0.1:${p}`;
   const launch = async (): Promise<ChildProcess> => {
-    const child = spawn(findFakeGcs(), [...(options.dataDir ? ['-backend', 'filesystem', '-filesystem-root', options.dataDir] : ['-backend', 'memory']), '-scheme', 'http', '-host', '127.0.0.1', '-port', String(p), '-external-url', options.externalUrl ?? endpoint, '-log-level', 'error'], { stdio: 'ignore' });
+    const child = spawn(
+      findFakeGcs(),
+      [
+        ...(options.dataDir ? ['-backend', 'filesystem', '-filesystem-root', options.dataDir] : ['-backend', 'memory']),
+        '-scheme',
+        'http',
+        '-host',
+        '127.0.0.1',
+        '-port',
+        String(p),
+        '-external-url',
+        options.externalUrl ?? endpoint,
+        '-log-level',
+        'error',
+      ],
+      { stdio: 'ignore' },
+    );
     const deadline = Date.now() + 30_000;
     for (;;) {
       try {
@@ -40,7 +62,8 @@ export async function startEmulator(buckets: string[], options: { port?: number;
       } catch {
         /* starting */
       }
-      if (child.exitCode !== null || Date.now() > deadline) throw new PipelineError('TOOL_MISSING', `fake-gcs-server did not start on ${endpoint}.`);
+      if (child.exitCode !== null || Date.now() > deadline)
+        throw new PipelineError('TOOL_MISSING', `fake-gcs-server did not start on ${endpoint}.`);
       await new Promise((r) => setTimeout(r, 100));
     }
     return child;

@@ -72,7 +72,8 @@ export async function startMlflowServer(o: MlflowServerOptions): Promise<MlflowS
   };
   const deadline = Date.now() + (o.readyTimeoutMs ?? 120_000);
   for (;;) {
-    if (child.exitCode !== null) throw new PipelineError('TOOL_MISSING', `mlflow server exited with code ${child.exitCode}${o.logFile ? ` (log: ${o.logFile})` : ''}`);
+    if (child.exitCode !== null)
+      throw new PipelineError('TOOL_MISSING', `mlflow server exited with code ${child.exitCode}${o.logFile ? ` (log: ${o.logFile})` : ''}`);
     try {
       const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2000) });
       if (res.ok) break;
@@ -81,7 +82,10 @@ export async function startMlflowServer(o: MlflowServerOptions): Promise<MlflowS
     }
     if (Date.now() > deadline) {
       await stop('SIGKILL');
-      throw new PipelineError('TOOL_MISSING', `mlflow server did not answer ${url}/health within ${(o.readyTimeoutMs ?? 120_000) / 1000}s${o.logFile ? ` (log: ${o.logFile})` : ''}`);
+      throw new PipelineError(
+        'TOOL_MISSING',
+        `mlflow server did not answer ${url}/health within ${(o.readyTimeoutMs ?? 120_000) / 1000}s${o.logFile ? ` (log: ${o.logFile})` : ''}`,
+      );
     }
     await new Promise((r) => setTimeout(r, 300));
   }

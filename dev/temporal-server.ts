@@ -36,9 +36,13 @@ export function findTemporalCli(cacheDir: string, env: NodeJS.ProcessEnv = proce
 export function requireTemporalCli(cacheDir: string): string {
   const bin = findTemporalCli(cacheDir);
   if (bin) return bin;
-  throw new PipelineError('TOOL_MISSING', 'The Temporal CLI was not found (checked $TEMPORAL_CLI, PATH and ' + join(cacheDir, 'tools/bin/temporal') + ').', {
-    hint: `Install it (https://docs.temporal.io/cli, or: go install github.com/temporalio/cli/cmd/temporal@v${TEMPORAL_CLI_VERSION}) and put it on PATH or set TEMPORAL_CLI=/path/to/temporal; in a checkout of mlpipe, 'npm run setup' builds it.`,
-  });
+  throw new PipelineError(
+    'TOOL_MISSING',
+    'The Temporal CLI was not found (checked $TEMPORAL_CLI, PATH and ' + join(cacheDir, 'tools/bin/temporal') + ').',
+    {
+      hint: `Install it (https://docs.temporal.io/cli, or: go install github.com/temporalio/cli/cmd/temporal@v${TEMPORAL_CLI_VERSION}) and put it on PATH or set TEMPORAL_CLI=/path/to/temporal; in a checkout of mlpipe, 'npm run setup' builds it.`,
+    },
+  );
 }
 
 export function freePort(): Promise<number> {
@@ -159,7 +163,10 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
     }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
-      throw new PipelineError('TOOL_MISSING', `The Temporal dev server did not accept connections on ${address} within ${opts.startTimeoutMs ?? 60_000} ms.`);
+      throw new PipelineError(
+        'TOOL_MISSING',
+        `The Temporal dev server did not accept connections on ${address} within ${opts.startTimeoutMs ?? 60_000} ms.`,
+      );
     }
     await new Promise((r) => setTimeout(r, 200));
   }

@@ -37,7 +37,13 @@ export function withoutPaths(params: Record<string, unknown>, ignore: readonly s
   return copy;
 }
 
-export function stepCacheKey(plugin: string, version: string, params: Record<string, unknown>, inputs: Record<string, unknown>, ignore: readonly string[] = []): string {
+export function stepCacheKey(
+  plugin: string,
+  version: string,
+  params: Record<string, unknown>,
+  inputs: Record<string, unknown>,
+  ignore: readonly string[] = [],
+): string {
   const material = canonicalJson({ plugin, version, params: digestsOnly(withoutPaths(params, ignore)), inputs: digestsOnly(inputs) });
   return createHash('sha256').update(material).digest('hex');
 }

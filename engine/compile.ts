@@ -124,7 +124,9 @@ function parseSpec({ opts, doc, problems }: Source): PipelineSpec {
   else {
     // Unknown keys (typos) alone do not stop the compile: without them, the rest is checked too.
     problems.push(...schemaProblems(parsed.error, doc));
-    const again = parsed.error.issues.every((i) => i.code === 'unrecognized_keys') ? pipelineSchema.safeParse(withoutKeys(doc.value, parsed.error)) : undefined;
+    const again = parsed.error.issues.every((i) => i.code === 'unrecognized_keys')
+      ? pipelineSchema.safeParse(withoutKeys(doc.value, parsed.error))
+      : undefined;
     if (!again?.success) throw new SpecErrors(problems);
     spec = again.data;
   }
@@ -135,7 +137,10 @@ function parseSpec({ opts, doc, problems }: Source): PipelineSpec {
 function checkStepCount({ at }: Source, spec: PipelineSpec): string[] {
   const stepIds = Object.keys(spec.steps);
   if (stepIds.length === 0) {
-    throw new PipelineError('SPEC_INVALID', 'The pipeline has no steps.', { where: at(['steps']), hint: 'Add at least one step under `steps:`.' });
+    throw new PipelineError('SPEC_INVALID', 'The pipeline has no steps.', {
+      where: at(['steps']),
+      hint: 'Add at least one step under `steps:`.',
+    });
   }
   if (stepIds.length > LIMITS.steps) {
     throw new PipelineError('SPEC_INVALID', `The pipeline has ${stepIds.length} steps; a pipeline has at most ${LIMITS.steps}.`, {
@@ -215,7 +220,12 @@ function confine(cx: Compilation, template: unknown, value: unknown, what: strin
     opts.confinePath(value, `${what} (set by override ${fromInput.join(', ')})`);
   } catch (e) {
     if (!(e instanceof PipelineError)) throw e;
-    problems.push(new PipelineError(e.code, e.message, { where: at(path), hint: `${e.hint ? `${e.hint} ` : ''}A pipeline lets an override name any file by listing it in overridablePaths.` }));
+    problems.push(
+      new PipelineError(e.code, e.message, {
+        where: at(path),
+        hint: `${e.hint ? `${e.hint} ` : ''}A pipeline lets an override name any file by listing it in overridablePaths.`,
+      }),
+    );
   }
 }
 
@@ -259,13 +269,19 @@ function checkNeeds({ opts, problems, at }: Source, spec: PipelineSpec, stepIds:
     needs.forEach((n, i) => {
       const path = Array.isArray(step.needs) ? ['steps', id, 'needs', i] : ['steps', id, 'needs'];
       if (n === id) {
-        problems.push(new PipelineError('DAG_CYCLE', `Step '${id}' needs itself.`, { where: at(path), hint: 'Remove it from its own `needs`.' }));
+        problems.push(
+          new PipelineError('DAG_CYCLE', `Step '${id}' needs itself.`, { where: at(path), hint: 'Remove it from its own `needs`.' }),
+        );
       } else if (!has(spec.steps, n)) {
         problems.push(
-          new PipelineError('DAG_MISSING_NEED', `Step '${id}' needs '${n}', which is not a step of this pipeline.${didYouMean(n, stepIds)}`, {
-            where: at(path),
-            hint: `Steps: ${listed(stepIds)}.`,
-          }),
+          new PipelineError(
+            'DAG_MISSING_NEED',
+            `Step '${id}' needs '${n}', which is not a step of this pipeline.${didYouMean(n, stepIds)}`,
+            {
+              where: at(path),
+              hint: `Steps: ${listed(stepIds)}.`,
+            },
+          ),
         );
       } else if (!needsOf[id]!.includes(n)) {
         needsOf[id]!.push(n);
@@ -291,7 +307,12 @@ function checkCycle({ problems, at }: Source, stepIds: string[], needsOf: Record
  * Params with params/config expressions resolved, for every step: a step's declared outputs may
  * depend on its params, and its children are checked against those outputs.
  */
-function staticParams(spec: PipelineSpec, stepIds: string[], configOk: boolean, staticScope: Compilation['staticScope']): Record<string, Record<string, unknown>> {
+function staticParams(
+  spec: PipelineSpec,
+  stepIds: string[],
+  configOk: boolean,
+  staticScope: Compilation['staticScope'],
+): Record<string, Record<string, unknown>> {
   const staticWith: Record<string, Record<string, unknown>> = {};
   for (const id of stepIds) {
     const raw = spec.steps[id]!.with ?? {};
@@ -315,7 +336,12 @@ function compileSteps(cx: Compilation): Record<string, CompiledStep> {
   for (const id of stepIds) {
     if (problems.length >= LIMITS.problems) {
       // Enough to act on; looking further would only cost the worker time.
-      problems.push(new PipelineError(problems[0]!.code, `Stopped looking after ${problems.length} problems.`, { where: { file: opts.file }, hint: 'Fix these and validate again.' }));
+      problems.push(
+        new PipelineError(problems[0]!.code, `Stopped looking after ${problems.length} problems.`, {
+          where: { file: opts.file },
+          hint: 'Fix these and validate again.',
+        }),
+      );
       break;
     }
     const compiled = compileStep(cx, id);
@@ -381,7 +407,10 @@ function checkStepExpressions(cx: Compilation, id: string, step: StepSpec, plugi
           for (const ref of references(part.expr)) {
             if (ref[0] === 'conf' && !configOk) continue;
             const problem = checkReference(ref, id, { params, config, spec, ancestors, outputsOf });
-            if (problem) problems.push(new PipelineError('EXPR_REFERENCE', `In '\${${part.source}}': ${problem.message}`, { where, hint: problem.hint }));
+            if (problem)
+              problems.push(
+                new PipelineError('EXPR_REFERENCE', `In '\${${part.source}}': ${problem.message}`, { where, hint: problem.hint }),
+              );
           }
         }
       } catch (e) {
@@ -396,7 +425,11 @@ function checkStepExpressions(cx: Compilation, id: string, step: StepSpec, plugi
 }
 
 /** Resolve what is known now: the step's params and `when` as far as params and config give them; undefined on a problem (reported). */
-function resolveStatic({ problems, at, staticScope }: Compilation, step: StepSpec, stepPath: string[]): { withResolved: Record<string, unknown>; when: string | boolean | undefined } | undefined {
+function resolveStatic(
+  { problems, at, staticScope }: Compilation,
+  step: StepSpec,
+  stepPath: string[],
+): { withResolved: Record<string, unknown>; when: string | boolean | undefined } | undefined {
   let withResolved: Record<string, unknown>;
   let when: string | boolean | undefined = step.when;
   try {
@@ -416,14 +449,24 @@ function resolveStatic({ problems, at, staticScope }: Compilation, step: StepSpe
 }
 
 /** Params against the plugin's schema; values still waiting for step outputs are checked at run time. */
-function checkPluginParams({ problems, at }: Compilation, id: string, plugin: PluginInfo, withResolved: Record<string, unknown>, stepPath: string[]): void {
+function checkPluginParams(
+  { problems, at }: Compilation,
+  id: string,
+  plugin: PluginInfo,
+  withResolved: Record<string, unknown>,
+  stepPath: string[],
+): void {
   for (const issue of plugin.checkParams(withResolved)) {
     if (dependsOnRuntime(withResolved, issue.path)) continue;
     problems.push(
-      new PipelineError('PLUGIN_PARAMS', `Step '${id}' (${plugin.name}): ${issue.path.length ? `'${issue.path.join('.')}' ` : ''}${issue.message}`, {
-        where: at([...stepPath, 'with', ...issue.path]),
-        hint: `Check the params of '${plugin.name}' with 'mlpipe plugins ${plugin.name}'.`,
-      }),
+      new PipelineError(
+        'PLUGIN_PARAMS',
+        `Step '${id}' (${plugin.name}): ${issue.path.length ? `'${issue.path.join('.')}' ` : ''}${issue.message}`,
+        {
+          where: at([...stepPath, 'with', ...issue.path]),
+          hint: `Check the params of '${plugin.name}' with 'mlpipe plugins ${plugin.name}'.`,
+        },
+      ),
     );
   }
 }
@@ -442,10 +485,17 @@ function bindInputs(
   for (const [name, template] of Object.entries(step.inputs ?? {})) {
     if (!declared.some((d) => d.name === name)) {
       problems.push(
-        new PipelineError('PLUGIN_INPUT', `Step '${id}': plugin '${plugin.name}' has no input '${name}'.${didYouMean(name, declared.map((d) => d.name))}`, {
-          where: at([...stepPath, 'inputs', name]),
-          hint: declared.length ? `Its inputs: ${declared.map((d) => d.name).join(', ')}.` : `'${plugin.name}' takes no inputs.`,
-        }),
+        new PipelineError(
+          'PLUGIN_INPUT',
+          `Step '${id}': plugin '${plugin.name}' has no input '${name}'.${didYouMean(
+            name,
+            declared.map((d) => d.name),
+          )}`,
+          {
+            where: at([...stepPath, 'inputs', name]),
+            hint: declared.length ? `Its inputs: ${declared.map((d) => d.name).join(', ')}.` : `'${plugin.name}' takes no inputs.`,
+          },
+        ),
       );
     } else inputs[name] = template;
   }
@@ -462,10 +512,14 @@ function bindInputs(
       );
     } else if (!d.optional) {
       problems.push(
-        new PipelineError('PLUGIN_INPUT', `Step '${id}': input '${d.name}' of '${plugin.name}' is not bound, and no step it needs has an output '${d.name}'.`, {
-          where: at(stepPath),
-          hint: `Add inputs: { ${d.name}: \${steps.<step>.outputs.<output>} } and list that step in needs.`,
-        }),
+        new PipelineError(
+          'PLUGIN_INPUT',
+          `Step '${id}': input '${d.name}' of '${plugin.name}' is not bound, and no step it needs has an output '${d.name}'.`,
+          {
+            where: at(stepPath),
+            hint: `Add inputs: { ${d.name}: \${steps.<step>.outputs.<output>} } and list that step in needs.`,
+          },
+        ),
       );
     }
   }
@@ -488,15 +542,27 @@ function retryOf({ defaults }: Compilation, step: StepSpec): RetrySpec {
 }
 
 /** `cache.ignore` names params the step sets. */
-function checkCacheIgnore({ problems, at }: Compilation, id: string, cacheSpec: { ignore?: string[] } | undefined, withResolved: Record<string, unknown>, stepPath: string[]): void {
+function checkCacheIgnore(
+  { problems, at }: Compilation,
+  id: string,
+  cacheSpec: { ignore?: string[] } | undefined,
+  withResolved: Record<string, unknown>,
+  stepPath: string[],
+): void {
   for (const [i, path] of (cacheSpec?.ignore ?? []).entries()) {
     const head = path.split('.')[0]!;
     if (!has(withResolved, head)) {
       problems.push(
-        new PipelineError('SPEC_INVALID', `Step '${id}': cache.ignore names '${path}', but '${head}' is not set in the step's with:.${didYouMean(head, Object.keys(withResolved))}`, {
-          where: at([...stepPath, 'cache', 'ignore', i]),
-          hint: Object.keys(withResolved).length ? `Params set in with: ${listed(Object.keys(withResolved))}.` : 'The step sets no params in with:.',
-        }),
+        new PipelineError(
+          'SPEC_INVALID',
+          `Step '${id}': cache.ignore names '${path}', but '${head}' is not set in the step's with:.${didYouMean(head, Object.keys(withResolved))}`,
+          {
+            where: at([...stepPath, 'cache', 'ignore', i]),
+            hint: Object.keys(withResolved).length
+              ? `Params set in with: ${listed(Object.keys(withResolved))}.`
+              : 'The step sets no params in with:.',
+          },
+        ),
       );
     }
   }
@@ -520,7 +586,9 @@ function checkTimeouts(
   const heartbeatMs = heartbeat === undefined ? (defaultHeartbeat < timeoutMs ? defaultHeartbeat : undefined) : parseDuration(heartbeat);
   // What Temporal would refuse when the workflow schedules the activity (its workflow task would then fail on every retry).
   const from = (key: string, sub?: string): (string | number)[] => {
-    const own = sub ? (step.retry as Record<string, unknown> | undefined)?.[sub] !== undefined : (step as Record<string, unknown>)[key] !== undefined;
+    const own = sub
+      ? (step.retry as Record<string, unknown> | undefined)?.[sub] !== undefined
+      : (step as Record<string, unknown>)[key] !== undefined;
     return [...(own ? stepPath : ['stepDefaults']), key, ...(sub ? [sub] : [])];
   };
   if (heartbeatMs !== undefined && heartbeatMs >= timeoutMs) {
@@ -535,17 +603,28 @@ function checkTimeouts(
   const maxMs = retry.maximumIntervalMs ?? STEP_DEFAULTS.maximumIntervalMs;
   if (maxMs < initialMs) {
     problems.push(
-      new PipelineError('SPEC_INVALID', `Step '${id}': retry.maximumInterval (${maxMs} ms${retry.maximumIntervalMs === undefined ? ', the default' : ''}) is shorter than retry.initialInterval (${initialMs} ms).`, {
-        where: at(from('retry', retry.maximumIntervalMs === undefined ? 'initialInterval' : 'maximumInterval')),
-        hint: 'Temporal refuses a retry policy whose maximum interval is below its initial interval; set both.',
-      }),
+      new PipelineError(
+        'SPEC_INVALID',
+        `Step '${id}': retry.maximumInterval (${maxMs} ms${retry.maximumIntervalMs === undefined ? ', the default' : ''}) is shorter than retry.initialInterval (${initialMs} ms).`,
+        {
+          where: at(from('retry', retry.maximumIntervalMs === undefined ? 'initialInterval' : 'maximumInterval')),
+          hint: 'Temporal refuses a retry policy whose maximum interval is below its initial interval; set both.',
+        },
+      ),
     );
   }
   return { timeoutMs, heartbeatMs };
 }
 
 /** The plugin's path params, where an override set them, stay inside the project. */
-function confineStepPaths(cx: Compilation, id: string, step: StepSpec, plugin: PluginInfo, withResolved: Record<string, unknown>, stepPath: string[]): void {
+function confineStepPaths(
+  cx: Compilation,
+  id: string,
+  step: StepSpec,
+  plugin: PluginInfo,
+  withResolved: Record<string, unknown>,
+  stepPath: string[],
+): void {
   for (const name of plugin.pathParams ?? []) {
     const raw = has(step.with ?? {}, name) ? step.with![name] : undefined;
     const value = has(withResolved, name) ? withResolved[name] : undefined;
@@ -554,15 +633,31 @@ function confineStepPaths(cx: Compilation, id: string, step: StepSpec, plugin: P
 }
 
 /** A section that names a step's output (`section` is its key path): the step and the output must exist. */
-function checkStepOutput({ opts, problems, at, stepIds, staticWith }: Compilation, steps: Record<string, CompiledStep>, section: string[], step: string, output: string): void {
+function checkStepOutput(
+  { opts, problems, at, stepIds, staticWith }: Compilation,
+  steps: Record<string, CompiledStep>,
+  section: string[],
+  step: string,
+  output: string,
+): void {
   const target = has(steps, step) ? steps[step] : undefined;
   if (!target) {
-    problems.push(new PipelineError('SPEC_INVALID', `${section.join('.')}.step: there is no step '${step}'.${didYouMean(step, stepIds)}`, { where: at([...section, 'step']), hint: `Steps: ${listed(stepIds)}.` }));
+    problems.push(
+      new PipelineError('SPEC_INVALID', `${section.join('.')}.step: there is no step '${step}'.${didYouMean(step, stepIds)}`, {
+        where: at([...section, 'step']),
+        hint: `Steps: ${listed(stepIds)}.`,
+      }),
+    );
     return;
   }
   const declared = opts.catalog.get(target.uses)?.outputNames(staticWith[step] ?? {});
   if (declared && !declared.includes(output)) {
-    problems.push(new PipelineError('SPEC_INVALID', `${section.join('.')}: step '${step}' (${target.uses}) has no output '${output}'.`, { where: at(section), hint: `Its outputs: ${declared.join(', ')}.` }));
+    problems.push(
+      new PipelineError('SPEC_INVALID', `${section.join('.')}: step '${step}' (${target.uses}) has no output '${output}'.`, {
+        where: at(section),
+        hint: `Its outputs: ${declared.join(', ')}.`,
+      }),
+    );
   }
 }
 
@@ -581,13 +676,25 @@ function checkMonitor(cx: Compilation, steps: Record<string, CompiledStep>): Com
     try {
       const current = resolveDeep(m.current, staticScope, isStatic);
       if (typeof current !== 'string' || current.includes('${')) {
-        problems.push(new PipelineError('SPEC_INVALID', 'monitor.current must be known before the run starts (params and config only).', { where: at(['monitor', 'current']) }));
+        problems.push(
+          new PipelineError('SPEC_INVALID', 'monitor.current must be known before the run starts (params and config only).', {
+            where: at(['monitor', 'current']),
+          }),
+        );
       } else {
         if (!current.startsWith('predictions:')) confine(cx, m.current, current, 'monitor.current', ['monitor', 'current']);
-        monitor = { current, ...(m.window ? { windowMs: parseDuration(m.window)! } : {}), reference: dropUndefined({ step: m.reference.step, output: m.reference.output, model: m.reference.model }), drift: m.drift, retrain: m.retrain, ...(m.alert ? { alert: m.alert } : {}) };
+        monitor = {
+          current,
+          ...(m.window ? { windowMs: parseDuration(m.window)! } : {}),
+          reference: dropUndefined({ step: m.reference.step, output: m.reference.output, model: m.reference.model }),
+          drift: m.drift,
+          retrain: m.retrain,
+          ...(m.alert ? { alert: m.alert } : {}),
+        };
       }
     } catch (e) {
-      if (e instanceof PipelineError) problems.push(new PipelineError(e.code, e.message, { where: at(['monitor', 'current']), hint: e.hint }));
+      if (e instanceof PipelineError)
+        problems.push(new PipelineError(e.code, e.message, { where: at(['monitor', 'current']), hint: e.hint }));
       else throw e;
     }
   }
@@ -600,7 +707,8 @@ function checkHpo(cx: Compilation, steps: Record<string, CompiledStep>): void {
   if (spec.hpo) {
     const h = spec.hpo;
     checkStepOutput(cx, steps, ['hpo', 'metric'], h.metric.step, h.metric.output);
-    for (const problem of validateSpace(h.space)) problems.push(new PipelineError('SPEC_INVALID', `hpo.space.${problem}.`, { where: at(['hpo', 'space', problem.split(':')[0]!]) }));
+    for (const problem of validateSpace(h.space))
+      problems.push(new PipelineError('SPEC_INVALID', `hpo.space.${problem}.`, { where: at(['hpo', 'space', problem.split(':')[0]!]) }));
   }
 }
 
@@ -626,15 +734,21 @@ function assemble(cx: Compilation, steps: Record<string, CompiledStep>, monitor:
     tracking: {
       enabled: spec.tracking?.enabled ?? true,
       experiment: spec.tracking?.experiment,
-      ...(register ? { registerModel: { name: register.name, step: register.step, output: register.output, aliases: register.aliases } } : {}),
+      ...(register
+        ? { registerModel: { name: register.name, step: register.step, output: register.output, aliases: register.aliases } }
+        : {}),
     },
   });
   const bytes = new TextEncoder().encode(JSON.stringify(compiled)).length;
   if (bytes > LIMITS.compiledBytes) {
-    throw new PipelineError('SPEC_INVALID', `The compiled pipeline is ${bytes} bytes; it travels through Temporal's history as one payload, limited here to ${LIMITS.compiledBytes}.`, {
-      where: { file: opts.file },
-      hint: 'Keep large values (lists of items, inline data) in data files and pass their paths.',
-    });
+    throw new PipelineError(
+      'SPEC_INVALID',
+      `The compiled pipeline is ${bytes} bytes; it travels through Temporal's history as one payload, limited here to ${LIMITS.compiledBytes}.`,
+      {
+        where: { file: opts.file },
+        hint: 'Keep large values (lists of items, inline data) in data files and pass their paths.',
+      },
+    );
   }
   return compiled;
 }
@@ -644,7 +758,10 @@ function withoutKeys(value: unknown, error: ZodError): unknown {
   const copy = structuredClone(value);
   for (const issue of error.issues) {
     if (issue.code !== 'unrecognized_keys') continue;
-    const owner = lookup(copy, issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p)));
+    const owner = lookup(
+      copy,
+      issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p)),
+    );
     if (owner !== null && typeof owner === 'object') for (const k of issue.keys) delete (owner as Record<string, unknown>)[k];
   }
   return copy;
@@ -676,7 +793,12 @@ function dropUndefined<T extends object>(o: T): T {
  * A `${...}` inside a param the plugin declares as code (a shell line, SQL) would splice a value
  * (from params, overrides, labels or step outputs) into code: one problem per such template.
  */
-function codeProblems(id: string, withSpec: Record<string, unknown>, plugin: PluginInfo, at: (path: (string | number)[]) => Location): PipelineError[] {
+function codeProblems(
+  id: string,
+  withSpec: Record<string, unknown>,
+  plugin: PluginInfo,
+  at: (path: (string | number)[]) => Location,
+): PipelineError[] {
   const patterns = (plugin.codeParams ?? []).map((p) => p.split('.'));
   if (patterns.length === 0) return [];
   const out: PipelineError[] = [];
@@ -692,10 +814,14 @@ function codeProblems(id: string, withSpec: Record<string, unknown>, plugin: Plu
     }
     if (exprs.length === 0) return; // only $${ escapes: literal text
     out.push(
-      new PipelineError('EXPR_IN_CODE', `Step '${id}' (${plugin.name}): '${path.join('.')}' is code, so it cannot contain '\${${exprs[0]}}': the value would be spliced into it.`, {
-        where: at(path),
-        hint: plugin.codeHint ?? `Pass the value to '${plugin.name}' as data, not inside '${code.join('.')}'.`,
-      }),
+      new PipelineError(
+        'EXPR_IN_CODE',
+        `Step '${id}' (${plugin.name}): '${path.join('.')}' is code, so it cannot contain '\${${exprs[0]}}': the value would be spliced into it.`,
+        {
+          where: at(path),
+          hint: plugin.codeHint ?? `Pass the value to '${plugin.name}' as data, not inside '${code.join('.')}'.`,
+        },
+      ),
     );
   });
   return out;
@@ -748,12 +874,15 @@ function checkReference(
       return undefined;
     case 'run':
       if (rest.length && !RUN_FIELDS.includes(String(rest[0]))) {
-        return { message: `'run.${String(rest[0])}' does not exist.${didYouMean(String(rest[0]), RUN_FIELDS)}`, hint: `run offers: ${RUN_FIELDS.join(', ')}.` };
+        return {
+          message: `'run.${String(rest[0])}' does not exist.${didYouMean(String(rest[0]), RUN_FIELDS)}`,
+          hint: `run offers: ${RUN_FIELDS.join(', ')}.`,
+        };
       }
       return undefined;
     case 'steps': {
       const [target, field, output] = rest.map(String);
-      if (!target) return { message: "write steps.<step>.outputs.<name> or steps.<step>.status", hint: undefined };
+      if (!target) return { message: 'write steps.<step>.outputs.<name> or steps.<step>.status', hint: undefined };
       const targetSpec: StepSpec | undefined = Object.hasOwn(ctx.spec.steps, target) ? ctx.spec.steps[target] : undefined;
       if (!targetSpec) {
         return { message: `there is no step '${target}'.${didYouMean(target, Object.keys(ctx.spec.steps))}` };
@@ -766,7 +895,10 @@ function checkReference(
       }
       if (field === undefined) return { message: `write steps.${target}.outputs.<name> or steps.${target}.status` };
       if (!STEP_FIELDS.includes(field)) {
-        return { message: `steps.${target}.${field} does not exist.${didYouMean(field, STEP_FIELDS)}`, hint: `A step offers: ${STEP_FIELDS.join(', ')}.` };
+        return {
+          message: `steps.${target}.${field} does not exist.${didYouMean(field, STEP_FIELDS)}`,
+          hint: `A step offers: ${STEP_FIELDS.join(', ')}.`,
+        };
       }
       if (field === 'outputs' && output !== undefined) {
         const names = ctx.outputsOf(target);
@@ -841,7 +973,9 @@ function ancestorSets(ids: string[], needsOf: Record<string, string[]>): Map<str
  */
 export function pruneUntil(compiled: CompiledPipeline, until: string): CompiledPipeline {
   if (!Object.hasOwn(compiled.steps, until)) {
-    throw new PipelineError('INPUT_INVALID', `until: pipeline '${compiled.name}' has no step '${until}'.`, { hint: `Steps: ${compiled.order.join(', ')}.` });
+    throw new PipelineError('INPUT_INVALID', `until: pipeline '${compiled.name}' has no step '${until}'.`, {
+      hint: `Steps: ${compiled.order.join(', ')}.`,
+    });
   }
   const keep = new Set<string>();
   const visit = (id: string): void => {
@@ -865,7 +999,12 @@ function schemaProblems(error: ZodError, doc: SourceDoc): PipelineError[] {
       const known = knownKeysFor(path);
       for (const key of issue.keys) {
         const where = doc.locate([...path, key]);
-        const owner = path.length === 0 ? 'the pipeline' : path[0] === 'steps' && path.length === 2 ? `step '${String(path[1])}'` : `'${path.join('.')}'`;
+        const owner =
+          path.length === 0
+            ? 'the pipeline'
+            : path[0] === 'steps' && path.length === 2
+              ? `step '${String(path[1])}'`
+              : `'${path.join('.')}'`;
         out.push(
           new PipelineError('SPEC_UNKNOWN_KEY', `Unknown key '${key}' in ${owner}.${didYouMean(key, known)}`, {
             where,
@@ -899,7 +1038,8 @@ function knownKeysFor(path: (string | number)[]): string[] {
 
 function hintFor(path: (string | number)[]): string | undefined {
   const last = path[path.length - 1];
-  if (last === 'timeout' || last === 'heartbeat' || last === 'initialInterval' || last === 'maximumInterval' || last === 'serviceWait') return 'Durations look like 250ms, 30s, 5m or 1h30m.';
+  if (last === 'timeout' || last === 'heartbeat' || last === 'initialInterval' || last === 'maximumInterval' || last === 'serviceWait')
+    return 'Durations look like 250ms, 30s, 5m or 1h30m.';
   if (last === 'uses') return "Name a plugin, e.g. util.echo; 'mlpipe plugins' lists them.";
   if (last === 'needs') return 'needs is a step id or a list of step ids.';
   return undefined;

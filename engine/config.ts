@@ -77,7 +77,10 @@ export function parseOverride(text: string, index = 0): Override {
   }
   const path = key.split('.');
   if (path.includes('__proto__')) {
-    throw new PipelineError('OVERRIDE_MALFORMED', `Override '${shown(text)}': '__proto__' cannot be a key.`, { where, hint: OVERRIDE_HELP });
+    throw new PipelineError('OVERRIDE_MALFORMED', `Override '${shown(text)}': '__proto__' cannot be a key.`, {
+      where,
+      hint: OVERRIDE_HELP,
+    });
   }
   if (prefix === '~') return { kind: 'delete', key, path, text };
   if (raw === undefined) {
@@ -87,10 +90,14 @@ export function parseOverride(text: string, index = 0): Override {
   try {
     value = raw.trim() === '' ? '' : parseYamlValue(raw, { maxAliasCount: LIMITS.yamlAliases });
   } catch (e) {
-    throw new PipelineError('OVERRIDE_MALFORMED', `Override '${shown(text)}': the value '${shown(raw)}' is not valid YAML (${(e as Error).message.split('\n')[0]}).`, {
-      where,
-      hint: "Quote values with special characters, e.g. key='a: b'; write lists as [1, 2].",
-    });
+    throw new PipelineError(
+      'OVERRIDE_MALFORMED',
+      `Override '${shown(text)}': the value '${shown(raw)}' is not valid YAML (${(e as Error).message.split('\n')[0]}).`,
+      {
+        where,
+        hint: "Quote values with special characters, e.g. key='a: b'; write lists as [1, 2].",
+      },
+    );
   }
   let bad: string | undefined;
   checkTree(value, (p, message) => (bad ??= `${p.length ? `'${p.join('.')}' ` : ''}${message}`));
@@ -212,14 +219,22 @@ function applyOne(target: Record<string, unknown>, ov: Override, index: number, 
     });
   }
   if (ov.kind === 'add' && existing.found) {
-    throw new PipelineError('OVERRIDE_KEY_EXISTS', `Override '${ov.text}': ${label} already has '${path.join('.')}' (= ${JSON.stringify(existing.value)}).`, {
-      where,
-      hint: `To change it write ${ov.key}=... (no '+'); ++${ov.key}=... sets or adds.`,
-    });
+    throw new PipelineError(
+      'OVERRIDE_KEY_EXISTS',
+      `Override '${ov.text}': ${label} already has '${path.join('.')}' (= ${JSON.stringify(existing.value)}).`,
+      {
+        where,
+        hint: `To change it write ${ov.key}=... (no '+'); ++${ov.key}=... sets or adds.`,
+      },
+    );
   }
   if (ov.kind === 'delete') {
     if (!existing.found) {
-      throw new PipelineError('OVERRIDE_UNKNOWN_KEY', `Override '${ov.text}': ${label} has no key '${path.join('.')}' to delete.${didYouMean(path.join('.'), keyPaths(target))}`, { where });
+      throw new PipelineError(
+        'OVERRIDE_UNKNOWN_KEY',
+        `Override '${ov.text}': ${label} has no key '${path.join('.')}' to delete.${didYouMean(path.join('.'), keyPaths(target))}`,
+        { where },
+      );
     }
     return deletePath(target, path);
   }
@@ -229,7 +244,10 @@ function applyOne(target: Record<string, unknown>, ov: Override, index: number, 
 function readDefaults(raw: unknown, file: string, locate: (p: (string | number)[]) => object): DefaultEntry[] {
   if (raw === undefined) return [];
   if (!Array.isArray(raw)) {
-    throw new PipelineError('CONFIG_INVALID', `'defaults' must be a list.`, { where: { file, ...locate(['defaults']) }, hint: 'Write defaults as a YAML list: - model: small' });
+    throw new PipelineError('CONFIG_INVALID', `'defaults' must be a list.`, {
+      where: { file, ...locate(['defaults']) },
+      hint: 'Write defaults as a YAML list: - model: small',
+    });
   }
   return raw.map((item, i): DefaultEntry => {
     if (item === '_self_') return { self: true };
@@ -261,14 +279,22 @@ export function composeConfig(name: string, files: ConfigFiles, overrides: Overr
   }
   if (!primary || !primaryRel) {
     const available = [...new Set(files.list('').map((n) => n.replace(/\.ya?ml$/, '')))];
-    throw new PipelineError('CONFIG_NOT_FOUND', `Config '${name}' not found: looked for conf/${candidates[0]} and conf/${candidates[1]}.${didYouMean(name, available)}`, {
-      hint: available.length ? `Configs in conf/: ${available.join(', ')}.` : 'Create conf/<name>/config.yaml, or remove `config:` from the pipeline.',
-    });
+    throw new PipelineError(
+      'CONFIG_NOT_FOUND',
+      `Config '${name}' not found: looked for conf/${candidates[0]} and conf/${candidates[1]}.${didYouMean(name, available)}`,
+      {
+        hint: available.length
+          ? `Configs in conf/: ${available.join(', ')}.`
+          : 'Create conf/<name>/config.yaml, or remove `config:` from the pipeline.',
+      },
+    );
   }
   const root = primaryRel.includes('/') ? primaryRel.slice(0, primaryRel.lastIndexOf('/') + 1) : '';
   const doc = parseYaml(primary.file, primary.text);
   if (doc.value !== null && doc.value !== undefined && !isPlainObject(doc.value)) {
-    throw new PipelineError('CONFIG_INVALID', `Config ${primary.file} must be a mapping of keys to values.`, { where: { file: primary.file, line: 1 } });
+    throw new PipelineError('CONFIG_INVALID', `Config ${primary.file} must be a mapping of keys to values.`, {
+      where: { file: primary.file, line: 1 },
+    });
   }
   const own = { ...((doc.value as Record<string, unknown> | null) ?? {}) };
   const defaults = readDefaults(own['defaults'], primary.file, (p) => doc.locate(p));
@@ -285,10 +311,14 @@ export function composeConfig(name: string, files: ConfigFiles, overrides: Overr
     if ((ov.kind === 'set' || ov.kind === 'upsert') && groupNames.has(ov.key)) {
       if (typeof ov.value !== 'string' && ov.value !== null) {
         problems.push(
-          new PipelineError('OVERRIDE_MALFORMED', `Override '${shown(ov.text)}': '${ov.key}' is a config group; its value must be an option name.`, {
-            where: { file: '<overrides>', path: [index] },
-            hint: `Options: ${optionsOf(files, root, ov.key).join(', ')}.`,
-          }),
+          new PipelineError(
+            'OVERRIDE_MALFORMED',
+            `Override '${shown(ov.text)}': '${ov.key}' is a config group; its value must be an option name.`,
+            {
+              where: { file: '<overrides>', path: [index] },
+              hint: `Options: ${optionsOf(files, root, ov.key).join(', ')}.`,
+            },
+          ),
         );
         return;
       }
@@ -298,7 +328,11 @@ export function composeConfig(name: string, files: ConfigFiles, overrides: Overr
     } else if ((ov.kind === 'add' || ov.kind === 'upsert') && !ov.key.includes('.') && isGroupDir && typeof ov.value === 'string') {
       const bad = checkOption(ov, ov.value, index);
       if (bad) return void problems.push(bad);
-      defaults.splice(defaults.findIndex((d) => d.self), 0, { group: ov.key, option: ov.value });
+      defaults.splice(
+        defaults.findIndex((d) => d.self),
+        0,
+        { group: ov.key, option: ov.value },
+      );
       groupNames.add(ov.key);
     } else if (ov.kind === 'delete' && groupNames.has(ov.key)) {
       for (const d of defaults) if (d.group === ov.key) d.option = null;
@@ -323,17 +357,29 @@ export function composeConfig(name: string, files: ConfigFiles, overrides: Overr
       if (d.optional) continue;
       const options = d.group ? optionsOf(files, root, d.group) : [];
       problems.push(
-        new PipelineError('CONFIG_NOT_FOUND', d.group ? `Config group '${d.group}' has no option '${d.option}'.${didYouMean(d.option!, options)}` : `Config '${d.config}' (in the defaults of ${primary.file}) not found.`, {
-          where: { file: primary.file, ...doc.locate(['defaults']) },
-          hint: d.group ? (options.length ? `Options in conf/${root}${d.group}/: ${options.join(', ')}.` : `Create conf/${root}${d.group}/${d.option}.yaml.`) : `Create conf/${rel}.yaml.`,
-        }),
+        new PipelineError(
+          'CONFIG_NOT_FOUND',
+          d.group
+            ? `Config group '${d.group}' has no option '${d.option}'.${didYouMean(d.option!, options)}`
+            : `Config '${d.config}' (in the defaults of ${primary.file}) not found.`,
+          {
+            where: { file: primary.file, ...doc.locate(['defaults']) },
+            hint: d.group
+              ? options.length
+                ? `Options in conf/${root}${d.group}/: ${options.join(', ')}.`
+                : `Create conf/${root}${d.group}/${d.option}.yaml.`
+              : `Create conf/${rel}.yaml.`,
+          },
+        ),
       );
       continue;
     }
     const gdoc = parseYaml(f.file, f.text);
     const body = gdoc.value ?? {};
     if (!isPlainObject(body)) {
-      problems.push(new PipelineError('CONFIG_INVALID', `Config ${f.file} must be a mapping of keys to values.`, { where: { file: f.file, line: 1 } }));
+      problems.push(
+        new PipelineError('CONFIG_INVALID', `Config ${f.file} must be a mapping of keys to values.`, { where: { file: f.file, line: 1 } }),
+      );
       continue;
     }
     if ('defaults' in body) {

@@ -167,7 +167,11 @@ export interface KnownRuns {
 
 /** Known runs as recorded, also from before MLflow run IDs were `mlflowRunId` (see `mlflowRunIdOf`). */
 export function knownRunsOf(known: KnownRuns): KnownRuns {
-  const run = (r: TrackedRun): TrackedRun => ({ mlflowRunId: mlflowRunIdOf(r) ?? '', experimentId: r.experimentId, artifactUri: r.artifactUri });
+  const run = (r: TrackedRun): TrackedRun => ({
+    mlflowRunId: mlflowRunIdOf(r) ?? '',
+    experimentId: r.experimentId,
+    artifactUri: r.artifactUri,
+  });
   return {
     ...known,
     ...(known.parent ? { parent: run(known.parent) } : {}),

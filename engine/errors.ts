@@ -29,8 +29,14 @@ export interface CodeInfo {
  */
 export const ERROR_CODES = {
   // The pipeline file and config: found at compile time, nothing runs.
-  SPEC_INVALID: { retryable: false, meaning: 'The pipeline file breaks the schema or a limit, or names something it lacks (a section, a step).' },
-  SPEC_YAML: { retryable: false, meaning: 'A pipeline or config file is not UTF-8 or not YAML, or expands too many aliases or nests too deep.' },
+  SPEC_INVALID: {
+    retryable: false,
+    meaning: 'The pipeline file breaks the schema or a limit, or names something it lacks (a section, a step).',
+  },
+  SPEC_YAML: {
+    retryable: false,
+    meaning: 'A pipeline or config file is not UTF-8 or not YAML, or expands too many aliases or nests too deep.',
+  },
   SPEC_UNKNOWN_KEY: { retryable: false, meaning: 'A key the schema does not know (usually a typo; the message suggests the nearest).' },
   SPEC_NOT_FOUND: { retryable: false, meaning: 'No pipeline of that name or path.' },
   DAG_CYCLE: { retryable: false, meaning: 'The steps depend on each other in a circle.' },
@@ -38,11 +44,20 @@ export const ERROR_CODES = {
   EXPR_SYNTAX: { retryable: false, meaning: 'A ${...} expression does not parse.' },
   EXPR_REFERENCE: { retryable: false, meaning: 'An expression reads something that is not there (a param, a config key, a step output).' },
   EXPR_EVAL: { retryable: false, meaning: 'An expression cannot be evaluated with these values (e.g. comparing a number with a string).' },
-  EXPR_IN_CODE: { retryable: false, meaning: 'A ${...} inside a param that is code (a shell line, SQL): values reach code only through data params.' },
+  EXPR_IN_CODE: {
+    retryable: false,
+    meaning: 'A ${...} inside a param that is code (a shell line, SQL): values reach code only through data params.',
+  },
   CONFIG_NOT_FOUND: { retryable: false, meaning: 'A config, config group or group option that conf/ does not have.' },
   CONFIG_INVALID: { retryable: false, meaning: 'A config file is not a mapping, or its defaults list is malformed.' },
-  OVERRIDE_MALFORMED: { retryable: false, meaning: 'An override is not key=value (or +key=value, ++key=value, ~key) with a valid key and value.' },
-  OVERRIDE_UNKNOWN_KEY: { retryable: false, meaning: 'An override sets or deletes a key the config does not have (add one with +key=value).' },
+  OVERRIDE_MALFORMED: {
+    retryable: false,
+    meaning: 'An override is not key=value (or +key=value, ++key=value, ~key) with a valid key and value.',
+  },
+  OVERRIDE_UNKNOWN_KEY: {
+    retryable: false,
+    meaning: 'An override sets or deletes a key the config does not have (add one with +key=value).',
+  },
   OVERRIDE_KEY_EXISTS: { retryable: false, meaning: 'A +key=value override adds a key the config already has.' },
   // Plugins and steps.
   PLUGIN_UNKNOWN: { retryable: false, meaning: 'A step uses a plugin this worker does not have.' },
@@ -51,34 +66,62 @@ export const ERROR_CODES = {
   PLUGIN_PARAMS: { retryable: false, meaning: "A step's params do not match its plugin's schema." },
   PLUGIN_INPUT: { retryable: false, meaning: 'A step input is missing, of the wrong kind, or not what the plugin can read.' },
   PLUGIN_OUTPUT: { retryable: false, meaning: "A plugin did not return its declared outputs, or returned too much (a plugin's bug)." },
-  STEP_FAILED: { retryable: true, meaning: "A step's own work failed (a process exit, a remote job); the run's failure type when a step failed." },
+  STEP_FAILED: {
+    retryable: true,
+    meaning: "A step's own work failed (a process exit, a remote job); the run's failure type when a step failed.",
+  },
   DATA_INVALID: { retryable: false, meaning: 'The data cannot be used: unreadable, empty, wrong columns or types.' },
   QUALITY_GATE: { retryable: false, meaning: 'A model missed a quality bar the pipeline sets (evaluate thresholds, export parity).' },
   HPO_FAILED: { retryable: false, meaning: 'A search failed: more trials failed than hpo.maxFailed allows, or none produced the metric.' },
-  ALERT_FAILED: { retryable: true, meaning: 'The alert webhook did not take the message (retried; not when it refused it outright, HTTP 3xx/4xx).' },
+  ALERT_FAILED: {
+    retryable: true,
+    meaning: 'The alert webhook did not take the message (retried; not when it refused it outright, HTTP 3xx/4xx).',
+  },
   // The artifact store.
   STORAGE_ERROR: { retryable: true, meaning: 'The store failed to read or write (after its own retries).' },
   STORAGE_DIGEST_MISMATCH: { retryable: false, meaning: 'Stored bytes do not match their sha256 name: altered or corrupt.' },
   STORAGE_NOT_FOUND: { retryable: true, meaning: 'An artifact, run or record is not in the store.' },
-  STORAGE_KEY_INVALID: { retryable: false, meaning: 'A store key that could escape its folder (absolute, .., backslashes, percent-encoding).' },
+  STORAGE_KEY_INVALID: {
+    retryable: false,
+    meaning: 'A store key that could escape its folder (absolute, .., backslashes, percent-encoding).',
+  },
   STORAGE_RECORD_CORRUPT: { retryable: false, meaning: 'A JSON record in the store does not parse.' },
   // Inputs and the environment.
   INPUT_INVALID: { retryable: false, meaning: 'A workflow input or command-line argument is invalid.' },
   TOOL_MISSING: { retryable: true, meaning: 'A server or tool mlpipe needs is not there (Temporal, the Temporal CLI, MLflow).' },
   PORT_IN_USE: { retryable: true, meaning: 'A port mlpipe should listen on is taken or not allowed.' },
-  TRACKING_ERROR: { retryable: true, meaning: "An MLflow request failed or was refused (MLflow's own code and the HTTP status in mlflowCode and httpStatus), or MLflow lacks what the run needs (a registry, a run)." },
-  SERVICE_UNAVAILABLE: { retryable: true, meaning: 'A service (MLflow) cannot be reached for now: a step waits up to retry.serviceWait, tracking delivery until it comes back.' },
+  TRACKING_ERROR: {
+    retryable: true,
+    meaning:
+      "An MLflow request failed or was refused (MLflow's own code and the HTTP status in mlflowCode and httpStatus), or MLflow lacks what the run needs (a registry, a run).",
+  },
+  SERVICE_UNAVAILABLE: {
+    retryable: true,
+    meaning: 'A service (MLflow) cannot be reached for now: a step waits up to retry.serviceWait, tracking delivery until it comes back.',
+  },
   INTERNAL: { retryable: false, httpStatus: 500, meaning: 'A bug in mlpipe: please report it with the message.' },
   // The prediction server's answers (the `error` field of its JSON error bodies).
-  INVALID_INPUT: { retryable: false, httpStatus: 400, meaning: 'POST /predict: records that do not fit the model (details list each field).' },
+  INVALID_INPUT: {
+    retryable: false,
+    httpStatus: 400,
+    meaning: 'POST /predict: records that do not fit the model (details list each field).',
+  },
   INVALID_JSON: { retryable: false, httpStatus: 400, meaning: 'POST /predict: the body is not JSON.' },
   NOT_FOUND: { retryable: false, httpStatus: 404, meaning: 'No such route.' },
   METHOD_NOT_ALLOWED: { retryable: false, httpStatus: 405, meaning: '/predict takes POST only.' },
   BODY_TOO_LARGE: { retryable: false, httpStatus: 413, meaning: 'The body exceeds --max-body.' },
   TOO_MANY_INSTANCES: { retryable: false, httpStatus: 413, meaning: 'More records in one request than --max-instances.' },
   UNSUPPORTED_MEDIA_TYPE: { retryable: false, httpStatus: 415, meaning: 'The body is not sent as application/json.' },
-  PREDICTION_NOT_FINITE: { retryable: false, httpStatus: 422, meaning: 'The model produced NaN or Infinity for some records (details list them).' },
-  CLIENT_ABORTED: { retryable: false, httpStatus: 499, meaning: 'The client closed the connection before its request was read (counted in /metrics, not answered).' },
+  PREDICTION_NOT_FINITE: {
+    retryable: false,
+    httpStatus: 422,
+    meaning: 'The model produced NaN or Infinity for some records (details list them).',
+  },
+  CLIENT_ABORTED: {
+    retryable: false,
+    httpStatus: 499,
+    meaning: 'The client closed the connection before its request was read (counted in /metrics, not answered).',
+  },
 } as const satisfies Record<string, CodeInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -154,9 +197,7 @@ export class SpecErrors extends PipelineError {
 
 export function formatPath(path: readonly (string | number)[] | undefined): string {
   if (!path || path.length === 0) return '';
-  return path
-    .map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`))
-    .join('');
+  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`)).join('');
 }
 
 /** Where a problem is, as one line: `file:line:col at steps.train.with.epochs`, `override #2`, or ''. */
@@ -239,7 +280,8 @@ function failureText(e: PipelineError): string {
 export function errorFromFailure(err: unknown): PipelineError | undefined {
   const root = rootFailure(err) as { type?: unknown; details?: unknown } | undefined;
   const d = Array.isArray(root?.details) ? (root.details[0] as Partial<ErrorFields> | undefined) : undefined;
-  if (!d || typeof d !== 'object' || d.code !== root!.type || typeof d.message !== 'string' || typeof d.retryable !== 'boolean') return undefined;
+  if (!d || typeof d !== 'object' || d.code !== root!.type || typeof d.message !== 'string' || typeof d.retryable !== 'boolean')
+    return undefined;
   return new PipelineError(d.code!, d.message, {
     retryable: d.retryable,
     ...(d.where ? { where: d.where } : {}),
@@ -249,7 +291,13 @@ export function errorFromFailure(err: unknown): PipelineError | undefined {
 }
 
 /** Temporal's failures that only say where the real one happened (an activity, a child, the workflow). */
-const WRAPPERS = new Set(['ActivityFailure', 'ChildWorkflowFailure', 'NexusOperationFailure', 'WorkflowFailedError', 'WorkflowUpdateFailedError']);
+const WRAPPERS = new Set([
+  'ActivityFailure',
+  'ChildWorkflowFailure',
+  'NexusOperationFailure',
+  'WorkflowFailedError',
+  'WorkflowUpdateFailedError',
+]);
 
 /**
  * The failure that says what went wrong: `err` without the Temporal wrappers around it
@@ -271,6 +319,13 @@ export function describeFailure(err: unknown): { type?: string; message: string 
   const e = rootFailure(err);
   if (!(typeof e === 'object' && e !== null && 'message' in e)) return { message: String(e) };
   const f = e as { name?: unknown; type?: unknown; message: unknown };
-  const type = f.name === 'ApplicationFailure' ? (typeof f.type === 'string' && f.type ? f.type : undefined) : typeof f.name === 'string' ? f.name : undefined;
+  const type =
+    f.name === 'ApplicationFailure'
+      ? typeof f.type === 'string' && f.type
+        ? f.type
+        : undefined
+      : typeof f.name === 'string'
+        ? f.name
+        : undefined;
   return { ...(type ? { type } : {}), message: String(f.message) };
 }

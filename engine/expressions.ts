@@ -33,11 +33,7 @@ export type TemplatePart = { text: string } | { expr: Expr; source: string };
 const TOKEN =
   /\s*(?:(\d+(?:\.\d+)?)|'((?:[^'\\]|\\.)*)'|"((?:[^"\\]|\\.)*)"|(\|\||&&|==|!=|<=|>=|<|>|!|\(|\)|\.|\[|\])|([A-Za-z_][A-Za-z0-9_-]*))/y;
 
-type Token =
-  | { t: 'num'; v: number }
-  | { t: 'str'; v: string }
-  | { t: 'op'; v: string }
-  | { t: 'name'; v: string };
+type Token = { t: 'num'; v: number } | { t: 'str'; v: string } | { t: 'op'; v: string } | { t: 'name'; v: string };
 
 function tokenize(src: string): Token[] {
   const out: Token[] = [];
@@ -67,7 +63,7 @@ export function parseExpression(src: string): Expr {
   let i = 0;
   const fail = (what: string): never => {
     throw new PipelineError('EXPR_SYNTAX', `${what} in expression '${src}'.`, {
-      hint: "Write references as params.name, conf.group.key or steps.<step>.outputs.<name>; quote strings with ' or \".",
+      hint: 'Write references as params.name, conf.group.key or steps.<step>.outputs.<name>; quote strings with \' or ".',
     });
   };
   const peek = (): Token | undefined => toks[i];
@@ -173,7 +169,9 @@ export function parseTemplate(text: string): TemplatePart[] {
         else if (c === '}') break;
       }
       if (j >= text.length) {
-        throw new PipelineError('EXPR_SYNTAX', `Unclosed '\${' in '${text}'.`, { hint: "Close the expression with '}', or write $${ for a literal ${." });
+        throw new PipelineError('EXPR_SYNTAX', `Unclosed '\${' in '${text}'.`, {
+          hint: "Close the expression with '}', or write $${ for a literal ${.",
+        });
       }
       if (buf) parts.push({ text: buf });
       buf = '';
@@ -256,7 +254,10 @@ export function evaluate(e: Expr, scope: Scope): unknown {
           return !jsonEqual(l, r);
         default:
           if (!((typeof l === 'number' && typeof r === 'number') || (typeof l === 'string' && typeof r === 'string'))) {
-            throw new PipelineError('EXPR_EVAL', `Cannot compare ${JSON.stringify(l)} ${e.op} ${JSON.stringify(r)}: both sides must be numbers or both strings.`);
+            throw new PipelineError(
+              'EXPR_EVAL',
+              `Cannot compare ${JSON.stringify(l)} ${e.op} ${JSON.stringify(r)}: both sides must be numbers or both strings.`,
+            );
           }
           if (e.op === '<') return l < r;
           if (e.op === '<=') return l <= r;
@@ -319,7 +320,8 @@ export function resolveDeep(
 export function escapeTemplates(value: unknown): unknown {
   if (typeof value === 'string') return value.replaceAll('${', () => '$${'); // a function: '$$' in a replacement string is '$'
   if (Array.isArray(value)) return value.map(escapeTemplates);
-  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, escapeTemplates(v)]));
+  if (value !== null && typeof value === 'object')
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, escapeTemplates(v)]));
   return value;
 }
 

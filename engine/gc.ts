@@ -45,12 +45,24 @@ export async function referencedDigests(store: ArtifactStore): Promise<{ roots: 
   return { roots, digests };
 }
 
-export async function collectGarbage(store: ArtifactStore, options: { olderThanMs?: number; now?: Date; dryRun?: boolean } = {}): Promise<GcReport> {
+export async function collectGarbage(
+  store: ArtifactStore,
+  options: { olderThanMs?: number; now?: Date; dryRun?: boolean } = {},
+): Promise<GcReport> {
   const olderThan = options.olderThanMs ?? DEFAULT_GC_AGE_MS;
   const cutoff = (options.now ?? new Date()).getTime() - olderThan;
   // Roots first, objects second: an object written in between is younger than the cutoff.
   const { roots, digests } = await referencedDigests(store);
-  const report: GcReport = { objects: 0, bytes: 0, roots, referenced: digests.size, young: 0, collected: [], collectedBytes: 0, dryRun: options.dryRun ?? false };
+  const report: GcReport = {
+    objects: 0,
+    bytes: 0,
+    roots,
+    referenced: digests.size,
+    young: 0,
+    collected: [],
+    collectedBytes: 0,
+    dryRun: options.dryRun ?? false,
+  };
   for await (const o of store.listObjects()) {
     report.objects++;
     report.bytes += o.size;
@@ -59,7 +71,8 @@ export async function collectGarbage(store: ArtifactStore, options: { olderThanM
       report.young++;
       continue;
     }
-    if (!report.dryRun) await store.delete({ kind: 'artifact', uri: '', sha256: o.sha256, size: o.size, mediaType: 'application/octet-stream' });
+    if (!report.dryRun)
+      await store.delete({ kind: 'artifact', uri: '', sha256: o.sha256, size: o.size, mediaType: 'application/octet-stream' });
     report.collected.push({ sha256: o.sha256, size: o.size, created: o.created.toISOString() });
     report.collectedBytes += o.size;
   }

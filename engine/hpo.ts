@@ -9,8 +9,24 @@ import { prng } from './random.js';
 import { ACTIVITY_DEFAULTS } from './step-defaults.js';
 
 export const paramSpec = z.discriminatedUnion('type', [
-  z.object({ type: z.literal('double'), min: z.number(), max: z.number(), scale: z.enum(['linear', 'log']).default('linear'), gridPoints: z.number().int().min(2).max(100).default(3) }).strict(),
-  z.object({ type: z.literal('int'), min: z.number().int(), max: z.number().int(), scale: z.enum(['linear', 'log']).default('linear'), gridPoints: z.number().int().min(2).max(1000).optional() }).strict(),
+  z
+    .object({
+      type: z.literal('double'),
+      min: z.number(),
+      max: z.number(),
+      scale: z.enum(['linear', 'log']).default('linear'),
+      gridPoints: z.number().int().min(2).max(100).default(3),
+    })
+    .strict(),
+  z
+    .object({
+      type: z.literal('int'),
+      min: z.number().int(),
+      max: z.number().int(),
+      scale: z.enum(['linear', 'log']).default('linear'),
+      gridPoints: z.number().int().min(2).max(1000).optional(),
+    })
+    .strict(),
   z.object({ type: z.literal('categorical'), values: z.array(z.string()).min(1) }).strict(),
   z.object({ type: z.literal('discrete'), values: z.array(z.number()).min(1) }).strict(),
 ]);
@@ -19,9 +35,18 @@ export type ParamSpec = z.infer<typeof paramSpec>;
 export const hpoSchema = z
   .object({
     /** The metric to optimise: a step's output (a metrics object) and the key in it. */
-    metric: z.object({ step: z.string().min(1), output: z.string().min(1).default('metrics'), key: z.string().min(1), goal: z.enum(['minimize', 'maximize']) }).strict(),
+    metric: z
+      .object({
+        step: z.string().min(1),
+        output: z.string().min(1).default('metrics'),
+        key: z.string().min(1),
+        goal: z.enum(['minimize', 'maximize']),
+      })
+      .strict(),
     /** Override keys (config keys such as training.lr, params.x, or a config group such as model). */
-    space: z.record(z.string().regex(/^[A-Za-z_][\w.-]*$/, 'an override key such as training.lr or params.seed'), paramSpec).refine((s) => Object.keys(s).length > 0, 'the search space is empty'),
+    space: z
+      .record(z.string().regex(/^[A-Za-z_][\w.-]*$/, 'an override key such as training.lr or params.seed'), paramSpec)
+      .refine((s) => Object.keys(s).length > 0, 'the search space is empty'),
     trials: z.number().int().min(1).max(100_000).default(16),
     parallel: z.number().int().min(1).max(1000).default(2),
     maxFailed: z.number().int().min(0).default(0),
@@ -52,7 +77,10 @@ export const hpoSchema = z
         location: z.string().min(1).default('us-central1'),
         imageUri: z.string().min(1),
         machineType: z.string().min(1).default('n1-standard-4'),
-        baseOutputUri: z.string().regex(/^gs:\/\//).optional(),
+        baseOutputUri: z
+          .string()
+          .regex(/^gs:\/\//)
+          .optional(),
         serviceAccount: z.string().optional(),
         /** How often the job is polled (a duration in ms). */
         pollMs: z.number().int().min(10).default(ACTIVITY_DEFAULTS.vertexTuning.pollMs),
@@ -71,7 +99,6 @@ export interface Trial {
   values: Record<string, number | string>;
 }
 
-
 function round(v: number): number {
   return Number(v.toPrecision(6));
 }
@@ -79,9 +106,17 @@ function round(v: number): number {
 function sample(spec: ParamSpec, rand: () => number): number | string {
   switch (spec.type) {
     case 'double':
-      return round(spec.scale === 'log' ? Math.exp(Math.log(spec.min) + rand() * (Math.log(spec.max) - Math.log(spec.min))) : spec.min + rand() * (spec.max - spec.min));
+      return round(
+        spec.scale === 'log'
+          ? Math.exp(Math.log(spec.min) + rand() * (Math.log(spec.max) - Math.log(spec.min)))
+          : spec.min + rand() * (spec.max - spec.min),
+      );
     case 'int':
-      if (spec.scale === 'log') return Math.min(spec.max, Math.max(spec.min, Math.round(Math.exp(Math.log(spec.min) + rand() * (Math.log(spec.max) - Math.log(spec.min))))));
+      if (spec.scale === 'log')
+        return Math.min(
+          spec.max,
+          Math.max(spec.min, Math.round(Math.exp(Math.log(spec.min) + rand() * (Math.log(spec.max) - Math.log(spec.min))))),
+        );
       return spec.min + Math.floor(rand() * (spec.max - spec.min + 1));
     case 'categorical':
     case 'discrete':
@@ -98,13 +133,19 @@ function gridValues(spec: ParamSpec): (number | string)[] {
       const n = spec.gridPoints;
       return Array.from({ length: n }, (_, i) => {
         const f = i / (n - 1);
-        return round(spec.scale === 'log' ? Math.exp(Math.log(spec.min) + f * (Math.log(spec.max) - Math.log(spec.min))) : spec.min + f * (spec.max - spec.min));
+        return round(
+          spec.scale === 'log'
+            ? Math.exp(Math.log(spec.min) + f * (Math.log(spec.max) - Math.log(spec.min)))
+            : spec.min + f * (spec.max - spec.min),
+        );
       });
     }
     case 'int': {
       const all = spec.max - spec.min + 1;
       const n = Math.min(all, spec.gridPoints ?? all);
-      return [...new Set(Array.from({ length: n }, (_, i) => Math.round(spec.min + (n === 1 ? 0 : (i / (n - 1)) * (spec.max - spec.min)))))];
+      return [
+        ...new Set(Array.from({ length: n }, (_, i) => Math.round(spec.min + (n === 1 ? 0 : (i / (n - 1)) * (spec.max - spec.min))))),
+      ];
     }
   }
 }
@@ -121,7 +162,11 @@ export function validateSpace(space: Record<string, ParamSpec>): string[] {
 /** The trials of a search: grid (the cartesian product, in order, up to `count`) or seeded random. */
 export function generateTrials(space: Record<string, ParamSpec>, count: number, algorithm: 'grid' | 'random', seed: number): Trial[] {
   const keys = Object.keys(space);
-  const make = (index: number, values: Record<string, number | string>): Trial => ({ index, values, overrides: keys.map((k) => `${k}=${String(values[k])}`) });
+  const make = (index: number, values: Record<string, number | string>): Trial => ({
+    index,
+    values,
+    overrides: keys.map((k) => `${k}=${String(values[k])}`),
+  });
   if (algorithm === 'grid') {
     const axes = keys.map((k) => gridValues(space[k]!));
     const total = axes.reduce((n, a) => n * a.length, 1);

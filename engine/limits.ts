@@ -58,13 +58,16 @@ export function checkText(value: string, what: string): void {
   const m = /\uFFFD|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.exec(value);
   if (m) {
     const at = m.index;
-    throw inputError(`${what} '${shown(value)}' is not valid UTF-8 text (character ${at}).`, 'Send UTF-8 text; the input was decoded with replacement characters.');
+    throw inputError(
+      `${what} '${shown(value)}' is not valid UTF-8 text (character ${at}).`,
+      'Send UTF-8 text; the input was decoded with replacement characters.',
+    );
   }
 }
 
 /** The first offset at which `bytes` is not valid UTF-8, or -1. */
 export function invalidUtf8Offset(bytes: Uint8Array): number {
-  for (let i = 0; i < bytes.length; ) {
+  for (let i = 0; i < bytes.length;) {
     const b = bytes[i]!;
     const n = b < 0x80 ? 0 : b >= 0xc2 && b <= 0xdf ? 1 : b >= 0xe0 && b <= 0xef ? 2 : b >= 0xf0 && b <= 0xf4 ? 3 : -1;
     if (n < 0) return i;
@@ -82,10 +85,14 @@ export function invalidUtf8Offset(bytes: Uint8Array): number {
 /** Decodes a file's bytes as UTF-8, or throws SPEC_YAML naming the file and the first bad byte. */
 export function decodeUtf8(file: string, bytes: Uint8Array): string {
   if (bytes.length > LIMITS.fileBytes) {
-    throw new PipelineError('SPEC_INVALID', `${file} is ${bytes.length} bytes; pipeline and config files are limited to ${LIMITS.fileBytes} bytes.`, {
-      where: { file },
-      hint: 'Keep data out of the spec: put it in a data file and pass its path.',
-    });
+    throw new PipelineError(
+      'SPEC_INVALID',
+      `${file} is ${bytes.length} bytes; pipeline and config files are limited to ${LIMITS.fileBytes} bytes.`,
+      {
+        where: { file },
+        hint: 'Keep data out of the spec: put it in a data file and pass its path.',
+      },
+    );
   }
   try {
     return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
@@ -93,25 +100,36 @@ export function decodeUtf8(file: string, bytes: Uint8Array): string {
     const offset = invalidUtf8Offset(bytes);
     const before = new TextDecoder().decode(bytes.subarray(0, Math.max(0, offset)));
     const line = before.split('\n').length;
-    throw new PipelineError('SPEC_YAML', `${file} is not valid UTF-8: byte ${offset} (0x${(bytes[offset] ?? 0).toString(16).padStart(2, '0')}) on line ${line}.`, {
-      where: { file, line },
-      hint: 'Save the file as UTF-8.',
-    });
+    throw new PipelineError(
+      'SPEC_YAML',
+      `${file} is not valid UTF-8: byte ${offset} (0x${(bytes[offset] ?? 0).toString(16).padStart(2, '0')}) on line ${line}.`,
+      {
+        where: { file, line },
+        hint: 'Save the file as UTF-8.',
+      },
+    );
   }
 }
 
 /** Checks the overrides of a run: count, length, text. Throws INPUT_INVALID. */
 export function checkOverrides(overrides: readonly unknown[]): void {
   if (overrides.length > LIMITS.overrides) {
-    throw inputError(`${overrides.length} overrides; a run takes at most ${LIMITS.overrides}.`, 'Put larger changes in a config group option.');
+    throw inputError(
+      `${overrides.length} overrides; a run takes at most ${LIMITS.overrides}.`,
+      'Put larger changes in a config group option.',
+    );
   }
   overrides.forEach((o, i) => {
     if (typeof o !== 'string') throw inputError(`Override #${i + 1} is not a string.`);
     if (o.length > LIMITS.overrideChars) {
-      throw inputError(`Override #${i + 1} ('${shown(o, 40)}') is ${o.length} characters; overrides are limited to ${LIMITS.overrideChars}.`, 'Pass large values through a file.', {
-        file: '<overrides>',
-        path: [i],
-      });
+      throw inputError(
+        `Override #${i + 1} ('${shown(o, 40)}') is ${o.length} characters; overrides are limited to ${LIMITS.overrideChars}.`,
+        'Pass large values through a file.',
+        {
+          file: '<overrides>',
+          path: [i],
+        },
+      );
     }
     checkText(o, `Override #${i + 1}`);
   });
@@ -123,10 +141,13 @@ export function checkLabels(labels: Record<string, unknown>): void {
   if (entries.length > LIMITS.labels) throw inputError(`${entries.length} labels; a run takes at most ${LIMITS.labels}.`);
   for (const [k, v] of entries) {
     if (k.length > LIMITS.labelKeyChars || !LABEL_KEY.test(k)) {
-      throw inputError(`Label key '${shown(k)}' is not allowed: keys are up to ${LIMITS.labelKeyChars} letters, digits, _ . / - (starting with a letter, digit or _).`);
+      throw inputError(
+        `Label key '${shown(k)}' is not allowed: keys are up to ${LIMITS.labelKeyChars} letters, digits, _ . / - (starting with a letter, digit or _).`,
+      );
     }
     if (typeof v !== 'string') throw inputError(`Label '${k}' must have a string value.`);
-    if (v.length > LIMITS.labelValueChars) throw inputError(`Label '${k}' is ${v.length} characters; values are limited to ${LIMITS.labelValueChars}.`);
+    if (v.length > LIMITS.labelValueChars)
+      throw inputError(`Label '${k}' is ${v.length} characters; values are limited to ${LIMITS.labelValueChars}.`);
     if (CONTROL.test(v)) throw inputError(`Label '${k}' contains a control character.`);
     checkText(v, `Label '${k}'`);
   }
@@ -136,7 +157,11 @@ export function checkLabels(labels: Record<string, unknown>): void {
  * Walks a parsed document: depth within the bound, no `__proto__` key (which would reach an
  * object's prototype). Calls `fail` with the key path of the first problem of each kind.
  */
-export function checkTree(value: unknown, fail: (path: (string | number)[], message: string) => void, maxDepth: number = LIMITS.depth): void {
+export function checkTree(
+  value: unknown,
+  fail: (path: (string | number)[], message: string) => void,
+  maxDepth: number = LIMITS.depth,
+): void {
   let deep = false;
   const walk = (v: unknown, path: (string | number)[]): void => {
     if (v === null || typeof v !== 'object') return;
@@ -169,7 +194,9 @@ export function checkInput(input: unknown): void {
     throw new PipelineError('INPUT_INVALID', 'The workflow input is not JSON.');
   }
   if (bytes > LIMITS.inputBytes) {
-    throw new PipelineError('INPUT_INVALID', `The workflow input is ${bytes} bytes; it is limited to ${LIMITS.inputBytes}.`, { hint: 'Pass large values through files in the project.' });
+    throw new PipelineError('INPUT_INVALID', `The workflow input is ${bytes} bytes; it is limited to ${LIMITS.inputBytes}.`, {
+      hint: 'Pass large values through files in the project.',
+    });
   }
   let proto: string | undefined;
   checkTree(input, (path, message) => (proto ??= `${path.join('.')} ${message}`));

@@ -78,7 +78,8 @@ export function paramsHash(params: unknown): string {
 
 export const runPrefix = (workflowId: string): string => `runs/${keySegment(workflowId)}/`;
 export const runKey = (workflowId: string, runId: string): string => `${runPrefix(workflowId)}${keySegment(runId)}/run`;
-export const stepKey = (workflowId: string, runId: string, stepId: string): string => `${runPrefix(workflowId)}${keySegment(runId)}/steps/${keySegment(stepId)}`;
+export const stepKey = (workflowId: string, runId: string, stepId: string): string =>
+  `${runPrefix(workflowId)}${keySegment(runId)}/steps/${keySegment(stepId)}`;
 const linkName = (l: LineageLink): string => `${keySegment(l.workflowId)}.${keySegment(l.runId)}.${keySegment(l.stepId)}`;
 
 /** Every artifact reference inside a value (outputs may nest them in objects and lists). */
@@ -129,7 +130,9 @@ export async function runsOf(store: ArtifactStore, workflowId: string): Promise<
   const views = await Promise.all(
     [...byRun.values()].map(async (e) => {
       const run = e.run ? await store.getRecord<RunManifest>(e.run) : undefined;
-      const steps = (await Promise.all(e.steps.map((k) => store.getRecord<StepManifest>(k)))).filter((s): s is StepManifest => s !== undefined);
+      const steps = (await Promise.all(e.steps.map((k) => store.getRecord<StepManifest>(k)))).filter(
+        (s): s is StepManifest => s !== undefined,
+      );
       steps.sort((a, b) => a.startedAt.localeCompare(b.startedAt) || a.stepId.localeCompare(b.stepId));
       return { ...(run ? { run } : {}), steps };
     }),
@@ -171,7 +174,13 @@ async function links(store: ArtifactStore, sha256: string, kind: 'produced-by' |
  * and its direct consumers. `path` holds the digests above this one, so only a cycle stops the walk:
  * bytes that several runs (or several inputs) share are shown under each of them (read once: `memo`).
  */
-export async function lineageOf(store: ArtifactStore, sha256: string, depth = 20, path: ReadonlySet<string> = new Set(), memo = new Map<string, Promise<LineageNode>>()): Promise<LineageNode> {
+export async function lineageOf(
+  store: ArtifactStore,
+  sha256: string,
+  depth = 20,
+  path: ReadonlySet<string> = new Set(),
+  memo = new Map<string, Promise<LineageNode>>(),
+): Promise<LineageNode> {
   if (path.has(sha256) || depth <= 0) return { sha256, producedBy: [], usedBy: await links(store, sha256, 'used-by') };
   const key = `${sha256}:${depth}`;
   let node = memo.get(key);
@@ -179,11 +188,21 @@ export async function lineageOf(store: ArtifactStore, sha256: string, depth = 20
   return node;
 }
 
-async function walk(store: ArtifactStore, sha256: string, depth: number, path: ReadonlySet<string>, memo: Map<string, Promise<LineageNode>>): Promise<LineageNode> {
+async function walk(
+  store: ArtifactStore,
+  sha256: string,
+  depth: number,
+  path: ReadonlySet<string>,
+  memo: Map<string, Promise<LineageNode>>,
+): Promise<LineageNode> {
   const node: LineageNode = { sha256, producedBy: [], usedBy: await links(store, sha256, 'used-by') };
   const below = new Set([...path, sha256]);
-  const steps = await Promise.all((await links(store, sha256, 'produced-by')).map((l) => store.getRecord<StepManifest>(stepKey(l.workflowId, l.runId, l.stepId))));
-  const producers = steps.filter((s): s is StepManifest => s !== undefined).sort((a, b) => b.endedAt.localeCompare(a.endedAt) || a.stepId.localeCompare(b.stepId));
+  const steps = await Promise.all(
+    (await links(store, sha256, 'produced-by')).map((l) => store.getRecord<StepManifest>(stepKey(l.workflowId, l.runId, l.stepId))),
+  );
+  const producers = steps
+    .filter((s): s is StepManifest => s !== undefined)
+    .sort((a, b) => b.endedAt.localeCompare(a.endedAt) || a.stepId.localeCompare(b.stepId));
   for (const step of producers) {
     const out = artifactRefs(step.outputs).find((r) => r.sha256 === sha256);
     if (out) {

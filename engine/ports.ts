@@ -90,8 +90,20 @@ export interface TrackingBackend {
   getOrCreateExperiment(name: string): Promise<string>;
   /** The run of `experimentId` whose tag `key` equals `value`, if any (the idempotency lookup). */
   findRunByTag(experimentId: string, key: string, value: string): Promise<TrackedRun | undefined>;
-  createRun(options: { experimentId: string; runName: string; startTime: number; tags: { key: string; value: string }[] }): Promise<TrackedRun>;
-  logBatch(mlflowRunId: string, batch: { metrics: { key: string; value: number; timestamp: number; step: number }[]; params: { key: string; value: string }[]; tags: { key: string; value: string }[] }): Promise<void>;
+  createRun(options: {
+    experimentId: string;
+    runName: string;
+    startTime: number;
+    tags: { key: string; value: string }[];
+  }): Promise<TrackedRun>;
+  logBatch(
+    mlflowRunId: string,
+    batch: {
+      metrics: { key: string; value: number; timestamp: number; step: number }[];
+      params: { key: string; value: string }[];
+      tags: { key: string; value: string }[];
+    },
+  ): Promise<void>;
   metricHistory(mlflowRunId: string, key: string): Promise<{ key: string; value: number; timestamp: number; step: number }[]>;
   updateRun(mlflowRunId: string, status: 'RUNNING' | 'FINISHED' | 'FAILED' | 'KILLED', endTime?: number): Promise<void>;
   /** Writes one file under the run's artifact root. */

@@ -85,10 +85,21 @@ export class PredictionLogWriter {
     this.buffer = [];
     this.flushing = (async () => {
       try {
-        const file = await this.store.put(rows.map((r) => JSON.stringify(r)).join('\n') + '\n', { name: 'predictions.jsonl', mediaType: 'application/x-ndjson' });
+        const file = await this.store.put(rows.map((r) => JSON.stringify(r)).join('\n') + '\n', {
+          name: 'predictions.jsonl',
+          mediaType: 'application/x-ndjson',
+        });
         const from = rows[0]!.predicted_at;
         const to = rows[rows.length - 1]!.predicted_at;
-        const chunk: PredictionChunk = { kind: 'mlpipe.predictions', model: this.model, modelVersion: this.modelVersion, rows: rows.length, from, to, file };
+        const chunk: PredictionChunk = {
+          kind: 'mlpipe.predictions',
+          model: this.model,
+          modelVersion: this.modelVersion,
+          rows: rows.length,
+          from,
+          to,
+          file,
+        };
         await this.store.putRecord(`${PREDICTIONS_PREFIX}${keySegment(this.model)}/${keyTime(to)}-${this.writer}-${++this.seq}`, chunk);
         this.counts.written += rows.length;
         this.counts.chunks++;
@@ -135,7 +146,13 @@ async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T) => Prom
 const keyTime = (iso: string): string => iso.replace(/[:.]/g, '-');
 
 /** The chunks of a model's log whose rows fall in [since, until], oldest first. */
-export async function predictionChunks(store: ArtifactStore, model: string, since?: Date, until?: Date, read: ReadOptions = {}): Promise<PredictionChunk[]> {
+export async function predictionChunks(
+  store: ArtifactStore,
+  model: string,
+  since?: Date,
+  until?: Date,
+  read: ReadOptions = {},
+): Promise<PredictionChunk[]> {
   const prefix = `${PREDICTIONS_PREFIX}${keySegment(model)}/`;
   const floor = since ? keyTime(since.toISOString()) : '';
   // Chunks that ended before `since` are skipped by their key, without reading them: a monitor
@@ -181,5 +198,10 @@ export async function collectPredictions(
     return kept;
   });
   const lines = perChunk.flat();
-  return { text: lines.join('\n') + (lines.length ? '\n' : ''), rows: lines.length, chunks: chunks.length, versions: [...new Set(chunks.map((c) => c.modelVersion))] };
+  return {
+    text: lines.join('\n') + (lines.length ? '\n' : ''),
+    rows: lines.length,
+    chunks: chunks.length,
+    versions: [...new Set(chunks.map((c) => c.modelVersion))],
+  };
 }

@@ -53,11 +53,25 @@ async function applyMove(registry: ModelRegistry, name: string, alias: string, h
 }
 
 /** Points `alias` at `version` and records the move. Idempotent: no move when it is there already. */
-export async function moveAlias(registry: ModelRegistry, name: string, alias: string, version: string, action: AliasMove['action'], reason: string, now = new Date()): Promise<{ previous: string | null; moved: boolean }> {
+export async function moveAlias(
+  registry: ModelRegistry,
+  name: string,
+  alias: string,
+  version: string,
+  action: AliasMove['action'],
+  reason: string,
+  now = new Date(),
+): Promise<{ previous: string | null; moved: boolean }> {
   const current = await registry.byAlias(name, alias);
   if (current?.version === version) return { previous: current.version, moved: false };
   const previous = current?.version ?? null;
-  await applyMove(registry, name, alias, await aliasHistory(registry, name, alias), { version, previous, action, reason, at: now.toISOString() });
+  await applyMove(registry, name, alias, await aliasHistory(registry, name, alias), {
+    version,
+    previous,
+    action,
+    reason,
+    at: now.toISOString(),
+  });
   return { previous, moved: true };
 }
 
@@ -67,9 +81,18 @@ function stepBack(move: AliasMove): string | null {
 }
 
 /** Moves `alias` back to the version that held it before the current one (or to `to`). */
-export async function rollbackAlias(registry: ModelRegistry, name: string, alias: string, to?: string, now = new Date()): Promise<{ from: string; to: string }> {
+export async function rollbackAlias(
+  registry: ModelRegistry,
+  name: string,
+  alias: string,
+  to?: string,
+  now = new Date(),
+): Promise<{ from: string; to: string }> {
   const current = await registry.byAlias(name, alias);
-  if (!current) throw new PipelineError('INPUT_INVALID', `Model '${name}' has no version aliased '${alias}', so there is nothing to roll back.`, { hint: `mlpipe promote ${name} <version> --alias ${alias}` });
+  if (!current)
+    throw new PipelineError('INPUT_INVALID', `Model '${name}' has no version aliased '${alias}', so there is nothing to roll back.`, {
+      hint: `mlpipe promote ${name} <version> --alias ${alias}`,
+    });
   const history = await aliasHistory(registry, name, alias);
   const lastMoveTo = (version: string): AliasMove | undefined => [...history].reverse().find((m) => m.version === version);
   let target = to;
@@ -79,14 +102,25 @@ export async function rollbackAlias(registry: ModelRegistry, name: string, alias
     const last = lastMoveTo(current.version);
     target = (last ? stepBack(last) : undefined) ?? undefined;
     if (!target) {
-      throw new PipelineError('INPUT_INVALID', `Model '${name}': no earlier holder of '${alias}' is on record (version ${current.version} holds it${last ? ' since the first promotion' : ', set outside mlpipe'}).`, {
-        hint: `Give the version: mlpipe rollback ${name} --alias ${alias} --to <version>`,
-      });
+      throw new PipelineError(
+        'INPUT_INVALID',
+        `Model '${name}': no earlier holder of '${alias}' is on record (version ${current.version} holds it${last ? ' since the first promotion' : ', set outside mlpipe'}).`,
+        {
+          hint: `Give the version: mlpipe rollback ${name} --alias ${alias} --to <version>`,
+        },
+      );
     }
   }
   if (!(await registry.version(name, target))) throw new PipelineError('INPUT_INVALID', `Model '${name}' has no version ${target}.`);
   const before = lastMoveTo(target);
-  const move: AliasMove = { version: target, previous: current.version, backTo: before ? stepBack(before) : null, action: 'rollback', reason: `rolled back from version ${current.version}`, at: now.toISOString() };
+  const move: AliasMove = {
+    version: target,
+    previous: current.version,
+    backTo: before ? stepBack(before) : null,
+    action: 'rollback',
+    reason: `rolled back from version ${current.version}`,
+    at: now.toISOString(),
+  };
   await applyMove(registry, name, alias, history, move);
   return { from: current.version, to: target };
 }
@@ -98,18 +132,32 @@ export interface PromotionDecision {
 }
 
 /** Decides whether `version` (with `value` on the metric) should take `alias` from its holder. */
-export async function decidePromotion(registry: ModelRegistry, name: string, alias: string, version: string, metric: { key: string; goal: Goal; value: number; minImprovement?: number }): Promise<PromotionDecision> {
+export async function decidePromotion(
+  registry: ModelRegistry,
+  name: string,
+  alias: string,
+  version: string,
+  metric: { key: string; goal: Goal; value: number; minImprovement?: number },
+): Promise<PromotionDecision> {
   const holder = await registry.byAlias(name, alias);
   if (!holder) return { promote: true, reason: `no version holds '${alias}' yet` };
   if (holder.version === version) return { promote: true, reason: `version ${version} already holds '${alias}'`, incumbent: { version } };
   const raw = holder.tags[metricTag(metric.key)];
   const value = raw === undefined ? undefined : Number(raw);
   if (value === undefined || !Number.isFinite(value)) {
-    return { promote: false, reason: `'${alias}' (version ${holder.version}) has no ${metric.key} on record to compare with; promote by hand if intended`, incumbent: { version: holder.version } };
+    return {
+      promote: false,
+      reason: `'${alias}' (version ${holder.version}) has no ${metric.key} on record to compare with; promote by hand if intended`,
+      incumbent: { version: holder.version },
+    };
   }
   const better = beats(metric.value, value, metric.goal, metric.minImprovement ?? 0);
   const cmp = `${metric.key} ${fmt(metric.value)} vs ${fmt(value)} of version ${holder.version}`;
-  return { promote: better, reason: better ? `beats '${alias}': ${cmp}` : `does not beat '${alias}': ${cmp}`, incumbent: { version: holder.version, value } };
+  return {
+    promote: better,
+    reason: better ? `beats '${alias}': ${cmp}` : `does not beat '${alias}': ${cmp}`,
+    incumbent: { version: holder.version, value },
+  };
 }
 
 const fmt = (v: number): string => (Math.abs(v) >= 100 ? Math.round(v).toLocaleString('en-US') : Number(v.toPrecision(5)).toString());

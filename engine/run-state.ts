@@ -71,7 +71,7 @@ export class RunState {
     if (this.failure || this.cancelled) return { start, skipped };
     let slots = this.maxParallel - this.running().length;
     // Skips can make later steps ready or skipped in turn: iterate to a fixed point.
-    for (let changed = true; changed; ) {
+    for (let changed = true; changed;) {
       changed = false;
       for (const id of this.pipeline.order) {
         const state = this.steps[id]!;
@@ -203,4 +203,3 @@ export class RunState {
     return out;
   }
 }
-

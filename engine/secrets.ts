@@ -69,7 +69,8 @@ export function scrubError<E>(e: E, redact: (text: string) => string): E {
     err.message = redact(err.message);
     if (err.stack) err.stack = redact(err.stack);
     if (typeof err.hint === 'string') Object.defineProperty(err, 'hint', { value: redact(err.hint) });
-    if ((err as { details?: unknown }).details !== undefined) Object.defineProperty(err, 'details', { value: redactStrings((err as { details?: unknown }).details, redact) });
+    if ((err as { details?: unknown }).details !== undefined)
+      Object.defineProperty(err, 'details', { value: redactStrings((err as { details?: unknown }).details, redact) });
     cur = err.cause;
   }
   return e;

@@ -80,18 +80,33 @@ export async function untilAvailable<T>(fn: () => Promise<T>, o: ServiceWaitOpti
       const error = e instanceof Error ? e.message : String(e);
       const where = `${o.service}${o.location ? ` at ${o.location}` : ''}`;
       if (t - since >= o.boundMs) {
-        throw new PipelineError('SERVICE_UNAVAILABLE', `${where} has been unreachable for ${formatDuration(t - since)}, longer than the step waits (retry.serviceWait ${formatDuration(o.boundMs)}): ${error}`, {
-          hint: `Bring ${o.service} back, or set a longer retry.serviceWait on the step.`,
-          retryable: false,
-          cause: e,
-        });
+        throw new PipelineError(
+          'SERVICE_UNAVAILABLE',
+          `${where} has been unreachable for ${formatDuration(t - since)}, longer than the step waits (retry.serviceWait ${formatDuration(o.boundMs)}): ${error}`,
+          {
+            hint: `Bring ${o.service} back, or set a longer retry.serviceWait on the step.`,
+            retryable: false,
+            cause: e,
+          },
+        );
       }
       const delay = Math.min(cap, initial * 2 ** Math.min(tries - 1, 30)) * (0.5 + random() / 2);
       if (o.attemptDeadline !== undefined && t + delay >= o.attemptDeadline) {
         // The next attempt goes on waiting; this one ends before its timeout does.
-        throw new ServiceUnavailable(`waiting for ${where} (unreachable since ${new Date(since).toISOString()}); this attempt ends, the next goes on waiting: ${error}`, since, e);
+        throw new ServiceUnavailable(
+          `waiting for ${where} (unreachable since ${new Date(since).toISOString()}); this attempt ends, the next goes on waiting: ${error}`,
+          since,
+          e,
+        );
       }
-      waiting = { service: o.service, location: o.location, since, tries, error, message: `waiting for ${where} (unreachable for ${formatDuration(t - since)}): ${error}` };
+      waiting = {
+        service: o.service,
+        location: o.location,
+        since,
+        tries,
+        error,
+        message: `waiting for ${where} (unreachable for ${formatDuration(t - since)}): ${error}`,
+      };
       o.onWaiting?.(waiting);
       await sleep(delay, o.signal);
     }

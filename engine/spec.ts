@@ -39,7 +39,10 @@ export const retrySchema = z
 export const stepCacheSchema = z
   .object({
     enabled: z.boolean().optional(),
-    ignore: z.array(z.string().regex(/^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*|\.\d+)*$/, 'a param path such as lr or model.hidden')).min(1).optional(),
+    ignore: z
+      .array(z.string().regex(/^[A-Za-z_][\w-]*(\.[A-Za-z_][\w-]*|\.\d+)*$/, 'a param path such as lr or model.hidden'))
+      .min(1)
+      .optional(),
   })
   .strict();
 
@@ -108,19 +111,34 @@ export const monitorSchema = z
      */
     current: z.string().min(1),
     /** With `predictions:<model>`: how far back to read the log (default 24h). */
-    window: z.string().refine((v) => parseDuration(v) !== undefined, { message: DURATION_HELP }).optional(),
+    window: z
+      .string()
+      .refine((v) => parseDuration(v) !== undefined, { message: DURATION_HELP })
+      .optional(),
     reference: z
       .object({
         step: z.string().min(1),
         output: z.string().min(1).default('dataset'),
-        model: z.string().regex(/^[^@\s]+@[\w-]+$/, 'a registered model and alias, e.g. california-housing@champion').optional(),
+        model: z
+          .string()
+          .regex(/^[^@\s]+@[\w-]+$/, 'a registered model and alias, e.g. california-housing@champion')
+          .optional(),
       })
       .strict(),
     drift: driftParams.default({ driftShare: 0.5, perColumn: {} }),
     /** On dataset drift, start this pipeline (one retrain at a time). */
     retrain: z.boolean().default(true),
     /** Post a Slack-compatible message to the webhook URL in this worker environment variable. */
-    alert: z.object({ webhookEnv: z.string().regex(/^[A-Z_][A-Z0-9_]*$/).default('MLPIPE_ALERT_WEBHOOK'), always: z.boolean().default(false) }).strict().optional(),
+    alert: z
+      .object({
+        webhookEnv: z
+          .string()
+          .regex(/^[A-Z_][A-Z0-9_]*$/)
+          .default('MLPIPE_ALERT_WEBHOOK'),
+        always: z.boolean().default(false),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -136,7 +154,9 @@ export const pipelineSchema = z
      * Override keys (params.data, dataset.path) whose values may name files anywhere on the worker
      * when they reach a plugin's path param. Other overrides that do must stay inside the project.
      */
-    overridablePaths: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$/, 'an override key such as params.data')).optional(),
+    overridablePaths: z
+      .array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*$/, 'an override key such as params.data'))
+      .optional(),
     maxParallel: z.number().int().min(1).max(LIMITS.maxParallel).optional(),
     cache: z.boolean().optional(),
     stepDefaults: stepDefaultsSchema.optional(),

@@ -49,7 +49,13 @@ export const ACTIVITY_DEFAULTS = {
   /** The search's MLflow run (start, finish, Vertex trials): bounded, then the search goes on untracked. */
   hpoTracking: { startToCloseTimeoutMs: MINUTE, maximumAttempts: 8, initialIntervalMs: 1000, maximumIntervalMs: 15_000 },
   /** deliverTracking: no attempt limit (an MLflow outage only delays delivery); heartbeats before each event and write. */
-  deliverTracking: { startToCloseTimeoutMs: 5 * MINUTE, heartbeatTimeoutMs: MINUTE, initialIntervalMs: 1000, backoffCoefficient: 2, maximumIntervalMs: 15_000 },
+  deliverTracking: {
+    startToCloseTimeoutMs: 5 * MINUTE,
+    heartbeatTimeoutMs: MINUTE,
+    initialIntervalMs: 1000,
+    backoffCoefficient: 2,
+    maximumIntervalMs: 15_000,
+  },
   /** prepareMonitor, computeMonitorDrift: they heartbeat while they read and compute; the monitor input may set another heartbeat timeout. */
   monitorData: { startToCloseTimeoutMs: 30 * MINUTE, heartbeatTimeoutMs: 2 * MINUTE, maximumAttempts: 3 },
   /** postAlert: one webhook call. */
@@ -70,7 +76,10 @@ export function heartbeatEveryMs(heartbeatTimeoutMs: number | undefined, fallbac
 }
 
 /** The delay before the retry that follows the n-th error of a step (n >= 1). */
-export function errorRetryDelayMs(errors: number, retry: { initialIntervalMs?: number; backoffCoefficient?: number; maximumIntervalMs?: number }): number {
+export function errorRetryDelayMs(
+  errors: number,
+  retry: { initialIntervalMs?: number; backoffCoefficient?: number; maximumIntervalMs?: number },
+): number {
   const initial = retry.initialIntervalMs ?? STEP_DEFAULTS.initialIntervalMs;
   const coefficient = retry.backoffCoefficient ?? STEP_DEFAULTS.backoffCoefficient;
   const cap = retry.maximumIntervalMs ?? STEP_DEFAULTS.maximumIntervalMs;

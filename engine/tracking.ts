@@ -63,7 +63,10 @@ const KEY_CHARS = /^[/\w.\- :]*$/;
 
 /** A valid MLflow key for any text: disallowed characters become '_', no '..', no leading '/'. */
 export function sanitizeKey(key: string): string {
-  let k = key.replace(/[^/\w.\- :]/g, '_').replace(/\.{2,}/g, '.').replace(/^\/+/, '');
+  let k = key
+    .replace(/[^/\w.\- :]/g, '_')
+    .replace(/\.{2,}/g, '.')
+    .replace(/^\/+/, '');
   if (k.length > LIMITS.keyLength) k = k.slice(0, LIMITS.keyLength);
   return k || '_';
 }
@@ -73,7 +76,7 @@ export function isValidKey(key: string): boolean {
 }
 
 function text(value: unknown): string {
-  return typeof value === 'string' ? value : JSON.stringify(value) ?? 'null';
+  return typeof value === 'string' ? value : (JSON.stringify(value) ?? 'null');
 }
 
 /**

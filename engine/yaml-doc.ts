@@ -18,10 +18,14 @@ export interface SourceDoc {
  */
 export function parseYaml(file: string, text: string): SourceDoc {
   if (text.length > LIMITS.fileBytes) {
-    throw new PipelineError('SPEC_INVALID', `${file} has ${text.length} characters; pipeline and config files are limited to ${LIMITS.fileBytes} bytes.`, {
-      where: { file },
-      hint: 'Keep data out of the spec: put it in a data file and pass its path.',
-    });
+    throw new PipelineError(
+      'SPEC_INVALID',
+      `${file} has ${text.length} characters; pipeline and config files are limited to ${LIMITS.fileBytes} bytes.`,
+      {
+        where: { file },
+        hint: 'Keep data out of the spec: put it in a data file and pass its path.',
+      },
+    );
   }
   const lineCounter = new LineCounter();
   let doc: Document;
@@ -54,7 +58,9 @@ export function parseYaml(file: string, text: string): SourceDoc {
     return { file, line: pos.line, column: pos.col, path: [...path] };
   };
   const problems: PipelineError[] = [];
-  checkTree(value, (path, message) => problems.push(new PipelineError('SPEC_INVALID', `'${path.join('.')}' ${message}`, { where: locate(path), hint: TREE_HINT })));
+  checkTree(value, (path, message) =>
+    problems.push(new PipelineError('SPEC_INVALID', `'${path.join('.')}' ${message}`, { where: locate(path), hint: TREE_HINT })),
+  );
   if (problems.length) throw new SpecErrors(problems);
   return {
     file,
@@ -69,10 +75,14 @@ const TREE_HINT = `Files nest at most ${LIMITS.depth} levels, and '__proto__' ca
 function tooComplex(file: string, e: unknown): PipelineError {
   const alias = e instanceof ReferenceError && /alias/i.test(e.message);
   if (alias || e instanceof RangeError) {
-    return new PipelineError('SPEC_YAML', alias ? `${file} expands more than ${LIMITS.yamlAliases} YAML aliases.` : `${file} is nested too deeply to parse.`, {
-      where: { file },
-      hint: alias ? 'Use fewer aliases (*name); a file that multiplies them is refused.' : `Files nest at most ${LIMITS.depth} levels.`,
-    });
+    return new PipelineError(
+      'SPEC_YAML',
+      alias ? `${file} expands more than ${LIMITS.yamlAliases} YAML aliases.` : `${file} is nested too deeply to parse.`,
+      {
+        where: { file },
+        hint: alias ? 'Use fewer aliases (*name); a file that multiplies them is refused.' : `Files nest at most ${LIMITS.depth} levels.`,
+      },
+    );
   }
   return new PipelineError('SPEC_YAML', `${file} could not be parsed: ${(e as Error).message}`, { where: { file } });
 }

@@ -29,7 +29,27 @@ export function artifactFormat(ref: ArtifactRef): DataFormat {
 }
 
 /** pandas.read_csv's default missing-value markers (its na_values). */
-export const PANDAS_NA_VALUES = ['', '#N/A', '#N/A N/A', '#NA', '-1.#IND', '-1.#QNAN', '-NaN', '-nan', '1.#IND', '1.#QNAN', '<NA>', 'N/A', 'NA', 'NULL', 'NaN', 'None', 'n/a', 'nan', 'null'];
+export const PANDAS_NA_VALUES = [
+  '',
+  '#N/A',
+  '#N/A N/A',
+  '#NA',
+  '-1.#IND',
+  '-1.#QNAN',
+  '-NaN',
+  '-nan',
+  '1.#IND',
+  '1.#QNAN',
+  '<NA>',
+  'N/A',
+  'NA',
+  'NULL',
+  'NaN',
+  'None',
+  'n/a',
+  'nan',
+  'null',
+];
 const PANDAS_TRUE = new Set(['True', 'TRUE', 'true']);
 const PANDAS_FALSE = new Set(['False', 'FALSE', 'false']);
 
@@ -59,7 +79,13 @@ export interface LoadedDataset extends Dataset {
  * `onRows` runs after each chunk of rows is read (rows so far); it may return a promise, which is
  * awaited (an activity heartbeats there).
  */
-export async function loadDriftDataset(file: string, label: string, only?: string[], format?: DataFormat, onRows?: (rows: number) => void | Promise<void>): Promise<LoadedDataset> {
+export async function loadDriftDataset(
+  file: string,
+  label: string,
+  only?: string[],
+  format?: DataFormat,
+  onRows?: (rows: number) => void | Promise<void>,
+): Promise<LoadedDataset> {
   return withDuckDB(async (db) => {
     const fmt = format ?? formatOf(file);
     let src = readerFor(file, fmt);
@@ -74,12 +100,16 @@ export async function loadDriftDataset(file: string, label: string, only?: strin
         columns = await describe(db, src);
       }
     } catch (e) {
-      throw new PipelineError('DATA_INVALID', `Cannot read the ${label} data ${file}: ${(e as Error).message.split('\n')[0]}`, { hint: 'Give a Parquet, CSV (with a header) or JSON lines file.' });
+      throw new PipelineError('DATA_INVALID', `Cannot read the ${label} data ${file}: ${(e as Error).message.split('\n')[0]}`, {
+        hint: 'Give a Parquet, CSV (with a header) or JSON lines file.',
+      });
     }
     if (only) {
       const missing = only.filter((c) => !columns.some((d) => d.name === c));
       if (missing.length) {
-        throw new PipelineError('DATA_INVALID', `The ${label} data ${file} has no column(s) ${missing.join(', ')}.`, { hint: `Its columns: ${columns.map((c) => c.name).join(', ')}.` });
+        throw new PipelineError('DATA_INVALID', `The ${label} data ${file} has no column(s) ${missing.join(', ')}.`, {
+          hint: `Its columns: ${columns.map((c) => c.name).join(', ')}.`,
+        });
       }
       columns = columns.filter((c) => only.includes(c.name));
     }
@@ -99,7 +129,15 @@ export async function loadDriftDataset(file: string, label: string, only?: strin
     const exact = used.map((u) => (u.type === 'BIGINT' ? new BigInt64Array(n) : undefined));
     const needsExact = used.map(() => false);
     const select = used
-      .map((u) => (u.type === 'BIGINT' ? ident(u.name) : u.kind === 'num' ? `${ident(u.name)}::DOUBLE` : u.type === 'BOOLEAN' ? `CASE WHEN ${ident(u.name)} THEN 'True' WHEN NOT ${ident(u.name)} THEN 'False' END` : `${ident(u.name)}::VARCHAR`))
+      .map((u) =>
+        u.type === 'BIGINT'
+          ? ident(u.name)
+          : u.kind === 'num'
+            ? `${ident(u.name)}::DOUBLE`
+            : u.type === 'BOOLEAN'
+              ? `CASE WHEN ${ident(u.name)} THEN 'True' WHEN NOT ${ident(u.name)} THEN 'False' END`
+              : `${ident(u.name)}::VARCHAR`,
+      )
       .join(', ');
     let row = 0;
     if (used.length) {

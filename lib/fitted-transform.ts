@@ -45,7 +45,13 @@ const fittedOp = z.discriminatedUnion('op', [
   z.object({ op: z.literal('clip'), column: z.string(), min: z.number().nullable(), max: z.number().nullable() }),
   z.object({ op: z.literal('onehot'), column: z.string(), categories: z.array(z.string()) }),
   z.object({ op: z.literal('standardize'), column: z.string(), mean: z.number(), std: z.number() }),
-  z.object({ op: z.literal('rbf'), name: z.string(), columns: z.array(z.string()), centers: z.array(z.array(z.number())), gamma: z.number() }),
+  z.object({
+    op: z.literal('rbf'),
+    name: z.string(),
+    columns: z.array(z.string()),
+    centers: z.array(z.array(z.number())),
+    gamma: z.number(),
+  }),
 ]);
 const fittedTransform = z.object({
   kind: z.literal('mlpipe.transform'),
@@ -62,9 +68,13 @@ const fittedTransform = z.object({
 export function parseFittedTransform(value: unknown, where: string): FittedTransform {
   const r = fittedTransform.safeParse(value);
   if (r.success) return r.data as FittedTransform;
-  throw new PipelineError('PLUGIN_INPUT', `${where}: 'state' is not a fitted transform (process.transform's state output): ${formatZodIssues(r.error.issues.slice(0, 1), 'the document')}.`, {
-    hint: 'Bind the state output of a process.transform step.',
-  });
+  throw new PipelineError(
+    'PLUGIN_INPUT',
+    `${where}: 'state' is not a fitted transform (process.transform's state output): ${formatZodIssues(r.error.issues.slice(0, 1), 'the document')}.`,
+    {
+      hint: 'Bind the state output of a process.transform step.',
+    },
+  );
 }
 
 /** A column name for a one-hot category: `ocean_proximity=NEAR BAY`. */
@@ -84,7 +94,10 @@ export function applyOpSql(op: FittedOp, columns: string[]): { select: string; c
   });
   switch (op.op) {
     case 'derive':
-      return { select: `*, (${op.expr !== undefined ? formulaSql(parseFormula(op.expr)) : op.sql}) AS ${q(op.name)}`, columns: [...columns, op.name] };
+      return {
+        select: `*, (${op.expr !== undefined ? formulaSql(parseFormula(op.expr)) : op.sql}) AS ${q(op.name)}`,
+        columns: [...columns, op.name],
+      };
     case 'impute':
       return replace(op.column, `coalesce(${q(op.column)}, ${typeof op.value === 'number' ? op.value : sqlString(op.value)})`);
     case 'log':
@@ -99,11 +112,16 @@ export function applyOpSql(op: FittedOp, columns: string[]): { select: string; c
       return replace(op.column, `(${q(op.column)} - ${op.mean}) / ${op.std}`);
     case 'rbf': {
       const names = op.centers.map((_, k) => `${op.name}_${k}`);
-      const exprs = op.centers.map((c, k) => `exp(-${op.gamma} * (${op.columns.map((col, j) => `power(${q(col)}::DOUBLE - ${c[j]}, 2)`).join(' + ')})) AS ${q(names[k]!)}`);
+      const exprs = op.centers.map(
+        (c, k) =>
+          `exp(-${op.gamma} * (${op.columns.map((col, j) => `power(${q(col)}::DOUBLE - ${c[j]}, 2)`).join(' + ')})) AS ${q(names[k]!)}`,
+      );
       return { select: ['*', ...exprs].join(', '), columns: [...columns, ...names] };
     }
     case 'onehot': {
-      const flags = op.categories.map((c) => `CASE WHEN CAST(${q(op.column)} AS VARCHAR) = ${sqlString(c)} THEN 1.0 ELSE 0.0 END AS ${q(onehotName(op.column, c))}`);
+      const flags = op.categories.map(
+        (c) => `CASE WHEN CAST(${q(op.column)} AS VARCHAR) = ${sqlString(c)} THEN 1.0 ELSE 0.0 END AS ${q(onehotName(op.column, c))}`,
+      );
       return {
         select: [`* EXCLUDE (${q(op.column)})`, ...flags].join(', '),
         columns: [...columns.filter((c) => c !== op.column), ...op.categories.map((c) => onehotName(op.column, c))],

@@ -139,6 +139,8 @@ export function formulaSql(f: Formula): string {
     case 'fn':
       return `${f.fn}(${formulaSql(f.arg)})`;
     case 'bin':
-      return f.op === '^' ? `power(${formulaSql(f.left)}, ${formulaSql(f.right)})` : `(${formulaSql(f.left)} ${f.op} ${formulaSql(f.right)})`;
+      return f.op === '^'
+        ? `power(${formulaSql(f.left)}, ${formulaSql(f.right)})`
+        : `(${formulaSql(f.left)} ${f.op} ${formulaSql(f.right)})`;
   }
 }

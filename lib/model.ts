@@ -45,26 +45,38 @@ export async function loadMatrix(file: string, opts: { target?: string; features
     const src = `read_parquet(${sqlString(file)})`;
     const columns = await describe(db, src);
     if (opts.target && !columns.some((c) => c.name === opts.target)) {
-      throw new PipelineError('DATA_INVALID', `${opts.label}: no target column '${opts.target}'. Columns: ${columns.map((c) => c.name).join(', ')}.`, {
-        hint: 'Check `target` (and that no transform dropped or renamed it).',
-      });
+      throw new PipelineError(
+        'DATA_INVALID',
+        `${opts.label}: no target column '${opts.target}'. Columns: ${columns.map((c) => c.name).join(', ')}.`,
+        {
+          hint: 'Check `target` (and that no transform dropped or renamed it).',
+        },
+      );
     }
     const features = opts.features ?? columns.filter((c) => c.name !== opts.target && isNumericType(c.type)).map((c) => c.name);
     const missing = features.filter((f) => !columns.some((c) => c.name === f));
     if (missing.length) throw new PipelineError('DATA_INVALID', `${opts.label}: missing feature column(s) ${missing.join(', ')}.`);
     const nonNumeric = features.filter((f) => !isNumericType(columns.find((c) => c.name === f)!.type));
     if (nonNumeric.length) {
-      throw new PipelineError('DATA_INVALID', `${opts.label}: feature column(s) ${nonNumeric.join(', ')} are not numeric.`, { hint: 'One-hot encode categorical columns with process.transform first.' });
+      throw new PipelineError('DATA_INVALID', `${opts.label}: feature column(s) ${nonNumeric.join(', ')} are not numeric.`, {
+        hint: 'One-hot encode categorical columns with process.transform first.',
+      });
     }
     const select = features.map((f) => `${ident(f)}::DOUBLE AS ${ident(f)}`).join(', ');
     const nulls = await db.rows<{ c: string; n: number }>(
-      features.map((f) => `SELECT ${sqlString(f)} AS c, count(*) FILTER (WHERE ${ident(f)} IS NULL)::BIGINT AS n FROM ${src}`).join(' UNION ALL '),
+      features
+        .map((f) => `SELECT ${sqlString(f)} AS c, count(*) FILTER (WHERE ${ident(f)} IS NULL)::BIGINT AS n FROM ${src}`)
+        .join(' UNION ALL '),
     );
     const withNulls = nulls.filter((r) => r.n > 0);
     if (withNulls.length) {
-      throw new PipelineError('DATA_INVALID', `${opts.label}: null values in ${withNulls.map((r) => `'${r.c}' (${r.n})`).join(', ')}.`, { hint: 'Impute them with process.transform before training.' });
+      throw new PipelineError('DATA_INVALID', `${opts.label}: null values in ${withNulls.map((r) => `'${r.c}' (${r.n})`).join(', ')}.`, {
+        hint: 'Impute them with process.transform before training.',
+      });
     }
-    const rows = await db.rows<Record<string, number | string>>(`SELECT ${select}${opts.target ? `, ${ident(opts.target)} AS __y` : ''} FROM ${src}`);
+    const rows = await db.rows<Record<string, number | string>>(
+      `SELECT ${select}${opts.target ? `, ${ident(opts.target)} AS __y` : ''} FROM ${src}`,
+    );
     const x = new Float32Array(rows.length * features.length);
     const y: (number | string)[] = [];
     rows.forEach((r, i) => {
@@ -72,7 +84,9 @@ export async function loadMatrix(file: string, opts: { target?: string; features
       if (opts.target) y.push(r['__y'] as number | string);
     });
     if (opts.target && y.some((v) => v === null || v === undefined)) {
-      throw new PipelineError('DATA_INVALID', `${opts.label}: the target '${opts.target}' has null values.`, { hint: 'Drop those rows with process.sql, or validate the target with maxNullShare: 0.' });
+      throw new PipelineError('DATA_INVALID', `${opts.label}: the target '${opts.target}' has null values.`, {
+        hint: 'Drop those rows with process.sql, or validate the target with maxNullShare: 0.',
+      });
     }
     return { x, y: opts.target ? y : undefined, rows: rows.length, features };
   });
@@ -87,7 +101,12 @@ export async function serializeModel(tf: Tf, model: LayersModel, meta: ModelMeta
     }),
   );
   const weights = saved!.weightData as ArrayBuffer;
-  const doc: ModelDocument = { ...meta, modelTopology: saved!.modelTopology, weightSpecs: saved!.weightSpecs, weightData: Buffer.from(weights).toString('base64') };
+  const doc: ModelDocument = {
+    ...meta,
+    modelTopology: saved!.modelTopology,
+    weightSpecs: saved!.weightSpecs,
+    weightData: Buffer.from(weights).toString('base64'),
+  };
   return Buffer.from(JSON.stringify(doc));
 }
 

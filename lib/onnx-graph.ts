@@ -11,7 +11,15 @@
  */
 import { PipelineError } from '../engine/errors.js';
 import { type OnnxContract, type OnnxInput } from '../adapters/onnx/contract.js';
-import { AttributeType, DataType, type AttributeProto, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from '../adapters/onnx/proto.js';
+import {
+  AttributeType,
+  DataType,
+  type AttributeProto,
+  type ModelProto,
+  type NodeProto,
+  type TensorProto,
+  type ValueInfoProto,
+} from '../adapters/onnx/proto.js';
 import { parseFormula, type Formula } from './formula.js';
 import type { FittedTransform } from './fitted-transform.js';
 import type { ModelDocument } from './model.js';
@@ -67,13 +75,19 @@ class Graph {
 }
 
 const attrInt = (name: string, i: number): AttributeProto => ({ name, type: AttributeType.INT, i });
-const attrStrings = (name: string, values: string[]): AttributeProto => ({ name, type: AttributeType.STRINGS, strings: values.map((v) => new TextEncoder().encode(v)) });
+const attrStrings = (name: string, values: string[]): AttributeProto => ({
+  name,
+  type: AttributeType.STRINGS,
+  strings: values.map((v) => new TextEncoder().encode(v)),
+});
 
 function valueInfo(name: string, elem: number, dims: (number | string)[], doc?: string): ValueInfoProto {
   return {
     name,
     ...(doc ? { doc_string: doc } : {}),
-    type: { tensor_type: { elem_type: elem, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dim_value: d } : { dim_param: d })) } } },
+    type: {
+      tensor_type: { elem_type: elem, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dim_value: d } : { dim_param: d })) } },
+    },
   };
 }
 
@@ -87,7 +101,10 @@ interface DenseLayer {
 
 /** The Dense layers of a Sequential tfjs model, with their weights (dropout is identity at inference). */
 export function denseLayers(model: ModelDocument): DenseLayer[] {
-  const topology = model.modelTopology as { class_name?: string; config?: { layers?: { class_name: string; config: { name: string; units?: number; activation?: string; use_bias?: boolean } }[] } };
+  const topology = model.modelTopology as {
+    class_name?: string;
+    config?: { layers?: { class_name: string; config: { name: string; units?: number; activation?: string; use_bias?: boolean } }[] };
+  };
   const layers = topology.config?.layers;
   if (topology.class_name !== 'Sequential' || !layers) throw exportError('the model is not a Sequential tfjs model.');
   const specs = model.weightSpecs as { name: string; shape: number[]; dtype: string }[];
@@ -105,11 +122,18 @@ export function denseLayers(model: ModelDocument): DenseLayer[] {
   const out: DenseLayer[] = [];
   for (const layer of layers) {
     if (layer.class_name === 'Dropout') continue;
-    if (layer.class_name !== 'Dense') throw exportError(`layer ${layer.config.name} is a ${layer.class_name}; only Dense and Dropout layers are exported.`);
+    if (layer.class_name !== 'Dense')
+      throw exportError(`layer ${layer.config.name} is a ${layer.class_name}; only Dense and Dropout layers are exported.`);
     const kernel = weights.get(`${layer.config.name}/kernel`);
     if (!kernel) throw exportError(`no weights for layer ${layer.config.name}.`);
     const bias = weights.get(`${layer.config.name}/bias`);
-    out.push({ kernel: kernel.data, bias: bias?.data, inputs: kernel.shape[0]!, units: kernel.shape[1]!, activation: layer.config.activation ?? 'linear' });
+    out.push({
+      kernel: kernel.data,
+      bias: bias?.data,
+      inputs: kernel.shape[0]!,
+      units: kernel.shape[1]!,
+      activation: layer.config.activation ?? 'linear',
+    });
   }
   return out;
 }
@@ -141,10 +165,13 @@ export function buildOnnxModel(state: FittedTransform, model: ModelDocument, opt
       return t;
     }
     const type = declared.get(column) ?? (stringColumns.has(column) ? 'string' : 'number');
-    if (type === 'other') throw exportError(`column '${column}' has a type ONNX serving does not take (dates, lists); drop it before the transform.`);
+    if (type === 'other')
+      throw exportError(`column '${column}' has a type ONNX serving does not take (dates, lists); drop it before the transform.`);
     if (type !== as) {
       throw exportError(
-        as === 'string' ? `column '${column}' is numeric; one-hot encoding of numbers cannot be exported.` : `column '${column}' is text but used as a number.`,
+        as === 'string'
+          ? `column '${column}' is numeric; one-hot encoding of numbers cannot be exported.`
+          : `column '${column}' is text but used as a number.`,
         as === 'string' ? 'Cast it to text (VARCHAR) in an earlier step, or bin it.' : undefined,
       );
     }
@@ -172,12 +199,16 @@ export function buildOnnxModel(state: FittedTransform, model: ModelDocument, opt
     switch (op.op) {
       case 'derive':
         if (op.expr === undefined) {
-          throw exportError(`derived column '${op.name}' is written in SQL, which cannot be exported.`, `Write it as a formula: { op: derive, name: ${op.name}, expr: <formula> } (+ - * / ^, sqrt, ln, exp, abs).`);
+          throw exportError(
+            `derived column '${op.name}' is written in SQL, which cannot be exported.`,
+            `Write it as a formula: { op: derive, name: ${op.name}, expr: <formula> } (+ - * / ^, sqrt, ln, exp, abs).`,
+          );
         }
         current.set(op.name, formula(parseFormula(op.expr)));
         break;
       case 'impute': {
-        if (typeof op.value !== 'number') throw exportError(`imputing text column '${op.column}' cannot be exported yet; one-hot leaves a missing category as all zeros.`);
+        if (typeof op.value !== 'number')
+          throw exportError(`imputing text column '${op.column}' cannot be exported yet; one-hot leaves a missing category as all zeros.`);
         const x = read(op.column, 'number');
         current.set(op.column, g.one('Where', [g.one('IsNaN', [x]), g.double(op.value), x]));
         break;
@@ -233,19 +264,30 @@ export function buildOnnxModel(state: FittedTransform, model: ModelDocument, opt
   // The network's input: its features in training order.
   const features = model.features.map((f) => {
     const t = current.get(f) ?? (declared.has(f) || !state.ops.length ? read(f, 'number') : undefined);
-    if (!t) throw exportError(`the model's feature '${f}' is not produced by the transform.`, 'Export the transform state that made the training data.');
+    if (!t)
+      throw exportError(
+        `the model's feature '${f}' is not produced by the transform.`,
+        'Export the transform state that made the training data.',
+      );
     return t;
   });
   for (const i of inputs) i.nullable = imputed.has(i.name) || (declared.get(i.name) ?? 'number') === 'string';
-  let h = g.one('Cast', [features.length === 1 ? features[0]! : g.one('Concat', features, [attrInt('axis', 1)])], [attrInt('to', DataType.FLOAT)]);
+  let h = g.one(
+    'Cast',
+    [features.length === 1 ? features[0]! : g.one('Concat', features, [attrInt('axis', 1)])],
+    [attrInt('to', DataType.FLOAT)],
+  );
 
   const layers = denseLayers(model);
-  if (layers[0]?.inputs !== model.features.length) throw exportError(`the network takes ${layers[0]?.inputs} inputs but the model lists ${model.features.length} features.`);
+  if (layers[0]?.inputs !== model.features.length)
+    throw exportError(`the network takes ${layers[0]?.inputs} inputs but the model lists ${model.features.length} features.`);
   layers.forEach((layer, i) => {
     const w = g.tensor(`dense${i}_kernel`, DataType.FLOAT, [layer.inputs, layer.units], layer.kernel);
     h = g.one('MatMul', [h, w]);
     if (layer.bias) h = g.one('Add', [h, g.tensor(`dense${i}_bias`, DataType.FLOAT, [layer.units], layer.bias)]);
-    const act = { relu: 'Relu', elu: 'Elu', tanh: 'Tanh', selu: 'Selu', sigmoid: 'Sigmoid', softmax: 'Softmax', linear: '' }[layer.activation];
+    const act = { relu: 'Relu', elu: 'Elu', tanh: 'Tanh', selu: 'Selu', sigmoid: 'Sigmoid', softmax: 'Softmax', linear: '' }[
+      layer.activation
+    ];
     if (act === undefined) throw exportError(`activation '${layer.activation}' cannot be exported.`);
     if (act === 'Softmax') h = g.one(act, [h], [attrInt('axis', -1)]);
     else if (act) h = g.one(act, [h]);
@@ -261,7 +303,13 @@ export function buildOnnxModel(state: FittedTransform, model: ModelDocument, opt
   g.nodes.push({ name: 'n_output', op_type: 'Identity', input: [h], output: [output] });
   const width = regression ? 1 : model.classes && model.classes.length > 2 ? model.classes.length : 1;
 
-  const contract: OnnxContract = { inputs, task: model.task, target: model.target, output, ...(model.classes ? { classes: model.classes } : {}) };
+  const contract: OnnxContract = {
+    inputs,
+    task: model.task,
+    target: model.target,
+    output,
+    ...(model.classes ? { classes: model.classes } : {}),
+  };
   return {
     ir_version: ONNX_IR_VERSION,
     producer_name: 'mlpipe',
@@ -272,12 +320,17 @@ export function buildOnnxModel(state: FittedTransform, model: ModelDocument, opt
       { domain: '', version: ONNX_OPSET },
       { domain: 'ai.onnx.ml', version: ONNX_ML_OPSET },
     ],
-    metadata_props: [{ key: 'mlpipe.contract', value: JSON.stringify(contract) }, ...Object.entries(options.metadata ?? {}).map(([key, value]) => ({ key, value }))],
+    metadata_props: [
+      { key: 'mlpipe.contract', value: JSON.stringify(contract) },
+      ...Object.entries(options.metadata ?? {}).map(([key, value]) => ({ key, value })),
+    ],
     graph: {
       name: 'mlpipe',
       node: g.nodes,
       initializer: g.initializers,
-      input: inputs.map((i) => valueInfo(i.name, i.type === 'string' ? DataType.STRING : DataType.DOUBLE, ['N', 1], `${i.type}${i.nullable ? ', nullable' : ''}`)),
+      input: inputs.map((i) =>
+        valueInfo(i.name, i.type === 'string' ? DataType.STRING : DataType.DOUBLE, ['N', 1], `${i.type}${i.nullable ? ', nullable' : ''}`),
+      ),
       output: [valueInfo(output, DataType.FLOAT, ['N', width])],
     },
   };

@@ -39,10 +39,15 @@ export type GpuQuery = () => Promise<GpuSample[] | undefined>;
 /** Asks nvidia-smi; undefined when it is missing or fails (then the sampler stops asking). */
 export const nvidiaSmi: GpuQuery = () =>
   new Promise((resolve) => {
-    execFile('nvidia-smi', ['--query-gpu=index,utilization.gpu,memory.used,memory.total', '--format=csv,noheader,nounits'], { timeout: 3_000 }, (err, stdout) => {
-      if (err) resolve(undefined);
-      else resolve(parseNvidiaSmi(stdout));
-    });
+    execFile(
+      'nvidia-smi',
+      ['--query-gpu=index,utilization.gpu,memory.used,memory.total', '--format=csv,noheader,nounits'],
+      { timeout: 3_000 },
+      (err, stdout) => {
+        if (err) resolve(undefined);
+        else resolve(parseNvidiaSmi(stdout));
+      },
+    );
   });
 
 function cpuTimes(): { busy: number; total: number } {
@@ -79,7 +84,9 @@ export class SystemSampler {
       'system/system_memory_usage_megabytes': round((totalmem() - freemem()) / MiB),
       'system/system_memory_usage_percentage': round(((totalmem() - freemem()) / totalmem()) * 100),
       // 100 = one core busy all the interval.
-      'system/process_cpu_utilization_percentage': round(((proc.user - this.lastProcess.user + proc.system - this.lastProcess.system) / wallUs) * 100),
+      'system/process_cpu_utilization_percentage': round(
+        ((proc.user - this.lastProcess.user + proc.system - this.lastProcess.system) / wallUs) * 100,
+      ),
       'system/process_memory_rss_megabytes': round(process.memoryUsage.rss() / MiB),
     };
     this.lastCpu = cpu;
@@ -110,12 +117,14 @@ export function watchSystem(sink: SystemMetricsSink, options: { everyMs?: number
   let samples = 0;
   let busy: Promise<void> = Promise.resolve();
   const take = (): Promise<void> =>
-    (busy = busy.then(async () => {
-      const values = await sampler.sample();
-      samples++;
-      sink.logMetrics(values, { step: samples, timestamp: Date.now() });
-      sink.heartbeat({ system: Object.fromEntries(Object.entries(values).map(([k, v]) => [k.slice('system/'.length), v])) });
-    }).catch(() => undefined));
+    (busy = busy
+      .then(async () => {
+        const values = await sampler.sample();
+        samples++;
+        sink.logMetrics(values, { step: samples, timestamp: Date.now() });
+        sink.heartbeat({ system: Object.fromEntries(Object.entries(values).map(([k, v]) => [k.slice('system/'.length), v])) });
+      })
+      .catch(() => undefined));
   const timer = setInterval(() => void take(), options.everyMs ?? 5_000);
   timer.unref();
   return {

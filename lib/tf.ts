@@ -51,7 +51,8 @@ export function gpuVisible(env: NodeJS.ProcessEnv = process.env, gpusDir = '/pro
 
 async function tryBackend(name: BackendName): Promise<Tf> {
   if (name === 'tfjs-node-gpu' || name === 'tfjs-node') {
-    if (name === 'tfjs-node-gpu' && !gpuVisible()) throw new Error('no NVIDIA GPU is visible (/proc/driver/nvidia/gpus is empty or CUDA_VISIBLE_DEVICES hides it)');
+    if (name === 'tfjs-node-gpu' && !gpuVisible())
+      throw new Error('no NVIDIA GPU is visible (/proc/driver/nvidia/gpus is empty or CUDA_VISIBLE_DEVICES hides it)');
     // TensorFlow's informational start-up lines (oneDNN, CPU instructions) are noise to users.
     process.env['TF_CPP_MIN_LOG_LEVEL'] ??= '1';
     // Importing a native package registers the 'tensorflow' backend on its own tfjs copy.
@@ -60,7 +61,11 @@ async function tryBackend(name: BackendName): Promise<Tf> {
     await tf.ready();
     return tf;
   }
-  const [core, layers] = await Promise.all([import('@tensorflow/tfjs-core'), import('@tensorflow/tfjs-layers'), import('@tensorflow/tfjs-backend-cpu')]);
+  const [core, layers] = await Promise.all([
+    import('@tensorflow/tfjs-core'),
+    import('@tensorflow/tfjs-layers'),
+    import('@tensorflow/tfjs-backend-cpu'),
+  ]);
   const tf: Tf = { ...core, ...layers };
   if (name === 'wasm') {
     const wasm = await import('@tensorflow/tfjs-backend-wasm');
@@ -82,7 +87,9 @@ export function envBackend(env: NodeJS.ProcessEnv = process.env): BackendName | 
   const raw = env['MLPIPE_TF_BACKEND']?.trim();
   if (!raw || raw === 'auto') return undefined;
   if (!(BACKENDS as string[]).includes(raw)) {
-    throw new PipelineError('INPUT_INVALID', `MLPIPE_TF_BACKEND='${raw.slice(0, 40)}' is not a tfjs backend.`, { hint: `Set it to one of auto, ${BACKENDS.join(', ')}, or unset it.` });
+    throw new PipelineError('INPUT_INVALID', `MLPIPE_TF_BACKEND='${raw.slice(0, 40)}' is not a tfjs backend.`, {
+      hint: `Set it to one of auto, ${BACKENDS.join(', ')}, or unset it.`,
+    });
   }
   return raw as BackendName;
 }
@@ -107,9 +114,13 @@ async function load(want: BackendName | undefined, source: string): Promise<Load
 }
 
 function conflict(loaded: BackendName, asked: BackendName, by: string): PipelineError {
-  return new PipelineError('PLUGIN_PARAMS', `${by} asks for the tfjs backend '${asked}', but this process runs '${loaded}' (tfjs has one backend per process).`, {
-    hint: `Use backend: ${loaded} or auto in every step this worker runs, or run this step on a worker started with MLPIPE_TF_BACKEND=${asked}.`,
-  });
+  return new PipelineError(
+    'PLUGIN_PARAMS',
+    `${by} asks for the tfjs backend '${asked}', but this process runs '${loaded}' (tfjs has one backend per process).`,
+    {
+      hint: `Use backend: ${loaded} or auto in every step this worker runs, or run this step on a worker started with MLPIPE_TF_BACKEND=${asked}.`,
+    },
+  );
 }
 
 /** The first backend that works, in preference order, or the one asked for (see the module comment). */
@@ -117,9 +128,13 @@ export async function loadTf(prefer: BackendName | 'auto' = 'auto'): Promise<Loa
   const env = envBackend();
   const asked = prefer === 'auto' ? undefined : prefer;
   if (env && asked && asked !== env) {
-    throw new PipelineError('PLUGIN_PARAMS', `The step's backend param asks for the tfjs backend '${asked}', but MLPIPE_TF_BACKEND=${env} fixes this process's backend.`, {
-      hint: `Use backend: ${env} or auto, or run this step on a worker started with MLPIPE_TF_BACKEND=${asked} (or without it).`,
-    });
+    throw new PipelineError(
+      'PLUGIN_PARAMS',
+      `The step's backend param asks for the tfjs backend '${asked}', but MLPIPE_TF_BACKEND=${env} fixes this process's backend.`,
+      {
+        hint: `Use backend: ${env} or auto, or run this step on a worker started with MLPIPE_TF_BACKEND=${asked} (or without it).`,
+      },
+    );
   }
   const want = asked ?? env;
   const source = asked ? "the step's backend param" : 'MLPIPE_TF_BACKEND';

@@ -39,10 +39,16 @@ export function checkPluginInputs(plugin: AnyPlugin, params: unknown, inputs: Re
     const key = name.replace(/\?$/, '');
     const v = inputs[key];
     if ((v === undefined || v === null) && !name.endsWith('?')) {
-      throw new PipelineError('PLUGIN_INPUT', `Step '${stepId}': input '${key}' is missing (the step that should provide it gave no value).`);
+      throw new PipelineError(
+        'PLUGIN_INPUT',
+        `Step '${stepId}': input '${key}' is missing (the step that should provide it gave no value).`,
+      );
     }
     if (v !== undefined && v !== null && ['artifact', 'dataset', 'model'].includes(kind) && !isArtifactRef(v)) {
-      throw new PipelineError('PLUGIN_INPUT', `Step '${stepId}': input '${key}' must be an artifact reference (${kind}), got ${JSON.stringify(v).slice(0, 80)}.`);
+      throw new PipelineError(
+        'PLUGIN_INPUT',
+        `Step '${stepId}': input '${key}' must be an artifact reference (${kind}), got ${JSON.stringify(v).slice(0, 80)}.`,
+      );
     }
   }
 }
@@ -53,7 +59,9 @@ export function checkPluginOutputs(plugin: AnyPlugin, params: unknown, outputs: 
   if (!declared) return;
   const missing = Object.keys(declared).filter((k) => !(k in outputs));
   if (missing.length) {
-    throw new PipelineError('PLUGIN_OUTPUT', `Plugin '${plugin.name}' did not return declared output(s) ${missing.join(', ')}.`, { hint: 'This is a bug in the plugin.' });
+    throw new PipelineError('PLUGIN_OUTPUT', `Plugin '${plugin.name}' did not return declared output(s) ${missing.join(', ')}.`, {
+      hint: 'This is a bug in the plugin.',
+    });
   }
 }
 
@@ -61,9 +69,13 @@ export function createRegistry(plugins: AnyPlugin[]): Registry {
   const byName = new Map<string, AnyPlugin>();
   for (const p of plugins) {
     if (byName.has(p.name)) {
-      throw new PipelineError('PLUGIN_DUPLICATE', `Two plugins are named '${p.name}' (versions ${byName.get(p.name)!.version} and ${p.version}).`, {
-        hint: 'Plugin names must be unique; rename one of them.',
-      });
+      throw new PipelineError(
+        'PLUGIN_DUPLICATE',
+        `Two plugins are named '${p.name}' (versions ${byName.get(p.name)!.version} and ${p.version}).`,
+        {
+          hint: 'Plugin names must be unique; rename one of them.',
+        },
+      );
     }
     byName.set(p.name, p);
   }
@@ -104,7 +116,7 @@ export function createRegistry(plugins: AnyPlugin[]): Registry {
       const p = byName.get(name);
       if (!p) {
         throw new PipelineError('PLUGIN_UNKNOWN', `No plugin named '${name}' on this worker.${didYouMean(name, byName.keys())}`, {
-          hint: 'Check the step\'s `uses`, or run a worker built with that plugin.',
+          hint: "Check the step's `uses`, or run a worker built with that plugin.",
         });
       }
       return p;

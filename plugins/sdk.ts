@@ -104,7 +104,9 @@ type OptionalName<N> = N extends `${infer B}?` ? B : never;
  * What `run` receives for a declared input map: required inputs as their values, `name?` inputs
  * under `name`, possibly undefined (or null when an expression gave null).
  */
-export type InputsOf<I extends IoMap> = { [N in keyof I as RequiredName<N>]: InputValue<I[N]> } & { [N in keyof I as OptionalName<N>]?: InputValue<I[N]> | null };
+export type InputsOf<I extends IoMap> = { [N in keyof I as RequiredName<N>]: InputValue<I[N]> } & {
+  [N in keyof I as OptionalName<N>]?: InputValue<I[N]> | null;
+};
 
 /** What `run` must return for a declared output map: every declared output, under its name. */
 export type OutputsOf<O extends IoMap> = { -readonly [N in keyof O]: OutputValue<O[N]> };

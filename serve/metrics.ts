@@ -33,7 +33,11 @@ export class ServerMetrics {
   /** The text format, version 0.0.4. `gauges` are sampled at scrape time. */
   render(gauges: Record<string, { help: string; value: number }> = {}): string {
     const out: string[] = [];
-    out.push('# HELP mlpipe_model_info The model being served.', '# TYPE mlpipe_model_info gauge', `mlpipe_model_info${labelText(this.info)} 1`);
+    out.push(
+      '# HELP mlpipe_model_info The model being served.',
+      '# TYPE mlpipe_model_info gauge',
+      `mlpipe_model_info${labelText(this.info)} 1`,
+    );
     for (const [name, c] of this.counters) {
       out.push(`# HELP ${name} ${c.help}`, `# TYPE ${name} counter`);
       for (const [labels, v] of c.values) out.push(`${name}${labels} ${v}`);

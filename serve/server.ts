@@ -62,7 +62,8 @@ interface Serving {
   drained?: () => void;
 }
 
-type ErrorDetail = { instance?: number; field: string; problem: string } | { index: number; fields: Record<string, unknown>; reason: string };
+type ErrorDetail =
+  { instance?: number; field: string; problem: string } | { index: number; fields: Record<string, unknown>; reason: string };
 
 /** An error answered to the client: its code's HTTP status (engine/errors.ts), `{error: code, message, details}`. */
 function httpError(code: ErrorCode, message: string, details?: ErrorDetail[]): PipelineError {
@@ -93,13 +94,26 @@ function nonFinite(out: Float32Array, rows: number): { index: number; value: num
 export function recordSchema(contract: OnnxContract): z.ZodType<Record<string, unknown>> {
   const shape: Record<string, z.ZodType> = {};
   for (const i of contract.inputs) {
-    const base = i.type === 'number' ? z.number({ error: (iss) => (iss.input === undefined ? 'required' : `expected a number, got ${JSON.stringify(iss.input)?.slice(0, 40)}`) }).finite() : z.string({ error: (iss) => (iss.input === undefined ? 'required' : `expected text, got ${JSON.stringify(iss.input)?.slice(0, 40)}`) });
+    const base =
+      i.type === 'number'
+        ? z
+            .number({
+              error: (iss) => (iss.input === undefined ? 'required' : `expected a number, got ${JSON.stringify(iss.input)?.slice(0, 40)}`),
+            })
+            .finite()
+        : z.string({
+            error: (iss) => (iss.input === undefined ? 'required' : `expected text, got ${JSON.stringify(iss.input)?.slice(0, 40)}`),
+          });
     shape[i.name] = i.nullable ? base.nullable().optional() : base;
   }
   return z.object(shape).strict() as unknown as z.ZodType<Record<string, unknown>>;
 }
 
-function parseInstances(body: unknown, schema: z.ZodType<Record<string, unknown>>, maxInstances: number): { records: Record<string, unknown>[]; batch: boolean } {
+function parseInstances(
+  body: unknown,
+  schema: z.ZodType<Record<string, unknown>>,
+  maxInstances: number,
+): { records: Record<string, unknown>[]; batch: boolean } {
   let raw: unknown[];
   let batch = true;
   if (Array.isArray(body)) raw = body;
@@ -112,7 +126,8 @@ function parseInstances(body: unknown, schema: z.ZodType<Record<string, unknown>
     batch = false;
   } else throw httpError('INVALID_INPUT', 'The body must be a JSON record, a list of records, or {"instances": [...]}.');
   if (raw.length === 0) throw httpError('INVALID_INPUT', 'No records to predict.');
-  if (raw.length > maxInstances) throw httpError('TOO_MANY_INSTANCES', `${raw.length} records in one request; the limit is ${maxInstances}.`);
+  if (raw.length > maxInstances)
+    throw httpError('TOO_MANY_INSTANCES', `${raw.length} records in one request; the limit is ${maxInstances}.`);
   const details: { instance?: number; field: string; problem: string }[] = [];
   const records = raw.map((r, idx) => {
     const parsed = schema.safeParse(r);
@@ -120,13 +135,22 @@ function parseInstances(body: unknown, schema: z.ZodType<Record<string, unknown>
     for (const issue of parsed.error.issues) {
       if (details.length >= 50) break;
       const keys = issue.code === 'unrecognized_keys' ? (issue as { keys: string[] }).keys : [issue.path.join('.') || '(record)'];
-      for (const field of keys) details.push({ ...(batch ? { instance: idx } : {}), field, problem: issue.code === 'unrecognized_keys' ? 'not an input of this model' : issue.message });
+      for (const field of keys)
+        details.push({
+          ...(batch ? { instance: idx } : {}),
+          field,
+          problem: issue.code === 'unrecognized_keys' ? 'not an input of this model' : issue.message,
+        });
     }
     return {};
   });
   if (details.length) {
     const first = details[0]!;
-    throw httpError('INVALID_INPUT', `${details.length === 50 ? '50+' : details.length} invalid field(s); first: ${first.instance !== undefined ? `instances[${first.instance}].` : ''}${first.field}: ${first.problem}.`, details);
+    throw httpError(
+      'INVALID_INPUT',
+      `${details.length === 50 ? '50+' : details.length} invalid field(s); first: ${first.instance !== undefined ? `instances[${first.instance}].` : ''}${first.field}: ${first.problem}.`,
+      details,
+    );
   }
   return { records, batch };
 }
@@ -152,10 +176,20 @@ async function readBody(req: http.IncomingMessage, max: number): Promise<Buffer>
 }
 
 export async function startPredictionServer(opts: ServerOptions): Promise<RunningServer> {
-  let current: Serving = { predictor: opts.predictor, model: opts.model, log: opts.log, schema: recordSchema(opts.predictor.contract), inflight: 0 };
+  let current: Serving = {
+    predictor: opts.predictor,
+    model: opts.model,
+    log: opts.log,
+    schema: recordSchema(opts.predictor.contract),
+    inflight: 0,
+  };
   const maxBody = opts.maxBodyBytes ?? 2 ** 20;
   const maxInstances = opts.maxInstances ?? 10_000;
-  const info = (s: Serving): Record<string, string> => ({ name: s.model.name, version: s.model.version, sha256: s.predictor.sha256.slice(0, 12) });
+  const info = (s: Serving): Record<string, string> => ({
+    name: s.model.name,
+    version: s.model.version,
+    sha256: s.predictor.sha256.slice(0, 12),
+  });
   const metrics = new ServerMetrics(info(current));
   let ready = true;
 
@@ -184,7 +218,8 @@ export async function startPredictionServer(opts: ServerOptions): Promise<Runnin
   async function predictWith(s: Serving, req: http.IncomingMessage): Promise<{ status: number; body: unknown; rows: number }> {
     const { predictor, model, schema } = s;
     const contract = predictor.contract;
-    if (!/^application\/json\b/i.test(req.headers['content-type'] ?? '')) throw httpError('UNSUPPORTED_MEDIA_TYPE', 'Send JSON with Content-Type: application/json.');
+    if (!/^application\/json\b/i.test(req.headers['content-type'] ?? ''))
+      throw httpError('UNSUPPORTED_MEDIA_TYPE', 'Send JSON with Content-Type: application/json.');
     const text = await readBody(req, maxBody);
     let body: unknown;
     try {
@@ -196,7 +231,12 @@ export async function startPredictionServer(opts: ServerOptions): Promise<Runnin
     const out = await predictor.predict(records);
     const bad = nonFinite(out, records.length);
     if (bad.length) {
-      metrics.inc('mlpipe_predictions_nonfinite_total', 'Records for which the model produced NaN or Infinity (answered 422, not logged).', {}, bad.length);
+      metrics.inc(
+        'mlpipe_predictions_nonfinite_total',
+        'Records for which the model produced NaN or Infinity (answered 422, not logged).',
+        {},
+        bad.length,
+      );
       const first = bad[0]!;
       throw httpError(
         'PREDICTION_NOT_FINITE',
@@ -210,7 +250,13 @@ export async function startPredictionServer(opts: ServerOptions): Promise<Runnin
       const at = new Date().toISOString();
       const sample = opts.logSample ?? 1;
       const kept = sample >= 1 ? records.map((_, i) => i) : records.flatMap((_, i) => (Math.random() < sample ? [i] : []));
-      if (kept.length < records.length) metrics.inc('mlpipe_prediction_log_sampled_out_total', 'Predictions left out of the log by --log-sample.', {}, records.length - kept.length);
+      if (kept.length < records.length)
+        metrics.inc(
+          'mlpipe_prediction_log_sampled_out_total',
+          'Predictions left out of the log by --log-sample.',
+          {},
+          records.length - kept.length,
+        );
       s.log.append(
         kept.map((i): PredictionRow => {
           const r = records[i]!;
@@ -237,21 +283,40 @@ export async function startPredictionServer(opts: ServerOptions): Promise<Runnin
     const path = (req.url ?? '/').split('?')[0];
     const { model, predictor, log } = current;
     const contract = predictor.contract;
-    if (req.method === 'GET' && path === '/health') return send(ready ? 200 : 503, { status: ready ? 'ok' : 'stopping', model: model.name, version: model.version });
+    if (req.method === 'GET' && path === '/health')
+      return send(ready ? 200 : 503, { status: ready ? 'ok' : 'stopping', model: model.name, version: model.version });
     if (req.method === 'GET' && path === '/metrics') {
       return send(
         200,
         metrics.render({
-          mlpipe_prediction_log_pending_rows: { help: 'Predictions waiting to be written to the prediction log.', value: log?.pending ?? 0 },
+          mlpipe_prediction_log_pending_rows: {
+            help: 'Predictions waiting to be written to the prediction log.',
+            value: log?.pending ?? 0,
+          },
           mlpipe_prediction_log_written_rows: { help: 'Predictions written to the prediction log.', value: log?.counts.written ?? 0 },
-          mlpipe_prediction_log_dropped_rows: { help: 'Predictions dropped from the log (store unavailable too long).', value: log?.counts.dropped ?? 0 },
-          mlpipe_prediction_log_failed_flushes: { help: 'Failed writes of the prediction log (retried).', value: log?.counts.failedFlushes ?? 0 },
+          mlpipe_prediction_log_dropped_rows: {
+            help: 'Predictions dropped from the log (store unavailable too long).',
+            value: log?.counts.dropped ?? 0,
+          },
+          mlpipe_prediction_log_failed_flushes: {
+            help: 'Failed writes of the prediction log (retried).',
+            value: log?.counts.failedFlushes ?? 0,
+          },
         }),
         'text/plain; version=0.0.4; charset=utf-8',
       );
     }
     if (req.method === 'GET' && path === '/model') {
-      return send(200, { ...model, sha256: predictor.sha256, bytes: predictor.bytes, task: contract.task, target: contract.target, output: contract.output, classes: contract.classes, inputs: contract.inputs });
+      return send(200, {
+        ...model,
+        sha256: predictor.sha256,
+        bytes: predictor.bytes,
+        task: contract.task,
+        target: contract.target,
+        output: contract.output,
+        classes: contract.classes,
+        inputs: contract.inputs,
+      });
     }
     if (path === '/predict') {
       if (req.method !== 'POST') return send(405, { error: 'METHOD_NOT_ALLOWED', message: 'POST records to /predict.' });
@@ -268,7 +333,8 @@ export async function startPredictionServer(opts: ServerOptions): Promise<Runnin
             res.destroy();
             return;
           }
-          const err = httpStatus(e) !== undefined ? (e as PipelineError) : httpError('INTERNAL', `Prediction failed: ${(e as Error).message}`);
+          const err =
+            httpStatus(e) !== undefined ? (e as PipelineError) : httpError('INTERNAL', `Prediction failed: ${(e as Error).message}`);
           const status = httpStatus(err)!;
           metrics.inc('mlpipe_predict_requests_total', 'Requests to /predict by HTTP status.', { status: String(status) });
           metrics.inc('mlpipe_predict_errors_total', 'Failed /predict requests by error code.', { code: err.code });
@@ -279,7 +345,10 @@ export async function startPredictionServer(opts: ServerOptions): Promise<Runnin
         .finally(() => metrics.observeLatency(Number(process.hrtime.bigint() - started) / 1e9));
       return;
     }
-    send(404, { error: 'NOT_FOUND', message: `No route ${req.method} ${path}. Routes: POST /predict, GET /health, GET /metrics, GET /model.` });
+    send(404, {
+      error: 'NOT_FOUND',
+      message: `No route ${req.method} ${path}. Routes: POST /predict, GET /health, GET /metrics, GET /model.`,
+    });
   });
   server.keepAliveTimeout = 65_000;
   await new Promise<void>((resolve, reject) => {

@@ -13,11 +13,24 @@ import type { Activities } from '../activities/index.js';
 import { describeFailure, failureOptions, NON_RETRYABLE_CODES, PipelineError } from '../engine/errors.js';
 import { MEDIAN_RULE_CURVES, medianCurve, type Trial } from '../engine/hpo.js';
 import { ACTIVITY_DEFAULTS } from '../engine/step-defaults.js';
-import { hpoStatusQueryName, hpoTrackingOf, type HpoPlan, type HpoResult, type HpoStatus, type HpoTracking, type HpoWorkflowInput, type PipelineResult, type TrialResult } from '../engine/contracts.js';
+import {
+  hpoStatusQueryName,
+  hpoTrackingOf,
+  type HpoPlan,
+  type HpoResult,
+  type HpoStatus,
+  type HpoTracking,
+  type HpoWorkflowInput,
+  type PipelineResult,
+  type TrialResult,
+} from '../engine/contracts.js';
 import { pipelineWorkflow } from './pipeline.js';
 
 const { vertexTuning, hpoTracking } = ACTIVITY_DEFAULTS;
-const { planHpo } = proxyActivities<Activities>({ startToCloseTimeout: ACTIVITY_DEFAULTS.planHpo.startToCloseTimeoutMs, retry: { maximumAttempts: ACTIVITY_DEFAULTS.planHpo.maximumAttempts, nonRetryableErrorTypes: [...NON_RETRYABLE_CODES] } });
+const { planHpo } = proxyActivities<Activities>({
+  startToCloseTimeout: ACTIVITY_DEFAULTS.planHpo.startToCloseTimeoutMs,
+  retry: { maximumAttempts: ACTIVITY_DEFAULTS.planHpo.maximumAttempts, nonRetryableErrorTypes: [...NON_RETRYABLE_CODES] },
+});
 /** The Vertex activity heartbeats once per poll; its heartbeat timeout (and so how fast a cancel reaches it) follows the poll interval. */
 const vertexActivity = (pollMs: number) =>
   proxyActivities<Activities>({
@@ -28,7 +41,11 @@ const vertexActivity = (pollMs: number) =>
 // Tracking never fails the search: bounded retries, then the search goes on untracked.
 const { startHpoTracking, finishHpoTracking, trackExternalTrials } = proxyActivities<Activities>({
   startToCloseTimeout: hpoTracking.startToCloseTimeoutMs,
-  retry: { maximumAttempts: hpoTracking.maximumAttempts, initialInterval: hpoTracking.initialIntervalMs, maximumInterval: hpoTracking.maximumIntervalMs },
+  retry: {
+    maximumAttempts: hpoTracking.maximumAttempts,
+    initialInterval: hpoTracking.initialIntervalMs,
+    maximumInterval: hpoTracking.maximumIntervalMs,
+  },
 });
 
 export const hpoStatusQuery = defineQuery<HpoStatus>(hpoStatusQueryName);
@@ -84,23 +101,49 @@ export async function hpoWorkflow(input: HpoWorkflowInput): Promise<HpoResult> {
     curves: input.state?.curves ?? [],
     running: new Map<number, Promise<void>>(),
   };
-  setHandler(hpoStatusQuery, () => ({ trials: plan.trials.length, finished: results.length, failed: s.failed, running: [...s.running.keys()], best: bestOf(results, spec.metric.goal), generation }));
+  setHandler(hpoStatusQuery, () => ({
+    trials: plan.trials.length,
+    finished: results.length,
+    failed: s.failed,
+    running: [...s.running.keys()],
+    best: bestOf(results, spec.metric.goal),
+    generation,
+  }));
 
   if (spec.backend === 'vertex' && !input.state) await runOnVertex(s, info.workflowId);
   const pending = spec.backend === 'vertex' ? [] : plan.trials.filter((t) => !done.has(t.index));
   await runTrials(s, pending);
   if (s.failed > spec.maxFailed) {
-    throw ApplicationFailure.create(failureOptions(new PipelineError('HPO_FAILED', `${s.failed} trials failed, more than maxFailed (${spec.maxFailed}). Last error: ${results.filter((r) => r.status === 'failed').pop()?.error ?? ''}`)));
+    throw ApplicationFailure.create(
+      failureOptions(
+        new PipelineError(
+          'HPO_FAILED',
+          `${s.failed} trials failed, more than maxFailed (${spec.maxFailed}). Last error: ${results.filter((r) => r.status === 'failed').pop()?.error ?? ''}`,
+        ),
+      ),
+    );
   }
   if (spec.backend !== 'vertex' && results.length < plan.trials.length) {
     // History is large: start over with the results so far (running trials have all finished).
-    await continueAsNew<typeof hpoWorkflow>({ ...input, state: { plan, results, generation: generation + 1, ...(tracking ? { tracking } : {}), ...(es ? { curves: s.curves } : {}) } });
+    await continueAsNew<typeof hpoWorkflow>({
+      ...input,
+      state: { plan, results, generation: generation + 1, ...(tracking ? { tracking } : {}), ...(es ? { curves: s.curves } : {}) },
+    });
   }
   const best = bestOf(results, spec.metric.goal);
   if (!best) throw ApplicationFailure.create(failureOptions(new PipelineError('HPO_FAILED', 'No trial produced the metric.')));
   if (tracking && best.runId) await finishTracking(s, tracking, best);
   const final = spec.final ? await runFinal(s, best) : undefined;
-  return { pipeline: plan.pipeline, metric: spec.metric, best, trials: results.length, failed: s.failed, generations: generation + 1, results: [...results].sort((a, b) => a.index - b.index), ...(final ? { final } : {}) };
+  return {
+    pipeline: plan.pipeline,
+    metric: spec.metric,
+    best,
+    trials: results.length,
+    failed: s.failed,
+    generations: generation + 1,
+    results: [...results].sort((a, b) => a.index - b.index),
+    ...(final ? { final } : {}),
+  };
 }
 
 /** The search's MLflow run; undefined (the search goes on untracked) when tracking is off or fails. */
@@ -119,7 +162,11 @@ async function runOnVertex(s: Search, displayName: string): Promise<void> {
   const job = await vertexActivity(spec.vertex?.pollMs ?? vertexTuning.pollMs)({ plan, displayName });
   for (const t of job.trials) {
     const index = Number(t.id);
-    results.push(t.value !== undefined && t.state === 'SUCCEEDED' ? { index, overrides: t.overrides, status: 'succeeded', value: t.value, workflowId: job.job, runId: `trial-${t.id}` } : { index, overrides: t.overrides, status: 'failed', error: `Vertex trial ${t.state}`, workflowId: job.job });
+    results.push(
+      t.value !== undefined && t.state === 'SUCCEEDED'
+        ? { index, overrides: t.overrides, status: 'succeeded', value: t.value, workflowId: job.job, runId: `trial-${t.id}` }
+        : { index, overrides: t.overrides, status: 'failed', error: `Vertex trial ${t.state}`, workflowId: job.job },
+    );
   }
   s.failed = results.filter((r) => r.status === 'failed').length;
   if (tracking) {
@@ -143,8 +190,18 @@ async function runTrials(s: Search, pending: Trial[]): Promise<void> {
   let draining = false;
   while (next < pending.length || running.size > 0) {
     if (s.failed > spec.maxFailed) draining = true;
-    if (!draining && (workflowInfo().continueAsNewSuggested || (input.trialsPerGeneration !== undefined && launchedThisGeneration >= input.trialsPerGeneration))) draining = true;
-    while (!draining && running.size < spec.parallel && next < pending.length && (input.trialsPerGeneration === undefined || launchedThisGeneration < input.trialsPerGeneration)) {
+    if (
+      !draining &&
+      (workflowInfo().continueAsNewSuggested ||
+        (input.trialsPerGeneration !== undefined && launchedThisGeneration >= input.trialsPerGeneration))
+    )
+      draining = true;
+    while (
+      !draining &&
+      running.size < spec.parallel &&
+      next < pending.length &&
+      (input.trialsPerGeneration === undefined || launchedThisGeneration < input.trialsPerGeneration)
+    ) {
       launchTrial(s, pending[next++]!);
       launchedThisGeneration++;
     }
@@ -166,11 +223,26 @@ async function runTrial(s: Search, t: Trial): Promise<void> {
   const workflowId = `${root}/trial-${t.index}`;
   // The median rule's bar for this trial: from the trials finished before it starts.
   const bar = es ? medianCurve(curves, es.minTrials) : [];
-  const stepParams = es && bar.some((v) => v !== null) ? { [es.step]: { stopIfWorseThan: { curve: bar, afterEpochs: es.afterEpochs } } } : undefined;
+  const stepParams =
+    es && bar.some((v) => v !== null) ? { [es.step]: { stopIfWorseThan: { curve: bar, afterEpochs: es.afterEpochs } } } : undefined;
   try {
     const handle = await startChild(pipelineWorkflow, {
       workflowId,
-      args: [{ pipeline: plan.pipeline, overrides: [...plan.overrides, ...t.overrides], until: spec.metric.step, trial: { hpo: root, index: t.index, ...(tracking ? { parentMlflowRunId: tracking.mlflowRunId } : {}), ...(stepParams ? { stepParams } : {}) }, labels: { hpo: root, trial: String(t.index) }, ...(input.cache === false ? { cache: false } : {}) }],
+      args: [
+        {
+          pipeline: plan.pipeline,
+          overrides: [...plan.overrides, ...t.overrides],
+          until: spec.metric.step,
+          trial: {
+            hpo: root,
+            index: t.index,
+            ...(tracking ? { parentMlflowRunId: tracking.mlflowRunId } : {}),
+            ...(stepParams ? { stepParams } : {}),
+          },
+          labels: { hpo: root, trial: String(t.index) },
+          ...(input.cache === false ? { cache: false } : {}),
+        },
+      ],
     });
     const runId = handle.firstExecutionRunId;
     const result = (await handle.result()) as PipelineResult;
@@ -200,14 +272,34 @@ function trialResult(s: Search, t: Trial, workflowId: string, runId: string, res
     }
   }
   return value === undefined
-    ? { index: t.index, runId, overrides: t.overrides, status: 'failed', error: `no numeric ${spec.metric.step}.${spec.metric.output}.${spec.metric.key}`, workflowId }
-    : { index: t.index, runId, overrides: t.overrides, status: 'succeeded', value, workflowId, ...(stoppedAtEpoch ? { stoppedAtEpoch } : {}) };
+    ? {
+        index: t.index,
+        runId,
+        overrides: t.overrides,
+        status: 'failed',
+        error: `no numeric ${spec.metric.step}.${spec.metric.output}.${spec.metric.key}`,
+        workflowId,
+      }
+    : {
+        index: t.index,
+        runId,
+        overrides: t.overrides,
+        status: 'succeeded',
+        value,
+        workflowId,
+        ...(stoppedAtEpoch ? { stoppedAtEpoch } : {}),
+      };
 }
 
 async function finishTracking(s: Search, tracking: NonNullable<Search['tracking']>, best: TrialResult): Promise<void> {
   const { spec } = s;
   try {
-    await finishHpoTracking({ ...tracking, best: { index: best.index, value: best.value!, overrides: best.overrides, runKey: `${best.workflowId}/${best.runId}` }, metricKey: spec.metric.key, status: 'FINISHED' });
+    await finishHpoTracking({
+      ...tracking,
+      best: { index: best.index, value: best.value!, overrides: best.overrides, runKey: `${best.workflowId}/${best.runId}` },
+      metricKey: spec.metric.key,
+      status: 'FINISHED',
+    });
   } catch (e) {
     log.warn('the search result is not tracked in MLflow', { error: String(e) });
   }
@@ -217,10 +309,21 @@ async function finishTracking(s: Search, tracking: NonNullable<Search['tracking'
 async function runFinal(s: Search, best: TrialResult): Promise<HpoResult['final']> {
   const { plan, spec, root } = s;
   const workflowId = `${root}/final`;
-  const handle = await startChild(pipelineWorkflow, { workflowId, args: [{ pipeline: plan.pipeline, overrides: [...plan.overrides, ...best.overrides], labels: { hpo: root, role: 'final', trial: String(best.index) } }] });
+  const handle = await startChild(pipelineWorkflow, {
+    workflowId,
+    args: [
+      {
+        pipeline: plan.pipeline,
+        overrides: [...plan.overrides, ...best.overrides],
+        labels: { hpo: root, role: 'final', trial: String(best.index) },
+      },
+    ],
+  });
   const r = (await handle.result()) as PipelineResult;
   const evaluations = Object.fromEntries(
-    Object.entries(r.outputs).flatMap(([step, o]) => (o && typeof o['metrics'] === 'object' && o['metrics'] !== null ? [[step, o['metrics'] as Record<string, unknown>]] : [])),
+    Object.entries(r.outputs).flatMap(([step, o]) =>
+      o && typeof o['metrics'] === 'object' && o['metrics'] !== null ? [[step, o['metrics'] as Record<string, unknown>]] : [],
+    ),
   );
   return { workflowId, metrics: r.outputs[spec.metric.step]?.[spec.metric.output] as Record<string, unknown> | undefined, evaluations };
 }

@@ -34,7 +34,14 @@ const { postAlert } = proxyActivities<Activities>({
 export async function monitorWorkflow(input: MonitorInput): Promise<MonitorResult> {
   const hb = input.heartbeatTimeoutMs;
   if (hb !== undefined && !(typeof hb === 'number' && Number.isInteger(hb) && hb >= 1000)) {
-    throw ApplicationFailure.create(failureOptions(new PipelineError('INPUT_INVALID', `heartbeatTimeoutMs must be a whole number of milliseconds, at least 1000; got ${JSON.stringify(hb)}.`)));
+    throw ApplicationFailure.create(
+      failureOptions(
+        new PipelineError(
+          'INPUT_INVALID',
+          `heartbeatTimeoutMs must be a whole number of milliseconds, at least 1000; got ${JSON.stringify(hb)}.`,
+        ),
+      ),
+    );
   }
   const { prepareMonitor, computeMonitorDrift } = dataActivities(hb);
   const plan = await prepareMonitor(input);
@@ -71,5 +78,13 @@ export async function monitorWorkflow(input: MonitorInput): Promise<MonitorResul
       },
     });
   }
-  return { pipeline: plan.pipeline, referenceFrom: plan.referenceFrom, ...(plan.currentFrom ? { currentFrom: plan.currentFrom } : {}), drift, retrain, ...(retrain === 'started' || retrain === 'already-running' ? { retrainWorkflowId: id } : {}), ...(alert ? { alert } : {}) };
+  return {
+    pipeline: plan.pipeline,
+    referenceFrom: plan.referenceFrom,
+    ...(plan.currentFrom ? { currentFrom: plan.currentFrom } : {}),
+    drift,
+    retrain,
+    ...(retrain === 'started' || retrain === 'already-running' ? { retrainWorkflowId: id } : {}),
+    ...(alert ? { alert } : {}),
+  };
 }

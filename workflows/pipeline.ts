@@ -96,7 +96,8 @@ interface Live {
   state?: RunState;
 }
 
-type TrackedEvent = Omit<Extract<TrackingEvent, { type: 'step-ended' }>, 'seq'> | Omit<Extract<TrackingEvent, { type: 'run-ended' }>, 'seq'>;
+type TrackedEvent =
+  Omit<Extract<TrackingEvent, { type: 'step-ended' }>, 'seq'> | Omit<Extract<TrackingEvent, { type: 'run-ended' }>, 'seq'>;
 
 /** The run's tracking: events go to the tracking child by signal; both do nothing when the run is not tracked. */
 interface Tracking {
@@ -136,7 +137,12 @@ async function compile(input: PipelineInput, live: Live): Promise<CompiledPipeli
     // The activity's failure as it came (type and message), with the error's fields it carries.
     const { type, message } = describeFailure(err);
     const carried = errorFromFailure(err);
-    throw ApplicationFailure.create({ type: type ?? 'SPEC_INVALID', message, nonRetryable: true, ...(carried ? { details: failureOptions(carried).details } : {}) });
+    throw ApplicationFailure.create({
+      type: type ?? 'SPEC_INVALID',
+      message,
+      nonRetryable: true,
+      ...(carried ? { details: failureOptions(carried).details } : {}),
+    });
   }
   return compiled;
 }
@@ -152,7 +158,9 @@ async function startTracking(compiled: CompiledPipeline, input: PipelineInput, i
     // Not cancellable: the events of a cancelled run (its cancelled steps, its end) must still go out.
     const handle = tracker;
     signals.push(
-      CancellationScope.nonCancellable(() => handle.signal(trackEventsSignal, [payload])).catch((e: unknown) => log.warn('tracking signal failed', { error: String(e) })),
+      CancellationScope.nonCancellable(() => handle.signal(trackEventsSignal, [payload])).catch((e: unknown) =>
+        log.warn('tracking signal failed', { error: String(e) }),
+      ),
     );
   };
   if (compiled.tracking?.enabled) {
@@ -221,7 +229,11 @@ async function runSteps(r: Steps, live: Live, { endTracking }: Tracking): Promis
       for (const call of plan.start) launch(r, call);
       if (run.finished()) break;
       if (run.running().length === 0) {
-        throw ApplicationFailure.create(failureOptions(new PipelineError('INTERNAL', `No step can start and none is running (steps: ${JSON.stringify(run.status('running').steps)}).`)));
+        throw ApplicationFailure.create(
+          failureOptions(
+            new PipelineError('INTERNAL', `No step can start and none is running (steps: ${JSON.stringify(run.status('running').steps)}).`),
+          ),
+        );
       }
       await condition(() => r.wake);
       r.wake = false;
@@ -245,7 +257,10 @@ async function runSteps(r: Steps, live: Live, { endTracking }: Tracking): Promis
 function launch(r: Steps, call: StepCall): void {
   const { compiled, run } = r;
   run.started(call.stepId, nowIso());
-  void stepActivity(compiled, call.stepId)({ ...call, retry: compiled.steps[call.stepId]!.retry })
+  void stepActivity(
+    compiled,
+    call.stepId,
+  )({ ...call, retry: compiled.steps[call.stepId]!.retry })
     .then(
       (result) => {
         run.succeeded(call.stepId, result);
@@ -291,7 +306,9 @@ async function finish(run: RunState, compiled: CompiledPipeline, live: Live, { e
     const type = run.steps[failure.stepId]!.error?.type;
     await endTracking('FAILED', `step '${failure.stepId}': ${failure.message}`);
     const message = `Step '${failure.stepId}' failed${type ? ` (${type})` : ''}: ${failure.message}`;
-    throw ApplicationFailure.create(failureOptions(new PipelineError('STEP_FAILED', message, { retryable: false, details: run.status('failed') })));
+    throw ApplicationFailure.create(
+      failureOptions(new PipelineError('STEP_FAILED', message, { retryable: false, details: run.status('failed') })),
+    );
   }
   await endTracking('FINISHED');
   live.phase = 'succeeded';

@@ -7,10 +7,26 @@
  * `<taskQueue>-tracking`, polled by every worker with its own activity slots. See activities/tracking.ts for why a retried
  * delivery never duplicates a run or a metric point.
  */
-import { type ActivityOptions, condition, defineQuery, defineSignal, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  type ActivityOptions,
+  condition,
+  defineQuery,
+  defineSignal,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { ACTIVITY_DEFAULTS } from '../engine/step-defaults.js';
-import { trackEventsSignalName, trackingStatusQueryName, trackingTaskQueue, type KnownRuns, type TrackingEvent, type TrackingInput, type TrackingStatus } from '../engine/contracts.js';
+import {
+  trackEventsSignalName,
+  trackingStatusQueryName,
+  trackingTaskQueue,
+  type KnownRuns,
+  type TrackingEvent,
+  type TrackingInput,
+  type TrackingStatus,
+} from '../engine/contracts.js';
 
 export const trackEventsSignal = defineSignal<[TrackingEvent[]]>(trackEventsSignalName);
 export const trackingStatusQuery = defineQuery<TrackingStatus>(trackingStatusQueryName);
@@ -23,7 +39,12 @@ const deliveryOptions: ActivityOptions = {
   // after this, and a timed-out attempt learns it at its next heartbeat and stops.
   heartbeatTimeout: delivery.heartbeatTimeoutMs,
   // No maximumAttempts: retried until MLflow takes the events (or a permanent error).
-  retry: { initialInterval: delivery.initialIntervalMs, backoffCoefficient: delivery.backoffCoefficient, maximumInterval: delivery.maximumIntervalMs, nonRetryableErrorTypes: ['TRACKING_ERROR'] },
+  retry: {
+    initialInterval: delivery.initialIntervalMs,
+    backoffCoefficient: delivery.backoffCoefficient,
+    maximumInterval: delivery.maximumIntervalMs,
+    nonRetryableErrorTypes: ['TRACKING_ERROR'],
+  },
 };
 
 /** Gives up waiting for the pipeline's last event after this long (a pipeline that never ends). */

@@ -33,7 +33,11 @@ const STATUS = { RUNNING: 1, SCHEDULED: 2, FINISHED: 3, FAILED: 4, KILLED: 5 } a
  * scalars. Integers are read as bigint, so 63-bit ids and millisecond times keep every digit.
  */
 function yaml(doc: Record<string, unknown>): string {
-  const sorted = Object.fromEntries(Object.keys(doc).sort().map((k) => [k, doc[k]]));
+  const sorted = Object.fromEntries(
+    Object.keys(doc)
+      .sort()
+      .map((k) => [k, doc[k]]),
+  );
   return stringifyYaml(sorted, { version: '1.1', lineWidth: 0 });
 }
 
@@ -44,7 +48,8 @@ function readYaml(text: string, file: string): Record<string, unknown> {
   } catch (e) {
     throw new PipelineError('TRACKING_ERROR', `MLflow file ${file} is not valid YAML: ${(e as Error).message}`);
   }
-  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new PipelineError('TRACKING_ERROR', `MLflow file ${file} is not a YAML mapping.`);
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc))
+    throw new PipelineError('TRACKING_ERROR', `MLflow file ${file} is not a YAML mapping.`);
   return doc as Record<string, unknown>;
 }
 
@@ -71,7 +76,9 @@ function parseIndexEntry(text: string): { mlflowRunId: string; key: string; valu
   try {
     const e = JSON.parse(text) as Record<string, unknown>;
     const { runId: mlflowRunId, key, value } = e;
-    return typeof mlflowRunId === 'string' && typeof key === 'string' && typeof value === 'string' ? { mlflowRunId, key, value } : undefined;
+    return typeof mlflowRunId === 'string' && typeof key === 'string' && typeof value === 'string'
+      ? { mlflowRunId, key, value }
+      : undefined;
   } catch {
     return undefined;
   }
@@ -95,7 +102,9 @@ export class MlflowFileStore implements TrackingBackend {
 
   constructor(rootOrUri: string) {
     // file:///abs/path (percent-encoded, as MLflow writes it), file:relative/path, or a plain path.
-    this.root = resolve(rootOrUri.startsWith('file://') ? fileURLToPath(rootOrUri) : rootOrUri.startsWith('file:') ? rootOrUri.slice(5) : rootOrUri);
+    this.root = resolve(
+      rootOrUri.startsWith('file://') ? fileURLToPath(rootOrUri) : rootOrUri.startsWith('file:') ? rootOrUri.slice(5) : rootOrUri,
+    );
     this.location = pathToFileURL(this.root).toString();
   }
 
@@ -108,7 +117,15 @@ export class MlflowFileStore implements TrackingBackend {
     const now = Date.now();
     await atomicWrite(
       join(this.root, id, 'meta.yaml'),
-      yaml({ artifact_location: pathToFileURL(join(this.root, id)).toString(), creation_time: now, experiment_id: id, last_update_time: now, lifecycle_stage: 'active', name, workspace: 'default' }),
+      yaml({
+        artifact_location: pathToFileURL(join(this.root, id)).toString(),
+        creation_time: now,
+        experiment_id: id,
+        last_update_time: now,
+        lifecycle_stage: 'active',
+        name,
+        workspace: 'default',
+      }),
     );
     // A new experiment has no runs: its index is complete.
     if (!existsSync(join(this.root, id, INDEXED_MARK))) await atomicWrite(join(this.root, id, INDEXED_MARK), '1\n');
@@ -132,7 +149,11 @@ export class MlflowFileStore implements TrackingBackend {
     await this.ensureRoot();
     const found = (await this.experiments()).find((e) => e.name === name);
     if (found) {
-      if (found.stage !== 'active') throw new PipelineError('TRACKING_ERROR', `MLflow experiment '${name}' in ${this.location} is deleted; restore it or choose another name.`);
+      if (found.stage !== 'active')
+        throw new PipelineError(
+          'TRACKING_ERROR',
+          `MLflow experiment '${name}' in ${this.location} is deleted; restore it or choose another name.`,
+        );
       return found.id;
     }
     // MLflow's own ids for file-store experiments: a random positive 63-bit integer.
@@ -232,7 +253,12 @@ export class MlflowFileStore implements TrackingBackend {
     return undefined;
   }
 
-  async createRun(o: { experimentId: string; runName: string; startTime: number; tags: { key: string; value: string }[] }): Promise<TrackedRun> {
+  async createRun(o: {
+    experimentId: string;
+    runName: string;
+    startTime: number;
+    tags: { key: string; value: string }[];
+  }): Promise<TrackedRun> {
     const mlflowRunId = randomUUID().replace(/-/g, '');
     const dir = this.runDir(o.experimentId, mlflowRunId);
     const artifactUri = pathToFileURL(join(dir, 'artifacts')).toString();
@@ -269,7 +295,11 @@ export class MlflowFileStore implements TrackingBackend {
     const file = join(dir, kind, ...key.split('/'));
     if (kind === 'params' && existsSync(file)) {
       const old = await readFile(file, 'utf8');
-      if (old !== value) throw new PipelineError('TRACKING_ERROR', `MLflow param '${key}' is already '${old}'; params cannot change (new value '${value}').`);
+      if (old !== value)
+        throw new PipelineError(
+          'TRACKING_ERROR',
+          `MLflow param '${key}' is already '${old}'; params cannot change (new value '${value}').`,
+        );
       return;
     }
     await atomicWrite(file, value);
@@ -317,7 +347,8 @@ export class MlflowFileStore implements TrackingBackend {
   async uploadArtifact(run: TrackedRun, path: string, data: Uint8Array): Promise<void> {
     const root = fileURLToPath(run.artifactUri);
     const file = resolve(root, ...path.split('/').filter((s) => s && s !== '.' && s !== '..'));
-    if (!file.startsWith(root + sep)) throw new PipelineError('TRACKING_ERROR', `Artifact path '${path}' escapes the run's artifact folder.`);
+    if (!file.startsWith(root + sep))
+      throw new PipelineError('TRACKING_ERROR', `Artifact path '${path}' escapes the run's artifact folder.`);
     await atomicWrite(file, data);
   }
 }

@@ -33,7 +33,9 @@ export class MlflowModelRegistry implements ModelRegistry {
     const c = this.client;
     const experimentId = await c.getOrCreateExperiment(input.experiment);
     const tags = Object.entries({ ...input.runTags, [input.runKey.tag]: input.runKey.value }).map(([key, value]) => ({ key, value }));
-    const run = (await c.findRunByTag(experimentId, input.runKey.tag, input.runKey.value)) ?? (await c.createRun({ experimentId, runName: input.runName, startTime: Date.now(), tags }));
+    const run =
+      (await c.findRunByTag(experimentId, input.runKey.tag, input.runKey.value)) ??
+      (await c.createRun({ experimentId, runName: input.runName, startTime: Date.now(), tags }));
     for (const [path, data] of Object.entries(input.files)) await c.uploadArtifact(run, `model/${path}`, data);
     try {
       await c.registry.ensureRegisteredModel(input.name);
@@ -41,7 +43,9 @@ export class MlflowModelRegistry implements ModelRegistry {
       if (!(e instanceof MlflowAlreadyExists)) throw e;
     }
     const versionTags = Object.entries(input.versionTags).map(([key, value]) => ({ key, value }));
-    const version = (await c.registry.findVersion(input.name, run.mlflowRunId)) ?? (await c.registry.createVersion(input.name, `${run.artifactUri}/model`, run.mlflowRunId, versionTags));
+    const version =
+      (await c.registry.findVersion(input.name, run.mlflowRunId)) ??
+      (await c.registry.createVersion(input.name, `${run.artifactUri}/model`, run.mlflowRunId, versionTags));
     const mv = await c.registry.getVersion(input.name, version);
     if (!mv) throw new PipelineError('TRACKING_ERROR', `MLflow lost version ${version} of '${input.name}' right after creating it.`);
     return info(mv);

@@ -115,7 +115,8 @@ export function isMlflowUnavailable(e: unknown): boolean {
 
 /** Credentials from the environment, as MLflow's Python client reads them. */
 export function authFromEnv(env: NodeJS.ProcessEnv = process.env): MlflowAuth | undefined {
-  if (env['MLFLOW_TRACKING_USERNAME'] && env['MLFLOW_TRACKING_PASSWORD']) return { username: env['MLFLOW_TRACKING_USERNAME'], password: env['MLFLOW_TRACKING_PASSWORD'] };
+  if (env['MLFLOW_TRACKING_USERNAME'] && env['MLFLOW_TRACKING_PASSWORD'])
+    return { username: env['MLFLOW_TRACKING_USERNAME'], password: env['MLFLOW_TRACKING_PASSWORD'] };
   if (env['MLFLOW_TRACKING_TOKEN']) return { token: env['MLFLOW_TRACKING_TOKEN'] };
   return undefined;
 }
@@ -133,8 +134,20 @@ export function redact(uri: string): string {
 }
 
 interface RawRun {
-  info: { run_id: string; experiment_id: string; artifact_uri: string; status: string; run_name?: string; start_time?: number; end_time?: number };
-  data?: { metrics?: { key: string; value: number; timestamp: number; step: number }[]; params?: { key: string; value: string }[]; tags?: { key: string; value: string }[] };
+  info: {
+    run_id: string;
+    experiment_id: string;
+    artifact_uri: string;
+    status: string;
+    run_name?: string;
+    start_time?: number;
+    end_time?: number;
+  };
+  data?: {
+    metrics?: { key: string; value: number; timestamp: number; step: number }[];
+    params?: { key: string; value: string }[];
+    tags?: { key: string; value: string }[];
+  };
 }
 
 export class MlflowRestClient implements TrackingBackend {
@@ -148,13 +161,15 @@ export class MlflowRestClient implements TrackingBackend {
 
   constructor(private readonly options: RestOptions) {
     const u = new URL(options.uri);
-    const auth = options.auth ?? (u.username ? { username: decodeURIComponent(u.username), password: decodeURIComponent(u.password) } : undefined);
+    const auth =
+      options.auth ?? (u.username ? { username: decodeURIComponent(u.username), password: decodeURIComponent(u.password) } : undefined);
     u.username = '';
     u.password = '';
     this.base = new URL(u.toString().replace(/\/?$/, '/'));
     this.location = redact(options.uri);
     this.headers = { 'content-type': 'application/json', 'user-agent': 'mlpipe' };
-    if (auth?.username !== undefined) this.headers['authorization'] = `Basic ${Buffer.from(`${auth.username}:${auth.password ?? ''}`).toString('base64')}`;
+    if (auth?.username !== undefined)
+      this.headers['authorization'] = `Basic ${Buffer.from(`${auth.username}:${auth.password ?? ''}`).toString('base64')}`;
     else if (auth?.token) this.headers['authorization'] = `Bearer ${auth.token}`;
     this.dispatcher = options.dispatcher ?? new Agent({ keepAliveTimeout: 10_000, connect: { timeout: 10_000 } });
     this.sleep = options.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms)));
@@ -164,7 +179,13 @@ export class MlflowRestClient implements TrackingBackend {
    * One call with retries. `idempotent: false` limits retries to failures where nothing was sent
    * or MLflow said it did not process the request (429, 503).
    */
-  async call<T>(method: 'GET' | 'POST' | 'PATCH' | 'DELETE' | 'PUT', path: string, body: unknown, idempotent: boolean, raw?: { data: Uint8Array; contentType: string }): Promise<T> {
+  async call<T>(
+    method: 'GET' | 'POST' | 'PATCH' | 'DELETE' | 'PUT',
+    path: string,
+    body: unknown,
+    idempotent: boolean,
+    raw?: { data: Uint8Array; contentType: string },
+  ): Promise<T> {
     const url = new URL(path, this.base);
     if (method === 'GET' || method === 'DELETE') {
       for (const [k, v] of Object.entries((body ?? {}) as Record<string, unknown>)) if (v !== undefined) url.searchParams.set(k, String(v));
@@ -191,7 +212,12 @@ export class MlflowRestClient implements TrackingBackend {
       } catch (e) {
         const code = errorCode(e);
         const notSent = NOT_SENT.has(code);
-        last = new MlflowError(`MLflow at ${this.location} unreachable (${code}): ${(e as Error).message}`, notSent ? 'NETWORK' : 'TIMEOUT', undefined, !notSent);
+        last = new MlflowError(
+          `MLflow at ${this.location} unreachable (${code}): ${(e as Error).message}`,
+          notSent ? 'NETWORK' : 'TIMEOUT',
+          undefined,
+          !notSent,
+        );
         if (notSent || idempotent) continue;
         throw last;
       }
@@ -218,9 +244,15 @@ export class MlflowRestClient implements TrackingBackend {
 
   // ---- experiments
 
-  async getExperimentByName(name: string): Promise<{ experiment_id: string; artifact_location?: string; lifecycle_stage?: string } | undefined> {
+  async getExperimentByName(
+    name: string,
+  ): Promise<{ experiment_id: string; artifact_location?: string; lifecycle_stage?: string } | undefined> {
     try {
-      const r = await this.api<{ experiment: { experiment_id: string; artifact_location?: string; lifecycle_stage?: string } }>('GET', 'experiments/get-by-name', { experiment_name: name });
+      const r = await this.api<{ experiment: { experiment_id: string; artifact_location?: string; lifecycle_stage?: string } }>(
+        'GET',
+        'experiments/get-by-name',
+        { experiment_name: name },
+      );
       return r.experiment;
     } catch (e) {
       if (e instanceof MlflowNotFound) return undefined;
@@ -234,7 +266,10 @@ export class MlflowRestClient implements TrackingBackend {
     const found = await this.getExperimentByName(name);
     if (found) {
       if (found.lifecycle_stage === 'deleted') {
-        throw new MlflowInvalidParameter(`MLflow experiment '${name}' is deleted; restore it (mlflow experiments restore) or choose another name.`, 'INVALID_STATE');
+        throw new MlflowInvalidParameter(
+          `MLflow experiment '${name}' is deleted; restore it (mlflow experiments restore) or choose another name.`,
+          'INVALID_STATE',
+        );
       }
       return found.experiment_id;
     }
@@ -251,8 +286,18 @@ export class MlflowRestClient implements TrackingBackend {
 
   // ---- runs
 
-  async createRun(o: { experimentId: string; runName: string; startTime: number; tags: { key: string; value: string }[] }): Promise<TrackedRun> {
-    const r = await this.api<{ run: RawRun }>('POST', 'runs/create', { experiment_id: o.experimentId, run_name: o.runName, start_time: o.startTime, tags: o.tags }, false);
+  async createRun(o: {
+    experimentId: string;
+    runName: string;
+    startTime: number;
+    tags: { key: string; value: string }[];
+  }): Promise<TrackedRun> {
+    const r = await this.api<{ run: RawRun }>(
+      'POST',
+      'runs/create',
+      { experiment_id: o.experimentId, run_name: o.runName, start_time: o.startTime, tags: o.tags },
+      false,
+    );
     return toRun(r.run);
   }
 
@@ -260,7 +305,11 @@ export class MlflowRestClient implements TrackingBackend {
     return (await this.api<{ run: RawRun }>('GET', 'runs/get', { run_id: mlflowRunId })).run;
   }
 
-  async searchRuns(experimentIds: string[], filter: string, options: { maxResults?: number; orderBy?: string[]; pageToken?: string } = {}): Promise<{ runs: RawRun[]; nextPageToken?: string }> {
+  async searchRuns(
+    experimentIds: string[],
+    filter: string,
+    options: { maxResults?: number; orderBy?: string[]; pageToken?: string } = {},
+  ): Promise<{ runs: RawRun[]; nextPageToken?: string }> {
     const r = await this.api<{ runs?: RawRun[]; next_page_token?: string }>('POST', 'runs/search', {
       experiment_ids: experimentIds,
       filter,
@@ -272,7 +321,10 @@ export class MlflowRestClient implements TrackingBackend {
   }
 
   async findRunByTag(experimentId: string, key: string, value: string): Promise<TrackedRun | undefined> {
-    const r = await this.searchRuns([experimentId], `tags.\`${key}\` = '${value.replace(/'/g, "\\'")}'`, { maxResults: 2, orderBy: ['attributes.start_time ASC'] });
+    const r = await this.searchRuns([experimentId], `tags.\`${key}\` = '${value.replace(/'/g, "\\'")}'`, {
+      maxResults: 2,
+      orderBy: ['attributes.start_time ASC'],
+    });
     return r.runs[0] ? toRun(r.runs[0]) : undefined;
   }
 
@@ -286,7 +338,12 @@ export class MlflowRestClient implements TrackingBackend {
    */
   async logBatch(mlflowRunId: string, batch: Batch): Promise<void> {
     for (const part of chunkBatch(batch, mlflowRunId)) {
-      await this.api('POST', 'runs/log-batch', { run_id: mlflowRunId, metrics: part.metrics, params: part.params, tags: part.tags }, part.metrics.length === 0);
+      await this.api(
+        'POST',
+        'runs/log-batch',
+        { run_id: mlflowRunId, metrics: part.metrics, params: part.params, tags: part.tags },
+        part.metrics.length === 0,
+      );
     }
   }
 
@@ -294,8 +351,14 @@ export class MlflowRestClient implements TrackingBackend {
     const out: MetricPoint[] = [];
     let pageToken: string | undefined;
     do {
-      const r = await this.api<{ metrics?: MetricPoint[]; next_page_token?: string }>('GET', 'metrics/get-history', { run_id: mlflowRunId, metric_key: key, max_results: 25000, page_token: pageToken });
-      for (const m of r.metrics ?? []) out.push({ key: m.key, value: Number(m.value), timestamp: Number(m.timestamp), step: Number(m.step ?? 0) });
+      const r = await this.api<{ metrics?: MetricPoint[]; next_page_token?: string }>('GET', 'metrics/get-history', {
+        run_id: mlflowRunId,
+        metric_key: key,
+        max_results: 25000,
+        page_token: pageToken,
+      });
+      for (const m of r.metrics ?? [])
+        out.push({ key: m.key, value: Number(m.value), timestamp: Number(m.timestamp), step: Number(m.step ?? 0) });
       pageToken = r.next_page_token || undefined;
     } while (pageToken);
     return out;
@@ -314,7 +377,10 @@ export class MlflowRestClient implements TrackingBackend {
     const clean = segments.map(encodeURIComponent).join('/');
     if (root.startsWith('mlflow-artifacts:')) {
       const rel = root.replace(/^mlflow-artifacts:(\/\/[^/]*)?\/?/, '');
-      await this.call('PUT', `api/2.0/mlflow-artifacts/artifacts/${rel}/${clean}`, undefined, true, { data, contentType: 'application/octet-stream' });
+      await this.call('PUT', `api/2.0/mlflow-artifacts/artifacts/${rel}/${clean}`, undefined, true, {
+        data,
+        contentType: 'application/octet-stream',
+      });
       return;
     }
     if (root.startsWith('gs://')) {
@@ -322,7 +388,10 @@ export class MlflowRestClient implements TrackingBackend {
       this.gcs ??= this.options.gcs ?? storageFromEnv();
       const name = [prefix, ...segments].filter(Boolean).join('/');
       try {
-        await this.gcs.bucket(bucket).file(name).save(Buffer.from(data), { resumable: false, validation: 'md5', contentType: 'application/octet-stream' });
+        await this.gcs
+          .bucket(bucket)
+          .file(name)
+          .save(Buffer.from(data), { resumable: false, validation: 'md5', contentType: 'application/octet-stream' });
       } catch (e) {
         throw new MlflowError(`Writing run artifact gs://${bucket}/${name} failed: ${(e as Error).message}`, 'GCS_ERROR');
       }
@@ -342,10 +411,21 @@ export class MlflowRestClient implements TrackingBackend {
     if (uri.startsWith('mlflow-artifacts:')) {
       const rel = uri.replace(/^mlflow-artifacts:(\/\/[^/]*)?\/?/, '');
       const url = new URL(`api/2.0/mlflow-artifacts/artifacts/${rel.split('/').map(encodeURIComponent).join('/')}`, this.base);
-      const res = await request(url, { method: 'GET', headers: this.headers, dispatcher: this.dispatcher, headersTimeout: this.options.timeoutMs ?? 30_000, bodyTimeout: this.options.timeoutMs ?? 30_000 });
+      const res = await request(url, {
+        method: 'GET',
+        headers: this.headers,
+        dispatcher: this.dispatcher,
+        headersTimeout: this.options.timeoutMs ?? 30_000,
+        bodyTimeout: this.options.timeoutMs ?? 30_000,
+      });
       const data = Buffer.from(await res.body.arrayBuffer());
       if (res.statusCode === 404) throw new MlflowNotFound(`MLflow has no artifact ${uri}`, 'RESOURCE_DOES_NOT_EXIST', 404);
-      if (res.statusCode >= 300) throw new MlflowError(`MLflow GET ${url.pathname}: HTTP ${res.statusCode}: ${data.toString('utf8').slice(0, 300)}`, `HTTP_${res.statusCode}`, res.statusCode);
+      if (res.statusCode >= 300)
+        throw new MlflowError(
+          `MLflow GET ${url.pathname}: HTTP ${res.statusCode}: ${data.toString('utf8').slice(0, 300)}`,
+          `HTTP_${res.statusCode}`,
+          res.statusCode,
+        );
       return data;
     }
     if (uri.startsWith('gs://')) {
@@ -354,7 +434,10 @@ export class MlflowRestClient implements TrackingBackend {
       const [data] = await this.gcs.bucket(bucket).file(prefix).download();
       return data;
     }
-    throw new MlflowInvalidParameter(`Cannot read artifact '${uri}': only mlflow-artifacts:/ and gs:// sources are read.`, 'UNSUPPORTED_ARTIFACT_URI');
+    throw new MlflowInvalidParameter(
+      `Cannot read artifact '${uri}': only mlflow-artifacts:/ and gs:// sources are read.`,
+      'UNSUPPORTED_ARTIFACT_URI',
+    );
   }
 
   // ---- model registry
@@ -368,11 +451,24 @@ export class MlflowRestClient implements TrackingBackend {
       }
     },
     findVersion: async (name: string, mlflowRunId: string): Promise<string | undefined> => {
-      const r = await this.api<{ model_versions?: { version: string }[] }>('GET', 'model-versions/search', { filter: `name='${name.replace(/'/g, "\\'")}' and run_id='${mlflowRunId}'`, max_results: 10 });
+      const r = await this.api<{ model_versions?: { version: string }[] }>('GET', 'model-versions/search', {
+        filter: `name='${name.replace(/'/g, "\\'")}' and run_id='${mlflowRunId}'`,
+        max_results: 10,
+      });
       return r.model_versions?.[0]?.version;
     },
-    createVersion: async (name: string, source: string, mlflowRunId: string, tags: { key: string; value: string }[] = []): Promise<string> => {
-      const r = await this.api<{ model_version: { version: string } }>('POST', 'model-versions/create', { name, source, run_id: mlflowRunId, tags }, false);
+    createVersion: async (
+      name: string,
+      source: string,
+      mlflowRunId: string,
+      tags: { key: string; value: string }[] = [],
+    ): Promise<string> => {
+      const r = await this.api<{ model_version: { version: string } }>(
+        'POST',
+        'model-versions/create',
+        { name, source, run_id: mlflowRunId, tags },
+        false,
+      );
       return r.model_version.version;
     },
     setAlias: async (name: string, alias: string, version: string): Promise<void> => {
@@ -388,9 +484,13 @@ export class MlflowRestClient implements TrackingBackend {
         throw e;
       }
     },
-    versionByAlias: async (name: string, alias: string): Promise<string | undefined> => (await this.registry.aliasVersion(name, alias))?.version,
+    versionByAlias: async (name: string, alias: string): Promise<string | undefined> =>
+      (await this.registry.aliasVersion(name, alias))?.version,
     /** The MLflow run a version was created from, and that run's tags. */
-    aliasRun: async (name: string, alias: string): Promise<{ version: string; mlflowRunId: string; tags: Record<string, string> } | undefined> => {
+    aliasRun: async (
+      name: string,
+      alias: string,
+    ): Promise<{ version: string; mlflowRunId: string; tags: Record<string, string> } | undefined> => {
       const mv = await this.registry.aliasVersion(name, alias);
       if (!mv) return undefined;
       if (!mv.run_id) return { version: mv.version, mlflowRunId: '', tags: {} };
@@ -401,13 +501,20 @@ export class MlflowRestClient implements TrackingBackend {
       try {
         return (await this.api<{ model_version: RawModelVersion }>('GET', 'model-versions/get', { name, version })).model_version;
       } catch (e) {
-        if (e instanceof MlflowNotFound || (e instanceof MlflowInvalidParameter && /not found|does not exist/i.test(e.message))) return undefined;
+        if (e instanceof MlflowNotFound || (e instanceof MlflowInvalidParameter && /not found|does not exist/i.test(e.message)))
+          return undefined;
         throw e;
       }
     },
-    getModel: async (name: string): Promise<{ name: string; tags?: { key: string; value: string }[]; aliases?: { alias: string; version: string }[] } | undefined> => {
+    getModel: async (
+      name: string,
+    ): Promise<{ name: string; tags?: { key: string; value: string }[]; aliases?: { alias: string; version: string }[] } | undefined> => {
       try {
-        return (await this.api<{ registered_model: { name: string; tags?: { key: string; value: string }[]; aliases?: { alias: string; version: string }[] } }>('GET', 'registered-models/get', { name })).registered_model;
+        return (
+          await this.api<{
+            registered_model: { name: string; tags?: { key: string; value: string }[]; aliases?: { alias: string; version: string }[] };
+          }>('GET', 'registered-models/get', { name })
+        ).registered_model;
       } catch (e) {
         if (e instanceof MlflowNotFound) return undefined;
         throw e;

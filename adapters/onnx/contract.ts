@@ -25,6 +25,10 @@ export interface OnnxContract {
 /** The contract recorded in an exported model's metadata. */
 export function readContract(model: Pick<ModelProto, 'metadata_props'>): OnnxContract {
   const entry = model.metadata_props?.find((p) => p.key === 'mlpipe.contract');
-  if (!entry) throw new PipelineError('DATA_INVALID', 'This ONNX file was not exported by mlpipe (no mlpipe.contract metadata), so its input records are unknown.');
+  if (!entry)
+    throw new PipelineError(
+      'DATA_INVALID',
+      'This ONNX file was not exported by mlpipe (no mlpipe.contract metadata), so its input records are unknown.',
+    );
   return JSON.parse(entry.value) as OnnxContract;
 }

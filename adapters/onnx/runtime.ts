@@ -44,18 +44,25 @@ export async function loadOnnxModel(bytes: Uint8Array, options: { threads?: numb
   }
 
   async function predictColumns(columns: Columns, rows: number): Promise<Float32Array> {
-      const feeds: Record<string, ort.Tensor> = {};
-      for (const input of contract.inputs) {
-        const values = columns[input.name];
-        if (!values) throw new PipelineError('DATA_INVALID', `No values for input column '${input.name}'.`);
-        if (input.type === 'string') {
-          feeds[input.name] = new ort.Tensor('string', Array.from(values as ArrayLike<string | null>, (v) => (v === null || v === undefined ? '' : String(v))), [rows, 1]);
-        } else {
-          const data = values instanceof Float64Array ? values : Float64Array.from(values as ArrayLike<number | null>, (v) => (v === null || v === undefined ? NaN : Number(v)));
-          feeds[input.name] = new ort.Tensor('float64', data, [rows, 1]);
-        }
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const input of contract.inputs) {
+      const values = columns[input.name];
+      if (!values) throw new PipelineError('DATA_INVALID', `No values for input column '${input.name}'.`);
+      if (input.type === 'string') {
+        feeds[input.name] = new ort.Tensor(
+          'string',
+          Array.from(values as ArrayLike<string | null>, (v) => (v === null || v === undefined ? '' : String(v))),
+          [rows, 1],
+        );
+      } else {
+        const data =
+          values instanceof Float64Array
+            ? values
+            : Float64Array.from(values as ArrayLike<number | null>, (v) => (v === null || v === undefined ? NaN : Number(v)));
+        feeds[input.name] = new ort.Tensor('float64', data, [rows, 1]);
       }
-      return run(feeds);
+    }
+    return run(feeds);
   }
 
   return {
@@ -67,7 +74,9 @@ export async function loadOnnxModel(bytes: Uint8Array, options: { threads?: numb
       const columns: Columns = {};
       for (const input of contract.inputs) {
         columns[input.name] =
-          input.type === 'string' ? records.map((r) => (r[input.name] === null || r[input.name] === undefined ? null : String(r[input.name]))) : Float64Array.from(records, (r) => (typeof r[input.name] === 'number' ? (r[input.name] as number) : NaN));
+          input.type === 'string'
+            ? records.map((r) => (r[input.name] === null || r[input.name] === undefined ? null : String(r[input.name])))
+            : Float64Array.from(records, (r) => (typeof r[input.name] === 'number' ? (r[input.name] as number) : NaN));
       }
       return predictColumns(columns, records.length);
     },

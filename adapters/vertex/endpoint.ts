@@ -67,7 +67,8 @@ export function buildDeployedModel(model: string, displayName: string, r: Resour
  * summing to 100 (largest remainders get the leftover points).
  */
 export function trafficSplit(current: Record<string, number>, percent: number): Record<string, number> {
-  if (!Number.isInteger(percent) || percent < 0 || percent > 100) throw new PipelineError('PLUGIN_PARAMS', `traffic percent ${percent} is not a whole number from 0 to 100.`);
+  if (!Number.isInteger(percent) || percent < 0 || percent > 100)
+    throw new PipelineError('PLUGIN_PARAMS', `traffic percent ${percent} is not a whole number from 0 to 100.`);
   const ids = Object.keys(current).filter((id) => (current[id] ?? 0) > 0);
   const total = ids.reduce((a, id) => a + current[id]!, 0);
   if (!ids.length || total === 0) return { '0': 100 };
@@ -90,8 +91,14 @@ export interface EndpointState {
 }
 
 function endpointState(e: Record<string, unknown>): EndpointState {
-  const deployed = ((e['deployedModels'] as Record<string, unknown>[] | undefined) ?? []).map((d) => ({ id: String(d['id']), model: String(d['model']), ...(d['displayName'] ? { displayName: String(d['displayName']) } : {}) }));
-  const split = Object.fromEntries(Object.entries((e['trafficSplit'] as Record<string, number> | undefined) ?? {}).map(([k, v]) => [k, Number(v)]));
+  const deployed = ((e['deployedModels'] as Record<string, unknown>[] | undefined) ?? []).map((d) => ({
+    id: String(d['id']),
+    model: String(d['model']),
+    ...(d['displayName'] ? { displayName: String(d['displayName']) } : {}),
+  }));
+  const split = Object.fromEntries(
+    Object.entries((e['trafficSplit'] as Record<string, number> | undefined) ?? {}).map(([k, v]) => [k, Number(v)]),
+  );
   return { name: String(e['name']), deployedModels: deployed, trafficSplit: split };
 }
 
@@ -103,11 +110,26 @@ export class VertexEndpoints {
   ) {}
 
   /** Clients for a region; `endpoint` points them elsewhere (tests: a local server over REST). */
-  static create(o: { project: string; location: string; endpoint?: { host: string; port: number; protocol: 'http' | 'https' }; authClient?: unknown }): VertexEndpoints {
+  static create(o: {
+    project: string;
+    location: string;
+    endpoint?: { host: string; port: number; protocol: 'http' | 'https' };
+    authClient?: unknown;
+  }): VertexEndpoints {
     const options = o.endpoint
-      ? { fallback: true as const, apiEndpoint: o.endpoint.host, port: o.endpoint.port, protocol: o.endpoint.protocol, authClient: (o.authClient ?? passThroughAuth()) as never }
+      ? {
+          fallback: true as const,
+          apiEndpoint: o.endpoint.host,
+          port: o.endpoint.port,
+          protocol: o.endpoint.protocol,
+          authClient: (o.authClient ?? passThroughAuth()) as never,
+        }
       : { apiEndpoint: `${o.location}-aiplatform.googleapis.com` };
-    return new VertexEndpoints(new aiplatform.v1.ModelServiceClient(options), new aiplatform.v1.EndpointServiceClient(options), `projects/${o.project}/locations/${o.location}`);
+    return new VertexEndpoints(
+      new aiplatform.v1.ModelServiceClient(options),
+      new aiplatform.v1.EndpointServiceClient(options),
+      `projects/${o.project}/locations/${o.location}`,
+    );
   }
 
   /** A model already uploaded with this label value (a retried deploy uploads nothing twice). */
@@ -125,7 +147,10 @@ export class VertexEndpoints {
   }
 
   async findEndpoint(displayName: string): Promise<EndpointState | undefined> {
-    const [endpoints] = await this.endpoints.listEndpoints({ parent: this.parent, filter: `display_name="${displayName.replace(/"/g, '')}"` });
+    const [endpoints] = await this.endpoints.listEndpoints({
+      parent: this.parent,
+      filter: `display_name="${displayName.replace(/"/g, '')}"`,
+    });
     return endpoints[0] ? endpointState(endpoints[0] as unknown as Record<string, unknown>) : undefined;
   }
 

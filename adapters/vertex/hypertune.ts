@@ -20,7 +20,12 @@ export class HyperTune {
   }
 
   report(metricId: string, value: number, globalStep = 1, now = Date.now()): void {
-    const entry: Record<string, string | number> = { global_step: String(globalStep), [metricId]: String(value), timestamp: now / 1000, trial: this.trial };
+    const entry: Record<string, string | number> = {
+      global_step: String(globalStep),
+      [metricId]: String(value),
+      timestamp: now / 1000,
+      trial: this.trial,
+    };
     this.history.push(Object.fromEntries(Object.entries(entry).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))));
     if (this.history.length > 100) this.history.shift();
     mkdirSync(dirname(this.file), { recursive: true });

@@ -42,9 +42,17 @@ export function buildTuningJob(displayName: string, spec: HpoSpec, container: Tr
     }
     switch (p.type) {
       case 'double':
-        return { parameterId, doubleValueSpec: { minValue: p.min, maxValue: p.max }, scaleType: p.scale === 'log' ? 'UNIT_LOG_SCALE' : 'UNIT_LINEAR_SCALE' };
+        return {
+          parameterId,
+          doubleValueSpec: { minValue: p.min, maxValue: p.max },
+          scaleType: p.scale === 'log' ? 'UNIT_LOG_SCALE' : 'UNIT_LINEAR_SCALE',
+        };
       case 'int':
-        return { parameterId, integerValueSpec: { minValue: p.min, maxValue: p.max }, scaleType: p.scale === 'log' ? 'UNIT_LOG_SCALE' : 'UNIT_LINEAR_SCALE' };
+        return {
+          parameterId,
+          integerValueSpec: { minValue: p.min, maxValue: p.max },
+          scaleType: p.scale === 'log' ? 'UNIT_LOG_SCALE' : 'UNIT_LINEAR_SCALE',
+        };
       case 'categorical':
         return { parameterId, categoricalValueSpec: { values: p.values } };
       case 'discrete':
@@ -52,11 +60,17 @@ export function buildTuningJob(displayName: string, spec: HpoSpec, container: Tr
     }
   });
   if (spec.algorithm === 'grid') {
-    const continuous = Object.entries(spec.space).filter(([, p]) => p.type === 'double').map(([k]) => k);
+    const continuous = Object.entries(spec.space)
+      .filter(([, p]) => p.type === 'double')
+      .map(([k]) => k);
     if (continuous.length) {
-      throw new PipelineError('SPEC_INVALID', `Vertex grid search takes no double parameters; ${continuous.join(', ')} ${continuous.length > 1 ? 'are' : 'is'} double.`, {
-        hint: 'Make them discrete ({ type: discrete, values: [...] }) or use algorithm: random.',
-      });
+      throw new PipelineError(
+        'SPEC_INVALID',
+        `Vertex grid search takes no double parameters; ${continuous.join(', ')} ${continuous.length > 1 ? 'are' : 'is'} double.`,
+        {
+          hint: 'Make them discrete ({ type: discrete, values: [...] }) or use algorithm: random.',
+        },
+      );
     }
   }
   const job: TuningJob = {
@@ -78,7 +92,9 @@ export function buildTuningJob(displayName: string, spec: HpoSpec, container: Tr
             imageUri: container.imageUri,
             // The image's entrypoint is `mlpipe`; the trial command comes first.
             args: ['trial', ...(container.args ?? [])],
-            ...(container.env && Object.keys(container.env).length ? { env: Object.entries(container.env).map(([name, value]) => ({ name, value })) } : {}),
+            ...(container.env && Object.keys(container.env).length
+              ? { env: Object.entries(container.env).map(([name, value]) => ({ name, value })) }
+              : {}),
           },
         },
       ],
@@ -92,7 +108,8 @@ export function buildTuningJob(displayName: string, spec: HpoSpec, container: Tr
 
 export function paths(value: unknown, prefix = ''): string[] {
   if (Array.isArray(value)) return value.flatMap((v, i) => paths(v, `${prefix}[${i}]`));
-  if (value !== null && typeof value === 'object') return Object.entries(value).flatMap(([k, v]) => [`${prefix}.${k}`, ...paths(v, `${prefix}.${k}`)]);
+  if (value !== null && typeof value === 'object')
+    return Object.entries(value).flatMap(([k, v]) => [`${prefix}.${k}`, ...paths(v, `${prefix}.${k}`)]);
   return [];
 }
 
@@ -111,7 +128,10 @@ export function checkMessage(
   const back = type.toObject(message as never, { enums: String, longs: Number, defaults: false });
   const lost = paths(value).filter((p) => !paths(back).includes(p));
   if (problem || lost.length) {
-    throw new PipelineError('SPEC_INVALID', `The Vertex ${label} does not match the API's proto: ${problem ?? `fields not in the message: ${lost.join(', ')}`}.`);
+    throw new PipelineError(
+      'SPEC_INVALID',
+      `The Vertex ${label} does not match the API's proto: ${problem ?? `fields not in the message: ${lost.join(', ')}`}.`,
+    );
   }
 }
 
@@ -135,7 +155,13 @@ export interface TuningStatus {
   error?: string;
 }
 
-const TERMINAL = new Set(['JOB_STATE_SUCCEEDED', 'JOB_STATE_FAILED', 'JOB_STATE_CANCELLED', 'JOB_STATE_EXPIRED', 'JOB_STATE_PARTIALLY_SUCCEEDED']);
+const TERMINAL = new Set([
+  'JOB_STATE_SUCCEEDED',
+  'JOB_STATE_FAILED',
+  'JOB_STATE_CANCELLED',
+  'JOB_STATE_EXPIRED',
+  'JOB_STATE_PARTIALLY_SUCCEEDED',
+]);
 
 function stateName(s: unknown): string {
   return typeof s === 'number' ? (State[s] ?? String(s)) : String(s ?? 'JOB_STATE_UNSPECIFIED');
@@ -159,7 +185,12 @@ export function tuningStatus(job: Record<string, unknown>, metricKey: string): T
     return {
       id: String(t['id']),
       state: String(typeof t['state'] === 'number' ? protos.google.cloud.aiplatform.v1.Trial.State[t['state']] : t['state']),
-      values: Object.fromEntries(((t['parameters'] as { parameterId: string; value: unknown }[] | undefined) ?? []).map((p) => [fromParameterId(p.parameterId), numberOf(p.value)])),
+      values: Object.fromEntries(
+        ((t['parameters'] as { parameterId: string; value: unknown }[] | undefined) ?? []).map((p) => [
+          fromParameterId(p.parameterId),
+          numberOf(p.value),
+        ]),
+      ),
       ...(metric !== undefined ? { metric: Number(metric) } : {}),
     };
   });
@@ -186,9 +217,20 @@ export class VertexTuner {
   ) {}
 
   /** A client for a region; `endpoint` points it elsewhere (tests: a local server over REST). */
-  static create(o: { project: string; location: string; endpoint?: { host: string; port: number; protocol: 'http' | 'https' }; authClient?: unknown }): VertexTuner {
+  static create(o: {
+    project: string;
+    location: string;
+    endpoint?: { host: string; port: number; protocol: 'http' | 'https' };
+    authClient?: unknown;
+  }): VertexTuner {
     const client = o.endpoint
-      ? new aiplatform.v1.JobServiceClient({ fallback: true, apiEndpoint: o.endpoint.host, port: o.endpoint.port, protocol: o.endpoint.protocol, authClient: (o.authClient ?? passThroughAuth()) as never })
+      ? new aiplatform.v1.JobServiceClient({
+          fallback: true,
+          apiEndpoint: o.endpoint.host,
+          port: o.endpoint.port,
+          protocol: o.endpoint.protocol,
+          authClient: (o.authClient ?? passThroughAuth()) as never,
+        })
       : new aiplatform.v1.JobServiceClient({ apiEndpoint: `${o.location}-aiplatform.googleapis.com` });
     return new VertexTuner(client, `projects/${o.project}/locations/${o.location}`);
   }

@@ -9,7 +9,7 @@ export function linspace(start: number, stop: number, num: number): Float64Array
   const out = new Float64Array(num);
   const div = num - 1;
   const step = (stop - start) / div;
-  for (let i = 0; i < num; i++) out[i] = step === 0 ? ((i / div) * (stop - start)) + start : i * step + start;
+  for (let i = 0; i < num; i++) out[i] = step === 0 ? (i / div) * (stop - start) + start : i * step + start;
   if (num > 1) out[num - 1] = stop;
   return out;
 }

@@ -65,7 +65,10 @@ function categoricalChart(c: ColumnDrift): string {
   return `<svg viewBox="0 0 ${W} ${H}" width="${W}" height="${H}" role="img" aria-label="distribution of ${esc(c.column_name)}">${parts.join('')}</svg>`;
 }
 
-export function renderDriftHtml(r: DriftResult, meta: { title?: string; reference?: string; current?: string; generatedAt?: Date } = {}): string {
+export function renderDriftHtml(
+  r: DriftResult,
+  meta: { title?: string; reference?: string; current?: string; generatedAt?: Date } = {},
+): string {
   const title = meta.title ?? 'Data drift report';
   const verdict = r.datasetDrift ? 'Dataset drift detected' : 'No dataset drift';
   const rows = r.columns

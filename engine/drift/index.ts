@@ -12,7 +12,15 @@
 import { PipelineError } from '../errors.js';
 import { densityHistogram } from './histogram.js';
 import { sortFloat64 } from './special.js';
-import { defaultStatTest, STAT_TESTS, type ColumnType, type KeyCounts, type PreparedColumn, type StatTest, type StatTestName } from './stattests.js';
+import {
+  defaultStatTest,
+  STAT_TESTS,
+  type ColumnType,
+  type KeyCounts,
+  type PreparedColumn,
+  type StatTest,
+  type StatTestName,
+} from './stattests.js';
 
 export { STAT_TESTS, type StatTestName } from './stattests.js';
 
@@ -21,7 +29,8 @@ export { STAT_TESTS, type StatTestName } from './stattests.js';
  * beside them (`exact`, any value where `values` is NaN). `cat`: codes into labels; `boolean` marks
  * a True/False column (labels 'True' and 'False'), which Evidently treats as categorical.
  */
-export type ColumnValues = { type: 'num'; values: Float64Array; exact?: BigInt64Array } | { type: 'cat'; codes: Int32Array; labels: string[]; boolean?: boolean };
+export type ColumnValues =
+  { type: 'num'; values: Float64Array; exact?: BigInt64Array } | { type: 'cat'; codes: Int32Array; labels: string[]; boolean?: boolean };
 
 export interface Dataset {
   /** Row count. */
@@ -175,7 +184,9 @@ function categoricalCounts(ref: { codes: Int32Array; labels: string[] }, cur: { 
 /** Values of a 64-bit integer column made exact doubles: minus the smallest of both sides (`base`). */
 function rebased(col: { values: Float64Array; exact?: BigInt64Array }, base: bigint): Float64Array {
   const { values, exact } = col;
-  return Float64Array.from(values, (v, k) => (v !== v ? NaN : exact ? Number(exact[k]! - base) : Number.isInteger(v) ? Number(BigInt(v) - base) : v - Number(base)));
+  return Float64Array.from(values, (v, k) =>
+    v !== v ? NaN : exact ? Number(exact[k]! - base) : Number.isInteger(v) ? Number(BigInt(v) - base) : v - Number(base),
+  );
 }
 
 function minExact(cols: { values: Float64Array; exact?: BigInt64Array }[]): bigint | undefined {
@@ -211,7 +222,12 @@ function reconcileBooleans(ref: CatColumn, cur: CatColumn): [CatColumn, CatColum
   const text = ref.boolean ? cur : ref;
   const to = text.labels.map((l) => (TRUE_TEXT.has(l.toLowerCase()) ? 0 : FALSE_TEXT.has(l.toLowerCase()) ? 1 : -1));
   if (to.includes(-1)) return [ref, cur];
-  const asBoolean: CatColumn = { type: 'cat', codes: text.codes.map((k) => (k < 0 ? -1 : to[k]!)), labels: ['True', 'False'], boolean: true };
+  const asBoolean: CatColumn = {
+    type: 'cat',
+    codes: text.codes.map((k) => (k < 0 ? -1 : to[k]!)),
+    labels: ['True', 'False'],
+    boolean: true,
+  };
   return ref.boolean ? [ref, asBoolean] : [asBoolean, cur];
 }
 
@@ -229,8 +245,15 @@ export function prepareColumn(name: string, ref: ColumnValues, cur: ColumnValues
     const base = ref.exact || cur.exact ? minExact([ref, cur]) : undefined;
     let r = sortFloat64(cleanNumbers(base === undefined ? ref.values : rebased(ref, base)));
     let c = sortFloat64(cleanNumbers(base === undefined ? cur.values : rebased(cur, base)));
-    for (const [label, a] of [['reference', r], ['current', c]] as const) {
-      if (a.length === 0) throw driftError(`Column '${name}' is empty in the ${label} data after dropping missing values.`, 'Leave the column out of the drift check, or fix the data that produced it.');
+    for (const [label, a] of [
+      ['reference', r],
+      ['current', c],
+    ] as const) {
+      if (a.length === 0)
+        throw driftError(
+          `Column '${name}' is empty in the ${label} data after dropping missing values.`,
+          'Leave the column out of the drift check, or fix the data that produced it.',
+        );
     }
     // ±Infinity is dropped only beside a NaN (above); otherwise Evidently fails to bin the column
     // (np.histogram: range not finite), and so does this, instead of a NaN score read as no drift.
@@ -238,7 +261,7 @@ export function prepareColumn(name: string, ref: ColumnValues, cur: ColumnValues
     if (infinite[0]! + infinite[1]!) {
       throw driftError(
         `Column '${name}' holds infinite values (${infinite[0]} in the reference data, ${infinite[1]} in the current data) and no missing values, so its drift is undefined.`,
-        "Replace ±Infinity with a missing value in the data (a column with missing values has its infinities dropped, as in Evidently), clip it, or leave the column out (columns: [...]).",
+        'Replace ±Infinity with a missing value in the data (a column with missing values has its infinities dropped, as in Evidently), clip it, or leave the column out (columns: [...]).',
       );
     }
     // Values near the float maximum overflow differences and squares (Evidently scores them NaN,
@@ -252,7 +275,8 @@ export function prepareColumn(name: string, ref: ColumnValues, cur: ColumnValues
     }
     const original = scale !== 1 ? { scale, offset: 0 } : undefined;
     // numpy's view of 64-bit integers: doubles (for Wasserstein, histograms, distributions).
-    const floats = base !== undefined ? { refFloat: sortFloat64(cleanNumbers(ref.values)), curFloat: sortFloat64(cleanNumbers(cur.values)) } : {};
+    const floats =
+      base !== undefined ? { refFloat: sortFloat64(cleanNumbers(ref.values)), curFloat: sortFloat64(cleanNumbers(cur.values)) } : {};
     let counts: KeyCounts | undefined;
     const getCounts = (): KeyCounts => (counts ??= numericCounts(r, c));
     // Distinct values of both, from the merge of the two sorted arrays.
@@ -267,28 +291,68 @@ export function prepareColumn(name: string, ref: ColumnValues, cur: ColumnValues
         union++;
       }
     }
-    return { name, type: 'num', refSorted: r, curSorted: c, ...floats, counts: getCounts, nRef: r.length, nCur: c.length, refUnique: countSortedUnique(r), unionUnique: union, ...(original ? { original } : {}) };
+    return {
+      name,
+      type: 'num',
+      refSorted: r,
+      curSorted: c,
+      ...floats,
+      counts: getCounts,
+      nRef: r.length,
+      nCur: c.length,
+      refUnique: countSortedUnique(r),
+      unionUnique: union,
+      ...(original ? { original } : {}),
+    };
   }
   const [r, c] = reconcileBooleans(ref as CatColumn, cur as CatColumn);
   const k = categoricalCounts(r, c);
-  for (const [label, n] of [['reference', k.nRef], ['current', k.nCur]] as const) {
-    if (n === 0) throw driftError(`Column '${name}' is empty in the ${label} data after dropping missing values.`, 'Leave the column out of the drift check, or fix the data that produced it.');
+  for (const [label, n] of [
+    ['reference', k.nRef],
+    ['current', k.nCur],
+  ] as const) {
+    if (n === 0)
+      throw driftError(
+        `Column '${name}' is empty in the ${label} data after dropping missing values.`,
+        'Leave the column out of the drift check, or fix the data that produced it.',
+      );
   }
-  return { name, type: 'cat', counts: () => k, nRef: k.nRef, nCur: k.nCur, refUnique: k.ref.filter((x) => x > 0).length, unionUnique: k.keys.length, ...(r.boolean && c.boolean ? { boolean: true } : {}) };
+  return {
+    name,
+    type: 'cat',
+    counts: () => k,
+    nRef: k.nRef,
+    nCur: k.nCur,
+    refUnique: k.ref.filter((x) => x > 0).length,
+    unionUnique: k.keys.length,
+    ...(r.boolean && c.boolean ? { boolean: true } : {}),
+  };
 }
 
 function pickTest(name: string, type: ColumnType, o: DriftOptions, c: PreparedColumn): StatTest {
   const chosen = o.perColumnStattest?.[name] ?? (type === 'cat' ? o.catStattest : o.numStattest) ?? o.stattest;
   if (!chosen) return defaultStatTest(c);
   const test = STAT_TESTS[chosen];
-  if (!test) throw driftError(`Unknown drift test '${chosen}' for column '${name}'.`, `Known tests: ${Object.keys(STAT_TESTS).join(', ')}.`);
+  if (!test)
+    throw driftError(`Unknown drift test '${chosen}' for column '${name}'.`, `Known tests: ${Object.keys(STAT_TESTS).join(', ')}.`);
   if (!test.allowed.includes(type)) {
-    throw driftError(`Drift test '${chosen}' does not apply to column '${name}', which is ${type === 'num' ? 'numeric' : 'categorical'}.`, `For ${type === 'num' ? 'numeric' : 'categorical'} columns use one of: ${Object.values(STAT_TESTS).filter((t) => t.allowed.includes(type)).map((t) => t.name).join(', ')}.`);
+    throw driftError(
+      `Drift test '${chosen}' does not apply to column '${name}', which is ${type === 'num' ? 'numeric' : 'categorical'}.`,
+      `For ${type === 'num' ? 'numeric' : 'categorical'} columns use one of: ${Object.values(STAT_TESTS)
+        .filter((t) => t.allowed.includes(type))
+        .map((t) => t.name)
+        .join(', ')}.`,
+    );
   }
   return test;
 }
 
-function smallDistribution(col: ColumnValues, keys: KeyCounts | undefined, side: 'ref' | 'cur', prepared: PreparedColumn): { x: (number | string | boolean)[]; y: number[] } {
+function smallDistribution(
+  col: ColumnValues,
+  keys: KeyCounts | undefined,
+  side: 'ref' | 'cur',
+  prepared: PreparedColumn,
+): { x: (number | string | boolean)[]; y: number[] } {
   if (col.type === 'num') {
     // The sorted, cleaned values are the column's finite values (infinities were refused).
     const sorted = (side === 'ref' ? (prepared.refFloat ?? prepared.refSorted) : (prepared.curFloat ?? prepared.curSorted))!;
@@ -297,7 +361,9 @@ function smallDistribution(col: ColumnValues, keys: KeyCounts | undefined, side:
     return o ? { x: h.x.map((x) => x / o.scale + o.offset), y: h.y.map((y) => y * o.scale) } : h;
   }
   const k = keys!;
-  const order = k.keys.map((key, i) => ({ key, i })).sort((a, b) => (String(a.key) < String(b.key) ? -1 : String(a.key) > String(b.key) ? 1 : 0));
+  const order = k.keys
+    .map((key, i) => ({ key, i }))
+    .sort((a, b) => (String(a.key) < String(b.key) ? -1 : String(a.key) > String(b.key) ? 1 : 0));
   const boolean = prepared.boolean ?? false;
   return { x: order.map((o) => (boolean ? o.key === 'True' : o.key)), y: order.map((o) => (side === 'ref' ? k.ref : k.cur)[o.i]!) };
 }
@@ -313,10 +379,14 @@ function checkOptions(reference: Dataset, current: Dataset, options: DriftOption
       missing.reference.length ? `missing in the reference data: ${missing.reference.join(', ')}` : '',
       missing.current.length ? `missing in the current data: ${missing.current.join(', ')}` : '',
     ].filter(Boolean);
-    throw driftError(`Columns ${parts.join('; ')}.`, `Reference columns: ${Object.keys(reference.columns).join(', ')}. Current columns: ${Object.keys(current.columns).join(', ')}. Pass columns: [...] to test a subset.`);
+    throw driftError(
+      `Columns ${parts.join('; ')}.`,
+      `Reference columns: ${Object.keys(reference.columns).join(', ')}. Current columns: ${Object.keys(current.columns).join(', ')}. Pass columns: [...] to test a subset.`,
+    );
   }
   for (const [k, v] of Object.entries(options.perColumnStattest ?? {})) {
-    if (!(v in STAT_TESTS)) throw driftError(`Unknown drift test '${v}' for column '${k}'.`, `Known tests: ${Object.keys(STAT_TESTS).join(', ')}.`);
+    if (!(v in STAT_TESTS))
+      throw driftError(`Unknown drift test '${v}' for column '${k}'.`, `Known tests: ${Object.keys(STAT_TESTS).join(', ')}.`);
   }
   return names;
 }
@@ -324,7 +394,11 @@ function checkOptions(reference: Dataset, current: Dataset, options: DriftOption
 function columnDrift(name: string, ref: ColumnValues, cur: ColumnValues, options: DriftOptions): ColumnDrift {
   const prepared = prepareColumn(name, ref, cur);
   const test = pickTest(name, prepared.type, options, prepared);
-  const threshold = options.perColumnThreshold?.[name] ?? (prepared.type === 'cat' ? options.catThreshold : options.numThreshold) ?? options.threshold ?? test.defaultThreshold;
+  const threshold =
+    options.perColumnThreshold?.[name] ??
+    (prepared.type === 'cat' ? options.catThreshold : options.numThreshold) ??
+    options.threshold ??
+    test.defaultThreshold;
   const score = test.score(prepared);
   const keys = prepared.type === 'cat' ? prepared.counts() : undefined;
   return {
@@ -346,12 +420,22 @@ function summarise(columns: ColumnDrift[], options: DriftOptions): DriftResult {
   const drifted = columns.filter((c) => c.drift_detected).length;
   const driftShare = options.driftShare ?? 0.5;
   const share = columns.length ? drifted / columns.length : 0;
-  return { driftShare, numberOfColumns: columns.length, numberOfDriftedColumns: drifted, shareOfDriftedColumns: share, datasetDrift: share >= driftShare, columns };
+  return {
+    driftShare,
+    numberOfColumns: columns.length,
+    numberOfDriftedColumns: drifted,
+    shareOfDriftedColumns: share,
+    datasetDrift: share >= driftShare,
+    columns,
+  };
 }
 
 export function computeDrift(reference: Dataset, current: Dataset, options: DriftOptions = {}): DriftResult {
   const names = checkOptions(reference, current, options);
-  return summarise(names.map((name) => columnDrift(name, reference.columns[name]!, current.columns[name]!, options)), options);
+  return summarise(
+    names.map((name) => columnDrift(name, reference.columns[name]!, current.columns[name]!, options)),
+    options,
+  );
 }
 
 /**
@@ -401,10 +485,24 @@ export function toEvidentlyJson(r: DriftResult, timestamp = new Date()): string 
     version: '0.4.40',
     metrics: [
       { metric: 'DatasetDriftMetric', result: summary },
-      { metric: 'DataDriftTable', result: { number_of_columns: r.numberOfColumns, number_of_drifted_columns: r.numberOfDriftedColumns, share_of_drifted_columns: r.shareOfDriftedColumns, dataset_drift: r.datasetDrift, drift_by_columns: byColumn, current_fi: null, reference_fi: null } },
+      {
+        metric: 'DataDriftTable',
+        result: {
+          number_of_columns: r.numberOfColumns,
+          number_of_drifted_columns: r.numberOfDriftedColumns,
+          share_of_drifted_columns: r.shareOfDriftedColumns,
+          dataset_drift: r.datasetDrift,
+          drift_by_columns: byColumn,
+          current_fi: null,
+          reference_fi: null,
+        },
+      },
     ],
     timestamp: timestamp.toISOString().replace('T', ' ').replace('Z', ''),
   };
   // JSON has no NaN; Evidently (Python's json) writes the bare token, and so do we.
-  return JSON.stringify(report, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? `__NUM__${String(v)}` : v)).replace(/"__NUM__(NaN|Infinity|-Infinity)"/g, '$1');
+  return JSON.stringify(report, (_k, v: unknown) => (typeof v === 'number' && !Number.isFinite(v) ? `__NUM__${String(v)}` : v)).replace(
+    /"__NUM__(NaN|Infinity|-Infinity)"/g,
+    '$1',
+  );
 }

@@ -17,7 +17,9 @@ export const driftParams = z
     threshold: z.number().positive().optional(),
     numThreshold: z.number().positive().optional(),
     catThreshold: z.number().positive().optional(),
-    perColumn: z.record(z.string(), z.object({ stattest: testName.optional(), threshold: z.number().positive().optional() }).strict()).default({}),
+    perColumn: z
+      .record(z.string(), z.object({ stattest: testName.optional(), threshold: z.number().positive().optional() }).strict())
+      .default({}),
   })
   .strict();
 
@@ -43,4 +45,3 @@ export function driftOptions(p: DriftParams): DriftOptions {
     perColumnThreshold,
   };
 }
-

@@ -41,7 +41,9 @@ export const fetchFile = definePlugin({
     if (/^https?:\/\//.test(p.source)) {
       const res = await fetch(p.source, { signal: ctx.signal });
       if (!res.ok || !res.body) {
-        throw new PipelineError('STEP_FAILED', `GET ${p.source} answered ${res.status} ${res.statusText}.`, { retryable: res.status >= 500 || res.status === 429 });
+        throw new PipelineError('STEP_FAILED', `GET ${p.source} answered ${res.status} ${res.statusText}.`, {
+          retryable: res.status >= 500 || res.status === 429,
+        });
       }
       const tmp = join(ctx.workDir, 'download');
       await pipeline(Readable.fromWeb(res.body as import('node:stream/web').ReadableStream), createWriteStream(tmp));
@@ -52,7 +54,9 @@ export const fetchFile = definePlugin({
       return { file: await ctx.store.putFile(path, options) };
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
-        throw new PipelineError('PLUGIN_PARAMS', `util.fetch: no file at ${path}.`, { hint: 'Paths are relative to the project folder of the worker.' });
+        throw new PipelineError('PLUGIN_PARAMS', `util.fetch: no file at ${path}.`, {
+          hint: 'Paths are relative to the project folder of the worker.',
+        });
       }
       throw e;
     }

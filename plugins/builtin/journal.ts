@@ -10,7 +10,16 @@ export function journal(ctx: StepContext, file: string | undefined, event: strin
   if (!file) return;
   const path = resolve(ctx.projectDir, file);
   mkdirSync(dirname(path), { recursive: true });
-  const line = { at: new Date().toISOString(), pid: process.pid, workflowId: ctx.workflowId, runId: ctx.runId, step: ctx.stepId, attempt: ctx.attempt, event, ...extra };
+  const line = {
+    at: new Date().toISOString(),
+    pid: process.pid,
+    workflowId: ctx.workflowId,
+    runId: ctx.runId,
+    step: ctx.stepId,
+    attempt: ctx.attempt,
+    event,
+    ...extra,
+  };
   appendFileSync(path, `${JSON.stringify(line)}\n`);
 }
 

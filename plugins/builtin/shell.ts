@@ -11,7 +11,9 @@ const TAIL = 4096;
 const KEEP = 64 * 1024;
 
 /** A value passed to the command as data: an argument or an environment variable. */
-const value = z.union([z.string(), z.number(), z.boolean()]).refine((v) => typeof v !== 'string' || !v.includes('\0'), 'must not contain a NUL character');
+const value = z
+  .union([z.string(), z.number(), z.boolean()])
+  .refine((v) => typeof v !== 'string' || !v.includes('\0'), 'must not contain a NUL character');
 
 /**
  * util.shell — runs a command in the project folder: a shell line (a string, through /bin/sh) or a
@@ -45,7 +47,11 @@ export const shell = definePlugin({
   codeHint:
     'Pass values as data: args: ["${params.x}"] (read as "$1" in a shell line, or appended to a command list) or env: { X: "${params.x}" } (read as "$X"). ' +
     'Write $${ for a literal ${.',
-  outputs: (p) => ({ exitCode: 'json', stdout: 'json', ...Object.fromEntries(Object.keys(p.artifacts).map((k) => [k, 'artifact' as const])) }),
+  outputs: (p) => ({
+    exitCode: 'json',
+    stdout: 'json',
+    ...Object.fromEntries(Object.keys(p.artifacts).map((k) => [k, 'artifact' as const])),
+  }),
   cacheable: false,
   pathParams: ['cwd'],
   async run(ctx, p) {
@@ -53,7 +59,9 @@ export const shell = definePlugin({
     const vars = Object.fromEntries(Object.entries(p.env).map(([k, v]) => [k, String(v)]));
     const env = { ...ctx.env, ...vars, MLPIPE_WORK_DIR: ctx.workDir, MLPIPE_STEP: ctx.stepId, MLPIPE_RUN_ID: ctx.runId };
     const args = p.args.map(String);
-    const [file, argv] = Array.isArray(p.command) ? [p.command[0]!, [...p.command.slice(1), ...args]] : ['/bin/sh', ['-c', p.command, 'sh', ...args]];
+    const [file, argv] = Array.isArray(p.command)
+      ? [p.command[0]!, [...p.command.slice(1), ...args]]
+      : ['/bin/sh', ['-c', p.command, 'sh', ...args]];
     // Its own process group: cancellation reaches every process the command starts.
     const child = spawn(file, argv, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let stdout = '';
@@ -84,7 +92,13 @@ export const shell = definePlugin({
     const code = await new Promise<number>((res, rej) => {
       child.on('error', (e) => {
         const command = Array.isArray(p.command) ? p.command[0]! : '/bin/sh';
-        rej(new PipelineError('STEP_FAILED', `Could not start '${command}' in ${cwd}: ${e.message}.`, { hint: 'Check the command and cwd of the step.', retryable: false, cause: e }));
+        rej(
+          new PipelineError('STEP_FAILED', `Could not start '${command}' in ${cwd}: ${e.message}.`, {
+            hint: 'Check the command and cwd of the step.',
+            retryable: false,
+            cause: e,
+          }),
+        );
       });
       child.on('close', (c, sig) => res(c ?? (sig ? 128 : 1)));
     }).finally(() => {

@@ -5,7 +5,6 @@ import { aliasName as alias } from '../../engine/spec.js';
 import { isArtifactRef } from '../../engine/types.js';
 import { definePlugin } from '../sdk.js';
 
-
 const params = z
   .object({
     /** The registered model. */
@@ -45,7 +44,10 @@ export const mlflowRegister = definePlugin({
   async run(ctx, p, inputs) {
     if (!ctx.models) {
       const reason = 'this worker has no model registry (MLFLOW_TRACKING_URI is not a tracking server)';
-      if (p.requireRegistry) throw new PipelineError('TRACKING_ERROR', `deploy.mlflow-register: ${reason}.`, { hint: 'Point MLFLOW_TRACKING_URI at an MLflow tracking server (mlpipe dev starts one).' });
+      if (p.requireRegistry)
+        throw new PipelineError('TRACKING_ERROR', `deploy.mlflow-register: ${reason}.`, {
+          hint: 'Point MLFLOW_TRACKING_URI at an MLflow tracking server (mlpipe dev starts one).',
+        });
       ctx.logger.warn({}, `model '${p.name}' not registered: ${reason}`);
       return { registered: false, version: null, promoted: false, champion: null, reason };
     }
@@ -54,9 +56,13 @@ export const mlflowRegister = definePlugin({
     const metrics = (inputs.metrics ?? {}) as Record<string, unknown>;
     const value = metrics[p.metric.key];
     if (typeof value !== 'number') {
-      throw new PipelineError('PLUGIN_INPUT', `deploy.mlflow-register: the metrics input has no number '${p.metric.key}'. It has: ${Object.keys(metrics).join(', ') || 'nothing'}.`, {
-        hint: 'Bind metrics to an evaluation step (inputs: { metrics: ${steps.evaluate.outputs.metrics} }) and name one of its keys.',
-      });
+      throw new PipelineError(
+        'PLUGIN_INPUT',
+        `deploy.mlflow-register: the metrics input has no number '${p.metric.key}'. It has: ${Object.keys(metrics).join(', ') || 'nothing'}.`,
+        {
+          hint: 'Bind metrics to an evaluation step (inputs: { metrics: ${steps.evaluate.outputs.metrics} }) and name one of its keys.',
+        },
+      );
     }
     const extra = p.files;
     const files: Record<string, Uint8Array> = { [model.name ?? 'model.bin']: await ctx.store.get(model) };
@@ -75,11 +81,15 @@ export const mlflowRegister = definePlugin({
     } catch (e) {
       const status = (e as { httpStatus?: unknown } | undefined)?.httpStatus;
       if (!(typeof status === 'number' && status >= 400 && status < 500) || service.isUnavailable(e)) throw e;
-      throw new PipelineError('TRACKING_ERROR', `deploy.mlflow-register: MLflow at ${registry.location} rejected the registration of '${p.name}': ${e instanceof Error ? e.message : String(e)}`, {
-        hint: 'Waiting cannot fix a rejection: check the model name, the aliases and the credentials (MLFLOW_TRACKING_*).',
-        retryable: false,
-        cause: e,
-      });
+      throw new PipelineError(
+        'TRACKING_ERROR',
+        `deploy.mlflow-register: MLflow at ${registry.location} rejected the registration of '${p.name}': ${e instanceof Error ? e.message : String(e)}`,
+        {
+          hint: 'Waiting cannot fix a rejection: check the model name, the aliases and the credentials (MLFLOW_TRACKING_*).',
+          retryable: false,
+          cause: e,
+        },
+      );
     }
 
     async function register() {
@@ -88,7 +98,12 @@ export const mlflowRegister = definePlugin({
         experiment,
         runKey: { tag: 'mlpipe.step_key', value: `${ctx.workflowId}/${ctx.runId}/${ctx.stepId}` },
         runName: ctx.stepId,
-        runTags: { 'mlpipe.pipeline': ctx.pipeline, 'mlpipe.workflow_id': ctx.workflowId, 'mlpipe.run_id': ctx.runId, 'mlpipe.step': ctx.stepId },
+        runTags: {
+          'mlpipe.pipeline': ctx.pipeline,
+          'mlpipe.workflow_id': ctx.workflowId,
+          'mlpipe.run_id': ctx.runId,
+          'mlpipe.step': ctx.stepId,
+        },
         files,
         versionTags: {
           'mlpipe.sha256': model.sha256,
@@ -105,13 +120,21 @@ export const mlflowRegister = definePlugin({
           ? { promote: false, reason: 'promotion is off (promote: never)' }
           : p.promote === 'always'
             ? { promote: true, reason: 'promote: always' }
-            : await decidePromotion(registry, p.name, p.champion, mv.version, { key: p.metric.key, goal: p.metric.goal, value: score, minImprovement: p.minImprovement });
+            : await decidePromotion(registry, p.name, p.champion, mv.version, {
+                key: p.metric.key,
+                goal: p.metric.goal,
+                value: score,
+                minImprovement: p.minImprovement,
+              });
       let champion = (await registry.byAlias(p.name, p.champion))?.version ?? null;
       if (decision.promote) {
         await moveAlias(registry, p.name, p.champion, mv.version, 'promote', decision.reason);
         champion = mv.version;
       }
-      ctx.logger.info({ version: mv.version, promoted: decision.promote }, `registered ${p.name} version ${mv.version} as '${p.challenger}'; ${decision.promote ? `now '${p.champion}'` : `'${p.champion}' stays version ${champion}`}: ${decision.reason}`);
+      ctx.logger.info(
+        { version: mv.version, promoted: decision.promote },
+        `registered ${p.name} version ${mv.version} as '${p.challenger}'; ${decision.promote ? `now '${p.champion}'` : `'${p.champion}' stays version ${champion}`}: ${decision.reason}`,
+      );
       return { registered: true, version: mv.version, promoted: decision.promote, champion, reason: decision.reason };
     }
   },

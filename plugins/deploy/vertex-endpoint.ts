@@ -46,33 +46,65 @@ export const vertexEndpoint = definePlugin({
     const folder = `${p.artifactUri.replace(/\/+$/, '')}/${ref.sha256.slice(0, 32)}`;
     const { bucket, prefix } = parseGsUri(folder);
     try {
-      await storageFromEnv().bucket(bucket).file(`${prefix}/model.onnx`).save(bytes, { resumable: false, validation: 'md5', contentType: 'application/octet-stream' });
+      await storageFromEnv()
+        .bucket(bucket)
+        .file(`${prefix}/model.onnx`)
+        .save(bytes, { resumable: false, validation: 'md5', contentType: 'application/octet-stream' });
     } catch (e) {
-      throw new PipelineError('STORAGE_ERROR', `deploy.vertex-endpoint: cannot write ${folder}/model.onnx: ${(e as Error).message}`, { retryable: true });
+      throw new PipelineError('STORAGE_ERROR', `deploy.vertex-endpoint: cannot write ${folder}/model.onnx: ${(e as Error).message}`, {
+        retryable: true,
+      });
     }
     // The Vertex client library takes about a second to load: only deploy steps pay for it.
-    const { buildDeployedModel, buildServingModel, trafficSplit, VertexEndpoints } = await importOptional('@google-cloud/aiplatform', 'deploy.vertex-endpoint', () => import('../../adapters/vertex/endpoint.js'));
+    const { buildDeployedModel, buildServingModel, trafficSplit, VertexEndpoints } = await importOptional(
+      '@google-cloud/aiplatform',
+      'deploy.vertex-endpoint',
+      () => import('../../adapters/vertex/endpoint.js'),
+    );
     const api = process.env['MLPIPE_VERTEX_ENDPOINT'] ? new URL(process.env['MLPIPE_VERTEX_ENDPOINT']) : undefined;
-    const vertex = VertexEndpoints.create({ project: p.project, location: p.location, ...(api ? { endpoint: { host: api.hostname, port: Number(api.port), protocol: api.protocol === 'https:' ? 'https' : 'http' } } : {}) });
+    const vertex = VertexEndpoints.create({
+      project: p.project,
+      location: p.location,
+      ...(api ? { endpoint: { host: api.hostname, port: Number(api.port), protocol: api.protocol === 'https:' ? 'https' : 'http' } } : {}),
+    });
     try {
       const sha = ref.sha256.slice(0, 32);
-      const pipelineLabel = ctx.pipeline.toLowerCase().replace(/[^a-z0-9_-]/g, '-').slice(0, 63);
+      const pipelineLabel = ctx.pipeline
+        .toLowerCase()
+        .replace(/[^a-z0-9_-]/g, '-')
+        .slice(0, 63);
       let model = await vertex.findModel('mlpipe-sha', sha);
       if (!model) {
         model = await vertex.uploadModel(
-          buildServingModel({ displayName: p.displayName ?? ctx.pipeline, artifactUri: folder, imageUri: p.imageUri, ...(ctx.store.location.startsWith('gs://') ? { env: { MLPIPE_ARTIFACTS: ctx.store.location } } : {}), labels: { 'mlpipe-sha': sha, 'mlpipe-pipeline': pipelineLabel }, description: `mlpipe ${ctx.pipeline}, run ${ctx.workflowId}` }),
+          buildServingModel({
+            displayName: p.displayName ?? ctx.pipeline,
+            artifactUri: folder,
+            imageUri: p.imageUri,
+            ...(ctx.store.location.startsWith('gs://') ? { env: { MLPIPE_ARTIFACTS: ctx.store.location } } : {}),
+            labels: { 'mlpipe-sha': sha, 'mlpipe-pipeline': pipelineLabel },
+            description: `mlpipe ${ctx.pipeline}, run ${ctx.workflowId}`,
+          }),
         );
         ctx.logger.info({ model }, `uploaded model ${model}`);
       }
       ctx.heartbeat({ model });
-      const endpoint = (await vertex.findEndpoint(p.endpoint)) ?? (await vertex.createEndpoint(p.endpoint, { 'mlpipe-pipeline': pipelineLabel }));
+      const endpoint =
+        (await vertex.findEndpoint(p.endpoint)) ?? (await vertex.createEndpoint(p.endpoint, { 'mlpipe-pipeline': pipelineLabel }));
       const already = endpoint.deployedModels.find((d) => d.model === model);
       if (already) {
         ctx.logger.info({ endpoint: endpoint.name }, `model already deployed on ${endpoint.name} as ${already.id}`);
         return { model, endpoint: endpoint.name, deployedModelId: already.id, trafficSplit: endpoint.trafficSplit, artifactUri: folder };
       }
       const split = trafficSplit(endpoint.trafficSplit, p.trafficPercent);
-      const id = await vertex.deployModel(endpoint.name, buildDeployedModel(model, `${p.displayName ?? ctx.pipeline}-${sha.slice(0, 8)}`, { machineType: p.machineType, minReplicas: p.minReplicas, maxReplicas: p.maxReplicas }), split);
+      const id = await vertex.deployModel(
+        endpoint.name,
+        buildDeployedModel(model, `${p.displayName ?? ctx.pipeline}-${sha.slice(0, 8)}`, {
+          machineType: p.machineType,
+          minReplicas: p.minReplicas,
+          maxReplicas: p.maxReplicas,
+        }),
+        split,
+      );
       const after = Object.fromEntries(Object.entries(split).map(([k, v]) => [k === '0' ? id : k, v]));
       ctx.logger.info({ endpoint: endpoint.name, deployedModelId: id, trafficSplit: after }, `deployed ${model} to ${endpoint.name}`);
       return { model, endpoint: endpoint.name, deployedModelId: id, trafficSplit: after, artifactUri: folder };

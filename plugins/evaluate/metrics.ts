@@ -26,7 +26,7 @@ export function regressionMetrics(y: ArrayLike<number>, p: ArrayLike<number>): {
 export function rocAuc(truth: ArrayLike<number>, score: ArrayLike<number>): number {
   const idx = Array.from({ length: truth.length }, (_, i) => i).sort((a, b) => score[a]! - score[b]!);
   const rank = new Float64Array(truth.length);
-  for (let i = 0; i < idx.length; ) {
+  for (let i = 0; i < idx.length;) {
     let j = i;
     while (j + 1 < idx.length && score[idx[j + 1]!] === score[idx[i]!]) j++;
     for (let k = i; k <= j; k++) rank[idx[k]!] = (i + j) / 2 + 1;
@@ -80,10 +80,20 @@ export function classificationMetrics(
     const precision = tp + fp ? tp / (tp + fp) : 0;
     const recall = tp + fn ? tp / (tp + fn) : 0;
     const f1 = precision + recall ? (2 * precision * recall) / (precision + recall) : 0;
-    const auc = rocAuc(Array.from(truth, (t) => (t === c ? 1 : 0)), Array.from({ length: n }, (_, i) => p(i, c)));
+    const auc = rocAuc(
+      Array.from(truth, (t) => (t === c ? 1 : 0)),
+      Array.from({ length: n }, (_, i) => p(i, c)),
+    );
     return { precision, recall, f1, auc };
   };
   const stats = classes === 2 ? [perClass(1)] : Array.from({ length: classes }, (_, c) => perClass(c));
   const avg = (f: (s: (typeof stats)[number]) => number): number => stats.reduce((a, s) => a + f(s), 0) / stats.length;
-  return { accuracy: correct / n, precision: avg((s) => s.precision), recall: avg((s) => s.recall), f1: avg((s) => s.f1), rocAuc: avg((s) => s.auc), logLoss: logLoss / n };
+  return {
+    accuracy: correct / n,
+    precision: avg((s) => s.precision),
+    recall: avg((s) => s.recall),
+    f1: avg((s) => s.f1),
+    rocAuc: avg((s) => s.auc),
+    logLoss: logLoss / n,
+  };
 }

@@ -45,7 +45,11 @@ export const evaluateModel = definePlugin({
     const { tf, backend } = await loadTf();
     const { model, meta } = await deserializeModel(tf, await ctx.store.get(modelRef));
     try {
-      const test = await loadMatrix(await datasetFile(ctx, inputs, 'test'), { target: meta.target, features: meta.features, label: 'test' });
+      const test = await loadMatrix(await datasetFile(ctx, inputs, 'test'), {
+        target: meta.target,
+        features: meta.features,
+        label: 'test',
+      });
       const out = predict(tf, model, meta, test);
       let metrics: Record<string, number>;
       let baseline: Record<string, number>;
@@ -59,7 +63,10 @@ export const evaluateModel = definePlugin({
         const truth = test.y!.map((v) => index.get(String(v)) ?? -1);
         if (truth.includes(-1)) {
           const unseen = [...new Set(test.y!.filter((v) => !index.has(String(v))))].slice(0, 5);
-          throw new PipelineError('DATA_INVALID', `evaluate.model: test labels the model never saw: ${unseen.map((u) => JSON.stringify(u)).join(', ')}.`);
+          throw new PipelineError(
+            'DATA_INVALID',
+            `evaluate.model: test labels the model never saw: ${unseen.map((u) => JSON.stringify(u)).join(', ')}.`,
+          );
         }
         const k = classes.length === 2 ? 1 : classes.length;
         metrics = classificationMetrics(truth, out, k);
@@ -72,25 +79,48 @@ export const evaluateModel = definePlugin({
       const misses: string[] = [];
       for (const [name, bound] of Object.entries(p.gate?.thresholds ?? {})) {
         const v = metrics[name];
-        if (v === undefined) throw new PipelineError('PLUGIN_PARAMS', `evaluate.model: no metric '${name}'. Metrics: ${Object.keys(metrics).join(', ')}.`);
+        if (v === undefined)
+          throw new PipelineError('PLUGIN_PARAMS', `evaluate.model: no metric '${name}'. Metrics: ${Object.keys(metrics).join(', ')}.`);
         if (!Number.isFinite(v)) {
           misses.push(`${name} is ${String(v)}`);
           continue;
         }
-        if (bound.max !== undefined && v > bound.max) misses.push(`${name} ${fmt(v)} > max ${fmt(bound.max)} (missed by ${fmt(v - bound.max)}, ${((100 * (v - bound.max)) / bound.max).toFixed(1)}%)`);
-        if (bound.min !== undefined && v < bound.min) misses.push(`${name} ${fmt(v)} < min ${fmt(bound.min)} (missed by ${fmt(bound.min - v)})`);
+        if (bound.max !== undefined && v > bound.max)
+          misses.push(
+            `${name} ${fmt(v)} > max ${fmt(bound.max)} (missed by ${fmt(v - bound.max)}, ${((100 * (v - bound.max)) / bound.max).toFixed(1)}%)`,
+          );
+        if (bound.min !== undefined && v < bound.min)
+          misses.push(`${name} ${fmt(v)} < min ${fmt(bound.min)} (missed by ${fmt(bound.min - v)})`);
       }
       for (const [name, max] of Object.entries(p.gate?.maxRatioToBaseline ?? {})) {
-        if (!LOWER_IS_BETTER.has(name)) throw new PipelineError('PLUGIN_PARAMS', `evaluate.model: maxRatioToBaseline applies to ${[...LOWER_IS_BETTER].join(', ')}, not '${name}'.`);
+        if (!LOWER_IS_BETTER.has(name))
+          throw new PipelineError(
+            'PLUGIN_PARAMS',
+            `evaluate.model: maxRatioToBaseline applies to ${[...LOWER_IS_BETTER].join(', ')}, not '${name}'.`,
+          );
         const ratio = metrics[name]! / baseline[name]!;
-        if (!(ratio <= max)) misses.push(`${name} / baseline ${name} = ${fmt(metrics[name]!)} / ${fmt(baseline[name]!)} = ${ratio.toFixed(3)} > max ${max}`);
+        if (!(ratio <= max))
+          misses.push(`${name} / baseline ${name} = ${fmt(metrics[name]!)} / ${fmt(baseline[name]!)} = ${ratio.toFixed(3)} > max ${max}`);
       }
-      const report = { task: meta.task, rows: test.rows, backend, metrics, baseline, gate: p.gate ?? null, passed: misses.length === 0, misses };
+      const report = {
+        task: meta.task,
+        rows: test.rows,
+        backend,
+        metrics,
+        baseline,
+        gate: p.gate ?? null,
+        passed: misses.length === 0,
+        misses,
+      };
       const reportRef = await ctx.store.put(JSON.stringify(report, null, 2), { name: 'evaluation.json', mediaType: 'application/json' });
       if (misses.length > 0) {
-        throw new PipelineError('QUALITY_GATE', `Quality gate failed on ${test.rows} test rows:\n${misses.map((m) => `  - ${m}`).join('\n')}`, {
-          hint: 'The model was not good enough to go further. Improve it, or change the gate in the pipeline.',
-        });
+        throw new PipelineError(
+          'QUALITY_GATE',
+          `Quality gate failed on ${test.rows} test rows:\n${misses.map((m) => `  - ${m}`).join('\n')}`,
+          {
+            hint: 'The model was not good enough to go further. Improve it, or change the gate in the pipeline.',
+          },
+        );
       }
       return { metrics, baseline, passed: true, report: reportRef };
     } finally {

@@ -44,9 +44,20 @@ export interface Parity {
  * Predicts the raw rows of `file` with onnxruntime and the transformed rows with tfjs (the way
  * evaluation does) and compares them.
  */
-async function checkParity(ctx: StepContext, onnx: Uint8Array, modelBytes: Buffer, doc: ModelDocument, state: FittedTransform, file: string): Promise<Parity> {
+async function checkParity(
+  ctx: StepContext,
+  onnx: Uint8Array,
+  modelBytes: Buffer,
+  doc: ModelDocument,
+  state: FittedTransform,
+  file: string,
+): Promise<Parity> {
   // The native runtime loads on first use, not with every worker and CLI command.
-  const { loadOnnxModel } = await importOptional('onnxruntime-node', 'export.onnx (its parity check)', () => import('../../adapters/onnx/runtime.js'));
+  const { loadOnnxModel } = await importOptional(
+    'onnxruntime-node',
+    'export.onnx (its parity check)',
+    () => import('../../adapters/onnx/runtime.js'),
+  );
   const predictor = await loadOnnxModel(onnx);
   try {
     const transformed = join(ctx.workDir, 'parity-transformed.parquet');
@@ -58,11 +69,20 @@ async function checkParity(ctx: StepContext, onnx: Uint8Array, modelBytes: Buffe
       await db.run(`COPY (\n${applyTransformSql(state, 'src', cols)}\n) TO ${sqlString(transformed)} (FORMAT parquet, USE_TMP_FILE false)`);
       const wanted = predictor.contract.inputs;
       const missing = wanted.filter((w) => !cols.includes(w.name));
-      if (missing.length) throw new PipelineError('DATA_INVALID', `export.onnx: the test data lacks raw column(s) ${missing.map((m) => m.name).join(', ')}; give the split before the transform.`);
-      const rows = await db.rows<Record<string, unknown>>(`SELECT ${wanted.map((w) => `${ident(w.name)}${w.type === 'number' ? '::DOUBLE' : '::VARCHAR'} AS ${ident(w.name)}`).join(', ')} FROM src`);
+      if (missing.length)
+        throw new PipelineError(
+          'DATA_INVALID',
+          `export.onnx: the test data lacks raw column(s) ${missing.map((m) => m.name).join(', ')}; give the split before the transform.`,
+        );
+      const rows = await db.rows<Record<string, unknown>>(
+        `SELECT ${wanted.map((w) => `${ident(w.name)}${w.type === 'number' ? '::DOUBLE' : '::VARCHAR'} AS ${ident(w.name)}`).join(', ')} FROM src`,
+      );
       const columns: Columns = {};
       for (const w of wanted) {
-        columns[w.name] = w.type === 'number' ? Float64Array.from(rows, (r) => (r[w.name] === null ? NaN : (r[w.name] as number))) : rows.map((r) => r[w.name] as string | null);
+        columns[w.name] =
+          w.type === 'number'
+            ? Float64Array.from(rows, (r) => (r[w.name] === null ? NaN : (r[w.name] as number)))
+            : rows.map((r) => r[w.name] as string | null);
       }
       return { columns, rows: rows.length };
     });
@@ -75,7 +95,8 @@ async function checkParity(ctx: StepContext, onnx: Uint8Array, modelBytes: Buffe
     } finally {
       model.dispose();
     }
-    if (viaTf.length !== viaOnnx.length) throw new PipelineError('DATA_INVALID', `export.onnx: ${viaOnnx.length} ONNX outputs against ${viaTf.length} tfjs outputs.`);
+    if (viaTf.length !== viaOnnx.length)
+      throw new PipelineError('DATA_INVALID', `export.onnx: ${viaOnnx.length} ONNX outputs against ${viaTf.length} tfjs outputs.`);
     let max = 0;
     let sum = 0;
     for (let i = 0; i < viaTf.length; i++) {
@@ -106,21 +127,34 @@ export const exportOnnx = definePlugin({
   outputs: { onnx: 'model', parity: 'metrics', inputs: 'json' },
   async run(ctx, p, inputs) {
     const { bytes: modelBytes, value: doc } = await json<ModelDocument>(ctx, inputs, 'model');
-    if (doc.kind !== 'mlpipe.tfjs-mlp') throw new PipelineError('PLUGIN_INPUT', "export.onnx: input 'model' is not a train.tfjs-mlp model.");
+    if (doc.kind !== 'mlpipe.tfjs-mlp')
+      throw new PipelineError('PLUGIN_INPUT', "export.onnx: input 'model' is not a train.tfjs-mlp model.");
     const state = parseFittedTransform((await json<unknown>(ctx, inputs, 'state')).value, 'export.onnx');
     const modelRef = inputs.model;
     const proto = buildOnnxModel(state, doc, {
-      metadata: { 'mlpipe.pipeline': ctx.pipeline, 'mlpipe.workflow_id': ctx.workflowId, 'mlpipe.run_id': ctx.runId, 'mlpipe.source_model_sha256': modelRef.sha256 },
+      metadata: {
+        'mlpipe.pipeline': ctx.pipeline,
+        'mlpipe.workflow_id': ctx.workflowId,
+        'mlpipe.run_id': ctx.runId,
+        'mlpipe.source_model_sha256': modelRef.sha256,
+      },
     });
     const bytes = encodeModel(proto);
     let parity: Parity | null = null;
     if (isArtifactRef(inputs['test'])) {
       parity = await checkParity(ctx, bytes, modelBytes, doc, state, await datasetFile(ctx, inputs, 'test'));
-      ctx.logger.info({ ...parity }, `ONNX parity on ${parity.rows} rows: max |onnx - tfjs| = ${parity.maxAbsError.toPrecision(3)} (${parity.maxRelativeError.toExponential(2)} of the target's std)`);
+      ctx.logger.info(
+        { ...parity },
+        `ONNX parity on ${parity.rows} rows: max |onnx - tfjs| = ${parity.maxAbsError.toPrecision(3)} (${parity.maxRelativeError.toExponential(2)} of the target's std)`,
+      );
       if (!(parity.maxRelativeError <= p.maxParityError)) {
-        throw new PipelineError('QUALITY_GATE', `export.onnx: onnxruntime and tfjs disagree by ${parity.maxRelativeError.toExponential(2)} (relative), above maxParityError ${p.maxParityError}.`, {
-          hint: 'The exported graph does not reproduce the trained model; report it with the transform state.',
-        });
+        throw new PipelineError(
+          'QUALITY_GATE',
+          `export.onnx: onnxruntime and tfjs disagree by ${parity.maxRelativeError.toExponential(2)} (relative), above maxParityError ${p.maxParityError}.`,
+          {
+            hint: 'The exported graph does not reproduce the trained model; report it with the transform state.',
+          },
+        );
       }
     }
     const onnx = await ctx.store.put(bytes, { name: 'model.onnx', mediaType: 'application/onnx' });

@@ -45,7 +45,11 @@ function formatOf(p: Params, file: string, mediaType?: string): 'csv' | 'parquet
 function readerSql(p: Params, format: 'csv' | 'parquet' | 'jsonl', file: string): string {
   const f = sqlString(file);
   if (format === 'parquet') return `read_parquet(${f})`;
-  const columns = p.columns ? `, types={${Object.entries(p.columns).map(([k, v]) => `${sqlString(k)}: ${sqlString(v)}`).join(', ')}}` : '';
+  const columns = p.columns
+    ? `, types={${Object.entries(p.columns)
+        .map(([k, v]) => `${sqlString(k)}: ${sqlString(v)}`)
+        .join(', ')}}`
+    : '';
   if (format === 'jsonl') return `read_json(${f}, format='newline_delimited'${columns.replace('types=', 'columns=')})`;
   const opts = [`header=${p.csv.header}`, 'store_rejects=true', 'strict_mode=true'];
   if (p.csv.delimiter) opts.push(`delim=${sqlString(p.csv.delimiter)}`);
@@ -100,11 +104,13 @@ export const ingestFile = definePlugin({
       file = p.path.startsWith('file://') ? fileURLToPath(p.path) : resolve(ctx.projectDir, p.path);
       label = p.path;
       if (!existsSync(file)) {
-        throw new PipelineError('PLUGIN_PARAMS', `ingest.file: no file at ${file}.`, { hint: 'Paths are relative to the project folder of the worker.' });
+        throw new PipelineError('PLUGIN_PARAMS', `ingest.file: no file at ${file}.`, {
+          hint: 'Paths are relative to the project folder of the worker.',
+        });
       }
     } else {
       const ref = inputs['source'];
-      if (!isArtifactRef(ref)) throw new PipelineError('PLUGIN_INPUT', "ingest.file needs `path` or a `source` artifact input.");
+      if (!isArtifactRef(ref)) throw new PipelineError('PLUGIN_INPUT', 'ingest.file needs `path` or a `source` artifact input.');
       file = await ctx.store.getFile(ref);
       label = ref.name ?? ref.uri;
       mediaType = ref.mediaType;
@@ -120,7 +126,8 @@ export const ingestFile = definePlugin({
         await db.run(`CREATE TEMP TABLE __probe AS SELECT * FROM source LIMIT 0`);
       } catch (e) {
         throw new PipelineError('DATA_INVALID', `${label}: cannot read it as ${format}: ${(e as Error).message.split('\n')[0]}`, {
-          hint: format === 'csv' ? 'Check the delimiter and the header, or set `format`.' : 'Set `format` if the file extension is misleading.',
+          hint:
+            format === 'csv' ? 'Check the delimiter and the header, or set `format`.' : 'Set `format` if the file extension is misleading.',
         });
       }
       // One pass: the file streams into Parquet; malformed rows are recorded on the way.
@@ -128,15 +135,22 @@ export const ingestFile = definePlugin({
       const bad = format === 'csv' ? await rejects(db) : { total: 0, first: [] };
       if (bad.total > 0 && p.onBadRows === 'fail') {
         const lines = bad.first.map(
-          (r) => `  line ${r.line}${r.column_name ? `, column '${r.column_name}'` : ''}: ${r.error_type.toLowerCase()} — ${r.error_message.split('\n')[0]}\n      ${JSON.stringify(r.csv_line).slice(0, 120)}`,
+          (r) =>
+            `  line ${r.line}${r.column_name ? `, column '${r.column_name}'` : ''}: ${r.error_type.toLowerCase()} — ${r.error_message.split('\n')[0]}\n      ${JSON.stringify(r.csv_line).slice(0, 120)}`,
         );
-        throw new PipelineError('DATA_INVALID', `${label}: ${bad.total} malformed row${bad.total === 1 ? '' : 's'}:\n${lines.join('\n')}${bad.total > bad.first.length ? `\n  ... and ${bad.total - bad.first.length} more` : ''}`, {
-          hint: 'Fix the rows, or set onBadRows: skip to drop them (they are counted in the badRows output).',
-        });
+        throw new PipelineError(
+          'DATA_INVALID',
+          `${label}: ${bad.total} malformed row${bad.total === 1 ? '' : 's'}:\n${lines.join('\n')}${bad.total > bad.first.length ? `\n  ... and ${bad.total - bad.first.length} more` : ''}`,
+          {
+            hint: 'Fix the rows, or set onBadRows: skip to drop them (they are counted in the badRows output).',
+          },
+        );
       }
       const n = written.rows;
       if (n < p.minRows) {
-        throw new PipelineError('DATA_INVALID', `${label}: ${n} data rows; at least ${p.minRows} expected.`, { hint: 'An empty export, or a header-only file?' });
+        throw new PipelineError('DATA_INVALID', `${label}: ${n} data rows; at least ${p.minRows} expected.`, {
+          hint: 'An empty export, or a header-only file?',
+        });
       }
       const dataset = await storeDataset(ctx, written.file, 'dataset');
       ctx.logger.info({ file: label, rows: n, badRows: bad.total }, 'ingested');

@@ -30,11 +30,22 @@ export const monitorDrift = definePlugin({
     options.columns ??= Object.keys(reference.columns);
     const result = computeDrift(reference, current, options);
     const report = await ctx.store.put(toEvidentlyJson(result), { name: 'drift.json', mediaType: 'application/json' });
-    const html = await ctx.store.put(renderDriftHtml(result, { title: `Data drift: ${ctx.pipeline} / ${ctx.stepId}`, reference: `${reference.rows} rows`, current: `${current.rows} rows` }), {
-      name: 'drift.html',
-      mediaType: 'text/html',
-    });
-    const metrics: Record<string, number> = { drift_share: result.shareOfDriftedColumns, drifted_columns: result.numberOfDriftedColumns, dataset_drift: result.datasetDrift ? 1 : 0 };
+    const html = await ctx.store.put(
+      renderDriftHtml(result, {
+        title: `Data drift: ${ctx.pipeline} / ${ctx.stepId}`,
+        reference: `${reference.rows} rows`,
+        current: `${current.rows} rows`,
+      }),
+      {
+        name: 'drift.html',
+        mediaType: 'text/html',
+      },
+    );
+    const metrics: Record<string, number> = {
+      drift_share: result.shareOfDriftedColumns,
+      drifted_columns: result.numberOfDriftedColumns,
+      dataset_drift: result.datasetDrift ? 1 : 0,
+    };
     for (const c of result.columns) if (Number.isFinite(c.drift_score)) metrics[`drift_score.${c.column_name}`] = c.drift_score;
     ctx.logMetrics(metrics);
     const drifted = result.columns.filter((c) => c.drift_detected).map((c) => c.column_name);

@@ -52,7 +52,10 @@ export const split = definePlugin({
       const columns = await describe(db, 'raw');
       for (const c of [p.stratifyBy, p.timeColumn]) {
         if (c && !columns.some((x) => x.name === c)) {
-          throw new PipelineError('PLUGIN_PARAMS', `process.split: the dataset has no column '${c}'. Columns: ${columns.map((x) => x.name).join(', ')}.`);
+          throw new PipelineError(
+            'PLUGIN_PARAMS',
+            `process.split: the dataset has no column '${c}'. Columns: ${columns.map((x) => x.name).join(', ')}.`,
+          );
         }
       }
       // u in [0, 1): a seeded hash of the row position, stable for the same data.
@@ -63,7 +66,9 @@ export const split = definePlugin({
       let order = '__u';
       if (p.method === 'stratified') {
         const s = columns.find((c) => c.name === p.stratifyBy)!;
-        const key = isNumericType(s.type) ? `ntile(${p.bins}) OVER (ORDER BY ${ident(s.name)})` : `coalesce(CAST(${ident(s.name)} AS VARCHAR), '<null>')`;
+        const key = isNumericType(s.type)
+          ? `ntile(${p.bins}) OVER (ORDER BY ${ident(s.name)})`
+          : `coalesce(CAST(${ident(s.name)} AS VARCHAR), '<null>')`;
         await db.run(`CREATE TEMP TABLE strat AS SELECT *, ${key} AS __stratum FROM rows`);
         part = 'strat';
       } else if (p.method === 'time') {

@@ -27,7 +27,10 @@ export const sql = definePlugin({
       tables: z.array(z.string().regex(identifier, 'table names are SQL identifiers')).min(1).default(['input']),
       /** Values bound to `$name` parameters of the query (a run's params and overrides go here, not into `sql`). */
       params: z
-        .record(z.string().regex(identifier, 'parameter names are identifiers: $name'), z.union([z.string(), z.number(), z.boolean(), z.null()]))
+        .record(
+          z.string().regex(identifier, 'parameter names are identifiers: $name'),
+          z.union([z.string(), z.number(), z.boolean(), z.null()]),
+        )
         .default({}),
       /**
        * What the query may read and write besides its inputs: false (default) nothing; a list of
@@ -38,11 +41,12 @@ export const sql = definePlugin({
     .strict(),
   codeParams: ['sql', 'externalAccess'],
   codeHint:
-    "Pass values as params: { name: ${params.x} } and write $name in the SQL (bound, not spliced); what step SQL may read (externalAccess) is written in the pipeline itself.",
+    'Pass values as params: { name: ${params.x} } and write $name in the SQL (bound, not spliced); what step SQL may read (externalAccess) is written in the pipeline itself.',
   inputs: (p): Record<string, IoKind> => Object.fromEntries(p.tables.map((t) => [t, 'dataset' as const])),
   outputs: { dataset: 'dataset', rows: 'json', columns: 'json' },
   async run(ctx, p, inputs) {
-    const fail = (what: string, hint: string): PipelineError => new PipelineError('DATA_INVALID', `process.sql (step '${ctx.stepId}'): ${what}`, { hint });
+    const fail = (what: string, hint: string): PipelineError =>
+      new PipelineError('DATA_INVALID', `process.sql (step '${ctx.stepId}'): ${what}`, { hint });
     return withDuckDB(async (db) => {
       const files: string[] = [];
       for (const t of p.tables) {
@@ -70,7 +74,10 @@ export const sql = definePlugin({
       }
       if (shape.kind !== 'SELECT') {
         const hint = 'The step writes the result of one query; ATTACH, COPY, CREATE, SET, PRAGMA, INSTALL and LOAD are not step SQL.';
-        throw fail(`the SQL is not a query but a statement of kind ${shape.kind}; only a query (SELECT, WITH, FROM, VALUES) is allowed.`, hint);
+        throw fail(
+          `the SQL is not a query but a statement of kind ${shape.kind}; only a query (SELECT, WITH, FROM, VALUES) is allowed.`,
+          hint,
+        );
       }
       const given = Object.keys(p.params);
       const missing = shape.params.filter((n) => !given.includes(n));
@@ -82,7 +89,10 @@ export const sql = definePlugin({
       if (unused.length) {
         const names = unused.join(', ');
         const refs = unused.map((n) => `$${n}`).join(', ');
-        throw fail(`params ${names} ${unused.length === 1 ? 'is' : 'are'} not used by the query.`, `Refer to them as ${refs}, or remove them.`);
+        throw fail(
+          `params ${names} ${unused.length === 1 ? 'is' : 'are'} not used by the query.`,
+          `Refer to them as ${refs}, or remove them.`,
+        );
       }
       try {
         const w = await writeDataset(ctx, db, p.sql, 'dataset', p.params as SqlParams);

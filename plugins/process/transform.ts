@@ -4,17 +4,27 @@ import { PipelineError } from '../../engine/errors.js';
 import { isArtifactRef, type ArtifactRef } from '../../engine/types.js';
 import { datasetFile, datasetPath, describe, isNumericType, view, writeDataset, type Column } from '../../lib/dataset.js';
 import { definePlugin } from '../sdk.js';
-import { applyOpSql, applyTransformSql, gridCenters, parseFittedTransform, type FittedOp, type FittedTransform } from '../../lib/fitted-transform.js';
+import {
+  applyOpSql,
+  applyTransformSql,
+  gridCenters,
+  parseFittedTransform,
+  type FittedOp,
+  type FittedTransform,
+} from '../../lib/fitted-transform.js';
 import { formulaColumns, parseFormula } from '../../lib/formula.js';
 
 /** A derive formula, checked when the pipeline is compiled (so a typo fails before any step runs). */
-const formula = z.string().min(1).superRefine((src, ctx) => {
-  try {
-    parseFormula(src);
-  } catch (e) {
-    ctx.addIssue({ code: 'custom', message: (e as Error).message });
-  }
-});
+const formula = z
+  .string()
+  .min(1)
+  .superRefine((src, ctx) => {
+    try {
+      parseFormula(src);
+    } catch (e) {
+      ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    }
+  });
 
 /** What to fit, as written in the pipeline. */
 export const transformStep = z.discriminatedUnion('op', [
@@ -23,10 +33,27 @@ export const transformStep = z.discriminatedUnion('op', [
     .object({ op: z.literal('derive'), name: z.string().min(1), expr: formula.optional(), sql: z.string().min(1).optional() })
     .strict()
     .refine((d) => (d.expr === undefined) !== (d.sql === undefined), { message: 'derive takes exactly one of expr (a formula) or sql' }),
-  z.object({ op: z.literal('impute'), columns: z.array(z.string()).min(1), strategy: z.enum(['median', 'mean', 'most_frequent', 'constant']), value: z.union([z.number(), z.string()]).optional() }).strict(),
+  z
+    .object({
+      op: z.literal('impute'),
+      columns: z.array(z.string()).min(1),
+      strategy: z.enum(['median', 'mean', 'most_frequent', 'constant']),
+      value: z.union([z.number(), z.string()]).optional(),
+    })
+    .strict(),
   z.object({ op: z.literal('log'), columns: z.array(z.string()).min(1), offset: z.number().min(0).default(1) }).strict(),
-  z.object({ op: z.literal('clip'), columns: z.array(z.string()).min(1), min: z.number().optional(), max: z.number().optional(), quantiles: z.tuple([z.number().min(0).max(1), z.number().min(0).max(1)]).optional() }).strict(),
-  z.object({ op: z.literal('onehot'), columns: z.array(z.string()).min(1), maxCategories: z.number().int().min(1).max(1000).default(50) }).strict(),
+  z
+    .object({
+      op: z.literal('clip'),
+      columns: z.array(z.string()).min(1),
+      min: z.number().optional(),
+      max: z.number().optional(),
+      quantiles: z.tuple([z.number().min(0).max(1), z.number().min(0).max(1)]).optional(),
+    })
+    .strict(),
+  z
+    .object({ op: z.literal('onehot'), columns: z.array(z.string()).min(1), maxCategories: z.number().int().min(1).max(1000).default(50) })
+    .strict(),
   z.object({ op: z.literal('standardize'), columns: z.union([z.array(z.string()).min(1), z.literal('numeric')]) }).strict(),
   /**
    * Radial-basis similarity to fixed centers (e.g. places on a latitude/longitude grid):
@@ -63,7 +90,10 @@ function parseJson(text: string): unknown {
 function requireColumns(op: string, wanted: string[], columns: Column[]): void {
   const missing = wanted.filter((c) => !columns.some((x) => x.name === c));
   if (missing.length) {
-    throw new PipelineError('PLUGIN_PARAMS', `process.transform (${op}): no column ${missing.map((m) => `'${m}'`).join(', ')}. Columns: ${columns.map((c) => c.name).join(', ')}.`);
+    throw new PipelineError(
+      'PLUGIN_PARAMS',
+      `process.transform (${op}): no column ${missing.map((m) => `'${m}'`).join(', ')}. Columns: ${columns.map((c) => c.name).join(', ')}.`,
+    );
   }
 }
 
@@ -111,7 +141,10 @@ type StepOf<K extends TransformStep['op']> = Extract<TransformStep, { op: K }>;
 /** The fitted ops of one step, on the data the earlier steps produced. */
 async function fitStep(db: Duck, current: string, columns: Column[], step: TransformStep, exclude: string[]): Promise<FittedOp[]> {
   if (step.op === 'derive') return fitDerive(step, columns);
-  const names = step.op === 'standardize' && step.columns === 'numeric' ? columns.filter((c) => isNumericType(c.type) && !exclude.includes(c.name)).map((c) => c.name) : (step.columns as string[]);
+  const names =
+    step.op === 'standardize' && step.columns === 'numeric'
+      ? columns.filter((c) => isNumericType(c.type) && !exclude.includes(c.name)).map((c) => c.name)
+      : (step.columns as string[]);
   requireColumns(step.op, names, columns);
   const fit: OpFit = { db, current, columns, names, stats: statsOf(db, current, names) };
   switch (step.op) {
@@ -135,7 +168,13 @@ function statsOf(db: Duck, current: string, names: string[]): Stats {
   const stats = async (exprs: (c: string) => string[]): Promise<Record<string, unknown>[]> => {
     const select = names.flatMap((n, i) => exprs(ident(n)).map((e, j) => `${e} AS s${i}_${j}`));
     const [row] = await db.rows<Record<string, unknown>>(`SELECT ${select.join(', ')} FROM ${current}`);
-    return names.map((_, i) => Object.fromEntries(Object.entries(row ?? {}).filter(([k]) => k.startsWith(`s${i}_`)).map(([k, v]) => [k.split('_')[1]!, v])));
+    return names.map((_, i) =>
+      Object.fromEntries(
+        Object.entries(row ?? {})
+          .filter(([k]) => k.startsWith(`s${i}_`))
+          .map(([k, v]) => [k.split('_')[1]!, v]),
+      ),
+    );
   };
   return stats;
 }
@@ -143,7 +182,9 @@ function statsOf(db: Duck, current: string, names: string[]): Stats {
 function fitDerive(step: StepOf<'derive'>, columns: Column[]): FittedOp[] {
   const ops: FittedOp[] = [];
   if (step.expr !== undefined) requireColumns(`derive ${step.name}`, formulaColumns(parseFormula(step.expr)), columns);
-  ops.push(step.expr !== undefined ? { op: 'derive', name: step.name, expr: step.expr } : { op: 'derive', name: step.name, sql: step.sql! });
+  ops.push(
+    step.expr !== undefined ? { op: 'derive', name: step.name, expr: step.expr } : { op: 'derive', name: step.name, sql: step.sql! },
+  );
   return ops;
 }
 
@@ -159,7 +200,10 @@ async function fitImpute({ db, current, names, stats }: OpFit, step: StepOf<'imp
   names.forEach((name, i) => {
     const value = values[i];
     if (value === undefined || value === null) {
-      throw new PipelineError('DATA_INVALID', `process.transform: cannot impute '${name}': it has no values to fit on${step.strategy === 'constant' ? ' (set `value`)' : ''}.`);
+      throw new PipelineError(
+        'DATA_INVALID',
+        `process.transform: cannot impute '${name}': it has no values to fit on${step.strategy === 'constant' ? ' (set `value`)' : ''}.`,
+      );
     }
     ops.push({ op: 'impute', column: name, value });
   });
@@ -168,14 +212,22 @@ async function fitImpute({ db, current, names, stats }: OpFit, step: StepOf<'imp
 
 async function mostFrequent(db: Duck, current: string, name: string): Promise<number | string | null> {
   const c = ident(name);
-  const [r] = await db.rows<{ v: unknown }>(`SELECT ${c} AS v FROM ${current} WHERE ${c} IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1`);
+  const [r] = await db.rows<{ v: unknown }>(
+    `SELECT ${c} AS v FROM ${current} WHERE ${c} IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 1`,
+  );
   return (r?.v ?? null) as number | string | null;
 }
 
 function fitRbf({ columns }: OpFit, step: StepOf<'rbf'>): FittedOp[] {
   const ops: FittedOp[] = [];
   requireColumns('rbf', step.columns, columns);
-  ops.push({ op: 'rbf', name: step.name, columns: step.columns, centers: step.centers ?? gridCenters(step.grid as [number, number, number][]), gamma: step.gamma });
+  ops.push({
+    op: 'rbf',
+    name: step.name,
+    columns: step.columns,
+    centers: step.centers ?? gridCenters(step.grid as [number, number, number][]),
+    gamma: step.gamma,
+  });
   return ops;
 }
 
@@ -191,7 +243,12 @@ async function fitClip({ names, stats }: OpFit, step: StepOf<'clip'>): Promise<F
   const q = step.quantiles;
   const bounds = q ? await stats((c) => [`quantile_cont(${c}, ${q[0]})::DOUBLE`, `quantile_cont(${c}, ${q[1]})::DOUBLE`]) : undefined;
   names.forEach((name, i) =>
-    ops.push({ op: 'clip', column: name, min: bounds ? (bounds[i]!['0'] as number) : (step.min ?? null), max: bounds ? (bounds[i]!['1'] as number) : (step.max ?? null) }),
+    ops.push({
+      op: 'clip',
+      column: name,
+      min: bounds ? (bounds[i]!['0'] as number) : (step.min ?? null),
+      max: bounds ? (bounds[i]!['1'] as number) : (step.max ?? null),
+    }),
   );
   return ops;
 }
@@ -201,7 +258,9 @@ async function fitOnehot({ db, current, names }: OpFit, step: StepOf<'onehot'>):
   const ops: FittedOp[] = [];
   for (const name of names) {
     const c = ident(name);
-    const cats = await db.rows<{ v: string }>(`SELECT CAST(${c} AS VARCHAR) AS v FROM ${current} WHERE ${c} IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT ${step.maxCategories}`);
+    const cats = await db.rows<{ v: string }>(
+      `SELECT CAST(${c} AS VARCHAR) AS v FROM ${current} WHERE ${c} IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT ${step.maxCategories}`,
+    );
     ops.push({ op: 'onehot', column: name, categories: cats.map((x) => x.v).sort() });
   }
   return ops;
@@ -221,23 +280,44 @@ async function fitStandardize({ names, stats }: OpFit): Promise<FittedOp[]> {
     const r = rows[i]!;
     const [inf, nulls, mean, std] = [Number(r['0']), Number(r['1']), r['2'] as number | null, r['3'] as number | null];
     if (inf > 0) {
-      throw new PipelineError('DATA_INVALID', `process.transform: cannot standardize '${name}': ${inf} values are infinite or NaN (a division by zero?).`, {
-        hint: 'Guard the expression that makes it (e.g. x / nullif(y, 0)), then impute.',
-      });
+      throw new PipelineError(
+        'DATA_INVALID',
+        `process.transform: cannot standardize '${name}': ${inf} values are infinite or NaN (a division by zero?).`,
+        {
+          hint: 'Guard the expression that makes it (e.g. x / nullif(y, 0)), then impute.',
+        },
+      );
     }
     if (mean === null) throw new PipelineError('DATA_INVALID', `process.transform: cannot standardize '${name}': it is entirely null.`);
-    if (nulls > 0) throw new PipelineError('DATA_INVALID', `process.transform: '${name}' has ${nulls} nulls; impute it before standardize.`, { hint: `Add { op: impute, columns: [${name}], strategy: median } before standardize.` });
+    if (nulls > 0)
+      throw new PipelineError('DATA_INVALID', `process.transform: '${name}' has ${nulls} nulls; impute it before standardize.`, {
+        hint: `Add { op: impute, columns: [${name}], strategy: median } before standardize.`,
+      });
     ops.push({ op: 'standardize', column: name, mean, std: std && std > 0 ? std : 1 });
   });
   return ops;
 }
 
 /** Applies the fitted ops of step `i` one view at a time, adding them to `state`; returns the last view and its columns. */
-async function applyFitted(db: Duck, state: FittedTransform, i: number, ops: FittedOp[], current: string, columns: Column[]): Promise<{ current: string; columns: Column[] }> {
+async function applyFitted(
+  db: Duck,
+  state: FittedTransform,
+  i: number,
+  ops: FittedOp[],
+  current: string,
+  columns: Column[],
+): Promise<{ current: string; columns: Column[] }> {
   for (const op of ops) {
     const next = `__fit${i + 1}_${state.ops.length}`;
     try {
-      await db.run(`CREATE OR REPLACE TEMP VIEW ${next} AS SELECT ${applyOpSql(op, columns.map((x) => x.name)).select} FROM ${current}`);
+      await db.run(
+        `CREATE OR REPLACE TEMP VIEW ${next} AS SELECT ${
+          applyOpSql(
+            op,
+            columns.map((x) => x.name),
+          ).select
+        } FROM ${current}`,
+      );
       current = next;
       columns = await describe(db, current);
     } catch (e) {
@@ -266,12 +346,14 @@ const fitParams = z
 export const transform = definePlugin({
   name: 'process.transform',
   version: '1',
-  description: 'Fits transforms on train (impute, one-hot, standardize, log, clip, derive) and applies them to train/validation/test; outputs the fitted state.',
+  description:
+    'Fits transforms on train (impute, one-hot, standardize, log, clip, derive) and applies them to train/validation/test; outputs the fitted state.',
   params: fitParams,
   inputs: { train: 'dataset', 'validation?': 'dataset', 'test?': 'dataset' },
   outputs: { train: 'dataset', validation: 'dataset', test: 'dataset', state: 'artifact', features: 'json' },
   codeParams: ['steps.*.sql'],
-  codeHint: 'A derive `sql` is DuckDB code written in the pipeline; to compute with a value from params, use an `expr` formula (arithmetic only, parsed and checked).',
+  codeHint:
+    'A derive `sql` is DuckDB code written in the pipeline; to compute with a value from params, use an `expr` formula (arithmetic only, parsed and checked).',
   async run(ctx, p, inputs) {
     const files: Partial<Record<'train' | 'validation' | 'test', string>> = {};
     for (const name of ['train', 'validation', 'test'] as const) {
@@ -293,7 +375,11 @@ export const transform = definePlugin({
         out[name] = w.ref;
         if (name === 'train') features = w.columns.map((c) => c.name).filter((c) => !p.exclude.includes(c));
       }
-      return { ...out, features, state: await ctx.store.put(JSON.stringify(state, null, 2), { name: 'transform-state.json', mediaType: 'application/json' }) };
+      return {
+        ...out,
+        features,
+        state: await ctx.store.put(JSON.stringify(state, null, 2), { name: 'transform-state.json', mediaType: 'application/json' }),
+      };
     });
   },
 });

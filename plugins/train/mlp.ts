@@ -32,14 +32,20 @@ const params = z
       ])
       .default({ type: 'constant' }),
     /** Stop when the validation loss has not improved by `minDelta` for `patience` epochs; keep the best weights. */
-    earlyStopping: z.object({ patience: z.number().int().min(1), minDelta: z.number().min(0).default(0) }).strict().optional(),
+    earlyStopping: z
+      .object({ patience: z.number().int().min(1), minDelta: z.number().min(0).default(0) })
+      .strict()
+      .optional(),
     seed: z.number().int().default(42),
     /**
      * Stop when, from epoch `afterEpochs` on, the best loss so far (validation loss when bound) is
      * above `curve[epoch - 1]` (null: no bar at that epoch). Hyperparameter search sets it from
      * the trials finished before (the median stopping rule).
      */
-    stopIfWorseThan: z.object({ curve: z.array(z.number().nullable()).max(100_000), afterEpochs: z.number().int().min(1).default(5) }).strict().optional(),
+    stopIfWorseThan: z
+      .object({ curve: z.array(z.number().nullable()).max(100_000), afterEpochs: z.number().int().min(1).default(5) })
+      .strict()
+      .optional(),
     checkpoint: z
       .object({
         everyEpochs: z.number().int().min(1).default(5),
@@ -53,7 +59,6 @@ const params = z
   .strict();
 
 type Params = z.infer<typeof params>;
-
 
 function permutation(n: number, seed: number): Int32Array {
   const p = new Int32Array(n);
@@ -69,7 +74,8 @@ function permutation(n: number, seed: number): Int32Array {
 export function learningRateAt(p: Pick<Params, 'learningRate' | 'lrSchedule' | 'epochs'>, epoch: number): number {
   const s = p.lrSchedule;
   if (s.type === 'step') return p.learningRate * s.factor ** Math.floor((epoch - 1) / s.every);
-  if (s.type === 'cosine') return s.minLearningRate + 0.5 * (p.learningRate - s.minLearningRate) * (1 + Math.cos((Math.PI * (epoch - 1)) / p.epochs));
+  if (s.type === 'cosine')
+    return s.minLearningRate + 0.5 * (p.learningRate - s.minLearningRate) * (1 + Math.cos((Math.PI * (epoch - 1)) / p.epochs));
   return p.learningRate;
 }
 
@@ -93,7 +99,14 @@ interface CheckpointDoc {
 function buildModel(tf: Tf, p: Params, inputs: number, outputs: number): LayersModel {
   const model = tf.sequential();
   p.hidden.forEach((units, i) => {
-    model.add(tf.layers.dense({ units, activation: p.activation, inputShape: i === 0 ? [inputs] : undefined, kernelInitializer: tf.initializers.glorotUniform({ seed: p.seed + i }) }));
+    model.add(
+      tf.layers.dense({
+        units,
+        activation: p.activation,
+        inputShape: i === 0 ? [inputs] : undefined,
+        kernelInitializer: tf.initializers.glorotUniform({ seed: p.seed + i }),
+      }),
+    );
     // No seed: tfjs draws a seeded dropout mask afresh from the same seed on every call, so every
     // batch would drop the same units. Unseeded masks are real dropout, but not bit-reproducible.
     if (p.dropout > 0) model.add(tf.layers.dropout({ rate: p.dropout }));
@@ -121,7 +134,12 @@ async function optimizerState(tf: Tf, optimizer: Optimizer): Promise<CheckpointD
   return Promise.all(
     weights.map(async (w) => {
       const data = await w.tensor.data();
-      return { name: w.name, shape: w.tensor.shape, dtype: w.tensor.dtype === 'int32' ? 'int32' : 'float32', data: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64') } as const;
+      return {
+        name: w.name,
+        shape: w.tensor.shape,
+        dtype: w.tensor.dtype === 'int32' ? 'int32' : 'float32',
+        data: Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('base64'),
+      } as const;
     }),
   );
 }
@@ -235,13 +253,21 @@ interface TrainTensors {
 }
 
 /** The train and validation matrices (validation with train's features), checked for what training needs. */
-async function loadInputs(ctx: StepContext, p: Params, inputs: Record<string, unknown>): Promise<{ train: Matrix; validation: Matrix | undefined }> {
+async function loadInputs(
+  ctx: StepContext,
+  p: Params,
+  inputs: Record<string, unknown>,
+): Promise<{ train: Matrix; validation: Matrix | undefined }> {
   const train = await loadMatrix(await datasetFile(ctx, inputs, 'train'), { target: p.target, features: p.features, label: 'train' });
   const features = train.features;
-  const validation: Matrix | undefined = inputs['validation'] ? await loadMatrix(await datasetFile(ctx, inputs, 'validation'), { target: p.target, features, label: 'validation' }) : undefined;
+  const validation: Matrix | undefined = inputs['validation']
+    ? await loadMatrix(await datasetFile(ctx, inputs, 'validation'), { target: p.target, features, label: 'validation' })
+    : undefined;
   if (train.rows === 0) throw new PipelineError('DATA_INVALID', 'train: the dataset has no rows.');
   if (p.earlyStopping && !validation) {
-    throw new PipelineError('PLUGIN_PARAMS', 'train.tfjs-mlp: earlyStopping needs a `validation` input.', { hint: 'Bind inputs.validation, or remove earlyStopping.' });
+    throw new PipelineError('PLUGIN_PARAMS', 'train.tfjs-mlp: earlyStopping needs a `validation` input.', {
+      hint: 'Bind inputs.validation, or remove earlyStopping.',
+    });
   }
   return { train, validation };
 }
@@ -252,14 +278,16 @@ function modelMeta(p: Params, train: Matrix): ModelMeta {
   const meta: ModelMeta = { kind: 'mlpipe.tfjs-mlp', version: 1, task: p.task, features, target: p.target };
   if (p.task === 'regression') {
     const ys = train.y as number[];
-    if (ys.some((v) => typeof v !== 'number')) throw new PipelineError('DATA_INVALID', `train: the target '${p.target}' is not numeric; use task: classification for labels.`);
+    if (ys.some((v) => typeof v !== 'number'))
+      throw new PipelineError('DATA_INVALID', `train: the target '${p.target}' is not numeric; use task: classification for labels.`);
     const mean = ys.reduce((a, b) => a + b, 0) / ys.length;
     const std = Math.sqrt(ys.reduce((a, b) => a + (b - mean) ** 2, 0) / ys.length) || 1;
     Object.assign(meta, { targetMean: mean, targetStd: std });
   } else {
     meta.classes = [...new Set(train.y!.map((v) => v as string | number))].sort();
     meta.classPriors = meta.classes.map((c) => train.y!.filter((v) => String(v) === String(c)).length / train.rows);
-    if (meta.classes.length < 2) throw new PipelineError('DATA_INVALID', `train: the target '${p.target}' has a single class (${String(meta.classes[0])}).`);
+    if (meta.classes.length < 2)
+      throw new PipelineError('DATA_INVALID', `train: the target '${p.target}' has a single class (${String(meta.classes[0])}).`);
   }
   return meta;
 }
@@ -279,7 +307,10 @@ async function resume(t: Training): Promise<void> {
     t.best = doc.best;
     t.resumedFromEpoch = t.state.epoch;
     const from = resumed.meta.backend;
-    ctx.logger.info({ epoch: t.state.epoch, from }, `resumed from the checkpoint of epoch ${t.state.epoch}${from ? ` (written on ${from})` : ''}`);
+    ctx.logger.info(
+      { epoch: t.state.epoch, from },
+      `resumed from the checkpoint of epoch ${t.state.epoch}${from ? ` (written on ${from})` : ''}`,
+    );
   }
 }
 
@@ -319,7 +350,9 @@ async function fitEpochs(t: Training, rows: number, data: TrainTensors): Promise
     await watchLoss(t, epoch, valLoss ?? trainLoss);
     ctx.heartbeat({ epoch, loss: trainLoss, valLoss });
     const stop = stopsAt(t, epoch);
-    const due = epoch % p.checkpoint.everyEpochs === 0 || (p.checkpoint.everyMinutes !== undefined && Date.now() - t.lastCheckpointAt >= p.checkpoint.everyMinutes * 60_000);
+    const due =
+      epoch % p.checkpoint.everyEpochs === 0 ||
+      (p.checkpoint.everyMinutes !== undefined && Date.now() - t.lastCheckpointAt >= p.checkpoint.everyMinutes * 60_000);
     if (due && !stop && epoch < p.epochs) await saveCheckpoint(t);
     if (stop) {
       ctx.logger.info({ epoch, bestEpoch: state.bestEpoch }, 'early stopping');
@@ -329,7 +362,12 @@ async function fitEpochs(t: Training, rows: number, data: TrainTensors): Promise
 }
 
 /** One epoch over the shuffled train data (seeded by `seed` and the epoch), then the validation loss. Divergence fails the step. */
-async function fitEpoch({ tf, p, model, optimizer }: Training, rows: number, { xAll, yAll, vx, vy }: TrainTensors, epoch: number): Promise<{ trainLoss: number; valLoss: number | undefined; lr: number }> {
+async function fitEpoch(
+  { tf, p, model, optimizer }: Training,
+  rows: number,
+  { xAll, yAll, vx, vy }: TrainTensors,
+  epoch: number,
+): Promise<{ trainLoss: number; valLoss: number | undefined; lr: number }> {
   const lr = learningRateAt(p, epoch);
   (optimizer as unknown as { learningRate: number }).learningRate = lr;
   const order = tf.tensor1d(permutation(rows, p.seed * 100_003 + epoch), 'int32');
@@ -371,7 +409,10 @@ function stopsAt(t: Training, epoch: number): boolean {
   const belowMedian = bar !== null && bar !== undefined && state.bestLoss > bar;
   if (belowMedian) {
     t.stoppedByRule = epoch;
-    ctx.logger.info({ epoch, bestLoss: state.bestLoss, bar }, `stopped: best loss ${state.bestLoss.toPrecision(4)} is worse than the median ${bar.toPrecision(4)} of earlier trials at epoch ${epoch}`);
+    ctx.logger.info(
+      { epoch, bestLoss: state.bestLoss, bar },
+      `stopped: best loss ${state.bestLoss.toPrecision(4)} is worse than the median ${bar.toPrecision(4)} of earlier trials at epoch ${epoch}`,
+    );
   }
   const stop = belowMedian || (p.earlyStopping !== undefined && state.wait >= p.earlyStopping.patience);
   return stop;
@@ -387,7 +428,10 @@ async function trainedOutputs(t: Training, backend: string, rows: number, starte
   }
   // Training curves for tracking, resumed epochs included (from the checkpoint's history).
   for (const h of state.history) {
-    ctx.logMetrics({ loss: h.loss, ...(h.valLoss !== undefined ? { val_loss: h.valLoss } : {}), learning_rate: h.lr }, { step: h.epoch, timestamp: h.at });
+    ctx.logMetrics(
+      { loss: h.loss, ...(h.valLoss !== undefined ? { val_loss: h.valLoss } : {}), learning_rate: h.lr },
+      { step: h.epoch, timestamp: h.at },
+    );
   }
   const bytes = await serializeModel(tf, t.model, meta);
   const modelRef = await ctx.store.put(bytes, { name: 'model.json', mediaType: 'application/vnd.mlpipe.tfjs-mlp+json' });

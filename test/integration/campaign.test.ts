@@ -30,7 +30,16 @@ const SEED = 22;
 /** The step each kill aims at, in order, and the step's expected duration on a busy 2-core machine. */
 const PLAN = ['ingest', 'split', 'transform', 'transform', 'train', 'train', 'train', 'train', 'train', 'train'];
 const KILLS = PLAN.length;
-const EXPECTED_MS: Record<string, number> = { ingest: 1000, validate: 500, split: 1000, transform: 8000, train: 15_000, tune: 1000, evaluate: 1000, export: 2000 };
+const EXPECTED_MS: Record<string, number> = {
+  ingest: 1000,
+  validate: 500,
+  split: 1000,
+  transform: 8000,
+  train: 15_000,
+  tune: 1000,
+  evaluate: 1000,
+  export: 2000,
+};
 /** Resume bound of a lost worker (docs/resilience.md): heartbeat timeout + retry interval + a new worker's start. */
 const RESUME_BOUND_MS = 45_000;
 
@@ -52,126 +61,141 @@ afterAll(async () => {
 });
 
 describe('kill campaign', () => {
-  it(`completes the housing pipeline through ${KILLS} seeded worker kills, redoing only interrupted steps`, async () => {
-    const random = prng(SEED);
-    const epochs = 20;
-    const workflowId = uniqueId('campaign');
-    let worker = workers.spawn('c0');
-    const handle = await client.workflow.start(PIPELINE_WORKFLOW, {
-      taskQueue: project.taskQueue,
-      workflowId,
-      args: [{ pipeline: 'campaign', overrides: [`training.epochs=${epochs}`, 'training.patience=100'], cache: false }],
-    });
-    // The train step's checkpoint record of this run: checkpoints/<workflow>/<run>/train/<cache key>.json.
-    const records = join(project.settings.artifactsDir, 'records', 'checkpoints', encodeURIComponent(workflowId));
-    const checkpointEpoch = (): number => {
-      try {
-        if (!existsSync(records)) return 0;
-        const file = readdirSync(records, { recursive: true, encoding: 'utf8' }).find((f) => /(^|\/)train\/[^/]+\.json$/.test(f));
-        return file ? (JSON.parse(readFileSync(join(records, file), 'utf8')) as { meta: { epoch: number } }).meta.epoch : 0;
-      } catch {
-        return 0; // being replaced right now
-      }
-    };
-    let lastTrainEpoch = 0;
-    const kills: { aimedAt: string; delayMs: number; hit: { step: string; resumeMs: number }[]; epochAtKill?: number }[] = [];
-    for (let i = 1; i <= KILLS; i++) {
-      // An attempt of the planned step running on the current worker; or, once that step is done, of any step.
-      const target = PLAN[i - 1]!;
-      const running = await whileRunning(
-        handle,
-        async () => {
-          const d = await handle.describe();
-          const pending = d.raw.pendingActivities ?? [];
-          const mine = pending.filter((p) => p.state === 2 && p.lastWorkerIdentity?.startsWith(`${worker.pid}@`));
-          const a = mine.find((p) => p.activityId === target);
-          // Training: only once this worker has written a checkpoint newer than the last kill's.
-          if (a && target === 'train') return checkpointEpoch() > lastTrainEpoch ? { step: target, attempt: a.attempt ?? 1 } : undefined;
-          if (a) return { step: target, attempt: a.attempt ?? 1 };
-          if (!mine.length || pending.some((p) => p.activityId === target)) return undefined;
-          // (No answer while no worker polls yet, right after a kill: ask again on the next poll.)
-          const status = await handle.query<PipelineStatus>('status').catch(() => undefined);
-          const done = status?.steps[target]?.status === 'succeeded';
-          return done ? { step: mine[0]!.activityId!, attempt: mine[0]!.attempt ?? 1 } : undefined;
-        },
-        `step '${target}' (or a later one) to run before kill ${i}`,
-      );
-      const delayMs = running.step === 'train' ? 0 : Math.round((0.1 + 0.8 * random()) * (EXPECTED_MS[running.step] ?? 1000));
-      await new Promise((r) => setTimeout(r, delayMs));
-      // Every attempt running on this worker at the kill is hit (tune and evaluate run side by side).
-      const hit = ((await handle.describe()).raw.pendingActivities ?? []).filter((p) => p.state === 2 && p.lastWorkerIdentity?.startsWith(`${worker.pid}@`));
-      const killedAt = Date.now();
-      worker.kill('SIGKILL');
-      await exited(worker);
-      const kill: (typeof kills)[number] = { aimedAt: running.step, delayMs, hit: [], ...(hit.some((a) => a.activityId === 'train') ? { epochAtKill: checkpointEpoch() } : {}) };
-      kills.push(kill);
-      if (kill.epochAtKill !== undefined) lastTrainEpoch = kill.epochAtKill;
-      worker = workers.spawn(`c${i}`);
-      for (const a of hit) {
-        // The interrupted step's next attempt, on the new worker: when it started (server clock).
-        const step = a.activityId!;
-        const next = await whileRunning(
+  it(
+    `completes the housing pipeline through ${KILLS} seeded worker kills, redoing only interrupted steps`,
+    async () => {
+      const random = prng(SEED);
+      const epochs = 20;
+      const workflowId = uniqueId('campaign');
+      let worker = workers.spawn('c0');
+      const handle = await client.workflow.start(PIPELINE_WORKFLOW, {
+        taskQueue: project.taskQueue,
+        workflowId,
+        args: [{ pipeline: 'campaign', overrides: [`training.epochs=${epochs}`, 'training.patience=100'], cache: false }],
+      });
+      // The train step's checkpoint record of this run: checkpoints/<workflow>/<run>/train/<cache key>.json.
+      const records = join(project.settings.artifactsDir, 'records', 'checkpoints', encodeURIComponent(workflowId));
+      const checkpointEpoch = (): number => {
+        try {
+          if (!existsSync(records)) return 0;
+          const file = readdirSync(records, { recursive: true, encoding: 'utf8' }).find((f) => /(^|\/)train\/[^/]+\.json$/.test(f));
+          return file ? (JSON.parse(readFileSync(join(records, file), 'utf8')) as { meta: { epoch: number } }).meta.epoch : 0;
+        } catch {
+          return 0; // being replaced right now
+        }
+      };
+      let lastTrainEpoch = 0;
+      const kills: { aimedAt: string; delayMs: number; hit: { step: string; resumeMs: number }[]; epochAtKill?: number }[] = [];
+      for (let i = 1; i <= KILLS; i++) {
+        // An attempt of the planned step running on the current worker; or, once that step is done, of any step.
+        const target = PLAN[i - 1]!;
+        const running = await whileRunning(
           handle,
           async () => {
-            const p = await pendingStep(handle, step);
-            if (!p) return { done: true as const };
-            return p.started && p.attempt > (a.attempt ?? 1) && p.lastStartedMs ? { at: p.lastStartedMs, done: false as const } : undefined;
+            const d = await handle.describe();
+            const pending = d.raw.pendingActivities ?? [];
+            const mine = pending.filter((p) => p.state === 2 && p.lastWorkerIdentity?.startsWith(`${worker.pid}@`));
+            const a = mine.find((p) => p.activityId === target);
+            // Training: only once this worker has written a checkpoint newer than the last kill's.
+            if (a && target === 'train') return checkpointEpoch() > lastTrainEpoch ? { step: target, attempt: a.attempt ?? 1 } : undefined;
+            if (a) return { step: target, attempt: a.attempt ?? 1 };
+            if (!mine.length || pending.some((p) => p.activityId === target)) return undefined;
+            // (No answer while no worker polls yet, right after a kill: ask again on the next poll.)
+            const status = await handle.query<PipelineStatus>('status').catch(() => undefined);
+            const done = status?.steps[target]?.status === 'succeeded';
+            return done ? { step: mine[0]!.activityId!, attempt: mine[0]!.attempt ?? 1 } : undefined;
           },
-          `step '${step}' to resume after kill ${i}`,
+          `step '${target}' (or a later one) to run before kill ${i}`,
         );
-        // (done: its completion reached the server just before the kill; nothing to resume.)
-        if (!next.done) kill.hit.push({ step, resumeMs: next.at - killedAt });
+        const delayMs = running.step === 'train' ? 0 : Math.round((0.1 + 0.8 * random()) * (EXPECTED_MS[running.step] ?? 1000));
+        await new Promise((r) => setTimeout(r, delayMs));
+        // Every attempt running on this worker at the kill is hit (tune and evaluate run side by side).
+        const hit = ((await handle.describe()).raw.pendingActivities ?? []).filter(
+          (p) => p.state === 2 && p.lastWorkerIdentity?.startsWith(`${worker.pid}@`),
+        );
+        const killedAt = Date.now();
+        worker.kill('SIGKILL');
+        await exited(worker);
+        const kill: (typeof kills)[number] = {
+          aimedAt: running.step,
+          delayMs,
+          hit: [],
+          ...(hit.some((a) => a.activityId === 'train') ? { epochAtKill: checkpointEpoch() } : {}),
+        };
+        kills.push(kill);
+        if (kill.epochAtKill !== undefined) lastTrainEpoch = kill.epochAtKill;
+        worker = workers.spawn(`c${i}`);
+        for (const a of hit) {
+          // The interrupted step's next attempt, on the new worker: when it started (server clock).
+          const step = a.activityId!;
+          const next = await whileRunning(
+            handle,
+            async () => {
+              const p = await pendingStep(handle, step);
+              if (!p) return { done: true as const };
+              return p.started && p.attempt > (a.attempt ?? 1) && p.lastStartedMs
+                ? { at: p.lastStartedMs, done: false as const }
+                : undefined;
+            },
+            `step '${step}' to resume after kill ${i}`,
+          );
+          // (done: its completion reached the server just before the kill; nothing to resume.)
+          if (!next.done) kill.hit.push({ step, resumeMs: next.at - killedAt });
+        }
       }
-    }
-    const result = (await handle.result()) as PipelineResult;
-    worker.kill('SIGTERM');
+      const result = (await handle.result()) as PipelineResult;
+      worker.kill('SIGTERM');
 
-    // History: every step was scheduled once and completed once (a completed step never ran again).
-    const history = await handle.fetchHistory();
-    const scheduled = new Map<string, number>();
-    const completed = new Map<string, number>();
-    const idOf = new Map<string, string>();
-    for (const e of history.events ?? []) {
-      if (e.activityTaskScheduledEventAttributes) {
-        const id = e.activityTaskScheduledEventAttributes.activityId!;
-        idOf.set(String(e.eventId), id);
-        scheduled.set(id, (scheduled.get(id) ?? 0) + 1);
+      // History: every step was scheduled once and completed once (a completed step never ran again).
+      const history = await handle.fetchHistory();
+      const scheduled = new Map<string, number>();
+      const completed = new Map<string, number>();
+      const idOf = new Map<string, string>();
+      for (const e of history.events ?? []) {
+        if (e.activityTaskScheduledEventAttributes) {
+          const id = e.activityTaskScheduledEventAttributes.activityId!;
+          idOf.set(String(e.eventId), id);
+          scheduled.set(id, (scheduled.get(id) ?? 0) + 1);
+        }
+        if (e.activityTaskCompletedEventAttributes) {
+          const id = idOf.get(String(e.activityTaskCompletedEventAttributes.scheduledEventId))!;
+          completed.set(id, (completed.get(id) ?? 0) + 1);
+        }
       }
-      if (e.activityTaskCompletedEventAttributes) {
-        const id = idOf.get(String(e.activityTaskCompletedEventAttributes.scheduledEventId))!;
-        completed.set(id, (completed.get(id) ?? 0) + 1);
+      const steps = Object.keys(result.steps);
+      console.info(
+        `campaign kills: ${JSON.stringify(kills)}; attempts: ${JSON.stringify(Object.fromEntries(steps.map((s) => [s, [result.steps[s]!.attempt, result.steps[s]!.errors ?? 0]])))}`,
+      );
+      for (const s of steps) {
+        expect(scheduled.get(s), s).toBe(1);
+        expect(completed.get(s), s).toBe(1);
       }
-    }
-    const steps = Object.keys(result.steps);
-    console.info(`campaign kills: ${JSON.stringify(kills)}; attempts: ${JSON.stringify(Object.fromEntries(steps.map((s) => [s, [result.steps[s]!.attempt, result.steps[s]!.errors ?? 0]])))}`);
-    for (const s of steps) {
-      expect(scheduled.get(s), s).toBe(1);
-      expect(completed.get(s), s).toBe(1);
-    }
-    // Only a step running at a kill got another attempt, one per kill that hit it, and no step errors.
-    const hits = (s: string): number => kills.filter((k) => k.hit.some((h) => h.step === s)).length;
-    for (const s of steps) {
-      expect(result.steps[s]!.attempt, s).toBe(1 + hits(s));
-      expect(result.steps[s]!.errors ?? 0, s).toBe(0);
-    }
-    // Every artifact handed out verifies against its digest.
-    const store = new LocalArtifactStore(project.settings.artifactsDir);
-    const refs = artifactRefs(result.outputs);
-    expect(refs.length).toBeGreaterThan(5);
-    for (const r of refs) expect(await store.verify(r), r.uri).toBe(true);
-    // Each resume within the bound; training resumed from its checkpoint and finished every epoch.
-    const resumes = kills.flatMap((k) => k.hit.map((h) => ({ ...h, epochAtKill: k.epochAtKill })));
-    for (const r of resumes) expect(r.resumeMs).toBeLessThanOrEqual(RESUME_BOUND_MS);
-    const metrics = result.outputs['train']!['metrics'] as Record<string, number>;
-    expect(metrics['epochs']).toBe(epochs);
-    const trainKills = resumes.filter((k) => k.step === 'train');
-    if (trainKills.length) expect(metrics['resumedFromEpoch']).toBe(trainKills[trainKills.length - 1]!.epochAtKill);
-    expect(kills).toHaveLength(KILLS);
-    const worst = Math.max(...resumes.map((k) => k.resumeMs!));
-    console.info(
-      `kill campaign (seed ${SEED}): ${kills.length} kills, run completed; steps redone ${resumes.length} (${resumes.map((k) => k.step).join(', ')}); ` +
-        `resume latency worst ${(worst / 1000).toFixed(1)} s, all ${resumes.map((k) => (k.resumeMs! / 1000).toFixed(1)).join(' ')} s; ` +
-        `train kills at checkpoint epochs ${trainKills.map((k) => k.epochAtKill).join(', ') || '-'} (each resumed from it: at most one epoch lost a kill); ${refs.length} artifacts verified`,
-    );
-  }, 20 * 60_000);
+      // Only a step running at a kill got another attempt, one per kill that hit it, and no step errors.
+      const hits = (s: string): number => kills.filter((k) => k.hit.some((h) => h.step === s)).length;
+      for (const s of steps) {
+        expect(result.steps[s]!.attempt, s).toBe(1 + hits(s));
+        expect(result.steps[s]!.errors ?? 0, s).toBe(0);
+      }
+      // Every artifact handed out verifies against its digest.
+      const store = new LocalArtifactStore(project.settings.artifactsDir);
+      const refs = artifactRefs(result.outputs);
+      expect(refs.length).toBeGreaterThan(5);
+      for (const r of refs) expect(await store.verify(r), r.uri).toBe(true);
+      // Each resume within the bound; training resumed from its checkpoint and finished every epoch.
+      const resumes = kills.flatMap((k) => k.hit.map((h) => ({ ...h, epochAtKill: k.epochAtKill })));
+      for (const r of resumes) expect(r.resumeMs).toBeLessThanOrEqual(RESUME_BOUND_MS);
+      const metrics = result.outputs['train']!['metrics'] as Record<string, number>;
+      expect(metrics['epochs']).toBe(epochs);
+      const trainKills = resumes.filter((k) => k.step === 'train');
+      if (trainKills.length) expect(metrics['resumedFromEpoch']).toBe(trainKills[trainKills.length - 1]!.epochAtKill);
+      expect(kills).toHaveLength(KILLS);
+      const worst = Math.max(...resumes.map((k) => k.resumeMs!));
+      console.info(
+        `kill campaign (seed ${SEED}): ${kills.length} kills, run completed; steps redone ${resumes.length} (${resumes.map((k) => k.step).join(', ')}); ` +
+          `resume latency worst ${(worst / 1000).toFixed(1)} s, all ${resumes.map((k) => (k.resumeMs! / 1000).toFixed(1)).join(' ')} s; ` +
+          `train kills at checkpoint epochs ${trainKills.map((k) => k.epochAtKill).join(', ') || '-'} (each resumed from it: at most one epoch lost a kill); ${refs.length} artifacts verified`,
+      );
+    },
+    20 * 60_000,
+  );
 });

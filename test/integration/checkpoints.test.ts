@@ -48,7 +48,8 @@ async function kernelShapes(model: ArtifactRef): Promise<number[][]> {
 describe('checkpoints keyed to the run and the step cache key', () => {
   it('a second run under the same workflow ID with other params starts at epoch 0 with its own params', async () => {
     const rows = ['a,b,y'];
-    for (let i = 0; i < 200; i++) rows.push(`${Math.sin(i * 1.3)},${Math.cos(i * 0.7)},${3 * Math.sin(i * 1.3) - 2 * Math.cos(i * 0.7) + 1}`);
+    for (let i = 0; i < 200; i++)
+      rows.push(`${Math.sin(i * 1.3)},${Math.cos(i * 0.7)},${3 * Math.sin(i * 1.3) - 2 * Math.cos(i * 0.7) + 1}`);
     project.write('data.csv', `${rows.join('\n')}\n`);
     const workflowId = uniqueId('retrain-ckpt');
     const runOnce = async (hidden: number[]): Promise<PipelineResult & { runId: string }> => {
@@ -60,9 +61,17 @@ describe('checkpoints keyed to the run and the step cache key', () => {
     const first = await runOnce([8]);
     const second = await runOnce([16, 8]);
     expect(second.runId).not.toBe(first.runId);
-    for (const r of [first, second]) expect(r.outputs['train']!['metrics']).toMatchObject({ epochs: 6, epochsThisAttempt: 6, resumedFromEpoch: 0 });
-    expect(await kernelShapes(first.outputs['train']!['model'] as ArtifactRef)).toEqual([[2, 8], [8, 1]]);
-    expect(await kernelShapes(second.outputs['train']!['model'] as ArtifactRef)).toEqual([[2, 16], [16, 8], [8, 1]]);
+    for (const r of [first, second])
+      expect(r.outputs['train']!['metrics']).toMatchObject({ epochs: 6, epochsThisAttempt: 6, resumedFromEpoch: 0 });
+    expect(await kernelShapes(first.outputs['train']!['model'] as ArtifactRef)).toEqual([
+      [2, 8],
+      [8, 1],
+    ]);
+    expect(await kernelShapes(second.outputs['train']!['model'] as ArtifactRef)).toEqual([
+      [2, 16],
+      [16, 8],
+      [8, 1],
+    ]);
     // Each run's checkpoints are under its own run ID.
     const dir = join(project.settings.artifactsDir, 'records', 'checkpoints', workflowId);
     expect(existsSync(dir)).toBe(true);

@@ -102,18 +102,23 @@ async function startedCount(): Promise<number> {
   return count;
 }
 
-
 describe('temporal workflow start', () => {
   it('starts a pipeline with the documented command and JSON input', async () => {
     const workflowId = uniqueId('cli-temporal');
     const input = JSON.stringify({ pipeline: 'conditional', overrides: ['model=wide'] });
     const r = await runCommand(inject('temporalBin'), [
-      'workflow', 'start',
-      '--address', project.settings.temporalAddress,
-      '--type', 'pipelineWorkflow',
-      '--task-queue', project.taskQueue,
-      '--workflow-id', workflowId,
-      '--input', input,
+      'workflow',
+      'start',
+      '--address',
+      project.settings.temporalAddress,
+      '--type',
+      'pipelineWorkflow',
+      '--task-queue',
+      project.taskQueue,
+      '--workflow-id',
+      workflowId,
+      '--input',
+      input,
     ]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
@@ -134,9 +139,16 @@ describe('mlpipe', () => {
   });
 
   it('status shows beside a running step what it waits for (its heartbeat details)', async () => {
-    project.write('pipelines/gate.yaml', 'name: gate\nsteps:\n  before: { uses: util.echo }\n  opens:\n    uses: custom.gate\n    needs: before\n    with: { file: gate.txt }\n');
+    project.write(
+      'pipelines/gate.yaml',
+      'name: gate\nsteps:\n  before: { uses: util.echo }\n  opens:\n    uses: custom.gate\n    needs: before\n    with: { file: gate.txt }\n',
+    );
     const workflowId = uniqueId('cli-gate');
-    const handle = await env.client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId, args: [{ pipeline: 'gate' }] });
+    const handle = await env.client.workflow.start(PIPELINE_WORKFLOW, {
+      taskQueue: project.taskQueue,
+      workflowId,
+      args: [{ pipeline: 'gate' }],
+    });
     await whileRunning(handle, async () => (await waitingSteps(handle)).get('opens'), "the step's heartbeat to say what it waits for");
     const r = await mlpipe('status', workflowId);
     expect(r.stderr).toBe('');
@@ -144,7 +156,11 @@ describe('mlpipe', () => {
     const lines = r.stdout.split('\n');
     expect(lines[0]).toBe('gate: running');
     expect(lines).toEqual(expect.arrayContaining([expect.stringMatching(/^✓ before\s+succeeded/)]));
-    expect(lines).toEqual(expect.arrayContaining([expect.stringMatching(/^▶ opens\s+running\s+waiting for the gate at gate\.txt \(unreachable for \d[^)]*\)$/)]));
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^▶ opens\s+running\s+waiting for the gate at gate\.txt \(unreachable for \d[^)]*\)$/),
+      ]),
+    );
     project.write('gate.txt', 'open');
     const result = (await handle.result()) as PipelineResult;
     expect(result.outputs['opens']).toEqual({ text: 'open' });
@@ -155,7 +171,10 @@ describe('mlpipe', () => {
   });
 
   it('run exits 1 and names the failed step when the run fails', async () => {
-    project.write('pipelines/fails.yaml', 'name: fails\nsteps:\n  bad:\n    uses: util.flaky\n    with: { message: no space left, retryable: false }\n');
+    project.write(
+      'pipelines/fails.yaml',
+      'name: fails\nsteps:\n  bad:\n    uses: util.flaky\n    with: { message: no space left, retryable: false }\n',
+    );
     const r = await mlpipe('run', 'fails');
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/✗ bad\s+failed/);
@@ -195,7 +214,8 @@ describe('mlpipe', () => {
   });
 
   it('stops the housing pipeline on bad data with the file, line, column and row', async () => {
-    const header = 'longitude,latitude,housing_median_age,total_rooms,total_bedrooms,population,households,median_income,median_house_value,ocean_proximity';
+    const header =
+      'longitude,latitude,housing_median_age,total_rooms,total_bedrooms,population,households,median_income,median_house_value,ocean_proximity';
     const good = '-122.23,37.88,41.0,880.0,129.0,322.0,126.0,8.3252,452600.0,NEAR BAY';
     project.write('data/malformed.csv', `${header}\n${good}\n-122.22,37.86,21.0\n`);
     const malformed = await mlpipe('run', 'california-housing', 'params.data=data/malformed.csv', '--no-cache');
@@ -213,7 +233,9 @@ describe('mlpipe', () => {
 
     const noTarget = await mlpipe('run', 'california-housing', 'params.target=price', 'training.epochs=1');
     expect(noTarget.code).toBe(1);
-    expect(noTarget.stderr).toContain("Step 'split' failed (PLUGIN_PARAMS): process.split: the dataset has no column 'price'. Columns: longitude, latitude");
+    expect(noTarget.stderr).toContain(
+      "Step 'split' failed (PLUGIN_PARAMS): process.split: the dataset has no column 'price'. Columns: longitude, latitude",
+    );
 
     project.write('data/empty.csv', '');
     const empty = await mlpipe('run', 'california-housing', 'params.data=data/empty.csv');
@@ -231,14 +253,19 @@ describe('mlpipe', () => {
     expect(bad.stderr).toContain("Did you mean 'training.lr'?");
     const graph = await mlpipe('graph', 'diamond');
     expect(graph.code).toBe(0);
-    expect(graph.stdout.split('\n')).toEqual(expect.arrayContaining(['flowchart TD', '  prepare --> left', '  prepare --> right', '  left --> report', '  right --> report']));
+    expect(graph.stdout.split('\n')).toEqual(
+      expect.arrayContaining(['flowchart TD', '  prepare --> left', '  prepare --> right', '  left --> report', '  right --> report']),
+    );
   });
 
   it('exits 3 with a hint when no server is reachable', async () => {
-    const r = await runCommand(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'run', 'diamond'], { TEMPORAL_ADDRESS: '127.0.0.1:1', MLPIPE_PROJECT_DIR: project.dir });
+    const r = await runCommand(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'run', 'diamond'], {
+      TEMPORAL_ADDRESS: '127.0.0.1:1',
+      MLPIPE_PROJECT_DIR: project.dir,
+    });
     expect(r.code).toBe(3);
     expect(r.stderr).toContain('No Temporal server at 127.0.0.1:1');
-    expect(r.stderr).toContain("mlpipe dev");
+    expect(r.stderr).toContain('mlpipe dev');
   });
 
   it('dev starts a persistent dev server, a worker and the MLflow UI over mlruns/, prints both UIs, and stops all on SIGTERM', async () => {
@@ -246,8 +273,28 @@ describe('mlpipe', () => {
     const uiPort = await freePort();
     const mlflowPort = await freePort();
     const db = join(project.dir, 'dev', 'temporal.db');
-    const env = { ...process.env, MLPIPE_PROJECT_DIR: project.dir, MLPIPE_ARTIFACTS: project.settings.artifactsDir, MLPIPE_TASK_QUEUE: 'dev-queue' };
-    const dev = spawn(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'dev', '--port', String(port), '--ui-port', String(uiPort), '--db', db, '--mlflow-port', String(mlflowPort)], { cwd: project.dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const env = {
+      ...process.env,
+      MLPIPE_PROJECT_DIR: project.dir,
+      MLPIPE_ARTIFACTS: project.settings.artifactsDir,
+      MLPIPE_TASK_QUEUE: 'dev-queue',
+    };
+    const dev = spawn(
+      process.execPath,
+      [
+        join(REPO, 'bin', 'mlpipe.mjs'),
+        'dev',
+        '--port',
+        String(port),
+        '--ui-port',
+        String(uiPort),
+        '--db',
+        db,
+        '--mlflow-port',
+        String(mlflowPort),
+      ],
+      { cwd: project.dir, env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let stdout = '';
     dev.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     try {
@@ -257,14 +304,22 @@ describe('mlpipe', () => {
       expect(stdout).toContain(`MLflow UI: http://127.0.0.1:${mlflowPort} (file store ${join(project.dir, 'mlruns')})`);
       const ui = await fetch(`http://127.0.0.1:${uiPort}/`);
       expect(ui.status).toBe(200);
-      const r = await runCommand(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'run', 'diamond'], { TEMPORAL_ADDRESS: `127.0.0.1:${port}`, MLPIPE_PROJECT_DIR: project.dir, MLPIPE_TASK_QUEUE: 'dev-queue' });
+      const r = await runCommand(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'run', 'diamond'], {
+        TEMPORAL_ADDRESS: `127.0.0.1:${port}`,
+        MLPIPE_PROJECT_DIR: project.dir,
+        MLPIPE_TASK_QUEUE: 'dev-queue',
+      });
       expect(r.code, `${r.stdout}\n${r.stderr}\n--- dev:\n${stdout}`).toBe(0);
       expect(r.stdout).toContain('diamond: succeeded');
       // The run reaches the MLflow UI of dev, through the file store the worker writes.
-      const found = await waitFor(async () => {
-        const res = await fetch(`http://127.0.0.1:${mlflowPort}/api/2.0/mlflow/experiments/get-by-name?experiment_name=diamond`);
-        return res.ok ? ((await res.json()) as { experiment: { experiment_id: string } }) : undefined;
-      }, 'the diamond experiment in the MLflow UI', 30_000);
+      const found = await waitFor(
+        async () => {
+          const res = await fetch(`http://127.0.0.1:${mlflowPort}/api/2.0/mlflow/experiments/get-by-name?experiment_name=diamond`);
+          return res.ok ? ((await res.json()) as { experiment: { experiment_id: string } }) : undefined;
+        },
+        'the diamond experiment in the MLflow UI',
+        30_000,
+      );
       const runs = await fetch(`http://127.0.0.1:${mlflowPort}/api/2.0/mlflow/runs/search`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
@@ -292,7 +347,11 @@ describe('mlpipe', () => {
   it('SIGTERM to a following run cancels the run and exits 1, as SIGINT does', async () => {
     project.write('pipelines/nap.yaml', 'name: nap\nsteps:\n  nap:\n    uses: util.sleep\n    with: { ticks: 40, tickMs: 250 }\n');
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-      const child = spawn(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'run', 'nap', '--worker', '--no-cache'], { cwd: project.dir, env: { ...process.env, ...cliEnv() }, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'run', 'nap', '--worker', '--no-cache'], {
+        cwd: project.dir,
+        env: { ...process.env, ...cliEnv() },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -357,7 +416,11 @@ describe('mlpipe', () => {
     expect(list.stdout).toMatch(/\bsucceeded\s+diamond\s+diamond-/);
     expect(list.stdout).toMatch(/\bfailed\s+fails\s+fails-/);
     // `mlpipe runs list | head -0`: the reading end is gone before the first line is written.
-    const child = spawn(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'runs', 'list'], { cwd: project.dir, env: { ...process.env, ...cliEnv() }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'runs', 'list'], {
+      cwd: project.dir,
+      env: { ...process.env, ...cliEnv() },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     child.stdout.destroy();
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -369,7 +432,11 @@ describe('mlpipe', () => {
   it('a mlpipe.plugins.ts that fails to import is one PLUGIN_INVALID error naming the file, exit 2', async () => {
     const broken = createTestProject('cli-broken');
     broken.write('package.json', JSON.stringify({ type: 'module' }));
-    const cli = (...args: string[]): Promise<Ran> => runCommand(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), ...args], { MLPIPE_PROJECT_DIR: broken.dir, TEMPORAL_ADDRESS: project.settings.temporalAddress });
+    const cli = (...args: string[]): Promise<Ran> =>
+      runCommand(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), ...args], {
+        MLPIPE_PROJECT_DIR: broken.dir,
+        TEMPORAL_ADDRESS: project.settings.temporalAddress,
+      });
     broken.write('mlpipe.plugins.ts', '// plugins\nexport const plugins = [;\n');
     const syntax = await cli('validate', 'diamond');
     expect(syntax.code).toBe(2);

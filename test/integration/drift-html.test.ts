@@ -14,7 +14,8 @@ const CHROMIUM = process.env['CHROMIUM'] ?? '/usr/bin/chromium';
 let browser: Browser;
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium not found at ${CHROMIUM}: run 'bash deploy/provision.sh --with-chromium' or set CHROMIUM.`);
+  if (!existsSync(CHROMIUM))
+    throw new Error(`Chromium not found at ${CHROMIUM}: run 'bash deploy/provision.sh --with-chromium' or set CHROMIUM.`);
   browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
 });
 afterAll(async () => {
@@ -25,7 +26,14 @@ function data(shift: number, n: number): Dataset {
   const x = Float64Array.from({ length: n }, (_, i) => Math.sin(i * 1.7) * 3 + shift);
   const z = Float64Array.from({ length: n }, (_, i) => Math.cos(i * 0.3));
   const codes = Int32Array.from({ length: n }, (_, i) => (shift ? i % 4 : i % 3));
-  return { rows: n, columns: { income: { type: 'num', values: x }, stable: { type: 'num', values: z }, region: { type: 'cat', codes, labels: ['north', 'south', 'east', 'west <&>'] } } };
+  return {
+    rows: n,
+    columns: {
+      income: { type: 'num', values: x },
+      stable: { type: 'num', values: z },
+      region: { type: 'cat', codes, labels: ['north', 'south', 'east', 'west <&>'] },
+    },
+  };
 }
 
 describe('HTML drift report', () => {

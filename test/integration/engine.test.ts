@@ -4,7 +4,13 @@
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
-import { PIPELINE_WORKFLOW, statusQueryName, type PipelineInput, type PipelineResult, type PipelineStatus } from '../../engine/contracts.js';
+import {
+  PIPELINE_WORKFLOW,
+  statusQueryName,
+  type PipelineInput,
+  type PipelineResult,
+  type PipelineStatus,
+} from '../../engine/contracts.js';
 import { createTestProject, uniqueId, useWorkerAndClient, waitFor, type JournalLine } from './helpers.js';
 import { errorFromFailure } from '../../engine/errors.js';
 
@@ -50,7 +56,10 @@ describe('pipelineWorkflow', () => {
   });
 
   it('never runs more than maxParallel steps at once', async () => {
-    const steps = Array.from({ length: 9 }, (_, i) => `  s${i}:\n    uses: util.echo\n    with: { sleepMs: 400, journal: journal.jsonl, values: { i: ${i} } }`).join('\n');
+    const steps = Array.from(
+      { length: 9 },
+      (_, i) => `  s${i}:\n    uses: util.echo\n    with: { sleepMs: 400, journal: journal.jsonl, values: { i: ${i} } }`,
+    ).join('\n');
     project.write('pipelines/parallel.yaml', `name: parallel\nmaxParallel: 3\nsteps:\n${steps}\n`);
     const handle = await start({ pipeline: 'parallel', cache: false });
     await handle.result();
@@ -93,7 +102,9 @@ describe('pipelineWorkflow', () => {
     expect(r.outputs['ingest']).toMatchObject({ rows: 20640, badRows: 0 });
     expect(r.outputs['validate']).toMatchObject({ passed: true, violations: 0 });
     expect(r.outputs['split']!['counts']).toEqual({ train: 14450, validation: 2070, test: 4120 });
-    expect(r.outputs['transform']!['features']).toEqual(expect.arrayContaining(['median_income', 'rooms_per_household', 'ocean_proximity=INLAND']));
+    expect(r.outputs['transform']!['features']).toEqual(
+      expect.arrayContaining(['median_income', 'rooms_per_household', 'ocean_proximity=INLAND']),
+    );
     expect(r.outputs['transform']!['test']).toMatchObject({ kind: 'artifact', mediaType: 'application/vnd.apache.parquet' });
     expect(r.outputs['train']!['metrics']).toMatchObject({ epochs: 8, resumedFromEpoch: 0, rows: 14450 });
     const metrics = r.outputs['evaluate']!['metrics'] as Record<string, number>;
@@ -137,7 +148,10 @@ describe('pipelineWorkflow', () => {
   });
 
   it('does not retry a non-retryable step error', async () => {
-    project.write('pipelines/fatal.yaml', 'name: fatal\nsteps:\n  bad:\n    uses: util.flaky\n    with: { retryable: false, journal: journal.jsonl }\n    retry: { maximumAttempts: 5, initialInterval: 100ms }\n');
+    project.write(
+      'pipelines/fatal.yaml',
+      'name: fatal\nsteps:\n  bad:\n    uses: util.flaky\n    with: { retryable: false, journal: journal.jsonl }\n    retry: { maximumAttempts: 5, initialInterval: 100ms }\n',
+    );
     const handle = await start({ pipeline: 'fatal' });
     await handle.result().catch(() => undefined);
     const { runId } = await handle.describe();
@@ -161,7 +175,12 @@ describe('pipelineWorkflow', () => {
     expect(Object.values(second.steps).map((s) => s.status)).toEqual(['cached', 'cached', 'cached', 'cached']);
     expect(second.outputs).toEqual(first.outputs);
     const changed = await run({ pipeline: 'diamond', overrides: ['params.greeting=bonjour'] });
-    expect(['prepare', 'left', 'right', 'report'].map((id) => changed.steps[id]!.status)).toEqual(['cached', 'cached', 'succeeded', 'succeeded']);
+    expect(['prepare', 'left', 'right', 'report'].map((id) => changed.steps[id]!.status)).toEqual([
+      'cached',
+      'cached',
+      'succeeded',
+      'succeeded',
+    ]);
     const off = await run({ pipeline: 'diamond', cache: false });
     expect(Object.values(off.steps).every((s) => s.status === 'succeeded')).toBe(true);
   });

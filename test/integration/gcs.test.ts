@@ -40,12 +40,21 @@ afterAll(async () => {
 
 /** Quick retries so a dead endpoint fails the test in seconds, not the library's default 10 minutes. */
 function storageAt(endpoint: string): Storage {
-  return new Storage({ apiEndpoint: endpoint, projectId: 'test', retryOptions: { autoRetry: true, maxRetries: 2, maxRetryDelay: 1, totalTimeout: 20 } });
+  return new Storage({
+    apiEndpoint: endpoint,
+    projectId: 'test',
+    retryOptions: { autoRetry: true, maxRetries: 2, maxRetryDelay: 1, totalTimeout: 20 },
+  });
 }
 
 function store(prefix: string, options: { cacheMaxBytes?: number; resumableFromBytes?: number; storage?: Storage } = {}): GcsArtifactStore {
   const cacheDir = mkdtempSync(join(tmpdir(), 'mlpipe-gcs-cache-'));
-  return new GcsArtifactStore({ uri: `gs://${BUCKET}/${prefix}`, storage: options.storage ?? storageAt(emu.endpoint), cacheDir, ...options });
+  return new GcsArtifactStore({
+    uri: `gs://${BUCKET}/${prefix}`,
+    storage: options.storage ?? storageAt(emu.endpoint),
+    cacheDir,
+    ...options,
+  });
 }
 
 async function objectsUnder(prefix: string): Promise<{ name: string; size: number }[]> {
@@ -126,7 +135,9 @@ describe('GcsArtifactStore on fake-gcs-server', () => {
     console.info(`256 MiB up and down: peak RSS growth ${((peak - base) / 2 ** 20).toFixed(0)} MiB`);
     // The whole object is 256 MiB; holding it in memory even once would show here.
     expect(peak - base).toBeLessThan(160 * 2 ** 20);
-    expect(await objectsUnder('large/objects/')).toEqual([{ name: expect.stringContaining(expected.slice(2)) as string, size: 256 * 2 ** 20 }]);
+    expect(await objectsUnder('large/objects/')).toEqual([
+      { name: expect.stringContaining(expected.slice(2)) as string, size: 256 * 2 ** 20 },
+    ]);
   });
 
   it('lets two writers of the same object race: both succeed, one object, verified', async () => {
@@ -182,16 +193,27 @@ describe('GcsArtifactStore on fake-gcs-server', () => {
     });
     await new Promise<void>((r) => proxy.listen(proxyPort, '127.0.0.1', r));
     try {
-      const through = new GcsArtifactStore({ uri: `gs://${BUCKET}/cut`, storage: storageAt(`http://127.0.0.1:${proxyPort}`), cacheDir: mkdtempSync(join(tmpdir(), 'mlpipe-gcs-cache-')), resumableFromBytes: 2 ** 20 });
+      const through = new GcsArtifactStore({
+        uri: `gs://${BUCKET}/cut`,
+        storage: storageAt(`http://127.0.0.1:${proxyPort}`),
+        cacheDir: mkdtempSync(join(tmpdir(), 'mlpipe-gcs-cache-')),
+        resumableFromBytes: 2 ** 20,
+      });
       const ref = await through.putFile(path);
       expect(cut, 'the upload should have been cut').toBeDefined();
       await cut;
       expect(visibleAtCut).toEqual([]); // nothing visible while the upload was in flight
-      console.info(`upload cut after ${cutAt} of ${48 * 2 ** 20} bytes; the store started a new session; ${forwarded} bytes went through the proxy in all`);
+      console.info(
+        `upload cut after ${cutAt} of ${48 * 2 ** 20} bytes; the store started a new session; ${forwarded} bytes went through the proxy in all`,
+      );
       expect(ref.sha256).toBe(expected);
       const [files] = await cutEmu.storage.bucket(BUCKET).getFiles({ prefix: 'cut/objects/' });
       expect(files.map((f) => Number(f.metadata.size))).toEqual([48 * 2 ** 20]);
-      const reader = new GcsArtifactStore({ uri: `gs://${BUCKET}/cut`, storage: cutEmu.storage, cacheDir: mkdtempSync(join(tmpdir(), 'mlpipe-gcs-cache-')) });
+      const reader = new GcsArtifactStore({
+        uri: `gs://${BUCKET}/cut`,
+        storage: cutEmu.storage,
+        cacheDir: mkdtempSync(join(tmpdir(), 'mlpipe-gcs-cache-')),
+      });
       expect(await reader.verify(ref)).toBe(true);
       expect(await hashFile(await reader.getFile(ref))).toBe(expected);
 
@@ -199,7 +221,10 @@ describe('GcsArtifactStore on fake-gcs-server', () => {
       // policy handles) and nothing is left behind.
       await cutEmu.stop();
       const other = await bigFile(4, 'cut-2');
-      await expect(through.putFile(other)).rejects.toMatchObject({ code: 'STORAGE_ERROR', message: expect.stringMatching(/GCS upload failed/) as string });
+      await expect(through.putFile(other)).rejects.toMatchObject({
+        code: 'STORAGE_ERROR',
+        message: expect.stringMatching(/GCS upload failed/) as string,
+      });
     } finally {
       for (const so of sockets) so.destroy();
       await new Promise((r) => proxy.close(r));
@@ -216,7 +241,10 @@ describe('GcsArtifactStore on fake-gcs-server', () => {
     // Same length, same custom metadata (our sha256 and md5): only the bytes differ.
     const altered = Buffer.from(original);
     altered[5] = altered[5]! ^ 0xff;
-    await emu.storage.bucket(BUCKET).file(name).save(altered, { resumable: false, metadata: { metadata: meta.metadata } });
+    await emu.storage
+      .bucket(BUCKET)
+      .file(name)
+      .save(altered, { resumable: false, metadata: { metadata: meta.metadata } });
 
     const reader = store('corrupt');
     expect(await reader.verify(ref)).toBe(false);
@@ -250,7 +278,12 @@ describe('GcsArtifactStore on fake-gcs-server', () => {
     await emu.storage.bucket(BUCKET).file(`heal/records/cache/${key}.json`).save('{"key":"bbb', { resumable: false });
     await expect(s.getRecord(`cache/${key}`)).rejects.toMatchObject({ code: 'STORAGE_RECORD_CORRUPT' });
     const warnings: string[] = [];
-    const logger: Logger = { debug: () => undefined, info: () => undefined, error: () => undefined, warn: (_f, m) => void warnings.push(m) };
+    const logger: Logger = {
+      debug: () => undefined,
+      info: () => undefined,
+      error: () => undefined,
+      warn: (_f, m) => void warnings.push(m),
+    };
     expect(await readCacheRecord(s, key, logger)).toBeUndefined();
     expect(warnings).toEqual(['cache entry is unreadable; treating it as a miss']);
 
@@ -262,11 +295,19 @@ describe('GcsArtifactStore on fake-gcs-server', () => {
     const newest = await ckpt.save('epoch 10', { epoch: 10 }, { keep: 2 });
     const name = `heal/objects/sha256/${newest.ref.sha256.slice(0, 2)}/${newest.ref.sha256.slice(2)}`;
     const [meta] = await emu.storage.bucket(BUCKET).file(name).getMetadata();
-    await emu.storage.bucket(BUCKET).file(name).save(Buffer.from('epoch 1X'), { resumable: false, metadata: { metadata: meta.metadata } });
-    const resumed = await createCheckpoints(owner, { store: store('heal'), logger, heartbeat: () => undefined }).latest<{ epoch: number }>();
+    await emu.storage
+      .bucket(BUCKET)
+      .file(name)
+      .save(Buffer.from('epoch 1X'), { resumable: false, metadata: { metadata: meta.metadata } });
+    const resumed = await createCheckpoints(owner, { store: store('heal'), logger, heartbeat: () => undefined }).latest<{
+      epoch: number;
+    }>();
     expect(resumed?.meta.epoch).toBe(5);
     expect(resumed?.data.toString()).toBe('epoch 5');
-    expect(warnings).toEqual(['checkpoint is missing or corrupt; trying the next older one', 'resuming from an older checkpoint (1 newer skipped)']);
+    expect(warnings).toEqual([
+      'checkpoint is missing or corrupt; trying the next older one',
+      'resuming from an older checkpoint (1 newer skipped)',
+    ]);
     // Another run under the same workflow ID does not see them.
     expect(await createCheckpoints({ ...owner, runId: 'r2' }, { store: s, logger, heartbeat: () => undefined }).latest()).toBeUndefined();
   });
@@ -277,7 +318,14 @@ describe('GcsArtifactStore on fake-gcs-server', () => {
       await expect(s.putRecord(key, {}), key).rejects.toMatchObject({ code: 'STORAGE_KEY_INVALID' });
       await expect(s.getRecord(key), key).rejects.toMatchObject({ code: 'STORAGE_KEY_INVALID' });
     }
-    for (const uri of ['gs://b/../x', 'gs://bucket/a/%2e%2e/b', 'gs://bucket/a\\b', 'gs://user:secret@bucket/x', 's3://bucket/x', 'gs://Bucket']) {
+    for (const uri of [
+      'gs://b/../x',
+      'gs://bucket/a/%2e%2e/b',
+      'gs://bucket/a\\b',
+      'gs://user:secret@bucket/x',
+      's3://bucket/x',
+      'gs://Bucket',
+    ]) {
       expect(() => parseGsUri(uri), uri).toThrow(expect.objectContaining({ code: 'STORAGE_KEY_INVALID' }) as Error);
     }
     expect(parseGsUri('gs://my-bucket/team/ml/')).toEqual({ bucket: 'my-bucket', prefix: 'team/ml' });
@@ -315,14 +363,24 @@ describe('the housing pipeline on gs:// artifacts', () => {
 
   const cli = (args: string[]) =>
     run(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), ...args], {
-      env: { ...process.env, MLPIPE_PROJECT_DIR: project.dir, MLPIPE_ARTIFACTS: `gs://${BUCKET}/${prefix}`, MLPIPE_GCS_ENDPOINT: emu.endpoint },
+      env: {
+        ...process.env,
+        MLPIPE_PROJECT_DIR: project.dir,
+        MLPIPE_ARTIFACTS: `gs://${BUCKET}/${prefix}`,
+        MLPIPE_GCS_ENDPOINT: emu.endpoint,
+      },
     });
 
   it('runs end to end, keeps lineage, serves verified cache hits, and reruns a step whose cached output was altered', async () => {
     const client = await createClient();
     const overrides = ['training.epochs=6', 'training.batch_size=256'];
     const go = async (id: string): Promise<PipelineResult> => {
-      const h = await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId: id, args: [{ pipeline: 'california-housing', overrides }], workflowRunTimeout: '5 minutes' });
+      const h = await client.workflow.start(PIPELINE_WORKFLOW, {
+        taskQueue: project.taskQueue,
+        workflowId: id,
+        args: [{ pipeline: 'california-housing', overrides }],
+        workflowRunTimeout: '5 minutes',
+      });
       return (await h.result()) as PipelineResult;
     };
     try {
@@ -348,14 +406,25 @@ describe('the housing pipeline on gs:// artifacts', () => {
       // step is a cache hit, each checked against the bucket, but register (a side effect, never cached).
       const second = await go(uniqueId('housing-gcs'));
       expect(Object.fromEntries(Object.entries(second.steps).map(([id, s]) => [id, s.status]))).toEqual({
-        ingest: 'succeeded', validate: 'cached', split: 'cached', transform: 'cached', train: 'cached', tune: 'cached', evaluate: 'cached', export: 'cached', register: 'succeeded',
+        ingest: 'succeeded',
+        validate: 'cached',
+        split: 'cached',
+        transform: 'cached',
+        train: 'cached',
+        tune: 'cached',
+        evaluate: 'cached',
+        export: 'cached',
+        register: 'succeeded',
       });
       expect(second.outputs['register']).toMatchObject({ registered: false });
       expect(second.outputs['ingest']!['dataset']).toMatchObject({ sha256: (first.outputs['ingest']!['dataset'] as ArtifactRef).sha256 });
 
       // Alter the transform step's cached test split in the bucket: the next run must not reuse it.
       const test = first.outputs['transform']!['test'] as ArtifactRef;
-      await emu.storage.bucket(BUCKET).file(`${prefix}/objects/sha256/${test.sha256.slice(0, 2)}/${test.sha256.slice(2)}`).save(Buffer.from('not parquet'), { resumable: false });
+      await emu.storage
+        .bucket(BUCKET)
+        .file(`${prefix}/objects/sha256/${test.sha256.slice(0, 2)}/${test.sha256.slice(2)}`)
+        .save(Buffer.from('not parquet'), { resumable: false });
       const third = await go(uniqueId('housing-gcs'));
       expect(third.steps['transform']!.status).toBe('succeeded');
       expect(third.steps['split']!.status).toBe('cached');
@@ -397,7 +466,18 @@ describe('GCS down during a run', () => {
     const ticks = ['  ticks:', '    uses: util.sleep', '    with: { ticks: 30, tickMs: 300, journal: journal.jsonl }'];
     const write = ['  write:', '    uses: util.write', '    needs: ticks', '    with: { content: "after the outage", name: after.txt }'];
     project.write('pipelines/outage.yaml', ['name: outage', 'steps:', ...ticks, ...write, ''].join('\n'));
-    missing.write('pipelines/nobucket.yaml', ['name: nobucket', 'steps:', '  ticks:', '    uses: util.sleep', '    retry: { maximumAttempts: 1 }', '    with: { ticks: 60, tickMs: 1000, journal: journal.jsonl }', ''].join('\n'));
+    missing.write(
+      'pipelines/nobucket.yaml',
+      [
+        'name: nobucket',
+        'steps:',
+        '  ticks:',
+        '    uses: util.sleep',
+        '    retry: { maximumAttempts: 1 }',
+        '    with: { ticks: 60, tickMs: 1000, journal: journal.jsonl }',
+        '',
+      ].join('\n'),
+    );
   });
   afterAll(async () => {
     for (const stop of stops) await stop();
@@ -407,61 +487,104 @@ describe('GCS down during a run', () => {
     else process.env['MLPIPE_GCS_ENDPOINT'] = savedEnv;
   });
 
-  it('waits while GCS is down during a step that writes checkpoints, says so in mlpipe status, and completes once it is back', async () => {
-    const handle = await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('gcs-outage'), args: [{ pipeline: 'outage' }] });
-    const { runId } = await handle.describe();
-    const lines = () => project.journal().filter((l) => l.runId === runId);
-    await whileRunning(handle, () => lines().filter((l) => l.event === 'tick').length >= 3, 'three checkpointed ticks');
-    await outage.stop();
-    const waiting = await whileRunning(handle, async () => (await stepWaiting(handle, 'ticks'))?.waiting, 'the step to report that it waits for GCS');
-    expect(waiting).toMatch(new RegExp(`^waiting for GCS at http://127\\.0\\.0\\.1:${outage.port} \\(unreachable for [^)]*\\): GCS `));
-    const status = await run(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'status', handle.workflowId], {
-      env: { ...process.env, MLPIPE_PROJECT_DIR: project.dir, TEMPORAL_ADDRESS: project.settings.temporalAddress, MLPIPE_TASK_QUEUE: project.taskQueue },
-    });
-    expect(status.stdout).toMatch(new RegExp(`ticks\\s+running\\s+waiting for GCS at http://127\\.0\\.0\\.1:${outage.port} \\(unreachable for [^)]*\\)\\n`));
-    // Down for a while longer: the step goes on waiting in the same attempt, counting no error.
-    const ticksWhenDown = lines().filter((l) => l.event === 'tick').length;
-    await new Promise((r) => setTimeout(r, 20_000));
-    expect((await handle.describe()).status.name).toBe('RUNNING');
-    expect(await pendingStep(handle, 'ticks')).toMatchObject({ attempt: 1 });
-    expect(lines().filter((l) => l.event === 'tick').length).toBeLessThanOrEqual(ticksWhenDown + 1);
+  it(
+    'waits while GCS is down during a step that writes checkpoints, says so in mlpipe status, and completes once it is back',
+    async () => {
+      const handle = await client.workflow.start(PIPELINE_WORKFLOW, {
+        taskQueue: project.taskQueue,
+        workflowId: uniqueId('gcs-outage'),
+        args: [{ pipeline: 'outage' }],
+      });
+      const { runId } = await handle.describe();
+      const lines = () => project.journal().filter((l) => l.runId === runId);
+      await whileRunning(handle, () => lines().filter((l) => l.event === 'tick').length >= 3, 'three checkpointed ticks');
+      await outage.stop();
+      const waiting = await whileRunning(
+        handle,
+        async () => (await stepWaiting(handle, 'ticks'))?.waiting,
+        'the step to report that it waits for GCS',
+      );
+      expect(waiting).toMatch(new RegExp(`^waiting for GCS at http://127\\.0\\.0\\.1:${outage.port} \\(unreachable for [^)]*\\): GCS `));
+      const status = await run(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'status', handle.workflowId], {
+        env: {
+          ...process.env,
+          MLPIPE_PROJECT_DIR: project.dir,
+          TEMPORAL_ADDRESS: project.settings.temporalAddress,
+          MLPIPE_TASK_QUEUE: project.taskQueue,
+        },
+      });
+      expect(status.stdout).toMatch(
+        new RegExp(`ticks\\s+running\\s+waiting for GCS at http://127\\.0\\.0\\.1:${outage.port} \\(unreachable for [^)]*\\)\\n`),
+      );
+      // Down for a while longer: the step goes on waiting in the same attempt, counting no error.
+      const ticksWhenDown = lines().filter((l) => l.event === 'tick').length;
+      await new Promise((r) => setTimeout(r, 20_000));
+      expect((await handle.describe()).status.name).toBe('RUNNING');
+      expect(await pendingStep(handle, 'ticks')).toMatchObject({ attempt: 1 });
+      expect(lines().filter((l) => l.event === 'tick').length).toBeLessThanOrEqual(ticksWhenDown + 1);
 
-    await outage.restart(); // same port, same data folder
-    const result = (await handle.result()) as PipelineResult;
-    expect(result.state).toBe('succeeded');
-    expect(result.steps['ticks']).toMatchObject({ status: 'succeeded', attempt: 1 });
-    expect(result.steps['ticks']!.errors ?? 0).toBe(0);
-    expect(result.steps['write']).toMatchObject({ status: 'succeeded', attempt: 1 });
-    // Every tick ran once, in the one attempt; the artifacts written before and after the outage are there.
-    const ticks = lines().filter((l) => l.event === 'tick').map((l) => l['tick']);
-    expect(ticks).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
-    const after = new GcsArtifactStore({ uri: `gs://${OUTAGE_BUCKET}/runs`, storage: storageAt(outage.endpoint), cacheDir: mkdtempSync(join(tmpdir(), 'mlpipe-gcs-cache-')) });
-    const artifact = result.outputs['write']!['artifact'] as ArtifactRef;
-    expect((await after.get(artifact)).toString()).toBe('after the outage');
-    expect(await after.listRecords('checkpoints/')).not.toEqual([]);
-  }, 5 * 60_000);
+      await outage.restart(); // same port, same data folder
+      const result = (await handle.result()) as PipelineResult;
+      expect(result.state).toBe('succeeded');
+      expect(result.steps['ticks']).toMatchObject({ status: 'succeeded', attempt: 1 });
+      expect(result.steps['ticks']!.errors ?? 0).toBe(0);
+      expect(result.steps['write']).toMatchObject({ status: 'succeeded', attempt: 1 });
+      // Every tick ran once, in the one attempt; the artifacts written before and after the outage are there.
+      const ticks = lines()
+        .filter((l) => l.event === 'tick')
+        .map((l) => l['tick']);
+      expect(ticks).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+      const after = new GcsArtifactStore({
+        uri: `gs://${OUTAGE_BUCKET}/runs`,
+        storage: storageAt(outage.endpoint),
+        cacheDir: mkdtempSync(join(tmpdir(), 'mlpipe-gcs-cache-')),
+      });
+      const artifact = result.outputs['write']!['artifact'] as ArtifactRef;
+      expect((await after.get(artifact)).toString()).toBe('after the outage');
+      expect(await after.listRecords('checkpoints/')).not.toEqual([]);
+    },
+    5 * 60_000,
+  );
 
-  it('fails at once, without waiting, when GCS rejects the step’s calls (its bucket was deleted)', async () => {
-    const handle = await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: missing.taskQueue, workflowId: uniqueId('gcs-missing'), args: [{ pipeline: 'nobucket' }] });
-    const { runId } = await handle.describe();
-    await whileRunning(handle, () => missing.journal().filter((l) => l.runId === runId && l.event === 'tick').length >= 2, 'two checkpointed ticks');
-    // The bucket goes away under the step: its next checkpoint gets 404 from GCS.
-    const bucket = outage.storage.bucket(DOOMED_BUCKET);
-    for (;;) {
-      const [files] = await bucket.getFiles();
-      for (const f of files) await f.delete({ ignoreNotFound: true });
-      if (await bucket.delete().then(() => true, () => false)) break;
-    }
-    const err = await handle.result().catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(WorkflowFailedError);
-    const message = ((err as WorkflowFailedError).cause as ApplicationFailure).message;
-    expect(message).toContain("Step 'ticks' failed (STORAGE_ERROR)");
-    expect(message).toMatch(/gs:\/\/mlpipe-doomed\/runs: Not Found/);
-    expect(message).not.toContain('unreachable');
-    const status = (await handle.query<PipelineStatus>('status')).steps['ticks']!;
-    expect(status).toMatchObject({ status: 'failed', attempt: 1 });
-    expect(missing.journal().filter((l) => l.runId === runId && l.event === 'tick').length).toBeLessThan(60);
-  }, 2 * 60_000);
+  it(
+    'fails at once, without waiting, when GCS rejects the step’s calls (its bucket was deleted)',
+    async () => {
+      const handle = await client.workflow.start(PIPELINE_WORKFLOW, {
+        taskQueue: missing.taskQueue,
+        workflowId: uniqueId('gcs-missing'),
+        args: [{ pipeline: 'nobucket' }],
+      });
+      const { runId } = await handle.describe();
+      await whileRunning(
+        handle,
+        () => missing.journal().filter((l) => l.runId === runId && l.event === 'tick').length >= 2,
+        'two checkpointed ticks',
+      );
+      // The bucket goes away under the step: its next checkpoint gets 404 from GCS.
+      const bucket = outage.storage.bucket(DOOMED_BUCKET);
+      for (;;) {
+        const [files] = await bucket.getFiles();
+        for (const f of files) await f.delete({ ignoreNotFound: true });
+        if (
+          await bucket.delete().then(
+            () => true,
+            () => false,
+          )
+        )
+          break;
+      }
+      const err = await handle.result().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(WorkflowFailedError);
+      const message = ((err as WorkflowFailedError).cause as ApplicationFailure).message;
+      expect(message).toContain("Step 'ticks' failed (STORAGE_ERROR)");
+      expect(message).toMatch(/gs:\/\/mlpipe-doomed\/runs: Not Found/);
+      expect(message).not.toContain('unreachable');
+      const status = (await handle.query<PipelineStatus>('status')).steps['ticks']!;
+      expect(status).toMatchObject({ status: 'failed', attempt: 1 });
+      expect(missing.journal().filter((l) => l.runId === runId && l.event === 'tick').length).toBeLessThan(60);
+    },
+    2 * 60_000,
+  );
 });
 
 /** The heartbeat details of a pending step activity. */

@@ -76,7 +76,10 @@ export function createTestProject(name: string): TestProject {
   };
 }
 
-export async function startWorker(project: TestProject, options: { tracking?: TrackingBackend | null } = {}): Promise<{ worker: PipelineWorker; stop: () => Promise<void> }> {
+export async function startWorker(
+  project: TestProject,
+  options: { tracking?: TrackingBackend | null } = {},
+): Promise<{ worker: PipelineWorker; stop: () => Promise<void> }> {
   quietRuntime();
   const connection = await NativeConnection.connect({ address: project.settings.temporalAddress });
   const { worker } = await createPipelineWorker({ settings: project.settings, connection, tracking: options.tracking });

@@ -18,7 +18,10 @@ const outside = mkdtempSync(join(tmpdir(), 'mlpipe-hostile-outside-'));
 writeFileSync(join(outside, 'secret.yaml'), 'name: secret\nsteps:\n  a: { uses: util.echo }\n');
 symlinkSync(join(outside, 'secret.yaml'), join(project.dir, 'pipelines', 'escape.yaml'));
 // Nine aliases per level, eight levels: 43 million nodes if expanded.
-const laughs = ['a: &a [x, x, x, x, x, x, x, x, x]', ...'bcdefgh'.split('').map((k, i) => `${k}: &${k} [${Array(9).fill(`*${'abcdefg'[i]}`).join(', ')}]`)];
+const laughs = [
+  'a: &a [x, x, x, x, x, x, x, x, x]',
+  ...'bcdefgh'.split('').map((k, i) => `${k}: &${k} [${Array(9).fill(`*${'abcdefg'[i]}`).join(', ')}]`),
+];
 project.write('pipelines/laughs.yaml', `${laughs.join('\n')}\nname: laughs\nsteps:\n  a: { uses: util.echo }\n`);
 project.write('pipelines/proto.yaml', 'name: proto\nsteps:\n  __proto__: { uses: util.echo }\n  b: { uses: util.echo }\n');
 project.write('pipelines/zero.yaml', 'name: zero\nsteps:\n  a: { uses: util.echo, timeout: 0s }\n');
@@ -31,11 +34,23 @@ project.write('pipelines/intervals.yaml', 'name: intervals\nsteps:\n  a: { uses:
 const env = useWorkerAndClient(project);
 
 function start(input: PipelineInput): Promise<WorkflowHandle> {
-  return env.client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('hostile'), args: [input], workflowRunTimeout: '2 minutes' });
+  return env.client.workflow.start(PIPELINE_WORKFLOW, {
+    taskQueue: project.taskQueue,
+    workflowId: uniqueId('hostile'),
+    args: [input],
+    workflowRunTimeout: '2 minutes',
+  });
 }
 
 /** Runs the input to its end and reads what happened from the result and the history. */
-async function outcome(input: PipelineInput): Promise<{ type?: string; message: string; status: string; compileAttempts: number[]; workflowTaskFailures: number; activities: string[] }> {
+async function outcome(input: PipelineInput): Promise<{
+  type?: string;
+  message: string;
+  status: string;
+  compileAttempts: number[];
+  workflowTaskFailures: number;
+  activities: string[];
+}> {
   const handle = await start(input);
   const error = await handle.result().then(
     () => new Error('the run succeeded'),
@@ -44,12 +59,16 @@ async function outcome(input: PipelineInput): Promise<{ type?: string; message: 
   expect(error).toBeInstanceOf(WorkflowFailedError);
   const cause = (error as WorkflowFailedError).cause as ApplicationFailure;
   const events = (await handle.fetchHistory()).events ?? [];
-  const activities = events.flatMap((e) => (e.activityTaskScheduledEventAttributes?.activityType?.name ? [e.activityTaskScheduledEventAttributes.activityType.name] : []));
+  const activities = events.flatMap((e) =>
+    e.activityTaskScheduledEventAttributes?.activityType?.name ? [e.activityTaskScheduledEventAttributes.activityType.name] : [],
+  );
   return {
     type: cause.type ?? undefined,
     message: cause.message,
     status: (await handle.describe()).status.name,
-    compileAttempts: events.flatMap((e) => (e.activityTaskStartedEventAttributes ? [e.activityTaskStartedEventAttributes.attempt ?? 0] : [])),
+    compileAttempts: events.flatMap((e) =>
+      e.activityTaskStartedEventAttributes ? [e.activityTaskStartedEventAttributes.attempt ?? 0] : [],
+    ),
     workflowTaskFailures: events.filter((e) => e.workflowTaskFailedEventAttributes).length,
     activities,
   };
@@ -63,14 +82,39 @@ describe('hostile workflow input', () => {
       ['absolute path out', { pipeline: join(outside, 'secret.yaml') }, 'INPUT_INVALID', /outside the project folder/],
       ['symlink out', { pipeline: 'escape' }, 'INPUT_INVALID', /outside the project folder/],
       ['encoded dots', { pipeline: '%2e%2e/%2e%2e/etc/passwd.yaml' }, 'INPUT_INVALID', /percent-encoding/],
-      ['config option traversal', { pipeline: 'california-housing', overrides: ['training=../../x'] }, 'INPUT_INVALID', /'\.\.\/\.\.\/x' is not a config option name/],
-      ['data path override out', { pipeline: 'california-housing', overrides: ['params.data=/etc/passwd'] }, 'INPUT_INVALID', /\/etc\/passwd.*outside the project folder/],
-      ['1 MB override', { pipeline: 'diamond', overrides: [`params.greeting=${'x'.repeat(1 << 20)}`] }, 'INPUT_INVALID', /workflow input is \d+ bytes/],
+      [
+        'config option traversal',
+        { pipeline: 'california-housing', overrides: ['training=../../x'] },
+        'INPUT_INVALID',
+        /'\.\.\/\.\.\/x' is not a config option name/,
+      ],
+      [
+        'data path override out',
+        { pipeline: 'california-housing', overrides: ['params.data=/etc/passwd'] },
+        'INPUT_INVALID',
+        /\/etc\/passwd.*outside the project folder/,
+      ],
+      [
+        '1 MB override',
+        { pipeline: 'diamond', overrides: [`params.greeting=${'x'.repeat(1 << 20)}`] },
+        'INPUT_INVALID',
+        /workflow input is \d+ bytes/,
+      ],
       ['201 overrides', { pipeline: 'diamond', overrides: Array(201).fill('params.greeting=x') }, 'INPUT_INVALID', /overrides/],
       ['billion laughs', { pipeline: 'laughs' }, 'SPEC_YAML', /more than 100 YAML aliases/],
       ['__proto__ step id', { pipeline: 'proto' }, 'SPEC_INVALID', /steps\.__proto__.*cannot be a key/],
-      ['__proto__ override', { pipeline: 'diamond', overrides: ['__proto__.polluted=1'] }, 'OVERRIDE_MALFORMED', /'__proto__' cannot be a key/],
-      ['inherited param name', { pipeline: 'diamond', overrides: ['params.constructor=1'] }, 'OVERRIDE_UNKNOWN_KEY', /no key 'constructor'/],
+      [
+        '__proto__ override',
+        { pipeline: 'diamond', overrides: ['__proto__.polluted=1'] },
+        'OVERRIDE_MALFORMED',
+        /'__proto__' cannot be a key/,
+      ],
+      [
+        'inherited param name',
+        { pipeline: 'diamond', overrides: ['params.constructor=1'] },
+        'OVERRIDE_UNKNOWN_KEY',
+        /no key 'constructor'/,
+      ],
       ['replacement characters', { pipeline: 'diamond', overrides: ['params.greeting=caf\uFFFD'] }, 'INPUT_INVALID', /not valid UTF-8/],
       ['bad label', { pipeline: 'diamond', labels: { 'owner name': 'x' } }, 'INPUT_INVALID', /Label key 'owner name'/],
       ['huge maxParallel', { pipeline: 'diamond', maxParallel: 1e9 }, 'INPUT_INVALID', /maxParallel/],
@@ -110,7 +154,12 @@ function mlpipe(...args: string[]): Promise<{ code: number | null; stderr: strin
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), ...args], {
       cwd: project.dir,
-      env: { ...process.env, TEMPORAL_ADDRESS: project.settings.temporalAddress, MLPIPE_TASK_QUEUE: project.taskQueue, MLPIPE_PROJECT_DIR: project.dir },
+      env: {
+        ...process.env,
+        TEMPORAL_ADDRESS: project.settings.temporalAddress,
+        MLPIPE_TASK_QUEUE: project.taskQueue,
+        MLPIPE_PROJECT_DIR: project.dir,
+      },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     let stderr = '';
@@ -125,7 +174,14 @@ describe('hostile input on the command line', () => {
     const r = await mlpipe('validate', 'many');
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('4 problems found');
-    for (const line of ['pipelines/many.yaml:3:', 'error PLUGIN_UNKNOWN', 'error DAG_MISSING_NEED', 'error DAG_CYCLE', 'pipelines/many.yaml:8:', 'error EXPR_REFERENCE']) {
+    for (const line of [
+      'pipelines/many.yaml:3:',
+      'error PLUGIN_UNKNOWN',
+      'error DAG_MISSING_NEED',
+      'error DAG_CYCLE',
+      'pipelines/many.yaml:8:',
+      'error EXPR_REFERENCE',
+    ]) {
       expect(r.stderr).toContain(line);
     }
   });

@@ -53,7 +53,12 @@ steps:
 const env = useWorkerAndClient(project);
 
 function search(input: Record<string, unknown>, id = uniqueId('hpo')) {
-  return env.client.workflow.start(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId: id, args: [{ pipeline: 'search', ...input }], workflowRunTimeout: '5 minutes' });
+  return env.client.workflow.start(HPO_WORKFLOW, {
+    taskQueue: project.taskQueue,
+    workflowId: id,
+    args: [{ pipeline: 'search', ...input }],
+    workflowRunTimeout: '5 minutes',
+  });
 }
 
 function trialLines(hpoId: string): JournalLine[] {
@@ -90,11 +95,21 @@ describe('hpoWorkflow', () => {
   it('tolerates failed trials up to maxFailed, and fails the search past it', async () => {
     // Half the trials have mode=boom and fail at their first step.
     const base = readFileSync(join(project.dir, 'pipelines', 'search.yaml'), 'utf8')
-      .replace('    params.x: { type: discrete, values: [5, 3, 8, 1, 9, 4, 7, 6] }', '    params.x: { type: discrete, values: [5, 3] }\n    params.mode: { type: categorical, values: [ok, boom] }')
+      .replace(
+        '    params.x: { type: discrete, values: [5, 3, 8, 1, 9, 4, 7, 6] }',
+        '    params.x: { type: discrete, values: [5, 3] }\n    params.mode: { type: categorical, values: [ok, boom] }',
+      )
       .replace('  trials: 8', '  trials: 4');
-    project.write('pipelines/tolerant.yaml', base.replace('name: search', 'name: tolerant').replace('  parallel: 2', '  parallel: 2\n  maxFailed: 2'));
-    project.write('pipelines/strict.yaml', base.replace('name: search', 'name: strict').replace('  parallel: 2', '  parallel: 2\n  maxFailed: 1'));
-    const start = (pipeline: string) => env.client.workflow.start(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId(pipeline), args: [{ pipeline }] });
+    project.write(
+      'pipelines/tolerant.yaml',
+      base.replace('name: search', 'name: tolerant').replace('  parallel: 2', '  parallel: 2\n  maxFailed: 2'),
+    );
+    project.write(
+      'pipelines/strict.yaml',
+      base.replace('name: search', 'name: strict').replace('  parallel: 2', '  parallel: 2\n  maxFailed: 1'),
+    );
+    const start = (pipeline: string) =>
+      env.client.workflow.start(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId(pipeline), args: [{ pipeline }] });
     const ok = (await (await start('tolerant')).result()) as HpoResult;
     expect(ok.failed).toBe(2);
     expect(ok.results.filter((t) => t.status === 'failed').map((t) => t.overrides)).toEqual([
@@ -123,10 +138,21 @@ describe('hpoWorkflow', () => {
   });
 
   it('refuses a pipeline without hpo: and a space that does not compile, before running anything', async () => {
-    const noHpo = await env.client.workflow.start(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('hpo-bad'), args: [{ pipeline: 'diamond' }] });
+    const noHpo = await env.client.workflow.start(HPO_WORKFLOW, {
+      taskQueue: project.taskQueue,
+      workflowId: uniqueId('hpo-bad'),
+      args: [{ pipeline: 'diamond' }],
+    });
     await expect(noHpo.result()).rejects.toThrow(WorkflowFailedError);
-    project.write('pipelines/bad-space.yaml', `name: bad-space\nhpo:\n  metric: { step: a, output: score, key: score, goal: minimize }\n  space:\n    training.nope: { type: double, min: 0, max: 1 }\nsteps:\n  a:\n    uses: util.echo\n    with:\n      values: { score: 1 }\n`);
-    const bad = await env.client.workflow.start(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('hpo-bad'), args: [{ pipeline: 'bad-space' }] });
+    project.write(
+      'pipelines/bad-space.yaml',
+      `name: bad-space\nhpo:\n  metric: { step: a, output: score, key: score, goal: minimize }\n  space:\n    training.nope: { type: double, min: 0, max: 1 }\nsteps:\n  a:\n    uses: util.echo\n    with:\n      values: { score: 1 }\n`,
+    );
+    const bad = await env.client.workflow.start(HPO_WORKFLOW, {
+      taskQueue: project.taskQueue,
+      workflowId: uniqueId('hpo-bad'),
+      args: [{ pipeline: 'bad-space' }],
+    });
     const e = (await bad.result().catch((x: unknown) => x)) as WorkflowFailedError;
     expect(e).toBeInstanceOf(WorkflowFailedError);
     expect(describeFailure(e).message).toMatch(/trial 0 \(training.nope=.*\) does not compile/);
@@ -163,7 +189,12 @@ steps:
     with: { target: y, hidden: [8], epochs: 12, batchSize: 64, learningRate: '\${params.lr}', seed: 1, backend: cpu }
 `;
     project.write('pipelines/stopping.yaml', pipeline('train'));
-    const h = await env.client.workflow.start(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('hpo-median'), args: [{ pipeline: 'stopping' }], workflowRunTimeout: '5 minutes' });
+    const h = await env.client.workflow.start(HPO_WORKFLOW, {
+      taskQueue: project.taskQueue,
+      workflowId: uniqueId('hpo-median'),
+      args: [{ pipeline: 'stopping' }],
+      workflowRunTimeout: '5 minutes',
+    });
     const r = (await h.result()) as HpoResult;
     expect(r.results.map((t) => t.stoppedAtEpoch)).toEqual([undefined, undefined, undefined, 3]);
     const stopped = (await env.client.workflow.getHandle(`${h.workflowId}/trial-3`).result()) as PipelineResult;
@@ -175,7 +206,11 @@ steps:
 
     // A step that cannot be stopped is refused before any trial.
     project.write('pipelines/stopping.yaml', pipeline('data'));
-    const bad = await env.client.workflow.start(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('hpo-median-bad'), args: [{ pipeline: 'stopping' }] });
+    const bad = await env.client.workflow.start(HPO_WORKFLOW, {
+      taskQueue: project.taskQueue,
+      workflowId: uniqueId('hpo-median-bad'),
+      args: [{ pipeline: 'stopping' }],
+    });
     const err = await bad.result().catch((e: unknown) => e as WorkflowFailedError);
     expect(err).toBeInstanceOf(WorkflowFailedError);
     expect(describeFailure(err).message).toMatch(/takes no stopIfWorseThan/);

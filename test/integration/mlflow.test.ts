@@ -23,7 +23,14 @@ import { freePort } from '../../dev/temporal-server.js';
 import { startEmulator } from '../../dev/gcs-emulator.js';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
 import type { ArtifactRef } from '../../engine/types.js';
-import { HPO_WORKFLOW, MONITOR_WORKFLOW, PIPELINE_WORKFLOW, trackingWorkflowId, type HpoResult, type MonitorResult } from '../../engine/contracts.js';
+import {
+  HPO_WORKFLOW,
+  MONITOR_WORKFLOW,
+  PIPELINE_WORKFLOW,
+  trackingWorkflowId,
+  type HpoResult,
+  type MonitorResult,
+} from '../../engine/contracts.js';
 import { createClient, createTestProject, REPO, startWorker, uniqueId, waitFor } from './helpers.js';
 
 const run = promisify(execFile);
@@ -45,7 +52,11 @@ interface ReadRun {
 interface ReadBack {
   experiment: { id: string; name: string } | null;
   runs: ReadRun[];
-  model: { versions: { version: string; run_id: string; source: string; status: string }[]; aliases: Record<string, string>; artifact_hex_sha256?: string } | null;
+  model: {
+    versions: { version: string; run_id: string; source: string; status: string }[];
+    aliases: Record<string, string>;
+    artifact_hex_sha256?: string;
+  } | null;
 }
 
 async function readBack(uri: string, experiment: string, model = '', artifact?: string): Promise<ReadBack> {
@@ -55,7 +66,13 @@ async function readBack(uri: string, experiment: string, model = '', artifact?: 
 }
 
 /** Forwards to MLflow; `drop(pattern)` loses the response of the next matching request after MLflow applied it. */
-function faultProxy(target: () => number): Promise<{ port: number; drop(method: string, path: string, bodyIncludes?: string): void; dropped: string[]; seen: string[]; close(): Promise<void> }> {
+function faultProxy(target: () => number): Promise<{
+  port: number;
+  drop(method: string, path: string, bodyIncludes?: string): void;
+  dropped: string[];
+  seen: string[];
+  close(): Promise<void>;
+}> {
   const rules: { method: string; path: string; body?: string }[] = [];
   const dropped: string[] = [];
   const seen: string[] = [];
@@ -66,7 +83,9 @@ function faultProxy(target: () => number): Promise<{ port: number; drop(method: 
       const body = Buffer.concat(chunks);
       const label = `${req.method} ${req.url?.split('?')[0]}`;
       seen.push(label);
-      const i = rules.findIndex((r) => r.method === req.method && req.url?.includes(r.path) && (!r.body || body.toString().includes(r.body)));
+      const i = rules.findIndex(
+        (r) => r.method === req.method && req.url?.includes(r.path) && (!r.body || body.toString().includes(r.body)),
+      );
       const up = http.request({ host: '127.0.0.1', port: target(), method: req.method, path: req.url, headers: req.headers }, (upRes) => {
         const out: Buffer[] = [];
         upRes.on('data', (c: Buffer) => out.push(c));
@@ -108,12 +127,21 @@ describe('MLflow tracking against a real mlflow server', () => {
   let client: Client;
   let stopWorker: () => Promise<void>;
   const start = (): Promise<MlflowServer> =>
-    startMlflowServer({ mlflow: MLFLOW!, backendStoreUri: `sqlite:///${join(dataDir, 'mlflow.db')}`, artifactsDir: join(dataDir, 'artifacts'), port, logFile: join(dataDir, 'server.log') });
+    startMlflowServer({
+      mlflow: MLFLOW!,
+      backendStoreUri: `sqlite:///${join(dataDir, 'mlflow.db')}`,
+      artifactsDir: join(dataDir, 'artifacts'),
+      port,
+      logFile: join(dataDir, 'server.log'),
+    });
 
   beforeAll(async () => {
-    if (!MLFLOW) throw new Error(`mlflow is not installed (looked in ${CACHE}/mlflow-venv and PATH): run 'bash deploy/provision.sh --with-mlflow'.`);
+    if (!MLFLOW)
+      throw new Error(`mlflow is not installed (looked in ${CACHE}/mlflow-venv and PATH): run 'bash deploy/provision.sh --with-mlflow'.`);
     await run('git', ['init', '-q'], { cwd: project.dir });
-    await run('git', ['-c', 'user.email=t@example.com', '-c', 'user.name=t', 'commit', '-q', '--allow-empty', '-m', 'test'], { cwd: project.dir });
+    await run('git', ['-c', 'user.email=t@example.com', '-c', 'user.name=t', 'commit', '-q', '--allow-empty', '-m', 'test'], {
+      cwd: project.dir,
+    });
     port = await freePort();
     server = await start();
     proxy = await faultProxy(() => port);
@@ -140,8 +168,18 @@ describe('MLflow tracking against a real mlflow server', () => {
   async function trackingResult(handle: { workflowId: string; firstExecutionRunId: string }, timeoutMs = 120_000): Promise<unknown> {
     const tid = trackingWorkflowId(`${handle.workflowId}/${handle.firstExecutionRunId}`);
     const h = client.workflow.getHandle(tid);
-    await waitFor(async () => h.describe().then(() => true, (e: unknown) => (e instanceof WorkflowNotFoundError ? false : Promise.reject(e))), 'the tracking workflow');
-    return Promise.race([h.result(), new Promise((_, reject) => setTimeout(() => reject(new Error('tracking did not finish')), timeoutMs))]);
+    await waitFor(
+      async () =>
+        h.describe().then(
+          () => true,
+          (e: unknown) => (e instanceof WorkflowNotFoundError ? false : Promise.reject(e)),
+        ),
+      'the tracking workflow',
+    );
+    return Promise.race([
+      h.result(),
+      new Promise((_, reject) => setTimeout(() => reject(new Error('tracking did not finish')), timeoutMs)),
+    ]);
   }
 
   it('records the run, its steps, curves, the registered model and its bytes; lost responses cause no duplicates', async () => {
@@ -164,10 +202,32 @@ describe('MLflow tracking against a real mlflow server', () => {
     // One parent and one nested run per step: the lost runs/create answer did not make a second one.
     expect(mine).toHaveLength(10);
     // The register step made its own run (to hold the model files); tracking found it and nested it.
-    expect(children.map((c) => c.name).sort()).toEqual(['evaluate', 'export', 'ingest', 'register', 'split', 'train', 'transform', 'tune', 'validate']);
+    expect(children.map((c) => c.name).sort()).toEqual([
+      'evaluate',
+      'export',
+      'ingest',
+      'register',
+      'split',
+      'train',
+      'transform',
+      'tune',
+      'validate',
+    ]);
     expect(parent.status).toBe('FINISHED');
-    expect(parent.params).toMatchObject({ 'training.epochs': '4', 'training.batch_size': '512', 'model.hidden': '[128,64]', 'params.seed': '5' });
-    expect(parent.tags).toMatchObject({ 'mlpipe.pipeline': 'california-housing', 'mlpipe.workflow_id': id, 'mlpipe.run_id': handle.firstExecutionRunId, 'mlflow.source.type': 'JOB', 'mlpipe.label.team': 'pricing', 'mlpipe.training_backend': 'tfjs-node' });
+    expect(parent.params).toMatchObject({
+      'training.epochs': '4',
+      'training.batch_size': '512',
+      'model.hidden': '[128,64]',
+      'params.seed': '5',
+    });
+    expect(parent.tags).toMatchObject({
+      'mlpipe.pipeline': 'california-housing',
+      'mlpipe.workflow_id': id,
+      'mlpipe.run_id': handle.firstExecutionRunId,
+      'mlflow.source.type': 'JOB',
+      'mlpipe.label.team': 'pricing',
+      'mlpipe.training_backend': 'tfjs-node',
+    });
     expect(parent.tags['mlflow.source.git.commit']).toMatch(/^[0-9a-f]{40}$/);
     const evaluation = result.outputs['evaluate']!['metrics'] as Record<string, number>;
     expect(parent.metrics['rmse']).toBeCloseTo(evaluation['rmse']!, 6);
@@ -188,14 +248,19 @@ describe('MLflow tracking against a real mlflow server', () => {
     expect(version.status).toBe('READY');
     expect(r.model!.aliases['challenger']).toBe(version.version);
     expect(r.model!.aliases['champion']).toBe(version.version);
-    expect(result.outputs['register']).toMatchObject({ registered: true, version: version.version, promoted: true, champion: version.version });
+    expect(result.outputs['register']).toMatchObject({
+      registered: true,
+      version: version.version,
+      promoted: true,
+      champion: version.version,
+    });
     expect(register.artifacts).toEqual(expect.arrayContaining(['model/model.onnx', 'model/model.json', 'model/transform-state.json']));
     const bytes = await new LocalArtifactStore(project.settings.artifactsDir).get(model);
     expect(r.model!.artifact_hex_sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
     expect(r.model!.artifact_hex_sha256).toBe(model.sha256);
   }, 240_000);
 
-  it('the drift monitor finds the aliased model version\'s training data through the registry and lineage', async () => {
+  it("the drift monitor finds the aliased model version's training data through the registry and lineage", async () => {
     expect(firstRun, 'runs after the first test').not.toBe('');
     const rest = new MlflowRestClient({ uri: server.url });
     try {
@@ -208,8 +273,18 @@ describe('MLflow tracking against a real mlflow server', () => {
       expect(v2).not.toBe(v1);
       await rest.registry.setAlias('california-housing', 'challenger', v1!);
       const yaml = readFileSync(join(project.dir, 'pipelines', 'california-housing.yaml'), 'utf8');
-      project.write('pipelines/california-housing.yaml', yaml.replace('reference: { step: ingest, output: dataset }', 'reference: { step: ingest, output: dataset, model: california-housing@challenger }\n  retrain: false'));
-      const m = await client.workflow.start(MONITOR_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('monitor-model'), args: [{ pipeline: 'california-housing' }] });
+      project.write(
+        'pipelines/california-housing.yaml',
+        yaml.replace(
+          'reference: { step: ingest, output: dataset }',
+          'reference: { step: ingest, output: dataset, model: california-housing@challenger }\n  retrain: false',
+        ),
+      );
+      const m = await client.workflow.start(MONITOR_WORKFLOW, {
+        taskQueue: project.taskQueue,
+        workflowId: uniqueId('monitor-model'),
+        args: [{ pipeline: 'california-housing' }],
+      });
       const r = (await m.result()) as MonitorResult;
       // The newest run is the second one; the alias points at the first, and the monitor follows the alias.
       expect(r.referenceFrom).toMatchObject({ model: 'california-housing@challenger', version: v1, workflowId: firstRun, step: 'ingest' });
@@ -241,44 +316,81 @@ describe('MLflow tracking against a real mlflow server', () => {
     const other = champion === '1' ? '2' : '1';
 
     const env = { ...process.env, MLPIPE_PROJECT_DIR: project.dir, MLFLOW_TRACKING_URI: server.url };
-    const cli = (args: string[]) => run(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), ...args], { env }).then((r) => ({ code: 0, ...r }), (e: { code: number; stdout: string; stderr: string }) => e);
-    expect((await cli(['promote', 'california-housing', other])).stdout).toContain(`california-housing@champion -> version ${other} (was ${champion})`);
+    const cli = (args: string[]) =>
+      run(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), ...args], { env }).then(
+        (r) => ({ code: 0, ...r }),
+        (e: { code: number; stdout: string; stderr: string }) => e,
+      );
+    expect((await cli(['promote', 'california-housing', other])).stdout).toContain(
+      `california-housing@champion -> version ${other} (was ${champion})`,
+    );
     expect((await registry.byAlias('california-housing', 'champion'))!.version).toBe(other);
     expect((await cli(['rollback', 'california-housing'])).stdout).toContain(`-> version ${champion} (rolled back from ${other})`);
     expect((await registry.byAlias('california-housing', 'champion'))!.version).toBe(champion);
     const history = await cli(['rollback', 'california-housing', '--history']);
-    expect(history.stdout.trim().split('\n').map((l) => l.split(/\s+/)[1])).toEqual([...(champion === '2' ? ['promote', 'promote'] : ['promote']), 'promote', 'rollback']);
+    expect(
+      history.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.split(/\s+/)[1]),
+    ).toEqual([...(champion === '2' ? ['promote', 'promote'] : ['promote']), 'promote', 'rollback']);
     // Rolling back walks further down the history until nobody held the alias before.
     let last = await cli(['rollback', 'california-housing']);
     for (let i = 0; i < 3 && last.code === 0; i++) last = await cli(['rollback', 'california-housing']);
     expect(last.code).toBe(2);
     expect(last.stderr).toContain('no earlier holder');
-    expect((await cli(['promote', 'california-housing', '99'])).stderr).toContain("has no version 99");
+    expect((await cli(['promote', 'california-housing', '99'])).stderr).toContain('has no version 99');
     await registry.setAlias('california-housing', 'champion', '1');
   }, 120_000);
 
   it('serves the champion from the registry, logs every prediction, and the monitor reads the log as current data', async () => {
     const port = await freePort();
-    const env = { ...process.env, MLPIPE_PROJECT_DIR: project.dir, MLFLOW_TRACKING_URI: server.url, MLPIPE_ARTIFACTS: project.settings.artifactsDir };
-    const child = spawn(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'serve', 'california-housing@champion', '--port', String(port), '--watch', '1s'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const env = {
+      ...process.env,
+      MLPIPE_PROJECT_DIR: project.dir,
+      MLFLOW_TRACKING_URI: server.url,
+      MLPIPE_ARTIFACTS: project.settings.artifactsDir,
+    };
+    const child = spawn(
+      process.execPath,
+      [join(REPO, 'bin', 'mlpipe.mjs'), 'serve', 'california-housing@champion', '--port', String(port), '--watch', '1s'],
+      { env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let output = '';
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));
     child.stderr.on('data', (d: Buffer) => (output += d.toString()));
     const base = `http://127.0.0.1:${port}`;
     try {
-      await waitFor(() => fetch(`${base}/health`).then((r) => r.ok, () => false), `the server (${output})`);
+      await waitFor(
+        () =>
+          fetch(`${base}/health`).then(
+            (r) => r.ok,
+            () => false,
+          ),
+        `the server (${output})`,
+      );
       const served = (await (await fetch(`${base}/model`)).json()) as { version: string; sha256: string; inputs: { name: string }[] };
       expect(served.version).toBe('1');
       expect(served.inputs).toHaveLength(9);
-      const post = (body: string, type = 'application/json') => fetch(`${base}/predict`, { method: 'POST', headers: { 'content-type': type }, body });
-      const rows = await withDuckDB((db) => db.rows<Record<string, unknown>>(`SELECT * EXCLUDE (median_house_value) FROM read_csv('${join(REPO, 'pipelines', 'data', 'california-housing-recent.csv')}') LIMIT 300`));
+      const post = (body: string, type = 'application/json') =>
+        fetch(`${base}/predict`, { method: 'POST', headers: { 'content-type': type }, body });
+      const rows = await withDuckDB((db) =>
+        db.rows<Record<string, unknown>>(
+          `SELECT * EXCLUDE (median_house_value) FROM read_csv('${join(REPO, 'pipelines', 'data', 'california-housing-recent.csv')}') LIMIT 300`,
+        ),
+      );
       const one = (await (await post(JSON.stringify(rows[0]))).json()) as { prediction: number; model: { version: string } };
       expect(one.prediction).toBeGreaterThan(10_000);
       expect(one.model.version).toBe('1');
       const batch = (await (await post(JSON.stringify({ instances: rows }))).json()) as { predictions: number[] };
       expect(batch.predictions).toHaveLength(300);
       expect(batch.predictions[0]).toBeCloseTo(one.prediction, 3);
-      const bad = await post(JSON.stringify([{ ...rows[1], median_income: 'high' }, { ...rows[2], households: undefined, colour: 'red' }]));
+      const bad = await post(
+        JSON.stringify([
+          { ...rows[1], median_income: 'high' },
+          { ...rows[2], households: undefined, colour: 'red' },
+        ]),
+      );
       expect(bad.status).toBe(400);
       expect(((await bad.json()) as { details: unknown[] }).details).toEqual([
         { instance: 0, field: 'median_income', problem: 'expected a number, got "high"' },
@@ -294,8 +406,19 @@ describe('MLflow tracking against a real mlflow server', () => {
       expect(metrics).toMatch(/mlpipe_predict_latency_seconds_count 5\n/);
 
       // The alias moves (a promotion): the server follows it without a restart.
-      await moveAlias(new MlflowModelRegistry(new MlflowRestClient({ uri: server.url })), 'california-housing', 'champion', '2', 'promote', 'test');
-      await waitFor(async () => ((await (await fetch(`${base}/model`)).json()) as { version: string }).version === '2', 'the server to follow champion to version 2', 30_000);
+      await moveAlias(
+        new MlflowModelRegistry(new MlflowRestClient({ uri: server.url })),
+        'california-housing',
+        'champion',
+        '2',
+        'promote',
+        'test',
+      );
+      await waitFor(
+        async () => ((await (await fetch(`${base}/model`)).json()) as { version: string }).version === '2',
+        'the server to follow champion to version 2',
+        30_000,
+      );
       const after = (await (await post(JSON.stringify(rows[0]))).json()) as { model: { version: string } };
       expect(after.model.version).toBe('2');
       expect(await (await fetch(`${base}/metrics`)).text()).toContain('mlpipe_model_swaps_total 1');
@@ -310,7 +433,11 @@ describe('MLflow tracking against a real mlflow server', () => {
     expect(logged.versions.sort()).toEqual(['1', '2']);
 
     // The drift monitor with the prediction log as current data: the model's 9 inputs are compared.
-    const m = await client.workflow.start(MONITOR_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('monitor-log'), args: [{ pipeline: 'california-housing', overrides: ['params.recent=predictions:california-housing'] }] });
+    const m = await client.workflow.start(MONITOR_WORKFLOW, {
+      taskQueue: project.taskQueue,
+      workflowId: uniqueId('monitor-log'),
+      args: [{ pipeline: 'california-housing', overrides: ['params.recent=predictions:california-housing'] }],
+    });
     const r = (await m.result()) as MonitorResult;
     expect(r.currentFrom).toMatchObject({ predictions: 'california-housing', rows: 302 });
     expect(r.drift.numberOfColumns).toBe(9);
@@ -338,7 +465,11 @@ steps:
         score: \${params.x}
 `,
     );
-    const h = await client.workflow.start(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('hpo-tracked'), args: [{ pipeline: 'search-mlflow' }] });
+    const h = await client.workflow.start(HPO_WORKFLOW, {
+      taskQueue: project.taskQueue,
+      workflowId: uniqueId('hpo-tracked'),
+      args: [{ pipeline: 'search-mlflow' }],
+    });
     const r = (await h.result()) as HpoResult;
     expect(r.best.value).toBe(2);
     const back = await readBack(server.url, 'search-mlflow', '');
@@ -352,7 +483,8 @@ steps:
     expect(trials.map((t) => t.tags['mlpipe.label.trial']).sort()).toEqual(['0', '1', '2']);
     expect(trials.find((t) => t.tags['mlpipe.hpo_best'] === 'true')?.params['params.x']).toBe('2');
     // Each trial run has its own nested step run with the metric.
-    for (const t of trials) expect(back.runs.filter((x) => x.tags['mlflow.parentRunId'] === t.id).map((x) => x.name)).toEqual(['objective']);
+    for (const t of trials)
+      expect(back.runs.filter((x) => x.tags['mlflow.parentRunId'] === t.id).map((x) => x.name)).toEqual(['objective']);
   }, 120_000);
 
   it('REST client on the real server: racing experiment creation, batches past the limits, aliases, typed errors', async () => {
@@ -361,16 +493,30 @@ steps:
       const name = uniqueId('race');
       const ids = await Promise.all(Array.from({ length: 6 }, () => rest.getOrCreateExperiment(name)));
       expect(new Set(ids).size).toBe(1);
-      const created = await rest.createRun({ experimentId: ids[0]!, runName: 'big', startTime: Date.now(), tags: [{ key: 'k', value: 'v' }] });
-      const metrics = Array.from({ length: 2500 }, (_, i) => ({ key: `m${i % 5}`, value: i / 7, timestamp: 1_700_000_000_000 + i, step: i }));
+      const created = await rest.createRun({
+        experimentId: ids[0]!,
+        runName: 'big',
+        startTime: Date.now(),
+        tags: [{ key: 'k', value: 'v' }],
+      });
+      const metrics = Array.from({ length: 2500 }, (_, i) => ({
+        key: `m${i % 5}`,
+        value: i / 7,
+        timestamp: 1_700_000_000_000 + i,
+        step: i,
+      }));
       const params = Array.from({ length: 230 }, (_, i) => ({ key: `p${i}`, value: `v${i}` }));
       await rest.logBatch(created.mlflowRunId, { metrics, params, tags: [] });
       const got = await rest.getRun(created.mlflowRunId);
       expect(got.data?.params).toHaveLength(230);
-      expect((await rest.metricHistory(created.mlflowRunId, 'm3')).map((p) => p.step)).toEqual(metrics.filter((m) => m.key === 'm3').map((m) => m.step));
+      expect((await rest.metricHistory(created.mlflowRunId, 'm3')).map((p) => p.step)).toEqual(
+        metrics.filter((m) => m.key === 'm3').map((m) => m.step),
+      );
       expect((await rest.findRunByTag(ids[0]!, 'k', 'v'))?.mlflowRunId).toBe(created.mlflowRunId);
       await expect(rest.getRun('0'.repeat(32))).rejects.toMatchObject({ code: 'TRACKING_ERROR', mlflowCode: 'RESOURCE_DOES_NOT_EXIST' });
-      await expect(rest.logBatch(created.mlflowRunId, { metrics: [], params: [{ key: 'p1', value: 'changed' }], tags: [] })).rejects.toMatchObject({ code: 'TRACKING_ERROR', mlflowCode: 'INVALID_PARAMETER_VALUE' });
+      await expect(
+        rest.logBatch(created.mlflowRunId, { metrics: [], params: [{ key: 'p1', value: 'changed' }], tags: [] }),
+      ).rejects.toMatchObject({ code: 'TRACKING_ERROR', mlflowCode: 'INVALID_PARAMETER_VALUE' });
       const model = uniqueId('model');
       await rest.registry.ensureRegisteredModel(model);
       await rest.registry.ensureRegisteredModel(model);
@@ -398,7 +544,10 @@ steps:
       expect(files.map((f) => f.name)).toEqual([`experiments/${run.mlflowRunId}/artifacts/model/model.json`]);
       const [stored] = await files[0]!.download();
       expect(stored.equals(bytes)).toBe(true);
-      await expect(rest.uploadArtifact({ ...run, artifactUri: 's3://elsewhere/x' }, 'a', bytes)).rejects.toMatchObject({ code: 'TRACKING_ERROR', mlflowCode: 'UNSUPPORTED_ARTIFACT_URI' });
+      await expect(rest.uploadArtifact({ ...run, artifactUri: 's3://elsewhere/x' }, 'a', bytes)).rejects.toMatchObject({
+        code: 'TRACKING_ERROR',
+        mlflowCode: 'UNSUPPORTED_ARTIFACT_URI',
+      });
     } finally {
       await rest.close();
       await emu.stop();
@@ -413,10 +562,14 @@ steps:
     const handle = await startHousing(id, ['training.epochs=6', 'training.patience=100', 'params.seed=6']);
     const tid = trackingWorkflowId(`${handle.workflowId}/${handle.firstExecutionRunId}`);
     // Once the parent run exists in MLflow, take the server down hard.
-    await waitFor(async () => {
-      const d = await readBackRunsByTag(id);
-      return d > 0;
-    }, 'the parent run in MLflow', 60_000);
+    await waitFor(
+      async () => {
+        const d = await readBackRunsByTag(id);
+        return d > 0;
+      },
+      'the parent run in MLflow',
+      60_000,
+    );
     await server.stop('SIGKILL');
     const outage = Date.now();
 
@@ -424,7 +577,9 @@ steps:
     expect(result.state).toBe('succeeded');
     const during = await client.workflow.getHandle(tid).describe();
     expect(during.status.name).toBe('RUNNING');
-    const pendingWhileDown = await client.workflow.getHandle(tid).query<{ delivered: number; inFlight: number; pending: number }>('trackingStatus');
+    const pendingWhileDown = await client.workflow
+      .getHandle(tid)
+      .query<{ delivered: number; inFlight: number; pending: number }>('trackingStatus');
     // 10 events: run started, 8 steps ended, run ended. All were sent by the pipeline; not all delivered.
     expect(pendingWhileDown.delivered + pendingWhileDown.inFlight + pendingWhileDown.pending).toBe(10);
     expect(pendingWhileDown.delivered).toBeLessThan(10);
@@ -447,9 +602,14 @@ steps:
     }
     expect(Object.keys(parent.metrics).sort()).toEqual(['mae', 'mape', 'r2', 'rmse', 'tune.mae', 'tune.mape', 'tune.r2', 'tune.rmse']);
     const points = mine.reduce((n, x) => n + Object.values(x.history).reduce((m, h) => m + h.length, 0), 0);
-    const distinct = mine.reduce((n, x) => n + Object.values(x.history).reduce((m, h) => m + new Set(h.map((p) => `${p[0]}/${p[2]}`)).size, 0), 0);
+    const distinct = mine.reduce(
+      (n, x) => n + Object.values(x.history).reduce((m, h) => m + new Set(h.map((p) => `${p[0]}/${p[2]}`)).size, 0),
+      0,
+    );
     expect(points).toBe(distinct);
-    console.log(`MLflow outage: server SIGKILLed after the parent run was created; pipeline ${id} succeeded while it was down (${10 - pendingWhileDown.delivered} of 10 events undelivered); after the restart the tracking workflow delivered them: ${mine.length} runs, ${points} metric points, 0 duplicates (outage to delivery ${downSeconds.toFixed(1)} s)`);
+    console.log(
+      `MLflow outage: server SIGKILLed after the parent run was created; pipeline ${id} succeeded while it was down (${10 - pendingWhileDown.delivered} of 10 events undelivered); after the restart the tracking workflow delivered them: ${mine.length} runs, ${points} metric points, 0 duplicates (outage to delivery ${downSeconds.toFixed(1)} s)`,
+    );
 
     async function readBackRunsByTag(workflowId: string): Promise<number> {
       const rest = new MlflowRestClient({ uri: server.url, maxAttempts: 1 });
@@ -489,7 +649,18 @@ describe('MLflow file store, the embedded default', () => {
     });
     await handle.result();
     const tid = trackingWorkflowId(`${handle.workflowId}/${handle.firstExecutionRunId}`);
-    await waitFor(async () => client.workflow.getHandle(tid).describe().then((d) => d.status.name === 'COMPLETED', () => false), 'tracking to finish', 60_000);
+    await waitFor(
+      async () =>
+        client.workflow
+          .getHandle(tid)
+          .describe()
+          .then(
+            (d) => d.status.name === 'COMPLETED',
+            () => false,
+          ),
+      'tracking to finish',
+      60_000,
+    );
 
     const r = await readBack(`file:${root}`, 'california-housing');
     expect(r.runs).toHaveLength(10);
@@ -502,7 +673,11 @@ describe('MLflow file store, the embedded default', () => {
     expect(train.history['loss']!.map((p) => p[0])).toEqual([1, 2, 3]);
     // No registry in the file store: the register step says so and succeeds; the export's parity is tracked.
     const register = r.runs.find((x) => x.name === 'register')!;
-    expect(register.tags).toMatchObject({ 'mlpipe.plugin': 'deploy.mlflow-register', 'mlpipe.status': 'succeeded', 'mlflow.parentRunId': parent.id });
+    expect(register.tags).toMatchObject({
+      'mlpipe.plugin': 'deploy.mlflow-register',
+      'mlpipe.status': 'succeeded',
+      'mlflow.parentRunId': parent.id,
+    });
     expect(register.metrics['registered']).toBe(0);
     const exported = r.runs.find((x) => x.name === 'export')!;
     expect(exported.metrics['parity.maxRelativeError']).toBeLessThan(1e-4);
@@ -513,16 +688,41 @@ describe('MLflow file store, the embedded default', () => {
       'pipelines/broken.yaml',
       'name: broken\nsteps:\n  ok: { uses: util.echo }\n  bad:\n    uses: util.flaky\n    needs: ok\n    with: { message: disk full }\n    retry: { maximumAttempts: 1 }\n',
     );
-    project.write('pipelines/slow.yaml', 'name: slow\nsteps:\n  long:\n    uses: util.sleep\n    heartbeat: 2s\n    with: { ticks: 300, tickMs: 100 }\n');
-    const failed = await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('broken'), args: [{ pipeline: 'broken', cache: false }] });
-    const slow = await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('slow'), args: [{ pipeline: 'slow', cache: false }] });
+    project.write(
+      'pipelines/slow.yaml',
+      'name: slow\nsteps:\n  long:\n    uses: util.sleep\n    heartbeat: 2s\n    with: { ticks: 300, tickMs: 100 }\n',
+    );
+    const failed = await client.workflow.start(PIPELINE_WORKFLOW, {
+      taskQueue: project.taskQueue,
+      workflowId: uniqueId('broken'),
+      args: [{ pipeline: 'broken', cache: false }],
+    });
+    const slow = await client.workflow.start(PIPELINE_WORKFLOW, {
+      taskQueue: project.taskQueue,
+      workflowId: uniqueId('slow'),
+      args: [{ pipeline: 'slow', cache: false }],
+    });
     await failed.result().catch(() => undefined);
-    await waitFor(async () => (await slow.query<{ steps: Record<string, { status: string }> }>('status')).steps['long']?.status === 'running', 'the slow step');
+    await waitFor(
+      async () => (await slow.query<{ steps: Record<string, { status: string }> }>('status')).steps['long']?.status === 'running',
+      'the slow step',
+    );
     await slow.cancel();
     await slow.result().catch(() => undefined);
     for (const h of [failed, slow]) {
       const tid = trackingWorkflowId(`${h.workflowId}/${h.firstExecutionRunId}`);
-      await waitFor(async () => client.workflow.getHandle(tid).describe().then((d) => d.status.name === 'COMPLETED', () => false), 'tracking to finish', 60_000);
+      await waitFor(
+        async () =>
+          client.workflow
+            .getHandle(tid)
+            .describe()
+            .then(
+              (d) => d.status.name === 'COMPLETED',
+              () => false,
+            ),
+        'tracking to finish',
+        60_000,
+      );
     }
     const broken = await readBack(`file:${root}`, 'broken');
     const byName = Object.fromEntries(broken.runs.map((x) => [x.name, x]));

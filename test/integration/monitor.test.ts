@@ -21,10 +21,20 @@ const project = createTestProject('monitor');
 const name = `monitored-${process.pid}`;
 
 // Reference and current data: x ~ sin, c in three categories; "drifted" moves x and adds a category.
-const rows = (n: number, f: (i: number) => [number, string]): string => ['x,c', ...Array.from({ length: n }, (_, i) => f(i).join(','))].join('\n') + '\n';
-project.write('data/ref.csv', rows(600, (i) => [Math.sin(i) * 10, ['a', 'b', 'c'][i % 3]!]));
-project.write('data/same.csv', rows(500, (i) => [Math.sin(i + 0.25) * 10, ['a', 'b', 'c'][(i + 1) % 3]!]));
-project.write('data/drifted.csv', rows(500, (i) => [Math.sin(i) * 10 + 7, ['a', 'b', 'c', 'd'][i % 4]!]));
+const rows = (n: number, f: (i: number) => [number, string]): string =>
+  ['x,c', ...Array.from({ length: n }, (_, i) => f(i).join(','))].join('\n') + '\n';
+project.write(
+  'data/ref.csv',
+  rows(600, (i) => [Math.sin(i) * 10, ['a', 'b', 'c'][i % 3]!]),
+);
+project.write(
+  'data/same.csv',
+  rows(500, (i) => [Math.sin(i + 0.25) * 10, ['a', 'b', 'c'][(i + 1) % 3]!]),
+);
+project.write(
+  'data/drifted.csv',
+  rows(500, (i) => [Math.sin(i) * 10 + 7, ['a', 'b', 'c', 'd'][i % 4]!]),
+);
 project.write(
   `pipelines/${name}.yaml`,
   `name: ${name}
@@ -73,7 +83,12 @@ afterAll(async () => {
 });
 
 function monitor(overrides: string[], id = uniqueId('monitor'), heartbeatTimeoutMs?: number) {
-  return env.client.workflow.start(MONITOR_WORKFLOW, { taskQueue: project.taskQueue, workflowId: id, args: [{ pipeline: name, overrides, ...(heartbeatTimeoutMs ? { heartbeatTimeoutMs } : {}) }], workflowRunTimeout: '2 minutes' });
+  return env.client.workflow.start(MONITOR_WORKFLOW, {
+    taskQueue: project.taskQueue,
+    workflowId: id,
+    args: [{ pipeline: name, overrides, ...(heartbeatTimeoutMs ? { heartbeatTimeoutMs } : {}) }],
+    workflowRunTimeout: '2 minutes',
+  });
 }
 
 describe('drift monitor', () => {
@@ -85,7 +100,11 @@ describe('drift monitor', () => {
   });
 
   it('without drift: records the check, starts no retrain, posts no alert', async () => {
-    const first = await env.client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('reference-run'), args: [{ pipeline: name }] });
+    const first = await env.client.workflow.start(PIPELINE_WORKFLOW, {
+      taskQueue: project.taskQueue,
+      workflowId: uniqueId('reference-run'),
+      args: [{ pipeline: name }],
+    });
     expect(((await first.result()) as PipelineResult).state).toBe('succeeded');
     const r = (await (await monitor(['params.current=data/same.csv'])).result()) as MonitorResult;
     expect(r.drift.datasetDrift).toBe(false);
@@ -103,7 +122,16 @@ describe('drift monitor', () => {
     const writer = new PredictionLogWriter(store, model, '1', { flushRows: 1_000_000 });
     const at = new Date().toISOString();
     for (let chunk = 0; chunk < 120; chunk++) {
-      writer.append(Array.from({ length: 1000 }, (_, i) => ({ x: Math.sin(chunk * 1000 + i + 0.25) * 10, c: ['a', 'b', 'c'][i % 3]!, prediction: i, model_version: '1', predicted_at: at, request_id: `r${chunk}` })));
+      writer.append(
+        Array.from({ length: 1000 }, (_, i) => ({
+          x: Math.sin(chunk * 1000 + i + 0.25) * 10,
+          c: ['a', 'b', 'c'][i % 3]!,
+          prediction: i,
+          model_version: '1',
+          predicted_at: at,
+          request_id: `r${chunk}`,
+        })),
+      );
       await writer.flush();
     }
     await writer.close();
@@ -114,15 +142,24 @@ describe('drift monitor', () => {
     expect(r.drift.datasetDrift).toBe(false);
     // Each data activity ran once: no attempt timed out.
     const history = await h.fetchHistory();
-    const scheduled = history.events!.filter((e) => e.activityTaskScheduledEventAttributes).map((e) => e.activityTaskScheduledEventAttributes!);
+    const scheduled = history
+      .events!.filter((e) => e.activityTaskScheduledEventAttributes)
+      .map((e) => e.activityTaskScheduledEventAttributes!);
     expect(scheduled.map((a) => a.activityType?.name)).toEqual(['prepareMonitor', 'computeMonitorDrift']);
     expect(scheduled.every((a) => String(a.heartbeatTimeout?.seconds) === '1')).toBe(true);
     expect(history.events!.filter((e) => e.activityTaskTimedOutEventAttributes)).toHaveLength(0);
-    expect(history.events!.filter((e) => e.activityTaskStartedEventAttributes).map((e) => e.activityTaskStartedEventAttributes!.attempt)).toEqual([1, 1]);
+    expect(
+      history.events!.filter((e) => e.activityTaskStartedEventAttributes).map((e) => e.activityTaskStartedEventAttributes!.attempt),
+    ).toEqual([1, 1]);
   });
 
   it('refuses a heartbeat timeout that is not a whole number of milliseconds from 1000, without retrying', async () => {
-    const h = await env.client.workflow.start(MONITOR_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('monitor-bad'), args: [{ pipeline: name, heartbeatTimeoutMs: 'fast' }], workflowRunTimeout: '1 minute' });
+    const h = await env.client.workflow.start(MONITOR_WORKFLOW, {
+      taskQueue: project.taskQueue,
+      workflowId: uniqueId('monitor-bad'),
+      args: [{ pipeline: name, heartbeatTimeoutMs: 'fast' }],
+      workflowRunTimeout: '1 minute',
+    });
     const cause = await h.result().then(
       () => '',
       (e: unknown) => `${describeFailure(e).type}: ${describeFailure(e).message}`,
@@ -165,7 +202,12 @@ describe('drift monitor', () => {
 describe('schedules', () => {
   const cli = (args: string[]) =>
     run(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), ...args], {
-      env: { ...process.env, TEMPORAL_ADDRESS: inject('temporalAddress'), MLPIPE_PROJECT_DIR: project.dir, MLPIPE_TASK_QUEUE: project.taskQueue },
+      env: {
+        ...process.env,
+        TEMPORAL_ADDRESS: inject('temporalAddress'),
+        MLPIPE_PROJECT_DIR: project.dir,
+        MLPIPE_TASK_QUEUE: project.taskQueue,
+      },
     }).then(
       (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
       (e: { code: number; stdout: string; stderr: string }) => e,
@@ -176,16 +218,25 @@ describe('schedules', () => {
     const created = await cli(['schedule', 'create', name, 'params.current=data/same.csv', '--every', '1h']);
     expect(created.code, created.stderr).toBe(0);
     expect(created.stdout).toContain(`schedule ${id}: drift monitor of ${name} every 1h`);
-    const listed = JSON.parse((await cli(['schedule', 'list', '--json'])).stdout) as { id: string; workflow: string; paused: boolean; every: number[] }[];
+    const listed = JSON.parse((await cli(['schedule', 'list', '--json'])).stdout) as {
+      id: string;
+      workflow: string;
+      paused: boolean;
+      every: number[];
+    }[];
     expect(listed.find((s) => s.id === id)).toMatchObject({ workflow: 'monitorWorkflow', paused: false, every: [3_600_000] });
     expect((await cli(['schedule', 'pause', id])).code).toBe(0);
     expect((await env.client.schedule.getHandle(id).describe()).state.paused).toBe(true);
     expect((await cli(['schedule', 'trigger', id])).code).toBe(0);
     // A triggered run starts even when paused; it is a monitor run of the pipeline.
-    const started = await waitFor(async () => {
-      const d = await env.client.schedule.getHandle(id).describe();
-      return d.info.recentActions[0]?.action.workflow;
-    }, 'the triggered run', 30_000);
+    const started = await waitFor(
+      async () => {
+        const d = await env.client.schedule.getHandle(id).describe();
+        return d.info.recentActions[0]?.action.workflow;
+      },
+      'the triggered run',
+      30_000,
+    );
     const r = (await env.client.workflow.getHandle(started.workflowId).result()) as MonitorResult;
     expect(r).toMatchObject({ pipeline: name, retrain: 'no-drift' });
     expect((await cli(['schedule', 'delete', id])).code).toBe(0);
@@ -207,9 +258,32 @@ describe('schedules', () => {
     const id = `tctl-${name}`;
     const address = inject('temporalAddress');
     const bin = inject('temporalBin');
-    await run(bin, ['schedule', 'create', '--address', address, '--schedule-id', id, '--interval', '1h', '--overlap-policy', 'Skip', '--workflow-id', id, '--type', 'monitorWorkflow', '--task-queue', project.taskQueue, '--input', JSON.stringify({ pipeline: name, overrides: ['params.current=data/same.csv'] })]);
+    await run(bin, [
+      'schedule',
+      'create',
+      '--address',
+      address,
+      '--schedule-id',
+      id,
+      '--interval',
+      '1h',
+      '--overlap-policy',
+      'Skip',
+      '--workflow-id',
+      id,
+      '--type',
+      'monitorWorkflow',
+      '--task-queue',
+      project.taskQueue,
+      '--input',
+      JSON.stringify({ pipeline: name, overrides: ['params.current=data/same.csv'] }),
+    ]);
     await run(bin, ['schedule', 'trigger', '--address', address, '--schedule-id', id]);
-    const started = await waitFor(async () => (await env.client.schedule.getHandle(id).describe()).info.recentActions[0]?.action.workflow, 'the triggered run', 30_000);
+    const started = await waitFor(
+      async () => (await env.client.schedule.getHandle(id).describe()).info.recentActions[0]?.action.workflow,
+      'the triggered run',
+      30_000,
+    );
     const r = (await env.client.workflow.getHandle(started.workflowId).result()) as MonitorResult;
     expect(r).toMatchObject({ pipeline: name, retrain: 'no-drift' });
     await env.client.schedule.getHandle(id).delete();

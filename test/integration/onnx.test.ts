@@ -34,7 +34,16 @@ const TRANSFORM = {
     { op: 'derive', name: 'bedrooms_per_room', expr: 'total_bedrooms / total_rooms' },
     { op: 'derive', name: 'dist_sf', expr: 'sqrt((latitude - 37.77) ^ 2 + (longitude + 122.42) ^ 2)' },
     { op: 'derive', name: 'odd', expr: '-abs(housing_median_age - 30) * exp(-median_income / 10) + ln(households + 1)' },
-    { op: 'rbf', name: 'geo', columns: ['latitude', 'longitude'], grid: [[33, 40, 3], [-123, -116, 3]], gamma: 1.5 },
+    {
+      op: 'rbf',
+      name: 'geo',
+      columns: ['latitude', 'longitude'],
+      grid: [
+        [33, 40, 3],
+        [-123, -116, 3],
+      ],
+      gamma: 1.5,
+    },
     { op: 'impute', columns: ['total_bedrooms', 'bedrooms_per_room'], strategy: 'median' },
     { op: 'log', columns: ['total_rooms', 'total_bedrooms', 'population', 'households'] },
     { op: 'clip', columns: ['rooms_per_household'], quantiles: [0.01, 0.99] },
@@ -45,13 +54,19 @@ const TRANSFORM = {
 };
 
 async function python(args: string[]): Promise<Record<string, unknown>> {
-  const { stdout } = await promisify(execFile)(PYTHON, [join(REPO, 'test', 'tools', 'onnx_check.py'), ...args], { maxBuffer: 64 * 2 ** 20 });
+  const { stdout } = await promisify(execFile)(PYTHON, [join(REPO, 'test', 'tools', 'onnx_check.py'), ...args], {
+    maxBuffer: 64 * 2 ** 20,
+  });
   return JSON.parse(stdout) as Record<string, unknown>;
 }
 
 /** Raw rows of a dataset artifact as records (what a client would send). */
 async function records(file: string, limit: number): Promise<Record<string, unknown>[]> {
-  return withDuckDB((db) => db.rows(`SELECT * EXCLUDE (median_house_value, expensive) FROM read_parquet('${file}') ORDER BY longitude, latitude, median_income LIMIT ${limit}`));
+  return withDuckDB((db) =>
+    db.rows(
+      `SELECT * EXCLUDE (median_house_value, expensive) FROM read_parquet('${file}') ORDER BY longitude, latitude, median_income LIMIT ${limit}`,
+    ),
+  );
 }
 
 describe('ONNX export', () => {
@@ -65,14 +80,23 @@ describe('ONNX export', () => {
     // A binary label for the classification export, made before the split.
     const file = await ctx.store.getFile(ingested);
     const labelled = join(mkdtempSync(join(tmpdir(), 'mlpipe-onnx-')), 'labelled.parquet');
-    await withDuckDB((db) => db.run(`COPY (SELECT *, CASE WHEN median_house_value > 180000 THEN 'yes' ELSE 'no' END AS expensive FROM read_parquet('${file}')) TO '${labelled}' (FORMAT parquet)`));
+    await withDuckDB((db) =>
+      db.run(
+        `COPY (SELECT *, CASE WHEN median_house_value > 180000 THEN 'yes' ELSE 'no' END AS expensive FROM read_parquet('${file}')) TO '${labelled}' (FORMAT parquet)`,
+      ),
+    );
     const dataset = await ctx.store.putFile(labelled, { name: 'labelled.parquet' });
     splits = (await runPlugin(split, ctx, { method: 'random', test: 0.2, seed: 3 }, { dataset })) as Record<string, ArtifactRef>;
     fitted = await runPlugin(transform, ctx, TRANSFORM, { train: splits['train'], test: splits['test'] });
   }, 120_000);
 
   it('regression: onnxruntime agrees with tfjs within 1e-4 of the target std, the checker passes, the reference evaluator agrees', async () => {
-    const trained = await runPlugin(trainMlp, ctx, { target: 'median_house_value', hidden: [32, 16], activation: 'elu', epochs: 3, batchSize: 256, learningRate: 0.01, backend: 'cpu' }, { train: fitted['train'] });
+    const trained = await runPlugin(
+      trainMlp,
+      ctx,
+      { target: 'median_house_value', hidden: [32, 16], activation: 'elu', epochs: 3, batchSize: 256, learningRate: 0.01, backend: 'cpu' },
+      { train: fitted['train'] },
+    );
     const out = await runPlugin(exportOnnx, ctx, {}, { model: trained['model'], state: fitted['state'], test: splits['test'] });
     const parity = out['parity'] as { rows: number; maxAbsError: number; maxRelativeError: number };
     expect(parity.rows).toBeGreaterThan(4000);
@@ -90,12 +114,24 @@ describe('ONNX export', () => {
     const checked = await python([path, `${path}.json`]);
     expect(checked['ir_version']).toBe(10);
     expect(checked['opsets']).toEqual({ 'ai.onnx': 21, 'ai.onnx.ml': 3 });
-    expect(checked['op_types']).toEqual(expect.arrayContaining(['OneHotEncoder', 'Where', 'IsNaN', 'Log', 'Sqrt', 'Pow', 'Exp', 'Abs', 'Neg', 'MatMul', 'Elu']));
+    expect(checked['op_types']).toEqual(
+      expect.arrayContaining(['OneHotEncoder', 'Where', 'IsNaN', 'Log', 'Sqrt', 'Pow', 'Exp', 'Abs', 'Neg', 'MatMul', 'Elu']),
+    );
     expect((checked['metadata'] as Record<string, string>)['mlpipe.contract']).toContain('"nullable":true');
 
     const predictor = await loadOnnxModel(bytes);
     try {
-      expect(predictor.contract.inputs.map((i) => i.name).sort()).toEqual(['households', 'housing_median_age', 'latitude', 'longitude', 'median_income', 'ocean_proximity', 'population', 'total_bedrooms', 'total_rooms']);
+      expect(predictor.contract.inputs.map((i) => i.name).sort()).toEqual([
+        'households',
+        'housing_median_age',
+        'latitude',
+        'longitude',
+        'median_income',
+        'ocean_proximity',
+        'population',
+        'total_bedrooms',
+        'total_rooms',
+      ]);
       const viaOrt = await predictor.predict(rows);
       const viaRef = (checked['predictions'] as number[][]).map((p) => p[0]!);
       expect(viaRef).toHaveLength(50);
@@ -109,7 +145,21 @@ describe('ONNX export', () => {
   }, 180_000);
 
   it('binary classification: probabilities agree within 1e-4', async () => {
-    const trained = await runPlugin(trainMlp, ctx, { target: 'expensive', task: 'classification', features: fitted['features'], hidden: [16], activation: 'tanh', epochs: 2, batchSize: 256, backend: 'cpu' }, { train: fitted['train'] });
+    const trained = await runPlugin(
+      trainMlp,
+      ctx,
+      {
+        target: 'expensive',
+        task: 'classification',
+        features: fitted['features'],
+        hidden: [16],
+        activation: 'tanh',
+        epochs: 2,
+        batchSize: 256,
+        backend: 'cpu',
+      },
+      { train: fitted['train'] },
+    );
     const out = await runPlugin(exportOnnx, ctx, {}, { model: trained['model'], state: fitted['state'], test: splits['test'] });
     const parity = out['parity'] as { maxRelativeError: number };
     expect(parity.maxRelativeError).toBeLessThan(1e-4);
@@ -127,18 +177,53 @@ describe('ONNX export', () => {
   }, 180_000);
 
   it('refuses what cannot be exported, saying what to write instead', async () => {
-    const sqlDerived = await runPlugin(transform, ctx, { exclude: ['median_house_value', 'expensive'], steps: [{ op: 'derive', name: 'r', sql: 'total_rooms / households' }, { op: 'impute', columns: ['total_bedrooms'], strategy: 'median' }, { op: 'onehot', columns: ['ocean_proximity'] }] }, { train: splits['train'] });
-    const trained = await runPlugin(trainMlp, ctx, { target: 'median_house_value', hidden: [4], epochs: 1, backend: 'cpu' }, { train: sqlDerived['train'] });
+    const sqlDerived = await runPlugin(
+      transform,
+      ctx,
+      {
+        exclude: ['median_house_value', 'expensive'],
+        steps: [
+          { op: 'derive', name: 'r', sql: 'total_rooms / households' },
+          { op: 'impute', columns: ['total_bedrooms'], strategy: 'median' },
+          { op: 'onehot', columns: ['ocean_proximity'] },
+        ],
+      },
+      { train: splits['train'] },
+    );
+    const trained = await runPlugin(
+      trainMlp,
+      ctx,
+      { target: 'median_house_value', hidden: [4], epochs: 1, backend: 'cpu' },
+      { train: sqlDerived['train'] },
+    );
     const error = await runPlugin(exportOnnx, ctx, {}, { model: trained['model'], state: sqlDerived['state'] }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PipelineError);
     expect((error as PipelineError).message).toMatch(/derived column 'r' is written in SQL/);
     expect((error as PipelineError).hint).toMatch(/expr: <formula>/);
     // rbf: a grid per column, or centers with one coordinate per column.
-    expect(() => transform.params.parse({ steps: [{ op: 'rbf', name: 'g', columns: ['latitude', 'longitude'], grid: [[33, 40, 8]], gamma: 1 }] })).toThrow(/one grid entry/);
-    expect(() => transform.params.parse({ steps: [{ op: 'rbf', name: 'g', columns: ['latitude'], gamma: 1 }] })).toThrow(/exactly one of grid or centers/);
-    expect(gridCenters([[0, 1, 3], [10, 20, 2]])).toEqual([[0, 10], [0, 20], [0.5, 10], [0.5, 20], [1, 10], [1, 20]]);
+    expect(() =>
+      transform.params.parse({ steps: [{ op: 'rbf', name: 'g', columns: ['latitude', 'longitude'], grid: [[33, 40, 8]], gamma: 1 }] }),
+    ).toThrow(/one grid entry/);
+    expect(() => transform.params.parse({ steps: [{ op: 'rbf', name: 'g', columns: ['latitude'], gamma: 1 }] })).toThrow(
+      /exactly one of grid or centers/,
+    );
+    expect(
+      gridCenters([
+        [0, 1, 3],
+        [10, 20, 2],
+      ]),
+    ).toEqual([
+      [0, 10],
+      [0, 20],
+      [0.5, 10],
+      [0.5, 20],
+      [1, 10],
+      [1, 20],
+    ]);
     // A bad formula is a params error (compile time in a pipeline), with the offending token.
     expect(() => transform.params.parse({ steps: [{ op: 'derive', name: 'x', expr: 'total_rooms // 2' }] })).toThrow(/unexpected '\/'/);
-    expect(() => transform.params.parse({ steps: [{ op: 'derive', name: 'x', expr: 'log(total_rooms)' }] })).toThrow(/unknown function 'log'/);
+    expect(() => transform.params.parse({ steps: [{ op: 'derive', name: 'x', expr: 'log(total_rooms)' }] })).toThrow(
+      /unknown function 'log'/,
+    );
   }, 120_000);
 });

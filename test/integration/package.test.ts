@@ -25,7 +25,12 @@ interface Result {
 /** Runs a command, records it and how it ended in the transcript. */
 function sh(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): Result {
   const started = Date.now();
-  const r = spawnSync(cmd, args, { cwd, env: { ...process.env, npm_config_fund: 'false', npm_config_audit: 'false', npm_config_update_notifier: 'false', ...env }, encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
+  const r = spawnSync(cmd, args, {
+    cwd,
+    env: { ...process.env, npm_config_fund: 'false', npm_config_audit: 'false', npm_config_update_notifier: 'false', ...env },
+    encoding: 'utf8',
+    maxBuffer: 64 * 2 ** 20,
+  });
   const result = { code: r.status, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
   transcript.push(`$ ${[cmd, ...args].join(' ')}   (exit ${result.code}, ${((Date.now() - started) / 1000).toFixed(1)} s)`);
   return result;
@@ -57,11 +62,16 @@ let worker: ChildProcess | undefined;
 
 beforeAll(() => {
   const packed = ok(sh('npm', ['pack', '--json', '--pack-destination', root], REPO));
-  const info = (JSON.parse(packed.stdout.slice(packed.stdout.search(/^\[$/m))) as { filename: string; size: number; entryCount: number }[])[0]!;
+  const info = (
+    JSON.parse(packed.stdout.slice(packed.stdout.search(/^\[$/m))) as { filename: string; size: number; entryCount: number }[]
+  )[0]!;
   tarball = join(root, info.filename);
   transcript.push(`  ${info.filename}: ${info.size} bytes, ${info.entryCount} files`);
   mkdirSync(project);
-  writeFileSync(join(project, 'package.json'), `${JSON.stringify({ name: 'my-pipelines', version: '0.1.0', private: true, type: 'module' }, null, 2)}\n`);
+  writeFileSync(
+    join(project, 'package.json'),
+    `${JSON.stringify({ name: 'my-pipelines', version: '0.1.0', private: true, type: 'module' }, null, 2)}\n`,
+  );
 }, 300_000);
 
 afterAll(() => {
@@ -86,8 +96,19 @@ describe('the packed package in a new project', () => {
 
     const init = ok(sh('npx', ['mlpipe', 'init'], project));
     expect(init.stdout).toContain('created mlpipe.plugins.ts');
-    for (const f of ['pipelines/example.yaml', 'conf/example.yaml', 'test/column-stats.test.ts', 'tsconfig.json', '.gitignore', 'README.md']) expect(existsSync(join(project, f)), f).toBe(true);
-    const pkg = JSON.parse(readFileSync(join(project, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
+    for (const f of [
+      'pipelines/example.yaml',
+      'conf/example.yaml',
+      'test/column-stats.test.ts',
+      'tsconfig.json',
+      '.gitignore',
+      'README.md',
+    ])
+      expect(existsSync(join(project, f)), f).toBe(true);
+    const pkg = JSON.parse(readFileSync(join(project, 'package.json'), 'utf8')) as {
+      dependencies: Record<string, string>;
+      devDependencies: Record<string, string>;
+    };
     expect(pkg.dependencies['mlpipe']).toMatch(/mlpipe-0\.1\.0\.tgz$/); // kept what npm install wrote
     expect(Object.keys(pkg.devDependencies).sort()).toEqual(['@types/node', 'typescript', 'vitest']);
 
@@ -101,35 +122,58 @@ describe('the packed package in a new project', () => {
 
     // The plugin's declared outputs bind `run` through the installed declarations.
     const source = readFileSync(join(project, 'mlpipe.plugins.ts'), 'utf8');
-    writeFileSync(join(project, 'misnamed.ts'), source.replace('return { ...stats, report };', 'return { minn: stats.min, max: stats.max, mean: stats.mean, rows: stats.rows, report };'));
+    writeFileSync(
+      join(project, 'misnamed.ts'),
+      source.replace(
+        'return { ...stats, report };',
+        'return { minn: stats.min, max: stats.max, mean: stats.mean, rows: stats.rows, report };',
+      ),
+    );
     const tsc = sh('npx', ['tsc', '--noEmit', '--pretty', 'false'], project);
     rmSync(join(project, 'misnamed.ts'));
     expect(tsc.code).not.toBe(0);
     expect(tsc.stdout).toMatch(/misnamed\.ts\(\d+,\d+\): error TS2322/);
     expect(tsc.stdout).toContain("Property 'min' is missing");
-    transcript.push(`  tsc on a misnamed output: ${tsc.stdout.split('\n').find((l) => l.includes("'min'"))?.trim()}`);
+    transcript.push(
+      `  tsc on a misnamed output: ${tsc.stdout
+        .split('\n')
+        .find((l) => l.includes("'min'"))
+        ?.trim()}`,
+    );
   }, 600_000);
 
   it('runs the example with npx mlpipe run on a worker started from the installed package', async () => {
     const taskQueue = uniqueId('package');
     const env = { TEMPORAL_ADDRESS: inject('temporalAddress'), MLPIPE_TASK_QUEUE: taskQueue, MLPIPE_TRACKING: 'off', NO_COLOR: '1' };
     const log = openSync(join(root, 'worker.log'), 'a');
-    worker = spawn('npx', ['mlpipe', 'worker'], { cwd: project, env: { ...process.env, ...env }, stdio: ['ignore', log, log], detached: false });
+    worker = spawn('npx', ['mlpipe', 'worker'], {
+      cwd: project,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', log, log],
+      detached: false,
+    });
     const run = await new Promise<Result>((resolve) => {
-      const child = spawn('npx', ['mlpipe', 'run', 'example', 'params.column=value', 'stats.decimals=1', '--json'], { cwd: project, env: { ...process.env, ...env } });
+      const child = spawn('npx', ['mlpipe', 'run', 'example', 'params.column=value', 'stats.decimals=1', '--json'], {
+        cwd: project,
+        env: { ...process.env, ...env },
+      });
       let stdout = '';
       let stderr = '';
       child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
       child.on('exit', (code) => resolve({ code, stdout, stderr }));
     });
-    transcript.push(`$ npx mlpipe run example params.column=value stats.decimals=1 --json   (exit ${run.code}; worker: npx mlpipe worker on task queue ${taskQueue})`);
+    transcript.push(
+      `$ npx mlpipe run example params.column=value stats.decimals=1 --json   (exit ${run.code}; worker: npx mlpipe worker on task queue ${taskQueue})`,
+    );
     if (run.code !== 0) throw new Error(`${run.stdout}\n${run.stderr}\n${readFileSync(join(root, 'worker.log'), 'utf8').slice(-4000)}`);
     const result = JSON.parse(run.stdout) as { state: string; outputs: Record<string, Record<string, unknown>> };
     expect(result.state).toBe('succeeded');
     expect(result.outputs['stats']).toMatchObject({ min: 1, max: 12.8, mean: 6.2, rows: 5 });
     expect(result.outputs['summary']).toMatchObject({ wide: true, message: 'value: mean 6.2 over 5 rows' });
-    transcript.push(`  outputs: ${JSON.stringify({ stats: { ...result.outputs['stats'], report: '…' }, summary: result.outputs['summary'] })}`);
+    transcript.push(
+      `  outputs: ${JSON.stringify({ stats: { ...result.outputs['stats'], report: '…' }, summary: result.outputs['summary'] })}`,
+    );
     worker.kill('SIGTERM');
     await new Promise((r) => worker!.once('exit', r));
   }, 300_000);

@@ -83,12 +83,18 @@ export async function whileRunning<T>(handle: WorkflowHandle, fn: () => T | Prom
 }
 
 /** Waits for the step's attempt number `attempt` to start on a worker; returns when (server clock). */
-export async function attemptStarted(handle: WorkflowHandle, stepId: string, attempt: number): Promise<PendingStep & { lastStartedMs: number }> {
+export async function attemptStarted(
+  handle: WorkflowHandle,
+  stepId: string,
+  attempt: number,
+): Promise<PendingStep & { lastStartedMs: number }> {
   return whileRunning(
     handle,
     async () => {
       const p = await pendingStep(handle, stepId);
-      return p && p.started && p.attempt >= attempt && p.lastStartedMs !== undefined ? (p as PendingStep & { lastStartedMs: number }) : undefined;
+      return p && p.started && p.attempt >= attempt && p.lastStartedMs !== undefined
+        ? (p as PendingStep & { lastStartedMs: number })
+        : undefined;
     },
     `attempt ${attempt} of step '${stepId}' to start`,
   );

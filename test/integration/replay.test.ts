@@ -30,10 +30,18 @@ const RUNS: Record<string, PipelineInput> = {
 async function recordFresh(): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const [name, input] of Object.entries(RUNS)) {
-    const handle = await env.client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId(`replay-${name}`), args: [input] });
+    const handle = await env.client.workflow.start(PIPELINE_WORKFLOW, {
+      taskQueue: project.taskQueue,
+      workflowId: uniqueId(`replay-${name}`),
+      args: [input],
+    });
     await handle.result().catch(() => undefined);
     // The JSON that `temporal workflow show --output json` prints: what users attach to bug reports.
-    out[name] = execFileSync(inject('temporalBin'), ['workflow', 'show', '--address', project.settings.temporalAddress, '-w', handle.workflowId, '--output', 'json'], { encoding: 'utf8' });
+    out[name] = execFileSync(
+      inject('temporalBin'),
+      ['workflow', 'show', '--address', project.settings.temporalAddress, '-w', handle.workflowId, '--output', 'json'],
+      { encoding: 'utf8' },
+    );
   }
   return out;
 }
@@ -48,7 +56,9 @@ describe('replay', () => {
     expect(committed.length).toBeGreaterThanOrEqual(5);
     const bundle = await workflowBundle();
     for (const f of committed) {
-      await expect(Worker.runReplayHistory({ workflowBundle: bundle }, JSON.parse(readFileSync(join(FIXTURES, f), 'utf8')), f)).resolves.toBeUndefined();
+      await expect(
+        Worker.runReplayHistory({ workflowBundle: bundle }, JSON.parse(readFileSync(join(FIXTURES, f), 'utf8')), f),
+      ).resolves.toBeUndefined();
     }
     for (const [name, json] of Object.entries(fresh)) {
       await expect(Worker.runReplayHistory({ workflowBundle: bundle }, JSON.parse(json), name)).resolves.toBeUndefined();
@@ -56,7 +66,17 @@ describe('replay', () => {
   });
 
   it('detects a workflow change that is not replay-safe', async () => {
-    const other = await bundleWorkflowCode({ workflowsPath: join(REPO, 'test', 'fixtures', 'nondeterministic-workflow.ts'), logger: { log: () => undefined, trace: () => undefined, debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined } });
+    const other = await bundleWorkflowCode({
+      workflowsPath: join(REPO, 'test', 'fixtures', 'nondeterministic-workflow.ts'),
+      logger: {
+        log: () => undefined,
+        trace: () => undefined,
+        debug: () => undefined,
+        info: () => undefined,
+        warn: () => undefined,
+        error: () => undefined,
+      },
+    });
     // The worker parses `temporal workflow show` JSON itself.
     const history: unknown = JSON.parse(readFileSync(join(FIXTURES, 'diamond.json'), 'utf8'));
     await expect(Worker.runReplayHistory({ workflowBundle: other }, history, 'diamond')).rejects.toMatchObject({

@@ -26,7 +26,10 @@ describe('step errors against lost attempts', () => {
   beforeAll(async () => {
     client = await createClient();
     stop = (await startWorker(project, { tracking: null })).stop;
-    for (const [name, attempts] of [['flaky-2', 2], ['flaky-3', 3]] as const) {
+    for (const [name, attempts] of [
+      ['flaky-2', 2],
+      ['flaky-3', 3],
+    ] as const) {
       project.write(
         `pipelines/${name}.yaml`,
         [
@@ -48,7 +51,11 @@ describe('step errors against lost attempts', () => {
   });
 
   it('fails a step after maximumAttempts errors, non-retryable, although Temporal would allow a thousand more attempts', async () => {
-    const handle = await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('flaky-fail'), args: [{ pipeline: 'flaky-2', overrides: ['params.succeed=5'] }] });
+    const handle = await client.workflow.start(PIPELINE_WORKFLOW, {
+      taskQueue: project.taskQueue,
+      workflowId: uniqueId('flaky-fail'),
+      args: [{ pipeline: 'flaky-2', overrides: ['params.succeed=5'] }],
+    });
     const err = await handle.result().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WorkflowFailedError);
     const cause = (err as WorkflowFailedError).cause as ApplicationFailure;
@@ -62,11 +69,18 @@ describe('step errors against lost attempts', () => {
   });
 
   it('retries step errors with the step’s own backoff and reports how many there were', async () => {
-    const handle = await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('flaky-ok'), args: [{ pipeline: 'flaky-3' }] });
+    const handle = await client.workflow.start(PIPELINE_WORKFLOW, {
+      taskQueue: project.taskQueue,
+      workflowId: uniqueId('flaky-ok'),
+      args: [{ pipeline: 'flaky-3' }],
+    });
     const result = (await handle.result()) as PipelineResult;
     expect(result.steps['flaky']).toMatchObject({ status: 'succeeded', attempt: 3, errors: 2 });
     const { runId } = await handle.describe();
-    const at = project.journal().filter((l) => l.runId === runId && l.event === 'start').map((l) => Date.parse(l.at));
+    const at = project
+      .journal()
+      .filter((l) => l.runId === runId && l.event === 'start')
+      .map((l) => Date.parse(l.at));
     expect(at).toHaveLength(3);
     // nextRetryDelay: 300 ms after the first error, 600 ms after the second (lower bounds only).
     expect(at[1]! - at[0]!).toBeGreaterThanOrEqual(300);
@@ -83,7 +97,13 @@ describe('MLflow down across register', () => {
   let client: Client;
   let stopWorker: (() => Promise<void>) | undefined;
   const start = (): Promise<MlflowServer> =>
-    startMlflowServer({ mlflow: MLFLOW!, backendStoreUri: `sqlite:///${join(dataDir, 'mlflow.db')}`, artifactsDir: join(dataDir, 'artifacts'), port, logFile: join(dataDir, 'server.log') });
+    startMlflowServer({
+      mlflow: MLFLOW!,
+      backendStoreUri: `sqlite:///${join(dataDir, 'mlflow.db')}`,
+      artifactsDir: join(dataDir, 'artifacts'),
+      port,
+      logFile: join(dataDir, 'server.log'),
+    });
 
   beforeAll(async () => {
     if (!MLFLOW) throw new Error(`mlflow is not installed: run 'bash deploy/provision.sh --with-mlflow'.`);
@@ -121,35 +141,50 @@ describe('MLflow down across register', () => {
     await server?.stop();
   });
 
-  it('waits for MLflow for 3 minutes, heartbeating what it waits for, and registers one version when it is back', async () => {
-    await server!.stop();
-    const downAt = Date.now();
-    const handle = await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('outage'), args: [{ pipeline: 'outage' }] });
-    // The step says what it waits for, in its heartbeat details (what `temporal workflow describe` and the UI show).
-    const waiting = await whileRunning(
-      handle,
-      async () => {
-        const d = await handle.describe();
-        const a = d.raw.pendingActivities?.find((p) => p.activityId === 'register');
-        const payload = a?.heartbeatDetails?.payloads?.[0]?.data;
-        const details = payload ? (JSON.parse(Buffer.from(payload).toString('utf8')) as { waiting?: string }) : undefined;
-        return details?.waiting;
-      },
-      'register to report that it waits for MLflow',
-    );
-    expect(waiting).toMatch(new RegExp(`^waiting for MLflow at http://127\\.0\\.0\\.1:${port} \\(unreachable for `));
-    // MLflow stays down for 3 minutes in all (the outage of issue 22), then comes back on the same port and database.
-    await new Promise((r) => setTimeout(r, Math.max(0, 3 * MINUTE - (Date.now() - downAt))));
-    expect((await handle.describe()).status.name).toBe('RUNNING');
-    const pending = await pendingStep(handle, 'register');
-    expect(pending?.attempt).toBe(1);
-    server = await start();
-    const result = (await handle.result()) as PipelineResult;
-    expect(result.steps['register']).toMatchObject({ status: 'succeeded', attempt: 1 });
-    expect(result.outputs['register']).toMatchObject({ registered: true, version: '1' });
-    const rest = new MlflowRestClient({ uri: server.url });
-    const versions = await rest.call<{ model_versions?: { version: string }[] }>('GET', 'api/2.0/mlflow/model-versions/search', { filter: "name='outage-model'" }, true);
-    expect((versions.model_versions ?? []).map((v) => v.version)).toEqual(['1']);
-    console.info(`MLflow outage: down ${((Date.now() - downAt) / 1000).toFixed(0)} s until the run ended; register waited in attempt 1 and registered version 1 once`);
-  }, 12 * MINUTE);
+  it(
+    'waits for MLflow for 3 minutes, heartbeating what it waits for, and registers one version when it is back',
+    async () => {
+      await server!.stop();
+      const downAt = Date.now();
+      const handle = await client.workflow.start(PIPELINE_WORKFLOW, {
+        taskQueue: project.taskQueue,
+        workflowId: uniqueId('outage'),
+        args: [{ pipeline: 'outage' }],
+      });
+      // The step says what it waits for, in its heartbeat details (what `temporal workflow describe` and the UI show).
+      const waiting = await whileRunning(
+        handle,
+        async () => {
+          const d = await handle.describe();
+          const a = d.raw.pendingActivities?.find((p) => p.activityId === 'register');
+          const payload = a?.heartbeatDetails?.payloads?.[0]?.data;
+          const details = payload ? (JSON.parse(Buffer.from(payload).toString('utf8')) as { waiting?: string }) : undefined;
+          return details?.waiting;
+        },
+        'register to report that it waits for MLflow',
+      );
+      expect(waiting).toMatch(new RegExp(`^waiting for MLflow at http://127\\.0\\.0\\.1:${port} \\(unreachable for `));
+      // MLflow stays down for 3 minutes in all (the outage of issue 22), then comes back on the same port and database.
+      await new Promise((r) => setTimeout(r, Math.max(0, 3 * MINUTE - (Date.now() - downAt))));
+      expect((await handle.describe()).status.name).toBe('RUNNING');
+      const pending = await pendingStep(handle, 'register');
+      expect(pending?.attempt).toBe(1);
+      server = await start();
+      const result = (await handle.result()) as PipelineResult;
+      expect(result.steps['register']).toMatchObject({ status: 'succeeded', attempt: 1 });
+      expect(result.outputs['register']).toMatchObject({ registered: true, version: '1' });
+      const rest = new MlflowRestClient({ uri: server.url });
+      const versions = await rest.call<{ model_versions?: { version: string }[] }>(
+        'GET',
+        'api/2.0/mlflow/model-versions/search',
+        { filter: "name='outage-model'" },
+        true,
+      );
+      expect((versions.model_versions ?? []).map((v) => v.version)).toEqual(['1']);
+      console.info(
+        `MLflow outage: down ${((Date.now() - downAt) / 1000).toFixed(0)} s until the run ended; register waited in attempt 1 and registered version 1 once`,
+      );
+    },
+    12 * MINUTE,
+  );
 });

@@ -42,7 +42,11 @@ describe('server restart', () => {
     const client = new Client({ connection });
     try {
       const workflowId = uniqueId('restart');
-      const handle = await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId, args: [{ pipeline: 'restart', cache: false }] });
+      const handle = await client.workflow.start(PIPELINE_WORKFLOW, {
+        taskQueue: project.taskQueue,
+        workflowId,
+        args: [{ pipeline: 'restart', cache: false }],
+      });
       const { runId } = await handle.describe();
       const lines = () => project.journal().filter((l) => l.runId === runId);
       await waitFor(() => lines().filter((l) => l.event === 'tick').length >= 3, 'three ticks');

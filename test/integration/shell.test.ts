@@ -24,7 +24,9 @@ function plain(v: unknown, depth = 0): unknown {
   if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plain(x, depth + 1)]));
   return v;
 }
-Runtime.install({ logger: new DefaultLogger('DEBUG', (entry) => void logs.push(JSON.stringify({ message: entry.message, meta: plain(entry.meta) }))) });
+Runtime.install({
+  logger: new DefaultLogger('DEBUG', (entry) => void logs.push(JSON.stringify({ message: entry.message, meta: plain(entry.meta) }))),
+});
 
 const SECRET = `s3cr3t-${randomBytes(12).toString('hex')}`;
 const PASSWORD = `pw-${randomBytes(12).toString('hex')}`;
@@ -119,7 +121,12 @@ afterAll(async () => {
 });
 
 function start(input: PipelineInput) {
-  return client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId(input.pipeline), args: [input], workflowRunTimeout: '2 minutes' });
+  return client.workflow.start(PIPELINE_WORKFLOW, {
+    taskQueue: project.taskQueue,
+    workflowId: uniqueId(input.pipeline),
+    args: [input],
+    workflowRunTimeout: '2 minutes',
+  });
 }
 
 async function failureOf(handle: { result(): Promise<unknown> }): Promise<WorkflowFailedError> {
@@ -157,7 +164,11 @@ const read = (name: string): string => readFileSync(join(project.dir, name), 'ut
 
 describe('util.shell on the dev server', () => {
   it('passes an override, a step output and a label to programs as the literal string, through args and env', async () => {
-    const handle = await start({ pipeline: 'inject', overrides: [`params.value=${JSON.stringify(HOSTILE)}`], labels: { owner: HOSTILE_LABEL } });
+    const handle = await start({
+      pipeline: 'inject',
+      overrides: [`params.value=${JSON.stringify(HOSTILE)}`],
+      labels: { owner: HOSTILE_LABEL },
+    });
     const r = (await handle.result()) as PipelineResult;
     expect(Object.values(r.steps).map((s) => s.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
     expect(JSON.parse(read('argv.json'))).toEqual([HOSTILE, HOSTILE, HOSTILE_LABEL]);
@@ -187,7 +198,11 @@ describe('util.shell on the dev server', () => {
     expect(cause.message).toContain("step 'line' (util.shell) runs code");
     expect(existsSync(PWNED)).toBe(false);
     // Values from the input are data: a ${...} in them is not evaluated when the step starts.
-    const handle = await start({ pipeline: 'inject', until: 'echo', trial: trial({ echo: { values: { v: '${run.workflowId}' } } }) } as PipelineInput);
+    const handle = await start({
+      pipeline: 'inject',
+      until: 'echo',
+      trial: trial({ echo: { values: { v: '${run.workflowId}' } } }),
+    } as PipelineInput);
     const r = (await handle.result()) as PipelineResult;
     expect(r.outputs['echo']).toEqual({ v: '${run.workflowId}' });
   });
@@ -203,7 +218,17 @@ describe('util.shell on the dev server', () => {
     expect(message).toContain('exited with code 7');
 
     const tracking = trackingWorkflowId(`${handle.workflowId}/${handle.firstExecutionRunId}`);
-    await waitFor(() => client.workflow.getHandle(tracking).describe().then((d) => d.status.name === 'COMPLETED', () => false), 'tracking to finish');
+    await waitFor(
+      () =>
+        client.workflow
+          .getHandle(tracking)
+          .describe()
+          .then(
+            (d) => d.status.name === 'COMPLETED',
+            () => false,
+          ),
+      'tracking to finish',
+    );
     const history = await historyText(handle.workflowId);
     const trackingHistory = await historyText(tracking);
     const manifests = filesUnder(project.settings.artifactsDir);

@@ -29,7 +29,12 @@ project.write('pipelines/spliced.yaml', pipeline('spliced', "SELECT * FROM input
 
 function start(input: PipelineInput) {
   const workflowId = uniqueId(input.pipeline);
-  return env.client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: project.taskQueue, workflowId, args: [input], workflowRunTimeout: '2 minutes' });
+  return env.client.workflow.start(PIPELINE_WORKFLOW, {
+    taskQueue: project.taskQueue,
+    workflowId,
+    args: [input],
+    workflowRunTimeout: '2 minutes',
+  });
 }
 
 async function failure(input: PipelineInput): Promise<ApplicationFailure> {
@@ -52,7 +57,9 @@ describe('step SQL in a run', () => {
   it('binds a hostile override as a literal value', async () => {
     const plain = (await (await start({ pipeline: 'lookup', cache: false })).result()) as PipelineResult;
     expect(await rows(plain.outputs['q']!['dataset'] as ArtifactRef)).toEqual([{ matches: 1, asked: 'ann', total: 3 }]);
-    const hostile = (await (await start({ pipeline: 'lookup', cache: false, overrides: [`params.who="${PAYLOAD}"`] })).result()) as PipelineResult;
+    const hostile = (await (
+      await start({ pipeline: 'lookup', cache: false, overrides: [`params.who="${PAYLOAD}"`] })
+    ).result()) as PipelineResult;
     expect(hostile.steps['q']!.status).toBe('succeeded');
     expect(await rows(hostile.outputs['q']!['dataset'] as ArtifactRef)).toEqual([{ matches: 0, asked: PAYLOAD, total: 3 }]);
   });

@@ -26,7 +26,10 @@ interface Recorded {
 }
 const requests: Recorded[] = [];
 const models = new Map<string, Record<string, unknown>>();
-const endpoints = new Map<string, { name: string; displayName: string; deployedModels: Record<string, unknown>[]; trafficSplit: Record<string, number> }>();
+const endpoints = new Map<
+  string,
+  { name: string; displayName: string; deployedModels: Record<string, unknown>[]; trafficSplit: Record<string, number> }
+>();
 /** Operations answer `done: false` once, then their result. */
 const operations = new Map<string, { polls: number; response: Record<string, unknown> }>();
 let server: http.Server;
@@ -62,7 +65,9 @@ beforeAll(async () => {
       }
       if (req.method === 'GET' && p === `${PARENT}/models`) {
         const label = /labels\.mlpipe-sha=(\w+)/.exec(decodeURIComponent(query))?.[1];
-        return send({ models: [...models.values()].filter((m) => (m['labels'] as Record<string, string> | undefined)?.['mlpipe-sha'] === label) });
+        return send({
+          models: [...models.values()].filter((m) => (m['labels'] as Record<string, string> | undefined)?.['mlpipe-sha'] === label),
+        });
       }
       if (req.method === 'GET' && p === `${PARENT}/endpoints`) {
         const display = /display_name="([^"]+)"/.exec(decodeURIComponent(query))?.[1];
@@ -79,10 +84,14 @@ beforeAll(async () => {
         const e = endpoints.get(deploy[1]!)!;
         const id = String(9000 + seq);
         e.deployedModels.push({ ...(body['deployedModel'] as object), id });
-        e.trafficSplit = Object.fromEntries(Object.entries(body['trafficSplit'] as Record<string, number>).map(([k, v]) => [k === '0' ? id : k, v]));
+        e.trafficSplit = Object.fromEntries(
+          Object.entries(body['trafficSplit'] as Record<string, number>).map(([k, v]) => [k === '0' ? id : k, v]),
+        );
         return send(operation({ '@type': 'type.googleapis.com/google.cloud.aiplatform.v1.DeployModelResponse', deployedModel: { id } }));
       }
-      res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 404, message: `no route ${req.method} ${path}` } }));
+      res
+        .writeHead(404, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ error: { code: 404, message: `no route ${req.method} ${path}` } }));
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -114,7 +123,11 @@ describe('deploy.vertex-endpoint', () => {
     const model = await ctx.store.put('first onnx model', { name: 'model.onnx' });
     const out = await runPlugin(vertexEndpoint, ctx, params, { model });
     const sha = model.sha256.slice(0, 32);
-    expect(out).toMatchObject({ model: `${PARENT}/models/100`, endpoint: `${PARENT}/endpoints/500`, artifactUri: `gs://${BUCKET}/models/${sha}` });
+    expect(out).toMatchObject({
+      model: `${PARENT}/models/100`,
+      endpoint: `${PARENT}/endpoints/500`,
+      artifactUri: `gs://${BUCKET}/models/${sha}`,
+    });
     expect(out['trafficSplit']).toEqual({ [String(out['deployedModelId'])]: 100 });
     // The model file is in the bucket where AIP_STORAGE_URI will point.
     const [bytes] = await emu.storage.bucket(BUCKET).file(`models/${sha}/model.onnx`).download();
@@ -129,18 +142,35 @@ describe('deploy.vertex-endpoint', () => {
         displayName: 'test',
         artifactUri: `gs://${BUCKET}/models/${sha}`,
         labels: { 'mlpipe-sha': sha, 'mlpipe-pipeline': 'test' },
-        containerSpec: { imageUri: params.imageUri, args: ['serve', '--name', 'test'], ports: [{ containerPort: 8080 }], predictRoute: '/predict', healthRoute: '/health', env: [{ name: 'MLPIPE_SERVE_HOST', value: '0.0.0.0' }] },
+        containerSpec: {
+          imageUri: params.imageUri,
+          args: ['serve', '--name', 'test'],
+          ports: [{ containerPort: 8080 }],
+          predictRoute: '/predict',
+          healthRoute: '/health',
+          env: [{ name: 'MLPIPE_SERVE_HOST', value: '0.0.0.0' }],
+        },
       },
     });
     const deploy = requests.find((r) => r.path.endsWith(':deployModel'))!;
     const d = V1.DeployModelRequest.toObject(V1.DeployModelRequest.fromObject(deploy.body), { longs: Number });
     expect(deploy.path).toBe(`/v1/${PARENT}/endpoints/500:deployModel`);
     expect(d).toMatchObject({
-      deployedModel: { model: `${PARENT}/models/100`, dedicatedResources: { machineSpec: { machineType: 'n1-standard-4' }, minReplicaCount: 1, maxReplicaCount: 3 } },
+      deployedModel: {
+        model: `${PARENT}/models/100`,
+        dedicatedResources: { machineSpec: { machineType: 'n1-standard-4' }, minReplicaCount: 1, maxReplicaCount: 3 },
+      },
       trafficSplit: { '0': 100 },
     });
     // Each of the 3 long-running operations (upload, create endpoint, deploy) was polled until done.
-    expect(requests.filter((r) => r.path.includes('/operations/')).map((r) => r.path.split('/').pop())).toEqual(['1', '1', '2', '2', '3', '3']);
+    expect(requests.filter((r) => r.path.includes('/operations/')).map((r) => r.path.split('/').pop())).toEqual([
+      '1',
+      '1',
+      '2',
+      '2',
+      '3',
+      '3',
+    ]);
   });
 
   it('a canary gets its share and the model already there keeps the rest; a retry deploys nothing twice', async () => {
@@ -155,7 +185,12 @@ describe('deploy.vertex-endpoint', () => {
     const mark = requests.length;
     const again = await runPlugin(vertexEndpoint, ctx, { ...params, trafficPercent: 20 }, { model });
     expect(again['deployedModelId']).toBe(out['deployedModelId']);
-    expect(requests.slice(mark).filter((r) => r.method === 'POST').map((r) => r.path)).toEqual([]);
+    expect(
+      requests
+        .slice(mark)
+        .filter((r) => r.method === 'POST')
+        .map((r) => r.path),
+    ).toEqual([]);
   });
 
   it('splits traffic in whole percents that sum to 100', () => {
@@ -168,13 +203,19 @@ describe('deploy.vertex-endpoint', () => {
   });
 
   it('refuses bad params before calling anything, and a model that does not fit the proto', async () => {
-    const model = await ctx.store.put('x', { name: 'model.onnx' }) as ArtifactRef;
+    const model = (await ctx.store.put('x', { name: 'model.onnx' })) as ArtifactRef;
     const before = requests.length;
     await expect(runPlugin(vertexEndpoint, ctx, { ...params, artifactUri: 'models/' }, { model })).rejects.toThrow(/gs:\/\/bucket\/path/);
-    await expect(runPlugin(vertexEndpoint, ctx, { ...params, minReplicas: 3, maxReplicas: 1 }, { model })).rejects.toThrow(/maxReplicas must be >= minReplicas/);
+    await expect(runPlugin(vertexEndpoint, ctx, { ...params, minReplicas: 3, maxReplicas: 1 }, { model })).rejects.toThrow(
+      /maxReplicas must be >= minReplicas/,
+    );
     expect(requests.length).toBe(before);
     // A misspelled field would be dropped silently by the library: the check refuses it.
-    expect(() => checkMessage(V1.Model, { displayName: 'm', containerSpec: { imageUri: 'i', predictRout: '/predict' } }, 'Model')).toThrow(/fields not in the message: .containerSpec.predictRout/);
-    expect(buildServingModel({ displayName: 'm', artifactUri: 'gs://b/m', imageUri: 'i' })).toMatchObject({ containerSpec: { healthRoute: '/health' } });
+    expect(() => checkMessage(V1.Model, { displayName: 'm', containerSpec: { imageUri: 'i', predictRout: '/predict' } }, 'Model')).toThrow(
+      /fields not in the message: .containerSpec.predictRout/,
+    );
+    expect(buildServingModel({ displayName: 'm', artifactUri: 'gs://b/m', imageUri: 'i' })).toMatchObject({
+      containerSpec: { healthRoute: '/health' },
+    });
   });
 });

@@ -65,14 +65,22 @@ beforeAll(async () => {
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  tuner = VertexTuner.create({ project: 'my-project', location: 'us-central1', endpoint: { host: '127.0.0.1', port: (server.address() as { port: number }).port, protocol: 'http' } });
+  tuner = VertexTuner.create({
+    project: 'my-project',
+    location: 'us-central1',
+    endpoint: { host: '127.0.0.1', port: (server.address() as { port: number }).port, protocol: 'http' },
+  });
 });
 afterAll(async () => {
   await tuner?.close();
   await new Promise((r) => server.close(r));
 });
 
-const container = { imageUri: 'us-docker.pkg.dev/my-project/mlpipe/trial:1', args: ['--pipeline', 'california-housing'], baseOutputUri: 'gs://my-bucket/hpo' };
+const container = {
+  imageUri: 'us-docker.pkg.dev/my-project/mlpipe/trial:1',
+  args: ['--pipeline', 'california-housing'],
+  baseOutputUri: 'gs://my-bucket/hpo',
+};
 
 describe('Vertex AI HyperparameterTuningJob', () => {
   it('is built from the housing hpo: section and survives the proto round trip', () => {
@@ -94,12 +102,19 @@ describe('Vertex AI HyperparameterTuningJob', () => {
       { parameterId: 'training__epochs', integerValueSpec: { minValue: 40, maxValue: 90 }, scaleType: 'UNIT_LINEAR_SCALE' },
       { parameterId: 'features__rbf_gamma', doubleValueSpec: { minValue: 0.5, maxValue: 4 }, scaleType: 'UNIT_LOG_SCALE' },
     ]);
-    expect(back).toMatchObject({ trialJobSpec: { baseOutputDirectory: { outputUriPrefix: 'gs://my-bucket/hpo' }, workerPoolSpecs: [{ replicaCount: 1, containerSpec: { imageUri: container.imageUri } }] } });
+    expect(back).toMatchObject({
+      trialJobSpec: {
+        baseOutputDirectory: { outputUriPrefix: 'gs://my-bucket/hpo' },
+        workerPoolSpecs: [{ replicaCount: 1, containerSpec: { imageUri: container.imageUri } }],
+      },
+    });
   });
 
   it('refuses what Vertex refuses: grid search over a double', () => {
     const grid: HpoSpec = { ...housing, algorithm: 'grid' };
-    expect(() => buildTuningJob('g', grid, container)).toThrow(/grid search takes no double parameters; training.lr, features.rbf_gamma are double/);
+    expect(() => buildTuningJob('g', grid, container)).toThrow(
+      /grid search takes no double parameters; training.lr, features.rbf_gamma are double/,
+    );
   });
 
   it('is submitted by the real client: path, enum encoding and body as the API expects', async () => {
@@ -111,7 +126,9 @@ describe('Vertex AI HyperparameterTuningJob', () => {
     expect(sent.query).toContain('enum-encoding=int');
     const decoded = Job.toObject(Job.fromObject(JSON.parse(sent.body) as object), { enums: String, longs: Number });
     expect(decoded).toMatchObject(Job.toObject(Job.fromObject(job), { enums: String, longs: Number }));
-    expect((JSON.parse(sent.body) as { studySpec: { metrics: { goal: number }[] } }).studySpec.metrics[0]!.goal).toBe(protos.google.cloud.aiplatform.v1.StudySpec.MetricSpec.GoalType.MINIMIZE);
+    expect((JSON.parse(sent.body) as { studySpec: { metrics: { goal: number }[] } }).studySpec.metrics[0]!.goal).toBe(
+      protos.google.cloud.aiplatform.v1.StudySpec.MetricSpec.GoalType.MINIMIZE,
+    );
   });
 
   it('reports QUEUED -> RUNNING -> SUCCEEDED with trials mapped back to override keys', async () => {
@@ -158,7 +175,6 @@ describe('Vertex AI HyperparameterTuningJob', () => {
   });
 });
 
-
 describe('the trial entrypoint (mlpipe trial)', () => {
   it('parses --k v and --k=v, runs to the metric step, and writes the metric as cloudml-hypertune does', { timeout: 120_000 }, async () => {
     const project = createTestProject('trial');
@@ -168,9 +184,21 @@ describe('the trial entrypoint (mlpipe trial)', () => {
     );
     const metrics = join(mkdtempSync(join(tmpdir(), 'mlpipe-hypertune-')), 'output.metrics');
     const before = Date.now() / 1000;
-    const r = await promisify(execFile)(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'trial', '--pipeline', 'trial-search', '--params__x', '7', '--params__y=b'], {
-      env: { ...process.env, TEMPORAL_ADDRESS: inject('temporalAddress'), MLPIPE_PROJECT_DIR: project.dir, MLPIPE_TASK_QUEUE: project.taskQueue, CLOUD_ML_HP_METRIC_FILE: metrics, CLOUD_ML_TRIAL_ID: '12', MLPIPE_TRACKING: 'off' },
-    });
+    const r = await promisify(execFile)(
+      process.execPath,
+      [join(REPO, 'bin', 'mlpipe.mjs'), 'trial', '--pipeline', 'trial-search', '--params__x', '7', '--params__y=b'],
+      {
+        env: {
+          ...process.env,
+          TEMPORAL_ADDRESS: inject('temporalAddress'),
+          MLPIPE_PROJECT_DIR: project.dir,
+          MLPIPE_TASK_QUEUE: project.taskQueue,
+          CLOUD_ML_HP_METRIC_FILE: metrics,
+          CLOUD_ML_TRIAL_ID: '12',
+          MLPIPE_TRACKING: 'off',
+        },
+      },
+    );
     expect(r.stdout).toContain('trial 12: score=7 (params.x=7 params.y=b)');
     const lines = readFileSync(metrics, 'utf8').trim().split('\n');
     expect(lines).toHaveLength(1);
@@ -186,7 +214,10 @@ describe('the trial entrypoint (mlpipe trial)', () => {
     const file = join(mkdtempSync(join(tmpdir(), 'mlpipe-hypertune-')), 'm');
     const ht = new HyperTune({ CLOUD_ML_HP_METRIC_FILE: file });
     for (let i = 1; i <= 120; i++) ht.report('rmse', 50_000 - i, i, 1_700_000_000_000 + i);
-    const lines = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const lines = readFileSync(file, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(lines).toHaveLength(100);
     expect(lines[0]).toEqual({ global_step: '21', rmse: '49979', timestamp: 1_700_000_000.021, trial: '0' });
   });
@@ -205,12 +236,33 @@ describe('hpoWorkflow with the Vertex backend', () => {
     let submitted: Record<string, unknown> | undefined;
     onCreate = (name, body) => {
       submitted = body;
-      const trial = (id: string, x: number, state = 4) => ({ id, state, parameters: [{ parameterId: 'params__x', value: x }], ...(state === 4 ? { finalMeasurement: { metrics: [{ metricId: 'score', value: x }] } } : {}) });
-      script.set(name, [{ name, state: S.JOB_STATE_QUEUED }, { name, state: S.JOB_STATE_RUNNING }, { name, state: S.JOB_STATE_SUCCEEDED, trials: [trial('1', 6), trial('2', 2), trial('3', 9, 5)] }]);
+      const trial = (id: string, x: number, state = 4) => ({
+        id,
+        state,
+        parameters: [{ parameterId: 'params__x', value: x }],
+        ...(state === 4 ? { finalMeasurement: { metrics: [{ metricId: 'score', value: x }] } } : {}),
+      });
+      script.set(name, [
+        { name, state: S.JOB_STATE_QUEUED },
+        { name, state: S.JOB_STATE_RUNNING },
+        { name, state: S.JOB_STATE_SUCCEEDED, trials: [trial('1', 6), trial('2', 2), trial('3', 9, 5)] },
+      ]);
     };
-    const r = (await env.client.workflow.execute(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('vhpo'), args: [{ pipeline: 'vsearch' }] })) as HpoResult;
+    const r = (await env.client.workflow.execute(HPO_WORKFLOW, {
+      taskQueue: project.taskQueue,
+      workflowId: uniqueId('vhpo'),
+      args: [{ pipeline: 'vsearch' }],
+    })) as HpoResult;
     onCreate = undefined;
-    expect(submitted).toMatchObject({ displayName: expect.stringMatching(/^vhpo-/) as string, maxTrialCount: 3, trialJobSpec: { workerPoolSpecs: [{ containerSpec: { imageUri: 'eu-docker.pkg.dev/my-project/mlpipe/trial:1', args: ['trial', '--pipeline', 'vsearch'] } }] } });
+    expect(submitted).toMatchObject({
+      displayName: expect.stringMatching(/^vhpo-/) as string,
+      maxTrialCount: 3,
+      trialJobSpec: {
+        workerPoolSpecs: [
+          { containerSpec: { imageUri: 'eu-docker.pkg.dev/my-project/mlpipe/trial:1', args: ['trial', '--pipeline', 'vsearch'] } },
+        ],
+      },
+    });
     expect(requests.some((q) => q.path === '/v1/projects/my-project/locations/europe-west4/hyperparameterTuningJobs')).toBe(true);
     expect(r.best).toMatchObject({ index: 2, value: 2, overrides: ['params.x=2'] });
     expect(r.failed).toBe(1);
@@ -224,8 +276,15 @@ describe('hpoWorkflow with the Vertex backend', () => {
       jobName = name;
       script.set(name, [{ name, state: S.JOB_STATE_RUNNING }]);
     };
-    const h = await env.client.workflow.start(HPO_WORKFLOW, { taskQueue: project.taskQueue, workflowId: uniqueId('vhpo-cancel'), args: [{ pipeline: 'vsearch' }] });
-    await waitFor(() => jobName && requests.filter((q) => q.method === 'GET' && q.path === `/v1/${jobName}`).length >= 2, 'the job being polled');
+    const h = await env.client.workflow.start(HPO_WORKFLOW, {
+      taskQueue: project.taskQueue,
+      workflowId: uniqueId('vhpo-cancel'),
+      args: [{ pipeline: 'vsearch' }],
+    });
+    await waitFor(
+      () => jobName && requests.filter((q) => q.method === 'GET' && q.path === `/v1/${jobName}`).length >= 2,
+      'the job being polled',
+    );
     await h.cancel();
     await expect(h.result()).rejects.toThrow();
     await waitFor(() => requests.some((q) => q.method === 'POST' && q.path === `/v1/${jobName}:cancel`), 'the cancel request', 30_000);

@@ -11,7 +11,15 @@ describe('schedule list', () => {
     expect(humanInterval(250)).toBe('250ms');
     expect(describeScheduleSpec({ intervals: [{ every: 10_000 }] })).toBe('every 10s');
     expect(describeScheduleSpec({ intervals: [{ every: 3_600_000, offset: 300_000 }] })).toBe('every 1h (offset 5m)');
-    const calendar = { second: [{ start: 0, end: 0, step: 1 }], minute: [{ start: 30, end: 30, step: 1 }], hour: [{ start: 2, end: 2, step: 1 }], dayOfMonth: [{ start: 1, end: 31, step: 1 }], month: [{ start: 'JANUARY', end: 'DECEMBER', step: 1 }], year: [], dayOfWeek: [{ start: 'MONDAY', end: 'FRIDAY', step: 1 }] };
+    const calendar = {
+      second: [{ start: 0, end: 0, step: 1 }],
+      minute: [{ start: 30, end: 30, step: 1 }],
+      hour: [{ start: 2, end: 2, step: 1 }],
+      dayOfMonth: [{ start: 1, end: 31, step: 1 }],
+      month: [{ start: 'JANUARY', end: 'DECEMBER', step: 1 }],
+      year: [],
+      dayOfWeek: [{ start: 'MONDAY', end: 'FRIDAY', step: 1 }],
+    };
     expect(describeScheduleSpec({ calendars: [calendar] }, ['30 2 * * 1-5'])).toBe('cron 30 2 * * 1-5');
     expect(describeScheduleSpec({ calendars: [calendar] })).toBe('calendar second=0 minute=30 hour=2 dayOfWeek=MONDAY-FRIDAY');
     expect(describeScheduleSpec({})).toBe('no times (triggered by hand)');

@@ -19,7 +19,14 @@ function problems(text: string, overrides: string[] = []) {
     compile(text, overrides);
   } catch (e) {
     const list = e instanceof SpecErrors ? e.problems : [e as PipelineError];
-    return list.map((p) => ({ code: p.code, line: p.where?.line, column: p.where?.column, path: p.where?.path?.join('.'), message: p.message, hint: p.hint }));
+    return list.map((p) => ({
+      code: p.code,
+      line: p.where?.line,
+      column: p.where?.column,
+      path: p.where?.path?.join('.'),
+      message: p.message,
+      hint: p.hint,
+    }));
   }
   throw new Error('expected the compile to fail');
 }
@@ -74,7 +81,9 @@ describe('compilePipeline', () => {
   });
 
   it('reports a cycle with its path', () => {
-    const [p] = problems('name: x\nsteps:\n  a: { uses: util.echo, needs: c }\n  b: { uses: util.echo, needs: a }\n  c: { uses: util.echo, needs: b }\n');
+    const [p] = problems(
+      'name: x\nsteps:\n  a: { uses: util.echo, needs: c }\n  b: { uses: util.echo, needs: a }\n  c: { uses: util.echo, needs: b }\n',
+    );
     expect(p!.code).toBe('DAG_CYCLE');
     expect(p!.message).toMatch(/a -> b -> c -> a|b -> c -> a -> b|c -> a -> b -> c/);
   });
@@ -96,7 +105,9 @@ describe('compilePipeline', () => {
   });
 
   it('reports references to outputs that do not exist, and to steps not needed', () => {
-    const list = problems('name: x\nsteps:\n  a:\n    uses: util.echo\n    with: { values: { x: 1 } }\n  b:\n    uses: util.echo\n    needs: a\n    with: { values: { y: "${steps.a.outputs.z}" } }\n  c:\n    uses: util.echo\n    with: { values: { y: "${steps.a.outputs.x}" } }\n');
+    const list = problems(
+      'name: x\nsteps:\n  a:\n    uses: util.echo\n    with: { values: { x: 1 } }\n  b:\n    uses: util.echo\n    needs: a\n    with: { values: { y: "${steps.a.outputs.z}" } }\n  c:\n    uses: util.echo\n    with: { values: { y: "${steps.a.outputs.x}" } }\n',
+    );
     expect(list.map((p) => [p.code, p.line])).toEqual([
       ['EXPR_REFERENCE', 9],
       ['EXPR_REFERENCE', 12],
@@ -158,15 +169,23 @@ describe('compilePipeline reports every problem in one pass', () => {
 
   it('lists every bad override and config problem, not just the first', () => {
     const list = problems(GOOD, ['lr 0.1', 'model.hiden=1', 'params.nope=1', 'epochz=2']);
-    expect(list.map((p) => p.code).sort()).toEqual(['OVERRIDE_MALFORMED', 'OVERRIDE_UNKNOWN_KEY', 'OVERRIDE_UNKNOWN_KEY', 'OVERRIDE_UNKNOWN_KEY']);
+    expect(list.map((p) => p.code).sort()).toEqual([
+      'OVERRIDE_MALFORMED',
+      'OVERRIDE_UNKNOWN_KEY',
+      'OVERRIDE_UNKNOWN_KEY',
+      'OVERRIDE_UNKNOWN_KEY',
+    ]);
   });
 });
 
 describe('prototype keys', () => {
-  const steps = (ids: string[]) => `name: x\nsteps:\n${ids.map((id) => `  ${id}: { uses: util.echo, with: { values: { v: 1 } } }`).join('\n')}\n`;
+  const steps = (ids: string[]) =>
+    `name: x\nsteps:\n${ids.map((id) => `  ${id}: { uses: util.echo, with: { values: { v: 1 } } }`).join('\n')}\n`;
 
   it('compiles constructor, toString and hasOwnProperty as ordinary step ids', () => {
-    const p = compile(`${steps(['constructor', 'toString'])}  hasOwnProperty:\n    uses: util.echo\n    needs: [constructor, toString]\n    with: { values: { v: "\${steps.constructor.outputs.v}" } }\n`);
+    const p = compile(
+      `${steps(['constructor', 'toString'])}  hasOwnProperty:\n    uses: util.echo\n    needs: [constructor, toString]\n    with: { values: { v: "\${steps.constructor.outputs.v}" } }\n`,
+    );
     expect(p.order).toEqual(['constructor', 'toString', 'hasOwnProperty']);
     expect(p.steps['hasOwnProperty']!.needs).toEqual(['constructor', 'toString']);
     expect(Object.keys(p.steps)).toEqual(['constructor', 'toString', 'hasOwnProperty']);
@@ -174,9 +193,14 @@ describe('prototype keys', () => {
 
   it('refuses __proto__ as a step id, a param or a config key, at its line', () => {
     expect(problems(steps(['a', '__proto__']))[0]).toMatchObject({ code: 'SPEC_INVALID', path: 'steps.__proto__', line: 4 });
-    expect(problems('name: x\nparams:\n  __proto__: { polluted: 1 }\nsteps:\n  a: { uses: util.echo }\n')[0]).toMatchObject({ code: 'SPEC_INVALID', line: 3 });
+    expect(problems('name: x\nparams:\n  __proto__: { polluted: 1 }\nsteps:\n  a: { uses: util.echo }\n')[0]).toMatchObject({
+      code: 'SPEC_INVALID',
+      line: 3,
+    });
     const conf2 = memoryConf({ 'c.yaml': 'a:\n  __proto__: { polluted: 1 }\n' });
-    expect(() => compilePipeline({ file: 'p.yaml', text: 'name: x\nconfig: c\nsteps:\n  a: { uses: util.echo }\n', conf: conf2, catalog: registry })).toThrow(/__proto__/);
+    expect(() =>
+      compilePipeline({ file: 'p.yaml', text: 'name: x\nconfig: c\nsteps:\n  a: { uses: util.echo }\n', conf: conf2, catalog: registry }),
+    ).toThrow(/__proto__/);
     expect(({} as Record<string, unknown>)['polluted']).toBeUndefined();
   });
 
@@ -191,7 +215,8 @@ describe('prototype keys', () => {
   });
 
   it('treats params named constructor or toString as ordinary, and refuses __proto__ and inherited names in overrides', () => {
-    const text = 'name: x\nparams: { constructor: 1, toString: two }\nsteps:\n  a:\n    uses: util.echo\n    with: { values: { c: "${params.constructor}", t: "${params.toString}" } }\n';
+    const text =
+      'name: x\nparams: { constructor: 1, toString: two }\nsteps:\n  a:\n    uses: util.echo\n    with: { values: { c: "${params.constructor}", t: "${params.toString}" } }\n';
     expect(compile(text, ['params.constructor=5']).steps['a']!.with).toEqual({ values: { c: 5, t: 'two' } });
     expect(problems(GOOD, ['__proto__.x=1'])[0]).toMatchObject({ code: 'OVERRIDE_MALFORMED' });
     expect(problems(GOOD, ['params.__proto__.x=1'])[0]).toMatchObject({ code: 'OVERRIDE_MALFORMED' });
@@ -203,7 +228,10 @@ describe('prototype keys', () => {
 
 describe('compile limits', () => {
   it('refuses a billion-laughs file, deep nesting and an oversized file', () => {
-    const laughs = ['a: &a [x, x, x, x, x, x, x, x, x]', ...'bcdefgh'.split('').map((k, i) => `${k}: &${k} [${Array(9).fill(`*${'abcdefg'[i]}`).join(', ')}]`)].join('\n');
+    const laughs = [
+      'a: &a [x, x, x, x, x, x, x, x, x]',
+      ...'bcdefgh'.split('').map((k, i) => `${k}: &${k} [${Array(9).fill(`*${'abcdefg'[i]}`).join(', ')}]`),
+    ].join('\n');
     const p = problems(`${laughs}\nname: x\nsteps:\n  a: { uses: util.echo }\n`);
     expect(p).toHaveLength(1);
     expect(p[0]).toMatchObject({ code: 'SPEC_YAML' });
@@ -211,7 +239,9 @@ describe('compile limits', () => {
     const deep = `name: x\nparams:\n  p: ${'['.repeat(100)}${']'.repeat(100)}\nsteps:\n  a: { uses: util.echo }\n`;
     expect(problems(deep)[0]).toMatchObject({ code: 'SPEC_INVALID', line: 3 });
     expect(problems(deep)[0]!.message).toContain('nested deeper than 64');
-    expect(problems(`name: x\nparams: { p: "${'x'.repeat(1_100_000)}" }\nsteps:\n  a: { uses: util.echo }\n`)[0]).toMatchObject({ code: 'SPEC_INVALID' });
+    expect(problems(`name: x\nparams: { p: "${'x'.repeat(1_100_000)}" }\nsteps:\n  a: { uses: util.echo }\n`)[0]).toMatchObject({
+      code: 'SPEC_INVALID',
+    });
     expect(problems(GOOD, [`+deep=${'['.repeat(80)}${']'.repeat(80)}`])[0]).toMatchObject({ code: 'OVERRIDE_MALFORMED' });
   });
 
@@ -229,14 +259,26 @@ describe('compile limits', () => {
     expect(problems(step('    heartbeat: 0\n'))[0]).toMatchObject({ code: 'SPEC_INVALID', line: 5 });
     expect(problems(step('    timeout: -5\n'))[0]).toMatchObject({ code: 'SPEC_INVALID', line: 5 });
     expect(problems(step('    timeout: 200000d\n'))[0]!.message).toContain("Temporal's limit");
-    expect(problems(step('    timeout: 1m\n    heartbeat: 1m\n'))[0]).toMatchObject({ code: 'SPEC_INVALID', line: 6, path: 'steps.a.heartbeat' });
+    expect(problems(step('    timeout: 1m\n    heartbeat: 1m\n'))[0]).toMatchObject({
+      code: 'SPEC_INVALID',
+      line: 6,
+      path: 'steps.a.heartbeat',
+    });
     expect(problems(step('    heartbeat: 2h\n'))[0]!.message).toContain('shorter than the timeout');
-    expect(problems(step('    retry: { initialInterval: 2m }\n'))[0]).toMatchObject({ code: 'SPEC_INVALID', path: 'steps.a.retry.initialInterval' });
-    expect(problems(step('    retry: { maximumAttempts: 100000000000 }\n'))[0]).toMatchObject({ code: 'SPEC_INVALID', path: 'steps.a.retry.maximumAttempts' });
+    expect(problems(step('    retry: { initialInterval: 2m }\n'))[0]).toMatchObject({
+      code: 'SPEC_INVALID',
+      path: 'steps.a.retry.initialInterval',
+    });
+    expect(problems(step('    retry: { maximumAttempts: 100000000000 }\n'))[0]).toMatchObject({
+      code: 'SPEC_INVALID',
+      path: 'steps.a.retry.maximumAttempts',
+    });
     expect(problems('name: x\nmaxParallel: 5000\nsteps:\n  a: { uses: util.echo }\n')[0]).toMatchObject({ code: 'SPEC_INVALID', line: 2 });
     const fromDefaults = problems('name: x\nstepDefaults: { timeout: 10s, heartbeat: 30s }\nsteps:\n  a: { uses: util.echo }\n');
     expect(fromDefaults[0]).toMatchObject({ code: 'SPEC_INVALID', line: 2, path: 'stepDefaults.heartbeat' });
-    expect(compile(step('    timeout: 1m\n    heartbeat: 59s\n    retry: { initialInterval: 2m, maximumInterval: 5m }\n')).steps['a']!).toMatchObject({ timeoutMs: 60_000, heartbeatMs: 59_000 });
+    expect(
+      compile(step('    timeout: 1m\n    heartbeat: 59s\n    retry: { initialInterval: 2m, maximumInterval: 5m }\n')).steps['a']!,
+    ).toMatchObject({ timeoutMs: 60_000, heartbeatMs: 59_000 });
   });
 });
 
@@ -252,14 +294,24 @@ steps:
 `;
   const checked = (overrides: string[]) => {
     const seen: string[] = [];
-    compilePipeline({ file: 'p.yaml', text: PIPE, conf, catalog: registry, overrides, confinePath: (value, what) => void seen.push(`${what}=${value}`) });
+    compilePipeline({
+      file: 'p.yaml',
+      text: PIPE,
+      conf,
+      catalog: registry,
+      overrides,
+      confinePath: (value, what) => void seen.push(`${what}=${value}`),
+    });
     return seen;
   };
 
   it('checks the paths an override sets, not the ones the author wrote or marked overridable', () => {
     expect(checked([])).toEqual([]);
     expect(checked(['params.other=/elsewhere.csv'])).toEqual([]);
-    expect(checked(['params.data=x.csv'])).toEqual(["step 'ingest' param 'path' (set by override params.data)=x.csv", 'monitor.current (set by override params.data)=x.csv']);
+    expect(checked(['params.data=x.csv'])).toEqual([
+      "step 'ingest' param 'path' (set by override params.data)=x.csv",
+      'monitor.current (set by override params.data)=x.csv',
+    ]);
   });
 
   it('reports a refused path as INPUT_INVALID at the step param', () => {
@@ -281,7 +333,9 @@ steps:
 
 describe('unknown keys do not hide other problems', () => {
   it('reports a typo together with a missing need and a bad reference', () => {
-    const list = problems('name: x\nsteps:\n  a:\n    uses: util.echo\n    timout: 5m\n  b:\n    uses: util.echo\n    needs: nope\n    with: { values: { v: "${params.none}" } }\n');
+    const list = problems(
+      'name: x\nsteps:\n  a:\n    uses: util.echo\n    timout: 5m\n  b:\n    uses: util.echo\n    needs: nope\n    with: { values: { v: "${params.none}" } }\n',
+    );
     expect(list.map((p) => [p.code, p.line])).toEqual([
       ['SPEC_UNKNOWN_KEY', 5],
       ['DAG_MISSING_NEED', 8],
@@ -331,7 +385,11 @@ steps:
     try {
       pruneUntil(full, 'toString');
     } catch (e) {
-      expect(e).toMatchObject({ code: 'INPUT_INVALID', message: "until: pipeline 'dag' has no step 'toString'.", hint: 'Steps: a, b, side, c, d, other.' });
+      expect(e).toMatchObject({
+        code: 'INPUT_INVALID',
+        message: "until: pipeline 'dag' has no step 'toString'.",
+        hint: 'Steps: a, b, side, c, d, other.',
+      });
       return;
     }
     throw new Error('expected pruneUntil to throw');

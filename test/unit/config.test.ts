@@ -19,7 +19,11 @@ const files = memoryConf({
 });
 
 function compose(overrides: string[] = []) {
-  return composeConfig('housing', files, overrides.map((o, i) => parseOverride(o, i)));
+  return composeConfig(
+    'housing',
+    files,
+    overrides.map((o, i) => parseOverride(o, i)),
+  );
 }
 
 function code(fn: () => unknown): string | undefined {
@@ -73,7 +77,10 @@ describe('config composition', () => {
     expect(parseOverride("a='x: y'")).toMatchObject({ value: 'x: y' });
     expect(parseOverride('~a.b')).toMatchObject({ kind: 'delete', path: ['a', 'b'] });
     for (const bad of ['=1', 'a', 'a b=1', 'a=[1,', '+=2', '.a=1']) {
-      expect(code(() => parseOverride(bad)), bad).toBe('OVERRIDE_MALFORMED');
+      expect(
+        code(() => parseOverride(bad)),
+        bad,
+      ).toBe('OVERRIDE_MALFORMED');
     }
   });
 });
@@ -81,7 +88,10 @@ describe('config composition', () => {
 describe('config options and keys from overrides', () => {
   it('refuses option names that are paths, naming the value', () => {
     for (const bad of ['training=../../x', 'model=../model/wide', '+extra=../../etc/passwd', 'model=/etc/passwd', 'model=a/b']) {
-      expect(code(() => compose([bad])), bad).toBe('INPUT_INVALID');
+      expect(
+        code(() => compose([bad])),
+        bad,
+      ).toBe('INPUT_INVALID');
     }
     expect(() => compose(['training=../../x'])).toThrow(/'\.\.\/\.\.\/x' is not a config option name/);
   });
@@ -110,7 +120,8 @@ describe('paths from a run stay inside the project', () => {
   mkdirSync(join(dir, 'pipelines'));
   mkdirSync(join(dir, 'conf', 'c', 'g'), { recursive: true });
   mkdirSync(join(dir, 'data'));
-  const pipe = 'name: p\nconfig: c\nparams: { data: data/in.csv }\nsteps:\n  ingest: { uses: ingest.file, with: { path: "${params.data}" } }\n';
+  const pipe =
+    'name: p\nconfig: c\nparams: { data: data/in.csv }\nsteps:\n  ingest: { uses: ingest.file, with: { path: "${params.data}" } }\n';
   writeFileSync(join(dir, 'pipelines', 'p.yaml'), pipe);
   writeFileSync(join(dir, 'conf', 'c', 'config.yaml'), 'defaults:\n  - g: one\n  - _self_\n');
   writeFileSync(join(dir, 'conf', 'c', 'g', 'one.yaml'), 'x: 1\n');
@@ -118,7 +129,10 @@ describe('paths from a run stay inside the project', () => {
   symlinkSync(join(outside, 'secret.yaml'), join(dir, 'conf', 'c', 'g', 'two.yaml'));
   symlinkSync(outside, join(dir, 'data', 'out'));
   symlinkSync(join(outside, 'missing'), join(dir, 'data', 'dangling'));
-  writeFileSync(join(dir, 'pipelines', 'latin1.yaml'), Buffer.concat([Buffer.from('name: p\ndescription: caf'), Buffer.from([0xe9]), Buffer.from('\nsteps: {}\n')]));
+  writeFileSync(
+    join(dir, 'pipelines', 'latin1.yaml'),
+    Buffer.concat([Buffer.from('name: p\ndescription: caf'), Buffer.from([0xe9]), Buffer.from('\nsteps: {}\n')]),
+  );
   const load = (ref: string, overrides: string[] = []) => {
     try {
       loadPipeline(dir, ref, registry, overrides);
@@ -185,8 +199,18 @@ describe('workflow input limits', () => {
 
   it('bounds labels: count, key charset and length, value length and control characters', () => {
     expect(codeOf(() => checkLabels({ owner: 'ana', 'team/ml': 'x.y' }))).toBeUndefined();
-    for (const bad of [{ 'a b': 'x' }, { ['k'.repeat(65)]: 'x' }, { k: 'v'.repeat(257) }, { k: 'a\nb' }, { '../x': 'y' }, { k: '\uFFFD' }]) {
-      expect(codeOf(() => checkLabels(bad)), JSON.stringify(bad)).toBe('INPUT_INVALID');
+    for (const bad of [
+      { 'a b': 'x' },
+      { ['k'.repeat(65)]: 'x' },
+      { k: 'v'.repeat(257) },
+      { k: 'a\nb' },
+      { '../x': 'y' },
+      { k: '\uFFFD' },
+    ]) {
+      expect(
+        codeOf(() => checkLabels(bad)),
+        JSON.stringify(bad),
+      ).toBe('INPUT_INVALID');
     }
     expect(codeOf(() => checkLabels(Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v']))))).toBe('INPUT_INVALID');
   });
@@ -195,6 +219,8 @@ describe('workflow input limits', () => {
     expect(codeOf(() => checkInput({ pipeline: 'p', overrides: Array(100).fill(`a=${'x'.repeat(4000)}`) }))).toBe('INPUT_INVALID');
     expect(codeOf(() => checkInput({ pipeline: 'p', overrides: ['a=1'], labels: { k: 'v' } }))).toBeUndefined();
     expect(codeOf(() => checkInput(JSON.parse('{"pipeline": "p", "labels": {"__proto__": "x"}}')))).toBe('INPUT_INVALID');
-    expect(codeOf(() => checkInput(JSON.parse('{"pipeline": "p", "trial": {"hpo": "h", "index": 0, "stepParams": {"__proto__": {}}}}')))).toBe('INPUT_INVALID');
+    expect(
+      codeOf(() => checkInput(JSON.parse('{"pipeline": "p", "trial": {"hpo": "h", "index": 0, "stepParams": {"__proto__": {}}}}'))),
+    ).toBe('INPUT_INVALID');
   });
 });

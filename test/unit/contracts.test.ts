@@ -11,7 +11,12 @@ describe('pipeline workflow input', () => {
       cache: false,
       maxParallel: 4,
       until: 'train',
-      trial: { hpo: 'search-1', index: 3, parentMlflowRunId: 'abc', stepParams: { train: { stopIfWorseThan: { curve: [1], afterEpochs: 1 } } } },
+      trial: {
+        hpo: 'search-1',
+        index: 3,
+        parentMlflowRunId: 'abc',
+        stepParams: { train: { stopIfWorseThan: { curve: [1], afterEpochs: 1 } } },
+      },
     };
     expect(pipelineInputSchema.parse(input)).toEqual(input);
   });
@@ -38,7 +43,12 @@ describe('MLflow run IDs recorded under their older name', () => {
   });
 
   it('knownRunsOf and hpoTrackingOf give the current shape', () => {
-    const old = { experimentId: '1', parent: { runId: 'p', experimentId: '1', artifactUri: 'a' }, steps: { train: { runId: 't', experimentId: '1', artifactUri: 'b' } }, modelVersion: '2' };
+    const old = {
+      experimentId: '1',
+      parent: { runId: 'p', experimentId: '1', artifactUri: 'a' },
+      steps: { train: { runId: 't', experimentId: '1', artifactUri: 'b' } },
+      modelVersion: '2',
+    };
     expect(knownRunsOf(old as never)).toEqual({
       experimentId: '1',
       parent: { mlflowRunId: 'p', experimentId: '1', artifactUri: 'a' },

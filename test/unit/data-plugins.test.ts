@@ -46,7 +46,10 @@ describe('ingest.file', () => {
   it('reads JSON lines and Parquet, from a path or an artifact input', async () => {
     const ctx = testContext();
     const jsonl = await runPlugin(ingestFile, ctx, { path: file('a.jsonl', '{"x": 1, "y": "a"}\n{"x": 2, "y": "b"}\n') });
-    expect(await rows(ctx, jsonl['dataset'])).toEqual([{ x: 1, y: 'a' }, { x: 2, y: 'b' }]);
+    expect(await rows(ctx, jsonl['dataset'])).toEqual([
+      { x: 1, y: 'a' },
+      { x: 2, y: 'b' },
+    ]);
     const parquet = await runPlugin(ingestFile, ctx, { format: 'parquet' }, { source: jsonl['dataset'] });
     expect(parquet['rows']).toBe(2);
     const csvRef = await ctx.store.put('a;b\n1;2\n', { name: 'semi.csv', mediaType: 'text/csv' });
@@ -77,7 +80,9 @@ describe('ingest.file', () => {
     file('empty.csv', '');
     expect((await failure(runPlugin(ingestFile, testContext(dir), { path: 'empty.csv' }))).message).toBe('empty.csv: the file is empty.');
     file('header.csv', 'a,b\n');
-    expect((await failure(runPlugin(ingestFile, testContext(dir), { path: 'header.csv' }))).message).toContain('header.csv: 0 data rows; at least 1 expected');
+    expect((await failure(runPlugin(ingestFile, testContext(dir), { path: 'header.csv' }))).message).toContain(
+      'header.csv: 0 data rows; at least 1 expected',
+    );
     expect((await failure(runPlugin(ingestFile, testContext(dir), { path: 'nope.csv' }))).code).toBe('PLUGIN_PARAMS');
   });
 });
@@ -95,11 +100,21 @@ describe('validate.expectations', () => {
     const out = await runPlugin(
       validateExpectations,
       ctx,
-      { rows: { min: 20000 }, columns: { total_bedrooms: { type: 'number', maxNullShare: 0.05 }, ocean_proximity: { allowed: ['<1H OCEAN', 'INLAND', 'ISLAND', 'NEAR BAY', 'NEAR OCEAN'] } } },
+      {
+        rows: { min: 20000 },
+        columns: {
+          total_bedrooms: { type: 'number', maxNullShare: 0.05 },
+          ocean_proximity: { allowed: ['<1H OCEAN', 'INLAND', 'ISLAND', 'NEAR BAY', 'NEAR OCEAN'] },
+        },
+      },
       { dataset: ds },
     );
     expect(out).toMatchObject({ passed: true, violations: 0 });
-    expect(JSON.parse((await ctx.store.get(out['report'] as ArtifactRef)).toString())).toEqual({ passed: true, rows: 20640, violations: [] });
+    expect(JSON.parse((await ctx.store.get(out['report'] as ArtifactRef)).toString())).toEqual({
+      passed: true,
+      rows: 20640,
+      violations: [],
+    });
   });
 
   it('reports every violation with column, count and the first offending row', async () => {
@@ -136,20 +151,37 @@ describe('validate.expectations', () => {
   it('counts NaN and infinities in number columns unless allowNonFinite, naming the first row', async () => {
     const { ctx, dataset: ds } = await dataset('price,ok,text\n1,1,1\nNaN,NaN,x\ninf,2,-inf\n4,-inf,4\n');
     const e = await failure(
-      runPlugin(validateExpectations, ctx, { columns: { price: { type: 'number', maxNullShare: 0 }, ok: { type: 'number', allowNonFinite: true }, text: { type: 'number' } } }, { dataset: ds }),
+      runPlugin(
+        validateExpectations,
+        ctx,
+        { columns: { price: { type: 'number', maxNullShare: 0 }, ok: { type: 'number', allowNonFinite: true }, text: { type: 'number' } } },
+        { dataset: ds },
+      ),
     );
     expect(e.code).toBe('DATA_INVALID');
     expect(e.retryable).toBe(false);
     const text = e.message;
     expect(text).toContain('Dataset failed 4 expectations (4 rows)');
     expect(text).toContain("column 'price': 25.0% null (1 of 4); at most 0% allowed");
-    expect(text).toContain("column 'price': 2 values are NaN or infinite (first at data row 2: NaN); set allowNonFinite: true to accept them");
+    expect(text).toContain(
+      "column 'price': 2 values are NaN or infinite (first at data row 2: NaN); set allowNonFinite: true to accept them",
+    );
     // Text that the rule says holds numbers: '-inf' converts to a number, but not a finite one.
     expect(text).toContain(`column 'text': 1 value is NaN or infinite (first at data row 3: "-inf")`);
     expect(text).toContain(`column 'text': 1 value is not a number (first at data row 2: "x")`);
     expect(text).not.toContain("column 'ok'");
-    const report = JSON.parse((await ctx.store.get((await runPlugin(validateExpectations, ctx, { onFailure: 'warn', columns: { price: {} } }, { dataset: ds }))['report'] as ArtifactRef)).toString());
-    expect(report.violations).toEqual([{ column: 'price', check: 'nonFinite', message: expect.stringContaining('2 values are NaN or infinite (first at data row 2: NaN)') }]);
+    const report = JSON.parse(
+      (
+        await ctx.store.get(
+          (await runPlugin(validateExpectations, ctx, { onFailure: 'warn', columns: { price: {} } }, { dataset: ds }))[
+            'report'
+          ] as ArtifactRef,
+        )
+      ).toString(),
+    );
+    expect(report.violations).toEqual([
+      { column: 'price', check: 'nonFinite', message: expect.stringContaining('2 values are NaN or infinite (first at data row 2: NaN)') },
+    ]);
   });
 
   it('warns instead of failing when asked to', async () => {
@@ -174,7 +206,8 @@ describe('process.split', () => {
     expect((b['test'] as ArtifactRef).sha256).toBe((a['test'] as ArtifactRef).sha256);
     const c = await runPlugin(split, ctx, { test: 0.2, validation: 0.1, seed: 8 }, { dataset: ds });
     expect((c['test'] as ArtifactRef).sha256).not.toBe((a['test'] as ArtifactRef).sha256);
-    const key = (r: Record<string, unknown>): string => `${String(r['longitude'])},${String(r['latitude'])},${String(r['total_rooms'])},${String(r['population'])}`;
+    const key = (r: Record<string, unknown>): string =>
+      `${String(r['longitude'])},${String(r['latitude'])},${String(r['total_rooms'])},${String(r['population'])}`;
     const all = [...(await rows(ctx, a['train'])), ...(await rows(ctx, a['validation'])), ...(await rows(ctx, a['test']))].map(key);
     expect(all).toHaveLength(20640);
     expect(new Set(all).size).toBe(new Set((await rows(ctx, ds)).map(key)).size);
@@ -222,8 +255,18 @@ describe('process.transform', () => {
     const ctx = testContext();
     const ds = (await runPlugin(ingestFile, ctx, { path: HOUSING }))['dataset'];
     const parts = await runPlugin(split, ctx, { test: 0.2, seed: 1 }, { dataset: ds });
-    const features = await runPlugin(sql, ctx, { sql: 'SELECT *, total_rooms / households AS rooms_per_household FROM input' }, { input: parts['train'] });
-    const testFeatures = await runPlugin(sql, ctx, { sql: 'SELECT *, total_rooms / households AS rooms_per_household FROM input' }, { input: parts['test'] });
+    const features = await runPlugin(
+      sql,
+      ctx,
+      { sql: 'SELECT *, total_rooms / households AS rooms_per_household FROM input' },
+      { input: parts['train'] },
+    );
+    const testFeatures = await runPlugin(
+      sql,
+      ctx,
+      { sql: 'SELECT *, total_rooms / households AS rooms_per_household FROM input' },
+      { input: parts['test'] },
+    );
     const out = await runPlugin(
       transform,
       ctx,
@@ -241,7 +284,11 @@ describe('process.transform', () => {
     );
     expect(out['validation']).toBeNull();
     const state = JSON.parse((await ctx.store.get(out['state'] as ArtifactRef)).toString()) as FittedTransform;
-    expect(state.ops.find((o) => o.op === 'onehot')).toEqual({ op: 'onehot', column: 'ocean_proximity', categories: ['<1H OCEAN', 'INLAND', 'ISLAND', 'NEAR BAY', 'NEAR OCEAN'] });
+    expect(state.ops.find((o) => o.op === 'onehot')).toEqual({
+      op: 'onehot',
+      column: 'ocean_proximity',
+      categories: ['<1H OCEAN', 'INLAND', 'ISLAND', 'NEAR BAY', 'NEAR OCEAN'],
+    });
     expect(out['features']).toContain('ocean_proximity=INLAND');
     expect(out['features']).not.toContain('median_house_value');
 
@@ -265,14 +312,26 @@ describe('process.transform', () => {
       select: `* EXCLUDE ("k"), CASE WHEN CAST("k" AS VARCHAR) = 'a' THEN 1.0 ELSE 0.0 END AS "k=a", CASE WHEN CAST("k" AS VARCHAR) = 'b''c' THEN 1.0 ELSE 0.0 END AS "k=b'c"`,
       columns: ['y', 'k=a', "k=b'c"],
     });
-    const state: FittedTransform = { kind: 'mlpipe.transform', version: 1, exclude: [], ops: [{ op: 'impute', column: 'x', value: 3 }, { op: 'clip', column: 'x', min: null, max: 10 }] };
-    expect(applyTransformSql(state, 't', ['x'])).toBe('SELECT * REPLACE (least("x", 10) AS "x") FROM (SELECT * REPLACE (coalesce("x", 3) AS "x") FROM (SELECT * FROM t))');
+    const state: FittedTransform = {
+      kind: 'mlpipe.transform',
+      version: 1,
+      exclude: [],
+      ops: [
+        { op: 'impute', column: 'x', value: 3 },
+        { op: 'clip', column: 'x', min: null, max: 10 },
+      ],
+    };
+    expect(applyTransformSql(state, 't', ['x'])).toBe(
+      'SELECT * REPLACE (least("x", 10) AS "x") FROM (SELECT * REPLACE (coalesce("x", 3) AS "x") FROM (SELECT * FROM t))',
+    );
   });
 
   it('explains a missing column and a column that needs imputing first', async () => {
     const ctx = testContext();
     const ds = (await runPlugin(ingestFile, ctx, { path: file('n.csv', 'a,b\n1,\n2,3\n') }))['dataset'];
-    expect((await failure(runPlugin(transform, ctx, { steps: [{ op: 'log', columns: ['c'] }] }, { train: ds }))).message).toContain("no column 'c'. Columns: a, b");
+    expect((await failure(runPlugin(transform, ctx, { steps: [{ op: 'log', columns: ['c'] }] }, { train: ds }))).message).toContain(
+      "no column 'c'. Columns: a, b",
+    );
     const e = await failure(runPlugin(transform, ctx, { steps: [{ op: 'standardize', columns: ['b'] }] }, { train: ds }));
     expect(e.message).toContain("'b' has 1 nulls; impute it before standardize");
   });
@@ -283,8 +342,16 @@ describe('process.sql', () => {
     const ctx = testContext();
     const a = (await runPlugin(ingestFile, ctx, { path: file('l.csv', 'id,x\n1,10\n2,20\n') }))['dataset'];
     const b = (await runPlugin(ingestFile, ctx, { path: file('r.csv', 'id,y\n1,a\n2,b\n') }))['dataset'];
-    const out = await runPlugin(sql, ctx, { tables: ['l', 'r'], sql: 'SELECT l.id, x, y FROM l JOIN r USING (id) ORDER BY id' }, { l: a, r: b });
-    expect(await rows(ctx, out['dataset'])).toEqual([{ id: 1, x: 10, y: 'a' }, { id: 2, x: 20, y: 'b' }]);
+    const out = await runPlugin(
+      sql,
+      ctx,
+      { tables: ['l', 'r'], sql: 'SELECT l.id, x, y FROM l JOIN r USING (id) ORDER BY id' },
+      { l: a, r: b },
+    );
+    expect(await rows(ctx, out['dataset'])).toEqual([
+      { id: 1, x: 10, y: 'a' },
+      { id: 2, x: 20, y: 'b' },
+    ]);
     const e = await failure(runPlugin(sql, ctx, { sql: 'SELECT nope FROM input' }, { input: a }));
     expect(e.code).toBe('DATA_INVALID');
     expect(e.message).toContain("process.sql (step 'step'): the query failed");

@@ -26,7 +26,10 @@ interface Case {
   csv?: { reference: string; current: string };
   error?: string;
   expected_scale?: number;
-  expected: [{ result: { drift_share: number; number_of_columns: number; number_of_drifted_columns: number; dataset_drift: boolean } }, { result: { drift_by_columns: Record<string, Expected> } }];
+  expected: [
+    { result: { drift_share: number; number_of_columns: number; number_of_drifted_columns: number; dataset_drift: boolean } },
+    { result: { drift_by_columns: Record<string, Expected> } },
+  ];
 }
 interface Expected {
   column_type: string;
@@ -38,7 +41,9 @@ interface Expected {
   reference: { small_distribution: { x: (number | string)[]; y: number[] } };
 }
 
-const fixture = JSON.parse(readFileSync(join(REPO_ROOT, 'test', 'fixtures', 'drift', 'evidently-cases.json'), 'utf8').replace(/\bNaN\b/g, 'null')) as { generator: string; cases: Case[] };
+const fixture = JSON.parse(
+  readFileSync(join(REPO_ROOT, 'test', 'fixtures', 'drift', 'evidently-cases.json'), 'utf8').replace(/\bNaN\b/g, 'null'),
+) as { generator: string; cases: Case[] };
 
 function dataset(cols: Record<string, Raw>, types: Record<string, 'num' | 'cat'>): Dataset {
   const columns: Record<string, ColumnValues> = {};
@@ -46,7 +51,10 @@ function dataset(cols: Record<string, Raw>, types: Record<string, 'num' | 'cat'>
   for (const [name, raw] of Object.entries(cols)) {
     rows = raw.length;
     if (types[name] === 'num') {
-      columns[name] = { type: 'num', values: Float64Array.from(raw, (v) => (v === null ? NaN : v === 'inf' ? Infinity : v === '-inf' ? -Infinity : (v as number))) };
+      columns[name] = {
+        type: 'num',
+        values: Float64Array.from(raw, (v) => (v === null ? NaN : v === 'inf' ? Infinity : v === '-inf' ? -Infinity : (v as number))),
+      };
     } else {
       const labels: string[] = [];
       const index = new Map<string, number>();
@@ -113,7 +121,9 @@ describe(`drift matches Evidently (${fixture.generator})`, () => {
         })();
         expect(e).toBeInstanceOf(PipelineError);
         expect((e as PipelineError).code).toBe('DATA_INVALID');
-        expect((e as PipelineError).message).toMatch(/^Column 'x' holds infinite values \(\d+ in the reference data, \d+ in the current data\) and no missing values/);
+        expect((e as PipelineError).message).toMatch(
+          /^Column 'x' holds infinite values \(\d+ in the reference data, \d+ in the current data\) and no missing values/,
+        );
         return;
       }
       const scale = c.expected_scale ?? 1;
@@ -134,8 +144,12 @@ describe(`drift matches Evidently (${fixture.generator})`, () => {
         expect(col.stattest_threshold, where).toBe(e.stattest_threshold);
         expect(col.drift_detected, where).toBe(e.drift_detected);
         if (e.drift_score === null) expect(col.drift_score, where).toBeNaN();
-        else if (col.stattest === 'ks' && col.reference_rows <= 10_000 && col.current_rows <= 10_000) expect(Math.abs(col.drift_score - e.drift_score), where).toBeLessThanOrEqual(1e-9);
-        else expect(Math.abs(col.drift_score - e.drift_score), `${where}: ${col.drift_score} vs ${e.drift_score}`).toBeLessThanOrEqual(1e-6 * Math.abs(e.drift_score) + 1e-300);
+        else if (col.stattest === 'ks' && col.reference_rows <= 10_000 && col.current_rows <= 10_000)
+          expect(Math.abs(col.drift_score - e.drift_score), where).toBeLessThanOrEqual(1e-9);
+        else
+          expect(Math.abs(col.drift_score - e.drift_score), `${where}: ${col.drift_score} vs ${e.drift_score}`).toBeLessThanOrEqual(
+            1e-6 * Math.abs(e.drift_score) + 1e-300,
+          );
         for (const side of ['reference', 'current'] as const) {
           const ours = col[side].small_distribution;
           const theirs = e[side].small_distribution;

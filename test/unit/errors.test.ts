@@ -4,7 +4,15 @@
  * PipelineError round trip through Temporal's own failure converter.
  */
 import { WorkflowFailedError } from '@temporalio/client';
-import { ActivityFailure, ApplicationFailure, CancelledFailure, ChildWorkflowFailure, DefaultFailureConverter, defaultPayloadConverter, RetryState } from '@temporalio/common';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancelledFailure,
+  ChildWorkflowFailure,
+  DefaultFailureConverter,
+  defaultPayloadConverter,
+  RetryState,
+} from '@temporalio/common';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -72,7 +80,19 @@ describe('the code catalogue', () => {
 
   it('holds every code the sources use', () => {
     // Found across the layers: the scan is not vacuous.
-    for (const c of ['SPEC_INVALID', 'INPUT_INVALID', 'STORAGE_RECORD_CORRUPT', 'HPO_FAILED', 'ALERT_FAILED', 'INTERNAL', 'INVALID_INPUT', 'METHOD_NOT_ALLOWED', 'TRACKING_ERROR', 'SERVICE_UNAVAILABLE']) expect(used.has(c), c).toBe(true);
+    for (const c of [
+      'SPEC_INVALID',
+      'INPUT_INVALID',
+      'STORAGE_RECORD_CORRUPT',
+      'HPO_FAILED',
+      'ALERT_FAILED',
+      'INTERNAL',
+      'INVALID_INPUT',
+      'METHOD_NOT_ALLOWED',
+      'TRACKING_ERROR',
+      'SERVICE_UNAVAILABLE',
+    ])
+      expect(used.has(c), c).toBe(true);
     // Not ours: Temporal's type for an activity the worker does not have, Node's system error codes (ENOENT).
     const foreign = (c: string): boolean => c === 'NotFoundError' || /^E[A-Z]+$/.test(c);
     const outside = [...used].filter(([c]) => !isErrorCode(c) && !foreign(c)).map(([c, file]) => `${c} (${file})`);
@@ -81,7 +101,8 @@ describe('the code catalogue', () => {
 
   it('has no code the sources never name', () => {
     const named = new Set<string>();
-    for (const { file, text } of sources()) if (file !== join('engine', 'errors.ts')) for (const m of text.matchAll(/'([A-Z][A-Z0-9_]+)'/g)) named.add(m[1]!);
+    for (const { file, text } of sources())
+      if (file !== join('engine', 'errors.ts')) for (const m of text.matchAll(/'([A-Z][A-Z0-9_]+)'/g)) named.add(m[1]!);
     expect(Object.keys(ERROR_CODES).filter((c) => !named.has(c))).toEqual([]);
   });
 
@@ -92,8 +113,17 @@ describe('the code catalogue', () => {
         .map(([c]) => c)
         .sort(),
     );
-    for (const c of ['SPEC_INVALID', 'PLUGIN_PARAMS', 'QUALITY_GATE', 'STORAGE_DIGEST_MISMATCH', 'HPO_FAILED', 'INPUT_INVALID'] as ErrorCode[]) expect(NON_RETRYABLE_CODES).toContain(c);
-    for (const c of ['STEP_FAILED', 'STORAGE_ERROR', 'SERVICE_UNAVAILABLE', 'TRACKING_ERROR', 'ALERT_FAILED'] as ErrorCode[]) expect(NON_RETRYABLE_CODES).not.toContain(c);
+    for (const c of [
+      'SPEC_INVALID',
+      'PLUGIN_PARAMS',
+      'QUALITY_GATE',
+      'STORAGE_DIGEST_MISMATCH',
+      'HPO_FAILED',
+      'INPUT_INVALID',
+    ] as ErrorCode[])
+      expect(NON_RETRYABLE_CODES).toContain(c);
+    for (const c of ['STEP_FAILED', 'STORAGE_ERROR', 'SERVICE_UNAVAILABLE', 'TRACKING_ERROR', 'ALERT_FAILED'] as ErrorCode[])
+      expect(NON_RETRYABLE_CODES).not.toContain(c);
     expect(new PipelineError('DATA_INVALID', 'x').retryable).toBe(false);
     expect(new PipelineError('STORAGE_ERROR', 'x').retryable).toBe(true);
     expect(new PipelineError('STEP_FAILED', 'x', { retryable: false }).retryable).toBe(false);
@@ -104,17 +134,35 @@ describe('the code catalogue', () => {
 
   it('is documented in docs/errors.md, code by code, with its retryability and HTTP status', () => {
     const doc = readFileSync(join(REPO_ROOT, 'docs', 'errors.md'), 'utf8');
-    const rows = new Map([...doc.matchAll(/^\| `([A-Z_]+)` \| (yes|no) \| (\d*) ?\|/gm)].map((m) => [m[1]!, { retryable: m[2] === 'yes', httpStatus: m[3] ? Number(m[3]) : undefined }]));
+    const rows = new Map(
+      [...doc.matchAll(/^\| `([A-Z_]+)` \| (yes|no) \| (\d*) ?\|/gm)].map((m) => [
+        m[1]!,
+        { retryable: m[2] === 'yes', httpStatus: m[3] ? Number(m[3]) : undefined },
+      ]),
+    );
     expect(
-      Object.fromEntries(Object.entries(ERROR_CODES).map(([c, i]) => [c, { retryable: i.retryable, httpStatus: 'httpStatus' in i ? i.httpStatus : undefined }])),
+      Object.fromEntries(
+        Object.entries(ERROR_CODES).map(([c, i]) => [
+          c,
+          { retryable: i.retryable, httpStatus: 'httpStatus' in i ? i.httpStatus : undefined },
+        ]),
+      ),
     ).toEqual(Object.fromEntries(rows));
   });
 });
 
 describe('rootFailure', () => {
   const app = ApplicationFailure.create({ type: 'DATA_INVALID', message: 'bad rows', nonRetryable: true, cause: new Error('inner') });
-  const activity = (cause?: Error) => new ActivityFailure('Activity task failed', 'runStep', 'train', RetryState.NON_RETRYABLE_FAILURE, 'worker-1', cause);
-  const child = (cause?: Error) => new ChildWorkflowFailure('default', { workflowId: 'hpo/trial-1', runId: 'r1' }, 'pipelineWorkflow', RetryState.NON_RETRYABLE_FAILURE, cause);
+  const activity = (cause?: Error) =>
+    new ActivityFailure('Activity task failed', 'runStep', 'train', RetryState.NON_RETRYABLE_FAILURE, 'worker-1', cause);
+  const child = (cause?: Error) =>
+    new ChildWorkflowFailure(
+      'default',
+      { workflowId: 'hpo/trial-1', runId: 'r1' },
+      'pipelineWorkflow',
+      RetryState.NON_RETRYABLE_FAILURE,
+      cause,
+    );
 
   it('unwraps ActivityFailure, ChildWorkflowFailure and WorkflowFailedError, however nested', () => {
     expect(rootFailure(activity(app))).toBe(app);
@@ -146,7 +194,10 @@ describe('rootFailure', () => {
 
   it('unwraps a chain as the client receives it, decoded by Temporal’s failure converter', () => {
     const converter = new DefaultFailureConverter();
-    const decoded = converter.failureToError(converter.errorToFailure(child(activity(app)), defaultPayloadConverter), defaultPayloadConverter);
+    const decoded = converter.failureToError(
+      converter.errorToFailure(child(activity(app)), defaultPayloadConverter),
+      defaultPayloadConverter,
+    );
     expect(decoded).toBeInstanceOf(ChildWorkflowFailure);
     const root = rootFailure(decoded);
     expect(root).toBeInstanceOf(ApplicationFailure);
@@ -158,7 +209,14 @@ describe('PipelineError <-> ApplicationFailure', () => {
   const converter = new DefaultFailureConverter();
   /** What a workflow sees of an activity's failure: encoded, sent, decoded inside an ActivityFailure. */
   const overTheWire = (failure: Error): Error => {
-    const wrapped = new ActivityFailure('Activity task failed', 'compilePipeline', '1', RetryState.NON_RETRYABLE_FAILURE, 'worker-1', failure);
+    const wrapped = new ActivityFailure(
+      'Activity task failed',
+      'compilePipeline',
+      '1',
+      RetryState.NON_RETRYABLE_FAILURE,
+      'worker-1',
+      failure,
+    );
     return converter.failureToError(converter.errorToFailure(wrapped, defaultPayloadConverter), defaultPayloadConverter);
   };
 
@@ -172,10 +230,19 @@ describe('PipelineError <-> ApplicationFailure', () => {
     expect(f).toBeInstanceOf(ApplicationFailure);
     expect(f).toMatchObject({ type: 'PLUGIN_PARAMS', nonRetryable: true });
     // The message users see: where, the problem, the hint.
-    expect(f.message).toBe("pipelines/train.yaml:7:9 at steps.train.with.epochs: 'epochs' must be a number.\n  hint: Write a whole number.");
+    expect(f.message).toBe(
+      "pipelines/train.yaml:7:9 at steps.train.with.epochs: 'epochs' must be a number.\n  hint: Write a whole number.",
+    );
     const back = errorFromFailure(overTheWire(f));
     expect(back).toBeInstanceOf(PipelineError);
-    expect({ code: back!.code, message: back!.message, where: back!.where, hint: back!.hint, retryable: back!.retryable, details: back!.details }).toEqual({
+    expect({
+      code: back!.code,
+      message: back!.message,
+      where: back!.where,
+      hint: back!.hint,
+      retryable: back!.retryable,
+      details: back!.details,
+    }).toEqual({
       code: e.code,
       message: e.message,
       where: e.where,
@@ -196,7 +263,9 @@ describe('PipelineError <-> ApplicationFailure', () => {
   });
 
   it('says where an override problem is, and lists several problems once', () => {
-    const override = toApplicationFailure(new PipelineError('OVERRIDE_UNKNOWN_KEY', "No key 'model.hiden'.", { where: { file: '<overrides>', path: [1] } }));
+    const override = toApplicationFailure(
+      new PipelineError('OVERRIDE_UNKNOWN_KEY', "No key 'model.hiden'.", { where: { file: '<overrides>', path: [1] } }),
+    );
     expect(override.message).toBe("override #2: No key 'model.hiden'.");
     const many = new SpecErrors([
       new PipelineError('SPEC_UNKNOWN_KEY', "Unknown key 'stpes'.", { where: { file: 'p.yaml', line: 2, column: 1 } }),
@@ -204,7 +273,9 @@ describe('PipelineError <-> ApplicationFailure', () => {
     ]);
     const f = toApplicationFailure(many) as ApplicationFailure;
     expect(f.type).toBe('SPEC_UNKNOWN_KEY');
-    expect(f.message).toBe("2 problems found:\n\np.yaml:2:1\n  error SPEC_UNKNOWN_KEY: Unknown key 'stpes'.\n\np.yaml:5\n  error DAG_CYCLE: a -> b -> a");
+    expect(f.message).toBe(
+      "2 problems found:\n\np.yaml:2:1\n  error SPEC_UNKNOWN_KEY: Unknown key 'stpes'.\n\np.yaml:5\n  error DAG_CYCLE: a -> b -> a",
+    );
     expect(errorFromFailure(overTheWire(f))).toMatchObject({ code: 'SPEC_UNKNOWN_KEY', where: { file: 'p.yaml', line: 2, column: 1 } });
   });
 
@@ -218,7 +289,15 @@ describe('PipelineError <-> ApplicationFailure', () => {
   it('reads no PipelineError from other failures', () => {
     expect(errorFromFailure(ApplicationFailure.create({ type: 'X', message: 'm', details: [1] }))).toBeUndefined();
     // Details that are not the fields of this failure's code.
-    expect(errorFromFailure(ApplicationFailure.create({ type: 'DATA_INVALID', message: 'm', details: [{ code: 'SPEC_INVALID', message: 'm', retryable: false }] }))).toBeUndefined();
+    expect(
+      errorFromFailure(
+        ApplicationFailure.create({
+          type: 'DATA_INVALID',
+          message: 'm',
+          details: [{ code: 'SPEC_INVALID', message: 'm', retryable: false }],
+        }),
+      ),
+    ).toBeUndefined();
     expect(errorFromFailure(new Error('plain'))).toBeUndefined();
     expect(errorFromFailure(undefined)).toBeUndefined();
     // Other errors go to Temporal as they are.
@@ -229,7 +308,11 @@ describe('PipelineError <-> ApplicationFailure', () => {
 
 describe('formatZodIssues', () => {
   it('puts every issue on one line, with its path, or the name of the root', () => {
-    const schema = z.strictObject({ pipeline: z.string(), overrides: z.array(z.string()).optional(), limits: z.object({ n: z.number().min(1) }) });
+    const schema = z.strictObject({
+      pipeline: z.string(),
+      overrides: z.array(z.string()).optional(),
+      limits: z.object({ n: z.number().min(1) }),
+    });
     const r = schema.safeParse({ pipeline: 3, overrides: ['a', 7], limits: { n: 0 }, extra: true });
     expect(r.success).toBe(false);
     expect(formatZodIssues(r.error!.issues, '(input)')).toBe(

@@ -28,7 +28,12 @@ describe('trial generation', () => {
       expect(t.values['lr']).toBeLessThanOrEqual(0.1);
       expect([1, 2, 3, 4]).toContain(t.values['layers']);
       expect(['relu', 'tanh']).toContain(t.values['act']);
-      expect(t.overrides).toEqual([`lr=${t.values['lr']}`, `layers=${t.values['layers']}`, `act=${t.values['act']}`, `batch=${t.values['batch']}`]);
+      expect(t.overrides).toEqual([
+        `lr=${t.values['lr']}`,
+        `layers=${t.values['layers']}`,
+        `act=${t.values['act']}`,
+        `batch=${t.values['batch']}`,
+      ]);
     }
     // Log-uniform: about half the draws below the geometric middle (0.01), not 9%.
     const below = a.filter((t) => (t.values['lr'] as number) < 0.01).length / a.length;
@@ -38,14 +43,26 @@ describe('trial generation', () => {
   });
 
   it('grid: the cartesian product in order, capped at the trial count', () => {
-    const g = generateTrials({ a: { type: 'discrete', values: [1, 2] }, b: { type: 'categorical', values: ['x', 'y', 'z'] } }, 100, 'grid', 1);
+    const g = generateTrials(
+      { a: { type: 'discrete', values: [1, 2] }, b: { type: 'categorical', values: ['x', 'y', 'z'] } },
+      100,
+      'grid',
+      1,
+    );
     expect(g.map((t) => t.overrides.join(' '))).toEqual(['a=1 b=x', 'a=1 b=y', 'a=1 b=z', 'a=2 b=x', 'a=2 b=y', 'a=2 b=z']);
-    expect(generateTrials({ a: { type: 'double', min: 1, max: 100, scale: 'log', gridPoints: 3 } }, 10, 'grid', 1).map((t) => t.values['a'])).toEqual([1, 10, 100]);
+    expect(
+      generateTrials({ a: { type: 'double', min: 1, max: 100, scale: 'log', gridPoints: 3 } }, 10, 'grid', 1).map((t) => t.values['a']),
+    ).toEqual([1, 10, 100]);
     expect(generateTrials(space, 5, 'grid', 1)).toHaveLength(5);
   });
 
   it('checks the space, compares results, takes medians', () => {
-    expect(validateSpace({ x: { type: 'double', min: 1, max: 1, scale: 'linear', gridPoints: 3 }, y: { type: 'int', min: 0, max: 5, scale: 'log' } })).toEqual(['x: min must be below max', 'y: a log scale needs min > 0']);
+    expect(
+      validateSpace({
+        x: { type: 'double', min: 1, max: 1, scale: 'linear', gridPoints: 3 },
+        y: { type: 'int', min: 0, max: 5, scale: 'log' },
+      }),
+    ).toEqual(['x: min must be below max', 'y: a log scale needs min > 0']);
     expect(isBetter(1, 2, 'minimize')).toBe(true);
     expect(isBetter(1, 2, 'maximize')).toBe(false);
     expect(isBetter(NaN, undefined, 'minimize')).toBe(false);
@@ -80,8 +97,25 @@ describe('Vertex trials into MLflow', () => {
   });
 
   it('median stopping bar: per epoch, over the trials that reached it, once minTrials did', () => {
-    expect(medianCurve([[3, 2, 1], [5, 4], [1, 1, 1, 1]], 2)).toEqual([3, 2, 1, null]);
-    expect(medianCurve([[3, 2, 1], [5, 4]], 3)).toEqual([null, null, null]);
+    expect(
+      medianCurve(
+        [
+          [3, 2, 1],
+          [5, 4],
+          [1, 1, 1, 1],
+        ],
+        2,
+      ),
+    ).toEqual([3, 2, 1, null]);
+    expect(
+      medianCurve(
+        [
+          [3, 2, 1],
+          [5, 4],
+        ],
+        3,
+      ),
+    ).toEqual([null, null, null]);
     expect(medianCurve([], 1)).toEqual([]);
   });
 });

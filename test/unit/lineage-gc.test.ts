@@ -8,7 +8,17 @@ import { stepCacheKey, withoutPaths } from '../../engine/cache-key.js';
 import { compilePipeline } from '../../engine/compile.js';
 import { SpecErrors } from '../../engine/errors.js';
 import { collectGarbage } from '../../engine/gc.js';
-import { keySegment, lineageOf, listRuns, paramsHash, resolveDigest, runsOf, writeRunManifest, writeStepManifest, type StepManifest } from '../../engine/lineage.js';
+import {
+  keySegment,
+  lineageOf,
+  listRuns,
+  paramsHash,
+  resolveDigest,
+  runsOf,
+  writeRunManifest,
+  writeStepManifest,
+  type StepManifest,
+} from '../../engine/lineage.js';
 import type { ArtifactRef } from '../../engine/types.js';
 import { memoryConf, registry } from './fakes.js';
 
@@ -60,9 +70,10 @@ describe('cache: { ignore }', () => {
   });
 
   it('compiles into the step and rejects a path the step does not set', () => {
-    const text = (ignore: string) => `name: c\nsteps:\n  a:\n    uses: util.echo\n    with: { values: { x: 1 }, sleepMs: 5 }\n    cache: { ignore: [${ignore}] }\n`;
-    const ok = compilePipeline({ file: 'p.yaml', text: text("sleepMs"), conf: memoryConf({}), catalog: registry });
-    expect(ok.steps['a']).toMatchObject({ cacheIgnore: ["sleepMs"] });
+    const text = (ignore: string) =>
+      `name: c\nsteps:\n  a:\n    uses: util.echo\n    with: { values: { x: 1 }, sleepMs: 5 }\n    cache: { ignore: [${ignore}] }\n`;
+    const ok = compilePipeline({ file: 'p.yaml', text: text('sleepMs'), conf: memoryConf({}), catalog: registry });
+    expect(ok.steps['a']).toMatchObject({ cacheIgnore: ['sleepMs'] });
     try {
       compilePipeline({ file: 'p.yaml', text: text('nothere'), conf: memoryConf({}), catalog: registry });
       throw new Error('expected a compile error');
@@ -91,10 +102,27 @@ describe('lineage', () => {
     const raw = await store.put('raw csv', { name: 'raw.csv' });
     const clean = await store.put('clean parquet', { name: 'clean.parquet' });
     const model = await store.put('model bytes', { name: 'model.json' });
-    await writeRunManifest(store, { pipeline: 'p', file: 'pipelines/p.yaml', workflowId: 'wf-1', runId: 'run-a', startedAt: '2026-11-25T10:00:00.000Z', params: {}, config: {}, overrides: [], labels: {}, store: store.location });
+    await writeRunManifest(store, {
+      pipeline: 'p',
+      file: 'pipelines/p.yaml',
+      workflowId: 'wf-1',
+      runId: 'run-a',
+      startedAt: '2026-11-25T10:00:00.000Z',
+      params: {},
+      config: {},
+      overrides: [],
+      labels: {},
+      store: store.location,
+    });
     await writeStepManifest(store, step({ stepId: 'ingest', inputs: {}, outputs: { dataset: raw } }));
-    await writeStepManifest(store, step({ stepId: 'process', inputs: { dataset: raw }, outputs: { dataset: clean }, startedAt: '2026-11-25T10:00:02.000Z' }));
-    await writeStepManifest(store, step({ stepId: 'train', inputs: { train: clean }, outputs: { model, metrics: { rmse: 1 } }, startedAt: '2026-11-25T10:00:03.000Z' }));
+    await writeStepManifest(
+      store,
+      step({ stepId: 'process', inputs: { dataset: raw }, outputs: { dataset: clean }, startedAt: '2026-11-25T10:00:02.000Z' }),
+    );
+    await writeStepManifest(
+      store,
+      step({ stepId: 'train', inputs: { train: clean }, outputs: { model, metrics: { rmse: 1 } }, startedAt: '2026-11-25T10:00:03.000Z' }),
+    );
 
     const [view] = await runsOf(store, 'wf-1');
     expect(view!.run?.pipeline).toBe('p');
@@ -115,9 +143,18 @@ describe('lineage', () => {
     const store = newStore();
     const raw = await store.put('raw csv', { name: 'raw.csv' });
     const model = await store.put('model bytes', { name: 'model.json' });
-    for (const [runId, at] of [['run-old', '2026-11-25T10:00:00.000Z'], ['run-new', '2026-11-26T10:00:00.000Z']] as const) {
-      await writeStepManifest(store, step({ workflowId: 'wf', runId, stepId: 'ingest', inputs: {}, outputs: { dataset: raw }, startedAt: at, endedAt: at }));
-      await writeStepManifest(store, step({ workflowId: 'wf', runId, stepId: 'train', inputs: { train: raw }, outputs: { model }, startedAt: at, endedAt: at }));
+    for (const [runId, at] of [
+      ['run-old', '2026-11-25T10:00:00.000Z'],
+      ['run-new', '2026-11-26T10:00:00.000Z'],
+    ] as const) {
+      await writeStepManifest(
+        store,
+        step({ workflowId: 'wf', runId, stepId: 'ingest', inputs: {}, outputs: { dataset: raw }, startedAt: at, endedAt: at }),
+      );
+      await writeStepManifest(
+        store,
+        step({ workflowId: 'wf', runId, stepId: 'train', inputs: { train: raw }, outputs: { model }, startedAt: at, endedAt: at }),
+      );
     }
     const tree = await lineageOf(store, model.sha256);
     expect(tree.producedBy.map((p) => `${p.runId}/${p.stepId}`)).toEqual(['run-new/train', 'run-old/train']);

@@ -57,7 +57,8 @@ describe('MlflowFileStore', () => {
     // Logging to a run looks its folder up once, then from memory.
     await other.logBatch(ids[7]!, { metrics: [{ key: 'm', value: 1, timestamp: 1, step: 0 }], params: [], tags: [] });
     const afterFirst = fsSpy.readdir;
-    for (let i = 0; i < 20; i++) await other.logBatch(ids[7]!, { metrics: [{ key: 'm', value: i, timestamp: 2 + i, step: 0 }], params: [], tags: [] });
+    for (let i = 0; i < 20; i++)
+      await other.logBatch(ids[7]!, { metrics: [{ key: 'm', value: i, timestamp: 2 + i, step: 0 }], params: [], tags: [] });
     expect(fsSpy.readdir).toBe(afterFirst);
     expect(await other.metricHistory(ids[7]!, 'm')).toHaveLength(21);
     // A tag the index does not hold is still found, by scanning.
@@ -93,7 +94,10 @@ describe('MlflowFileStore', () => {
     expect(fsSpy.readdir).toBe(0);
     // A damaged entry falls back to the tag files and is rewritten.
     const isEntryOfB = (f: string): boolean =>
-      f.startsWith('.mlpipe-tag-') && f !== '.mlpipe-tag-index' && !f.endsWith('.tmp') && readFileSync(join(root, exp, f), 'utf8').includes(b.mlflowRunId);
+      f.startsWith('.mlpipe-tag-') &&
+      f !== '.mlpipe-tag-index' &&
+      !f.endsWith('.tmp') &&
+      readFileSync(join(root, exp, f), 'utf8').includes(b.mlflowRunId);
     const entry = readdirSync(join(root, exp)).find(isEntryOfB)!;
     writeFileSync(join(root, exp, entry), '{"runId":');
     expect((await new MlflowFileStore(root).findRunByTag(exp, 'mlpipe.run_key', 'b'))?.mlflowRunId).toBe(b.mlflowRunId);
@@ -109,15 +113,27 @@ describe('MlflowFileStore', () => {
     mkdirSync(join(root, '42'), { recursive: true });
     writeFileSync(
       join(root, '42', 'meta.yaml'),
-      'artifact_location: file:///tmp/somewhere/42\ncreation_time: 1700000000000\nexperiment_id: \'42\'\n' +
+      "artifact_location: file:///tmp/somewhere/42\ncreation_time: 1700000000000\nexperiment_id: '42'\n" +
         'last_update_time: 1700000000000\nlifecycle_stage: active\n' +
         'name: an experiment whose name is long enough that PyYAML folds it onto a second\n  line when it dumps meta.yaml\n',
     );
     expect(await s.getOrCreateExperiment(long)).toBe('42');
-    const run = await s.createRun({ experimentId: '42', runName: 'two\nlines', startTime: 1_700_000_000_000, tags: [{ key: 'mlpipe.run_key', value: 'k' }] });
+    const run = await s.createRun({
+      experimentId: '42',
+      runName: 'two\nlines',
+      startTime: 1_700_000_000_000,
+      tags: [{ key: 'mlpipe.run_key', value: 'k' }],
+    });
     await s.updateRun(run.mlflowRunId, 'FINISHED', 1_700_000_000_500);
     const meta = parse(readFileSync(join(root, '42', run.mlflowRunId, 'meta.yaml'), 'utf8'), { version: '1.1' }) as Record<string, unknown>;
-    const expected = { run_name: 'two\nlines', status: 3, end_time: 1_700_000_000_500, start_time: 1_700_000_000_000, run_id: run.mlflowRunId, experiment_id: '42' };
+    const expected = {
+      run_name: 'two\nlines',
+      status: 3,
+      end_time: 1_700_000_000_500,
+      start_time: 1_700_000_000_000,
+      run_id: run.mlflowRunId,
+      experiment_id: '42',
+    };
     expect(meta).toMatchObject(expected);
     // Strings YAML 1.1 would read as booleans or numbers stay strings for MLflow's reader.
     const odd = await s.createRun({ experimentId: '42', runName: 'yes', startTime: 1, tags: [] });

@@ -20,7 +20,15 @@ class MemoryRegistry implements ModelRegistry {
     const existing = [...this.versions.values()].find((v) => v.key === input.runKey.value);
     if (existing) return existing;
     const version = String(this.versions.size + 1);
-    const info = { name: input.name, version, source: `mem://${version}`, tags: { ...input.versionTags }, aliases: [], files: input.files, key: input.runKey.value };
+    const info = {
+      name: input.name,
+      version,
+      source: `mem://${version}`,
+      tags: { ...input.versionTags },
+      aliases: [],
+      files: input.files,
+      key: input.runKey.value,
+    };
     this.versions.set(version, info);
     return info;
   }
@@ -81,7 +89,14 @@ describe('promotion rule', () => {
     await expect(rollbackAlias(r, 'm', 'champion')).rejects.toThrow(/no earlier holder/);
     expect(await rollbackAlias(r, 'm', 'champion', '3')).toEqual({ from: '1', to: '3' });
     await expect(rollbackAlias(r, 'm', 'champion', '9')).rejects.toThrow(/no version 9/);
-    expect((await aliasHistory(r, 'm', 'champion')).map((h) => `${h.action}:${h.version}<-${h.previous}`)).toEqual(['promote:1<-null', 'promote:2<-1', 'promote:3<-2', 'rollback:2<-3', 'rollback:1<-2', 'rollback:3<-1']);
+    expect((await aliasHistory(r, 'm', 'champion')).map((h) => `${h.action}:${h.version}<-${h.previous}`)).toEqual([
+      'promote:1<-null',
+      'promote:2<-1',
+      'promote:3<-2',
+      'rollback:2<-3',
+      'rollback:1<-2',
+      'rollback:3<-1',
+    ]);
   });
 
   it("a rollback records the alias's previous holder, and a history written before backTo still walks back", async () => {
@@ -90,7 +105,12 @@ describe('promotion rule', () => {
     await moveAlias(r, 'm', 'champion', '1', 'promote', 'first');
     await moveAlias(r, 'm', 'champion', '2', 'promote', 'better');
     await rollbackAlias(r, 'm', 'champion');
-    expect((await aliasHistory(r, 'm', 'champion')).at(-1)).toMatchObject({ action: 'rollback', version: '1', previous: '2', backTo: null });
+    expect((await aliasHistory(r, 'm', 'champion')).at(-1)).toMatchObject({
+      action: 'rollback',
+      version: '1',
+      previous: '2',
+      backTo: null,
+    });
     // Old format: a rollback move whose `previous` was the step back, without backTo.
     r.versions.set('3', { name: 'm', version: '3', source: '', tags: {}, aliases: [], files: {}, key: '3' });
     const at = new Date(0).toISOString();
@@ -116,7 +136,12 @@ describe('deploy.mlflow-register', () => {
     const params = { name: 'm', metric: { key: 'rmse', goal: 'minimize' }, files: { 'transform-state.json': state } };
     const first = await runPlugin(mlflowRegister, { ...ctx, runId: 'r1' }, params, { model, metrics: { rmse: 100, r2: 0.8 } });
     expect(first).toMatchObject({ registered: true, version: '1', promoted: true, champion: '1' });
-    expect(registry.versions.get('1')!.tags).toMatchObject({ 'mlpipe.metric.rmse': '100', 'mlpipe.metric.r2': '0.8', 'mlpipe.sha256': model.sha256, 'mlpipe.file': 'model.onnx' });
+    expect(registry.versions.get('1')!.tags).toMatchObject({
+      'mlpipe.metric.rmse': '100',
+      'mlpipe.metric.r2': '0.8',
+      'mlpipe.sha256': model.sha256,
+      'mlpipe.file': 'model.onnx',
+    });
     expect(Buffer.from(registry.versions.get('1')!.files['transform-state.json']!).toString()).toBe('{}');
     const worse = await runPlugin(mlflowRegister, { ...ctx, runId: 'r2' }, params, { model, metrics: { rmse: 120 } });
     expect(worse).toMatchObject({ version: '2', promoted: false, champion: '1' });
@@ -126,14 +151,21 @@ describe('deploy.mlflow-register', () => {
     expect(registry.versions.size).toBe(2);
     const better = await runPlugin(mlflowRegister, { ...ctx, runId: 'r3' }, params, { model, metrics: { rmse: 90 } });
     expect(better).toMatchObject({ version: '3', promoted: true, champion: '3' });
-    await expect(runPlugin(mlflowRegister, { ...ctx, runId: 'r4' }, params, { model, metrics: { mae: 1 } })).rejects.toThrow(/no number 'rmse'/);
+    await expect(runPlugin(mlflowRegister, { ...ctx, runId: 'r4' }, params, { model, metrics: { mae: 1 } })).rejects.toThrow(
+      /no number 'rmse'/,
+    );
   });
 
   it('without a registry: skips with the reason, or fails when required', async () => {
     const ctx = testContext();
     const model = await ctx.store.put('x', { name: 'model.onnx' });
     const params = { name: 'm', metric: { key: 'rmse', goal: 'minimize' } };
-    expect(await runPlugin(mlflowRegister, ctx, params, { model, metrics: { rmse: 1 } })).toMatchObject({ registered: false, promoted: false });
-    await expect(runPlugin(mlflowRegister, ctx, { ...params, requireRegistry: true }, { model, metrics: { rmse: 1 } })).rejects.toThrow(/no model registry/);
+    expect(await runPlugin(mlflowRegister, ctx, params, { model, metrics: { rmse: 1 } })).toMatchObject({
+      registered: false,
+      promoted: false,
+    });
+    await expect(runPlugin(mlflowRegister, ctx, { ...params, requireRegistry: true }, { model, metrics: { rmse: 1 } })).rejects.toThrow(
+      /no model registry/,
+    );
   });
 });

@@ -54,7 +54,13 @@ function problems(steps: string): { code: string; path?: string; message: string
 describe('step defaults', () => {
   it('gives every step a heartbeat timeout: 30 s, three times what a plugin blocks the event loop, or what the step says', () => {
     const c = compile(
-      ['  a: { uses: util.echo }', '  b: { uses: test.busy }', '  c: { uses: test.busy, heartbeat: 5s }', '  d: { uses: util.echo }', ''].join('\n'),
+      [
+        '  a: { uses: util.echo }',
+        '  b: { uses: test.busy }',
+        '  c: { uses: test.busy, heartbeat: 5s }',
+        '  d: { uses: util.echo }',
+        '',
+      ].join('\n'),
       'stepDefaults: { heartbeat: 45s }\n',
     );
     expect(c.steps['a']!.heartbeatMs).toBe(45_000);
@@ -99,9 +105,14 @@ describe('step errors', () => {
     expect(formatStepLine('train', { status: 'running', attempt: 3, errors: 2 })).toContain('attempt 3 (2 errors before)');
     expect(formatStepLine('train', { status: 'succeeded', attempt: 6, errors: 0 })).toContain('attempt 6 (5 lost before)');
     // What the attempt waits for, from its heartbeat details, without the error after it.
-    const waiting = 'waiting for MLflow at http://127.0.0.1:5000 (unreachable for 2m10s): MLflow at http://127.0.0.1:5000 unreachable (ECONNREFUSED)';
-    expect(formatStepLine('register', { status: 'running', attempt: 2, errors: 0 }, waiting)).toMatch(/register\s+running\s+attempt 2 \(1 lost before\)  · waiting for MLflow at http:\/\/127\.0\.0\.1:5000 \(unreachable for 2m10s\)$/);
-    expect(formatStepLine('register', { status: 'running', attempt: 1 }, waiting)).toMatch(/running\s+waiting for MLflow at http:\/\/127\.0\.0\.1:5000 \(unreachable for 2m10s\)$/);
+    const waiting =
+      'waiting for MLflow at http://127.0.0.1:5000 (unreachable for 2m10s): MLflow at http://127.0.0.1:5000 unreachable (ECONNREFUSED)';
+    expect(formatStepLine('register', { status: 'running', attempt: 2, errors: 0 }, waiting)).toMatch(
+      /register\s+running\s+attempt 2 \(1 lost before\)  · waiting for MLflow at http:\/\/127\.0\.0\.1:5000 \(unreachable for 2m10s\)$/,
+    );
+    expect(formatStepLine('register', { status: 'running', attempt: 1 }, waiting)).toMatch(
+      /running\s+waiting for MLflow at http:\/\/127\.0\.0\.1:5000 \(unreachable for 2m10s\)$/,
+    );
     expect(formatStepLine('register', { status: 'succeeded', attempt: 1 }, waiting)).not.toContain('waiting');
   });
 
@@ -129,7 +140,17 @@ describe('waiting for a service', () => {
         if (++calls < 8) throw down;
         return 'ok';
       },
-      { service: 'MLflow', location: 'http://x', isUnavailable: isMlflowUnavailable, boundMs: 3_600_000, now: c.now, sleep: c.sleep, random: () => 1, onWaiting: (w) => waits.push(w.message), maxDelayMs: 20_000 },
+      {
+        service: 'MLflow',
+        location: 'http://x',
+        isUnavailable: isMlflowUnavailable,
+        boundMs: 3_600_000,
+        now: c.now,
+        sleep: c.sleep,
+        random: () => 1,
+        onWaiting: (w) => waits.push(w.message),
+        maxDelayMs: 20_000,
+      },
     );
     expect(result).toBe('ok');
     expect(calls).toBe(8);
@@ -142,16 +163,37 @@ describe('waiting for a service', () => {
   it('throws a rejection at once, fails for good past the bound, and ends the attempt before its deadline', async () => {
     const rejected = new MlflowInvalidParameter('bad name', 'INVALID_PARAMETER_VALUE', 400);
     let calls = 0;
-    await expect(untilAvailable(async () => Promise.reject(rejected).finally(() => calls++), { service: 'MLflow', isUnavailable: isMlflowUnavailable, boundMs: 1e9 })).rejects.toBe(rejected);
+    await expect(
+      untilAvailable(async () => Promise.reject(rejected).finally(() => calls++), {
+        service: 'MLflow',
+        isUnavailable: isMlflowUnavailable,
+        boundMs: 1e9,
+      }),
+    ).rejects.toBe(rejected);
     expect(calls).toBe(1);
 
     const c = clock();
-    const past = untilAvailable(() => Promise.reject(down), { service: 'MLflow', isUnavailable: isMlflowUnavailable, boundMs: 60_000, since: c.now() - 61_000, now: c.now, sleep: c.sleep });
+    const past = untilAvailable(() => Promise.reject(down), {
+      service: 'MLflow',
+      isUnavailable: isMlflowUnavailable,
+      boundMs: 60_000,
+      since: c.now() - 61_000,
+      now: c.now,
+      sleep: c.sleep,
+    });
     await expect(past).rejects.toMatchObject({ code: 'SERVICE_UNAVAILABLE', retryable: false });
     await expect(past).rejects.toThrow(/unreachable for 1m1s, longer than the step waits \(retry\.serviceWait 1m\)/);
 
     const since = c.now() - 5000;
-    const ending = untilAvailable(() => Promise.reject(down), { service: 'MLflow', isUnavailable: isMlflowUnavailable, boundMs: 3_600_000, since, attemptDeadline: c.now() + 10_000, now: c.now, sleep: c.sleep });
+    const ending = untilAvailable(() => Promise.reject(down), {
+      service: 'MLflow',
+      isUnavailable: isMlflowUnavailable,
+      boundMs: 3_600_000,
+      since,
+      attemptDeadline: c.now() + 10_000,
+      now: c.now,
+      sleep: c.sleep,
+    });
     const err = await ending.catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ServiceUnavailable);
     expect(err).toMatchObject({ code: 'SERVICE_UNAVAILABLE', retryable: true, since });
@@ -160,14 +202,16 @@ describe('waiting for a service', () => {
   it('classifies MLflow errors: no connection, timeouts, 408, 429 and 5xx are unreachable; 4xx and other errors are not', () => {
     expect(isMlflowUnavailable(down)).toBe(true);
     expect(isMlflowUnavailable(new MlflowError('t', 'TIMEOUT', undefined, true))).toBe(true);
-    for (const status of [408, 429, 500, 502, 503, 504]) expect(isMlflowUnavailable(new MlflowError('x', `HTTP_${status}`, status))).toBe(true);
+    for (const status of [408, 429, 500, 502, 503, 504])
+      expect(isMlflowUnavailable(new MlflowError('x', `HTTP_${status}`, status))).toBe(true);
     for (const status of [400, 401, 403, 404, 409]) expect(isMlflowUnavailable(new MlflowError('x', `HTTP_${status}`, status))).toBe(false);
     expect(isMlflowUnavailable(new Error('ECONNREFUSED'))).toBe(false);
   });
 
   it('classifies GCS errors: no connection, cut connections, timeouts, 408, 429 and 5xx are unreachable; 4xx and the store’s own verdicts are not', () => {
     const api = (code: number, message = `HTTP ${code}`) => Object.assign(new Error(message), { code, errors: [{ reason: 'x', message }] });
-    const net = (code: string) => Object.assign(new Error(`request to http://127.0.0.1:4443/storage/v1/b/b/o failed, reason: ${code}`), { code });
+    const net = (code: string) =>
+      Object.assign(new Error(`request to http://127.0.0.1:4443/storage/v1/b/b/o failed, reason: ${code}`), { code });
     const wrapped = (cause: unknown) => new PipelineError('STORAGE_ERROR', 'GCS upload failed for gs://b/p: ...', { cause });
     for (const c of ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'ERR_STREAM_PREMATURE_CLOSE']) {
       expect(isGcsUnavailable(net(c)), c).toBe(true);
@@ -209,7 +253,10 @@ describe('waiting for a service', () => {
         if (prop === 'service') return service;
         const v = Reflect.get(target, prop, receiver) as unknown;
         if (typeof v !== 'function') return v;
-        return (...args: unknown[]) => (up ? (v as (...a: unknown[]) => unknown).apply(target, args) : Promise.reject(new PipelineError('STORAGE_ERROR', 'GCS upload failed', { cause: down })));
+        return (...args: unknown[]) =>
+          up
+            ? (v as (...a: unknown[]) => unknown).apply(target, args)
+            : Promise.reject(new PipelineError('STORAGE_ERROR', 'GCS upload failed', { cause: down }));
       },
     }) as ArtifactStore;
     const c = clock();
@@ -252,7 +299,12 @@ class FlakyRegistry implements ModelRegistry {
   ) {}
   private gate(): void {
     this.calls++;
-    if (this.reject) throw new MlflowInvalidParameter('MLflow POST registered-models/create: INVALID_PARAMETER_VALUE: bad name', 'INVALID_PARAMETER_VALUE', 400);
+    if (this.reject)
+      throw new MlflowInvalidParameter(
+        'MLflow POST registered-models/create: INVALID_PARAMETER_VALUE: bad name',
+        'INVALID_PARAMETER_VALUE',
+        400,
+      );
     if (this.downFor-- > 0) throw new MlflowError(`MLflow at ${this.location} unreachable (ECONNREFUSED): connect ECONNREFUSED`, 'NETWORK');
   }
   isUnavailable(e: unknown): boolean {
@@ -262,7 +314,13 @@ class FlakyRegistry implements ModelRegistry {
     this.gate();
     const found = this.versions.find((v) => v.tags['key'] === input.runKey.value);
     if (found) return found;
-    const v = { name: input.name, version: String(this.versions.length + 1), source: 'mem', tags: { ...input.versionTags, key: input.runKey.value }, aliases: [] };
+    const v = {
+      name: input.name,
+      version: String(this.versions.length + 1),
+      source: 'mem',
+      tags: { ...input.versionTags, key: input.runKey.value },
+      aliases: [],
+    };
     this.versions.push(v);
     return v;
   }

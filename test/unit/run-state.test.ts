@@ -19,7 +19,9 @@ function startAll(s: RunState): string[] {
 
 describe('RunState', () => {
   it('starts a step only when its parents are done, in declaration order', () => {
-    const s = state('name: d\nsteps:\n  a: { uses: util.echo }\n  c: { uses: util.echo, needs: [a, b] }\n  b: { uses: util.echo, needs: a }\n  d: { uses: util.echo }\n');
+    const s = state(
+      'name: d\nsteps:\n  a: { uses: util.echo }\n  c: { uses: util.echo, needs: [a, b] }\n  b: { uses: util.echo, needs: a }\n  d: { uses: util.echo }\n',
+    );
     expect(startAll(s)).toEqual(['a', 'd']);
     s.succeeded('a', ok());
     expect(startAll(s)).toEqual(['b']);
@@ -59,14 +61,18 @@ describe('RunState', () => {
   });
 
   it('resolves step outputs into params at start time', () => {
-    const s = state('name: o\nsteps:\n  a: { uses: util.echo, with: { values: { n: 2 } } }\n  b: { uses: util.echo, needs: a, with: { values: { twice: "${steps.a.outputs.n}", text: "n=${steps.a.outputs.n}" } } }\n');
+    const s = state(
+      'name: o\nsteps:\n  a: { uses: util.echo, with: { values: { n: 2 } } }\n  b: { uses: util.echo, needs: a, with: { values: { twice: "${steps.a.outputs.n}", text: "n=${steps.a.outputs.n}" } } }\n',
+    );
     startAll(s);
     s.succeeded('a', ok({ n: 2 }));
     expect(s.plan(NOW).start[0]!.params).toEqual({ values: { twice: 2, text: 'n=2' } });
   });
 
   it('after a failure starts nothing new and finishes once running steps end', () => {
-    const s = state('name: f\nmaxParallel: 2\nsteps:\n  a: { uses: util.echo }\n  b: { uses: util.echo }\n  c: { uses: util.echo }\n  d: { uses: util.echo, needs: a }\n');
+    const s = state(
+      'name: f\nmaxParallel: 2\nsteps:\n  a: { uses: util.echo }\n  b: { uses: util.echo }\n  c: { uses: util.echo }\n  d: { uses: util.echo, needs: a }\n',
+    );
     expect(startAll(s)).toEqual(['a', 'b']);
     s.failed('a', NOW, { type: 'STEP_FAILED', message: 'boom' });
     expect(startAll(s)).toEqual([]);
@@ -79,7 +85,9 @@ describe('RunState', () => {
   });
 
   it('fails the step, not the run loop, when a runtime expression cannot be evaluated', () => {
-    const s = state("name: e\nsteps:\n  a: { uses: util.echo, with: { values: { x: 'text' } } }\n  b: { uses: util.echo, needs: a, when: '${steps.a.outputs.x > 1}' }\n");
+    const s = state(
+      "name: e\nsteps:\n  a: { uses: util.echo, with: { values: { x: 'text' } } }\n  b: { uses: util.echo, needs: a, when: '${steps.a.outputs.x > 1}' }\n",
+    );
     startAll(s);
     s.succeeded('a', ok({ x: 'text' }));
     expect(s.plan(NOW).start).toEqual([]);

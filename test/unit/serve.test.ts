@@ -16,7 +16,15 @@ import { collectPredictions, PredictionLogWriter } from '../../engine/prediction
 function fakePredictor(sha: string, delayMs = 0): OnnxPredictor & { closed: boolean } {
   const p = {
     closed: false,
-    contract: { inputs: [{ name: 'a', type: 'number' as const, nullable: false }, { name: 'b', type: 'number' as const, nullable: true }], task: 'regression' as const, target: 'y', output: 'prediction' },
+    contract: {
+      inputs: [
+        { name: 'a', type: 'number' as const, nullable: false },
+        { name: 'b', type: 'number' as const, nullable: true },
+      ],
+      task: 'regression' as const,
+      target: 'y',
+      output: 'prediction',
+    },
     sha256: sha.padEnd(64, '0'),
     bytes: 1,
     async predictColumns() {
@@ -55,13 +63,20 @@ async function metricsWith(url: string, line: string): Promise<string> {
   }
 }
 
-const post = (url: string, body: unknown) => fetch(`${url}/predict`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+const post = (url: string, body: unknown) =>
+  fetch(`${url}/predict`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
 
 describe('prediction server', () => {
   it('logs a sample of predictions when asked, and counts the rest', async () => {
     const store = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-serve-')));
     const log = new PredictionLogWriter(store, 'm', '1', { flushRows: 10_000 });
-    const server = await startPredictionServer({ predictor: fakePredictor('a'), model: { name: 'm', version: '1', source: 'mem' }, log, port: 0, logSample: 0.25 });
+    const server = await startPredictionServer({
+      predictor: fakePredictor('a'),
+      model: { name: 'm', version: '1', source: 'mem' },
+      log,
+      port: 0,
+      logSample: 0.25,
+    });
     try {
       const instances = Array.from({ length: 4000 }, (_, i) => ({ a: i, b: null }));
       const r = (await (await post(server.url, { instances })).json()) as { predictions: number[] };
@@ -85,11 +100,20 @@ describe('prediction server', () => {
     const store = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-serve-')));
     const old = fakePredictor('old', 400);
     const next = fakePredictor('new');
-    const server = await startPredictionServer({ predictor: old, model: { name: 'm', version: '1', source: 'mem' }, log: new PredictionLogWriter(store, 'm', '1'), port: 0 });
+    const server = await startPredictionServer({
+      predictor: old,
+      model: { name: 'm', version: '1', source: 'mem' },
+      log: new PredictionLogWriter(store, 'm', '1'),
+      port: 0,
+    });
     try {
       const slow = post(server.url, { a: 1, b: 2 });
       await new Promise((r) => setTimeout(r, 100));
-      const swapped = server.swap({ predictor: next, model: { name: 'm', version: '2', source: 'mem' }, log: new PredictionLogWriter(store, 'm', '2') });
+      const swapped = server.swap({
+        predictor: next,
+        model: { name: 'm', version: '2', source: 'mem' },
+        log: new PredictionLogWriter(store, 'm', '2'),
+      });
       const fresh = (await (await post(server.url, { a: 5, b: 0 })).json()) as { model: { version: string } };
       expect(fresh.model.version).toBe('2');
       expect(old.closed).toBe(false); // still answering the slow request
@@ -109,9 +133,20 @@ describe('prediction server', () => {
 
   it('answers 422 naming the records whose prediction is NaN or infinite, counts them and logs nothing of the request', async () => {
     const store = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-serve-')));
-    const server = await startPredictionServer({ predictor: ratioPredictor(), model: { name: 'm', version: '1', source: 'mem' }, log: new PredictionLogWriter(store, 'm', '1'), port: 0 });
+    const server = await startPredictionServer({
+      predictor: ratioPredictor(),
+      model: { name: 'm', version: '1', source: 'mem' },
+      log: new PredictionLogWriter(store, 'm', '1'),
+      port: 0,
+    });
     try {
-      const batch = await post(server.url, { instances: [{ a: 1, b: 2 }, { a: 0, b: 0 }, { a: 3, b: 0 }] });
+      const batch = await post(server.url, {
+        instances: [
+          { a: 1, b: 2 },
+          { a: 0, b: 0 },
+          { a: 3, b: 0 },
+        ],
+      });
       expect(batch.status).toBe(422);
       const body = (await batch.json()) as { error: string; message: string; details: unknown[] };
       expect(body.error).toBe('PREDICTION_NOT_FINITE');
@@ -122,7 +157,9 @@ describe('prediction server', () => {
       ]);
       const single = await post(server.url, { a: -1, b: 0 });
       expect(single.status).toBe(422);
-      expect(((await single.json()) as { details: unknown[] }).details).toEqual([{ index: 0, fields: { a: -1, b: 0 }, reason: 'model produced -Infinity' }]);
+      expect(((await single.json()) as { details: unknown[] }).details).toEqual([
+        { index: 0, fields: { a: -1, b: 0 }, reason: 'model produced -Infinity' },
+      ]);
       const fine = (await (await post(server.url, { a: 3, b: 2 })).json()) as { prediction: number };
       expect(fine.prediction).toBe(1.5);
       const metrics = await metricsWith(server.url, 'mlpipe_predictions_nonfinite_total 3');
@@ -144,7 +181,9 @@ describe('prediction server', () => {
       const socket = net.connect(server.port, '127.0.0.1');
       await new Promise<void>((resolve) => socket.once('connect', resolve));
       // Expect: 100-continue: the server answers "100 Continue" once it is handling the request.
-      socket.write('POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\nExpect: 100-continue\r\n\r\n');
+      socket.write(
+        'POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\nExpect: 100-continue\r\n\r\n',
+      );
       await new Promise<void>((resolve) => socket.once('data', (d: Buffer) => (expect(d.toString()).toContain('100 Continue'), resolve())));
       socket.write('{"instances": [{"a": 1, "b"');
       socket.destroy();
@@ -170,9 +209,17 @@ describe('prediction server', () => {
     }
     await writer.close();
     const progress: string[] = [];
-    const log = await collectPredictions(store, 'm', undefined, undefined, { concurrency: 4, onProgress: (p) => progress.push(`${p.phase} ${p.done}/${p.total}`) });
+    const log = await collectPredictions(store, 'm', undefined, undefined, {
+      concurrency: 4,
+      onProgress: (p) => progress.push(`${p.phase} ${p.done}/${p.total}`),
+    });
     expect(log).toMatchObject({ rows: 40, chunks: 20 });
-    expect(log.text.trim().split('\n').map((l) => (JSON.parse(l) as { a: number }).a)).toEqual(Array.from({ length: 40 }, (_, i) => i));
+    expect(
+      log.text
+        .trim()
+        .split('\n')
+        .map((l) => (JSON.parse(l) as { a: number }).a),
+    ).toEqual(Array.from({ length: 40 }, (_, i) => i));
     expect(progress.filter((p) => p.startsWith('index'))).toHaveLength(20);
     expect(progress.at(-1)).toBe('rows 20/20');
   });

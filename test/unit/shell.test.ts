@@ -142,7 +142,8 @@ steps:
   });
 
   it('rejects a NUL character from an override before anything runs, and malformed env names', () => {
-    const pipeline = 'name: t\nparams: { x: a }\nsteps:\n  s:\n    uses: util.shell\n    env: [ok, "1bad"]\n    with:\n      command: [printf, "%s"]\n      args: ["${params.x}"]\n';
+    const pipeline =
+      'name: t\nparams: { x: a }\nsteps:\n  s:\n    uses: util.shell\n    env: [ok, "1bad"]\n    with:\n      command: [printf, "%s"]\n      args: ["${params.x}"]\n';
     const found = problems(pipeline, ['params.x="a\\0b"']);
     expect(found.map((p) => p.code)).toEqual(['SPEC_INVALID']);
     expect(found[0]!.where?.path).toEqual(['steps', 's', 'env', 1]);
@@ -156,7 +157,10 @@ steps:
     const marker = join(dir, 'PWN');
     const value = HOSTILE.replaceAll('/tmp/PWN', marker);
     const ctx = testContext(dir);
-    const viaArgs = await runPlugin(shell, ctx, { command: [process.execPath, '-e', 'process.stdout.write(JSON.stringify(process.argv.slice(1)))'], args: [value, 7] });
+    const viaArgs = await runPlugin(shell, ctx, {
+      command: [process.execPath, '-e', 'process.stdout.write(JSON.stringify(process.argv.slice(1)))'],
+      args: [value, 7],
+    });
     expect(JSON.parse(viaArgs['stdout'] as string)).toEqual([value, '7']);
     const viaLine = await runPlugin(shell, ctx, { command: 'printf "%s|%s" "$1" "$V"', args: [value], env: { V: value } });
     expect(viaLine['stdout']).toBe(`${value}|${value}`);
@@ -190,10 +194,20 @@ describe('util.shell: environment and secrets', () => {
     process.env['MLPIPE_ALERT_WEBHOOK'] = 'https://hooks.example/abc';
     process.env['ASKED_FOR'] = 'asked-789';
     const ctx = testContext(tempDir(), undefined, { env: ['ASKED_FOR'] });
-    const out = await runPlugin(shell, ctx, { command: [process.execPath, '-e', 'process.stdout.write(JSON.stringify(process.env))'], env: { MINE: 1 } });
+    const out = await runPlugin(shell, ctx, {
+      command: [process.execPath, '-e', 'process.stdout.write(JSON.stringify(process.env))'],
+      env: { MINE: 1 },
+    });
     const seen = JSON.parse(out['stdout'] as string) as Record<string, string>;
     expect(Object.keys(seen).sort()).toEqual(
-      ['ASKED_FOR', 'MINE', 'MLPIPE_RUN_ID', 'MLPIPE_STEP', 'MLPIPE_WORK_DIR', ...['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR'].filter((k) => process.env[k] !== undefined)].sort(),
+      [
+        'ASKED_FOR',
+        'MINE',
+        'MLPIPE_RUN_ID',
+        'MLPIPE_STEP',
+        'MLPIPE_WORK_DIR',
+        ...['PATH', 'HOME', 'LANG', 'LC_ALL', 'TZ', 'TMPDIR'].filter((k) => process.env[k] !== undefined),
+      ].sort(),
     );
     expect(seen['MINE']).toBe('1');
     expect(seen['PATH']).toBe(process.env['PATH']);
@@ -212,7 +226,9 @@ describe('util.shell: environment and secrets', () => {
     expect(failed!.message).toContain('exited with code 3');
     expect(failed!.message).toContain('err *** ***');
     // The last 4096 characters of the raw output start inside the secret: scrubbing comes first.
-    const out = await runPlugin(shell, ctx, { command: `printf '%s' "$DEPLOY_TOKEN"; head -c 4064 /dev/zero | tr '\\0' x; printf ' %s\\n' "$ASKED"` });
+    const out = await runPlugin(shell, ctx, {
+      command: `printf '%s' "$DEPLOY_TOKEN"; head -c 4064 /dev/zero | tr '\\0' x; printf ' %s\\n' "$ASKED"`,
+    });
     const stdout = out['stdout'] as string;
     expect(stdout).toBe(`***${'x'.repeat(4064)} ***`);
   });
@@ -232,7 +248,12 @@ describe('util.shell: environment and secrets', () => {
     expect(secretValues(env).sort()).toEqual(['/keys/sa.json', '/run/pw', 'AKIAXYZ', 'ghp_abcdef', 'pw-secret'].sort());
     expect(secretValues(env, ['PLAIN'])).toContain('not-a-secret');
     expect(scrub('a ghp_abcdef b pw-secret ghp_abcdef', secretValues(env))).toBe('a *** b *** ***');
-    expect(scrub('overlap: abcdef', ['abc', 'abcdef'].sort((a, b) => b.length - a.length))).toBe('overlap: ***');
+    expect(
+      scrub(
+        'overlap: abcdef',
+        ['abc', 'abcdef'].sort((a, b) => b.length - a.length),
+      ),
+    ).toBe('overlap: ***');
     expect(stepEnvironment(env, ['GITHUB_TOKEN', 'MISSING'])).toEqual({ PATH: '/usr/bin', GITHUB_TOKEN: 'ghp_abcdef' });
     const inner = new Error('cause has pw-secret');
     const outer = new PipelineError('STEP_FAILED', 'failed with ghp_abcdef', { hint: 'hint ghp_abcdef', cause: inner });
@@ -274,7 +295,7 @@ describe('util.shell: cancellation', () => {
     const ac = new AbortController();
     const ctx = testContext(dir, undefined, { signal: ac.signal });
     // An ignored signal stays ignored in the children: neither the shell nor the sleep dies of SIGTERM.
-    const run = runPlugin(shell, ctx, { command: "trap '' TERM; sleep 1000 & echo \"$$ $!\" > pids; wait; wait", killGraceMs: 300 });
+    const run = runPlugin(shell, ctx, { command: 'trap \'\' TERM; sleep 1000 & echo "$$ $!" > pids; wait; wait', killGraceMs: 300 });
     const pids = await started(dir);
     ac.abort(new Error('cancelled'));
     await expect(run).rejects.toThrow('cancelled');

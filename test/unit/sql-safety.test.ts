@@ -32,7 +32,9 @@ async function rows(ctx: ReturnType<typeof testContext>, ref: unknown): Promise<
 }
 
 async function dataset(ctx: ReturnType<typeof testContext>): Promise<ArtifactRef> {
-  return (await runPlugin(ingestFile, ctx, { path: file('people.csv', 'id,name,age\n1,ann,31\n2,bob,45\n3,cy,27\n') }))['dataset'] as ArtifactRef;
+  return (await runPlugin(ingestFile, ctx, { path: file('people.csv', 'id,name,age\n1,ann,31\n2,bob,45\n3,cy,27\n') }))[
+    'dataset'
+  ] as ArtifactRef;
 }
 
 describe('process.sql: bound parameters', () => {
@@ -43,7 +45,10 @@ describe('process.sql: bound parameters', () => {
     const out = await runPlugin(
       sql,
       ctx,
-      { sql: 'SELECT id, $tag AS tag, age >= $min AS adult FROM input WHERE name <> $name ORDER BY id', params: { tag: payload, min: 30, name: payload } },
+      {
+        sql: 'SELECT id, $tag AS tag, age >= $min AS adult FROM input WHERE name <> $name ORDER BY id',
+        params: { tag: payload, min: 30, name: payload },
+      },
       { input },
     );
     expect(out['rows']).toBe(3);
@@ -53,7 +58,12 @@ describe('process.sql: bound parameters', () => {
       { id: 3, tag: payload, adult: false },
     ]);
     // The payload as a filter value matches nothing, and input is still there to read.
-    const same = await runPlugin(sql, ctx, { sql: 'SELECT count(*)::INT AS n FROM input WHERE name = $name', params: { name: payload } }, { input });
+    const same = await runPlugin(
+      sql,
+      ctx,
+      { sql: 'SELECT count(*)::INT AS n FROM input WHERE name = $name', params: { name: payload } },
+      { input },
+    );
     expect(await rows(ctx, same['dataset'])).toEqual([{ n: 0 }]);
   });
 
@@ -62,7 +72,11 @@ describe('process.sql: bound parameters', () => {
     const input = await dataset(ctx);
     const q = 'SELECT id, COLUMNS([$col]) FROM input ORDER BY COLUMNS([$col]) DESC';
     const out = await runPlugin(sql, ctx, { sql: q, params: { col: 'age' } }, { input });
-    expect(await rows(ctx, out['dataset'])).toEqual([{ id: 2, age: 45 }, { id: 1, age: 31 }, { id: 3, age: 27 }]);
+    expect(await rows(ctx, out['dataset'])).toEqual([
+      { id: 2, age: 45 },
+      { id: 1, age: 31 },
+      { id: 3, age: 27 },
+    ]);
     const e = await failure(runPlugin(sql, ctx, { sql: q, params: { col: 'age" FROM input; --' } }, { input }));
     expect(e.code).toBe('DATA_INVALID');
     expect(e.message).toContain('not found');
@@ -71,8 +85,15 @@ describe('process.sql: bound parameters', () => {
   it('runs a PIVOT with its values listed, and says to list them when they are not', async () => {
     const ctx = testContext();
     const input = await dataset(ctx);
-    const listed = await runPlugin(sql, ctx, { sql: "PIVOT (SELECT name, age FROM input) ON name IN ('ann', 'bob') USING sum(age)" }, { input });
-    expect(listed['columns']).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'ann' }), expect.objectContaining({ name: 'bob' })]));
+    const listed = await runPlugin(
+      sql,
+      ctx,
+      { sql: "PIVOT (SELECT name, age FROM input) ON name IN ('ann', 'bob') USING sum(age)" },
+      { input },
+    );
+    expect(listed['columns']).toEqual(
+      expect.arrayContaining([expect.objectContaining({ name: 'ann' }), expect.objectContaining({ name: 'bob' })]),
+    );
     const e = await failure(runPlugin(sql, ctx, { sql: 'PIVOT input ON name USING sum(age)' }, { input }));
     expect(e.hint).toContain("IN ('a', 'b')");
   });
@@ -134,12 +155,19 @@ describe('process.sql: no file access from step SQL', () => {
     const refused = await failure(runPlugin(sql, ctx, { sql: q }, { input }));
     expect(refused.hint).toContain('externalAccess');
     const allowed = await runPlugin(sql, ctx, { sql: q, externalAccess: ['lookup'] }, { input });
-    expect(await rows(ctx, allowed['dataset'])).toEqual([{ id: 1, team: 'red' }, { id: 2, team: 'blue' }]);
+    expect(await rows(ctx, allowed['dataset'])).toEqual([
+      { id: 1, team: 'red' },
+      { id: 2, team: 'blue' },
+    ]);
     // The folder only: the file beside it stays out of reach.
     const secret = `SELECT * FROM read_text(${sqlString(SECRET)})`;
-    expect((await failure(runPlugin(sql, ctx, { sql: secret, externalAccess: ['lookup'] }, { input }))).message).toMatch(/Cannot access file/);
+    expect((await failure(runPlugin(sql, ctx, { sql: secret, externalAccess: ['lookup'] }, { input }))).message).toMatch(
+      /Cannot access file/,
+    );
     const climb = `SELECT * FROM read_text(${sqlString(join(dir, 'lookup') + '/../secret.txt')})`;
-    expect((await failure(runPlugin(sql, ctx, { sql: climb, externalAccess: ['lookup'] }, { input }))).message).toMatch(/Cannot access file/);
+    expect((await failure(runPlugin(sql, ctx, { sql: climb, externalAccess: ['lookup'] }, { input }))).message).toMatch(
+      /Cannot access file/,
+    );
     const open = await runPlugin(sql, ctx, { sql: `SELECT content FROM read_text(${sqlString(SECRET)})`, externalAccess: true }, { input });
     expect(await rows(ctx, open['dataset'])).toEqual([{ content: 'the secret\n' }]);
   });
@@ -170,7 +198,10 @@ describe('derive SQL and fitted states', () => {
     expect(bad.message).toContain('ops.0.mean');
     const notJson = await ctx.store.put('not json', { name: 'transform-state.json' });
     expect((await failure(runPlugin(applyTransform, ctx, {}, { dataset: data, state: notJson }))).code).toBe('PLUGIN_INPUT');
-    const reads = await state({ ...base, ops: [{ op: 'derive', name: 'x', sql: `(SELECT content FROM read_text(${sqlString(SECRET)}))` }] });
+    const reads = await state({
+      ...base,
+      ops: [{ op: 'derive', name: 'x', sql: `(SELECT content FROM read_text(${sqlString(SECRET)}))` }],
+    });
     const denied = await failure(runPlugin(applyTransform, ctx, {}, { dataset: data, state: reads }));
     expect(denied.code).toBe('DATA_INVALID');
     expect(denied.message).toMatch(/process.apply-transform: .*Cannot access file/);

@@ -8,12 +8,21 @@ import type { AnyPlugin, StepContext } from '../../plugins/sdk.js';
 
 export type { TestContext, TestContextOptions } from '../../api/testing.js';
 
-export function testContext(projectDir = process.cwd(), store: ArtifactStore = testStore(), options: Omit<TestContextOptions, 'projectDir' | 'store'> = {}): TestContext {
+export function testContext(
+  projectDir = process.cwd(),
+  store: ArtifactStore = testStore(),
+  options: Omit<TestContextOptions, 'projectDir' | 'store'> = {},
+): TestContext {
   return publicTestContext({ ...options, projectDir, store });
 }
 
 /** Runs a plugin the way runStep does: params through its schema first. */
-export async function runPlugin(plugin: AnyPlugin, ctx: StepContext, params: unknown, inputs: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+export async function runPlugin(
+  plugin: AnyPlugin,
+  ctx: StepContext,
+  params: unknown,
+  inputs: Record<string, unknown> = {},
+): Promise<Record<string, unknown>> {
   const schema: z.ZodType = plugin.params;
   return plugin.run(ctx, schema.parse(params), inputs);
 }

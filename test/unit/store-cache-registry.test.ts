@@ -72,7 +72,13 @@ describe('crafted artifact digests', () => {
     const store = new LocalArtifactStore(join(base, 'store'));
     writeFileSync(join(base, 'victim'), 'keep me');
     for (const sha of crafted) {
-      for (const call of [() => store.get(ref(sha)), () => store.getFile(ref(sha)), () => store.exists(ref(sha)), () => store.verify(ref(sha)), () => store.delete(ref(sha))]) {
+      for (const call of [
+        () => store.get(ref(sha)),
+        () => store.getFile(ref(sha)),
+        () => store.exists(ref(sha)),
+        () => store.verify(ref(sha)),
+        () => store.delete(ref(sha)),
+      ]) {
         await expect(call(), sha).rejects.toMatchObject({ code: 'STORAGE_KEY_INVALID', retryable: false });
       }
     }
@@ -90,7 +96,13 @@ describe('crafted artifact digests', () => {
     const storage = new Proxy({}, { get: unreachable }) as unknown as Storage;
     const store = new GcsArtifactStore({ uri: 'gs://bucket/prefix', storage, cacheDir: join(base, 'cache') });
     for (const sha of crafted) {
-      for (const call of [() => store.get(ref(sha)), () => store.getFile(ref(sha)), () => store.exists(ref(sha)), () => store.verify(ref(sha)), () => store.delete(ref(sha))]) {
+      for (const call of [
+        () => store.get(ref(sha)),
+        () => store.getFile(ref(sha)),
+        () => store.exists(ref(sha)),
+        () => store.verify(ref(sha)),
+        () => store.delete(ref(sha)),
+      ]) {
         await expect(call(), sha).rejects.toMatchObject({ code: 'STORAGE_KEY_INVALID' });
       }
     }
@@ -154,10 +166,15 @@ describe('LocalArtifactStore heals itself', () => {
     await store.putRecord(`cache/${key}`, { key, outputs: { n: 1 } });
     const path = join(store.root, 'records', 'cache', `${key}.json`);
     writeFileSync(path, readFileSync(path, 'utf8').slice(0, 10));
-    await expect(store.getRecord(`cache/${key}`)).rejects.toMatchObject({ code: 'STORAGE_RECORD_CORRUPT', message: expect.stringContaining(path) as string });
+    await expect(store.getRecord(`cache/${key}`)).rejects.toMatchObject({
+      code: 'STORAGE_RECORD_CORRUPT',
+      message: expect.stringContaining(path) as string,
+    });
     const { logger, warnings } = memoryLogger();
     expect(await readCacheRecord(store, key, logger)).toBeUndefined();
-    expect(warnings).toEqual([{ message: 'cache entry is unreadable; treating it as a miss', fields: expect.objectContaining({ cacheKey: key }) as object }]);
+    expect(warnings).toEqual([
+      { message: 'cache entry is unreadable; treating it as a miss', fields: expect.objectContaining({ cacheKey: key }) as object },
+    ]);
     // A record that parses but is not a cache entry is a miss too.
     await store.putRecord(`cache/${key}`, 'just a string');
     expect(await readCacheRecord(store, key, logger)).toBeUndefined();
@@ -171,7 +188,11 @@ describe('checkpoints', () => {
   const open = (store: LocalArtifactStore, o = owner, heartbeatDetails?: unknown) => {
     const log = memoryLogger();
     const beats: Record<string, unknown>[] = [];
-    return { ...log, beats, ckpt: createCheckpoints(o, { store, logger: log.logger, heartbeat: (d) => void beats.push(d), heartbeatDetails }) };
+    return {
+      ...log,
+      beats,
+      ckpt: createCheckpoints(o, { store, logger: log.logger, heartbeat: (d) => void beats.push(d), heartbeatDetails }),
+    };
   };
 
   it('resume only from a checkpoint of the same run and cache key', async () => {
@@ -242,7 +263,14 @@ describe('stepCacheKey', () => {
 
 describe('plugin registry', () => {
   it('rejects duplicate names when built', () => {
-    const dup = definePlugin({ name: 'util.echo', version: '9', description: 'x', params: z.object({}), outputs: {}, run: async () => ({}) });
+    const dup = definePlugin({
+      name: 'util.echo',
+      version: '9',
+      description: 'x',
+      params: z.object({}),
+      outputs: {},
+      run: async () => ({}),
+    });
     expect(() => createRegistry([...builtinPlugins, dup])).toThrow(/Two plugins are named 'util.echo'/);
   });
 

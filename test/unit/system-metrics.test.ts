@@ -8,7 +8,12 @@ import { parseNvidiaSmi, SystemSampler, watchSystem, type GpuSample } from '../.
 function sink() {
   const points: { values: Record<string, number>; step?: number }[] = [];
   const beats: Record<string, unknown>[] = [];
-  return { points, beats, logMetrics: (values: Record<string, number>, o?: { step?: number }) => void points.push({ values, step: o?.step }), heartbeat: (d?: Record<string, unknown>) => void beats.push(d ?? {}) };
+  return {
+    points,
+    beats,
+    logMetrics: (values: Record<string, number>, o?: { step?: number }) => void points.push({ values, step: o?.step }),
+    heartbeat: (d?: Record<string, unknown>) => void beats.push(d ?? {}),
+  };
 }
 
 const busyFor = (ms: number): void => {
@@ -36,7 +41,11 @@ describe('system metrics', () => {
     expect(v['system/process_memory_rss_megabytes']!).toBeGreaterThan(10);
     expect(v['system/system_memory_usage_percentage']!).toBeGreaterThan(0);
     expect(v['system/system_memory_usage_megabytes']!).toBeGreaterThan(v['system/process_memory_rss_megabytes']! / 2);
-    expect(v).toMatchObject({ 'system/gpu_0_utilization_percentage': 75, 'system/gpu_0_memory_usage_megabytes': 1024, 'system/gpu_0_memory_usage_percentage': 25 });
+    expect(v).toMatchObject({
+      'system/gpu_0_utilization_percentage': 75,
+      'system/gpu_0_memory_usage_megabytes': 1024,
+      'system/gpu_0_memory_usage_percentage': 25,
+    });
   });
 
   it('samples on its timer and once at stop, numbered as MLflow steps; without nvidia-smi it stops asking for GPUs', async () => {

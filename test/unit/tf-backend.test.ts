@@ -67,7 +67,9 @@ describe('tfjs backend choice', () => {
     const e = await failure(loadTf('cpu'));
     expect(e.code).toBe('PLUGIN_PARAMS');
     expect(e.retryable).toBe(false);
-    expect(e.message).toBe("The step's backend param asks for the tfjs backend 'cpu', but this process runs 'tfjs-node' (tfjs has one backend per process).");
+    expect(e.message).toBe(
+      "The step's backend param asks for the tfjs backend 'cpu', but this process runs 'tfjs-node' (tfjs has one backend per process).",
+    );
     expect(e.hint).toContain('MLPIPE_TF_BACKEND=cpu');
     expect((await loadTf('tfjs-node')).tf).toBe(first.tf);
     expect(first.tf.getBackend()).toBe('tensorflow');
@@ -77,12 +79,15 @@ describe('tfjs backend choice', () => {
     process.env['MLPIPE_TF_BACKEND'] = 'cpu';
     const e = await failure(loadTf('wasm'));
     expect(e.code).toBe('PLUGIN_PARAMS');
-    expect(e.message).toBe("The step's backend param asks for the tfjs backend 'wasm', but MLPIPE_TF_BACKEND=cpu fixes this process's backend.");
+    expect(e.message).toBe(
+      "The step's backend param asks for the tfjs backend 'wasm', but MLPIPE_TF_BACKEND=cpu fixes this process's backend.",
+    );
     // Set after tfjs-node was loaded: the process cannot honour it, and says so.
     const late = await failure(loadTf());
-    expect(late.message).toBe("MLPIPE_TF_BACKEND asks for the tfjs backend 'cpu', but this process runs 'tfjs-node' (tfjs has one backend per process).");
+    expect(late.message).toBe(
+      "MLPIPE_TF_BACKEND asks for the tfjs backend 'cpu', but this process runs 'tfjs-node' (tfjs has one backend per process).",
+    );
   });
-
 
   // One process per backend (tfjs has one backend per process): what a worker started with
   // MLPIPE_TF_BACKEND=<name> gets, and what it prints.
@@ -99,7 +104,10 @@ describe('tfjs backend choice', () => {
   );
   for (const name of ['tfjs-node', 'wasm', 'cpu'] as const) {
     it(`MLPIPE_TF_BACKEND=${name}: that backend runs, and neither tfjs's banner nor TensorFlow's start-up lines are printed`, async () => {
-      const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', 'tsx', probe], { cwd: REPO_ROOT, env: { ...process.env, MLPIPE_TF_BACKEND: name } });
+      const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', 'tsx', probe], {
+        cwd: REPO_ROOT,
+        env: { ...process.env, MLPIPE_TF_BACKEND: name },
+      });
       const got = JSON.parse(stdout.trim().split('\n').pop()!) as { backend: string; active: string; out: number[] };
       expect(got.backend).toBe(name);
       expect(got.active).toBe(name === 'tfjs-node' ? 'tensorflow' : name);

@@ -32,10 +32,14 @@ export const FIRST_BATCH_RTOL = 1e-6;
 export const EPOCH_LOSS_RTOL = 1e-5;
 
 async function epochOn(backend: string): Promise<EpochsResult> {
-  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'bench', 'train-epochs.ts'), JSON.stringify({ rows: 8192, epochs: 2 })], {
-    cwd: REPO_ROOT,
-    env: { ...process.env, MLPIPE_TF_BACKEND: backend },
-  });
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    ['--import', 'tsx', join(REPO_ROOT, 'bench', 'train-epochs.ts'), JSON.stringify({ rows: 8192, epochs: 2 })],
+    {
+      cwd: REPO_ROOT,
+      env: { ...process.env, MLPIPE_TF_BACKEND: backend },
+    },
+  );
   return JSON.parse(stdout.trim().split('\n').pop()!) as EpochsResult;
 }
 
@@ -59,7 +63,9 @@ describe('backend parity', () => {
       expect(r.initialWeightsSha256, r.backend).toBe(ref.initialWeightsSha256);
       expect(rel(r.firstBatchLoss, ref.firstBatchLoss), `${r.backend} first batch`).toBeLessThanOrEqual(FIRST_BATCH_RTOL);
       r.losses.forEach((loss, e) => expect(rel(loss, ref.losses[e]!), `${r.backend} epoch ${e + 1}`).toBeLessThanOrEqual(EPOCH_LOSS_RTOL));
-      report.push(`${r.backend} ${r.losses.map((l) => l.toPrecision(9)).join(', ')} (max rel ${Math.max(...r.losses.map((l, e) => rel(l, ref.losses[e]!))).toExponential(1)}; first batch rel ${rel(r.firstBatchLoss, ref.firstBatchLoss).toExponential(1)})`);
+      report.push(
+        `${r.backend} ${r.losses.map((l) => l.toPrecision(9)).join(', ')} (max rel ${Math.max(...r.losses.map((l, e) => rel(l, ref.losses[e]!))).toExponential(1)}; first batch rel ${rel(r.firstBatchLoss, ref.firstBatchLoss).toExponential(1)})`,
+      );
     }
     console.info(`backend parity, epoch losses vs cpu: ${report.join('; ')}`);
   }, 120_000);

@@ -6,7 +6,17 @@ import { deliver, type DeliverInput } from '../../activities/tracking.js';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
 import { MlflowRestClient } from '../../adapters/mlflow/rest.js';
 import type { TrackedRun, TrackingBackend } from '../../engine/ports.js';
-import { chunkBatch, flattenParams, isValidKey, LIMITS, missingPoints, numericLeaves, sanitizeKey, type Batch, type MetricPoint } from '../../engine/tracking.js';
+import {
+  chunkBatch,
+  flattenParams,
+  isValidKey,
+  LIMITS,
+  missingPoints,
+  numericLeaves,
+  sanitizeKey,
+  type Batch,
+  type MetricPoint,
+} from '../../engine/tracking.js';
 import type { TrackingEvent } from '../../engine/contracts.js';
 
 /** An in-memory TrackingBackend; `failAfterApply` makes the next logBatch with metrics apply, then throw (a lost answer). */
@@ -24,9 +34,22 @@ class MemoryBackend implements TrackingBackend {
   async findRunByTag(experimentId: string, key: string, value: string): Promise<TrackedRun | undefined> {
     return this.runs.find((r) => r.experimentId === experimentId && r.tags[key] === value);
   }
-  async createRun(o: { experimentId: string; runName: string; startTime: number; tags: { key: string; value: string }[] }): Promise<TrackedRun> {
+  async createRun(o: {
+    experimentId: string;
+    runName: string;
+    startTime: number;
+    tags: { key: string; value: string }[];
+  }): Promise<TrackedRun> {
     this.creates++;
-    const run = { mlflowRunId: `r${this.runs.length}`, experimentId: o.experimentId, artifactUri: 'mem:/', tags: Object.fromEntries(o.tags.map((t) => [t.key, t.value])), params: {}, metrics: [], status: 'RUNNING' };
+    const run = {
+      mlflowRunId: `r${this.runs.length}`,
+      experimentId: o.experimentId,
+      artifactUri: 'mem:/',
+      tags: Object.fromEntries(o.tags.map((t) => [t.key, t.value])),
+      params: {},
+      metrics: [],
+      status: 'RUNNING',
+    };
     this.runs.push(run);
     return run;
   }
@@ -60,23 +83,57 @@ const store = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-track-')
 
 function events(): TrackingEvent[] {
   return [
-    { seq: 0, type: 'run-started', pipeline: 'p', file: 'pipelines/p.yaml', workflowId: 'wf', runId: 'run', startedAt: '2026-01-01T00:00:00.000Z', params: { seed: 1 }, config: { model: { hidden: [8, 4] } }, labels: {} },
+    {
+      seq: 0,
+      type: 'run-started',
+      pipeline: 'p',
+      file: 'pipelines/p.yaml',
+      workflowId: 'wf',
+      runId: 'run',
+      startedAt: '2026-01-01T00:00:00.000Z',
+      params: { seed: 1 },
+      config: { model: { hidden: [8, 4] } },
+      labels: {},
+    },
     {
       seq: 1,
       type: 'step-ended',
       step: {
-        stepId: 'train', uses: 'train.x', pluginVersion: '1', status: 'succeeded', params: { epochs: 3 }, attempt: 1,
+        stepId: 'train',
+        uses: 'train.x',
+        pluginVersion: '1',
+        status: 'succeeded',
+        params: { epochs: 3 },
+        attempt: 1,
         outputs: { metrics: { rmse: 2 }, backend: 'wasm' },
         series: [1, 2, 3].map((e) => ({ key: 'loss', value: 1 / e, step: e, timestamp: 1000 + e })),
-        startedAt: '2026-01-01T00:00:01.000Z', endedAt: '2026-01-01T00:00:03.000Z',
+        startedAt: '2026-01-01T00:00:01.000Z',
+        endedAt: '2026-01-01T00:00:03.000Z',
       },
     },
-    { seq: 2, type: 'step-ended', step: { stepId: 'evaluate', uses: 'evaluate.model', pluginVersion: '1', status: 'cached', params: {}, attempt: 1, outputs: { metrics: { rmse: 5, r2: 0.5 } } } },
+    {
+      seq: 2,
+      type: 'step-ended',
+      step: {
+        stepId: 'evaluate',
+        uses: 'evaluate.model',
+        pluginVersion: '1',
+        status: 'cached',
+        params: {},
+        attempt: 1,
+        outputs: { metrics: { rmse: 5, r2: 0.5 } },
+      },
+    },
     { seq: 3, type: 'run-ended', status: 'FINISHED', endedAt: '2026-01-01T00:00:04.000Z' },
   ];
 }
 
-const input = (evs: TrackingEvent[], known: DeliverInput['known'] = { steps: {} }): DeliverInput => ({ key: 'wf/run', config: { enabled: true, experiment: 'exp' }, events: evs, known });
+const input = (evs: TrackingEvent[], known: DeliverInput['known'] = { steps: {} }): DeliverInput => ({
+  key: 'wf/run',
+  config: { enabled: true, experiment: 'exp' },
+  events: evs,
+  known,
+});
 
 describe('tracking delivery', () => {
   it('creates a parent and nested runs with params, tags, metrics, curves and statuses', async () => {
@@ -88,7 +145,10 @@ describe('tracking delivery', () => {
     expect(parent!.status).toBe('FINISHED');
     expect(parent!.tags['mlpipe.training_backend']).toBe('wasm');
     // evaluate.* metrics are copied to the parent run.
-    expect(parent!.metrics.map((m) => [m.key, m.value])).toEqual([['rmse', 5], ['r2', 0.5]]);
+    expect(parent!.metrics.map((m) => [m.key, m.value])).toEqual([
+      ['rmse', 5],
+      ['r2', 0.5],
+    ]);
     expect(train!.tags['mlflow.parentRunId']).toBe(parent!.mlflowRunId);
     expect(train!.metrics.filter((m) => m.key === 'loss').map((m) => m.step)).toEqual([1, 2, 3]);
     expect(train!.metrics.find((m) => m.key === 'duration_seconds')!.value).toBe(2);
@@ -129,7 +189,13 @@ describe('tracking delivery', () => {
     // The known runs and the config as an older worker returned and recorded them.
     const legacy = JSON.parse(JSON.stringify(k1).replaceAll('"mlflowRunId"', '"runId"')) as DeliverInput['known'];
     const search = await b.createRun({ experimentId: '1', runName: 'search', startTime: 0, tags: [] });
-    const k2 = await deliver(b, store, { ...input(all.slice(2), legacy), config: { enabled: true, experiment: 'exp', parentRunId: search.mlflowRunId } }, false, log);
+    const k2 = await deliver(
+      b,
+      store,
+      { ...input(all.slice(2), legacy), config: { enabled: true, experiment: 'exp', parentRunId: search.mlflowRunId } },
+      false,
+      log,
+    );
     expect(b.runs).toHaveLength(4);
     expect(k2.parent!.mlflowRunId).toBe(k1.parent!.mlflowRunId);
     expect(k2.steps['train']!.mlflowRunId).toBe(k1.steps['train']!.mlflowRunId);
@@ -162,7 +228,11 @@ describe('tracking delivery', () => {
   it('skipped steps get no run', async () => {
     const b = new MemoryBackend();
     const evs = events();
-    evs[2] = { seq: 2, type: 'step-ended', step: { stepId: 'evaluate', uses: 'evaluate.model', pluginVersion: '1', status: 'skipped', params: {}, attempt: 0 } };
+    evs[2] = {
+      seq: 2,
+      type: 'step-ended',
+      step: { stepId: 'evaluate', uses: 'evaluate.model', pluginVersion: '1', status: 'skipped', params: {}, attempt: 0 },
+    };
     await deliver(b, store, input(evs), false, log);
     expect(b.runs).toHaveLength(2);
   });
@@ -223,7 +293,11 @@ describe('MLflow REST client, retry rules', () => {
       req.resume();
       req.on('end', () => {
         res.writeHead(status, { 'content-type': 'application/json' });
-        res.end(status === 200 ? '{"run":{"info":{"run_id":"r","experiment_id":"1","artifact_uri":"mlflow-artifacts:/1/r/artifacts","status":"RUNNING"}}}' : `{"error_code":"${status === 404 ? 'RESOURCE_DOES_NOT_EXIST' : 'TEMPORARILY_UNAVAILABLE'}","message":"m"}`);
+        res.end(
+          status === 200
+            ? '{"run":{"info":{"run_id":"r","experiment_id":"1","artifact_uri":"mlflow-artifacts:/1/r/artifacts","status":"RUNNING"}}}'
+            : `{"error_code":"${status === 404 ? 'RESOURCE_DOES_NOT_EXIST' : 'TEMPORARILY_UNAVAILABLE'}","message":"m"}`,
+        );
       });
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -247,7 +321,9 @@ describe('MLflow REST client, retry rules', () => {
   it('does not resend runs/create after a 500 (it may have been applied): ambiguous error instead', async () => {
     await withServer([500, 200], async (uri, hits) => {
       const c = new MlflowRestClient({ uri, ...fast });
-      const err = await c.createRun({ experimentId: '1', runName: 'x', startTime: 0, tags: [] }).catch((e: unknown) => e as { ambiguous: boolean; code: string });
+      const err = await c
+        .createRun({ experimentId: '1', runName: 'x', startTime: 0, tags: [] })
+        .catch((e: unknown) => e as { ambiguous: boolean; code: string });
       expect(err).toMatchObject({ ambiguous: true });
       expect(hits()).toBe(1);
       await c.close();
@@ -263,7 +339,12 @@ describe('MLflow REST client, retry rules', () => {
     });
     await withServer([404], async (uri) => {
       const c = new MlflowRestClient({ uri, ...fast });
-      await expect(c.getRun('nope')).rejects.toMatchObject({ name: 'MlflowError', code: 'TRACKING_ERROR', mlflowCode: 'RESOURCE_DOES_NOT_EXIST', httpStatus: 404 });
+      await expect(c.getRun('nope')).rejects.toMatchObject({
+        name: 'MlflowError',
+        code: 'TRACKING_ERROR',
+        mlflowCode: 'RESOURCE_DOES_NOT_EXIST',
+        httpStatus: 404,
+      });
       await c.close();
     });
   });

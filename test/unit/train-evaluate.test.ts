@@ -67,7 +67,17 @@ async function datasets(ctx: ReturnType<typeof testContext>) {
   return { train, test };
 }
 
-const REGRESSION = { target: 'y', features: ['a', 'b'], hidden: [16], epochs: 20, batchSize: 32, learningRate: 0.02, seed: 5, backend: 'wasm', checkpoint: { everyEpochs: 5, keep: 2 } } as const;
+const REGRESSION = {
+  target: 'y',
+  features: ['a', 'b'],
+  hidden: [16],
+  epochs: 20,
+  batchSize: 32,
+  learningRate: 0.02,
+  seed: 5,
+  backend: 'wasm',
+  checkpoint: { everyEpochs: 5, keep: 2 },
+} as const;
 
 describe('train.tfjs-mlp and evaluate.model', () => {
   it('learns a regression far better than the mean baseline, and the gate explains a miss', async () => {
@@ -86,7 +96,12 @@ describe('train.tfjs-mlp and evaluate.model', () => {
     const base = ev['baseline'] as Record<string, number>;
     expect(m['rmse']!).toBeLessThan(0.2 * base['rmse']!);
     expect(m['r2']!).toBeGreaterThan(0.95);
-    const e = await runPlugin(evaluateModel, ctx, { gate: { thresholds: { rmse: { max: 0.001 }, r2: { min: 0.9999 } } } }, { model: trained['model'], test }).catch((x: unknown) => x as PipelineError);
+    const e = await runPlugin(
+      evaluateModel,
+      ctx,
+      { gate: { thresholds: { rmse: { max: 0.001 }, r2: { min: 0.9999 } } } },
+      { model: trained['model'], test },
+    ).catch((x: unknown) => x as PipelineError);
     expect(e).toBeInstanceOf(PipelineError);
     expect((e as PipelineError).code).toBe('QUALITY_GATE');
     expect((e as PipelineError).message).toMatch(/rmse [\d.]+ > max 0\.001 \(missed by [\d.]+, [\d.]+%\)/);
@@ -113,7 +128,10 @@ describe('train.tfjs-mlp and evaluate.model', () => {
 
     // First attempt: abort at epoch 12 (as a killed worker would stop); checkpoints exist for 5 and 10.
     const abort = new AbortController();
-    const first = testContext(process.cwd(), store, { signal: abort.signal, onHeartbeat: (d) => d?.['epoch'] === 12 && abort.abort(new Error('worker lost')) });
+    const first = testContext(process.cwd(), store, {
+      signal: abort.signal,
+      onHeartbeat: (d) => d?.['epoch'] === 12 && abort.abort(new Error('worker lost')),
+    });
     await expect(runPlugin(trainMlp, first, REGRESSION, { train })).rejects.toThrow('worker lost');
     // Second attempt with the same checkpoints.
     const second = { ...first, attempt: 2, signal: new AbortController().signal, heartbeat: () => undefined };
@@ -127,9 +145,13 @@ describe('train.tfjs-mlp and evaluate.model', () => {
   it('explains a missing target column and text in a feature column', async () => {
     const ctx = testContext();
     const { train } = await datasets(ctx);
-    const noTarget = await runPlugin(trainMlp, ctx, { ...REGRESSION, target: 'price' }, { train }).catch((e: unknown) => e as PipelineError);
+    const noTarget = await runPlugin(trainMlp, ctx, { ...REGRESSION, target: 'price' }, { train }).catch(
+      (e: unknown) => e as PipelineError,
+    );
     expect(noTarget.message).toContain("train: no target column 'price'. Columns: a, b, y, label.");
-    const text = await runPlugin(trainMlp, ctx, { ...REGRESSION, features: ['a', 'label'] }, { train }).catch((e: unknown) => e as PipelineError);
+    const text = await runPlugin(trainMlp, ctx, { ...REGRESSION, features: ['a', 'label'] }, { train }).catch(
+      (e: unknown) => e as PipelineError,
+    );
     expect(text.message).toContain('feature column(s) label are not numeric');
   });
 });
