@@ -23,6 +23,16 @@ export function missingPackage(pkg: string, usedFor: string, cause?: unknown): P
   });
 }
 
+/** Whether `pkg` can be resolved from mlpipe (installed next to it). */
+export function isInstalled(pkg: string): boolean {
+  try {
+    require.resolve(`${pkg}/package.json`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** `await import(...)` of an optional package (or of a module that imports it). */
 export async function importOptional<T>(pkg: string, usedFor: string, load: () => Promise<T>): Promise<T> {
   try {

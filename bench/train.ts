@@ -11,23 +11,14 @@
  */
 import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import type { EpochsResult } from './train-epochs.js';
+import { isInstalled as installed } from '../adapters/optional.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
-const require = createRequire(import.meta.url);
-const installed = (pkg: string): boolean => {
-  try {
-    require.resolve(`${pkg}/package.json`);
-    return true;
-  } catch {
-    return false;
-  }
-};
 /** Epochs per backend (the slow ones get fewer): BENCH_EPOCHS overrides all. */
 const EPOCHS: Record<string, number> = { 'tfjs-node-gpu': 21, 'tfjs-node': 21, wasm: 9, cpu: 4 };
 

@@ -83,6 +83,14 @@ export interface TrackedRun {
  * safe to call again with the same arguments, except `logBatch` for metrics (MLflow appends them):
  * callers deduplicate against `metricHistory` when a delivery is retried.
  */
+/** What a new MLflow run is created with. */
+export interface NewRun {
+  experimentId: string;
+  runName: string;
+  startTime: number;
+  tags: { key: string; value: string }[];
+}
+
 export interface TrackingBackend {
   readonly kind: 'rest' | 'file';
   /** A printable location without credentials. */
@@ -90,12 +98,7 @@ export interface TrackingBackend {
   getOrCreateExperiment(name: string): Promise<string>;
   /** The run of `experimentId` whose tag `key` equals `value`, if any (the idempotency lookup). */
   findRunByTag(experimentId: string, key: string, value: string): Promise<TrackedRun | undefined>;
-  createRun(options: {
-    experimentId: string;
-    runName: string;
-    startTime: number;
-    tags: { key: string; value: string }[];
-  }): Promise<TrackedRun>;
+  createRun(options: NewRun): Promise<TrackedRun>;
   logBatch(
     mlflowRunId: string,
     batch: {

@@ -22,7 +22,7 @@ import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { PipelineError } from '../../engine/errors.js';
-import type { TrackedRun, TrackingBackend } from '../../engine/ports.js';
+import type { NewRun, TrackedRun, TrackingBackend } from '../../engine/ports.js';
 import { isValidKey, type Batch, type MetricPoint } from '../../engine/tracking.js';
 
 const STATUS = { RUNNING: 1, SCHEDULED: 2, FINISHED: 3, FAILED: 4, KILLED: 5 } as const;
@@ -253,12 +253,7 @@ export class MlflowFileStore implements TrackingBackend {
     return undefined;
   }
 
-  async createRun(o: {
-    experimentId: string;
-    runName: string;
-    startTime: number;
-    tags: { key: string; value: string }[];
-  }): Promise<TrackedRun> {
+  async createRun(o: NewRun): Promise<TrackedRun> {
     const mlflowRunId = randomUUID().replace(/-/g, '');
     const dir = this.runDir(o.experimentId, mlflowRunId);
     const artifactUri = pathToFileURL(join(dir, 'artifacts')).toString();

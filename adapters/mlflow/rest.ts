@@ -18,7 +18,7 @@
 import type { Storage } from '@google-cloud/storage';
 import { Agent, request, type Dispatcher } from 'undici';
 import { parseGsUri, storageFromEnv } from '../gcs-store.js';
-import type { TrackedRun, TrackingBackend } from '../../engine/ports.js';
+import type { NewRun, TrackedRun, TrackingBackend } from '../../engine/ports.js';
 import { PipelineError } from '../../engine/errors.js';
 import { chunkBatch, type Batch, type MetricPoint } from '../../engine/tracking.js';
 
@@ -286,12 +286,7 @@ export class MlflowRestClient implements TrackingBackend {
 
   // ---- runs
 
-  async createRun(o: {
-    experimentId: string;
-    runName: string;
-    startTime: number;
-    tags: { key: string; value: string }[];
-  }): Promise<TrackedRun> {
+  async createRun(o: NewRun): Promise<TrackedRun> {
     const r = await this.api<{ run: RawRun }>(
       'POST',
       'runs/create',

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, inject } from 'vitest';
 import { createPipelineWorker, type PipelineWorker } from '../../app/worker.js';
 import type { Settings } from '../../app/project.js';
 import type { TrackingBackend } from '../../engine/ports.js';
+import { trackingWorkflowId } from '../../engine/contracts.js';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -112,6 +113,28 @@ export async function waitFor<T>(fn: () => T | Promise<T>, what: string, timeout
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/** Waits until the tracking workflow of the pipeline run `handle` has completed (all its events delivered). */
+export async function waitForTracking(
+  client: Client,
+  handle: { workflowId: string; firstExecutionRunId: string },
+  timeoutMs = 60_000,
+): Promise<string> {
+  const id = trackingWorkflowId(`${handle.workflowId}/${handle.firstExecutionRunId}`);
+  await waitFor(
+    () =>
+      client.workflow
+        .getHandle(id)
+        .describe()
+        .then(
+          (d) => d.status.name === 'COMPLETED',
+          () => false,
+        ),
+    'tracking to finish',
+    timeoutMs,
+  );
+  return id;
 }
 
 /**

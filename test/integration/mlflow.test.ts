@@ -31,7 +31,7 @@ import {
   type HpoResult,
   type MonitorResult,
 } from '../../engine/contracts.js';
-import { createClient, createTestProject, REPO, startWorker, uniqueId, waitFor } from './helpers.js';
+import { createClient, createTestProject, REPO, startWorker, uniqueId, waitFor, waitForTracking } from './helpers.js';
 
 const run = promisify(execFile);
 const CACHE = process.env['MLPIPE_CACHE_DIR'] ?? join(process.env['HOME'] ?? '', '.cache', 'mlpipe');
@@ -648,19 +648,7 @@ describe('MLflow file store, the embedded default', () => {
       args: [{ pipeline: 'california-housing', overrides: ['training.epochs=3', 'training.patience=100'] }],
     });
     await handle.result();
-    const tid = trackingWorkflowId(`${handle.workflowId}/${handle.firstExecutionRunId}`);
-    await waitFor(
-      async () =>
-        client.workflow
-          .getHandle(tid)
-          .describe()
-          .then(
-            (d) => d.status.name === 'COMPLETED',
-            () => false,
-          ),
-      'tracking to finish',
-      60_000,
-    );
+    await waitForTracking(client, handle);
 
     const r = await readBack(`file:${root}`, 'california-housing');
     expect(r.runs).toHaveLength(10);
@@ -709,21 +697,7 @@ describe('MLflow file store, the embedded default', () => {
     );
     await slow.cancel();
     await slow.result().catch(() => undefined);
-    for (const h of [failed, slow]) {
-      const tid = trackingWorkflowId(`${h.workflowId}/${h.firstExecutionRunId}`);
-      await waitFor(
-        async () =>
-          client.workflow
-            .getHandle(tid)
-            .describe()
-            .then(
-              (d) => d.status.name === 'COMPLETED',
-              () => false,
-            ),
-        'tracking to finish',
-        60_000,
-      );
-    }
+    for (const h of [failed, slow]) await waitForTracking(client, h);
     const broken = await readBack(`file:${root}`, 'broken');
     const byName = Object.fromEntries(broken.runs.map((x) => [x.name, x]));
     expect(byName[failed.workflowId]!.status).toBe('FAILED');

@@ -10,8 +10,8 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTrackingBackend } from '../../adapters/mlflow/index.js';
-import { PIPELINE_WORKFLOW, trackingWorkflowId, type PipelineInput, type PipelineResult } from '../../engine/contracts.js';
-import { createClient, createTestProject, startWorker, uniqueId, waitFor } from './helpers.js';
+import { PIPELINE_WORKFLOW, type PipelineInput, type PipelineResult } from '../../engine/contracts.js';
+import { createClient, createTestProject, startWorker, uniqueId, waitFor, waitForTracking } from './helpers.js';
 import type { Client } from '@temporalio/client';
 
 /** Everything the worker logs (Temporal's runtime logger: worker, activity and workflow logs). */
@@ -217,18 +217,7 @@ describe('util.shell on the dev server', () => {
     expect(message).toContain('token is ***');
     expect(message).toContain('exited with code 7');
 
-    const tracking = trackingWorkflowId(`${handle.workflowId}/${handle.firstExecutionRunId}`);
-    await waitFor(
-      () =>
-        client.workflow
-          .getHandle(tracking)
-          .describe()
-          .then(
-            (d) => d.status.name === 'COMPLETED',
-            () => false,
-          ),
-      'tracking to finish',
-    );
+    const tracking = await waitForTracking(client, handle);
     const history = await historyText(handle.workflowId);
     const trackingHistory = await historyText(tracking);
     const manifests = filesUnder(project.settings.artifactsDir);

@@ -11,22 +11,12 @@
  * are compared by their test metrics, not bit for bit.
  */
 import { execFile } from 'node:child_process';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import type { EpochsResult } from '../../bench/train-epochs.js';
 import { REPO_ROOT } from './paths.js';
-
-const require = createRequire(import.meta.url);
-const installed = (pkg: string): boolean => {
-  try {
-    require.resolve(`${pkg}/package.json`);
-    return true;
-  } catch {
-    return false;
-  }
-};
+import { isInstalled as installed } from '../../adapters/optional.js';
 
 export const FIRST_BATCH_RTOL = 1e-6;
 export const EPOCH_LOSS_RTOL = 1e-5;

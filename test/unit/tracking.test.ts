@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { deliver, type DeliverInput } from '../../activities/tracking.js';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
 import { MlflowRestClient } from '../../adapters/mlflow/rest.js';
-import type { TrackedRun, TrackingBackend } from '../../engine/ports.js';
+import type { NewRun, TrackedRun, TrackingBackend } from '../../engine/ports.js';
 import {
   chunkBatch,
   flattenParams,
@@ -34,12 +34,7 @@ class MemoryBackend implements TrackingBackend {
   async findRunByTag(experimentId: string, key: string, value: string): Promise<TrackedRun | undefined> {
     return this.runs.find((r) => r.experimentId === experimentId && r.tags[key] === value);
   }
-  async createRun(o: {
-    experimentId: string;
-    runName: string;
-    startTime: number;
-    tags: { key: string; value: string }[];
-  }): Promise<TrackedRun> {
+  async createRun(o: NewRun): Promise<TrackedRun> {
     this.creates++;
     const run = {
       mlflowRunId: `r${this.runs.length}`,
