@@ -10,8 +10,8 @@ import { formatZodIssues, PipelineError } from '../engine/errors.js';
 import { escapeTemplates } from '../engine/expressions.js';
 import { checkInput } from '../engine/limits.js';
 import type { CompiledPipeline } from '../engine/types.js';
-import type { ProjectPipelines, TrackingBackend } from '../engine/ports.js';
-import { createRunStep, toApplicationFailure, type StepDeps } from './run-step.js';
+import type { ArtifactStore, ProjectPipelines, TrackingBackend } from '../engine/ports.js';
+import { createRunStep, submittedFileRef, toApplicationFailure, type StepDeps } from './run-step.js';
 import { createDeliverTracking } from './tracking.js';
 import { createMonitorActivities } from './monitor.js';
 import { createHpoActivities } from './hpo.js';
@@ -38,7 +38,11 @@ export function createActivities(deps: ActivityDeps) {
             hint: 'The input is {"pipeline": "<name or path>", "overrides": ["key=value", ...], "labels": {...}, "cache": true, "maxParallel": 8, "until": "<step>"}.',
           });
         }
-        let compiled = deps.project.compile(parsed.data.pipeline, parsed.data.overrides ?? []);
+        const { submitted } = parsed.data;
+        let compiled = submitted
+          ? deps.project.compileSubmitted(submitted, parsed.data.overrides ?? [], Context.current().info.taskQueue)
+          : deps.project.compile(parsed.data.pipeline, parsed.data.overrides ?? []);
+        if (compiled.submitted) await checkSubmittedFiles(deps.store, compiled);
         if (parsed.data.until) compiled = pruneUntil(compiled, parsed.data.until);
         if (parsed.data.trial && compiled.tracking) delete compiled.tracking.registerModel;
         for (const [stepId, extra] of Object.entries(parsed.data.trial?.stepParams ?? {})) {
@@ -102,3 +106,22 @@ export function createActivities(deps: ActivityDeps) {
 }
 
 export type Activities = ReturnType<typeof createActivities>;
+
+/**
+ * The client's files a submitted pipeline reads are in this worker's artifact store, intact: else
+ * the run fails before any step starts (client and workers must share the store).
+ */
+async function checkSubmittedFiles(store: ArtifactStore, compiled: CompiledPipeline): Promise<void> {
+  for (const id of compiled.order) {
+    for (const [param, file] of Object.entries(compiled.steps[id]!.files ?? {})) {
+      if (await store.verify(submittedFileRef(store, file))) continue;
+      throw new PipelineError(
+        'INPUT_INVALID',
+        `Step '${id}' param '${param}': the client's file ${file.path} (sha256:${file.sha256.slice(0, 12)}, ${file.size} bytes) is not in this worker's artifact store (${store.location}).`,
+        {
+          hint: 'The client puts the files a submitted pipeline reads in its artifact store: give the client and the workers the same MLPIPE_ARTIFACTS (gs://bucket/prefix, or one folder on one machine).',
+        },
+      );
+    }
+  }
+}

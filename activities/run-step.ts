@@ -13,7 +13,15 @@ import { ServiceUnavailable } from '../engine/service-wait.js';
 import { errorRetryDelayMs, STEP_DEFAULTS } from '../engine/step-defaults.js';
 import type { ArtifactStore, Logger, ModelRegistry } from '../engine/ports.js';
 import { scrubError } from '../engine/secrets.js';
-import { type RetrySpec, type StepCall, type StepRecordBase, type StepResult } from '../engine/types.js';
+import { versionMismatch } from '../engine/submitted.js';
+import {
+  type ArtifactRef,
+  type RetrySpec,
+  type StepCall,
+  type StepRecordBase,
+  type StepResult,
+  type SubmittedFile,
+} from '../engine/types.js';
 import type { Registry } from '../plugins/registry.js';
 import { checkPluginInputs, checkPluginOutputs } from '../plugins/registry.js';
 import type { AnyPlugin } from '../plugins/sdk.js';
@@ -30,6 +38,20 @@ export interface StepDeps {
   projectDir: string;
   /** The model registry of this worker's tracking server, if it has one. */
   models?: () => ModelRegistry | undefined;
+  /** Steps of submitted pipelines may use code-running plugins (MLPIPE_TRUST_SUBMITTED_PIPELINES). */
+  trustSubmitted?: boolean;
+}
+
+/** The store reference of a client's file that a submitted pipeline reads (content-addressed: the digest finds it). */
+export function submittedFileRef(store: ArtifactStore, file: SubmittedFile): ArtifactRef {
+  return {
+    kind: 'artifact',
+    uri: `${store.location}#sha256:${file.sha256}`,
+    sha256: file.sha256,
+    size: file.size,
+    mediaType: 'application/octet-stream',
+    name: file.path.split('/').pop() || file.path,
+  };
 }
 
 /**
@@ -79,16 +101,18 @@ export function createRunStep(deps: StepDeps) {
     const a = await beginAttempt(deps.store, call);
     let failedManifest: ((message: string) => Omit<StepManifest, 'kind'>) | undefined;
     try {
-      const { plugin, data } = validateCall(deps, call);
+      const { plugin, data } = validateCall(deps, call, a.info.taskQueue);
       const params = data as Record<string, unknown>;
-      const cacheKey = stepCacheKey(plugin.name, plugin.version, params, call.inputs, call.cacheIgnore);
+      // A client's file counts by its digest: the same path with other bytes is another key.
+      const keyInputs = call.files ? { ...call.inputs, ...fileKeyInputs(call.files) } : call.inputs;
+      const cacheKey = stepCacheKey(plugin.name, plugin.version, params, keyInputs, call.cacheIgnore);
       const manifest = manifestOf(a, call, plugin, params, cacheKey);
       failedManifest = (message) => manifest('failed', {}, { error: message });
       if (call.cache) {
         const cached = await fromCache(deps, a, cacheKey, manifest);
         if (cached) return cached;
       }
-      const { outputs, series, seriesDropped } = await execute(deps, a, call, plugin, params, cacheKey);
+      const { outputs, series, seriesDropped } = await execute(deps, a, call, plugin, await withFiles(a.store, params, call.files), cacheKey);
       checkOutputs(call, plugin, data, outputs);
       return await recordSuccess(deps, a, call, plugin, cacheKey, manifest, outputs, series, seriesDropped);
     } catch (e) {
@@ -99,9 +123,51 @@ export function createRunStep(deps: StepDeps) {
   };
 }
 
+/** Cache-key inputs for a step's client files: `file:<param>` -> the digest. */
+function fileKeyInputs(files: Record<string, SubmittedFile>): Record<string, string> {
+  return Object.fromEntries(Object.entries(files).map(([param, f]) => [`file:${param}`, `sha256:${f.sha256}`]));
+}
+
+/** The params the plugin runs with: a client's file param names the verified local copy from the store. */
+async function withFiles(
+  store: ArtifactStore,
+  params: Record<string, unknown>,
+  files: Record<string, SubmittedFile> | undefined,
+): Promise<Record<string, unknown>> {
+  if (!files) return params;
+  const out = { ...params };
+  for (const [param, file] of Object.entries(files)) out[param] = await store.getFile(submittedFileRef(store, file));
+  return out;
+}
+
+/**
+ * The plugin of the call on this worker (task queue `taskQueue`), at the version the run was
+ * compiled with; a submitted pipeline's code-running step only on a worker that trusts them.
+ */
+function pluginOf(deps: StepDeps, call: StepCall, taskQueue: string): AnyPlugin {
+  const plugin = deps.registry.plugin(call.uses);
+  if (!plugin) {
+    throw new PipelineError(
+      'PLUGIN_UNKNOWN',
+      `Step '${call.stepId}': the run needs plugin '${call.uses}'${call.pluginVersion ? ` version ${call.pluginVersion}` : ''}; this worker (task queue '${taskQueue}') has no plugin of that name.`,
+      { hint: `Start the workers of task queue '${taskQueue}' with the plugins the pipeline uses (the project's mlpipe.plugins.ts).` },
+    );
+  }
+  if (call.pluginVersion !== undefined && call.pluginVersion !== plugin.version)
+    throw versionMismatch(plugin.name, call.pluginVersion, plugin.version, taskQueue, call.stepId);
+  if (call.submitted && plugin.runsCode && !deps.trustSubmitted) {
+    throw new PipelineError(
+      'SUBMITTED_CODE_REFUSED',
+      `Step '${call.stepId}' uses ${plugin.name}, which runs commands or code from its params; this worker (task queue '${taskQueue}') does not run them from a pipeline submitted with the run.`,
+      { hint: "Start this task queue's workers with MLPIPE_TRUST_SUBMITTED_PIPELINES=1, or run the pipeline by name from the workers' project." },
+    );
+  }
+  return plugin;
+}
+
 /** The plugin, and the params checked against its schema; every declared input is there (artifacts as references). */
-function validateCall(deps: StepDeps, call: StepCall): { plugin: AnyPlugin; data: unknown } {
-  const plugin = deps.registry.require(call.uses);
+function validateCall(deps: StepDeps, call: StepCall, taskQueue: string): { plugin: AnyPlugin; data: unknown } {
+  const plugin = pluginOf(deps, call, taskQueue);
   const schema: z.ZodType = plugin.params;
   const parsed = schema.safeParse(call.params);
   if (!parsed.success) {

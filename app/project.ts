@@ -30,6 +30,12 @@ export interface Settings {
   trackingUri?: string;
   /** MLFLOW_EXPERIMENT_NAME: the experiment for pipelines whose spec names none. */
   experimentName?: string;
+  /**
+   * MLPIPE_TRUST_SUBMITTED_PIPELINES=1: a worker runs the code-running steps (util.shell, `env:`) of
+   * pipelines submitted with the run. Anyone who can start workflows on its task queue may then run
+   * commands on it.
+   */
+  trustSubmitted?: boolean;
 }
 
 export function loadSettings(env: NodeJS.ProcessEnv = process.env, cwd = process.cwd()): Settings {
@@ -49,6 +55,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, cwd = process
       ? undefined
       : env['MLFLOW_TRACKING_URI'] || `file:${join(projectDir, 'mlruns')}`,
     experimentName: env['MLFLOW_EXPERIMENT_NAME'] || undefined,
+    trustSubmitted: ['1', 'true', 'yes'].includes((env['MLPIPE_TRUST_SUBMITTED_PIPELINES'] ?? '').toLowerCase()),
   };
 }
 

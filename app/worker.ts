@@ -44,7 +44,13 @@ const quietLogger = {
 
 export interface PipelineWorkerOptions {
   settings: Pick<Settings, 'projectDir' | 'artifactsDir' | 'temporalAddress' | 'namespace' | 'taskQueue'> &
-    Partial<Pick<Settings, 'trackingUri' | 'experimentName'>>;
+    Partial<Pick<Settings, 'trackingUri' | 'experimentName' | 'trustSubmitted'>>;
+  /**
+   * Run the code-running steps (util.shell, `env:`) of pipelines submitted with the run (default
+   * settings.trustSubmitted, MLPIPE_TRUST_SUBMITTED_PIPELINES=1). Anyone who can start workflows on
+   * this task queue may then run commands on this worker.
+   */
+  trustSubmittedPipelines?: boolean;
   /** The MLflow backend; default from settings.trackingUri (null: tracking off). */
   tracking?: TrackingBackend | null;
   connection?: NativeConnection;
@@ -107,9 +113,11 @@ export async function createPipelineWorker(
     return backend ?? undefined;
   };
   const registry = opts.registry ?? (await loadProjectRegistry(opts.settings.projectDir));
+  const trustSubmitted = opts.trustSubmittedPipelines ?? opts.settings.trustSubmitted ?? false;
   const activities = createActivities({
     registry,
-    project: projectPipelines(opts.settings.projectDir, registry),
+    project: projectPipelines(opts.settings.projectDir, registry, { trustSubmitted }),
+    trustSubmitted,
     store: opts.store ?? createArtifactStore(opts.settings.artifactsDir, { cacheDir: join(opts.settings.projectDir, '.mlpipe') }),
     projectDir: opts.settings.projectDir,
     tracking,

@@ -24,10 +24,11 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
   run: {
     usage: ['mlpipe run <pipeline> [overrides...] [options]'],
     summary:
-      'Start a run, follow it, print outputs. Exit 0 when it succeeded, 1 when it failed or was cancelled. SIGINT / SIGTERM cancel the run (twice: stop waiting).',
+      "Compile the pipeline here and start a run that carries it (the spec, its config files, the plugin versions; the project files its steps read go to the artifact store), so a worker elsewhere needs the plugins only. Follow it, print outputs. Exit 0 when it succeeded, 1 when it failed or was cancelled. SIGINT / SIGTERM cancel the run (twice: stop waiting).",
     args: [PIPELINE, OVERRIDES],
     options: [
       ['--worker', 'also run a worker in this process while the run lasts'],
+      ['--by-name', "send only the pipeline's name: the workers run their own copy from their project"],
       ['--no-cache', 'do not reuse cached step results'],
       ['--max-parallel N', 'at most N steps at once'],
       ['--label k=v', 'attach a label (repeatable)'],
@@ -51,9 +52,15 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
     args: [PIPELINE, OVERRIDES],
   },
   worker: {
-    usage: ['mlpipe worker [--task-queue Q]'],
+    usage: ['mlpipe worker [--task-queue Q] [--trust-submitted-pipelines]'],
     summary: 'Serve pipelines on a task queue until SIGINT / SIGTERM.',
-    options: [['--task-queue Q', `the task queue (default $MLPIPE_TASK_QUEUE or ${DEFAULT_TASK_QUEUE})`]],
+    options: [
+      ['--task-queue Q', `the task queue (default $MLPIPE_TASK_QUEUE or ${DEFAULT_TASK_QUEUE})`],
+      [
+        '--trust-submitted-pipelines',
+        'run the code-running steps (util.shell, env:) of pipelines sent with the run (or MLPIPE_TRUST_SUBMITTED_PIPELINES=1): anyone who can start workflows on the queue may then run commands here',
+      ],
+    ],
   },
   dev: {
     usage: ['mlpipe dev [--port 7233] [--ui-port 8233] [--db FILE] [--mlflow-port 5000] [--no-mlflow]'],

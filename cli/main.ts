@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { createPipelineWorker } from '../app/worker.js';
-import { compileProjectPipeline, pipelineInput } from '../app/runs.js';
+import { clientStore, compileProjectPipeline, prepareRun, uploadRunFiles } from '../app/runs.js';
 import { listPipelines, loadSettings, type Settings } from '../app/project.js';
 import { redact } from '../adapters/mlflow/rest.js';
 import { findMlflow, startMlflowServer, type MlflowServer } from '../dev/mlflow-server.js';
@@ -292,6 +292,7 @@ async function cmdRun(argv: string[], settings: Settings): Promise<number> {
     allowPositionals: true,
     options: {
       worker: { type: 'boolean', default: false },
+      'by-name': { type: 'boolean', default: false },
       'no-cache': { type: 'boolean', default: false },
       'max-parallel': { type: 'string' },
       label: { type: 'string', multiple: true },
@@ -302,10 +303,17 @@ async function cmdRun(argv: string[], settings: Settings): Promise<number> {
   });
   const [ref, ...overrides] = positionals;
   if (!ref) throw usageError('mlpipe run needs a pipeline name or path.');
-  const compiled = await compile(settings, ref, overrides);
   const maxParallel =
     values['max-parallel'] === undefined ? undefined : z.coerce.number().int().min(1).max(LIMITS.maxParallel).parse(values['max-parallel']);
-  const input = pipelineInput(ref, { overrides, cache: !values['no-cache'], maxParallel, labels: parseLabels(values.label) });
+  // Compiled here, and sent with the run (unless --by-name): the worker needs the plugins, not this folder.
+  const { compiled, input, files } = await prepareRun(settings, ref, {
+    overrides,
+    cache: !values['no-cache'],
+    maxParallel,
+    labels: parseLabels(values.label),
+    submit: !values['by-name'],
+  });
+  if (files.length) await uploadRunFiles(clientStore(settings), files);
 
   const client = await connect(settings);
   const workflowId = values.id ?? `${compiled.name}-${randomUUID().slice(0, 8)}`;
@@ -551,8 +559,15 @@ async function cmdGraph(argv: string[], settings: Settings): Promise<number> {
 }
 
 async function cmdWorker(argv: string[], settings: Settings): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { 'task-queue': { type: 'string' } } });
-  const s = { ...settings, taskQueue: values['task-queue'] ?? settings.taskQueue };
+  const { values } = parseArgs({
+    args: argv,
+    options: { 'task-queue': { type: 'string' }, 'trust-submitted-pipelines': { type: 'boolean', default: false } },
+  });
+  const s = {
+    ...settings,
+    taskQueue: values['task-queue'] ?? settings.taskQueue,
+    trustSubmitted: values['trust-submitted-pipelines'] || settings.trustSubmitted,
+  };
   if (!(await isListening(s.temporalAddress))) {
     throw new PipelineError('TOOL_MISSING', `No Temporal server at ${s.temporalAddress}.`, {
       hint: "Start one with 'mlpipe dev', or set TEMPORAL_ADDRESS.",
@@ -562,6 +577,8 @@ async function cmdWorker(argv: string[], settings: Settings): Promise<number> {
   out(
     `worker polling task queue '${s.taskQueue}' on ${s.temporalAddress} (namespace ${s.namespace}, pid ${process.pid}); project ${s.projectDir}`,
   );
+  if (s.trustSubmitted)
+    out('trusting submitted pipelines: anyone who can start workflows on this task queue may run commands on this worker');
   await worker.run();
   await connection.close();
   return 0;

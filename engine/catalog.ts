@@ -24,6 +24,8 @@ export interface PluginInfo {
   codeHint?: string;
   /** Top-level params that name local files or folders (confined to the project when set by an override). */
   pathParams?: readonly string[];
+  /** The plugin executes commands or code from its params (PluginDefinition.runsCode). */
+  runsCode?: boolean;
   /** The longest the plugin may block the event loop, in ms: its default heartbeat timeout scales with it. */
   blocksEventLoopMs?: number;
 }

@@ -59,6 +59,30 @@ export function mlflowRunIdOf(run: { mlflowRunId?: string } | { runId?: string }
 
 // ---- pipelineWorkflow ----
 
+/** A file of the client's project that a submitted pipeline reads, by digest: the client put it in the artifact store. */
+export const submittedFileSchema = z
+  .object({
+    sha256: z.string().regex(/^[0-9a-f]{64}$/, '64 lowercase hex characters'),
+    size: z.number().int().min(0),
+  })
+  .strict();
+
+/** The `submitted` field of the pipeline input (bounds: engine/limits.ts `checkSubmitted`). */
+export const submittedPipelineSchema = z
+  .object({
+    /** Where the spec was on the client (pipelines/x.yaml): for messages, and to recognise the worker's own copy. */
+    file: z.string().min(1).max(LIMITS.pipelineRefChars),
+    /** The spec's YAML text. */
+    text: z.string().max(LIMITS.fileBytes),
+    /** The config files the compile read: path relative to conf/ -> YAML text. */
+    conf: z.record(z.string().max(LIMITS.pipelineRefChars), z.string().max(LIMITS.fileBytes)).optional(),
+    /** Local files that steps' path params name (the value as written, e.g. pipelines/data/x.csv) -> their digest in the store. */
+    files: z.record(z.string().max(1024), submittedFileSchema).optional(),
+    /** The plugins the client compiled with: name -> version. The worker must have the same. */
+    plugins: z.record(z.string().max(200), z.string().max(100)).optional(),
+  })
+  .strict();
+
 /**
  * The pipeline workflow's input: small JSON, written by hand in `temporal workflow start --input`,
  * and untrusted (whoever may start a workflow on the queue writes it), so bounded everywhere.
@@ -66,7 +90,7 @@ export function mlflowRunIdOf(run: { mlflowRunId?: string } | { runId?: string }
  */
 export const pipelineInputSchema = z
   .object({
-    /** A pipeline name (pipelines/<name>.yaml on the worker) or a path to a YAML file. */
+    /** A pipeline name (pipelines/<name>.yaml on the worker) or a path to a YAML file; with `submitted`, the name it was started as. */
     pipeline: z.string().min(1).max(LIMITS.pipelineRefChars),
     /** Hydra-style overrides: model=wide, training.lr=0.01, +new.key=1, params.target=x. */
     overrides: z.array(z.string().max(LIMITS.overrideChars)).max(LIMITS.overrides).optional(),
@@ -92,10 +116,17 @@ export const pipelineInputSchema = z
       })
       .strict()
       .optional(),
+    /**
+     * A pipeline compiled and sent by the client (`mlpipe run`): the spec's text and the config files
+     * it composed, so a worker needs the plugins, not the project's files. Untrusted, like the rest of
+     * the input: the worker compiles it with its own plugins (engine/submitted.ts says what it refuses).
+     */
+    submitted: submittedPipelineSchema.optional(),
   })
   .strict();
 
 export type PipelineInput = z.infer<typeof pipelineInputSchema>;
+export type SubmittedPipeline = z.infer<typeof submittedPipelineSchema>;
 
 /** The `status` query's answer: the live run state. */
 export interface PipelineStatus {

@@ -61,6 +61,15 @@ export const ERROR_CODES = {
   OVERRIDE_KEY_EXISTS: { retryable: false, meaning: 'A +key=value override adds a key the config already has.' },
   // Plugins and steps.
   PLUGIN_UNKNOWN: { retryable: false, meaning: 'A step uses a plugin this worker does not have.' },
+  PLUGIN_VERSION_MISMATCH: {
+    retryable: false,
+    meaning: 'The worker has another version of a plugin than the run was compiled with (the message names both and the task queue).',
+  },
+  SUBMITTED_CODE_REFUSED: {
+    retryable: false,
+    meaning:
+      "A pipeline sent with the run (not from the worker's project) has a step that runs code (util.shell, a plugin with runsCode) or asks for worker variables (env:), and the worker does not trust submitted pipelines.",
+  },
   PLUGIN_DUPLICATE: { retryable: false, meaning: 'Two plugins have the same name.' },
   PLUGIN_INVALID: { retryable: false, meaning: "The project's plugin module does not load or does not export plugins." },
   PLUGIN_PARAMS: { retryable: false, meaning: "A step's params do not match its plugin's schema." },

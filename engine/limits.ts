@@ -19,8 +19,12 @@ export const LIMITS = {
   labels: 64,
   labelKeyChars: 64,
   labelValueChars: 256,
-  /** The whole workflow input as JSON. */
+  /** The whole workflow input as JSON, a submitted pipeline's spec and config files included. */
   inputBytes: 256 * 1024,
+  /** Config files a submitted pipeline carries. */
+  submittedConfigFiles: 100,
+  /** Data files (digests in the store) a submitted pipeline names. */
+  submittedDataFiles: 100,
   steps: 1000,
   /** Problems one compile reports: past this it stops looking (the report travels in the run's failure). */
   problems: 100,
@@ -193,15 +197,54 @@ export function checkInput(input: unknown): void {
   } catch {
     throw new PipelineError('INPUT_INVALID', 'The workflow input is not JSON.');
   }
+  const o = (input ?? {}) as Record<string, unknown>;
+  const submitted = o['submitted'] !== null && typeof o['submitted'] === 'object' ? (o['submitted'] as Record<string, unknown>) : undefined;
   if (bytes > LIMITS.inputBytes) {
-    throw new PipelineError('INPUT_INVALID', `The workflow input is ${bytes} bytes; it is limited to ${LIMITS.inputBytes}.`, {
-      hint: 'Pass large values through files in the project.',
-    });
+    const carried = submitted ? new TextEncoder().encode(JSON.stringify(submitted)).length : 0;
+    throw new PipelineError(
+      'INPUT_INVALID',
+      `The workflow input is ${bytes} bytes${submitted ? ` (the submitted pipeline, its config files and file digests: ${carried})` : ''}; it is limited to ${LIMITS.inputBytes}.`,
+      {
+        hint: submitted
+          ? 'Keep data out of the spec and config (data files travel through the artifact store), or start the pipeline by name on a worker that has it (mlpipe run --by-name).'
+          : 'Pass large values through files in the project.',
+      },
+    );
   }
   let proto: string | undefined;
   checkTree(input, (path, message) => (proto ??= `${path.join('.')} ${message}`));
   if (proto) throw new PipelineError('INPUT_INVALID', `Workflow input: ${proto}`);
-  const o = (input ?? {}) as Record<string, unknown>;
   if (typeof o['pipeline'] === 'string') checkText(o['pipeline'], 'Pipeline');
+  if (submitted) checkSubmitted(submitted);
   if (o['labels'] !== null && typeof o['labels'] === 'object') checkLabels(o['labels'] as Record<string, unknown>);
+}
+
+/** Config file names of a submitted pipeline: relative paths of name segments (no '..', no absolute path). */
+const CONF_PATH = /^[A-Za-z0-9_][A-Za-z0-9_.-]*(\/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$/;
+
+/** The bounds of a submitted pipeline: file counts, config file names, text. Throws INPUT_INVALID. */
+export function checkSubmitted(submitted: Record<string, unknown>): void {
+  const conf = submitted['conf'] !== null && typeof submitted['conf'] === 'object' ? Object.entries(submitted['conf'] as object) : [];
+  const files = submitted['files'] !== null && typeof submitted['files'] === 'object' ? Object.keys(submitted['files'] as object) : [];
+  if (conf.length > LIMITS.submittedConfigFiles) {
+    throw inputError(
+      `The submitted pipeline carries ${conf.length} config files; at most ${LIMITS.submittedConfigFiles}.`,
+      'Compose fewer files, or start the pipeline by name on a worker that has its conf/.',
+    );
+  }
+  if (files.length > LIMITS.submittedDataFiles) {
+    throw inputError(
+      `The submitted pipeline names ${files.length} data files; at most ${LIMITS.submittedDataFiles}.`,
+      'Read a folder of files through one step (util.fetch of an archive, a query), or start the pipeline by name on a worker that has the files.',
+    );
+  }
+  for (const [name, text] of conf) {
+    if (!CONF_PATH.test(name) || name.split('/').some((s) => s === '..' || s === '.') || name.length > LIMITS.pipelineRefChars) {
+      throw inputError(`Submitted config file '${shown(name)}' is not a path inside conf/ (name segments of letters, digits, _ . -).`);
+    }
+    if (typeof text === 'string') checkText(text, `Submitted config file '${name}'`);
+  }
+  if (typeof submitted['text'] === 'string') checkText(submitted['text'], 'The submitted pipeline');
+  if (typeof submitted['file'] === 'string') checkText(submitted['file'], 'The submitted pipeline file');
+  for (const f of files) checkText(f, 'A submitted data file');
 }

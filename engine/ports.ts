@@ -2,6 +2,7 @@
  * Ports: the small interfaces through which plugins and activities reach the outside world.
  * Implementations live in adapters/ (local folder, GCS, ...); unit tests may use in-memory fakes.
  */
+import type { SubmittedPipeline } from './contracts.js';
 import type { ArtifactRef, CompiledPipeline } from './types.js';
 
 export interface PutOptions {
@@ -178,6 +179,11 @@ export interface ProjectPipelines {
   readonly dir: string;
   /** Compiles pipeline `ref` (a name under pipelines/ or a path inside the project) with overrides. */
   compile(ref: string, overrides?: string[]): CompiledPipeline;
+  /**
+   * Compiles a pipeline that came with the run (untrusted; engine/submitted.ts), for a worker on
+   * `taskQueue`. The same file as the project's own compiles as the project's.
+   */
+  compileSubmitted(submitted: SubmittedPipeline, overrides: string[], taskQueue: string): CompiledPipeline;
   /** A path that arrived in untrusted input, resolved inside the project; INPUT_INVALID when it leaves it. */
   localPath(value: string, what: string): string | undefined;
   /** The project's git commit, when the folder is a git checkout. */

@@ -58,6 +58,8 @@ export interface CompiledStep {
   env?: string[];
   /** Source position of the step, for messages at run time. */
   line?: number;
+  /** Path params (top-level names) that name a client's file of a submitted pipeline: the step reads it from the store. */
+  files?: Record<string, SubmittedFile>;
 }
 
 export interface CompiledPipeline {
@@ -80,6 +82,19 @@ export interface CompiledPipeline {
   monitor?: PipelineMonitor;
   /** From the spec's `hpo:` (engine/hpo.ts). */
   hpo?: HpoSpec;
+  /**
+   * Set when the pipeline came in the workflow input (`submitted`) rather than from the worker's
+   * project: untrusted, so no worker runs its code-running steps unless it trusts submitted pipelines.
+   */
+  submitted?: boolean;
+}
+
+/** A client's data file in the artifact store, named by a submitted pipeline's path param. */
+export interface SubmittedFile {
+  sha256: string;
+  size: number;
+  /** The path as the pipeline wrote it (pipelines/data/x.csv). */
+  path: string;
 }
 
 import type { HpoSpec } from './hpo.js';
@@ -161,6 +176,12 @@ export interface StepCall {
   env?: string[];
   /** The step's retry policy: runStep counts the step's errors against it (docs/resilience.md). */
   retry?: RetrySpec;
+  /** The plugin version the run was compiled with: a worker with another version refuses the step (PLUGIN_VERSION_MISMATCH). */
+  pluginVersion?: string;
+  /** The step belongs to a submitted pipeline (untrusted: code-running plugins need a trusting worker). */
+  submitted?: boolean;
+  /** Path params served from the artifact store (a submitted pipeline's client files). */
+  files?: Record<string, SubmittedFile>;
 }
 
 export interface StepState {

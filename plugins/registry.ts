@@ -87,6 +87,7 @@ export function createRegistry(plugins: AnyPlugin[]): Registry {
     codeParams: p.codeParams ?? [],
     codeHint: p.codeHint,
     pathParams: p.pathParams ?? [],
+    runsCode: p.runsCode === true,
     ...(p.heartbeat?.blocksEventLoopMs ? { blocksEventLoopMs: p.heartbeat.blocksEventLoopMs } : {}),
     outputNames: (params) => {
       const kinds = outputKinds(p, params);

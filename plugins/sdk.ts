@@ -143,6 +143,13 @@ export interface PluginDefinition<P extends z.ZodType = z.ZodType, I extends IoM
    */
   pathParams?: string[];
   /**
+   * The plugin executes commands or code that come from its params outside a sandbox (a shell line,
+   * a script, a program to start): its steps are code. Such steps run from pipelines in the worker's
+   * project only; a worker refuses them in a pipeline submitted with the run (SUBMITTED_CODE_REFUSED)
+   * unless it was started to trust submitted pipelines (MLPIPE_TRUST_SUBMITTED_PIPELINES=1).
+   */
+  runsCode?: boolean;
+  /**
    * Heartbeats are sent from the event loop. A plugin that keeps it busy for long stretches
    * (synchronous compute) says for how long at most; the step's default heartbeat timeout is then
    * three times that (at least 30 s), so a busy step is not taken for a dead worker.

@@ -44,6 +44,7 @@ export const shell = definePlugin({
     })
     .strict(),
   codeParams: ['command'],
+  runsCode: true,
   codeHint:
     'Pass values as data: args: ["${params.x}"] (read as "$1" in a shell line, or appended to a command list) or env: { X: "${params.x}" } (read as "$X"). ' +
     'Write $${ for a literal ${.',
