@@ -112,7 +112,14 @@ export function createRunStep(deps: StepDeps) {
         const cached = await fromCache(deps, a, cacheKey, manifest);
         if (cached) return cached;
       }
-      const { outputs, series, seriesDropped } = await execute(deps, a, call, plugin, await withFiles(a.store, params, call.files), cacheKey);
+      const { outputs, series, seriesDropped } = await execute(
+        deps,
+        a,
+        call,
+        plugin,
+        await withFiles(a.store, params, call.files),
+        cacheKey,
+      );
       checkOutputs(call, plugin, data, outputs);
       return await recordSuccess(deps, a, call, plugin, cacheKey, manifest, outputs, series, seriesDropped);
     } catch (e) {
@@ -159,7 +166,9 @@ function pluginOf(deps: StepDeps, call: StepCall, taskQueue: string): AnyPlugin 
     throw new PipelineError(
       'SUBMITTED_CODE_REFUSED',
       `Step '${call.stepId}' uses ${plugin.name}, which runs commands or code from its params; this worker (task queue '${taskQueue}') does not run them from a pipeline submitted with the run.`,
-      { hint: "Start this task queue's workers with MLPIPE_TRUST_SUBMITTED_PIPELINES=1, or run the pipeline by name from the workers' project." },
+      {
+        hint: "Start this task queue's workers with MLPIPE_TRUST_SUBMITTED_PIPELINES=1, or run the pipeline by name from the workers' project.",
+      },
     );
   }
   return plugin;

@@ -24,7 +24,7 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
   run: {
     usage: ['mlpipe run <pipeline> [overrides...] [options]'],
     summary:
-      "Compile the pipeline here and start a run that carries it (the spec, its config files, the plugin versions; the project files its steps read go to the artifact store), so a worker elsewhere needs the plugins only. Follow it, print outputs. Exit 0 when it succeeded, 1 when it failed or was cancelled. SIGINT / SIGTERM cancel the run (twice: stop waiting).",
+      'Compile the pipeline here and start a run that carries it (the spec, its config files, the plugin versions; the project files its steps read go to the artifact store), so a worker elsewhere needs the plugins only. Follow it, print outputs. Exit 0 when it succeeded, 1 when it failed or was cancelled. SIGINT / SIGTERM cancel the run (twice: stop waiting).',
     args: [PIPELINE, OVERRIDES],
     options: [
       ['--worker', 'also run a worker in this process while the run lasts'],

@@ -78,7 +78,11 @@ export function checkSubmittedPipeline(compiled: CompiledPipeline, c: SubmittedC
   for (const id of compiled.order) {
     const step = compiled.steps[id]!;
     const plugin = c.catalog.get(step.uses);
-    const where = (...path: (string | number)[]) => ({ file: compiled.file, ...(step.line ? { line: step.line } : {}), path: ['steps', id, ...path] });
+    const where = (...path: (string | number)[]) => ({
+      file: compiled.file,
+      ...(step.line ? { line: step.line } : {}),
+      path: ['steps', id, ...path],
+    });
     if (plugin?.runsCode && !c.trusted) {
       problems.push(
         new PipelineError(

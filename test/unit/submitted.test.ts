@@ -144,9 +144,9 @@ describe('a worker in another folder', () => {
     // Set by an override, too.
     const spec = `name: p\nparams: { data: inside.csv }\nsteps:\n  ingest: { uses: ingest.file, with: { path: '\${params.data}' } }\n`;
     expect(compileSubmittedPipeline(elsewhere, submittedOf(spec), registry, [], worker()).steps['ingest']!.with['path']).toBe('inside.csv');
-    expect(problemsOf(() => compileSubmittedPipeline(elsewhere, submittedOf(spec), registry, ['params.data=/etc/passwd'], worker()))[0]!.code).toBe(
-      'INPUT_INVALID',
-    );
+    expect(
+      problemsOf(() => compileSubmittedPipeline(elsewhere, submittedOf(spec), registry, ['params.data=/etc/passwd'], worker()))[0]!.code,
+    ).toBe('INPUT_INVALID');
     // A path computed when the step runs cannot be checked now: refused.
     const late = `name: p\nsteps:\n  a: { uses: util.echo, with: { values: { f: x } } }\n  b: { uses: util.echo, needs: a, with: { journal: '\${steps.a.outputs.f}' } }\n`;
     expect(problemsOf(() => compileSubmittedPipeline(elsewhere, submittedOf(late), registry, [], worker()))[0]!.message).toMatch(
@@ -177,7 +177,9 @@ describe('a worker in another folder', () => {
     });
     const own = createRegistry([...registry.list(), script]);
     const acme = `name: p\nsteps:\n  s: { uses: acme.script, with: { code: 'x' } }\n`;
-    expect(problemsOf(() => compileSubmittedPipeline(elsewhere, submittedOf(acme), own, [], worker()))[0]!.message).toContain('uses acme.script');
+    expect(problemsOf(() => compileSubmittedPipeline(elsewhere, submittedOf(acme), own, [], worker()))[0]!.message).toContain(
+      'uses acme.script',
+    );
     // Opted in: compiled (still marked submitted, so every worker of its steps decides for itself).
     const trusted = compileSubmittedPipeline(elsewhere, submittedOf(spec), registry, [], worker(true));
     expect(trusted.submitted).toBe(true);
@@ -204,7 +206,7 @@ describe('a worker in another folder', () => {
     );
   });
 
-  it("runs its own copy as its own: the same file with the same text is trusted, as a run by name", async () => {
+  it('runs its own copy as its own: the same file with the same text is trusted, as a run by name', async () => {
     const spec = `name: sh\nsteps:\n  sh: { uses: util.shell, with: { command: 'true' } }\n`;
     const project = folder({ 'pipelines/sh.yaml': spec });
     const { input } = await prepareRun({ projectDir: project }, 'sh');
