@@ -3,10 +3,12 @@
  * (from the tarball and the local npm cache), `npx mlpipe init`, `npm test` of the scaffold (tsc
  * and its plugin test on mlpipe/testing), a misnamed output refused by tsc through the package's
  * declarations, and `npx mlpipe run` of the example on the test's dev server with a worker started
- * from the installed package (`npx mlpipe worker`). Slow: it builds, packs and installs.
+ * from the installed package (`npx mlpipe worker`), in the scaffold and in another folder that has
+ * the package and the project's plugin module only (the run carries its pipeline, the data file goes
+ * through the shared artifact store). Slow: it builds, packs and installs.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -46,11 +48,23 @@ function ok(r: Result): Result {
  * (a cache filled by `npm ci` from a lockfile holds the tarballs but not every packument), from the
  * cache first and the registry for what is missing (`--prefer-offline`), said in the transcript.
  */
-function npmInstall(args: string[]): Result {
-  const offline = sh('npm', ['install', '--offline', ...args], project);
+function npmInstall(args: string[], cwd = project): Result {
+  const offline = sh('npm', ['install', '--offline', ...args], cwd);
   if (offline.code === 0 || !/ENOTCACHED/.test(offline.stderr + offline.stdout)) return ok(offline);
   transcript.push('  (the npm cache lacks some package metadata: again with --prefer-offline)');
-  return ok(sh('npm', ['install', '--prefer-offline', ...args], project));
+  return ok(sh('npm', ['install', '--prefer-offline', ...args], cwd));
+}
+
+/** Runs a command to its end without blocking the event loop (a worker of the test may be serving meanwhile). */
+function shAsync(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): Promise<Result> {
+  return new Promise<Result>((resolve) => {
+    const child = spawn(cmd, args, { cwd, env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
 }
 
 function du(dir: string): string {
@@ -59,6 +73,7 @@ function du(dir: string): string {
 
 let tarball: string;
 let worker: ChildProcess | undefined;
+let fleetWorker: ChildProcess | undefined;
 
 beforeAll(() => {
   const packed = ok(sh('npm', ['pack', '--json', '--pack-destination', root], REPO));
@@ -76,6 +91,7 @@ beforeAll(() => {
 
 afterAll(() => {
   worker?.kill('SIGKILL');
+  fleetWorker?.kill('SIGKILL');
   console.log(`packed-tarball transcript:\n${transcript.join('\n')}`);
   rmSync(root, { recursive: true, force: true });
 });
@@ -177,4 +193,47 @@ describe('the packed package in a new project', () => {
     worker.kill('SIGTERM');
     await new Promise((r) => worker!.once('exit', r));
   }, 300_000);
+
+  it("runs a pipeline submitted from the scaffold on a worker installed in another folder with the project's plugins only", async () => {
+    // The worker's folder: the package and the project's plugin module; no pipelines/, conf/ or data.
+    const workers = join(root, 'workers');
+    mkdirSync(workers);
+    writeFileSync(
+      join(workers, 'package.json'),
+      `${JSON.stringify({ name: 'pipeline-workers', version: '0.1.0', private: true, type: 'module' }, null, 2)}\n`,
+    );
+    npmInstall([tarball], workers);
+    copyFileSync(join(project, 'mlpipe.plugins.ts'), join(workers, 'mlpipe.plugins.ts'));
+    for (const f of ['pipelines', 'conf']) expect(existsSync(join(workers, f)), f).toBe(false);
+
+    const taskQueue = uniqueId('package-fleet');
+    // Client and worker share the artifact store: the scaffold's data file reaches the worker through it.
+    const env = {
+      TEMPORAL_ADDRESS: inject('temporalAddress'),
+      MLPIPE_TASK_QUEUE: taskQueue,
+      MLPIPE_ARTIFACTS: join(root, 'shared-artifacts'),
+      MLPIPE_TRACKING: 'off',
+      NO_COLOR: '1',
+    };
+    const log = openSync(join(root, 'fleet-worker.log'), 'a');
+    fleetWorker = spawn('npx', ['mlpipe', 'worker'], { cwd: workers, env: { ...process.env, ...env }, stdio: ['ignore', log, log] });
+    const args = ['mlpipe', 'run', 'example', 'params.column=value', 'stats.decimals=1', '--json'];
+    const run = await shAsync('npx', args, project, env);
+    transcript.push(
+      `$ npx ${args.join(' ')}   (exit ${run.code}; worker: npx mlpipe worker in ${workers}, the package and mlpipe.plugins.ts only, task queue ${taskQueue})`,
+    );
+    if (run.code !== 0)
+      throw new Error(`${run.stdout}\n${run.stderr}\n${readFileSync(join(root, 'fleet-worker.log'), 'utf8').slice(-4000)}`);
+    const result = JSON.parse(run.stdout) as { state: string; outputs: Record<string, Record<string, unknown>> };
+    expect(result.state).toBe('succeeded');
+    expect(result.outputs['stats']).toMatchObject({ min: 1, max: 12.8, mean: 6.2, rows: 5 });
+    expect(result.outputs['summary']).toMatchObject({ wide: true, message: 'value: mean 6.2 over 5 rows' });
+    // The worker read the data from the store, not from a project of its own.
+    expect(existsSync(join(workers, 'pipelines'))).toBe(false);
+    transcript.push(
+      `  outputs: ${JSON.stringify({ stats: { ...result.outputs['stats'], report: '…' }, summary: result.outputs['summary'] })}`,
+    );
+    fleetWorker.kill('SIGTERM');
+    await new Promise((r) => fleetWorker!.once('exit', r));
+  }, 600_000);
 });

@@ -17,7 +17,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { toApplicationFailure } from '../../activities/run-step.js';
+import { countedFailure, toApplicationFailure } from '../../activities/run-step.js';
 import {
   describeFailure,
   ERROR_CODES,
@@ -260,6 +260,34 @@ describe('PipelineError <-> ApplicationFailure', () => {
     const again = toApplicationFailure(new PipelineError('STORAGE_ERROR', 'GCS upload failed')) as ApplicationFailure;
     expect(again).toMatchObject({ type: 'STORAGE_ERROR', nonRetryable: false, message: 'GCS upload failed' });
     expect(errorFromFailure(overTheWire(again))).toMatchObject({ code: 'STORAGE_ERROR', retryable: true });
+  });
+
+  it("carries a plugin's own code (<namespace>/<CODE>) through the failure converter: retried unless the error says otherwise", () => {
+    const e = new PipelineError('acme/FORECAST_HORIZON', 'A 400-day horizon is beyond the 90 days of data.', {
+      hint: 'Set horizon to 90 or less.',
+      details: { horizon: 400, days: 90 },
+    });
+    const f = toApplicationFailure(e) as ApplicationFailure;
+    expect(f).toMatchObject({ type: 'acme/FORECAST_HORIZON', nonRetryable: false });
+    const back = errorFromFailure(overTheWire(f))!;
+    expect(back).toBeInstanceOf(PipelineError);
+    expect({ code: back.code, message: back.message, hint: back.hint, retryable: back.retryable, details: back.details }).toEqual({
+      code: 'acme/FORECAST_HORIZON',
+      message: e.message,
+      hint: e.hint,
+      retryable: true,
+      details: { horizon: 400, days: 90 },
+    });
+    // As runStep counts it: retried with the step's backoff, final at maximumAttempts, its type kept.
+    const retried = countedFailure(f, 1, { maximumAttempts: 3 }) as ApplicationFailure;
+    expect(retried).toMatchObject({ type: 'acme/FORECAST_HORIZON', nonRetryable: false });
+    expect(countedFailure(f, 3, { maximumAttempts: 3 })).toMatchObject({ type: 'acme/FORECAST_HORIZON', nonRetryable: true });
+    expect(errorFromFailure(overTheWire(countedFailure(f, 3, { maximumAttempts: 3 })))).toMatchObject({ code: 'acme/FORECAST_HORIZON' });
+    // retryable: false makes it final at once.
+    const final = toApplicationFailure(new PipelineError('acme/REGION_CLOSED', 'Region eu-x is closed.', { retryable: false }));
+    expect(final).toMatchObject({ type: 'acme/REGION_CLOSED', nonRetryable: true });
+    expect(countedFailure(final, 1, { maximumAttempts: 3 })).toBe(final);
+    expect(errorFromFailure(overTheWire(final))).toMatchObject({ code: 'acme/REGION_CLOSED', retryable: false });
   });
 
   it('says where an override problem is, and lists several problems once', () => {
