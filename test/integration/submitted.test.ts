@@ -94,6 +94,13 @@ steps:
     uses: util.shell
     with: { command: 'echo from a submitted pipeline' }
 `,
+  'pipelines/shell-elsewhere.yaml': `name: shell-elsewhere
+steps:
+  sh:
+    uses: util.shell
+    taskQueue: ${queues.v1}
+    with: { command: 'echo sent to an untrusting worker' }
+`,
   'pipelines/data/rows.csv': 'a,b\n1,2\n3,4\n5,6\n',
   'pipelines/data/only-here.csv': `a,b\n${Date.now()},${process.pid}\n`,
   'conf/count.yaml': 'label: from the client conf\n',
@@ -232,5 +239,15 @@ describe('runs that carry their pipeline', () => {
     expect(activities).toEqual(['compilePipeline']);
     const { result } = await run('shell', queues.trusted);
     expect((await result).outputs['sh']).toMatchObject({ exitCode: 0, stdout: 'from a submitted pipeline' });
+  });
+
+  it('each worker decides for itself: a trusting worker compiles it, the untrusting worker of its step refuses the step once', async () => {
+    const { error, activities, attempts } = await failureOf('shell-elsewhere', queues.trusted);
+    expect(error!.code).toBe('STEP_FAILED');
+    expect(error!.message).toContain(
+      `Step 'sh' failed (SUBMITTED_CODE_REFUSED): Step 'sh' uses util.shell, which runs commands or code from its params; this worker (task queue '${queues.v1}') does not run them`,
+    );
+    expect(activities).toEqual(['compilePipeline', 'runStep']);
+    expect(attempts).toEqual([1, 1]);
   });
 });
