@@ -149,6 +149,9 @@ async function main(): Promise<void> {
           row[`parallel${parallel}StepMedianSeconds`] = await stepMedians(w.artifacts, r);
           row[`parallel${parallel}BestRmse`] = r.best.value;
           row[`parallel${parallel}Failed`] = r.failed;
+          console.log(
+            `  ${b} parallel ${parallel}: median seconds per step ${JSON.stringify(row[`parallel${parallel}StepMedianSeconds`])}`,
+          );
         }
       }
       results['housing'] = housing;
