@@ -100,7 +100,7 @@ if [ "$with_tfjs_node" = 1 ] && [ -z "$tfjs_node_fallback" ] && ! tfjs_node_load
       # Not in package.json: the published package leaves it to the user (an optional peer), and a
       # plain npm install would try tfjs-node's own download. --no-save keeps package.json and the lock.
       say "installing @tensorflow/tfjs-node $tfjs_node_version"
-      npm install --no-save --no-audit --no-fund --loglevel=error "@tensorflow/tfjs-node@$tfjs_node_version" >&2 || true
+      npm install --no-save --no-audit --no-fund --loglevel=error "@tensorflow/tfjs-node@$tfjs_node_version" $(tfjs_node_keep -gpu) >&2 || true
     fi
     tfjs_node_stop
     if tfjs_node_loads; then say "tfjs-node binding built in $(( $(date +%s) - start ))s"; else tfjs_node_fallback="the @tensorflow/tfjs-node binding did not build or does not load: $tfjs_node_why"; fi
@@ -124,7 +124,7 @@ if [ "$with_tfjs_node_gpu" = 1 ]; then
     if tfjs_node_serve "$cache" "$tf_gpu_version" tensorflow -gpu; then
       say "installing @tensorflow/tfjs-node-gpu $tfjs_node_version"
       start=$(date +%s)
-      npm install --no-save --no-audit --no-fund --loglevel=error "@tensorflow/tfjs-node-gpu@$tfjs_node_version" >&2 || true
+      npm install --no-save --no-audit --no-fund --loglevel=error "@tensorflow/tfjs-node-gpu@$tfjs_node_version" $(tfjs_node_keep) >&2 || true
       tfjs_node_stop
       if tfjs_node_loads -gpu; then say "tfjs-node-gpu binding built in $(( $(date +%s) - start ))s"; else gpu_fallback="the @tensorflow/tfjs-node-gpu binding did not build or does not load: $tfjs_node_why"; fi
     else
@@ -133,6 +133,9 @@ if [ "$with_tfjs_node_gpu" = 1 ]; then
   fi
   if [ -n "$gpu_fallback" ]; then
     say "tfjs-node-gpu: not available, training uses the next backend: $gpu_fallback"
+  elif ! ls /proc/driver/nvidia/gpus/* >/dev/null 2>&1; then
+    # The binding loads without a GPU (TensorFlow would run on the CPU): lib/tf.ts skips it then.
+    say "tfjs-node-gpu: built on TensorFlow $tf_gpu_version, but no NVIDIA GPU is visible here (/proc/driver/nvidia/gpus is empty): training uses the next backend (tfjs-node, else wasm)"
   else
     say "tfjs-node-gpu: @tensorflow/tfjs-node-gpu on TensorFlow $tf_gpu_version ($cache/tensorflow-$tf_gpu_version)"
   fi

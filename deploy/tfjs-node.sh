@@ -151,6 +151,15 @@ tfjs_node_stop() {
   unset TFJS_NODE_BASE_URI npm_config_build_from_source
 }
 
+# "@tensorflow/tfjs-node$1@<version>" when that package is installed, for the npm install of the other
+# one: both are installed with --no-save, and npm removes what package.json does not list unless the
+# same command names it, so installing tfjs-node-gpu alone would remove tfjs-node (and the reverse).
+tfjs_node_keep() {
+  local pkg="node_modules/@tensorflow/tfjs-node${1:-}/package.json"
+  [ -f "$pkg" ] && printf '@tensorflow/tfjs-node%s@%s\n' "${1:-}" "$(node -p "require('./$pkg').version")"
+  return 0
+}
+
 # Whether @tensorflow/tfjs-node$1 is installed and its addon loads (the reason in tfjs_node_why if not).
 tfjs_node_loads() {
   local out

@@ -82,34 +82,41 @@ export function onehotName(column: string, category: string): string {
   return `${column}=${category}`;
 }
 
+/** The expression an in-place op (impute, log, clip, standardize) gives its column; undefined for the others. */
+function replaceExpr(op: FittedOp): { column: string; expr: string } | undefined {
+  const q = ident;
+  switch (op.op) {
+    case 'impute':
+      return { column: op.column, expr: `coalesce(${q(op.column)}, ${typeof op.value === 'number' ? op.value : sqlString(op.value)})` };
+    case 'log':
+      return { column: op.column, expr: `ln(greatest(${q(op.column)}, 0) + ${op.offset})` };
+    case 'clip': {
+      let e = q(op.column);
+      if (op.min !== null) e = `greatest(${e}, ${op.min})`;
+      if (op.max !== null) e = `least(${e}, ${op.max})`;
+      return { column: op.column, expr: e };
+    }
+    case 'standardize':
+      return { column: op.column, expr: `(${q(op.column)} - ${op.mean}) / ${op.std}` };
+    default:
+      return undefined;
+  }
+}
+
 /**
  * The SQL select list applying one fitted op to a relation with the given columns, and the columns
  * after it. Pure: the same state gives the same SQL at fit time, at serving and in monitoring.
  */
 export function applyOpSql(op: FittedOp, columns: string[]): { select: string; columns: string[] } {
   const q = ident;
-  const replace = (col: string, expr: string): { select: string; columns: string[] } => ({
-    select: `* REPLACE (${expr} AS ${q(col)})`,
-    columns,
-  });
+  const inPlace = replaceExpr(op);
+  if (inPlace) return { select: `* REPLACE (${inPlace.expr} AS ${q(inPlace.column)})`, columns };
   switch (op.op) {
     case 'derive':
       return {
         select: `*, (${op.expr !== undefined ? formulaSql(parseFormula(op.expr)) : op.sql}) AS ${q(op.name)}`,
         columns: [...columns, op.name],
       };
-    case 'impute':
-      return replace(op.column, `coalesce(${q(op.column)}, ${typeof op.value === 'number' ? op.value : sqlString(op.value)})`);
-    case 'log':
-      return replace(op.column, `ln(greatest(${q(op.column)}, 0) + ${op.offset})`);
-    case 'clip': {
-      let e = q(op.column);
-      if (op.min !== null) e = `greatest(${e}, ${op.min})`;
-      if (op.max !== null) e = `least(${e}, ${op.max})`;
-      return replace(op.column, e);
-    }
-    case 'standardize':
-      return replace(op.column, `(${q(op.column)} - ${op.mean}) / ${op.std}`);
     case 'rbf': {
       const names = op.centers.map((_, k) => `${op.name}_${k}`);
       const exprs = op.centers.map(
@@ -127,17 +134,44 @@ export function applyOpSql(op: FittedOp, columns: string[]): { select: string; c
         columns: [...columns.filter((c) => c !== op.column), ...op.categories.map((c) => onehotName(op.column, c))],
       };
     }
+    default:
+      throw new Error(`unknown fitted op ${(op as { op: string }).op}`);
   }
 }
 
-/** A query applying a whole fitted transform to `source` (a table, view or read_parquet(...)). */
-export function applyTransformSql(state: FittedTransform, source: string, columns: string[]): string {
-  let sql = `SELECT * FROM ${source}`;
+/**
+ * A query applying `ops` in order to the query `sql` (whose columns are `columns`), and the columns
+ * after them. Consecutive in-place ops on different columns share one SELECT level
+ * (`* REPLACE (a AS x, b AS y)`): the same values as one level per op, but a shallow query, so
+ * DuckDB plans an 80-column standardize as one projection instead of 80 nested ones.
+ */
+export function applyOpsSql(ops: FittedOp[], sql: string, columns: string[]): { sql: string; columns: string[] } {
   let cols = columns;
-  for (const op of state.ops) {
+  let group = new Map<string, string>();
+  const flush = (): void => {
+    if (!group.size) return;
+    const list = [...group].map(([column, expr]) => `${expr} AS ${ident(column)}`).join(', ');
+    sql = `SELECT * REPLACE (${list}) FROM (${sql})`;
+    group = new Map();
+  };
+  for (const op of ops) {
+    const inPlace = replaceExpr(op);
+    if (inPlace) {
+      // A second op on the same column reads the first one's result: a new level.
+      if (group.has(inPlace.column)) flush();
+      group.set(inPlace.column, inPlace.expr);
+      continue;
+    }
+    flush();
     const step = applyOpSql(op, cols);
     sql = `SELECT ${step.select} FROM (${sql})`;
     cols = step.columns;
   }
-  return sql;
+  flush();
+  return { sql, columns: cols };
+}
+
+/** A query applying a whole fitted transform to `source` (a table, view or read_parquet(...)). */
+export function applyTransformSql(state: FittedTransform, source: string, columns: string[]): string {
+  return applyOpsSql(state.ops, `SELECT * FROM ${source}`, columns).sql;
 }

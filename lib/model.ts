@@ -39,6 +39,16 @@ export interface Matrix {
   features: string[];
 }
 
+/** A target value as JS: BIGINT as a number, DECIMAL as a number, strings and numbers as they are. */
+function targetValue(v: unknown): number | string {
+  if (typeof v === 'bigint') return Number(v);
+  if (v !== null && typeof v === 'object') {
+    const d = v as { toDouble?: () => number };
+    return typeof d.toDouble === 'function' ? d.toDouble() : String(v);
+  }
+  return v as number | string;
+}
+
 /** Reads feature columns (and the target) of a Parquet dataset as a row-major float matrix. */
 export async function loadMatrix(file: string, opts: { target?: string; features?: string[]; label: string }): Promise<Matrix> {
   return withDuckDB(async (db) => {
@@ -62,33 +72,42 @@ export async function loadMatrix(file: string, opts: { target?: string; features
         hint: 'One-hot encode categorical columns with process.transform first.',
       });
     }
-    const select = features.map((f) => `${ident(f)}::DOUBLE AS ${ident(f)}`).join(', ');
-    const nulls = await db.rows<{ c: string; n: number }>(
-      features
-        .map((f) => `SELECT ${sqlString(f)} AS c, count(*) FILTER (WHERE ${ident(f)} IS NULL)::BIGINT AS n FROM ${src}`)
-        .join(' UNION ALL '),
+    // One scan for every column's null count, then the values column by column (no object per row).
+    const [nullCounts] = await db.rows<Record<string, number>>(
+      `SELECT ${features.map((f, j) => `count_if(${ident(f)} IS NULL)::BIGINT AS n${j}`).join(', ') || '0 AS none'} FROM ${src}`,
     );
-    const withNulls = nulls.filter((r) => r.n > 0);
+    const withNulls = features.map((f, j) => ({ c: f, n: Number(nullCounts?.[`n${j}`] ?? 0) })).filter((r) => r.n > 0);
     if (withNulls.length) {
       throw new PipelineError('DATA_INVALID', `${opts.label}: null values in ${withNulls.map((r) => `'${r.c}' (${r.n})`).join(', ')}.`, {
         hint: 'Impute them with process.transform before training.',
       });
     }
-    const rows = await db.rows<Record<string, number | string>>(
-      `SELECT ${select}${opts.target ? `, ${ident(opts.target)} AS __y` : ''} FROM ${src}`,
-    );
-    const x = new Float32Array(rows.length * features.length);
+    const select = [...features.map((f) => `${ident(f)}::DOUBLE`), ...(opts.target ? [ident(opts.target)] : [])].join(', ');
+    const width = features.length;
+    let x = new Float32Array(0);
+    let rows = 0;
     const y: (number | string)[] = [];
-    rows.forEach((r, i) => {
-      features.forEach((f, j) => (x[i * features.length + j] = r[f] as number));
-      if (opts.target) y.push(r['__y'] as number | string);
-    });
+    for await (const columns of db.chunks(`SELECT ${select} FROM ${src}`)) {
+      const n = columns[0]?.length ?? 0;
+      if (x.length < (rows + n) * width) {
+        const grown = new Float32Array(Math.max((rows + n) * width, x.length * 2));
+        grown.set(x);
+        x = grown;
+      }
+      for (let j = 0; j < width; j++) {
+        const col = columns[j] as number[];
+        for (let i = 0; i < n; i++) x[(rows + i) * width + j] = col[i]!;
+      }
+      if (opts.target) for (const v of columns[width]!) y.push(targetValue(v));
+      rows += n;
+    }
+    x = x.slice(0, rows * width);
     if (opts.target && y.some((v) => v === null || v === undefined)) {
       throw new PipelineError('DATA_INVALID', `${opts.label}: the target '${opts.target}' has null values.`, {
         hint: 'Drop those rows with process.sql, or validate the target with maxNullShare: 0.',
       });
     }
-    return { x, y: opts.target ? y : undefined, rows: rows.length, features };
+    return { x, y: opts.target ? y : undefined, rows, features };
   });
 }
 

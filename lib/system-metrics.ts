@@ -61,6 +61,7 @@ function cpuTimes(): { busy: number; total: number } {
   return { busy, total };
 }
 
+const MB = 1e6;
 const MiB = 2 ** 20;
 const round = (v: number, digits = 1): number => Number(v.toFixed(digits));
 
@@ -79,15 +80,17 @@ export class SystemSampler {
     const proc = process.cpuUsage();
     const wallUs = Math.max(1, (now - this.lastAt) * 1000);
     const total = cpu.total - this.lastCpu.total;
+    const used = totalmem() - freemem();
+    const rss = process.memoryUsage.rss();
+    // The names and units of MLflow's CPU, process and GPU monitors (mlflow/system_metrics/metrics/):
+    // megabytes are 10^6 bytes; process CPU is psutil's Process.cpu_percent (100 = one core).
     const values: Record<string, number> = {
       'system/cpu_utilization_percentage': round(total > 0 ? ((cpu.busy - this.lastCpu.busy) / total) * 100 : 0),
-      'system/system_memory_usage_megabytes': round((totalmem() - freemem()) / MiB),
-      'system/system_memory_usage_percentage': round(((totalmem() - freemem()) / totalmem()) * 100),
-      // 100 = one core busy all the interval.
-      'system/process_cpu_utilization_percentage': round(
-        ((proc.user - this.lastProcess.user + proc.system - this.lastProcess.system) / wallUs) * 100,
-      ),
-      'system/process_memory_rss_megabytes': round(process.memoryUsage.rss() / MiB),
+      'system/system_memory_usage_megabytes': round(used / MB),
+      'system/system_memory_usage_percentage': round((used / totalmem()) * 100),
+      'system/process_cpu_percentage': round(((proc.user - this.lastProcess.user + proc.system - this.lastProcess.system) / wallUs) * 100),
+      'system/process_memory_rss_megabytes': round(rss / MB),
+      'system/process_memory_percentage': round((rss / totalmem()) * 100),
     };
     this.lastCpu = cpu;
     this.lastProcess = proc;
@@ -97,7 +100,7 @@ export class SystemSampler {
       if (!gpus) this.gpuMissing = true;
       for (const g of gpus ?? []) {
         values[`system/gpu_${g.index}_utilization_percentage`] = g.utilizationPercent;
-        values[`system/gpu_${g.index}_memory_usage_megabytes`] = g.memoryUsedMiB;
+        values[`system/gpu_${g.index}_memory_usage_megabytes`] = round((g.memoryUsedMiB * MiB) / MB);
         values[`system/gpu_${g.index}_memory_usage_percentage`] = round(g.memoryTotalMiB ? (g.memoryUsedMiB / g.memoryTotalMiB) * 100 : 0);
       }
     }

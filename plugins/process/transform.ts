@@ -5,7 +5,7 @@ import { isArtifactRef, type ArtifactRef } from '../../engine/types.js';
 import { datasetFile, datasetPath, describe, isNumericType, view, writeDataset, type Column } from '../../lib/dataset.js';
 import { definePlugin } from '../sdk.js';
 import {
-  applyOpSql,
+  applyOpsSql,
   applyTransformSql,
   gridCenters,
   parseFittedTransform,
@@ -270,11 +270,13 @@ async function fitOnehot({ db, current, names }: OpFit, step: StepOf<'onehot'>):
 async function fitStandardize({ names, stats }: OpFit): Promise<FittedOp[]> {
   const ops: FittedOp[] = [];
   const rows = await stats((c) => [
-    `count(*) FILTER (WHERE isinf(${c}::DOUBLE) OR isnan(${c}::DOUBLE))::BIGINT`,
-    `count(*) FILTER (WHERE ${c} IS NULL)::BIGINT`,
+    // count_if and CASE rather than FILTER clauses: the same values, and DuckDB computes a few
+    // hundred of them in a quarter of the time (one projection, no filter per aggregate).
+    `count_if(isinf(${c}::DOUBLE) OR isnan(${c}::DOUBLE))::BIGINT`,
+    `count_if(${c} IS NULL)::BIGINT`,
     // Infinite values would make these fail: computed only over finite ones, checked above.
-    `avg(${c}::DOUBLE) FILTER (WHERE NOT isinf(${c}::DOUBLE))`,
-    `stddev_pop(${c}::DOUBLE) FILTER (WHERE NOT isinf(${c}::DOUBLE))`,
+    `avg(CASE WHEN isinf(${c}::DOUBLE) THEN NULL ELSE ${c}::DOUBLE END)`,
+    `stddev_pop(CASE WHEN isinf(${c}::DOUBLE) THEN NULL ELSE ${c}::DOUBLE END)`,
   ]);
   names.forEach((name, i) => {
     const r = rows[i]!;
@@ -298,7 +300,7 @@ async function fitStandardize({ names, stats }: OpFit): Promise<FittedOp[]> {
   return ops;
 }
 
-/** Applies the fitted ops of step `i` one view at a time, adding them to `state`; returns the last view and its columns. */
+/** Applies the fitted ops of step `i` as one view (in-place ops share a level), adding them to `state`; returns the view and its columns. */
 async function applyFitted(
   db: Duck,
   state: FittedTransform,
@@ -307,25 +309,22 @@ async function applyFitted(
   current: string,
   columns: Column[],
 ): Promise<{ current: string; columns: Column[] }> {
-  for (const op of ops) {
-    const next = `__fit${i + 1}_${state.ops.length}`;
-    try {
-      await db.run(
-        `CREATE OR REPLACE TEMP VIEW ${next} AS SELECT ${
-          applyOpSql(
-            op,
-            columns.map((x) => x.name),
-          ).select
-        } FROM ${current}`,
-      );
-      current = next;
-      columns = await describe(db, current);
-    } catch (e) {
-      throw sqlFailure(`process.transform (${op.op}${op.op === 'derive' ? ` ${op.name}` : ''})`, e);
-    }
-    state.ops.push(op);
+  if (!ops.length) return { current, columns };
+  const next = `__fit${i + 1}`;
+  try {
+    const { sql } = applyOpsSql(
+      ops,
+      `SELECT * FROM ${current}`,
+      columns.map((x) => x.name),
+    );
+    await db.run(`CREATE OR REPLACE TEMP VIEW ${next} AS ${sql}`);
+    columns = await describe(db, next);
+  } catch (e) {
+    const op = ops[0]!;
+    throw sqlFailure(`process.transform (${op.op}${op.op === 'derive' ? ` ${op.name}` : ''})`, e);
   }
-  return { current, columns };
+  state.ops.push(...ops);
+  return { current: next, columns };
 }
 
 const fitParams = z

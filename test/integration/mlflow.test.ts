@@ -34,6 +34,11 @@ import {
 import { createClient, createTestProject, REPO, startWorker, uniqueId, waitFor, waitForTracking } from './helpers.js';
 
 const run = promisify(execFile);
+const hasNvidiaSmi = (): Promise<boolean> =>
+  run('nvidia-smi', ['-L']).then(
+    () => true,
+    () => false,
+  );
 const CACHE = process.env['MLPIPE_CACHE_DIR'] ?? join(process.env['HOME'] ?? '', '.cache', 'mlpipe');
 const MLFLOW = findMlflow(CACHE);
 const PYTHON = MLFLOW ? join(MLFLOW, '..', 'python') : 'python3';
@@ -239,6 +244,32 @@ describe('MLflow tracking against a real mlflow server', () => {
     expect(train.history['loss']!.map((p) => p[0])).toEqual([1, 2, 3, 4]);
     expect(train.history['val_loss']!.map((p) => p[0])).toEqual([1, 2, 3, 4]);
     expect(train.history['duration_seconds']).toHaveLength(1);
+    // System metrics of the training step, under the names MLflow's own system metrics monitor
+    // logs, numbered 1, 2, ... (at least the sample taken when training ends).
+    for (const key of [
+      'system/cpu_utilization_percentage',
+      'system/system_memory_usage_megabytes',
+      'system/process_cpu_percentage',
+      'system/process_memory_rss_megabytes',
+    ]) {
+      const points = train.history[key] ?? [];
+      expect(points.length, key).toBeGreaterThanOrEqual(1);
+      expect(points.map((p) => p[0])).toEqual(points.map((_, i) => i + 1));
+    }
+    for (const [, cpu] of train.history['system/cpu_utilization_percentage']!) {
+      expect(cpu).toBeGreaterThanOrEqual(0);
+      expect(cpu).toBeLessThanOrEqual(100);
+    }
+    const rss = train.history['system/process_memory_rss_megabytes']!.map((p) => p[1]);
+    expect(Math.min(...rss)).toBeGreaterThan(50);
+    expect(Math.max(...train.history['system/system_memory_usage_megabytes']!.map((p) => p[1]))).toBeGreaterThan(Math.max(...rss) / 2);
+    // GPU figures only where nvidia-smi answers.
+    const gpuKeys = Object.keys(train.history).filter((k) => k.startsWith('system/gpu_'));
+    if (!(await hasNvidiaSmi())) expect(gpuKeys).toEqual([]);
+    else expect(gpuKeys).toEqual(expect.arrayContaining(['system/gpu_0_utilization_percentage', 'system/gpu_0_memory_usage_megabytes']));
+    // Other steps are not sampled.
+    const ingest = children.find((c) => c.name === 'ingest')!;
+    expect(Object.keys(ingest.history).filter((k) => k.startsWith('system/'))).toEqual([]);
     for (const c of children) expect(c.status).toBe('FINISHED');
 
     // Registered model: a version from the register run, aliased challenger and (the first one)

@@ -324,6 +324,23 @@ describe('process.transform', () => {
     expect(applyTransformSql(state, 't', ['x'])).toBe(
       'SELECT * REPLACE (least("x", 10) AS "x") FROM (SELECT * REPLACE (coalesce("x", 3) AS "x") FROM (SELECT * FROM t))',
     );
+    // In-place ops on different columns share one level; a second op on a column, or an op that adds columns, starts a new one.
+    const wide: FittedTransform = {
+      kind: 'mlpipe.transform',
+      version: 1,
+      exclude: [],
+      ops: [
+        { op: 'log', column: 'x', offset: 1 },
+        { op: 'standardize', column: 'y', mean: 0, std: 2 },
+        { op: 'standardize', column: 'x', mean: 1, std: 3 },
+        { op: 'derive', name: 'z', expr: 'x + y' },
+        { op: 'standardize', column: 'z', mean: 0, std: 1 },
+      ],
+    };
+    expect(applyTransformSql(wide, 't', ['x', 'y'])).toBe(
+      'SELECT * REPLACE (("z" - 0) / 1 AS "z") FROM (SELECT *, (("x"::DOUBLE + "y"::DOUBLE)) AS "z" FROM (' +
+        'SELECT * REPLACE (("x" - 1) / 3 AS "x") FROM (SELECT * REPLACE (ln(greatest("x", 0) + 1) AS "x", ("y" - 0) / 2 AS "y") FROM (SELECT * FROM t))))',
+    );
   });
 
   it('explains a missing column and a column that needs imputing first', async () => {

@@ -2,6 +2,7 @@
  * System metrics of a step (lib/system-metrics.ts): MLflow's system/ names, sampled on a timer and
  * once at the end, GPU figures from nvidia-smi's CSV where it answers.
  */
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parseNvidiaSmi, SystemSampler, watchSystem, type GpuSample } from '../../lib/system-metrics.js';
 
@@ -30,20 +31,40 @@ describe('system metrics', () => {
     ]);
   });
 
+  it('reads an nvidia-smi output of four GPUs: the two that report every figure become gpu_0 and gpu_1 metrics', async () => {
+    const text = readFileSync(new URL('../fixtures/nvidia-smi/query-gpu.csv', import.meta.url), 'utf8');
+    const gpus = parseNvidiaSmi(text);
+    expect(gpus).toEqual([
+      { index: 0, utilizationPercent: 97, memoryUsedMiB: 14839, memoryTotalMiB: 15360 },
+      { index: 1, utilizationPercent: 0, memoryUsedMiB: 0, memoryTotalMiB: 15360 },
+    ]);
+    const v = await new SystemSampler(async () => gpus).sample();
+    expect(Object.fromEntries(Object.entries(v).filter(([k]) => k.includes('gpu')))).toEqual({
+      'system/gpu_0_utilization_percentage': 97,
+      'system/gpu_0_memory_usage_megabytes': 15559.8,
+      'system/gpu_0_memory_usage_percentage': 96.6,
+      'system/gpu_1_utilization_percentage': 0,
+      'system/gpu_1_memory_usage_megabytes': 0,
+      'system/gpu_1_memory_usage_percentage': 0,
+    });
+  });
+
   it('a sample has CPU and memory of the machine and of this process, and the GPUs when there are some', async () => {
     const gpus: GpuSample[] = [{ index: 0, utilizationPercent: 75, memoryUsedMiB: 1024, memoryTotalMiB: 4096 }];
     const sampler = new SystemSampler(async () => gpus);
     busyFor(200);
     const v = await sampler.sample();
-    expect(v['system/process_cpu_utilization_percentage']!).toBeGreaterThan(20);
+    expect(v['system/process_cpu_percentage']!).toBeGreaterThan(20);
     expect(v['system/cpu_utilization_percentage']!).toBeGreaterThan(0);
     expect(v['system/cpu_utilization_percentage']!).toBeLessThanOrEqual(100);
     expect(v['system/process_memory_rss_megabytes']!).toBeGreaterThan(10);
     expect(v['system/system_memory_usage_percentage']!).toBeGreaterThan(0);
     expect(v['system/system_memory_usage_megabytes']!).toBeGreaterThan(v['system/process_memory_rss_megabytes']! / 2);
+    expect(v['system/process_memory_percentage']!).toBeGreaterThan(0);
     expect(v).toMatchObject({
       'system/gpu_0_utilization_percentage': 75,
-      'system/gpu_0_memory_usage_megabytes': 1024,
+      // nvidia-smi reports MiB; MLflow's megabytes are 10^6 bytes.
+      'system/gpu_0_memory_usage_megabytes': 1073.7,
       'system/gpu_0_memory_usage_percentage': 25,
     });
   });

@@ -13,6 +13,8 @@ import { classificationMetrics, regressionMetrics, rocAuc } from '../../plugins/
 import { evaluateModel } from '../../plugins/evaluate/model.js';
 import { ingestFile } from '../../plugins/ingest/file.js';
 import { learningRateAt, trainMlp } from '../../plugins/train/mlp.js';
+import { withDuckDB } from '../../adapters/duckdb.js';
+import { loadMatrix } from '../../lib/model.js';
 import { runPlugin, testContext } from './step-context.js';
 
 describe('metrics', () => {
@@ -153,5 +155,40 @@ describe('train.tfjs-mlp and evaluate.model', () => {
       (e: unknown) => e as PipelineError,
     );
     expect(text.message).toContain('feature column(s) label are not numeric');
+  });
+});
+
+describe('loadMatrix', () => {
+  const parquet = async (select: string): Promise<string> => {
+    const file = join(mkdtempSync(join(tmpdir(), 'mlpipe-matrix-')), 'data.parquet');
+    await withDuckDB((db) => db.run(`COPY (${select}) TO '${file}' (FORMAT parquet)`));
+    return file;
+  };
+
+  it('reads every row in file order across chunks, row-major, with the target as JS values', async () => {
+    // 5,000 rows: more than one 2,048-row chunk. a: integers, b: doubles, t: BIGINT target.
+    const file = await parquet('SELECT i::INTEGER AS a, i / 4.0 AS b, (i * 3)::BIGINT AS t, i::VARCHAR AS s FROM range(5000) r(i)');
+    const m = await loadMatrix(file, { target: 't', label: 'train' });
+    expect(m.features).toEqual(['a', 'b']);
+    expect(m.rows).toBe(5000);
+    expect(m.x).toHaveLength(10_000);
+    for (const i of [0, 1, 2047, 2048, 4999]) {
+      expect([m.x[2 * i], m.x[2 * i + 1]]).toEqual([i, i / 4]);
+      expect(m.y![i]).toBe(i * 3);
+    }
+    const labels = await loadMatrix(file, { target: 's', features: ['b'], label: 'train' });
+    expect(labels.y!.slice(0, 3)).toEqual(['0', '1', '2']);
+    expect(Array.from(labels.x.slice(0, 3))).toEqual([0, 0.25, 0.5]);
+  });
+
+  it('names the feature columns with nulls and a null target', async () => {
+    const file = await parquet(
+      'SELECT CASE WHEN i % 10 = 0 THEN NULL ELSE i END AS a, i AS b, CASE WHEN i = 7 THEN NULL ELSE i END AS t FROM range(100) r(i)',
+    );
+    const e = await loadMatrix(file, { target: 't', label: 'train' }).catch((err: unknown) => err as PipelineError);
+    expect(e).toBeInstanceOf(PipelineError);
+    expect((e as PipelineError).message).toBe("train: null values in 'a' (10).");
+    const t = await loadMatrix(file, { target: 't', features: ['b'], label: 'test' }).catch((err: unknown) => err as PipelineError);
+    expect((t as PipelineError).message).toBe("test: the target 't' has null values.");
   });
 });
