@@ -7,7 +7,7 @@ import { computeDrift, STAT_TESTS, toEvidentlyJson, type StatTestName } from '..
 import { renderDriftHtml } from '../engine/drift/html.js';
 import { formatZodIssues, PipelineError } from '../engine/errors.js';
 import { driftOptions, driftParams } from '../engine/drift/params.js';
-import { loadDriftDataset } from '../lib/drift-data.js';
+import { loadDriftPair } from '../lib/drift-data.js';
 
 const out = (s: string): boolean => process.stdout.write(`${s}\n`);
 
@@ -68,8 +68,7 @@ export async function cmdDrift(argv: string[], settings: Settings): Promise<numb
   }
   const refFile = resolve(settings.projectDir, refPath);
   const curFile = resolve(settings.projectDir, curPath);
-  const reference = await loadDriftDataset(refFile, 'reference', parsed.data.columns);
-  const current = await loadDriftDataset(curFile, 'current', parsed.data.columns);
+  const [reference, current] = await loadDriftPair({ file: refFile }, { file: curFile }, parsed.data.columns);
   const options = driftOptions(parsed.data);
   options.columns ??= Object.keys(reference.columns);
   const result = computeDrift(reference, current, options);
