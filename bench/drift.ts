@@ -11,6 +11,8 @@
  *   BENCH_ROWS=200000 npm run bench:drift
  *   BENCH_EVIDENTLY=0 npm run bench:drift   # skip Evidently (and the files part)
  *   BENCH_FILES=0 npm run bench:drift       # skip the files part
+ *   BENCH_COMPUTE_EVIDENTLY=0 npm run bench:drift  # files part only (no in-memory Evidently run)
+ *   BENCH_BASELINE=/path/to/checkout npm run bench:drift  # also that checkout's `mlpipe drift` (before/after)
  *
  * Results: bench/results/drift-<date>.json.
  */
@@ -129,6 +131,12 @@ async function endToEnd(dir: string): Promise<Record<string, unknown>> {
     const oursJson = join(dir, `mlpipe-${format}.json`);
     const theirsJson = join(dir, `evidently-${format}.json`);
     const ours = measured(process.execPath, [join('bin', 'mlpipe.mjs'), 'drift', r, c, '--json', oursJson], dir);
+    const baselineDir = process.env['BENCH_BASELINE'];
+    const baseline = baselineDir
+      ? measured(process.execPath, [join(baselineDir, 'bin', 'mlpipe.mjs'), 'drift', r, c, '--json', join(dir, 'baseline.json')], dir)
+      : undefined;
+    if (baseline)
+      console.log(`${format}: baseline (${baselineDir}) mlpipe drift ${baseline.seconds.toFixed(2)} s, peak ${baseline.peakMiB} MiB`);
     const theirs = measured(python, [join('bench', 'evidently_drift.py'), '--files', r, c, theirsJson], dir);
     const inner = JSON.parse(theirs.stdout.trim().split('\n').pop()!) as { loadSeconds: number; seconds: number };
     const agree = compare(JSON.parse(readFileSync(oursJson, 'utf8')) as Report, JSON.parse(readFileSync(theirsJson, 'utf8')) as Report);
@@ -141,6 +149,7 @@ async function endToEnd(dir: string): Promise<Record<string, unknown>> {
       evidently: { seconds: theirs.seconds, readSeconds: Math.round(inner.loadSeconds * 100) / 100, peakRssMiB: theirs.peakMiB },
       speedRatio: ratio,
       ...agree,
+      ...(baseline ? { baseline: { checkout: baselineDir, seconds: baseline.seconds, peakRssMiB: baseline.peakMiB } } : {}),
     };
   }
   return results;
@@ -182,22 +191,24 @@ async function main(): Promise<void> {
     const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-drift-'));
     writeRaw(dir, 'reference', ref);
     writeRaw(dir, 'current', cur);
-    const text = execFileSync(python, [join('bench', 'evidently_drift.py'), dir, String(ROWS)], {
-      encoding: 'utf8',
-      maxBuffer: 64 * 2 ** 20,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const ev = JSON.parse(text.trim().split('\n').pop()!) as { seconds: number; drifted: number; decisions: Record<string, boolean> };
-    const same = result.columns.every((c) => ev.decisions[c.column_name] === c.drift_detected);
-    console.log(
-      `Evidently: ${ev.seconds.toFixed(1)} s, ${ev.drifted} drifted, same decisions on every column: ${same}; ratio ${(ev.seconds / (ours / 1000)).toFixed(1)}x`,
-    );
-    Object.assign(out, {
-      evidentlySeconds: ev.seconds,
-      evidentlyDrifted: ev.drifted,
-      sameDecisions: same,
-      speedRatio: Math.round((ev.seconds / (ours / 1000)) * 10) / 10,
-    });
+    if (process.env['BENCH_COMPUTE_EVIDENTLY'] !== '0') {
+      const text = execFileSync(python, [join('bench', 'evidently_drift.py'), dir, String(ROWS)], {
+        encoding: 'utf8',
+        maxBuffer: 64 * 2 ** 20,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      const ev = JSON.parse(text.trim().split('\n').pop()!) as { seconds: number; drifted: number; decisions: Record<string, boolean> };
+      const same = result.columns.every((c) => ev.decisions[c.column_name] === c.drift_detected);
+      console.log(
+        `Evidently: ${ev.seconds.toFixed(1)} s, ${ev.drifted} drifted, same decisions on every column: ${same}; ratio ${(ev.seconds / (ours / 1000)).toFixed(1)}x`,
+      );
+      Object.assign(out, {
+        evidentlySeconds: ev.seconds,
+        evidentlyDrifted: ev.drifted,
+        sameDecisions: same,
+        speedRatio: Math.round((ev.seconds / (ours / 1000)) * 10) / 10,
+      });
+    }
     if (process.env['BENCH_FILES'] !== '0') out['endToEnd'] = await endToEnd(dir);
     rmSync(dir, { recursive: true, force: true });
   }
