@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
 import { PIPELINE_WORKFLOW, type PipelineInput, type PipelineResult } from '../../engine/contracts.js';
-import { lineageOf } from '../../engine/lineage.js';
+import { lineageOf, type StepManifest } from '../../engine/lineage.js';
 import type { ArtifactRef } from '../../engine/types.js';
 import { createTestProject, uniqueId, useWorkerAndClient } from './helpers.js';
 
@@ -95,8 +95,13 @@ describe('a chain of data steps', () => {
     expect((features.outputs['dataset'] as ArtifactRef).sha256).toBe(dataset(third, 'features').sha256);
     const ingest = features.inputsLineage['input']!.producedBy.find((p) => p.stepId === 'ingest')!;
     expect((ingest.outputs['dataset'] as ArtifactRef).sha256).toBe(dataset(third, 'ingest').sha256);
-    // The cached run's records name the run its outputs came from.
-    const cached = (await lineageOf(store, dataset(first, 'fit', 'train').sha256)).producedBy.find((p) => p.status === 'cached');
-    expect(cached?.cachedFrom?.stepId).toBe('fit');
+    // The cached run's step records name the inputs, the outputs and the run they came from.
+    const records = (await store.listRecords('runs/')).filter((k) => k.endsWith('/steps/fit'));
+    const manifests = await Promise.all(records.map((k) => store.getRecord<StepManifest>(k)));
+    const cached = manifests.filter((m) => m?.status === 'cached');
+    expect(cached).toHaveLength(1);
+    expect(cached[0]!.cachedFrom?.stepId).toBe('fit');
+    expect((cached[0]!.inputs['train'] as ArtifactRef).sha256).toBe(dataset(second, 'features').sha256);
+    expect(cached[0]!.outputs['train']).toEqual(dataset(first, 'fit', 'train'));
   });
 });
