@@ -19,7 +19,7 @@ import { collectPredictions } from '../engine/prediction-log.js';
 import { ACTIVITY_DEFAULTS, heartbeatEveryMs } from '../engine/step-defaults.js';
 import type { ArtifactStore, ProjectPipelines, TrackingBackend } from '../engine/ports.js';
 import { isArtifactRef, type ArtifactRef } from '../engine/types.js';
-import { artifactFormat, loadDriftDataset } from '../lib/drift-data.js';
+import { artifactFormat, loadDriftPair } from '../lib/drift-data.js';
 import { toApplicationFailure } from './run-step.js';
 
 export interface MonitorDeps {
@@ -188,11 +188,11 @@ export function createMonitorActivities(deps: MonitorDeps) {
       const refFile = await deps.store.getFile(plan.reference);
       const curFile = await deps.store.getFile(plan.current);
       // Stored objects have no extension: the recorded name gives the format.
-      const reference = await loadDriftDataset(refFile, 'reference', params.columns, artifactFormat(plan.reference), (rows) =>
-        progress({ phase: 'load-reference', rows }),
-      );
-      const current = await loadDriftDataset(curFile, 'current', params.columns, artifactFormat(plan.current), (rows) =>
-        progress({ phase: 'load-current', rows }),
+      const [reference, current] = await loadDriftPair(
+        { file: refFile, format: artifactFormat(plan.reference) },
+        { file: curFile, format: artifactFormat(plan.current) },
+        params.columns,
+        (side, rows) => progress({ phase: `load-${side}`, rows }),
       );
       const options = driftOptions(params);
       // A prediction log holds the model's inputs (not the target, plus prediction and log

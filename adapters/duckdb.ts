@@ -6,7 +6,16 @@
  * before anything runs), and values are bound as prepared-statement parameters (`$name`), never
  * written into the SQL text. `restrict` switches file access off for the rest of the session.
  */
-import { DuckDBInstance, StatementType, type DuckDBConnection, type DuckDBPreparedStatement, type DuckDBValue } from '@duckdb/node-api';
+import bindings from '@duckdb/node-bindings';
+import {
+  DuckDBInstance,
+  DuckDBTypeId,
+  StatementType,
+  type DuckDBConnection,
+  type DuckDBDataChunk,
+  type DuckDBPreparedStatement,
+  type DuckDBValue,
+} from '@duckdb/node-api';
 
 /** Values bound by name to `$name` parameters. */
 export type SqlParams = Record<string, DuckDBValue>;
@@ -17,12 +26,25 @@ export interface FileAccess {
   directories?: string[];
 }
 
+/** A result column as one typed array: DOUBLE as Float64Array (NULL: NaN), INTEGER as Int32Array (NULL: -1), BIGINT as BigInt64Array (NULL: 0). */
+export type TypedColumn = Float64Array | Int32Array | BigInt64Array;
+
 export interface Duck {
   run(sql: string, params?: SqlParams): Promise<void>;
   /** Rows as plain JS objects (BIGINT as number when it fits, DECIMAL as number). */
   rows<T = Record<string, unknown>>(sql: string, params?: SqlParams): Promise<T[]>;
-  /** The result in chunks of about 2048 rows, column-major: no object per row. */
-  chunks(sql: string, params?: SqlParams): AsyncIterable<unknown[][]>;
+  /**
+   * The result as one typed array per column, vector by vector (no value object per row): each
+   * result column must be DOUBLE, INTEGER or BIGINT (cast in the query). `rows` is the row count
+   * the caller expects (the arrays' length); a result with more rows is an error. `onRows` runs
+   * after each chunk with the rows so far (awaited).
+   */
+  typedColumns(
+    sql: string,
+    rows: number,
+    onRows?: (rows: number) => void | Promise<void>,
+    params?: SqlParams,
+  ): Promise<{ rows: number; columns: TypedColumn[] }>;
   /**
    * What `sql` is without running it: its statement kind ('SELECT', 'COPY', 'PRAGMA', ...) and
    * the names of its parameters. Throws when it is not exactly one statement or does not bind.
@@ -73,13 +95,34 @@ export async function withDuckDB<T>(fn: (db: Duck) => Promise<T>, options: { thr
       run: (sql, params) => once(sql, params, async (p) => void (await p.run())),
       rows: <R>(sql: string, params?: SqlParams) =>
         once(sql, params, async (p) => (await p.runAndReadAll()).getRowObjectsJS().map((r) => normalize(r) as R)),
-      chunks: async function* (sql: string, params?: SqlParams) {
+      typedColumns: async (sql, rows, onRows, params) => {
         const result = await once(sql, params, (p) => p.stream());
+        const columns: TypedColumn[] = [];
+        for (let c = 0; c < result.columnCount; c++) {
+          const t = result.columnTypeId(c);
+          columns.push(
+            t === DuckDBTypeId.DOUBLE
+              ? new Float64Array(rows)
+              : t === DuckDBTypeId.INTEGER
+                ? new Int32Array(rows)
+                : t === DuckDBTypeId.BIGINT
+                  ? new BigInt64Array(rows)
+                  : (() => {
+                      throw new TypeError(`typedColumns: column ${c} is ${result.columnType(c).toString()}, not DOUBLE, INTEGER or BIGINT`);
+                    })(),
+          );
+        }
+        let at = 0;
         for (;;) {
           const chunk = await result.fetchChunk();
-          if (!chunk || chunk.rowCount === 0) return;
-          yield Array.from({ length: chunk.columnCount }, (_, c) => chunk.getColumnValues(c));
+          if (!chunk || chunk.rowCount === 0) break;
+          const n = chunk.rowCount;
+          if (at + n > rows) throw new RangeError(`typedColumns: more than the ${rows} rows expected`);
+          for (let c = 0; c < columns.length; c++) copyVector(chunk, c, columns[c]!, at, n);
+          at += n;
+          await onRows?.(at);
         }
+        return { rows: at, columns };
       },
       inspect: (sql) =>
         once(sql, undefined, async (p) => ({
@@ -97,6 +140,26 @@ export async function withDuckDB<T>(fn: (db: Duck) => Promise<T>, options: { thr
   } finally {
     conn.closeSync();
     instance.closeSync();
+  }
+}
+
+/**
+ * Copies column `c` of a chunk into `into` from `at`: the vector's data buffer itself (a typed view
+ * of DuckDB's memory, copied once), then NULLs from its validity mask (NaN, -1 or 0).
+ */
+function copyVector(chunk: DuckDBDataChunk, c: number, into: TypedColumn, at: number, n: number): void {
+  const raw = bindings.data_chunk_get_vector(chunk.chunk, c);
+  const data = bindings.vector_get_data(raw, n * into.BYTES_PER_ELEMENT);
+  if (into instanceof Float64Array) into.set(new Float64Array(data.buffer, data.byteOffset, n), at);
+  else if (into instanceof Int32Array) into.set(new Int32Array(data.buffer, data.byteOffset, n), at);
+  else into.set(new BigInt64Array(data.buffer, data.byteOffset, n), at);
+  const valid = bindings.vector_get_validity(raw, Math.ceil(n / 64) * 8) as Uint8Array | null;
+  if (!valid) return;
+  const missing = into instanceof Float64Array ? NaN : into instanceof Int32Array ? -1 : 0n;
+  for (let b = 0; b < Math.ceil(n / 8); b++) {
+    const bits = valid[b]!;
+    if (bits === 0xff) continue;
+    for (let k = 0; k < 8 && b * 8 + k < n; k++) if (!(bits & (1 << k))) into[at + b * 8 + k] = missing as never;
   }
 }
 

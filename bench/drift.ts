@@ -1,18 +1,26 @@
 /**
  * Drift on 1M reference rows against 1M current rows, 25 columns (20 numeric, 5 categorical), as
  * typed arrays; then the same data (written as raw arrays) through real Evidently's legacy
- * DataDriftPreset, for the speed ratio.
+ * DataDriftPreset, for the speed ratio of the computation alone. Then end to end from files, in
+ * the same run: the data as Parquet (written by pandas) and CSV (written by DuckDB from it), and
+ * per format, whole processes one after the other on the same files: `mlpipe drift ref cur --json`
+ * against a Python process where pandas reads the files and Evidently writes its JSON report; wall
+ * time and peak RSS of each process (GNU time), and whether both reports decide the same per column.
  *
  *   npm run bench:drift                  # 1,000,000 rows
  *   BENCH_ROWS=200000 npm run bench:drift
- *   BENCH_EVIDENTLY=0 npm run bench:drift   # skip Evidently
+ *   BENCH_EVIDENTLY=0 npm run bench:drift   # skip Evidently (and the files part)
+ *   BENCH_FILES=0 npm run bench:drift       # skip the files part
+ *   BENCH_COMPUTE_EVIDENTLY=0 npm run bench:drift  # files part only (no in-memory Evidently run)
+ *   BENCH_BASELINE=/path/to/checkout npm run bench:drift  # also that checkout's `mlpipe drift` (before/after)
  *
  * Results: bench/results/drift-<date>.json.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, homedir, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { sqlString, withDuckDB } from '../adapters/duckdb.js';
 import { computeDrift, toEvidentlyJson, type ColumnValues, type Dataset } from '../engine/drift/index.js';
 
 const ROWS = Number(process.env['BENCH_ROWS'] ?? 1_000_000);
@@ -79,6 +87,74 @@ function writeRaw(dir: string, name: string, d: Dataset): void {
   }
 }
 
+const python = join(process.env['MLPIPE_CACHE_DIR'] ?? join(homedir(), '.cache', 'mlpipe'), 'evidently-venv', 'bin', 'python');
+
+/** Wall seconds and peak RSS (MiB) of a whole process, by GNU time. */
+function measured(command: string, args: string[], dir: string): { seconds: number; peakMiB: number; stdout: string } {
+  const stats = join(dir, 'time.txt');
+  const stdout = execFileSync('/usr/bin/time', ['-o', stats, '-f', '%e %M', command, ...args], {
+    encoding: 'utf8',
+    maxBuffer: 64 * 2 ** 20,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const [seconds, kib] = readFileSync(stats, 'utf8').trim().split('\n').pop()!.split(' ').map(Number) as [number, number];
+  return { seconds, peakMiB: Math.round(kib / 1024), stdout };
+}
+
+type Report = { metrics: [unknown, { result: { drift_by_columns: Record<string, { drift_detected: boolean; drift_score: number }> } }] };
+
+function compare(a: Report, b: Report): { sameDecisions: boolean; maxRelativeScoreDifference: number } {
+  const x = a.metrics[1].result.drift_by_columns;
+  const y = b.metrics[1].result.drift_by_columns;
+  let same = Object.keys(x).length === Object.keys(y).length;
+  let worst = 0;
+  for (const [k, v] of Object.entries(x)) {
+    const w = y[k];
+    if (!w || w.drift_detected !== v.drift_detected) same = false;
+    if (w) worst = Math.max(worst, Math.abs(v.drift_score - w.drift_score) / Math.max(Math.abs(w.drift_score), 1e-300));
+  }
+  return { sameDecisions: same, maxRelativeScoreDifference: worst };
+}
+
+/** `mlpipe drift` against pandas + Evidently, whole processes, on the same Parquet and CSV files. */
+async function endToEnd(dir: string): Promise<Record<string, unknown>> {
+  execFileSync(python, [join('bench', 'evidently_drift.py'), '--parquet', dir], { stdio: ['ignore', 'inherit', 'inherit'] });
+  await withDuckDB(async (db) => {
+    for (const side of ['reference', 'current'])
+      await db.run(
+        `COPY (FROM read_parquet(${sqlString(join(dir, `${side}.parquet`))})) TO ${sqlString(join(dir, `${side}.csv`))} (HEADER)`,
+      );
+  });
+  const results: Record<string, unknown> = {};
+  for (const format of ['parquet', 'csv']) {
+    const [r, c] = ['reference', 'current'].map((s) => join(dir, `${s}.${format}`)) as [string, string];
+    const oursJson = join(dir, `mlpipe-${format}.json`);
+    const theirsJson = join(dir, `evidently-${format}.json`);
+    const ours = measured(process.execPath, [join('bin', 'mlpipe.mjs'), 'drift', r, c, '--json', oursJson], dir);
+    const baselineDir = process.env['BENCH_BASELINE'];
+    const baseline = baselineDir
+      ? measured(process.execPath, [join(baselineDir, 'bin', 'mlpipe.mjs'), 'drift', r, c, '--json', join(dir, 'baseline.json')], dir)
+      : undefined;
+    if (baseline)
+      console.log(`${format}: baseline (${baselineDir}) mlpipe drift ${baseline.seconds.toFixed(2)} s, peak ${baseline.peakMiB} MiB`);
+    const theirs = measured(python, [join('bench', 'evidently_drift.py'), '--files', r, c, theirsJson], dir);
+    const inner = JSON.parse(theirs.stdout.trim().split('\n').pop()!) as { loadSeconds: number; seconds: number };
+    const agree = compare(JSON.parse(readFileSync(oursJson, 'utf8')) as Report, JSON.parse(readFileSync(theirsJson, 'utf8')) as Report);
+    const ratio = Math.round((theirs.seconds / ours.seconds) * 10) / 10;
+    console.log(
+      `${format}: mlpipe drift ${ours.seconds.toFixed(2)} s, peak ${ours.peakMiB} MiB; pandas+Evidently ${theirs.seconds.toFixed(2)} s (reading ${inner.loadSeconds.toFixed(1)} s), peak ${theirs.peakMiB} MiB; ${ratio}x; same decisions: ${agree.sameDecisions}, largest relative score difference ${agree.maxRelativeScoreDifference.toExponential(1)}`,
+    );
+    results[format] = {
+      mlpipe: { seconds: ours.seconds, peakRssMiB: ours.peakMiB },
+      evidently: { seconds: theirs.seconds, readSeconds: Math.round(inner.loadSeconds * 100) / 100, peakRssMiB: theirs.peakMiB },
+      speedRatio: ratio,
+      ...agree,
+      ...(baseline ? { baseline: { checkout: baselineDir, seconds: baseline.seconds, peakRssMiB: baseline.peakMiB } } : {}),
+    };
+  }
+  return results;
+}
+
 async function main(): Promise<void> {
   const t0 = performance.now();
   const ref = dataset(1, 0);
@@ -115,23 +191,26 @@ async function main(): Promise<void> {
     const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-drift-'));
     writeRaw(dir, 'reference', ref);
     writeRaw(dir, 'current', cur);
-    const python = join(process.env['MLPIPE_CACHE_DIR'] ?? join(homedir(), '.cache', 'mlpipe'), 'evidently-venv', 'bin', 'python');
-    const text = execFileSync(python, [join('bench', 'evidently_drift.py'), dir, String(ROWS)], {
-      encoding: 'utf8',
-      maxBuffer: 64 * 2 ** 20,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    const ev = JSON.parse(text.trim().split('\n').pop()!) as { seconds: number; drifted: number; decisions: Record<string, boolean> };
-    const same = result.columns.every((c) => ev.decisions[c.column_name] === c.drift_detected);
-    console.log(
-      `Evidently: ${ev.seconds.toFixed(1)} s, ${ev.drifted} drifted, same decisions on every column: ${same}; ratio ${(ev.seconds / (ours / 1000)).toFixed(1)}x`,
-    );
-    Object.assign(out, {
-      evidentlySeconds: ev.seconds,
-      evidentlyDrifted: ev.drifted,
-      sameDecisions: same,
-      speedRatio: Math.round((ev.seconds / (ours / 1000)) * 10) / 10,
-    });
+    if (process.env['BENCH_COMPUTE_EVIDENTLY'] !== '0') {
+      const text = execFileSync(python, [join('bench', 'evidently_drift.py'), dir, String(ROWS)], {
+        encoding: 'utf8',
+        maxBuffer: 64 * 2 ** 20,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      const ev = JSON.parse(text.trim().split('\n').pop()!) as { seconds: number; drifted: number; decisions: Record<string, boolean> };
+      const same = result.columns.every((c) => ev.decisions[c.column_name] === c.drift_detected);
+      console.log(
+        `Evidently: ${ev.seconds.toFixed(1)} s, ${ev.drifted} drifted, same decisions on every column: ${same}; ratio ${(ev.seconds / (ours / 1000)).toFixed(1)}x`,
+      );
+      Object.assign(out, {
+        evidentlySeconds: ev.seconds,
+        evidentlyDrifted: ev.drifted,
+        sameDecisions: same,
+        speedRatio: Math.round((ev.seconds / (ours / 1000)) * 10) / 10,
+      });
+    }
+    if (process.env['BENCH_FILES'] !== '0') out['endToEnd'] = await endToEnd(dir);
+    rmSync(dir, { recursive: true, force: true });
   }
   const date = new Date().toISOString().slice(0, 10);
   const file = join('bench', 'results', `drift-${date}.json`);

@@ -1,4 +1,9 @@
-"""Times Evidently's legacy DataDriftPreset on the raw arrays bench/drift.ts wrote (same data)."""
+"""Evidently's legacy DataDriftPreset on the data bench/drift.ts wrote (same data, same run).
+
+    python evidently_drift.py DIR ROWS            raw arrays DIR/{reference,current}/*.f64|*.i32 (in memory)
+    python evidently_drift.py --parquet DIR       writes DIR/{reference,current}.parquet from the raw arrays
+    python evidently_drift.py --files REF CUR OUT pandas reads REF and CUR (Parquet or CSV), the report goes to OUT
+"""
 import json
 import os
 import sys
@@ -22,12 +27,36 @@ def load(path):
     return pd.DataFrame(cols)
 
 
-ref = load(os.path.join(sys.argv[1], "reference"))
-cur = load(os.path.join(sys.argv[1], "current"))
-start = time.perf_counter()
-report = Report(metrics=[DataDriftPreset()])
-report.run(reference_data=ref, current_data=cur)
-result = report.as_dict()
-seconds = time.perf_counter() - start
-table = result["metrics"][1]["result"]["drift_by_columns"]
-print(json.dumps({"seconds": seconds, "drifted": result["metrics"][0]["result"]["number_of_drifted_columns"], "decisions": {k: bool(v["drift_detected"]) for k, v in table.items()}}))
+def read(path):
+    return pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path)
+
+
+def summary(result, seconds):
+    table = result["metrics"][1]["result"]["drift_by_columns"]
+    return {
+        "seconds": seconds,
+        "drifted": result["metrics"][0]["result"]["number_of_drifted_columns"],
+        "decisions": {k: bool(v["drift_detected"]) for k, v in table.items()},
+    }
+
+
+if sys.argv[1] == "--parquet":
+    for side in ("reference", "current"):
+        load(os.path.join(sys.argv[2], side)).to_parquet(os.path.join(sys.argv[2], side + ".parquet"), index=False)
+elif sys.argv[1] == "--files":
+    start = time.perf_counter()
+    ref = read(sys.argv[2])
+    cur = read(sys.argv[3])
+    loaded = time.perf_counter()
+    report = Report(metrics=[DataDriftPreset()])
+    report.run(reference_data=ref, current_data=cur)
+    with open(sys.argv[4], "w") as f:
+        f.write(report.json())
+    print(json.dumps({"loadSeconds": loaded - start, "seconds": time.perf_counter() - start}))
+else:
+    ref = load(os.path.join(sys.argv[1], "reference"))
+    cur = load(os.path.join(sys.argv[1], "current"))
+    start = time.perf_counter()
+    report = Report(metrics=[DataDriftPreset()])
+    report.run(reference_data=ref, current_data=cur)
+    print(json.dumps(summary(report.as_dict(), time.perf_counter() - start)))

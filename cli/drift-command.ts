@@ -3,11 +3,12 @@ import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Settings } from '../app/project.js';
-import { computeDrift, STAT_TESTS, toEvidentlyJson, type StatTestName } from '../engine/drift/index.js';
+import { STAT_TESTS, toEvidentlyJson, type StatTestName } from '../engine/drift/index.js';
 import { renderDriftHtml } from '../engine/drift/html.js';
 import { formatZodIssues, PipelineError } from '../engine/errors.js';
 import { driftOptions, driftParams } from '../engine/drift/params.js';
-import { loadDriftDataset } from '../lib/drift-data.js';
+import { loadDriftPair } from '../lib/drift-data.js';
+import { computeDriftParallel } from '../lib/drift-parallel.js';
 
 const out = (s: string): boolean => process.stdout.write(`${s}\n`);
 
@@ -68,11 +69,11 @@ export async function cmdDrift(argv: string[], settings: Settings): Promise<numb
   }
   const refFile = resolve(settings.projectDir, refPath);
   const curFile = resolve(settings.projectDir, curPath);
-  const reference = await loadDriftDataset(refFile, 'reference', parsed.data.columns);
-  const current = await loadDriftDataset(curFile, 'current', parsed.data.columns);
+  const [reference, current] = await loadDriftPair({ file: refFile }, { file: curFile }, parsed.data.columns);
   const options = driftOptions(parsed.data);
   options.columns ??= Object.keys(reference.columns);
-  const result = computeDrift(reference, current, options);
+  // Large datasets: the columns are tested on every core (the result is computeDrift's).
+  const result = await computeDriftParallel(reference, current, options);
   out(
     `${result.datasetDrift ? 'DATASET DRIFT' : 'no dataset drift'}: ${result.numberOfDriftedColumns} of ${result.numberOfColumns} columns drifted (share ${fmt(result.shareOfDriftedColumns)}, threshold ${fmt(result.driftShare)}); reference ${reference.rows} rows, current ${current.rows} rows`,
   );

@@ -19,7 +19,7 @@ cache="${MLPIPE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mlpipe}"
 temporal_version="1.5.1"
 mlflow_version="3.17.2"
 fake_gcs_version="v1.56.1"
-evidently_pins="evidently==0.4.40 pandas==2.1.4 numpy==1.26.4 scipy==1.17.1"
+evidently_pins="evidently==0.4.40 pandas==2.1.4 numpy==1.26.4 scipy==1.17.1 pyarrow==17.0.0"
 onnx_version="1.23.2"
 tf_cpu_version="2.12.0"
 tf_gpu_version="2.21.0"
@@ -204,10 +204,11 @@ if [ "$with_gcs" = 1 ]; then
   fi
 fi
 
-# 5. Evidently, to regenerate test/fixtures/drift (pinned: the legacy Report API and its numerics).
+# 5. Evidently, to regenerate test/fixtures/drift (pinned: the legacy Report API and its numerics),
+# with pyarrow for pandas.read_parquet in bench/drift.ts.
 if [ "$with_evidently" = 1 ]; then
   # shellcheck disable=SC2086 # the pins are separate words
-  cached_venv Evidently "$cache/evidently-venv" "$cache/evidently-venv/.mlpipe-evidently-0.4.40" $evidently_pins
+  cached_venv Evidently "$cache/evidently-venv" "$cache/evidently-venv/.mlpipe-evidently-0.4.40-pyarrow-17" $evidently_pins
 fi
 
 # 6. Chromium for the browser test of the HTML report: $CHROMIUM, else /usr/bin/chromium, else apt.

@@ -62,12 +62,13 @@ export function readerFor(file: string, format: DataFormat = formatOf(file), tex
   return `read_csv(${f}, header=true, nullstr=[${PANDAS_NA_VALUES.map(sqlString).join(', ')}]${types})`;
 }
 
-const MAX_SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const MAX_SAFE = '9007199254740991';
 
 /** Codes over spellings of True/False as codes over the labels 'True' and 'False'. */
 function booleanColumn(codes: Int32Array, labels: string[]): ColumnValues {
-  const to = labels.map((x) => (PANDAS_TRUE.has(x) || x === 'True' ? 0 : 1));
-  return { type: 'cat', codes: codes.map((k) => (k < 0 ? -1 : to[k]!)), labels: ['True', 'False'], boolean: true };
+  const to = Int32Array.from(labels, (x) => (PANDAS_TRUE.has(x) ? 0 : 1));
+  for (let i = 0; i < codes.length; i++) if (codes[i]! >= 0) codes[i] = to[codes[i]!]!;
+  return { type: 'cat', codes, labels: ['True', 'False'], boolean: true };
 }
 
 export interface LoadedDataset extends Dataset {
@@ -118,81 +119,86 @@ export async function loadDriftDataset(
       kind: isNumericType(c.type) ? ('num' as const) : /^(VARCHAR|ENUM|UUID|BOOLEAN)/.test(c.type) ? ('cat' as const) : undefined,
     }));
     const used = kinds.filter((k) => k.kind);
-    const [{ n }] = (await db.rows<{ n: number }>(`SELECT count(*)::BIGINT AS n FROM ${src}`)) as [{ n: number }];
+    // Parquet is read column by column where it lies; other formats are parsed once into a table.
+    let rel = src;
+    if (fmt !== 'parquet' && used.length) {
+      await db.run(`CREATE TEMP TABLE __data AS SELECT ${used.map((u) => ident(u.name)).join(', ')} FROM ${src}`);
+      rel = '__data';
+    }
+    const [{ n }] = (await db.rows<{ n: number }>(`SELECT count(*)::BIGINT AS n FROM ${rel}`)) as [{ n: number }];
     if (n === 0) throw new PipelineError('DATA_INVALID', `The ${label} data ${file} has no rows.`);
-    const out: Record<string, ColumnValues> = {};
-    const labelIndex = used.map(() => new Map<string, number>());
-    const labels: string[][] = used.map(() => []);
-    const nums = used.map((u) => (u.kind === 'num' ? new Float64Array(n) : undefined));
-    const codes = used.map((u) => (u.kind === 'cat' ? new Int32Array(n) : undefined));
-    // BIGINT comes as it is (a bigint beyond 2^53): kept exactly when any value needs it.
-    const exact = used.map((u) => (u.type === 'BIGINT' ? new BigInt64Array(n) : undefined));
-    const needsExact = used.map(() => false);
-    const select = used
-      .map((u) =>
-        u.type === 'BIGINT'
-          ? ident(u.name)
-          : u.kind === 'num'
-            ? `${ident(u.name)}::DOUBLE`
-            : u.type === 'BOOLEAN'
-              ? `CASE WHEN ${ident(u.name)} THEN 'True' WHEN NOT ${ident(u.name)} THEN 'False' END`
-              : `${ident(u.name)}::VARCHAR`,
-      )
-      .join(', ');
-    let row = 0;
-    if (used.length) {
-      for await (const chunk of db.chunks(`SELECT ${select} FROM ${src}`)) {
-        const len = chunk[0]!.length;
-        used.forEach((u, c) => {
-          const values = chunk[c]!;
-          if (u.kind === 'num') {
-            const target = nums[c]!;
-            const big = exact[c];
-            for (let i = 0; i < len; i++) {
-              const v = values[i];
-              if (typeof v === 'bigint') {
-                big![row + i] = v;
-                target[row + i] = Number(v);
-                if (v > MAX_SAFE || v < -MAX_SAFE) needsExact[c] = true;
-                continue;
-              }
-              target[row + i] = v === null || v === undefined ? NaN : (v as number);
-              if (big && v !== null && v !== undefined) big[row + i] = BigInt(v as number);
-            }
-          } else {
-            const target = codes[c]!;
-            const index = labelIndex[c]!;
-            for (let i = 0; i < len; i++) {
-              const v = values[i];
-              if (v === null || v === undefined) {
-                target[row + i] = -1;
-                continue;
-              }
-              const s = String(v);
-              let k = index.get(s);
-              if (k === undefined) {
-                k = labels[c]!.length;
-                index.set(s, k);
-                labels[c]!.push(s);
-              }
-              target[row + i] = k;
-            }
-          }
-        });
-        row += len;
-        await onRows?.(row);
+    // 64-bit integers beyond 2^53 are kept exactly beside their doubles (when any value needs it).
+    const bigints = used.filter((u) => u.type === 'BIGINT');
+    const exact = new Set<string>();
+    if (bigints.length) {
+      const probe = bigints.map((u, i) => `bool_or(${ident(u.name)} > ${MAX_SAFE} OR ${ident(u.name)} < -${MAX_SAFE}) AS b${i}`);
+      const [flags] = await db.rows<Record<string, boolean | null>>(`SELECT ${probe.join(', ')} FROM ${rel}`);
+      bigints.forEach((u, i) => flags?.[`b${i}`] && exact.add(u.name));
+    }
+    // Categories become dictionary codes in SQL: an ENUM of the column's distinct values (sorted),
+    // and each value's code in it; the labels are the ENUM's values.
+    const labels = new Map<string, string[]>();
+    const select: string[] = [];
+    for (const [c, u] of used.entries()) {
+      const col = ident(u.name);
+      if (u.kind === 'num') {
+        select.push(`${col}::DOUBLE`);
+        if (exact.has(u.name)) select.push(col);
+      } else if (u.type === 'BOOLEAN') {
+        select.push(`(CASE WHEN ${col} THEN 0 WHEN NOT ${col} THEN 1 ELSE -1 END)::INTEGER`);
+      } else {
+        const type = ident(`__cat${c}`);
+        await db.run(`CREATE TYPE ${type} AS ENUM (SELECT DISTINCT ${col}::VARCHAR AS v FROM ${rel} WHERE ${col} IS NOT NULL ORDER BY v)`);
+        const [{ v }] = (await db.rows<{ v: string[] }>(`SELECT enum_range(NULL::${type}) AS v`)) as [{ v: string[] }];
+        labels.set(u.name, v);
+        select.push(`coalesce(enum_code(${col}::VARCHAR::${type})::INTEGER, -1)`);
       }
     }
-    used.forEach((u, c) => {
-      if (u.kind === 'num') {
-        out[u.name] = { type: 'num', values: nums[c]!, ...(needsExact[c] ? { exact: exact[c]! } : {}) };
-        return;
+    const out: Record<string, ColumnValues> = {};
+    if (used.length) {
+      const { columns: typed } = await db.typedColumns(`SELECT ${select.join(', ')} FROM ${rel}`, n, onRows);
+      let k = 0;
+      for (const u of used) {
+        if (u.kind === 'num') {
+          const values = typed[k++] as Float64Array;
+          out[u.name] = exact.has(u.name) ? { type: 'num', values, exact: typed[k++] as BigInt64Array } : { type: 'num', values };
+          continue;
+        }
+        const codes = typed[k++] as Int32Array;
+        if (u.type === 'BOOLEAN') {
+          out[u.name] = { type: 'cat', codes, labels: ['True', 'False'], boolean: true };
+          continue;
+        }
+        // True/False (pandas' spellings) and nothing else in a CSV: a boolean column, labels 'True' / 'False'.
+        const l = labels.get(u.name)!;
+        const boolean = fmt === 'csv' && l.length > 0 && l.every((x) => PANDAS_TRUE.has(x) || PANDAS_FALSE.has(x));
+        out[u.name] = boolean ? booleanColumn(codes, l) : { type: 'cat', codes, labels: l };
       }
-      // True/False (pandas' spellings) and nothing else: a boolean column, labels 'True' / 'False'.
-      const l = labels[c]!;
-      const boolean = u.type === 'BOOLEAN' || (fmt === 'csv' && l.length > 0 && l.every((x) => PANDAS_TRUE.has(x) || PANDAS_FALSE.has(x)));
-      out[u.name] = boolean ? booleanColumn(codes[c]!, l) : { type: 'cat', codes: codes[c]!, labels: l };
-    });
+    }
     return { rows: n, columns: out, skipped: kinds.filter((k) => !k.kind).map((k) => ({ name: k.name, type: k.type })) };
   });
+}
+
+export interface DriftSource {
+  file: string;
+  format?: DataFormat;
+}
+
+/**
+ * Reference and current read concurrently (each in its own DuckDB). When both fail, the
+ * reference's error is the one thrown, as when they were read one after the other.
+ */
+export async function loadDriftPair(
+  reference: DriftSource,
+  current: DriftSource,
+  only?: string[],
+  onRows?: (side: 'reference' | 'current', rows: number) => void | Promise<void>,
+): Promise<[LoadedDataset, LoadedDataset]> {
+  const [r, c] = await Promise.allSettled([
+    loadDriftDataset(reference.file, 'reference', only, reference.format, onRows && ((n) => onRows('reference', n))),
+    loadDriftDataset(current.file, 'current', only, current.format, onRows && ((n) => onRows('current', n))),
+  ]);
+  if (r.status === 'rejected') throw r.reason;
+  if (c.status === 'rejected') throw c.reason;
+  return [r.value, c.value];
 }

@@ -368,7 +368,8 @@ function smallDistribution(
   return { x: order.map((o) => (boolean ? o.key === 'True' : o.key)), y: order.map((o) => (side === 'ref' ? k.ref : k.cur)[o.i]!) };
 }
 
-function checkOptions(reference: Dataset, current: Dataset, options: DriftOptions): string[] {
+/** The columns to test; missing columns and unknown tests are refused. */
+export function checkOptions(reference: Dataset, current: Dataset, options: DriftOptions): string[] {
   const names = options.columns ?? Object.keys(reference.columns);
   const missing = {
     reference: names.filter((n) => !(n in reference.columns)),
@@ -391,7 +392,8 @@ function checkOptions(reference: Dataset, current: Dataset, options: DriftOption
   return names;
 }
 
-function columnDrift(name: string, ref: ColumnValues, cur: ColumnValues, options: DriftOptions): ColumnDrift {
+/** The drift of one column (what computeDrift does per column). */
+export function columnDrift(name: string, ref: ColumnValues, cur: ColumnValues, options: DriftOptions): ColumnDrift {
   const prepared = prepareColumn(name, ref, cur);
   const test = pickTest(name, prepared.type, options, prepared);
   const threshold =
@@ -416,7 +418,8 @@ function columnDrift(name: string, ref: ColumnValues, cur: ColumnValues, options
   };
 }
 
-function summarise(columns: ColumnDrift[], options: DriftOptions): DriftResult {
+/** The dataset's drift from its columns' (in the order given). */
+export function summarise(columns: ColumnDrift[], options: DriftOptions): DriftResult {
   const drifted = columns.filter((c) => c.drift_detected).length;
   const driftShare = options.driftShare ?? 0.5;
   const share = columns.length ? drifted / columns.length : 0;

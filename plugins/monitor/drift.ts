@@ -3,7 +3,7 @@ import { driftOptions, driftParams } from '../../engine/drift/params.js';
 import { renderDriftHtml } from '../../engine/drift/html.js';
 import { datasetFile } from '../../lib/dataset.js';
 import { definePlugin } from '../sdk.js';
-import { artifactFormat, loadDriftDataset } from '../../lib/drift-data.js';
+import { artifactFormat, loadDriftPair } from '../../lib/drift-data.js';
 
 /**
  * monitor.drift — data drift of `current` against `reference`, computed as Evidently computes it
@@ -22,8 +22,11 @@ export const monitorDrift = definePlugin({
   async run(ctx, p, inputs) {
     const refFile = await datasetFile(ctx, inputs, 'reference');
     const curFile = await datasetFile(ctx, inputs, 'current');
-    const reference = await loadDriftDataset(refFile, 'reference', p.columns, artifactFormat(inputs.reference));
-    const current = await loadDriftDataset(curFile, 'current', p.columns, artifactFormat(inputs.current));
+    const [reference, current] = await loadDriftPair(
+      { file: refFile, format: artifactFormat(inputs.reference) },
+      { file: curFile, format: artifactFormat(inputs.current) },
+      p.columns,
+    );
     ctx.heartbeat({ rows: { reference: reference.rows, current: current.rows } });
     const options = driftOptions(p);
     // Test the columns both sides can: the reference's, unless named.
