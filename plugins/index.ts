@@ -14,6 +14,7 @@ import { sql } from './process/sql.js';
 import { applyTransform, transform } from './process/transform.js';
 import { validateExpectations } from './validate/expectations.js';
 import { evaluateModel } from './evaluate/model.js';
+import { evaluateSelect } from './evaluate/select.js';
 import { trainMlp } from './train/mlp.js';
 import { monitorDrift } from './monitor/drift.js';
 import { exportOnnx } from './export/onnx.js';
@@ -38,6 +39,7 @@ export const builtinPlugins: AnyPlugin[] = [
   applyTransform,
   trainMlp,
   evaluateModel,
+  evaluateSelect,
   monitorDrift,
   exportOnnx,
   mlflowRegister,
