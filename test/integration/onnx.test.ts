@@ -10,6 +10,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { withDuckDB } from '../../adapters/duckdb.js';
+import { encodeModel } from '../../adapters/onnx/proto.js';
+import { buildOnnxModel } from '../../lib/onnx-graph.js';
+import { fixture, fixtureRows, identityTransform } from '../unit/boosting-fixtures.js';
 import { loadOnnxModel } from '../../adapters/onnx/runtime.js';
 import { PipelineError } from '../../engine/errors.js';
 import type { ArtifactRef } from '../../engine/types.js';
@@ -225,5 +228,30 @@ describe('ONNX export', () => {
     expect(() => transform.params.parse({ steps: [{ op: 'derive', name: 'x', expr: 'log(total_rooms)' }] })).toThrow(
       /unknown function 'log'/,
     );
+  }, 120_000);
+
+  it('boosted trees: the checker passes on every XGBoost and LightGBM export, and the reference evaluator matches the library', async () => {
+    const { features, rows } = fixtureRows;
+    const tmp = mkdtempSync(join(tmpdir(), 'mlpipe-onnx-trees-'));
+    writeFileSync(join(tmp, 'rows.json'), JSON.stringify(rows.map((r) => Object.fromEntries(features.map((f, j) => [f, r[j]])))));
+    for (const name of [
+      'xgboost-regression',
+      'xgboost-binary',
+      'xgboost-multiclass',
+      'lightgbm-regression',
+      'lightgbm-binary',
+      'lightgbm-multiclass',
+    ]) {
+      const doc = fixture(name);
+      const path = join(tmp, `${name}.onnx`);
+      writeFileSync(path, encodeModel(buildOnnxModel(identityTransform, doc)));
+      const checked = await python([path, join(tmp, 'rows.json')]);
+      expect(checked['opsets']).toEqual({ 'ai.onnx': 21, 'ai.onnx.ml': 3 });
+      expect(checked['op_types']).toContain('TreeEnsembleRegressor');
+      const viaRef = checked['predictions'] as number[][];
+      let max = 0;
+      doc.predictions.forEach((p, i) => p.forEach((v, k) => (max = Math.max(max, Math.abs(v - viaRef[i]![k]!)))));
+      expect(max / (doc.task === 'regression' ? doc.targetStd : 1), name).toBeLessThan(1e-4);
+    }
   }, 120_000);
 });

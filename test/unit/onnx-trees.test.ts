@@ -4,37 +4,16 @@
  * lib/onnx-graph.ts and predicted by onnxruntime-node on held-out rows with missing values, against
  * the library's own predictions.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadOnnxModel } from '../../adapters/onnx/runtime.js';
 import { encodeModel } from '../../adapters/onnx/proto.js';
 import { PipelineError } from '../../engine/errors.js';
-import { BOOSTED_FORMAT, type BoostedModelDocument } from '../../lib/boosted-model.js';
-import type { FittedTransform } from '../../lib/fitted-transform.js';
+import type { BoostedModelDocument } from '../../lib/boosted-model.js';
 import { buildOnnxModel } from '../../lib/onnx-graph.js';
 import { float32AtMost, treeEnsemble } from '../../lib/onnx-trees.js';
-import { REPO_ROOT as REPO } from './paths.js';
+import { BOOSTING_FIXTURES, fixture, fixtureRows, identityTransform as identity } from './boosting-fixtures.js';
 
-const DIR = join(REPO, 'test', 'fixtures', 'boosting');
-const { features, rows } = JSON.parse(readFileSync(join(DIR, 'rows.json'), 'utf8')) as { features: string[]; rows: (number | null)[][] };
-
-interface Fixture extends BoostedModelDocument {
-  targetStd: number;
-  predictions: number[][];
-}
-
-export function fixture(name: string): Fixture {
-  const f = JSON.parse(readFileSync(join(DIR, `${name}.json`), 'utf8')) as Omit<Fixture, 'format'>;
-  return {
-    ...f,
-    format: BOOSTED_FORMAT,
-    bestIteration: 1,
-    roundsTrained: 1,
-    params: {},
-    native: { encoding: 'utf8', data: '' },
-  } as Fixture;
-}
+const { features, rows } = fixtureRows;
 
 /** The parts of the dumps the refusal cases edit. */
 interface XgbDump {
@@ -48,15 +27,6 @@ const xgbDump = (d: BoostedModelDocument) => d.model as XgbDump;
 const lgbDump = (d: BoostedModelDocument) =>
   d.model as { tree_info: { tree_structure: { missing_type: string; decision_type: string } }[] };
 
-/** No preprocessing: the raw columns are the model's features. */
-const identity: FittedTransform = {
-  kind: 'mlpipe.transform',
-  version: 1,
-  exclude: [],
-  inputs: features.map((name) => ({ name, type: 'number' })),
-  ops: [],
-};
-
 async function onnxPredict(doc: BoostedModelDocument): Promise<{ out: Float32Array; width: number; bytes: Uint8Array }> {
   const bytes = encodeModel(buildOnnxModel(identity, doc));
   const predictor = await loadOnnxModel(bytes);
@@ -69,15 +39,7 @@ async function onnxPredict(doc: BoostedModelDocument): Promise<{ out: Float32Arr
   }
 }
 
-const CASES = [
-  'xgboost-regression',
-  'xgboost-binary',
-  'xgboost-multiclass',
-  'lightgbm-regression',
-  'lightgbm-binary',
-  'lightgbm-multiclass',
-  'lightgbm-regression-no-missing',
-];
+const CASES = BOOSTING_FIXTURES;
 
 describe('boosted trees as ONNX TreeEnsembleRegressor', () => {
   it('the held-out rows have missing values in every feature', () => {
