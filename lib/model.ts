@@ -74,21 +74,36 @@ export async function loadMatrix(file: string, opts: { target?: string; features
         hint: 'Impute them with process.transform before training.',
       });
     }
-    const rows = await db.rows<Record<string, number | string>>(
-      `SELECT ${select}${opts.target ? `, ${ident(opts.target)} AS __y` : ''} FROM ${src}`,
-    );
-    const x = new Float32Array(rows.length * features.length);
+    // Column-major chunks straight into the matrix: no object per row.
+    const width = features.length;
+    let x = new Float32Array(1024 * width);
     const y: (number | string)[] = [];
-    rows.forEach((r, i) => {
-      features.forEach((f, j) => (x[i * features.length + j] = r[f] as number));
-      if (opts.target) y.push(r['__y'] as number | string);
-    });
+    let n = 0;
+    const targetType = columns.find((c) => c.name === opts.target)?.type;
+    const yExpr = opts.target ? `, ${ident(opts.target)}${targetType && isNumericType(targetType) ? '::DOUBLE' : ''} AS __y` : '';
+    for await (const chunk of db.chunks(`SELECT ${select}${yExpr} FROM ${src}`)) {
+      const count = (chunk[0] ?? []).length;
+      if ((n + count) * width > x.length) {
+        const grown = new Float32Array(Math.max(x.length * 2, (n + count) * width));
+        grown.set(x.subarray(0, n * width));
+        x = grown;
+      }
+      for (let j = 0; j < width; j++) {
+        const col = chunk[j] as number[];
+        for (let i = 0; i < count; i++) x[(n + i) * width + j] = col[i]!;
+      }
+      if (opts.target) {
+        for (const v of chunk[width] as unknown[]) y.push(typeof v === 'bigint' ? Number(v) : (v as number | string));
+      }
+      n += count;
+    }
+    x = x.slice(0, n * width);
     if (opts.target && y.some((v) => v === null || v === undefined)) {
       throw new PipelineError('DATA_INVALID', `${opts.label}: the target '${opts.target}' has null values.`, {
         hint: 'Drop those rows with process.sql, or validate the target with maxNullShare: 0.',
       });
     }
-    return { x, y: opts.target ? y : undefined, rows: rows.length, features };
+    return { x, y: opts.target ? y : undefined, rows: n, features };
   });
 }
 
