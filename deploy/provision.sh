@@ -11,7 +11,8 @@
 # libraries of its and-cuda extra (about 3.5 GB of wheels, for GPU machines: deploy/gpu-smoke.sh), and
 # with --with-boosting the XGBoost and LightGBM shared libraries from their PyPI wheels (train.xgboost,
 # train.lightgbm), and with --with-boosting-bench a virtualenv holding the Python packages of the same
-# versions (npm run bench:boosting compares against them).
+# versions and scikit-learn (npm run bench:boosting and bench:models compare against them; the
+# boosted-tree test fixtures are made with them).
 # Slow builds go to a cache outside the checkout (MLPIPE_CACHE_DIR, default ~/.cache/mlpipe) so
 # every clone on this machine reuses them. Safe to run again: each step skips what is there.
 set -euo pipefail
@@ -30,6 +31,7 @@ tfjs_node_version="4.22.0"
 # Also in adapters/boosting/library.ts (a unit test keeps the two equal).
 xgboost_version="3.2.0"
 lightgbm_version="4.7.0"
+sklearn_version="1.7.2"
 with_mlflow=0
 with_gcs=0
 with_evidently=0
@@ -278,9 +280,10 @@ z.extractall(sys.argv[2], keep)' "$whl" "$dir.partial"
   fi
 fi
 
-# 9. Python xgboost and lightgbm of the same versions, for npm run bench:boosting.
+# 9. Python xgboost and lightgbm of the same versions and scikit-learn, for npm run bench:boosting and
+# bench:models (and test/tools/boosting_fixtures.py).
 if [ "$with_boosting_bench" = 1 ]; then
-  cached_venv "xgboost $xgboost_version and lightgbm $lightgbm_version (Python)" "$cache/boosting-bench-venv" \
-    "$cache/boosting-bench-venv/.mlpipe-boosting-bench-$xgboost_version-$lightgbm_version" \
-    "xgboost-cpu==$xgboost_version" "lightgbm==$lightgbm_version" numpy pandas pyarrow psutil
+  cached_venv "xgboost $xgboost_version, lightgbm $lightgbm_version and scikit-learn $sklearn_version (Python)" "$cache/boosting-bench-venv" \
+    "$cache/boosting-bench-venv/.mlpipe-boosting-bench-$xgboost_version-$lightgbm_version-sklearn-$sklearn_version" \
+    "xgboost-cpu==$xgboost_version" "lightgbm==$lightgbm_version" "scikit-learn==$sklearn_version" numpy pandas pyarrow psutil
 fi

@@ -2,7 +2,7 @@
 trained by the Python packages on generated data (with missing values), their JSON dumps, held-out
 rows and the library's own predictions of them.
 
-usage: boosting_fixtures.py OUT_DIR   (the virtualenv of provision.sh --with-boosting-bench)
+usage: boosting_fixtures.py OUT_DIR   (npm run fixtures:boosting: the virtualenv of provision.sh --with-boosting-bench)
 
 The rows are float32, as mlpipe's trainers pass them to the libraries.
 """
