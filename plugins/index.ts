@@ -15,6 +15,7 @@ import { applyTransform, transform } from './process/transform.js';
 import { validateExpectations } from './validate/expectations.js';
 import { evaluateModel } from './evaluate/model.js';
 import { trainMlp } from './train/mlp.js';
+import { trainLightgbm, trainXgboost } from './train/boosting.js';
 import { monitorDrift } from './monitor/drift.js';
 import { exportOnnx } from './export/onnx.js';
 import { mlflowRegister } from './deploy/mlflow-register.js';
@@ -37,6 +38,8 @@ export const builtinPlugins: AnyPlugin[] = [
   transform,
   applyTransform,
   trainMlp,
+  trainXgboost,
+  trainLightgbm,
   evaluateModel,
   monitorDrift,
   exportOnnx,
