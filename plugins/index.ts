@@ -16,6 +16,7 @@ import { validateExpectations } from './validate/expectations.js';
 import { evaluateModel } from './evaluate/model.js';
 import { evaluateSelect } from './evaluate/select.js';
 import { trainMlp } from './train/mlp.js';
+import { trainLightgbm, trainXgboost } from './train/boosting.js';
 import { monitorDrift } from './monitor/drift.js';
 import { exportOnnx } from './export/onnx.js';
 import { mlflowRegister } from './deploy/mlflow-register.js';
@@ -38,6 +39,8 @@ export const builtinPlugins: AnyPlugin[] = [
   transform,
   applyTransform,
   trainMlp,
+  trainXgboost,
+  trainLightgbm,
   evaluateModel,
   evaluateSelect,
   monitorDrift,

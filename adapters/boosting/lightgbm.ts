@@ -92,7 +92,20 @@ function check(fns: LgbmApi, rc: number, what: string): void {
 /** The version the library reports in its model text (`version=v4`), else the provisioned wheel's. */
 export function lightgbm(version: string): BoostingLibrary {
   const { fns, path } = bind();
-  return { name: 'lightgbm', version, path, cuda: false, open: (o) => openBooster(fns, o) };
+  return {
+    name: 'lightgbm',
+    version,
+    path,
+    cuda: false,
+    open: (o) => openBooster(fns, o),
+    load(native, threads) {
+      const iters = [0];
+      const out = [null];
+      check(fns, fns.LGBM_BoosterLoadModelFromString(Buffer.from(native.data, native.encoding).toString('utf8'), iters, out), 'load');
+      const params = `num_threads=${threads ?? 0}`;
+      return { predict: (m) => predictWith(fns, out[0], m, PREDICT_NORMAL, 0, -1, params), free: () => void fns.LGBM_BoosterFree(out[0]) };
+    },
+  };
 }
 
 /** LightGBM's parameter string: `key=value` separated by spaces (values are checked by the plugins: no spaces). */

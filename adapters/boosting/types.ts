@@ -52,6 +52,13 @@ export interface OpenBooster {
   resumeFrom?: NativeModel;
 }
 
+/** A trained model loaded for prediction only. */
+export interface Predictor {
+  /** rows x outputs, row-major (probabilities for classification). */
+  predict(m: DenseMatrix): Float64Array;
+  free(): void;
+}
+
 export interface BoostingLibrary {
   readonly name: 'xgboost' | 'lightgbm';
   readonly version: string;
@@ -59,4 +66,6 @@ export interface BoostingLibrary {
   /** Whether the loaded library was built with CUDA (XGBoost's XGBuildInfo; LightGBM: false). */
   readonly cuda: boolean;
   open(o: OpenBooster): BoosterSession;
+  /** A model in the native format (saveNative's), for prediction. */
+  load(native: NativeModel, threads?: number): Predictor;
 }

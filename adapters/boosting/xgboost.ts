@@ -6,7 +6,16 @@
  */
 import { PipelineError } from '../../engine/errors.js';
 import { copyBytes, koffi, loadLibrary } from './library.js';
-import type { BoosterSession, BoostingLibrary, DenseMatrix, LabelledMatrix, NativeModel, OpenBooster, RoundMetrics } from './types.js';
+import type {
+  BoosterSession,
+  BoostingLibrary,
+  DenseMatrix,
+  LabelledMatrix,
+  NativeModel,
+  OpenBooster,
+  Predictor,
+  RoundMetrics,
+} from './types.js';
 
 type Fn = (...args: unknown[]) => number;
 
@@ -79,7 +88,50 @@ function check(fns: XgbApi, rc: number, what: string): void {
 /** The loaded libxgboost (TOOL_MISSING when it is not installed). */
 export function xgboost(): BoostingLibrary {
   const { fns, path, version, cuda } = bind();
-  return { name: 'xgboost', version, path, cuda, open: (o) => openBooster(fns, o) };
+  return {
+    name: 'xgboost',
+    version,
+    path,
+    cuda,
+    open: (o) => openBooster(fns, o),
+    load: (native, threads) => loadPredictor(fns, native, threads ?? 0),
+  };
+}
+
+function predictDMatrix(fns: XgbApi, h: unknown, d: unknown): Float64Array {
+  const shape = [null];
+  const dim = [0];
+  const result = [null];
+  const config = JSON.stringify({ type: 0, training: false, iteration_begin: 0, iteration_end: 0, strict_shape: false });
+  check(fns, fns.XGBoosterPredictFromDMatrix(h, d, config, shape, dim, result), 'XGBoosterPredictFromDMatrix');
+  const dims = koffi.decode(shape[0], 'uint64_t', Number(dim[0])) as (number | bigint)[];
+  const size = dims.reduce<number>((a, b) => a * Number(b), 1);
+  return Float64Array.from(new Float32Array(koffi.view(result[0], size * 4)));
+}
+
+function loadPredictor(fns: XgbApi, native: NativeModel, nthread: number): Predictor {
+  const out = [null];
+  check(fns, fns.XGBoosterCreate([], 0, out), 'XGBoosterCreate');
+  const handle = out[0];
+  try {
+    const bytes = Buffer.from(native.data, native.encoding);
+    check(fns, fns.XGBoosterLoadModelFromBuffer(handle, bytes, bytes.length), 'XGBoosterLoadModelFromBuffer');
+    check(fns, fns.XGBoosterSetParam(handle, 'nthread', String(nthread)), 'param nthread');
+  } catch (e) {
+    fns.XGBoosterFree(handle);
+    throw e;
+  }
+  return {
+    predict(m) {
+      const d = dmatrix(fns, m, nthread);
+      try {
+        return predictDMatrix(fns, handle, d);
+      } finally {
+        fns.XGDMatrixFree(d);
+      }
+    },
+    free: () => void fns.XGBoosterFree(handle),
+  };
 }
 
 function dmatrix(fns: XgbApi, m: DenseMatrix, nthread: number, label?: Float32Array): unknown {
@@ -156,16 +208,7 @@ function openBooster(fns: XgbApi, o: OpenBooster): BoosterSession {
     predict(m, n) {
       const d = dmatrix(fns, m, nthread);
       try {
-        return sliced(n, (h) => {
-          const shape = [null];
-          const dim = [0];
-          const result = [null];
-          const config = JSON.stringify({ type: 0, training: false, iteration_begin: 0, iteration_end: 0, strict_shape: false });
-          check(fns, fns.XGBoosterPredictFromDMatrix(h, d, config, shape, dim, result), 'XGBoosterPredictFromDMatrix');
-          const dims = koffi.decode(shape[0], 'uint64_t', Number(dim[0])) as (number | bigint)[];
-          const size = dims.reduce<number>((a, b) => a * Number(b), 1);
-          return Float64Array.from(new Float32Array(koffi.view(result[0], size * 4)));
-        });
+        return sliced(n, (h) => predictDMatrix(fns, h, d));
       } finally {
         fns.XGDMatrixFree(d);
       }
