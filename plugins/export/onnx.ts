@@ -67,34 +67,18 @@ function libraryReference(doc: BoostedModelDocument): Reference {
   return async (transformed, raw) => {
     const m = await loadMatrix(transformed, { features: doc.features, label: 'parity' });
     // The native libraries load on first use.
-    const lib =
-      doc.library === 'xgboost'
-        ? (await import('../../adapters/boosting/xgboost.js')).xgboost()
-        : (await import('../../adapters/boosting/lightgbm.js')).lightgbm(doc.libraryVersion);
-    const matrix = { x: m.x, rows: m.rows, cols: doc.features.length };
-    // A session on the rows themselves (labels unused): it loads the saved rounds and boosts none.
-    const session = lib.open({
-      params: doc.params,
-      train: { ...matrix, label: new Float32Array(m.rows) },
-      featureNames: doc.features,
-      resumeFrom: doc.native,
+    const { predictBoosted } = await import('../../lib/boosted-predict.js');
+    const values = predictBoosted(doc, { x: m.x, rows: m.rows, cols: doc.features.length });
+    if (doc.task !== 'regression') return { values, scale: 1 };
+    // The target's standard deviation on the test rows themselves.
+    const scale = await withDuckDB(async (db) => {
+      await db.restrict({ paths: [raw] });
+      const [r] = await db.rows<{ s: number | null }>(
+        `SELECT stddev_pop(${ident(doc.target)}::DOUBLE) AS s FROM read_parquet(${sqlString(raw)})`,
+      );
+      return r?.s || 1;
     });
-    try {
-      const values = session.predict(matrix);
-      let scale = 1;
-      if (doc.task === 'regression') {
-        scale = await withDuckDB(async (db) => {
-          await db.restrict({ paths: [raw] });
-          const [r] = await db.rows<{ s: number | null }>(
-            `SELECT stddev_pop(${ident(doc.target)}::DOUBLE) AS s FROM read_parquet(${sqlString(raw)})`,
-          );
-          return r?.s || 1;
-        });
-      }
-      return { values, scale };
-    } finally {
-      session.free();
-    }
+    return { values, scale };
   };
 }
 
