@@ -44,8 +44,9 @@ export function comparisonMarkdown(rows: ComparisonRow[], metric: { key: string;
 /**
  * evaluate.select — model selection: takes several candidate models with their metrics (from
  * evaluate.model on the validation split), ranks them by `metric` and outputs the best one's model and
- * metrics, its name, the comparison (numbers, tracked in MLflow) and the comparison table (Markdown
- * artifact, uploaded to the step's MLflow run). Candidate `x` is bound as inputs `x_model` and
+ * metrics, its name, the comparison (numbers, tracked in MLflow), the ranking (names best first, shown
+ * by `mlpipe run` and `mlpipe demo`) and the comparison table (Markdown artifact, uploaded to the
+ * step's MLflow run). Candidate `x` is bound as inputs `x_model` and
  * `x_metrics`. A tie goes to the candidate listed first.
  */
 export const evaluateSelect = definePlugin({
@@ -57,7 +58,7 @@ export const evaluateSelect = definePlugin({
     Object.fromEntries(
       p.candidates.flatMap((c) => [[`${c}_model`, 'model' as const] as const, [`${c}_metrics`, 'metrics' as const] as const]),
     ),
-  outputs: { model: 'model', winner: 'json', metrics: 'metrics', comparison: 'json', table: 'artifact' },
+  outputs: { model: 'model', winner: 'json', metrics: 'metrics', comparison: 'json', ranking: 'json', table: 'artifact' },
   async run(ctx, p, inputs) {
     const given = inputs as Record<string, unknown>;
     const scored = p.candidates.map((candidate, order) => {
@@ -99,6 +100,7 @@ export const evaluateSelect = definePlugin({
       winner: best.candidate,
       metrics: best.metrics,
       comparison: Object.fromEntries(scored.map((s) => [s.candidate, s.metrics])),
+      ranking: { metric: p.metric.key, goal: p.metric.goal, order: ranked.map((r) => r.candidate) },
       table,
     };
   },
