@@ -161,7 +161,7 @@ async function main(): Promise<void> {
   };
   const dir = join(REPO, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
-  const file = join(dir, `models-${out.date.slice(0, 10)}.json`);
+  const file = join(dir, `models-${out.date.slice(0, 10)}-seeds-${SEEDS.join('-')}.json`);
   writeFileSync(file, JSON.stringify(out, null, 2));
   console.log(`wrote ${file}`);
 }
