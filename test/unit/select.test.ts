@@ -3,6 +3,10 @@ import { describe, expect, it } from 'vitest';
 import type { ArtifactRef } from '../../engine/types.js';
 import { evaluateSelect } from '../../plugins/evaluate/select.js';
 import { failure, runPlugin, testContext } from './step-context.js';
+import { loadPipeline } from '../../app/load-pipeline.js';
+import { generateTrials } from '../../engine/hpo.js';
+import { createDefaultRegistry } from '../../plugins/index.js';
+import { REPO_ROOT } from './paths.js';
 
 describe('evaluate.select', () => {
   const ctx = testContext();
@@ -101,5 +105,27 @@ describe('evaluate.select', () => {
       xgboost_model: 'model',
       xgboost_metrics: 'metrics',
     });
+  });
+});
+
+describe('the model-selection pipeline', () => {
+  it('compiles, and every trial of its HPO space (MLP and boosting params) compiles into the boosting steps', () => {
+    const registry = createDefaultRegistry();
+    const compiled = loadPipeline(REPO_ROOT, 'california-housing-models', registry);
+    expect(compiled.steps['select']!.with).toEqual({
+      candidates: ['mlp', 'xgboost', 'lightgbm'],
+      metric: { key: 'rmse', goal: 'minimize' },
+    });
+    expect(compiled.steps['evaluate']!.inputs['model']).toBe('${steps.select.outputs.model}');
+    expect(compiled.steps['export']!.inputs['model']).toBe('${steps.select.outputs.model}');
+    const hpo = compiled.hpo!;
+    expect(hpo.metric.step).toBe('select');
+    for (const trial of generateTrials(hpo.space, 4, 'random', 7)) {
+      const t = loadPipeline(REPO_ROOT, 'california-housing-models', registry, trial.overrides);
+      const lr = Number(trial.overrides.find((o) => o.startsWith('boosting.learning_rate='))!.split('=')[1]);
+      expect(t.steps['train_xgboost']!.with['learningRate']).toBe(lr);
+      expect(t.steps['train_lightgbm']!.with['learningRate']).toBe(lr);
+      expect([31, 63, 127]).toContain(t.steps['train_lightgbm']!.with['numLeaves']);
+    }
   });
 });
