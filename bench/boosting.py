@@ -19,10 +19,11 @@ target, params, rounds = spec["target"], spec["params"], spec["rounds"]
 t0 = time.perf_counter()
 train = pd.read_parquet(train_path)
 valid = pd.read_parquet(valid_path)
-features = [c for c in train.columns if c != target and pd.api.types.is_numeric_dtype(train[c])]
-x = train[features].to_numpy(dtype=np.float32)
+# Every column but the target, as mlpipe takes them (one-hot columns arrive as decimals: objects in pandas).
+features = [c for c in train.columns if c != target]
+x = train[features].astype(np.float32).to_numpy()
 y = train[target].to_numpy(dtype=np.float32)
-vx = valid[features].to_numpy(dtype=np.float32)
+vx = valid[features].astype(np.float32).to_numpy()
 vy = valid[target].to_numpy(dtype=np.float32)
 load_seconds = time.perf_counter() - t0
 

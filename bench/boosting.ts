@@ -6,10 +6,10 @@
  * alternates between mlpipe and Python; per-round train and validation metrics on both sides.
  *
  *   npm run bench:boosting
- *   BENCH_REPEATS=3 BENCH_THREADS=2 node --import tsx bench/boosting.ts
+ *   BENCH_REPEATS=3 BENCH_THREADS=2 BENCH_ROWS=200000 node --import tsx bench/boosting.ts
  *
  * Times: load = Parquet to float32 matrices; train = the library's datasets, the rounds (mlpipe:
- * with its checkpoints every 10 rounds) and the model dump. Peak memory: the process's max RSS.
+ * with its checkpoints every 50 rounds, the default) and the model dump. Peak memory: the process's max RSS.
  * Results: bench/results/boosting-<date>.json.
  */
 import { execFile } from 'node:child_process';
@@ -36,7 +36,8 @@ import {
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 const REPEATS = Number(process.env['BENCH_REPEATS'] ?? 2);
-const THREADS = Number(process.env['BENCH_THREADS'] ?? 2);
+// One thread by default: on a shared machine, OpenMP threads that wait for a busy core distort both sides.
+const THREADS = Number(process.env['BENCH_THREADS'] ?? 1);
 const PY = join(dirname(boostingCacheDir()), 'boosting-bench-venv', 'bin', 'python');
 
 interface RunResult {
@@ -111,13 +112,15 @@ async function main(): Promise<void> {
   if (!existsSync(PY)) throw new Error(`no Python venv at ${PY}: run bash deploy/provision.sh --with-boosting-bench`);
   const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-boosting-'));
   const loadBefore = loadavg();
+  const genRows = Number(process.env['BENCH_ROWS'] ?? 1_000_000);
   const sets = [
-    { name: 'housing', files: await housing(dir), target: 'median_house_value', rounds: 500 },
+    { name: 'housing', files: await housing(dir), target: 'median_house_value', rounds: 500, repeats: REPEATS },
     {
-      name: 'generated 1,000,000 x 50',
-      files: await generated(dir, Number(process.env['BENCH_ROWS'] ?? 1_000_000)),
+      name: `generated ${genRows.toLocaleString('en-US')} x 50`,
+      files: await generated(dir, genRows),
       target: 'y',
       rounds: 100,
+      repeats: Number(process.env['BENCH_REPEATS'] ?? 1),
     },
   ];
   const table: Record<string, unknown>[] = [];
@@ -136,7 +139,7 @@ async function main(): Promise<void> {
           ? xgboostParams(trainXgboost.params.parse(pluginParams) as XgboostParams, 1)
           : lightgbmParams(trainLightgbm.params.parse(pluginParams) as LightgbmParams, 1);
       const runs: { mlpipe: RunResult[]; python: RunResult[] } = { mlpipe: [], python: [] };
-      for (let r = 0; r < REPEATS; r++) {
+      for (let r = 0; r < (set.repeats ?? REPEATS); r++) {
         const order = r % 2 === 0 ? (['mlpipe', 'python'] as const) : (['python', 'mlpipe'] as const);
         for (const impl of order) {
           const res =

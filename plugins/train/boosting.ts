@@ -56,12 +56,12 @@ const common = {
   threads: z.number().int().min(0).max(1024).default(0),
   checkpoint: z
     .object({
-      everyRounds: z.number().int().min(1).default(10),
+      everyRounds: z.number().int().min(1).default(50),
       everyMinutes: z.number().positive().optional(),
       keep: z.number().int().min(1).default(3),
     })
     .strict()
-    .default({ everyRounds: 10, keep: 3 }),
+    .default({ everyRounds: 50, keep: 3 }),
 };
 
 const xgboostParamsSchema = z
