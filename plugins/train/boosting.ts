@@ -56,12 +56,12 @@ const common = {
   threads: z.number().int().min(0).max(1024).default(0),
   checkpoint: z
     .object({
-      everyRounds: z.number().int().min(1).default(10),
+      everyRounds: z.number().int().min(1).default(50),
       everyMinutes: z.number().positive().optional(),
       keep: z.number().int().min(1).default(3),
     })
     .strict()
-    .default({ everyRounds: 10, keep: 3 }),
+    .default({ everyRounds: 50, keep: 3 }),
 };
 
 const xgboostParamsSchema = z
@@ -280,12 +280,14 @@ function definedBoosting<P extends CommonParams>(flavour: Flavour<P>, schema: z.
     async run(ctx, p, inputs): Promise<OutputsOf<typeof trainOutputs>> {
       const lib = flavour.library();
       flavour.check?.(p, lib);
+      const loadStarted = Date.now();
       const { train, validation } = await loadInputs(ctx, flavour.name, p, inputs as Record<string, unknown>);
       const y = labels(p.task, train.y!, 'train', p.target);
       const vy = validation ? labels(p.task, validation.y!, 'validation', p.target, y.classes) : undefined;
       const numClass = y.classes ? y.classes.length : 1;
       const task = boostedTask(p, numClass);
       const params = flavour.params(p, numClass);
+      const loadSeconds = (Date.now() - loadStarted) / 1000;
 
       const signature = JSON.stringify({ library: lib.name, params, features: train.features, classes: y.classes ?? null });
       const resumed = await ctx.checkpoint.latest<{ round: number }>();
@@ -298,6 +300,7 @@ function definedBoosting<P extends CommonParams>(flavour: Flavour<P>, schema: z.
       const trainM: LabelledMatrix = { x: train.x, rows: train.rows, cols: train.features.length, label: y.label };
       const validM: LabelledMatrix | undefined =
         validation && vy ? { x: validation.x, rows: validation.rows, cols: train.features.length, label: vy.label } : undefined;
+      const started = Date.now();
       const session = lib.open({
         params,
         train: trainM,
@@ -315,7 +318,6 @@ function definedBoosting<P extends CommonParams>(flavour: Flavour<P>, schema: z.
         );
       }
       const system = watchSystem(ctx);
-      const started = Date.now();
       let roundsThisAttempt = 0;
       try {
         let lastCheckpointAt = Date.now();
@@ -386,6 +388,10 @@ function definedBoosting<P extends CommonParams>(flavour: Flavour<P>, schema: z.
           bestIteration: best,
           features: train.features.length,
           rows: train.rows,
+          /** Reading the datasets into float32 matrices. */
+          loadSeconds,
+          /** The library's datasets, the rounds (with checkpoints) and the model's dump. */
+          trainSeconds: (Date.now() - started) / 1000,
           secondsPerRound: roundsThisAttempt ? (Date.now() - started) / 1000 / roundsThisAttempt : 0,
         };
         for (const [k, v] of Object.entries(bestRow.train)) metrics[metricKey('train', k)] = v;

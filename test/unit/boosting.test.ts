@@ -274,6 +274,21 @@ for (const plugin of [trainXgboost, trainLightgbm]) {
       expect((resumed['metrics'] as Record<string, number>)['valRmse']).toBe((whole['metrics'] as Record<string, number>)['valRmse']);
     });
 
+    it('does not resume a checkpoint written for other params', async () => {
+      const ctx = testContext();
+      const { train, validation } = await datasets(ctx);
+      const abort = new AbortController();
+      const first = testContext(process.cwd(), ctx.store, {
+        signal: abort.signal,
+        onHeartbeat: (d) => d?.['round'] === 25 && abort.abort(new Error('worker lost')),
+      });
+      await expect(runPlugin(plugin, first, BASE, { train, validation })).rejects.toThrow('worker lost');
+      const second = { ...first, attempt: 2, signal: new AbortController().signal, heartbeat: () => undefined };
+      const other = await runPlugin(plugin, second, { ...BASE, learningRate: 0.1 }, { train, validation });
+      expect(other['metrics']).toMatchObject({ rounds: 60, resumedFromRound: 0, roundsThisAttempt: 60 });
+      expect(first.logs.some((l) => l.level === 'warn' && /written for other params/.test(l.message))).toBe(true);
+    });
+
     it('explains bad input: early stopping without validation, a non-numeric target, an unknown column', async () => {
       const ctx = testContext();
       const { train } = await datasets(ctx);
