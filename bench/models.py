@@ -43,11 +43,11 @@ best = None
 start = time.time()
 for values in itertools.product(*grid.values()):
     params = dict(zip(grid.keys(), values))
-    m = HistGradientBoostingRegressor(max_iter=1000, early_stopping=False, random_state=seed, **params)
+    m = HistGradientBoostingRegressor(max_iter=cfg.get("hgb_max_iter", 1000), early_stopping=False, random_state=seed, **params)
     # Rounds chosen on validation too: staged predictions, every 50 iterations.
     m.fit(xt, yt)
     for i, pv in enumerate(m.staged_predict(xv)):
-        if (i + 1) % 50:
+        if (i + 1) % min(50, cfg.get("hgb_max_iter", 1000)):
             continue
         score = rmse(yv, pv)
         if best is None or score < best[0]:

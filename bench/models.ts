@@ -14,6 +14,7 @@
  *
  *   npm run bench:models                   # provisions the libraries and the Python packages first
  *   BENCH_SEEDS=42 node --import tsx bench/models.ts
+ *   BENCH_SEEDS=42 BENCH_OVERRIDES=training.epochs=2,boosting.rounds=20 BENCH_HGB_MAX_ITER=100 node --import tsx bench/models.ts
  */
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
@@ -46,6 +47,9 @@ const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 const CACHE = process.env['MLPIPE_CACHE_DIR'] ?? join(process.env['HOME'] ?? '', '.cache', 'mlpipe');
 const PYTHON = join(CACHE, 'boosting-bench-venv', 'bin', 'python');
 const SEEDS = (process.env['BENCH_SEEDS'] ?? '42,7,11,123').split(',').map(Number);
+/** More pipeline overrides (comma-separated), e.g. a quick check: training.epochs=2,boosting.rounds=20 with BENCH_HGB_MAX_ITER=100. */
+const OVERRIDES = (process.env['BENCH_OVERRIDES'] ?? '').split(',').filter(Boolean);
+const HGB_MAX_ITER = Number(process.env['BENCH_HGB_MAX_ITER'] ?? 1000);
 
 interface Fit {
   validation_rmse: number;
@@ -71,7 +75,7 @@ async function main(): Promise<void> {
   const results: Record<string, unknown>[] = [];
   let ingested: ArtifactRef | undefined;
   for (const seed of SEEDS) {
-    const compiled = loadPipeline(REPO, 'california-housing-models', registry, [`params.seed=${seed}`]);
+    const compiled = loadPipeline(REPO, 'california-housing-models', registry, [`params.seed=${seed}`, ...OVERRIDES]);
     const step = (id: string) => compiled.steps[id]!.with;
     const target = compiled.params['target'] as string;
     ingested ??= (await run(ctx, ingestFile, step('ingest')))['dataset'] as ArtifactRef;
@@ -131,6 +135,7 @@ async function main(): Promise<void> {
         target,
         features,
         seed,
+        hgb_max_iter: HGB_MAX_ITER,
         xgboost: { params: xgboostParams(xp, 1), rounds: xp.rounds, early_stopping: xp.earlyStoppingRounds },
         lightgbm: { params: lightgbmParams(lp, 1), rounds: lp.rounds, early_stopping: lp.earlyStoppingRounds },
       }),
