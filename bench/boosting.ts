@@ -9,7 +9,7 @@
  *   BENCH_REPEATS=3 BENCH_THREADS=2 BENCH_ROWS=200000 node --import tsx bench/boosting.ts
  *
  * Times: load = Parquet to float32 matrices; train = the library's datasets, the rounds (mlpipe:
- * with its checkpoints every 50 rounds, the default) and the model dump. Peak memory: the process's max RSS.
+ * with its checkpoints every minute, the default) and the model dump. Peak memory: the process's max RSS.
  * Results: bench/results/boosting-<date>.json.
  */
 import { execFile } from 'node:child_process';

@@ -54,14 +54,15 @@ const common = {
   seed: z.number().int().min(0).max(2_147_483_647).default(42),
   /** Library threads (0: the library's default, all cores). */
   threads: z.number().int().min(0).max(1024).default(0),
+  /** When to checkpoint: every `everyRounds` rounds and/or every `everyMinutes` minutes (neither given: every minute). */
   checkpoint: z
     .object({
-      everyRounds: z.number().int().min(1).default(50),
+      everyRounds: z.number().int().min(1).optional(),
       everyMinutes: z.number().positive().optional(),
       keep: z.number().int().min(1).default(3),
     })
     .strict()
-    .default({ everyRounds: 50, keep: 3 }),
+    .default({ keep: 3 }),
 };
 
 const xgboostParamsSchema = z
@@ -163,6 +164,30 @@ interface CheckpointDoc {
   signature: string;
   native: NativeModel;
   state: TrainState;
+}
+
+/** A checkpoint's bytes: a 4-byte length, the JSON header, then the native model's own bytes (no base64). */
+export function encodeCheckpoint(doc: CheckpointDoc): Buffer {
+  const { native, ...rest } = doc;
+  const header = Buffer.from(JSON.stringify({ ...rest, encoding: native.encoding }));
+  const size = Buffer.alloc(4);
+  size.writeUInt32BE(header.length);
+  return Buffer.concat([size, header, Buffer.from(native.data, native.encoding)]);
+}
+
+export function decodeCheckpoint(bytes: Buffer): CheckpointDoc | undefined {
+  if (bytes.length < 4) return undefined;
+  const size = bytes.readUInt32BE(0);
+  if (4 + size > bytes.length) return undefined;
+  try {
+    const head = JSON.parse(bytes.subarray(4, 4 + size).toString('utf8')) as Omit<CheckpointDoc, 'native'> & {
+      encoding: NativeModel['encoding'];
+    };
+    const { encoding, ...rest } = head;
+    return { ...rest, native: { encoding, data: bytes.subarray(4 + size).toString(encoding) } };
+  } catch {
+    return undefined;
+  }
 }
 
 /** The labels as the library wants them: the target (regression) or the class index, with the classes. */
@@ -291,7 +316,8 @@ function definedBoosting<P extends CommonParams>(flavour: Flavour<P>, schema: z.
 
       const signature = JSON.stringify({ library: lib.name, params, features: train.features, classes: y.classes ?? null });
       const resumed = await ctx.checkpoint.latest<{ round: number }>();
-      let doc = resumed ? (JSON.parse(resumed.data.toString('utf8')) as CheckpointDoc) : undefined;
+      let doc = resumed ? decodeCheckpoint(resumed.data) : undefined;
+      if (resumed && !doc) ctx.logger.warn({}, 'the checkpoint is not a boosting checkpoint; starting from round 1');
       if (doc && doc.signature !== signature) {
         ctx.logger.warn({ round: doc.state?.round }, 'the checkpoint was written for other params or data; starting from round 1');
         doc = undefined;
@@ -321,6 +347,8 @@ function definedBoosting<P extends CommonParams>(flavour: Flavour<P>, schema: z.
       let roundsThisAttempt = 0;
       try {
         let lastCheckpointAt = Date.now();
+        const { everyRounds } = p.checkpoint;
+        const everyMinutes = p.checkpoint.everyMinutes ?? (everyRounds === undefined ? 1 : undefined);
         for (let round = state.round + 1; round <= p.rounds; round++) {
           if (ctx.signal.aborted) throw ctx.signal.reason as Error;
           const m: RoundMetrics = session.boostOneRound();
@@ -343,11 +371,11 @@ function definedBoosting<P extends CommonParams>(flavour: Flavour<P>, schema: z.
             break;
           }
           const due =
-            round % p.checkpoint.everyRounds === 0 ||
-            (p.checkpoint.everyMinutes !== undefined && Date.now() - lastCheckpointAt >= p.checkpoint.everyMinutes * 60_000);
+            (everyRounds !== undefined && round % everyRounds === 0) ||
+            (everyMinutes !== undefined && Date.now() - lastCheckpointAt >= everyMinutes * 60_000);
           if (due && round < p.rounds) {
             const ckpt: CheckpointDoc = { library: lib.name, signature, native: session.saveNative(), state };
-            await ctx.checkpoint.save(JSON.stringify(ckpt), { round }, { keep: p.checkpoint.keep });
+            await ctx.checkpoint.save(encodeCheckpoint(ckpt), { round }, { keep: p.checkpoint.keep });
             lastCheckpointAt = Date.now();
           }
           // Let heartbeats, cancellation and I/O through between the library's synchronous rounds.
