@@ -29,7 +29,7 @@ import {
   type Tag,
   type TrackingConfig,
 } from '../engine/tracking.js';
-import type { ArtifactRef } from '../engine/types.js';
+import { isArtifactRef, type ArtifactRef } from '../engine/types.js';
 
 /** One batch of a run's events, with the MLflow runs its tracking made so far. */
 export interface DeliverInput extends TrackingInput {
@@ -176,6 +176,12 @@ export async function deliver(
           numericLeaves(s.outputs['metrics'], s.stepId === 'evaluate' ? '' : s.stepId).map((m) => ({ ...m, timestamp: end, step: 0 })),
         );
       }
+      // Model selection (evaluate.select): the comparison table beside the step's run, the winner as a parent tag.
+      const table = s.outputs?.['table'];
+      if (s.uses.startsWith('evaluate.') && isArtifactRef(table))
+        await backend.uploadArtifact(run, table.name ?? 'table.md', await store.get(table));
+      if (s.uses === 'evaluate.select' && typeof s.outputs?.['winner'] === 'string')
+        await backend.logBatch(parent.mlflowRunId, { metrics: [], params: [], tags: [tag('mlpipe.selected_model', s.outputs['winner'])] });
       if (s.uses.startsWith('train.') && typeof s.outputs?.['backend'] === 'string') {
         await backend.logBatch(parent.mlflowRunId, {
           metrics: [],

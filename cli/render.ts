@@ -82,6 +82,31 @@ export function formatMetricsTables(r: PipelineResult): string[] {
   return out;
 }
 
+/** For every model selection (evaluate.select): its candidates best first, with their metrics. */
+export function formatComparisonTables(r: PipelineResult): string[] {
+  const out: string[] = [];
+  for (const [step, outputs] of Object.entries(r.outputs)) {
+    const ranking = outputs['ranking'] as { metric?: unknown; goal?: unknown; order?: unknown } | undefined;
+    const comparison = outputs['comparison'] as Record<string, Record<string, number>> | undefined;
+    if (!ranking || !Array.isArray(ranking.order) || !comparison || typeof comparison !== 'object') continue;
+    const order = ranking.order.filter((c): c is string => typeof c === 'string' && typeof comparison[c] === 'object');
+    const metric = String(ranking.metric);
+    const keys = [
+      metric,
+      ...Object.keys(comparison[order[0]!] ?? {}).filter((k) => k !== metric && order.every((c) => typeof comparison[c]![k] === 'number')),
+    ];
+    const width = Math.max(9, ...order.map((c) => c.length));
+    out.push(`\n${step}: model selection on ${metric} (${String(ranking.goal)}), winner ${order[0]}`);
+    out.push(`  rank ${'candidate'.padEnd(width)} ${keys.map((k) => k.padStart(12)).join(' ')}`);
+    order.forEach((c, i) =>
+      out.push(
+        `  ${String(i + 1).padStart(4)} ${c.padEnd(width)} ${keys.map((k) => (typeof comparison[c]![k] === 'number' ? num(comparison[c]![k]!) : '').padStart(12)).join(' ')}`,
+      ),
+    );
+  }
+  return out;
+}
+
 export function formatSummary(r: PipelineResult): string {
   const counts: Record<string, number> = {};
   for (const s of Object.values(r.steps)) counts[s.status] = (counts[s.status] ?? 0) + 1;
@@ -97,6 +122,7 @@ export function formatSummary(r: PipelineResult): string {
     for (const [k, v] of Object.entries(r.outputs[id]!)) lines.push(`  ${id}.${k} = ${short(v)}`);
     if (ids.length > 12 && id === ids[5]) lines.push(`  ... ${ids.length - 12} more steps ...`);
   }
+  lines.push(...formatComparisonTables(r));
   lines.push(...formatMetricsTables(r));
   return lines.join('\n');
 }

@@ -8,7 +8,11 @@
 # and with --with-tfjs-node the native TensorFlow backend (@tensorflow/tfjs-node built against the
 # TensorFlow C library of the tensorflow-cpu wheel on PyPI; without it training runs on wasm), and
 # with --with-tfjs-node-gpu @tensorflow/tfjs-node-gpu from the tensorflow wheel and the CUDA
-# libraries of its and-cuda extra (about 3.5 GB of wheels, for GPU machines: deploy/gpu-smoke.sh).
+# libraries of its and-cuda extra (about 3.5 GB of wheels, for GPU machines: deploy/gpu-smoke.sh), and
+# with --with-boosting the XGBoost and LightGBM shared libraries from their PyPI wheels (train.xgboost,
+# train.lightgbm), and with --with-boosting-bench a virtualenv holding the Python packages of the same
+# versions and scikit-learn (npm run bench:boosting and bench:models compare against them; the
+# boosted-tree test fixtures are made with them).
 # Slow builds go to a cache outside the checkout (MLPIPE_CACHE_DIR, default ~/.cache/mlpipe) so
 # every clone on this machine reuses them. Safe to run again: each step skips what is there.
 set -euo pipefail
@@ -24,6 +28,10 @@ onnx_version="1.23.2"
 tf_cpu_version="2.12.0"
 tf_gpu_version="2.21.0"
 tfjs_node_version="4.22.0"
+# Also in adapters/boosting/library.ts (a unit test keeps the two equal).
+xgboost_version="3.2.0"
+lightgbm_version="4.7.0"
+sklearn_version="1.7.2"
 with_mlflow=0
 with_gcs=0
 with_evidently=0
@@ -31,6 +39,8 @@ with_chromium=0
 with_onnx=0
 with_tfjs_node=0
 with_tfjs_node_gpu=0
+with_boosting=0
+with_boosting_bench=0
 for arg in "$@"; do
   case "$arg" in
     --with-mlflow) with_mlflow=1 ;;
@@ -40,7 +50,9 @@ for arg in "$@"; do
     --with-onnx) with_onnx=1 ;;
     --with-tfjs-node) with_tfjs_node=1 ;;
     --with-tfjs-node-gpu) with_tfjs_node_gpu=1 ;;
-    *) printf '[provision] unknown option %s (known: --with-mlflow, --with-gcs-emulator, --with-evidently, --with-chromium, --with-onnx, --with-tfjs-node, --with-tfjs-node-gpu)\n' "$arg" >&2; exit 2 ;;
+    --with-boosting) with_boosting=1 ;;
+    --with-boosting-bench) with_boosting=1; with_boosting_bench=1 ;;
+    *) printf '[provision] unknown option %s (known: --with-mlflow, --with-gcs-emulator, --with-evidently, --with-chromium, --with-onnx, --with-tfjs-node, --with-tfjs-node-gpu, --with-boosting, --with-boosting-bench)\n' "$arg" >&2; exit 2 ;;
   esac
 done
 say() { printf '[provision] %s\n' "$*" >&2; }
@@ -232,4 +244,50 @@ fi
 # 7. The official ONNX checker (Python onnx) in a virtualenv in the cache: tests check exported models.
 if [ "$with_onnx" = 1 ]; then
   cached_venv "the ONNX checker (onnx $onnx_version)" "$cache/onnx-venv" "$cache/onnx-venv/.mlpipe-onnx-$onnx_version" "onnx==$onnx_version"
+fi
+
+# 8. The XGBoost and LightGBM shared libraries, unpacked from their PyPI wheels (no Python needed to
+# use them): xgboost/lib/libxgboost.so beside xgboost_cpu.libs/ (its bundled libgomp, found through a
+# relative run path), lightgbm/lib/lib_lightgbm.so (links the system's libgomp.so.1).
+if [ "$with_boosting" = 1 ]; then
+  dir="$cache/boosting-xgboost-$xgboost_version-lightgbm-$lightgbm_version"
+  if [ -f "$dir/.mlpipe-boosting" ]; then
+    say "XGBoost $xgboost_version, LightGBM $lightgbm_version: $dir (cached)"
+  else
+    py="${PYTHON:-$(command -v python3 || true)}"
+    if [ -z "$py" ] || ! "$py" -m pip --version >/dev/null 2>&1; then
+      say "the boosting libraries come from PyPI wheels fetched with pip: install Python 3 with pip (or set PYTHON), or set MLPIPE_XGBOOST_LIB and MLPIPE_LIGHTGBM_LIB"; exit 1
+    fi
+    say "fetching the xgboost-cpu $xgboost_version and lightgbm $lightgbm_version wheels (one time)"
+    start=$(date +%s)
+    rm -rf "$dir.partial"
+    mkdir -p "$dir.partial/wheels"
+    "$py" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+      --platform manylinux_2_28_x86_64 --python-version 3.11 --dest "$dir.partial/wheels" \
+      "xgboost-cpu==$xgboost_version" "lightgbm==$lightgbm_version" >&2 ||
+      "$py" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+        --dest "$dir.partial/wheels" "xgboost-cpu==$xgboost_version" "lightgbm==$lightgbm_version" >&2
+    for whl in "$dir.partial"/wheels/*.whl; do
+      "$py" -c 'import sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+keep = [n for n in z.namelist() if n.endswith(".so") or ".so." in n]
+z.extractall(sys.argv[2], keep)' "$whl" "$dir.partial"
+    done
+    rm -rf "$dir.partial/wheels"
+    if [ ! -f "$dir.partial/xgboost/lib/libxgboost.so" ] || [ ! -f "$dir.partial/lightgbm/lib/lib_lightgbm.so" ]; then
+      say "the wheels did not hold xgboost/lib/libxgboost.so and lightgbm/lib/lib_lightgbm.so (see $dir.partial)"; exit 1
+    fi
+    rm -rf "$dir"
+    mv "$dir.partial" "$dir"
+    touch "$dir/.mlpipe-boosting"
+    say "boosting libraries unpacked in $(( $(date +%s) - start ))s: $dir"
+  fi
+fi
+
+# 9. Python xgboost and lightgbm of the same versions and scikit-learn, for npm run bench:boosting and
+# bench:models (and test/tools/boosting_fixtures.py).
+if [ "$with_boosting_bench" = 1 ]; then
+  cached_venv "xgboost $xgboost_version, lightgbm $lightgbm_version and scikit-learn $sklearn_version (Python)" "$cache/boosting-bench-venv" \
+    "$cache/boosting-bench-venv/.mlpipe-boosting-bench-$xgboost_version-$lightgbm_version-sklearn-$sklearn_version" \
+    "xgboost-cpu==$xgboost_version" "lightgbm==$lightgbm_version" "scikit-learn==$sklearn_version" numpy pandas pyarrow psutil
 fi

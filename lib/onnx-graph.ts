@@ -1,10 +1,12 @@
 /**
- * Builds one ONNX graph from a fitted transform (process.transform's state) and a trained
- * train.tfjs-mlp model: raw feature columns in, prediction out. Pure: no I/O, no tfjs.
+ * Builds one ONNX graph from a fitted transform (process.transform's state) and a trained model —
+ * a train.tfjs-mlp network, or a train.xgboost / train.lightgbm tree ensemble (lib/onnx-trees.ts,
+ * as one ai.onnx.ml TreeEnsembleRegressor): raw feature columns in, prediction out. Pure: no I/O, no tfjs.
  *
  * Inputs are the raw columns the transform reads, each [N, 1]: numbers as double (NaN for null),
  * text as string ("" for null). Preprocessing runs in double exactly as the SQL at fit time does;
- * the features are then cast to float for the network (tfjs trains in float32).
+ * the features are then cast to float for the model (tfjs trains in float32, and both boosting libraries
+ * split on float32 features).
  *
  * What a client must send is recorded in the model's metadata (`mlpipe.inputs`), so a server needs
  * nothing but the .onnx file.
@@ -23,6 +25,8 @@ import {
 import { parseFormula, type Formula } from './formula.js';
 import type { FittedTransform } from './fitted-transform.js';
 import type { ModelDocument } from './model.js';
+import type { BoostedModelDocument } from './boosted-model.js';
+import { treeEnsemble } from './onnx-trees.js';
 
 export const ONNX_OPSET = 21;
 export const ONNX_ML_OPSET = 3;
@@ -75,6 +79,13 @@ class Graph {
 }
 
 const attrInt = (name: string, i: number): AttributeProto => ({ name, type: AttributeType.INT, i });
+const attrInts = (name: string, ints: number[]): AttributeProto => ({ name, type: AttributeType.INTS, ints });
+const attrFloats = (name: string, floats: number[]): AttributeProto => ({ name, type: AttributeType.FLOATS, floats });
+const attrString = (name: string, value: string): AttributeProto => ({
+  name,
+  type: AttributeType.STRING,
+  s: new TextEncoder().encode(value),
+});
 const attrStrings = (name: string, values: string[]): AttributeProto => ({
   name,
   type: AttributeType.STRINGS,
@@ -145,8 +156,120 @@ export interface ExportOptions {
   producerVersion?: string;
 }
 
-/** The whole model, transform and network, as an ONNX ModelProto. */
-export function buildOnnxModel(state: FittedTransform, model: ModelDocument, options: ExportOptions = {}): ModelProto {
+/** The float [N,F] features through the Dense layers, scaled back to the target's units (regression). */
+function networkHead(g: Graph, x: string, model: ModelDocument): string {
+  let h = x;
+  const layers = denseLayers(model);
+  if (layers[0]?.inputs !== model.features.length)
+    throw exportError(`the network takes ${layers[0]?.inputs} inputs but the model lists ${model.features.length} features.`);
+  layers.forEach((layer, i) => {
+    const w = g.tensor(`dense${i}_kernel`, DataType.FLOAT, [layer.inputs, layer.units], layer.kernel);
+    h = g.one('MatMul', [h, w]);
+    if (layer.bias) h = g.one('Add', [h, g.tensor(`dense${i}_bias`, DataType.FLOAT, [layer.units], layer.bias)]);
+    const act = { relu: 'Relu', elu: 'Elu', tanh: 'Tanh', selu: 'Selu', sigmoid: 'Sigmoid', softmax: 'Softmax', linear: '' }[
+      layer.activation
+    ];
+    if (act === undefined) throw exportError(`activation '${layer.activation}' cannot be exported.`);
+    if (act === 'Softmax') h = g.one(act, [h], [attrInt('axis', -1)]);
+    else if (act) h = g.one(act, [h]);
+  });
+
+  const regression = model.task === 'regression';
+  if (regression) {
+    const std = g.tensor('target_std', DataType.FLOAT, [], Float32Array.of(model.targetStd ?? 1));
+    const mean = g.tensor('target_mean', DataType.FLOAT, [], Float32Array.of(model.targetMean ?? 0));
+    h = g.one('Add', [g.one('Mul', [h, std]), mean]);
+  }
+  return h;
+}
+
+/** The float [N,F] features through one TreeEnsembleRegressor: [N,1] (regression, binary) or [N,K]. */
+function treesHead(g: Graph, x: string, doc: BoostedModelDocument): string {
+  const e = treeEnsemble(doc);
+  const n = e.nodes;
+  // The post transform as its own node: onnxruntime's regressor leaves a single target untransformed.
+  const margin = g.one(
+    'TreeEnsembleRegressor',
+    [x],
+    [
+      attrInt('n_targets', e.targets),
+      attrString('aggregate_function', 'SUM'),
+      attrString('post_transform', 'NONE'),
+      attrFloats('base_values', e.base),
+      attrInts(
+        'nodes_treeids',
+        n.map((v) => v.tree),
+      ),
+      attrInts(
+        'nodes_nodeids',
+        n.map((v) => v.id),
+      ),
+      attrInts(
+        'nodes_featureids',
+        n.map((v) => v.feature),
+      ),
+      attrFloats(
+        'nodes_values',
+        n.map((v) => v.value),
+      ),
+      attrStrings(
+        'nodes_modes',
+        n.map((v) => v.mode),
+      ),
+      attrInts(
+        'nodes_truenodeids',
+        n.map((v) => v.trueId),
+      ),
+      attrInts(
+        'nodes_falsenodeids',
+        n.map((v) => v.falseId),
+      ),
+      attrInts(
+        'nodes_missing_value_tracks_true',
+        n.map((v) => v.missingTrue),
+      ),
+      attrInts(
+        'target_treeids',
+        e.leaves.map((l) => l.tree),
+      ),
+      attrInts(
+        'target_nodeids',
+        e.leaves.map((l) => l.node),
+      ),
+      attrInts(
+        'target_ids',
+        e.leaves.map((l) => l.target),
+      ),
+      attrFloats(
+        'target_weights',
+        e.leaves.map((l) => l.weight),
+      ),
+    ],
+    'ai.onnx.ml',
+  );
+  if (e.postTransform === 'LOGISTIC') return g.one('Sigmoid', [margin]);
+  if (e.postTransform === 'SOFTMAX') return g.one('Softmax', [margin], [attrInt('axis', -1)]);
+  return margin;
+}
+
+/** What the graph's output means, for either kind of model. */
+function taskOf(model: ModelDocument | BoostedModelDocument): { task: 'regression' | 'classification'; classes?: (string | number)[] } {
+  if (!isBoosted(model)) return { task: model.task, ...(model.classes ? { classes: model.classes } : {}) };
+  if (model.task === 'regression') return { task: 'regression' };
+  const k = model.task === 'binary' ? 2 : model.numClass;
+  return { task: 'classification', classes: model.classes ?? Array.from({ length: k }, (_, i) => i) };
+}
+
+function isBoosted(model: ModelDocument | BoostedModelDocument): model is BoostedModelDocument {
+  return (model as { format?: unknown }).format !== undefined;
+}
+
+/** The whole model, transform and network or tree ensemble, as an ONNX ModelProto. */
+export function buildOnnxModel(
+  state: FittedTransform,
+  model: ModelDocument | BoostedModelDocument,
+  options: ExportOptions = {},
+): ModelProto {
   const g = new Graph();
   const declared = new Map((state.inputs ?? []).map((c) => [c.name, c.type]));
   const stringColumns = new Set(state.ops.flatMap((o) => (o.op === 'onehot' ? [o.column] : [])));
@@ -278,38 +401,15 @@ export function buildOnnxModel(state: FittedTransform, model: ModelDocument, opt
     [attrInt('to', DataType.FLOAT)],
   );
 
-  const layers = denseLayers(model);
-  if (layers[0]?.inputs !== model.features.length)
-    throw exportError(`the network takes ${layers[0]?.inputs} inputs but the model lists ${model.features.length} features.`);
-  layers.forEach((layer, i) => {
-    const w = g.tensor(`dense${i}_kernel`, DataType.FLOAT, [layer.inputs, layer.units], layer.kernel);
-    h = g.one('MatMul', [h, w]);
-    if (layer.bias) h = g.one('Add', [h, g.tensor(`dense${i}_bias`, DataType.FLOAT, [layer.units], layer.bias)]);
-    const act = { relu: 'Relu', elu: 'Elu', tanh: 'Tanh', selu: 'Selu', sigmoid: 'Sigmoid', softmax: 'Softmax', linear: '' }[
-      layer.activation
-    ];
-    if (act === undefined) throw exportError(`activation '${layer.activation}' cannot be exported.`);
-    if (act === 'Softmax') h = g.one(act, [h], [attrInt('axis', -1)]);
-    else if (act) h = g.one(act, [h]);
-  });
-
-  const regression = model.task === 'regression';
+  const { task, classes } = taskOf(model);
+  const regression = task === 'regression';
+  if (isBoosted(model)) h = treesHead(g, h, model);
+  else h = networkHead(g, h, model);
   const output = regression ? 'prediction' : 'probabilities';
-  if (regression) {
-    const std = g.tensor('target_std', DataType.FLOAT, [], Float32Array.of(model.targetStd ?? 1));
-    const mean = g.tensor('target_mean', DataType.FLOAT, [], Float32Array.of(model.targetMean ?? 0));
-    h = g.one('Add', [g.one('Mul', [h, std]), mean]);
-  }
   g.nodes.push({ name: 'n_output', op_type: 'Identity', input: [h], output: [output] });
-  const width = regression ? 1 : model.classes && model.classes.length > 2 ? model.classes.length : 1;
+  const width = regression ? 1 : classes && classes.length > 2 ? classes.length : 1;
 
-  const contract: OnnxContract = {
-    inputs,
-    task: model.task,
-    target: model.target,
-    output,
-    ...(model.classes ? { classes: model.classes } : {}),
-  };
+  const contract: OnnxContract = { inputs, task, target: model.target, output, ...(classes ? { classes } : {}) };
   return {
     ir_version: ONNX_IR_VERSION,
     producer_name: 'mlpipe',

@@ -14,7 +14,9 @@ import { sql } from './process/sql.js';
 import { applyTransform, transform } from './process/transform.js';
 import { validateExpectations } from './validate/expectations.js';
 import { evaluateModel } from './evaluate/model.js';
+import { evaluateSelect } from './evaluate/select.js';
 import { trainMlp } from './train/mlp.js';
+import { trainLightgbm, trainXgboost } from './train/boosting.js';
 import { monitorDrift } from './monitor/drift.js';
 import { exportOnnx } from './export/onnx.js';
 import { mlflowRegister } from './deploy/mlflow-register.js';
@@ -37,7 +39,10 @@ export const builtinPlugins: AnyPlugin[] = [
   transform,
   applyTransform,
   trainMlp,
+  trainXgboost,
+  trainLightgbm,
   evaluateModel,
+  evaluateSelect,
   monitorDrift,
   exportOnnx,
   mlflowRegister,

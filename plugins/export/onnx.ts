@@ -13,12 +13,14 @@ import { deserializeModel, loadMatrix, predict, type ModelDocument } from '../..
 import { readContract } from '../../adapters/onnx/contract.js';
 import { buildOnnxModel } from '../../lib/onnx-graph.js';
 import { importOptional } from '../../adapters/optional.js';
+import { isBoostedModel, parseBoostedModel, type BoostedModelDocument } from '../../lib/boosted-model.js';
 
 const params = z
   .object({
     /**
-     * With a raw `test` dataset: the largest allowed |onnx - tfjs| over the test rows, relative to
-     * the target's standard deviation (regression) or in probability (classification).
+     * With a raw `test` dataset: the largest allowed |onnx - model| over the test rows, relative to
+     * the target's standard deviation (regression) or in probability (classification). The reference
+     * is the model's own runtime: tfjs for an MLP, the boosting library for XGBoost / LightGBM.
      */
     maxParityError: z.number().positive().default(1e-4),
   })
@@ -41,16 +43,55 @@ export interface Parity {
 }
 
 /**
- * Predicts the raw rows of `file` with onnxruntime and the transformed rows with tfjs (the way
- * evaluation does) and compares them.
+ * The model's own predictions of the transformed test rows (row-major), and the scale of the
+ * parity error: the target's standard deviation (regression) or 1 (probabilities).
+ */
+type Reference = (transformedFile: string, rawFile: string) => Promise<{ values: ArrayLike<number>; scale: number }>;
+
+/** tfjs predicts the MLP (the way evaluation does). */
+function tfjsReference(modelBytes: Buffer, doc: ModelDocument): Reference {
+  return async (transformed) => {
+    const { tf } = await loadTf();
+    const { model, meta } = await deserializeModel(tf, modelBytes);
+    try {
+      const values = predict(tf, model, meta, await loadMatrix(transformed, { features: meta.features, label: 'parity' }));
+      return { values, scale: doc.task === 'regression' ? (doc.targetStd ?? 1) : 1 };
+    } finally {
+      model.dispose();
+    }
+  };
+}
+
+/** The boosting library predicts from the model's native save (float32 features, as in training). */
+function libraryReference(doc: BoostedModelDocument): Reference {
+  return async (transformed, raw) => {
+    const m = await loadMatrix(transformed, { features: doc.features, label: 'parity' });
+    // The native libraries load on first use.
+    const { predictBoosted } = await import('../../lib/boosted-predict.js');
+    const values = predictBoosted(doc, { x: m.x, rows: m.rows, cols: doc.features.length });
+    if (doc.task !== 'regression') return { values, scale: 1 };
+    // The target's standard deviation on the test rows themselves.
+    const scale = await withDuckDB(async (db) => {
+      await db.restrict({ paths: [raw] });
+      const [r] = await db.rows<{ s: number | null }>(
+        `SELECT stddev_pop(${ident(doc.target)}::DOUBLE) AS s FROM read_parquet(${sqlString(raw)})`,
+      );
+      return r?.s || 1;
+    });
+    return { values, scale };
+  };
+}
+
+/**
+ * Predicts the raw rows of `file` with onnxruntime and the transformed rows with the model's own
+ * runtime, and compares them.
  */
 async function checkParity(
   ctx: StepContext,
   onnx: Uint8Array,
-  modelBytes: Buffer,
-  doc: ModelDocument,
   state: FittedTransform,
   file: string,
+  reference: Reference,
 ): Promise<Parity> {
   // The native runtime loads on first use, not with every worker and CLI command.
   const { loadOnnxModel } = await importOptional(
@@ -87,25 +128,17 @@ async function checkParity(
       return { columns, rows: rows.length };
     });
     const viaOnnx = await predictor.predictColumns(raw.columns, raw.rows);
-    const { tf } = await loadTf();
-    const { model, meta } = await deserializeModel(tf, modelBytes);
-    let viaTf: Float32Array;
-    try {
-      viaTf = predict(tf, model, meta, await loadMatrix(transformed, { features: meta.features, label: 'parity' }));
-    } finally {
-      model.dispose();
-    }
-    if (viaTf.length !== viaOnnx.length)
-      throw new PipelineError('DATA_INVALID', `export.onnx: ${viaOnnx.length} ONNX outputs against ${viaTf.length} tfjs outputs.`);
+    const { values: viaModel, scale } = await reference(transformed, file);
+    if (viaModel.length !== viaOnnx.length)
+      throw new PipelineError('DATA_INVALID', `export.onnx: ${viaOnnx.length} ONNX outputs against ${viaModel.length} reference outputs.`);
     let max = 0;
     let sum = 0;
-    for (let i = 0; i < viaTf.length; i++) {
-      const d = Math.abs(viaTf[i]! - viaOnnx[i]!);
+    for (let i = 0; i < viaModel.length; i++) {
+      const d = Math.abs(viaModel[i]! - viaOnnx[i]!);
       if (!(d <= max)) max = d; // NaN wins
       sum += d;
     }
-    const scale = doc.task === 'regression' ? (doc.targetStd ?? 1) : 1;
-    return { rows: raw.rows, maxAbsError: max, meanAbsError: sum / Math.max(1, viaTf.length), maxRelativeError: max / scale };
+    return { rows: raw.rows, maxAbsError: max, meanAbsError: sum / Math.max(1, viaModel.length), maxRelativeError: max / scale };
   } finally {
     await predictor.close();
   }
@@ -113,22 +146,33 @@ async function checkParity(
 
 /**
  * export.onnx — one ONNX file holding the fitted preprocessing (process.transform's `state`:
- * derived formulas, imputation, log, clipping, one-hot, scaling) and the trained train.tfjs-mlp
- * `model`: raw feature records in, prediction out, servable by onnxruntime anywhere. With a raw
- * `test` dataset (the split before the transform) it checks that onnxruntime and tfjs agree on
- * every row and fails beyond `maxParityError`.
+ * derived formulas, imputation, log, clipping, one-hot, scaling) and the trained `model` (a
+ * train.tfjs-mlp network, or a train.xgboost / train.lightgbm tree ensemble): raw feature records
+ * in, prediction out, servable by onnxruntime anywhere. With a raw `test` dataset (the split
+ * before the transform) it checks that onnxruntime and the model's own runtime (tfjs, or the
+ * boosting library) agree on every row and fails beyond `maxParityError`.
  */
 export const exportOnnx = definePlugin({
   name: 'export.onnx',
   version: '1',
-  description: 'Exports transform + model as one ONNX file (raw records in) and checks onnxruntime against tfjs on the test rows.',
+  description:
+    "Exports transform + model (MLP or boosted trees) as one ONNX file (raw records in) and checks onnxruntime against the model's own runtime on the test rows.",
   params,
   inputs: { model: 'model', state: 'artifact', 'test?': 'dataset' },
   outputs: { onnx: 'model', parity: 'metrics', inputs: 'json' },
   async run(ctx, p, inputs) {
-    const { bytes: modelBytes, value: doc } = await json<ModelDocument>(ctx, inputs, 'model');
-    if (doc.kind !== 'mlpipe.tfjs-mlp')
-      throw new PipelineError('PLUGIN_INPUT', "export.onnx: input 'model' is not a train.tfjs-mlp model.");
+    const { bytes: modelBytes, value } = await json<unknown>(ctx, inputs, 'model');
+    let doc: ModelDocument | BoostedModelDocument;
+    let reference: Reference;
+    if (isBoostedModel(value)) {
+      const boosted = parseBoostedModel(value, 'export.onnx');
+      doc = boosted;
+      reference = libraryReference(boosted);
+    } else if ((value as { kind?: unknown }).kind === 'mlpipe.tfjs-mlp') {
+      doc = value as ModelDocument;
+      reference = tfjsReference(modelBytes, doc);
+    } else
+      throw new PipelineError('PLUGIN_INPUT', "export.onnx: input 'model' is not a train.tfjs-mlp, train.xgboost or train.lightgbm model.");
     const state = parseFittedTransform((await json<unknown>(ctx, inputs, 'state')).value, 'export.onnx');
     const modelRef = inputs.model;
     const proto = buildOnnxModel(state, doc, {
@@ -142,15 +186,15 @@ export const exportOnnx = definePlugin({
     const bytes = encodeModel(proto);
     let parity: Parity | null = null;
     if (isArtifactRef(inputs['test'])) {
-      parity = await checkParity(ctx, bytes, modelBytes, doc, state, await datasetFile(ctx, inputs, 'test'));
+      parity = await checkParity(ctx, bytes, state, await datasetFile(ctx, inputs, 'test'), reference);
       ctx.logger.info(
         { ...parity },
-        `ONNX parity on ${parity.rows} rows: max |onnx - tfjs| = ${parity.maxAbsError.toPrecision(3)} (${parity.maxRelativeError.toExponential(2)} of the target's std)`,
+        `ONNX parity on ${parity.rows} rows: max |onnx - ${isBoostedModel(value) ? (doc as BoostedModelDocument).library : 'tfjs'}| = ${parity.maxAbsError.toPrecision(3)} (${parity.maxRelativeError.toExponential(2)} of the target's std)`,
       );
       if (!(parity.maxRelativeError <= p.maxParityError)) {
         throw new PipelineError(
           'QUALITY_GATE',
-          `export.onnx: onnxruntime and tfjs disagree by ${parity.maxRelativeError.toExponential(2)} (relative), above maxParityError ${p.maxParityError}.`,
+          `export.onnx: onnxruntime and the model's own runtime disagree by ${parity.maxRelativeError.toExponential(2)} (relative), above maxParityError ${p.maxParityError}.`,
           {
             hint: 'The exported graph does not reproduce the trained model; report it with the transform state.',
           },

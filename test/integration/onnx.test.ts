@@ -10,6 +10,14 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { withDuckDB } from '../../adapters/duckdb.js';
+import { encodeModel } from '../../adapters/onnx/proto.js';
+import { buildOnnxModel } from '../../lib/onnx-graph.js';
+import { fixture, fixtureRows, identityTransform } from '../unit/boosting-fixtures.js';
+import { lightgbm } from '../../adapters/boosting/lightgbm.js';
+import { xgboost } from '../../adapters/boosting/xgboost.js';
+import type { BoostingLibrary } from '../../adapters/boosting/types.js';
+import { BOOSTED_FORMAT, type BoostedModelDocument } from '../../lib/boosted-model.js';
+import { loadMatrix } from '../../lib/model.js';
 import { loadOnnxModel } from '../../adapters/onnx/runtime.js';
 import { PipelineError } from '../../engine/errors.js';
 import type { ArtifactRef } from '../../engine/types.js';
@@ -226,4 +234,116 @@ describe('ONNX export', () => {
       /unknown function 'log'/,
     );
   }, 120_000);
+
+  it('boosted trees: the checker passes on every XGBoost and LightGBM export, and the reference evaluator matches the library', async () => {
+    const { features, rows } = fixtureRows;
+    const tmp = mkdtempSync(join(tmpdir(), 'mlpipe-onnx-trees-'));
+    writeFileSync(join(tmp, 'rows.json'), JSON.stringify(rows.map((r) => Object.fromEntries(features.map((f, j) => [f, r[j]])))));
+    for (const name of [
+      'xgboost-regression',
+      'xgboost-binary',
+      'xgboost-multiclass',
+      'lightgbm-regression',
+      'lightgbm-binary',
+      'lightgbm-multiclass',
+    ]) {
+      const doc = fixture(name);
+      const path = join(tmp, `${name}.onnx`);
+      writeFileSync(path, encodeModel(buildOnnxModel(identityTransform, doc)));
+      const checked = await python([path, join(tmp, 'rows.json')]);
+      expect(checked['opsets']).toEqual({ 'ai.onnx': 21, 'ai.onnx.ml': 3 });
+      expect(checked['op_types']).toContain('TreeEnsembleRegressor');
+      const viaRef = checked['predictions'] as number[][];
+      let max = 0;
+      doc.predictions.forEach((p, i) => p.forEach((v, k) => (max = Math.max(max, Math.abs(v - viaRef[i]![k]!)))));
+      expect(max / (doc.task === 'regression' ? doc.targetStd : 1), name).toBeLessThan(1e-4);
+    }
+  }, 120_000);
+
+  /** A boosted-trees document made with the library itself (as train.xgboost / train.lightgbm make it). */
+  async function boosted(
+    lib: BoostingLibrary,
+    params: Record<string, string>,
+    task: BoostedModelDocument['task'],
+    target: string,
+    label: (y: number | string) => number,
+  ): Promise<ArtifactRef> {
+    const features = fitted['features'] as string[];
+    const m = await loadMatrix(await ctx.store.getFile(fitted['train'] as ArtifactRef), { target, features, label: 'train' });
+    const session = lib.open({
+      params,
+      train: { x: m.x, rows: m.rows, cols: features.length, label: Float32Array.from(m.y!, label) },
+      featureNames: features,
+    });
+    try {
+      for (let r = 0; r < 25; r++) session.boostOneRound();
+      const doc: BoostedModelDocument = {
+        format: BOOSTED_FORMAT,
+        library: lib.name,
+        libraryVersion: lib.version,
+        task,
+        numClass: 1,
+        objective: params['objective']!,
+        features,
+        target,
+        ...(task === 'binary' ? { classes: ['no', 'yes'] } : {}),
+        bestIteration: 25,
+        roundsTrained: 25,
+        params,
+        model: session.dumpJson(),
+        native: session.saveNative(),
+      };
+      return await ctx.store.put(JSON.stringify(doc), { name: 'model.json', mediaType: 'application/json' });
+    } finally {
+      session.free();
+    }
+  }
+
+  it('boosted trees from the libraries: export.onnx with the fitted transform agrees with the library on the raw test rows', async () => {
+    const cases: [string, BoostingLibrary, Record<string, string>, BoostedModelDocument['task'], string][] = [
+      [
+        'xgboost regression',
+        xgboost(),
+        { objective: 'reg:squarederror', max_depth: '6', eta: '0.1', nthread: '1' },
+        'regression',
+        'median_house_value',
+      ],
+      [
+        'lightgbm regression',
+        lightgbm('4.7.0'),
+        { objective: 'regression', num_leaves: '31', learning_rate: '0.1', num_threads: '1', verbose: '-1' },
+        'regression',
+        'median_house_value',
+      ],
+      ['xgboost binary', xgboost(), { objective: 'binary:logistic', max_depth: '4', nthread: '1' }, 'binary', 'expensive'],
+      [
+        'lightgbm binary',
+        lightgbm('4.7.0'),
+        { objective: 'binary', num_leaves: '15', num_threads: '1', verbose: '-1' },
+        'binary',
+        'expensive',
+      ],
+    ];
+    for (const [name, lib, params, task, target] of cases) {
+      const model = await boosted(lib, params, task, target, (y) => (task === 'binary' ? (y === 'yes' ? 1 : 0) : Number(y)));
+      const out = await runPlugin(exportOnnx, ctx, {}, { model, state: fitted['state'], test: splits['test'] });
+      const parity = out['parity'] as { rows: number; maxRelativeError: number; maxAbsError: number };
+      expect(parity.rows, name).toBeGreaterThan(4000);
+      expect(parity.maxRelativeError, name).toBeLessThan(1e-4);
+      const predictor = await loadOnnxModel(await ctx.store.get(out['onnx'] as ArtifactRef));
+      try {
+        expect(predictor.contract, name).toMatchObject(
+          task === 'binary'
+            ? { task: 'classification', output: 'probabilities', classes: ['no', 'yes'] }
+            : { task: 'regression', output: 'prediction' },
+        );
+        // The same raw-record contract as the MLP's export: serve and monitoring take it unchanged.
+        expect(predictor.contract.inputs.map((i) => i.name)).toContain('ocean_proximity');
+        const p = await predictor.predict(await records(await ctx.store.getFile(splits['test']!), 30));
+        expect(new Set(Array.from(p, (v) => v.toFixed(4))).size, name).toBeGreaterThan(10);
+      } finally {
+        await predictor.close();
+      }
+    }
+  }, 180_000);
 });

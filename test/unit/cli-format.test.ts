@@ -2,6 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import { COMMAND_HELP, commandHelp } from '../../cli/help.js';
 import { describeScheduleSpec, humanInterval } from '../../cli/schedule-command.js';
+import { formatComparisonTables, formatSummary } from '../../cli/render.js';
+import type { PipelineResult } from '../../engine/contracts.js';
 
 describe('schedule list', () => {
   it('shows intervals in whole units, cron text as written, and a calendar as its fields', () => {
@@ -35,5 +37,31 @@ describe('help', () => {
     }
     expect(commandHelp('nope')).toBeUndefined();
     expect(commandHelp('constructor')).toBeUndefined();
+  });
+});
+
+describe('run summary', () => {
+  it('shows a model selection as its candidates best first, with the deciding metric first', () => {
+    const r = {
+      pipeline: 'p',
+      state: 'succeeded',
+      steps: {},
+      outputs: {
+        select: {
+          winner: 'xgboost',
+          comparison: { mlp: { rmse: 45123.4, r2: 0.84 }, xgboost: { rmse: 43210.9, r2: 0.861 }, lightgbm: { rmse: 44000, r2: 0.85 } },
+          ranking: { metric: 'rmse', goal: 'minimize', order: ['xgboost', 'lightgbm', 'mlp'] },
+        },
+      },
+    } as unknown as PipelineResult;
+    expect(formatComparisonTables(r)).toEqual([
+      '\nselect: model selection on rmse (minimize), winner xgboost',
+      '  rank candidate         rmse           r2',
+      '     1 xgboost         43,211        0.861',
+      '     2 lightgbm        44,000        0.850',
+      '     3 mlp             45,123        0.840',
+    ]);
+    expect(formatSummary(r)).toContain('winner xgboost');
+    expect(formatComparisonTables({ ...r, outputs: { evaluate: { metrics: { rmse: 1 } } } })).toEqual([]);
   });
 });

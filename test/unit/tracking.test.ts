@@ -70,7 +70,10 @@ class MemoryBackend implements TrackingBackend {
   async updateRun(runId: string, status: string): Promise<void> {
     this.run(runId).status = status;
   }
-  async uploadArtifact(): Promise<void> {}
+  uploads: { runId: string; path: string; data: string }[] = [];
+  async uploadArtifact(run: TrackedRun, path: string, data: Uint8Array): Promise<void> {
+    this.uploads.push({ runId: run.mlflowRunId, path, data: Buffer.from(data).toString('utf8') });
+  }
 }
 
 const log = { info: () => undefined, warn: () => undefined };
@@ -150,6 +153,35 @@ describe('tracking delivery', () => {
     expect(evaluate!.tags['mlpipe.cached']).toBe('true');
     expect(evaluate!.metrics.find((m) => m.key === 'cache_hit')!.value).toBe(1);
     expect(known.steps['train']!.mlflowRunId).toBe(train!.mlflowRunId);
+  });
+
+  it('model selection: the comparison as metrics, the table as an artifact of the step run, the winner as a parent tag', async () => {
+    const b = new MemoryBackend();
+    const table = await store.put('| rank | candidate |\n', { name: 'model-comparison.md', mediaType: 'text/markdown' });
+    const evs = events();
+    evs.splice(2, 0, {
+      seq: 2,
+      type: 'step-ended',
+      step: {
+        stepId: 'select',
+        uses: 'evaluate.select',
+        pluginVersion: '1',
+        status: 'succeeded',
+        params: {},
+        attempt: 1,
+        outputs: { winner: 'xgboost', metrics: { rmse: 3 }, comparison: { mlp: { rmse: 4 }, xgboost: { rmse: 3 } }, table },
+      },
+    });
+    await deliver(b, store, input(evs.map((e, i) => ({ ...e, seq: i }))), false, log);
+    const select = b.runs.find((r) => r.tags['mlpipe.step'] === 'select')!;
+    expect(select.metrics.filter((m) => m.key.startsWith('comparison.')).map((m) => [m.key, m.value])).toEqual([
+      ['comparison.mlp.rmse', 4],
+      ['comparison.xgboost.rmse', 3],
+    ]);
+    expect(b.uploads).toEqual([{ runId: select.mlflowRunId, path: 'model-comparison.md', data: '| rank | candidate |\n' }]);
+    const parent = b.runs[0]!;
+    expect(parent.tags['mlpipe.selected_model']).toBe('xgboost');
+    expect(parent.metrics.find((m) => m.key === 'select.rmse')!.value).toBe(3);
   });
 
   it('a retry after a lost answer creates no second run and no duplicate metric point', async () => {
