@@ -6,7 +6,11 @@
  * before anything runs), and values are bound as prepared-statement parameters (`$name`), never
  * written into the SQL text. `restrict` switches file access off for the rest of the session.
  */
-import { DuckDBInstance, StatementType, type DuckDBConnection, type DuckDBPreparedStatement, type DuckDBValue } from '@duckdb/node-api';
+import type { DuckDBConnection, DuckDBPreparedStatement, DuckDBValue } from '@duckdb/node-api';
+
+/** DuckDB's native module, loaded on first use: commands that never query (validate, status) do not pay for it. */
+let duckdbModule: Promise<typeof import('@duckdb/node-api')> | undefined;
+const loadDuckDB = (): Promise<typeof import('@duckdb/node-api')> => (duckdbModule ??= import('@duckdb/node-api'));
 
 /** Values bound by name to `$name` parameters. */
 export type SqlParams = Record<string, DuckDBValue>;
@@ -58,6 +62,7 @@ async function prepareOne(conn: DuckDBConnection, sql: string, params?: SqlParam
 }
 
 export async function withDuckDB<T>(fn: (db: Duck) => Promise<T>, options: { threads?: number } = {}): Promise<T> {
+  const { DuckDBInstance, StatementType } = await loadDuckDB();
   const instance = await DuckDBInstance.create(':memory:', { threads: String(options.threads ?? 2) });
   const conn: DuckDBConnection = await instance.connect();
   const once = async <R>(sql: string, params: SqlParams | undefined, use: (p: DuckDBPreparedStatement) => Promise<R>): Promise<R> => {
