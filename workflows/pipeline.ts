@@ -190,11 +190,13 @@ async function startTracking(compiled: CompiledPipeline, input: PipelineInput, i
       flush();
     });
   };
+  /** Batched runs only: the child's start, which the steps do not wait for; events wait in the buffer meanwhile. */
+  let starting: Promise<void> | undefined;
   const track = (event: TrackedEvent): void => {
-    if (!tracker) return;
+    if (!tracker && !starting) return;
     const payload = { ...event, seq: seq++ } as TrackingEvent;
     if (!batched) {
-      signals.push(signal(tracker, [payload]));
+      signals.push(signal(tracker!, [payload]));
       return;
     }
     buffer.push(payload);
@@ -210,15 +212,16 @@ async function startTracking(compiled: CompiledPipeline, input: PipelineInput, i
     flush();
   };
   if (compiled.tracking?.enabled) {
-    try {
-      tracker = await startChild(trackingWorkflow, {
+    batched = patched('tracking-batches');
+    const start = (): Promise<ChildWorkflowHandle<typeof trackingWorkflow>> =>
+      startChild(trackingWorkflow, {
         workflowId: trackingWorkflowId(`${info.workflowId}/${info.runId}`),
         parentClosePolicy: ParentClosePolicy.ABANDON,
         cancellationType: ChildWorkflowCancellationType.ABANDON,
         args: [
           {
             key: `${info.workflowId}/${info.runId}`,
-            config: { ...compiled.tracking, experiment: compiled.tracking.experiment ?? compiled.name },
+            config: { ...compiled.tracking!, experiment: compiled.tracking!.experiment ?? compiled.name },
             events: [
               {
                 seq: seq++,
@@ -236,26 +239,46 @@ async function startTracking(compiled: CompiledPipeline, input: PipelineInput, i
           },
         ],
       });
-      batched = patched('tracking-batches');
-    } catch (e) {
-      if (isCancellation(e)) throw e;
-      log.warn('tracking workflow did not start; this run is not tracked', { error: String(e) });
+    const notStarted = (e: unknown): void => log.warn('tracking workflow did not start; this run is not tracked', { error: String(e) });
+    if (batched) {
+      // The first steps start at once; the child's start is not cancellable, so a run cancelled
+      // meanwhile still tracks its end.
+      starting = CancellationScope.nonCancellable(start).then(
+        (handle) => {
+          tracker = handle;
+          flush();
+        },
+        (e: unknown) => {
+          notStarted(e);
+          buffer = [];
+          starting = undefined;
+        },
+      );
+    } else {
+      try {
+        tracker = await start();
+      } catch (e) {
+        if (isCancellation(e)) throw e;
+        notStarted(e);
+      }
     }
   }
   /** Every event signalled (the in-flight batch, then what waits). */
   const drain = async (): Promise<void> => {
+    await starting;
     await Promise.all(signals);
     for (;;) {
       if (inFlight) await inFlight;
-      else if (buffer.length) {
+      else if (buffer.length && tracker) {
         due = true;
         flush();
       } else return;
     }
   };
   const endTracking = async (status: RunStatus, error?: string): Promise<void> => {
-    if (!tracker) return;
     await CancellationScope.nonCancellable(async () => {
+      await starting;
+      if (!tracker) return;
       await drain();
       const reg = compiled.tracking?.registerModel;
       const model = reg && status === 'FINISHED' ? live.state?.steps[reg.step]?.outputs?.[reg.output] : undefined;
