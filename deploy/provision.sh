@@ -7,7 +7,8 @@
 # with --with-onnx a virtualenv holding the official ONNX checker (exported models are checked by it),
 # and with --with-tfjs-node the native TensorFlow backend (@tensorflow/tfjs-node built against the
 # TensorFlow C library of the tensorflow-cpu wheel on PyPI; without it training runs on wasm), and
-# with --with-tfjs-node-gpu @tensorflow/tfjs-node-gpu from the tensorflow wheel and the CUDA
+# with --with-peers a virtualenv holding Prefect and Dagster (`npm run bench:cli` runs the same
+# 50-step chain on them), and with --with-tfjs-node-gpu @tensorflow/tfjs-node-gpu from the tensorflow wheel and the CUDA
 # libraries of its and-cuda extra (about 3.5 GB of wheels, for GPU machines: deploy/gpu-smoke.sh).
 # Slow builds go to a cache outside the checkout (MLPIPE_CACHE_DIR, default ~/.cache/mlpipe) so
 # every clone on this machine reuses them. Safe to run again: each step skips what is there.
@@ -20,6 +21,7 @@ temporal_version="1.5.1"
 mlflow_version="3.17.2"
 fake_gcs_version="v1.56.1"
 evidently_pins="evidently==0.4.40 pandas==2.1.4 numpy==1.26.4 scipy==1.17.1"
+peers_pins="prefect==3.9.1 dagster==1.13.29"
 onnx_version="1.23.2"
 tf_cpu_version="2.12.0"
 tf_gpu_version="2.21.0"
@@ -27,6 +29,7 @@ tfjs_node_version="4.22.0"
 with_mlflow=0
 with_gcs=0
 with_evidently=0
+with_peers=0
 with_chromium=0
 with_onnx=0
 with_tfjs_node=0
@@ -36,11 +39,12 @@ for arg in "$@"; do
     --with-mlflow) with_mlflow=1 ;;
     --with-gcs-emulator) with_gcs=1 ;;
     --with-evidently) with_evidently=1 ;;
+    --with-peers) with_peers=1 ;;
     --with-chromium) with_chromium=1 ;;
     --with-onnx) with_onnx=1 ;;
     --with-tfjs-node) with_tfjs_node=1 ;;
     --with-tfjs-node-gpu) with_tfjs_node_gpu=1 ;;
-    *) printf '[provision] unknown option %s (known: --with-mlflow, --with-gcs-emulator, --with-evidently, --with-chromium, --with-onnx, --with-tfjs-node, --with-tfjs-node-gpu)\n' "$arg" >&2; exit 2 ;;
+    *) printf '[provision] unknown option %s (known: --with-mlflow, --with-gcs-emulator, --with-evidently, --with-peers, --with-chromium, --with-onnx, --with-tfjs-node, --with-tfjs-node-gpu)\n' "$arg" >&2; exit 2 ;;
   esac
 done
 say() { printf '[provision] %s\n' "$*" >&2; }
@@ -205,6 +209,12 @@ fi
 if [ "$with_evidently" = 1 ]; then
   # shellcheck disable=SC2086 # the pins are separate words
   cached_venv Evidently "$cache/evidently-venv" "$cache/evidently-venv/.mlpipe-evidently-0.4.40" $evidently_pins
+fi
+
+# 5b. Prefect and Dagster, the peers of the whole-process bench (bench/cli.ts).
+if [ "$with_peers" = 1 ]; then
+  # shellcheck disable=SC2086 # the pins are separate words
+  cached_venv "Prefect and Dagster" "$cache/peers-venv" "$cache/peers-venv/.mlpipe-peers-prefect-3.9.1-dagster-1.13.29" $peers_pins
 fi
 
 # 6. Chromium for the browser test of the HTML report: $CHROMIUM, else /usr/bin/chromium, else apt.

@@ -4,13 +4,14 @@
  * Runs recorded before batching (one signal per step, committed under test/fixtures/histories/
  * as tracked-*.json) replay with the current code: see replay.test.ts.
  */
+import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Client } from '@temporalio/client';
 import { MlflowFileStore } from '../../adapters/mlflow/file-store.js';
 import { PIPELINE_WORKFLOW, trackingWorkflowId, type KnownRuns } from '../../engine/contracts.js';
-import { createClient, createTestProject, startWorker, uniqueId, waitForTracking } from './helpers.js';
+import { createClient, createTestProject, REPO, startWorker, uniqueId, waitFor, waitForTracking } from './helpers.js';
 
 const STEPS = 30;
 const project = createTestProject('tracking-batches');
@@ -74,7 +75,65 @@ describe('tracking in batches', () => {
 
     // The tracking workflow's deliveries pass only the runs their events need: its history stays
     // far below the O(steps²) of passing the whole table in and out of each delivery.
-    const trackingHistory = await client.workflow.getHandle(trackingWorkflowId(`${handle.workflowId}/${handle.firstExecutionRunId}`)).fetchHistory();
+    const trackingHistory = await client.workflow
+      .getHandle(trackingWorkflowId(`${handle.workflowId}/${handle.firstExecutionRunId}`))
+      .fetchHistory();
     expect(JSON.stringify(trackingHistory).length).toBeLessThan(200_000);
+  });
+
+  it('mlpipe run --worker exits when the run ends and says where tracking continues; --wait-tracking waits for MLflow', async () => {
+    // A queue of its own: only the command's in-process worker serves these runs.
+    const queue = `${project.taskQueue}-cli`;
+    const cli = (...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+      new Promise((resolve, reject) => {
+        const child = spawn(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), ...args], {
+          cwd: project.dir,
+          env: {
+            ...process.env,
+            TEMPORAL_ADDRESS: project.settings.temporalAddress,
+            MLPIPE_TASK_QUEUE: queue,
+            MLPIPE_PROJECT_DIR: project.dir,
+          },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.on('error', reject);
+        child.on('close', (code) => resolve({ code, stdout, stderr }));
+      });
+    const first = await cli('run', 'long-chain', '--worker', '--id', uniqueId('cli-nowait'));
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+    expect(first.stdout).toMatch(/long-chain: succeeded/);
+    // Delivered already, or still going on in its own workflow, which the output names.
+    const line = first.stdout.split('\n').find((l) => l.startsWith('MLflow: '));
+    expect(line).toMatch(
+      /^MLflow: (run [0-9a-f]{32} in experiment \d+ \(file store |tracking continues in workflow .+-tracking \(task queue .+-cli-tracking;)/,
+    );
+    const firstId = /as workflow (\S+) on task queue/.exec(first.stdout)![1]!;
+
+    const second = await cli('run', 'long-chain', '--worker', '--wait-tracking', '--id', uniqueId('cli-wait'));
+    expect(second.stderr).toBe('');
+    expect(second.code).toBe(0);
+    expect(second.stdout).toMatch(/^MLflow: run [0-9a-f]{32} in experiment \d+ \(file store /m);
+    // The first run's tracking goes on in its workflow: a worker on the queue finishes it (the second
+    // command's did, or one started now, as \`mlpipe worker\` would).
+    const firstRun = await client.workflow.getHandle(firstId).describe();
+    const tracking = client.workflow.getHandle(trackingWorkflowId(`${firstId}/${firstRun.runId}`));
+    if ((await tracking.describe()).status.name !== 'COMPLETED') {
+      const late = await startWorker(
+        { ...project, taskQueue: queue, settings: { ...project.settings, taskQueue: queue } },
+        { tracking: new MlflowFileStore(root) },
+      );
+      try {
+        await waitFor(async () => (await tracking.describe()).status.name === 'COMPLETED', "the first run's tracking to complete");
+      } finally {
+        await late.stop();
+      }
+    }
+    const known = (await tracking.result()) as KnownRuns;
+    expect(Object.keys(known.steps)).toHaveLength(STEPS);
   });
 });
