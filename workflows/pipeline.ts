@@ -153,8 +153,8 @@ async function compile(input: PipelineInput, live: Live): Promise<CompiledPipeli
 /**
  * How the run's events reach the tracking child: in batches, one signal at a time, so a run makes
  * a few signals, not one per step (each signal costs the run a workflow task). A batch goes out
- * when FLUSH_EVENTS events or FLUSH_BYTES of them are waiting, when a FLUSH_MS timer started by the
- * first waiting event fires (so a long step does not hold back the events before it), and at the
+ * when `events` events or `bytes` of them are waiting, when an `ms` timer started by the first
+ * waiting event fires (so a long step does not hold back the events before it), and at the
  * run's end. Runs started before batching (no `tracking-batches` marker in history) signal each
  * event as it comes, as they did.
  */
@@ -213,6 +213,7 @@ async function startTracking(compiled: CompiledPipeline, input: PipelineInput, i
   };
   if (compiled.tracking?.enabled) {
     batched = patched('tracking-batches');
+    const startedSeq = seq++;
     const start = (): Promise<ChildWorkflowHandle<typeof trackingWorkflow>> =>
       startChild(trackingWorkflow, {
         workflowId: trackingWorkflowId(`${info.workflowId}/${info.runId}`),
@@ -224,7 +225,7 @@ async function startTracking(compiled: CompiledPipeline, input: PipelineInput, i
             config: { ...compiled.tracking!, experiment: compiled.tracking!.experiment ?? compiled.name },
             events: [
               {
-                seq: seq++,
+                seq: startedSeq,
                 type: 'run-started',
                 pipeline: compiled.name,
                 file: compiled.file,
