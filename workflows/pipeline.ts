@@ -280,7 +280,9 @@ async function startTracking(compiled: CompiledPipeline, input: PipelineInput, i
     await CancellationScope.nonCancellable(async () => {
       await starting;
       if (!tracker) return;
-      await drain();
+      // Batched, run-ended goes in the last batch with what still waits (batches go one at a time,
+      // in order); before batching it went alone, after every earlier signal was acknowledged.
+      if (!batched) await drain();
       const reg = compiled.tracking?.registerModel;
       const model = reg && status === 'FINISHED' ? live.state?.steps[reg.step]?.outputs?.[reg.output] : undefined;
       track({ type: 'run-ended', status, endedAt: nowIso(), ...(error ? { error } : {}), ...(isArtifactRef(model) ? { model } : {}) });
