@@ -6,16 +6,17 @@
  * before anything runs), and values are bound as prepared-statement parameters (`$name`), never
  * written into the SQL text. `restrict` switches file access off for the rest of the session.
  */
-import bindings from '@duckdb/node-bindings';
-import {
-  DuckDBInstance,
-  DuckDBTypeId,
-  StatementType,
-  type DuckDBConnection,
-  type DuckDBDataChunk,
-  type DuckDBPreparedStatement,
-  type DuckDBValue,
-} from '@duckdb/node-api';
+import type { DuckDBConnection, DuckDBDataChunk, DuckDBPreparedStatement, DuckDBValue } from '@duckdb/node-api';
+
+type Bindings = typeof import('@duckdb/node-bindings');
+
+/** DuckDB's native module, loaded on first use: commands that never query (validate, status) do not pay for it. */
+let duckdbModule: Promise<[typeof import('@duckdb/node-api'), Bindings]> | undefined;
+const loadDuckDB = (): Promise<[typeof import('@duckdb/node-api'), Bindings]> =>
+  (duckdbModule ??= Promise.all([
+    import('@duckdb/node-api'),
+    import('@duckdb/node-bindings').then((m) => (m as { default: Bindings }).default),
+  ]));
 
 /** Values bound by name to `$name` parameters. */
 export type SqlParams = Record<string, DuckDBValue>;
@@ -82,6 +83,7 @@ async function prepareOne(conn: DuckDBConnection, sql: string, params?: SqlParam
 }
 
 export async function withDuckDB<T>(fn: (db: Duck) => Promise<T>, options: { threads?: number } = {}): Promise<T> {
+  const [{ DuckDBInstance, DuckDBTypeId, StatementType }, bindings] = await loadDuckDB();
   const instance = await DuckDBInstance.create(':memory:', { threads: String(options.threads ?? 2) });
   const conn: DuckDBConnection = await instance.connect();
   const once = async <R>(sql: string, params: SqlParams | undefined, use: (p: DuckDBPreparedStatement) => Promise<R>): Promise<R> => {
@@ -128,7 +130,7 @@ export async function withDuckDB<T>(fn: (db: Duck) => Promise<T>, options: { thr
           if (!chunk || chunk.rowCount === 0) break;
           const n = chunk.rowCount;
           if (at + n > rows) throw new RangeError(`typedColumns: more than the ${rows} rows expected`);
-          for (let c = 0; c < columns.length; c++) copyVector(chunk, c, columns[c]!, at, n);
+          for (let c = 0; c < columns.length; c++) copyVector(bindings, chunk, c, columns[c]!, at, n);
           at += n;
           await onRows?.(at);
         }
@@ -157,7 +159,7 @@ export async function withDuckDB<T>(fn: (db: Duck) => Promise<T>, options: { thr
  * Copies column `c` of a chunk into `into` from `at`: the vector's data buffer itself (a typed view
  * of DuckDB's memory, copied once), then NULLs from its validity mask (NaN, -1 or 0).
  */
-function copyVector(chunk: DuckDBDataChunk, c: number, into: TypedColumn, at: number, n: number): void {
+function copyVector(bindings: Bindings, chunk: DuckDBDataChunk, c: number, into: TypedColumn, at: number, n: number): void {
   const raw = bindings.data_chunk_get_vector(chunk.chunk, c);
   const data = bindings.vector_get_data(raw, n * into.BYTES_PER_ELEMENT);
   if (into instanceof Float64Array) into.set(new Float64Array(data.buffer, data.byteOffset, n), at);

@@ -75,13 +75,21 @@ export class LocalArtifactStore implements ArtifactStore {
     return ref;
   }
 
-  private async writeAtomic(target: string, data: Uint8Array | string): Promise<void> {
+  /**
+   * Writes `target` whole or not at all (temp file, then rename). Objects are also fsynced before
+   * the rename: their digest vouches for their bytes. Records (manifests, cache entries, error
+   * counts) are not: they are small, every step writes one, and an fsync each cost more than the
+   * rest of a no-op step on the benchmark machine. Only a power cut or kernel crash can lose the last
+   * records written (a killed process cannot); one that comes back empty or cut reads as
+   * STORAGE_RECORD_CORRUPT: a cache miss for a cache entry, an error that stops `mlpipe gc`.
+   */
+  private async writeAtomic(target: string, data: Uint8Array | string, sync: boolean): Promise<void> {
     await mkdir(dirname(target), { recursive: true });
     const tmp = `${target}.tmp-${randomUUID()}`;
     const fh = await open(tmp, 'w');
     try {
       await fh.writeFile(data);
-      await fh.sync();
+      if (sync) await fh.sync();
     } finally {
       await fh.close();
     }
@@ -94,7 +102,7 @@ export class LocalArtifactStore implements ArtifactStore {
     const target = this.objectPath(sha256);
     // An object already there is checked, and replaced when its bytes were damaged.
     if (!(await this.intact(target, sha256, bytes.length))) {
-      await this.writeAtomic(target, bytes);
+      await this.writeAtomic(target, bytes, true);
       this.verified.delete(target);
     }
     return this.refFor(sha256, bytes.length, options);
@@ -216,7 +224,7 @@ export class LocalArtifactStore implements ArtifactStore {
   }
 
   async putRecord(key: string, value: unknown): Promise<void> {
-    await this.writeAtomic(this.recordPath(key), JSON.stringify(value));
+    await this.writeAtomic(this.recordPath(key), JSON.stringify(value), false);
   }
 
   async getRecord<T = unknown>(key: string): Promise<T | undefined> {

@@ -6,10 +6,14 @@
  * Used by `mlpipe worker`, `mlpipe dev`, `mlpipe run --worker`, the tests and the bench.
  */
 import { bundleWorkflowCode, NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createArtifactStore } from '../adapters/stores.js';
-import type { Settings } from './project.js';
+import { loadSettings, type Settings } from './project.js';
 import { createTrackingBackend, modelRegistryOf } from '../adapters/mlflow/index.js';
 import type { ArtifactStore, TrackingBackend } from '../engine/ports.js';
 import { loadProjectRegistry } from './project-plugins.js';
@@ -27,10 +31,65 @@ export const WORKFLOWS_PATH = join(
 );
 
 let bundle: Promise<{ code: string }> | undefined;
-/** The workflow bundle, built once per process. */
+/**
+ * The workflow bundle, built once per process, and kept between processes in the cache
+ * (`<MLPIPE_CACHE_DIR>/workflow-bundles/<digest>.js`, default ~/.cache/mlpipe) under a digest of
+ * what goes into it: the workflow and engine sources (workflow code imports nothing else of
+ * mlpipe, eslint's layer rules see to it) and the versions of the packages they import. Building
+ * it (webpack) takes seconds; reading it back, milliseconds.
+ */
 export function workflowBundle(): Promise<{ code: string }> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger });
+  bundle ??= cachedBundle();
   return bundle;
+}
+
+async function cachedBundle(): Promise<{ code: string }> {
+  const dir = join(loadSettings().cacheDir, 'workflow-bundles');
+  let file: string | undefined;
+  try {
+    file = join(dir, `${await bundleDigest()}.js`);
+    return { code: await readFile(file, 'utf8') };
+  } catch {
+    // Not cached yet (or unreadable): build it.
+  }
+  const built = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietLogger });
+  if (file) {
+    try {
+      await mkdir(dir, { recursive: true });
+      const tmp = `${file}.${process.pid}.tmp`;
+      await writeFile(tmp, built.code);
+      await rename(tmp, file);
+    } catch (e) {
+      quietLogger.warn(`workflow bundle not cached in ${dir}: ${(e as Error).message}`);
+    }
+  }
+  return built;
+}
+
+/** The digest of the bundle's inputs: every file under workflows/ and engine/, and the versions of the packages they import. */
+async function bundleDigest(): Promise<string> {
+  const root = dirname(dirname(WORKFLOWS_PATH));
+  const hash = createHash('sha256').update(`v1\n${WORKFLOWS_PATH.endsWith('.ts') ? 'ts' : 'js'}\n`);
+  for (const sub of ['workflows', 'engine']) {
+    const files = (await readdir(join(root, sub), { recursive: true, withFileTypes: true }))
+      .filter((d) => d.isFile() && /\.[cm]?[jt]s$/.test(d.name))
+      .map((d) => join(d.parentPath, d.name))
+      .sort();
+    for (const f of files) hash.update(`${f.slice(root.length)}\n`).update(await readFile(f));
+  }
+  const require = createRequire(import.meta.url);
+  for (const pkg of ['@temporalio/workflow', '@temporalio/common', '@temporalio/worker', 'zod', 'yaml']) {
+    let d = dirname(require.resolve(pkg));
+    while (
+      !existsSync(join(d, 'package.json')) ||
+      (JSON.parse(readFileSync(join(d, 'package.json'), 'utf8')) as { name?: string }).name !== pkg
+    ) {
+      if (dirname(d) === d) throw new Error(`no package.json for ${pkg}`);
+      d = dirname(d);
+    }
+    hash.update(`${pkg}@${(JSON.parse(readFileSync(join(d, 'package.json'), 'utf8')) as { version: string }).version}\n`);
+  }
+  return hash.digest('hex').slice(0, 32);
 }
 
 const quietLogger = {
@@ -41,6 +100,13 @@ const quietLogger = {
   warn: (m: string) => console.warn(m),
   error: (m: string) => console.error(m),
 };
+
+/** The pipeline worker's own settings (the bench gives its floor worker the same). */
+export const MAIN_WORKER_OPTIONS = {
+  // A worker that died keeps its sticky workflow tasks for this long before another takes over.
+  stickyQueueScheduleToStartTimeout: '3s',
+  maxConcurrentActivityTaskExecutions: Number(process.env['MLPIPE_WORKER_ACTIVITIES'] ?? 64),
+} satisfies Partial<WorkerOptions>;
 
 export interface PipelineWorkerOptions {
   settings: Pick<Settings, 'projectDir' | 'artifactsDir' | 'temporalAddress' | 'namespace' | 'taskQueue'> &
@@ -131,9 +197,7 @@ export async function createPipelineWorker(
     taskQueue,
     workflowBundle: await workflowBundle(),
     activities,
-    // A worker that died keeps its sticky workflow tasks for this long before another takes over.
-    stickyQueueScheduleToStartTimeout: '3s',
-    maxConcurrentActivityTaskExecutions: Number(process.env['MLPIPE_WORKER_ACTIVITIES'] ?? 64),
+    ...MAIN_WORKER_OPTIONS,
     // On SIGTERM (Kubernetes, Docker): stop polling, let running activities finish for this long.
     ...(process.env['MLPIPE_SHUTDOWN_GRACE'] ? { shutdownGraceTime: process.env['MLPIPE_SHUTDOWN_GRACE'] as `${number}s` } : {}),
     ...opts.worker,

@@ -1,34 +1,42 @@
 /**
- * Engine overhead on a local Temporal dev server (SQLite file), with an in-process worker.
+ * Engine overhead on a local Temporal dev server (SQLite file), with in-process workers, against a
+ * floor of plain Temporal measured in the same run.
  *
- *   npm run bench               # 7 timed runs of each case after one warm-up
+ *   npm run bench               # 7 timed rounds after one warm-up round
  *   BENCH_RUNS=15 npm run bench
  *
- * Cases (util.echo steps that do nothing, cache off, so every step is a real activity):
- * - chain-1 and chain-50: a linear chain. Per-step overhead = (T(chain-50) - T(chain-1)) / 49, the
- *   marginal cost of one more sequential step (workflow task + activity task round trips).
- * - wide-200: `start`, 200 parallel steps, `join`, at maxParallel 16.
- * Wall time is measured from the client's start call to the result. Results: bench/results/.
+ * Cases, run in turn within each round (no-op steps, cache off, so every step is a real activity):
+ * - floor-chain-1/50, floor-wide-100: plain Temporal workflows (bench/floor/workflows.ts) running
+ *   no-op activities, on a worker with the pipeline worker's own settings, same server and connection;
+ * - chain-1/50: a linear chain of util.echo steps, with tracking (MLflow file store) and without;
+ * - wide-100: `start`, 100 parallel steps, `join` at maxParallel 100, with tracking and without.
+ * Per-step overhead = (T(chain-50) - T(chain-1)) / 49, the marginal cost of one more sequential step.
+ * Wall time runs from the client's start call to the result. A tracked case then waits, untimed, for
+ * its tracking workflow to close before the next case starts (so its deliveries are not charged to
+ * the next case); how long after the run that took is reported as the tracking lag.
+ * Results: bench/results/.
  */
 import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { createPipelineWorker } from '../app/worker.js';
+import { createPipelineWorker, MAIN_WORKER_OPTIONS } from '../app/worker.js';
 import { loadSettings } from '../app/project.js';
 import { requireTemporalCli, startDevServer, temporalCliVersion } from '../dev/temporal-server.js';
-import { PIPELINE_WORKFLOW } from '../engine/contracts.js';
+import { PIPELINE_WORKFLOW, trackingWorkflowId } from '../engine/contracts.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 7);
+const WIDE = 100;
 
-function chain(n: number): string {
+function chain(name: string, n: number, tracking: boolean): string {
   const steps = Array.from({ length: n }, (_, i) => `  s${i}:\n    uses: util.echo${i ? `\n    needs: s${i - 1}` : ''}`);
-  return `name: chain-${n}\ncache: false\nsteps:\n${steps.join('\n')}\n`;
+  return `name: ${name}\ncache: false\n${tracking ? '' : 'tracking: { enabled: false }\n'}steps:\n${steps.join('\n')}\n`;
 }
 
-function wide(n: number, parallel: number): string {
-  const lines = [`name: wide-${n}`, 'cache: false', `maxParallel: ${parallel}`, 'steps:', '  start: { uses: util.echo }'];
+function wide(name: string, n: number, parallel: number, tracking: boolean): string {
+  const lines = [`name: ${name}`, 'cache: false', `maxParallel: ${parallel}`, ...(tracking ? [] : ['tracking: { enabled: false }'])];
+  lines.push('steps:', '  start: { uses: util.echo }');
   for (let i = 0; i < n; i++) lines.push(`  w${i}: { uses: util.echo, needs: start }`);
   lines.push(`  join: { uses: util.echo, needs: [${Array.from({ length: n }, (_, i) => `w${i}`).join(', ')}] }`);
   return `${lines.join('\n')}\n`;
@@ -40,14 +48,36 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
+const silent = {
+  log: () => undefined,
+  trace: () => undefined,
+  debug: () => undefined,
+  info: () => undefined,
+  warn: () => undefined,
+  error: () => undefined,
+};
+
+interface Case {
+  name: string;
+  run(id: string): Promise<void>;
+  /** For tracked pipeline cases: waits for the run's tracking to close. */
+  tracked?: boolean;
+}
+
 async function main(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
   const settings = loadSettings();
   const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-'));
   mkdirSync(join(dir, 'pipelines'));
-  writeFileSync(join(dir, 'pipelines', 'chain-1.yaml'), chain(1));
-  writeFileSync(join(dir, 'pipelines', 'chain-50.yaml'), chain(50));
-  writeFileSync(join(dir, 'pipelines', 'wide-200.yaml'), wide(200, 16));
+  const pipelines: Record<string, string> = {
+    'chain-1': chain('chain-1', 1, true),
+    'chain-50': chain('chain-50', 50, true),
+    'chain-1-untracked': chain('chain-1-untracked', 1, false),
+    'chain-50-untracked': chain('chain-50-untracked', 50, false),
+    [`wide-${WIDE}`]: wide(`wide-${WIDE}`, WIDE, WIDE, true),
+    [`wide-${WIDE}-untracked`]: wide(`wide-${WIDE}-untracked`, WIDE, WIDE, false),
+  };
+  for (const [name, yaml] of Object.entries(pipelines)) writeFileSync(join(dir, 'pipelines', `${name}.yaml`), yaml);
 
   const bin = requireTemporalCli(settings.cacheDir);
   const server = await startDevServer({
@@ -56,34 +86,82 @@ async function main(): Promise<void> {
     dbFile: process.env['BENCH_DB'] === 'memory' ? undefined : join(dir, 'temporal.db'),
     logFile: join(dir, 'server.log'),
   });
-  const s = { ...settings, projectDir: dir, artifactsDir: join(dir, 'artifacts'), temporalAddress: server.address, taskQueue: 'bench' };
+  const s = {
+    ...settings,
+    projectDir: dir,
+    artifactsDir: join(dir, 'artifacts'),
+    temporalAddress: server.address,
+    taskQueue: 'bench',
+    trackingUri: `file:${join(dir, 'mlruns')}`,
+  };
   const nativeConnection = await NativeConnection.connect({ address: server.address });
   const { worker } = await createPipelineWorker({ settings: s, connection: nativeConnection });
+  // The floor: the same connection and the pipeline worker's settings, its own queue and workflows.
+  const floor = await Worker.create({
+    ...MAIN_WORKER_OPTIONS,
+    connection: nativeConnection,
+    taskQueue: 'bench-floor',
+    workflowBundle: await bundleWorkflowCode({ workflowsPath: join(import.meta.dirname, 'floor', 'workflows.ts'), logger: silent }),
+    activities: { noop: async () => undefined },
+  });
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection });
 
-  const times: Record<string, number[]> = { 'chain-1': [], 'chain-50': [], 'wide-200': [] };
-  let seq = 0;
-  await worker.runUntil(async () => {
-    for (let round = 0; round <= RUNS; round++) {
-      for (const name of Object.keys(times)) {
-        const t0 = performance.now();
-        await client.workflow.execute(PIPELINE_WORKFLOW, {
-          taskQueue: s.taskQueue,
-          workflowId: `bench-${name}-${++seq}`,
-          args: [{ pipeline: name }],
-        });
-        const ms = performance.now() - t0;
-        if (round > 0) times[name]!.push(ms); // round 0 warms up
-      }
-    }
+  const floorCase = (name: string, type: string, arg: number): Case => ({
+    name,
+    run: (id) => client.workflow.execute(type, { taskQueue: 'bench-floor', workflowId: id, args: [arg] }),
   });
+  const pipelineCase = (name: string): Case => ({
+    name,
+    tracked: !name.endsWith('-untracked'),
+    run: async (id) => {
+      await client.workflow.execute(PIPELINE_WORKFLOW, { taskQueue: s.taskQueue, workflowId: id, args: [{ pipeline: name }] });
+    },
+  });
+  const cases: Case[] = [
+    floorCase('floor-chain-1', 'floorChain', 1),
+    floorCase('floor-chain-50', 'floorChain', 50),
+    floorCase(`floor-wide-${WIDE}`, 'floorWide', WIDE),
+    ...Object.keys(pipelines).map(pipelineCase),
+  ];
+
+  const times: Record<string, number[]> = Object.fromEntries(cases.map((c) => [c.name, []]));
+  const lag: Record<string, number[]> = {};
+  let seq = 0;
+  /** Waits for the tracking workflow of a pipeline run to close; ms after `t`. */
+  const trackingDone = async (workflowId: string, t: number): Promise<number> => {
+    const runId = (await client.workflow.getHandle(workflowId).describe()).runId;
+    await client.workflow.getHandle(trackingWorkflowId(`${workflowId}/${runId}`)).result();
+    return performance.now() - t;
+  };
+  const load = loadavg()[0]!;
+  await worker.runUntil(() =>
+    floor.runUntil(async () => {
+      for (let round = 0; round <= RUNS; round++) {
+        for (const c of cases) {
+          const id = `bench-${c.name}-${++seq}`;
+          const t0 = performance.now();
+          await c.run(id);
+          const t1 = performance.now();
+          if (round > 0) times[c.name]!.push(t1 - t0); // round 0 warms up
+          if (c.tracked) {
+            const ms = await trackingDone(id, t1);
+            if (round > 0) (lag[c.name] ??= []).push(ms);
+          }
+        }
+      }
+    }),
+  );
   await connection.close();
   await nativeConnection.close();
   await server.stop();
 
   const med = Object.fromEntries(Object.entries(times).map(([k, v]) => [k, median(v)]));
-  const perStep = (med['chain-50']! - med['chain-1']!) / 49;
+  const perStep = (a: string, b: string): number => Math.round(((med[a]! - med[b]!) / 49) * 10) / 10;
+  const floorPerStep = perStep('floor-chain-50', 'floor-chain-1');
+  const tracked = perStep('chain-50', 'chain-1');
+  const untracked = perStep('chain-50-untracked', 'chain-1-untracked');
+  const ratio = (x: number, y: number): number => Math.round((x / y) * 100) / 100;
   const result = {
     date: new Date().toISOString(),
     machine: {
@@ -92,20 +170,37 @@ async function main(): Promise<void> {
       memoryGiB: Math.round(totalmem() / 2 ** 30),
       node: process.version,
       temporal: temporalCliVersion(bin),
+      loadAverageBefore: Math.round(load * 100) / 100,
+      loadAverageAfter: Math.round(loadavg()[0]! * 100) / 100,
     },
     runs: RUNS,
     medianMs: Object.fromEntries(Object.entries(med).map(([k, v]) => [k, Math.round(v)])),
-    perStepOverheadMs: Math.round(perStep * 10) / 10,
+    perStepOverheadMs: { floor: floorPerStep, tracked, untracked },
+    ratios: {
+      perStepTracked: ratio(tracked, floorPerStep),
+      perStepUntracked: ratio(untracked, floorPerStep),
+      wideTracked: ratio(med[`wide-${WIDE}`]!, med[`floor-wide-${WIDE}`]!),
+      wideUntracked: ratio(med[`wide-${WIDE}-untracked`]!, med[`floor-wide-${WIDE}`]!),
+    },
+    trackingLagMedianMs: Object.fromEntries(Object.entries(lag).map(([k, v]) => [k, Math.round(median(v))])),
     samplesMs: Object.fromEntries(Object.entries(times).map(([k, v]) => [k, v.map((x) => Math.round(x))])),
   };
-  const out = join(import.meta.dirname, 'results', `${result.date.slice(0, 10)}.json`);
+  const out = join(
+    import.meta.dirname,
+    'results',
+    `${result.date.slice(0, 10)}${process.env['BENCH_TAG'] ? `-${process.env['BENCH_TAG']}` : ''}.json`,
+  );
   mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
-  console.log(`| case | median wall time (${RUNS} runs) |\n|---|---|`);
-  for (const [k, v] of Object.entries(result.medianMs)) console.log(`| ${k} | ${v} ms |`);
-  console.log(`\nper-step overhead (chain-50 − chain-1) / 49: ${result.perStepOverheadMs} ms`);
+  console.log(`| case | median wall time (${RUNS} runs) | tracking closed after the run |\n|---|---|---|`);
+  for (const [k, v] of Object.entries(result.medianMs))
+    console.log(`| ${k} | ${v} ms | ${result.trackingLagMedianMs[k] !== undefined ? `+${result.trackingLagMedianMs[k]} ms` : ''} |`);
   console.log(
-    `machine: ${result.machine.cpus} × ${result.machine.cpuModel}, ${result.machine.memoryGiB} GiB, node ${result.machine.node}; written to ${out}`,
+    `\nper-step overhead (chain-50 − chain-1) / 49: floor ${floorPerStep} ms, mlpipe tracked ${tracked} ms (${result.ratios.perStepTracked}×), untracked ${untracked} ms (${result.ratios.perStepUntracked}×)`,
+  );
+  console.log(`wide-${WIDE} against the floor: tracked ${result.ratios.wideTracked}×, untracked ${result.ratios.wideUntracked}×`);
+  console.log(
+    `machine: ${result.machine.cpus} × ${result.machine.cpuModel}, ${result.machine.memoryGiB} GiB, node ${result.machine.node}, load ${result.machine.loadAverageBefore} → ${result.machine.loadAverageAfter}; written to ${out}`,
   );
 }
 

@@ -1,10 +1,10 @@
 #!/usr/bin/env node
-// The `mlpipe` command. In a checkout it runs the TypeScript sources through tsx (no build step);
-// the installed package runs the compiled JavaScript in dist/.
+// The `mlpipe` command. In a checkout it runs the TypeScript sources through tsx (no build step),
+// or with MLPIPE_DIST=1 the compiled JavaScript of `npm run build`; the installed package runs dist/.
 import { existsSync } from 'node:fs';
 
 const source = new URL('../cli/main.ts', import.meta.url);
-const fromSource = existsSync(source);
+const fromSource = existsSync(source) && process.env.MLPIPE_DIST !== '1';
 if (fromSource) {
   const { register } = await import('tsx/esm/api');
   register();

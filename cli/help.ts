@@ -35,6 +35,7 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
       ['--id ID', 'workflow ID (default <pipeline>-<random>)'],
       ['--detach', 'start and print the workflow ID, do not wait'],
       ['--json', 'print the result as JSON'],
+      ['--wait-tracking', "wait until the run's tracking is in MLflow (otherwise it continues in its own workflow after exit)"],
     ],
   },
   validate: {

@@ -3,22 +3,22 @@
  * 0 success, 1 the run failed or was cancelled, 2 bad input (nothing was started), 3 environment
  * problem (server unreachable, tool missing).
  */
-import { Client, Connection } from '@temporalio/client';
-import { defaultPayloadConverter } from '@temporalio/common';
-import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
+// Heavy modules (the Temporal SDK, the worker, DuckDB through the plugins' commands) are imported
+// where a command needs them, so `validate`, `help` and `status` start in a fraction of a second.
+import type { Client } from '@temporalio/client';
+import type { LogLevel } from '@temporalio/worker';
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { createPipelineWorker } from '../app/worker.js';
 import { clientStore, compileProjectPipeline, prepareRun, uploadRunFiles } from '../app/runs.js';
 import { listPipelines, loadSettings, type Settings } from '../app/project.js';
 import { redact } from '../adapters/mlflow/rest.js';
 import { findMlflow, startMlflowServer, type MlflowServer } from '../dev/mlflow-server.js';
 import { freePort, isListening, requireTemporalCli, startDevServer, type DevServer } from '../dev/temporal-server.js';
-import { describeFailure, formatZodIssues, PipelineError } from '../engine/errors.js';
+import { describeFailure, errorFromFailure, formatZodIssues, PipelineError } from '../engine/errors.js';
 import { checkLabels, LIMITS } from '../engine/limits.js';
 import type { CompiledPipeline } from '../engine/types.js';
 import { loadProjectRegistry } from '../app/project-plugins.js';
@@ -30,6 +30,7 @@ import {
   MONITOR_WORKFLOW,
   PIPELINE_WORKFLOW,
   statusQueryName,
+  trackingTaskQueue,
   trackingWorkflowId,
   type HpoResult,
   type HpoStatus,
@@ -41,12 +42,6 @@ import {
 import { renderMermaid } from './graph.js';
 import { commandHelp } from './help.js';
 import { formatStepLine, formatSummary } from './render.js';
-import { cmdGc, cmdLineage, cmdRuns } from './store-commands.js';
-import { cmdDrift } from './drift-command.js';
-import { cmdInit } from './init-command.js';
-import { cmdSchedule } from './schedule-command.js';
-import { cmdTrial } from './trial-command.js';
-import { cmdPromote, cmdRollback, cmdServe } from './serve-command.js';
 
 const HELP = `mlpipe — declarative ML pipelines on Temporal
 
@@ -60,6 +55,7 @@ Usage:
       --id ID             workflow ID (default <pipeline>-<random>)
       --detach            start and print the workflow ID, do not wait
       --json              print the result as JSON
+      --wait-tracking     wait until the run's tracking is in MLflow before exiting
   mlpipe validate <pipeline> [overrides...] [--show-config] [--json]
   mlpipe graph <pipeline> [overrides...]  Print the DAG as a Mermaid flowchart
   mlpipe worker [--task-queue Q]         Serve pipelines on a task queue (default ${DEFAULT_TASK_QUEUE})
@@ -124,8 +120,9 @@ const err = (s: string): boolean => process.stderr.write(`${s}\n`);
  * handle SIGINT / SIGTERM themselves (cancel the run, see followSignals), so the runtime must not stop
  * their worker on those signals (`ownSignals`).
  */
-function installRuntime(defaultLevel: LogLevel = 'WARN', ownSignals = false): void {
+async function installRuntime(defaultLevel: LogLevel = 'WARN', ownSignals = false): Promise<void> {
   const level = (process.env['MLPIPE_LOG_LEVEL'] ?? defaultLevel).toUpperCase() as LogLevel;
+  const { DefaultLogger, Runtime } = await import('@temporalio/worker');
   Runtime.install({ logger: new DefaultLogger(level), ...(ownSignals ? { shutdownSignals: [] } : {}) });
 }
 
@@ -192,6 +189,7 @@ async function connect(settings: Settings): Promise<Client> {
       hint: "Start one with 'mlpipe dev' (or 'temporal server start-dev'), or set TEMPORAL_ADDRESS.",
     });
   }
+  const { Client, Connection } = await import('@temporalio/client');
   const connection = await Connection.connect({ address: settings.temporalAddress });
   return new Client({ connection, namespace: settings.namespace });
 }
@@ -217,6 +215,7 @@ function parseLabels(labels: string[] | undefined): Record<string, string> {
  */
 async function waitingSteps(handle: ReturnType<Client['workflow']['getHandle']>): Promise<Map<string, string>> {
   const found = new Map<string, string>();
+  const { defaultPayloadConverter } = await import('@temporalio/common');
   const d = await handle.describe().catch(() => undefined);
   for (const a of d?.raw.pendingActivities ?? []) {
     const payload = a.heartbeatDetails?.payloads?.[0];
@@ -243,9 +242,12 @@ async function follow(client: Client, workflowId: string, json: boolean): Promis
     for (const [id, message] of now) if (!waiting.get(id)) out(`… ${id.padEnd(16)} ${message}`);
     for (const id of new Set([...waiting.keys(), ...now.keys()])) waiting.set(id, now.has(id));
   };
+  // A status query still in flight when the run closes is abandoned: its answer is not needed, and a
+  // query that reaches a worker as the run leaves its cache may never be answered.
+  const closing = new AbortController();
   const poll = async (): Promise<void> => {
     try {
-      last = await handle.query<PipelineStatus>(statusQueryName);
+      last = await client.withAbortSignal(closing.signal, () => handle.query<PipelineStatus>(statusQueryName));
     } catch {
       return; // not started yet, or already closed
     }
@@ -261,10 +263,13 @@ async function follow(client: Client, workflowId: string, json: boolean): Promis
     }
   };
   const polling = every(300, poll);
+  // Once the run is closed it is not queried again: a query of a closed workflow makes a worker
+  // replay its whole history, and one that races the worker's shutdown holds the shutdown up. The
+  // result (or the failure's details) has every step.
   try {
     const result = await handle.result();
+    closing.abort();
     await polling.stop();
-    await poll();
     const r = result as PipelineResult;
     if (json) out(JSON.stringify(r, null, 2));
     else {
@@ -273,8 +278,10 @@ async function follow(client: Client, workflowId: string, json: boolean): Promis
     }
     return 0;
   } catch (e) {
+    closing.abort();
     await polling.stop();
-    await poll();
+    const final = errorFromFailure(e)?.details as PipelineStatus | undefined;
+    if (final && typeof final === 'object' && Array.isArray(final.order) && final.steps) last = final;
     const message = describeFailure(e).message;
     if (json) out(JSON.stringify({ workflowId, state: last?.state ?? 'failed', error: message, steps: last?.steps }, null, 2));
     else {
@@ -299,6 +306,7 @@ async function cmdRun(argv: string[], settings: Settings): Promise<number> {
       id: { type: 'string' },
       detach: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
+      'wait-tracking': { type: 'boolean', default: false },
     },
   });
   const [ref, ...overrides] = positionals;
@@ -329,8 +337,8 @@ async function cmdRun(argv: string[], settings: Settings): Promise<number> {
     const signals = followSignals(client, workflowId);
     try {
       const code = await follow(client, workflowId, values.json);
-      // With a worker in this process, let it deliver the run's tracking before it stops.
-      if (!values.json) await reportTracking(client, workflowId, settings, values.worker && !signals.received() ? 60_000 : 5_000);
+      // Tracking goes on after the run (its own workflow): said where, and waited for only on request.
+      if (!values.json) await reportTracking(client, workflowId, settings, values['wait-tracking'] && !signals.received());
       return code;
     } finally {
       await signals.dispose();
@@ -474,11 +482,13 @@ async function cmdHpo(argv: string[], settings: Settings): Promise<number> {
 }
 
 /**
- * Waits (bounded) for the run's tracking workflow and says where the MLflow run is: the location the
- * worker tracked to (a server URL, or the file store), which need not be this process's settings.
- * Polls describe() rather than long-polling the result, so no call is left in flight at the end.
+ * Says where the run's tracking is: the MLflow run when its tracking workflow has closed, else the
+ * workflow that goes on delivering it (on the run's tracking task queue, served by any worker). With
+ * `wait`, waits for it to close first. The location is the one the worker tracked to (a server URL,
+ * or the file store), which need not be this process's settings. Polls describe() rather than
+ * long-polling the result, so no call is left in flight at the end.
  */
-async function reportTracking(client: Client, workflowId: string, settings: Settings, waitMs: number): Promise<void> {
+async function reportTracking(client: Client, workflowId: string, settings: Settings, wait: boolean): Promise<void> {
   let runId: string;
   try {
     runId = (await client.workflow.getHandle(workflowId).describe()).runId;
@@ -486,19 +496,20 @@ async function reportTracking(client: Client, workflowId: string, settings: Sett
     return;
   }
   const handle = client.workflow.getHandle(trackingWorkflowId(`${workflowId}/${runId}`));
-  const deadline = Date.now() + waitMs;
   let status: string;
   try {
     status = (await handle.describe()).status.name;
-    while (status === 'RUNNING' && Date.now() < deadline) {
-      await sleep(250);
+    while (wait && status === 'RUNNING') {
+      await sleep(100);
       status = (await handle.describe()).status.name;
     }
   } catch {
     return; // tracking is off for this run
   }
   if (status === 'RUNNING')
-    return void out(`MLflow: tracking still in progress (workflow ${handle.workflowId}); it continues while a worker runs.`);
+    return void out(
+      `MLflow: tracking continues in workflow ${handle.workflowId} (task queue ${trackingTaskQueue(settings.taskQueue)}; any 'mlpipe worker' delivers it; --wait-tracking waits for it).`,
+    );
   const result = status === 'COMPLETED' ? await (handle.result() as Promise<KnownRuns>).catch(() => undefined) : undefined;
   const known = result && knownRunsOf(result);
   if (!known) out(`MLflow: tracking failed; see workflow ${handle.workflowId}.`);
@@ -518,7 +529,7 @@ export function trackingPlace(uri: string | undefined): string {
 }
 
 async function startBackgroundWorker(settings: Settings): Promise<() => Promise<void>> {
-  const { worker, connection } = await createPipelineWorker({ settings });
+  const { worker, connection } = await (await import('../app/worker.js')).createPipelineWorker({ settings });
   const running = worker.run();
   return async () => {
     worker.shutdown();
@@ -573,7 +584,7 @@ async function cmdWorker(argv: string[], settings: Settings): Promise<number> {
       hint: "Start one with 'mlpipe dev', or set TEMPORAL_ADDRESS.",
     });
   }
-  const { worker, connection } = await createPipelineWorker({ settings: s });
+  const { worker, connection } = await (await import('../app/worker.js')).createPipelineWorker({ settings: s });
   out(
     `worker polling task queue '${s.taskQueue}' on ${s.temporalAddress} (namespace ${s.namespace}, pid ${process.pid}); project ${s.projectDir}`,
   );
@@ -614,7 +625,7 @@ async function cmdDev(argv: string[], settings: Settings): Promise<number> {
     logFile: join(settings.stateDir, 'temporal.log'),
   });
   const s = { ...settings, temporalAddress: server.address };
-  const { worker, connection } = await createPipelineWorker({ settings: s });
+  const { worker, connection } = await (await import('../app/worker.js')).createPipelineWorker({ settings: s });
   out(`Temporal dev server on ${server.address} (state in ${dbFile})`);
   out(`Web UI: ${server.uiUrl}`);
   const mlflow = await startDevMlflow(settings, Number(values['mlflow-port']), values['no-mlflow']);
@@ -726,7 +737,7 @@ async function cmdDemo(argv: string[], settings: Settings): Promise<number> {
   } else out(`using the Temporal server at ${settings.temporalAddress}`);
   const workflowId = `${pipeline}-${randomUUID().slice(0, 8)}`;
   try {
-    const code = await cmdRun([pipeline, '--worker', '--id', workflowId, ...rest], s);
+    const code = await cmdRun([pipeline, '--worker', '--wait-tracking', '--id', workflowId, ...rest], s);
     out(`\nartifacts: ${s.artifactsDir}`);
     const path = `/namespaces/${s.namespace}/workflows/${workflowId}`;
     if (server) out(`Temporal Web UI: run '${selfCommand(s)} dev' (same database), then open http://127.0.0.1:8233${path}`);
@@ -757,17 +768,17 @@ export async function main(argv: string[]): Promise<number> {
     }
     switch (command) {
       case 'run':
-        installRuntime('ERROR', true);
+        await installRuntime('ERROR', true);
         return await cmdRun(rest, settings);
       case 'validate':
         return await cmdValidate(rest, settings);
       case 'graph':
         return await cmdGraph(rest, settings);
       case 'worker':
-        installRuntime();
+        await installRuntime();
         return await cmdWorker(rest, settings);
       case 'dev':
-        installRuntime();
+        await installRuntime();
         return await cmdDev(rest, settings);
       case 'status':
         return await cmdStatus(rest, settings);
@@ -776,37 +787,37 @@ export async function main(argv: string[]): Promise<number> {
       case 'plugins':
         return await cmdPlugins(rest, settings);
       case 'init':
-        return await cmdInit(rest);
+        return await (await import('./init-command.js')).cmdInit(rest);
       case 'pipelines':
         for (const p of listPipelines(settings.projectDir)) out(p);
         return 0;
       case 'runs':
-        return await cmdRuns(rest, settings);
+        return await (await import('./store-commands.js')).cmdRuns(rest, settings);
       case 'lineage':
-        return await cmdLineage(rest, settings);
+        return await (await import('./store-commands.js')).cmdLineage(rest, settings);
       case 'gc':
-        return await cmdGc(rest, settings);
+        return await (await import('./store-commands.js')).cmdGc(rest, settings);
       case 'drift':
-        return await cmdDrift(rest, settings);
+        return await (await import('./drift-command.js')).cmdDrift(rest, settings);
       case 'schedule':
-        return await cmdSchedule(rest, settings, () => connect(settings));
+        return await (await import('./schedule-command.js')).cmdSchedule(rest, settings, () => connect(settings));
       case 'hpo':
-        installRuntime('ERROR');
+        await installRuntime('ERROR');
         return await cmdHpo(rest, settings);
       case 'trial':
-        installRuntime('ERROR');
-        return await cmdTrial(rest, settings, startBackgroundWorker);
+        await installRuntime('ERROR');
+        return await (await import('./trial-command.js')).cmdTrial(rest, settings, startBackgroundWorker);
       case 'serve':
-        return await cmdServe(rest, settings);
+        return await (await import('./serve-command.js')).cmdServe(rest, settings);
       case 'promote':
-        return await cmdPromote(rest, settings);
+        return await (await import('./serve-command.js')).cmdPromote(rest, settings);
       case 'rollback':
-        return await cmdRollback(rest, settings);
+        return await (await import('./serve-command.js')).cmdRollback(rest, settings);
       case 'monitor':
-        installRuntime('ERROR');
+        await installRuntime('ERROR');
         return await cmdMonitor(rest, settings);
       case 'demo':
-        installRuntime('ERROR', true);
+        await installRuntime('ERROR', true);
         return await cmdDemo(rest, settings);
       case undefined:
       case 'help':

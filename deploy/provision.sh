@@ -12,7 +12,8 @@
 # with --with-boosting the XGBoost and LightGBM shared libraries from their PyPI wheels (train.xgboost,
 # train.lightgbm), and with --with-boosting-bench a virtualenv holding the Python packages of the same
 # versions and scikit-learn (npm run bench:boosting and bench:models compare against them; the
-# boosted-tree test fixtures are made with them).
+# boosted-tree test fixtures are made with them), and with --with-peers a virtualenv holding Prefect
+# and Dagster (`npm run bench:cli` runs the same 50-step chain on them).
 # Slow builds go to a cache outside the checkout (MLPIPE_CACHE_DIR, default ~/.cache/mlpipe) so
 # every clone on this machine reuses them. Safe to run again: each step skips what is there.
 set -euo pipefail
@@ -24,6 +25,7 @@ temporal_version="1.5.1"
 mlflow_version="3.17.2"
 fake_gcs_version="v1.56.1"
 evidently_pins="evidently==0.4.40 pandas==2.1.4 numpy==1.26.4 scipy==1.17.1 pyarrow==17.0.0"
+peers_pins="prefect==3.9.1 dagster==1.13.29"
 onnx_version="1.23.2"
 tf_cpu_version="2.12.0"
 tf_gpu_version="2.21.0"
@@ -35,6 +37,7 @@ sklearn_version="1.7.2"
 with_mlflow=0
 with_gcs=0
 with_evidently=0
+with_peers=0
 with_chromium=0
 with_onnx=0
 with_tfjs_node=0
@@ -46,13 +49,14 @@ for arg in "$@"; do
     --with-mlflow) with_mlflow=1 ;;
     --with-gcs-emulator) with_gcs=1 ;;
     --with-evidently) with_evidently=1 ;;
+    --with-peers) with_peers=1 ;;
     --with-chromium) with_chromium=1 ;;
     --with-onnx) with_onnx=1 ;;
     --with-tfjs-node) with_tfjs_node=1 ;;
     --with-tfjs-node-gpu) with_tfjs_node_gpu=1 ;;
     --with-boosting) with_boosting=1 ;;
     --with-boosting-bench) with_boosting=1; with_boosting_bench=1 ;;
-    *) printf '[provision] unknown option %s (known: --with-mlflow, --with-gcs-emulator, --with-evidently, --with-chromium, --with-onnx, --with-tfjs-node, --with-tfjs-node-gpu, --with-boosting, --with-boosting-bench)\n' "$arg" >&2; exit 2 ;;
+    *) printf '[provision] unknown option %s (known: --with-mlflow, --with-gcs-emulator, --with-evidently, --with-peers, --with-chromium, --with-onnx, --with-tfjs-node, --with-tfjs-node-gpu, --with-boosting, --with-boosting-bench)\n' "$arg" >&2; exit 2 ;;
   esac
 done
 say() { printf '[provision] %s\n' "$*" >&2; }
@@ -221,6 +225,12 @@ fi
 if [ "$with_evidently" = 1 ]; then
   # shellcheck disable=SC2086 # the pins are separate words
   cached_venv Evidently "$cache/evidently-venv" "$cache/evidently-venv/.mlpipe-evidently-0.4.40-pyarrow-17" $evidently_pins
+fi
+
+# 5b. Prefect and Dagster, the peers of the whole-process bench (bench/cli.ts).
+if [ "$with_peers" = 1 ]; then
+  # shellcheck disable=SC2086 # the pins are separate words
+  cached_venv "Prefect and Dagster" "$cache/peers-venv" "$cache/peers-venv/.mlpipe-peers-prefect-3.9.1-dagster-1.13.29" $peers_pins
 fi
 
 # 6. Chromium for the browser test of the HTML report: $CHROMIUM, else /usr/bin/chromium, else apt.

@@ -12,7 +12,8 @@
  * 4. A failed step stops new starts; the run fails with a non-retryable ApplicationFailure once the
  *    running steps have finished. Cancelling the run cancels running steps and waits for them.
  * 5. Tracking: when the compiled pipeline says so, a child `trackingWorkflow` (parent-close policy
- *    ABANDON) receives the run's events by signal and delivers them to MLflow on its own time.
+ *    ABANDON) receives the run's events by signal, in batches (TRACKING_FLUSH), and delivers them to
+ *    MLflow on its own time: no step waits for tracking.
  *    Whether it runs is decided by the compiled pipeline, which is in history, so replay is stable.
  *
  * Clock: Date.now() inside a workflow is the deterministic activation time provided by the SDK.
@@ -30,8 +31,10 @@ import {
   defineQuery,
   defineSignal,
   isCancellation,
+  patched,
   proxyActivities,
   setHandler,
+  sleep,
   workflowInfo,
   type WorkflowInfo,
 } from '@temporalio/workflow';
@@ -147,35 +150,82 @@ async function compile(input: PipelineInput, live: Live): Promise<CompiledPipeli
   return compiled;
 }
 
+/**
+ * How the run's events reach the tracking child: in batches, one signal at a time, so a run makes
+ * a few signals, not one per step (each signal costs the run a workflow task). A batch goes out
+ * when `events` events or `bytes` of them are waiting, when an `ms` timer started by the first
+ * waiting event fires (so a long step does not hold back the events before it), and at the
+ * run's end. Runs started before batching (no `tracking-batches` marker in history) signal each
+ * event as it comes, as they did.
+ */
+export const TRACKING_FLUSH = { events: 100, bytes: 256 * 1024, ms: 1000 } as const;
+
 /** Tracking: a child workflow that outlives this run and gets events by signal. */
 async function startTracking(compiled: CompiledPipeline, input: PipelineInput, info: WorkflowInfo, live: Live): Promise<Tracking> {
   let tracker: ChildWorkflowHandle<typeof trackingWorkflow> | undefined;
   let seq = 0;
+  let batched = false;
+  /** Events not signalled yet, their size, and whether a batch is due (timer fired, run ending). */
+  let buffer: TrackingEvent[] = [];
+  let bufferBytes = 0;
+  let due = false;
+  let timer = false;
+  let inFlight: Promise<void> | undefined;
   const signals: Promise<void>[] = [];
-  const track = (event: TrackedEvent): void => {
-    if (!tracker) return;
-    const payload = { ...event, seq: seq++ } as TrackingEvent;
+  const signal = (handle: ChildWorkflowHandle<typeof trackingWorkflow>, events: TrackingEvent[]): Promise<void> =>
     // Not cancellable: the events of a cancelled run (its cancelled steps, its end) must still go out.
-    const handle = tracker;
-    signals.push(
-      CancellationScope.nonCancellable(() => handle.signal(trackEventsSignal, [payload])).catch((e: unknown) =>
-        log.warn('tracking signal failed', { error: String(e) }),
-      ),
+    CancellationScope.nonCancellable(() => handle.signal(trackEventsSignal, events)).catch((e: unknown) =>
+      log.warn('tracking signal failed', { error: String(e) }),
     );
+  /** Sends the waiting events as one signal when a batch is due and none is in flight. */
+  const flush = (): void => {
+    if (!tracker || inFlight || buffer.length === 0) return;
+    if (!due && buffer.length < TRACKING_FLUSH.events && bufferBytes < TRACKING_FLUSH.bytes) return;
+    const events = buffer;
+    buffer = [];
+    bufferBytes = 0;
+    due = false;
+    inFlight = signal(tracker, events).finally(() => {
+      inFlight = undefined;
+      flush();
+    });
+  };
+  /** Batched runs only: the child's start, which the steps do not wait for; events wait in the buffer meanwhile. */
+  let starting: Promise<void> | undefined;
+  const track = (event: TrackedEvent): void => {
+    if (!tracker && !starting) return;
+    const payload = { ...event, seq: seq++ } as TrackingEvent;
+    if (!batched) {
+      signals.push(signal(tracker!, [payload]));
+      return;
+    }
+    buffer.push(payload);
+    bufferBytes += JSON.stringify(payload).length;
+    if (!timer) {
+      timer = true;
+      void CancellationScope.nonCancellable(() => sleep(TRACKING_FLUSH.ms)).then(() => {
+        timer = false;
+        due = buffer.length > 0;
+        flush();
+      });
+    }
+    flush();
   };
   if (compiled.tracking?.enabled) {
-    try {
-      tracker = await startChild(trackingWorkflow, {
+    batched = patched('tracking-batches');
+    const startedSeq = seq++;
+    const start = (): Promise<ChildWorkflowHandle<typeof trackingWorkflow>> =>
+      startChild(trackingWorkflow, {
         workflowId: trackingWorkflowId(`${info.workflowId}/${info.runId}`),
         parentClosePolicy: ParentClosePolicy.ABANDON,
         cancellationType: ChildWorkflowCancellationType.ABANDON,
         args: [
           {
             key: `${info.workflowId}/${info.runId}`,
-            config: { ...compiled.tracking, experiment: compiled.tracking.experiment ?? compiled.name },
+            config: { ...compiled.tracking!, experiment: compiled.tracking!.experiment ?? compiled.name },
             events: [
               {
-                seq: seq++,
+                seq: startedSeq,
                 type: 'run-started',
                 pipeline: compiled.name,
                 file: compiled.file,
@@ -190,19 +240,53 @@ async function startTracking(compiled: CompiledPipeline, input: PipelineInput, i
           },
         ],
       });
-    } catch (e) {
-      if (isCancellation(e)) throw e;
-      log.warn('tracking workflow did not start; this run is not tracked', { error: String(e) });
+    const notStarted = (e: unknown): void => log.warn('tracking workflow did not start; this run is not tracked', { error: String(e) });
+    if (batched) {
+      // The first steps start at once; the child's start is not cancellable, so a run cancelled
+      // meanwhile still tracks its end.
+      starting = CancellationScope.nonCancellable(start).then(
+        (handle) => {
+          tracker = handle;
+          flush();
+        },
+        (e: unknown) => {
+          notStarted(e);
+          buffer = [];
+          starting = undefined;
+        },
+      );
+    } else {
+      try {
+        tracker = await start();
+      } catch (e) {
+        if (isCancellation(e)) throw e;
+        notStarted(e);
+      }
     }
   }
+  /** Every event signalled (the in-flight batch, then what waits). */
+  const drain = async (): Promise<void> => {
+    await starting;
+    await Promise.all(signals);
+    for (;;) {
+      if (inFlight) await inFlight;
+      else if (buffer.length && tracker) {
+        due = true;
+        flush();
+      } else return;
+    }
+  };
   const endTracking = async (status: RunStatus, error?: string): Promise<void> => {
-    if (!tracker) return;
     await CancellationScope.nonCancellable(async () => {
-      await Promise.all(signals);
+      await starting;
+      if (!tracker) return;
+      // Batched, run-ended goes in the last batch with what still waits (batches go one at a time,
+      // in order); before batching it went alone, after every earlier signal was acknowledged.
+      if (!batched) await drain();
       const reg = compiled.tracking?.registerModel;
       const model = reg && status === 'FINISHED' ? live.state?.steps[reg.step]?.outputs?.[reg.output] : undefined;
       track({ type: 'run-ended', status, endedAt: nowIso(), ...(error ? { error } : {}), ...(isArtifactRef(model) ? { model } : {}) });
-      await Promise.all(signals);
+      await drain();
     });
   };
   return { track, endTracking };

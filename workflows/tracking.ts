@@ -47,6 +47,22 @@ const deliveryOptions: ActivityOptions = {
   },
 };
 
+/** The size of one delivery's events (the activity's input stays well below Temporal's 2 MB payload limit). */
+const DELIVERY_BYTES = 512 * 1024;
+
+function eventBytes(e: TrackingEvent): number {
+  return JSON.stringify(e).length;
+}
+
+/** The known runs a delivery of `events` reads: the run's own, its steps' in the batch, the step whose model is registered. */
+function knownFor(known: KnownRuns, events: TrackingEvent[], input: TrackingInput): KnownRuns {
+  const ids = new Set(events.flatMap((e) => (e.type === 'step-ended' ? [e.step.stepId] : [])));
+  const reg = input.config.registerModel?.step;
+  if (reg && events.some((e) => e.type === 'run-ended')) ids.add(reg);
+  const { steps, ...rest } = known;
+  return { ...rest, steps: Object.fromEntries(Object.entries(steps).filter(([id]) => ids.has(id))) };
+}
+
 /** Gives up waiting for the pipeline's last event after this long (a pipeline that never ends). */
 const IDLE_LIMIT = '30 days';
 
@@ -70,9 +86,16 @@ export async function trackingWorkflow(input: TrackingInput): Promise<KnownRuns>
     let n = 0;
     if (ended()) n = pending.length;
     else while (n < pending.length && pending[n]!.seq === next + n) n++;
-    const batch = pending.splice(0, n);
+    // A delivery takes at most DELIVERY_BYTES of events (one event alone may be larger).
+    let bytes = 0;
+    let take = 0;
+    while (take < n && (take === 0 || bytes + eventBytes(pending[take]!) <= DELIVERY_BYTES)) bytes += eventBytes(pending[take++]!);
+    const batch = pending.splice(0, take);
     inFlight = batch.length;
-    known = await deliverTracking({ key: input.key, config: input.config, events: batch, known });
+    // The delivery gets the known runs its events need and answers with those and the runs it made,
+    // so history holds each run once, not the whole table in and out of every delivery.
+    const answer = await deliverTracking({ key: input.key, config: input.config, events: batch, known: knownFor(known, batch, input) });
+    known = { ...known, ...answer, steps: { ...known.steps, ...answer.steps } };
     inFlight = 0;
     delivered += batch.length;
     next = batch[batch.length - 1]!.seq + 1;
