@@ -1,6 +1,6 @@
 /**
  * The StepContext runStep gives a plugin: the run's identity, the store, a logger, the attempt's
- * cancellation signal and heartbeat, service waits bounded by the step's `retry.serviceWait` and the
+ * cancellation signal, progress reports (heartbeat details), service waits bounded by the step's `retry.serviceWait` and the
  * attempt's deadline, the step's environment, a scratch folder made on first use, metric points for
  * tracking, and the step's checkpoints (activities/checkpoints.ts).
  */
@@ -9,6 +9,7 @@ import { rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ArtifactStore, ModelRegistry } from '../engine/ports.js';
+import { PROGRESS_HEARTBEAT_MS, progressClock } from '../engine/progress.js';
 import { stepEnvironment } from '../engine/secrets.js';
 import type { StepCall, StepResult } from '../engine/types.js';
 import type { StepContext } from '../plugins/sdk.js';
@@ -42,6 +43,8 @@ export function buildStepContext(deps: ContextDeps, a: Attempt, call: StepCall, 
   const series: NonNullable<StepResult['series']> = [];
   let seriesDropped = 0;
   const models = deps.models?.();
+  const clock = progressClock();
+  let trailing: ReturnType<typeof setTimeout> | undefined;
   const ctx: StepContext = {
     ...(models ? { models: { registry: models, experiment: call.experiment ?? call.pipeline } } : {}),
     runId: call.runId,
@@ -52,7 +55,18 @@ export function buildStepContext(deps: ContextDeps, a: Attempt, call: StepCall, 
     store: a.store,
     logger,
     signal: actx.cancellationSignal,
-    heartbeat,
+    progress(report) {
+      const now = Date.now();
+      const p = clock.next(report, now);
+      // At most one heartbeat of its own a second; a report in between is sent when that second is up.
+      a.details = { ...a.details, progress: p };
+      if (clock.due(now)) heartbeat();
+      else
+        trailing ??= setTimeout(() => {
+          trailing = undefined;
+          if (clock.due(Date.now())) heartbeat();
+        }, PROGRESS_HEARTBEAT_MS).unref();
+    },
     untilAvailable: a.waitFor,
     projectDir: deps.projectDir,
     env: stepEnvironment(process.env, call.env),
@@ -63,11 +77,15 @@ export function buildStepContext(deps: ContextDeps, a: Attempt, call: StepCall, 
     },
     logMetrics(values, options) {
       const timestamp = options?.timestamp ?? Date.now();
+      const system: Record<string, number> = {};
       for (const [key, value] of Object.entries(values)) {
         if (typeof value !== 'number' || !Number.isFinite(value)) continue;
+        if (key.startsWith('system/')) system[key.slice('system/'.length)] = value;
         if (series.length >= MAX_SERIES_POINTS) seriesDropped++;
         else series.push({ key, value, timestamp, step: options?.step ?? 0 });
       }
+      // The latest system sample also goes with the heartbeat, for progress views.
+      if (Object.keys(system).length) a.details = { ...a.details, system };
     },
     checkpoint: createCheckpoints(
       { workflowId: execution.workflowId, runId: call.runId, stepId: call.stepId, cacheKey },
@@ -79,6 +97,7 @@ export function buildStepContext(deps: ContextDeps, a: Attempt, call: StepCall, 
     series,
     seriesDropped: () => seriesDropped,
     cleanUp: async () => {
+      clearTimeout(trailing);
       if (workDir) await rm(workDir, { recursive: true, force: true });
     },
   };

@@ -125,6 +125,10 @@ export async function createPipelineWorker(
     activities,
     // A worker that died keeps its sticky workflow tasks for this long before another takes over.
     stickyQueueScheduleToStartTimeout: '3s',
+    // Progress (`ctx.progress`) reaches the server within a second or two: the SDK would otherwise
+    // hold heartbeats back for 80% of the heartbeat timeout. Steps heartbeat on their own only every
+    // third of their timeout, so this adds calls only while a step reports progress.
+    maxHeartbeatThrottleInterval: '1s',
     maxConcurrentActivityTaskExecutions: Number(process.env['MLPIPE_WORKER_ACTIVITIES'] ?? 64),
     // On SIGTERM (Kubernetes, Docker): stop polling, let running activities finish for this long.
     ...(process.env['MLPIPE_SHUTDOWN_GRACE'] ? { shutdownGraceTime: process.env['MLPIPE_SHUTDOWN_GRACE'] as `${number}s` } : {}),

@@ -30,6 +30,7 @@ import {
   MONITOR_WORKFLOW,
   PIPELINE_WORKFLOW,
   statusQueryName,
+  stepProgressOf,
   trackingWorkflowId,
   type HpoResult,
   type HpoStatus,
@@ -40,7 +41,7 @@ import {
 } from '../engine/contracts.js';
 import { renderMermaid } from './graph.js';
 import { commandHelp } from './help.js';
-import { formatStepLine, formatSummary } from './render.js';
+import { formatStepLine, formatSummary, progressOfDetails } from './render.js';
 import { cmdGc, cmdLineage, cmdRuns } from './store-commands.js';
 import { cmdDrift } from './drift-command.js';
 import { cmdInit } from './init-command.js';
@@ -211,37 +212,91 @@ function parseLabels(labels: string[] | undefined): Record<string, string> {
   return result;
 }
 
-/**
- * What the running steps of a run wait for: the `waiting` message in the heartbeat details of its
- * pending step activities (a step waiting for MLflow or GCS), by step ID.
- */
-async function waitingSteps(handle: ReturnType<Client['workflow']['getHandle']>): Promise<Map<string, string>> {
-  const found = new Map<string, string>();
+/** The heartbeat details of a run's pending step activities (the activity ID is the step ID), by step ID. */
+async function stepDetails(handle: ReturnType<Client['workflow']['getHandle']>): Promise<Map<string, unknown>> {
+  const found = new Map<string, unknown>();
   const d = await handle.describe().catch(() => undefined);
   for (const a of d?.raw.pendingActivities ?? []) {
     const payload = a.heartbeatDetails?.payloads?.[0];
+    if (!payload || !a.activityId) continue;
     try {
-      const message = payload ? (defaultPayloadConverter.fromPayload(payload) as { waiting?: unknown } | undefined)?.waiting : undefined;
-      if (typeof message === 'string' && a.activityId) found.set(a.activityId, message);
+      found.set(a.activityId, defaultPayloadConverter.fromPayload(payload));
     } catch {
-      /* details of another shape */
+      /* details no converter reads */
     }
   }
   return found;
 }
 
-/** Follows a run through its status query, printing each step as it changes. */
+/** What a step waits for (`waiting` in its heartbeat details: a step waiting for MLflow or GCS). */
+function waitingOf(details: unknown): string | undefined {
+  const message = typeof details === 'object' && details !== null ? (details as { waiting?: unknown }).waiting : undefined;
+  return typeof message === 'string' ? message : undefined;
+}
+
+/**
+ * The progress of running steps while `mlpipe run` follows a run. On a terminal, one line at the
+ * bottom, rewritten in place (`▶ train  epoch 12/40 loss 0.183 val 0.192 eta 14s`); otherwise a
+ * plain line whenever a step's progress moves on (`… train  epoch 12/40 ...`).
+ */
+class ProgressView {
+  private line = '';
+  private readonly printed = new Map<string, string>();
+  constructor(private readonly tty: boolean) {}
+
+  /** Prints a line of the log above the progress line. */
+  print(text: string): void {
+    if (this.line) process.stdout.write('\r\x1b[2K');
+    out(text);
+    if (this.line) process.stdout.write(this.line);
+  }
+
+  update(running: string[], details: Map<string, unknown>): void {
+    const now = Date.now();
+    const shown: string[] = [];
+    for (const id of running) {
+      const d = details.get(id);
+      if (waitingOf(d)) continue; // printed as a waiting line
+      const text = progressOfDetails(d, now);
+      const p = stepProgressOf(d);
+      if (!text || !p) continue;
+      if (this.tty) shown.push(`▶ ${id}  ${text}`);
+      else {
+        const key = `${p.done ?? ''}|${p.message ?? ''}`;
+        if (this.printed.get(id) !== key) out(`… ${id.padEnd(16)} ${text}`);
+        this.printed.set(id, key);
+      }
+    }
+    if (!this.tty) return;
+    const width = Math.max(20, (process.stdout.columns ?? 100) - 1);
+    const next = shown.join('  |  ').slice(0, width);
+    if (next === this.line) return;
+    process.stdout.write(`\r\x1b[2K${next}`);
+    this.line = next;
+  }
+
+  clear(): void {
+    if (this.line) process.stdout.write('\r\x1b[2K');
+    this.line = '';
+  }
+}
+
+/** Follows a run through its status query, printing each step as it changes, and the progress of running steps. */
 async function follow(client: Client, workflowId: string, json: boolean): Promise<number> {
   const handle = client.workflow.getHandle(workflowId);
   const seen = new Map<string, string>();
   const waiting = new Map<string, boolean>();
+  const view = new ProgressView(!json && process.stdout.isTTY === true);
+  const print = (line: string): void => view.print(line);
   let last: PipelineStatus | undefined;
   let polls = 0;
-  /** A step that waits for a service says so in its heartbeat details: print it once per wait. */
-  const showWaiting = async (): Promise<void> => {
-    const now = await waitingSteps(handle);
-    for (const [id, message] of now) if (!waiting.get(id)) out(`… ${id.padEnd(16)} ${message}`);
+  /** Heartbeat details of running steps: a wait for a service is printed once per wait, progress as it moves. */
+  const showDetails = async (running: string[]): Promise<void> => {
+    const details = await stepDetails(handle);
+    const now = new Map([...details].flatMap(([id, d]) => (waitingOf(d) ? [[id, waitingOf(d)!] as const] : [])));
+    for (const [id, message] of now) if (!waiting.get(id)) print(`… ${id.padEnd(16)} ${message}`);
     for (const id of new Set([...waiting.keys(), ...now.keys()])) waiting.set(id, now.has(id));
+    view.update(running, details);
   };
   const poll = async (): Promise<void> => {
     try {
@@ -250,21 +305,23 @@ async function follow(client: Client, workflowId: string, json: boolean): Promis
       return; // not started yet, or already closed
     }
     if (json) return;
-    if (++polls % 10 === 0) await showWaiting();
     for (const id of last.order) {
       const s = last.steps[id]!;
       const key = `${s.status}:${s.attempt}`;
       if (seen.get(id) !== key) {
         seen.set(id, key);
-        if (s.status !== 'pending') out(formatStepLine(id, s));
+        if (s.status !== 'pending') print(formatStepLine(id, s));
       }
     }
+    const running = last.order.filter((id) => last!.steps[id]!.status === 'running');
+    if (++polls % 3 === 0 && running.length) await showDetails(running);
   };
   const polling = every(300, poll);
   try {
     const result = await handle.result();
     await polling.stop();
     await poll();
+    view.clear();
     const r = result as PipelineResult;
     if (json) out(JSON.stringify(r, null, 2));
     else {
@@ -275,6 +332,7 @@ async function follow(client: Client, workflowId: string, json: boolean): Promis
   } catch (e) {
     await polling.stop();
     await poll();
+    view.clear();
     const message = describeFailure(e).message;
     if (json) out(JSON.stringify({ workflowId, state: last?.state ?? 'failed', error: message, steps: last?.steps }, null, 2));
     else {
@@ -646,9 +704,10 @@ async function cmdStatus(argv: string[], settings: Settings): Promise<number> {
   const client = await connect(settings);
   const handle = client.workflow.getHandle(id);
   const status = await handle.query<PipelineStatus>(statusQueryName);
-  const waiting = status.state === 'running' ? await waitingSteps(handle) : new Map<string, string>();
+  const details = status.state === 'running' ? await stepDetails(handle) : new Map<string, unknown>();
   out(`${status.pipeline}: ${status.state}`);
-  for (const step of status.order) out(formatStepLine(step, status.steps[step]!, waiting.get(step)));
+  for (const step of status.order)
+    out(formatStepLine(step, status.steps[step]!, waitingOf(details.get(step)), progressOfDetails(details.get(step))));
   await client.connection.close();
   return 0;
 }

@@ -24,7 +24,7 @@ export const monitorDrift = definePlugin({
     const curFile = await datasetFile(ctx, inputs, 'current');
     const reference = await loadDriftDataset(refFile, 'reference', p.columns, artifactFormat(inputs.reference));
     const current = await loadDriftDataset(curFile, 'current', p.columns, artifactFormat(inputs.current));
-    ctx.heartbeat({ rows: { reference: reference.rows, current: current.rows } });
+    ctx.progress({ message: `comparing ${current.rows} current rows with ${reference.rows} reference rows` });
     const options = driftOptions(p);
     // Test the columns both sides can: the reference's, unless named.
     options.columns ??= Object.keys(reference.columns);

@@ -348,7 +348,12 @@ async function fitEpochs(t: Training, rows: number, data: TrainTensors): Promise
     state.history.push({ epoch, loss: trainLoss, valLoss, lr, at: Date.now() });
     t.epochsRun++;
     await watchLoss(t, epoch, valLoss ?? trainLoss);
-    ctx.heartbeat({ epoch, loss: trainLoss, valLoss });
+    ctx.progress({
+      done: epoch,
+      total: p.epochs,
+      unit: 'epoch',
+      metrics: { loss: trainLoss, ...(valLoss !== undefined ? { val_loss: valLoss } : {}) },
+    });
     const stop = stopsAt(t, epoch);
     const due =
       epoch % p.checkpoint.everyEpochs === 0 ||
