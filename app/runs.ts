@@ -6,7 +6,7 @@
  */
 import type { Client } from '@temporalio/client';
 import { randomUUID } from 'node:crypto';
-import { PIPELINE_WORKFLOW } from '../engine/contracts.js';
+import { PIPELINE_WORKFLOW, runSummary } from '../engine/contracts.js';
 import { checkInput } from '../engine/limits.js';
 import type { CompiledPipeline } from '../engine/types.js';
 import type { PipelineInput } from '../engine/contracts.js';
@@ -64,6 +64,11 @@ export async function startPipelineRun(
   const input = pipelineInput(ref, options);
   const workflowId = options.workflowId ?? `${compiled.name}-${randomUUID().slice(0, 8)}`;
   const taskQueue = options.taskQueue ?? settings.taskQueue;
-  const handle = await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue, workflowId, args: [input] });
+  const handle = await client.workflow.start(PIPELINE_WORKFLOW, {
+    taskQueue,
+    workflowId,
+    args: [input],
+    staticSummary: runSummary(compiled.name, input.labels),
+  });
   return { workflowId, runId: handle.firstExecutionRunId, taskQueue, compiled };
 }

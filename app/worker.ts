@@ -17,6 +17,7 @@ import type { Registry } from '../plugins/registry.js';
 import { trackingTaskQueue } from '../engine/contracts.js';
 import { createActivities } from '../activities/index.js';
 import { projectPipelines } from './load-pipeline.js';
+import { missingSearchAttributes, mlpipeVersion, searchAttributesHint } from './visibility.js';
 
 /** The workflow code to bundle: the sources in a checkout (run through tsx), the compiled files in the package. */
 export const WORKFLOWS_PATH = join(
@@ -107,6 +108,9 @@ export async function createPipelineWorker(
     return backend ?? undefined;
   };
   const registry = opts.registry ?? (await loadProjectRegistry(opts.settings.projectDir));
+  const missing = await missingSearchAttributes(connection, opts.settings.namespace);
+  if (missing?.length) console.warn(searchAttributesHint(opts.settings.namespace, missing));
+  const searchAttributes = missing?.length === 0 ? { version: mlpipeVersion() } : undefined;
   const activities = createActivities({
     registry,
     project: projectPipelines(opts.settings.projectDir, registry),
@@ -115,6 +119,7 @@ export async function createPipelineWorker(
     tracking,
     models: () => modelRegistryOf(tracking()),
     experimentName: opts.settings.experimentName,
+    searchAttributes: () => searchAttributes,
   });
   const taskQueue = opts.taskQueue ?? opts.settings.taskQueue;
   const main = await Worker.create({

@@ -29,6 +29,7 @@ import {
   knownRunsOf,
   MONITOR_WORKFLOW,
   PIPELINE_WORKFLOW,
+  runSummary,
   statusQueryName,
   stepProgressOf,
   trackingWorkflowId,
@@ -44,6 +45,7 @@ import { commandHelp } from './help.js';
 import { formatStepLine, formatSummary, progressOfDetails } from './render.js';
 import { cmdGc, cmdLineage, cmdRuns } from './store-commands.js';
 import { cmdDrift } from './drift-command.js';
+import { cmdArtifacts, cmdShow } from './artifact-commands.js';
 import { cmdInit } from './init-command.js';
 import { cmdSchedule } from './schedule-command.js';
 import { cmdTrial } from './trial-command.js';
@@ -78,6 +80,11 @@ Usage:
   mlpipe lineage <sha256-prefix | artifact-uri> [--json]
                                          Where an artifact came from (producing steps, their inputs,
                                          recursively) and which steps used it
+  mlpipe artifacts get <sha256 | workflow-id/step.output> -o FILE
+                                         Write an artifact (digest checked) to FILE (- for stdout)
+  mlpipe show <sha256 | workflow-id/step.output> [--rows N]
+                                         Preview an artifact: Parquet schema, rows and first rows;
+                                         JSON; an evaluation's metrics; an ONNX model's contract
   mlpipe drift <reference> <current> [--json F] [--html F] [--columns a,b] [--stattest T]
              [--threshold X] [--drift-share S] [--column name:test[:threshold]] [--fail-on-drift]
                                          Evidently-compatible data drift between two Parquet/CSV/JSONL
@@ -90,7 +97,7 @@ Usage:
                                          the metric in cloudml-hypertune's file format
   mlpipe monitor <pipeline> [overrides...] [--worker] [--json]
                                          One drift check of the pipeline's monitor: section now
-  mlpipe serve <name@alias | models:/name/N | model.onnx | gs://...> [--port 8080] [--host H]
+  mlpipe serve <name@alias | models:/name/N | model.onnx | gs://... | --run WORKFLOW-ID> [--port 8080] [--host H]
              [--no-log] [--log-sample S] [--max-body 1mb] [--max-instances N] [--watch 30s]
                                          HTTP prediction server (onnxruntime): POST /predict,
                                          GET /health, /metrics, /model; logs predictions for drift
@@ -370,7 +377,12 @@ async function cmdRun(argv: string[], settings: Settings): Promise<number> {
   let stopWorker: (() => Promise<void>) | undefined;
   if (values.worker) stopWorker = await startBackgroundWorker(settings);
   try {
-    await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: settings.taskQueue, workflowId, args: [input] });
+    await client.workflow.start(PIPELINE_WORKFLOW, {
+      taskQueue: settings.taskQueue,
+      workflowId,
+      args: [input],
+      staticSummary: runSummary(compiled.name, input.labels),
+    });
     if (!values.json) out(`started ${compiled.name} as workflow ${workflowId} on task queue ${settings.taskQueue}`);
     if (values.detach) {
       if (values.json) out(JSON.stringify({ workflowId }));
@@ -828,6 +840,10 @@ export async function main(argv: string[]): Promise<number> {
         return await cmdLineage(rest, settings);
       case 'gc':
         return await cmdGc(rest, settings);
+      case 'artifacts':
+        return await cmdArtifacts(rest, settings);
+      case 'show':
+        return await cmdShow(rest, settings);
       case 'drift':
         return await cmdDrift(rest, settings);
       case 'schedule':

@@ -107,6 +107,23 @@ function short(v: unknown): string {
 const LOWER_IS_BETTER = new Set(['rmse', 'mae', 'mape', 'logLoss']);
 const num = (v: number): string => (Math.abs(v) >= 1000 ? Math.round(v).toLocaleString('en-US') : v.toFixed(3));
 
+/** A table of an evaluation's metrics against its baseline (the ratio for error metrics). */
+export function metricsTable(m: Record<string, unknown>, b: Record<string, unknown>): string[] {
+  const out: string[] = [];
+  const rows = Object.keys(m).filter((k) => typeof m[k] === 'number');
+  out.push(`  ${'metric'.padEnd(10)} ${'model'.padStart(12)} ${'baseline'.padStart(12)} ${'model/baseline'.padStart(15)}`);
+  for (const k of rows) {
+    const mv = m[k] as number;
+    const bv = typeof b[k] === 'number' ? (b[k] as number) : undefined;
+    // The ratio means something for error metrics only (lower is better, zero is perfect).
+    const ratio = LOWER_IS_BETTER.has(k) && bv !== undefined && bv !== 0 ? (mv / bv).toFixed(3) : '';
+    out.push(
+      `  ${k.padEnd(10)} ${num(mv).padStart(12)} ${bv !== undefined ? num(bv).padStart(12) : ''.padStart(12)} ${ratio.padStart(15)}`,
+    );
+  }
+  return out;
+}
+
 /** For every step that output `metrics` and `baseline` (an evaluation): a table of the two. */
 export function formatMetricsTables(r: PipelineResult): string[] {
   const out: string[] = [];
@@ -114,16 +131,8 @@ export function formatMetricsTables(r: PipelineResult): string[] {
     const m = outputs['metrics'] as Record<string, number> | undefined;
     const b = outputs['baseline'] as Record<string, number> | undefined;
     if (!m || !b || typeof m !== 'object' || typeof b !== 'object') continue;
-    const rows = Object.keys(m).filter((k) => typeof m[k] === 'number');
     out.push(`\n${step}: model metrics against the baseline (on the data bound to its test input)`);
-    out.push(`  ${'metric'.padEnd(10)} ${'model'.padStart(12)} ${'baseline'.padStart(12)} ${'model/baseline'.padStart(15)}`);
-    for (const k of rows) {
-      // The ratio means something for error metrics only (lower is better, zero is perfect).
-      const ratio = LOWER_IS_BETTER.has(k) && typeof b[k] === 'number' && b[k] !== 0 ? (m[k]! / b[k]!).toFixed(3) : '';
-      out.push(
-        `  ${k.padEnd(10)} ${num(m[k]!).padStart(12)} ${typeof b[k] === 'number' ? num(b[k]!).padStart(12) : ''.padStart(12)} ${ratio.padStart(15)}`,
-      );
-    }
+    out.push(...metricsTable(m, b));
   }
   return out;
 }

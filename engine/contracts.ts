@@ -381,3 +381,42 @@ export function stepProgressOf(details: unknown): StepProgress | undefined {
   const parsed = stepProgressSchema.safeParse((details as { progress?: unknown }).progress);
   return parsed.success ? (parsed.data as StepProgress) : undefined;
 }
+
+/**
+ * The search attributes of a pipeline run (Temporal visibility), with their types: the pipeline's
+ * name, its labels as `key=value` keywords, and the mlpipe version that ran it. `mlpipe dev` and the
+ * test servers register them (`--search-attribute`); elsewhere, `searchAttributeCommand` says how.
+ * `temporal workflow list --query 'MlpipePipeline="california-housing"'` then finds a pipeline's runs.
+ */
+export const SEARCH_ATTRIBUTES = { MlpipePipeline: 'Keyword', MlpipeLabels: 'KeywordList', MlpipeVersion: 'Keyword' } as const;
+export type SearchAttributeName = keyof typeof SEARCH_ATTRIBUTES;
+
+/** The `temporal operator search-attribute create` command that registers `missing` in `namespace`. */
+export function searchAttributeCommand(namespace: string, missing: readonly SearchAttributeName[]): string {
+  return `temporal operator search-attribute create --namespace ${namespace} ${missing
+    .map((n) => `--name ${n} --type ${SEARCH_ATTRIBUTES[n]}`)
+    .join(' ')}`;
+}
+
+/** A run's labels as the keywords of MlpipeLabels: `key=value`, sorted. */
+export function labelKeywords(labels: Record<string, string> | undefined): string[] {
+  return Object.entries(labels ?? {})
+    .map(([k, v]) => `${k}=${v}`)
+    .sort();
+}
+
+/** The static summary of a pipeline run (Temporal UI, `temporal workflow describe`): `california-housing · team=ml purpose=demo`. */
+export function runSummary(pipeline: string, labels?: Record<string, string>): string {
+  const l = labelKeywords(labels);
+  return `${pipeline}${l.length ? ` · ${l.join(' ')}` : ''}`.slice(0, 400);
+}
+
+/** The summary of a step's activity: `train · train.tfjs-mlp`. */
+export function stepSummary(stepId: string, uses: string): string {
+  return `${stepId} · ${uses}`;
+}
+
+/** The static summary of a run's tracking workflow. */
+export function trackingSummary(pipelineWorkflowId: string): string {
+  return `MLflow tracking of ${pipelineWorkflowId}`;
+}

@@ -80,6 +80,12 @@ export interface CompiledPipeline {
   monitor?: PipelineMonitor;
   /** From the spec's `hpo:` (engine/hpo.ts). */
   hpo?: HpoSpec;
+  /**
+   * Set by the worker that compiled the run when its namespace has mlpipe's search attributes
+   * (engine/contracts.ts SEARCH_ATTRIBUTES): the run then sets them, with this mlpipe version.
+   * Runs compiled without it (a server lacking them, histories from before) set none.
+   */
+  searchAttributes?: { version: string };
 }
 
 import type { HpoSpec } from './hpo.js';
