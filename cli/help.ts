@@ -56,7 +56,7 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
     options: [['--task-queue Q', `the task queue (default $MLPIPE_TASK_QUEUE or ${DEFAULT_TASK_QUEUE})`]],
   },
   dev: {
-    usage: ['mlpipe dev [--port 7233] [--ui-port 8233] [--db FILE] [--mlflow-port 5000] [--no-mlflow]'],
+    usage: ['mlpipe dev [--port 7233] [--ui-port 8233] [--db FILE] [--mlflow-port 5000] [--no-mlflow] [--registry]'],
     summary: 'A Temporal dev server (SQLite file), a worker and, over the MLflow file store, the MLflow UI. Exit 3 when a port is taken.',
     options: [
       ['--port P', 'Temporal frontend port (default 7233)'],
@@ -64,6 +64,7 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
       ['--db FILE', 'SQLite file (default .mlpipe/temporal.db)'],
       ['--mlflow-port P', 'MLflow UI port (default 5000)'],
       ['--no-mlflow', 'do not start the MLflow UI'],
+      ['--registry', 'run an MLflow tracking server with a model registry (sqlite in .mlpipe/, served artifacts) and track to it'],
     ],
   },
   status: { usage: ['mlpipe status <workflow-id>'], summary: 'Live status of a run.', args: [['<workflow-id>', 'the run to show']] },

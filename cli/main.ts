@@ -7,7 +7,7 @@ import { Client, Connection } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { DefaultLogger, Runtime, type LogLevel } from '@temporalio/worker';
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -17,7 +17,7 @@ import { compileProjectPipeline, pipelineInput } from '../app/runs.js';
 import { listPipelines, loadSettings, type Settings } from '../app/project.js';
 import { redact } from '../adapters/mlflow/rest.js';
 import { findMlflow, startMlflowServer, type MlflowServer } from '../dev/mlflow-server.js';
-import { freePort, isListening, requireTemporalCli, startDevServer, type DevServer } from '../dev/temporal-server.js';
+import { freePort, isListening, portInUse, requireTemporalCli, startDevServer, type DevServer } from '../dev/temporal-server.js';
 import { describeFailure, formatZodIssues, PipelineError } from '../engine/errors.js';
 import { checkLabels, LIMITS } from '../engine/limits.js';
 import type { CompiledPipeline } from '../engine/types.js';
@@ -66,8 +66,9 @@ Usage:
   mlpipe validate <pipeline> [overrides...] [--show-config] [--json]
   mlpipe graph <pipeline> [overrides...]  Print the DAG as a Mermaid flowchart
   mlpipe worker [--task-queue Q]         Serve pipelines on a task queue (default ${DEFAULT_TASK_QUEUE})
-  mlpipe dev [--port 7233] [--ui-port 8233] [--db FILE]
-                                         Temporal dev server (SQLite file) + a worker
+  mlpipe dev [--port 7233] [--ui-port 8233] [--db FILE] [--registry]
+                                         Temporal dev server (SQLite file) + a worker; --registry: an
+                                         MLflow server with a model registry instead of the file store
   mlpipe status <workflow-id>            Live status of a run
   mlpipe cancel <workflow-id>            Cancel a run (running steps are cancelled)
   mlpipe plugins [name]                  List plugins, or show one plugin's params
@@ -653,8 +654,10 @@ async function cmdDev(argv: string[], settings: Settings): Promise<number> {
       db: { type: 'string' },
       'mlflow-port': { type: 'string', default: '5000' },
       'no-mlflow': { type: 'boolean', default: false },
+      registry: { type: 'boolean', default: false },
     },
   });
+  if (values.registry && values['no-mlflow']) throw usageError('--registry runs an MLflow server; it cannot go with --no-mlflow.');
   const port = portOption(values.port, '--port');
   const uiPort = values['ui-port'] === undefined ? undefined : portOption(values['ui-port'], '--ui-port');
   const bin = requireTemporalCli(settings.cacheDir);
@@ -666,18 +669,59 @@ async function cmdDev(argv: string[], settings: Settings): Promise<number> {
     dbFile,
     logFile: join(settings.stateDir, 'temporal.log'),
   });
-  const s = { ...settings, temporalAddress: server.address };
+  let registry: MlflowServer | undefined;
+  try {
+    registry = values.registry ? await startDevRegistry(settings, portOption(values['mlflow-port'], '--mlflow-port')) : undefined;
+  } catch (e) {
+    await server.stop();
+    throw e;
+  }
+  const s = { ...settings, temporalAddress: server.address, ...(registry ? { trackingUri: registry.url } : {}) };
   const { worker, connection } = await createPipelineWorker({ settings: s });
   out(`Temporal dev server on ${server.address} (state in ${dbFile})`);
   out(`Web UI: ${server.uiUrl}`);
-  const mlflow = await startDevMlflow(settings, Number(values['mlflow-port']), values['no-mlflow']);
+  const mlflow = registry ?? (await startDevMlflow(settings, Number(values['mlflow-port']), values['no-mlflow']));
   out(`worker polling task queue '${s.taskQueue}'. Ctrl-C stops ${mlflow ? 'all three' : 'both'}.`);
-  out(`try: TEMPORAL_ADDRESS=${server.address} ${selfCommand(settings)} run ${listPipelines(settings.projectDir)[0] ?? '<pipeline>'}`);
+  const tracking = registry ? `MLFLOW_TRACKING_URI=${registry.url} ` : '';
+  out(
+    `try: TEMPORAL_ADDRESS=${server.address} ${tracking}${selfCommand(settings)} run ${listPipelines(settings.projectDir)[0] ?? '<pipeline>'}`,
+  );
+  if (registry) out(`then: ${tracking}${selfCommand(settings)} serve <model>@champion (and promote, rollback)`);
   await worker.run();
   await connection.close();
   await server.stop();
   await mlflow?.stop();
   return 0;
+}
+
+/**
+ * `mlpipe dev --registry`: an MLflow tracking server with a model registry in place of the file
+ * store: a sqlite database and served artifacts under the project's .mlpipe/ (kept across restarts).
+ * The worker of `mlpipe dev` tracks to it, so `deploy.mlflow-register`, `mlpipe serve name@champion`,
+ * `mlpipe promote` and `mlpipe rollback` work with nothing else installed than the provisioned MLflow.
+ */
+async function startDevRegistry(settings: Settings, port: number): Promise<MlflowServer> {
+  const mlflow = findMlflow(settings.cacheDir);
+  if (!mlflow)
+    throw new PipelineError('TOOL_MISSING', 'mlpipe dev --registry needs MLflow, which was not found.', {
+      hint: isCheckout(settings)
+        ? "Run 'bash deploy/provision.sh --with-mlflow' (or 'npm run setup -- --with-mlflow'), or set MLPIPE_MLFLOW=/path/to/mlflow."
+        : "Install it ('pip install mlflow'), put mlflow on PATH or set MLPIPE_MLFLOW=/path/to/mlflow.",
+    });
+  if (await isListening(`127.0.0.1:${port}`)) throw portInUse(port, 'MLflow server', '--mlflow-port');
+  const db = join(settings.stateDir, 'mlflow.db');
+  const artifactsDir = join(settings.stateDir, 'mlflow-artifacts');
+  mkdirSync(settings.stateDir, { recursive: true });
+  out(`starting an MLflow server with a model registry (sqlite ${db}; a new database takes a minute to set up)`);
+  const server = await startMlflowServer({
+    mlflow,
+    backendStoreUri: `sqlite:///${db}`,
+    artifactsDir,
+    port,
+    logFile: join(settings.stateDir, 'mlflow.log'),
+  });
+  out(`MLflow server and registry: ${server.url} (sqlite ${db}, artifacts ${artifactsDir})`);
+  return server;
 }
 
 /**
