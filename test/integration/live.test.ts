@@ -117,6 +117,8 @@ describe('live progress and names in Temporal', () => {
       return t.includes(workflowId) ? t : undefined;
     }, 'the run in a search-attribute query');
     expect(listed).toContain(PIPELINE_WORKFLOW);
+    // What a user sees (kept in the test log).
+    console.log(`mlpipe run output:\n${out}\ntemporal workflow list --query:\n${listed}`);
     expect(temporal('workflow', 'list', '--query', 'MlpipePipeline="count" AND MlpipeLabels="team=other"')).not.toContain(workflowId);
     const described = JSON.parse(temporal('workflow', 'describe', '-w', workflowId, '--output', 'json')) as Record<string, unknown>;
     const text = JSON.stringify(described);
