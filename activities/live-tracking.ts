@@ -17,8 +17,9 @@ import { sanitizeKey, tag, type MetricPoint, type Tag } from '../engine/tracking
 /** Points go out at most this often, or sooner when this many wait. */
 export const LIVE_FLUSH_MS = 2_000;
 export const LIVE_BATCH_POINTS = 500;
-/** How long the end of a step waits for the last batch and the status. */
-const END_WAIT_MS = 10_000;
+/** How long the start of a step waits for its run to exist, and its end for the last batch and the status. */
+const START_WAIT_MS = 3_000;
+const END_WAIT_MS = 5_000;
 
 export interface LiveRunOptions {
   experiment: string;
@@ -32,6 +33,11 @@ export interface LiveRunOptions {
 }
 
 export interface LiveRun {
+  /**
+   * Resolves once the run exists (or could not be made), within START_WAIT_MS: the step starts after
+   * it, so a plugin that looks the run up by its tag (deploy.mlflow-register) finds this one.
+   */
+  ready(): Promise<void>;
   log(points: MetricPoint[]): void;
   /** Sends what is left and sets the run's status; resolves within END_WAIT_MS whatever MLflow does. */
   end(status: 'FINISHED' | 'FAILED' | 'KILLED'): Promise<void>;
@@ -88,7 +94,14 @@ export function startLiveRun(backend: TrackingBackend, o: LiveRunOptions): LiveR
     return chain;
   };
 
+  const within = async (p: Promise<unknown>, ms: number): Promise<void> => {
+    let bound: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([p, new Promise<void>((resolve) => (bound = setTimeout(resolve, ms).unref()))]);
+    clearTimeout(bound);
+  };
+
   return {
+    ready: () => within(run, START_WAIT_MS),
     log(points) {
       if (failed) return;
       pending.push(...points.map((p) => ({ ...p, key: sanitizeKey(p.key) })));
@@ -101,9 +114,7 @@ export function startLiveRun(backend: TrackingBackend, o: LiveRunOptions): LiveR
         const r = await run;
         if (r && !failed) await backend.updateRun(r.mlflowRunId, status, Date.now()).catch(off);
       })();
-      let bound: ReturnType<typeof setTimeout> | undefined;
-      await Promise.race([done, new Promise<void>((resolve) => (bound = setTimeout(resolve, END_WAIT_MS).unref()))]);
-      clearTimeout(bound);
+      await within(done, END_WAIT_MS);
     },
   };
 }

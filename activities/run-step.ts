@@ -194,6 +194,7 @@ async function execute(
   let status: 'FINISHED' | 'FAILED' | 'KILLED' = 'FAILED';
   try {
     logger.debug({ uses: plugin.name }, 'step started');
+    await built.live?.ready();
     outputs = await plugin.run(built.ctx, params, call.inputs);
     status = actx.cancellationSignal.aborted ? 'KILLED' : 'FINISHED';
   } catch (e) {
