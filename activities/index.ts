@@ -23,6 +23,8 @@ export interface ActivityDeps extends StepDeps {
   tracking?: () => TrackingBackend | undefined;
   /** MLFLOW_EXPERIMENT_NAME, for pipelines whose spec names no experiment. */
   experimentName?: string;
+  /** Set when the namespace has mlpipe's search attributes (app/visibility.ts): runs then set them. */
+  searchAttributes?: () => { version: string } | undefined;
 }
 
 export function createActivities(deps: ActivityDeps) {
@@ -75,6 +77,8 @@ export function createActivities(deps: ActivityDeps) {
               gitCommit: commit,
             }
           : { enabled: false };
+        const searchAttributes = deps.searchAttributes?.();
+        if (searchAttributes) compiled.searchAttributes = searchAttributes;
         const parentMlflowRunId = parsed.data.trial?.parentMlflowRunId ?? parsed.data.trial?.parentRunId;
         if (parentMlflowRunId && compiled.tracking.enabled) compiled.tracking.parentMlflowRunId = parentMlflowRunId;
         const execution = Context.current().info.workflowExecution;

@@ -11,7 +11,7 @@ import { artifactRefs, paramsHash, writeStepManifest, type StepManifest } from '
 import { failureOptions, formatZodIssues, PipelineError } from '../engine/errors.js';
 import { ServiceUnavailable } from '../engine/service-wait.js';
 import { errorRetryDelayMs, STEP_DEFAULTS } from '../engine/step-defaults.js';
-import type { ArtifactStore, Logger, ModelRegistry } from '../engine/ports.js';
+import type { ArtifactStore, Logger, ModelRegistry, TrackingBackend } from '../engine/ports.js';
 import { scrubError } from '../engine/secrets.js';
 import { versionMismatch } from '../engine/submitted.js';
 import {
@@ -40,6 +40,8 @@ export interface StepDeps {
   models?: () => ModelRegistry | undefined;
   /** Steps of submitted pipelines may use code-running plugins (MLPIPE_TRUST_SUBMITTED_PIPELINES). */
   trustSubmitted?: boolean;
+  /** This worker's MLflow backend: a tracked step's run is made when it starts and gets its metrics as they come. */
+  tracking?: () => TrackingBackend | undefined;
 }
 
 /** The store reference of a client's file that a submitted pipeline reads (content-addressed: the digest finds it). */
@@ -262,12 +264,19 @@ async function execute(
   cacheKey: string,
 ): Promise<{ outputs: Record<string, unknown>; series: NonNullable<StepResult['series']>; seriesDropped: number }> {
   const { actx, logger } = a;
-  const built = buildStepContext(deps, a, call, cacheKey);
+  const built = buildStepContext(deps, a, call, cacheKey, plugin.version);
   let outputs: Record<string, unknown>;
+  let status: 'FINISHED' | 'FAILED' | 'KILLED' = 'FAILED';
   try {
     logger.debug({ uses: plugin.name }, 'step started');
+    await built.live?.ready();
     outputs = await plugin.run(built.ctx, params, call.inputs);
+    status = actx.cancellationSignal.aborted ? 'KILLED' : 'FINISHED';
+  } catch (e) {
+    if (actx.cancellationSignal.aborted) status = 'KILLED';
+    throw e;
   } finally {
+    await built.live?.end(status);
     await built.cleanUp();
   }
   if (actx.cancellationSignal.aborted) throw new CancelledFailure('step cancelled');

@@ -18,8 +18,12 @@ export type {
   OutputsOf,
   OutputValue,
   PluginDefinition,
+  ProgressReport,
   ServiceRef,
   StepContext,
+  StepHeartbeatDetails,
+  StepProgress,
 } from '../plugins/sdk.js';
 export { isArtifactRef } from '../engine/types.js';
+export { stepProgressOf } from '../engine/contracts.js';
 export { PipelineError, type ErrorCode, type PipelineErrorOptions } from '../engine/errors.js';

@@ -13,6 +13,7 @@ import { loadSettings } from '../app/project.js';
 import { createPipelineWorker } from '../app/worker.js';
 import { requireTemporalCli, startDevServer, type DevServer } from '../dev/temporal-server.js';
 import { PipelineError } from '../engine/errors.js';
+import { progressClock } from '../engine/progress.js';
 import type { ArtifactStore } from '../engine/ports.js';
 import { scrubberFor, stepEnvironment } from '../engine/secrets.js';
 import { untilAvailable } from '../engine/service-wait.js';
@@ -38,7 +39,7 @@ export interface TestContext extends StepContext {
   logs: LogEntry[];
   /** What the plugin reported through logMetrics (training curves). */
   series: MetricPoint[];
-  /** Details of every ctx.heartbeat call. */
+  /** The heartbeat details the step sent: `{ progress }` for each ctx.progress call, `{ waiting }` while it waits for a service. */
   heartbeats: (Record<string, unknown> | undefined)[];
 }
 
@@ -70,6 +71,7 @@ export function testContext(options: TestContextOptions = {}): TestContext {
   const log = (level: LogEntry['level']) => (fields: Record<string, unknown>, message: string) =>
     void logs.push({ level, message, fields });
   let checkpoint: Checkpoint | undefined;
+  const clock = progressClock();
   let workDir: string | undefined;
   return {
     runId: 'run-1',
@@ -80,7 +82,8 @@ export function testContext(options: TestContextOptions = {}): TestContext {
     store,
     logger: { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error') },
     signal: options.signal ?? new AbortController().signal,
-    heartbeat: (d) => {
+    progress: (report) => {
+      const d = { progress: clock.next(report, Date.now()) };
       heartbeats.push(d);
       options.onHeartbeat?.(d);
     },

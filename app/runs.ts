@@ -12,7 +12,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { hashFile } from '../adapters/local-store.js';
 import { createArtifactStore } from '../adapters/stores.js';
-import { PIPELINE_WORKFLOW } from '../engine/contracts.js';
+import { PIPELINE_WORKFLOW, runSummary } from '../engine/contracts.js';
 import { PipelineError } from '../engine/errors.js';
 import { checkInput } from '../engine/limits.js';
 import type { ArtifactStore } from '../engine/ports.js';
@@ -165,6 +165,11 @@ export async function startPipelineRun(
   if (files.length) await uploadRunFiles(clientStore(settings), files);
   const workflowId = options.workflowId ?? `${compiled.name}-${randomUUID().slice(0, 8)}`;
   const taskQueue = options.taskQueue ?? settings.taskQueue;
-  const handle = await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue, workflowId, args: [input] });
+  const handle = await client.workflow.start(PIPELINE_WORKFLOW, {
+    taskQueue,
+    workflowId,
+    args: [input],
+    staticSummary: runSummary(compiled.name, input.labels),
+  });
   return { workflowId, runId: handle.firstExecutionRunId, taskQueue, compiled };
 }

@@ -21,6 +21,7 @@ import type { Registry } from '../plugins/registry.js';
 import { trackingTaskQueue } from '../engine/contracts.js';
 import { createActivities } from '../activities/index.js';
 import { projectPipelines } from './load-pipeline.js';
+import { missingSearchAttributes, mlpipeVersion, searchAttributesHint } from './visibility.js';
 
 /** The workflow code to bundle: the sources in a checkout (run through tsx), the compiled files in the package. */
 export const WORKFLOWS_PATH = join(
@@ -105,6 +106,10 @@ const quietLogger = {
 export const MAIN_WORKER_OPTIONS = {
   // A worker that died keeps its sticky workflow tasks for this long before another takes over.
   stickyQueueScheduleToStartTimeout: '3s',
+  // Progress (`ctx.progress`) reaches the server within a second or two: the SDK would otherwise
+  // hold heartbeats back for 80% of the heartbeat timeout. Steps heartbeat on their own only every
+  // third of their timeout, so this adds calls only while a step reports progress.
+  maxHeartbeatThrottleInterval: '1s',
   maxConcurrentActivityTaskExecutions: Number(process.env['MLPIPE_WORKER_ACTIVITIES'] ?? 64),
 } satisfies Partial<WorkerOptions>;
 
@@ -180,6 +185,9 @@ export async function createPipelineWorker(
   };
   const registry = opts.registry ?? (await loadProjectRegistry(opts.settings.projectDir));
   const trustSubmitted = opts.trustSubmittedPipelines ?? opts.settings.trustSubmitted ?? false;
+  const missing = await missingSearchAttributes(connection, opts.settings.namespace);
+  if (missing?.length) console.warn(searchAttributesHint(opts.settings.namespace, missing));
+  const searchAttributes = missing?.length === 0 ? { version: mlpipeVersion() } : undefined;
   const activities = createActivities({
     registry,
     project: projectPipelines(opts.settings.projectDir, registry, { trustSubmitted }),
@@ -189,6 +197,7 @@ export async function createPipelineWorker(
     tracking,
     models: () => modelRegistryOf(tracking()),
     experimentName: opts.settings.experimentName,
+    searchAttributes: () => searchAttributes,
   });
   const taskQueue = opts.taskQueue ?? opts.settings.taskQueue;
   const main = await Worker.create({

@@ -41,7 +41,7 @@ function ctx(): StepContext {
     store,
     logger: { debug: noop, info: noop, warn: noop, error: noop },
     signal: new AbortController().signal,
-    heartbeat: noop,
+    progress: noop,
     untilAvailable: (_service, fn) => fn(),
     projectDir: dir,
     env: {},

@@ -64,7 +64,7 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
     ],
   },
   dev: {
-    usage: ['mlpipe dev [--port 7233] [--ui-port 8233] [--db FILE] [--mlflow-port 5000] [--no-mlflow]'],
+    usage: ['mlpipe dev [--port 7233] [--ui-port 8233] [--db FILE] [--mlflow-port 5000] [--no-mlflow] [--registry]'],
     summary: 'A Temporal dev server (SQLite file), a worker and, over the MLflow file store, the MLflow UI. Exit 3 when a port is taken.',
     options: [
       ['--port P', 'Temporal frontend port (default 7233)'],
@@ -72,6 +72,7 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
       ['--db FILE', 'SQLite file (default .mlpipe/temporal.db)'],
       ['--mlflow-port P', 'MLflow UI port (default 5000)'],
       ['--no-mlflow', 'do not start the MLflow UI'],
+      ['--registry', 'run an MLflow tracking server with a model registry (sqlite in .mlpipe/, served artifacts) and track to it'],
     ],
   },
   status: { usage: ['mlpipe status <workflow-id>'], summary: 'Live status of a run.', args: [['<workflow-id>', 'the run to show']] },
@@ -156,12 +157,29 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
       ['--json', 'print the result as JSON'],
     ],
   },
+  artifacts: {
+    usage: ['mlpipe artifacts get <sha256 | workflow-id/step.output> -o FILE'],
+    summary:
+      "Write an artifact's bytes (checked against its digest) to FILE, or to standard output with -o -. A step output that is JSON is written as JSON.",
+    args: [
+      ['<artifact>', "a digest (sha256:3f9a1c…, at least 6 hex digits) or a run's step output (california-housing-2c896c09/train.model)"],
+    ],
+    options: [['-o, --output FILE', 'where to write it (- for standard output)']],
+  },
+  show: {
+    usage: ['mlpipe show <sha256 | workflow-id/step.output> [--rows N]'],
+    summary:
+      "Preview an artifact: a Parquet dataset's schema, row count and first rows (DuckDB); JSON pretty-printed; an evaluation's metrics table; an ONNX model's contract.",
+    args: [['<artifact>', "a digest or a run's step output, as for 'mlpipe artifacts get'"]],
+    options: [['--rows N', 'first rows of a dataset to show (default 10)']],
+  },
   serve: {
-    usage: ['mlpipe serve <name@alias | models:/name/N | model.onnx | gs://...> [options]'],
+    usage: ['mlpipe serve <name@alias | models:/name/N | model.onnx | gs://...> [options]', 'mlpipe serve --run <workflow-id> [options]'],
     summary:
       'HTTP prediction server (onnxruntime): POST /predict, GET /health, /metrics, /model; logs predictions for drift. Exit 3 when the port is taken.',
     args: [['<model>', 'a registered model (name@alias, models:/name/N), an ONNX file or gs:// path']],
     options: [
+      ['--run ID', 'serve the ONNX model the run of this workflow ID exported (from the artifact store)'],
       ['--port P', 'default 8080 (or $AIP_HTTP_PORT, $PORT)'],
       ['--host H', 'default 127.0.0.1'],
       ['--no-log', 'do not log predictions'],

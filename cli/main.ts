@@ -8,7 +8,7 @@
 import type { Client } from '@temporalio/client';
 import type { LogLevel } from '@temporalio/worker';
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -17,7 +17,7 @@ import { clientStore, compileProjectPipeline, prepareRun, uploadRunFiles } from 
 import { listPipelines, loadSettings, type Settings } from '../app/project.js';
 import { redact } from '../adapters/mlflow/rest.js';
 import { findMlflow, startMlflowServer, type MlflowServer } from '../dev/mlflow-server.js';
-import { freePort, isListening, requireTemporalCli, startDevServer, type DevServer } from '../dev/temporal-server.js';
+import { freePort, isListening, portInUse, requireTemporalCli, startDevServer, type DevServer } from '../dev/temporal-server.js';
 import { describeFailure, errorFromFailure, formatZodIssues, PipelineError } from '../engine/errors.js';
 import { checkLabels, LIMITS } from '../engine/limits.js';
 import type { CompiledPipeline } from '../engine/types.js';
@@ -29,8 +29,10 @@ import {
   knownRunsOf,
   MONITOR_WORKFLOW,
   PIPELINE_WORKFLOW,
+  runSummary,
   statusQueryName,
   trackingTaskQueue,
+  stepProgressOf,
   trackingWorkflowId,
   type HpoResult,
   type HpoStatus,
@@ -41,7 +43,7 @@ import {
 } from '../engine/contracts.js';
 import { renderMermaid } from './graph.js';
 import { commandHelp } from './help.js';
-import { formatStepLine, formatSummary } from './render.js';
+import { formatStepLine, formatSummary, progressOfDetails } from './render.js';
 
 const HELP = `mlpipe — declarative ML pipelines on Temporal
 
@@ -59,8 +61,9 @@ Usage:
   mlpipe validate <pipeline> [overrides...] [--show-config] [--json]
   mlpipe graph <pipeline> [overrides...]  Print the DAG as a Mermaid flowchart
   mlpipe worker [--task-queue Q]         Serve pipelines on a task queue (default ${DEFAULT_TASK_QUEUE})
-  mlpipe dev [--port 7233] [--ui-port 8233] [--db FILE]
-                                         Temporal dev server (SQLite file) + a worker
+  mlpipe dev [--port 7233] [--ui-port 8233] [--db FILE] [--registry]
+                                         Temporal dev server (SQLite file) + a worker; --registry: an
+                                         MLflow server with a model registry instead of the file store
   mlpipe status <workflow-id>            Live status of a run
   mlpipe cancel <workflow-id>            Cancel a run (running steps are cancelled)
   mlpipe plugins [name]                  List plugins, or show one plugin's params
@@ -73,6 +76,11 @@ Usage:
   mlpipe lineage <sha256-prefix | artifact-uri> [--json]
                                          Where an artifact came from (producing steps, their inputs,
                                          recursively) and which steps used it
+  mlpipe artifacts get <sha256 | workflow-id/step.output> -o FILE
+                                         Write an artifact (digest checked) to FILE (- for stdout)
+  mlpipe show <sha256 | workflow-id/step.output> [--rows N]
+                                         Preview an artifact: Parquet schema, rows and first rows;
+                                         JSON; an evaluation's metrics; an ONNX model's contract
   mlpipe drift <reference> <current> [--json F] [--html F] [--columns a,b] [--stattest T]
              [--threshold X] [--drift-share S] [--column name:test[:threshold]] [--fail-on-drift]
                                          Evidently-compatible data drift between two Parquet/CSV/JSONL
@@ -85,7 +93,7 @@ Usage:
                                          the metric in cloudml-hypertune's file format
   mlpipe monitor <pipeline> [overrides...] [--worker] [--json]
                                          One drift check of the pipeline's monitor: section now
-  mlpipe serve <name@alias | models:/name/N | model.onnx | gs://...> [--port 8080] [--host H]
+  mlpipe serve <name@alias | models:/name/N | model.onnx | gs://... | --run WORKFLOW-ID> [--port 8080] [--host H]
              [--no-log] [--log-sample S] [--max-body 1mb] [--max-instances N] [--watch 30s]
                                          HTTP prediction server (onnxruntime): POST /predict,
                                          GET /health, /metrics, /model; logs predictions for drift
@@ -209,38 +217,92 @@ function parseLabels(labels: string[] | undefined): Record<string, string> {
   return result;
 }
 
-/**
- * What the running steps of a run wait for: the `waiting` message in the heartbeat details of its
- * pending step activities (a step waiting for MLflow or GCS), by step ID.
- */
-async function waitingSteps(handle: ReturnType<Client['workflow']['getHandle']>): Promise<Map<string, string>> {
-  const found = new Map<string, string>();
+/** The heartbeat details of a run's pending step activities (the activity ID is the step ID), by step ID. */
+async function stepDetails(handle: ReturnType<Client['workflow']['getHandle']>): Promise<Map<string, unknown>> {
+  const found = new Map<string, unknown>();
   const { defaultPayloadConverter } = await import('@temporalio/common');
   const d = await handle.describe().catch(() => undefined);
   for (const a of d?.raw.pendingActivities ?? []) {
     const payload = a.heartbeatDetails?.payloads?.[0];
+    if (!payload || !a.activityId) continue;
     try {
-      const message = payload ? (defaultPayloadConverter.fromPayload(payload) as { waiting?: unknown } | undefined)?.waiting : undefined;
-      if (typeof message === 'string' && a.activityId) found.set(a.activityId, message);
+      found.set(a.activityId, defaultPayloadConverter.fromPayload(payload));
     } catch {
-      /* details of another shape */
+      /* details no converter reads */
     }
   }
   return found;
 }
 
-/** Follows a run through its status query, printing each step as it changes. */
+/** What a step waits for (`waiting` in its heartbeat details: a step waiting for MLflow or GCS). */
+function waitingOf(details: unknown): string | undefined {
+  const message = typeof details === 'object' && details !== null ? (details as { waiting?: unknown }).waiting : undefined;
+  return typeof message === 'string' ? message : undefined;
+}
+
+/**
+ * The progress of running steps while `mlpipe run` follows a run. On a terminal, one line at the
+ * bottom, rewritten in place (`▶ train  epoch 12/40 loss 0.183 val 0.192 eta 14s`); otherwise a
+ * plain line whenever a step's progress moves on (`… train  epoch 12/40 ...`).
+ */
+class ProgressView {
+  private line = '';
+  private readonly printed = new Map<string, string>();
+  constructor(private readonly tty: boolean) {}
+
+  /** Prints a line of the log above the progress line. */
+  print(text: string): void {
+    if (this.line) process.stdout.write('\r\x1b[2K');
+    out(text);
+    if (this.line) process.stdout.write(this.line);
+  }
+
+  update(running: string[], details: Map<string, unknown>): void {
+    const now = Date.now();
+    const shown: string[] = [];
+    for (const id of running) {
+      const d = details.get(id);
+      if (waitingOf(d)) continue; // printed as a waiting line
+      const text = progressOfDetails(d, now);
+      const p = stepProgressOf(d);
+      if (!text || !p) continue;
+      if (this.tty) shown.push(`▶ ${id}  ${text}`);
+      else {
+        const key = `${p.done ?? ''}|${p.message ?? ''}`;
+        if (this.printed.get(id) !== key) out(`… ${id.padEnd(16)} ${text}`);
+        this.printed.set(id, key);
+      }
+    }
+    if (!this.tty) return;
+    const width = Math.max(20, (process.stdout.columns ?? 100) - 1);
+    const next = shown.join('  |  ').slice(0, width);
+    if (next === this.line) return;
+    process.stdout.write(`\r\x1b[2K${next}`);
+    this.line = next;
+  }
+
+  clear(): void {
+    if (this.line) process.stdout.write('\r\x1b[2K');
+    this.line = '';
+  }
+}
+
+/** Follows a run through its status query, printing each step as it changes, and the progress of running steps. */
 async function follow(client: Client, workflowId: string, json: boolean): Promise<number> {
   const handle = client.workflow.getHandle(workflowId);
   const seen = new Map<string, string>();
   const waiting = new Map<string, boolean>();
+  const view = new ProgressView(!json && process.stdout.isTTY === true);
+  const print = (line: string): void => view.print(line);
   let last: PipelineStatus | undefined;
   let polls = 0;
-  /** A step that waits for a service says so in its heartbeat details: print it once per wait. */
-  const showWaiting = async (): Promise<void> => {
-    const now = await waitingSteps(handle);
-    for (const [id, message] of now) if (!waiting.get(id)) out(`… ${id.padEnd(16)} ${message}`);
+  /** Heartbeat details of running steps: a wait for a service is printed once per wait, progress as it moves. */
+  const showDetails = async (running: string[]): Promise<void> => {
+    const details = await stepDetails(handle);
+    const now = new Map([...details].flatMap(([id, d]) => (waitingOf(d) ? [[id, waitingOf(d)!] as const] : [])));
+    for (const [id, message] of now) if (!waiting.get(id)) print(`… ${id.padEnd(16)} ${message}`);
     for (const id of new Set([...waiting.keys(), ...now.keys()])) waiting.set(id, now.has(id));
+    view.update(running, details);
   };
   // A status query still in flight when the run closes is abandoned: its answer is not needed, and a
   // query that reaches a worker as the run leaves its cache may never be answered.
@@ -252,15 +314,16 @@ async function follow(client: Client, workflowId: string, json: boolean): Promis
       return; // not started yet, or already closed
     }
     if (json) return;
-    if (++polls % 10 === 0) await showWaiting();
     for (const id of last.order) {
       const s = last.steps[id]!;
       const key = `${s.status}:${s.attempt}`;
       if (seen.get(id) !== key) {
         seen.set(id, key);
-        if (s.status !== 'pending') out(formatStepLine(id, s));
+        if (s.status !== 'pending') print(formatStepLine(id, s));
       }
     }
+    const running = last.order.filter((id) => last!.steps[id]!.status === 'running');
+    if (++polls % 3 === 0 && running.length) await showDetails(running);
   };
   const polling = every(300, poll);
   // Once the run is closed it is not queried again: a query of a closed workflow makes a worker
@@ -270,6 +333,7 @@ async function follow(client: Client, workflowId: string, json: boolean): Promis
     const result = await handle.result();
     closing.abort();
     await polling.stop();
+    view.clear();
     const r = result as PipelineResult;
     if (json) out(JSON.stringify(r, null, 2));
     else {
@@ -282,6 +346,7 @@ async function follow(client: Client, workflowId: string, json: boolean): Promis
     await polling.stop();
     const final = errorFromFailure(e)?.details as PipelineStatus | undefined;
     if (final && typeof final === 'object' && Array.isArray(final.order) && final.steps) last = final;
+    view.clear();
     const message = describeFailure(e).message;
     if (json) out(JSON.stringify({ workflowId, state: last?.state ?? 'failed', error: message, steps: last?.steps }, null, 2));
     else {
@@ -328,7 +393,12 @@ async function cmdRun(argv: string[], settings: Settings): Promise<number> {
   let stopWorker: (() => Promise<void>) | undefined;
   if (values.worker) stopWorker = await startBackgroundWorker(settings);
   try {
-    await client.workflow.start(PIPELINE_WORKFLOW, { taskQueue: settings.taskQueue, workflowId, args: [input] });
+    await client.workflow.start(PIPELINE_WORKFLOW, {
+      taskQueue: settings.taskQueue,
+      workflowId,
+      args: [input],
+      staticSummary: runSummary(compiled.name, input.labels),
+    });
     if (!values.json) out(`started ${compiled.name} as workflow ${workflowId} on task queue ${settings.taskQueue}`);
     if (values.detach) {
       if (values.json) out(JSON.stringify({ workflowId }));
@@ -611,8 +681,10 @@ async function cmdDev(argv: string[], settings: Settings): Promise<number> {
       db: { type: 'string' },
       'mlflow-port': { type: 'string', default: '5000' },
       'no-mlflow': { type: 'boolean', default: false },
+      registry: { type: 'boolean', default: false },
     },
   });
+  if (values.registry && values['no-mlflow']) throw usageError('--registry runs an MLflow server; it cannot go with --no-mlflow.');
   const port = portOption(values.port, '--port');
   const uiPort = values['ui-port'] === undefined ? undefined : portOption(values['ui-port'], '--ui-port');
   const bin = requireTemporalCli(settings.cacheDir);
@@ -624,18 +696,59 @@ async function cmdDev(argv: string[], settings: Settings): Promise<number> {
     dbFile,
     logFile: join(settings.stateDir, 'temporal.log'),
   });
-  const s = { ...settings, temporalAddress: server.address };
+  let registry: MlflowServer | undefined;
+  try {
+    registry = values.registry ? await startDevRegistry(settings, portOption(values['mlflow-port'], '--mlflow-port')) : undefined;
+  } catch (e) {
+    await server.stop();
+    throw e;
+  }
+  const s = { ...settings, temporalAddress: server.address, ...(registry ? { trackingUri: registry.url } : {}) };
   const { worker, connection } = await (await import('../app/worker.js')).createPipelineWorker({ settings: s });
   out(`Temporal dev server on ${server.address} (state in ${dbFile})`);
   out(`Web UI: ${server.uiUrl}`);
-  const mlflow = await startDevMlflow(settings, Number(values['mlflow-port']), values['no-mlflow']);
+  const mlflow = registry ?? (await startDevMlflow(settings, Number(values['mlflow-port']), values['no-mlflow']));
   out(`worker polling task queue '${s.taskQueue}'. Ctrl-C stops ${mlflow ? 'all three' : 'both'}.`);
-  out(`try: TEMPORAL_ADDRESS=${server.address} ${selfCommand(settings)} run ${listPipelines(settings.projectDir)[0] ?? '<pipeline>'}`);
+  const tracking = registry ? `MLFLOW_TRACKING_URI=${registry.url} ` : '';
+  out(
+    `try: TEMPORAL_ADDRESS=${server.address} ${tracking}${selfCommand(settings)} run ${listPipelines(settings.projectDir)[0] ?? '<pipeline>'}`,
+  );
+  if (registry) out(`then: ${tracking}${selfCommand(settings)} serve <model>@champion (and promote, rollback)`);
   await worker.run();
   await connection.close();
   await server.stop();
   await mlflow?.stop();
   return 0;
+}
+
+/**
+ * `mlpipe dev --registry`: an MLflow tracking server with a model registry in place of the file
+ * store: a sqlite database and served artifacts under the project's .mlpipe/ (kept across restarts).
+ * The worker of `mlpipe dev` tracks to it, so `deploy.mlflow-register`, `mlpipe serve name@champion`,
+ * `mlpipe promote` and `mlpipe rollback` work with nothing else installed than the provisioned MLflow.
+ */
+async function startDevRegistry(settings: Settings, port: number): Promise<MlflowServer> {
+  const mlflow = findMlflow(settings.cacheDir);
+  if (!mlflow)
+    throw new PipelineError('TOOL_MISSING', 'mlpipe dev --registry needs MLflow, which was not found.', {
+      hint: isCheckout(settings)
+        ? "Run 'bash deploy/provision.sh --with-mlflow' (or 'npm run setup -- --with-mlflow'), or set MLPIPE_MLFLOW=/path/to/mlflow."
+        : "Install it ('pip install mlflow'), put mlflow on PATH or set MLPIPE_MLFLOW=/path/to/mlflow.",
+    });
+  if (await isListening(`127.0.0.1:${port}`)) throw portInUse(port, 'MLflow server', '--mlflow-port');
+  const db = join(settings.stateDir, 'mlflow.db');
+  const artifactsDir = join(settings.stateDir, 'mlflow-artifacts');
+  mkdirSync(settings.stateDir, { recursive: true });
+  out(`starting an MLflow server with a model registry (sqlite ${db}; a new database takes a minute to set up)`);
+  const server = await startMlflowServer({
+    mlflow,
+    backendStoreUri: `sqlite:///${db}`,
+    artifactsDir,
+    port,
+    logFile: join(settings.stateDir, 'mlflow.log'),
+  });
+  out(`MLflow server and registry: ${server.url} (sqlite ${db}, artifacts ${artifactsDir})`);
+  return server;
 }
 
 /**
@@ -674,9 +787,10 @@ async function cmdStatus(argv: string[], settings: Settings): Promise<number> {
   const client = await connect(settings);
   const handle = client.workflow.getHandle(id);
   const status = await handle.query<PipelineStatus>(statusQueryName);
-  const waiting = status.state === 'running' ? await waitingSteps(handle) : new Map<string, string>();
+  const details = status.state === 'running' ? await stepDetails(handle) : new Map<string, unknown>();
   out(`${status.pipeline}: ${status.state}`);
-  for (const step of status.order) out(formatStepLine(step, status.steps[step]!, waiting.get(step)));
+  for (const step of status.order)
+    out(formatStepLine(step, status.steps[step]!, waitingOf(details.get(step)), progressOfDetails(details.get(step))));
   await client.connection.close();
   return 0;
 }
@@ -797,6 +911,10 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import('./store-commands.js')).cmdLineage(rest, settings);
       case 'gc':
         return await (await import('./store-commands.js')).cmdGc(rest, settings);
+      case 'artifacts':
+        return await (await import('./artifact-commands.js')).cmdArtifacts(rest, settings);
+      case 'show':
+        return await (await import('./artifact-commands.js')).cmdShow(rest, settings);
       case 'drift':
         return await (await import('./drift-command.js')).cmdDrift(rest, settings);
       case 'schedule':

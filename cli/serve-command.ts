@@ -11,11 +11,14 @@ import { startPredictionServer, type ServedModel } from '../serve/server.js';
 import { parseGsUri, storageFromEnv } from '../adapters/gcs-store.js';
 import { parseDuration } from '../engine/duration.js';
 import { PipelineError } from '../engine/errors.js';
-import type { ModelRegistry, ModelVersionInfo } from '../engine/ports.js';
+import type { ArtifactStore, ModelRegistry, ModelVersionInfo } from '../engine/ports.js';
 import { PredictionLogWriter } from '../engine/prediction-log.js';
 import { aliasHistory, moveAlias, rollbackAlias } from '../engine/promotion.js';
 import { portInUse } from '../dev/temporal-server.js';
 import { openStore } from './store-commands.js';
+import { formatOf } from './artifact-commands.js';
+import { runsOf } from '../engine/lineage.js';
+import { isArtifactRef } from '../engine/types.js';
 import { importOptional } from '../adapters/optional.js';
 
 const out = (s: string): boolean => process.stdout.write(`${s}\n`);
@@ -96,6 +99,36 @@ export async function resolveModel(ref: string, settings: Settings): Promise<{ b
   return { bytes, model: { name: basename(path, '.onnx'), version: 'file', source: path } };
 }
 
+/**
+ * The ONNX model a run exported (`mlpipe serve --run <workflow-id>`): the newest run recorded under
+ * that ID, the output of its step that is an ONNX model (export.onnx's `onnx`), read by digest.
+ */
+export async function runModel(store: ArtifactStore, workflowId: string): Promise<{ bytes: Uint8Array; model: ServedModel }> {
+  if (!workflowId || workflowId.length > 1000 || /[\u0000-\u001f\u007f]/.test(workflowId))
+    throw new PipelineError('INPUT_INVALID', '--run needs a workflow ID.', { hint: "List recorded runs with 'mlpipe runs list'." });
+  const view = (await runsOf(store, workflowId))[0];
+  if (!view)
+    throw new PipelineError('STORAGE_NOT_FOUND', `No run of '${workflowId}' is recorded in ${store.location}.`, {
+      hint: "List recorded runs with 'mlpipe runs list'; check MLPIPE_ARTIFACTS points at the store the worker used.",
+    });
+  const models = view.steps
+    .filter((s) => s.status === 'succeeded' || s.status === 'cached')
+    .flatMap((s) =>
+      Object.entries(s.outputs).flatMap(([output, v]) => (isArtifactRef(v) && formatOf(v) === 'onnx' ? [{ s, output, ref: v }] : [])),
+    );
+  const found = models.find((m) => m.s.uses === 'export.onnx') ?? models[0];
+  if (!found)
+    throw new PipelineError('INPUT_INVALID', `Run '${workflowId}' exported no ONNX model (no step output is one).`, {
+      hint: 'Serve a run of a pipeline with an export.onnx step, e.g. california-housing.',
+    });
+  const bytes = await store.get(found.ref);
+  const runId = view.run?.runId ?? found.s.runId;
+  return {
+    bytes,
+    model: { name: view.run?.pipeline ?? workflowId, version: `run-${runId}`, source: `${workflowId}/${found.s.stepId}.${found.output}` },
+  };
+}
+
 /** `512kb`, `4mb`, `1048576` in bytes; NaN when it is not a size. */
 function parseSize(text: string): number {
   const m = /^(\d+)\s*(kb|kib|mb|mib)?$/i.exec(text);
@@ -118,13 +151,16 @@ export async function cmdServe(argv: string[], settings: Settings): Promise<numb
       threads: { type: 'string' },
       watch: { type: 'string' },
       'log-sample': { type: 'string' },
+      run: { type: 'string' },
     },
   });
+  if (values.run !== undefined && positionals.length)
+    throw new PipelineError('INPUT_INVALID', 'mlpipe serve takes a model or --run <workflow-id>, not both.');
   // On Vertex AI the container gets its port and model location from AIP_* variables.
-  const ref = positionals[0] ?? env['MLPIPE_SERVE_MODEL'] ?? env['AIP_STORAGE_URI'];
-  if (!ref)
+  const ref = values.run !== undefined ? '' : (positionals[0] ?? env['MLPIPE_SERVE_MODEL'] ?? env['AIP_STORAGE_URI']);
+  if (ref === undefined)
     throw new PipelineError('INPUT_INVALID', 'mlpipe serve needs a model.', {
-      hint: 'mlpipe serve california-housing@champion | models:/california-housing/3 | path/to/model.onnx',
+      hint: 'mlpipe serve california-housing@champion | models:/california-housing/3 | path/to/model.onnx | --run <workflow-id>',
     });
   const port = Number(values.port ?? env['AIP_HTTP_PORT'] ?? env['PORT'] ?? 8080);
   if (!Number.isInteger(port) || port < 0 || port > 65535)
@@ -155,7 +191,7 @@ export async function cmdServe(argv: string[], settings: Settings): Promise<numb
     });
   }
   const { loadOnnxModel } = await importOptional('onnxruntime-node', 'mlpipe serve', () => import('../adapters/onnx/runtime.js'));
-  const { bytes, model } = await resolveModel(ref, settings);
+  const { bytes, model } = values.run !== undefined ? await runModel(openStore(settings), values.run) : await resolveModel(ref, settings);
   if (values.name) model.name = values.name;
   const predictor = await loadOnnxModel(bytes, { threads });
   const store = values['no-log'] ? undefined : openStore(settings);

@@ -6,6 +6,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdirSync, openSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { delimiter, dirname, join } from 'node:path';
+import { SEARCH_ATTRIBUTES } from '../engine/contracts.js';
 import { PipelineError } from '../engine/errors.js';
 
 export const TEMPORAL_CLI_VERSION = '1.5.1';
@@ -141,6 +142,8 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
   else args.push('--ui-port', String(uiPort));
   const extra = (process.env['MLPIPE_TEMPORAL_DYNAMIC_CONFIG'] ?? '').split(/[\s,]+/).filter(Boolean);
   for (const kv of [...DEV_DYNAMIC_CONFIG, ...extra]) args.push('--dynamic-config-value', kv);
+  // mlpipe's search attributes, so runs can be found by pipeline and label (`temporal workflow list --query`).
+  for (const [name, type] of Object.entries(SEARCH_ATTRIBUTES)) args.push('--search-attribute', `${name}=${type}`);
   let stdio: ('ignore' | number)[] = ['ignore', 'ignore', 'ignore'];
   if (opts.logFile) {
     mkdirSync(dirname(opts.logFile), { recursive: true });

@@ -349,3 +349,105 @@ export interface HpoResult {
   /** `metrics`: the metric step's; `evaluations`: every step's `metrics` output (e.g. the test split's). */
   final?: { workflowId: string; metrics?: Record<string, unknown>; evaluations?: Record<string, Record<string, unknown>> };
 }
+
+/**
+ * What a step reports with `ctx.progress(...)` (plugins/sdk.ts): how far it is (`done` of `total`
+ * `unit`s) and the latest values of its metrics. All optional; a note (`message`) alone is fine too.
+ */
+export interface ProgressReport {
+  done?: number;
+  total?: number;
+  /** What `done` counts: epoch, batch, row, trial... (default: step). */
+  unit?: string;
+  /** Latest values, e.g. `{ loss: 0.183, val_loss: 0.192 }`: display only (tracking has `logMetrics`). */
+  metrics?: Record<string, number>;
+  /** One line of text, e.g. `uploading model`. */
+  message?: string;
+}
+
+/** The progress as it travels in the step's heartbeat details (`progress`): the report plus the engine's timing. */
+export interface StepProgress extends ProgressReport {
+  /** When the step reported it (epoch ms, the worker's clock). */
+  at: number;
+  /** Units per second in this attempt, once two reports with different `done` were seen. */
+  rate?: number;
+  /** Estimated milliseconds until `done` reaches `total`, from `rate`. */
+  etaMs?: number;
+}
+
+const finite = z.number().finite();
+const stepProgressSchema = z.object({
+  done: finite.optional(),
+  total: finite.optional(),
+  unit: z.string().max(40).optional(),
+  metrics: z.record(z.string().max(100), finite).optional(),
+  message: z.string().max(500).optional(),
+  at: finite,
+  rate: finite.optional(),
+  etaMs: finite.optional(),
+});
+
+/**
+ * The heartbeat details of a running step (`runStep`), as `describe()` of the workflow shows them
+ * for its pending activities (the activity ID is the step ID). Readers (the CLI, the web UI) must
+ * accept details with only some of these fields, or with others.
+ */
+export interface StepHeartbeatDetails {
+  /** The plugin's latest `ctx.progress` report. */
+  progress?: StepProgress;
+  /** The latest system metrics sample (`cpu_utilization_percentage`, `system_memory_usage_megabytes`, ...), when the step samples them. */
+  system?: Record<string, number>;
+  /** What the step waits for: `waiting for MLflow at ... (unreachable for 12s): ...`. */
+  waiting?: string;
+  waitingSince?: number;
+  /** Errors the step threw so far (lost attempts not counted). */
+  stepErrors?: number;
+  /** The newest checkpoint. */
+  checkpoint?: { key: string; ref: ArtifactRef; meta: Record<string, unknown>; savedAt: string };
+}
+
+/** The progress in heartbeat details of any shape, or undefined when there is none (or it is malformed). */
+export function stepProgressOf(details: unknown): StepProgress | undefined {
+  if (typeof details !== 'object' || details === null) return undefined;
+  const parsed = stepProgressSchema.safeParse((details as { progress?: unknown }).progress);
+  return parsed.success ? (parsed.data as StepProgress) : undefined;
+}
+
+/**
+ * The search attributes of a pipeline run (Temporal visibility), with their types: the pipeline's
+ * name, its labels as `key=value` keywords, and the mlpipe version that ran it. `mlpipe dev` and the
+ * test servers register them (`--search-attribute`); elsewhere, `searchAttributeCommand` says how.
+ * `temporal workflow list --query 'MlpipePipeline="california-housing"'` then finds a pipeline's runs.
+ */
+export const SEARCH_ATTRIBUTES = { MlpipePipeline: 'Keyword', MlpipeLabels: 'KeywordList', MlpipeVersion: 'Keyword' } as const;
+export type SearchAttributeName = keyof typeof SEARCH_ATTRIBUTES;
+
+/** The `temporal operator search-attribute create` command that registers `missing` in `namespace`. */
+export function searchAttributeCommand(namespace: string, missing: readonly SearchAttributeName[]): string {
+  return `temporal operator search-attribute create --namespace ${namespace} ${missing
+    .map((n) => `--name ${n} --type ${SEARCH_ATTRIBUTES[n]}`)
+    .join(' ')}`;
+}
+
+/** A run's labels as the keywords of MlpipeLabels: `key=value`, sorted. */
+export function labelKeywords(labels: Record<string, string> | undefined): string[] {
+  return Object.entries(labels ?? {})
+    .map(([k, v]) => `${k}=${v}`)
+    .sort();
+}
+
+/** The static summary of a pipeline run (Temporal UI, `temporal workflow describe`): `california-housing · team=ml purpose=demo`. */
+export function runSummary(pipeline: string, labels?: Record<string, string>): string {
+  const l = labelKeywords(labels);
+  return `${pipeline}${l.length ? ` · ${l.join(' ')}` : ''}`.slice(0, 400);
+}
+
+/** The summary of a step's activity: `train · train.tfjs-mlp`. */
+export function stepSummary(stepId: string, uses: string): string {
+  return `${stepId} · ${uses}`;
+}
+
+/** The static summary of a run's tracking workflow. */
+export function trackingSummary(pipelineWorkflowId: string): string {
+  return `MLflow tracking of ${pipelineWorkflowId}`;
+}

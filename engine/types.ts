@@ -87,6 +87,12 @@ export interface CompiledPipeline {
    * project: untrusted, so no worker runs its code-running steps unless it trusts submitted pipelines.
    */
   submitted?: boolean;
+  /**
+   * Set by the worker that compiled the run when its namespace has mlpipe's search attributes
+   * (engine/contracts.ts SEARCH_ATTRIBUTES): the run then sets them, with this mlpipe version.
+   * Runs compiled without it (a server lacking them, histories from before) set none.
+   */
+  searchAttributes?: { version: string };
 }
 
 /** A client's data file in the artifact store, named by a submitted pipeline's path param. */

@@ -4,15 +4,15 @@
  * and memory. Reported as metric series under MLflow's `system/` names (the ones `mlflow.system_metrics`
  * logs: `system/cpu_utilization_percentage`, `system/system_memory_usage_megabytes`,
  * `system/gpu_0_utilization_percentage`, ...; plus `system/process_*` for the worker process), the
- * sample number as the MLflow step, and as heartbeat details (`system`) for progress views.
+ * sample number as the MLflow step; the step's context also puts the latest sample in the heartbeat
+ * details (`system`) for progress views.
  */
 import { execFile } from 'node:child_process';
 import { cpus, freemem, totalmem } from 'node:os';
 
-/** What the sampler reports to: a StepContext's logMetrics and heartbeat. */
+/** What the sampler reports to: a StepContext's logMetrics. */
 export interface SystemMetricsSink {
   logMetrics(values: Record<string, number>, options?: { step?: number; timestamp?: number }): void;
-  heartbeat(details?: Record<string, unknown>): void;
 }
 
 export interface GpuSample {
@@ -125,7 +125,6 @@ export function watchSystem(sink: SystemMetricsSink, options: { everyMs?: number
         const values = await sampler.sample();
         samples++;
         sink.logMetrics(values, { step: samples, timestamp: Date.now() });
-        sink.heartbeat({ system: Object.fromEntries(Object.entries(values).map(([k, v]) => [k.slice('system/'.length), v])) });
       })
       .catch(() => undefined));
   const timer = setInterval(() => void take(), options.everyMs ?? 5_000);

@@ -5,9 +5,11 @@
 import type { z } from 'zod';
 import type { ArtifactStore, Logger, ModelRegistry } from '../engine/ports.js';
 import type { ArtifactRef } from '../engine/types.js';
+import type { ProgressReport } from '../engine/contracts.js';
 
 export type { ArtifactRef } from '../engine/types.js';
 export type { ArtifactStore, Logger } from '../engine/ports.js';
+export type { ProgressReport, StepHeartbeatDetails, StepProgress } from '../engine/contracts.js';
 
 export interface Checkpoint<M = Record<string, unknown>> {
   ref: ArtifactRef;
@@ -47,10 +49,15 @@ export interface StepContext {
   /** Aborted when the run is cancelled or the step timed out: stop work and throw. */
   signal: AbortSignal;
   /**
-   * Reports progress details to the engine. Liveness needs no call: the engine heartbeats on its
-   * own while the event loop is free (see `heartbeat` in PluginDefinition).
+   * Reports how far the step is: `ctx.progress({ done: 12, total: 40, unit: 'epoch', metrics: { loss: 0.183, val_loss: 0.192 } })`.
+   * The engine adds the time, the rate and an ETA and sends it with the step's heartbeat (at most
+   * about once a second; the latest report wins), where `mlpipe run`, `mlpipe status` and the web UI
+   * read it (the `progress` field of `StepHeartbeatDetails`, engine/contracts.ts). Every field is
+   * optional; `message` alone is a one-line note. Metrics here are for display: curves for tracking
+   * go through `logMetrics`. Liveness needs no call: the engine heartbeats on its own while the event
+   * loop is free (see `heartbeat` in PluginDefinition).
    */
-  heartbeat(details?: Record<string, unknown>): void;
+  progress(report: ProgressReport): void;
   /**
    * Runs `fn`; while it fails because `service` is unreachable (`isUnavailable(error)`: connection
    * refused, timeouts, 5xx; never a 4xx rejection), waits with capped backoff and tries again,

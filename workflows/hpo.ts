@@ -16,6 +16,7 @@ import { ACTIVITY_DEFAULTS } from '../engine/step-defaults.js';
 import {
   hpoStatusQueryName,
   hpoTrackingOf,
+  runSummary,
   type HpoPlan,
   type HpoResult,
   type HpoStatus,
@@ -228,6 +229,7 @@ async function runTrial(s: Search, t: Trial): Promise<void> {
   try {
     const handle = await startChild(pipelineWorkflow, {
       workflowId,
+      staticSummary: runSummary(plan.pipeline, { hpo: root, trial: String(t.index) }),
       args: [
         {
           pipeline: plan.pipeline,
@@ -311,6 +313,7 @@ async function runFinal(s: Search, best: TrialResult): Promise<HpoResult['final'
   const workflowId = `${root}/final`;
   const handle = await startChild(pipelineWorkflow, {
     workflowId,
+    staticSummary: runSummary(plan.pipeline, { hpo: root, role: 'final', trial: String(best.index) }),
     args: [
       {
         pipeline: plan.pipeline,

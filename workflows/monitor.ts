@@ -15,7 +15,7 @@ import { ParentClosePolicy, WorkflowIdReusePolicy, proxyActivities, startChild, 
 import type { Activities } from '../activities/index.js';
 import { failureOptions, NON_RETRYABLE_CODES, PipelineError } from '../engine/errors.js';
 import { ACTIVITY_DEFAULTS } from '../engine/step-defaults.js';
-import { retrainWorkflowId, type MonitorInput, type MonitorResult } from '../engine/contracts.js';
+import { retrainWorkflowId, runSummary, type MonitorInput, type MonitorResult } from '../engine/contracts.js';
 import { pipelineWorkflow } from './pipeline.js';
 
 /** The data activities heartbeat while they read and compute: 2 minutes without one means a lost worker. */
@@ -52,6 +52,7 @@ export async function monitorWorkflow(input: MonitorInput): Promise<MonitorResul
     try {
       await startChild(pipelineWorkflow, {
         workflowId: id,
+        staticSummary: runSummary(input.pipeline, { trigger: 'drift', monitor: workflowInfo().workflowId }),
         args: [{ pipeline: input.pipeline, overrides: plan.overrides, labels: { trigger: 'drift', monitor: workflowInfo().workflowId } }],
         parentClosePolicy: ParentClosePolicy.ABANDON,
         workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,

@@ -35,9 +35,11 @@ import {
   proxyActivities,
   setHandler,
   sleep,
+  upsertSearchAttributes,
   workflowInfo,
   type WorkflowInfo,
 } from '@temporalio/workflow';
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import type { Activities } from '../activities/index.js';
 import { describeFailure, errorFromFailure, failureOptions, NON_RETRYABLE_CODES, PipelineError } from '../engine/errors.js';
 import { RunState } from '../engine/run-state.js';
@@ -45,8 +47,11 @@ import { ACTIVITY_DEFAULTS, STEP_DEFAULTS } from '../engine/step-defaults.js';
 import type { RunStatus, StepRecord } from '../engine/tracking.js';
 import { isArtifactRef, type CompiledPipeline, type StepCall, type StepResult } from '../engine/types.js';
 import {
+  labelKeywords,
   statusQueryName,
   stepAttemptSignalName,
+  stepSummary,
+  trackingSummary,
   trackingWorkflowId,
   type PipelineInput,
   type PipelineResult,
@@ -77,6 +82,8 @@ function stepActivity(pipeline: CompiledPipeline, stepId: string) {
   const lost = step.retry.maximumInfraAttempts ?? STEP_DEFAULTS.maximumInfraAttempts;
   return proxyActivities<Activities>({
     activityId: stepId,
+    // What the Temporal UI and CLI show for the activity: `train · train.tfjs-mlp`.
+    summary: stepSummary(stepId, step.uses),
     taskQueue: step.taskQueue,
     startToCloseTimeout: step.timeoutMs,
     heartbeatTimeout: step.heartbeatMs ?? STEP_DEFAULTS.heartbeatMs,
@@ -116,6 +123,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
   setHandler(stepAttemptSignal, ({ stepId, attempt, errors }) => live.state?.attempt(stepId, attempt, errors));
 
   const compiled = await compile(input, live);
+  setSearchAttributes(compiled, input);
   const tracking = await startTracking(compiled, input, info, live);
 
   const run = new RunState(
@@ -159,6 +167,27 @@ async function compile(input: PipelineInput, live: Live): Promise<CompiledPipeli
  * event as it comes, as they did.
  */
 export const TRACKING_FLUSH = { events: 100, bytes: 256 * 1024, ms: 1000 } as const;
+/** Search attributes (engine/contracts.ts SEARCH_ATTRIBUTES), keys typed as registered. */
+const searchKeys = {
+  pipeline: defineSearchAttributeKey('MlpipePipeline', SearchAttributeType.KEYWORD),
+  labels: defineSearchAttributeKey('MlpipeLabels', SearchAttributeType.KEYWORD_LIST),
+  version: defineSearchAttributeKey('MlpipeVersion', SearchAttributeType.KEYWORD),
+};
+
+/**
+ * The run's search attributes: pipeline, labels, mlpipe version. Only when the worker that compiled
+ * the run found them registered (`compiled.searchAttributes`, in history): a server lacking them
+ * would fail the workflow task, and runs compiled before this existed replay without the upsert.
+ */
+function setSearchAttributes(compiled: CompiledPipeline, input: PipelineInput): void {
+  if (!compiled.searchAttributes) return;
+  const labels = labelKeywords(input.labels);
+  upsertSearchAttributes([
+    { key: searchKeys.pipeline, value: compiled.name },
+    ...(labels.length ? [{ key: searchKeys.labels, value: labels }] : []),
+    { key: searchKeys.version, value: compiled.searchAttributes.version },
+  ]);
+}
 
 /** Tracking: a child workflow that outlives this run and gets events by signal. */
 async function startTracking(compiled: CompiledPipeline, input: PipelineInput, info: WorkflowInfo, live: Live): Promise<Tracking> {
@@ -217,6 +246,7 @@ async function startTracking(compiled: CompiledPipeline, input: PipelineInput, i
     const start = (): Promise<ChildWorkflowHandle<typeof trackingWorkflow>> =>
       startChild(trackingWorkflow, {
         workflowId: trackingWorkflowId(`${info.workflowId}/${info.runId}`),
+        staticSummary: trackingSummary(info.workflowId),
         parentClosePolicy: ParentClosePolicy.ABANDON,
         cancellationType: ChildWorkflowCancellationType.ABANDON,
         args: [

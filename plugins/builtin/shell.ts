@@ -69,7 +69,6 @@ export const shell = definePlugin({
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => {
       stdout = (stdout + d).slice(-KEEP);
-      ctx.heartbeat();
     });
     child.stderr.setEncoding('utf8').on('data', (d: string) => {
       stderr = (stderr + d).slice(-KEEP);

@@ -87,7 +87,7 @@ export const vertexEndpoint = definePlugin({
         );
         ctx.logger.info({ model }, `uploaded model ${model}`);
       }
-      ctx.heartbeat({ model });
+      ctx.progress({ message: `model ${model}; deploying to the endpoint` });
       const endpoint =
         (await vertex.findEndpoint(p.endpoint)) ?? (await vertex.createEndpoint(p.endpoint, { 'mlpipe-pipeline': pipelineLabel }));
       const already = endpoint.deployedModels.find((d) => d.model === model);

@@ -27,7 +27,7 @@ export const monitorDrift = definePlugin({
       { file: curFile, format: artifactFormat(inputs.current) },
       p.columns,
     );
-    ctx.heartbeat({ rows: { reference: reference.rows, current: current.rows } });
+    ctx.progress({ message: `comparing ${current.rows} current rows with ${reference.rows} reference rows` });
     const options = driftOptions(p);
     // Test the columns both sides can: the reference's, unless named.
     options.columns ??= Object.keys(reference.columns);

@@ -364,7 +364,12 @@ function definedBoosting<P extends CommonParams>(flavour: Flavour<P>, schema: z.
           }
           if (watched < state.bestScore) Object.assign(state, { bestScore: watched, bestRound: round, wait: 0 });
           else state.wait++;
-          ctx.heartbeat({ round, ...prefixed('train_', m.train), ...(m.valid ? prefixed('val_', m.valid) : {}) });
+          ctx.progress({
+            done: round,
+            total: p.rounds,
+            unit: 'round',
+            metrics: { ...prefixed('train_', m.train), ...(m.valid ? prefixed('val_', m.valid) : {}) },
+          });
           const stop = p.earlyStoppingRounds !== undefined && state.wait >= p.earlyStoppingRounds;
           if (stop) {
             ctx.logger.info({ round, bestRound: state.bestRound }, 'early stopping');

@@ -306,6 +306,8 @@ async function resume(t: Training): Promise<void> {
     t.state = doc.state;
     t.best = doc.best;
     t.resumedFromEpoch = t.state.epoch;
+    // The curve so far, as the checkpoint recorded it: tracking gets each epoch once (same timestamps).
+    for (const h of t.state.history) logEpoch(ctx, h);
     const from = resumed.meta.backend;
     ctx.logger.info(
       { epoch: t.state.epoch, from },
@@ -338,6 +340,14 @@ async function saveCheckpoint(t: Training): Promise<void> {
   t.lastCheckpointAt = Date.now();
 }
 
+/** One epoch of the training curve, to tracking. */
+function logEpoch(ctx: StepContext, h: { epoch: number; loss: number; valLoss?: number; lr: number; at?: number }): void {
+  ctx.logMetrics(
+    { loss: h.loss, ...(h.valLoss !== undefined ? { val_loss: h.valLoss } : {}), learning_rate: h.lr },
+    { step: h.epoch, timestamp: h.at },
+  );
+}
+
 /** The epochs left, until `epochs`, early stopping or the median stopping rule; checkpoints when due. */
 async function fitEpochs(t: Training, rows: number, data: TrainTensors): Promise<void> {
   const { ctx, p, state } = t;
@@ -345,10 +355,18 @@ async function fitEpochs(t: Training, rows: number, data: TrainTensors): Promise
     if (ctx.signal.aborted) throw ctx.signal.reason as Error;
     const { trainLoss, valLoss, lr } = await fitEpoch(t, rows, data, epoch);
     state.epoch = epoch;
-    state.history.push({ epoch, loss: trainLoss, valLoss, lr, at: Date.now() });
+    const row = { epoch, loss: trainLoss, valLoss, lr, at: Date.now() };
+    state.history.push(row);
+    // Each epoch goes to tracking as it ends: the step's MLflow run shows the curve growing.
+    logEpoch(ctx, row);
     t.epochsRun++;
     await watchLoss(t, epoch, valLoss ?? trainLoss);
-    ctx.heartbeat({ epoch, loss: trainLoss, valLoss });
+    ctx.progress({
+      done: epoch,
+      total: p.epochs,
+      unit: 'epoch',
+      metrics: { loss: trainLoss, ...(valLoss !== undefined ? { val_loss: valLoss } : {}) },
+    });
     const stop = stopsAt(t, epoch);
     const due =
       epoch % p.checkpoint.everyEpochs === 0 ||
@@ -425,13 +443,6 @@ async function trainedOutputs(t: Training, backend: string, rows: number, starte
     const restored = await deserializeModel(tf, Buffer.from(JSON.stringify(best)));
     t.model.dispose();
     t.model = restored.model;
-  }
-  // Training curves for tracking, resumed epochs included (from the checkpoint's history).
-  for (const h of state.history) {
-    ctx.logMetrics(
-      { loss: h.loss, ...(h.valLoss !== undefined ? { val_loss: h.valLoss } : {}), learning_rate: h.lr },
-      { step: h.epoch, timestamp: h.at },
-    );
   }
   const bytes = await serializeModel(tf, t.model, meta);
   const modelRef = await ctx.store.put(bytes, { name: 'model.json', mediaType: 'application/vnd.mlpipe.tfjs-mlp+json' });

@@ -2,6 +2,7 @@
  * Training and evaluation, called directly (real tfjs, real DuckDB, real local store). Small data:
  * the goal is behaviour (learning, checkpoint-resume, gate), not accuracy.
  */
+import { stepProgressOf } from '../../engine/contracts.js';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -132,11 +133,11 @@ describe('train.tfjs-mlp and evaluate.model', () => {
     const abort = new AbortController();
     const first = testContext(process.cwd(), store, {
       signal: abort.signal,
-      onHeartbeat: (d) => d?.['epoch'] === 12 && abort.abort(new Error('worker lost')),
+      onHeartbeat: (d) => stepProgressOf(d)?.done === 12 && abort.abort(new Error('worker lost')),
     });
     await expect(runPlugin(trainMlp, first, REGRESSION, { train })).rejects.toThrow('worker lost');
     // Second attempt with the same checkpoints.
-    const second = { ...first, attempt: 2, signal: new AbortController().signal, heartbeat: () => undefined };
+    const second = { ...first, attempt: 2, signal: new AbortController().signal, progress: () => undefined };
     const resumed = await runPlugin(trainMlp, second, REGRESSION, { train });
     expect(resumed['metrics']).toMatchObject({ epochs: 20, resumedFromEpoch: 10, epochsThisAttempt: 10 });
     const a = (whole['metrics'] as Record<string, number>)['trainLoss']!;
