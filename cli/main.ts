@@ -47,6 +47,7 @@ import { cmdInit } from './init-command.js';
 import { cmdSchedule } from './schedule-command.js';
 import { cmdTrial } from './trial-command.js';
 import { cmdPromote, cmdRollback, cmdServe } from './serve-command.js';
+import { cmdUi, DEFAULT_UI_PORT, startUi } from './ui-command.js';
 
 const HELP = `mlpipe — declarative ML pipelines on Temporal
 
@@ -63,8 +64,9 @@ Usage:
   mlpipe validate <pipeline> [overrides...] [--show-config] [--json]
   mlpipe graph <pipeline> [overrides...]  Print the DAG as a Mermaid flowchart
   mlpipe worker [--task-queue Q]         Serve pipelines on a task queue (default ${DEFAULT_TASK_QUEUE})
-  mlpipe dev [--port 7233] [--ui-port 8233] [--db FILE]
-                                         Temporal dev server (SQLite file) + a worker
+  mlpipe dev [--port 7233] [--ui-port 8233] [--db FILE] [--web-port 8234] [--no-web]
+                                         Temporal dev server (SQLite file) + a worker + the mlpipe UI
+  mlpipe ui [--port 8234] [--host H]     Web UI: runs, live DAGs, artifacts, training curves (also started by dev)
   mlpipe status <workflow-id>            Live status of a run
   mlpipe cancel <workflow-id>            Cancel a run (running steps are cancelled)
   mlpipe plugins [name]                  List plugins, or show one plugin's params
@@ -583,9 +585,12 @@ async function cmdDev(argv: string[], settings: Settings): Promise<number> {
       db: { type: 'string' },
       'mlflow-port': { type: 'string', default: '5000' },
       'no-mlflow': { type: 'boolean', default: false },
+      'web-port': { type: 'string', default: String(DEFAULT_UI_PORT) },
+      'no-web': { type: 'boolean', default: false },
     },
   });
   const port = portOption(values.port, '--port');
+  const webPort = portOption(values['web-port'], '--web-port');
   const uiPort = values['ui-port'] === undefined ? undefined : portOption(values['ui-port'], '--ui-port');
   const bin = requireTemporalCli(settings.cacheDir);
   const dbFile = values.db ?? join(settings.stateDir, 'temporal.db');
@@ -601,10 +606,13 @@ async function cmdDev(argv: string[], settings: Settings): Promise<number> {
   out(`Temporal dev server on ${server.address} (state in ${dbFile})`);
   out(`Web UI: ${server.uiUrl}`);
   const mlflow = await startDevMlflow(settings, Number(values['mlflow-port']), values['no-mlflow']);
-  out(`worker polling task queue '${s.taskQueue}'. Ctrl-C stops ${mlflow ? 'all three' : 'both'}.`);
+  const web = values['no-web'] ? undefined : await startUi(s, { port: webPort });
+  if (web) out(`mlpipe UI: ${web.url}`);
+  out(`worker polling task queue '${s.taskQueue}'. Ctrl-C stops them all.`);
   out(`try: TEMPORAL_ADDRESS=${server.address} ${selfCommand(settings)} run ${listPipelines(settings.projectDir)[0] ?? '<pipeline>'}`);
   await worker.run();
   await connection.close();
+  await web?.stop();
   await server.stop();
   await mlflow?.stop();
   return 0;
@@ -752,6 +760,8 @@ export async function main(argv: string[]): Promise<number> {
       case 'dev':
         installRuntime();
         return await cmdDev(rest, settings);
+      case 'ui':
+        return await cmdUi(rest, settings);
       case 'status':
         return await cmdStatus(rest, settings);
       case 'cancel':
