@@ -25,7 +25,7 @@ import { fileURLToPath } from 'node:url';
 import type { ArtifactStore } from '../engine/ports.js';
 import { checkDigest, downloadName, findArtifact, previewArtifact } from './artifacts.js';
 import { compareRuns } from './compare.js';
-import { RunSource, UiRequestError, type LiveRun } from './runs.js';
+import { RUN_STATUSES, RunSource, UiRequestError, type LiveRun } from './runs.js';
 
 export interface UiServerOptions {
   /** Connects to Temporal (called again after a failure). */
@@ -110,6 +110,7 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
     try {
       return await fn(s);
     } catch (e) {
+      if (e instanceof UiRequestError) throw e;
       const err = e as { code?: number; name?: string; message?: string };
       if (err.name === 'WorkflowNotFoundError' || /not found/i.test(err.message ?? ''))
         throw new UiRequestError(404, `No workflow run ${err.message ? `(${err.message})` : ''}`.trim());
@@ -169,6 +170,9 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
       return send(res, 403, { error: 'Unknown Host header: open the UI at the address mlpipe printed.' });
     if (req.headers['content-length'] && req.headers['content-length'] !== '0')
       return send(res, 413, { error: 'The UI API takes no request bodies.' });
+    // '.' and '..' segments are refused, not resolved (a URL parser would quietly remove them).
+    if (/(^|\/)\.\.?(\/|\?|$)/.test(rawUrl.split('?')[0]!))
+      return send(res, 400, { error: "Paths with '.' or '..' segments are refused." });
     const url = new URL(rawUrl, 'http://ui.invalid');
     const parts = url.pathname.split('/').filter(Boolean).map(decode);
     const method = req.method ?? 'GET';
@@ -187,6 +191,10 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
       case 'health':
         return send(res, 200, await health());
       case 'runs': {
+        const status = q('status');
+        if (status && !RUN_STATUSES.includes(status.toLowerCase()))
+          throw new UiRequestError(400, `Unknown status '${status.slice(0, 40)}': one of ${RUN_STATUSES.join(', ')}.`);
+        const limit = limitOf(q('limit'));
         if (parts.length === 2)
           return send(res, 200, {
             runs: await temporal((s) =>
@@ -194,7 +202,7 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
                 pipeline: q('pipeline'),
                 status: q('status') || undefined,
                 label: q('label') || undefined,
-                limit: limitOf(q('limit')),
+                limit,
               }),
             ),
           });
