@@ -606,8 +606,7 @@ async function cmdDev(argv: string[], settings: Settings): Promise<number> {
   out(`Temporal dev server on ${server.address} (state in ${dbFile})`);
   out(`Web UI: ${server.uiUrl}`);
   const mlflow = await startDevMlflow(settings, Number(values['mlflow-port']), values['no-mlflow']);
-  const web = values['no-web'] ? undefined : await startUi(s, { port: webPort });
-  if (web) out(`mlpipe UI: ${web.url}`);
+  const web = values['no-web'] ? undefined : await startDevWeb(s, webPort);
   out(`worker polling task queue '${s.taskQueue}'. Ctrl-C stops them all.`);
   out(`try: TEMPORAL_ADDRESS=${server.address} ${selfCommand(settings)} run ${listPipelines(settings.projectDir)[0] ?? '<pipeline>'}`);
   await worker.run();
@@ -616,6 +615,19 @@ async function cmdDev(argv: string[], settings: Settings): Promise<number> {
   await server.stop();
   await mlflow?.stop();
   return 0;
+}
+
+/** The mlpipe UI for `mlpipe dev`; a port already taken is said and skipped (dev goes on without it). */
+async function startDevWeb(settings: Settings, port: number): Promise<Awaited<ReturnType<typeof startUi>> | undefined> {
+  try {
+    const web = await startUi(settings, { port });
+    out(`mlpipe UI: ${web.url}`);
+    return web;
+  } catch (e) {
+    if (!(e instanceof PipelineError) || e.code !== 'PORT_IN_USE') throw e;
+    out(`mlpipe UI: port ${port} is taken, so no UI was started (--web-port N; or 'mlpipe ui --port N' later).`);
+    return undefined;
+  }
 }
 
 /**
