@@ -6,16 +6,15 @@
  *
  *   npm run bench:ui
  *
- * A dev server (SQLite file) and an in-process worker; the UI server in this process, the client on
- * loopback. Results: bench/results/ui-<date>.json.
+ * A dev server (SQLite file), a worker process (`mlpipe worker`); the UI server in this process, the
+ * client on loopback. Results: bench/results/ui-<date>.json.
  */
 import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
+import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loadSettings, type Settings } from '../app/project.js';
-import { createPipelineWorker } from '../app/worker.js';
 import { LocalArtifactStore } from '../adapters/local-store.js';
 import { requireTemporalCli, startDevServer } from '../dev/temporal-server.js';
 import { PIPELINE_WORKFLOW, statusQueryName, type PipelineStatus } from '../engine/contracts.js';
@@ -93,7 +92,6 @@ async function streamLatencies(ui: UiServer, workflowId: string): Promise<number
 }
 
 async function main(): Promise<void> {
-  Runtime.install({ logger: new DefaultLogger('ERROR') });
   const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-ui-'));
   mkdirSync(join(dir, 'pipelines'));
   writeFileSync(join(dir, 'pipelines', 'ui-bench.yaml'), pipeline(60));
@@ -113,8 +111,22 @@ async function main(): Promise<void> {
     taskQueue: 'bench-ui',
     trackingUri: undefined,
   };
-  const { worker, connection: workerConnection } = await createPipelineWorker({ settings, tracking: null });
-  const running = worker.run();
+  // The worker in its own process (`mlpipe worker`), as beside `mlpipe ui`: the UI's process only serves the page.
+  const worker = spawn(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'worker', '--task-queue', settings.taskQueue], {
+    cwd: dir,
+    env: {
+      ...process.env,
+      MLPIPE_PROJECT_DIR: dir,
+      MLPIPE_ARTIFACTS: settings.artifactsDir,
+      TEMPORAL_ADDRESS: server.address,
+      MLPIPE_TRACKING: 'off',
+    },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    worker.stdout.on('data', (d: Buffer) => d.toString().includes('worker polling') && resolve());
+    worker.once('exit', (code) => reject(new Error(`the worker exited (${code})`)));
+  });
   const client = new Client({ connection: await Connection.connect({ address: server.address }) });
   const connect = async (): Promise<Client> => new Client({ connection: await Connection.connect({ address: server.address }) });
   const store = new LocalArtifactStore(settings.artifactsDir);
@@ -163,9 +175,9 @@ async function main(): Promise<void> {
     writeFileSync(join(REPO, 'bench', 'results', `ui-${result.date.slice(0, 10)}.json`), `${JSON.stringify(result, null, 2)}\n`);
   } finally {
     await ui.stop();
-    worker.shutdown();
-    await running;
-    await workerConnection.close();
+    const exited = new Promise((r) => worker.once('exit', r));
+    worker.kill('SIGTERM');
+    await exited;
     await client.connection.close();
     await server.stop();
   }
