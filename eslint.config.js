@@ -27,6 +27,11 @@ const LAYERS = {
   workflows: { may: ['engine'], typesOf: ['activities'], packages: [], why: 'Workflows import only engine/ (and activities as types).' },
   serve: { may: ['engine', 'adapters'], packages: temporal, why: 'The prediction server needs no Temporal and no plugins.' },
   dev: { may: ['engine'], packages: temporal, why: 'dev/ launches local servers; it imports only engine/.' },
+  ui: {
+    may: ['engine', 'adapters'],
+    packages: ['@temporalio/worker', '@temporalio/workflow', '@temporalio/activity', '@temporalio/testing'],
+    why: 'The web UI reads Temporal as a client and the store through adapters/: no workers, plugins or the app.',
+  },
   app: {
     may: ['engine', 'adapters', 'lib', 'plugins', 'activities', 'workflows', 'serve', 'dev'],
     packages: [],
@@ -38,7 +43,7 @@ const LAYERS = {
     why: "api/ is the package's public entry points (mlpipe, mlpipe/sdk, mlpipe/testing); only the CLI may use it.",
   },
   cli: {
-    may: ['engine', 'adapters', 'lib', 'plugins', 'activities', 'workflows', 'serve', 'dev', 'app', 'api'],
+    may: ['engine', 'adapters', 'lib', 'plugins', 'activities', 'workflows', 'serve', 'dev', 'ui', 'app', 'api'],
     packages: [],
     why: 'The CLI is the top layer.',
   },

@@ -64,8 +64,11 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
     ],
   },
   dev: {
-    usage: ['mlpipe dev [--port 7233] [--ui-port 8233] [--db FILE] [--mlflow-port 5000] [--no-mlflow] [--registry]'],
-    summary: 'A Temporal dev server (SQLite file), a worker and, over the MLflow file store, the MLflow UI. Exit 3 when a port is taken.',
+    usage: [
+      'mlpipe dev [--port 7233] [--ui-port 8233] [--db FILE] [--mlflow-port 5000] [--no-mlflow] [--registry] [--web-port 8234] [--no-web]',
+    ],
+    summary:
+      'A Temporal dev server (SQLite file), a worker, the mlpipe UI and, over the MLflow file store (or with --registry an MLflow server), the MLflow UI. Exit 3 when a port is taken.',
     options: [
       ['--port P', 'Temporal frontend port (default 7233)'],
       ['--ui-port P', 'Temporal Web UI port (default port + 1000)'],
@@ -73,6 +76,17 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
       ['--mlflow-port P', 'MLflow UI port (default 5000)'],
       ['--no-mlflow', 'do not start the MLflow UI'],
       ['--registry', 'run an MLflow tracking server with a model registry (sqlite in .mlpipe/, served artifacts) and track to it'],
+      ['--web-port P', 'mlpipe UI port (default 8234, on 127.0.0.1)'],
+      ['--no-web', 'do not start the mlpipe UI'],
+    ],
+  },
+  ui: {
+    usage: ['mlpipe ui [--port 8234] [--host 127.0.0.1]'],
+    summary:
+      'The web UI over TEMPORAL_ADDRESS and the artifact store: runs (filter by pipeline, status, label), each run as a live DAG with a timeline, per step its plugin, params, attempts, progress, cache provenance, inputs and outputs (cancel from the page), artifact previews (Parquet, JSON, metrics, ONNX contract, drift HTML, download), training curves, runs compared. Stops on SIGINT / SIGTERM.',
+    options: [
+      ['--port P', 'port (default 8234; 0 picks a free one)'],
+      ['--host H', 'address to bind (default 127.0.0.1; the UI has no login, so bind other addresses only on a trusted network)'],
     ],
   },
   status: { usage: ['mlpipe status <workflow-id>'], summary: 'Live status of a run.', args: [['<workflow-id>', 'the run to show']] },

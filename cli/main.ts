@@ -44,6 +44,8 @@ import {
 import { renderMermaid } from './graph.js';
 import { commandHelp } from './help.js';
 import { formatStepLine, formatSummary, progressOfDetails } from './render.js';
+import type { startUi } from './ui-command.js';
+import { DEFAULT_UI_PORT } from '../ui/port.js';
 
 const HELP = `mlpipe — declarative ML pipelines on Temporal
 
@@ -61,9 +63,10 @@ Usage:
   mlpipe validate <pipeline> [overrides...] [--show-config] [--json]
   mlpipe graph <pipeline> [overrides...]  Print the DAG as a Mermaid flowchart
   mlpipe worker [--task-queue Q]         Serve pipelines on a task queue (default ${DEFAULT_TASK_QUEUE})
-  mlpipe dev [--port 7233] [--ui-port 8233] [--db FILE] [--registry]
-                                         Temporal dev server (SQLite file) + a worker; --registry: an
-                                         MLflow server with a model registry instead of the file store
+  mlpipe dev [--port 7233] [--ui-port 8233] [--db FILE] [--registry] [--web-port 8234] [--no-web]
+                                         Temporal dev server (SQLite file) + a worker + the mlpipe UI; --registry:
+                                         an MLflow server with a model registry instead of the file store
+  mlpipe ui [--port 8234] [--host H]     Web UI: runs, live DAGs, artifacts, training curves (also started by dev)
   mlpipe status <workflow-id>            Live status of a run
   mlpipe cancel <workflow-id>            Cancel a run (running steps are cancelled)
   mlpipe plugins [name]                  List plugins, or show one plugin's params
@@ -682,10 +685,13 @@ async function cmdDev(argv: string[], settings: Settings): Promise<number> {
       'mlflow-port': { type: 'string', default: '5000' },
       'no-mlflow': { type: 'boolean', default: false },
       registry: { type: 'boolean', default: false },
+      'web-port': { type: 'string', default: String(DEFAULT_UI_PORT) },
+      'no-web': { type: 'boolean', default: false },
     },
   });
   if (values.registry && values['no-mlflow']) throw usageError('--registry runs an MLflow server; it cannot go with --no-mlflow.');
   const port = portOption(values.port, '--port');
+  const webPort = portOption(values['web-port'], '--web-port');
   const uiPort = values['ui-port'] === undefined ? undefined : portOption(values['ui-port'], '--ui-port');
   const bin = requireTemporalCli(settings.cacheDir);
   const dbFile = values.db ?? join(settings.stateDir, 'temporal.db');
@@ -708,7 +714,8 @@ async function cmdDev(argv: string[], settings: Settings): Promise<number> {
   out(`Temporal dev server on ${server.address} (state in ${dbFile})`);
   out(`Web UI: ${server.uiUrl}`);
   const mlflow = registry ?? (await startDevMlflow(settings, Number(values['mlflow-port']), values['no-mlflow']));
-  out(`worker polling task queue '${s.taskQueue}'. Ctrl-C stops ${mlflow ? 'all three' : 'both'}.`);
+  const web = values['no-web'] ? undefined : await startDevWeb(s, webPort);
+  out(`worker polling task queue '${s.taskQueue}'. Ctrl-C stops them all.`);
   const tracking = registry ? `MLFLOW_TRACKING_URI=${registry.url} ` : '';
   out(
     `try: TEMPORAL_ADDRESS=${server.address} ${tracking}${selfCommand(settings)} run ${listPipelines(settings.projectDir)[0] ?? '<pipeline>'}`,
@@ -716,9 +723,23 @@ async function cmdDev(argv: string[], settings: Settings): Promise<number> {
   if (registry) out(`then: ${tracking}${selfCommand(settings)} serve <model>@champion (and promote, rollback)`);
   await worker.run();
   await connection.close();
+  await web?.stop();
   await server.stop();
   await mlflow?.stop();
   return 0;
+}
+
+/** The mlpipe UI for `mlpipe dev`; a port already taken is said and skipped (dev goes on without it). */
+async function startDevWeb(settings: Settings, port: number): Promise<Awaited<ReturnType<typeof startUi>> | undefined> {
+  try {
+    const web = await (await import('./ui-command.js')).startUi(settings, { port });
+    out(`mlpipe UI: ${web.url}`);
+    return web;
+  } catch (e) {
+    if (!(e instanceof PipelineError) || e.code !== 'PORT_IN_USE') throw e;
+    out(`mlpipe UI: port ${port} is taken, so no UI was started (--web-port N; or 'mlpipe ui --port N' later).`);
+    return undefined;
+  }
 }
 
 /**
@@ -894,6 +915,8 @@ export async function main(argv: string[]): Promise<number> {
       case 'dev':
         await installRuntime();
         return await cmdDev(rest, settings);
+      case 'ui':
+        return await (await import('./ui-command.js')).cmdUi(rest, settings);
       case 'status':
         return await cmdStatus(rest, settings);
       case 'cancel':

@@ -272,6 +272,7 @@ describe('mlpipe', () => {
     const port = await freePort();
     const uiPort = await freePort();
     const mlflowPort = await freePort();
+    const webPort = await freePort();
     const db = join(project.dir, 'dev', 'temporal.db');
     const env = {
       ...process.env,
@@ -292,6 +293,8 @@ describe('mlpipe', () => {
         db,
         '--mlflow-port',
         String(mlflowPort),
+        '--web-port',
+        String(webPort),
       ],
       { cwd: project.dir, env, stdio: ['ignore', 'pipe', 'pipe'] },
     );
@@ -304,6 +307,9 @@ describe('mlpipe', () => {
       expect(stdout).toContain(`MLflow UI: http://127.0.0.1:${mlflowPort} (file store ${join(project.dir, 'mlruns')})`);
       const ui = await fetch(`http://127.0.0.1:${uiPort}/`);
       expect(ui.status).toBe(200);
+      expect(stdout).toContain(`mlpipe UI: http://127.0.0.1:${webPort}`);
+      const web = await fetch(`http://127.0.0.1:${webPort}/api/health`);
+      expect(((await web.json()) as { temporal: { ok: boolean } }).temporal.ok).toBe(true);
       const r = await runCommand(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'run', 'diamond'], {
         TEMPORAL_ADDRESS: `127.0.0.1:${port}`,
         MLPIPE_PROJECT_DIR: project.dir,

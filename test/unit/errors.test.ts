@@ -33,7 +33,7 @@ import {
 } from '../../engine/errors.js';
 import { REPO_ROOT } from './paths.js';
 
-const SOURCE_DIRS = ['engine', 'adapters', 'lib', 'plugins', 'activities', 'workflows', 'serve', 'dev', 'app', 'cli'];
+const SOURCE_DIRS = ['engine', 'adapters', 'lib', 'plugins', 'activities', 'workflows', 'serve', 'dev', 'ui', 'app', 'cli'];
 
 function sources(): { file: string; text: string }[] {
   const out: { file: string; text: string }[] = [];
