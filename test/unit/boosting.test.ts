@@ -13,6 +13,7 @@ import { paramString } from '../../adapters/boosting/lightgbm.js';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
 import { parseBoostedModel, BOOSTED_FORMAT } from '../../lib/boosted-model.js';
 import type { ArtifactRef } from '../../engine/types.js';
+import { stepProgressOf } from '../../engine/contracts.js';
 import { ingestFile } from '../../plugins/ingest/file.js';
 import { predictBoosted } from '../../lib/boosted-predict.js';
 import { datasetFile } from '../../lib/dataset.js';
@@ -256,7 +257,7 @@ for (const plugin of [trainXgboost, trainLightgbm]) {
       const abort = new AbortController();
       const first = testContext(process.cwd(), store, {
         signal: abort.signal,
-        onHeartbeat: (d) => d?.['round'] === 25 && abort.abort(new Error('worker lost')),
+        onHeartbeat: (d) => stepProgressOf(d)?.done === 25 && abort.abort(new Error('worker lost')),
       });
       await expect(runPlugin(plugin, first, BASE, { train, validation })).rejects.toThrow('worker lost');
       const second = { ...first, attempt: 2, signal: new AbortController().signal, heartbeat: () => undefined };
@@ -280,7 +281,7 @@ for (const plugin of [trainXgboost, trainLightgbm]) {
       const abort = new AbortController();
       const first = testContext(process.cwd(), ctx.store, {
         signal: abort.signal,
-        onHeartbeat: (d) => d?.['round'] === 25 && abort.abort(new Error('worker lost')),
+        onHeartbeat: (d) => stepProgressOf(d)?.done === 25 && abort.abort(new Error('worker lost')),
       });
       await expect(runPlugin(plugin, first, BASE, { train, validation })).rejects.toThrow('worker lost');
       const second = { ...first, attempt: 2, signal: new AbortController().signal, heartbeat: () => undefined };
