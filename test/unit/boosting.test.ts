@@ -322,4 +322,20 @@ describe('provisioning', () => {
     expect(sh).toContain(`lightgbm_version="${LIGHTGBM_VERSION}"`);
     expect(boostingCacheDir({ MLPIPE_CACHE_DIR: '/c' })).toBe(`/c/boosting-xgboost-${XGBOOST_VERSION}-lightgbm-${LIGHTGBM_VERSION}`);
   });
+
+  it('the worker images carry the same library versions and point the adapters at them', () => {
+    for (const [file, xgboost] of [
+      ['Dockerfile', 'xgboost-cpu'],
+      ['Dockerfile.gpu', 'xgboost'],
+    ] as const) {
+      const text = readFileSync(join(import.meta.dirname, '../../deploy', file), 'utf8');
+      expect(text, file).toContain(`"${xgboost}==${XGBOOST_VERSION}"`);
+      expect(text, file).toContain(`"lightgbm==${LIGHTGBM_VERSION}"`);
+      expect(text, file).toContain('COPY --from=boosting /boosting /opt/mlpipe/boosting');
+      expect(text, file).toContain('MLPIPE_XGBOOST_LIB=/opt/mlpipe/boosting/xgboost/lib/libxgboost.so');
+      expect(text, file).toContain('MLPIPE_LIGHTGBM_LIB=/opt/mlpipe/boosting/lightgbm/lib/lib_lightgbm.so');
+      // koffi's native module is an optional dependency of koffi: an install that omits optional ones cannot load it.
+      expect(text, file).not.toContain('--omit=optional');
+    }
+  });
 });
