@@ -3,13 +3,13 @@
  * every MLPIPE_* / TEMPORAL_* variable.
  */
 import { existsSync, lstatSync, readdirSync, readFileSync, realpathSync, statSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import type { ConfigFiles } from '../engine/config.js';
 import { DEFAULT_TASK_QUEUE } from '../engine/contracts.js';
 import { PipelineError } from '../engine/errors.js';
 import { checkText, decodeUtf8, LIMITS, shown } from '../engine/limits.js';
 import { didYouMean } from '../engine/suggest.js';
+import { mlpipeCacheDir } from '../engine/cache-dir.js';
 
 export interface Settings {
   /** Project folder: pipelines/, conf/ and relative paths are read from here. */
@@ -47,7 +47,7 @@ export function loadSettings(env: NodeJS.ProcessEnv = process.env, cwd = process
     artifactsDir: env['MLPIPE_ARTIFACTS']?.startsWith('gs://')
       ? env['MLPIPE_ARTIFACTS']
       : resolve(projectDir, env['MLPIPE_ARTIFACTS'] ?? join(stateDir, 'artifacts')),
-    cacheDir: resolve(env['MLPIPE_CACHE_DIR'] ?? join(env['XDG_CACHE_HOME'] ?? join(homedir(), '.cache'), 'mlpipe')),
+    cacheDir: mlpipeCacheDir(env),
     temporalAddress: env['TEMPORAL_ADDRESS'] ?? 'localhost:7233',
     namespace: env['TEMPORAL_NAMESPACE'] ?? 'default',
     taskQueue: env['MLPIPE_TASK_QUEUE'] ?? DEFAULT_TASK_QUEUE,

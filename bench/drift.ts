@@ -18,10 +18,11 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, homedir, tmpdir, totalmem } from 'node:os';
+import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { sqlString, withDuckDB } from '../adapters/duckdb.js';
 import { computeDrift, toEvidentlyJson, type ColumnValues, type Dataset } from '../engine/drift/index.js';
+import { mlpipeCacheDir } from '../engine/cache-dir.js';
 
 const ROWS = Number(process.env['BENCH_ROWS'] ?? 1_000_000);
 const NUM = 20;
@@ -87,7 +88,7 @@ function writeRaw(dir: string, name: string, d: Dataset): void {
   }
 }
 
-const python = join(process.env['MLPIPE_CACHE_DIR'] ?? join(homedir(), '.cache', 'mlpipe'), 'evidently-venv', 'bin', 'python');
+const python = join(mlpipeCacheDir(), 'evidently-venv', 'bin', 'python');
 
 /** Wall seconds and peak RSS (MiB) of a whole process, by GNU time. */
 function measured(command: string, args: string[], dir: string): { seconds: number; peakMiB: number; stdout: string } {

@@ -42,9 +42,10 @@ import {
   type LightgbmParams,
   type XgboostParams,
 } from '../plugins/train/boosting.js';
+import { mlpipeCacheDir } from '../engine/cache-dir.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
-const CACHE = process.env['MLPIPE_CACHE_DIR'] ?? join(process.env['HOME'] ?? '', '.cache', 'mlpipe');
+const CACHE = mlpipeCacheDir();
 const PYTHON = join(CACHE, 'boosting-bench-venv', 'bin', 'python');
 const SEEDS = (process.env['BENCH_SEEDS'] ?? '42,7,11,123').split(',').map(Number);
 /** More pipeline overrides (comma-separated), e.g. a quick check: training.epochs=2,boosting.rounds=20 with BENCH_HGB_MAX_ITER=100. */

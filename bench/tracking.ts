@@ -8,7 +8,7 @@
  * Results: bench/results/tracking-<date>.json.
  */
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { cpus, homedir, tmpdir, totalmem } from 'node:os';
+import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { MlflowFileStore } from '../adapters/mlflow/file-store.js';
 import { MlflowRestClient } from '../adapters/mlflow/rest.js';
@@ -16,10 +16,11 @@ import { findMlflow, startMlflowServer } from '../dev/mlflow-server.js';
 import { freePort } from '../dev/temporal-server.js';
 import type { TrackingBackend } from '../engine/ports.js';
 import type { MetricPoint } from '../engine/tracking.js';
+import { mlpipeCacheDir } from '../engine/cache-dir.js';
 
 const POINTS = Number(process.env['BENCH_POINTS'] ?? 100_000);
 const SINGLE = Number(process.env['BENCH_SINGLE_POINTS'] ?? 1_000);
-const cacheDir = process.env['MLPIPE_CACHE_DIR'] ?? join(homedir(), '.cache', 'mlpipe');
+const cacheDir = mlpipeCacheDir();
 
 function points(n: number, offset = 0): MetricPoint[] {
   // A training-curve shape: 10 keys, n/10 steps each.

@@ -5,9 +5,10 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { PipelineError } from '../engine/errors.js';
 import { freePort } from './temporal-server.js';
+import { mlpipeCacheDir } from '../engine/cache-dir.js';
 
 export function findFakeGcs(): string {
-  const cache = process.env['MLPIPE_CACHE_DIR'] ?? join(process.env['HOME'] ?? '', '.cache', 'mlpipe');
+  const cache = mlpipeCacheDir();
   const bin = process.env['FAKE_GCS_SERVER'] ?? join(cache, 'tools', 'bin', 'fake-gcs-server');
   if (!existsSync(bin))
     throw new PipelineError('TOOL_MISSING', `fake-gcs-server not found at ${bin}.`, {

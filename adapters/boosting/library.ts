@@ -5,10 +5,10 @@
  * (e.g. libxgboost.so of the CUDA wheel `xgboost-cu12`). A missing library is TOOL_MISSING.
  */
 import { existsSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
 import koffi, { type LibraryHandle } from 'koffi';
 import { PipelineError } from '../../engine/errors.js';
+import { mlpipeCacheDir } from '../../engine/cache-dir.js';
 
 /** The wheel versions provisioning unpacks (also pinned in deploy/provision.sh). */
 export const XGBOOST_VERSION = '3.2.0';
@@ -20,8 +20,7 @@ const ENV: Record<LibraryName, string> = { xgboost: 'MLPIPE_XGBOOST_LIB', lightg
 const FILE: Record<LibraryName, string> = { xgboost: 'xgboost/lib/libxgboost.so', lightgbm: 'lightgbm/lib/lib_lightgbm.so' };
 
 export function boostingCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  const cache = env['MLPIPE_CACHE_DIR'] || join(env['XDG_CACHE_HOME'] || join(homedir(), '.cache'), 'mlpipe');
-  return join(cache, `boosting-xgboost-${XGBOOST_VERSION}-lightgbm-${LIGHTGBM_VERSION}`);
+  return join(mlpipeCacheDir(env), `boosting-xgboost-${XGBOOST_VERSION}-lightgbm-${LIGHTGBM_VERSION}`);
 }
 
 /** The shared library's path: the override variable, else the provisioning cache. Throws TOOL_MISSING when the file is not there. */

@@ -18,8 +18,9 @@ import { freePort } from '../../dev/temporal-server.js';
 import { PIPELINE_WORKFLOW, type PipelineResult } from '../../engine/contracts.js';
 import type { ArtifactRef } from '../../engine/types.js';
 import { createClient, createTestProject, REPO, startWorker, uniqueId, waitFor, waitForTracking } from './helpers.js';
+import { mlpipeCacheDir } from '../../engine/cache-dir.js';
 
-const CACHE = process.env['MLPIPE_CACHE_DIR'] ?? join(process.env['HOME'] ?? '', '.cache', 'mlpipe');
+const CACHE = mlpipeCacheDir();
 const MLFLOW = findMlflow(CACHE);
 
 const project = createTestProject('live-mlflow');

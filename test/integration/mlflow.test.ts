@@ -32,6 +32,7 @@ import {
   type MonitorResult,
 } from '../../engine/contracts.js';
 import { createClient, createTestProject, REPO, startWorker, uniqueId, waitFor, waitForTracking } from './helpers.js';
+import { mlpipeCacheDir } from '../../engine/cache-dir.js';
 
 const run = promisify(execFile);
 const hasNvidiaSmi = (): Promise<boolean> =>
@@ -39,7 +40,7 @@ const hasNvidiaSmi = (): Promise<boolean> =>
     () => true,
     () => false,
   );
-const CACHE = process.env['MLPIPE_CACHE_DIR'] ?? join(process.env['HOME'] ?? '', '.cache', 'mlpipe');
+const CACHE = mlpipeCacheDir();
 const MLFLOW = findMlflow(CACHE);
 const PYTHON = MLFLOW ? join(MLFLOW, '..', 'python') : 'python3';
 

@@ -29,8 +29,9 @@ import { transform } from '../../plugins/process/transform.js';
 import { trainMlp } from '../../plugins/train/mlp.js';
 import { runPlugin, testContext } from '../unit/step-context.js';
 import { REPO } from './helpers.js';
+import { mlpipeCacheDir } from '../../engine/cache-dir.js';
 
-const CACHE = process.env['MLPIPE_CACHE_DIR'] ?? join(process.env['HOME'] ?? '', '.cache', 'mlpipe');
+const CACHE = mlpipeCacheDir();
 const PYTHON = join(CACHE, 'onnx-venv', 'bin', 'python');
 const DATA = join(REPO, 'pipelines', 'data', 'california-housing.csv');
 
