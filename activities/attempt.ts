@@ -77,6 +77,7 @@ export async function beginAttempt(store: ArtifactStore, call: StepCall): Promis
   // Heartbeat from the first moment to the last, whatever the step does, so that a dead worker is
   // noticed within the heartbeat timeout and cancellation reaches the step. Plugins may add details.
   const previous = (info.heartbeatDetails ?? {}) as EngineDetails;
+  let scrubber: ((text: string) => string) | undefined;
   const attemptsKey = `attempts/${keySegment(execution.workflowId)}/${keySegment(execution.runId)}/${call.stepId}`;
   const a: Attempt = {
     actx,
@@ -101,7 +102,8 @@ export async function beginAttempt(store: ArtifactStore, call: StepCall): Promis
         .putRecord(attemptsKey, a.record)
         .catch((e: unknown) => logger.warn({ err: String(e) }, 'could not store the step error count'));
     },
-    redact: scrubberFor(process.env, call.env),
+    // The secret values are gathered from the environment on first use: most steps never fail.
+    redact: (text: string): string => (scrubber ??= scrubberFor(process.env, call.env))(text),
     waitFor: <T>(service: RemoteService, fn: () => Promise<T>): Promise<T> => {
       const timeout = info.startToCloseTimeoutMs;
       const margin = Math.min(30_000, timeout / 10);

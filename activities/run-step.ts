@@ -106,7 +106,12 @@ export function createRunStep(deps: StepDeps) {
       const { plugin, data } = validateCall(deps, call, a.info.taskQueue);
       const params = data as Record<string, unknown>;
       // A client's file counts by its digest: the same path with other bytes is another key.
-      const keyInputs = call.files ? { ...call.inputs, ...fileKeyInputs(call.files) } : call.inputs;
+      const keyInputs = {
+        ...call.inputs,
+        ...(call.files ? fileKeyInputs(call.files) : {}),
+        // A deferred output is a recipe, not the Parquet file: another cache entry than the materialised one.
+        ...(call.defer?.length ? { 'defer:outputs': [...call.defer].sort() } : {}),
+      };
       const cacheKey = stepCacheKey(plugin.name, plugin.version, params, keyInputs, call.cacheIgnore);
       const manifest = manifestOf(a, call, plugin, params, cacheKey);
       failedManifest = (message) => manifest('failed', {}, { error: message });
@@ -114,7 +119,7 @@ export function createRunStep(deps: StepDeps) {
         const cached = await fromCache(deps, a, cacheKey, manifest);
         if (cached) return cached;
       }
-      const { outputs, series, seriesDropped } = await execute(
+      const { outputs, series, seriesDropped, liveRun } = await execute(
         deps,
         a,
         call,
@@ -123,7 +128,7 @@ export function createRunStep(deps: StepDeps) {
         cacheKey,
       );
       checkOutputs(call, plugin, data, outputs);
-      return await recordSuccess(deps, a, call, plugin, cacheKey, manifest, outputs, series, seriesDropped);
+      return await recordSuccess(deps, a, call, plugin, cacheKey, manifest, outputs, series, seriesDropped, liveRun);
     } catch (e) {
       throw await attemptFailure(deps, a, call, e, failedManifest);
     } finally {
@@ -262,25 +267,29 @@ async function execute(
   plugin: AnyPlugin,
   params: Record<string, unknown>,
   cacheKey: string,
-): Promise<{ outputs: Record<string, unknown>; series: NonNullable<StepResult['series']>; seriesDropped: number }> {
+): Promise<{ outputs: Record<string, unknown>; series: NonNullable<StepResult['series']>; seriesDropped: number; liveRun: boolean }> {
   const { actx, logger } = a;
   const built = buildStepContext(deps, a, call, cacheKey, plugin.version);
   let outputs: Record<string, unknown>;
   let status: 'FINISHED' | 'FAILED' | 'KILLED' = 'FAILED';
+  let liveRun = false;
   try {
     logger.debug({ uses: plugin.name }, 'step started');
-    await built.live?.ready();
     outputs = await plugin.run(built.ctx, params, call.inputs);
     status = actx.cancellationSignal.aborted ? 'KILLED' : 'FINISHED';
   } catch (e) {
     if (actx.cancellationSignal.aborted) status = 'KILLED';
     throw e;
   } finally {
-    await built.live?.end(status);
+    // A step that succeeded does not wait for MLflow: its run is ended in the background, and its
+    // record tells the delivery when that run may still be in the making. A failed or cancelled
+    // step's run is ended before the failure is reported (within a bound).
+    if (status === 'FINISHED') liveRun = built.live?.finish(status).pending ?? false;
+    else await built.live?.end(status);
     await built.cleanUp();
   }
   if (actx.cancellationSignal.aborted) throw new CancelledFailure('step cancelled');
-  return { outputs, series: built.series, seriesDropped: built.seriesDropped() };
+  return { outputs, series: built.series, seriesDropped: built.seriesDropped(), liveRun };
 }
 
 /** The plugin returned every output it declares, and they fit in history. */
@@ -305,6 +314,7 @@ async function recordSuccess(
   outputs: Record<string, unknown>,
   series: NonNullable<StepResult['series']>,
   seriesDropped: number,
+  liveRun: boolean,
 ): Promise<StepResult> {
   const { info, startedAt, logger } = a;
   // Lineage before the cache entry: whatever a cache entry points at has a producer on record.
@@ -327,6 +337,7 @@ async function recordSuccess(
   return {
     outputs,
     ...(series.length ? { series } : {}),
+    ...(liveRun ? { liveRun } : {}),
     cached: false,
     cacheKey,
     attempt: info.attempt,

@@ -63,8 +63,9 @@ export function buildStepContext(deps: ContextDeps, a: Attempt, call: StepCall, 
         })
       : undefined;
   let trailing: ReturnType<typeof setTimeout> | undefined;
+  const registry = models && live ? afterLiveRun(models, live) : models;
   const ctx: StepContext = {
-    ...(models ? { models: { registry: models, experiment: call.experiment ?? call.pipeline } } : {}),
+    ...(registry ? { models: { registry, experiment: call.experiment ?? call.pipeline } } : {}),
     runId: call.runId,
     workflowId: execution.workflowId,
     pipeline: call.pipeline,
@@ -87,6 +88,7 @@ export function buildStepContext(deps: ContextDeps, a: Attempt, call: StepCall, 
     },
     untilAvailable: a.waitFor,
     projectDir: deps.projectDir,
+    ...(call.defer?.length ? { defer: call.defer } : {}),
     env: stepEnvironment(process.env, call.env),
     redact,
     get workDir() {
@@ -123,5 +125,28 @@ export function buildStepContext(deps: ContextDeps, a: Attempt, call: StepCall, 
       clearTimeout(trailing);
       if (workDir) await rm(workDir, { recursive: true, force: true });
     },
+  };
+}
+
+/**
+ * The model registry as a step sees it: publishing (which finds or makes the step's run by its tag)
+ * first waits for the step's live run, so it finds that run rather than make a second one.
+ */
+function afterLiveRun(registry: ModelRegistry, live: LiveRun): ModelRegistry {
+  return {
+    get location() {
+      return registry.location;
+    },
+    async publish(input) {
+      await live.ready();
+      return registry.publish(input);
+    },
+    version: (name, version) => registry.version(name, version),
+    byAlias: (name, alias) => registry.byAlias(name, alias),
+    setAlias: (name, alias, version) => registry.setAlias(name, alias, version),
+    modelTags: (name) => registry.modelTags(name),
+    setModelTag: (name, key, value) => registry.setModelTag(name, key, value),
+    readFile: (info, path) => registry.readFile(info, path),
+    ...(registry.isUnavailable ? { isUnavailable: (e: unknown) => registry.isUnavailable!(e) } : {}),
   };
 }

@@ -30,6 +30,10 @@ import {
   type TrackingConfig,
 } from '../engine/tracking.js';
 import { isArtifactRef, type ArtifactRef } from '../engine/types.js';
+import { LIVE_SETTLE_MS, liveRunSettled } from './live-tracking.js';
+
+/** How often a delivery looks again for a step's live run still in the making. */
+const LIVE_POLL_MS = 250;
 
 /** One batch of a run's events, with the MLflow runs its tracking made so far. */
 export interface DeliverInput extends TrackingInput {
@@ -69,14 +73,26 @@ export async function deliver(
 
   const experimentId = async (): Promise<string> => (known.experimentId ??= await backend.getOrCreateExperiment(config.experiment));
 
+  /**
+   * The run tagged `tagKey`=`tagValue`, made by `create` when there is none. `liveUntil`: the step's
+   * live run may still be in the making (StepRecord.liveRun) until then (epoch ms): first its end in
+   * this process is awaited, then, while there is no run, it is looked for again until that time.
+   */
   const ensureRun = async (
     cached: TrackedRun | undefined,
     tagKey: string,
     tagValue: string,
     create: () => Promise<TrackedRun>,
+    liveUntil?: number,
   ): Promise<TrackedRun> => {
     if (cached) return cached;
-    const found = await backend.findRunByTag(await experimentId(), tagKey, tagValue);
+    if (liveUntil !== undefined) await liveRunSettled(backend.location, tagValue, Math.max(0, liveUntil - Date.now()));
+    let found = await backend.findRunByTag(await experimentId(), tagKey, tagValue);
+    while (!found && liveUntil !== undefined && Date.now() < liveUntil) {
+      progress(delivered);
+      await new Promise((resolve) => setTimeout(resolve, LIVE_POLL_MS));
+      found = await backend.findRunByTag(await experimentId(), tagKey, tagValue);
+    }
     if (found) return found;
     const run = await create();
     created.add(run.mlflowRunId);
@@ -154,8 +170,12 @@ export async function deliver(
         ...(s.cacheKey ? [tag('mlpipe.cache_key', s.cacheKey)] : []),
         ...(s.error ? [tag('mlpipe.error', s.error)] : []),
       ];
-      const run = await ensureRun(known.steps[s.stepId], 'mlpipe.step_key', stepKey, () =>
-        backend.createRun({ experimentId: parent.experimentId, runName: s.stepId, startTime: start, tags }),
+      const run = await ensureRun(
+        known.steps[s.stepId],
+        'mlpipe.step_key',
+        stepKey,
+        () => backend.createRun({ experimentId: parent.experimentId, runName: s.stepId, startTime: start, tags }),
+        s.liveRun ? end + LIVE_SETTLE_MS : undefined,
       );
       known.steps[s.stepId] = run;
       const points: MetricPoint[] = [

@@ -6,6 +6,8 @@
  *
  * - ingest: a generated CSV (housing-like: 9 numeric columns, 1 categorical) -> Parquet dataset;
  * - process: process.sql (3 derived columns) and process.transform (impute, log, one-hot, standardize);
+ *   the chain twice: with the sql step writing Parquet, and with its dataset deferred (a recipe the
+ *   transform computes, what a run does when only DuckDB steps read it; lib/dataset.ts);
  * - training: epochs per second of train.tfjs-mlp on the housing training split, per backend that
  *   loads here (each in its own process, since a process keeps the first backend it loads).
  * Results: bench/results/data-<date>.json.
@@ -29,10 +31,19 @@ const ROWS = Number(process.env['BENCH_ROWS'] ?? 5_000_000);
 const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-data-'));
 const store = new LocalArtifactStore(join(dir, 'store'));
 
-function ctx(): StepContext {
+const noCheckpoints: StepContext['checkpoint'] = {
+  save: async () => {
+    throw new Error('no checkpoints in bench');
+  },
+  latest: async () => undefined,
+  stream: () => noCheckpoints,
+};
+
+function ctx(defer?: string[]): StepContext {
   const noop = (): void => undefined;
   let work: string | undefined;
   return {
+    ...(defer ? { defer } : {}),
     runId: 'bench',
     workflowId: 'bench',
     pipeline: 'bench',
@@ -50,12 +61,7 @@ function ctx(): StepContext {
       work ??= mkdtempSync(join(dir, 'work-'));
       return work;
     },
-    checkpoint: {
-      save: async () => {
-        throw new Error('no checkpoints in bench');
-      },
-      latest: async () => undefined,
-    },
+    checkpoint: noCheckpoints,
     logMetrics: noop,
   };
 }
@@ -64,10 +70,11 @@ async function timed(
   plugin: AnyPlugin,
   params: unknown,
   inputs: Record<string, unknown> = {},
+  defer?: string[],
 ): Promise<{ out: Record<string, unknown>; s: number }> {
   const schema: z.ZodType = plugin.params;
   const t0 = performance.now();
-  const out = await plugin.run(ctx(), schema.parse(params), inputs);
+  const out = await plugin.run(ctx(defer), schema.parse(params), inputs);
   return { out: out as Record<string, unknown>, s: (performance.now() - t0) / 1000 };
 }
 
@@ -168,20 +175,23 @@ async function main(): Promise<void> {
     },
     { input: ingest.out['dataset'] as ArtifactRef },
   );
-  const fitted = await timed(
-    transform,
-    {
-      exclude: ['median_house_value'],
-      steps: [
-        { op: 'impute', columns: ['total_bedrooms', 'bedrooms_per_room'], strategy: 'median' },
-        { op: 'log', columns: ['total_rooms', 'population'] },
-        { op: 'onehot', columns: ['ocean_proximity'] },
-        { op: 'standardize', columns: 'numeric' },
-      ],
-    },
-    { train: features.out['dataset'] as ArtifactRef },
-  );
+  const transformParams = {
+    exclude: ['median_house_value'],
+    steps: [
+      { op: 'impute', columns: ['total_bedrooms', 'bedrooms_per_room'], strategy: 'median' },
+      { op: 'log', columns: ['total_rooms', 'population'] },
+      { op: 'onehot', columns: ['ocean_proximity'] },
+      { op: 'standardize', columns: 'numeric' },
+    ],
+  };
+  const fitted = await timed(transform, transformParams, { train: features.out['dataset'] as ArtifactRef });
+  // The same chain with the sql step's dataset passed on deferred (what a run does when only DuckDB
+  // steps read it): the same ingest output, the recipe computed in the transform's session.
+  const deferredSql = await timed(sql, { sql: featureSql }, { input: ingest.out['dataset'] as ArtifactRef }, ['dataset']);
+  const deferredFit = await timed(transform, transformParams, { train: deferredSql.out['dataset'] as ArtifactRef });
+  const sameTrain = (deferredFit.out['train'] as ArtifactRef).sha256 === (fitted.out['train'] as ArtifactRef).sha256;
   const total = ingest.s + features.s + fitted.s;
+  const deferredTotal = ingest.s + deferredSql.s + deferredFit.s;
   const training = process.env['BENCH_SKIP_TRAINING'] === '1' ? {} : await epochsPerSecond();
 
   const result = {
@@ -190,14 +200,22 @@ async function main(): Promise<void> {
     rows: ROWS,
     csvMiB: Math.round(bytes / 2 ** 20),
     generateSeconds: Math.round(genS * 10) / 10,
-    seconds: { ingest: ingest.s, sql: features.s, transform: fitted.s },
+    seconds: {
+      ingest: ingest.s,
+      sql: features.s,
+      transform: fitted.s,
+      sqlDeferred: deferredSql.s,
+      transformOfDeferred: deferredFit.s,
+    },
     floorSeconds: floor,
     rowsPerSecond: {
       ingest: Math.round(ROWS / ingest.s),
       sql: Math.round(ROWS / features.s),
       transform: Math.round(ROWS / fitted.s),
       ingestAndProcess: Math.round(ROWS / total),
+      ingestAndProcessDeferred: Math.round(ROWS / deferredTotal),
     },
+    deferredTrainIdentical: sameTrain,
     trainingEpochsPerSecond: training,
   };
   mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
@@ -213,6 +231,11 @@ async function main(): Promise<void> {
   for (const k of ['ingest', 'sql', 'transform'] as const)
     console.log(`| ${k} | ${result.seconds[k].toFixed(2)} | ${result.rowsPerSecond[k].toLocaleString('en-US')} | ${floorOf(k)} |`);
   console.log(`| ingest + sql + transform | ${total.toFixed(2)} | ${result.rowsPerSecond.ingestAndProcess.toLocaleString('en-US')} | - |`);
+  const rate = (s: number): string => Math.round(ROWS / s).toLocaleString('en-US');
+  console.log(`| sql, deferred | ${deferredSql.s.toFixed(2)} | ${rate(deferredSql.s)} | - |`);
+  console.log(`| transform of the deferred sql | ${deferredFit.s.toFixed(2)} | ${rate(deferredFit.s)} | - |`);
+  console.log(`| ingest + sql + transform, sql deferred | ${deferredTotal.toFixed(2)} | ${rate(deferredTotal)} | - |`);
+  console.log(`\ntransform's train output identical with the sql deferred: ${sameTrain}`);
   console.log(`\ntraining (housing train split, 128-64 MLP, batch 128), epochs/s: ${JSON.stringify(training)}`);
   console.log(`written to ${out}`);
 }

@@ -80,8 +80,8 @@ function dataset(seed: number, shift: number): Dataset {
 function writeRaw(dir: string, name: string, d: Dataset): void {
   mkdirSync(join(dir, name), { recursive: true });
   for (const [col, v] of Object.entries(d.columns)) {
-    if (v.type === 'num') writeFileSync(join(dir, name, `${col}.f64`), Buffer.from(v.values.buffer));
-    else {
+    if ('values' in v) writeFileSync(join(dir, name, `${col}.f64`), Buffer.from(v.values.buffer));
+    else if ('codes' in v) {
       writeFileSync(join(dir, name, `${col}.i32`), Buffer.from(v.codes.buffer));
       writeFileSync(join(dir, name, `${col}.labels.json`), JSON.stringify(v.labels));
     }

@@ -28,6 +28,9 @@ export interface PluginInfo {
   runsCode?: boolean;
   /** The longest the plugin may block the event loop, in ms: its default heartbeat timeout scales with it. */
   blocksEventLoopMs?: number;
+  /** Dataset outputs the plugin can pass on deferred, and inputs that take a deferred dataset (PluginDefinition.deferred). */
+  deferredOutputs?(params: Record<string, unknown>): string[];
+  deferredInputs?(params: Record<string, unknown>): string[];
 }
 
 export interface PluginCatalog {

@@ -107,6 +107,7 @@ export function compilePipeline(opts: CompileOptions): CompiledPipeline {
   const monitor = checkMonitor(cx, steps);
   checkHpo(cx, steps);
   if (problems.length) throw new SpecErrors(problems);
+  markDeferred(cx, steps);
   return assemble(cx, steps, monitor);
 }
 
@@ -712,6 +713,55 @@ function checkHpo(cx: Compilation, steps: Record<string, CompiledStep>): void {
   }
 }
 
+/** The `steps.<id>.<...>` references in the templates of `value`, as paths after `steps`. */
+function stepRefs(value: unknown): RefPath[] {
+  const out: RefPath[] = [];
+  forEachTemplate(value, (text) => {
+    try {
+      for (const part of parseTemplate(text))
+        if ('expr' in part) for (const ref of references(part.expr)) if (ref[0] === 'steps') out.push(ref.slice(1));
+    } catch {
+      out.push(['*']); // reported elsewhere; unreadable counts as reading everything
+    }
+  });
+  return out;
+}
+
+/**
+ * Which dataset outputs a step may pass on deferred (lib/dataset.ts), and to whom: an output its
+ * plugin can defer, read by at least one step, and only ever as a whole input binding
+ * (`\${steps.a.outputs.dataset}`) of an input that takes a deferred dataset. Any other use (an
+ * expression in `with:` or `when:`, part of a string, the hpo, monitor or registerModel section, no
+ * reader at all: a result of the run) keeps it a Parquet file.
+ */
+function markDeferred(cx: Compilation, steps: Record<string, CompiledStep>): void {
+  const { opts, spec, staticWith } = cx;
+  const sections = JSON.stringify([spec.hpo ?? null, spec.monitor ?? null, spec.tracking ?? null]);
+  for (const [id, step] of Object.entries(steps)) {
+    const outputs = opts.catalog.get(step.uses)?.deferredOutputs?.(staticWith[id] ?? {}) ?? [];
+    if (!outputs.length || sections.includes(JSON.stringify(id))) continue;
+    const defer: Record<string, string[]> = {};
+    for (const output of outputs) {
+      const readers = new Set<string>();
+      let whole = true;
+      const reads = (ref: RefPath): boolean =>
+        ref[0] === '*' || (ref[0] === id && (ref.length < 3 || ref[1] !== 'outputs' || ref[2] === output));
+      for (const [other, s] of Object.entries(steps)) {
+        if (other === id) continue;
+        if (stepRefs([s.with, s.when]).some(reads)) whole = false;
+        const takes = opts.catalog.get(s.uses)?.deferredInputs?.(staticWith[other] ?? {}) ?? [];
+        for (const [name, template] of Object.entries(s.inputs)) {
+          if (!stepRefs(template).some(reads)) continue;
+          if (template === `\${steps.${id}.outputs.${output}}` && takes.includes(name.replace(/\?$/, ''))) readers.add(other);
+          else whole = false;
+        }
+      }
+      if (whole && readers.size) defer[output] = [...readers];
+    }
+    if (Object.keys(defer).length) step.defer = defer;
+  }
+}
+
 /** The compiled pipeline, refused when it is too large to travel through Temporal's history. */
 function assemble(cx: Compilation, steps: Record<string, CompiledStep>, monitor: CompiledPipeline['monitor']): CompiledPipeline {
   const { opts, spec, params, config, configChoices, configSources, allOverrides, stepIds } = cx;
@@ -987,8 +1037,24 @@ export function pruneUntil(compiled: CompiledPipeline, until: string): CompiledP
   return {
     ...compiled,
     order: compiled.order.filter((id) => keep.has(id)),
-    steps: Object.fromEntries(Object.entries(compiled.steps).filter(([id]) => keep.has(id))),
+    steps: Object.fromEntries(
+      Object.entries(compiled.steps)
+        .filter(([id]) => keep.has(id))
+        .map(([id, step]) => [id, keptDefer(step, keep)]),
+    ),
   };
+}
+
+/** A step's deferred outputs read by kept steps only: an output whose readers are all left out is a result, materialised. */
+function keptDefer(step: CompiledStep, keep: Set<string>): CompiledStep {
+  if (!step.defer) return step;
+  const defer = Object.fromEntries(
+    Object.entries(step.defer)
+      .map(([o, readers]) => [o, readers.filter((r) => keep.has(r))] as const)
+      .filter(([, readers]) => readers.length),
+  );
+  const { defer: _, ...rest } = step;
+  return Object.keys(defer).length ? { ...rest, defer } : rest;
 }
 
 function schemaProblems(error: ZodError, doc: SourceDoc): PipelineError[] {

@@ -3,7 +3,8 @@
  * are older than a minimum age.
  *
  * Roots (never collected): every artifact named by a run's step manifests (`runs/...`), by a cache
- * entry (`cache/...`) and by a checkpoint record (`checkpoints/...`). The age bound protects what
+ * entry (`cache/...`) and by a checkpoint record (`checkpoints/...`), and what a deferred dataset
+ * named there is computed from (`derivedFrom`). The age bound protects what
  * a running step has uploaded but not yet recorded (its manifest is written when the step ends), so
  * it must exceed the longest step; the default is 7 days.
  *
@@ -11,6 +12,7 @@
  */
 import { artifactRefs } from './lineage.js';
 import type { ArtifactStore } from './ports.js';
+import type { ArtifactRef } from './types.js';
 
 export const ROOT_PREFIXES = ['runs/', 'cache/', 'checkpoints/', 'monitoring/', 'predictions/'] as const;
 export const DEFAULT_GC_AGE_MS = 7 * 86_400_000;
@@ -33,13 +35,18 @@ export interface GcReport {
 /** The digests every root record references. */
 export async function referencedDigests(store: ArtifactStore): Promise<{ roots: number; digests: Set<string> }> {
   const digests = new Set<string>();
+  // A deferred dataset (a recipe) keeps what it is computed from.
+  const add = (ref: ArtifactRef): void => {
+    digests.add(ref.sha256);
+    if (Array.isArray(ref.derivedFrom)) ref.derivedFrom.forEach(add);
+  };
   let roots = 0;
   for (const prefix of ROOT_PREFIXES) {
     const keys = await store.listRecords(prefix);
     roots += keys.length;
     for (let i = 0; i < keys.length; i += 32) {
       const records = await Promise.all(keys.slice(i, i + 32).map((k) => store.getRecord(k)));
-      for (const r of records) for (const ref of artifactRefs(r)) digests.add(ref.sha256);
+      for (const r of records) for (const ref of artifactRefs(r)) add(ref);
     }
   }
   return { roots, digests };

@@ -132,6 +132,7 @@ export class RunState {
       ...(step.pluginVersion ? { pluginVersion: step.pluginVersion } : {}),
       ...(this.pipeline.submitted ? { submitted: true } : {}),
       ...(step.files && Object.keys(step.files).length ? { files: step.files } : {}),
+      ...(step.defer ? { defer: Object.keys(step.defer) } : {}),
       params,
       inputs,
       cache: step.cache && this.pipeline.cache && this.options.cache !== false,

@@ -45,6 +45,8 @@ export interface TrackingConfig {
 export interface StepRecord extends StepRunRecord {
   /** Series a plugin reported (training curves), with their own steps and timestamps. */
   series?: MetricPoint[];
+  /** The step's live MLflow run may still have been in the making when it ended (StepResult.liveRun). */
+  liveRun?: boolean;
 }
 
 /** MLflow's limits for one runs/log-batch request. */

@@ -13,6 +13,11 @@ export interface ArtifactRef {
   mediaType: string;
   /** Optional logical name (file name) for humans. */
   name?: string;
+  /**
+   * The artifacts this one is computed from when it is a recipe rather than the data (a deferred
+   * dataset, lib/dataset.ts): whatever keeps it (a cache entry, a manifest) keeps them too.
+   */
+  derivedFrom?: ArtifactRef[];
 }
 
 export function isArtifactRef(v: unknown): v is ArtifactRef {
@@ -60,6 +65,8 @@ export interface CompiledStep {
   line?: number;
   /** Path params (top-level names) that name a client's file of a submitted pipeline: the step reads it from the store. */
   files?: Record<string, SubmittedFile>;
+  /** Dataset outputs the step passes on deferred -> the steps that read them (lib/dataset.ts). */
+  defer?: Record<string, string[]>;
 }
 
 export interface CompiledPipeline {
@@ -156,6 +163,11 @@ export interface StepResult {
   outputs: Record<string, unknown>;
   /** Metric series the plugin reported (training curves): tracked, not part of the outputs. */
   series?: { key: string; value: number; timestamp: number; step: number }[];
+  /**
+   * Set when the attempt's live MLflow run exists or was being made as the step ended
+   * (activities/live-tracking.ts): the tracking delivery waits for it rather than make a second.
+   */
+  liveRun?: boolean;
   cached: boolean;
   cacheKey?: string;
   attempt: number;
@@ -188,6 +200,8 @@ export interface StepCall {
   submitted?: boolean;
   /** Path params served from the artifact store (a submitted pipeline's client files). */
   files?: Record<string, SubmittedFile>;
+  /** Dataset outputs the step may pass on deferred (CompiledStep.defer). */
+  defer?: string[];
 }
 
 export interface StepState {

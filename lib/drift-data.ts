@@ -1,7 +1,8 @@
 /**
- * Reads a dataset file (Parquet, CSV, JSON lines) into the typed columns the drift library takes:
- * numbers as Float64Array with NaN for null (64-bit integers beyond 2^53 also exactly), text and
- * booleans as Int32Array codes into a label list (-1 for null). Columns are typed the way Evidently
+ * Reads a dataset file (Parquet, CSV, JSON lines) into the columns the drift library takes, as
+ * frequency tables computed in DuckDB: numbers as their distinct values with counts (NULL and NaN
+ * counted as missing; 64-bit integers beyond 2^53 as values, also exactly), text and booleans as
+ * labels with counts. Columns are typed the way Evidently
  * sees what pandas reads: booleans are categorical; in a CSV, pandas' missing-value markers (NA,
  * null, N/A, …) are missing, True/False (true/TRUE, …) is boolean, other text (yes/no, ISO
  * timestamps: pandas does not parse dates unless asked) is categorical. Date and time typed
@@ -64,11 +65,11 @@ export function readerFor(file: string, format: DataFormat = formatOf(file), tex
 
 const MAX_SAFE = '9007199254740991';
 
-/** Codes over spellings of True/False as codes over the labels 'True' and 'False'. */
-function booleanColumn(codes: Int32Array, labels: string[]): ColumnValues {
-  const to = Int32Array.from(labels, (x) => (PANDAS_TRUE.has(x) ? 0 : 1));
-  for (let i = 0; i < codes.length; i++) if (codes[i]! >= 0) codes[i] = to[codes[i]!]!;
-  return { type: 'cat', codes, labels: ['True', 'False'], boolean: true };
+/** Counts over spellings of True/False as counts over the labels 'True' and 'False'. */
+function booleanColumn(labels: string[], counts: Float64Array): ColumnValues {
+  const both = new Float64Array(2);
+  labels.forEach((x, k) => (both[PANDAS_TRUE.has(x) ? 0 : 1]! += counts[k]!));
+  return { type: 'cat', counts: both, labels: ['True', 'False'], boolean: true };
 }
 
 export interface LoadedDataset extends Dataset {
@@ -77,8 +78,30 @@ export interface LoadedDataset extends Dataset {
 }
 
 /**
- * `onRows` runs after each chunk of rows is read (rows so far); it may return a promise, which is
- * awaited (an activity heartbeats there).
+ * A numeric column's frequency table from DuckDB: `SELECT v, n` of a GROUP BY, NULL and NaN
+ * groups (DuckDB reads both as NaN here) counted as missing.
+ */
+function numericTable(values: Float64Array, counts: Float64Array, k: number): ColumnValues {
+  let kept = 0;
+  let missing = 0;
+  for (let i = 0; i < k; i++) if (values[i] !== values[i]) missing += counts[i]!;
+  const distinct = new Float64Array(k);
+  const n = new Float64Array(k);
+  for (let i = 0; i < k; i++) {
+    if (values[i] !== values[i]) continue;
+    distinct[kept] = values[i]!;
+    n[kept++] = counts[i]!;
+  }
+  return { type: 'num', distinct: distinct.slice(0, kept), counts: n.slice(0, kept), missing };
+}
+
+/**
+ * Reads a data file as frequency tables, the form the drift tests need: per numeric column its
+ * distinct values (ascending) with their counts, per categorical column its labels with their
+ * counts, each a GROUP BY in DuckDB (so no column of a million values reaches JavaScript). A
+ * 64-bit integer column holding values beyond 2^53 is read as values (exact beside the doubles).
+ * `onRows` runs after each column (with the row count); it may return a promise, which is awaited
+ * (an activity heartbeats there).
  */
 export async function loadDriftDataset(
   file: string,
@@ -135,45 +158,40 @@ export async function loadDriftDataset(
       const [flags] = await db.rows<Record<string, boolean | null>>(`SELECT ${probe.join(', ')} FROM ${rel}`);
       bigints.forEach((u, i) => flags?.[`b${i}`] && exact.add(u.name));
     }
-    // Categories become dictionary codes in SQL: an ENUM of the column's distinct values (sorted),
-    // and each value's code in it; the labels are the ENUM's values.
-    const labels = new Map<string, string[]>();
-    const select: string[] = [];
-    for (const [c, u] of used.entries()) {
-      const col = ident(u.name);
-      if (u.kind === 'num') {
-        select.push(`${col}::DOUBLE`);
-        if (exact.has(u.name)) select.push(col);
-      } else if (u.type === 'BOOLEAN') {
-        select.push(`(CASE WHEN ${col} THEN 0 WHEN NOT ${col} THEN 1 ELSE -1 END)::INTEGER`);
-      } else {
-        const type = ident(`__cat${c}`);
-        await db.run(`CREATE TYPE ${type} AS ENUM (SELECT DISTINCT ${col}::VARCHAR AS v FROM ${rel} WHERE ${col} IS NOT NULL ORDER BY v)`);
-        const [{ v }] = (await db.rows<{ v: string[] }>(`SELECT enum_range(NULL::${type}) AS v`)) as [{ v: string[] }];
-        labels.set(u.name, v);
-        select.push(`coalesce(enum_code(${col}::VARCHAR::${type})::INTEGER, -1)`);
-      }
-    }
     const out: Record<string, ColumnValues> = {};
-    if (used.length) {
-      const { columns: typed } = await db.typedColumns(`SELECT ${select.join(', ')} FROM ${rel}`, n, onRows);
-      let k = 0;
-      for (const u of used) {
-        if (u.kind === 'num') {
-          const values = typed[k++] as Float64Array;
-          out[u.name] = exact.has(u.name) ? { type: 'num', values, exact: typed[k++] as BigInt64Array } : { type: 'num', values };
-          continue;
-        }
-        const codes = typed[k++] as Int32Array;
-        if (u.type === 'BOOLEAN') {
-          out[u.name] = { type: 'cat', codes, labels: ['True', 'False'], boolean: true };
-          continue;
+    for (const u of used) {
+      const col = ident(u.name);
+      if (u.kind === 'num' && exact.has(u.name)) {
+        const { columns: typed } = await db.typedColumns(`SELECT ${col}::DOUBLE, ${col} FROM ${rel}`, n);
+        out[u.name] = { type: 'num', values: typed[0] as Float64Array, exact: typed[1] as BigInt64Array };
+      } else if (u.kind === 'num') {
+        // At most one group per row: n bounds the table.
+        const { rows: k, columns: typed } = await db.typedColumns(
+          `SELECT v, c FROM (SELECT ${col}::DOUBLE AS v, count(*)::DOUBLE AS c FROM ${rel} GROUP BY 1) ORDER BY v`,
+          n,
+        );
+        out[u.name] = numericTable(typed[0] as Float64Array, typed[1] as Float64Array, k);
+      } else if (u.type === 'BOOLEAN') {
+        const [t] = await db.rows<{ t: number; f: number }>(
+          `SELECT count(*) FILTER (WHERE ${col})::DOUBLE AS t, count(*) FILTER (WHERE NOT ${col})::DOUBLE AS f FROM ${rel}`,
+        );
+        out[u.name] = { type: 'cat', counts: Float64Array.of(t!.t, t!.f), labels: ['True', 'False'], boolean: true };
+      } else {
+        const labels: string[] = [];
+        const counts: number[] = [];
+        for await (const [v, c] of db.chunks(
+          `SELECT ${col}::VARCHAR AS v, count(*)::DOUBLE AS c FROM ${rel} WHERE ${col} IS NOT NULL GROUP BY 1 ORDER BY 1`,
+        )) {
+          for (const x of v!) labels.push(x as string);
+          for (const x of c!) counts.push(x as number);
         }
         // True/False (pandas' spellings) and nothing else in a CSV: a boolean column, labels 'True' / 'False'.
-        const l = labels.get(u.name)!;
-        const boolean = fmt === 'csv' && l.length > 0 && l.every((x) => PANDAS_TRUE.has(x) || PANDAS_FALSE.has(x));
-        out[u.name] = boolean ? booleanColumn(codes, l) : { type: 'cat', codes, labels: l };
+        const boolean = fmt === 'csv' && labels.length > 0 && labels.every((x) => PANDAS_TRUE.has(x) || PANDAS_FALSE.has(x));
+        out[u.name] = boolean
+          ? booleanColumn(labels, Float64Array.from(counts))
+          : { type: 'cat', counts: Float64Array.from(counts), labels };
       }
+      await onRows?.(n);
     }
     return { rows: n, columns: out, skipped: kinds.filter((k) => !k.kind).map((k) => ({ name: k.name, type: k.type })) };
   });

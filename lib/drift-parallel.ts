@@ -28,12 +28,20 @@ export interface ColumnTask {
 }
 
 function buffers(c: ColumnValues): ArrayBuffer[] {
-  const arrays = c.type === 'num' ? [c.values, ...(c.exact ? [c.exact] : [])] : [c.codes];
+  const arrays =
+    'values' in c
+      ? [c.values, ...(c.exact ? [c.exact] : [])]
+      : 'distinct' in c
+        ? [c.distinct, c.counts]
+        : 'codes' in c
+          ? [c.codes]
+          : [c.counts];
   return arrays.map((a) => a.buffer as ArrayBuffer);
 }
 
+/** About the work of a column: sorting its values, or walking its frequency table. */
 function cost(c: ColumnValues): number {
-  return c.type === 'num' ? 8 * c.values.length : c.codes.length;
+  return 'values' in c ? 8 * c.values.length : 'distinct' in c ? c.distinct.length : 'codes' in c ? c.codes.length : c.counts.length;
 }
 
 function startWorker(): Worker {

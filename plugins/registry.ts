@@ -65,6 +65,17 @@ export function checkPluginOutputs(plugin: AnyPlugin, params: unknown, outputs: 
   }
 }
 
+/** The plugin's deferred outputs or inputs for params (the defaults filled in); none when they do not parse. */
+function deferredNames(p: AnyPlugin, which: 'outputs' | 'inputs'): (params: Record<string, unknown>) => string[] {
+  return (params) => {
+    const fn = p.deferred?.[which];
+    if (!fn) return [];
+    const schema: z.ZodType = p.params;
+    const parsed = schema.safeParse(params);
+    return parsed.success ? (fn as (p: unknown) => string[])(parsed.data) : [];
+  };
+}
+
 export function createRegistry(plugins: AnyPlugin[]): Registry {
   const byName = new Map<string, AnyPlugin>();
   for (const p of plugins) {
@@ -89,6 +100,7 @@ export function createRegistry(plugins: AnyPlugin[]): Registry {
     pathParams: p.pathParams ?? [],
     runsCode: p.runsCode === true,
     ...(p.heartbeat?.blocksEventLoopMs ? { blocksEventLoopMs: p.heartbeat.blocksEventLoopMs } : {}),
+    ...(p.deferred ? { deferredOutputs: deferredNames(p, 'outputs'), deferredInputs: deferredNames(p, 'inputs') } : {}),
     outputNames: (params) => {
       const kinds = outputKinds(p, params);
       return kinds ? Object.keys(kinds) : undefined;

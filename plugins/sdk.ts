@@ -27,6 +27,13 @@ export interface Checkpoints {
   save<M extends Record<string, unknown>>(data: Uint8Array | string, meta: M, options?: { keep?: number }): Promise<Checkpoint<M>>;
   /** The newest checkpoint of this step in this run (from heartbeat details, else the store). */
   latest<M extends Record<string, unknown>>(): Promise<(Checkpoint<M> & { data: Buffer }) | undefined>;
+  /**
+   * Another sequence of checkpoints of this step beside this one, by name (say `folds`: the finished
+   * folds of a walk-forward backtest, while the main sequence holds the model's epochs). Same key
+   * rules (this run, this step's cache key) and the same `save`/`latest`; its record is the
+   * store's alone (no heartbeat pointer, so the main sequence's pointer stays).
+   */
+  stream(name: string): Checkpoints;
 }
 
 /** A service a step depends on, for `ctx.untilAvailable`. */
@@ -86,6 +93,11 @@ export interface StepContext {
    * to; absent when the worker has none (file store, tracking off). For deploy steps.
    */
   models?: { registry: ModelRegistry; experiment: string };
+  /**
+   * Dataset outputs the step may pass on deferred (PluginDefinition.deferred): only DuckDB steps
+   * read them, and none is a result of the run nobody reads.
+   */
+  defer?: readonly string[];
 }
 
 /** Input and output kinds: documentation and light checking ('artifact' values must be ArtifactRefs). */
@@ -162,6 +174,13 @@ export interface PluginDefinition<P extends z.ZodType = z.ZodType, I extends IoM
    * three times that (at least 30 s), so a busy step is not taken for a dead worker.
    */
   heartbeat?: { blocksEventLoopMs: number };
+  /**
+   * Deferred datasets (lib/dataset.ts): `outputs` are the dataset outputs the plugin can pass on as
+   * a recipe (a query over its inputs) instead of Parquet; the compiler lets it (`ctx.defer`) when
+   * every step reading the output takes it in an input listed in its own `inputs` (a DuckDB step
+   * that reads its datasets through `loadDatasets`, which computes a recipe in its session).
+   */
+  deferred?: { outputs?: (params: z.infer<P>) => string[]; inputs?: (params: z.infer<P>) => string[] };
   run(ctx: StepContext, params: z.infer<P>, inputs: InputsOf<I>): Promise<OutputsOf<O>>;
 }
 

@@ -403,6 +403,7 @@ function stepEnded({ compiled, run, track }: Steps, call: StepCall, result?: Ste
     params: call.params,
     outputs: s.outputs,
     series: result?.series,
+    ...(result?.liveRun ? { liveRun: true } : {}),
     attempt: s.attempt,
     cacheKey: s.cacheKey,
     startedAt: s.startedAt,

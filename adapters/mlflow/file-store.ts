@@ -16,7 +16,7 @@
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { appendFile, mkdir, readdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -145,7 +145,31 @@ export class MlflowFileStore implements TrackingBackend {
     return out;
   }
 
+  /**
+   * Experiments found by name, with their meta.yaml's inode, size and mtime: while the file is
+   * unchanged (not renamed, deleted or restored), so is the answer, and one stat replaces reading
+   * every experiment's meta.yaml.
+   */
+  private readonly experimentIds = new Map<string, { id: string; version: string }>();
+
+  private async metaVersion(experimentId: string): Promise<string | undefined> {
+    const st = await stat(join(this.root, experimentId, 'meta.yaml')).catch(() => undefined);
+    return st && `${st.ino}:${st.size}:${st.mtimeMs}`;
+  }
+
   async getOrCreateExperiment(name: string): Promise<string> {
+    const cached = this.experimentIds.get(name);
+    if (cached) {
+      if ((await this.metaVersion(cached.id)) === cached.version) return cached.id;
+      this.experimentIds.delete(name);
+    }
+    const id = await this.lookUpOrCreateExperiment(name);
+    const version = await this.metaVersion(id);
+    if (version) this.experimentIds.set(name, { id, version });
+    return id;
+  }
+
+  private async lookUpOrCreateExperiment(name: string): Promise<string> {
     await this.ensureRoot();
     const found = (await this.experiments()).find((e) => e.name === name);
     if (found) {
@@ -258,10 +282,20 @@ export class MlflowFileStore implements TrackingBackend {
     const dir = this.runDir(o.experimentId, mlflowRunId);
     const artifactUri = pathToFileURL(join(dir, 'artifacts')).toString();
     // MLflow treats a folder as a run only with metrics/, params/ and artifacts/ in it.
-    for (const sub of ['metrics', 'params', 'tags', 'artifacts']) await mkdir(join(dir, sub), { recursive: true });
-    // Tags and index entries first, meta.yaml last: a run is visible only once it is complete.
-    for (const t of [...o.tags, { key: 'mlflow.runName', value: o.runName }]) await this.writeKeyed(dir, 'tags', t.key, t.value);
-    for (const t of o.tags) if (isIdempotencyTag(t.key)) await this.writeIndex(o.experimentId, mlflowRunId, t.key, t.value);
+    await Promise.all(['metrics', 'params', 'tags', 'artifacts'].map((sub) => mkdir(join(dir, sub), { recursive: true })));
+    // Tags and index entries first (side by side), meta.yaml last: a run is visible only once it is
+    // complete, so its tags need no temp file and rename.
+    // One file per key: a key given twice keeps its last value.
+    const tags = [...new Map([...o.tags, { key: 'mlflow.runName', value: o.runName }].map((t) => [t.key, t])).values()];
+    for (const t of tags) if (!isValidKey(t.key)) throw new PipelineError('TRACKING_ERROR', `Invalid MLflow tag key '${t.key}'.`);
+    await Promise.all([
+      ...tags.map(async (t) => {
+        const file = join(dir, 'tags', ...t.key.split('/'));
+        if (t.key.includes('/')) await mkdir(dirname(file), { recursive: true });
+        await writeFile(file, t.value);
+      }),
+      ...o.tags.filter((t) => isIdempotencyTag(t.key)).map((t) => this.writeIndex(o.experimentId, mlflowRunId, t.key, t.value)),
+    ]);
     await atomicWrite(
       join(dir, 'meta.yaml'),
       yaml({

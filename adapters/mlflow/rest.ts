@@ -518,6 +518,23 @@ export class MlflowRestClient implements TrackingBackend {
     setModelTag: async (name: string, key: string, value: string): Promise<void> => {
       await this.api('POST', 'registered-models/set-tag', { name, key, value });
     },
+    /** Registered models (name order), with their tags and aliases: at most `max`. */
+    searchModels: async (max = 100): Promise<RawRegisteredModel[]> => {
+      const r = await this.api<{ registered_models?: RawRegisteredModel[] }>('GET', 'registered-models/search', {
+        max_results: Math.min(max, 1000),
+        order_by: 'name ASC',
+      });
+      return r.registered_models ?? [];
+    },
+    /** The versions of one model, newest first: at most `max`. */
+    searchVersions: async (name: string, max = 100): Promise<RawModelVersion[]> => {
+      const r = await this.api<{ model_versions?: RawModelVersion[] }>('GET', 'model-versions/search', {
+        filter: `name='${name.replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`,
+        max_results: Math.min(max, 200_000),
+        order_by: 'version_number DESC',
+      });
+      return r.model_versions ?? [];
+    },
     deleteAlias: async (name: string, alias: string): Promise<void> => {
       await this.api('DELETE', 'registered-models/alias', { name, alias });
     },
@@ -528,12 +545,22 @@ export class MlflowRestClient implements TrackingBackend {
   }
 }
 
+export interface RawRegisteredModel {
+  name: string;
+  description?: string;
+  creation_timestamp?: number | string;
+  last_updated_timestamp?: number | string;
+  tags?: { key: string; value: string }[];
+  aliases?: { alias: string; version: string }[];
+}
+
 export interface RawModelVersion {
   name: string;
   version: string;
   source?: string;
   run_id?: string;
   status?: string;
+  creation_timestamp?: number | string;
   tags?: { key: string; value: string }[];
   aliases?: string[];
 }

@@ -3,6 +3,7 @@
  * with 'sturges', and np.histogram's bin assignment (the index computed from the edges'
  * affine map, then corrected against the actual edges; the last bin closed). Pure.
  */
+import type { Freq } from './special.js';
 
 /** numpy.linspace(start, stop, num) with endpoint: start + i*step, the last value exactly stop. */
 export function linspace(start: number, stop: number, num: number): Float64Array {
@@ -32,8 +33,13 @@ export function equalEdges(min: number, max: number, bins: number): Float64Array
   return linspace(first, last, bins + 1);
 }
 
-/** Counts of `values` in equal-width bins with these edges, as np.histogram assigns them. */
-export function histogramCounts(values: Float64Array, edges: Float64Array): Float64Array {
+/** A sample: its values, or its frequency table (each distinct value counted as often as it occurs). */
+export type Sample = Float64Array | Freq;
+
+/** Counts of a sample's values in equal-width bins with these edges, as np.histogram assigns them. */
+export function histogramCounts(sample: Sample, edges: Float64Array): Float64Array {
+  const values = sample instanceof Float64Array ? sample : sample.values;
+  const weights = sample instanceof Float64Array ? undefined : sample.counts;
   const bins = edges.length - 1;
   const first = edges[0]!;
   const last = edges[bins]!;
@@ -46,21 +52,21 @@ export function histogramCounts(values: Float64Array, edges: Float64Array): Floa
     if (i === bins) i--;
     if (v < edges[i]!) i--;
     else if (v >= edges[i + 1]! && i !== bins - 1) i++;
-    counts[i]!++;
+    counts[i]! += weights ? weights[k]! : 1;
   }
   return counts;
 }
 
 /** np.histogram(values, edges, density=True)[0]: count / bin width / total, in numpy's order of operations. */
-export function densities(values: Float64Array, edges: Float64Array): Float64Array {
-  const counts = histogramCounts(values, edges);
+export function densities(sample: Sample, edges: Float64Array): Float64Array {
+  const counts = histogramCounts(sample, edges);
   let total = 0;
   for (const c of counts) total += c;
   return counts.map((c, i) => c / (edges[i + 1]! - edges[i]!) / total);
 }
 
 /** np.histogram(values, bins=10, density=True) as Evidently's small_distribution: edges and densities. */
-export function densityHistogram(values: Float64Array, min: number, max: number, bins = 10): { x: number[]; y: number[] } {
+export function densityHistogram(sample: Sample, min: number, max: number, bins = 10): { x: number[]; y: number[] } {
   const edges = equalEdges(min, max, bins);
-  return { x: Array.from(edges), y: Array.from(densities(values, edges)) };
+  return { x: Array.from(edges), y: Array.from(densities(sample, edges)) };
 }

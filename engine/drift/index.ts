@@ -6,12 +6,14 @@
  * DataDriftTable with small distributions), so tools that read Evidently's JSON read ours.
  *
  * Columns come as typed arrays (numbers as Float64Array with NaN for missing; categories as
- * Int32Array codes into a label list, -1 for missing), so a million rows cost no object per row.
+ * Int32Array codes into a label list, -1 for missing), so a million rows cost no object per row;
+ * or as frequency tables (each distinct value or label with its count, e.g. from a GROUP BY), which
+ * is all the tests need: a numeric column is sorted once and reduced to its table either way.
  * Pure.
  */
 import { PipelineError } from '../errors.js';
 import { densityHistogram } from './histogram.js';
-import { sortFloat64 } from './special.js';
+import { freqOfSorted, sortFloat64, type Freq } from './special.js';
 import {
   defaultStatTest,
   STAT_TESTS,
@@ -28,9 +30,15 @@ export { STAT_TESTS, type StatTestName } from './stattests.js';
  * A column. `num`: values with NaN for missing, and for 64-bit integers beyond 2^53 the exact values
  * beside them (`exact`, any value where `values` is NaN). `cat`: codes into labels; `boolean` marks
  * a True/False column (labels 'True' and 'False'), which Evidently treats as categorical.
+ * The same as frequency tables: `num` with `distinct` (the distinct non-missing values, ascending,
+ * ±Infinity allowed), `counts` (how often each occurs) and `missing` (the NULL / NaN count);
+ * `cat` with `counts` per label instead of codes (missing values are simply not counted).
  */
 export type ColumnValues =
-  { type: 'num'; values: Float64Array; exact?: BigInt64Array } | { type: 'cat'; codes: Int32Array; labels: string[]; boolean?: boolean };
+  | { type: 'num'; values: Float64Array; exact?: BigInt64Array }
+  | { type: 'num'; distinct: Float64Array; counts: Float64Array; missing: number }
+  | { type: 'cat'; codes: Int32Array; labels: string[]; boolean?: boolean }
+  | { type: 'cat'; counts: Float64Array; labels: string[]; boolean?: boolean };
 
 export interface Dataset {
   /** Row count. */
@@ -81,6 +89,11 @@ function driftError(message: string, hint: string): PipelineError {
   return new PipelineError('DATA_INVALID', message, { hint });
 }
 
+type NumColumn = Extract<ColumnValues, { type: 'num' }>;
+type NumValues = Extract<ColumnValues, { values: Float64Array }>;
+type NumTable = Extract<ColumnValues, { distinct: Float64Array }>;
+type CatColumn = Extract<ColumnValues, { type: 'cat' }>;
+
 /** Finite values, dropping NaN and ±inf only when the column holds a NaN (Evidently's quirk). */
 function cleanNumbers(values: Float64Array): Float64Array {
   const len = values.length;
@@ -100,39 +113,128 @@ function cleanNumbers(values: Float64Array): Float64Array {
   return out;
 }
 
-function countSortedUnique(a: Float64Array): number {
-  let n = 0;
-  for (let i = 0; i < a.length; i++) if (i === 0 || a[i] !== a[i - 1]) n++;
-  return n;
+/** A column's values as its cleaned frequency table: cleaned, sorted, runs counted. */
+function valuesTable(values: Float64Array): Freq {
+  return freqOfSorted(sortFloat64(cleanNumbers(values)));
 }
 
-/** Keys and counts from two sorted numeric arrays (run lengths, merged). */
-function numericCounts(ref: Float64Array, cur: Float64Array): KeyCounts {
+/**
+ * A frequency table as given, cleaned as its values would be (a missing value, or a NaN among the
+ * values, drops the infinities too), entries with no count left out and equal neighbours (-0 and
+ * 0) merged. Refuses a table that is not ascending or has a negative or fractional count.
+ */
+function cleanTable(name: string, col: NumTable): Freq {
+  const { distinct, counts } = col;
+  if (distinct.length !== counts.length)
+    throw new RangeError(`column '${name}': ${distinct.length} distinct values but ${counts.length} counts`);
+  let hasNaN = col.missing > 0;
+  for (let k = 0; k < distinct.length && !hasNaN; k++) if (distinct[k] !== distinct[k] && counts[k]! > 0) hasNaN = true;
+  return mergedTable(name, distinct, counts, hasNaN);
+}
+
+function mergedTable(name: string, distinct: Float64Array, counts: Float64Array, dropInfinite: boolean): Freq {
+  const values = new Float64Array(distinct.length);
+  const out = new Float64Array(distinct.length);
+  let k = -1;
+  let n = 0;
+  for (let i = 0; i < distinct.length; i++) {
+    const v = distinct[i]!;
+    const c = counts[i]!;
+    if (!(c >= 0 && Number.isInteger(c))) throw new RangeError(`column '${name}': the count of ${v} is ${c}`);
+    if (c === 0 || v !== v || (dropInfinite && !Number.isFinite(v))) continue;
+    if (k >= 0 && v === values[k]) out[k]! += c;
+    else if (k >= 0 && v < values[k]!)
+      throw new RangeError(`column '${name}': the distinct values are not ascending (${values[k]} before ${v})`);
+    else {
+      values[++k] = v;
+      out[k] = c;
+    }
+    n += c;
+  }
+  return { values: values.slice(0, k + 1), counts: out.slice(0, k + 1), n };
+}
+
+function tableOf(name: string, col: NumColumn): Freq {
+  return 'values' in col ? valuesTable(col.values) : cleanTable(name, col);
+}
+
+/** A frequency table's column as values (in ascending order, then its missing values as NaN). */
+function asValues(col: NumColumn): NumValues {
+  if ('values' in col) return col;
+  let n = col.missing;
+  for (const c of col.counts) n += c;
+  const values = new Float64Array(n).fill(NaN);
+  let at = 0;
+  for (let k = 0; k < col.distinct.length; k++) {
+    values.fill(col.distinct[k]!, at, at + col.counts[k]!);
+    at += col.counts[k]!;
+  }
+  return { type: 'num', values };
+}
+
+/** Keys and counts from two frequency tables (merged). */
+function numericCounts(ref: Freq, cur: Freq): KeyCounts {
   const keys: number[] = [];
   const r: number[] = [];
   const c: number[] = [];
+  const u = ref.values;
+  const w = cur.values;
   let i = 0;
   let j = 0;
-  while (i < ref.length || j < cur.length) {
-    const v = i < ref.length ? (j < cur.length ? Math.min(ref[i]!, cur[j]!) : ref[i]!) : cur[j]!;
-    let a = 0;
-    let b = 0;
-    while (i < ref.length && ref[i] === v) {
-      i++;
-      a++;
-    }
-    while (j < cur.length && cur[j] === v) {
-      j++;
-      b++;
-    }
+  while (i < u.length || j < w.length) {
+    const v = i < u.length ? (j < w.length ? Math.min(u[i]!, w[j]!) : u[i]!) : w[j]!;
     keys.push(v);
-    r.push(a);
-    c.push(b);
+    r.push(i < u.length && u[i] === v ? ref.counts[i++]! : 0);
+    c.push(j < w.length && w[j] === v ? cur.counts[j++]! : 0);
   }
-  return { keys, ref: Float64Array.from(r), cur: Float64Array.from(c), nRef: ref.length, nCur: cur.length };
+  return { keys, ref: Float64Array.from(r), cur: Float64Array.from(c), nRef: ref.n, nCur: cur.n };
 }
 
-function categoricalCounts(ref: { codes: Int32Array; labels: string[] }, cur: { codes: Int32Array; labels: string[] }): KeyCounts {
+/** Distinct values of both tables together. */
+function unionSize(ref: Freq, cur: Freq): number {
+  const u = ref.values;
+  const w = cur.values;
+  let i = 0;
+  let j = 0;
+  let n = 0;
+  while (i < u.length || j < w.length) {
+    const v = i < u.length ? (j < w.length ? Math.min(u[i]!, w[j]!) : u[i]!) : w[j]!;
+    if (i < u.length && u[i] === v) i++;
+    if (j < w.length && w[j] === v) j++;
+    n++;
+  }
+  return n;
+}
+
+/** A categorical column as counts per label (codes counted; missing values not). */
+interface LabelCounts {
+  labels: string[];
+  counts: Float64Array;
+  boolean?: boolean;
+}
+
+function labelCounts(name: string, col: CatColumn): LabelCounts {
+  const boolean = col.boolean ? { boolean: true } : {};
+  if ('counts' in col) {
+    if (col.counts.length !== col.labels.length)
+      throw new RangeError(`column '${name}': ${col.labels.length} labels but ${col.counts.length} counts`);
+    for (const c of col.counts) if (!(c >= 0 && Number.isInteger(c))) throw new RangeError(`column '${name}': a label's count is ${c}`);
+    return { labels: col.labels, counts: col.counts, ...boolean };
+  }
+  const labels = col.labels.length;
+  const counts = new Float64Array(labels);
+  const codes = col.codes;
+  for (let k = 0; k < codes.length; k++) {
+    const code = codes[k]!;
+    if (code >= 0) {
+      if (code >= labels) throw new RangeError(`category code ${code} has no label (${labels} labels)`);
+      counts[code]!++;
+    }
+  }
+  return { labels: col.labels, counts, ...boolean };
+}
+
+function categoricalCounts(ref: LabelCounts, cur: LabelCounts): KeyCounts {
   // Map both label lists onto one key list (labels of either side, in first-seen order).
   const index = new Map<string, number>();
   const keys: string[] = [];
@@ -150,26 +252,16 @@ function categoricalCounts(ref: { codes: Int32Array; labels: string[] }, cur: { 
   const mc = remap(cur.labels);
   const r = new Float64Array(keys.length);
   const c = new Float64Array(keys.length);
-  // Count by code first (a dense array), then map codes to keys.
-  const byCode = (codes: Int32Array, labels: number): { counts: Float64Array; n: number } => {
-    const counts = new Float64Array(labels);
-    let n = 0;
-    for (let k = 0; k < codes.length; k++) {
-      const code = codes[k]!;
-      if (code >= 0) {
-        if (code >= labels) throw new RangeError(`category code ${code} has no label (${labels} labels)`);
-        counts[code]!++;
-        n++;
-      }
-    }
-    return { counts, n };
-  };
-  const rc = byCode(ref.codes, ref.labels.length);
-  const cc = byCode(cur.codes, cur.labels.length);
-  rc.counts.forEach((x, code) => (r[mr[code]!]! += x));
-  cc.counts.forEach((x, code) => (c[mc[code]!]! += x));
-  const nRef = rc.n;
-  const nCur = cc.n;
+  let nRef = 0;
+  let nCur = 0;
+  ref.counts.forEach((x, code) => {
+    r[mr[code]!]! += x;
+    nRef += x;
+  });
+  cur.counts.forEach((x, code) => {
+    c[mc[code]!]! += x;
+    nCur += x;
+  });
   // Keys present in neither (unused labels) are not values of the column.
   const keep = keys.map((_, i) => r[i]! > 0 || c[i]! > 0);
   return {
@@ -201,14 +293,11 @@ function minExact(cols: { values: Float64Array; exact?: BigInt64Array }[]): bigi
   return min;
 }
 
-function countInfinite(a: Float64Array): number {
-  let n = 0;
-  for (let k = 0; k < a.length && a[k] === -Infinity; k++) n++;
-  for (let k = a.length - 1; k >= 0 && a[k] === Infinity; k--) n++;
-  return n;
+function countInfinite(f: Freq): number {
+  const last = f.values.length - 1;
+  return (f.values[0] === -Infinity ? f.counts[0]! : 0) + (last > 0 && f.values[last] === Infinity ? f.counts[last]! : 0);
 }
 
-type CatColumn = Extract<ColumnValues, { type: 'cat' }>;
 const TRUE_TEXT = new Set(['true', 't', 'yes', 'y', '1']);
 const FALSE_TEXT = new Set(['false', 'f', 'no', 'n', '0']);
 
@@ -217,17 +306,14 @@ const FALSE_TEXT = new Set(['false', 'f', 'no', 'n', '0']);
  * DuckDB read yes/no as booleans, against the raw CSV): the text side as booleans, when every
  * label is a spelling of true or false. Anything else stays as it is.
  */
-function reconcileBooleans(ref: CatColumn, cur: CatColumn): [CatColumn, CatColumn] {
+function reconcileBooleans(ref: LabelCounts, cur: LabelCounts): [LabelCounts, LabelCounts] {
   if (!ref.boolean === !cur.boolean) return [ref, cur];
   const text = ref.boolean ? cur : ref;
   const to = text.labels.map((l) => (TRUE_TEXT.has(l.toLowerCase()) ? 0 : FALSE_TEXT.has(l.toLowerCase()) ? 1 : -1));
   if (to.includes(-1)) return [ref, cur];
-  const asBoolean: CatColumn = {
-    type: 'cat',
-    codes: text.codes.map((k) => (k < 0 ? -1 : to[k]!)),
-    labels: ['True', 'False'],
-    boolean: true,
-  };
+  const counts = new Float64Array(2);
+  text.counts.forEach((x, k) => (counts[to[k]!]! += x));
+  const asBoolean: LabelCounts = { labels: ['True', 'False'], counts, boolean: true };
   return ref.boolean ? [ref, asBoolean] : [asBoolean, cur];
 }
 
@@ -242,14 +328,26 @@ export function prepareColumn(name: string, ref: ColumnValues, cur: ColumnValues
     // 64-bit integers beyond 2^53 (ids, nanosecond times) are ordered and counted exactly, as pandas
     // and scipy do with int64: rebased on the smallest value of both sides (K-S, counts and test
     // selection are invariant to it); numpy's float64 view serves Wasserstein and histograms.
-    const base = ref.exact || cur.exact ? minExact([ref, cur]) : undefined;
-    let r = sortFloat64(cleanNumbers(base === undefined ? ref.values : rebased(ref, base)));
-    let c = sortFloat64(cleanNumbers(base === undefined ? cur.values : rebased(cur, base)));
+    const wide = ('exact' in ref && ref.exact) || ('exact' in cur && cur.exact);
+    let r: Freq;
+    let c: Freq;
+    let floats: { refFloat: Freq; curFloat: Freq } | Record<string, never> = {};
+    if (wide) {
+      const rv = asValues(ref);
+      const cv = asValues(cur);
+      const base = minExact([rv, cv]);
+      r = valuesTable(base === undefined ? rv.values : rebased(rv, base));
+      c = valuesTable(base === undefined ? cv.values : rebased(cv, base));
+      if (base !== undefined) floats = { refFloat: valuesTable(rv.values), curFloat: valuesTable(cv.values) };
+    } else {
+      r = tableOf(name, ref);
+      c = tableOf(name, cur);
+    }
     for (const [label, a] of [
       ['reference', r],
       ['current', c],
     ] as const) {
-      if (a.length === 0)
+      if (a.n === 0)
         throw driftError(
           `Column '${name}' is empty in the ${label} data after dropping missing values.`,
           'Leave the column out of the drift check, or fix the data that produced it.',
@@ -266,46 +364,41 @@ export function prepareColumn(name: string, ref: ColumnValues, cur: ColumnValues
     }
     // Values near the float maximum overflow differences and squares (Evidently scores them NaN,
     // i.e. no drift): every score is scale-invariant, so compute on values scaled by a power of two.
-    const maxAbs = Math.max(-r[0]!, r[r.length - 1]!, -c[0]!, c[c.length - 1]!);
+    const maxAbs = Math.max(-r.values[0]!, r.values[r.values.length - 1]!, -c.values[0]!, c.values[c.values.length - 1]!);
     let scale = 1;
     if (maxAbs > 2 ** 400) {
       scale = 2 ** -(Math.ceil(Math.log2(maxAbs)) - 400);
-      r = r.map((v) => v * scale);
-      c = c.map((v) => v * scale);
+      // (Values far below the maximum may round together when scaled: merged again.)
+      r = mergedTable(
+        name,
+        r.values.map((v) => v * scale),
+        r.counts,
+        false,
+      );
+      c = mergedTable(
+        name,
+        c.values.map((v) => v * scale),
+        c.counts,
+        false,
+      );
     }
     const original = scale !== 1 ? { scale, offset: 0 } : undefined;
-    // numpy's view of 64-bit integers: doubles (for Wasserstein, histograms, distributions).
-    const floats =
-      base !== undefined ? { refFloat: sortFloat64(cleanNumbers(ref.values)), curFloat: sortFloat64(cleanNumbers(cur.values)) } : {};
     let counts: KeyCounts | undefined;
-    const getCounts = (): KeyCounts => (counts ??= numericCounts(r, c));
-    // Distinct values of both, from the merge of the two sorted arrays.
-    let union = 0;
-    {
-      let i = 0;
-      let j = 0;
-      while (i < r.length || j < c.length) {
-        const v = i < r.length ? (j < c.length ? Math.min(r[i]!, c[j]!) : r[i]!) : c[j]!;
-        while (i < r.length && r[i] === v) i++;
-        while (j < c.length && c[j] === v) j++;
-        union++;
-      }
-    }
     return {
       name,
       type: 'num',
-      refSorted: r,
-      curSorted: c,
+      ref: r,
+      cur: c,
       ...floats,
-      counts: getCounts,
-      nRef: r.length,
-      nCur: c.length,
-      refUnique: countSortedUnique(r),
-      unionUnique: union,
+      counts: () => (counts ??= numericCounts(r, c)),
+      nRef: r.n,
+      nCur: c.n,
+      refUnique: r.values.length,
+      unionUnique: unionSize(r, c),
       ...(original ? { original } : {}),
     };
   }
-  const [r, c] = reconcileBooleans(ref as CatColumn, cur as CatColumn);
+  const [r, c] = reconcileBooleans(labelCounts(name, ref as CatColumn), labelCounts(name, cur as CatColumn));
   const k = categoricalCounts(r, c);
   for (const [label, n] of [
     ['reference', k.nRef],
@@ -348,15 +441,14 @@ function pickTest(name: string, type: ColumnType, o: DriftOptions, c: PreparedCo
 }
 
 function smallDistribution(
-  col: ColumnValues,
   keys: KeyCounts | undefined,
   side: 'ref' | 'cur',
   prepared: PreparedColumn,
 ): { x: (number | string | boolean)[]; y: number[] } {
-  if (col.type === 'num') {
-    // The sorted, cleaned values are the column's finite values (infinities were refused).
-    const sorted = (side === 'ref' ? (prepared.refFloat ?? prepared.refSorted) : (prepared.curFloat ?? prepared.curSorted))!;
-    const h = densityHistogram(sorted, sorted[0]!, sorted[sorted.length - 1]!, 10);
+  if (prepared.type === 'num') {
+    // The cleaned values are the column's finite values (infinities were refused).
+    const t = (side === 'ref' ? (prepared.refFloat ?? prepared.ref) : (prepared.curFloat ?? prepared.cur))!;
+    const h = densityHistogram(t, t.values[0]!, t.values[t.values.length - 1]!, 10);
     const o = prepared.original;
     return o ? { x: h.x.map((x) => x / o.scale + o.offset), y: h.y.map((y) => y * o.scale) } : h;
   }
@@ -413,8 +505,8 @@ export function columnDrift(name: string, ref: ColumnValues, cur: ColumnValues, 
     drift_detected: test.drifted(score, threshold),
     reference_rows: prepared.nRef,
     current_rows: prepared.nCur,
-    current: { small_distribution: smallDistribution(cur, keys, 'cur', prepared) },
-    reference: { small_distribution: smallDistribution(ref, keys, 'ref', prepared) },
+    current: { small_distribution: smallDistribution(keys, 'cur', prepared) },
+    reference: { small_distribution: smallDistribution(keys, 'ref', prepared) },
   };
 }
 

@@ -224,25 +224,32 @@ export function kstwoSf(d: number, n: number): number {
 }
 
 /**
- * Two-sided two-sample KS test on sorted, NaN-free samples, as scipy's ks_2samp(method='auto'):
- * D over the pooled values (right-continuous ECDFs); exact p-value when both samples have at most
- * 10,000 values (D rounded to h/lcm first), else kstwo.sf(D, round(n1 n2 / (n1 + n2))).
+ * A sample as a frequency table: its distinct values in ascending order and how often each occurs
+ * (`n`, the sum of the counts, is the sample's size). Every drift test on numbers needs only this,
+ * and a column of a million values usually has far fewer distinct ones.
  */
-export function ks2Samp(a: Float64Array, b: Float64Array): { statistic: number; pValue: number } {
-  const n1 = a.length;
-  const n2 = b.length;
-  if (!n1 || !n2) throw new Error('ks_2samp needs two non-empty samples');
-  // Walk both sorted arrays; at each distinct value both ECDFs include every copy of it.
-  let i = 0;
-  let j = 0;
-  let d = 0;
-  while (i < n1 || j < n2) {
-    const v = i < n1 ? (j < n2 ? Math.min(a[i]!, b[j]!) : a[i]!) : b[j]!;
-    while (i < n1 && a[i] === v) i++;
-    while (j < n2 && b[j] === v) j++;
-    const diff = Math.abs(i / n1 - j / n2);
-    if (diff > d) d = diff;
+export interface Freq {
+  values: Float64Array;
+  counts: Float64Array;
+  n: number;
+}
+
+/** The frequency table of a sorted array: runs of equal values (=== , so -0 and 0 are one value). */
+export function freqOfSorted(sorted: Float64Array): Freq {
+  let k = 0;
+  for (let i = 0; i < sorted.length; i++) if (i === 0 || sorted[i] !== sorted[i - 1]) k++;
+  const values = new Float64Array(k);
+  const counts = new Float64Array(k);
+  let at = -1;
+  for (let i = 0; i < sorted.length; i++) {
+    if (i === 0 || sorted[i] !== sorted[i - 1]) values[++at] = sorted[i]!;
+    counts[at]!++;
   }
+  return { values, counts, n: sorted.length };
+}
+
+/** ks_2samp's p-value for the statistic `d` between samples of n1 and n2 values. */
+function ksResult(d: number, n1: number, n2: number): { statistic: number; pValue: number } {
   if (Math.max(n1, n2) <= 10_000) {
     const g = gcd(n1, n2);
     const lcm = (n1 / g) * n2;
@@ -255,6 +262,39 @@ export function ks2Samp(a: Float64Array, b: Float64Array): { statistic: number; 
   const [m, n] = n1 >= n2 ? [n1, n2] : [n2, n1];
   const en = (m * n) / (m + n);
   return { statistic: d, pValue: Math.min(1, Math.max(0, kstwoSf(d, Math.round(en)))) };
+}
+
+/**
+ * Two-sided two-sample KS test on sorted, NaN-free samples, as scipy's ks_2samp(method='auto'):
+ * D over the pooled values (right-continuous ECDFs); exact p-value when both samples have at most
+ * 10,000 values (D rounded to h/lcm first), else kstwo.sf(D, round(n1 n2 / (n1 + n2))).
+ */
+export function ks2Samp(a: Float64Array, b: Float64Array): { statistic: number; pValue: number } {
+  if (!a.length || !b.length) throw new Error('ks_2samp needs two non-empty samples');
+  return ks2SampFreq(freqOfSorted(a), freqOfSorted(b));
+}
+
+/** ks2Samp of two samples given as frequency tables (the same D, the same p-value). */
+export function ks2SampFreq(a: Freq, b: Freq): { statistic: number; pValue: number } {
+  const n1 = a.n;
+  const n2 = b.n;
+  if (!n1 || !n2) throw new Error('ks_2samp needs two non-empty samples');
+  // Walk both tables; at each distinct value both ECDFs include every copy of it.
+  const u = a.values;
+  const v = b.values;
+  let i = 0;
+  let j = 0;
+  let ci = 0;
+  let cj = 0;
+  let d = 0;
+  while (i < u.length || j < v.length) {
+    const x = i < u.length ? (j < v.length ? Math.min(u[i]!, v[j]!) : u[i]!) : v[j]!;
+    if (i < u.length && u[i] === x) ci += a.counts[i++]!;
+    if (j < v.length && v[j] === x) cj += b.counts[j++]!;
+    const diff = Math.abs(ci / n1 - cj / n2);
+    if (diff > d) d = diff;
+  }
+  return ksResult(d, n1, n2);
 }
 
 /**

@@ -1,11 +1,10 @@
 /**
  * Evidently's drift tests (legacy 0.4.x numerics, unchanged through 0.7), on prepared columns:
- * numeric columns as sorted, cleaned Float64Arrays; categories (and numeric columns treated by
+ * numeric columns as cleaned frequency tables (distinct values ascending, with counts); categories (and numeric columns treated by
  * value) as counts over a key list. Each returns the score; `drifted` applies the test's
  * comparison to a threshold. Pure.
  */
-import { standardDeviation } from 'simple-statistics';
-import { chi2Sf, ks2Samp, normCdf } from './special.js';
+import { chi2Sf, ks2SampFreq, normCdf, type Freq } from './special.js';
 import { densities, histogramCounts, sturgesEdges } from './histogram.js';
 
 export type ColumnType = 'num' | 'cat';
@@ -24,16 +23,16 @@ export interface KeyCounts {
 export interface PreparedColumn {
   name: string;
   type: ColumnType;
-  /** num: sorted finite values (NaN dropped when the column had any). */
-  refSorted?: Float64Array;
-  curSorted?: Float64Array;
+  /** num: the cleaned values (NaN dropped, and infinities beside a NaN) as a frequency table. */
+  ref?: Freq;
+  cur?: Freq;
   /**
    * num: the same, as numpy computes with them (float64): for 64-bit integers beyond 2^53, rounded
-   * to doubles (Wasserstein, histograms); `refSorted` keeps them exact for order and counts (K-S,
-   * tests by value), as pandas and scipy do. Absent: the same arrays.
+   * to doubles (Wasserstein, histograms); `ref` keeps them exact for order and counts (K-S,
+   * tests by value), as pandas and scipy do. Absent: the same tables.
    */
-  refFloat?: Float64Array;
-  curFloat?: Float64Array;
+  refFloat?: Freq;
+  curFloat?: Freq;
   /** Counts by value (always for cat; built on demand for num). */
   counts: () => KeyCounts;
   nRef: number;
@@ -43,7 +42,7 @@ export interface PreparedColumn {
   unionUnique: number;
   /** cat: True/False on both sides (keys 'True' and 'False', reported as booleans). */
   boolean?: boolean;
-  /** num: the sorted values are (original - offset) * scale (64-bit integers rebased, huge values scaled). */
+  /** num: the values are (original - offset) * scale (64-bit integers rebased, huge values scaled). */
   original?: { scale: number; offset: number };
 }
 
@@ -66,13 +65,13 @@ function binned(c: PreparedColumn, fillZeroes: boolean): [Float64Array, Float64A
   let r: Float64Array;
   let q: Float64Array;
   if (c.type === 'num' && c.refUnique > 20) {
-    const ref = c.refFloat ?? c.refSorted!;
-    const cur = c.curFloat ?? c.curSorted!;
-    const min = Math.min(ref[0]!, cur[0]!);
-    const max = Math.max(ref[ref.length - 1]!, cur[cur.length - 1]!);
-    const edges = sturgesEdges(min, max, ref.length + cur.length);
-    r = histogramCounts(ref, edges).map((x) => x / ref.length);
-    q = histogramCounts(cur, edges).map((x) => x / cur.length);
+    const ref = c.refFloat ?? c.ref!;
+    const cur = c.curFloat ?? c.cur!;
+    const min = Math.min(ref.values[0]!, cur.values[0]!);
+    const max = Math.max(ref.values[ref.values.length - 1]!, cur.values[cur.values.length - 1]!);
+    const edges = sturgesEdges(min, max, ref.n + cur.n);
+    r = histogramCounts(ref, edges).map((x) => x / ref.n);
+    q = histogramCounts(cur, edges).map((x) => x / cur.n);
   } else {
     const k = c.counts();
     r = k.ref.map((x) => x / k.nRef);
@@ -101,22 +100,44 @@ function normalised(a: Float64Array): Float64Array {
   return a.map((v) => v / s);
 }
 
-/** Population standard deviation (numpy's np.std, ddof 0). */
-function populationStd(values: Float64Array): number {
-  return standardDeviation(values as unknown as number[]);
+/**
+ * Population standard deviation (numpy's np.std, ddof 0) of a frequency table: the mean from a
+ * compensated (Neumaier) sum of value x count, then the sum of squared deviations x count.
+ */
+export function populationStd(f: Freq): number {
+  if (f.n <= 1) return 0;
+  let sum = 0;
+  let correction = 0;
+  for (let k = 0; k < f.values.length; k++) {
+    const x = f.values[k]! * f.counts[k]!;
+    const t = sum + x;
+    correction += Math.abs(sum) >= Math.abs(x) ? sum - t + x : x - t + sum;
+    sum = t;
+  }
+  const mean = (sum + correction) / f.n;
+  let sq = 0;
+  for (let k = 0; k < f.values.length; k++) {
+    const d = f.values[k]! - mean;
+    sq += d * d * f.counts[k]!;
+  }
+  return Math.sqrt(sq / f.n);
 }
 
-/** scipy.stats.wasserstein_distance of two sorted samples: the integral of |F_u - F_v|. */
-export function wasserstein(u: Float64Array, v: Float64Array): number {
+/** scipy.stats.wasserstein_distance of two samples (frequency tables): the integral of |F_u - F_v|. */
+export function wasserstein(a: Freq, b: Freq): number {
+  const u = a.values;
+  const v = b.values;
   let i = 0;
   let j = 0;
+  let ci = 0;
+  let cj = 0;
   let prev = Math.min(u[0]!, v[0]!);
   let total = 0;
   while (i < u.length || j < v.length) {
     const x = i < u.length ? (j < v.length ? Math.min(u[i]!, v[j]!) : u[i]!) : v[j]!;
-    total += Math.abs(i / u.length - j / v.length) * (x - prev);
-    while (i < u.length && u[i] === x) i++;
-    while (j < v.length && v[j] === x) j++;
+    total += Math.abs(ci / a.n - cj / b.n) * (x - prev);
+    if (i < u.length && u[i] === x) ci += a.counts[i++]!;
+    if (j < v.length && v[j] === x) cj += b.counts[j++]!;
     prev = x;
   }
   return total;
@@ -129,7 +150,7 @@ export const STAT_TESTS: Record<StatTestName, StatTest> = {
     displayName: 'K-S p_value',
     defaultThreshold: 0.05,
     drifted: pDrift(false),
-    score: (c) => (c.type === 'num' ? ks2Samp(c.refSorted!, c.curSorted!).pValue : NaN),
+    score: (c) => (c.type === 'num' ? ks2SampFreq(c.ref!, c.cur!).pValue : NaN),
   },
   chisquare: {
     name: 'chisquare',
@@ -178,8 +199,8 @@ export const STAT_TESTS: Record<StatTestName, StatTest> = {
     drifted: distDrift,
     score: (c) => {
       if (c.type !== 'num') return NaN;
-      const ref = c.refFloat ?? c.refSorted!;
-      return wasserstein(ref, c.curFloat ?? c.curSorted!) / Math.max(populationStd(ref), 0.001);
+      const ref = c.refFloat ?? c.ref!;
+      return wasserstein(ref, c.curFloat ?? c.cur!) / Math.max(populationStd(ref), 0.001);
     },
   },
   jensenshannon: {
@@ -241,10 +262,10 @@ export const STAT_TESTS: Record<StatTestName, StatTest> = {
         for (let i = 0; i < k.keys.length; i++) bc += Math.sqrt((k.ref[i]! / k.nRef) * (k.cur[i]! / k.nCur));
       } else {
         const keys = c.counts().keys as number[];
-        const ref = c.refFloat ?? c.refSorted!;
-        const cur = c.curFloat ?? c.curSorted!;
-        const min = Math.min(ref[0]!, cur[0]!);
-        const max = Math.max(ref[ref.length - 1]!, cur[cur.length - 1]!);
+        const ref = c.refFloat ?? c.ref!;
+        const cur = c.curFloat ?? c.cur!;
+        const min = Math.min(ref.values[0]!, cur.values[0]!);
+        const max = Math.max(ref.values[ref.values.length - 1]!, cur.values[cur.values.length - 1]!);
         const edges = sturgesEdges(min, max, keys.length);
         const width = (edges[edges.length - 1]! - edges[0]!) / (edges.length - 1);
         const h1 = densities(ref, edges);

@@ -2,10 +2,15 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { NotOneStatement, withDuckDB, type SqlParams } from '../../adapters/duckdb.js';
 import { PipelineError } from '../../engine/errors.js';
-import { datasetFile, datasetPath, view, writeDataset } from '../../lib/dataset.js';
+import { datasetPath, deferDataset, loadDatasets, writeDataset } from '../../lib/dataset.js';
+import { isArtifactRef, type ArtifactRef } from '../../engine/types.js';
 import { definePlugin, type IoKind } from '../sdk.js';
 
 const identifier = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+function tableRefs(inputs: Record<string, unknown>, tables: string[]): Record<string, ArtifactRef> {
+  return Object.fromEntries(tables.map((t) => [t, inputs[t]]).filter((e): e is [string, ArtifactRef] => isArtifactRef(e[1])));
+}
 
 /**
  * process.sql — runs one DuckDB SQL query over named dataset inputs and writes the result as a
@@ -16,6 +21,10 @@ const identifier = /^[A-Za-z_][A-Za-z0-9_]*$/;
  * SQL), never written into it; the SQL itself is code and takes no `${...}`. The query reads only
  * its input datasets: file-reading table functions, ATTACH, COPY, INSTALL and LOAD are refused,
  * unless the pipeline sets `externalAccess` (true, or a list of folders).
+ *
+ * When only DuckDB steps read its dataset (and `externalAccess` is false), the step runs the query
+ * once to count its rows and passes the dataset on deferred (lib/dataset.ts): the next step computes
+ * it in its own session instead of reading a Parquet file this one wrote.
  */
 export const sql = definePlugin({
   name: 'process.sql',
@@ -44,20 +53,17 @@ export const sql = definePlugin({
     'Pass values as params: { name: ${params.x} } and write $name in the SQL (bound, not spliced); what step SQL may read (externalAccess) is written in the pipeline itself.',
   inputs: (p): Record<string, IoKind> => Object.fromEntries(p.tables.map((t) => [t, 'dataset' as const])),
   outputs: { dataset: 'dataset', rows: 'json', columns: 'json' },
+  deferred: { outputs: (p) => (p.externalAccess === false ? ['dataset'] : []), inputs: (p) => p.tables },
   async run(ctx, p, inputs) {
     const fail = (what: string, hint: string): PipelineError =>
       new PipelineError('DATA_INVALID', `process.sql (step '${ctx.stepId}'): ${what}`, { hint });
     return withDuckDB(async (db) => {
-      const files: string[] = [];
-      for (const t of p.tables) {
-        const file = await datasetFile(ctx, inputs, t);
-        await view(db, t, file);
-        files.push(file);
-      }
+      const datasets = await loadDatasets(ctx, inputs, p.tables);
       if (p.externalAccess !== true) {
         const directories = (p.externalAccess || []).map((d) => `${resolve(ctx.projectDir, d)}/`);
-        await db.restrict({ paths: [...files, datasetPath(ctx, 'dataset')], directories });
+        await db.restrict({ paths: [...datasets.files, datasetPath(ctx, 'dataset')], directories });
       }
+      for (const t of p.tables) await datasets.bind(db, t, t);
       const tablesHint = `Tables available: ${p.tables.join(', ')}. Check column names with 'DESCRIBE ${p.tables[0]}'.`;
       const accessHint = 'Step SQL reads only its input tables; the pipeline may allow more with externalAccess: [folder, ...] (or true).';
       const cause = (e: unknown): string => (e as Error).message.split('\n')[0]!;
@@ -95,7 +101,18 @@ export const sql = definePlugin({
         );
       }
       try {
-        const w = await writeDataset(ctx, db, p.sql, 'dataset', p.params as SqlParams);
+        const w =
+          ctx.defer?.includes('dataset') && p.externalAccess === false
+            ? await deferDataset(
+                ctx,
+                db,
+                { plugin: 'process.sql', version: '1' },
+                p.sql,
+                tableRefs(inputs, p.tables),
+                'dataset',
+                p.params as SqlParams,
+              )
+            : await writeDataset(ctx, db, p.sql, 'dataset', p.params as SqlParams);
         return { dataset: w.ref, rows: w.rows, columns: w.columns };
       } catch (e) {
         throw fail(`the query failed: ${cause(e)}`, /Permission Error/.test(cause(e)) ? accessHint : tablesHint);

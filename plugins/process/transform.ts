@@ -2,8 +2,8 @@ import { z } from 'zod';
 import { ident, withDuckDB, type Duck } from '../../adapters/duckdb.js';
 import { PipelineError } from '../../engine/errors.js';
 import { isArtifactRef, type ArtifactRef } from '../../engine/types.js';
-import { datasetFile, datasetPath, describe, isNumericType, view, writeDataset, type Column } from '../../lib/dataset.js';
-import { definePlugin } from '../sdk.js';
+import { datasetPath, describe, isNumericType, loadDatasets, writeDataset, type Column } from '../../lib/dataset.js';
+import { definePlugin, type StepContext } from '../sdk.js';
 import {
   applyOpsSql,
   applyTransformSql,
@@ -108,18 +108,23 @@ function sqlFailure(where: string, e: unknown): unknown {
   });
 }
 
-/** Fits the steps one after the other on `relation` (each sees the data the earlier ones produced). */
+/**
+ * Fits the steps one after the other on `relation` (each sees the data the earlier ones produced).
+ * The data so far is a query, not a chain of views, and only the steps that fit statistics run it.
+ * Each step's SQL is bound (its columns and types, and a bad derive fails naming the op) on an
+ * empty table shaped like the data before it: one level, where a view per step made DuckDB bind
+ * the whole growing chain twice per step, more than half the fit of the housing transform.
+ */
 export async function fitTransform(db: Duck, relation: string, steps: TransformStep[], exclude: string[]): Promise<FittedTransform> {
   const state: FittedTransform = { kind: 'mlpipe.transform', version: 1, exclude, ops: [] };
-  await db.run(`CREATE OR REPLACE TEMP VIEW __fit0 AS SELECT * FROM ${relation}`);
-  let current = '__fit0';
-  let columns = await describe(db, current);
-  state.inputs = columns
+  const fit = { current: `SELECT * FROM ${relation}`, shape: '__shape0', columns: await describe(db, relation) };
+  await db.run(`CREATE OR REPLACE TEMP TABLE __shape0 AS SELECT * FROM ${relation} LIMIT 0`);
+  state.inputs = fit.columns
     .filter((c) => !exclude.includes(c.name))
     .map((c) => ({ name: c.name, type: isNumericType(c.type) ? 'number' : /^(VARCHAR|ENUM)/.test(c.type) ? 'string' : 'other' }));
   for (const [i, step] of steps.entries()) {
-    const ops = await fitStep(db, current, columns, step, exclude);
-    ({ current, columns } = await applyFitted(db, state, i, ops, current, columns));
+    const ops = await fitStep(db, `(${fit.current})`, fit.columns, step, exclude);
+    await applyFitted(db, state, i, ops, fit);
   }
   return state;
 }
@@ -127,7 +132,7 @@ export async function fitTransform(db: Duck, relation: string, steps: TransformS
 /** Each column's statistics (the SQL `exprs` gives for it) in a single query: one pass over the data per step. */
 type Stats = (exprs: (c: string) => string[]) => Promise<Record<string, unknown>[]>;
 
-/** What an op's fit reads: the data so far (the view `current` and its columns) and the columns the op names. */
+/** What an op's fit reads: the data so far (the query `current`, in parentheses, and its columns) and the columns the op names. */
 interface OpFit {
   db: Duck;
   current: string;
@@ -300,31 +305,30 @@ async function fitStandardize({ names, stats }: OpFit): Promise<FittedOp[]> {
   return ops;
 }
 
-/** Applies the fitted ops of step `i` as one view (in-place ops share a level), adding them to `state`; returns the view and its columns. */
+/**
+ * Applies the fitted ops of step `i` (in-place ops share a level) to the query and the shape of
+ * the data so far (`fit`), adding them to `state`.
+ */
 async function applyFitted(
   db: Duck,
   state: FittedTransform,
   i: number,
   ops: FittedOp[],
-  current: string,
-  columns: Column[],
-): Promise<{ current: string; columns: Column[] }> {
-  if (!ops.length) return { current, columns };
-  const next = `__fit${i + 1}`;
+  fit: { current: string; shape: string; columns: Column[] },
+): Promise<void> {
+  if (!ops.length) return;
+  const names = fit.columns.map((x) => x.name);
+  const shape = `__shape${i + 1}`;
   try {
-    const { sql } = applyOpsSql(
-      ops,
-      `SELECT * FROM ${current}`,
-      columns.map((x) => x.name),
-    );
-    await db.run(`CREATE OR REPLACE TEMP VIEW ${next} AS ${sql}`);
-    columns = await describe(db, next);
+    await db.run(`CREATE OR REPLACE TEMP TABLE ${shape} AS ${applyOpsSql(ops, `SELECT * FROM ${fit.shape}`, names).sql}`);
+    fit.columns = await describe(db, shape);
   } catch (e) {
     const op = ops[0]!;
     throw sqlFailure(`process.transform (${op.op}${op.op === 'derive' ? ` ${op.name}` : ''})`, e);
   }
+  fit.current = applyOpsSql(ops, fit.current, names).sql;
+  fit.shape = shape;
   state.ops.push(...ops);
-  return { current: next, columns };
 }
 
 const fitParams = z
@@ -353,35 +357,49 @@ export const transform = definePlugin({
   codeParams: ['steps.*.sql'],
   codeHint:
     'A derive `sql` is DuckDB code written in the pipeline; to compute with a value from params, use an `expr` formula (arithmetic only, parsed and checked).',
+  deferred: { inputs: () => ['train', 'validation', 'test'] },
   async run(ctx, p, inputs) {
-    const files: Partial<Record<'train' | 'validation' | 'test', string>> = {};
-    for (const name of ['train', 'validation', 'test'] as const) {
-      if (name === 'train' || isArtifactRef(inputs[name])) files[name] = await datasetFile(ctx, inputs, name);
-    }
+    const names = (['train', 'validation', 'test'] as const).filter((n) => n === 'train' || isArtifactRef(inputs[n]));
+    const datasets = await loadDatasets(ctx, inputs, names);
     return withDuckDB(async (db) => {
       // Derive SQL sees the data only: no other file, no extension.
-      await db.restrict({ paths: Object.entries(files).flatMap(([name, file]) => [file, datasetPath(ctx, name)]) });
-      await view(db, 'train_in', files.train!);
-      const state = await fitTransform(db, 'train_in', p.steps, p.exclude);
-      const out: Record<'train' | 'validation' | 'test', ArtifactRef | null> = { train: null, validation: null, test: null };
-      let features: string[] = [];
-      for (const name of ['train', 'validation', 'test'] as const) {
-        const file = files[name];
-        if (file === undefined) continue;
-        await view(db, `${name}_src`, file);
-        const cols = (await describe(db, `${name}_src`)).map((c) => c.name);
-        const w = await writeDataset(ctx, db, applyTransformSql(state, `${name}_src`, cols), name);
-        out[name] = w.ref;
-        if (name === 'train') features = w.columns.map((c) => c.name).filter((c) => !p.exclude.includes(c));
-      }
-      return {
-        ...out,
-        features,
-        state: await ctx.store.put(JSON.stringify(state, null, 2), { name: 'transform-state.json', mediaType: 'application/json' }),
-      };
+      await db.restrict({ paths: [...datasets.files, ...names.map((n) => datasetPath(ctx, n))] });
+      for (const n of names) await datasets.bind(db, n, `${n}_src`);
+      return fitAndApply(ctx, db, p, names).catch((e: unknown) => {
+        throw datasets.failure(e);
+      });
     });
   },
 });
+
+/** process.transform's work once its inputs are the views `<name>_src`: fit on train, apply to each. */
+async function fitAndApply(
+  ctx: StepContext,
+  db: Duck,
+  p: z.infer<typeof fitParams>,
+  names: ('train' | 'validation' | 'test')[],
+): Promise<{
+  train: ArtifactRef | null;
+  validation: ArtifactRef | null;
+  test: ArtifactRef | null;
+  features: string[];
+  state: ArtifactRef;
+}> {
+  const state = await fitTransform(db, 'train_src', p.steps, p.exclude);
+  const out: Record<'train' | 'validation' | 'test', ArtifactRef | null> = { train: null, validation: null, test: null };
+  let features: string[] = [];
+  for (const name of names) {
+    const cols = (await describe(db, `${name}_src`)).map((c) => c.name);
+    const w = await writeDataset(ctx, db, applyTransformSql(state, `${name}_src`, cols), name);
+    out[name] = w.ref;
+    if (name === 'train') features = w.columns.map((c) => c.name).filter((c) => !p.exclude.includes(c));
+  }
+  return {
+    ...out,
+    features,
+    state: await ctx.store.put(JSON.stringify(state, null, 2), { name: 'transform-state.json', mediaType: 'application/json' }),
+  };
+}
 
 /**
  * process.apply-transform — applies a fitted transform (`state`, from process.transform) to a
@@ -394,17 +412,18 @@ export const applyTransform = definePlugin({
   params: z.object({}).strict(),
   inputs: { dataset: 'dataset', state: 'artifact' },
   outputs: { dataset: 'dataset', rows: 'json' },
+  deferred: { inputs: () => ['dataset'] },
   async run(ctx, _p, inputs) {
     const stateRef = inputs['state'];
     if (!isArtifactRef(stateRef)) throw new PipelineError('PLUGIN_INPUT', "process.apply-transform: input 'state' must be an artifact.");
     const state = parseFittedTransform(parseJson((await ctx.store.get(stateRef)).toString('utf8')), 'process.apply-transform');
-    const file = await datasetFile(ctx, inputs, 'dataset');
+    const datasets = await loadDatasets(ctx, inputs, ['dataset']);
     return withDuckDB(async (db) => {
-      await db.restrict({ paths: [file, datasetPath(ctx, 'dataset')] });
-      await view(db, 'src', file);
+      await db.restrict({ paths: [...datasets.files, datasetPath(ctx, 'dataset')] });
+      await datasets.bind(db, 'dataset', 'src');
       const cols = (await describe(db, 'src')).map((c) => c.name);
       const w = await writeDataset(ctx, db, applyTransformSql(state, 'src', cols), 'dataset').catch((e: unknown) => {
-        throw sqlFailure('process.apply-transform', e);
+        throw sqlFailure('process.apply-transform', datasets.failure(e));
       });
       return { dataset: w.ref, rows: w.rows };
     });

@@ -352,6 +352,38 @@ describe('process.transform', () => {
     const e = await failure(runPlugin(transform, ctx, { steps: [{ op: 'standardize', columns: ['b'] }] }, { train: ds }));
     expect(e.message).toContain("'b' has 1 nulls; impute it before standardize");
   });
+
+  it('fits each step on the columns and types the steps before it made, and names the step whose SQL fails', async () => {
+    const ctx = testContext();
+    const ds = (await runPlugin(ingestFile, ctx, { path: file('t.csv', 'a,b\n1,2\n2,4\n3,9\n') }))['dataset'];
+    const steps = [
+      { op: 'derive' as const, name: 'c', expr: 'a + b' },
+      // Reads the column the step before made; a string column that `standardize: numeric` leaves alone.
+      { op: 'derive' as const, name: 'label', sql: "CASE WHEN c > 5 THEN 'big' ELSE 'small' END" },
+      // A name that is taken: DuckDB names the new column a_1, and the next steps see that name.
+      { op: 'derive' as const, name: 'a', sql: 'c * 10' },
+      { op: 'onehot' as const, columns: ['label'] },
+      { op: 'standardize' as const, columns: 'numeric' as const },
+    ];
+    const out = await runPlugin(transform, ctx, { steps }, { train: ds });
+    expect(out['features']).toEqual(['a', 'b', 'c', 'a_1', 'label=big', 'label=small']);
+    const state = JSON.parse((await ctx.store.get(out['state'] as ArtifactRef)).toString('utf8')) as FittedTransform;
+    expect(state.ops.filter((o) => o.op === 'standardize').map((o) => (o as { column: string }).column)).toEqual([
+      'a',
+      'b',
+      'c',
+      'a_1',
+      'label=big',
+      'label=small',
+    ]);
+    const got = await rows(ctx, out['train']);
+    expect(got).toHaveLength(3);
+    expect(Math.abs(got.reduce((sum, r) => sum + Number(r['a_1']), 0))).toBeLessThan(1e-9);
+    const bad = [...steps.slice(0, 2), { op: 'derive' as const, name: 'd', sql: 'nope + 1' }, ...steps.slice(3)];
+    const e = await failure(runPlugin(transform, ctx, { steps: bad }, { train: ds }));
+    expect(e.code).toBe('DATA_INVALID');
+    expect(e.message).toMatch(/^process\.transform \(derive d\): .*nope/);
+  });
 });
 
 describe('process.sql', () => {

@@ -1,13 +1,15 @@
 /**
  * A step's MLflow run while it runs (activities/live-tracking.ts): created RUNNING at the start, its
  * points in batches, ended with the step; the tracking delivery that follows finds it by its tag,
- * adds the parent, and sends no point twice. An MLflow that fails only stops the live part.
+ * adds the parent, and sends no point twice. An MLflow that fails only stops the live part. The
+ * step never waits for MLflow: a run still being made when the step ends is waited for by the
+ * delivery (in this process, or by looking again), which then makes no second run.
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { startLiveRun } from '../../activities/live-tracking.js';
+import { liveRunSettled, startLiveRun } from '../../activities/live-tracking.js';
 import { deliver } from '../../activities/tracking.js';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
 import type { Logger, NewRun, TrackedRun, TrackingBackend } from '../../engine/ports.js';
@@ -54,6 +56,30 @@ class MemoryBackend implements TrackingBackend {
     this.run(id).status = status;
   }
   async uploadArtifact(): Promise<void> {}
+}
+
+/** Resolves its waiters once opened. */
+class Gate {
+  private opened = false;
+  private waiters: (() => void)[] = [];
+  open(): void {
+    this.opened = true;
+    for (const w of this.waiters.splice(0)) w();
+  }
+  wait(): Promise<void> {
+    return this.opened ? Promise.resolve() : new Promise((r) => this.waiters.push(r));
+  }
+}
+
+/** A backend whose run creation waits for a gate: an MLflow that is slow to answer. */
+class SlowBackend extends MemoryBackend {
+  constructor(private readonly gate: Gate) {
+    super();
+  }
+  override async createRun(o: NewRun): Promise<TrackedRun> {
+    await this.gate.wait();
+    return super.createRun(o);
+  }
 }
 
 const warnings: string[] = [];
@@ -122,7 +148,9 @@ describe('live tracking of a step', () => {
 
   it('finds the run again on a retry and marks it RUNNING; a failed step ends it FAILED', async () => {
     const b = new MemoryBackend();
-    await startLiveRun(b, options).end('FAILED');
+    const first = startLiveRun(b, options);
+    await new Promise((r) => setTimeout(r, 0));
+    await first.end('FAILED');
     expect(b.runs[0]!.status).toBe('FAILED');
     const retry = startLiveRun(b, { ...options, attempt: 2 });
     await new Promise((r) => setTimeout(r, 0));
@@ -142,5 +170,122 @@ describe('live tracking of a step', () => {
     live.log(points);
     expect(b.runs).toHaveLength(0);
     expect(warnings).toEqual(['live MLflow tracking of the step stopped; its metrics go with the step record']);
+  });
+
+  it('does not hold up a step: finish() returns at once, and a step that ended before its run was asked for leaves it to the delivery', async () => {
+    const b = new MemoryBackend();
+    const quick = startLiveRun(b, options);
+    expect(quick.finish('FINISHED')).toEqual({ pending: false });
+    await liveRunSettled(b.location, 'wf/run/train');
+    expect(b.runs).toHaveLength(0);
+
+    const gate = new Gate();
+    const slow = new SlowBackend(gate);
+    const live = startLiveRun(slow, options);
+    await new Promise((r) => setTimeout(r, 0)); // the step runs long enough for its run to be asked for
+    live.log(points);
+    // MLflow has not answered: the step still ends at once, and says its run is in the making.
+    expect(live.finish('FINISHED')).toEqual({ pending: true });
+    expect(slow.runs).toHaveLength(0);
+    gate.open();
+    await liveRunSettled(slow.location, 'wf/run/train');
+    expect(slow.runs).toHaveLength(1);
+    expect(slow.runs[0]!.status).toBe('FINISHED');
+    expect(slow.runs[0]!.metrics).toEqual(points);
+  });
+
+  it("a delivery waits for a step's run still in the making instead of making a second one", async () => {
+    const store = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-live-')));
+    const gate = new Gate();
+    const b = new SlowBackend(gate);
+    // The parent exists (delivered before); the step's live run is being made as the step ends.
+    b.runs.push({
+      mlflowRunId: 'parent',
+      experimentId: '1',
+      artifactUri: 'mem:/',
+      tags: { 'mlpipe.run_key': 'wf/run' },
+      metrics: [],
+      status: 'RUNNING',
+    });
+    const live = startLiveRun(b, options);
+    await new Promise((r) => setTimeout(r, 0));
+    expect(live.finish('FINISHED').pending).toBe(true);
+    const endedAt = new Date().toISOString();
+    const step = {
+      stepId: 'train',
+      uses: 'train.x',
+      pluginVersion: '1',
+      status: 'succeeded' as const,
+      params: {},
+      attempt: 1,
+      outputs: {},
+      series: points,
+      startedAt: endedAt,
+      endedAt,
+      liveRun: true,
+    };
+    const delivery = deliver(
+      b,
+      store,
+      { key: 'wf/run', config: { enabled: true, experiment: 'exp' }, events: [{ seq: 1, type: 'step-ended', step }], known: { steps: {} } },
+      false,
+      { info: () => undefined, warn: () => undefined },
+    );
+    await new Promise((r) => setTimeout(r, 50));
+    gate.open();
+    const known = await delivery;
+    const steps = b.runs.filter((r) => r.tags['mlpipe.step_key'] === 'wf/run/train');
+    expect(steps).toHaveLength(1);
+    expect(known.steps['train']!.mlflowRunId).toBe(steps[0]!.mlflowRunId);
+    expect(steps[0]!.metrics.filter((m) => m.key === 'loss')).toEqual(points);
+    expect(steps[0]!.tags['mlflow.parentRunId']).toBe('parent');
+  });
+
+  it('a delivery on another worker looks again for a run in the making, and makes it once the wait is over', async () => {
+    const store = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-live-')));
+    const b = new MemoryBackend();
+    b.runs.push({
+      mlflowRunId: 'parent',
+      experimentId: '1',
+      artifactUri: 'mem:/',
+      tags: { 'mlpipe.run_key': 'wf/run' },
+      metrics: [],
+      status: 'RUNNING',
+    });
+    const endedAt = new Date().toISOString();
+    const step = {
+      stepId: 'other',
+      uses: 'train.x',
+      pluginVersion: '1',
+      status: 'succeeded' as const,
+      params: {},
+      attempt: 1,
+      outputs: {},
+      startedAt: endedAt,
+      endedAt,
+      liveRun: true,
+    };
+    const input = (s: typeof step) => ({
+      key: 'wf/run',
+      config: { enabled: true, experiment: 'exp' },
+      events: [{ seq: 1, type: 'step-ended' as const, step: s }],
+      known: { steps: {} },
+    });
+    const log = { info: () => undefined, warn: () => undefined };
+    // The live run appears (made by the step's worker) while the delivery looks for it.
+    const delivery = deliver(b, store, input(step), false, log);
+    await new Promise((r) => setTimeout(r, 300));
+    const made = await b.createRun({
+      experimentId: '1',
+      runName: 'other',
+      startTime: 0,
+      tags: [{ key: 'mlpipe.step_key', value: 'wf/run/other' }],
+    });
+    expect((await delivery).steps['other']!.mlflowRunId).toBe(made.mlflowRunId);
+    expect(b.runs.filter((r) => r.tags['mlpipe.step_key'] === 'wf/run/other')).toHaveLength(1);
+    // A step that ended long ago: no wait, the delivery makes the run.
+    const old = { ...step, stepId: 'old', startedAt: '2026-01-01T00:00:00.000Z', endedAt: '2026-01-01T00:00:01.000Z' };
+    await deliver(b, store, input(old), false, log);
+    expect(b.runs.filter((r) => r.tags['mlpipe.step_key'] === 'wf/run/old')).toHaveLength(1);
   });
 });

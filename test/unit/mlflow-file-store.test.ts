@@ -1,6 +1,7 @@
 /**
  * MLflow's file store as mlpipe writes it: lookup of a run by its idempotency tag through the index
- * (no run folder read, however many runs), the index through a crash mid-write, meta.yaml with
+ * (no run folder read, however many runs), of an experiment by name from memory while its meta.yaml
+ * is unchanged, the index through a crash mid-write, meta.yaml with
  * multi-line values, and file: URIs with spaces.
  */
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -64,6 +65,20 @@ describe('MlflowFileStore', () => {
     // A tag the index does not hold is still found, by scanning.
     expect((await other.findRunByTag(exp, 'mlpipe.pipeline', 'wide'))?.mlflowRunId).toBeDefined();
   }, 60_000);
+
+  it('knows an experiment by name without listing the store again, until its meta.yaml changes', async () => {
+    const root = newRoot();
+    const s = new MlflowFileStore(root);
+    const exp = await s.getOrCreateExperiment('known');
+    await s.getOrCreateExperiment('another');
+    fsSpy.readdir = 0;
+    for (let i = 0; i < 5; i++) expect(await s.getOrCreateExperiment('known')).toBe(exp);
+    expect(fsSpy.readdir).toBe(0);
+    // Deleted meanwhile (MLflow rewrites meta.yaml): the next lookup reads it again and refuses it.
+    const meta = join(root, exp, 'meta.yaml');
+    writeFileSync(meta, readFileSync(meta, 'utf8').replace('lifecycle_stage: active', 'lifecycle_stage: deleted'));
+    await expect(s.getOrCreateExperiment('known')).rejects.toThrow(/is deleted/);
+  });
 
   it('keeps the index through a crash mid-write, and indexes an experiment written before the index existed', async () => {
     const root = newRoot();
