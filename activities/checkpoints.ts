@@ -40,9 +40,12 @@ export interface CheckpointDeps {
   heartbeatDetails?: unknown;
 }
 
-export function createCheckpoints(owner: CheckpointOwner, deps: CheckpointDeps): Checkpoints {
+export function createCheckpoints(owner: CheckpointOwner, deps: CheckpointDeps, stream?: string): Checkpoints {
   const { store, logger } = deps;
-  const key = checkpointKey(owner);
+  // A named stream: its own record beside the step's (`<key>/stream-<name>`), never heartbeated.
+  const key = stream === undefined ? checkpointKey(owner) : `${checkpointKey(owner)}/${keySegment(`stream-${stream}`)}`;
+  const heartbeat = stream === undefined ? deps.heartbeat : () => undefined;
+  const heartbeatDetails = stream === undefined ? deps.heartbeatDetails : undefined;
 
   const readRecord = async <M>(): Promise<StoredCheckpoint<M> | undefined> => {
     try {
@@ -71,13 +74,13 @@ export function createCheckpoints(owner: CheckpointOwner, deps: CheckpointDeps):
       const record: StoredCheckpoint<typeof meta> = { key, ref, meta, savedAt, recent: recent.slice(0, keep), history };
       // Durable first (record written atomically), then the heartbeat pointer, then pruning.
       await store.putRecord(key, record);
-      deps.heartbeat({ checkpoint: { key, ref, meta, savedAt: record.savedAt } });
+      heartbeat({ checkpoint: { key, ref, meta, savedAt: record.savedAt } });
       for (const old of recent.slice(keep)) await store.delete(old);
       return { ref, meta, savedAt, recent: record.recent ?? [] };
     },
 
     async latest<M extends Record<string, unknown>>() {
-      const pointer = (deps.heartbeatDetails as { checkpoint?: StoredCheckpoint<M> } | undefined)?.checkpoint;
+      const pointer = (heartbeatDetails as { checkpoint?: StoredCheckpoint<M> } | undefined)?.checkpoint;
       const fromHeartbeat = pointer && pointer.key === key ? pointer : undefined;
       if (pointer && !fromHeartbeat) {
         logger.warn({ record: key, found: pointer.key ?? '(no key)' }, 'heartbeat checkpoint pointer belongs to another key; ignored');
@@ -102,6 +105,11 @@ export function createCheckpoints(owner: CheckpointOwner, deps: CheckpointDeps):
       }
       logger.warn({ record: key, tried: candidates.length }, 'no checkpoint of this step is readable; starting fresh');
       return undefined;
+    },
+
+    stream(name) {
+      if (stream !== undefined) throw new PipelineError('INTERNAL', `checkpoint stream '${stream}' has no streams of its own`);
+      return createCheckpoints(owner, deps, name);
     },
   };
 }

@@ -20,6 +20,8 @@ import { formatOf } from './artifact-commands.js';
 import { runsOf } from '../engine/lineage.js';
 import { isArtifactRef } from '../engine/types.js';
 import { importOptional } from '../adapters/optional.js';
+import { isForecastContract } from '../adapters/onnx/contract.js';
+import { forecastCodec } from '../lib/forecast-input.js';
 
 const out = (s: string): boolean => process.stdout.write(`${s}\n`);
 
@@ -206,6 +208,8 @@ export async function cmdServe(argv: string[], settings: Settings): Promise<numb
   const host = values.host ?? env['MLPIPE_SERVE_HOST'] ?? (env['AIP_HTTP_PORT'] ? '0.0.0.0' : '127.0.0.1');
   const server = await startPredictionServer({
     predictor,
+    // An exported forecaster takes a history window per request (lib/forecast-input.ts).
+    codecFor: (contract) => (isForecastContract(contract) ? forecastCodec(contract) : undefined),
     model,
     log,
     port,
@@ -224,7 +228,7 @@ export async function cmdServe(argv: string[], settings: Settings): Promise<numb
     throw e;
   });
   out(
-    `serving ${model.name} version ${model.version} (${predictor.contract.inputs.length} inputs, sha256:${predictor.sha256.slice(0, 12)}) from ${model.source}`,
+    `serving ${model.name} version ${model.version} (${isForecastContract(predictor.contract) ? `a forecaster: ${predictor.contract.lookback} steps in, ${predictor.contract.horizon} out` : `${predictor.contract.inputs.length} inputs`}, sha256:${predictor.sha256.slice(0, 12)}) from ${model.source}`,
   );
   out(`listening on ${server.url}: POST /predict, GET /health, GET /metrics, GET /model`);
   out(

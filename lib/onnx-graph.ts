@@ -37,7 +37,8 @@ function exportError(message: string, hint?: string): PipelineError {
   return new PipelineError('PLUGIN_PARAMS', `export.onnx: ${message}`, hint ? { hint } : {});
 }
 
-class Graph {
+/** A graph being built: nodes, initializers, fresh names (shared with lib/onnx-sequence.ts). */
+export class Graph {
   nodes: NodeProto[] = [];
   initializers: TensorProto[] = [];
   private count = 0;
@@ -78,8 +79,8 @@ class Graph {
   }
 }
 
-const attrInt = (name: string, i: number): AttributeProto => ({ name, type: AttributeType.INT, i });
-const attrInts = (name: string, ints: number[]): AttributeProto => ({ name, type: AttributeType.INTS, ints });
+export const attrInt = (name: string, i: number): AttributeProto => ({ name, type: AttributeType.INT, i });
+export const attrInts = (name: string, ints: number[]): AttributeProto => ({ name, type: AttributeType.INTS, ints });
 const attrFloats = (name: string, floats: number[]): AttributeProto => ({ name, type: AttributeType.FLOATS, floats });
 const attrString = (name: string, value: string): AttributeProto => ({
   name,
@@ -92,7 +93,7 @@ const attrStrings = (name: string, values: string[]): AttributeProto => ({
   strings: values.map((v) => new TextEncoder().encode(v)),
 });
 
-function valueInfo(name: string, elem: number, dims: (number | string)[], doc?: string): ValueInfoProto {
+export function valueInfo(name: string, elem: number, dims: (number | string)[], doc?: string): ValueInfoProto {
   return {
     name,
     ...(doc ? { doc_string: doc } : {}),

@@ -14,6 +14,7 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { PipelineError } from '../engine/errors.js';
 
@@ -49,12 +50,25 @@ export function gpuVisible(env: NodeJS.ProcessEnv = process.env, gpusDir = '/pro
   }
 }
 
+/**
+ * TensorFlow's thread settings for this process, read once when tfjs-node loads: on a machine of
+ * 2 cores or fewer, one intra-op thread (TF_NUM_INTRAOP_THREADS=1) unless the environment sets it.
+ * There the op's own pool competes with its caller, DuckDB, the worker and a second trial for the
+ * same cores: 12 housing trials at parallel 2 took 9 to 22% less time with it in 4 of 5 pairs of
+ * runs, with the same results (docs/benchmarks.md). On more cores TensorFlow's default (one thread
+ * per core) stays.
+ */
+export function nativeThreadEnv(env: NodeJS.ProcessEnv = process.env, cores = availableParallelism()): Record<string, string> {
+  return cores <= 2 && env['TF_NUM_INTRAOP_THREADS'] === undefined ? { TF_NUM_INTRAOP_THREADS: '1' } : {};
+}
+
 async function tryBackend(name: BackendName): Promise<Tf> {
   if (name === 'tfjs-node-gpu' || name === 'tfjs-node') {
     if (name === 'tfjs-node-gpu' && !gpuVisible())
       throw new Error('no NVIDIA GPU is visible (/proc/driver/nvidia/gpus is empty or CUDA_VISIBLE_DEVICES hides it)');
     // TensorFlow's informational start-up lines (oneDNN, CPU instructions) are noise to users.
     process.env['TF_CPP_MIN_LOG_LEVEL'] ??= '1';
+    Object.assign(process.env, nativeThreadEnv());
     // Importing a native package registers the 'tensorflow' backend on its own tfjs copy.
     const tf = (await import(`@tensorflow/${name}`)) as Tf;
     await tf.setBackend('tensorflow');

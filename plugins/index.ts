@@ -12,11 +12,15 @@ import { ingestFile } from './ingest/file.js';
 import { split } from './process/split.js';
 import { sql } from './process/sql.js';
 import { applyTransform, transform } from './process/transform.js';
+import { window } from './process/window.js';
 import { validateExpectations } from './validate/expectations.js';
 import { evaluateModel } from './evaluate/model.js';
 import { evaluateSelect } from './evaluate/select.js';
+import { evaluateForecast } from './evaluate/forecast.js';
 import { trainMlp } from './train/mlp.js';
+import { trainSequence } from './train/sequence.js';
 import { trainLightgbm, trainXgboost } from './train/boosting.js';
+import { trainGbdtForecast } from './train/gbdt-forecast.js';
 import { monitorDrift } from './monitor/drift.js';
 import { exportOnnx } from './export/onnx.js';
 import { mlflowRegister } from './deploy/mlflow-register.js';
@@ -38,11 +42,15 @@ export const builtinPlugins: AnyPlugin[] = [
   split,
   transform,
   applyTransform,
+  window,
   trainMlp,
+  trainSequence,
   trainXgboost,
   trainLightgbm,
+  trainGbdtForecast,
   evaluateModel,
   evaluateSelect,
+  evaluateForecast,
   monitorDrift,
   exportOnnx,
   mlflowRegister,

@@ -14,7 +14,7 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { z } from 'zod';
-import type { OnnxPredictor } from '../adapters/onnx/runtime.js';
+import type { OnnxPredictor, TensorInput } from '../adapters/onnx/runtime.js';
 import type { OnnxContract } from '../adapters/onnx/contract.js';
 import type { PredictionLogWriter, PredictionRow } from '../engine/prediction-log.js';
 import { ERROR_CODES, isErrorCode, PipelineError, type CodeInfo, type ErrorCode } from '../engine/errors.js';
@@ -27,8 +27,36 @@ export interface ServedModel {
   source: string;
 }
 
+/**
+ * How the server reads requests for a model whose inputs are tensors rather than records (an
+ * exported forecaster): the CLI gives one per such contract (lib/forecast-input.ts), since request
+ * parsing needs code of lib/ the server does not import.
+ */
+export interface TensorRequestCodec {
+  /** Checks the body and builds the feeds; throws a PipelineError (INVALID_INPUT, TOO_MANY_INSTANCES) on a bad one. */
+  parse(body: unknown, maxInstances: number): ParsedTensorRequest;
+}
+
+export interface ParsedTensorRequest {
+  tensors: Record<string, TensorInput>;
+  rows: number;
+  batch: boolean;
+  /** Per row: what the prediction log keeps of its inputs (columns of the table the model learnt from). */
+  logged: Record<string, unknown>[];
+  /**
+   * Per row, when a row's input is a window of table rows (a forecaster's history): every one of
+   * them, oldest first. The log then keeps one line per window row (`request_instance`,
+   * `history_row`: 0 the oldest), the prediction on the newest row's line, null on the others.
+   */
+  window?: Record<string, unknown>[][];
+  /** Per row: the answer, from the model's output (row-major, rows x width). */
+  answer(out: Float32Array): { predictions: unknown[]; logged: (number | number[])[] };
+}
+
 export interface ServerOptions {
   predictor: OnnxPredictor;
+  /** The request codec of a contract whose inputs are tensors; undefined for record models. */
+  codecFor?: (contract: OnnxContract) => TensorRequestCodec | undefined;
   model: ServedModel;
   log?: PredictionLogWriter;
   host?: string;
@@ -58,6 +86,7 @@ interface Serving {
   model: ServedModel;
   log?: PredictionLogWriter;
   schema: z.ZodType<Record<string, unknown>>;
+  codec?: TensorRequestCodec;
   inflight: number;
   drained?: () => void;
 }
@@ -176,13 +205,16 @@ async function readBody(req: http.IncomingMessage, max: number): Promise<Buffer>
 }
 
 export async function startPredictionServer(opts: ServerOptions): Promise<RunningServer> {
-  let current: Serving = {
-    predictor: opts.predictor,
-    model: opts.model,
-    log: opts.log,
-    schema: recordSchema(opts.predictor.contract),
-    inflight: 0,
+  const serving = (next: { predictor: OnnxPredictor; model: ServedModel; log?: PredictionLogWriter }): Serving => {
+    const codec = opts.codecFor?.(next.predictor.contract);
+    if (!codec && (next.predictor.contract as { kind?: unknown }).kind !== undefined)
+      throw new PipelineError(
+        'DATA_INVALID',
+        `The server cannot read requests for a model of kind '${String((next.predictor.contract as { kind?: unknown }).kind)}'.`,
+      );
+    return { ...next, schema: recordSchema(next.predictor.contract), ...(codec ? { codec } : {}), inflight: 0 };
   };
+  let current: Serving = serving(opts);
   const maxBody = opts.maxBodyBytes ?? 2 ** 20;
   const maxInstances = opts.maxInstances ?? 10_000;
   const info = (s: Serving): Record<string, string> => ({
@@ -227,6 +259,7 @@ export async function startPredictionServer(opts: ServerOptions): Promise<Runnin
     } catch (e) {
       throw httpError('INVALID_JSON', `The body is not JSON: ${(e as Error).message}`);
     }
+    if (s.codec) return predictTensors(s, s.codec, body, req);
     const { records, batch } = parseInstances(body, schema, maxInstances);
     const out = await predictor.predict(records);
     const bad = nonFinite(out, records.length);
@@ -272,6 +305,66 @@ export async function startPredictionServer(opts: ServerOptions): Promise<Runnin
     return { status: 200, body: batch ? { predictions, ...meta } : { prediction: predictions[0], ...meta }, rows: records.length };
   }
 
+  /** A tensor model's request: parsed by its codec, predicted, checked for NaN, logged, answered. */
+  async function predictTensors(
+    s: Serving,
+    codec: TensorRequestCodec,
+    body: unknown,
+    req: http.IncomingMessage,
+  ): Promise<{ status: number; body: unknown; rows: number }> {
+    const parsed = codec.parse(body, maxInstances);
+    const out = await s.predictor.runTensors(parsed.tensors);
+    const bad = nonFinite(out, parsed.rows);
+    if (bad.length) {
+      metrics.inc(
+        'mlpipe_predictions_nonfinite_total',
+        'Records for which the model produced NaN or Infinity (answered 422, not logged).',
+        {},
+        bad.length,
+      );
+      throw httpError(
+        'PREDICTION_NOT_FINITE',
+        `The model produced ${bad[0]!.value} for ${bad.length} of ${parsed.rows} request(s); check the history values.`,
+        bad.slice(0, 50).map((b) => ({ index: b.index, fields: parsed.logged[b.index]!, reason: `model produced ${b.value}` })),
+      );
+    }
+    const { predictions, logged } = parsed.answer(out);
+    const requestId = (req.headers['x-request-id'] as string | undefined)?.slice(0, 100) || randomUUID();
+    if (s.log) {
+      const at = new Date().toISOString();
+      const sample = opts.logSample ?? 1;
+      const kept = predictions.flatMap((_, i) => (sample >= 1 || Math.random() < sample ? [i] : []));
+      if (kept.length < predictions.length)
+        metrics.inc(
+          'mlpipe_prediction_log_sampled_out_total',
+          'Predictions left out of the log by --log-sample.',
+          {},
+          predictions.length - kept.length,
+        );
+      const meta = { model_version: s.model.version, predicted_at: at, request_id: requestId };
+      const window = parsed.window;
+      s.log.append(
+        window
+          ? kept.flatMap((i) =>
+              window[i]!.map((row, k, all): PredictionRow => ({
+                ...row,
+                request_instance: i,
+                history_row: k,
+                prediction: k === all.length - 1 ? logged[i]! : null,
+                ...meta,
+              })),
+            )
+          : kept.map((i): PredictionRow => ({ ...parsed.logged[i]!, prediction: logged[i]!, ...meta })),
+      );
+    }
+    const meta = { model: { name: s.model.name, version: s.model.version }, request_id: requestId };
+    return {
+      status: 200,
+      body: parsed.batch ? { predictions, ...meta } : { prediction: predictions[0], ...meta },
+      rows: parsed.rows,
+    };
+  }
+
   const server = http.createServer((req, res) => {
     const started = process.hrtime.bigint();
     const send = (status: number, body: unknown, type = 'application/json'): void => {
@@ -311,6 +404,7 @@ export async function startPredictionServer(opts: ServerOptions): Promise<Runnin
         ...model,
         sha256: predictor.sha256,
         bytes: predictor.bytes,
+        ...contract,
         task: contract.task,
         target: contract.target,
         output: contract.output,
@@ -362,7 +456,7 @@ export async function startPredictionServer(opts: ServerOptions): Promise<Runnin
     metrics,
     async swap(next) {
       const old = current;
-      current = { ...next, schema: recordSchema(next.predictor.contract), inflight: 0 };
+      current = serving(next);
       metrics.info = info(current);
       metrics.inc('mlpipe_model_swaps_total', 'Times the server switched to another model version.');
       if (old.inflight > 0) await new Promise<void>((resolve) => (old.drained = resolve));

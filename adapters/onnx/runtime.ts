@@ -11,12 +11,23 @@ import { decodeModel } from './proto.js';
 /** Column-major input: numbers (null/NaN allowed where nullable) or strings per raw column. */
 export type Columns = Record<string, ArrayLike<number | null> | (string | null)[]>;
 
+/** One input tensor: its element type, values (row-major) and dimensions. */
+export type TensorInput =
+  | { type: 'float64'; data: Float64Array; dims: number[] }
+  | { type: 'float32'; data: Float32Array; dims: number[] }
+  | { type: 'int64'; data: BigInt64Array; dims: number[] };
+
 export interface OnnxPredictor {
   readonly contract: OnnxContract;
   readonly sha256: string;
   readonly bytes: number;
   /** One value per row (regression), or per row and class (classification: row-major). */
   predictColumns(columns: Columns, rows: number): Promise<Float32Array>;
+  /**
+   * Named tensors in, the contract's output out (row-major): for models whose inputs are tensors
+   * rather than record columns (an exported forecaster: `series`, `history`, ...).
+   */
+  runTensors(tensors: Record<string, TensorInput>): Promise<Float32Array>;
   /** Rows as records keyed by raw column name. Values are assumed checked against the contract. */
   predict(records: Record<string, unknown>[]): Promise<Float32Array>;
   close(): Promise<void>;
@@ -70,6 +81,11 @@ export async function loadOnnxModel(bytes: Uint8Array, options: { threads?: numb
     sha256,
     bytes: bytes.byteLength,
     predictColumns,
+    async runTensors(tensors) {
+      const feeds: Record<string, ort.Tensor> = {};
+      for (const [name, t] of Object.entries(tensors)) feeds[name] = new ort.Tensor(t.type, t.data, t.dims);
+      return run(feeds);
+    },
     async predict(records) {
       const columns: Columns = {};
       for (const input of contract.inputs) {

@@ -4,7 +4,7 @@ import { ident, sqlString, withDuckDB } from '../../adapters/duckdb.js';
 import { encodeModel } from '../../adapters/onnx/proto.js';
 import type { Columns } from '../../adapters/onnx/runtime.js';
 import { PipelineError } from '../../engine/errors.js';
-import { isArtifactRef } from '../../engine/types.js';
+import { isArtifactRef, type ArtifactRef } from '../../engine/types.js';
 import { datasetFile, describe } from '../../lib/dataset.js';
 import { applyTransformSql, parseFittedTransform, type FittedTransform } from '../../lib/fitted-transform.js';
 import { definePlugin, type StepContext } from '../sdk.js';
@@ -14,6 +14,10 @@ import { readContract } from '../../adapters/onnx/contract.js';
 import { buildOnnxModel } from '../../lib/onnx-graph.js';
 import { importOptional } from '../../adapters/optional.js';
 import { isBoostedModel, parseBoostedModel, type BoostedModelDocument } from '../../lib/boosted-model.js';
+import { isSequenceModel, parseSequenceModel, type SequenceModelDocument } from '../../lib/sequence-model.js';
+import { buildSequenceOnnx } from '../../lib/onnx-sequence.js';
+import { parseWindowState } from '../../lib/windows.js';
+import { forecastParity, sequenceScaling } from './forecast-parity.js';
 
 const params = z
   .object({
@@ -145,23 +149,41 @@ async function checkParity(
 }
 
 /**
- * export.onnx — one ONNX file holding the fitted preprocessing (process.transform's `state`:
- * derived formulas, imputation, log, clipping, one-hot, scaling) and the trained `model` (a
- * train.tfjs-mlp network, or a train.xgboost / train.lightgbm tree ensemble): raw feature records
- * in, prediction out, servable by onnxruntime anywhere. With a raw `test` dataset (the split
- * before the transform) it checks that onnxruntime and the model's own runtime (tfjs, or the
- * boosting library) agree on every row and fails beyond `maxParityError`.
+ * export.onnx — one ONNX file holding the fitted preprocessing and the trained model, servable by
+ * onnxruntime anywhere, checked against the model's own runtime before anything is registered:
+ * - a train.tfjs-mlp network or a train.xgboost / train.lightgbm tree ensemble with
+ *   process.transform's `state` (derived formulas, imputation, log, clipping, one-hot, scaling):
+ *   raw feature records in, prediction out. With a raw `test` dataset (the split before the
+ *   transform) onnxruntime and tfjs / the boosting library must agree on every row;
+ * - a train.tfjs-sequence forecaster with process.window's `state` (the per-series target scaling
+ *   and the covariate scalings): the raw last `lookback` values of a series in, `horizon` forecasts
+ *   (x quantiles) in the target's units out (lib/onnx-sequence.ts). With `windows` bound (the test
+ *   windows) onnxruntime, fed the raw values the windows were made from, and tfjs must agree on
+ *   every window.
+ * Beyond `maxParityError` (relative to the target's standard deviation) the step fails.
  */
 export const exportOnnx = definePlugin({
   name: 'export.onnx',
   version: '1',
   description:
-    "Exports transform + model (MLP or boosted trees) as one ONNX file (raw records in) and checks onnxruntime against the model's own runtime on the test rows.",
+    "Exports transform + model (MLP, boosted trees, or a sequence forecaster with its window scaling) as one ONNX file and checks onnxruntime against the model's own runtime.",
   params,
-  inputs: { model: 'model', state: 'artifact', 'test?': 'dataset' },
+  inputs: { model: 'model', state: 'artifact', 'test?': 'dataset', 'windows?': 'artifact' },
   outputs: { onnx: 'model', parity: 'metrics', inputs: 'json' },
   async run(ctx, p, inputs) {
     const { bytes: modelBytes, value } = await json<unknown>(ctx, inputs, 'model');
+    const metadata = {
+      'mlpipe.pipeline': ctx.pipeline,
+      'mlpipe.workflow_id': ctx.workflowId,
+      'mlpipe.run_id': ctx.runId,
+      'mlpipe.source_model_sha256': inputs.model.sha256,
+    };
+    if (isSequenceModel(value)) return exportForecaster(ctx, p, inputs, parseSequenceModel(value, 'export.onnx'), metadata);
+    if (isArtifactRef(inputs['windows']))
+      throw new PipelineError(
+        'PLUGIN_INPUT',
+        "export.onnx: input 'windows' goes with a train.tfjs-sequence model; bind 'test' (a raw dataset) for this one.",
+      );
     let doc: ModelDocument | BoostedModelDocument;
     let reference: Reference;
     if (isBoostedModel(value)) {
@@ -172,17 +194,12 @@ export const exportOnnx = definePlugin({
       doc = value as ModelDocument;
       reference = tfjsReference(modelBytes, doc);
     } else
-      throw new PipelineError('PLUGIN_INPUT', "export.onnx: input 'model' is not a train.tfjs-mlp, train.xgboost or train.lightgbm model.");
+      throw new PipelineError(
+        'PLUGIN_INPUT',
+        "export.onnx: input 'model' is not a train.tfjs-mlp, train.xgboost, train.lightgbm or train.tfjs-sequence model.",
+      );
     const state = parseFittedTransform((await json<unknown>(ctx, inputs, 'state')).value, 'export.onnx');
-    const modelRef = inputs.model;
-    const proto = buildOnnxModel(state, doc, {
-      metadata: {
-        'mlpipe.pipeline': ctx.pipeline,
-        'mlpipe.workflow_id': ctx.workflowId,
-        'mlpipe.run_id': ctx.runId,
-        'mlpipe.source_model_sha256': modelRef.sha256,
-      },
-    });
+    const proto = buildOnnxModel(state, doc, { metadata });
     const bytes = encodeModel(proto);
     let parity: Parity | null = null;
     if (isArtifactRef(inputs['test'])) {
@@ -191,17 +208,71 @@ export const exportOnnx = definePlugin({
         { ...parity },
         `ONNX parity on ${parity.rows} rows: max |onnx - ${isBoostedModel(value) ? (doc as BoostedModelDocument).library : 'tfjs'}| = ${parity.maxAbsError.toPrecision(3)} (${parity.maxRelativeError.toExponential(2)} of the target's std)`,
       );
-      if (!(parity.maxRelativeError <= p.maxParityError)) {
-        throw new PipelineError(
-          'QUALITY_GATE',
-          `export.onnx: onnxruntime and the model's own runtime disagree by ${parity.maxRelativeError.toExponential(2)} (relative), above maxParityError ${p.maxParityError}.`,
-          {
-            hint: 'The exported graph does not reproduce the trained model; report it with the transform state.',
-          },
-        );
-      }
+      gate(parity, p.maxParityError);
     }
     const onnx = await ctx.store.put(bytes, { name: 'model.onnx', mediaType: 'application/onnx' });
     return { onnx, parity, inputs: readContract(proto).inputs };
   },
 });
+
+function gate(parity: Parity, max: number): void {
+  if (parity.maxRelativeError <= max) return;
+  throw new PipelineError(
+    'QUALITY_GATE',
+    `export.onnx: onnxruntime and the model's own runtime disagree by ${parity.maxRelativeError.toExponential(2)} (relative), above maxParityError ${max}.`,
+    { hint: 'The exported graph does not reproduce the trained model; report it with the transform state.' },
+  );
+}
+
+/** The forecaster and its window scaling as one file; parity on the `windows` when bound. */
+async function exportForecaster(
+  ctx: StepContext,
+  p: z.infer<typeof params>,
+  inputs: Record<string, unknown>,
+  doc: SequenceModelDocument,
+  metadata: Record<string, string>,
+): Promise<{ onnx: ArtifactRef; parity: Parity | null; inputs: unknown }> {
+  if (isArtifactRef(inputs['test']))
+    throw new PipelineError(
+      'PLUGIN_INPUT',
+      "export.onnx: a train.tfjs-sequence model is checked on window sets: bind 'windows' (process.window's test output), not 'test'.",
+    );
+  const state = parseWindowState((await json<unknown>(ctx, inputs, 'state')).value, 'export.onnx');
+  const proto = buildSequenceOnnx(doc, sequenceScaling(doc, state), {
+    metadata,
+    target: state.targetColumn,
+    window: {
+      frequency: state.frequency,
+      timeColumn: state.timeColumn,
+      seriesColumn: state.seriesColumn,
+      calendarFeatures: state.calendar.features,
+      holidays: state.calendar.holidays,
+    },
+  });
+  const bytes = encodeModel(proto);
+  let parity: Parity | null = null;
+  if (isArtifactRef(inputs['windows'])) {
+    parity = await forecastParity(bytes, doc, state, await ctx.store.get(inputs['windows']));
+    ctx.logger.info(
+      { ...parity },
+      `ONNX parity on ${parity.rows} windows: max |onnx - tfjs| = ${parity.maxAbsError.toPrecision(3)} (${parity.maxRelativeError.toExponential(2)} of the series' std)`,
+    );
+    gate(parity, p.maxParityError);
+  }
+  const onnx = await ctx.store.put(bytes, { name: 'model.onnx', mediaType: 'application/onnx' });
+  const c = readContract(proto) as import('../../adapters/onnx/contract.js').OnnxForecastContract;
+  return {
+    onnx,
+    parity,
+    inputs: {
+      lookback: c.lookback,
+      horizon: c.horizon,
+      quantiles: c.quantiles,
+      series: c.seriesIds.length,
+      covariates: c.covariates,
+      calendar: c.calendar,
+      futureCovariates: c.futureCovariates,
+      futureCalendar: c.futureCalendar,
+    },
+  };
+}

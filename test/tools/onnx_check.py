@@ -2,6 +2,8 @@
 records, predicts them with onnx's reference evaluator (a second, independent runtime).
 
 usage: onnx_check.py MODEL.onnx [RECORDS.json]   -> JSON on stdout
+RECORDS.json is a list of records (one value per graph input each), or {"tensors": {name: {"dims": [...],
+"data": [...]}}} for a model whose inputs are tensors (an exported forecaster).
 """
 import json
 import sys
@@ -21,7 +23,16 @@ out = {
     "op_types": sorted({n.op_type for n in model.graph.node}),
     "metadata": {p.key: p.value for p in model.metadata_props},
 }
-if len(sys.argv) > 2:
+NUMPY = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64, onnx.TensorProto.INT64: np.int64}
+if len(sys.argv) > 2 and isinstance(json.load(open(sys.argv[2])), dict):
+    tensors = json.load(open(sys.argv[2]))["tensors"]
+    feeds = {}
+    for i in model.graph.input:
+        t = tensors[i.name]
+        feeds[i.name] = np.array(t["data"], dtype=NUMPY[i.type.tensor_type.elem_type]).reshape(t["dims"])
+    (result,) = ReferenceEvaluator(model).run(None, feeds)
+    out["predictions"] = np.asarray(result, dtype=np.float64).reshape(-1).tolist()
+elif len(sys.argv) > 2:
     records = json.load(open(sys.argv[2]))
     feeds = {}
     for i in model.graph.input:

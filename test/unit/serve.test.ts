@@ -30,6 +30,9 @@ function fakePredictor(sha: string, delayMs = 0): OnnxPredictor & { closed: bool
     async predictColumns() {
       throw new Error('unused');
     },
+    async runTensors() {
+      throw new Error('unused');
+    },
     async predict(records: Record<string, unknown>[]) {
       if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
       return Float32Array.from(records, (r) => (r['a'] as number) + 10 * ((r['b'] as number | null) ?? 0));

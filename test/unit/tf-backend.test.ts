@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
 import { failure } from './step-context.js';
 import { REPO_ROOT } from './paths.js';
-import { envBackend, gpuVisible, loadTf } from '../../lib/tf.js';
+import { envBackend, gpuVisible, loadTf, nativeThreadEnv } from '../../lib/tf.js';
 
 const require = createRequire(import.meta.url);
 
@@ -30,6 +30,14 @@ describe('tfjs backend choice', () => {
     expect(e.hint).toBe('Set it to one of auto, tfjs-node-gpu, tfjs-node, wasm, cpu, or unset it.');
     expect(envBackend({ MLPIPE_TF_BACKEND: ' auto ' })).toBeUndefined();
     expect(envBackend({ MLPIPE_TF_BACKEND: 'cpu' })).toBe('cpu');
+  });
+
+  it('runs TensorFlow ops on one intra-op thread on 2 cores or fewer, unless the environment says otherwise', () => {
+    expect(nativeThreadEnv({}, 1)).toEqual({ TF_NUM_INTRAOP_THREADS: '1' });
+    expect(nativeThreadEnv({}, 2)).toEqual({ TF_NUM_INTRAOP_THREADS: '1' });
+    expect(nativeThreadEnv({}, 4)).toEqual({});
+    expect(nativeThreadEnv({ TF_NUM_INTRAOP_THREADS: '2' }, 2)).toEqual({});
+    expect(nativeThreadEnv({ TF_NUM_INTRAOP_THREADS: '' }, 2)).toEqual({});
   });
 
   it('sees a GPU only where the driver lists one and CUDA_VISIBLE_DEVICES does not hide it', () => {
