@@ -2,7 +2,10 @@
  * The web UI's API on a 200-step run: how fast it answers the run page (GET /api/runs/<id>, what
  * the page loads) while the run is running and once it has closed, and how soon the event stream
  * tells of a step that finished (the time from the step's end, as its activity recorded it, to the
- * event arriving at a client; the same machine's clock).
+ * event arriving at a client; the same machine's clock). Three watchers of the same run, side by
+ * side: the UI server as it is (history followed by long poll, plus polling every 200 ms), a UI
+ * server that only polls every 200 ms (as before the history was followed), and the floor: a bare
+ * Temporal client long-polling the history itself (the step's completed event arriving).
  *
  *   npm run bench:ui
  *
@@ -10,6 +13,7 @@
  * client on loopback. Results: bench/results/ui-<date>.json.
  */
 import { Client, Connection } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -91,6 +95,32 @@ async function streamLatencies(ui: UiServer, workflowId: string): Promise<number
   return [...seen.values()];
 }
 
+/** The floor: per step, ms from its end to its ActivityTaskCompleted event reaching a client that long-polls the history. */
+async function historyLatencies(client: Client, workflowId: string): Promise<number[]> {
+  const seen: number[] = [];
+  let token: Uint8Array | undefined;
+  for (;;) {
+    const r = await client.workflowService.getWorkflowExecutionHistory({
+      namespace: 'default',
+      execution: { workflowId },
+      waitNewEvent: true,
+      maximumPageSize: 1000,
+      ...(token ? { nextPageToken: token } : {}),
+    });
+    const now = Date.now();
+    for (const e of r.history?.events ?? []) {
+      const p = e.activityTaskCompletedEventAttributes?.result?.payloads?.[0];
+      if (!p) continue;
+      const result = defaultPayloadConverter.fromPayload(p) as { endedAt?: string; outputs?: unknown } | undefined;
+      if (result?.endedAt && result.outputs !== undefined) seen.push(now - Date.parse(result.endedAt));
+    }
+    if (!r.nextPageToken?.length) return seen;
+    token = r.nextPageToken;
+  }
+}
+
+const summary = (xs: number[]) => ({ stepsSeen: xs.length, p50: round(pct(xs, 50)), p95: round(pct(xs, 95)), max: round(Math.max(...xs)) });
+
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-ui-'));
   mkdirSync(join(dir, 'pipelines'));
@@ -131,6 +161,7 @@ async function main(): Promise<void> {
   const connect = async (): Promise<Client> => new Client({ connection: await Connection.connect({ address: server.address }) });
   const store = new LocalArtifactStore(settings.artifactsDir);
   const ui = await startUiServer({ connect, temporalAddress: server.address, store });
+  const polling = await startUiServer({ connect, temporalAddress: server.address, store, followHistory: false });
   try {
     // Run 1: the event stream from the start; the run page while `hold` runs, then closed.
     const id1 = `ui-bench-${Date.now()}`;
@@ -140,6 +171,8 @@ async function main(): Promise<void> {
       args: [{ pipeline: 'ui-bench' }],
     });
     const latencies = streamLatencies(ui, id1);
+    const pollingLatencies = streamLatencies(polling, id1);
+    const floorLatencies = historyLatencies(client, id1);
     for (;;) {
       const s = await handle.query<PipelineStatus>(statusQueryName).catch(() => undefined);
       if (s?.steps['hold']?.status === 'running') break;
@@ -150,6 +183,8 @@ async function main(): Promise<void> {
     const runningTimes = await timeGets(url, SAMPLES);
     await handle.result();
     const stream = await latencies;
+    const pollingStream = await pollingLatencies;
+    const floor = await floorLatencies;
     await timeGets(url, 3);
     const closedTimes = await timeGets(url, SAMPLES);
     // A server that has seen nothing yet: the history fetched and decoded, every step manifest read.
@@ -168,13 +203,16 @@ async function main(): Promise<void> {
         closed: { p50: round(pct(closedTimes, 50)), p95: round(pct(closedTimes, 95)), samples: closedTimes.length },
         cold: { p50: round(pct(cold, 50)), max: round(Math.max(...cold)), samples: cold.length },
       },
-      stream: { stepsSeen: stream.length, p50: round(pct(stream, 50)), p95: round(pct(stream, 95)), max: round(Math.max(...stream)) },
+      stream: summary(stream),
+      streamPollingOnly: summary(pollingStream),
+      historyLongPollFloor: summary(floor),
     };
     console.log(JSON.stringify(result, null, 2));
     mkdirSync(join(REPO, 'bench', 'results'), { recursive: true });
     writeFileSync(join(REPO, 'bench', 'results', `ui-${result.date.slice(0, 10)}.json`), `${JSON.stringify(result, null, 2)}\n`);
   } finally {
     await ui.stop();
+    await polling.stop();
     const exited = new Promise((r) => worker.once('exit', r));
     worker.kill('SIGTERM');
     await exited;

@@ -5,6 +5,7 @@
 import { Client, Connection } from '@temporalio/client';
 import { parseArgs } from 'node:util';
 import type { Settings } from '../app/project.js';
+import { authFromEnv, MlflowRestClient, redact } from '../adapters/mlflow/rest.js';
 import { PipelineError } from '../engine/errors.js';
 import { startUiServer, type UiServer } from '../ui/server.js';
 import { openStore } from './store-commands.js';
@@ -26,6 +27,10 @@ export async function startUi(settings: Settings, options: { port?: number; host
       connect,
       temporalAddress: settings.temporalAddress,
       store: openStore(settings),
+      // The registry of a tracking server (a file store has none): few attempts, so an unreachable one is said soon.
+      ...(settings.trackingUri && /^https?:\/\//.test(settings.trackingUri)
+        ? { mlflow: new MlflowRestClient({ uri: settings.trackingUri, auth: authFromEnv(), maxAttempts: 2, timeoutMs: 5000 }) }
+        : {}),
       host: options.host ?? '127.0.0.1',
       port: options.port ?? DEFAULT_UI_PORT,
     });
@@ -51,7 +56,8 @@ export async function cmdUi(argv: string[], settings: Settings): Promise<number>
   if (!/^\d+$/.test(values.port) || port < 0 || port > 65535)
     throw new PipelineError('INPUT_INVALID', `--port '${values.port}' is not a port number (0-65535).`);
   const ui = await startUi(settings, { port, host: values.host });
-  out(`mlpipe UI: ${ui.url} (Temporal ${settings.temporalAddress}, artifacts ${settings.artifactsDir}). Ctrl-C stops it.`);
+  const registry = settings.trackingUri && /^https?:\/\//.test(settings.trackingUri) ? `, registry ${redact(settings.trackingUri)}` : '';
+  out(`mlpipe UI: ${ui.url} (Temporal ${settings.temporalAddress}, artifacts ${settings.artifactsDir}${registry}). Ctrl-C stops it.`);
   if (values.host !== '127.0.0.1' && values.host !== 'localhost')
     out('note: the UI has no login; anyone who reaches this address can see runs and artifacts and cancel runs.');
   await new Promise<void>((resolve) => {

@@ -129,6 +129,8 @@ interface ParsedHistory {
   results: Record<string, StepResult>;
   /** The state the run closed with: the result's steps, or the STEP_FAILED failure's details. */
   closed?: { state: PipelineStatus['state']; steps?: Record<string, StepState>; error?: string };
+  /** Scheduled event ID -> activity (step) ID, kept so later events can be added (`parseHistory(events, into)`). */
+  scheduled: Map<string, string>;
 }
 
 const fromPayload = (p: unknown): unknown => {
@@ -154,10 +156,12 @@ function describe(f: FailureLike | null | undefined, attempt?: number): UiFailur
   return { ...(attempt ? { attempt } : {}), ...(type ? { type } : {}), message: inner.message ?? f.message ?? '(no message)' };
 }
 
-export function parseHistory(events: readonly Record<string, unknown>[]): ParsedHistory {
-  const h: ParsedHistory = { length: events.length, calls: {}, attempts: {}, failures: {}, results: {} };
-  /** Scheduled event ID -> activity (step) ID; the compile activity is '#compile'. */
-  const scheduled = new Map<string, string>();
+/** Decodes history events; with `into`, adds events that follow the ones it holds. */
+export function parseHistory(events: readonly Record<string, unknown>[], into?: ParsedHistory): ParsedHistory {
+  const h: ParsedHistory = into ?? { length: 0, calls: {}, attempts: {}, failures: {}, results: {}, scheduled: new Map() };
+  h.length += events.length;
+  /** Scheduled event ID -> activity (step) ID; the compile activity is '#compilePipeline'. */
+  const scheduled = h.scheduled;
   const id = (v: unknown): string => String(v ?? '');
   for (const e of events) {
     const a = e as Record<string, Record<string, unknown> | undefined>;
@@ -229,6 +233,8 @@ function progressOf(details: unknown): UiProgress | undefined {
 
 interface Pending {
   attempt: number;
+  /** The server has handed the attempt to a worker (PENDING_ACTIVITY_STATE_STARTED). */
+  started: boolean;
   progress?: UiProgress;
   waiting?: string;
   checkpoint?: Record<string, unknown>;
@@ -246,6 +252,7 @@ function pendingOf(d: WorkflowExecutionDescription): Map<string, Pending> {
     const lastFailure = describe(a.lastFailure as FailureLike | null | undefined, (a.attempt ?? 2) - 1);
     found.set(a.activityId, {
       attempt: a.attempt ?? 1,
+      started: a.state === 2,
       ...(progress ? { progress } : {}),
       ...(waiting ? { waiting } : {}),
       ...(ckpt && typeof ckpt === 'object' ? { checkpoint: { meta: (ckpt as { meta?: unknown }).meta } } : {}),
@@ -267,6 +274,8 @@ export class RunSource {
   private readonly histories = new Map<string, ParsedHistory>();
   private readonly manifests = new Map<string, RunManifest | null>();
   private readonly stepManifests = new Map<string, StepManifest>();
+  /** The last answer of each running run's status query (by run ID). */
+  private readonly statuses = new Map<string, PipelineStatus>();
 
   constructor(
     readonly client: Client,
@@ -327,6 +336,50 @@ export class RunSource {
     return parsed;
   }
 
+  /**
+   * Follows a run's history as Temporal appends to it (a long poll: `waitNewEvent`), keeping the
+   * decoded history current and calling `onChange` after each new batch of events, until the run
+   * closes or `signal` aborts. A step's activity completing is in the history at once, before the
+   * workflow (and so its status query) has seen it: this is the UI's change signal.
+   */
+  async followHistory(workflowId: string, runId: string, signal: AbortSignal, onChange: () => void): Promise<void> {
+    const parsed = parseHistory([]);
+    let token: Uint8Array | undefined;
+    while (!signal.aborted) {
+      const r = await this.client.connection.withAbortSignal(signal, () =>
+        this.client.workflowService.getWorkflowExecutionHistory({
+          namespace: this.client.options.namespace,
+          execution: { workflowId, runId },
+          waitNewEvent: true,
+          maximumPageSize: 1000,
+          ...(token ? { nextPageToken: token } : {}),
+        }),
+      );
+      const events = (r.history?.events ?? []) as unknown as Record<string, unknown>[];
+      if (events.length) {
+        parseHistory(events, parsed);
+        if ((this.histories.get(runId)?.length ?? 0) <= parsed.length) this.histories.set(runId, parsed);
+        onChange();
+      }
+      if (!r.nextPageToken?.length) return;
+      token = r.nextPageToken;
+    }
+  }
+
+  /** Asks a running run's status query and keeps the answer for `live(..., { query: false })`. */
+  async refreshStatus(workflowId: string, runId: string): Promise<void> {
+    await this.status(this.client.workflow.getHandle(workflowId, runId), runId);
+  }
+
+  private async status(handle: ReturnType<Client['workflow']['getHandle']>, runId: string): Promise<PipelineStatus | undefined> {
+    const s = await this.query(handle);
+    if (s) {
+      this.statuses.set(runId, s);
+      if (this.statuses.size > 500) this.statuses.delete(this.statuses.keys().next().value!);
+    }
+    return s;
+  }
+
   /** The live state of a running run (the `status` query), undefined when the query does not answer in time. */
   private async query(handle: ReturnType<Client['workflow']['getHandle']>): Promise<PipelineStatus | undefined> {
     const timeout = this.options.queryTimeoutMs ?? 5000;
@@ -344,8 +397,8 @@ export class RunSource {
   }
 
   /** The live part of a run: what the event stream sends. */
-  async live(workflowId: string, runId?: string): Promise<LiveRun> {
-    const run = await this.run(workflowId, runId, { manifests: false });
+  async live(workflowId: string, runId?: string, options: { query?: boolean } = {}): Promise<LiveRun> {
+    const run = await this.run(workflowId, runId, { manifests: false, ...options });
     const steps: LiveRun['steps'] = {};
     for (const [id, s] of Object.entries(run.steps)) {
       steps[id] = {
@@ -361,7 +414,8 @@ export class RunSource {
     return { temporalStatus: run.temporalStatus, state: run.state, ...(run.error ? { error: run.error } : {}), steps };
   }
 
-  async run(workflowId: string, runId?: string, options: { manifests?: boolean } = {}): Promise<UiRun> {
+  /** `query: false`: the status query's last answer (`refreshStatus`) stands in for a new one; the history and pending activities are read now. */
+  async run(workflowId: string, runId?: string, options: { manifests?: boolean; query?: boolean } = {}): Promise<UiRun> {
     const handle = this.client.workflow.getHandle(workflowId, runId);
     const d = await handle.describe();
     const running = d.status.name === 'RUNNING';
@@ -370,7 +424,12 @@ export class RunSource {
     const known = this.histories.get(d.runId);
     const [h, live] = await Promise.all([
       liveOnly && known ? known : this.history(handle, d.runId, d.historyLength),
-      running ? this.query(handle) : undefined,
+      running
+        ? options.query === false
+          ? this.statuses.get(d.runId)
+          : // A query that does not answer (the workflow's worker busy or away): its last answer, if any.
+            this.status(handle, d.runId).then((st) => st ?? this.statuses.get(d.runId))
+        : undefined,
     ]);
     const compiled = h.compiled;
     const stateSteps: Record<string, StepState> = live?.steps ?? h.closed?.steps ?? {};
@@ -383,9 +442,14 @@ export class RunSource {
       const call = h.calls[id];
       const result = h.results[id];
       const p = pending.get(id);
+      // A step whose activity has completed in the history is done, even before the workflow (and so its status query) has seen it.
+      const stale = result && (!state || state.status === 'running' || state.status === 'pending');
       let status: UiStepStatus =
-        state?.status ?? (result ? (result.cached ? 'cached' : 'succeeded') : h.failures[id] && !running ? 'failed' : 'pending');
+        (stale ? undefined : state?.status) ??
+        (result ? (result.cached ? 'cached' : 'succeeded') : h.failures[id] && !running ? 'failed' : 'pending');
       if (!state && !result && !h.failures[id] && h.closed) status = call ? 'cancelled' : 'pending';
+      // An activity the server has started for it: running, whatever an older state says.
+      if (running && p?.started && status === 'pending') status = 'running';
       const attempt = Math.max(state?.attempt ?? 0, p?.attempt ?? 0, h.attempts[id] ?? 0);
       if (status === 'running' && attempt > 1) status = 'retrying';
       const failures = [...(h.failures[id] ?? [])];

@@ -10,6 +10,10 @@
  *   GET  /api/compare?runs=a,b            runs side by side: params that differ, metrics
  *   GET  /api/artifacts/<sha256>          what produced it, and a preview
  *   GET  /api/artifacts/<sha256>/raw      the bytes (`?download=1`: as an attachment)
+ *   GET  /api/searches[/<workflowId>]     hyperparameter searches; one: its trials and the best
+ *   GET  /api/models[/<name>]             registered models; one: versions, metrics, aliases, history
+ *   GET  /api/monitors[/<id>]             drift monitors; one: its checks over time
+ *   GET  /api/monitors/<id>/<check>/report  a check's HTML report (sandboxed)
  *
  * Bound to 127.0.0.1 by default. Requests are untrusted: only known Host headers (no DNS
  * rebinding), bounded URLs and IDs, no request bodies, digests checked before the store is touched,
@@ -24,7 +28,10 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ArtifactStore } from '../engine/ports.js';
 import { checkDigest, downloadName, findArtifact, previewArtifact } from './artifacts.js';
+import { isMlflowUnavailable, type MlflowRestClient } from '../adapters/mlflow/rest.js';
 import { compareRuns } from './compare.js';
+import { ModelSource } from './models.js';
+import { SearchSource } from './searches.js';
 import { RUN_STATUSES, RunSource, UiRequestError, type LiveRun } from './runs.js';
 
 export interface UiServerOptions {
@@ -33,10 +40,14 @@ export interface UiServerOptions {
   /** For messages: where Temporal is. */
   temporalAddress: string;
   store: ArtifactStore;
+  /** The MLflow tracking server with the model registry, when one is configured (the Models page); `stop()` closes it. */
+  mlflow?: MlflowRestClient;
   host?: string;
   port?: number;
   /** How often a live run is polled for the event stream (default 200 ms). */
   pollMs?: number;
+  /** Follow a watched run's history for changes (default true); false: polling only, as bench/ui.ts compares. */
+  followHistory?: boolean;
 }
 
 export interface UiServer {
@@ -91,12 +102,17 @@ class Unreachable extends Error {
 export async function startUiServer(options: UiServerOptions): Promise<UiServer> {
   const host = options.host ?? '127.0.0.1';
   let source: RunSource | undefined;
+  let searches: SearchSource | undefined;
   let connecting: Promise<RunSource> | undefined;
+  const models = new ModelSource(options.store, options.mlflow);
   const getSource = async (): Promise<RunSource> => {
     if (source) return source;
     connecting ??= options
       .connect()
-      .then((client) => (source = new RunSource(client, options.store)))
+      .then((client) => {
+        searches = new SearchSource(client);
+        return (source = new RunSource(client, options.store));
+      })
       .finally(() => (connecting = undefined));
     try {
       return await connecting;
@@ -120,21 +136,69 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
     }
   };
 
-  const watchers = new Map<string, { clients: Set<ServerResponse>; timer: NodeJS.Timeout; last: string; busy: boolean }>();
+  /** A registry call: an MLflow that does not answer is a 503 naming it. */
+  const registry = async <T>(fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (e) {
+      if (isMlflowUnavailable(e))
+        throw new Unreachable(
+          'mlflow',
+          `The model registry (MLflow) is unreachable at ${options.mlflow?.location}: ${(e as Error).message}`,
+        );
+      throw e;
+    }
+  };
+  /** A store read: a store that does not answer is a 503 naming it. */
+  const stored = async <T>(fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (e) {
+      if (e instanceof UiRequestError) throw e;
+      throw new Unreachable('store', `The artifact store at ${options.store.location} could not be read: ${(e as Error).message}`);
+    }
+  };
+
+  /**
+   * One watcher per watched run. It sends the live state whenever the run's history grows (a long
+   * poll that answers as soon as Temporal appends an event, such as a step's activity completing)
+   * and every `pollMs` (heartbeat progress is not in the history), each time from the history, the
+   * pending activities and the status query's last answer; it asks the query again in the
+   * background, never waiting for it (the query waits behind the run's own workflow tasks). A state
+   * is sent only when it changed.
+   */
+  interface Watcher {
+    clients: Set<ServerResponse>;
+    timer: NodeJS.Timeout;
+    last: string;
+    busy: boolean;
+    /** A send was asked for while one ran: send again after it. */
+    again: boolean;
+    querying: boolean;
+    follow: AbortController;
+  }
+  const watchers = new Map<string, Watcher>();
   const watch = (workflowId: string, runId: string | undefined, res: ServerResponse): void => {
     const key = `${workflowId}\u0000${runId ?? ''}`;
     let w = watchers.get(key);
     if (!w) {
+      let resolved = runId;
       const tick = async (): Promise<void> => {
-        if (!w || w.busy) return;
+        if (!w) return;
+        if (w.busy) {
+          w.again = true;
+          return;
+        }
         w.busy = true;
+        w.again = false;
         try {
-          const live: LiveRun = await temporal((s) => s.live(workflowId, runId));
+          const live: LiveRun = await temporal((s) => s.live(workflowId, runId, { query: false }));
           const text = JSON.stringify(live);
           if (text !== w.last) {
             w.last = text;
             for (const c of w.clients) c.write(`data: ${text}\n\n`);
           }
+          if (live.temporalStatus !== 'RUNNING') w.follow.abort();
         } catch (e) {
           const text = JSON.stringify({ error: (e as Error).message, service: e instanceof Unreachable ? e.service : undefined });
           if (text !== w.last) {
@@ -144,16 +208,58 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
         } finally {
           w.busy = false;
         }
+        if (w.again && watchers.get(key) === w) void tick();
       };
-      w = { clients: new Set(), timer: setInterval(() => void tick(), options.pollMs ?? 200), last: '', busy: false };
+      /** The status query in the background; its answer is sent when it comes. */
+      const refresh = async (): Promise<void> => {
+        if (!w || w.querying) return;
+        w.querying = true;
+        try {
+          const s = await getSource();
+          resolved ??= (await s.client.workflow.getHandle(workflowId).describe()).runId;
+          await s.refreshStatus(workflowId, resolved);
+        } catch {
+          // The next tick says what is wrong (it reads Temporal too).
+        } finally {
+          w.querying = false;
+        }
+        void tick();
+      };
+      const follow = new AbortController();
+      w = {
+        clients: new Set(),
+        timer: setInterval(() => {
+          void refresh();
+          void tick();
+        }, options.pollMs ?? 200),
+        last: '',
+        busy: false,
+        again: false,
+        querying: false,
+        follow,
+      };
       watchers.set(key, w);
-      void tick();
+      void refresh();
+      // The history follower: restarted after a failure (Temporal away for a moment) while anyone watches.
+      void (async () => {
+        while (options.followHistory !== false && !follow.signal.aborted) {
+          try {
+            const s = await getSource();
+            resolved ??= (await s.client.workflow.getHandle(workflowId).describe()).runId;
+            await s.followHistory(workflowId, resolved, follow.signal, () => void tick());
+            return;
+          } catch {
+            if (!follow.signal.aborted) await new Promise((r) => setTimeout(r, 1000));
+          }
+        }
+      })();
     } else if (w.last) res.write(`data: ${w.last}\n\n`);
     w.clients.add(res);
     res.on('close', () => {
       w!.clients.delete(res);
       if (!w!.clients.size) {
         clearInterval(w!.timer);
+        w!.follow.abort();
         watchers.delete(key);
       }
     });
@@ -228,6 +334,39 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
         const runs = await temporal((s) => Promise.all(ids.map((w) => s.run(id(w, 'A workflow ID')))));
         return send(res, 200, compareRuns(runs));
       }
+      case 'searches': {
+        if (parts.length === 2) return send(res, 200, { searches: await temporal(() => searches!.list(limitOf(q('limit')))) });
+        if (parts.length === 3) {
+          const workflowId = id(parts[2], 'A workflow ID');
+          return send(res, 200, await temporal(() => searches!.search(workflowId)));
+        }
+        break;
+      }
+      case 'models': {
+        if (parts.length === 2)
+          return send(res, 200, {
+            registry: options.mlflow ? { location: options.mlflow.location } : null,
+            models: await registry(() => models.models()),
+          });
+        if (parts.length === 3) return send(res, 200, await registry(() => models.model(id(parts[2], 'A model name'))));
+        break;
+      }
+      case 'monitors': {
+        if (parts.length === 2) return send(res, 200, { monitors: await stored(() => models.monitors()) });
+        const monitor = id(parts[2], 'A monitor ID');
+        if (parts.length === 3) return send(res, 200, { id: monitor, checks: await stored(() => models.checks(monitor)) });
+        if (parts.length === 5 && parts[4] === 'report') {
+          const ref = await stored(() => models.report(monitor, id(parts[3], 'A check ID')));
+          res.writeHead(200, {
+            'content-type': 'text/html; charset=utf-8',
+            'x-content-type-options': 'nosniff',
+            'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox",
+          });
+          createReadStream(await options.store.getFile(ref)).pipe(res);
+          return;
+        }
+        break;
+      }
       case 'artifacts': {
         const sha = checkDigest(parts[2] ?? '');
         const info = await findArtifact(options.store, sha);
@@ -270,6 +409,19 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
         error: `The artifact store at ${options.store.location} is unreachable: ${(e as Error).message}`,
       });
     }
+    if (options.mlflow) {
+      const mlflow: Record<string, unknown> = { location: options.mlflow.location };
+      try {
+        await options.mlflow.registry.searchModels(1);
+        mlflow['ok'] = true;
+      } catch (e) {
+        Object.assign(mlflow, {
+          ok: false,
+          error: `The model registry (MLflow) is unreachable at ${options.mlflow.location}: ${(e as Error).message}`,
+        });
+      }
+      result['mlflow'] = mlflow;
+    }
     return result;
   };
 
@@ -311,11 +463,13 @@ export async function startUiServer(options: UiServerOptions): Promise<UiServer>
     async stop() {
       for (const w of watchers.values()) {
         clearInterval(w.timer);
+        w.follow.abort();
         for (const c of w.clients) c.end();
       }
       watchers.clear();
       server.closeAllConnections();
       await new Promise<void>((r) => server.close(() => r()));
+      await options.mlflow?.close();
     },
   };
 }

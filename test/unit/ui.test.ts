@@ -109,3 +109,40 @@ describe('history decoding', () => {
     ]);
   });
 });
+
+describe('history decoding in batches', () => {
+  const payload = (v: unknown): unknown => defaultPayloadConverter.toPayload(v);
+  it('adds later events to what it decoded (as the history long poll delivers them), the same as decoding all at once', () => {
+    const events = [
+      {
+        eventId: '5',
+        activityTaskScheduledEventAttributes: {
+          activityId: 'a',
+          activityType: { name: 'runStep' },
+          input: { payloads: [payload({ stepId: 'a' })] },
+        },
+      },
+      { eventId: '6', activityTaskScheduledEventAttributes: { activityId: 'b', activityType: { name: 'runStep' } } },
+      {
+        eventId: '8',
+        activityTaskCompletedEventAttributes: {
+          scheduledEventId: '5',
+          result: { payloads: [payload({ outputs: { x: 1 }, cached: false })] },
+        },
+      },
+      {
+        eventId: '9',
+        activityTaskCompletedEventAttributes: { scheduledEventId: '6', result: { payloads: [payload({ outputs: {}, cached: true })] } },
+      },
+    ];
+    const whole = parseHistory(events);
+    const part = parseHistory(events.slice(0, 1));
+    expect(part.results).toEqual({});
+    parseHistory(events.slice(1, 3), part);
+    expect(Object.keys(part.results)).toEqual(['a']);
+    parseHistory(events.slice(3), part);
+    expect(part).toEqual(whole);
+    expect(part.length).toBe(4);
+    expect(part.results['b']?.cached).toBe(true);
+  });
+});

@@ -1,12 +1,15 @@
 /// <reference lib="dom" />
 /**
  * The mlpipe web UI: a page of plain DOM code, bundled with the layout library by the UI server.
- * Routes (the URL's hash): #/ runs, #/run/<workflowId>, #/artifact/<sha256>, #/compare/<a>,<b>.
+ * Routes (the URL's hash): #/ runs, #/run/<workflowId>, #/artifact/<sha256>, #/compare/<a>,<b>,
+ * #/searches, #/search/<workflowId>, #/models, #/model/<name>, #/monitor/<id>.
  * Every value from the API is written as text (textContent, SVG text), never parsed as markup.
  */
 import dagre from '@dagrejs/dagre';
 import type { Preview } from '../artifacts.js';
 import type { Comparison } from '../compare.js';
+import type { DriftCheck, MonitorRow, UiModel, UiModelRow } from '../models.js';
+import type { SearchRow, UiSearch, UiTrial } from '../searches.js';
 import type { LiveRun, RunRow, UiRun, UiStep } from '../runs.js';
 
 type Child = Node | string | number | undefined | null | false;
@@ -52,7 +55,13 @@ const banner = document.getElementById('banner')!;
 function showProblem(e: unknown): void {
   const err = e as ApiError;
   banner.hidden = false;
-  banner.textContent = err.status === 503 ? `${err.message} — start it (mlpipe dev) or set TEMPORAL_ADDRESS, then reload.` : err.message;
+  const fix =
+    err.service === 'mlflow'
+      ? 'start it (mlpipe dev --registry) or set MLFLOW_TRACKING_URI, then reload.'
+      : err.service === 'store'
+        ? 'check MLPIPE_ARTIFACTS and its credentials, then reload.'
+        : 'start it (mlpipe dev) or set TEMPORAL_ADDRESS, then reload.';
+  banner.textContent = err.status === 503 ? `${err.message} — ${fix}` : err.message;
 }
 function clearProblem(): void {
   banner.hidden = true;
@@ -81,6 +90,7 @@ async function refreshHealth(): Promise<void> {
     const h = await api<{
       temporal: { ok?: boolean; address: string; error?: string };
       store: { ok?: boolean; location: string; error?: string };
+      mlflow?: { ok?: boolean; location: string; error?: string };
     }>('/api/health');
     box.replaceChildren(
       el(
@@ -94,6 +104,16 @@ async function refreshHealth(): Promise<void> {
         { class: h.store.ok ? '' : 'bad', title: h.store.error ?? '' },
         `store ${h.store.location} ${h.store.ok ? '✓' : 'unreachable'}`,
       ),
+      ...(h.mlflow
+        ? [
+            ' · ',
+            el(
+              'span',
+              { class: h.mlflow.ok ? '' : 'bad', title: h.mlflow.error ?? '' },
+              `registry ${h.mlflow.location} ${h.mlflow.ok ? '✓' : 'unreachable'}`,
+            ),
+          ]
+        : []),
     );
     if (!h.temporal.ok) showProblem(new ApiError(503, h.temporal.error ?? 'Temporal is unreachable'));
     else if (!h.store.ok) showProblem(new ApiError(503, h.store.error ?? 'The artifact store is unreachable'));
@@ -116,6 +136,11 @@ async function route(): Promise<void> {
     if (page === 'run' && arg) await runPage(arg);
     else if (page === 'artifact' && arg) await artifactPage(arg);
     else if (page === 'compare' && arg) await comparePage(arg.split(','));
+    else if (page === 'searches') await searchesPage();
+    else if (page === 'search' && arg) await searchPage(arg);
+    else if (page === 'models') await modelsPage();
+    else if (page === 'model' && arg) await modelPage(arg);
+    else if (page === 'monitor' && arg) await monitorPage(arg);
     else await runsPage();
   } catch (e) {
     showProblem(e);
@@ -639,6 +664,396 @@ async function comparePage(ids: string[]): Promise<void> {
       ),
     ),
   );
+}
+
+// ---- searches ----
+
+const num = (v: number | undefined): string => (v === undefined || !Number.isFinite(v) ? '—' : String(Number(v.toPrecision(6))));
+
+async function searchesPage(): Promise<void> {
+  const table = el('table', { id: 'searches' });
+  main.replaceChildren(el('h1', {}, 'Hyperparameter searches'), table);
+  const load = async (): Promise<void> => {
+    try {
+      const { searches } = await api<{ searches: SearchRow[] }>('/api/searches');
+      clearProblem();
+      table.replaceChildren(
+        el(
+          'tr',
+          {},
+          el('th', {}, 'pipeline'),
+          el('th', {}, 'search'),
+          el('th', {}, 'status'),
+          el('th', {}, 'started'),
+          el('th', {}, 'duration'),
+        ),
+        ...searches.map((r) =>
+          el(
+            'tr',
+            { 'data-workflow': r.workflowId },
+            el('td', {}, r.pipeline ?? '—'),
+            el('td', {}, el('a', { href: `#/search/${enc(r.workflowId)}` }, r.workflowId)),
+            el('td', {}, pill(r.status.toLowerCase())),
+            el('td', {}, time(r.startedAt)),
+            el('td', {}, duration((r.closedAt ? Date.parse(r.closedAt) : Date.now()) - Date.parse(r.startedAt))),
+          ),
+        ),
+      );
+      if (!searches.length)
+        table.append(el('tr', {}, el('td', { colspan: '5', class: 'muted' }, 'No searches yet (mlpipe hpo <pipeline>).')));
+    } catch (e) {
+      showProblem(e);
+    }
+  };
+  await load();
+  const timer = setInterval(() => void load(), 3000);
+  cleanup = () => clearInterval(timer);
+}
+
+/** Trial values against their index: the best one ringed. */
+function drawTrials(s: UiSearch): HTMLElement {
+  const pts = s.rows.filter((r) => r.value !== undefined);
+  const box = el(
+    'div',
+    { class: 'chart', id: 'trial-chart', 'data-points': String(pts.length) },
+    el('div', { class: 'muted' }, `${s.metric.key} per trial`),
+  );
+  if (!pts.length) return box;
+  const w = 520;
+  const h = 200;
+  const pad = 40;
+  const values = pts.map((p) => p.value!);
+  const lo = Math.min(...values);
+  const hi = Math.max(...values, lo + 1e-12);
+  const i1 = Math.max(...s.rows.map((r) => r.index), 1);
+  const x = (i: number): number => pad + (i / i1) * (w - pad - 10);
+  const y = (v: number): number => h - pad + 8 - ((v - lo) / (hi - lo)) * (h - pad - 8);
+  const root = svg('svg', { width: w, height: h });
+  root.append(svg('line', { x1: pad, y1: h - pad + 8, x2: w, y2: h - pad + 8, stroke: '#9aa5b1' }));
+  root.append(svg('text', { x: 0, y: 12 }, num(hi)), svg('text', { x: 0, y: h - pad + 8 }, num(lo)));
+  root.append(svg('text', { x: pad, y: h - 4 }, 'trial 0'), svg('text', { x: w - 60, y: h - 4 }, `trial ${i1}`));
+  for (const p of pts)
+    root.append(
+      svg('circle', {
+        class: `trial t-${p.state}${p.best ? ' best' : ''}`,
+        'data-trial': p.index,
+        cx: x(p.index),
+        cy: y(p.value!),
+        r: p.best ? 6 : 3.5,
+      }),
+    );
+  box.append(root);
+  return box;
+}
+
+async function searchPage(workflowId: string): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let stopped = false;
+  cleanup = () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+  const draw = (s: UiSearch): void => {
+    const goal = s.metric.goal === 'minimize' ? 'lowest' : 'highest';
+    const trialRow = (t: UiTrial): HTMLElement =>
+      el(
+        'tr',
+        { 'data-trial': String(t.index), 'data-state': t.state, ...(t.best ? { class: 'best' } : {}) },
+        el('td', {}, String(t.index), t.best ? ' ★' : ''),
+        ...s.paramKeys.map((k) => el('td', { 'data-param': k }, t.params[k] ?? '—')),
+        el('td', { class: 'value' }, num(t.value)),
+        el('td', {}, pill(t.state)),
+        el('td', { class: 'stopped' }, t.stoppedAtEpoch ? `epoch ${t.stoppedAtEpoch}` : ''),
+        el('td', {}, el('a', { href: `#/run/${enc(t.workflowId)}` }, 'run')),
+        el('td', { class: 'error' }, t.error ?? ''),
+      );
+    main.replaceChildren(
+      el('h1', {}, `Search ${s.workflowId} `, pill(s.status.toLowerCase())),
+      el(
+        'p',
+        { id: 'search-summary' },
+        `pipeline ${s.pipeline} · metric ${s.metric.step}.${s.metric.output}.${s.metric.key} (${s.metric.goal}) · `,
+        `${s.rows.filter((r) => r.state !== 'running').length}/${s.trials} trials finished`,
+        s.parallel ? ` · ${s.parallel} at a time` : '',
+        s.earlyStopping ? ` · median stopping rule on ${s.earlyStopping.step} after ${s.earlyStopping.afterEpochs} epochs` : '',
+        s.generation ? ` · generation ${s.generation + 1}` : '',
+      ),
+      s.problem ? el('p', { class: 'bad', id: 'search-problem' }, s.problem) : '',
+      el(
+        'div',
+        { id: 'best' },
+        el('h2', {}, `Best trial (${goal} ${s.metric.key})`),
+        s.best
+          ? el(
+              'p',
+              {},
+              el('strong', { id: 'best-trial' }, `trial ${s.best.index}`),
+              ` · ${s.metric.key} = `,
+              el('strong', { id: 'best-value' }, num(s.best.value)),
+              ` · ${Object.entries(s.best.params)
+                .map(([k, v]) => `${k}=${v}`)
+                .join(' ')} · `,
+              el('a', { href: `#/run/${enc(s.best.workflowId)}` }, 'its run'),
+              s.final ? el('span', {}, ' · final run ', el('a', { href: `#/run/${enc(s.final.workflowId)}` }, s.final.workflowId)) : '',
+            )
+          : el('p', { class: 'muted' }, 'No trial has produced the metric yet.'),
+      ),
+      drawTrials(s),
+      el('h2', {}, 'Trials'),
+      el(
+        'table',
+        { id: 'trials' },
+        el(
+          'tr',
+          {},
+          el('th', {}, 'trial'),
+          ...s.paramKeys.map((k) => el('th', {}, k)),
+          el('th', {}, s.metric.key),
+          el('th', {}, 'state'),
+          el('th', {}, 'stopped early'),
+          el('th', {}, ''),
+          el('th', {}, 'error'),
+        ),
+        ...s.rows.map(trialRow),
+      ),
+    );
+  };
+  const load = async (): Promise<void> => {
+    const s = await api<UiSearch>(`/api/searches/${enc(workflowId)}`);
+    if (stopped) return;
+    clearProblem();
+    draw(s);
+    if (s.status === 'RUNNING') timer = setTimeout(() => void load().catch(showProblem), 1000);
+  };
+  await load();
+}
+
+// ---- models and monitors ----
+
+async function modelsPage(): Promise<void> {
+  main.replaceChildren(el('h1', {}, 'Models'), el('p', { class: 'muted' }, 'Loading…'));
+  const [reg, mon] = await Promise.allSettled([
+    api<{ registry: { location: string } | null; models: UiModelRow[] }>('/api/models'),
+    api<{ monitors: MonitorRow[] }>('/api/monitors'),
+  ]);
+  const registryPart: Node[] = [el('h2', {}, 'Registered models')];
+  if (reg.status === 'rejected') {
+    showProblem(reg.reason);
+    registryPart.push(el('p', { class: 'bad', id: 'registry-problem' }, (reg.reason as Error).message));
+  } else if (!reg.value.registry) {
+    registryPart.push(
+      el(
+        'p',
+        { class: 'muted', id: 'registry-problem' },
+        'No model registry is configured: set MLFLOW_TRACKING_URI to an MLflow tracking server (mlpipe dev --registry starts one).',
+      ),
+    );
+  } else {
+    registryPart.push(
+      el('p', { class: 'muted' }, `MLflow at ${reg.value.registry.location}`),
+      el(
+        'table',
+        { id: 'models' },
+        el('tr', {}, el('th', {}, 'model'), el('th', {}, 'aliases'), el('th', {}, 'updated')),
+        ...reg.value.models.map((m) =>
+          el(
+            'tr',
+            { 'data-model': m.name },
+            el('td', {}, el('a', { href: `#/model/${enc(m.name)}` }, m.name)),
+            el(
+              'td',
+              { class: 'aliases' },
+              Object.entries(m.aliases)
+                .map(([a, v]) => `${a} → v${v}`)
+                .join(', '),
+            ),
+            el('td', {}, time(m.updatedAt)),
+          ),
+        ),
+      ),
+    );
+    if (!reg.value.models.length) registryPart.push(el('p', { class: 'muted' }, 'No registered models yet (deploy.mlflow-register).'));
+  }
+  const monitorPart: Node[] = [el('h2', {}, 'Drift monitors')];
+  if (mon.status === 'rejected') {
+    showProblem(mon.reason);
+    monitorPart.push(el('p', { class: 'bad' }, (mon.reason as Error).message));
+  } else {
+    monitorPart.push(
+      el(
+        'table',
+        { id: 'monitors' },
+        el('tr', {}, el('th', {}, 'monitor'), el('th', {}, 'checks'), el('th', {}, 'last check'), el('th', {}, 'drift')),
+        ...mon.value.monitors.map((m) =>
+          el(
+            'tr',
+            { 'data-monitor': m.id },
+            el('td', {}, el('a', { href: `#/monitor/${enc(m.id)}` }, m.pipeline)),
+            el('td', {}, String(m.checks)),
+            el('td', {}, time(m.last.at)),
+            el('td', {}, driftText(m.last)),
+          ),
+        ),
+      ),
+    );
+    if (!mon.value.monitors.length) monitorPart.push(el('p', { class: 'muted' }, 'No drift checks yet (mlpipe monitor <pipeline>).'));
+  }
+  main.replaceChildren(el('h1', {}, 'Models'), ...registryPart, ...monitorPart);
+}
+
+const driftText = (c: DriftCheck): string =>
+  `${c.datasetDrift ? 'drift' : 'no drift'} · ${c.driftedColumns.length}/${c.numberOfColumns} columns (${Math.round(c.share * 1000) / 10}%)`;
+
+async function modelPage(name: string): Promise<void> {
+  const m = await api<UiModel>(`/api/models/${enc(name)}`);
+  main.replaceChildren(
+    el('h1', {}, `Model ${m.name}`),
+    el('h2', {}, 'Aliases'),
+    el(
+      'table',
+      { id: 'aliases' },
+      el('tr', {}, el('th', {}, 'alias'), el('th', {}, 'version')),
+      ...m.aliases.map((a) => el('tr', { 'data-alias': a.alias }, el('th', {}, a.alias), el('td', {}, a.version ? `v${a.version}` : '—'))),
+    ),
+    el('h2', {}, 'Versions'),
+    el(
+      'table',
+      { id: 'versions' },
+      el(
+        'tr',
+        {},
+        el('th', {}, 'version'),
+        el('th', {}, 'aliases'),
+        ...m.metricKeys.map((k) => el('th', {}, k)),
+        el('th', {}, 'registered'),
+        el('th', {}, 'from run'),
+      ),
+      ...m.versions.map((v) =>
+        el(
+          'tr',
+          { 'data-version': v.version },
+          el('td', {}, `v${v.version}`),
+          el('td', { class: 'aliases' }, v.aliases.join(', ')),
+          ...m.metricKeys.map((k) => el('td', { 'data-metric': k }, num(v.metrics[k]))),
+          el('td', {}, time(v.createdAt)),
+          el('td', {}, v.workflowId ? el('a', { href: `#/run/${enc(v.workflowId)}` }, v.workflowId) : '—'),
+        ),
+      ),
+    ),
+    el('h2', {}, 'Alias history'),
+    ...m.aliases.map((a) =>
+      el(
+        'div',
+        { class: 'alias-history', 'data-alias': a.alias },
+        el('h3', {}, a.alias),
+        a.history.length
+          ? el(
+              'table',
+              {},
+              el('tr', {}, el('th', {}, 'when'), el('th', {}, 'action'), el('th', {}, 'to'), el('th', {}, 'from'), el('th', {}, 'reason')),
+              ...[...a.history]
+                .reverse()
+                .map((h) =>
+                  el(
+                    'tr',
+                    { 'data-action': h.action },
+                    el('td', {}, time(h.at)),
+                    el('td', {}, h.action),
+                    el('td', { class: 'to' }, `v${h.version}`),
+                    el('td', { class: 'from' }, h.previous ? `v${h.previous}` : '—'),
+                    el('td', {}, h.reason),
+                  ),
+                ),
+            )
+          : el('p', { class: 'muted' }, 'No recorded moves (set outside mlpipe).'),
+      ),
+    ),
+  );
+}
+
+/** Share of drifted columns per check over time; a drifted check in red. */
+function drawDrift(checks: DriftCheck[]): HTMLElement {
+  const box = el(
+    'div',
+    { class: 'chart', id: 'drift-chart', 'data-points': String(checks.length) },
+    el('div', { class: 'muted' }, 'share of drifted columns per check'),
+  );
+  if (!checks.length) return box;
+  const w = 520;
+  const h = 180;
+  const pad = 40;
+  const t = checks.map((c) => Date.parse(c.at));
+  const t0 = Math.min(...t);
+  const t1 = Math.max(...t, t0 + 1);
+  const x = (v: number): number => pad + ((v - t0) / (t1 - t0)) * (w - pad - 10);
+  const y = (v: number): number => h - pad + 8 - v * (h - pad - 8);
+  const root = svg('svg', { width: w, height: h });
+  root.append(svg('line', { x1: pad, y1: h - pad + 8, x2: w, y2: h - pad + 8, stroke: '#9aa5b1' }));
+  root.append(svg('text', { x: 0, y: 12 }, '100%'), svg('text', { x: 0, y: h - pad + 8 }, '0%'));
+  root.append(svg('polyline', { class: 'loss', points: checks.map((c, i) => `${x(t[i]!)},${y(c.share)}`).join(' ') }));
+  checks.forEach((c, i) =>
+    root.append(svg('circle', { class: `check ${c.datasetDrift ? 'drift' : 'ok'}`, cx: x(t[i]!), cy: y(c.share), r: 4 })),
+  );
+  box.append(root);
+  return box;
+}
+
+async function monitorPage(id: string): Promise<void> {
+  const { checks } = await api<{ checks: DriftCheck[] }>(`/api/monitors/${enc(id)}`);
+  const frame = el('iframe', { id: 'drift-report', sandbox: '', title: 'drift report' });
+  const show = (c: DriftCheck): void => {
+    frame.src = `/api/monitors/${enc(id)}/${enc(c.id)}/report`;
+    frame.setAttribute('data-check', c.id);
+  };
+  main.replaceChildren(
+    el('h1', {}, `Monitor ${checks[0]?.pipeline ?? id}`),
+    drawDrift(checks),
+    el('h2', {}, 'Checks'),
+    el(
+      'table',
+      { id: 'checks' },
+      el(
+        'tr',
+        {},
+        el('th', {}, 'when'),
+        el('th', {}, 'drift'),
+        el('th', {}, 'drifted columns'),
+        el('th', {}, 'reference'),
+        el('th', {}, 'report'),
+      ),
+      ...[...checks].reverse().map((c) => {
+        const open = el('a', { href: `#/monitor/${enc(id)}`, class: 'open-report' }, 'show');
+        open.onclick = (e) => {
+          e.preventDefault();
+          show(c);
+        };
+        return el(
+          'tr',
+          { 'data-check': c.id, 'data-drift': String(c.datasetDrift) },
+          el('td', {}, time(c.at)),
+          el('td', { class: 'drift' }, driftText(c)),
+          el('td', { class: 'columns' }, c.driftedColumns.join(', ')),
+          el(
+            'td',
+            {},
+            c.referenceFrom
+              ? el('a', { href: `#/run/${enc(c.referenceFrom.workflowId)}` }, `${c.referenceFrom.workflowId} · ${c.referenceFrom.step}`)
+              : '—',
+          ),
+          el(
+            'td',
+            {},
+            c.html ? open : '—',
+            c.report ? el('span', {}, ' · ', el('a', { href: `#/artifact/${c.report.sha256}` }, 'json')) : '',
+          ),
+        );
+      }),
+    ),
+    el('h2', {}, 'Report'),
+    frame,
+  );
+  const newest = checks[checks.length - 1];
+  if (newest?.html) show(newest);
 }
 
 window.addEventListener('hashchange', () => void route());
