@@ -18,7 +18,7 @@ import type { ArtifactStore } from '../engine/ports.js';
 import { scrubberFor, stepEnvironment } from '../engine/secrets.js';
 import { untilAvailable } from '../engine/service-wait.js';
 import { checkPluginInputs, checkPluginOutputs } from '../plugins/registry.js';
-import type { AnyPlugin, Checkpoint, InputsOf, IoMap, OutputsOf, PluginDefinition, StepContext } from '../plugins/sdk.js';
+import type { AnyPlugin, Checkpoint, Checkpoints, InputsOf, IoMap, OutputsOf, PluginDefinition, StepContext } from '../plugins/sdk.js';
 import { MlpipeClient } from './client.js';
 
 export interface LogEntry {
@@ -63,6 +63,22 @@ export function testStore(dir: string = mkdtempSync(join(tmpdir(), 'mlpipe-test-
   return new LocalArtifactStore(dir);
 }
 
+/** In-memory checkpoints of a test context: the newest of each stream, its bytes in the store. */
+function memoryCheckpoints(store: ArtifactStore, newest: Map<string, Checkpoint>, stream: string): Checkpoints {
+  return {
+    async save(data, meta) {
+      const checkpoint = { ref: await store.put(data), meta, savedAt: new Date().toISOString() };
+      newest.set(stream, checkpoint);
+      return checkpoint as Checkpoint<typeof meta>;
+    },
+    async latest() {
+      const checkpoint = newest.get(stream);
+      return checkpoint ? ({ ...checkpoint, data: await store.get(checkpoint.ref) } as never) : undefined;
+    },
+    stream: (name) => memoryCheckpoints(store, newest, `stream-${name}`),
+  };
+}
+
 export function testContext(options: TestContextOptions = {}): TestContext {
   const store = options.store ?? testStore();
   const logs: LogEntry[] = [];
@@ -70,7 +86,8 @@ export function testContext(options: TestContextOptions = {}): TestContext {
   const heartbeats: TestContext['heartbeats'] = [];
   const log = (level: LogEntry['level']) => (fields: Record<string, unknown>, message: string) =>
     void logs.push({ level, message, fields });
-  let checkpoint: Checkpoint | undefined;
+  // The newest checkpoint of each stream ('' the step's own), kept in memory.
+  const checkpoints = new Map<string, Checkpoint>();
   const clock = progressClock();
   let workDir: string | undefined;
   return {
@@ -105,15 +122,7 @@ export function testContext(options: TestContextOptions = {}): TestContext {
       workDir ??= mkdtempSync(join(tmpdir(), 'mlpipe-test-work-'));
       return workDir;
     },
-    checkpoint: {
-      async save(data, meta) {
-        checkpoint = { ref: await store.put(data), meta, savedAt: new Date().toISOString() };
-        return checkpoint as Checkpoint<typeof meta>;
-      },
-      async latest() {
-        return checkpoint ? ({ ...checkpoint, data: await store.get(checkpoint.ref) } as never) : undefined;
-      },
-    },
+    checkpoint: memoryCheckpoints(store, checkpoints, ''),
     logMetrics(values, o) {
       for (const [key, value] of Object.entries(values))
         series.push({ key, value, step: o?.step ?? 0, timestamp: o?.timestamp ?? Date.now() });

@@ -13,6 +13,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createArtifactStore } from '../adapters/stores.js';
+import { pruneBundles, touchBundle } from './bundle-cache.js';
 import { loadSettings, type Settings } from './project.js';
 import { createTrackingBackend, modelRegistryOf } from '../adapters/mlflow/index.js';
 import type { ArtifactStore, TrackingBackend } from '../engine/ports.js';
@@ -37,7 +38,8 @@ let bundle: Promise<{ code: string }> | undefined;
  * (`<MLPIPE_CACHE_DIR>/workflow-bundles/<digest>.js`, default ~/.cache/mlpipe) under a digest of
  * what goes into it: the workflow and engine sources (workflow code imports nothing else of
  * mlpipe, eslint's layer rules see to it) and the versions of the packages they import. Building
- * it (webpack) takes seconds; reading it back, milliseconds.
+ * it (webpack) takes seconds; reading it back, milliseconds. Only the most recently used few are
+ * kept (app/bundle-cache.ts).
  */
 export function workflowBundle(): Promise<{ code: string }> {
   bundle ??= cachedBundle();
@@ -49,7 +51,9 @@ async function cachedBundle(): Promise<{ code: string }> {
   let file: string | undefined;
   try {
     file = join(dir, `${await bundleDigest()}.js`);
-    return { code: await readFile(file, 'utf8') };
+    const code = await readFile(file, 'utf8');
+    await touchBundle(file);
+    return { code };
   } catch {
     // Not cached yet (or unreadable): build it.
   }
@@ -60,6 +64,7 @@ async function cachedBundle(): Promise<{ code: string }> {
       const tmp = `${file}.${process.pid}.tmp`;
       await writeFile(tmp, built.code);
       await rename(tmp, file);
+      await pruneBundles(dir);
     } catch (e) {
       quietLogger.warn(`workflow bundle not cached in ${dir}: ${(e as Error).message}`);
     }

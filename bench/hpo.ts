@@ -2,14 +2,21 @@
  * Hyperparameter search on Temporal workers: 32 housing trials on each tfjs backend side by side
  * (tfjs-node and wasm by default; tfjs has one backend per process, so each backend's trials run on
  * a worker process of its own, started with MLPIPE_TF_BACKEND and its own artifact store), at
- * parallel 1 and 2, every trial running all its steps (no cache); the median time of each step of a
- * trial; and the orchestration overhead per trial (32 trials of a pipeline that does nothing, on an
- * in-process worker). Starts its own dev server.
+ * parallel 1 and 2; the median time of each step of a trial and of a whole trial (start to close of
+ * its workflow, and how much of that no step accounts for); and the orchestration overhead per trial
+ * (32 trials of a pipeline that does nothing, on an in-process worker). Starts its own dev server.
  *
- *   npm run bench:hpo                                   # 32 trials, 8 epochs each, tfjs-node and wasm, parallel 1 and 2
- *   BENCH_TRIALS=8 BENCH_EPOCHS=4 BENCH_BACKENDS=wasm BENCH_PARALLEL=2 npm run bench:hpo
+ * Cache: `on` (the default, what `mlpipe hpo` does): trials share the step cache, so the steps
+ * upstream of the searched keys run in the first trials and are served from the cache in the rest;
+ * every search starts with an empty cache (the backend's cache entries are deleted before it), so
+ * each search pays for its own first trials. `off`: every trial runs every step (the input's
+ * `cache: false`). BENCH_CACHE=off,on measures both.
  *
- * Results: bench/results/hpo-<date>.json.
+ *   npm run bench:hpo                                   # 32 trials, 8 epochs each, tfjs-node and wasm, parallel 1 and 2, cache on
+ *   BENCH_TRIALS=8 BENCH_EPOCHS=4 BENCH_BACKENDS=wasm BENCH_PARALLEL=2 BENCH_CACHE=off,on npm run bench:hpo
+ *
+ * Results: bench/results/hpo-<date>.json (BENCH_TAG=x: hpo-<date>-x.json). BENCH_WORKER_NODE_ARGS: node
+ * flags for the backend workers (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`).
  */
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
@@ -28,6 +35,8 @@ const TRIALS = Number(process.env['BENCH_TRIALS'] ?? 32);
 const EPOCHS = Number(process.env['BENCH_EPOCHS'] ?? 8);
 const BACKENDS = (process.env['BENCH_BACKENDS'] ?? 'tfjs-node,wasm').split(',').filter(Boolean);
 const PARALLEL = (process.env['BENCH_PARALLEL'] ?? '1,2').split(',').map(Number);
+const CACHE = (process.env['BENCH_CACHE'] ?? 'on').split(',').filter(Boolean);
+if (CACHE.some((c) => c !== 'on' && c !== 'off')) throw new Error(`BENCH_CACHE: on, off or off,on, not ${CACHE.join(',')}`);
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -43,7 +52,9 @@ function backendWorker(
 ): { queue: string; artifacts: string; child: ChildProcess } {
   const queue = `bench-hpo-${backend}`;
   const artifacts = join(dir, `artifacts-${backend}`);
-  const child = spawn(process.execPath, [join(projectDir, 'bin', 'mlpipe.mjs'), 'worker'], {
+  // BENCH_WORKER_NODE_ARGS: node flags for the backend workers, e.g. --cpu-prof --cpu-prof-dir=/tmp/prof.
+  const nodeArgs = (process.env['BENCH_WORKER_NODE_ARGS'] ?? '').split(' ').filter(Boolean);
+  const child = spawn(process.execPath, [...nodeArgs, join(projectDir, 'bin', 'mlpipe.mjs'), 'worker'], {
     cwd: dir,
     env: {
       ...process.env,
@@ -95,18 +106,18 @@ async function main(): Promise<void> {
   const workers = Object.fromEntries(BACKENDS.map((b) => [b, backendWorker(settings.projectDir, dir, server.address, b)]));
   const results: Record<string, unknown> = { loadBefore: loadavg()[0] };
   let seq = 0;
-  // cache: false: every search runs the same trials in full (no step served from another's cache).
   const search = async (
     pipeline: string,
     parallel: number,
     taskQueue = s.taskQueue,
     label = '',
+    cache = false,
   ): Promise<{ seconds: number; r: HpoResult }> => {
     const t0 = performance.now();
     const r = (await client.workflow.execute(HPO_WORKFLOW, {
       taskQueue,
       workflowId: `bench-${pipeline}-${parallel}-${++seq}`,
-      args: [{ pipeline, parallel, cache: false }],
+      args: [{ pipeline, parallel, ...(cache ? {} : { cache: false }) }],
     })) as HpoResult;
     const seconds = (performance.now() - t0) / 1000;
     console.log(
@@ -114,18 +125,52 @@ async function main(): Promise<void> {
     );
     return { seconds, r };
   };
-  /** The median seconds of each step over the trials of a search (from the step records in the backend's store). */
-  const stepMedians = async (artifacts: string, r: HpoResult): Promise<Record<string, number>> => {
+  /** Deletes the cache entries of a backend's store, so the next search starts with an empty cache. */
+  const clearCache = async (artifacts: string): Promise<void> => {
+    const store = createArtifactStore(artifacts, { cacheDir: join(dir, '.mlpipe') });
+    for (const key of await store.listRecords('cache/')) await store.deleteRecord(key);
+  };
+  /**
+   * Where the time of a search's trials goes (medians over its trials, seconds): each step (from the
+   * step records in the backend's store; a cached step counts its lookup), a whole trial (its
+   * workflow from start to close), the sum of its steps, and the rest (the trial's workflow tasks,
+   * compile activity, scheduling between steps); and how many trials had each step served from the cache.
+   */
+  const breakdown = async (
+    artifacts: string,
+    r: HpoResult,
+  ): Promise<{ steps: Record<string, number>; cached: Record<string, number>; trial: number; stepsSum: number; outsideSteps: number }> => {
     const store = createArtifactStore(artifacts, { cacheDir: join(dir, '.mlpipe') });
     const times: Record<string, number[]> = {};
+    const cached: Record<string, number> = {};
+    const walls: number[] = [];
+    const sums: number[] = [];
+    const outside: number[] = [];
     for (const t of r.results) {
       if (!t.workflowId) continue;
+      const d = await client.workflow.getHandle(t.workflowId).describe();
+      const wall = d.closeTime ? (d.closeTime.getTime() - d.startTime.getTime()) / 1000 : NaN;
+      let sum = 0;
       for (const view of await runsOf(store, t.workflowId))
         for (const step of view.steps)
-          if (step.startedAt && step.endedAt)
-            (times[step.stepId] ??= []).push((Date.parse(step.endedAt) - Date.parse(step.startedAt)) / 1000);
+          if (step.startedAt && step.endedAt) {
+            const sec = (Date.parse(step.endedAt) - Date.parse(step.startedAt)) / 1000;
+            (times[step.stepId] ??= []).push(sec);
+            sum += sec;
+            if (step.status === 'cached') cached[step.stepId] = (cached[step.stepId] ?? 0) + 1;
+          }
+      walls.push(wall);
+      sums.push(sum);
+      outside.push(wall - sum);
     }
-    return Object.fromEntries(Object.entries(times).map(([k, v]) => [k, Math.round(median(v) * 100) / 100]));
+    const r2 = (x: number): number => Math.round(x * 100) / 100;
+    return {
+      steps: Object.fromEntries(Object.entries(times).map(([k, v]) => [k, r2(median(v))])),
+      cached,
+      trial: r2(median(walls)),
+      stepsSum: r2(median(sums)),
+      outsideSteps: r2(median(outside)),
+    };
   };
   try {
     await worker.runUntil(async () => {
@@ -139,30 +184,42 @@ async function main(): Promise<void> {
       // One trial per backend first: the worker process starts, bundles and loads its backend.
       for (const [b, w] of Object.entries(workers)) await search('housing-warmup', 1, w.queue, ` (${b})`);
       const housing: Record<string, Record<string, unknown>> = {};
-      // Backends alternate within each parallelism, so a change in the machine's load hits both.
-      for (const parallel of PARALLEL) {
-        for (const [b, w] of Object.entries(workers)) {
-          const { seconds, r } = await search('housing-search', parallel, w.queue, ` (${b})`);
-          const row = (housing[b] ??= { epochs: EPOCHS });
-          row[`parallel${parallel}Seconds`] = Math.round(seconds * 10) / 10;
-          row[`parallel${parallel}SecondsPerTrial`] = Math.round((seconds / r.trials) * 100) / 100;
-          row[`parallel${parallel}StepMedianSeconds`] = await stepMedians(w.artifacts, r);
-          row[`parallel${parallel}BestRmse`] = r.best.value;
-          row[`parallel${parallel}Failed`] = r.failed;
-          console.log(
-            `  ${b} parallel ${parallel}: median seconds per step ${JSON.stringify(row[`parallel${parallel}StepMedianSeconds`])}`,
-          );
+      // Backends alternate within each cache mode and parallelism, so a change in the machine's load hits both.
+      for (const mode of CACHE) {
+        for (const parallel of PARALLEL) {
+          for (const [b, w] of Object.entries(workers)) {
+            await clearCache(w.artifacts);
+            const { seconds, r } = await search('housing-search', parallel, w.queue, ` (${b}, cache ${mode})`, mode === 'on');
+            const row = (housing[`${b} cache ${mode}`] ??= { backend: b, cache: mode, epochs: EPOCHS });
+            const k = `parallel${parallel}`;
+            const bd = await breakdown(w.artifacts, r);
+            row[`${k}Seconds`] = Math.round(seconds * 10) / 10;
+            row[`${k}SecondsPerTrial`] = Math.round((seconds / r.trials) * 100) / 100;
+            row[`${k}StepMedianSeconds`] = bd.steps;
+            row[`${k}TrialsWithStepCached`] = bd.cached;
+            row[`${k}TrialMedianSeconds`] = { trial: bd.trial, steps: bd.stepsSum, outsideSteps: bd.outsideSteps };
+            row[`${k}BestRmse`] = r.best.value;
+            row[`${k}Failed`] = r.failed;
+            console.log(
+              `  ${b} cache ${mode} parallel ${parallel}: median seconds per step ${JSON.stringify(bd.steps)}; cached ${JSON.stringify(bd.cached)}; trial ${bd.trial} s (steps ${bd.stepsSum} s, outside them ${bd.outsideSteps} s)`,
+            );
+          }
         }
       }
       results['housing'] = housing;
       const [first, second] = BACKENDS;
       if (first && second) {
         results['speedup'] = Object.fromEntries(
-          PARALLEL.map((p) => [
-            `parallel${p}`,
-            Math.round(((housing[second]![`parallel${p}Seconds`] as number) / (housing[first]![`parallel${p}Seconds`] as number)) * 100) /
-              100,
-          ]),
+          CACHE.flatMap((mode) =>
+            PARALLEL.map((p) => [
+              `cache ${mode} parallel${p}`,
+              Math.round(
+                ((housing[`${second} cache ${mode}`]![`parallel${p}Seconds`] as number) /
+                  (housing[`${first} cache ${mode}`]![`parallel${p}Seconds`] as number)) *
+                  100,
+              ) / 100,
+            ]),
+          ),
         );
       }
     });
@@ -175,10 +232,11 @@ async function main(): Promise<void> {
   await server.stop();
   const date = new Date().toISOString().slice(0, 10);
   mkdirSync(join(settings.projectDir, 'bench', 'results'), { recursive: true });
-  const file = join(settings.projectDir, 'bench', 'results', `hpo-${date}.json`);
+  const tag = process.env['BENCH_TAG'] ? `-${process.env['BENCH_TAG']}` : '';
+  const file = join(settings.projectDir, 'bench', 'results', `hpo-${date}${tag}.json`);
   writeFileSync(
     file,
-    `${JSON.stringify({ date, machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version }, trials: TRIALS, ...results }, null, 2)}\n`,
+    `${JSON.stringify({ date, machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version }, trials: TRIALS, cache: CACHE, ...results }, null, 2)}\n`,
   );
   console.log(JSON.stringify(results, null, 2));
   console.log(`wrote ${file}`);

@@ -72,9 +72,28 @@ async function run(
 async function main(): Promise<void> {
   const registry = createDefaultRegistry();
   const ctx = testContext({ projectDir: REPO });
+  // Each training gets a context of its own (over the same store), as each step of a run does: a
+  // checkpoint is the step's own, so one seed's MLP never sees another step's checkpoint.
+  const stepContext = (id: string, seed: number) => testContext({ projectDir: REPO, store: ctx.store, stepId: `${id}-${seed}` });
   const loadBefore = loadavg();
   const results: Record<string, unknown>[] = [];
   let ingested: ArtifactRef | undefined;
+  const date = new Date().toISOString();
+  const file = join(REPO, 'bench', 'results', `models-${date.slice(0, 10)}-seeds-${SEEDS.join('-')}.json`);
+  /** The results so far, after every seed (a run stopped part way keeps the seeds it finished). */
+  const write = (complete: boolean): void => {
+    const out = {
+      date,
+      complete,
+      machine: { cpus: cpus().length, model: cpus()[0]?.model, loadBefore, loadAfter: loadavg() },
+      libraries: boostingCacheDir(),
+      pipeline: 'pipelines/california-housing-models.yaml',
+      results,
+    };
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, JSON.stringify(out, null, 2));
+    if (complete) console.log(`wrote ${file}`);
+  };
   for (const seed of SEEDS) {
     const compiled = loadPipeline(REPO, 'california-housing-models', registry, [`params.seed=${seed}`, ...OVERRIDES]);
     const step = (id: string) => compiled.steps[id]!.with;
@@ -96,7 +115,7 @@ async function main(): Promise<void> {
       ['lightgbm', trainLightgbm, 'train_lightgbm'],
     ] as const) {
       const start = Date.now();
-      const trained = await run(ctx, plugin, step(id), { train: t['train'], validation: t['validation'] });
+      const trained = await run(stepContext(id, seed), plugin, step(id), { train: t['train'], validation: t['validation'] });
       const seconds = (Date.now() - start) / 1000;
       const score = async (test: unknown) =>
         ((await run(ctx, evaluateModel, {}, { model: trained['model'], test }))['metrics'] as Record<string, number>)['rmse']!;
@@ -157,19 +176,9 @@ async function main(): Promise<void> {
     console.log(
       `seed ${seed}: mlpipe MLP ${f(mine['mlp']!.test_rmse)}, XGBoost ${f(mine['xgboost']!.test_rmse)} (${mine['xgboost']!.rounds} rounds), LightGBM ${f(mine['lightgbm']!.test_rmse)} (${mine['lightgbm']!.rounds}); selected ${selected} ${f(mine[selected]!.test_rmse)} | Python HGB tuned ${f(python['hgb']!.test_rmse)}, xgboost ${f(python['xgboost']!.test_rmse)}, lightgbm ${f(python['lightgbm']!.test_rmse)}`,
     );
+    write(false);
   }
-  const out = {
-    date: new Date().toISOString(),
-    machine: { cpus: cpus().length, model: cpus()[0]?.model, loadBefore, loadAfter: loadavg() },
-    libraries: boostingCacheDir(),
-    pipeline: 'pipelines/california-housing-models.yaml',
-    results,
-  };
-  const dir = join(REPO, 'bench', 'results');
-  mkdirSync(dir, { recursive: true });
-  const file = join(dir, `models-${out.date.slice(0, 10)}-seeds-${SEEDS.join('-')}.json`);
-  writeFileSync(file, JSON.stringify(out, null, 2));
-  console.log(`wrote ${file}`);
+  write(true);
 }
 
 main().catch((e: unknown) => {

@@ -16,11 +16,13 @@ import { ACTIVITY_DEFAULTS } from '../engine/step-defaults.js';
 import {
   hpoStatusQueryName,
   hpoTrackingOf,
+  hpoTrialsQueryName,
   runSummary,
   type HpoPlan,
   type HpoResult,
   type HpoStatus,
   type HpoTracking,
+  type HpoTrials,
   type HpoWorkflowInput,
   type PipelineResult,
   type TrialResult,
@@ -50,6 +52,7 @@ const { startHpoTracking, finishHpoTracking, trackExternalTrials } = proxyActivi
 });
 
 export const hpoStatusQuery = defineQuery<HpoStatus>(hpoStatusQueryName);
+export const hpoTrialsQuery = defineQuery<HpoTrials>(hpoTrialsQueryName);
 
 function metricOf(result: PipelineResult, m: HpoPlan['spec']['metric']): number | undefined {
   const out = result.outputs[m.step]?.[m.output];
@@ -107,6 +110,21 @@ export async function hpoWorkflow(input: HpoWorkflowInput): Promise<HpoResult> {
     finished: results.length,
     failed: s.failed,
     running: [...s.running.keys()],
+    best: bestOf(results, spec.metric.goal),
+    generation,
+  }));
+  setHandler(hpoTrialsQuery, () => ({
+    pipeline: plan.pipeline,
+    metric: spec.metric,
+    trials: plan.trials.length,
+    parallel: spec.parallel,
+    ...(es ? { earlyStopping: { step: es.step, afterEpochs: es.afterEpochs, minTrials: es.minTrials } } : {}),
+    results: [...results].sort((a, b) => a.index - b.index),
+    running: [...s.running.keys()].map((index) => ({
+      index,
+      overrides: plan.trials.find((t) => t.index === index)?.overrides ?? [],
+      workflowId: `${s.root}/trial-${index}`,
+    })),
     best: bestOf(results, spec.metric.goal),
     generation,
   }));

@@ -19,7 +19,7 @@ import { PipelineError } from '../../engine/errors.js';
 import { LIGHTGBM_VERSION } from '../../adapters/boosting/library.js';
 import { lightgbm } from '../../adapters/boosting/lightgbm.js';
 import { xgboost } from '../../adapters/boosting/xgboost.js';
-import type { BoostingLibrary, LabelledMatrix, NativeModel, RoundMetrics } from '../../adapters/boosting/types.js';
+import type { BoosterSession, BoostingLibrary, LabelledMatrix, NativeModel, RoundMetrics } from '../../adapters/boosting/types.js';
 import { BOOSTED_FORMAT, BOOSTED_MEDIA_TYPE, type BoostedModelDocument, type BoostedTask } from '../../lib/boosted-model.js';
 import { datasetFile } from '../../lib/dataset.js';
 import { loadMatrix, type Matrix } from '../../lib/model.js';
@@ -156,6 +156,8 @@ interface TrainState {
   bestScore: number;
   wait: number;
   history: HistoryRow[];
+  /** Boosting is over (the last round, or early stopping): a resumed run boosts no further. */
+  finished?: boolean;
 }
 
 interface CheckpointDoc {
@@ -227,6 +229,116 @@ export function labels(
     label[i] = k;
   });
   return { label, classes: known };
+}
+
+/** What one boosting run needs: the library params, the matrices, when to stop and checkpoint. */
+export interface BoostOptions {
+  params: Record<string, string>;
+  train: LabelledMatrix;
+  valid?: LabelledMatrix;
+  featureNames: string[];
+  rounds: number;
+  earlyStoppingRounds?: number;
+  /** Checkpoint settings (train.xgboost's `checkpoint` param); false: no checkpoints and no resume. */
+  checkpoint: { everyRounds?: number; everyMinutes?: number; keep: number } | false;
+  /** What the model is trained for: a checkpoint with another signature is not resumed. */
+  signature: string;
+  /**
+   * Checkpoint the finished model too (marked finished), for a step with more work after boosting
+   * (train.gbdt-forecast's folds): a retry then resumes with that work, not with boosting.
+   */
+  checkpointWhenDone?: boolean;
+}
+
+/**
+ * The boosting loop of train.xgboost, train.lightgbm and train.gbdt-forecast: resumes from the
+ * step's newest checkpoint of the same signature, boosts round by round (metrics, progress, early
+ * stopping on the first validation metric), checkpoints, and yields between rounds. Returns the
+ * open session (the caller frees it) and the training state.
+ */
+export async function boost(
+  ctx: StepContext,
+  name: string,
+  lib: BoostingLibrary,
+  o: BoostOptions,
+): Promise<{
+  session: BoosterSession;
+  state: TrainState;
+  best: number;
+  started: number;
+  roundsThisAttempt: number;
+  resumedFromRound: number;
+}> {
+  const { signature } = o;
+  const resumed = o.checkpoint === false ? undefined : await ctx.checkpoint.latest<{ round: number }>();
+  let doc = resumed ? decodeCheckpoint(resumed.data) : undefined;
+  if (resumed && !doc) ctx.logger.warn({}, 'the checkpoint is not a boosting checkpoint; starting from round 1');
+  if (doc && doc.signature !== signature) {
+    ctx.logger.warn({ round: doc.state?.round }, 'the checkpoint was written for other params or data; starting from round 1');
+    doc = undefined;
+  }
+  const state: TrainState = doc?.state ?? { round: 0, bestRound: 0, bestScore: Infinity, wait: 0, history: [] };
+  const started = Date.now();
+  const session = lib.open({ params: o.params, train: o.train, valid: o.valid, featureNames: o.featureNames, resumeFrom: doc?.native });
+  if (doc) ctx.logger.info({ round: state.round }, `resumed from the checkpoint of round ${state.round}`);
+  const resumedFromRound = state.round;
+  if (session.rounds !== state.round) {
+    session.free();
+    throw new PipelineError('STEP_FAILED', `${name}: the checkpoint holds ${session.rounds} rounds, its progress says ${state.round}.`);
+  }
+  let roundsThisAttempt = 0;
+  try {
+    let lastCheckpointAt = Date.now();
+    const everyRounds = o.checkpoint === false ? undefined : o.checkpoint.everyRounds;
+    const everyMinutes = o.checkpoint === false ? undefined : (o.checkpoint.everyMinutes ?? (everyRounds === undefined ? 1 : undefined));
+    for (let round = state.round + 1; round <= o.rounds && !state.finished; round++) {
+      if (ctx.signal.aborted) throw ctx.signal.reason as Error;
+      const m: RoundMetrics = session.boostOneRound();
+      roundsThisAttempt++;
+      state.round = round;
+      state.history.push({ round, train: m.train, ...(m.valid ? { valid: m.valid } : {}), at: Date.now() });
+      const watched = Object.values(m.valid ?? m.train)[0] ?? NaN;
+      if (!Number.isFinite(watched)) {
+        throw new PipelineError('STEP_FAILED', `${name}: the metric is ${String(watched)} at round ${round}.`, {
+          retryable: false,
+          hint: 'Lower learningRate, or check the data for extreme values.',
+        });
+      }
+      if (watched < state.bestScore) Object.assign(state, { bestScore: watched, bestRound: round, wait: 0 });
+      else state.wait++;
+      ctx.progress({
+        done: round,
+        total: o.rounds,
+        unit: 'round',
+        metrics: { ...prefixed('train_', m.train), ...(m.valid ? prefixed('val_', m.valid) : {}) },
+      });
+      const stop = o.earlyStoppingRounds !== undefined && state.wait >= o.earlyStoppingRounds;
+      if (stop) {
+        ctx.logger.info({ round, bestRound: state.bestRound }, 'early stopping');
+        break;
+      }
+      const due =
+        (everyRounds !== undefined && round % everyRounds === 0) ||
+        (everyMinutes !== undefined && Date.now() - lastCheckpointAt >= everyMinutes * 60_000);
+      if (due && round < o.rounds && o.checkpoint !== false) {
+        const ckpt: CheckpointDoc = { library: lib.name, signature, native: session.saveNative(), state };
+        await ctx.checkpoint.save(encodeCheckpoint(ckpt), { round }, { keep: o.checkpoint.keep });
+        lastCheckpointAt = Date.now();
+      }
+      // Let heartbeats, cancellation and I/O through between the library's synchronous rounds.
+      await new Promise((r) => setImmediate(r));
+    }
+    if (o.checkpointWhenDone && o.checkpoint !== false && !state.finished) {
+      state.finished = true;
+      const ckpt: CheckpointDoc = { library: lib.name, signature, native: session.saveNative(), state };
+      await ctx.checkpoint.save(encodeCheckpoint(ckpt), { round: state.round, finished: true }, { keep: o.checkpoint.keep });
+    }
+  } catch (e) {
+    session.free();
+    throw e;
+  }
+  const best = o.earlyStoppingRounds !== undefined ? state.bestRound : state.round;
+  return { session, state, best, started, roundsThisAttempt, resumedFromRound };
 }
 
 const trainOutputs = { model: 'model', metrics: 'metrics', history: 'artifact', backend: 'json', curve: 'json' } as const;
@@ -315,78 +427,24 @@ function definedBoosting<P extends CommonParams>(flavour: Flavour<P>, schema: z.
       const loadSeconds = (Date.now() - loadStarted) / 1000;
 
       const signature = JSON.stringify({ library: lib.name, params, features: train.features, classes: y.classes ?? null });
-      const resumed = await ctx.checkpoint.latest<{ round: number }>();
-      let doc = resumed ? decodeCheckpoint(resumed.data) : undefined;
-      if (resumed && !doc) ctx.logger.warn({}, 'the checkpoint is not a boosting checkpoint; starting from round 1');
-      if (doc && doc.signature !== signature) {
-        ctx.logger.warn({ round: doc.state?.round }, 'the checkpoint was written for other params or data; starting from round 1');
-        doc = undefined;
-      }
-      const state: TrainState = doc?.state ?? { round: 0, bestRound: 0, bestScore: Infinity, wait: 0, history: [] };
       const trainM: LabelledMatrix = { x: train.x, rows: train.rows, cols: train.features.length, label: y.label };
       const validM: LabelledMatrix | undefined =
         validation && vy ? { x: validation.x, rows: validation.rows, cols: train.features.length, label: vy.label } : undefined;
-      const started = Date.now();
-      const session = lib.open({
-        params,
-        train: trainM,
-        valid: validM,
-        featureNames: libraryFeatureNames(train.features),
-        resumeFrom: doc?.native,
-      });
-      if (doc) ctx.logger.info({ round: state.round }, `resumed from the checkpoint of round ${state.round}`);
-      const resumedFromRound = state.round;
-      if (session.rounds !== state.round) {
-        session.free();
-        throw new PipelineError(
-          'STEP_FAILED',
-          `${flavour.name}: the checkpoint holds ${session.rounds} rounds, its progress says ${state.round}.`,
-        );
-      }
       const system = watchSystem(ctx);
-      let roundsThisAttempt = 0;
+      let session: BoosterSession | undefined;
       try {
-        let lastCheckpointAt = Date.now();
-        const { everyRounds } = p.checkpoint;
-        const everyMinutes = p.checkpoint.everyMinutes ?? (everyRounds === undefined ? 1 : undefined);
-        for (let round = state.round + 1; round <= p.rounds; round++) {
-          if (ctx.signal.aborted) throw ctx.signal.reason as Error;
-          const m: RoundMetrics = session.boostOneRound();
-          roundsThisAttempt++;
-          state.round = round;
-          state.history.push({ round, train: m.train, ...(m.valid ? { valid: m.valid } : {}), at: Date.now() });
-          const watched = Object.values(m.valid ?? m.train)[0] ?? NaN;
-          if (!Number.isFinite(watched)) {
-            throw new PipelineError('STEP_FAILED', `${flavour.name}: the metric is ${String(watched)} at round ${round}.`, {
-              retryable: false,
-              hint: 'Lower learningRate, or check the data for extreme values.',
-            });
-          }
-          if (watched < state.bestScore) Object.assign(state, { bestScore: watched, bestRound: round, wait: 0 });
-          else state.wait++;
-          ctx.progress({
-            done: round,
-            total: p.rounds,
-            unit: 'round',
-            metrics: { ...prefixed('train_', m.train), ...(m.valid ? prefixed('val_', m.valid) : {}) },
-          });
-          const stop = p.earlyStoppingRounds !== undefined && state.wait >= p.earlyStoppingRounds;
-          if (stop) {
-            ctx.logger.info({ round, bestRound: state.bestRound }, 'early stopping');
-            break;
-          }
-          const due =
-            (everyRounds !== undefined && round % everyRounds === 0) ||
-            (everyMinutes !== undefined && Date.now() - lastCheckpointAt >= everyMinutes * 60_000);
-          if (due && round < p.rounds) {
-            const ckpt: CheckpointDoc = { library: lib.name, signature, native: session.saveNative(), state };
-            await ctx.checkpoint.save(encodeCheckpoint(ckpt), { round }, { keep: p.checkpoint.keep });
-            lastCheckpointAt = Date.now();
-          }
-          // Let heartbeats, cancellation and I/O through between the library's synchronous rounds.
-          await new Promise((r) => setImmediate(r));
-        }
-        const best = p.earlyStoppingRounds !== undefined ? state.bestRound : state.round;
+        const run = await boost(ctx, flavour.name, lib, {
+          params,
+          train: trainM,
+          valid: validM,
+          featureNames: libraryFeatureNames(train.features),
+          rounds: p.rounds,
+          earlyStoppingRounds: p.earlyStoppingRounds,
+          checkpoint: p.checkpoint,
+          signature,
+        });
+        session = run.session;
+        const { state, started, roundsThisAttempt, resumedFromRound, best } = run;
         for (const h of state.history) {
           ctx.logMetrics(
             { ...prefixed('train_', h.train), ...(h.valid ? prefixed('val_', h.valid) : {}) },
@@ -439,7 +497,7 @@ function definedBoosting<P extends CommonParams>(flavour: Flavour<P>, schema: z.
         };
       } finally {
         await system.stop();
-        session.free();
+        session?.free();
       }
     },
   });

@@ -10,6 +10,19 @@ import { deserializeModel, loadMatrix, serializeModel, type Matrix, type ModelDo
 type LayersModel = import('@tensorflow/tfjs-layers').LayersModel;
 type Optimizer = import('@tensorflow/tfjs-core').Optimizer;
 
+/** Checkpoints of an epoch-based trainer: every N epochs and/or M minutes, the newest K kept (also train.tfjs-sequence's). */
+export const epochCheckpointParam = z
+  .object({
+    everyEpochs: z.number().int().min(1).default(5),
+    everyMinutes: z.number().positive().optional(),
+    keep: z.number().int().min(1).default(3),
+  })
+  .strict()
+  .default({ everyEpochs: 5, keep: 3 });
+
+/** The tfjs backend a trainer asks for (lib/tf.ts chooses for `auto`). */
+export const backendParam = z.enum(['auto', 'tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu']).default('auto');
+
 const params = z
   .object({
     target: z.string().min(1),
@@ -46,21 +59,15 @@ const params = z
       .object({ curve: z.array(z.number().nullable()).max(100_000), afterEpochs: z.number().int().min(1).default(5) })
       .strict()
       .optional(),
-    checkpoint: z
-      .object({
-        everyEpochs: z.number().int().min(1).default(5),
-        everyMinutes: z.number().positive().optional(),
-        keep: z.number().int().min(1).default(3),
-      })
-      .strict()
-      .default({ everyEpochs: 5, keep: 3 }),
-    backend: z.enum(['auto', 'tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu']).default('auto'),
+    checkpoint: epochCheckpointParam,
+    backend: backendParam,
   })
   .strict();
 
 type Params = z.infer<typeof params>;
 
-function permutation(n: number, seed: number): Int32Array {
+/** 0..n-1 shuffled by a seeded generator (shared with train.tfjs-sequence). */
+export function permutation(n: number, seed: number): Int32Array {
   const p = new Int32Array(n);
   for (let i = 0; i < n; i++) p[i] = i;
   const r = prng(seed);
@@ -88,10 +95,12 @@ interface TrainState {
   history: { epoch: number; loss: number; valLoss?: number; lr: number; at?: number }[];
 }
 
+/** Optimizer slots in order (Adam: iterations, first moments, second moments), base64. */
+export type OptimizerSlots = { name: string; shape: number[]; dtype: 'float32' | 'int32'; data: string }[];
+
 interface CheckpointDoc {
   model: ModelDocument;
-  /** Optimizer slots in order (Adam: iterations, first moments, second moments). */
-  optimizer: { name: string; shape: number[]; dtype: 'float32' | 'int32'; data: string }[];
+  optimizer: OptimizerSlots;
   best?: ModelDocument;
   state: TrainState;
 }
@@ -129,7 +138,8 @@ function targets(task: Params['task'], y: (number | string)[], meta: ModelMeta):
   return { data, width: classes.length };
 }
 
-async function optimizerState(tf: Tf, optimizer: Optimizer): Promise<CheckpointDoc['optimizer']> {
+/** The optimizer's slots as JSON-safe base64 blocks, for a checkpoint. */
+export async function optimizerState(tf: Tf, optimizer: Optimizer): Promise<OptimizerSlots> {
   const weights = await optimizer.getWeights();
   return Promise.all(
     weights.map(async (w) => {
@@ -144,7 +154,8 @@ async function optimizerState(tf: Tf, optimizer: Optimizer): Promise<CheckpointD
   );
 }
 
-function restoreOptimizer(tf: Tf, optimizer: Optimizer, saved: CheckpointDoc['optimizer']): Promise<void> {
+/** Puts a checkpoint's optimizer slots back. */
+export function restoreOptimizer(tf: Tf, optimizer: Optimizer, saved: OptimizerSlots): Promise<void> {
   return optimizer.setWeights(
     saved.map((w) => {
       const b = Buffer.from(w.data, 'base64');

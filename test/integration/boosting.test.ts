@@ -8,8 +8,6 @@
  * Waits are on events (checkpoint records, the run's state), never on a fixed time.
  */
 import type { Client } from '@temporalio/client';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
 import { PIPELINE_WORKFLOW, type PipelineResult } from '../../engine/contracts.js';
@@ -18,7 +16,7 @@ import { parseBoostedModel } from '../../lib/boosted-model.js';
 import { predictBoosted } from '../../lib/boosted-predict.js';
 import { loadMatrix } from '../../lib/model.js';
 import { createClient, createTestProject, uniqueId } from './helpers.js';
-import { exited, whileRunning, workerProcesses } from './processes.js';
+import { checkpointMeta, exited, whileRunning, workerProcesses } from './processes.js';
 
 const project = createTestProject('boosting');
 let client: Client;
@@ -79,21 +77,6 @@ afterAll(async () => {
   await client?.connection.close();
 });
 
-/** The round of the train step's newest checkpoint in this workflow (0: none yet). */
-function checkpointRoundOf(workflowId: string): () => number {
-  const records = join(project.settings.artifactsDir, 'records', 'checkpoints', encodeURIComponent(workflowId));
-  return () => {
-    if (!existsSync(records)) return 0;
-    const file = readdirSync(records, { recursive: true, encoding: 'utf8' }).find((f) => /(^|\/)train\/[^/]+\.json$/.test(f));
-    if (!file) return 0;
-    try {
-      return (JSON.parse(readFileSync(join(records, file), 'utf8')) as { meta: { round: number } }).meta.round;
-    } catch {
-      return 0; // being replaced right now
-    }
-  };
-}
-
 describe('boosting crash-resume', () => {
   for (const lib of ['xgboost', 'lightgbm'] as const) {
     it(
@@ -107,7 +90,7 @@ describe('boosting crash-resume', () => {
           workflowId,
           args: [{ pipeline: name, cache: false }],
         });
-        const round = checkpointRoundOf(workflowId);
+        const round = checkpointMeta(project, workflowId, 'train', 'round');
         await whileRunning(handle, () => round() >= 100, 'the round-100 checkpoint');
         first.kill('SIGKILL');
         expect(await exited(first)).toBe('SIGKILL');

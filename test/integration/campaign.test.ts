@@ -13,7 +13,7 @@
  * its kill; training went on from its checkpoint each time.
  */
 import type { Client } from '@temporalio/client';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
@@ -21,7 +21,7 @@ import { artifactRefs } from '../../engine/lineage.js';
 import { prng } from '../../engine/random.js';
 import { PIPELINE_WORKFLOW, type PipelineResult, type PipelineStatus } from '../../engine/contracts.js';
 import { createClient, createTestProject, REPO, uniqueId } from './helpers.js';
-import { exited, pendingStep, whileRunning, workerProcesses } from './processes.js';
+import { checkpointMeta, exited, pendingStep, whileRunning, workerProcesses } from './processes.js';
 
 const project = createTestProject('campaign');
 const workers = workerProcesses(project);
@@ -73,17 +73,7 @@ describe('kill campaign', () => {
         workflowId,
         args: [{ pipeline: 'campaign', overrides: [`training.epochs=${epochs}`, 'training.patience=100'], cache: false }],
       });
-      // The train step's checkpoint record of this run: checkpoints/<workflow>/<run>/train/<cache key>.json.
-      const records = join(project.settings.artifactsDir, 'records', 'checkpoints', encodeURIComponent(workflowId));
-      const checkpointEpoch = (): number => {
-        try {
-          if (!existsSync(records)) return 0;
-          const file = readdirSync(records, { recursive: true, encoding: 'utf8' }).find((f) => /(^|\/)train\/[^/]+\.json$/.test(f));
-          return file ? (JSON.parse(readFileSync(join(records, file), 'utf8')) as { meta: { epoch: number } }).meta.epoch : 0;
-        } catch {
-          return 0; // being replaced right now
-        }
-      };
+      const checkpointEpoch = checkpointMeta(project, workflowId, 'train', 'epoch');
       let lastTrainEpoch = 0;
       const kills: { aimedAt: string; delayMs: number; hit: { step: string; resumeMs: number }[]; epochAtKill?: number }[] = [];
       for (let i = 1; i <= KILLS; i++) {

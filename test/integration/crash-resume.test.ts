@@ -9,12 +9,12 @@
  * backstop scaled to its work, so a slow machine makes a test slower, not red.
  */
 import type { Client } from '@temporalio/client';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HPO_WORKFLOW, PIPELINE_WORKFLOW, type PipelineResult, type HpoResult } from '../../engine/contracts.js';
 import { createClient, createTestProject, REPO, uniqueId } from './helpers.js';
-import { attemptStarted, exited, whileRunning, workerProcesses } from './processes.js';
+import { attemptStarted, checkpointMeta, exited, whileRunning, workerProcesses } from './processes.js';
 
 const project = createTestProject('crash');
 let client: Client;
@@ -62,21 +62,6 @@ function housingCopy(name: string, heartbeat = '10s'): void {
     `heartbeat: ${heartbeat}`,
   );
   project.write(`pipelines/${name}.yaml`, yaml.replace('name: california-housing', `name: ${name}`));
-}
-
-function checkpointEpochOf(workflowId: string): () => number {
-  // The train step's checkpoint record of this workflow's runs: checkpoints/<workflow>/<run>/train/<cache key>.json.
-  const records = join(project.settings.artifactsDir, 'records', 'checkpoints', encodeURIComponent(workflowId));
-  return () => {
-    if (!existsSync(records)) return 0;
-    const file = readdirSync(records, { recursive: true, encoding: 'utf8' }).find((f) => /(^|\/)train\/[^/]+\.json$/.test(f));
-    if (!file) return 0;
-    try {
-      return (JSON.parse(readFileSync(join(records, file), 'utf8')) as { meta: { epoch: number } }).meta.epoch;
-    } catch {
-      return 0; // being replaced right now
-    }
-  };
 }
 
 describe('crash-resume', () => {
@@ -151,7 +136,7 @@ describe('crash-resume', () => {
         workflowId,
         args: [{ pipeline: 'housing-crash', overrides, cache: false }],
       });
-      const checkpointEpoch = checkpointEpochOf(workflowId);
+      const checkpointEpoch = checkpointMeta(project, workflowId, 'train', 'epoch');
       await whileRunning(handle, () => checkpointEpoch() >= 10, 'the epoch-10 checkpoint');
       worker.kill('SIGKILL');
       await exited(worker);
@@ -195,7 +180,7 @@ describe('crash-resume', () => {
         workflowId,
         args: [{ pipeline: 'housing-backends', overrides, cache: false }],
       });
-      const checkpointEpoch = checkpointEpochOf(workflowId);
+      const checkpointEpoch = checkpointMeta(project, workflowId, 'train', 'epoch');
       await whileRunning(handle, () => checkpointEpoch() >= 5, 'the epoch-5 checkpoint');
       first.kill('SIGKILL');
       await exited(first);
@@ -241,7 +226,7 @@ describe('crash-resume', () => {
         workflowId,
         args: [{ pipeline: 'housing-kills', overrides, cache: false }],
       });
-      const checkpointEpoch = checkpointEpochOf(workflowId);
+      const checkpointEpoch = checkpointMeta(project, workflowId, 'train', 'epoch');
       // Every checkpoint epoch in the order written: a resume that started over would write 5 again.
       const written: number[] = [];
       const watch = setInterval(() => {

@@ -1,7 +1,8 @@
 /**
  * Hyperparameter search on the real dev server: trials as child workflows, at most `parallel` at
  * once, failed trials tolerated up to the limit, continue-as-new between generations without
- * rerunning finished trials, the best trial picked and run in full.
+ * rerunning finished trials, the best trial picked and run in full, and trials sharing the step
+ * cache (the steps upstream of the searched keys run once) with the same metrics as without it.
  */
 import { WorkflowFailedError } from '@temporalio/client';
 import { readFileSync } from 'node:fs';
@@ -214,5 +215,84 @@ steps:
     const err = await bad.result().catch((e: unknown) => e as WorkflowFailedError);
     expect(err).toBeInstanceOf(WorkflowFailedError);
     expect(describeFailure(err).message).toMatch(/takes no stopIfWorseThan/);
+  }, 180_000);
+
+  it('trials share the step cache by default: the steps upstream of the searched key run once, with the same metrics as without the cache', async () => {
+    const rows = ['a,b,y'];
+    for (let i = 0; i < 400; i++) {
+      const a = Math.sin(i * 1.7);
+      const b = Math.cos(i * 0.3);
+      rows.push(`${a},${b},${2 * a + b * b - 1}`);
+    }
+    project.write('shared.csv', `${rows.join('\n')}\n`);
+    // The housing search's shape: data steps upstream of training, the searched key only in training.
+    project.write(
+      'pipelines/shared.yaml',
+      `name: shared
+params: { lr: 0.01 }
+hpo:
+  metric: { step: score, output: metrics, key: rmse, goal: minimize }
+  space:
+    params.lr: { type: discrete, values: [0.01, 0.03, 0.005] }
+  trials: 3
+  parallel: 1
+  algorithm: grid
+  final: false
+steps:
+  data:
+    uses: ingest.file
+    with: { path: shared.csv }
+  split:
+    uses: process.split
+    needs: data
+    inputs: { dataset: '\${steps.data.outputs.dataset}' }
+    with: { test: 0.2, validation: 0.2, seed: 3 }
+  prep:
+    uses: process.transform
+    needs: split
+    with:
+      exclude: [y]
+      steps:
+        - { op: derive, name: ab, expr: a * b }
+        - { op: standardize, columns: numeric }
+  train:
+    uses: train.tfjs-mlp
+    needs: prep
+    with: { target: y, hidden: [8], epochs: 4, batchSize: 64, learningRate: '\${params.lr}', seed: 1, backend: cpu }
+  score:
+    uses: evaluate.model
+    needs: [train, prep]
+    inputs:
+      model: '\${steps.train.outputs.model}'
+      test: '\${steps.prep.outputs.test}'
+`,
+    );
+    const trials = async (cache: boolean) => {
+      const h = await search({ pipeline: 'shared', ...(cache ? {} : { cache: false }) }, uniqueId(`hpo-shared-${cache ? 'on' : 'off'}`));
+      const r = (await h.result()) as HpoResult;
+      expect(r.failed).toBe(0);
+      const runs = await Promise.all(
+        r.results.map(async (t) => (await env.client.workflow.getHandle(t.workflowId).result()) as PipelineResult),
+      );
+      return {
+        values: r.results.map((t) => t.value),
+        statuses: runs.map((run) => ['data', 'split', 'prep', 'train', 'score'].map((s) => run.steps[s]!.status)),
+        prepared: runs.map((run) => (run.outputs['prep']!['train'] as { sha256: string }).sha256),
+      };
+    };
+    // Without the cache first (it writes no cache entries), then as `mlpipe hpo` runs a search.
+    const off = await trials(false);
+    const on = await trials(true);
+    expect(off.statuses).toEqual(Array(3).fill(['succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded']));
+    // ingest.file always reads its file; split and prep run in the first trial and come from the cache in the others.
+    expect(on.statuses).toEqual([
+      ['succeeded', 'succeeded', 'succeeded', 'succeeded', 'succeeded'],
+      ['succeeded', 'cached', 'cached', 'succeeded', 'succeeded'],
+      ['succeeded', 'cached', 'cached', 'succeeded', 'succeeded'],
+    ]);
+    expect(new Set([...on.prepared, ...off.prepared]).size).toBe(1);
+    expect(on.values.every((v) => typeof v === 'number' && Number.isFinite(v))).toBe(true);
+    expect(new Set(on.values).size).toBe(3);
+    expect(on.values).toEqual(off.values);
   }, 180_000);
 });

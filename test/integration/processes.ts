@@ -6,7 +6,7 @@
 import type { WorkflowHandle } from '@temporalio/client';
 import { tsToMs } from '@temporalio/common/lib/time.js';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync } from 'node:fs';
+import { existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO, type TestProject } from './helpers.js';
 
@@ -98,4 +98,26 @@ export async function attemptStarted(
     },
     `attempt ${attempt} of step '${stepId}' to start`,
   );
+}
+
+/**
+ * Reads a field of the newest checkpoint's meta of a step in a workflow's runs (the record
+ * checkpoints/<workflow>/<run>/<step>/<cache key>.json, or a named stream's beside it); 0 while there
+ * is none or it is being replaced.
+ */
+export function checkpointMeta(project: TestProject, workflowId: string, step: string, field: string, stream?: string): () => number {
+  const records = join(project.settings.artifactsDir, 'records', 'checkpoints', encodeURIComponent(workflowId));
+  // A named stream's record (ctx.checkpoint.stream(name)) sits beside the step's: <cache key>/stream-<name>.json.
+  const pattern = new RegExp(stream ? `(^|/)${step}/[^/]+/stream-${stream}\\.json$` : `(^|/)${step}/[^/]+\\.json$`);
+  return () => {
+    try {
+      if (!existsSync(records)) return 0;
+      const file = readdirSync(records, { recursive: true, encoding: 'utf8' }).find((f) => pattern.test(f));
+      if (!file) return 0;
+      const value = (JSON.parse(readFileSync(join(records, file), 'utf8')) as { meta: Record<string, unknown> }).meta[field];
+      return typeof value === 'number' ? value : 0;
+    } catch {
+      return 0; // being replaced right now
+    }
+  };
 }

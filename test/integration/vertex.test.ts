@@ -14,7 +14,8 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { loadPipeline } from '../../app/load-pipeline.js';
 import { HyperTune } from '../../adapters/vertex/hypertune.js';
-import { buildTuningJob, VertexTuner } from '../../adapters/vertex/tuning.js';
+import { buildTuningJob, toParameterId, VertexTuner } from '../../adapters/vertex/tuning.js';
+import { parseTrialArgs } from '../../cli/trial-command.js';
 import type { HpoSpec } from '../../engine/hpo.js';
 import { createDefaultRegistry } from '../../plugins/index.js';
 import { HPO_WORKFLOW, type PipelineResult, type HpoResult } from '../../engine/contracts.js';
@@ -108,6 +109,41 @@ describe('Vertex AI HyperparameterTuningJob', () => {
         workerPoolSpecs: [{ replicaCount: 1, containerSpec: { imageUri: container.imageUri } }],
       },
     });
+  });
+
+  it("searches boosting params: the model-selection pipeline's space as a study spec, and a trial's values into the boosting steps", () => {
+    const registry = createDefaultRegistry();
+    const selection = loadPipeline(REPO, 'california-housing-models', registry).hpo!;
+    const message = Job.fromObject(
+      buildTuningJob('selection-search', selection, { ...container, args: ['--pipeline', 'california-housing-models'] }),
+    );
+    expect(Job.verify(message)).toBeNull();
+    const back = Job.toObject(message, { enums: String, longs: Number });
+    expect(back).toMatchObject({ studySpec: { metrics: [{ metricId: 'rmse', goal: 'MINIMIZE' }], algorithm: 'RANDOM_SEARCH' } });
+    const params = (back['studySpec'] as { parameters: Record<string, unknown>[] }).parameters;
+    expect(params.map((p) => p['parameterId'])).toEqual(Object.keys(selection.space).map(toParameterId));
+    expect(params).toEqual(
+      expect.arrayContaining([
+        { parameterId: 'boosting__learning_rate', doubleValueSpec: { minValue: 0.02, maxValue: 0.1 }, scaleType: 'UNIT_LOG_SCALE' },
+        { parameterId: 'boosting__num_leaves', discreteValueSpec: { values: [31, 63, 127] } },
+        { parameterId: 'boosting__max_depth', integerValueSpec: { minValue: 5, maxValue: 9 }, scaleType: 'UNIT_LINEAR_SCALE' },
+      ]),
+    );
+    // A trial as Vertex starts it (the container's args, then one --<parameterId> <value> per
+    // parameter), read by the trial entrypoint's parser, compiles into both boosting steps.
+    const { pipeline, overrides } = parseTrialArgs([
+      '--pipeline',
+      'california-housing-models',
+      '--boosting__learning_rate',
+      '0.037',
+      '--boosting__num_leaves=127',
+      '--boosting__max_depth',
+      '8',
+    ]);
+    expect(overrides).toEqual(['boosting.learning_rate=0.037', 'boosting.num_leaves=127', 'boosting.max_depth=8']);
+    const trial = loadPipeline(REPO, pipeline!, registry, overrides);
+    expect(trial.steps['train_xgboost']!.with).toMatchObject({ learningRate: 0.037, maxDepth: 8 });
+    expect(trial.steps['train_lightgbm']!.with).toMatchObject({ learningRate: 0.037, numLeaves: 127 });
   });
 
   it('refuses what Vertex refuses: grid search over a double', () => {
