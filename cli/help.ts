@@ -4,6 +4,9 @@
  */
 import { DEFAULT_TASK_QUEUE } from '../engine/contracts.js';
 
+/** What `mlpipe demo` runs without a pipeline argument: the housing data, three model families and the selection of the best. */
+export const DEMO_PIPELINE = 'california-housing-models';
+
 interface CommandHelp {
   usage: string[];
   summary: string;
@@ -104,7 +107,7 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
   demo: {
     usage: ['mlpipe demo [pipeline] [overrides...] [run options]'],
     summary: 'Start what is needed (a dev server when none is reachable) and run a pipeline with a worker in this process.',
-    args: [['[pipeline]', 'default california-housing'], OVERRIDES],
+    args: [['[pipeline]', `default ${DEMO_PIPELINE}; forecast-unemployment is the forecasting example`], OVERRIDES],
   },
   runs: {
     usage: ['mlpipe runs list [--limit N] [--json]', 'mlpipe runs show <workflow-id> [--run-id R] [--json]'],
@@ -190,7 +193,7 @@ export const COMMAND_HELP: Record<string, CommandHelp> = {
   serve: {
     usage: ['mlpipe serve <name@alias | models:/name/N | model.onnx | gs://...> [options]', 'mlpipe serve --run <workflow-id> [options]'],
     summary:
-      'HTTP prediction server (onnxruntime): POST /predict, GET /health, /metrics, /model; logs predictions for drift. Exit 3 when the port is taken.',
+      'HTTP prediction server (onnxruntime): POST /predict (records, or for a forecaster {series, history}), GET /health, /metrics, /model; logs predictions for drift. Exit 3 when the port is taken.',
     args: [['<model>', 'a registered model (name@alias, models:/name/N), an ONNX file or gs:// path']],
     options: [
       ['--run ID', 'serve the ONNX model the run of this workflow ID exported (from the artifact store)'],

@@ -42,7 +42,7 @@ import {
   type PipelineStatus,
 } from '../engine/contracts.js';
 import { renderMermaid } from './graph.js';
-import { commandHelp } from './help.js';
+import { commandHelp, DEMO_PIPELINE } from './help.js';
 import { formatStepLine, formatSummary, progressOfDetails } from './render.js';
 import type { startUi } from './ui-command.js';
 import { DEFAULT_UI_PORT } from '../ui/port.js';
@@ -71,7 +71,7 @@ Usage:
   mlpipe cancel <workflow-id>            Cancel a run (running steps are cancelled)
   mlpipe plugins [name]                  List plugins, or show one plugin's params
   mlpipe pipelines                       List the pipelines in pipelines/
-  mlpipe demo [pipeline] [overrides...]  Start what is needed and run a pipeline (default california-housing)
+  mlpipe demo [pipeline] [overrides...]  Start what is needed and run a pipeline (default ${DEMO_PIPELINE}; or forecast-unemployment)
   mlpipe runs list [--limit N] [--json]  Runs recorded in the artifact store, newest first
   mlpipe runs show <workflow-id> [--run-id R] [--json]
                                          A run's manifest: steps, plugin versions, params hashes,
@@ -856,7 +856,7 @@ function selfCommand(settings: Settings): string {
 }
 
 async function cmdDemo(argv: string[], settings: Settings): Promise<number> {
-  const pipeline = argv[0] && !argv[0].startsWith('-') && !argv[0].includes('=') ? argv[0] : 'california-housing';
+  const pipeline = argv[0] && !argv[0].startsWith('-') && !argv[0].includes('=') ? argv[0] : DEMO_PIPELINE;
   const rest = argv[0] === pipeline ? argv.slice(1) : argv;
   let server: DevServer | undefined;
   let s = settings;

@@ -13,7 +13,8 @@
 # train.lightgbm), and with --with-boosting-bench a virtualenv holding the Python packages of the same
 # versions and scikit-learn (npm run bench:boosting and bench:models compare against them; the
 # boosted-tree test fixtures are made with them), and with --with-peers a virtualenv holding Prefect
-# and Dagster (`npm run bench:cli` runs the same 50-step chain on them).
+# and Dagster (`npm run bench:cli` runs the same 50-step chain on them), and with --with-forecast-bench
+# a virtualenv holding statsmodels (`npm run bench:forecast` compares against its ETS models).
 # Slow builds go to a cache outside the checkout (MLPIPE_CACHE_DIR, default ~/.cache/mlpipe) so
 # every clone on this machine reuses them. Safe to run again: each step skips what is there.
 set -euo pipefail
@@ -34,6 +35,7 @@ tfjs_node_version="4.22.0"
 xgboost_version="3.2.0"
 lightgbm_version="4.7.0"
 sklearn_version="1.7.2"
+statsmodels_version="0.15.0"
 with_mlflow=0
 with_gcs=0
 with_evidently=0
@@ -44,6 +46,7 @@ with_tfjs_node=0
 with_tfjs_node_gpu=0
 with_boosting=0
 with_boosting_bench=0
+with_forecast_bench=0
 for arg in "$@"; do
   case "$arg" in
     --with-mlflow) with_mlflow=1 ;;
@@ -56,7 +59,8 @@ for arg in "$@"; do
     --with-tfjs-node-gpu) with_tfjs_node_gpu=1 ;;
     --with-boosting) with_boosting=1 ;;
     --with-boosting-bench) with_boosting=1; with_boosting_bench=1 ;;
-    *) printf '[provision] unknown option %s (known: --with-mlflow, --with-gcs-emulator, --with-evidently, --with-peers, --with-chromium, --with-onnx, --with-tfjs-node, --with-tfjs-node-gpu, --with-boosting, --with-boosting-bench)\n' "$arg" >&2; exit 2 ;;
+    --with-forecast-bench) with_forecast_bench=1 ;;
+    *) printf '[provision] unknown option %s (known: --with-mlflow, --with-gcs-emulator, --with-evidently, --with-peers, --with-chromium, --with-onnx, --with-tfjs-node, --with-tfjs-node-gpu, --with-boosting, --with-boosting-bench, --with-forecast-bench)\n' "$arg" >&2; exit 2 ;;
   esac
 done
 say() { printf '[provision] %s\n' "$*" >&2; }
@@ -300,4 +304,12 @@ if [ "$with_boosting_bench" = 1 ]; then
   cached_venv "xgboost $xgboost_version, lightgbm $lightgbm_version and scikit-learn $sklearn_version (Python)" "$cache/boosting-bench-venv" \
     "$cache/boosting-bench-venv/.mlpipe-boosting-bench-$xgboost_version-$lightgbm_version-sklearn-$sklearn_version" \
     "xgboost-cpu==$xgboost_version" "lightgbm==$lightgbm_version" "scikit-learn==$sklearn_version" numpy pandas pyarrow psutil
+fi
+
+# 10. Python statsmodels, for npm run bench:forecast (its ETS models beside mlpipe's forecasters on
+# the same walk-forward folds).
+if [ "$with_forecast_bench" = 1 ]; then
+  cached_venv "statsmodels $statsmodels_version (Python)" "$cache/forecast-bench-venv" \
+    "$cache/forecast-bench-venv/.mlpipe-forecast-bench-$statsmodels_version" \
+    "statsmodels==$statsmodels_version" numpy pandas scipy
 fi

@@ -42,6 +42,8 @@ export function retrainWorkflowId(pipeline: string): string {
 }
 export const HPO_WORKFLOW = 'hpoWorkflow';
 export const hpoStatusQueryName = 'hpoStatus';
+/** The search's trials so far (the web UI's Search page): `HpoTrials`. */
+export const hpoTrialsQueryName = 'hpoTrials';
 
 /** Step IDs: letters, digits, _ and -, starting with a letter or _ (in the spec and in the workflow input). */
 export const STEP_ID = /^[A-Za-z_][A-Za-z0-9_-]*$/;
@@ -334,6 +336,20 @@ export interface HpoStatus {
   finished: number;
   failed: number;
   running: number[];
+  best?: TrialResult;
+  generation: number;
+}
+
+/** The `hpoTrials` query's answer: the search and every trial finished or running so far. */
+export interface HpoTrials {
+  pipeline: string;
+  metric: HpoPlan['spec']['metric'];
+  trials: number;
+  parallel: number;
+  /** The median stopping rule, when the search has one. */
+  earlyStopping?: { step: string; afterEpochs: number; minTrials: number };
+  results: TrialResult[];
+  running: { index: number; overrides: string[]; workflowId: string }[];
   best?: TrialResult;
   generation: number;
 }

@@ -97,7 +97,11 @@ export const ERROR_CODES = {
   STORAGE_RECORD_CORRUPT: { retryable: false, meaning: 'A JSON record in the store does not parse.' },
   // Inputs and the environment.
   INPUT_INVALID: { retryable: false, meaning: 'A workflow input or command-line argument is invalid.' },
-  TOOL_MISSING: { retryable: true, meaning: 'A server or tool mlpipe needs is not there (Temporal, the Temporal CLI, MLflow).' },
+  TOOL_MISSING: {
+    retryable: true,
+    meaning:
+      'A server, tool, library or optional package mlpipe needs is not there (Temporal, the Temporal CLI, MLflow, the GCS emulator, the XGBoost/LightGBM libraries, an optional npm package such as onnxruntime-node); the message names it and the line that installs it. Retryable by default (a server may come up), not when another attempt on the same worker cannot help.',
+  },
   PORT_IN_USE: { retryable: true, meaning: 'A port mlpipe should listen on is taken or not allowed.' },
   TRACKING_ERROR: {
     retryable: true,

@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
-import { symlinkSync } from 'node:fs';
+import { existsSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { freePort, isListening } from '../../dev/temporal-server.js';
@@ -340,6 +340,93 @@ describe('mlpipe', () => {
     expect(await isListening(`127.0.0.1:${port}`)).toBe(false);
     expect(await isListening(`127.0.0.1:${mlflowPort}`)).toBe(false);
   }, 240_000);
+
+  it('dev --registry runs a real MLflow tracking server with a registry: the worker registers models in it, the UI shows them', async () => {
+    const reg = createTestProject('dev-registry');
+    const rows = ['a,b,y'];
+    for (let i = 0; i < 120; i++) rows.push(`${Math.sin(i)},${Math.cos(i)},${2 * Math.sin(i) - Math.cos(i)}`);
+    reg.write('data.csv', `${rows.join('\n')}\n`);
+    reg.write(
+      'pipelines/dev-registry.yaml',
+      `name: dev-registry
+steps:
+  data:
+    uses: ingest.file
+    with: { path: data.csv }
+  train:
+    uses: train.tfjs-mlp
+    needs: data
+    inputs: { train: '\${steps.data.outputs.dataset}' }
+    with: { target: y, hidden: [4], epochs: 2, batchSize: 64, seed: 1, backend: cpu }
+  register:
+    uses: deploy.mlflow-register
+    needs: train
+    inputs: { model: '\${steps.train.outputs.model}', metrics: '\${steps.train.outputs.metrics}' }
+    with: { name: dev-model, metric: { key: trainLoss, goal: minimize }, requireRegistry: true }
+`,
+    );
+    const [port, mlflowPort, webPort] = [await freePort(), await freePort(), await freePort()];
+    const env: NodeJS.ProcessEnv = { ...process.env, MLPIPE_PROJECT_DIR: reg.dir, MLPIPE_TASK_QUEUE: 'dev-registry-queue' };
+    delete env['MLFLOW_TRACKING_URI'];
+    const dev = spawn(
+      process.execPath,
+      [
+        join(REPO, 'bin', 'mlpipe.mjs'),
+        'dev',
+        '--registry',
+        '--port',
+        String(port),
+        '--ui-port',
+        String(await freePort()),
+        '--mlflow-port',
+        String(mlflowPort),
+        '--web-port',
+        String(webPort),
+      ],
+      { cwd: reg.dir, env, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stdout = '';
+    dev.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    dev.stderr.on('data', (d: Buffer) => (stdout += d.toString()));
+    const registry = `http://127.0.0.1:${mlflowPort}`;
+    try {
+      await waitFor(() => stdout.includes('worker polling'), `mlpipe dev --registry to be ready (${stdout})`, 180_000);
+      expect(stdout).toContain(`MLFLOW_TRACKING_URI=${registry}`);
+      // The registry is a tracking server: its REST API answers, with the registry's routes.
+      const search = await fetch(`${registry}/api/2.0/mlflow/registered-models/search?max_results=10`);
+      expect(search.status).toBe(200);
+      // The run is tracked by the dev worker, which registers the model in the dev registry.
+      const r = await runCommand(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'run', 'dev-registry'], {
+        TEMPORAL_ADDRESS: `127.0.0.1:${port}`,
+        MLPIPE_PROJECT_DIR: reg.dir,
+        MLPIPE_TASK_QUEUE: 'dev-registry-queue',
+      });
+      expect(r.code, `${r.stdout}\n${r.stderr}\n--- dev:\n${stdout}`).toBe(0);
+      const mv = (await (await fetch(`${registry}/api/2.0/mlflow/registered-models/alias?name=dev-model&alias=champion`)).json()) as {
+        model_version: { version: string; tags: { key: string; value: string }[] };
+      };
+      expect(mv.model_version.version).toBe('1');
+      const loss = Number(mv.model_version.tags.find((t) => t.key === 'mlpipe.metric.trainLoss')!.value);
+      expect(loss).toBeGreaterThan(0);
+      // The UI dev started reads the same registry.
+      const health = (await (await fetch(`http://127.0.0.1:${webPort}/api/health`)).json()) as {
+        mlflow?: { ok: boolean; location: string };
+      };
+      expect(health.mlflow).toEqual({ ok: true, location: registry });
+      const model = (await (await fetch(`http://127.0.0.1:${webPort}/api/models/dev-model`)).json()) as {
+        versions: { version: string; metrics: Record<string, number>; aliases: string[] }[];
+      };
+      expect(model.versions).toEqual([expect.objectContaining({ version: '1', metrics: expect.objectContaining({ trainLoss: loss }) })]);
+      expect(model.versions[0]!.aliases.sort()).toEqual(['challenger', 'champion']);
+    } finally {
+      dev.kill('SIGTERM');
+    }
+    const code = await new Promise((resolve) => dev.once('exit', (c, sig) => resolve(c ?? sig)));
+    expect(code).toBe(0);
+    expect(await isListening(`127.0.0.1:${mlflowPort}`)).toBe(false);
+    // The registry is kept in the project's .mlpipe/ across restarts.
+    expect(existsSync(join(reg.dir, '.mlpipe', 'mlflow.db'))).toBe(true);
+  }, 300_000);
 
   it('run --worker exits 0 after every successful run (no "Channel has been shut down" at the end)', async () => {
     for (let i = 0; i < 5; i++) {

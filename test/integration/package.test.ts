@@ -5,14 +5,17 @@
  * declarations, and `npx mlpipe run` of the example on the test's dev server with a worker started
  * from the installed package (`npx mlpipe worker`), in the scaffold and in another folder that has
  * the package and the project's plugin module only (the run carries its pipeline, the data file goes
- * through the shared artifact store). Slow: it builds, packs and installs.
+ * through the shared artifact store); `npx mlpipe ui` from the installed package serves the page,
+ * its styles and its bundled script, and the page runs in Chromium. Slow: it builds, packs and installs.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { REPO, uniqueId } from './helpers.js';
+import { chromium } from 'playwright-core';
+import { freePort } from '../../dev/temporal-server.js';
+import { REPO, uniqueId, waitFor } from './helpers.js';
 
 const root = mkdtempSync(join(tmpdir(), 'mlpipe-package-'));
 const project = join(root, 'project');
@@ -192,6 +195,55 @@ describe('the packed package in a new project', () => {
     );
     worker.kill('SIGTERM');
     await new Promise((r) => worker!.once('exit', r));
+  }, 300_000);
+
+  it('serves the web UI from the installed package: its page, styles and bundled script, over the Temporal server', async () => {
+    const pkg = join(project, 'node_modules', 'mlpipe');
+    // The page's static files ship as they are; its script compiled, bundled with dagre when the server starts.
+    for (const f of ['ui/web/index.html', 'ui/web/app.css', 'dist/ui/web/app.js', 'dist/ui/server.js'])
+      expect(existsSync(join(pkg, f)), f).toBe(true);
+    expect(existsSync(join(pkg, 'ui', 'web', 'app.ts'))).toBe(false);
+    const port = await freePort();
+    const env = { TEMPORAL_ADDRESS: inject('temporalAddress'), MLPIPE_TRACKING: 'off', NO_COLOR: '1' };
+    const ui = spawn('npx', ['mlpipe', 'ui', '--port', String(port)], { cwd: project, env: { ...process.env, ...env } });
+    let output = '';
+    ui.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    ui.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const base = `http://127.0.0.1:${port}`;
+    try {
+      await waitFor(() => output.includes(`mlpipe UI: ${base}`), `npx mlpipe ui to listen (${output})`, 120_000);
+      transcript.push(`$ npx mlpipe ui --port ${port}   (${output.trim().split('\n')[0]})`);
+      const index = await (await fetch(`${base}/`)).text();
+      expect(index).toContain('<script type="module" src="/app.js"></script>');
+      expect(index).toBe(readFileSync(join(pkg, 'ui', 'web', 'index.html'), 'utf8'));
+      const css = await fetch(`${base}/app.css`);
+      expect(css.headers.get('content-type')).toContain('text/css');
+      expect(await css.text()).toBe(readFileSync(join(pkg, 'ui', 'web', 'app.css'), 'utf8'));
+      const script = await fetch(`${base}/app.js`);
+      expect(script.status).toBe(200);
+      const js = await script.text();
+      // Bundled: no bare import left for the browser to resolve, the layout library inside.
+      expect(js).not.toMatch(/from\s*["']@dagrejs\/dagre["']/);
+      expect(js.length).toBeGreaterThan(20_000);
+      const health = (await (await fetch(`${base}/api/health`)).json()) as { temporal: { ok: boolean } };
+      expect(health.temporal.ok).toBe(true);
+      // The page runs in a browser: the runs list from Temporal, the example's run among them.
+      const browser = await chromium.launch({ executablePath: process.env['CHROMIUM'] ?? '/usr/bin/chromium', args: ['--no-sandbox'] });
+      try {
+        const page = await browser.newPage();
+        const errors: string[] = [];
+        page.on('pageerror', (e) => errors.push(e.message));
+        await page.goto(`${base}/#/`);
+        await page.locator('#runs tr[data-workflow]').first().waitFor({ timeout: 60_000 });
+        expect(await page.locator('#services').innerText()).toContain('✓');
+        expect(errors).toEqual([]);
+      } finally {
+        await browser.close();
+      }
+    } finally {
+      ui.kill('SIGTERM');
+      await new Promise((r) => ui.once('exit', r));
+    }
   }, 300_000);
 
   it("runs a pipeline submitted from the scaffold on a worker installed in another folder with the project's plugins only", async () => {

@@ -28,4 +28,33 @@ describe('example pipelines', () => {
     });
     expect(compiled.steps['train']!.with).toMatchObject({ epochs: 3, backend: 'auto' });
   });
+
+  it('forecast-unemployment windows the BLS series with the window group and trains the gbdt model by default', () => {
+    const compiled = loadPipeline(REPO, 'forecast-unemployment', registry);
+    expect(compiled.steps['window']!.with).toMatchObject({
+      lookback: 24,
+      horizon: 6,
+      testSteps: 12,
+      folds: 3,
+      fill: 'median',
+      calendar: ['month'],
+    });
+    expect(compiled.steps['train']!.uses).toBe('train.gbdt-forecast');
+    expect(compiled.steps['train']!.with).toMatchObject({ library: 'lightgbm', numLeaves: 7, relativeTo: 'last' });
+    expect(compiled.steps['evaluate']!.with).toMatchObject({ gate: { maxRatioToBaseline: { mase: 0.9 } } });
+    const longer = loadPipeline(REPO, 'forecast-unemployment', registry, ['window.lookback=36', 'model.num_leaves=15']);
+    expect(longer.steps['window']!.with).toMatchObject({ lookback: 36 });
+    expect(longer.steps['train']!.with).toMatchObject({ numLeaves: 15 });
+  });
+
+  it('forecast-unemployment trains a sequence model instead with model=lstm|gru|tcn', () => {
+    for (const cell of ['lstm', 'gru', 'tcn']) {
+      const compiled = loadPipeline(REPO, 'forecast-unemployment', registry, [`model=${cell}`]);
+      expect(compiled.steps['train_sequence']!.uses).toBe('train.tfjs-sequence');
+      expect(compiled.steps['train_sequence']!.when).toBe(true);
+      expect(compiled.steps['train']!.when).toBe(false);
+      expect(compiled.steps['train_sequence']!.with).toMatchObject({ model: cell, units: 32, epochs: 60, earlyStopping: { patience: 10 } });
+    }
+    expect(loadPipeline(REPO, 'forecast-unemployment', registry).steps['train_sequence']!.when).toBe(false);
+  });
 });
