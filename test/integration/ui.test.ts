@@ -584,6 +584,11 @@ steps:
       await page.locator('g.step[data-step="train"]').waitFor();
       const livePoints = (): Promise<number> =>
         page.evaluate(() => Number(document.querySelector('#chart-box .chart')?.getAttribute('data-points') ?? 0));
+      // Details opened before the step reports anything come to show its progress without a click.
+      await page.locator('g.step[data-step="train"]').click();
+      await page.waitForFunction(() => /epoch \d+\/1500/.test(document.getElementById('progress')?.textContent ?? ''), undefined, {
+        timeout: 180_000,
+      });
 
       /** Waits for a report past `after`, pauses the trainer, and waits for the page to show that report. */
       const freezeAfter = async (after: number): Promise<{ done: number; total: number }> => {

@@ -539,9 +539,12 @@ async function runPage(workflowId: string): Promise<void> {
           .catch(showProblem);
       }, 200);
     } else if (selected && run.steps[selected]?.progress) {
+      // The details drawn before the step's first report have no progress line yet: draw them again.
       const box = document.getElementById('progress');
-      if (box) box.textContent = `progress ${progressText(run.steps[selected]!)}`;
-      void renderChart();
+      if (box) {
+        box.textContent = `progress ${progressText(run.steps[selected]!)}`;
+        void renderChart();
+      } else void renderDetails();
     }
   };
   events.addEventListener('problem', (m) =>
