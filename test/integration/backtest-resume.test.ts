@@ -71,7 +71,7 @@ beforeAll(async () => {
       '  train:',
       ...train,
       '    needs: window',
-      '    heartbeat: 10s',
+      '    heartbeat: 30s',
       '    retry: { initialInterval: 200ms }',
       '    cache: false',
       ...trainInputs,
