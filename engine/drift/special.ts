@@ -1,5 +1,5 @@
 /**
- * Special functions the drift tests need and simple-statistics lacks, accurate to about 1e-14
+ * Special functions the drift tests need, accurate to about 1e-14
  * relative where the tests use them: log-gamma, the regularised upper incomplete gamma function
  * (chi-square survival), erfc and the normal CDF, and the two-sample Kolmogorov-Smirnov p-value as
  * scipy's ks_2samp(method='auto') computes it (exact lattice-path count up to 10,000 per side, the
