@@ -154,6 +154,19 @@ export async function optimizerState(tf: Tf, optimizer: Optimizer): Promise<Opti
   );
 }
 
+/**
+ * A JSON checkpoint document of a tfjs trainer, or undefined when the bytes are not one (another
+ * trainer's, or no JSON at all) or lack a field in `required`: the caller starts fresh and says so.
+ */
+export function parseCheckpoint<T>(data: Buffer, required: readonly string[]): T | undefined {
+  try {
+    const doc = JSON.parse(data.toString('utf8')) as unknown;
+    return typeof doc === 'object' && doc !== null && required.every((k) => k in doc) ? (doc as T) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Puts a checkpoint's optimizer slots back. */
 export function restoreOptimizer(tf: Tf, optimizer: Optimizer, saved: OptimizerSlots): Promise<void> {
   return optimizer.setWeights(
@@ -307,8 +320,9 @@ function modelMeta(p: Params, train: Matrix): ModelMeta {
 async function resume(t: Training): Promise<void> {
   const { tf, ctx, optimizer, loss } = t;
   const resumed = await ctx.checkpoint.latest<{ epoch: number; backend?: BackendName }>();
-  if (resumed) {
-    const doc = JSON.parse(resumed.data.toString('utf8')) as CheckpointDoc;
+  const doc = resumed ? parseCheckpoint<CheckpointDoc>(resumed.data, ['model', 'state']) : undefined;
+  if (resumed && !doc) ctx.logger.warn({}, 'the checkpoint is not one of train.tfjs-mlp; starting from epoch 1');
+  if (resumed && doc) {
     const restored = await deserializeModel(tf, Buffer.from(JSON.stringify(doc.model)));
     t.model.dispose();
     t.model = restored.model;

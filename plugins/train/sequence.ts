@@ -22,7 +22,15 @@ import {
   type SequenceSpec,
 } from '../../lib/sequence-model.js';
 import { RELATIVE_TO } from '../../lib/forecast-base.js';
-import { backendParam, epochCheckpointParam, optimizerState, permutation, restoreOptimizer, type OptimizerSlots } from './mlp.js';
+import {
+  backendParam,
+  epochCheckpointParam,
+  optimizerState,
+  parseCheckpoint,
+  permutation,
+  restoreOptimizer,
+  type OptimizerSlots,
+} from './mlp.js';
 import { resumeFolds, type FoldsCheckpoint } from './fold-checkpoints.js';
 
 type LayersModel = import('@tensorflow/tfjs-layers').LayersModel;
@@ -226,7 +234,8 @@ async function docOf(t: Training): Promise<SequenceModelDocument> {
 async function resume(t: Training): Promise<void> {
   const resumed = await t.ctx.checkpoint.latest<{ epoch: number; backend?: BackendName }>();
   if (!resumed) return;
-  const doc = JSON.parse(resumed.data.toString('utf8')) as CheckpointDoc;
+  const doc = parseCheckpoint<CheckpointDoc>(resumed.data, ['model', 'state']);
+  if (!doc) return void t.ctx.logger.warn({}, 'the checkpoint is not one of train.tfjs-sequence; starting from epoch 1');
   const restored = await deserializeSequenceModel(t.tf, doc.model);
   t.model.dispose();
   t.model = restored;

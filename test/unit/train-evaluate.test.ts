@@ -13,7 +13,7 @@ import type { ArtifactRef } from '../../engine/types.js';
 import { classificationMetrics, regressionMetrics, rocAuc } from '../../plugins/evaluate/metrics.js';
 import { evaluateModel } from '../../plugins/evaluate/model.js';
 import { ingestFile } from '../../plugins/ingest/file.js';
-import { learningRateAt, trainMlp } from '../../plugins/train/mlp.js';
+import { learningRateAt, parseCheckpoint, trainMlp } from '../../plugins/train/mlp.js';
 import { withDuckDB } from '../../adapters/duckdb.js';
 import { loadMatrix } from '../../lib/model.js';
 import { runPlugin, testContext } from './step-context.js';
@@ -156,6 +156,17 @@ describe('train.tfjs-mlp and evaluate.model', () => {
       (e: unknown) => e as PipelineError,
     );
     expect(text.message).toContain('feature column(s) label are not numeric');
+  });
+});
+
+describe('parseCheckpoint', () => {
+  it('reads a tfjs trainer checkpoint, and is undefined for bytes of another kind or a document without the fields', () => {
+    const doc = { model: { w: [1] }, state: { epoch: 3 } };
+    expect(parseCheckpoint(Buffer.from(JSON.stringify(doc)), ['model', 'state'])).toEqual(doc);
+    // A boosting checkpoint: a length-prefixed header and a native model, not JSON.
+    expect(parseCheckpoint(Buffer.concat([Buffer.from([0, 0, 0, 2]), Buffer.from('{}tree')]), ['model'])).toBeUndefined();
+    expect(parseCheckpoint(Buffer.from(JSON.stringify({ folds: [] })), ['model', 'state'])).toBeUndefined();
+    expect(parseCheckpoint(Buffer.from('null'), ['model'])).toBeUndefined();
   });
 });
 
