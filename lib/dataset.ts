@@ -238,13 +238,16 @@ export async function loadDatasets(ctx: DatasetContext, inputs: Record<string, u
   const resolved: Record<string, Resolved> = {};
   for (const n of names) resolved[n] = await resolveDataset(ctx.store, datasetRef(inputs, n));
   let k = 0;
-  const computed = new Map<string, string>();
+  // Per session: the same inputs may be bound in more than one DuckDB session.
+  const computedIn = new WeakMap<Duck, Map<string, string>>();
   // A recipe's result as a relation of the session (one per recipe digest). Without bound values it
   // is a view in a schema of its own, where its table names are views of their inputs (a view binds
   // the names in its query in its own schema first): the rows stream from the Parquet files into the
   // reading query, every time it reads them. A query with `$name` values cannot be a view: its rows
   // are computed once into a temporary table.
   const compute = async (db: Duck, r: Recipe): Promise<string> => {
+    const computed = computedIn.get(db) ?? new Map<string, string>();
+    computedIn.set(db, computed);
     const done = computed.get(r.ref.sha256);
     if (done) return done;
     const inner: Record<string, string> = {};

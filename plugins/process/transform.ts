@@ -115,7 +115,13 @@ function sqlFailure(where: string, e: unknown): unknown {
  * empty table shaped like the data before it: one level, where a view per step made DuckDB bind
  * the whole growing chain twice per step, more than half the fit of the housing transform.
  */
-export async function fitTransform(db: Duck, relation: string, steps: TransformStep[], exclude: string[]): Promise<FittedTransform> {
+export async function fitTransform(
+  db: Duck,
+  relation: string,
+  steps: TransformStep[],
+  exclude: string[],
+  ordered: OrderedRow = async (sql) => (await db.rows<Record<string, unknown>>(sql))[0],
+): Promise<FittedTransform> {
   const state: FittedTransform = { kind: 'mlpipe.transform', version: 1, exclude, ops: [] };
   const fit = { current: `SELECT * FROM ${relation}`, shape: '__shape0', columns: await describe(db, relation) };
   await db.run(`CREATE OR REPLACE TEMP TABLE __shape0 AS SELECT * FROM ${relation} LIMIT 0`);
@@ -123,14 +129,29 @@ export async function fitTransform(db: Duck, relation: string, steps: TransformS
     .filter((c) => !exclude.includes(c.name))
     .map((c) => ({ name: c.name, type: isNumericType(c.type) ? 'number' : /^(VARCHAR|ENUM)/.test(c.type) ? 'string' : 'other' }));
   for (const [i, step] of steps.entries()) {
-    const ops = await fitStep(db, `(${fit.current})`, fit.columns, step, exclude);
+    const ops = await fitStep(db, `(${fit.current})`, fit.columns, step, exclude, ordered);
     await applyFitted(db, state, i, ops, fit);
   }
   return state;
 }
 
-/** Each column's statistics (the SQL `exprs` gives for it) in a single query: one pass over the data per step. */
-type Stats = (exprs: (c: string) => string[]) => Promise<Record<string, unknown>[]>;
+/**
+ * Each column's statistics (the SQL `exprs` gives for it) in a single query: one pass over the data
+ * per step. `sums`: the statistics are floating-point sums (mean, standard deviation), whose last
+ * bits depend on the order the rows are added in: they are computed in the order of the rows.
+ */
+type Stats = (exprs: (c: string) => string[], options?: { sums?: boolean }) => Promise<Record<string, unknown>[]>;
+
+/**
+ * A one-row query over the data of the fit (`relation` bound as in the fit's session) computed in
+ * the order of the rows: on one thread. On two or more, DuckDB adds up each thread's share of the
+ * rows and then the shares in the order the threads finish, so a mean or a deviation can differ in
+ * its last bit from run to run, and with it the output's bytes and every cache key after it.
+ */
+export type OrderedRow = (sql: string) => Promise<Record<string, unknown> | undefined>;
+
+/** How many one-thread sessions compute the sums of a fit together: the threads of withDuckDB's session. */
+const ORDERED_SESSIONS = 2;
 
 /** What an op's fit reads: the data so far (the query `current`, in parentheses, and its columns) and the columns the op names. */
 interface OpFit {
@@ -144,14 +165,21 @@ interface OpFit {
 type StepOf<K extends TransformStep['op']> = Extract<TransformStep, { op: K }>;
 
 /** The fitted ops of one step, on the data the earlier steps produced. */
-async function fitStep(db: Duck, current: string, columns: Column[], step: TransformStep, exclude: string[]): Promise<FittedOp[]> {
+async function fitStep(
+  db: Duck,
+  current: string,
+  columns: Column[],
+  step: TransformStep,
+  exclude: string[],
+  ordered: OrderedRow,
+): Promise<FittedOp[]> {
   if (step.op === 'derive') return fitDerive(step, columns);
   const names =
     step.op === 'standardize' && step.columns === 'numeric'
       ? columns.filter((c) => isNumericType(c.type) && !exclude.includes(c.name)).map((c) => c.name)
       : (step.columns as string[]);
   requireColumns(step.op, names, columns);
-  const fit: OpFit = { db, current, columns, names, stats: statsOf(db, current, names) };
+  const fit: OpFit = { db, current, columns, names, stats: statsOf(db, current, names, ordered) };
   switch (step.op) {
     case 'impute':
       return fitImpute(fit, step);
@@ -168,11 +196,21 @@ async function fitStep(db: Duck, current: string, columns: Column[], step: Trans
   }
 }
 
-function statsOf(db: Duck, current: string, names: string[]): Stats {
+function statsOf(db: Duck, current: string, names: string[], ordered: OrderedRow): Stats {
   // One pass over the data per step: every column's statistics in a single query.
-  const stats = async (exprs: (c: string) => string[]): Promise<Record<string, unknown>[]> => {
-    const select = names.flatMap((n, i) => exprs(ident(n)).map((e, j) => `${e} AS s${i}_${j}`));
-    const [row] = await db.rows<Record<string, unknown>>(`SELECT ${select.join(', ')} FROM ${current}`);
+  const stats = async (exprs: (c: string) => string[], options: { sums?: boolean } = {}): Promise<Record<string, unknown>[]> => {
+    const select = (keep: (i: number) => boolean): string =>
+      `SELECT ${names.flatMap((n, i) => (keep(i) ? exprs(ident(n)).map((e, j) => `${e} AS s${i}_${j}`) : [])).join(', ')} FROM ${current}`;
+    // Sums: the columns shared out over ORDERED_SESSIONS one-thread sessions that run at once (each
+    // reads only its columns), so the pass still uses as many cores as the fit's own session.
+    const row = options.sums
+      ? Object.assign(
+          {},
+          ...(await Promise.all(
+            Array.from({ length: Math.min(ORDERED_SESSIONS, names.length) }, (_, k) => ordered(select((i) => i % ORDERED_SESSIONS === k))),
+          )),
+        )
+      : (await db.rows<Record<string, unknown>>(select(() => true)))[0];
     return names.map((_, i) =>
       Object.fromEntries(
         Object.entries(row ?? {})
@@ -198,7 +236,7 @@ async function fitImpute({ db, current, names, stats }: OpFit, step: StepOf<'imp
   const ops: FittedOp[] = [];
   const values =
     step.strategy === 'median' || step.strategy === 'mean'
-      ? (await stats((c) => [`${step.strategy}(${c})::DOUBLE`])).map((r) => r['0'] as number | null)
+      ? (await stats((c) => [`${step.strategy}(${c})::DOUBLE`], { sums: step.strategy === 'mean' })).map((r) => r['0'] as number | null)
       : step.strategy === 'constant'
         ? names.map(() => step.value ?? null)
         : await Promise.all(names.map((name) => mostFrequent(db, current, name)));
@@ -274,15 +312,18 @@ async function fitOnehot({ db, current, names }: OpFit, step: StepOf<'onehot'>):
 /** The mean and standard deviation of each column; infinite, NaN, null or entirely null columns are refused. */
 async function fitStandardize({ names, stats }: OpFit): Promise<FittedOp[]> {
   const ops: FittedOp[] = [];
-  const rows = await stats((c) => [
-    // count_if and CASE rather than FILTER clauses: the same values, and DuckDB computes a few
-    // hundred of them in a quarter of the time (one projection, no filter per aggregate).
-    `count_if(isinf(${c}::DOUBLE) OR isnan(${c}::DOUBLE))::BIGINT`,
-    `count_if(${c} IS NULL)::BIGINT`,
-    // Infinite values would make these fail: computed only over finite ones, checked above.
-    `avg(CASE WHEN isinf(${c}::DOUBLE) THEN NULL ELSE ${c}::DOUBLE END)`,
-    `stddev_pop(CASE WHEN isinf(${c}::DOUBLE) THEN NULL ELSE ${c}::DOUBLE END)`,
-  ]);
+  const rows = await stats(
+    (c) => [
+      // count_if and CASE rather than FILTER clauses: the same values, and DuckDB computes a few
+      // hundred of them in a quarter of the time (one projection, no filter per aggregate).
+      `count_if(isinf(${c}::DOUBLE) OR isnan(${c}::DOUBLE))::BIGINT`,
+      `count_if(${c} IS NULL)::BIGINT`,
+      // Infinite values would make these fail: computed only over finite ones, checked above.
+      `avg(CASE WHEN isinf(${c}::DOUBLE) THEN NULL ELSE ${c}::DOUBLE END)`,
+      `stddev_pop(CASE WHEN isinf(${c}::DOUBLE) THEN NULL ELSE ${c}::DOUBLE END)`,
+    ],
+    { sums: true },
+  );
   names.forEach((name, i) => {
     const r = rows[i]!;
     const [inf, nulls, mean, std] = [Number(r['0']), Number(r['1']), r['2'] as number | null, r['3'] as number | null];
@@ -365,7 +406,17 @@ export const transform = definePlugin({
       // Derive SQL sees the data only: no other file, no extension.
       await db.restrict({ paths: [...datasets.files, ...names.map((n) => datasetPath(ctx, n))] });
       for (const n of names) await datasets.bind(db, n, `${n}_src`);
-      return fitAndApply(ctx, db, p, names).catch((e: unknown) => {
+      // Sums over the train rows in their order: a session of one thread with the same view.
+      const ordered: OrderedRow = (sql) =>
+        withDuckDB(
+          async (one) => {
+            await one.restrict({ paths: datasets.files });
+            await datasets.bind(one, 'train', 'train_src');
+            return (await one.rows<Record<string, unknown>>(sql))[0];
+          },
+          { threads: 1 },
+        );
+      return fitAndApply(ctx, db, p, names, ordered).catch((e: unknown) => {
         throw datasets.failure(e);
       });
     });
@@ -378,6 +429,7 @@ async function fitAndApply(
   db: Duck,
   p: z.infer<typeof fitParams>,
   names: ('train' | 'validation' | 'test')[],
+  ordered: OrderedRow,
 ): Promise<{
   train: ArtifactRef | null;
   validation: ArtifactRef | null;
@@ -385,7 +437,7 @@ async function fitAndApply(
   features: string[];
   state: ArtifactRef;
 }> {
-  const state = await fitTransform(db, 'train_src', p.steps, p.exclude);
+  const state = await fitTransform(db, 'train_src', p.steps, p.exclude, ordered);
   const out: Record<'train' | 'validation' | 'test', ArtifactRef | null> = { train: null, validation: null, test: null };
   let features: string[] = [];
   for (const name of names) {
