@@ -26,6 +26,16 @@ import { loadMatrix, type Matrix } from '../../lib/model.js';
 import { watchSystem } from '../../lib/system-metrics.js';
 import { definePlugin, type OutputsOf, type StepContext } from '../sdk.js';
 
+/** When to checkpoint: every `everyRounds` rounds and/or every `everyMinutes` minutes (neither given: every minute); the newest `keep` kept. */
+export const boostingCheckpoint = z
+  .object({
+    everyRounds: z.number().int().min(1).optional(),
+    everyMinutes: z.number().positive().optional(),
+    keep: z.number().int().min(1).default(3),
+  })
+  .strict()
+  .default({ keep: 3 });
+
 const common = {
   target: z.string().min(1),
   task: z.enum(['regression', 'classification']).default('regression'),
@@ -54,15 +64,7 @@ const common = {
   seed: z.number().int().min(0).max(2_147_483_647).default(42),
   /** Library threads (0: the library's default, all cores). */
   threads: z.number().int().min(0).max(1024).default(0),
-  /** When to checkpoint: every `everyRounds` rounds and/or every `everyMinutes` minutes (neither given: every minute). */
-  checkpoint: z
-    .object({
-      everyRounds: z.number().int().min(1).optional(),
-      everyMinutes: z.number().positive().optional(),
-      keep: z.number().int().min(1).default(3),
-    })
-    .strict()
-    .default({ keep: 3 }),
+  checkpoint: boostingCheckpoint,
 };
 
 const xgboostParamsSchema = z

@@ -29,7 +29,15 @@ import { watchSystem } from '../../lib/system-metrics.js';
 import { decodeWindows, encodeForecasts, FORECASTS_MEDIA_TYPE, type WindowSet } from '../../lib/windows.js';
 import { definePlugin, type StepContext } from '../sdk.js';
 import { resumeFolds, type FoldsCheckpoint } from './fold-checkpoints.js';
-import { boost, libraryFeatureNames, lightgbmParams, xgboostParams, type LightgbmParams, type XgboostParams } from './boosting.js';
+import {
+  boost,
+  boostingCheckpoint,
+  libraryFeatureNames,
+  lightgbmParams,
+  xgboostParams,
+  type LightgbmParams,
+  type XgboostParams,
+} from './boosting.js';
 
 export const GBDT_FORECAST_FORMAT = 'mlpipe.gbdt-forecast/1';
 
@@ -63,14 +71,7 @@ const params = z
     seed: z.number().int().min(0).max(2_147_483_647).default(42),
     /** Library threads (0: all cores; small window sets train fastest on one, and OpenMP spins badly on a busy machine). */
     threads: z.number().int().min(0).max(1024).default(1),
-    checkpoint: z
-      .object({
-        everyRounds: z.number().int().min(1).optional(),
-        everyMinutes: z.number().positive().optional(),
-        keep: z.number().int().min(1).default(3),
-      })
-      .strict()
-      .default({ keep: 3 }),
+    checkpoint: boostingCheckpoint,
   })
   .strict();
 
