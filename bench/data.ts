@@ -3,11 +3,13 @@
  *
  *   npm run bench:data                 # 5M-row CSV
  *   BENCH_ROWS=1000000 npm run bench:data
+ *   BENCH_BASELINE=/path/to/other/checkout npm run bench:data   # its process.transform alternately with this one
  *
  * - ingest: a generated CSV (housing-like: 9 numeric columns, 1 categorical) -> Parquet dataset;
  * - process: process.sql (3 derived columns) and process.transform (impute, log, one-hot, standardize);
  *   the chain twice: with the sql step writing Parquet, and with its dataset deferred (a recipe the
- *   transform computes, what a run does when only DuckDB steps read it; lib/dataset.ts);
+ *   transform computes, what a run does when only DuckDB steps read it; lib/dataset.ts); then the
+ *   transform again on the same input, to count the distinct outputs (and time it against a baseline);
  * - training: epochs per second of train.tfjs-mlp on the housing training split, per backend that
  *   loads here (each in its own process, since a process keeps the first backend it loads).
  * Results: bench/results/data-<date>.json.
@@ -132,6 +134,36 @@ async function epochsPerSecond(): Promise<Record<string, number | string>> {
   return result;
 }
 
+/**
+ * The transform fitted BENCH_TRANSFORM_REPEATS more times (default 5) on the same input: its times and how
+ * many distinct train digests it wrote (1: deterministic). With BENCH_BASELINE=<a checkout>, that
+ * checkout's process.transform runs alternately with this one, on the same input, in this process.
+ */
+async function repeatTransform(
+  params: unknown,
+  train: ArtifactRef,
+): Promise<Record<string, { seconds: number[]; digests: number; digest: string }>> {
+  const n = Number(process.env['BENCH_TRANSFORM_REPEATS'] ?? 5);
+  const sides: [string, AnyPlugin][] = [['this checkout', transform]];
+  const baseline = process.env['BENCH_BASELINE'];
+  if (baseline) {
+    const mod = (await import(join(baseline, 'plugins', 'process', 'transform.ts'))) as { transform: AnyPlugin };
+    sides.push([`baseline ${baseline}`, mod.transform]);
+  }
+  const out: Record<string, { seconds: number[]; digests: number; digest: string }> = {};
+  const digests: Record<string, Set<string>> = {};
+  for (let k = 0; k < n; k++) {
+    for (const [side, plugin] of k % 2 ? [...sides].reverse() : sides) {
+      const r = await timed(plugin, params, { train });
+      const digest = (r.out['train'] as ArtifactRef).sha256;
+      (out[side] ??= { seconds: [], digests: 0, digest }).seconds.push(r.s);
+      (digests[side] ??= new Set()).add(digest);
+      out[side].digests = digests[side].size;
+    }
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
   if (process.env['BENCH_TRAIN_BACKEND']) {
     await epochsPerSecond();
@@ -190,6 +222,7 @@ async function main(): Promise<void> {
   const deferredSql = await timed(sql, { sql: featureSql }, { input: ingest.out['dataset'] as ArtifactRef }, ['dataset']);
   const deferredFit = await timed(transform, transformParams, { train: deferredSql.out['dataset'] as ArtifactRef });
   const sameTrain = (deferredFit.out['train'] as ArtifactRef).sha256 === (fitted.out['train'] as ArtifactRef).sha256;
+  const repeats = await repeatTransform(transformParams, features.out['dataset'] as ArtifactRef);
   const total = ingest.s + features.s + fitted.s;
   const deferredTotal = ingest.s + deferredSql.s + deferredFit.s;
   const training = process.env['BENCH_SKIP_TRAINING'] === '1' ? {} : await epochsPerSecond();
@@ -216,6 +249,7 @@ async function main(): Promise<void> {
       ingestAndProcessDeferred: Math.round(ROWS / deferredTotal),
     },
     deferredTrainIdentical: sameTrain,
+    transformRepeated: repeats,
     trainingEpochsPerSecond: training,
   };
   mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
@@ -236,6 +270,10 @@ async function main(): Promise<void> {
   console.log(`| transform of the deferred sql | ${deferredFit.s.toFixed(2)} | ${rate(deferredFit.s)} | - |`);
   console.log(`| ingest + sql + transform, sql deferred | ${deferredTotal.toFixed(2)} | ${rate(deferredTotal)} | - |`);
   console.log(`\ntransform's train output identical with the sql deferred: ${sameTrain}`);
+  for (const [side, r] of Object.entries(repeats))
+    console.log(
+      `transform again, ${side}: ${r.seconds.map((x) => x.toFixed(2)).join(' ')} s; ${r.digests} distinct train digest(s) in ${r.seconds.length} runs; the first ${r.digest.slice(0, 12)}`,
+    );
   console.log(`\ntraining (housing train split, 128-64 MLP, batch 128), epochs/s: ${JSON.stringify(training)}`);
   console.log(`written to ${out}`);
 }
