@@ -14,6 +14,8 @@
  * - train.tfjs-sequence lstm, gru and tcn with their configs (conf/forecast/model/<cell>.yaml,
  *   training/default.yaml), and each also forecasting the level (`relativeTo: none`, the
  *   model before bases existed);
+ * - `tcn <relativeTo> x<N>`: the tcn config as a seed ensemble of N members (train.tfjs-sequence
+ *   `ensemble`: seeds 42, 43, ..., each early-stopped on its own; the forecast is their mean);
  * - `mlpipe mean`: the mean of the forecasts of the pipeline's default gbdt and tcn configs.
  *
  * mlpipe's best is the forecaster with the lowest mean MASE on the first three folds (the ones the
@@ -21,6 +23,7 @@
  *
  *   npm run bench:forecast                     # everything (about 10 minutes on 2 busy cores)
  *   BENCH_MODELS=gbdt npm run bench:forecast   # only the models whose name contains one of a comma list
+ *   BENCH_ENSEMBLE=5,10 npm run bench:forecast # the tcn seed ensembles' sizes (default 5; 0: none)
  *
  * Results: bench/results/forecast-<date>.json, and a table on stdout.
  */
@@ -45,6 +48,10 @@ const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 const DATA = join(REPO, 'pipelines', 'data', 'unemployment-by-industry.csv');
 const PY = join(mlpipeCacheDir(), 'forecast-bench-venv', 'bin', 'python');
 const FOLDS = Number(process.env['BENCH_FOLDS'] ?? 4);
+const ENSEMBLES = (process.env['BENCH_ENSEMBLE'] ?? '5')
+  .split(',')
+  .map(Number)
+  .filter((n) => Number.isInteger(n) && n > 1);
 const ONLY = (process.env['BENCH_MODELS'] ?? '')
   .split(',')
   .map((s) => s.trim())
@@ -112,6 +119,8 @@ interface Trained {
   seconds: number;
   /** The round or epoch count early stopping chose (what each fold model trains for). */
   chosen: number;
+  /** The tfjs backend a sequence model trained on. */
+  backend?: string;
 }
 
 async function main(): Promise<void> {
@@ -173,7 +182,7 @@ async function main(): Promise<void> {
       chosen: metrics['bestIteration']!,
     };
   };
-  const sequence = async (cell: string, relativeTo?: string): Promise<Trained> => {
+  const sequence = async (cell: string, relativeTo?: string, ensemble?: number): Promise<Trained> => {
     const c = { ...base, ...conf(`model/${cell}.yaml`) };
     const started = Date.now();
     const out = await trainSequence.run(
@@ -189,11 +198,17 @@ async function main(): Promise<void> {
         learningRate: training['lr'],
         earlyStopping: { patience: training['patience'] },
         seed: 42,
+        ensemble: ensemble ?? 1,
       }),
       inputs,
     );
     const metrics = out['metrics'] as Record<string, number>;
-    return { foldForecasts: out['foldForecasts'] as ArtifactRef[], seconds: (Date.now() - started) / 1000, chosen: metrics['bestEpoch']! };
+    return {
+      foldForecasts: out['foldForecasts'] as ArtifactRef[],
+      seconds: (Date.now() - started) / 1000,
+      chosen: metrics['bestEpoch']!,
+      backend: String(out['backend']),
+    };
   };
 
   // name -> how to train it; the pipeline's default config first.
@@ -205,7 +220,11 @@ async function main(): Promise<void> {
     ...['tcn', 'gru', 'lstm'].flatMap((cell): [string, () => Promise<Trained>][] => {
       const own = String({ ...base, ...conf(`model/${cell}.yaml`) }['relative_to'] ?? 'none');
       return [
-        [`${cell} ${own}`, () => sequence(cell)],
+        [`${cell} ${own}`, () => sequence(cell, undefined, 1)],
+        ...(cell === 'tcn' ? ENSEMBLES : []).map((n): [string, () => Promise<Trained>] => [
+          `${cell} ${own} x${n}`,
+          () => sequence(cell, own, n),
+        ]),
         ...(own !== 'none' ? [[`${cell} none`, () => sequence(cell, 'none')] as [string, () => Promise<Trained>]] : []),
       ];
     }),
@@ -217,7 +236,7 @@ async function main(): Promise<void> {
     console.error(`${name}: ${trained[name].seconds.toFixed(1)} s (early stopping chose ${trained[name].chosen})`);
   }
   // The mean of the pipeline's default gbdt and tcn configs, when both ran.
-  const tcnName = Object.keys(trained).find((n) => n.startsWith('tcn ') && !n.endsWith(' none'));
+  const tcnName = Object.keys(trained).find((n) => n.startsWith('tcn ') && !n.endsWith(' none') && !n.includes(' x'));
   const ensemble = [candidates[0]![0], tcnName].filter((n): n is string => n !== undefined && trained[n] !== undefined);
 
   const raw = rawSeries();
@@ -277,7 +296,7 @@ async function main(): Promise<void> {
   );
   const result = {
     date: new Date().toISOString(),
-    command: `npm run bench:forecast${ONLY.length ? ` (BENCH_MODELS=${ONLY.join(',')})` : ''}`,
+    command: `npm run bench:forecast${ONLY.length ? ` (BENCH_MODELS=${ONLY.join(',')})` : ''}${ENSEMBLES.length ? ` (BENCH_ENSEMBLE=${ENSEMBLES.join(',')})` : ''}`,
     machine: { cpus: cpus().length, model: cpus()[0]?.model, memoryGB: Math.round(totalmem() / 2 ** 30), loadavg: loadavg() },
     data: 'pipelines/data/unemployment-by-industry.csv',
     window: { ...w, folds: FOLDS, foldsBeforeTest: false },
@@ -286,6 +305,7 @@ async function main(): Promise<void> {
     statsmodels,
     seconds: { ...Object.fromEntries(Object.entries(trained).map(([n, t]) => [n, t.seconds])), ets: etsSeconds },
     chosen: Object.fromEntries(Object.entries(trained).map(([n, t]) => [n, t.chosen])),
+    tfjsBackend: [...new Set(Object.values(trained).flatMap((t) => (t.backend ? [t.backend] : [])))].join(', '),
     ensemble,
     best,
     folds: rows,

@@ -6,7 +6,8 @@
  * Inside: the per-series scaling fitted by process.window (a table of means and standard deviations
  * gathered by the series index), the covariate scalings, the network (ONNX LSTM / GRU ops, or Conv
  * for the TCN, then the dense read-out), the sorting of each step's quantiles (TopK), and the
- * unscaling of the outputs. Calendar features of the window and of the forecast steps are computed
+ * unscaling of the outputs; a seed ensemble has every member's network side by side and their Mean.
+ * Calendar features of the window and of the forecast steps are computed
  * from timestamps by the client side (the prediction server, lib/windows.ts's calendar code), and
  * come in as ready features.
  */
@@ -15,7 +16,7 @@ import type { OnnxForecastContract } from '../adapters/onnx/contract.js';
 import { DataType, type ModelProto } from '../adapters/onnx/proto.js';
 import { attrInt, attrInts, Graph, ONNX_IR_VERSION, ONNX_OPSET, valueInfo, type ExportOptions } from './onnx-graph.js';
 import { baseMatrix } from './forecast-base.js';
-import { outputWidth, sequenceWeights, type SequenceModelDocument } from './sequence-model.js';
+import { outputWidth, sequenceMembers, sequenceWeights, type SequenceModelDocument } from './sequence-model.js';
 
 function exportError(message: string, hint?: string): PipelineError {
   return new PipelineError('PLUGIN_PARAMS', `export.onnx: ${message}`, hint ? { hint } : {});
@@ -50,8 +51,11 @@ function gateBias(bias: Float32Array | undefined, units: number, order: number[]
   return out;
 }
 
-/** The network on float x [N, L, F] (and xf [N, H, G]): [N, H*Q] in scaled units. */
-export function sequenceNetwork(g: Graph, x: string, xf: string | undefined, doc: SequenceModelDocument): string {
+/**
+ * The network on float x [N, L, F] (and xf [N, H, G]): [N, H*Q] in scaled units. `prefix` names its
+ * weights apart from another member's in the same graph.
+ */
+export function sequenceNetwork(g: Graph, x: string, xf: string | undefined, doc: SequenceModelDocument, prefix = ''): string {
   const w = sequenceWeights(doc);
   let h: string;
   if (doc.arch === 'tcn') {
@@ -65,8 +69,8 @@ export function sequenceNetwork(g: Graph, x: string, xf: string | undefined, doc
       for (let t = 0; t < width; t++)
         for (let c = 0; c < cin; c++) for (let o = 0; o < cout; o++) kw[(o * cin + c) * width + t] = k.data[(t * cin + c) * cout + o]!;
       const bias = w.get(`enc${i}/bias`);
-      const inputs = [h, g.tensor(`enc${i}_w`, DataType.FLOAT, [cout, cin, width], kw)];
-      if (bias) inputs.push(g.tensor(`enc${i}_b`, DataType.FLOAT, [cout], bias.data));
+      const inputs = [h, g.tensor(`${prefix}enc${i}_w`, DataType.FLOAT, [cout, cin, width], kw)];
+      if (bias) inputs.push(g.tensor(`${prefix}enc${i}_b`, DataType.FLOAT, [cout], bias.data));
       h = g.one('Relu', [g.one('Conv', inputs, [attrInts('dilations', [d]), attrInts('kernel_shape', [width]), attrInts('strides', [1])])]);
     });
     // Back to [N, L', C], flattened row-major as Keras's Flatten does.
@@ -84,9 +88,9 @@ export function sequenceNetwork(g: Graph, x: string, xf: string | undefined, doc
       const r = weight(w, `enc${i}/recurrent_kernel`);
       const bias = w.get(`enc${i}/bias`)?.data;
       const G = order.length;
-      const W = g.tensor(`enc${i}_W`, DataType.FLOAT, [1, G * units, k.shape[0]!], gates(k, units, order));
-      const R = g.tensor(`enc${i}_R`, DataType.FLOAT, [1, G * units, units], gates(r, units, order));
-      const B = g.tensor(`enc${i}_B`, DataType.FLOAT, [1, 2 * G * units], gateBias(bias, units, order));
+      const W = g.tensor(`${prefix}enc${i}_W`, DataType.FLOAT, [1, G * units, k.shape[0]!], gates(k, units, order));
+      const R = g.tensor(`${prefix}enc${i}_R`, DataType.FLOAT, [1, G * units, units], gates(r, units, order));
+      const B = g.tensor(`${prefix}enc${i}_B`, DataType.FLOAT, [1, 2 * G * units], gateBias(bias, units, order));
       const attrs = [attrInt('hidden_size', units), ...(lstm ? [] : [attrInt('linear_before_reset', 0)])];
       const [y, yh] = g.node(op, [seq, W, R, B], attrs, undefined, lstm ? 3 : 2) as [string, string];
       if (i < doc.layers - 1)
@@ -98,8 +102,8 @@ export function sequenceNetwork(g: Graph, x: string, xf: string | undefined, doc
   const kernel = weight(w, 'head/kernel');
   const bias = w.get('head/bias');
   if (kernel.shape[1] !== outputWidth(doc)) throw exportError(`the read-out has ${kernel.shape[1]} outputs, not ${outputWidth(doc)}.`);
-  h = g.one('MatMul', [h, g.tensor('head_kernel', DataType.FLOAT, kernel.shape, kernel.data)]);
-  if (bias) h = g.one('Add', [h, g.tensor('head_bias', DataType.FLOAT, bias.shape, bias.data)]);
+  h = g.one('MatMul', [h, g.tensor(`${prefix}head_kernel`, DataType.FLOAT, kernel.shape, kernel.data)]);
+  if (bias) h = g.one('Add', [h, g.tensor(`${prefix}head_bias`, DataType.FLOAT, bias.shape, bias.data)]);
   return h;
 }
 
@@ -210,10 +214,16 @@ export function buildSequenceOnnx(
   if (xf && futureOrder.join('\u0000') !== doc.future.join('\u0000')) {
     xf = g.one('Gather', [xf, g.int64s(doc.future.map((f) => futureOrder.indexOf(f)))], [attrInt('axis', 2)]);
   }
-  let out = sequenceNetwork(g, x, xf, doc); // [N, H*Q] scaled
-  out = g.one('Reshape', [out, g.int64s([-1, H, Q])]);
-  if (Q > 1)
-    out = g.node('TopK', [out, g.int64s([Q])], [attrInt('axis', -1), attrInt('largest', 0), attrInt('sorted', 1)], undefined, 2)[0]!;
+  // Each member's network, its quantiles sorted (as tfjs sorts them), then the members' mean: one
+  // member is the network alone.
+  const members = sequenceMembers(doc);
+  const outs = members.map((m, i) => {
+    let o = sequenceNetwork(g, x, xf, m, members.length > 1 ? `m${i}_` : ''); // [N, H*Q] scaled
+    o = g.one('Reshape', [o, g.int64s([-1, H, Q])]);
+    if (Q > 1) o = g.node('TopK', [o, g.int64s([Q])], [attrInt('axis', -1), attrInt('largest', 0), attrInt('sorted', 1)], undefined, 2)[0]!;
+    return o;
+  });
+  let out = outs.length === 1 ? outs[0]! : g.one('Mean', outs);
   // The base back in (double, [N, H] -> [N, H, 1], every quantile level), then unscale: mean and std [N, 1] -> [N, 1, 1].
   out = g.one('Cast', [out], [attrInt('to', DataType.DOUBLE)]);
   if (base) out = g.one('Add', [out, g.one('Unsqueeze', [base, g.int64s([2])])]);
@@ -248,6 +258,7 @@ export function buildSequenceOnnx(
     opset_import: [{ domain: '', version: ONNX_OPSET }],
     metadata_props: [
       { key: 'mlpipe.contract', value: JSON.stringify(contract) },
+      ...(members.length > 1 ? [{ key: 'mlpipe.ensemble_members', value: String(members.length) }] : []),
       ...Object.entries(options.metadata ?? {}).map(([key, value]) => ({ key, value })),
     ],
     graph: {

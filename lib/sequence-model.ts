@@ -8,6 +8,11 @@
  * The model document (`mlpipe.tfjs-sequence`) is one JSON document like train.tfjs-mlp's: the Keras
  * topology, the weights (base64) and what prediction and export need. Layer names are fixed
  * (`enc0..`, `head`) so that lib/onnx-sequence.ts finds the weights.
+ *
+ * A seed ensemble (train.tfjs-sequence `ensemble` above 1) is the same document with `members`: the
+ * weights of the other networks, same topology, trained with seeds seed + 1, seed + 2, ...; the
+ * document's own weights are the first member's. Its forecast is the mean of the members' forecasts
+ * (predictMembers here, a Mean node in the ONNX export). A document without `members` is one model.
  */
 import { PipelineError } from '../engine/errors.js';
 import { RELATIVE_TO, windowBases, type RelativeTo } from './forecast-base.js';
@@ -61,6 +66,15 @@ export interface SequenceMeta extends SequenceSpec {
 export interface SequenceModelDocument extends SequenceMeta {
   modelTopology: unknown;
   weightSpecs: { name: string; shape: number[]; dtype: string }[];
+  weightData: string;
+  /** The other members of a seed ensemble (the document's own weights are the first's); absent: one model. */
+  members?: SequenceMemberWeights[];
+}
+
+/** One more member of a seed ensemble: the document's network with its own seed and weights. */
+export interface SequenceMemberWeights {
+  seed: number;
+  weightSpecs: SequenceModelDocument['weightSpecs'];
   weightData: string;
 }
 
@@ -261,7 +275,69 @@ export function parseSequenceModel(value: unknown, where: string): SequenceModel
   if (d.season !== undefined && !int(d.season, 1)) throw bad('season');
   if (d.relativeTo !== undefined && d.relativeTo !== 'none' && d.season === undefined) throw bad('relativeTo without season');
   if (typeof d.weightData !== 'string' || !Array.isArray(d.weightSpecs)) throw bad('weights');
+  if (d.members !== undefined) {
+    if (!Array.isArray(d.members)) throw bad('members');
+    for (const m of d.members as unknown[]) {
+      const w = m as Partial<SequenceMemberWeights> | null;
+      if (
+        typeof w !== 'object' ||
+        w === null ||
+        !Number.isInteger(w.seed) ||
+        typeof w.weightData !== 'string' ||
+        !Array.isArray(w.weightSpecs)
+      )
+        throw bad('members');
+    }
+  }
   return d;
+}
+
+/** The members of a model document, each a one-model document (a document without `members`: itself alone). */
+export function sequenceMembers(doc: SequenceModelDocument): SequenceModelDocument[] {
+  const { members, ...first } = doc;
+  return [first, ...(members ?? []).map((m) => ({ ...first, seed: m.seed, weightSpecs: m.weightSpecs, weightData: m.weightData }))];
+}
+
+/** One document out of one-model member documents (the first's topology and meta, the others' weights as `members`). */
+export function ensembleDocument(members: SequenceModelDocument[]): SequenceModelDocument {
+  const [first, ...rest] = members;
+  if (!first) throw new PipelineError('PLUGIN_INPUT', 'a seed ensemble needs at least one member.');
+  const { members: _, ...one } = first;
+  if (!rest.length) return one;
+  return { ...one, members: rest.map((m) => ({ seed: m.seed, weightSpecs: m.weightSpecs, weightData: m.weightData })) };
+}
+
+/**
+ * The mean of the members' forecasts, element by element (all of one length). The ensemble's
+ * forecast: tied with the median in the forecast bench (docs/forecasting.md), and a Mean node in
+ * ONNX; the mean of sorted quantiles is still sorted.
+ */
+export function meanForecasts(values: Float32Array[]): Float32Array {
+  const [first, ...rest] = values;
+  if (!first) throw new PipelineError('PLUGIN_INPUT', 'no member forecasts to combine.');
+  if (!rest.length) return first;
+  if (rest.some((v) => v.length !== first.length)) throw new PipelineError('PLUGIN_INPUT', 'member forecasts of different lengths.');
+  const out = Float32Array.from(first);
+  for (const v of rest) for (let i = 0; i < out.length; i++) out[i] = out[i]! + v[i]!;
+  for (let i = 0; i < out.length; i++) out[i] = out[i]! / values.length;
+  return out;
+}
+
+/** Every member of a model document as a tfjs model (dispose them after use). */
+export async function deserializeSequenceMembers(tf: Tf, doc: SequenceModelDocument): Promise<LayersModel[]> {
+  const out: LayersModel[] = [];
+  try {
+    for (const m of sequenceMembers(doc)) out.push(await deserializeSequenceModel(tf, m));
+  } catch (e) {
+    for (const m of out) m.dispose();
+    throw e;
+  }
+  return out;
+}
+
+/** Forecasts of an ensemble's members (predictSequence each), combined by their mean. */
+export function predictMembers(tf: Tf, models: LayersModel[], s: SequenceSpec, w: WindowInputs, batchSize = 1024): Float32Array {
+  return meanForecasts(models.map((m) => predictSequence(tf, m, s, w, batchSize)));
 }
 
 export async function deserializeSequenceModel(tf: Tf, doc: SequenceModelDocument): Promise<LayersModel> {

@@ -11,7 +11,7 @@ import { readContract, type OnnxForecastContract } from '../../adapters/onnx/con
 import { decodeModel } from '../../adapters/onnx/proto.js';
 import { forecastTensors, type RawWindows } from '../../lib/forecast-input.js';
 import type { SequenceScaling } from '../../lib/onnx-sequence.js';
-import { deserializeSequenceModel, predictSequence, type SequenceModelDocument } from '../../lib/sequence-model.js';
+import { deserializeSequenceMembers, predictMembers, type SequenceModelDocument } from '../../lib/sequence-model.js';
 import { loadTf } from '../../lib/tf.js';
 import { decodeWindows, type WindowState } from '../../lib/windows.js';
 
@@ -114,12 +114,13 @@ export async function forecastParity(
     await predictor.close();
   }
   const { tf } = await loadTf();
-  const model = await deserializeSequenceModel(tf, doc);
+  // A seed ensemble: every member, combined as the graph combines them.
+  const models = await deserializeSequenceMembers(tf, doc);
   let scaled: Float32Array;
   try {
-    scaled = predictSequence(tf, model, doc, { count: n, x: scaledX, xf: scaledXf });
+    scaled = predictMembers(tf, models, doc, { count: n, x: scaledX, xf: scaledXf });
   } finally {
-    model.dispose();
+    for (const m of models) m.dispose();
   }
   if (scaled.length !== viaOnnx.length)
     throw new PipelineError('DATA_INVALID', `export.onnx: ${viaOnnx.length} ONNX outputs against ${scaled.length} tfjs outputs.`);

@@ -1,18 +1,21 @@
 import { z } from 'zod';
 import { PipelineError } from '../../engine/errors.js';
 import { isArtifactRef, type ArtifactRef } from '../../engine/types.js';
-import { definePlugin, type OutputsOf, type StepContext } from '../sdk.js';
+import { definePlugin, type Checkpoints, type OutputsOf, type StepContext } from '../sdk.js';
 import { watchSystem } from '../../lib/system-metrics.js';
 import { loadTf, type BackendName, type Tf } from '../../lib/tf.js';
-import { decodeWindows, encodeForecasts, type WindowSet } from '../../lib/windows.js';
+import { decodeForecasts, decodeWindows, encodeForecasts, type WindowSet } from '../../lib/windows.js';
 import {
   buildSequenceModel,
   deserializeSequenceModel,
+  ensembleDocument,
+  meanForecasts,
   networkInputs,
   networkLabels,
   outputWidth,
   pinballLoss,
   pointForecasts,
+  predictMembers,
   predictSequence,
   serializeSequenceModel,
   trainingTarget,
@@ -59,6 +62,12 @@ const params = z
     batchSize: z.number().int().min(1).default(64),
     learningRate: z.number().positive().default(0.003),
     seed: z.number().int().default(42),
+    /**
+     * Seed ensemble: this many networks trained on the same windows with seeds seed, seed + 1, ...,
+     * each with its own early stopping and its own backtest fold models; the forecasts (test
+     * windows, folds, ONNX export) are the mean of the members'. 1: one model.
+     */
+    ensemble: z.number().int().min(1).max(32).default(1),
     /** Stop when the validation loss has not improved by `minDelta` for `patience` epochs; keep the best weights. */
     earlyStopping: z
       .object({ patience: z.number().int().min(1), minDelta: z.number().min(0).default(0) })
@@ -212,6 +221,11 @@ interface Training {
   stoppedByRule: number;
   lastCheckpointAt: number;
   backend: BackendName;
+  /** Which member of the ensemble (0-based; 0 for a single model) out of `members`. */
+  member: number;
+  members: number;
+  /** The member's checkpoints: the step's own sequence for the first, `member<k>` for the k-th. */
+  stream: Checkpoints;
 }
 
 interface Batches {
@@ -232,10 +246,15 @@ async function docOf(t: Training): Promise<SequenceModelDocument> {
 }
 
 async function resume(t: Training): Promise<void> {
-  const resumed = await t.ctx.checkpoint.latest<{ epoch: number; backend?: BackendName }>();
+  const resumed = await t.stream.latest<{ epoch: number; backend?: BackendName }>();
   if (!resumed) return;
   const doc = parseCheckpoint<CheckpointDoc>(resumed.data, ['model', 'state']);
-  if (!doc) return void t.ctx.logger.warn({}, 'the checkpoint is not one of train.tfjs-sequence; starting from epoch 1');
+  if (!doc) return void t.ctx.logger.warn({}, `the checkpoint is not one of train.tfjs-sequence; ${memberName(t)}starting from epoch 1`);
+  if (!sameNetwork(doc.model, t.spec))
+    return void t.ctx.logger.warn(
+      { arch: doc.model.arch, seed: doc.model.seed },
+      `${memberName(t)}the checkpoint is of another network (architecture, sizes, features or seed); starting from epoch 1`,
+    );
   const restored = await deserializeSequenceModel(t.tf, doc.model);
   t.model.dispose();
   t.model = restored;
@@ -245,11 +264,32 @@ async function resume(t: Training): Promise<void> {
   t.state = doc.state;
   t.best = doc.best;
   t.resumedFromEpoch = t.state.epoch;
-  for (const h of t.state.history) logEpoch(t.ctx, h);
+  for (const h of t.state.history) logEpoch(t, h);
   const from = resumed.meta.backend;
   t.ctx.logger.info(
-    { epoch: t.state.epoch, from },
-    `resumed from the checkpoint of epoch ${t.state.epoch}${from ? ` (written on ${from})` : ''}`,
+    { epoch: t.state.epoch, from, ...(t.members > 1 ? { member: t.member + 1, finished: t.state.finished === true } : {}) },
+    `${memberName(t)}resumed from the checkpoint of epoch ${t.state.epoch}${from ? ` (written on ${from})` : ''}${t.state.finished ? ', training finished' : ''}`,
+  );
+}
+
+/** The checkpoint's network is the one this member trains: same shape, features, target and seed. */
+function sameNetwork(doc: SequenceModelDocument, spec: SequenceSpec): boolean {
+  if (typeof doc !== 'object' || doc === null) return false;
+  const keys = [
+    'arch',
+    'units',
+    'layers',
+    'kernelSize',
+    'dilations',
+    'lookback',
+    'horizon',
+    'inputs',
+    'future',
+    'quantiles',
+    'seed',
+  ] as const;
+  return (
+    keys.every((k) => JSON.stringify(doc[k]) === JSON.stringify(spec[k])) && (doc.relativeTo ?? 'none') === (spec.relativeTo ?? 'none')
   );
 }
 
@@ -261,9 +301,14 @@ async function saveCheckpoint(t: Training): Promise<void> {
     state: t.state,
     adam: adamPowers(t.optimizer),
   };
-  await t.ctx.checkpoint.save(
+  await t.stream.save(
     JSON.stringify(doc),
-    { epoch: t.state.epoch, backend: t.backend, ...(t.state.finished ? { finished: true } : {}) },
+    {
+      epoch: t.state.epoch,
+      backend: t.backend,
+      ...(t.members > 1 ? { member: t.member + 1, members: t.members } : {}),
+      ...(t.state.finished ? { finished: true } : {}),
+    },
     { keep: t.p.checkpoint.keep },
   );
   t.lastCheckpointAt = Date.now();
@@ -287,8 +332,18 @@ function restoreAdam(tf: Tf, optimizer: Optimizer, saved: number[] | undefined):
   tf.dispose([b1, b2]);
 }
 
-function logEpoch(ctx: StepContext, h: HistoryRow): void {
-  ctx.logMetrics({ loss: h.loss, ...(h.valLoss !== undefined ? { val_loss: h.valLoss } : {}) }, { step: h.epoch, timestamp: h.at });
+/** `member k/N: ` in an ensemble's messages, '' for a single model. */
+function memberName(t: Pick<Training, 'member' | 'members'>): string {
+  return t.members > 1 ? `member ${t.member + 1}/${t.members}: ` : '';
+}
+
+/** The tracked curve of an epoch: `loss`, `val_loss` (the first member's in an ensemble), `member<k>_loss`, ... for the others. */
+function logEpoch(t: Pick<Training, 'ctx' | 'member'>, h: HistoryRow): void {
+  const pre = t.member > 0 ? `member${t.member + 1}_` : '';
+  t.ctx.logMetrics(
+    { [`${pre}loss`]: h.loss, ...(h.valLoss !== undefined ? { [`${pre}val_loss`]: h.valLoss } : {}) },
+    { step: h.epoch, timestamp: h.at },
+  );
 }
 
 async function fitEpoch(t: Training, b: Batches, epoch: number): Promise<{ loss: number; valLoss?: number }> {
@@ -321,7 +376,7 @@ async function fitEpochs(t: Training, b: Batches): Promise<void> {
     state.epoch = epoch;
     const row: HistoryRow = { epoch, loss, ...(valLoss !== undefined ? { valLoss } : {}), at: Date.now() };
     state.history.push(row);
-    logEpoch(ctx, row);
+    logEpoch(t, row);
     t.epochsRun++;
     const watched = valLoss ?? loss;
     if (watched < state.bestLoss - (p.earlyStopping?.minDelta ?? 0)) {
@@ -335,6 +390,7 @@ async function fitEpochs(t: Training, b: Batches): Promise<void> {
       total: p.epochs,
       unit: 'epoch',
       metrics: { loss, ...(valLoss !== undefined ? { val_loss: valLoss } : {}) },
+      ...(t.members > 1 ? { message: `member ${t.member + 1}/${t.members}` } : {}),
     });
     const bar = p.stopIfWorseThan && epoch >= p.stopIfWorseThan.afterEpochs ? p.stopIfWorseThan.curve[epoch - 1] : null;
     const belowMedian = bar !== null && bar !== undefined && state.bestLoss > bar;
@@ -342,7 +398,7 @@ async function fitEpochs(t: Training, b: Batches): Promise<void> {
       t.stoppedByRule = epoch;
       ctx.logger.info(
         { epoch, bestLoss: state.bestLoss, bar },
-        `stopped: best loss ${state.bestLoss.toPrecision(4)} is worse than the median ${bar.toPrecision(4)} of earlier trials at epoch ${epoch}`,
+        `${memberName(t)}stopped: best loss ${state.bestLoss.toPrecision(4)} is worse than the median ${bar.toPrecision(4)} of earlier trials at epoch ${epoch}`,
       );
     }
     const stop = belowMedian || (p.earlyStopping !== undefined && state.wait >= p.earlyStopping.patience);
@@ -351,7 +407,7 @@ async function fitEpochs(t: Training, b: Batches): Promise<void> {
       (p.checkpoint.everyMinutes !== undefined && Date.now() - t.lastCheckpointAt >= p.checkpoint.everyMinutes * 60_000);
     if (due && !stop && epoch < p.epochs) await saveCheckpoint(t);
     if (stop) {
-      ctx.logger.info({ epoch, bestEpoch: state.bestEpoch }, 'early stopping');
+      ctx.logger.info({ epoch, bestEpoch: state.bestEpoch }, `${memberName(t)}early stopping`);
       break;
     }
   }
@@ -375,12 +431,17 @@ function tensors(tf: Tf, spec: SequenceSpec, w: { x: Float32Array; xf: Float32Ar
  * (scaled units, the window set's order and digest) for evaluate.forecast; with `folds`
  * (process.window's walk-forward folds), retrains on each fold's train windows for the best epoch
  * count and writes each fold's test forecasts (`foldForecasts`). Windows with a missing value are
- * left out of training and counted.
+ * left out of training and counted. With `ensemble` N above 1, a seed ensemble: N members (seeds
+ * seed, seed + 1, ...), each trained, early-stopped, checkpointed and backtested as one model would
+ * be, one after the other (a retry keeps the finished members: each has its own checkpoint
+ * sequence, finished when it is done); every forecast is the members' mean, and the model document
+ * holds every member (lib/sequence-model.ts), exported as one ONNX graph.
  */
 export const trainSequence = definePlugin({
   name: 'train.tfjs-sequence',
   version: '1',
-  description: 'tfjs LSTM / GRU / TCN forecaster over window sets: multi-horizon, optional quantiles, early stopping, checkpoint-resume.',
+  description:
+    'tfjs LSTM / GRU / TCN forecaster over window sets: multi-horizon, optional quantiles, seed ensembles, early stopping, checkpoint-resume.',
   heartbeat: { blocksEventLoopMs: 5_000 },
   params,
   inputs: { train: 'artifact', 'validation?': 'artifact', 'predict?': 'artifact', 'folds?': 'json' },
@@ -422,26 +483,6 @@ export const trainSequence = definePlugin({
     const valRows = validation ? usable(validation) : undefined;
     if (valRows && valRows.count === 0) throw stepError(`none of the ${validation!.count} validation windows is complete.`);
 
-    const optimizer = tf.train.adam(p.learningRate);
-    const t: Training = {
-      tf,
-      ctx,
-      p,
-      spec,
-      meta,
-      optimizer,
-      model: buildSequenceModel(tf, spec),
-      state: { epoch: 0, bestLoss: Infinity, bestEpoch: 0, wait: 0, history: [] },
-      best: undefined,
-      resumedFromEpoch: 0,
-      epochsRun: 0,
-      stoppedByRule: 0,
-      lastCheckpointAt: Date.now(),
-      backend,
-    };
-    compile(t);
-    await resume(t);
-
     const trainT = tensors(tf, spec, trainRows);
     const valT = valRows ? tensors(tf, spec, valRows) : undefined;
     const b: Batches = {
@@ -450,28 +491,132 @@ export const trainSequence = definePlugin({
       ...(valT ? { vx: valT.slice(0, -1), vy: valT[valT.length - 1]! } : {}),
       rows: trainRows.count,
     };
+    const withFolds = inputs.folds !== undefined && inputs.folds !== null;
+    const members: Training[] = [];
+    let membersResumed = 0;
     const system = watchSystem(ctx);
     const started = Date.now();
     try {
-      await fitEpochs(t, b);
-      const withFolds = inputs.folds !== undefined && inputs.folds !== null;
-      if (withFolds && !t.state.finished) {
-        // The model is done: checkpointed as such, so a retry during the backtest goes straight to the folds.
-        t.state.finished = true;
-        await saveCheckpoint(t);
+      for (let k = 0; k < p.ensemble; k++) {
+        const t = memberTraining(tf, ctx, p, spec, meta, backend, k);
+        members.push(t);
+        await resume(t);
+        if (t.state.finished) membersResumed++;
+        await fitEpochs(t, b);
+        // A member is done: checkpointed as such, so a retry during a later member or the backtest
+        // does not train it again.
+        if ((withFolds || k < p.ensemble - 1) && !t.state.finished) {
+          t.state.finished = true;
+          await saveCheckpoint(t);
+        }
+        await restoreBest(t);
       }
-      const result = await trained(t, train, trainRows.dropped, valRows?.dropped ?? 0, inputs.predict, started);
-      const folds = await backtest(t, train, inputs.folds);
+      const result = await trained(members, train, trainRows.dropped, valRows?.dropped ?? 0, inputs.predict, started, valRows);
+      if (p.ensemble > 1) result.metrics = { ...result.metrics, membersResumed };
+      const folds = await backtestMembers(members, train, inputs.folds);
       return folds
         ? { ...result, foldForecasts: folds.forecasts, metrics: { ...result.metrics, ...folds.metrics } }
         : { ...result, foldForecasts: null };
     } finally {
       await system.stop();
       tf.dispose([...trainT, ...(valT ?? [])]);
-      t.model.dispose();
+      for (const t of members) t.model.dispose();
     }
   },
 });
+
+/** Member k of the ensemble (0 for a single model): seed `seed + k`, a fresh network, its own checkpoint sequence. */
+function memberTraining(
+  tf: Tf,
+  ctx: StepContext,
+  p: Params,
+  spec: SequenceSpec,
+  meta: SequenceMeta,
+  backend: BackendName,
+  k: number,
+): Training {
+  const seed = p.seed + k;
+  const own: SequenceSpec = { ...spec, seed };
+  const t: Training = {
+    tf,
+    ctx,
+    p: { ...p, seed },
+    spec: own,
+    meta: { ...meta, seed },
+    optimizer: tf.train.adam(p.learningRate),
+    model: buildSequenceModel(tf, own),
+    state: { epoch: 0, bestLoss: Infinity, bestEpoch: 0, wait: 0, history: [] },
+    best: undefined,
+    resumedFromEpoch: 0,
+    epochsRun: 0,
+    stoppedByRule: 0,
+    lastCheckpointAt: Date.now(),
+    backend,
+    member: k,
+    members: p.ensemble,
+    stream: k === 0 ? ctx.checkpoint : ctx.checkpoint.stream(`member${k + 1}`),
+  };
+  compile(t);
+  return t;
+}
+
+/** The best epoch's weights (early stopping) in place of the last's. */
+async function restoreBest(t: Training): Promise<void> {
+  if (!t.best) return;
+  const restored = await deserializeSequenceModel(t.tf, t.best);
+  t.model.dispose();
+  t.model = restored;
+}
+
+/**
+ * The backtest of every member (each its own fold models, seed and epoch count; the first member's
+ * checkpoints in `folds`, the k-th's in `member<k>-folds`), and each fold's forecasts combined by
+ * their mean. A single model: its backtest as it is.
+ */
+async function backtestMembers(
+  members: Training[],
+  train: WindowSet,
+  folds: unknown,
+): Promise<{ forecasts: ArtifactRef[]; metrics: Record<string, number> } | null> {
+  const runs: { forecasts: ArtifactRef[]; metrics: Record<string, number> }[] = [];
+  for (const t of members) {
+    const r = await backtest(t, train, folds);
+    if (!r) return null;
+    runs.push(r);
+  }
+  if (runs.length === 1) return runs[0]!;
+  const { ctx, spec } = members[0]!;
+  const forecasts: ArtifactRef[] = [];
+  for (let k = 0; k < runs[0]!.forecasts.length; k++) {
+    const each = [];
+    for (const r of runs) each.push(decodeForecasts(await ctx.store.get(r.forecasts[k]!)));
+    const first = each[0]!;
+    forecasts.push(
+      await ctx.store.put(
+        encodeForecasts({
+          count: first.count,
+          horizon: first.horizon,
+          values: meanForecasts(each.map((f) => f.values)),
+          windows: first.windows,
+          model: `train.tfjs-sequence:${spec.arch}`,
+        }),
+        { name: `fold${k + 1}-forecasts`, mediaType: 'application/vnd.mlpipe.forecasts' },
+      ),
+    );
+  }
+  const sum = (key: string): number => runs.reduce((a, r) => a + (r.metrics[key] ?? 0), 0);
+  return {
+    forecasts,
+    metrics: {
+      // The first member's; each member trains its folds for its own best epoch count.
+      foldEpochs: runs[0]!.metrics['foldEpochs']!,
+      foldsResumed: sum('foldsResumed'),
+      foldsTrainedThisAttempt: sum('foldsTrainedThisAttempt'),
+      foldResumedFromEpoch: Math.max(...runs.map((r) => r.metrics['foldResumedFromEpoch'] ?? 0)),
+      foldEpochsThisAttempt: sum('foldEpochsThisAttempt'),
+    },
+  };
+}
 
 /**
  * Walk-forward backtest: for each of process.window's folds, a fresh model (same seed) trained on
@@ -491,7 +636,7 @@ async function backtest(
   const epochs = t.state.bestEpoch || t.state.epoch;
   const list = folds as { train?: unknown; test?: unknown }[];
   const tests = list.map((f) => (isArtifactRef(f?.test) ? f.test.sha256 : ''));
-  const stream = ctx.checkpoint.stream('folds');
+  const stream = ctx.checkpoint.stream(t.member === 0 ? 'folds' : `member${t.member + 1}-folds`);
   const saved = await resumeFolds<FoldsCheckpointDoc>(
     ctx,
     stream,
@@ -527,7 +672,7 @@ async function backtest(
       resumedFoldEpoch = current.epoch;
       ctx.logger.info(
         { fold: k + 1, epoch: current.epoch },
-        `backtest fold ${k + 1}: resumed from the checkpoint of epoch ${current.epoch}`,
+        `${memberName(t)}backtest fold ${k + 1}: resumed from the checkpoint of epoch ${current.epoch}`,
       );
     }
     const data = tensors(tf, spec, rows);
@@ -545,7 +690,13 @@ async function backtest(
         if (ctx.signal.aborted) throw ctx.signal.reason as Error;
         const { loss } = await fitEpoch(fit, b, epoch);
         epochsTrained++;
-        ctx.progress({ done: epoch, total: epochs, unit: 'epoch', metrics: { loss }, message: `backtest fold ${k + 1}/${list.length}` });
+        ctx.progress({
+          done: epoch,
+          total: epochs,
+          unit: 'epoch',
+          metrics: { loss },
+          message: `${memberName(t)}backtest fold ${k + 1}/${list.length}`,
+        });
         const due =
           epoch % p.checkpoint.everyEpochs === 0 ||
           (p.checkpoint.everyMinutes !== undefined && Date.now() - lastSaved >= p.checkpoint.everyMinutes * 60_000);
@@ -587,7 +738,7 @@ async function backtest(
         done: k + 1,
         total: list.length,
         unit: 'fold',
-        message: `backtest fold ${k + 1}/${list.length} (${epochs} epochs)`,
+        message: `${memberName(t)}backtest fold ${k + 1}/${list.length} (${epochs} epochs)`,
       });
     } finally {
       tf.dispose(data);
@@ -607,28 +758,32 @@ async function backtest(
 }
 
 async function trained(
-  t: Training,
+  members: Training[],
   train: WindowSet,
   droppedTrain: number,
   droppedValidation: number,
   predictRef: ArtifactRef | null | undefined,
   started: number,
+  valRows: { x: Float32Array; xf: Float32Array; y: Float32Array; count: number } | undefined,
 ): Promise<Omit<OutputsOf<typeof outputs>, 'foldForecasts'>> {
+  const t = members[0]!;
   const { tf, ctx, state, spec } = t;
-  if (t.best) {
-    const restored = await deserializeSequenceModel(tf, t.best);
-    t.model.dispose();
-    t.model = restored;
-  }
-  const bytes = await serializeSequenceModel(tf, t.model, t.meta);
+  const ensemble = members.length > 1;
+  // One model: its document as it always was. An ensemble: the first member's document with the
+  // others' weights (lib/sequence-model.ts).
+  const bytes = ensemble
+    ? Buffer.from(JSON.stringify(ensembleDocument(await Promise.all(members.map(docOf)))))
+    : await serializeSequenceModel(tf, t.model, t.meta);
   const model = await ctx.store.put(bytes, { name: 'model.json', mediaType: 'application/vnd.mlpipe.tfjs-sequence+json' });
+  // The first member's epochs (the tracked curves hold every member's).
   const history = await ctx.store.put(JSON.stringify(state.history), { name: 'history.json', mediaType: 'application/json' });
+  const models = members.map((m) => m.model);
   let forecasts: ArtifactRef | null = null;
   let predicted = 0;
   if (isArtifactRef(predictRef)) {
     const w = await windowsInput(ctx, predictRef, 'predict');
     sameShape(train, w, 'predict');
-    const values = pointForecasts(predictSequence(tf, t.model, spec, w), spec, w.count);
+    const values = pointForecasts(predictMembers(tf, models, spec, w), spec, w.count);
     forecasts = await ctx.store.put(
       encodeForecasts({
         count: w.count,
@@ -648,6 +803,8 @@ async function trained(
   const bestRow = state.history.find((h) => h.epoch === state.bestEpoch) ?? last;
   let running = Infinity;
   const curve = state.history.map((h) => Number((running = Math.min(running, h.valLoss ?? h.loss)).toPrecision(6)));
+  const bestEpochs = members.map((m) => m.state.bestEpoch);
+  const epochsRun = members.reduce((a, m) => a + m.epochsRun, 0);
   return {
     model,
     history,
@@ -655,18 +812,56 @@ async function trained(
     backend: t.backend,
     curve,
     metrics: {
+      // In an ensemble: the first member's epochs, losses and resume point.
       epochs: state.epoch,
-      epochsThisAttempt: t.epochsRun,
+      epochsThisAttempt: epochsRun,
       resumedFromEpoch: t.resumedFromEpoch,
       bestEpoch: state.bestEpoch,
       trainLoss: last.loss,
       ...(bestRow.valLoss !== undefined ? { valLoss: bestRow.valLoss } : {}),
-      secondsPerEpoch: t.epochsRun ? (Date.now() - started) / 1000 / t.epochsRun : 0,
-      parameters: t.model.countParams(),
+      secondsPerEpoch: epochsRun ? (Date.now() - started) / 1000 / epochsRun : 0,
+      parameters: members.reduce((a, m) => a + m.model.countParams(), 0),
       windows: train.count - droppedTrain,
       droppedWindows: droppedTrain + droppedValidation,
       predicted,
       stoppedByMedianRule: t.stoppedByRule,
+      ...(ensemble
+        ? {
+            members: members.length,
+            bestEpochMin: Math.min(...bestEpochs),
+            bestEpochMax: Math.max(...bestEpochs),
+            ...(valRows ? { ensembleValLoss: ensembleLoss(tf, models, spec, valRows) } : {}),
+          }
+        : {}),
     },
   };
+}
+
+/**
+ * The ensemble's loss on the validation windows: the mean squared error of the members' mean
+ * forecast (the pinball loss of its quantiles), in the scaled units the members' losses are in.
+ */
+function ensembleLoss(
+  tf: Tf,
+  models: LayersModel[],
+  spec: SequenceSpec,
+  rows: { x: Float32Array; xf: Float32Array; y: Float32Array; count: number },
+): number {
+  return forecastLoss(predictMembers(tf, models, spec, rows), rows.y, rows.count, spec);
+}
+
+/** MSE of [N, H] point forecasts, or the pinball loss of [N, H, Q] quantiles, against y [N, H]. */
+export function forecastLoss(values: Float32Array, y: Float32Array, n: number, s: Pick<SequenceSpec, 'horizon' | 'quantiles'>): number {
+  const Q = s.quantiles.length;
+  let sum = 0;
+  for (let i = 0; i < n * s.horizon; i++) {
+    const truth = y[i]!;
+    if (!Q) sum += (truth - values[i]!) ** 2;
+    else
+      for (let q = 0; q < Q; q++) {
+        const e = truth - values[i * Q + q]!;
+        sum += Math.max(s.quantiles[q]! * e, (s.quantiles[q]! - 1) * e);
+      }
+  }
+  return sum / Math.max(1, n * s.horizon * Math.max(1, Q));
 }

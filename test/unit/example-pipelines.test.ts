@@ -55,6 +55,12 @@ describe('example pipelines', () => {
       expect(compiled.steps['train']!.when).toBe(false);
       expect(compiled.steps['train_sequence']!.with).toMatchObject({ model: cell, units: 32, epochs: 60, earlyStopping: { patience: 10 } });
     }
+    expect(loadPipeline(REPO, 'forecast-unemployment', registry, ['model=tcn']).steps['train_sequence']!.with).toMatchObject({
+      ensemble: 1,
+    });
+    expect(
+      loadPipeline(REPO, 'forecast-unemployment', registry, ['model=tcn', 'model.ensemble=5']).steps['train_sequence']!.with,
+    ).toMatchObject({ model: 'tcn', ensemble: 5 });
     expect(loadPipeline(REPO, 'forecast-unemployment', registry).steps['train_sequence']!.when).toBe(false);
   });
 });

@@ -51,9 +51,12 @@ describe('export.onnx of a train.tfjs-sequence forecaster', () => {
     // Relative to a base of the lookback (lib/forecast-base.ts): the graph computes the base and the relative input itself.
     { model: 'gru', layers: 1, relativeTo: 'seasonalLast' },
     { model: 'tcn', tcn: { kernelSize: 3, dilations: [1, 2, 4] }, quantiles: [0.1, 0.5, 0.9], relativeTo: 'last' },
+    // A seed ensemble: every member's network in the graph, their forecasts combined by a Mean node.
+    { model: 'tcn', tcn: { kernelSize: 3, dilations: [1, 2, 4] }, relativeTo: 'last', ensemble: 3 },
+    { model: 'gru', layers: 1, quantiles: [0.1, 0.5, 0.9], ensemble: 2 },
   ] as const;
   for (const c of cases) {
-    it(`${c.model}${'quantiles' in c ? ' with quantiles' : ''}${'relativeTo' in c ? ` relative to ${c.relativeTo}` : ''}: onnxruntime agrees with tfjs within 1e-4 of the std; the checker and the reference evaluator agree`, async () => {
+    it(`${c.model}${'quantiles' in c ? ' with quantiles' : ''}${'relativeTo' in c ? ` relative to ${c.relativeTo}` : ''}${'ensemble' in c ? `, ${c.ensemble} seeds` : ''}: onnxruntime agrees with tfjs within 1e-4 of the std; the checker and the reference evaluator agree`, async () => {
       const trained = await runPlugin(
         trainSequence,
         ctx,
@@ -100,6 +103,10 @@ describe('export.onnx of a train.tfjs-sequence forecaster', () => {
       const checked = await python([join(dir, 'model.onnx'), join(dir, 'feeds.json')]);
       expect(checked['opsets']).toEqual({ 'ai.onnx': 21 });
       expect(checked['op_types']).toContain(c.model === 'tcn' ? 'Conv' : c.model.toUpperCase());
+      if ('ensemble' in c) {
+        expect(checked['op_types']).toContain('Mean');
+        expect(decodeModel(bytes).metadata_props?.find((m) => m.key === 'mlpipe.ensemble_members')?.value).toBe(String(c.ensemble));
+      }
       const predictor = await loadOnnxModel(bytes);
       const viaOrt = await predictor.runTensors(feeds);
       await predictor.close();

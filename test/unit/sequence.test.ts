@@ -8,7 +8,15 @@ import type { ArtifactRef } from '../../engine/types.js';
 import { prng } from '../../engine/random.js';
 import { decodeForecasts, encodeWindows, type WindowSet } from '../../lib/windows.js';
 import { loadTf } from '../../lib/tf.js';
-import { deserializeSequenceModel, networkInputs, parseSequenceModel, predictSequence } from '../../lib/sequence-model.js';
+import {
+  deserializeSequenceModel,
+  ensembleDocument,
+  meanForecasts,
+  networkInputs,
+  parseSequenceModel,
+  predictSequence,
+  sequenceMembers,
+} from '../../lib/sequence-model.js';
 import { windowBases } from '../../lib/forecast-base.js';
 import { trainSequence } from '../../plugins/train/sequence.js';
 import { failure, runPlugin, testContext, type TestContext } from './step-context.js';
@@ -333,5 +341,123 @@ describe('train.tfjs-sequence', () => {
     expect(backtest.folds).toHaveLength(2);
     expect(backtest.mean['mase']).toBeGreaterThan(0);
     expect(ctx.heartbeats.at(-1)?.progress).toMatchObject({ done: 2, total: 2, unit: 'fold' });
+  }, 240_000);
+});
+
+describe('train.tfjs-sequence seed ensemble', () => {
+  it('combines member forecasts by their element-wise mean, and a document keeps its members apart', async () => {
+    expect(Array.from(meanForecasts([Float32Array.of(1, 2, 3), Float32Array.of(3, 4, 5), Float32Array.of(2, 0, 4)]))).toEqual([2, 2, 4]);
+    const one = Float32Array.of(1.5, -2);
+    expect(meanForecasts([one])).toBe(one);
+    expect(() => meanForecasts([])).toThrow(/no member forecasts/);
+    expect(() => meanForecasts([Float32Array.of(1), Float32Array.of(1, 2)])).toThrow(/different lengths/);
+
+    const ctx = testContext();
+    const { train } = await sets(ctx);
+    const out = await runPlugin(trainSequence, ctx, { ...BASE, model: 'tcn', epochs: 1, ensemble: 3 }, { train });
+    const doc = parseSequenceModel(JSON.parse((await ctx.store.get(out['model'] as ArtifactRef)).toString('utf8')), 'test');
+    expect(doc.seed).toBe(BASE.seed);
+    expect(doc.members?.map((m) => m.seed)).toEqual([BASE.seed + 1, BASE.seed + 2]);
+    const members = sequenceMembers(doc);
+    expect(members.map((m) => m.seed)).toEqual([7, 8, 9]);
+    expect(members.every((m) => m.members === undefined && m.modelTopology === doc.modelTopology)).toBe(true);
+    expect(new Set(members.map((m) => m.weightData)).size).toBe(3); // three different networks
+    expect(ensembleDocument(members)).toEqual(doc);
+    // A single model is its own only member, and stays a document without `members`.
+    expect(sequenceMembers(members[1]!)).toEqual([members[1]]);
+    expect(ensembleDocument([members[1]!])).toEqual(members[1]);
+    expect(() => parseSequenceModel({ ...doc, members: [{ seed: 1 }] }, 'test')).toThrow(/members/);
+    expect(out['metrics']).toMatchObject({ members: 3, epochs: 1, epochsThisAttempt: 3 });
+    expect(() => trainSequence.params.parse({ ensemble: 0 })).toThrow();
+  }, 120_000);
+
+  it('forecasts (test windows and folds) the mean of what each seed trains alone, each member with its own early stopping', async () => {
+    const params = { ...BASE, model: 'tcn', epochs: 30, learningRate: 0.05, earlyStopping: { patience: 2 } } as const;
+    const inputs = async (ctx: TestContext) => {
+      const { train, validation, test } = await sets(ctx, 0.6);
+      const folds = [];
+      for (const [k, start] of [100, 140].entries())
+        folds.push({
+          train: await put(ctx, sineWindows({ series: 3, length: start, noise: 0.6, seed: 10 + k })),
+          test: await put(ctx, sineWindows({ series: 3, length: 40, noise: 0.6, seed: 20 + k, start })),
+        });
+      return { train, validation, predict: test, folds };
+    };
+    const values = async (ctx: TestContext, ref: unknown) => decodeForecasts(await ctx.store.get(ref as ArtifactRef)).values;
+    const alone = [];
+    for (const seed of [7, 8, 9]) {
+      const ctx = testContext();
+      const out = await runPlugin(trainSequence, ctx, { ...params, seed }, await inputs(ctx));
+      const folds = out['foldForecasts'] as ArtifactRef[];
+      alone.push({
+        bestEpoch: (out['metrics'] as Record<string, number>)['bestEpoch']!,
+        test: await values(ctx, out['forecasts']),
+        folds: [await values(ctx, folds[0]), await values(ctx, folds[1])],
+      });
+    }
+    const ctx = testContext();
+    const out = await runPlugin(trainSequence, ctx, { ...params, ensemble: 3 }, await inputs(ctx));
+    const m = out['metrics'] as Record<string, number>;
+    expect(m).toMatchObject({
+      members: 3,
+      bestEpoch: alone[0]!.bestEpoch,
+      bestEpochMin: Math.min(...alone.map((a) => a.bestEpoch)),
+      bestEpochMax: Math.max(...alone.map((a) => a.bestEpoch)),
+      foldsTrainedThisAttempt: 6,
+      foldEpochsThisAttempt: 2 * alone.reduce((s, a) => s + a.bestEpoch, 0),
+    });
+    expect(m['ensembleValLoss']).toBeGreaterThan(0);
+    expect(Array.from(await values(ctx, out['forecasts']))).toEqual(Array.from(meanForecasts(alone.map((a) => a.test))));
+    const folds = out['foldForecasts'] as ArtifactRef[];
+    for (const k of [0, 1])
+      expect(Array.from(await values(ctx, folds[k]))).toEqual(Array.from(meanForecasts(alone.map((a) => a.folds[k]!))));
+    // Progress names the member, and the tracked curves keep the members apart.
+    expect(ctx.series.filter((s) => s.key === 'member3_val_loss').length).toBeGreaterThan(0);
+    expect(ctx.series.filter((s) => s.key === 'val_loss')).toHaveLength(alone[0]!.bestEpoch + 2);
+  }, 240_000);
+
+  it('a retry keeps the finished members and goes on with the current one from its epoch checkpoint', async () => {
+    const params = { ...BASE, model: 'tcn', epochs: 6, ensemble: 3, checkpoint: { everyEpochs: 2, keep: 2 } } as const;
+    const inputs = async (ctx: TestContext) => {
+      const { train, validation, test } = await sets(ctx);
+      const folds = [
+        {
+          train: await put(ctx, sineWindows({ series: 3, length: 120, noise: 0.1, seed: 10 })),
+          test: await put(ctx, sineWindows({ series: 3, length: 40, noise: 0.1, seed: 20, start: 120 })),
+        },
+      ];
+      return { train, validation, predict: test, folds };
+    };
+    const values = async (ctx: TestContext, out: Record<string, unknown>) => [
+      Array.from(decodeForecasts(await ctx.store.get(out['forecasts'] as ArtifactRef)).values),
+      Array.from(decodeForecasts(await ctx.store.get((out['foldForecasts'] as ArtifactRef[])[0]!)).values),
+    ];
+    const straight = testContext();
+    const whole = await runPlugin(trainSequence, straight, params, await inputs(straight));
+    expect(whole['metrics']).toMatchObject({ members: 3, membersResumed: 0, epochsThisAttempt: 18 });
+    // Stopped in member 2's epoch 5, after its epoch-4 checkpoint.
+    const stop = new AbortController();
+    const progress: string[] = [];
+    const ctx = testContext(process.cwd(), undefined, {
+      signal: stop.signal,
+      onHeartbeat: (d) => {
+        const p = (d as { progress?: { message?: string; done?: number; unit?: string } } | undefined)?.progress;
+        if (p?.message) progress.push(`${p.message} ${p.unit} ${p.done}`);
+        if (p?.message === 'member 2/3' && p.done === 5) stop.abort(new Error('stopped'));
+      },
+    });
+    const bound = await inputs(ctx);
+    await expect(runPlugin(trainSequence, ctx, params, bound)).rejects.toThrow('stopped');
+    expect(progress).toContain('member 1/3 epoch 6');
+    const retry = { ...ctx, signal: new AbortController().signal };
+    const resumed = await runPlugin(trainSequence, retry, params, bound);
+    // Member 1 is not trained again; member 2 goes on from epoch 4 (2 epochs), member 3 trains whole (6).
+    expect(resumed['metrics']).toMatchObject({ members: 3, membersResumed: 1, resumedFromEpoch: 6, epochsThisAttempt: 8 });
+    expect(ctx.logs.some((l) => /member 1\/3: resumed from the checkpoint of epoch 6 .*, training finished/.test(l.message))).toBe(true);
+    expect(ctx.logs.some((l) => /member 2\/3: resumed from the checkpoint of epoch 4/.test(l.message))).toBe(true);
+    expect(progress.some((p) => p.startsWith('member 3/3: backtest fold 1/1'))).toBe(true);
+    // Same seeds, same data: the uninterrupted ensemble's forecasts.
+    const [a, b] = [await values(straight, whole), await values(ctx, resumed)];
+    for (const k of [0, 1]) for (let i = 0; i < a[k]!.length; i++) expect(b[k]![i]).toBeCloseTo(a[k]![i]!, 5);
   }, 240_000);
 });

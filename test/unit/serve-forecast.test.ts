@@ -3,7 +3,8 @@
  * quantiles -> export.onnx, onnxruntime-node): a history window in, H forecasts with their times and
  * quantiles out; hostile bodies get 400s naming the field; the prediction log keeps every history
  * row of each request under the table's column names (with its position), and monitor.drift
- * compares those rows with the rows of the training windows.
+ * compares those rows with the rows of the training windows. A seed ensemble's export (every
+ * member's network and their Mean) is served the same way.
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -215,4 +216,45 @@ describe('serving a forecaster', () => {
     expect(report.metrics.length).toBeGreaterThan(0);
     expect(Array.isArray(drift['driftedColumns'])).toBe(true);
   }, 120_000);
+
+  it('serves a seed ensemble: the Mean of its members, answered as one model', async () => {
+    // A step context of its own (its own checkpoints), the same store.
+    const c = testContext(process.cwd(), ctx.store);
+    const w = await runPlugin(processWindow, c, WINDOW_PARAMS, { dataset });
+    const trained = await runPlugin(
+      trainSequence,
+      c,
+      { model: 'gru', units: 12, epochs: 3, seed: 2, quantiles: [0.1, 0.5, 0.9], ensemble: 2, backend: 'wasm' },
+      { train: w['train'], validation: w['validation'] },
+    );
+    const exported = await runPlugin(exportOnnx, c, {}, { model: trained['model'], state: w['state'], windows: w['test'] });
+    const predictor = await loadOnnxModel(await c.store.get(exported['onnx'] as ArtifactRef));
+    const own = await startPredictionServer({
+      predictor,
+      codecFor: (m) => (isForecastContract(m) ? forecastCodec(m) : undefined),
+      model: { name: 'sales-ensemble', version: '1', source: 'test' },
+      port: 0,
+      maxBodyBytes: 64 * 1024,
+      maxInstances: 50,
+    });
+    try {
+      const res = await fetch(`${own.url}/predict`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(request('north', 200)),
+      });
+      expect(res.status).toBe(200);
+      const f = ((await res.json()) as { prediction: { forecasts: { value: number; quantiles: Record<string, number> }[] } }).prediction
+        .forecasts;
+      expect(f).toHaveLength(7);
+      for (const s of f) {
+        expect(s.quantiles['0.1']!).toBeLessThanOrEqual(s.quantiles['0.5']!);
+        expect(s.quantiles['0.5']!).toBeLessThanOrEqual(s.quantiles['0.9']!);
+        expect(s.value).toBeGreaterThan(200);
+        expect(s.value).toBeLessThan(900);
+      }
+    } finally {
+      await own.close();
+    }
+  }, 180_000);
 });
