@@ -4,6 +4,8 @@
  *
  *   npm run bench               # 7 timed rounds after one warm-up round
  *   BENCH_RUNS=15 npm run bench
+ *   BENCH_CASES=floor-wide-100,wide-100,wide-100-untracked npm run bench   # only these cases
+ *   BENCH_TAG=x npm run bench   # results in bench/results/<date>-x.json
  *
  * Cases, run in turn within each round (no-op steps, cache off, so every step is a real activity):
  * - floor-chain-1/50, floor-wide-100: plain Temporal workflows (bench/floor/workflows.ts) running
@@ -118,12 +120,13 @@ async function main(): Promise<void> {
       await client.workflow.execute(PIPELINE_WORKFLOW, { taskQueue: s.taskQueue, workflowId: id, args: [{ pipeline: name }] });
     },
   });
+  const only = process.env['BENCH_CASES']?.split(',').map((c) => c.trim());
   const cases: Case[] = [
     floorCase('floor-chain-1', 'floorChain', 1),
     floorCase('floor-chain-50', 'floorChain', 50),
     floorCase(`floor-wide-${WIDE}`, 'floorWide', WIDE),
     ...Object.keys(pipelines).map(pipelineCase),
-  ];
+  ].filter((c) => !only || only.includes(c.name));
 
   const times: Record<string, number[]> = Object.fromEntries(cases.map((c) => [c.name, []]));
   const lag: Record<string, number[]> = {};
@@ -174,6 +177,7 @@ async function main(): Promise<void> {
       loadAverageAfter: Math.round(loadavg()[0]! * 100) / 100,
     },
     runs: RUNS,
+    ...(only ? { cases: cases.map((c) => c.name) } : {}),
     medianMs: Object.fromEntries(Object.entries(med).map(([k, v]) => [k, Math.round(v)])),
     perStepOverheadMs: { floor: floorPerStep, tracked, untracked },
     ratios: {
