@@ -371,24 +371,30 @@ async function runSteps(r: Steps, live: Live, { endTracking }: Tracking): Promis
 function launch(r: Steps, call: StepCall): void {
   const { compiled, run } = r;
   run.started(call.stepId, nowIso());
+  // One `then` with both handlers, each waking the loop itself: every promise the workflow makes
+  // costs the SDK a stack trace, and a `finally` would make one more per step.
   void stepActivity(
     compiled,
     call.stepId,
-  )({ ...call, retry: compiled.steps[call.stepId]!.retry })
-    .then(
-      (result) => {
+  )({ ...call, retry: compiled.steps[call.stepId]!.retry }).then(
+    (result) => {
+      try {
         run.succeeded(call.stepId, result);
         stepEnded(r, call, result);
-      },
-      (err: unknown) => {
+      } finally {
+        r.wake = true;
+      }
+    },
+    (err: unknown) => {
+      try {
         if (isCancellation(err)) run.stepCancelled(call.stepId, nowIso());
         else run.failed(call.stepId, nowIso(), describeFailure(err), run.steps[call.stepId]!.attempt);
         stepEnded(r, call);
-      },
-    )
-    .finally(() => {
-      r.wake = true;
-    });
+      } finally {
+        r.wake = true;
+      }
+    },
+  );
 }
 
 /** The step's record, as tracking receives it. */
