@@ -1,8 +1,8 @@
 /**
  * pipelineWorkflow: the one generic workflow that interprets a pipeline DAG.
  *
- * 1. `compilePipeline` (an activity) reads and validates the YAML; the compiled pipeline lands in
- *    history, so everything after it is deterministic.
+ * 1. `compilePipeline` (a local activity, run in the run's first workflow task) reads and validates
+ *    the YAML; the compiled pipeline lands in history, so everything after it is deterministic.
  * 2. RunState (pure, engine/) decides which steps start, in declaration order, up to maxParallel.
  * 3. Each step is one `runStep` activity with the step's own timeouts, a heartbeat timeout (30 s by
  *    default), and a retry model in two parts (docs/resilience.md): Temporal retries every attempt,
@@ -33,6 +33,7 @@ import {
   isCancellation,
   patched,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   sleep,
   upsertSearchAttributes,
@@ -67,10 +68,18 @@ export const stepAttemptSignal = defineSignal<[StepAttempt]>(stepAttemptSignalNa
 /** Error types that no retry can fix: spec and input problems, and unknown activities. */
 const NON_RETRYABLE = [...NON_RETRYABLE_CODES, 'NotFoundError'];
 
-const { compilePipeline } = proxyActivities<Activities>({
+const compileOptions = {
   startToCloseTimeout: ACTIVITY_DEFAULTS.compile.startToCloseTimeoutMs,
   retry: { maximumAttempts: ACTIVITY_DEFAULTS.compile.maximumAttempts, nonRetryableErrorTypes: NON_RETRYABLE },
-});
+};
+const { compilePipeline } = proxyActivities<Activities>(compileOptions);
+/**
+ * The same activity run locally, by the worker that runs the workflow task, in that task: no
+ * activity task to dispatch and no workflow task to schedule on its result, so the first steps go
+ * out in the run's first workflow task. Its result is recorded in history (a marker) as the
+ * activity's was. Runs without the `local-compile` marker replay the activity.
+ */
+const { compilePipeline: compileLocally } = proxyLocalActivities<Activities>(compileOptions);
 
 function nowIso(): string {
   return new Date(Date.now()).toISOString();
@@ -141,7 +150,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
 async function compile(input: PipelineInput, live: Live): Promise<CompiledPipeline> {
   let compiled: CompiledPipeline;
   try {
-    compiled = await compilePipeline(input);
+    compiled = await (patched('local-compile') ? compileLocally : compilePipeline)(input);
   } catch (err) {
     if (isCancellation(err)) throw err;
     live.phase = 'failed';
