@@ -174,8 +174,14 @@ async function compile(input: PipelineInput, live: Live): Promise<CompiledPipeli
  * waiting event fires (so a long step does not hold back the events before it), and at the
  * run's end. Runs started before batching (no `tracking-batches` marker in history) signal each
  * event as it comes, as they did.
+ *
+ * `bytes` bounds a signal's payload; `events` only lets a burst of small events go before the
+ * timer. It was 100: a wide layer's 100 step ends then went out as soon as they were in, and their
+ * delivery (100 MLflow runs) ran on the worker beside the run's last steps and workflow tasks. Runs
+ * started before 1000 (no `tracking-batch-events` marker) keep 100 (LEGACY_FLUSH_EVENTS).
  */
-export const TRACKING_FLUSH = { events: 100, bytes: 256 * 1024, ms: 1000 } as const;
+export const TRACKING_FLUSH = { events: 1000, bytes: 256 * 1024, ms: 1000 } as const;
+const LEGACY_FLUSH_EVENTS = 100;
 /** Search attributes (engine/contracts.ts SEARCH_ATTRIBUTES), keys typed as registered. */
 const searchKeys = {
   pipeline: defineSearchAttributeKey('MlpipePipeline', SearchAttributeType.KEYWORD),
@@ -203,6 +209,7 @@ async function startTracking(compiled: CompiledPipeline, input: PipelineInput, i
   let tracker: ChildWorkflowHandle<typeof trackingWorkflow> | undefined;
   let seq = 0;
   let batched = false;
+  let flushEvents = LEGACY_FLUSH_EVENTS;
   /** Events not signalled yet, their size, and whether a batch is due (timer fired, run ending). */
   let buffer: TrackingEvent[] = [];
   let bufferBytes = 0;
@@ -218,7 +225,7 @@ async function startTracking(compiled: CompiledPipeline, input: PipelineInput, i
   /** Sends the waiting events as one signal when a batch is due and none is in flight. */
   const flush = (): void => {
     if (!tracker || inFlight || buffer.length === 0) return;
-    if (!due && buffer.length < TRACKING_FLUSH.events && bufferBytes < TRACKING_FLUSH.bytes) return;
+    if (!due && buffer.length < flushEvents && bufferBytes < TRACKING_FLUSH.bytes) return;
     const events = buffer;
     buffer = [];
     bufferBytes = 0;
@@ -251,6 +258,7 @@ async function startTracking(compiled: CompiledPipeline, input: PipelineInput, i
   };
   if (compiled.tracking?.enabled) {
     batched = patched('tracking-batches');
+    if (batched && patched('tracking-batch-events')) flushEvents = TRACKING_FLUSH.events;
     const startedSeq = seq++;
     const start = (): Promise<ChildWorkflowHandle<typeof trackingWorkflow>> =>
       startChild(trackingWorkflow, {
