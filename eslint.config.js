@@ -57,6 +57,12 @@ const workflowPatterns = [
     message: 'Not allowed in workflow code.',
   },
   {
+    group: ['zod', 'zod/**'],
+    allowTypeImports: true,
+    message:
+      "No zod in workflow code: a workflow evaluates the modules it imports at each run's start (the input schema is in engine/pipeline-input.ts).",
+  },
+  {
     group: [
       '**/engine/cache-key*',
       '**/engine/compile*',
@@ -99,7 +105,7 @@ const workflowEngineModules = [
   'engine/contracts.ts',
   'engine/limits.ts',
   'engine/step-defaults.ts',
-  'engine/hpo.ts',
+  'engine/median-rule.ts',
   'engine/random.ts',
 ];
 

@@ -4,7 +4,8 @@
  */
 import { Context } from '@temporalio/activity';
 import { pruneUntil } from '../engine/compile.js';
-import { pipelineInputSchema, type PipelineInput } from '../engine/contracts.js';
+import type { PipelineInput } from '../engine/contracts.js';
+import { pipelineInputSchema } from '../engine/pipeline-input.js';
 import { writeRunManifest } from '../engine/lineage.js';
 import { formatZodIssues, PipelineError } from '../engine/errors.js';
 import { escapeTemplates } from '../engine/expressions.js';

@@ -1,15 +1,15 @@
 /**
- * A step's MLflow run while it runs: created RUNNING (or found, on a retry) when the step starts,
- * its metric points (`ctx.logMetrics`: training curves, system metrics) sent in batches every
- * couple of seconds, ended FINISHED or FAILED when the step ends. So the MLflow UI shows a curve
- * growing while the model trains.
+ * A step's MLflow run while it runs: created RUNNING (or found, on a retry) once the step has run
+ * for LIVE_START_MS, its metric points (`ctx.logMetrics`: training curves, system metrics) sent in
+ * batches every couple of seconds, ended FINISHED or FAILED when the step ends. So the MLflow UI
+ * shows a curve growing while the model trains.
  *
  * It is best effort and off the step's critical path: the step does not wait for its run to be
  * made (only a call of the step's model registry waits for it, so `deploy.mlflow-register` finds
  * this run by its tag instead of racing it), and a step that succeeds returns at once while its run
- * is ended in the background. A step that ends before its run was even asked for (a step of a few
- * milliseconds) leaves the making of it to the delivery. An MLflow that is down or slow only means
- * the points arrive later, with the step's record, through the tracking workflow
+ * is ended in the background. A step that ends before its run was even asked for (a step shorter
+ * than LIVE_START_MS) leaves the making of it to the delivery. An MLflow that is down or slow only
+ * means the points arrive later, with the step's record, through the tracking workflow
  * (activities/tracking.ts). That delivery finds this run by its `mlpipe.step_key` tag (the same
  * idempotency tag it uses itself), adds the parent tag if this run was made before its parent, and
  * sends only the points MLflow does not hold yet (same key, step, timestamp and value), so nothing is
@@ -28,6 +28,13 @@ const START_WAIT_MS = 3_000;
 const END_WAIT_MS = 5_000;
 /** How long after a step's end its delivery waits for a live run that was being made when the step ended. */
 export const LIVE_SETTLE_MS = 10_000;
+/**
+ * A step's run is asked for this long after the step starts (at once when its model registry needs
+ * it): a step that ends sooner leaves it to the delivery, and costs MLflow and the worker nothing
+ * while it runs (a stat, a search by tag and a new run of the file store per step: 100 parallel
+ * steps of a few milliseconds spent more on their live runs than on themselves).
+ */
+export const LIVE_START_MS = 500;
 
 export interface LiveRunOptions {
   experiment: string;
@@ -38,6 +45,8 @@ export interface LiveRunOptions {
   pluginVersion: string;
   attempt: number;
   logger: Logger;
+  /** When to ask for the run, after the start (default LIVE_START_MS; 0: at once). */
+  startAfterMs?: number;
 }
 
 export interface LiveRun {
@@ -90,7 +99,17 @@ export function startLiveRun(backend: TrackingBackend, o: LiveRunOptions): LiveR
   let settle: () => void = () => undefined;
   const settled = new Promise<void>((resolve) => (settle = resolve));
   unsettled.set(registryKey, settled);
+  /** Asks for the run: after startAfterMs, or when the registry needs it, or (to let it go) at the end. */
+  let ask: () => void = () => undefined;
+  const asked = new Promise<void>((resolve) => (ask = resolve));
+  const after = o.startAfterMs ?? LIVE_START_MS;
+  const askTimer = after > 0 ? setTimeout(() => ask(), after).unref() : undefined;
+  if (!askTimer) ask();
   const run: Promise<TrackedRun | undefined> = (async () => {
+    if (askTimer) {
+      await asked;
+      if (ended) return undefined;
+    }
     const experimentId = await backend.getOrCreateExperiment(o.experiment);
     const found = await backend.findRunByTag(experimentId, 'mlpipe.step_key', stepKey);
     if (found) {
@@ -139,6 +158,8 @@ export function startLiveRun(backend: TrackingBackend, o: LiveRunOptions): LiveR
   const finish = (status: 'FINISHED' | 'FAILED' | 'KILLED'): Promise<void> => {
     if (done) return done;
     ended = true;
+    clearTimeout(askTimer);
+    ask();
     const endTime = Date.now();
     done = (async () => {
       await flush();
@@ -152,7 +173,10 @@ export function startLiveRun(backend: TrackingBackend, o: LiveRunOptions): LiveR
   };
 
   return {
-    ready: () => within(run, START_WAIT_MS),
+    ready: () => {
+      ask();
+      return within(run, START_WAIT_MS);
+    },
     log(points) {
       if (failed || ended) return;
       pending.push(...points.map((p) => ({ ...p, key: sanitizeKey(p.key) })));

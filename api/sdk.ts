@@ -25,5 +25,5 @@ export type {
   StepProgress,
 } from '../plugins/sdk.js';
 export { isArtifactRef } from '../engine/types.js';
-export { stepProgressOf } from '../engine/contracts.js';
+export { stepProgressOf } from '../engine/progress.js';
 export { PipelineError, type ErrorCode, type PipelineErrorOptions } from '../engine/errors.js';

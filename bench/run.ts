@@ -4,6 +4,8 @@
  *
  *   npm run bench               # 7 timed rounds after one warm-up round
  *   BENCH_RUNS=15 npm run bench
+ *   BENCH_CASES=floor-wide-100,wide-100,wide-100-untracked npm run bench   # only these cases
+ *   BENCH_TAG=x npm run bench   # results in bench/results/<date>-x.json
  *
  * Cases, run in turn within each round (no-op steps, cache off, so every step is a real activity):
  * - floor-chain-1/50, floor-wide-100: plain Temporal workflows (bench/floor/workflows.ts) running
@@ -14,6 +16,9 @@
  * Wall time runs from the client's start call to the result. A tracked case then waits, untimed, for
  * its tracking workflow to close before the next case starts (so its deliveries are not charged to
  * the next case); how long after the run that took is reported as the tracking lag.
+ * Where a wide case's time goes, from its history (read untimed after the run; event times are the
+ * server's): `first` from the start to the first step scheduled, `fanOut` to the last of the 100
+ * scheduled, `fanIn` to the join scheduled, `join` to its completion, `end` to the run closed.
  * Results: bench/results/.
  */
 import { Client, Connection } from '@temporalio/client';
@@ -40,6 +45,25 @@ function wide(name: string, n: number, parallel: number, tracking: boolean): str
   for (let i = 0; i < n; i++) lines.push(`  w${i}: { uses: util.echo, needs: start }`);
   lines.push(`  join: { uses: util.echo, needs: [${Array.from({ length: n }, (_, i) => `w${i}`).join(', ')}] }`);
   return `${lines.join('\n')}\n`;
+}
+
+interface HistoryEventLike {
+  eventId?: unknown;
+  eventTime?: { seconds?: unknown; nanos?: number | null } | null;
+  activityTaskScheduledEventAttributes?: { activityType?: { name?: string | null } | null } | null;
+  activityTaskCompletedEventAttributes?: { scheduledEventId?: unknown } | null;
+}
+
+/** The phases of a wide run (ms), from its history: see the header. */
+function widePhases(events: HistoryEventLike[]): Record<'first' | 'fanOut' | 'fanIn' | 'join' | 'end', number> {
+  const at = (e: HistoryEventLike | undefined): number =>
+    e?.eventTime ? Number(e.eventTime.seconds) * 1000 + (e.eventTime.nanos ?? 0) / 1e6 : NaN;
+  const t0 = at(events[0]);
+  const steps = events.filter((e) => ['runStep', 'noop'].includes(e.activityTaskScheduledEventAttributes?.activityType?.name ?? ''));
+  const join = steps[steps.length - 1];
+  const joined = events.find((e) => join && String(e.activityTaskCompletedEventAttributes?.scheduledEventId) === String(join.eventId));
+  const t = [at(steps[0]), at(steps[steps.length - 2]), at(join), at(joined), at(events[events.length - 1])].map((x) => x - t0);
+  return { first: t[0]!, fanOut: t[1]! - t[0]!, fanIn: t[2]! - t[1]!, join: t[3]! - t[2]!, end: t[4]! - t[3]! };
 }
 
 function median(xs: number[]): number {
@@ -118,15 +142,17 @@ async function main(): Promise<void> {
       await client.workflow.execute(PIPELINE_WORKFLOW, { taskQueue: s.taskQueue, workflowId: id, args: [{ pipeline: name }] });
     },
   });
+  const only = process.env['BENCH_CASES']?.split(',').map((c) => c.trim());
   const cases: Case[] = [
     floorCase('floor-chain-1', 'floorChain', 1),
     floorCase('floor-chain-50', 'floorChain', 50),
     floorCase(`floor-wide-${WIDE}`, 'floorWide', WIDE),
     ...Object.keys(pipelines).map(pipelineCase),
-  ];
+  ].filter((c) => !only || only.includes(c.name));
 
   const times: Record<string, number[]> = Object.fromEntries(cases.map((c) => [c.name, []]));
   const lag: Record<string, number[]> = {};
+  const phases: Record<string, ReturnType<typeof widePhases>[]> = {};
   let seq = 0;
   /** Waits for the tracking workflow of a pipeline run to close; ms after `t`. */
   const trackingDone = async (workflowId: string, t: number): Promise<number> => {
@@ -144,6 +170,8 @@ async function main(): Promise<void> {
           await c.run(id);
           const t1 = performance.now();
           if (round > 0) times[c.name]!.push(t1 - t0); // round 0 warms up
+          if (round > 0 && c.name.includes('wide'))
+            (phases[c.name] ??= []).push(widePhases((await client.workflow.getHandle(id).fetchHistory()).events ?? []));
           if (c.tracked) {
             const ms = await trackingDone(id, t1);
             if (round > 0) (lag[c.name] ??= []).push(ms);
@@ -174,6 +202,7 @@ async function main(): Promise<void> {
       loadAverageAfter: Math.round(loadavg()[0]! * 100) / 100,
     },
     runs: RUNS,
+    ...(only ? { cases: cases.map((c) => c.name) } : {}),
     medianMs: Object.fromEntries(Object.entries(med).map(([k, v]) => [k, Math.round(v)])),
     perStepOverheadMs: { floor: floorPerStep, tracked, untracked },
     ratios: {
@@ -182,6 +211,12 @@ async function main(): Promise<void> {
       wideTracked: ratio(med[`wide-${WIDE}`]!, med[`floor-wide-${WIDE}`]!),
       wideUntracked: ratio(med[`wide-${WIDE}-untracked`]!, med[`floor-wide-${WIDE}`]!),
     },
+    widePhasesMedianMs: Object.fromEntries(
+      Object.entries(phases).map(([k, v]) => [
+        k,
+        Object.fromEntries(Object.keys(v[0]!).map((p) => [p, Math.round(median(v.map((x) => x[p as keyof (typeof v)[0]])))])),
+      ]),
+    ),
     trackingLagMedianMs: Object.fromEntries(Object.entries(lag).map(([k, v]) => [k, Math.round(median(v))])),
     samplesMs: Object.fromEntries(Object.entries(times).map(([k, v]) => [k, v.map((x) => Math.round(x))])),
   };
@@ -198,6 +233,7 @@ async function main(): Promise<void> {
   console.log(
     `\nper-step overhead (chain-50 − chain-1) / 49: floor ${floorPerStep} ms, mlpipe tracked ${tracked} ms (${result.ratios.perStepTracked}×), untracked ${untracked} ms (${result.ratios.perStepUntracked}×)`,
   );
+  for (const [k, v] of Object.entries(result.widePhasesMedianMs)) console.log(`${k} phases (median ms): ${JSON.stringify(v)}`);
   console.log(`wide-${WIDE} against the floor: tracked ${result.ratios.wideTracked}×, untracked ${result.ratios.wideUntracked}×`);
   console.log(
     `machine: ${result.machine.cpus} × ${result.machine.cpuModel}, ${result.machine.memoryGiB} GiB, node ${result.machine.node}, load ${result.machine.loadAverageBefore} → ${result.machine.loadAverageAfter}; written to ${out}`,

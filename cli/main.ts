@@ -32,7 +32,6 @@ import {
   runSummary,
   statusQueryName,
   trackingTaskQueue,
-  stepProgressOf,
   trackingWorkflowId,
   type HpoResult,
   type HpoStatus,
@@ -41,6 +40,7 @@ import {
   type PipelineResult,
   type PipelineStatus,
 } from '../engine/contracts.js';
+import { stepProgressOf } from '../engine/progress.js';
 import { renderMermaid } from './graph.js';
 import { commandHelp, DEMO_PIPELINE } from './help.js';
 import { formatStepLine, formatSummary, progressOfDetails } from './render.js';

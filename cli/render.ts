@@ -1,6 +1,7 @@
 import { formatDuration } from '../engine/duration.js';
 import type { StepState } from '../engine/types.js';
-import { stepProgressOf, type PipelineResult, type StepProgress } from '../engine/contracts.js';
+import type { PipelineResult, StepProgress } from '../engine/contracts.js';
+import { stepProgressOf } from '../engine/progress.js';
 
 const MARK: Record<StepState['status'], string> = {
   pending: '·',

@@ -193,25 +193,6 @@ export function isBetter(a: number, b: number | undefined, goal: 'minimize' | 'm
   return goal === 'minimize' ? a < b : a > b;
 }
 
-/** The median of finished trials' values (undefined until there are any). */
-export function median(values: number[]): number | undefined {
-  const v = values.filter(Number.isFinite).sort((a, b) => a - b);
-  if (!v.length) return undefined;
-  const m = Math.floor(v.length / 2);
-  return v.length % 2 ? v[m]! : (v[m - 1]! + v[m]!) / 2;
-}
-
-/** Curves kept for the median rule (the most recent finished trials): bounds history size. */
-export const MEDIAN_RULE_CURVES = 64;
-
-/**
- * The median stopping bar per epoch: at epoch e (index e-1), the median of the finished trials'
- * best-loss-so-far at e, over the trials that reached e; null where fewer than `minTrials` did.
- */
-export function medianCurve(curves: number[][], minTrials: number): (number | null)[] {
-  const length = Math.max(0, ...curves.map((c) => c.length));
-  return Array.from({ length }, (_, e) => {
-    const at = curves.filter((c) => c.length > e).map((c) => c[e]!);
-    return at.length >= minTrials ? (median(at) ?? null) : null;
-  });
-}
+// The median rule's arithmetic is in engine/median-rule.ts: workflows/hpo.ts uses it, and workflow
+// code imports no zod.
+export { median, MEDIAN_RULE_CURVES, medianCurve } from './median-rule.js';

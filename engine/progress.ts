@@ -3,6 +3,7 @@
  * (`StepProgress`, engine/contracts.ts), with the rate and the ETA measured over this attempt, and
  * the throttle that decides when a report is worth a heartbeat of its own.
  */
+import { z } from 'zod';
 import type { ProgressReport, StepProgress } from './contracts.js';
 
 /** A report gets its own heartbeat at most this often; in between, the latest one waits for the next. */
@@ -58,4 +59,23 @@ function clean(r: ProgressReport): ProgressReport {
     ...(metrics && Object.keys(metrics).length ? { metrics } : {}),
     ...(typeof r.message === 'string' && r.message ? { message: r.message.split('\n')[0]!.slice(0, 500) } : {}),
   };
+}
+
+const finite = z.number().finite();
+const stepProgressSchema = z.object({
+  done: finite.optional(),
+  total: finite.optional(),
+  unit: z.string().max(40).optional(),
+  metrics: z.record(z.string().max(100), finite).optional(),
+  message: z.string().max(500).optional(),
+  at: finite,
+  rate: finite.optional(),
+  etaMs: finite.optional(),
+});
+
+/** The progress in heartbeat details of any shape, or undefined when there is none (or it is malformed). */
+export function stepProgressOf(details: unknown): StepProgress | undefined {
+  if (typeof details !== 'object' || details === null) return undefined;
+  const parsed = stepProgressSchema.safeParse((details as { progress?: unknown }).progress);
+  return parsed.success ? (parsed.data as StepProgress) : undefined;
 }

@@ -199,6 +199,13 @@ export function parseHistory(events: readonly Record<string, unknown>[], into?: 
       const stepId = scheduled.get(id(attrs.scheduledEventId));
       const f = describe(attrs.failure, stepId ? h.attempts[stepId] : undefined);
       if (stepId && f && !stepId.startsWith('#')) (h.failures[stepId] ??= []).push(f);
+    } else if (a['markerRecordedEventAttributes']) {
+      // A local activity's result: the compile of runs started since it runs locally (`local-compile`).
+      const attrs = a['markerRecordedEventAttributes'] as { markerName?: string; details?: Record<string, { payloads?: unknown[] }> };
+      if (attrs.markerName !== 'core_local_activity') continue;
+      const data = fromPayload(attrs.details?.['data']?.payloads?.[0]) as { activityType?: string; activity_type?: string } | undefined;
+      const result = attrs.details?.['result']?.payloads?.[0];
+      if ((data?.activityType ?? data?.activity_type) === 'compilePipeline' && result) h.compiled = fromPayload(result) as CompiledPipeline;
     } else if (a['workflowExecutionCompletedEventAttributes']) {
       const attrs = a['workflowExecutionCompletedEventAttributes'] as { result?: { payloads?: unknown[] } };
       const result = fromPayload(attrs.result?.payloads?.[0]) as PipelineResult | undefined;

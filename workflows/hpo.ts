@@ -11,7 +11,8 @@ import { ApplicationFailure } from '@temporalio/common';
 import { condition, continueAsNew, defineQuery, log, proxyActivities, setHandler, startChild, workflowInfo } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import { describeFailure, failureOptions, NON_RETRYABLE_CODES, PipelineError } from '../engine/errors.js';
-import { MEDIAN_RULE_CURVES, medianCurve, type Trial } from '../engine/hpo.js';
+import type { Trial } from '../engine/hpo.js';
+import { MEDIAN_RULE_CURVES, medianCurve } from '../engine/median-rule.js';
 import { ACTIVITY_DEFAULTS } from '../engine/step-defaults.js';
 import {
   hpoStatusQueryName,

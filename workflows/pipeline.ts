@@ -1,8 +1,8 @@
 /**
  * pipelineWorkflow: the one generic workflow that interprets a pipeline DAG.
  *
- * 1. `compilePipeline` (an activity) reads and validates the YAML; the compiled pipeline lands in
- *    history, so everything after it is deterministic.
+ * 1. `compilePipeline` (a local activity, run in the run's first workflow task) reads and validates
+ *    the YAML; the compiled pipeline lands in history, so everything after it is deterministic.
  * 2. RunState (pure, engine/) decides which steps start, in declaration order, up to maxParallel.
  * 3. Each step is one `runStep` activity with the step's own timeouts, a heartbeat timeout (30 s by
  *    default), and a retry model in two parts (docs/resilience.md): Temporal retries every attempt,
@@ -33,6 +33,7 @@ import {
   isCancellation,
   patched,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   sleep,
   upsertSearchAttributes,
@@ -67,10 +68,18 @@ export const stepAttemptSignal = defineSignal<[StepAttempt]>(stepAttemptSignalNa
 /** Error types that no retry can fix: spec and input problems, and unknown activities. */
 const NON_RETRYABLE = [...NON_RETRYABLE_CODES, 'NotFoundError'];
 
-const { compilePipeline } = proxyActivities<Activities>({
+const compileOptions = {
   startToCloseTimeout: ACTIVITY_DEFAULTS.compile.startToCloseTimeoutMs,
   retry: { maximumAttempts: ACTIVITY_DEFAULTS.compile.maximumAttempts, nonRetryableErrorTypes: NON_RETRYABLE },
-});
+};
+const { compilePipeline } = proxyActivities<Activities>(compileOptions);
+/**
+ * The same activity run locally, by the worker that runs the workflow task, in that task: no
+ * activity task to dispatch and no workflow task to schedule on its result, so the first steps go
+ * out in the run's first workflow task. Its result is recorded in history (a marker) as the
+ * activity's was. Runs without the `local-compile` marker replay the activity.
+ */
+const { compilePipeline: compileLocally } = proxyLocalActivities<Activities>(compileOptions);
 
 function nowIso(): string {
   return new Date(Date.now()).toISOString();
@@ -141,7 +150,7 @@ export async function pipelineWorkflow(input: PipelineInput): Promise<PipelineRe
 async function compile(input: PipelineInput, live: Live): Promise<CompiledPipeline> {
   let compiled: CompiledPipeline;
   try {
-    compiled = await compilePipeline(input);
+    compiled = await (patched('local-compile') ? compileLocally : compilePipeline)(input);
   } catch (err) {
     if (isCancellation(err)) throw err;
     live.phase = 'failed';
@@ -165,8 +174,14 @@ async function compile(input: PipelineInput, live: Live): Promise<CompiledPipeli
  * waiting event fires (so a long step does not hold back the events before it), and at the
  * run's end. Runs started before batching (no `tracking-batches` marker in history) signal each
  * event as it comes, as they did.
+ *
+ * `bytes` bounds a signal's payload; `events` only lets a burst of small events go before the
+ * timer. It was 100: a wide layer's 100 step ends then went out as soon as they were in, and their
+ * delivery (100 MLflow runs) ran on the worker beside the run's last steps and workflow tasks. Runs
+ * started before 1000 (no `tracking-batch-events` marker) keep 100 (LEGACY_FLUSH_EVENTS).
  */
-export const TRACKING_FLUSH = { events: 100, bytes: 256 * 1024, ms: 1000 } as const;
+export const TRACKING_FLUSH = { events: 1000, bytes: 256 * 1024, ms: 1000 } as const;
+const LEGACY_FLUSH_EVENTS = 100;
 /** Search attributes (engine/contracts.ts SEARCH_ATTRIBUTES), keys typed as registered. */
 const searchKeys = {
   pipeline: defineSearchAttributeKey('MlpipePipeline', SearchAttributeType.KEYWORD),
@@ -194,6 +209,7 @@ async function startTracking(compiled: CompiledPipeline, input: PipelineInput, i
   let tracker: ChildWorkflowHandle<typeof trackingWorkflow> | undefined;
   let seq = 0;
   let batched = false;
+  let flushEvents = LEGACY_FLUSH_EVENTS;
   /** Events not signalled yet, their size, and whether a batch is due (timer fired, run ending). */
   let buffer: TrackingEvent[] = [];
   let bufferBytes = 0;
@@ -209,7 +225,7 @@ async function startTracking(compiled: CompiledPipeline, input: PipelineInput, i
   /** Sends the waiting events as one signal when a batch is due and none is in flight. */
   const flush = (): void => {
     if (!tracker || inFlight || buffer.length === 0) return;
-    if (!due && buffer.length < TRACKING_FLUSH.events && bufferBytes < TRACKING_FLUSH.bytes) return;
+    if (!due && buffer.length < flushEvents && bufferBytes < TRACKING_FLUSH.bytes) return;
     const events = buffer;
     buffer = [];
     bufferBytes = 0;
@@ -242,6 +258,7 @@ async function startTracking(compiled: CompiledPipeline, input: PipelineInput, i
   };
   if (compiled.tracking?.enabled) {
     batched = patched('tracking-batches');
+    if (batched && patched('tracking-batch-events')) flushEvents = TRACKING_FLUSH.events;
     const startedSeq = seq++;
     const start = (): Promise<ChildWorkflowHandle<typeof trackingWorkflow>> =>
       startChild(trackingWorkflow, {
@@ -371,24 +388,30 @@ async function runSteps(r: Steps, live: Live, { endTracking }: Tracking): Promis
 function launch(r: Steps, call: StepCall): void {
   const { compiled, run } = r;
   run.started(call.stepId, nowIso());
+  // One `then` with both handlers, each waking the loop itself: every promise the workflow makes
+  // costs the SDK a stack trace, and a `finally` would make one more per step.
   void stepActivity(
     compiled,
     call.stepId,
-  )({ ...call, retry: compiled.steps[call.stepId]!.retry })
-    .then(
-      (result) => {
+  )({ ...call, retry: compiled.steps[call.stepId]!.retry }).then(
+    (result) => {
+      try {
         run.succeeded(call.stepId, result);
         stepEnded(r, call, result);
-      },
-      (err: unknown) => {
+      } finally {
+        r.wake = true;
+      }
+    },
+    (err: unknown) => {
+      try {
         if (isCancellation(err)) run.stepCancelled(call.stepId, nowIso());
         else run.failed(call.stepId, nowIso(), describeFailure(err), run.steps[call.stepId]!.attempt);
         stepEnded(r, call);
-      },
-    )
-    .finally(() => {
-      r.wake = true;
-    });
+      } finally {
+        r.wake = true;
+      }
+    },
+  );
 }
 
 /** The step's record, as tracking receives it. */

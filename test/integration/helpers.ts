@@ -1,5 +1,6 @@
 /** Shared set-up for integration tests: a throwaway project folder, a real worker, a client. */
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -98,6 +99,30 @@ export async function startWorker(
 export async function createClient(): Promise<Client> {
   const connection = await Connection.connect({ address: inject('temporalAddress') });
   return new Client({ connection });
+}
+
+type HistoryEvent = NonNullable<Awaited<ReturnType<WorkflowHandle['fetchHistory']>>['events']>[number];
+
+/**
+ * The activities a run's history records, in order, and the attempt each ended at: scheduled ones
+ * (their started events) and local ones (their markers: the compile runs locally since `local-compile`).
+ */
+export function activitiesOf(events: HistoryEvent[]): { names: string[]; attempts: number[] } {
+  const names: string[] = [];
+  const attempts: number[] = [];
+  for (const e of events) {
+    const scheduled = e.activityTaskScheduledEventAttributes?.activityType?.name;
+    if (scheduled) names.push(scheduled);
+    if (e.activityTaskStartedEventAttributes) attempts.push(e.activityTaskStartedEventAttributes.attempt ?? 0);
+    const marker = e.markerRecordedEventAttributes;
+    const data = marker?.markerName === 'core_local_activity' ? marker.details?.['data']?.payloads?.[0] : undefined;
+    if (data) {
+      const la = defaultPayloadConverter.fromPayload(data) as { activityType?: string; activity_type?: string; attempt?: number };
+      names.push(la.activityType ?? la.activity_type ?? '?');
+      attempts.push(la.attempt ?? 0);
+    }
+  }
+  return { names, attempts };
 }
 
 export function uniqueId(prefix: string): string {

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { PIPELINE_WORKFLOW, type PipelineInput } from '../../engine/contracts.js';
-import { createTestProject, REPO, uniqueId, useWorkerAndClient } from './helpers.js';
+import { activitiesOf, createTestProject, REPO, uniqueId, useWorkerAndClient } from './helpers.js';
 
 const project = createTestProject('hostile');
 const outside = mkdtempSync(join(tmpdir(), 'mlpipe-hostile-outside-'));
@@ -59,16 +59,12 @@ async function outcome(input: PipelineInput): Promise<{
   expect(error).toBeInstanceOf(WorkflowFailedError);
   const cause = (error as WorkflowFailedError).cause as ApplicationFailure;
   const events = (await handle.fetchHistory()).events ?? [];
-  const activities = events.flatMap((e) =>
-    e.activityTaskScheduledEventAttributes?.activityType?.name ? [e.activityTaskScheduledEventAttributes.activityType.name] : [],
-  );
+  const { names: activities, attempts } = activitiesOf(events);
   return {
     type: cause.type ?? undefined,
     message: cause.message,
     status: (await handle.describe()).status.name,
-    compileAttempts: events.flatMap((e) =>
-      e.activityTaskStartedEventAttributes ? [e.activityTaskStartedEventAttributes.attempt ?? 0] : [],
-    ),
+    compileAttempts: attempts,
     workflowTaskFailures: events.filter((e) => e.workflowTaskFailedEventAttributes).length,
     activities,
   };

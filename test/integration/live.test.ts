@@ -14,7 +14,8 @@ import { NativeConnection } from '@temporalio/worker';
 import { describe, expect, inject, it } from 'vitest';
 import { createPipelineWorker } from '../../app/worker.js';
 import { missingSearchAttributes, searchAttributesHint } from '../../app/visibility.js';
-import { PIPELINE_WORKFLOW, stepProgressOf, type StepProgress } from '../../engine/contracts.js';
+import { PIPELINE_WORKFLOW, type StepProgress } from '../../engine/contracts.js';
+import { stepProgressOf } from '../../engine/progress.js';
 import { createTestProject, REPO, uniqueId, useWorkerAndClient, waitFor } from './helpers.js';
 
 const project = createTestProject('live');

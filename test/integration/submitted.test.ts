@@ -17,7 +17,7 @@ import { startPipelineRun } from '../../app/runs.js';
 import { createPipelineWorker } from '../../app/worker.js';
 import type { PipelineResult } from '../../engine/contracts.js';
 import { errorFromFailure } from '../../engine/errors.js';
-import { createClient, REPO, uniqueId } from './helpers.js';
+import { activitiesOf, createClient, REPO, uniqueId } from './helpers.js';
 
 const store = mkdtempSync(join(tmpdir(), 'mlpipe-submitted-store-'));
 
@@ -163,14 +163,8 @@ async function failureOf(pipeline: string, taskQueue: string) {
   );
   expect(error).toBeInstanceOf(WorkflowFailedError);
   const events = (await temporal.workflow.getHandle(workflowId).fetchHistory()).events ?? [];
-  return {
-    error: errorFromFailure(error),
-    activities: events.flatMap((e) => {
-      const name = e.activityTaskScheduledEventAttributes?.activityType?.name;
-      return name ? [name] : [];
-    }),
-    attempts: events.flatMap((e) => (e.activityTaskStartedEventAttributes ? [e.activityTaskStartedEventAttributes.attempt ?? 0] : [])),
-  };
+  const { names, attempts } = activitiesOf(events);
+  return { error: errorFromFailure(error), activities: names, attempts };
 }
 
 describe('runs that carry their pipeline', () => {

@@ -13,7 +13,7 @@ import { paramString } from '../../adapters/boosting/lightgbm.js';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
 import { parseBoostedModel, BOOSTED_FORMAT } from '../../lib/boosted-model.js';
 import type { ArtifactRef } from '../../engine/types.js';
-import { stepProgressOf } from '../../engine/contracts.js';
+import { stepProgressOf } from '../../engine/progress.js';
 import { ingestFile } from '../../plugins/ingest/file.js';
 import { predictBoosted } from '../../lib/boosted-predict.js';
 import { datasetFile } from '../../lib/dataset.js';

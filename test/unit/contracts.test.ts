@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { hpoTrackingOf, knownRunsOf, mlflowRunIdOf, pipelineInputSchema, type PipelineInput } from '../../engine/contracts.js';
+import { hpoTrackingOf, knownRunsOf, mlflowRunIdOf, type PipelineInput } from '../../engine/contracts.js';
+import { pipelineInputSchema } from '../../engine/pipeline-input.js';
 import { LIMITS } from '../../engine/limits.js';
 
 describe('pipeline workflow input', () => {

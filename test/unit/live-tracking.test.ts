@@ -84,7 +84,17 @@ class SlowBackend extends MemoryBackend {
 
 const warnings: string[] = [];
 const logger: Logger = { debug: () => undefined, info: () => undefined, warn: (_f, m) => void warnings.push(m), error: () => undefined };
-const options = { experiment: 'exp', key: 'wf/run', stepId: 'train', uses: 'train.x', pluginVersion: '1', attempt: 1, logger };
+// startAfterMs 0: the run is asked for at once (steps wait LIVE_START_MS; see the test of that below).
+const options = {
+  experiment: 'exp',
+  key: 'wf/run',
+  stepId: 'train',
+  uses: 'train.x',
+  pluginVersion: '1',
+  attempt: 1,
+  logger,
+  startAfterMs: 0,
+};
 const points = [1, 2, 3].map((e) => ({ key: 'loss', value: 1 / e, step: e, timestamp: 1000 + e }));
 
 describe('live tracking of a step', () => {
@@ -192,6 +202,27 @@ describe('live tracking of a step', () => {
     expect(slow.runs).toHaveLength(1);
     expect(slow.runs[0]!.status).toBe('FINISHED');
     expect(slow.runs[0]!.metrics).toEqual(points);
+  });
+
+  it('asks for the run only after startAfterMs, or at once when the model registry needs it', async () => {
+    const { startAfterMs: _, ...later } = options; // the default, LIVE_START_MS
+    const b = new MemoryBackend();
+    let asked = 0;
+    const lookUp = b.getOrCreateExperiment.bind(b);
+    b.getOrCreateExperiment = () => (asked++, lookUp());
+    const quick = startLiveRun(b, later);
+    quick.log(points);
+    await new Promise((r) => setTimeout(r, 0));
+    expect(quick.finish('FINISHED')).toEqual({ pending: false });
+    await liveRunSettled(b.location, 'wf/run/train');
+    expect({ asked, runs: b.runs.length }).toEqual({ asked: 0, runs: 0 });
+
+    const publishing = startLiveRun(b, { ...later, stepId: 'deploy', startAfterMs: 3_600_000 });
+    await publishing.ready();
+    expect(b.runs).toHaveLength(1);
+    expect(b.runs[0]).toMatchObject({ status: 'RUNNING', tags: { 'mlpipe.step_key': 'wf/run/deploy' } });
+    await publishing.end('FINISHED');
+    expect(b.runs[0]!.status).toBe('FINISHED');
   });
 
   it("a delivery waits for a step's run still in the making instead of making a second one", async () => {

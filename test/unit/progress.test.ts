@@ -4,8 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { formatEta, formatProgress, formatStepLine, progressOfDetails } from '../../cli/render.js';
-import { stepProgressOf } from '../../engine/contracts.js';
-import { progressClock } from '../../engine/progress.js';
+import { progressClock, stepProgressOf } from '../../engine/progress.js';
 import { testContext } from '../../api/testing.js';
 
 describe('progress clock', () => {

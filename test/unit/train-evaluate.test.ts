@@ -2,7 +2,7 @@
  * Training and evaluation, called directly (real tfjs, real DuckDB, real local store). Small data:
  * the goal is behaviour (learning, checkpoint-resume, gate), not accuracy.
  */
-import { stepProgressOf } from '../../engine/contracts.js';
+import { stepProgressOf } from '../../engine/progress.js';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

@@ -108,6 +108,21 @@ describe('history decoding', () => {
       { attempt: 3, message: 'final' },
     ]);
   });
+
+  it('takes the compiled pipeline from the local activity marker of runs that compile locally', () => {
+    const compiled = { name: 'p', order: ['a'], steps: {} };
+    const marker = (activityType: string, result: unknown) => ({
+      markerRecordedEventAttributes: {
+        markerName: 'core_local_activity',
+        details: {
+          data: { payloads: [payload({ seq: 1, attempt: 1, activityId: '1', activityType })] },
+          result: { payloads: [payload(result)] },
+        },
+      },
+    });
+    expect(parseHistory([{ eventId: '5', ...marker('compilePipeline', compiled) }]).compiled?.order).toEqual(['a']);
+    expect(parseHistory([{ eventId: '5', ...marker('other', compiled) }]).compiled).toBeUndefined();
+  });
 });
 
 describe('history decoding in batches', () => {
