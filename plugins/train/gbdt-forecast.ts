@@ -377,10 +377,9 @@ export const trainGbdtForecast = definePlugin({
           } finally {
             fr.session.free();
           }
-          if (k < list.length - 1) {
-            const doc: FoldsCheckpointDoc = { rounds: best, tests, done: foldForecasts };
-            await stream.save(JSON.stringify(doc), { fold: k + 1, foldsDone: foldForecasts.length }, { keep: p.checkpoint.keep });
-          }
+          // Every fold, the last one too: a worker lost before the step returns leaves no fold to train again.
+          const doc: FoldsCheckpointDoc = { rounds: best, tests, done: foldForecasts };
+          await stream.save(JSON.stringify(doc), { fold: k + 1, foldsDone: foldForecasts.length }, { keep: p.checkpoint.keep });
           ctx.progress({
             done: k + 1,
             total: list.length,

@@ -730,10 +730,9 @@ async function backtest(
           { name: `fold${k + 1}-forecasts`, mediaType: 'application/vnd.mlpipe.forecasts' },
         ),
       );
-      if (k < list.length - 1) {
-        const doc: FoldsCheckpointDoc = { epochs, tests, done: out };
-        await stream.save(JSON.stringify(doc), { fold: k + 1, foldEpoch: epochs, foldsDone: out.length }, { keep: p.checkpoint.keep });
-      }
+      // Every fold, the last one too: a worker lost before the step returns leaves no fold to train again.
+      const doc: FoldsCheckpointDoc = { epochs, tests, done: out };
+      await stream.save(JSON.stringify(doc), { fold: k + 1, foldEpoch: epochs, foldsDone: out.length }, { keep: p.checkpoint.keep });
       ctx.progress({
         done: k + 1,
         total: list.length,

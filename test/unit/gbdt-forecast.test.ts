@@ -116,6 +116,10 @@ describe('train.gbdt-forecast', () => {
     });
     expect(m['resumedFromRound']).toBe(first['rounds']);
     expect(await values(ctx, resumed)).toEqual(await values(straight, whole));
+    // Lost after the last fold, before the step returned (the same step's checkpoints again): no fold is trained again.
+    const again = await runPlugin(trainGbdtForecast, { ...ctx, signal: new AbortController().signal }, params, bound);
+    expect(again['metrics']).toMatchObject({ roundsThisAttempt: 0, foldsResumed: 2, foldsTrainedThisAttempt: 0 });
+    expect(await values(ctx, again)).toEqual(await values(straight, whole));
   });
 
   it('trains, forecasts the predict set and each fold, and beats the seasonal naive baseline on a trending cycle', async () => {

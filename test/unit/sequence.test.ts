@@ -201,6 +201,10 @@ describe('train.tfjs-sequence', () => {
     expect(ctx.logs.some((l) => /kept 1 finished fold/.test(l.message))).toBe(true);
     // Same seed, same data: the folds' forecasts are the uninterrupted run's, exactly.
     expect(await foldValues(ctx, resumed)).toEqual(await foldValues(straight, whole));
+    // Lost after the last fold, before the step returned (the same step's checkpoints again): no fold is trained again.
+    const again = await runPlugin(trainSequence, { ...ctx, signal: new AbortController().signal }, params, bound);
+    expect(again['metrics']).toMatchObject({ epochsThisAttempt: 0, foldsResumed: 2, foldsTrainedThisAttempt: 0 });
+    expect(await foldValues(ctx, again)).toEqual(await foldValues(straight, whole));
   }, 240_000);
 
   it('stops early when the validation loss stops improving, keeping the best weights', async () => {
