@@ -4,7 +4,7 @@ import { isArtifactRef, type ArtifactRef } from '../../engine/types.js';
 import { definePlugin, type Checkpoints, type OutputsOf, type StepContext } from '../sdk.js';
 import { watchSystem } from '../../lib/system-metrics.js';
 import { loadTf, type BackendName, type Tf } from '../../lib/tf.js';
-import { decodeForecasts, decodeWindows, encodeForecasts, type WindowSet } from '../../lib/windows.js';
+import { decodeForecasts, decodeWindows, encodeForecasts, FORECASTS_MEDIA_TYPE, type WindowSet } from '../../lib/windows.js';
 import {
   buildSequenceModel,
   deserializeSequenceModel,
@@ -600,7 +600,7 @@ async function backtestMembers(
           windows: first.windows,
           model: `train.tfjs-sequence:${spec.arch}`,
         }),
-        { name: `fold${k + 1}-forecasts`, mediaType: 'application/vnd.mlpipe.forecasts' },
+        { name: `fold${k + 1}-forecasts`, mediaType: FORECASTS_MEDIA_TYPE },
       ),
     );
   }
@@ -727,7 +727,7 @@ async function backtest(
             windows: (testRef as ArtifactRef).sha256,
             model: `train.tfjs-sequence:${spec.arch}`,
           }),
-          { name: `fold${k + 1}-forecasts`, mediaType: 'application/vnd.mlpipe.forecasts' },
+          { name: `fold${k + 1}-forecasts`, mediaType: FORECASTS_MEDIA_TYPE },
         ),
       );
       // Every fold, the last one too: a worker lost before the step returns leaves no fold to train again.
@@ -793,7 +793,7 @@ async function trained(
       }),
       {
         name: 'forecasts.bin',
-        mediaType: 'application/vnd.mlpipe.forecasts',
+        mediaType: FORECASTS_MEDIA_TYPE,
       },
     );
     predicted = w.count;
