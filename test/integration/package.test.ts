@@ -77,6 +77,23 @@ function du(dir: string): string {
 let tarball: string;
 let worker: ChildProcess | undefined;
 let fleetWorker: ChildProcess | undefined;
+let ui: ChildProcess | undefined;
+
+/**
+ * Stops a long-running `npx mlpipe ...` and what it started: npx runs the command as its child and does
+ * not pass a signal on, so these are spawned detached (a process group of their own) and the whole group
+ * gets the signal.
+ */
+async function stopGroup(child: ChildProcess | undefined, signal: NodeJS.Signals): Promise<void> {
+  if (!child?.pid || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    return; // the group is gone already
+  }
+  await exited;
+}
 
 beforeAll(() => {
   const packed = ok(sh('npm', ['pack', '--json', '--pack-destination', root], REPO));
@@ -92,9 +109,8 @@ beforeAll(() => {
   );
 }, 300_000);
 
-afterAll(() => {
-  worker?.kill('SIGKILL');
-  fleetWorker?.kill('SIGKILL');
+afterAll(async () => {
+  await Promise.all([stopGroup(worker, 'SIGKILL'), stopGroup(fleetWorker, 'SIGKILL'), stopGroup(ui, 'SIGKILL')]);
   console.log(`packed-tarball transcript:\n${transcript.join('\n')}`);
   rmSync(root, { recursive: true, force: true });
 });
@@ -169,7 +185,7 @@ describe('the packed package in a new project', () => {
       cwd: project,
       env: { ...process.env, ...env },
       stdio: ['ignore', log, log],
-      detached: false,
+      detached: true,
     });
     const run = await new Promise<Result>((resolve) => {
       const child = spawn('npx', ['mlpipe', 'run', 'example', 'params.column=value', 'stats.decimals=1', '--json'], {
@@ -193,8 +209,7 @@ describe('the packed package in a new project', () => {
     transcript.push(
       `  outputs: ${JSON.stringify({ stats: { ...result.outputs['stats'], report: '…' }, summary: result.outputs['summary'] })}`,
     );
-    worker.kill('SIGTERM');
-    await new Promise((r) => worker!.once('exit', r));
+    await stopGroup(worker, 'SIGTERM');
   }, 300_000);
 
   it('serves the web UI from the installed package: its page, styles and bundled script, over the Temporal server', async () => {
@@ -205,10 +220,15 @@ describe('the packed package in a new project', () => {
     expect(existsSync(join(pkg, 'ui', 'web', 'app.ts'))).toBe(false);
     const port = await freePort();
     const env = { TEMPORAL_ADDRESS: inject('temporalAddress'), MLPIPE_TRACKING: 'off', NO_COLOR: '1' };
-    const ui = spawn('npx', ['mlpipe', 'ui', '--port', String(port)], { cwd: project, env: { ...process.env, ...env } });
+    const server = spawn('npx', ['mlpipe', 'ui', '--port', String(port)], {
+      cwd: project,
+      env: { ...process.env, ...env },
+      detached: true,
+    });
+    ui = server;
     let output = '';
-    ui.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    ui.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    server.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    server.stderr.on('data', (d: Buffer) => (output += d.toString()));
     const base = `http://127.0.0.1:${port}`;
     try {
       await waitFor(() => output.includes(`mlpipe UI: ${base}`), `npx mlpipe ui to listen (${output})`, 120_000);
@@ -241,8 +261,7 @@ describe('the packed package in a new project', () => {
         await browser.close();
       }
     } finally {
-      ui.kill('SIGTERM');
-      await new Promise((r) => ui.once('exit', r));
+      await stopGroup(ui, 'SIGTERM');
     }
   }, 300_000);
 
@@ -268,7 +287,12 @@ describe('the packed package in a new project', () => {
       NO_COLOR: '1',
     };
     const log = openSync(join(root, 'fleet-worker.log'), 'a');
-    fleetWorker = spawn('npx', ['mlpipe', 'worker'], { cwd: workers, env: { ...process.env, ...env }, stdio: ['ignore', log, log] });
+    fleetWorker = spawn('npx', ['mlpipe', 'worker'], {
+      cwd: workers,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', log, log],
+      detached: true,
+    });
     const args = ['mlpipe', 'run', 'example', 'params.column=value', 'stats.decimals=1', '--json'];
     const run = await shAsync('npx', args, project, env);
     transcript.push(
@@ -285,7 +309,6 @@ describe('the packed package in a new project', () => {
     transcript.push(
       `  outputs: ${JSON.stringify({ stats: { ...result.outputs['stats'], report: '…' }, summary: result.outputs['summary'] })}`,
     );
-    fleetWorker.kill('SIGTERM');
-    await new Promise((r) => fleetWorker!.once('exit', r));
+    await stopGroup(fleetWorker, 'SIGTERM');
   }, 600_000);
 });
