@@ -49,6 +49,18 @@ export interface Duck {
     params?: SqlParams,
   ): Promise<{ rows: number; columns: TypedColumn[] }>;
   /**
+   * Streams a result whose columns are all DOUBLE (cast in the query), chunk by chunk (about 2048
+   * rows): `each` gets every column as a Float64Array over the vector's own memory (no copy) and
+   * its validity mask (bit k of byte b is row 8b + k; null when no value is NULL; the data under a
+   * NULL is undefined), both valid only during the call. The next chunk is fetched while `each`
+   * runs (awaited when it returns a promise). Resolves to the row count.
+   */
+  scanDoubles(
+    sql: string,
+    each: (columns: Float64Array[], valid: (Uint8Array | null)[], rows: number) => void | Promise<void>,
+    params?: SqlParams,
+  ): Promise<number>;
+  /**
    * What `sql` is without running it: its statement kind ('SELECT', 'COPY', 'PRAGMA', ...) and
    * the names of its parameters. Throws when it is not exactly one statement or does not bind.
    */
@@ -135,6 +147,44 @@ export async function withDuckDB<T>(fn: (db: Duck) => Promise<T>, options: { thr
           await onRows?.(at);
         }
         return { rows: at, columns };
+      },
+      scanDoubles: async (sql, each, params) => {
+        const result = await once(sql, params, (p) => p.stream());
+        for (let c = 0; c < result.columnCount; c++) {
+          if (result.columnTypeId(c) !== DuckDBTypeId.DOUBLE)
+            throw new TypeError(`scanDoubles: column ${c} is ${result.columnType(c).toString()}, not DOUBLE`);
+        }
+        let rows = 0;
+        const fetch = (): Promise<DuckDBDataChunk | null> => {
+          const p = result.fetchChunk();
+          // Its failure is seen when it is awaited, not as an unhandled rejection while `each` runs.
+          p.catch(() => undefined);
+          return p;
+        };
+        let next = fetch();
+        for (;;) {
+          const chunk = await next;
+          if (!chunk || chunk.rowCount === 0) return rows;
+          // DuckDB reads ahead while this chunk is handled (each fetched chunk owns its memory).
+          next = fetch();
+          const n = chunk.rowCount;
+          const columns: Float64Array[] = [];
+          const valid: (Uint8Array | null)[] = [];
+          for (let c = 0; c < result.columnCount; c++) {
+            const raw = bindings.data_chunk_get_vector(chunk.chunk, c);
+            const data = bindings.vector_get_data(raw, n * 8);
+            columns.push(new Float64Array(data.buffer, data.byteOffset, n));
+            valid.push((bindings.vector_get_validity(raw, Math.ceil(n / 64) * 8) as Uint8Array | null) ?? null);
+          }
+          try {
+            await each(columns, valid, n);
+          } catch (e) {
+            // The fetch under way ends before the connection may close.
+            await next.catch(() => undefined);
+            throw e;
+          }
+          rows += n;
+        }
       },
       inspect: (sql) =>
         once(sql, undefined, async (p) => ({

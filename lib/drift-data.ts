@@ -8,7 +8,8 @@
  * timestamps: pandas does not parse dates unless asked) is categorical. Date and time typed
  * columns (Parquet, JSON) are not tested, as in Evidently.
  */
-import { ident, sqlString, withDuckDB } from '../adapters/duckdb.js';
+import { availableParallelism } from 'node:os';
+import { ident, sqlString, withDuckDB, type Duck } from '../adapters/duckdb.js';
 import { PipelineError } from '../engine/errors.js';
 import type { ColumnValues, Dataset } from '../engine/drift/index.js';
 import type { ArtifactRef } from '../engine/types.js';
@@ -78,21 +79,37 @@ export interface LoadedDataset extends Dataset {
 }
 
 /**
- * A numeric column's frequency table from DuckDB: `SELECT v, n` of a GROUP BY, NULL and NaN
- * groups (DuckDB reads both as NaN here) counted as missing.
+ * A numeric column's frequency table from DuckDB: `SELECT v, n` of a GROUP BY, ascending, NULL and
+ * NaN groups counted as missing. The table is taken chunk by chunk into arrays that grow as needed
+ * (a table is usually far shorter than the column), NaN and NULL left out as they pass.
  */
-function numericTable(values: Float64Array, counts: Float64Array, k: number): ColumnValues {
+async function numericTable(db: Duck, rel: string, col: string): Promise<ColumnValues> {
+  let distinct = new Float64Array(4096);
+  let counts = new Float64Array(4096);
   let kept = 0;
   let missing = 0;
-  for (let i = 0; i < k; i++) if (values[i] !== values[i]) missing += counts[i]!;
-  const distinct = new Float64Array(k);
-  const n = new Float64Array(k);
-  for (let i = 0; i < k; i++) {
-    if (values[i] !== values[i]) continue;
-    distinct[kept] = values[i]!;
-    n[kept++] = counts[i]!;
-  }
-  return { type: 'num', distinct: distinct.slice(0, kept), counts: n.slice(0, kept), missing };
+  await db.scanDoubles(
+    `SELECT v, c FROM (SELECT ${col}::DOUBLE AS v, count(*)::DOUBLE AS c FROM ${rel} GROUP BY 1) ORDER BY v`,
+    ([v, c], [valid], rows) => {
+      if (kept + rows > distinct.length) {
+        const size = Math.max(2 * distinct.length, kept + rows);
+        const [d, n] = [new Float64Array(size), new Float64Array(size)];
+        d.set(distinct.subarray(0, kept));
+        n.set(counts.subarray(0, kept));
+        [distinct, counts] = [d, n];
+      }
+      for (let i = 0; i < rows; i++) {
+        const x = v![i]!;
+        // The NULL group (its value undefined) and the NaN group are missing values.
+        if ((valid && !(valid[i >>> 3]! & (1 << (i & 7)))) || x !== x) missing += c![i]!;
+        else {
+          distinct[kept] = x;
+          counts[kept++] = c![i]!;
+        }
+      }
+    },
+  );
+  return { type: 'num', distinct: distinct.slice(0, kept), counts: counts.slice(0, kept), missing };
 }
 
 /**
@@ -101,7 +118,7 @@ function numericTable(values: Float64Array, counts: Float64Array, k: number): Co
  * counts, each a GROUP BY in DuckDB (so no column of a million values reaches JavaScript). A
  * 64-bit integer column holding values beyond 2^53 is read as values (exact beside the doubles).
  * `onRows` runs after each column (with the row count); it may return a promise, which is awaited
- * (an activity heartbeats there).
+ * (an activity heartbeats there). `threads`: DuckDB's threads (default 2).
  */
 export async function loadDriftDataset(
   file: string,
@@ -109,92 +126,91 @@ export async function loadDriftDataset(
   only?: string[],
   format?: DataFormat,
   onRows?: (rows: number) => void | Promise<void>,
+  threads?: number,
 ): Promise<LoadedDataset> {
-  return withDuckDB(async (db) => {
-    const fmt = format ?? formatOf(file);
-    let src = readerFor(file, fmt);
-    let columns: Column[];
-    try {
-      columns = await describe(db, src);
-      // DuckDB's CSV sniffer reads yes/no and t/f as booleans and ISO strings as dates; pandas
-      // keeps them text (True/False aside, decided below): read those columns as text.
-      const asText = fmt === 'csv' ? columns.filter((c) => /^(BOOLEAN|DATE|TIME)/.test(c.type)).map((c) => c.name) : [];
-      if (asText.length) {
-        src = readerFor(file, fmt, asText);
+  return withDuckDB(
+    async (db) => {
+      const fmt = format ?? formatOf(file);
+      let src = readerFor(file, fmt);
+      let columns: Column[];
+      try {
         columns = await describe(db, src);
-      }
-    } catch (e) {
-      throw new PipelineError('DATA_INVALID', `Cannot read the ${label} data ${file}: ${(e as Error).message.split('\n')[0]}`, {
-        hint: 'Give a Parquet, CSV (with a header) or JSON lines file.',
-      });
-    }
-    if (only) {
-      const missing = only.filter((c) => !columns.some((d) => d.name === c));
-      if (missing.length) {
-        throw new PipelineError('DATA_INVALID', `The ${label} data ${file} has no column(s) ${missing.join(', ')}.`, {
-          hint: `Its columns: ${columns.map((c) => c.name).join(', ')}.`,
+        // DuckDB's CSV sniffer reads yes/no and t/f as booleans and ISO strings as dates; pandas
+        // keeps them text (True/False aside, decided below): read those columns as text.
+        const asText = fmt === 'csv' ? columns.filter((c) => /^(BOOLEAN|DATE|TIME)/.test(c.type)).map((c) => c.name) : [];
+        if (asText.length) {
+          src = readerFor(file, fmt, asText);
+          columns = await describe(db, src);
+        }
+      } catch (e) {
+        throw new PipelineError('DATA_INVALID', `Cannot read the ${label} data ${file}: ${(e as Error).message.split('\n')[0]}`, {
+          hint: 'Give a Parquet, CSV (with a header) or JSON lines file.',
         });
       }
-      columns = columns.filter((c) => only.includes(c.name));
-    }
-    const kinds = columns.map((c) => ({
-      ...c,
-      kind: isNumericType(c.type) ? ('num' as const) : /^(VARCHAR|ENUM|UUID|BOOLEAN)/.test(c.type) ? ('cat' as const) : undefined,
-    }));
-    const used = kinds.filter((k) => k.kind);
-    // Parquet is read column by column where it lies; other formats are parsed once into a table.
-    let rel = src;
-    if (fmt !== 'parquet' && used.length) {
-      await db.run(`CREATE TEMP TABLE __data AS SELECT ${used.map((u) => ident(u.name)).join(', ')} FROM ${src}`);
-      rel = '__data';
-    }
-    const [{ n }] = (await db.rows<{ n: number }>(`SELECT count(*)::BIGINT AS n FROM ${rel}`)) as [{ n: number }];
-    if (n === 0) throw new PipelineError('DATA_INVALID', `The ${label} data ${file} has no rows.`);
-    // 64-bit integers beyond 2^53 are kept exactly beside their doubles (when any value needs it).
-    const bigints = used.filter((u) => u.type === 'BIGINT');
-    const exact = new Set<string>();
-    if (bigints.length) {
-      const probe = bigints.map((u, i) => `bool_or(${ident(u.name)} > ${MAX_SAFE} OR ${ident(u.name)} < -${MAX_SAFE}) AS b${i}`);
-      const [flags] = await db.rows<Record<string, boolean | null>>(`SELECT ${probe.join(', ')} FROM ${rel}`);
-      bigints.forEach((u, i) => flags?.[`b${i}`] && exact.add(u.name));
-    }
-    const out: Record<string, ColumnValues> = {};
-    for (const u of used) {
-      const col = ident(u.name);
-      if (u.kind === 'num' && exact.has(u.name)) {
-        const { columns: typed } = await db.typedColumns(`SELECT ${col}::DOUBLE, ${col} FROM ${rel}`, n);
-        out[u.name] = { type: 'num', values: typed[0] as Float64Array, exact: typed[1] as BigInt64Array };
-      } else if (u.kind === 'num') {
-        // At most one group per row: n bounds the table.
-        const { rows: k, columns: typed } = await db.typedColumns(
-          `SELECT v, c FROM (SELECT ${col}::DOUBLE AS v, count(*)::DOUBLE AS c FROM ${rel} GROUP BY 1) ORDER BY v`,
-          n,
-        );
-        out[u.name] = numericTable(typed[0] as Float64Array, typed[1] as Float64Array, k);
-      } else if (u.type === 'BOOLEAN') {
-        const [t] = await db.rows<{ t: number; f: number }>(
-          `SELECT count(*) FILTER (WHERE ${col})::DOUBLE AS t, count(*) FILTER (WHERE NOT ${col})::DOUBLE AS f FROM ${rel}`,
-        );
-        out[u.name] = { type: 'cat', counts: Float64Array.of(t!.t, t!.f), labels: ['True', 'False'], boolean: true };
-      } else {
-        const labels: string[] = [];
-        const counts: number[] = [];
-        for await (const [v, c] of db.chunks(
-          `SELECT ${col}::VARCHAR AS v, count(*)::DOUBLE AS c FROM ${rel} WHERE ${col} IS NOT NULL GROUP BY 1 ORDER BY 1`,
-        )) {
-          for (const x of v!) labels.push(x as string);
-          for (const x of c!) counts.push(x as number);
+      if (only) {
+        const missing = only.filter((c) => !columns.some((d) => d.name === c));
+        if (missing.length) {
+          throw new PipelineError('DATA_INVALID', `The ${label} data ${file} has no column(s) ${missing.join(', ')}.`, {
+            hint: `Its columns: ${columns.map((c) => c.name).join(', ')}.`,
+          });
         }
-        // True/False (pandas' spellings) and nothing else in a CSV: a boolean column, labels 'True' / 'False'.
-        const boolean = fmt === 'csv' && labels.length > 0 && labels.every((x) => PANDAS_TRUE.has(x) || PANDAS_FALSE.has(x));
-        out[u.name] = boolean
-          ? booleanColumn(labels, Float64Array.from(counts))
-          : { type: 'cat', counts: Float64Array.from(counts), labels };
+        columns = columns.filter((c) => only.includes(c.name));
       }
-      await onRows?.(n);
-    }
-    return { rows: n, columns: out, skipped: kinds.filter((k) => !k.kind).map((k) => ({ name: k.name, type: k.type })) };
-  });
+      const kinds = columns.map((c) => ({
+        ...c,
+        kind: isNumericType(c.type) ? ('num' as const) : /^(VARCHAR|ENUM|UUID|BOOLEAN)/.test(c.type) ? ('cat' as const) : undefined,
+      }));
+      const used = kinds.filter((k) => k.kind);
+      // Parquet is read column by column where it lies; other formats are parsed once into a table.
+      let rel = src;
+      if (fmt !== 'parquet' && used.length) {
+        await db.run(`CREATE TEMP TABLE __data AS SELECT ${used.map((u) => ident(u.name)).join(', ')} FROM ${src}`);
+        rel = '__data';
+      }
+      const [{ n }] = (await db.rows<{ n: number }>(`SELECT count(*)::BIGINT AS n FROM ${rel}`)) as [{ n: number }];
+      if (n === 0) throw new PipelineError('DATA_INVALID', `The ${label} data ${file} has no rows.`);
+      // 64-bit integers beyond 2^53 are kept exactly beside their doubles (when any value needs it).
+      const bigints = used.filter((u) => u.type === 'BIGINT');
+      const exact = new Set<string>();
+      if (bigints.length) {
+        const probe = bigints.map((u, i) => `bool_or(${ident(u.name)} > ${MAX_SAFE} OR ${ident(u.name)} < -${MAX_SAFE}) AS b${i}`);
+        const [flags] = await db.rows<Record<string, boolean | null>>(`SELECT ${probe.join(', ')} FROM ${rel}`);
+        bigints.forEach((u, i) => flags?.[`b${i}`] && exact.add(u.name));
+      }
+      const out: Record<string, ColumnValues> = {};
+      for (const u of used) {
+        const col = ident(u.name);
+        if (u.kind === 'num' && exact.has(u.name)) {
+          const { columns: typed } = await db.typedColumns(`SELECT ${col}::DOUBLE, ${col} FROM ${rel}`, n);
+          out[u.name] = { type: 'num', values: typed[0] as Float64Array, exact: typed[1] as BigInt64Array };
+        } else if (u.kind === 'num') {
+          out[u.name] = await numericTable(db, rel, col);
+        } else if (u.type === 'BOOLEAN') {
+          const [t] = await db.rows<{ t: number; f: number }>(
+            `SELECT count(*) FILTER (WHERE ${col})::DOUBLE AS t, count(*) FILTER (WHERE NOT ${col})::DOUBLE AS f FROM ${rel}`,
+          );
+          out[u.name] = { type: 'cat', counts: Float64Array.of(t!.t, t!.f), labels: ['True', 'False'], boolean: true };
+        } else {
+          const labels: string[] = [];
+          const counts: number[] = [];
+          for await (const [v, c] of db.chunks(
+            `SELECT ${col}::VARCHAR AS v, count(*)::DOUBLE AS c FROM ${rel} WHERE ${col} IS NOT NULL GROUP BY 1 ORDER BY 1`,
+          )) {
+            for (const x of v!) labels.push(x as string);
+            for (const x of c!) counts.push(x as number);
+          }
+          // True/False (pandas' spellings) and nothing else in a CSV: a boolean column, labels 'True' / 'False'.
+          const boolean = fmt === 'csv' && labels.length > 0 && labels.every((x) => PANDAS_TRUE.has(x) || PANDAS_FALSE.has(x));
+          out[u.name] = boolean
+            ? booleanColumn(labels, Float64Array.from(counts))
+            : { type: 'cat', counts: Float64Array.from(counts), labels };
+        }
+        await onRows?.(n);
+      }
+      return { rows: n, columns: out, skipped: kinds.filter((k) => !k.kind).map((k) => ({ name: k.name, type: k.type })) };
+    },
+    threads === undefined ? {} : { threads },
+  );
 }
 
 export interface DriftSource {
@@ -203,7 +219,7 @@ export interface DriftSource {
 }
 
 /**
- * Reference and current read concurrently (each in its own DuckDB). When both fail, the
+ * Reference and current read concurrently (each in its own DuckDB, with half the cores). When both fail, the
  * reference's error is the one thrown, as when they were read one after the other.
  */
 export async function loadDriftPair(
@@ -212,9 +228,12 @@ export async function loadDriftPair(
   only?: string[],
   onRows?: (side: 'reference' | 'current', rows: number) => void | Promise<void>,
 ): Promise<[LoadedDataset, LoadedDataset]> {
+  // Half the cores each: two DuckDBs of two threads on two cores took half as long again (their
+  // GROUP BYs and CSV parsing contend), see docs/benchmarks.md.
+  const threads = Math.max(1, Math.floor(availableParallelism() / 2));
   const [r, c] = await Promise.allSettled([
-    loadDriftDataset(reference.file, 'reference', only, reference.format, onRows && ((n) => onRows('reference', n))),
-    loadDriftDataset(current.file, 'current', only, current.format, onRows && ((n) => onRows('current', n))),
+    loadDriftDataset(reference.file, 'reference', only, reference.format, onRows && ((n) => onRows('reference', n)), threads),
+    loadDriftDataset(current.file, 'current', only, current.format, onRows && ((n) => onRows('current', n)), threads),
   ]);
   if (r.status === 'rejected') throw r.reason;
   if (c.status === 'rejected') throw c.reason;

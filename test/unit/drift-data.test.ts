@@ -118,6 +118,29 @@ describe('loadDriftDataset', () => {
     });
   }
 
+  it("reads a table longer than its first buffer (NULL and NaN groups anywhere in it) as DuckDB's GROUP BY counts it", async () => {
+    const file = join(dir, 'wide.parquet');
+    // 30,011 rows, about 12,000 distinct values, -0 beside 0, a NULL and a NaN group.
+    await withDuckDB((db) =>
+      db.run(
+        `COPY (SELECT CASE WHEN i % 101 = 0 THEN NULL WHEN i % 103 = 0 THEN 'NaN'::DOUBLE WHEN i % 97 = 0 THEN -0.0
+                           ELSE (i * 7919 % 12007) / 3.0 - 2000 END AS v
+               FROM range(30011) t(i)) TO ${sqlString(file)} (FORMAT parquet)`,
+      ),
+    );
+    const want = await withDuckDB((db) =>
+      db.rows<{ v: number | null; c: number }>(`SELECT v, count(*)::INT AS c FROM read_parquet(${sqlString(file)}) GROUP BY 1 ORDER BY 1`),
+    );
+    const kept = want.filter((r) => r.v !== null && !Number.isNaN(r.v));
+    expect(kept.length).toBeGreaterThan(4096);
+    const got = (await loadDriftDataset(file, 'reference')).columns['v'];
+    if (got?.type !== 'num' || !('distinct' in got)) throw new Error('v: not a numeric frequency table');
+    expect(Array.from(got.distinct)).toEqual(kept.map((r) => r.v));
+    expect(Array.from(got.counts)).toEqual(kept.map((r) => r.c));
+    expect(got.missing).toBe(want.filter((r) => r.v === null || Number.isNaN(r.v)).reduce((a, r) => a + r.c, 0));
+    expect(got.missing).toBeGreaterThan(300);
+  });
+
   it('reads both sides at once; when both fail, the reference is named', async () => {
     const good = await write('pair', 'parquet');
     const [r, c] = await loadDriftPair({ file: good }, { file: good });
