@@ -17,12 +17,18 @@
  * - `tcn <relativeTo> x<N>`: the tcn config as a seed ensemble of N members (train.tfjs-sequence
  *   `ensemble`: seeds 42, 43, ..., each early-stopped on its own; the forecast is their mean);
  * - `mlpipe mean`: the mean of the forecasts of the pipeline's default gbdt and tcn configs.
+ * - train.ets (automatic ETS, lib/ets.ts): `ets` (a fit per window on its history, the pipeline's
+ *   model=ets), `ets block` (one fit per series and fold, run on to each origin), `ets N|Ad,A` (the
+ *   choice restricted to bench/forecast_ets.py's two models);
+ * - train.forecast-combine means: `tcn+ets mean` (the pipeline's model=combo), `gbdt+ets mean`,
+ *   `tcn+gbdt+ets mean`, when their members ran.
  *
  * mlpipe's best is the forecaster with the lowest mean MASE on the first three folds (the ones the
  * pipeline's search sees), so the choice does not look at the last fold.
  *
  *   npm run bench:forecast                     # everything (about 10 minutes on 2 busy cores)
  *   BENCH_MODELS=gbdt npm run bench:forecast   # only the models whose name contains one of a comma list
+ *   BENCH_MODELS='gbdt last,tcn last,ets' BENCH_ENSEMBLE=0 npm run bench:forecast  # ETS and the combinations
  *   BENCH_ENSEMBLE=5,10 npm run bench:forecast # the tcn seed ensembles' sizes (default 5; 0: none)
  *
  * Results: bench/results/forecast-<date>.json, and a table on stdout.
@@ -41,6 +47,8 @@ import { BASELINES, baselineForecasts, scoreForecasts, truthOf, unscaleForecasts
 import { decodeForecasts, decodeWindows, parseWindowState, type WindowSet, type WindowState } from '../lib/windows.js';
 import { ingestFile } from '../plugins/ingest/file.js';
 import { window } from '../plugins/process/window.js';
+import { trainEts } from '../plugins/train/ets.js';
+import { trainForecastCombine } from '../plugins/train/forecast-combine.js';
 import { trainGbdtForecast } from '../plugins/train/gbdt-forecast.js';
 import { trainSequence } from '../plugins/train/sequence.js';
 
@@ -211,6 +219,13 @@ async function main(): Promise<void> {
     };
   };
 
+  const mlpipeEts = async (with_: Record<string, unknown>): Promise<Trained> => {
+    const started = Date.now();
+    const out = await trainEts.run(context(), trainEts.params.parse(with_), inputs);
+    const metrics = out['metrics'] as Record<string, number>;
+    return { foldForecasts: out['foldForecasts'] as ArtifactRef[], seconds: (Date.now() - started) / 1000, chosen: metrics['fits']! };
+  };
+
   // name -> how to train it; the pipeline's default config first.
   const candidates: [string, () => Promise<Trained>][] = [
     [`gbdt ${String(m['relative_to'])}`, () => gbdt(m['relative_to'])],
@@ -228,12 +243,37 @@ async function main(): Promise<void> {
         ...(own !== 'none' ? [[`${cell} none`, () => sequence(cell, 'none')] as [string, () => Promise<Trained>]] : []),
       ];
     }),
+    // train.ets: a fit per window on its history (the pipeline's ets config), one per series and fold
+    // run on to each origin, and the automatic choice restricted to bench/forecast_ets.py's two models.
+    ['ets', () => mlpipeEts({})],
+    ['ets block', () => mlpipeEts({ refit: 'block' })],
+    ['ets N|Ad,A', () => mlpipeEts({ trend: ['none', 'damped'], seasonal: ['additive'] })],
   ];
   const trained: Record<string, Trained> = {};
   for (const [name, train] of candidates) {
     if (ONLY.length && !ONLY.some((o) => name.includes(o))) continue;
     trained[name] = await train();
     console.error(`${name}: ${trained[name].seconds.toFixed(1)} s (early stopping chose ${trained[name].chosen})`);
+  }
+  // Combinations with train.forecast-combine (the mean of members' fold forecasts), when the members ran.
+  const tcnDefault = Object.keys(trained).find((n) => n.startsWith('tcn ') && !n.endsWith(' none') && !n.includes(' x'));
+  const gbdtDefault = trained[candidates[0]![0]] ? candidates[0]![0] : undefined;
+  const combos: [string, (string | undefined)[]][] = [
+    ['tcn+ets mean', [tcnDefault, 'ets']],
+    ['gbdt+ets mean', [gbdtDefault, 'ets']],
+    ['tcn+gbdt+ets mean', [tcnDefault, gbdtDefault, 'ets']],
+  ];
+  for (const [name, members] of combos) {
+    if (!members.every((m): m is string => m !== undefined && trained[m] !== undefined)) continue;
+    const started = Date.now();
+    const keys = members.map((_, i) => `m${i}`);
+    const out = await trainForecastCombine.run(
+      ctx,
+      trainForecastCombine.params.parse({ members: keys }),
+      Object.fromEntries(keys.map((k, i) => [`${k}_foldForecasts`, trained[members[i]!]!.foldForecasts])),
+    );
+    const seconds = members.reduce((a, m) => a + trained[m]!.seconds, 0) + (Date.now() - started) / 1000;
+    trained[name] = { foldForecasts: out['foldForecasts'] as ArtifactRef[], seconds, chosen: 0 };
   }
   // The mean of the pipeline's default gbdt and tcn configs, when both ran.
   const tcnName = Object.keys(trained).find((n) => n.startsWith('tcn ') && !n.endsWith(' none') && !n.includes(' x'));

@@ -21,6 +21,8 @@ import { trainMlp } from './train/mlp.js';
 import { trainSequence } from './train/sequence.js';
 import { trainLightgbm, trainXgboost } from './train/boosting.js';
 import { trainGbdtForecast } from './train/gbdt-forecast.js';
+import { trainEts } from './train/ets.js';
+import { trainForecastCombine } from './train/forecast-combine.js';
 import { monitorDrift } from './monitor/drift.js';
 import { exportOnnx } from './export/onnx.js';
 import { mlflowRegister } from './deploy/mlflow-register.js';
@@ -48,6 +50,8 @@ export const builtinPlugins: AnyPlugin[] = [
   trainXgboost,
   trainLightgbm,
   trainGbdtForecast,
+  trainEts,
+  trainForecastCombine,
   evaluateModel,
   evaluateSelect,
   evaluateForecast,
