@@ -33,8 +33,10 @@ describe('forecast-unemployment', () => {
       validate: 'succeeded',
       window: 'succeeded',
       train: 'succeeded',
-      // model=gbdt (the default): the sequence model and its ONNX export are the other branch.
+      // model=gbdt (the default): the sequence model, ETS, their combination and the ONNX export are other branches.
       train_sequence: 'skipped',
+      train_ets: 'skipped',
+      combine: 'skipped',
       export: 'skipped',
       backtest: 'succeeded',
       evaluate: 'succeeded',
