@@ -100,12 +100,15 @@ describe('kill campaign', () => {
         const delayMs = running.step === 'train' ? 0 : Math.round((0.1 + 0.8 * random()) * (EXPECTED_MS[running.step] ?? 1000));
         await new Promise((r) => setTimeout(r, delayMs));
         // Every attempt running on this worker at the kill is hit (tune and evaluate run side by side).
-        const hit = ((await handle.describe()).raw.pendingActivities ?? []).filter(
-          (p) => p.state === 2 && p.lastWorkerIdentity?.startsWith(`${worker.pid}@`),
-        );
+        // Read after the kill: the server keeps an attempt on the dead worker as started until its
+        // heartbeat timeout, so a step handed to the worker in the last moments before the kill is
+        // counted too (a snapshot taken before the kill missed those).
+        const onWorker = (p: { state?: number | null; lastWorkerIdentity?: string | null }): boolean =>
+          p.state === 2 && !!p.lastWorkerIdentity?.startsWith(`${worker.pid}@`);
         const killedAt = Date.now();
         worker.kill('SIGKILL');
         await exited(worker);
+        const hit = ((await handle.describe()).raw.pendingActivities ?? []).filter(onWorker);
         const kill: (typeof kills)[number] = {
           aimedAt: running.step,
           delayMs,
