@@ -352,6 +352,11 @@ async function fitStandardize({ names, stats }: OpFit): Promise<FittedOp[]> {
       );
     }
     if (mean === null) throw new PipelineError('DATA_INVALID', `process.transform: cannot standardize '${name}': it is entirely null.`);
+    // No value is infinite, yet the sum of them overflows a double: a state with an infinite mean would not apply.
+    if (!Number.isFinite(mean))
+      throw new PipelineError('DATA_INVALID', `process.transform: cannot standardize '${name}': its mean overflows a double.`, {
+        hint: 'Scale the column down (or log it) before standardize.',
+      });
     if (nulls > 0)
       throw new PipelineError('DATA_INVALID', `process.transform: '${name}' has ${nulls} nulls; impute it before standardize.`, {
         hint: `Add { op: impute, columns: [${name}], strategy: median } before standardize.`,
