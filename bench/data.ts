@@ -18,7 +18,7 @@
  * Results: bench/results/data-<date>.json.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -34,7 +34,10 @@ import { trainMlp } from '../plugins/train/mlp.js';
 
 const ROWS = Number(process.env['BENCH_ROWS'] ?? 5_000_000);
 const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-data-'));
-const store = new LocalArtifactStore(join(dir, 'store'));
+// The store and the scratch folders of the steps; each paired chain run has its own, deleted after it
+// (a run writes about 1 GiB), and the whole folder is deleted at the end unless BENCH_KEEP=1.
+let store = new LocalArtifactStore(join(dir, 'store'));
+let scratch = dir;
 
 const noCheckpoints: StepContext['checkpoint'] = {
   save: async () => {
@@ -63,7 +66,7 @@ function ctx(defer?: string[]): StepContext {
     env: {},
     redact: (t) => t,
     get workDir() {
-      work ??= mkdtempSync(join(dir, 'work-'));
+      work ??= mkdtempSync(join(scratch, 'work-'));
       return work;
     },
     checkpoint: noCheckpoints,
@@ -213,7 +216,13 @@ async function pairedChain(csv: string, featureSql: string, transformParams: unk
   const out: Record<string, ChainSide> = {};
   for (let k = 0; k < n; k++) {
     for (const [side, plugins] of k % 2 ? [...sides].reverse() : sides) {
-      const r = await chainOnce(plugins, csv, featureSql, transformParams);
+      const [keptStore, keptScratch] = [store, scratch];
+      scratch = mkdtempSync(join(dir, 'chain-'));
+      store = new LocalArtifactStore(join(scratch, 'store'));
+      const r = await chainOnce(plugins, csv, featureSql, transformParams).finally(() => {
+        rmSync(scratch, { recursive: true, force: true });
+        [store, scratch] = [keptStore, keptScratch];
+      });
       const o = (out[side] ??= { ingest: [], sql: [], transform: [], total: [], ingestDigests: [], digests: [] });
       o.ingest.push(r.ingest);
       o.sql.push(r.sql);
@@ -361,6 +370,7 @@ async function main(): Promise<void> {
   }
   console.log(`\ntraining (housing train split, 128-64 MLP, batch 128), epochs/s: ${JSON.stringify(training)}`);
   console.log(`written to ${out}`);
+  if (process.env['BENCH_KEEP'] !== '1') rmSync(dir, { recursive: true, force: true });
 }
 
 await main();
