@@ -3,19 +3,22 @@
  *
  *   npm run bench:data                 # 5M-row CSV
  *   BENCH_ROWS=1000000 npm run bench:data
- *   BENCH_BASELINE=/path/to/other/checkout npm run bench:data   # its process.transform alternately with this one
+ *   BENCH_BASELINE=/path/to/other/checkout npm run bench:data   # that checkout's steps alternately with these (paired)
  *
  * - ingest: a generated CSV (housing-like: 9 numeric columns, 1 categorical) -> Parquet dataset;
  * - process: process.sql (3 derived columns) and process.transform (impute, log, one-hot, standardize);
  *   the chain twice: with the sql step writing Parquet, and with its dataset deferred (a recipe the
  *   transform computes, what a run does when only DuckDB steps read it; lib/dataset.ts); then the
  *   transform again on the same input, to count the distinct outputs (and time it against a baseline);
+ * - with BENCH_BASELINE, the chain ingest -> sql (deferred) -> transform BENCH_CHAIN_REPEATS times (default
+ *   4) with this checkout's plugins and that checkout's, alternately, on the same CSV in this process:
+ *   before/after ratios from one run, under the same load;
  * - training: epochs per second of train.tfjs-mlp on the housing training split, per backend that
  *   loads here (each in its own process, since a process keeps the first backend it loads).
  * Results: bench/results/data-<date>.json.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
@@ -31,7 +34,10 @@ import { trainMlp } from '../plugins/train/mlp.js';
 
 const ROWS = Number(process.env['BENCH_ROWS'] ?? 5_000_000);
 const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-data-'));
-const store = new LocalArtifactStore(join(dir, 'store'));
+// The store and the scratch folders of the steps; each paired chain run has its own, deleted after it
+// (a run writes about 1 GiB), and the whole folder is deleted at the end unless BENCH_KEEP=1.
+let store = new LocalArtifactStore(join(dir, 'store'));
+let scratch = dir;
 
 const noCheckpoints: StepContext['checkpoint'] = {
   save: async () => {
@@ -60,7 +66,7 @@ function ctx(defer?: string[]): StepContext {
     env: {},
     redact: (t) => t,
     get workDir() {
-      work ??= mkdtempSync(join(dir, 'work-'));
+      work ??= mkdtempSync(join(scratch, 'work-'));
       return work;
     },
     checkpoint: noCheckpoints,
@@ -164,6 +170,76 @@ async function repeatTransform(
   return out;
 }
 
+/** One pass of the chain ingest -> sql (deferred) -> transform with these plugins: seconds per stage and the train digest. */
+async function chainOnce(
+  plugins: { ingestFile: AnyPlugin; sql: AnyPlugin; transform: AnyPlugin },
+  csv: string,
+  featureSql: string,
+  transformParams: unknown,
+): Promise<{ ingest: number; sql: number; transform: number; total: number; ingestDigest: string; digest: string }> {
+  const i = await timed(plugins.ingestFile, { path: csv });
+  const q = await timed(plugins.sql, { sql: featureSql }, { input: i.out['dataset'] as ArtifactRef }, ['dataset']);
+  const t = await timed(plugins.transform, transformParams, { train: q.out['dataset'] as ArtifactRef });
+  return {
+    ingest: i.s,
+    sql: q.s,
+    transform: t.s,
+    total: i.s + q.s + t.s,
+    ingestDigest: (i.out['dataset'] as ArtifactRef).sha256,
+    digest: (t.out['train'] as ArtifactRef).sha256,
+  };
+}
+
+/** Seconds per run, and each run's ingest and train digests (12 hex digits). */
+type ChainSide = { ingest: number[]; sql: number[]; transform: number[]; total: number[]; ingestDigests: string[]; digests: string[] };
+
+/**
+ * BENCH_BASELINE=<a checkout>: the deferred chain with this checkout's plugins and that checkout's,
+ * alternately (this, that, that, this, ...), BENCH_CHAIN_REPEATS times each, in this process.
+ */
+async function pairedChain(csv: string, featureSql: string, transformParams: unknown): Promise<Record<string, ChainSide> | undefined> {
+  const baseline = process.env['BENCH_BASELINE'];
+  if (!baseline) return undefined;
+  const load = async <T>(path: string, name: string): Promise<T> => ((await import(join(baseline, path))) as Record<string, T>)[name]!;
+  const sides: [string, { ingestFile: AnyPlugin; sql: AnyPlugin; transform: AnyPlugin }][] = [
+    ['this checkout', { ingestFile, sql, transform }],
+    [
+      `baseline ${baseline}`,
+      {
+        ingestFile: await load<AnyPlugin>('plugins/ingest/file.ts', 'ingestFile'),
+        sql: await load<AnyPlugin>('plugins/process/sql.ts', 'sql'),
+        transform: await load<AnyPlugin>('plugins/process/transform.ts', 'transform'),
+      },
+    ],
+  ];
+  const n = Number(process.env['BENCH_CHAIN_REPEATS'] ?? 4);
+  const out: Record<string, ChainSide> = {};
+  for (let k = 0; k < n; k++) {
+    for (const [side, plugins] of k % 2 ? [...sides].reverse() : sides) {
+      const [keptStore, keptScratch] = [store, scratch];
+      scratch = mkdtempSync(join(dir, 'chain-'));
+      store = new LocalArtifactStore(join(scratch, 'store'));
+      const r = await chainOnce(plugins, csv, featureSql, transformParams).finally(() => {
+        rmSync(scratch, { recursive: true, force: true });
+        [store, scratch] = [keptStore, keptScratch];
+      });
+      const o = (out[side] ??= { ingest: [], sql: [], transform: [], total: [], ingestDigests: [], digests: [] });
+      o.ingest.push(r.ingest);
+      o.sql.push(r.sql);
+      o.transform.push(r.transform);
+      o.total.push(r.total);
+      o.ingestDigests.push(r.ingestDigest.slice(0, 12));
+      o.digests.push(r.digest.slice(0, 12));
+    }
+  }
+  return out;
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+
 async function main(): Promise<void> {
   if (process.env['BENCH_TRAIN_BACKEND']) {
     await epochsPerSecond();
@@ -223,6 +299,7 @@ async function main(): Promise<void> {
   const deferredFit = await timed(transform, transformParams, { train: deferredSql.out['dataset'] as ArtifactRef });
   const sameTrain = (deferredFit.out['train'] as ArtifactRef).sha256 === (fitted.out['train'] as ArtifactRef).sha256;
   const repeats = await repeatTransform(transformParams, features.out['dataset'] as ArtifactRef);
+  const paired = await pairedChain(csv, featureSql, transformParams);
   const total = ingest.s + features.s + fitted.s;
   const deferredTotal = ingest.s + deferredSql.s + deferredFit.s;
   const training = process.env['BENCH_SKIP_TRAINING'] === '1' ? {} : await epochsPerSecond();
@@ -250,6 +327,7 @@ async function main(): Promise<void> {
     },
     deferredTrainIdentical: sameTrain,
     transformRepeated: repeats,
+    ...(paired ? { chainPaired: paired } : {}),
     trainingEpochsPerSecond: training,
   };
   mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
@@ -274,8 +352,25 @@ async function main(): Promise<void> {
     console.log(
       `transform again, ${side}: ${r.seconds.map((x) => x.toFixed(2)).join(' ')} s; ${r.digests} distinct train digest(s) in ${r.seconds.length} runs; the first ${r.digest.slice(0, 12)}`,
     );
+  if (paired) {
+    console.log(
+      `\nthe chain (sql deferred), alternating with the baseline; median seconds (rows/s) over ${Object.values(paired)[0]!.total.length} runs each:`,
+    );
+    console.log('| side | ingest | sql | transform | all three | train digests |\n|---|---|---|---|---|---|');
+    for (const [side, r] of Object.entries(paired)) {
+      const cell = (xs: number[]): string => `${median(xs).toFixed(2)} (${rate(median(xs))})`;
+      console.log(
+        `| ${side} | ${cell(r.ingest)} | ${median(r.sql).toFixed(2)} | ${cell(r.transform)} | ${cell(r.total)} | ${[...new Set(r.digests)].join(' ')} |`,
+      );
+    }
+    for (const [side, r] of Object.entries(paired))
+      console.log(
+        `${side}, all three, each run: ${r.total.map((x) => x.toFixed(2)).join(' ')} s; ingest: ${r.ingest.map((x) => x.toFixed(2)).join(' ')} s`,
+      );
+  }
   console.log(`\ntraining (housing train split, 128-64 MLP, batch 128), epochs/s: ${JSON.stringify(training)}`);
   console.log(`written to ${out}`);
+  if (process.env['BENCH_KEEP'] !== '1') rmSync(dir, { recursive: true, force: true });
 }
 
 await main();

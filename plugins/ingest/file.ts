@@ -51,10 +51,67 @@ function readerSql(p: Params, format: 'csv' | 'parquet' | 'jsonl', file: string)
         .join(', ')}}`
     : '';
   if (format === 'jsonl') return `read_json(${f}, format='newline_delimited'${columns.replace('types=', 'columns=')})`;
+  return `read_csv(${f}, ${csvOptions(p).join(', ')}${columns})`;
+}
+
+/** The read_csv options the step's params give (the rest DuckDB detects). */
+function csvOptions(p: Params): string[] {
   const opts = [`header=${p.csv.header}`, 'store_rejects=true', 'strict_mode=true'];
   if (p.csv.delimiter) opts.push(`delim=${sqlString(p.csv.delimiter)}`);
   if (p.csv.nullValues) opts.push(`nullstr=[${p.csv.nullValues.map(sqlString).join(', ')}]`);
-  return `read_csv(${f}, ${opts.join(', ')}${columns})`;
+  return opts;
+}
+
+interface Sniffed {
+  Delimiter: string;
+  Quote: string;
+  Escape: string;
+  Comment: string;
+  SkipRows: number;
+  HasHeader: boolean;
+  DateFormat: string | null;
+  TimestampFormat: string | null;
+  Columns: { name: string; type: string }[];
+}
+
+/**
+ * read_csv with what DuckDB's sniffer detects written out (dialect, header, column names and types,
+ * date formats) and `auto_detect=false`: the sniffer runs once, here, instead of again each time the
+ * query is bound (the view, the probe, the COPY). The same sniffer on the same sample with the same
+ * options as the reader in readerSql, so the same reading (test/unit/data-plugins.test.ts compares
+ * the bytes). Undefined when DuckDB cannot sniff the file: readerSql's reader reports why.
+ */
+export async function sniffedCsvReader(db: Duck, p: Params, file: string): Promise<string | undefined> {
+  const f = sqlString(file);
+  const columns = p.columns
+    ? [
+        `types={${Object.entries(p.columns)
+          .map(([k, v]) => `${sqlString(k)}: ${sqlString(v)}`)
+          .join(', ')}}`,
+      ]
+    : [];
+  const [s] = await db
+    .rows<Sniffed>(
+      `SELECT Delimiter, Quote, Escape, Comment, SkipRows::INTEGER AS SkipRows, HasHeader, DateFormat, TimestampFormat, Columns FROM sniff_csv(${f}, ${[...csvOptions(p), ...columns].join(', ')})`,
+    )
+    .catch(() => []);
+  if (!s || !Array.isArray(s.Columns) || !s.Columns.length) return undefined;
+  const char = (v: string): string => sqlString(v === '(empty)' ? '' : v);
+  const opts = [
+    'auto_detect=false',
+    `delim=${char(s.Delimiter)}`,
+    `quote=${char(s.Quote)}`,
+    `escape=${char(s.Escape)}`,
+    // No new_line: the reader finds the line ends itself (a written-out '\r\n' misreads the last line).
+    `comment=${char(s.Comment)}`,
+    `skip=${Number(s.SkipRows)}`,
+    `header=${s.HasHeader ? 'true' : 'false'}`,
+    `columns={${s.Columns.map((c) => `${sqlString(c.name)}: ${sqlString(c.type)}`).join(', ')}}`,
+    ...(s.DateFormat ? [`dateformat=${sqlString(s.DateFormat)}`] : []),
+    ...(s.TimestampFormat ? [`timestampformat=${sqlString(s.TimestampFormat)}`] : []),
+    ...csvOptions(p).filter((o) => !/^(header|delim)=/.test(o)),
+  ];
+  return `read_csv(${f}, ${opts.join(', ')})`;
 }
 
 interface Reject {
@@ -122,7 +179,8 @@ export const ingestFile = definePlugin({
     return withDuckDB(async (db) => {
       try {
         // A view, not a table: the rows stream from the file into the Parquet writer once.
-        await db.run(`CREATE TEMP VIEW source AS SELECT * FROM ${readerSql(p, format, file)}`);
+        const reader = (format === 'csv' ? await sniffedCsvReader(db, p, file) : undefined) ?? readerSql(p, format, file);
+        await db.run(`CREATE TEMP VIEW source AS SELECT * FROM ${reader}`);
         await db.run(`CREATE TEMP TABLE __probe AS SELECT * FROM source LIMIT 0`);
       } catch (e) {
         throw new PipelineError('DATA_INVALID', `${label}: cannot read it as ${format}: ${(e as Error).message.split('\n')[0]}`, {

@@ -309,21 +309,36 @@ async function fitOnehot({ db, current, names }: OpFit, step: StepOf<'onehot'>):
   return ops;
 }
 
-/** The mean and standard deviation of each column; infinite, NaN, null or entirely null columns are refused. */
+/**
+ * The mean and standard deviation of each column; infinite, NaN, null or entirely null columns are refused.
+ *
+ * Two aggregates per column and a count in the one-thread pass, when they show the data is clean:
+ * a mean is finite only when no value is infinite or NaN (and nothing overflowed), so a finite
+ * mean over the values DuckDB sees is the mean over the finite ones, the same sum in the same order,
+ * to the bit. Otherwise (or when DuckDB refuses the deviation) the pass runs again with the checks
+ * that count the infinite and null values, to report them.
+ */
 async function fitStandardize({ names, stats }: OpFit): Promise<FittedOp[]> {
   const ops: FittedOp[] = [];
-  const rows = await stats(
-    (c) => [
-      // count_if and CASE rather than FILTER clauses: the same values, and DuckDB computes a few
-      // hundred of them in a quarter of the time (one projection, no filter per aggregate).
-      `count_if(isinf(${c}::DOUBLE) OR isnan(${c}::DOUBLE))::BIGINT`,
-      `count_if(${c} IS NULL)::BIGINT`,
-      // Infinite values would make these fail: computed only over finite ones, checked above.
-      `avg(CASE WHEN isinf(${c}::DOUBLE) THEN NULL ELSE ${c}::DOUBLE END)`,
-      `stddev_pop(CASE WHEN isinf(${c}::DOUBLE) THEN NULL ELSE ${c}::DOUBLE END)`,
-    ],
-    { sums: true },
-  );
+  const finite = (v: unknown): boolean => typeof v === 'number' && Number.isFinite(v);
+  const fast = await stats((c) => [`count(*)::BIGINT - count(${c})::BIGINT`, `avg(${c}::DOUBLE)`, `stddev_pop(${c}::DOUBLE)`], {
+    sums: true,
+  }).catch(() => undefined);
+  const clean = fast?.every((r) => finite(r['1']) && finite(r['2']));
+  const rows = clean
+    ? fast!.map((r) => ({ '0': 0, '1': r['0'], '2': r['1'], '3': r['2'] }))
+    : await stats(
+        (c) => [
+          // count_if and CASE rather than FILTER clauses: the same values, and DuckDB computes a few
+          // hundred of them in a quarter of the time (one projection, no filter per aggregate).
+          `count_if(isinf(${c}::DOUBLE) OR isnan(${c}::DOUBLE))::BIGINT`,
+          `count_if(${c} IS NULL)::BIGINT`,
+          // Infinite values would make these fail: computed only over finite ones, checked above.
+          `avg(CASE WHEN isinf(${c}::DOUBLE) THEN NULL ELSE ${c}::DOUBLE END)`,
+          `stddev_pop(CASE WHEN isinf(${c}::DOUBLE) THEN NULL ELSE ${c}::DOUBLE END)`,
+        ],
+        { sums: true },
+      );
   names.forEach((name, i) => {
     const r = rows[i]!;
     const [inf, nulls, mean, std] = [Number(r['0']), Number(r['1']), r['2'] as number | null, r['3'] as number | null];
@@ -337,6 +352,11 @@ async function fitStandardize({ names, stats }: OpFit): Promise<FittedOp[]> {
       );
     }
     if (mean === null) throw new PipelineError('DATA_INVALID', `process.transform: cannot standardize '${name}': it is entirely null.`);
+    // No value is infinite, yet the sum of them overflows a double: a state with an infinite mean would not apply.
+    if (!Number.isFinite(mean))
+      throw new PipelineError('DATA_INVALID', `process.transform: cannot standardize '${name}': its mean overflows a double.`, {
+        hint: 'Scale the column down (or log it) before standardize.',
+      });
     if (nulls > 0)
       throw new PipelineError('DATA_INVALID', `process.transform: '${name}' has ${nulls} nulls; impute it before standardize.`, {
         hint: `Add { op: impute, columns: [${name}], strategy: median } before standardize.`,

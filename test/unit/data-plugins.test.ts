@@ -5,9 +5,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { withDuckDB } from '../../adapters/duckdb.js';
+import { sqlString, withDuckDB } from '../../adapters/duckdb.js';
 import type { ArtifactRef } from '../../engine/types.js';
-import { ingestFile } from '../../plugins/ingest/file.js';
+import { ingestFile, sniffedCsvReader } from '../../plugins/ingest/file.js';
+import { hashFile } from '../../adapters/local-store.js';
 import { split } from '../../plugins/process/split.js';
 import { sql } from '../../plugins/process/sql.js';
 import { applyOpSql, applyTransformSql, type FittedTransform } from '../../lib/fitted-transform.js';
@@ -84,6 +85,46 @@ describe('ingest.file', () => {
       'header.csv: 0 data rows; at least 1 expected',
     );
     expect((await failure(runPlugin(ingestFile, testContext(dir), { path: 'nope.csv' }))).code).toBe('PLUGIN_PARAMS');
+  });
+});
+
+describe('ingest.file reads a CSV sniffed once', () => {
+  // The file, the step's params, and the read_csv options those params gave before (DuckDB detecting the rest).
+  const cases: [string, string, Record<string, unknown>, string][] = [
+    ['housing', HOUSING, {}, 'header=true'],
+    [
+      'semicolons, quoted fields, nulls',
+      'a;b;c\n1;"x; y";2.5\n2;"say ""hi""";\n3;;NA\n',
+      { csv: { delimiter: ';', nullValues: ['NA', ''] } },
+      "header=true, delim=';', nullstr=['NA', '']",
+    ],
+    [
+      'dates, timestamps, booleans',
+      'd,t,ok\n03/12/2026,2026-12-03 10:11:12,true\n31/01/2025,2025-01-31 00:00:01,false\n',
+      {},
+      'header=true',
+    ],
+    [
+      'pinned types',
+      'id,price,label\n1,10,a\n2,20.5,b\n',
+      { columns: { id: 'BIGINT', price: 'DOUBLE' } },
+      "header=true, types={'id': 'BIGINT', 'price': 'DOUBLE'}",
+    ],
+    ['no header, CRLF', '1,a\r\n2,b\r\n3,c\r\n', { csv: { header: false } }, 'header=false'],
+  ];
+  it.each(cases)('%s: the same Parquet bytes as letting read_csv detect everything', async (name, text, params, before) => {
+    const path = text === HOUSING ? HOUSING : file(`sniff-${name.replace(/\W+/g, '-')}.csv`, text);
+    const ctx = testContext();
+    const out = await runPlugin(ingestFile, ctx, { path, ...params });
+    const expected = join(dir, `sniff-${name.replace(/\W+/g, '-')}.parquet`);
+    const reader = await withDuckDB(async (db) => {
+      await db.run(
+        `COPY (\nSELECT * FROM read_csv(${sqlString(path)}, ${before}, store_rejects=true, strict_mode=true)\n) TO ${sqlString(expected)} (FORMAT parquet, COMPRESSION snappy, USE_TMP_FILE false)`,
+      );
+      return sniffedCsvReader(db, ingestFile.params.parse({ path, ...params }), path);
+    });
+    expect(reader).toContain('auto_detect=false');
+    expect((out['dataset'] as ArtifactRef).sha256).toBe(await hashFile(expected));
   });
 });
 
