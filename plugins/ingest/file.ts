@@ -45,13 +45,18 @@ function formatOf(p: Params, file: string, mediaType?: string): 'csv' | 'parquet
 function readerSql(p: Params, format: 'csv' | 'parquet' | 'jsonl', file: string): string {
   const f = sqlString(file);
   if (format === 'parquet') return `read_parquet(${f})`;
-  const columns = p.columns
-    ? `, types={${Object.entries(p.columns)
-        .map(([k, v]) => `${sqlString(k)}: ${sqlString(v)}`)
-        .join(', ')}}`
-    : '';
+  const types = typesOption(p);
+  const columns = types ? `, ${types}` : '';
   if (format === 'jsonl') return `read_json(${f}, format='newline_delimited'${columns.replace('types=', 'columns=')})`;
   return `read_csv(${f}, ${csvOptions(p).join(', ')}${columns})`;
+}
+
+/** The `types={...}` option of the step's pinned column types, names and types as SQL strings. */
+function typesOption(p: Params): string | undefined {
+  if (!p.columns) return undefined;
+  return `types={${Object.entries(p.columns)
+    .map(([k, v]) => `${sqlString(k)}: ${sqlString(v)}`)
+    .join(', ')}}`;
 }
 
 /** The read_csv options the step's params give (the rest DuckDB detects). */
@@ -83,13 +88,8 @@ interface Sniffed {
  */
 export async function sniffedCsvReader(db: Duck, p: Params, file: string): Promise<string | undefined> {
   const f = sqlString(file);
-  const columns = p.columns
-    ? [
-        `types={${Object.entries(p.columns)
-          .map(([k, v]) => `${sqlString(k)}: ${sqlString(v)}`)
-          .join(', ')}}`,
-      ]
-    : [];
+  const types = typesOption(p);
+  const columns = types ? [types] : [];
   const [s] = await db
     .rows<Sniffed>(
       `SELECT Delimiter, Quote, Escape, Comment, SkipRows::INTEGER AS SkipRows, HasHeader, DateFormat, TimestampFormat, Columns FROM sniff_csv(${f}, ${[...csvOptions(p), ...columns].join(', ')})`,
