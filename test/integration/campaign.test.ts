@@ -3,7 +3,8 @@
  * housing pipeline (steps that only heartbeat through the engine, and a training step that
  * checkpoints every epoch), and a new worker process is started each time. The kill moments are
  * defined by events: "an attempt of step X has started on the current worker, then a seeded delay
- * within X's expected duration" (when X has already finished, whichever step runs next); a kill
+ * within X's expected duration, cut short when X leaves the worker" (when X has already finished,
+ * whichever step runs next); a kill
  * aimed at training waits for a new checkpoint on the current worker and strikes at once, so a fast
  * machine cannot finish the run before the planned kills.
  *
@@ -12,7 +13,7 @@
  * artifact the run handed out verifies against its digest; every resume started within 45 s of
  * its kill; training went on from its checkpoint each time.
  */
-import type { Client } from '@temporalio/client';
+import type { Client, WorkflowHandle } from '@temporalio/client';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -43,6 +44,17 @@ const EXPECTED_MS: Record<string, number> = {
 /** Resume bound of a lost worker (docs/resilience.md): heartbeat timeout + retry interval + a new worker's start. */
 const RESUME_BOUND_MS = 45_000;
 
+/** Waits `ms`, or less: until the step has no started attempt on the worker `pid` any more. */
+async function delayWhileOnWorker(handle: WorkflowHandle, step: string, pid: number, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const pending = (await handle.describe()).raw.pendingActivities ?? [];
+    const here = pending.some((p) => p.activityId === step && p.state === 2 && p.lastWorkerIdentity?.startsWith(`${pid}@`));
+    if (!here) return;
+    await new Promise((r) => setTimeout(r, Math.min(100, Math.max(0, end - Date.now()))));
+  }
+}
+
 beforeAll(async () => {
   client = await createClient();
   // The housing pipeline; a 10 s heartbeat timeout on every step (the default is 30 s) and a
@@ -65,7 +77,7 @@ describe('kill campaign', () => {
     `completes the housing pipeline through ${KILLS} seeded worker kills, redoing only interrupted steps`,
     async () => {
       const random = prng(SEED);
-      const epochs = 20;
+      const epochs = 40;
       const workflowId = uniqueId('campaign');
       let worker = workers.spawn('c0');
       const handle = await client.workflow.start(PIPELINE_WORKFLOW, {
@@ -87,7 +99,16 @@ describe('kill campaign', () => {
             const mine = pending.filter((p) => p.state === 2 && p.lastWorkerIdentity?.startsWith(`${worker.pid}@`));
             const a = mine.find((p) => p.activityId === target);
             // Training: only once this worker has written a checkpoint newer than the last kill's.
-            if (a && target === 'train') return checkpointEpoch() > lastTrainEpoch ? { step: target, attempt: a.attempt ?? 1 } : undefined;
+            // Training: only once this worker has written a checkpoint newer than the last kill's. The
+            // record is watched at a short interval for a while, so a kill lands within one epoch even
+            // when epochs are much shorter than a round trip to the server.
+            if (a && target === 'train') {
+              for (let t = 0; t < 100; t++) {
+                if (checkpointEpoch() > lastTrainEpoch) return { step: target, attempt: a.attempt ?? 1 };
+                await new Promise((r) => setTimeout(r, 20));
+              }
+              return undefined;
+            }
             if (a) return { step: target, attempt: a.attempt ?? 1 };
             if (!mine.length || pending.some((p) => p.activityId === target)) return undefined;
             // (No answer while no worker polls yet, right after a kill: ask again on the next poll.)
@@ -95,10 +116,13 @@ describe('kill campaign', () => {
             const done = status?.steps[target]?.status === 'succeeded';
             return done ? { step: mine[0]!.activityId!, attempt: mine[0]!.attempt ?? 1 } : undefined;
           },
-          `step '${target}' (or a later one) to run before kill ${i}`,
+          `step '${target}' (or a later one) to run before kill ${i} (kills so far: ${JSON.stringify(kills)})`,
         );
         const delayMs = running.step === 'train' ? 0 : Math.round((0.1 + 0.8 * random()) * (EXPECTED_MS[running.step] ?? 1000));
-        await new Promise((r) => setTimeout(r, delayMs));
+        // The delay ends early once the aimed step has left this worker: on a fast machine a short step
+        // finishes within its seeded delay, and training would otherwise run many epochs unseen (a
+        // CI run once trained 18 of 20 epochs during a transform kill's delay and ended before kill 9).
+        await delayWhileOnWorker(handle, running.step, worker.pid!, delayMs);
         // Every attempt running on this worker at the kill is hit (tune and evaluate run side by side).
         // Read after the kill: the server keeps an attempt on the dead worker as started until its
         // heartbeat timeout, so a step handed to the worker in the last moments before the kill is
