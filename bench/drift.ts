@@ -13,12 +13,13 @@
  *   BENCH_FILES=0 npm run bench:drift       # skip the files part
  *   BENCH_COMPUTE_EVIDENTLY=0 npm run bench:drift  # files part only (no in-memory Evidently run)
  *   BENCH_BASELINE=/path/to/checkout npm run bench:drift  # also that checkout's `mlpipe drift` (before/after)
+ *   BENCH_DRIFT_REPEATS=5 npm run bench:drift  # each `mlpipe drift` 5 times (alternating with the baseline's): medians
  *
  * Results: bench/results/drift-<date>.json.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { sqlString, withDuckDB } from '../adapters/duckdb.js';
 import { computeDrift, toEvidentlyJson, type ColumnValues, type Dataset } from '../engine/drift/index.js';
@@ -102,6 +103,13 @@ function measured(command: string, args: string[], dir: string): { seconds: numb
   return { seconds, peakMiB: Math.round(kib / 1024), stdout };
 }
 
+/** The median wall time of some runs (the lower middle one of an even count), their largest peak and every time. */
+function median(runs: { seconds: number; peakMiB: number }[]): { seconds: number; peakMiB: number; runs: number[] } {
+  const times = runs.map((r) => r.seconds);
+  const sorted = [...times].sort((a, b) => a - b);
+  return { seconds: sorted[(sorted.length - 1) >> 1]!, peakMiB: Math.max(...runs.map((r) => r.peakMiB)), runs: times };
+}
+
 type Report = { metrics: [unknown, { result: { drift_by_columns: Record<string, { drift_detected: boolean; drift_score: number }> } }] };
 
 function compare(a: Report, b: Report): { sameDecisions: boolean; maxRelativeScoreDifference: number } {
@@ -129,28 +137,57 @@ async function endToEnd(dir: string): Promise<Record<string, unknown>> {
   const results: Record<string, unknown> = {};
   for (const format of ['parquet', 'csv']) {
     const [r, c] = ['reference', 'current'].map((s) => join(dir, `${s}.${format}`)) as [string, string];
+    const loadBefore = loadavg().map((x) => Math.round(x * 100) / 100);
     const oursJson = join(dir, `mlpipe-${format}.json`);
     const theirsJson = join(dir, `evidently-${format}.json`);
-    const ours = measured(process.execPath, [join('bin', 'mlpipe.mjs'), 'drift', r, c, '--json', oursJson], dir);
+    // BENCH_DRIFT_REPEATS runs of each `mlpipe drift`, this checkout's and the baseline's alternately: the medians count.
+    const repeats = Math.max(1, Number(process.env['BENCH_DRIFT_REPEATS'] ?? 1));
     const baselineDir = process.env['BENCH_BASELINE'];
-    const baseline = baselineDir
-      ? measured(process.execPath, [join(baselineDir, 'bin', 'mlpipe.mjs'), 'drift', r, c, '--json', join(dir, 'baseline.json')], dir)
-      : undefined;
+    const oursRuns: ReturnType<typeof measured>[] = [];
+    const baselineRuns: ReturnType<typeof measured>[] = [];
+    for (let i = 0; i < repeats; i++) {
+      oursRuns.push(measured(process.execPath, [join('bin', 'mlpipe.mjs'), 'drift', r, c, '--json', oursJson], dir));
+      if (baselineDir)
+        baselineRuns.push(
+          measured(process.execPath, [join(baselineDir, 'bin', 'mlpipe.mjs'), 'drift', r, c, '--json', join(dir, 'baseline.json')], dir),
+        );
+    }
+    const ours = median(oursRuns);
+    const baseline = baselineDir ? median(baselineRuns) : undefined;
+    // The same report as the baseline's, to the last bit (its timestamp aside).
+    const report = (file: string): string => {
+      const { timestamp: _, ...rest } = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+      return JSON.stringify(rest);
+    };
+    const sameAsBaseline = baseline ? report(oursJson) === report(join(dir, 'baseline.json')) : undefined;
     if (baseline)
-      console.log(`${format}: baseline (${baselineDir}) mlpipe drift ${baseline.seconds.toFixed(2)} s, peak ${baseline.peakMiB} MiB`);
+      console.log(
+        `${format}: baseline (${baselineDir}) mlpipe drift ${baseline.seconds.toFixed(2)} s${repeats > 1 ? ` (median of ${baseline.runs.join(', ')})` : ''}, peak ${baseline.peakMiB} MiB; same report as the baseline's: ${sameAsBaseline}`,
+      );
     const theirs = measured(python, [join('bench', 'evidently_drift.py'), '--files', r, c, theirsJson], dir);
     const inner = JSON.parse(theirs.stdout.trim().split('\n').pop()!) as { loadSeconds: number; seconds: number };
     const agree = compare(JSON.parse(readFileSync(oursJson, 'utf8')) as Report, JSON.parse(readFileSync(theirsJson, 'utf8')) as Report);
     const ratio = Math.round((theirs.seconds / ours.seconds) * 10) / 10;
     console.log(
-      `${format}: mlpipe drift ${ours.seconds.toFixed(2)} s, peak ${ours.peakMiB} MiB; pandas+Evidently ${theirs.seconds.toFixed(2)} s (reading ${inner.loadSeconds.toFixed(1)} s), peak ${theirs.peakMiB} MiB; ${ratio}x; same decisions: ${agree.sameDecisions}, largest relative score difference ${agree.maxRelativeScoreDifference.toExponential(1)}`,
+      `${format}: mlpipe drift ${ours.seconds.toFixed(2)} s${repeats > 1 ? ` (median of ${ours.runs.join(', ')})` : ''}, peak ${ours.peakMiB} MiB; pandas+Evidently ${theirs.seconds.toFixed(2)} s (reading ${inner.loadSeconds.toFixed(1)} s), peak ${theirs.peakMiB} MiB; ${ratio}x; same decisions: ${agree.sameDecisions}, largest relative score difference ${agree.maxRelativeScoreDifference.toExponential(1)}`,
     );
     results[format] = {
-      mlpipe: { seconds: ours.seconds, peakRssMiB: ours.peakMiB },
+      mlpipe: { seconds: ours.seconds, peakRssMiB: ours.peakMiB, ...(repeats > 1 ? { runs: ours.runs } : {}) },
       evidently: { seconds: theirs.seconds, readSeconds: Math.round(inner.loadSeconds * 100) / 100, peakRssMiB: theirs.peakMiB },
       speedRatio: ratio,
       ...agree,
-      ...(baseline ? { baseline: { checkout: baselineDir, seconds: baseline.seconds, peakRssMiB: baseline.peakMiB } } : {}),
+      loadAverage: { before: loadBefore, after: loadavg().map((x) => Math.round(x * 100) / 100) },
+      ...(baseline
+        ? {
+            baseline: {
+              checkout: baselineDir,
+              seconds: baseline.seconds,
+              peakRssMiB: baseline.peakMiB,
+              ...(repeats > 1 ? { runs: baseline.runs } : {}),
+              sameReport: sameAsBaseline,
+            },
+          }
+        : {}),
     };
   }
   return results;

@@ -52,6 +52,7 @@ export const PANDAS_NA_VALUES = [
   'nan',
   'null',
 ];
+const PANDAS_NA = new Set(PANDAS_NA_VALUES);
 const PANDAS_TRUE = new Set(['True', 'TRUE', 'true']);
 const PANDAS_FALSE = new Set(['False', 'FALSE', 'false']);
 
@@ -62,6 +63,60 @@ export function readerFor(file: string, format: DataFormat = formatOf(file), tex
   if (format === 'jsonl') return `read_json_auto(${f})`;
   const types = text.length ? `, types={${text.map((c) => `${sqlString(c)}: 'VARCHAR'`).join(', ')}}` : '';
   return `read_csv(${f}, header=true, nullstr=[${PANDAS_NA_VALUES.map(sqlString).join(', ')}]${types})`;
+}
+
+interface SniffedCsv {
+  Delimiter: string;
+  Quote: string;
+  Escape: string;
+  Comment: string;
+  SkipRows: number;
+  HasHeader: boolean;
+  DateFormat: string | null;
+  TimestampFormat: string | null;
+  Columns: { name: string; type: string }[];
+}
+
+/**
+ * A CSV's reader with what DuckDB's sniffer detects written out (dialect, header, column names and
+ * types) and `auto_detect=false`, with its columns: the sniffer runs once, here, with the options
+ * readerFor gives read_csv (so the same reading), instead of again at each bind, and read_csv with
+ * fixed types parses faster. Every sniffed name and type goes into the SQL as a string literal.
+ * Undefined when DuckDB cannot sniff the file (readerFor's reader then reports why).
+ */
+export async function sniffedCsv(
+  db: Duck,
+  file: string,
+  text: string[] = [],
+): Promise<{ reader: string; plain: string; columns: Column[] } | undefined> {
+  const f = sqlString(file);
+  const nulls = `nullstr=[${PANDAS_NA_VALUES.map(sqlString).join(', ')}]`;
+  const types = text.length ? `, types={${text.map((c) => `${sqlString(c)}: 'VARCHAR'`).join(', ')}}` : '';
+  const [s] = await db
+    .rows<SniffedCsv>(
+      `SELECT Delimiter, Quote, Escape, Comment, SkipRows::INTEGER AS SkipRows, HasHeader, DateFormat, TimestampFormat, Columns FROM sniff_csv(${f}, header=true, ${nulls}${types})`,
+    )
+    .catch(() => []);
+  if (!s || !Array.isArray(s.Columns) || !s.Columns.length) return undefined;
+  const char = (v: string): string => sqlString(v === '(empty)' ? '' : v);
+  const dialect = [
+    'auto_detect=false',
+    `delim=${char(s.Delimiter)}`,
+    `quote=${char(s.Quote)}`,
+    `escape=${char(s.Escape)}`,
+    // No new_line: the reader finds the line ends itself (a written-out '\r\n' misreads the last line).
+    `comment=${char(s.Comment)}`,
+    `skip=${Number(s.SkipRows)}`,
+    `header=${s.HasHeader ? 'true' : 'false'}`,
+    `columns={${s.Columns.map((c) => `${sqlString(c.name)}: ${sqlString(c.type)}`).join(', ')}}`,
+    ...(s.DateFormat ? [`dateformat=${sqlString(s.DateFormat)}`] : []),
+    ...(s.TimestampFormat ? [`timestampformat=${sqlString(s.TimestampFormat)}`] : []),
+  ];
+  return {
+    reader: `read_csv(${f}, ${[...dialect, nulls].join(', ')})`,
+    plain: `read_csv(${f}, ${dialect.join(', ')})`,
+    columns: s.Columns.map((c) => ({ name: c.name, type: c.type })),
+  };
 }
 
 const MAX_SAFE = '9007199254740991';
@@ -132,16 +187,20 @@ export async function loadDriftDataset(
     async (db) => {
       const fmt = format ?? formatOf(file);
       let src = readerFor(file, fmt);
+      let sniffed: Awaited<ReturnType<typeof sniffedCsv>>;
       let columns: Column[];
       try {
-        columns = await describe(db, src);
+        sniffed = fmt === 'csv' ? await sniffedCsv(db, file) : undefined;
+        columns = sniffed ? sniffed.columns : await describe(db, src);
         // DuckDB's CSV sniffer reads yes/no and t/f as booleans and ISO strings as dates; pandas
         // keeps them text (True/False aside, decided below): read those columns as text.
         const asText = fmt === 'csv' ? columns.filter((c) => /^(BOOLEAN|DATE|TIME)/.test(c.type)).map((c) => c.name) : [];
         if (asText.length) {
+          sniffed = sniffed && (await sniffedCsv(db, file, asText));
           src = readerFor(file, fmt, asText);
-          columns = await describe(db, src);
+          columns = sniffed ? sniffed.columns : await describe(db, src);
         }
+        if (sniffed) src = sniffed.reader;
       } catch (e) {
         throw new PipelineError('DATA_INVALID', `Cannot read the ${label} data ${file}: ${(e as Error).message.split('\n')[0]}`, {
           hint: 'Give a Parquet, CSV (with a header) or JSON lines file.',
@@ -163,8 +222,22 @@ export async function loadDriftDataset(
       const used = kinds.filter((k) => k.kind);
       // Parquet is read column by column where it lies; other formats are parsed once into a table.
       let rel = src;
+      // pandas' missing markers in a CSV: read_csv compares every field with each of them, which
+      // costs. Numbers, text and 64-bit integers only: the file is read with DuckDB's own (an empty
+      // field), a marker left as text is dropped from the labels below, and one in a numeric
+      // column is NaN (missing either way) or a conversion error, after which the file is read
+      // again with the markers. The same frequency tables, see test/unit/drift-data.test.ts.
+      let markersAsText = false;
       if (fmt !== 'parquet' && used.length) {
-        await db.run(`CREATE TEMP TABLE __data AS SELECT ${used.map((u) => ident(u.name)).join(', ')} FROM ${src}`);
+        const select = `CREATE TEMP TABLE __data AS SELECT ${used.map((u) => ident(u.name)).join(', ')} FROM `;
+        const plain = sniffed && used.every((u) => /^(DOUBLE|BIGINT|VARCHAR)$/.test(u.type));
+        markersAsText =
+          !!plain &&
+          (await db.run(select + sniffed!.plain).then(
+            () => true,
+            () => false,
+          ));
+        if (!markersAsText) await db.run(select + src);
         rel = '__data';
       }
       const [{ n }] = (await db.rows<{ n: number }>(`SELECT count(*)::BIGINT AS n FROM ${rel}`)) as [{ n: number }];
@@ -196,8 +269,11 @@ export async function loadDriftDataset(
           for await (const [v, c] of db.chunks(
             `SELECT ${col}::VARCHAR AS v, count(*)::DOUBLE AS c FROM ${rel} WHERE ${col} IS NOT NULL GROUP BY 1 ORDER BY 1`,
           )) {
-            for (const x of v!) labels.push(x as string);
-            for (const x of c!) counts.push(x as number);
+            v!.forEach((x, i) => {
+              if (markersAsText && PANDAS_NA.has(x as string)) return;
+              labels.push(x as string);
+              counts.push(c![i] as number);
+            });
           }
           // True/False (pandas' spellings) and nothing else in a CSV: a boolean column, labels 'True' / 'False'.
           const boolean = fmt === 'csv' && labels.length > 0 && labels.every((x) => PANDAS_TRUE.has(x) || PANDAS_FALSE.has(x));
