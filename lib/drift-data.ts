@@ -9,7 +9,7 @@
  * columns (Parquet, JSON) are not tested, as in Evidently.
  */
 import { availableParallelism } from 'node:os';
-import { ident, sqlString, withDuckDB, type Duck } from '../adapters/duckdb.js';
+import { ident, sniffCsv, sqlString, withDuckDB, type Duck } from '../adapters/duckdb.js';
 import { PipelineError } from '../engine/errors.js';
 import type { ColumnValues, Dataset } from '../engine/drift/index.js';
 import type { ArtifactRef } from '../engine/types.js';
@@ -65,18 +65,6 @@ export function readerFor(file: string, format: DataFormat = formatOf(file), tex
   return `read_csv(${f}, header=true, nullstr=[${PANDAS_NA_VALUES.map(sqlString).join(', ')}]${types})`;
 }
 
-interface SniffedCsv {
-  Delimiter: string;
-  Quote: string;
-  Escape: string;
-  Comment: string;
-  SkipRows: number;
-  HasHeader: boolean;
-  DateFormat: string | null;
-  TimestampFormat: string | null;
-  Columns: { name: string; type: string }[];
-}
-
 /**
  * A CSV's reader with what DuckDB's sniffer detects written out (dialect, header, column names and
  * types) and `auto_detect=false`, with its columns: the sniffer runs once, here, with the options
@@ -91,31 +79,13 @@ export async function sniffedCsv(
 ): Promise<{ reader: string; plain: string; columns: Column[] } | undefined> {
   const f = sqlString(file);
   const nulls = `nullstr=[${PANDAS_NA_VALUES.map(sqlString).join(', ')}]`;
-  const types = text.length ? `, types={${text.map((c) => `${sqlString(c)}: 'VARCHAR'`).join(', ')}}` : '';
-  const [s] = await db
-    .rows<SniffedCsv>(
-      `SELECT Delimiter, Quote, Escape, Comment, SkipRows::INTEGER AS SkipRows, HasHeader, DateFormat, TimestampFormat, Columns FROM sniff_csv(${f}, header=true, ${nulls}${types})`,
-    )
-    .catch(() => []);
-  if (!s || !Array.isArray(s.Columns) || !s.Columns.length) return undefined;
-  const char = (v: string): string => sqlString(v === '(empty)' ? '' : v);
-  const dialect = [
-    'auto_detect=false',
-    `delim=${char(s.Delimiter)}`,
-    `quote=${char(s.Quote)}`,
-    `escape=${char(s.Escape)}`,
-    // No new_line: the reader finds the line ends itself (a written-out '\r\n' misreads the last line).
-    `comment=${char(s.Comment)}`,
-    `skip=${Number(s.SkipRows)}`,
-    `header=${s.HasHeader ? 'true' : 'false'}`,
-    `columns={${s.Columns.map((c) => `${sqlString(c.name)}: ${sqlString(c.type)}`).join(', ')}}`,
-    ...(s.DateFormat ? [`dateformat=${sqlString(s.DateFormat)}`] : []),
-    ...(s.TimestampFormat ? [`timestampformat=${sqlString(s.TimestampFormat)}`] : []),
-  ];
+  const types = text.length ? [`types={${text.map((c) => `${sqlString(c)}: 'VARCHAR'`).join(', ')}}`] : [];
+  const s = await sniffCsv(db, file, ['header=true', nulls, ...types]);
+  if (!s) return undefined;
   return {
-    reader: `read_csv(${f}, ${[...dialect, nulls].join(', ')})`,
-    plain: `read_csv(${f}, ${dialect.join(', ')})`,
-    columns: s.Columns.map((c) => ({ name: c.name, type: c.type })),
+    reader: `read_csv(${f}, ${[...s.options, nulls].join(', ')})`,
+    plain: `read_csv(${f}, ${s.options.join(', ')})`,
+    columns: s.columns,
   };
 }
 

@@ -2,7 +2,7 @@ import { existsSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
-import { sqlString, withDuckDB, type Duck } from '../../adapters/duckdb.js';
+import { sniffCsv, sqlString, withDuckDB, type Duck } from '../../adapters/duckdb.js';
 import { PipelineError } from '../../engine/errors.js';
 import { isArtifactRef } from '../../engine/types.js';
 import { storeDataset, writeParquet } from '../../lib/dataset.js';
@@ -67,18 +67,6 @@ function csvOptions(p: Params): string[] {
   return opts;
 }
 
-interface Sniffed {
-  Delimiter: string;
-  Quote: string;
-  Escape: string;
-  Comment: string;
-  SkipRows: number;
-  HasHeader: boolean;
-  DateFormat: string | null;
-  TimestampFormat: string | null;
-  Columns: { name: string; type: string }[];
-}
-
 /**
  * read_csv with what DuckDB's sniffer detects written out (dialect, header, column names and types,
  * date formats) and `auto_detect=false`: the sniffer runs once, here, instead of again each time the
@@ -87,31 +75,11 @@ interface Sniffed {
  * the bytes). Undefined when DuckDB cannot sniff the file: readerSql's reader reports why.
  */
 export async function sniffedCsvReader(db: Duck, p: Params, file: string): Promise<string | undefined> {
-  const f = sqlString(file);
   const types = typesOption(p);
-  const columns = types ? [types] : [];
-  const [s] = await db
-    .rows<Sniffed>(
-      `SELECT Delimiter, Quote, Escape, Comment, SkipRows::INTEGER AS SkipRows, HasHeader, DateFormat, TimestampFormat, Columns FROM sniff_csv(${f}, ${[...csvOptions(p), ...columns].join(', ')})`,
-    )
-    .catch(() => []);
-  if (!s || !Array.isArray(s.Columns) || !s.Columns.length) return undefined;
-  const char = (v: string): string => sqlString(v === '(empty)' ? '' : v);
-  const opts = [
-    'auto_detect=false',
-    `delim=${char(s.Delimiter)}`,
-    `quote=${char(s.Quote)}`,
-    `escape=${char(s.Escape)}`,
-    // No new_line: the reader finds the line ends itself (a written-out '\r\n' misreads the last line).
-    `comment=${char(s.Comment)}`,
-    `skip=${Number(s.SkipRows)}`,
-    `header=${s.HasHeader ? 'true' : 'false'}`,
-    `columns={${s.Columns.map((c) => `${sqlString(c.name)}: ${sqlString(c.type)}`).join(', ')}}`,
-    ...(s.DateFormat ? [`dateformat=${sqlString(s.DateFormat)}`] : []),
-    ...(s.TimestampFormat ? [`timestampformat=${sqlString(s.TimestampFormat)}`] : []),
-    ...csvOptions(p).filter((o) => !/^(header|delim)=/.test(o)),
-  ];
-  return `read_csv(${f}, ${opts.join(', ')})`;
+  const s = await sniffCsv(db, file, [...csvOptions(p), ...(types ? [types] : [])]);
+  if (!s) return undefined;
+  const opts = [...s.options, ...csvOptions(p).filter((o) => !/^(header|delim)=/.test(o))];
+  return `read_csv(${sqlString(file)}, ${opts.join(', ')})`;
 }
 
 interface Reject {
