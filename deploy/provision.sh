@@ -284,7 +284,7 @@ if [ "$with_boosting" = 1 ]; then
     for whl in "$dir.partial"/wheels/*.whl; do
       "$py" -c 'import sys, zipfile
 z = zipfile.ZipFile(sys.argv[1])
-keep = [n for n in z.namelist() if n.endswith(".so") or ".so." in n]
+keep = [n for n in z.namelist() if n.endswith(".so") or ".so." in n or n == "lightgbm/VERSION.txt"]
 z.extractall(sys.argv[2], keep)' "$whl" "$dir.partial"
     done
     rm -rf "$dir.partial/wheels"

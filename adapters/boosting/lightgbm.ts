@@ -6,8 +6,10 @@
  * become the datasets' init scores, a new booster trains on, and LGBM_BoosterMerge puts the loaded
  * trees in front of the new ones.
  */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { PipelineError } from '../../engine/errors.js';
-import { loadLibrary } from './library.js';
+import { LIGHTGBM_VERSION, loadLibrary } from './library.js';
 import type { BoosterSession, BoostingLibrary, DenseMatrix, NativeModel, OpenBooster, RoundMetrics } from './types.js';
 
 type Fn = (...args: unknown[]) => number;
@@ -89,12 +91,25 @@ function check(fns: LgbmApi, rc: number, what: string): void {
   if (rc !== 0) throw new PipelineError('STEP_FAILED', `LightGBM ${what}: ${fns.LGBM_GetLastError()}`, { retryable: false });
 }
 
-/** The version the library reports in its model text (`version=v4`), else the provisioned wheel's. */
-export function lightgbm(version: string): BoostingLibrary {
+/**
+ * LightGBM's C API does not report its version: a wheel's layout has it in `lightgbm/VERSION.txt`
+ * beside `lib/` (provisioning and the images keep that file); the provisioned library without it
+ * is the pinned wheel's; any other library file is `unknown`, rather than a version it may not be.
+ */
+export function lightgbmVersion(path: string, env: NodeJS.ProcessEnv = process.env): string {
+  const file = join(dirname(dirname(path)), 'VERSION.txt');
+  if (existsSync(file)) {
+    const v = readFileSync(file, 'utf8').trim();
+    if (/^[0-9A-Za-z.+-]{1,40}$/.test(v)) return v;
+  }
+  return env['MLPIPE_LIGHTGBM_LIB'] ? 'unknown' : LIGHTGBM_VERSION;
+}
+
+export function lightgbm(): BoostingLibrary {
   const { fns, path } = bind();
   return {
     name: 'lightgbm',
-    version,
+    version: lightgbmVersion(path),
     path,
     cuda: false,
     open: (o) => openBooster(fns, o),

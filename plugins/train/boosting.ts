@@ -16,7 +16,6 @@
  */
 import { z } from 'zod';
 import { PipelineError } from '../../engine/errors.js';
-import { LIGHTGBM_VERSION } from '../../adapters/boosting/library.js';
 import { lightgbm } from '../../adapters/boosting/lightgbm.js';
 import { xgboost } from '../../adapters/boosting/xgboost.js';
 import type { BoosterSession, BoostingLibrary, LabelledMatrix, NativeModel, RoundMetrics } from '../../adapters/boosting/types.js';
@@ -372,7 +371,7 @@ const xgboostFlavour: Flavour<XgboostParams> = {
 
 const lightgbmFlavour: Flavour<LightgbmParams> = {
   name: 'train.lightgbm',
-  library: () => lightgbm(LIGHTGBM_VERSION),
+  library: () => lightgbm(),
   params: lightgbmParams,
 };
 

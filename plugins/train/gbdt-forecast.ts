@@ -17,7 +17,6 @@
  * forecasts its test windows: `foldForecasts`, for evaluate.forecast's backtest.
  */
 import { z } from 'zod';
-import { LIGHTGBM_VERSION } from '../../adapters/boosting/library.js';
 import { lightgbm } from '../../adapters/boosting/lightgbm.js';
 import type { BoostingLibrary, DenseMatrix, LabelledMatrix } from '../../adapters/boosting/types.js';
 import { xgboost } from '../../adapters/boosting/xgboost.js';
@@ -208,7 +207,7 @@ function libraryOf(p: Params): { lib: BoostingLibrary; params: Record<string, st
   if (p.library === 'xgboost') {
     return { lib: xgboost(), params: xgboostParams({ ...common, device: 'cpu' } as XgboostParams, 1) };
   }
-  return { lib: lightgbm(LIGHTGBM_VERSION), params: lightgbmParams(common as LightgbmParams, 1) };
+  return { lib: lightgbm(), params: lightgbmParams(common as LightgbmParams, 1) };
 }
 
 async function windowsOf(ctx: StepContext, ref: unknown, name: string): Promise<{ set: WindowSet; ref: ArtifactRef }> {

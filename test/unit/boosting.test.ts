@@ -3,13 +3,13 @@
  * --with-boosting), real DuckDB and a real local store: param mapping, errors, learning,
  * early stopping, and resuming from a checkpoint to the same model as an uninterrupted run.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { boostingCacheDir, LIGHTGBM_VERSION, libraryPath, XGBOOST_VERSION } from '../../adapters/boosting/library.js';
 import { parseEval } from '../../adapters/boosting/xgboost.js';
-import { paramString } from '../../adapters/boosting/lightgbm.js';
+import { lightgbmVersion, paramString } from '../../adapters/boosting/lightgbm.js';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
 import { parseBoostedModel, BOOSTED_FORMAT } from '../../lib/boosted-model.js';
 import type { ArtifactRef } from '../../engine/types.js';
@@ -315,12 +315,33 @@ describe('train.xgboost device', () => {
   });
 });
 
+describe('LightGBM version', () => {
+  it("is the wheel's VERSION.txt beside lib/, the pinned one for the provisioned file, else unknown", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mlpipe-lgbm-version-'));
+    const lib = join(dir, 'lightgbm', 'lib', 'lib_lightgbm.so');
+    mkdirSync(join(dir, 'lightgbm', 'lib'), { recursive: true });
+    writeFileSync(lib, '');
+    const override = { MLPIPE_LIGHTGBM_LIB: lib };
+    // An overriding library without a version file: not claimed to be the pinned version.
+    expect(lightgbmVersion(lib, override)).toBe('unknown');
+    // The provisioned library of an older cache (no VERSION.txt kept): the pinned version.
+    expect(lightgbmVersion(lib, {})).toBe(LIGHTGBM_VERSION);
+    writeFileSync(join(dir, 'lightgbm', 'VERSION.txt'), '4.6.0\n');
+    expect(lightgbmVersion(lib, override)).toBe('4.6.0');
+    // Anything that is not a version string is not taken as one.
+    writeFileSync(join(dir, 'lightgbm', 'VERSION.txt'), '<script>\n');
+    expect(lightgbmVersion(lib, override)).toBe('unknown');
+  });
+});
+
 describe('provisioning', () => {
   it('deploy/provision.sh unpacks the library versions the adapters look for', () => {
     const sh = readFileSync(join(import.meta.dirname, '../../deploy/provision.sh'), 'utf8');
     expect(sh).toContain(`xgboost_version="${XGBOOST_VERSION}"`);
     expect(sh).toContain(`lightgbm_version="${LIGHTGBM_VERSION}"`);
     expect(boostingCacheDir({ MLPIPE_CACHE_DIR: '/c' })).toBe(`/c/boosting-xgboost-${XGBOOST_VERSION}-lightgbm-${LIGHTGBM_VERSION}`);
+    // LightGBM's version file is kept beside its library (its C API does not report a version).
+    expect(sh).toContain('n == "lightgbm/VERSION.txt"');
   });
 
   it('the worker images carry the same library versions and point the adapters at them', () => {
@@ -332,6 +353,7 @@ describe('provisioning', () => {
       expect(text, file).toContain(`"${xgboost}==${XGBOOST_VERSION}"`);
       expect(text, file).toContain(`"lightgbm==${LIGHTGBM_VERSION}"`);
       expect(text, file).toContain('COPY --from=boosting /boosting /opt/mlpipe/boosting');
+      expect(text, file).toContain('n == "lightgbm/VERSION.txt"');
       expect(text, file).toContain('MLPIPE_XGBOOST_LIB=/opt/mlpipe/boosting/xgboost/lib/libxgboost.so');
       expect(text, file).toContain('MLPIPE_LIGHTGBM_LIB=/opt/mlpipe/boosting/lightgbm/lib/lib_lightgbm.so');
       // koffi's native module is an optional dependency of koffi: an install that omits optional ones cannot load it.
