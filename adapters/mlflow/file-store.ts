@@ -10,13 +10,16 @@
  *   mlruns/<experiment id>/<run id>/tags/<key>         the value
  *   mlruns/<experiment id>/<run id>/artifacts/...
  *
+ * Plus `mlruns/.experiment-<hash of the name>`: a file holding the id of the experiment created under
+ * that name, so that stores in several processes create one experiment, not one each.
+ *
  * MLflow 3.7 and later label this backend legacy: its Python client reads it with
  * MLFLOW_ALLOW_FILE_STORE=true, and `mlflow migrate-filestore` moves it to a database. The file
  * store has no model registry here: registering a model needs a tracking server.
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { appendFile, mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { appendFile, link, mkdir, readdir, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { dirname, join, resolve, sep } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -171,19 +174,67 @@ export class MlflowFileStore implements TrackingBackend {
 
   private async lookUpOrCreateExperiment(name: string): Promise<string> {
     await this.ensureRoot();
-    const found = (await this.experiments()).find((e) => e.name === name);
-    if (found) {
-      if (found.stage !== 'active')
-        throw new PipelineError(
-          'TRACKING_ERROR',
-          `MLflow experiment '${name}' in ${this.location} is deleted; restore it or choose another name.`,
-        );
-      return found.id;
+    for (let attempt = 0; ; attempt++) {
+      const found = (await this.experiments()).find((e) => e.name === name);
+      if (found) {
+        if (found.stage !== 'active')
+          throw new PipelineError(
+            'TRACKING_ERROR',
+            `MLflow experiment '${name}' in ${this.location} is deleted; restore it or choose another name.`,
+          );
+        return found.id;
+      }
+      // MLflow's own ids for file-store experiments: a random positive 63-bit integer.
+      const id = (BigInt(`0x${randomBytes(8).toString('hex')}`) & 0x7fffffffffffffffn).toString();
+      const claimed = await this.claimName(name, id);
+      if (claimed === id) {
+        await this.writeExperiment(id, name);
+        return id;
+      }
+      // Another store claimed the name first: its experiment appears as soon as it writes meta.yaml.
+      if (await this.waitForExperiment(claimed, name)) return claimed;
+      // A stale claim (its creator died before writing, or the experiment was renamed since): drop it.
+      if (attempt >= 2)
+        throw new PipelineError('TRACKING_ERROR', `MLflow experiment '${name}' in ${this.location}: its creation claim does not resolve.`, {
+          hint: `Remove ${this.claimFile(name)} if no mlpipe process is creating the experiment, and retry.`,
+        });
+      await unlink(this.claimFile(name)).catch(() => undefined);
     }
-    // MLflow's own ids for file-store experiments: a random positive 63-bit integer.
-    const id = (BigInt(`0x${randomBytes(8).toString('hex')}`) & 0x7fffffffffffffffn).toString();
-    await this.writeExperiment(id, name);
-    return id;
+  }
+
+  /**
+   * Two stores (processes) that find no experiment by a name must not both create one: the name is
+   * claimed by hard-linking a file holding the new id to `.experiment-<hash>` in the root, which
+   * succeeds for one of them only. A plain file, not a folder: MLflow takes every folder of the
+   * root for an experiment. Returns the id that holds the claim.
+   */
+  private async claimName(name: string, id: string): Promise<string> {
+    const claim = this.claimFile(name);
+    const tmp = `${claim}.${randomBytes(4).toString('hex')}.tmp`;
+    await writeFile(tmp, `${id}\n`);
+    try {
+      await link(tmp, claim);
+      return id;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      return (await readFile(claim, 'utf8')).trim();
+    } finally {
+      await unlink(tmp).catch(() => undefined);
+    }
+  }
+
+  private claimFile(name: string): string {
+    return join(this.root, `.experiment-${createHash('sha256').update(name).digest('hex').slice(0, 32)}`);
+  }
+
+  /** Whether experiment `id` named `name` appears within a few seconds (its creator is writing it). */
+  private async waitForExperiment(id: string, name: string): Promise<boolean> {
+    const meta = join(this.root, id, 'meta.yaml');
+    for (let i = 0; i < 250; i++) {
+      if (existsSync(meta)) return str(readYaml(await readFile(meta, 'utf8'), meta)['name']) === name;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    return false;
   }
 
   private runDir(experimentId: string, mlflowRunId: string): string {

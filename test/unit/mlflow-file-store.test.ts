@@ -1,7 +1,7 @@
 /**
  * MLflow's file store as mlpipe writes it: lookup of a run by its idempotency tag through the index
  * (no run folder read, however many runs), of an experiment by name from memory while its meta.yaml
- * is unchanged, the index through a crash mid-write, meta.yaml with
+ * is unchanged, one experiment when several stores create it at once, the index through a crash mid-write, meta.yaml with
  * multi-line values, and file: URIs with spaces.
  */
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -43,6 +43,32 @@ const create = (s: MlflowFileStore, experimentId: string, key: string) =>
   });
 
 describe('MlflowFileStore', () => {
+  it('creates an experiment once when stores in parallel (a live run, a tracking delivery) ask for it on a fresh root', async () => {
+    const root = newRoot();
+    // Separate instances: nothing is shared but the folder, as between processes.
+    const ids = await Promise.all(Array.from({ length: 8 }, () => new MlflowFileStore(root).getOrCreateExperiment('fresh')));
+    expect(new Set(ids).size).toBe(1);
+    const named = readdirSync(root).filter((d) => {
+      const meta = join(root, d, 'meta.yaml');
+      return existsSync(meta) && (parse(readFileSync(meta, 'utf8')) as { name: string }).name === 'fresh';
+    });
+    expect(named).toEqual([ids[0]]);
+    // MLflow lists every folder of the root as an experiment: the claims are plain files.
+    for (const d of readdirSync(root, { withFileTypes: true })) if (d.name.startsWith('.')) expect(d.isFile(), d.name).toBe(true);
+    expect(await new MlflowFileStore(root).getOrCreateExperiment('fresh')).toBe(ids[0]);
+  });
+
+  it('creates the experiment anew when the one that claimed its name was renamed since', async () => {
+    const root = newRoot();
+    const first = await new MlflowFileStore(root).getOrCreateExperiment('old');
+    const meta = join(root, first, 'meta.yaml');
+    writeFileSync(meta, readFileSync(meta, 'utf8').replace('name: old', 'name: renamed'));
+    const again = await new MlflowFileStore(root).getOrCreateExperiment('old');
+    expect(again).not.toBe(first);
+    expect((parse(readFileSync(join(root, again, 'meta.yaml'), 'utf8')) as { name: string }).name).toBe('old');
+    expect((parse(readFileSync(meta, 'utf8')) as { name: string }).name).toBe('renamed');
+  });
+
   it('finds a run by its idempotency tag through the index, without reading run folders, after 1,000 runs', async () => {
     const root = newRoot();
     const s = new MlflowFileStore(root);
