@@ -45,8 +45,24 @@ const params = z
      * parameters) or classical (a decomposition of the window's first two seasons).
      */
     etsInitial: z.enum(SERVED_ETS_INITS).default('least-squares'),
+    /**
+     * With `combination`: the combination's member names (its train.forecast-combine step's
+     * `members`); member `x`'s model is bound as input `x_model`.
+     */
+    members: z
+      .array(
+        z
+          .string()
+          .regex(/^[A-Za-z][A-Za-z0-9_]*$/, 'member names are letters, digits and _ (starting with a letter)')
+          .max(40),
+      )
+      .max(32)
+      .refine((m) => new Set(m).size === m.length, 'member names must be distinct')
+      .default([]),
   })
   .strict();
+
+type Params = z.infer<typeof params>;
 
 /** An artifact input's bytes and its JSON. */
 async function json<T>(ctx: StepContext, inputs: Record<string, unknown>, name: string): Promise<{ bytes: Buffer; value: T }> {
@@ -181,8 +197,8 @@ async function checkParity(
  * - a train.ets model with process.window's `state`: its served form (fixed parameters, state
  *   re-estimated from the window; lib/ets-served.ts) as one H×L matrix per series, the same inputs
  *   and contract; parity against the served form's recursion on the `windows`;
- * - a train.forecast-combine combination (`combination`: the combine step's `model` output, and
- *   `members`: each member's model by the combine step's member name), one sequence forecaster and
+ * - a train.forecast-combine combination (`combination`: the combine step's `model` output; the
+ *   param `members` names its members, and member `x`'s model is input `x_model`), one sequence forecaster and
  *   train.ets models: every member in one graph, added with the combination's weights; parity
  *   against the same sum of the members' own runtimes (tfjs, the ETS recursion).
  * A train.gbdt-forecast model has no ONNX export (its lag features are built outside a graph).
@@ -194,41 +210,43 @@ export const exportOnnx = definePlugin({
   description:
     "Exports transform + model (MLP, boosted trees, a sequence forecaster with its window scaling, an ETS model's served form, or a combination of forecasters) as one ONNX file and checks onnxruntime against the model's own runtime.",
   params,
-  inputs: {
-    'model?': 'model',
-    'combination?': 'json',
-    'members?': 'json',
-    state: 'artifact',
-    'test?': 'dataset',
-    'windows?': 'artifact',
-  },
+  inputs: (p: Params) => ({
+    'model?': 'model' as const,
+    'combination?': 'json' as const,
+    ...Object.fromEntries(p.members.map((m) => [`${m}_model?`, 'model' as const])),
+    state: 'artifact' as const,
+    'test?': 'dataset' as const,
+    'windows?': 'artifact' as const,
+  }),
   outputs: { onnx: 'model', parity: 'metrics', inputs: 'json' },
-  async run(ctx, p, inputs) {
+  async run(ctx, p, inputs: Inputs) {
     const metadata = {
       'mlpipe.pipeline': ctx.pipeline,
       'mlpipe.workflow_id': ctx.workflowId,
       'mlpipe.run_id': ctx.runId,
     };
-    const combination = inputs.combination ?? null;
-    if (combination !== null && isArtifactRef(inputs.model))
-      throw new PipelineError('PLUGIN_INPUT', "export.onnx: bind 'model' (one model) or 'combination' (with 'members'), not both.", {
-        hint: "For train.forecast-combine, bind 'combination' to its model output and 'members' to each member's model; leave 'model' null.",
-      });
-    if (combination !== null) return exportCombination(ctx, p, inputs, combination, metadata);
-    if (inputs.members !== undefined && inputs.members !== null)
-      throw new PipelineError('PLUGIN_INPUT', "export.onnx: 'members' goes with 'combination' (a train.forecast-combine model output).", {
-        hint: "Bind 'combination' too, or leave 'members' out.",
-      });
-    if (!isArtifactRef(inputs.model))
+    const combination = inputs['combination'] ?? null;
+    const model = inputs['model'];
+    if (combination !== null && isArtifactRef(model))
       throw new PipelineError(
         'PLUGIN_INPUT',
-        "export.onnx: nothing to export: bind 'model' (a trained model) or 'combination' and 'members'.",
+        "export.onnx: bind 'model' (one model) or 'combination' (with its members' models), not both.",
+        {
+          hint: "For train.forecast-combine, bind 'combination' to its model output and <member>_model to each member's model; leave 'model' null.",
+        },
+      );
+    if (combination !== null) return exportCombination(ctx, p, inputs, combination, metadata);
+    // The members' models are read only with a combination (a pipeline binds them whichever model family ran).
+    if (!isArtifactRef(model))
+      throw new PipelineError(
+        'PLUGIN_INPUT',
+        "export.onnx: nothing to export: bind 'model' (a trained model) or 'combination' and its members' models.",
         {
           hint: 'model: ${steps.<train step>.outputs.model}',
         },
       );
     const { bytes: modelBytes, value } = await json<unknown>(ctx, inputs, 'model');
-    Object.assign(metadata, { 'mlpipe.source_model_sha256': inputs.model.sha256 });
+    Object.assign(metadata, { 'mlpipe.source_model_sha256': model.sha256 });
     if (isSequenceModel(value)) return exportForecaster(ctx, p, inputs, parseSequenceModel(value, 'export.onnx'), metadata);
     if (isEtsModel(value)) return exportEts(ctx, p, inputs, parseEtsModel(value, 'export.onnx'), metadata);
     if ((value as { format?: unknown }).format === GBDT_FORECAST_FORMAT) throw noGbdtExport("input 'model'");
@@ -280,7 +298,7 @@ function gate(parity: Parity, max: number): void {
 /** The forecaster and its window scaling as one file; parity on the `windows` when bound. */
 async function exportForecaster(
   ctx: StepContext,
-  p: z.infer<typeof params>,
+  p: Params,
   inputs: Record<string, unknown>,
   doc: SequenceModelDocument,
   metadata: Record<string, string>,
@@ -370,7 +388,7 @@ function etsSeries(doc: EtsModelDocument, seriesIds: string[], horizon: number, 
 /** A train.ets model's served form; parity against its recursion on the `windows` when bound. */
 async function exportEts(
   ctx: StepContext,
-  p: z.infer<typeof params>,
+  p: Params,
   inputs: Inputs,
   doc: EtsModelDocument,
   metadata: Record<string, string>,
@@ -386,7 +404,7 @@ async function exportEts(
 /** The combination of one sequence forecaster and train.ets models, by the combine step's weights. */
 async function exportCombination(
   ctx: StepContext,
-  p: z.infer<typeof params>,
+  p: Params,
   inputs: Inputs,
   combination: unknown,
   metadata: Record<string, string>,
@@ -427,29 +445,26 @@ async function exportCombination(
       });
     weights = w as number[];
   }
-  const given = inputs['members'];
-  if (typeof given !== 'object' || given === null || Array.isArray(given))
+  if (members.join('\u0000') !== p.members.join('\u0000'))
     throw new PipelineError(
       'PLUGIN_INPUT',
-      "export.onnx: a 'combination' needs 'members': each member's model by its name in the combination.",
+      `export.onnx: the combination's members are ${members.map((m) => `'${m}'`).join(', ')}; the step's 'members' param is [${p.members.join(', ')}].`,
       {
-        hint: `members: { ${members.map((m) => `${m}: \${steps.<${m}'s train step>.outputs.model}`).join(', ')} }`,
+        hint: `with: { members: [${members.join(', ')}] }, and bind ${members.map((m) => `${m}_model`).join(', ')} to the members' train steps' model outputs.`,
       },
     );
-  const bound = given as Record<string, unknown>;
-  const extra = Object.keys(bound).filter((k) => !members.includes(k));
-  const missing = members.filter((m) => !isArtifactRef(bound[m]));
-  if (missing.length || extra.length)
+  const missing = members.filter((m) => !isArtifactRef(inputs[`${m}_model`]));
+  if (missing.length)
     throw new PipelineError(
       'PLUGIN_INPUT',
-      `export.onnx: the combination's members are ${members.map((m) => `'${m}'`).join(', ')}; 'members' ${missing.length ? `lacks a model for ${missing.map((m) => `'${m}'`).join(', ')}` : ''}${missing.length && extra.length ? ' and ' : ''}${extra.length ? `names ${extra.map((m) => `'${m}'`).join(', ')}, which it does not combine` : ''}.`,
-      { hint: "Bind each member's name to its train step's model output (a skipped step has none)." },
+      `export.onnx: the combination has no model bound for member${missing.length > 1 ? 's' : ''} ${missing.map((m) => `'${m}'`).join(', ')}.`,
+      { hint: `Bind ${missing.map((m) => `${m}_model`).join(', ')} to the member's train step's model output (a skipped step has none).` },
     );
   const state = await forecasterState(ctx, inputs, 'a combination of forecasters');
   const parts: CombinationMember[] = [];
   const sources: Record<string, string> = {};
   for (const [i, name] of members.entries()) {
-    const ref = bound[name] as ArtifactRef;
+    const ref = inputs[`${name}_model`] as ArtifactRef;
     sources[name] = ref.sha256;
     const value = JSON.parse((await ctx.store.get(ref)).toString('utf8')) as unknown;
     const weight = weights[i]!;
@@ -486,7 +501,7 @@ async function exportCombination(
 /** Parity on the `windows` when bound (gated), then the file stored. */
 async function checkAndStore(
   ctx: StepContext,
-  p: z.infer<typeof params>,
+  p: Params,
   inputs: Inputs,
   proto: ModelProto,
   shape: { seriesIds: string[]; lookback: number; horizon: number },

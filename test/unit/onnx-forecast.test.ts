@@ -253,10 +253,11 @@ describe('export.onnx of a train.tfjs-sequence forecaster', () => {
       const out = await runPlugin(
         exportOnnx,
         ctx,
-        {},
+        { members: ['tcn', 'ets'] },
         {
           combination: combine['model'],
-          members: { tcn: tcn['model'], ets: e['model'] },
+          tcn_model: tcn['model'],
+          ets_model: e['model'],
           state: windows['state'],
           windows: windows['test'],
         },
@@ -306,40 +307,44 @@ describe('export.onnx of a train.tfjs-sequence forecaster', () => {
     const e = await etsModel();
     const combination = { method: 'mean', members: ['gbdt', 'ets'], weights: [0.5, 0.5] };
     const member = await failure(
-      runPlugin(exportOnnx, ctx, {}, { combination, members: { gbdt: gbdt['model'], ets: e['model'] }, state: windows['state'] }),
+      runPlugin(
+        exportOnnx,
+        ctx,
+        { members: ['gbdt', 'ets'] },
+        { combination, gbdt_model: gbdt['model'], ets_model: e['model'], state: windows['state'] },
+      ),
     );
     expect(member.message).toMatch(/member 'gbdt' is a train.gbdt-forecast model, which has no ONNX export/);
 
-    const cases: [string, Record<string, unknown>, RegExp][] = [
+    const members = { members: ['gbdt', 'ets'] };
+    const cases: [string, Record<string, unknown>, Record<string, unknown>, RegExp][] = [
       [
         'both',
-        { model: e['model'], combination, members: { gbdt: e['model'], ets: e['model'] } },
+        members,
+        { model: e['model'], combination, gbdt_model: e['model'], ets_model: e['model'] },
         /bind 'model' \(one model\) or 'combination'/,
       ],
-      ['neither', {}, /nothing to export/],
-      ['members alone', { members: { ets: e['model'] } }, /'members' goes with 'combination'/],
-      ['no members', { combination }, /needs 'members'/],
-      ['a member missing', { combination, members: { ets: e['model'] } }, /lacks a model for 'gbdt'/],
-      [
-        'an unknown member',
-        { combination, members: { gbdt: e['model'], ets: e['model'], arima: e['model'] } },
-        /names 'arima', which it does not combine/,
-      ],
-      ['not a combination', { combination: { method: 'vote', members: ['a'] }, members: {} }, /not a train.forecast-combine model output/],
+      ['neither', members, { gbdt_model: e['model'], ets_model: e['model'] }, /nothing to export/],
+      ['members not named', {}, { combination }, /the combination's members are 'gbdt', 'ets'; the step's 'members' param is \[\]/],
+      ['other members named', { members: ['tcn', 'ets'] }, { combination }, /the step's 'members' param is \[tcn, ets\]/],
+      ['a member missing', members, { combination, ets_model: e['model'] }, /no model bound for member 'gbdt'/],
+      ['not a combination', {}, { combination: { method: 'vote', members: ['a'] } }, /not a train.forecast-combine model output/],
       [
         'a median of three',
-        { combination: { method: 'median', members: ['a', 'b', 'c'] }, members: { a: e['model'], b: e['model'], c: e['model'] } },
+        { members: ['a', 'b', 'c'] },
+        { combination: { method: 'median', members: ['a', 'b', 'c'] }, a_model: e['model'], b_model: e['model'], c_model: e['model'] },
         /median of 3 forecasters has no ONNX export/,
       ],
       [
         'no sequence member',
-        { combination: { method: 'mean', members: ['a', 'b'], weights: [0.5, 0.5] }, members: { a: e['model'], b: e['model'] } },
+        { members: ['a', 'b'] },
+        { combination: { method: 'mean', members: ['a', 'b'], weights: [0.5, 0.5] }, a_model: e['model'], b_model: e['model'] },
         /exactly one train.tfjs-sequence member/,
       ],
-      ['an ETS model checked on a raw dataset', { model: e['model'], test: windows['train'] }, /bind 'windows'/],
+      ['an ETS model checked on a raw dataset', {}, { model: e['model'], test: windows['train'] }, /bind 'windows'/],
     ];
-    for (const [what, bound, message] of cases) {
-      const err = await failure(runPlugin(exportOnnx, ctx, {}, { state: windows['state'], ...bound }));
+    for (const [what, params, bound, message] of cases) {
+      const err = await failure(runPlugin(exportOnnx, ctx, params, { state: windows['state'], ...bound }));
       expect(err.code, what).toBe('PLUGIN_INPUT');
       expect(err.message, what).toMatch(message);
     }
