@@ -22,6 +22,12 @@
  *   choice restricted to bench/forecast_ets.py's two models);
  * - train.forecast-combine means: `tcn+ets mean` (the pipeline's model=combo), `gbdt+ets mean`,
  *   `tcn+gbdt+ets mean`, when their members ran.
+ * - the served forms (what export.onnx puts in the ONNX file, lib/ets-served.ts): `ets served` (per
+ *   fold, train.ets fitted on what precedes the fold's year; each test window forecast with those
+ *   fixed parameters, the states re-estimated from the window's lookback by least squares),
+ *   `ets served classical` (the states from a classical decomposition of the window instead), and
+ *   `tcn+ets served mean` (model=combo as served: the TCN's forecasts, which the export reproduces,
+ *   and `ets served`).
  *
  * mlpipe's best is the forecaster with the lowest mean MASE on the first three folds (the ones the
  * pipeline's search sees), so the choice does not look at the last fold.
@@ -44,7 +50,16 @@ import { testContext, testStore } from '../api/testing.js';
 import { mlpipeCacheDir } from '../engine/cache-dir.js';
 import type { ArtifactRef } from '../engine/types.js';
 import { BASELINES, baselineForecasts, scoreForecasts, truthOf, unscaleForecasts, type Values } from '../lib/forecast-metrics.js';
-import { decodeForecasts, decodeWindows, parseWindowState, type WindowSet, type WindowState } from '../lib/windows.js';
+import { servedEtsForecast, type EtsModelDocument, type ServedEtsInit } from '../lib/ets-served.js';
+import {
+  decodeForecasts,
+  decodeWindows,
+  encodeForecasts,
+  FORECASTS_MEDIA_TYPE,
+  parseWindowState,
+  type WindowSet,
+  type WindowState,
+} from '../lib/windows.js';
 import { ingestFile } from '../plugins/ingest/file.js';
 import { window } from '../plugins/process/window.js';
 import { trainEts } from '../plugins/train/ets.js';
@@ -226,6 +241,41 @@ async function main(): Promise<void> {
     return { foldForecasts: out['foldForecasts'] as ArtifactRef[], seconds: (Date.now() - started) / 1000, chosen: metrics['fits']! };
   };
 
+  // The served ETS form of each fold: train.ets fitted on the fold's train windows (its model: a fit per
+  // series on what precedes the fold's year), each test window forecast from its own lookback.
+  const servedEts = async (init: ServedEtsInit): Promise<Trained> => {
+    const started = Date.now();
+    const foldForecasts: ArtifactRef[] = [];
+    for (const f of folds) {
+      const out = await trainEts.run(context(), trainEts.params.parse({ refit: 'block' }), {
+        train: f.train,
+        predict: f.test,
+        state: f.state,
+      });
+      const doc = JSON.parse((await ctx.store.get(out['model'] as ArtifactRef)).toString('utf8')) as EtsModelDocument;
+      const set = decodeWindows(await ctx.store.get(f.test));
+      const { lookback: L, horizon: H } = set;
+      const F = set.inputs.length;
+      const values = new Float32Array(set.count * H);
+      for (let i = 0; i < set.count; i++) {
+        // The lookback's target values (scaled: the served form is affine in its window, so scaled in, scaled out).
+        const window = Float64Array.from({ length: L }, (_, l) => set.x[(i * L + l) * F]!);
+        const s = doc.series[set.seriesIds[set.series[i]!]!] ?? null;
+        values.set(servedEtsForecast(window, s && { spec: s.spec, params: s.params }, H, init), i * H);
+      }
+      foldForecasts.push(
+        await ctx.store.put(
+          encodeForecasts({ count: set.count, horizon: H, windows: f.test.sha256, values, model: `ets served ${init}` }),
+          {
+            name: 'forecasts',
+            mediaType: FORECASTS_MEDIA_TYPE,
+          },
+        ),
+      );
+    }
+    return { foldForecasts, seconds: (Date.now() - started) / 1000, chosen: 0 };
+  };
+
   // name -> how to train it; the pipeline's default config first.
   const candidates: [string, () => Promise<Trained>][] = [
     [`gbdt ${String(m['relative_to'])}`, () => gbdt(m['relative_to'])],
@@ -248,6 +298,9 @@ async function main(): Promise<void> {
     ['ets', () => mlpipeEts({})],
     ['ets block', () => mlpipeEts({ refit: 'block' })],
     ['ets N|Ad,A', () => mlpipeEts({ trend: ['none', 'damped'], seasonal: ['additive'] })],
+    // What export.onnx serves for model=ets (and the ETS half of model=combo).
+    ['ets served', () => servedEts('least-squares')],
+    ['ets served classical', () => servedEts('classical')],
   ];
   const trained: Record<string, Trained> = {};
   for (const [name, train] of candidates) {
@@ -260,6 +313,7 @@ async function main(): Promise<void> {
   const gbdtDefault = trained[candidates[0]![0]] ? candidates[0]![0] : undefined;
   const combos: [string, (string | undefined)[]][] = [
     ['tcn+ets mean', [tcnDefault, 'ets']],
+    ['tcn+ets served mean', [tcnDefault, 'ets served']],
     ['gbdt+ets mean', [gbdtDefault, 'ets']],
     ['tcn+gbdt+ets mean', [tcnDefault, gbdtDefault, 'ets']],
   ];

@@ -23,6 +23,8 @@ import { z } from 'zod';
 import { formatZodIssues, PipelineError } from '../engine/errors.js';
 
 export const BOOSTED_FORMAT = 'mlpipe.boosted-trees/1';
+/** The model document of a train.gbdt-forecast step (lag features + a booster; it has no ONNX export). */
+export const GBDT_FORECAST_FORMAT = 'mlpipe.gbdt-forecast/1';
 export const BOOSTED_MEDIA_TYPE = 'application/vnd.mlpipe.boosted-trees+json';
 
 export type BoostingLibrary = 'xgboost' | 'lightgbm';

@@ -13,7 +13,7 @@
  */
 import { PipelineError } from '../engine/errors.js';
 import type { OnnxForecastContract } from '../adapters/onnx/contract.js';
-import { DataType, type ModelProto } from '../adapters/onnx/proto.js';
+import { DataType, type ModelProto, type ValueInfoProto } from '../adapters/onnx/proto.js';
 import { attrInt, attrInts, Graph, ONNX_IR_VERSION, ONNX_OPSET, valueInfo, type ExportOptions } from './onnx-graph.js';
 import { baseMatrix } from './forecast-base.js';
 import { outputWidth, sequenceMembers, sequenceWeights, type SequenceModelDocument } from './sequence-model.js';
@@ -115,27 +115,18 @@ export interface SequenceScaling {
   covariates: Record<string, { mean: number; std: number }>;
 }
 
+/** The window contract's feature lists of a forecaster graph (see OnnxForecastContract). */
+export type ForecastFeatures = Pick<OnnxForecastContract, 'covariates' | 'calendar' | 'futureCovariates' | 'futureCalendar'>;
+
 /**
- * Transform + network + unscaling as one ModelProto. Inputs:
- * - `series` int64 [N]: index into the contract's `seriesIds`;
- * - `history` double [N, L]: the raw target values, oldest first;
- * - `covariates` double [N, L, C] (when the model reads observed covariates): raw values, in the
- *   contract's `covariates` order;
- * - `calendar` float [N, L, K] (when it reads other per-step features): ready features, in the
- *   contract's `calendar` order;
- * - `future_covariates` double [N, H, Gk]: raw known-future covariates of the forecast steps;
- * - `future_calendar` float [N, H, Gc]: ready calendar features of the forecast steps.
- * Output `forecasts` float [N, H, Q] (Q = 1 for a point model), in the target's units.
+ * Transform + network + unscaling in graph `g` (see buildSequenceOnnx for the inputs): the graph
+ * inputs it reads, and `output`, double [N, H, Q] in the target's units.
  */
-export function buildSequenceOnnx(
+export function sequenceForecast(
+  g: Graph,
   doc: SequenceModelDocument,
   scaling: SequenceScaling,
-  options: ExportOptions & {
-    target: string;
-    window?: Pick<OnnxForecastContract, 'frequency' | 'timeColumn' | 'seriesColumn' | 'calendarFeatures' | 'holidays'>;
-  } = { target: 'y' },
-): ModelProto {
-  const g = new Graph();
+): { inputs: ValueInfoProto[]; output: string; features: ForecastFeatures; members: number } {
   const L = doc.lookback;
   const H = doc.horizon;
   const Q = Math.max(1, doc.quantiles.length);
@@ -230,8 +221,66 @@ export function buildSequenceOnnx(
   const std3 = g.one('Unsqueeze', [std, g.int64s([2])]);
   const mean3 = g.one('Unsqueeze', [mean, g.int64s([2])]);
   out = g.one('Add', [g.one('Mul', [out, std3]), mean3]);
-  g.nodes.push({ name: 'n_output', op_type: 'Cast', input: [out], output: ['forecasts'], attribute: [attrInt('to', DataType.FLOAT)] });
+  return { inputs, output: out, features: { covariates, calendar, futureCovariates, futureCalendar }, members: members.length };
+}
 
+/**
+ * Transform + network + unscaling as one ModelProto. Inputs:
+ * - `series` int64 [N]: index into the contract's `seriesIds`;
+ * - `history` double [N, L]: the raw target values, oldest first;
+ * - `covariates` double [N, L, C] (when the model reads observed covariates): raw values, in the
+ *   contract's `covariates` order;
+ * - `calendar` float [N, L, K] (when it reads other per-step features): ready features, in the
+ *   contract's `calendar` order;
+ * - `future_covariates` double [N, H, Gk]: raw known-future covariates of the forecast steps;
+ * - `future_calendar` float [N, H, Gc]: ready calendar features of the forecast steps.
+ * Output `forecasts` float [N, H, Q] (Q = 1 for a point model), in the target's units.
+ */
+export function buildSequenceOnnx(
+  doc: SequenceModelDocument,
+  scaling: SequenceScaling,
+  options: ForecastModelOptions = { target: 'y' },
+): ModelProto {
+  const g = new Graph();
+  const f = sequenceForecast(g, doc, scaling);
+  return forecastModel(g, f.inputs, f.output, {
+    lookback: doc.lookback,
+    horizon: doc.horizon,
+    quantiles: doc.quantiles,
+    seriesIds: doc.seriesIds,
+    features: f.features,
+    options,
+    metadata: f.members > 1 ? { 'mlpipe.ensemble_members': String(f.members) } : {},
+  });
+}
+
+export type ForecastModelOptions = ExportOptions & {
+  target: string;
+  window?: Pick<OnnxForecastContract, 'frequency' | 'timeColumn' | 'seriesColumn' | 'calendarFeatures' | 'holidays'>;
+};
+
+/**
+ * A forecaster's ModelProto around graph `g`: its double [N, H, Q] `output` cast to the float
+ * `forecasts` output, and the contract (mlpipe.contract) a server reads.
+ */
+export function forecastModel(
+  g: Graph,
+  inputs: ValueInfoProto[],
+  output: string,
+  c: {
+    lookback: number;
+    horizon: number;
+    quantiles: number[];
+    seriesIds: string[];
+    features: ForecastFeatures;
+    options: ForecastModelOptions;
+    metadata?: Record<string, string>;
+    graphName?: string;
+  },
+): ModelProto {
+  const { lookback: L, horizon: H, options } = c;
+  const Q = Math.max(1, c.quantiles.length);
+  g.nodes.push({ name: 'n_output', op_type: 'Cast', input: [output], output: ['forecasts'], attribute: [attrInt('to', DataType.FLOAT)] });
   const contract: OnnxForecastContract = {
     kind: 'forecast',
     task: 'regression',
@@ -240,12 +289,9 @@ export function buildSequenceOnnx(
     inputs: [],
     lookback: L,
     horizon: H,
-    quantiles: doc.quantiles,
-    seriesIds: doc.seriesIds,
-    covariates,
-    calendar,
-    futureCovariates,
-    futureCalendar,
+    quantiles: c.quantiles,
+    seriesIds: c.seriesIds,
+    ...c.features,
     ...options.window,
   };
   return {
@@ -258,11 +304,11 @@ export function buildSequenceOnnx(
     opset_import: [{ domain: '', version: ONNX_OPSET }],
     metadata_props: [
       { key: 'mlpipe.contract', value: JSON.stringify(contract) },
-      ...(members.length > 1 ? [{ key: 'mlpipe.ensemble_members', value: String(members.length) }] : []),
+      ...Object.entries(c.metadata ?? {}).map(([key, value]) => ({ key, value })),
       ...Object.entries(options.metadata ?? {}).map(([key, value]) => ({ key, value })),
     ],
     graph: {
-      name: 'mlpipe-forecast',
+      name: c.graphName ?? 'mlpipe-forecast',
       node: g.nodes,
       initializer: g.initializers,
       input: inputs,

@@ -11,6 +11,7 @@ import { readContract, type OnnxForecastContract } from '../../adapters/onnx/con
 import { decodeModel } from '../../adapters/onnx/proto.js';
 import { forecastTensors, type RawWindows } from '../../lib/forecast-input.js';
 import type { SequenceScaling } from '../../lib/onnx-sequence.js';
+import { servedEtsForecast, type ServedEts, type ServedEtsInit } from '../../lib/ets-served.js';
 import { deserializeSequenceMembers, predictMembers, type SequenceModelDocument } from '../../lib/sequence-model.js';
 import { loadTf } from '../../lib/tf.js';
 import { decodeWindows, type WindowState } from '../../lib/windows.js';
@@ -36,15 +37,27 @@ export function sequenceScaling(doc: SequenceModelDocument, state: WindowState):
   return { target, covariates: { ...state.covariates, ...state.known } };
 }
 
+/** What the windows must match: the graph's lookback, horizon and series (and a sequence model's inputs). */
+interface WindowShape {
+  lookback: number;
+  horizon: number;
+  seriesIds: string[];
+  inputs?: string[];
+}
+
+/** The windows of a window set, raw (what a client sends) and as the set has them (scaled). */
+interface ParityWindows {
+  raw: RawWindows;
+  scaledX: Float32Array;
+  scaledXf: Float32Array;
+  /** Each window's series id. */
+  series: string[];
+}
+
 /** Raw windows (what a client sends) from a window set's scaled x and xf. */
-function rawWindows(
-  c: OnnxForecastContract,
-  doc: SequenceModelDocument,
-  state: WindowState,
-  bytes: Buffer,
-): { raw: RawWindows; scaledX: Float32Array; scaledXf: Float32Array; series: string[] } {
+function rawWindows(c: OnnxForecastContract, doc: WindowShape, state: WindowState, bytes: Buffer): ParityWindows {
   const w = decodeWindows(bytes);
-  if (w.lookback !== doc.lookback || w.horizon !== doc.horizon || w.inputs.join('\u0000') !== doc.inputs.join('\u0000'))
+  if (w.lookback !== doc.lookback || w.horizon !== doc.horizon || (doc.inputs && w.inputs.join('\u0000') !== doc.inputs.join('\u0000')))
     throw new PipelineError('PLUGIN_INPUT', "export.onnx: the 'windows' do not have the model's lookback, horizon and inputs.", {
       hint: 'Bind the test windows of the process.window step the model was trained on.',
     });
@@ -92,15 +105,76 @@ function rawWindows(
   return { raw, scaledX: w.x, scaledXf: w.xf, series };
 }
 
+/**
+ * A forecast of every window in the target's units, [N, H, Q] row-major, by the members' own
+ * runtimes: what onnxruntime's forecasts are compared with.
+ */
+export type ForecastReference = (w: ParityWindows) => Promise<Float64Array>;
+
+/** tfjs on the windows themselves (a seed ensemble: every member, combined as the graph combines them), unscaled. */
+export function sequenceReference(doc: SequenceModelDocument, state: WindowState): ForecastReference {
+  return async (w) => {
+    const n = w.raw.count;
+    const { tf } = await loadTf();
+    const models = await deserializeSequenceMembers(tf, doc);
+    let scaled: Float32Array;
+    try {
+      scaled = predictMembers(tf, models, doc, { count: n, x: w.scaledX, xf: w.scaledXf });
+    } finally {
+      for (const m of models) m.dispose();
+    }
+    const per = scaled.length / Math.max(1, n);
+    const out = new Float64Array(scaled.length);
+    for (let i = 0; i < n; i++) {
+      const { mean, std } = state.scaling[w.series[i]!]!;
+      for (let k = i * per; k < (i + 1) * per; k++) out[k] = scaled[k]! * std + mean;
+    }
+    return out;
+  };
+}
+
+/** The served ETS form run as a recursion on each raw window (lib/ets-served.ts), `models` in the graph's series order. */
+export function etsReference(models: ServedEts[], horizon: number, init: ServedEtsInit): ForecastReference {
+  return async (w) => {
+    const L = w.raw.history.length / Math.max(1, w.raw.count);
+    const out = new Float64Array(w.raw.count * horizon);
+    for (let i = 0; i < w.raw.count; i++) {
+      const window = w.raw.history.subarray(i * L, (i + 1) * L);
+      out.set(servedEtsForecast(window, models[w.raw.series[i]!]!, horizon, init), i * horizon);
+    }
+    return out;
+  };
+}
+
+/** The weighted sum of the members' references. */
+export function weightedReference(parts: { weight: number; reference: ForecastReference }[]): ForecastReference {
+  return async (w) => {
+    let out: Float64Array | undefined;
+    for (const p of parts) {
+      const v = await p.reference(w);
+      if (!out) out = new Float64Array(v.length);
+      if (v.length !== out.length)
+        throw new PipelineError('DATA_INVALID', `export.onnx: members give ${v.length} and ${out.length} forecasts.`);
+      for (let k = 0; k < v.length; k++) out[k]! += p.weight * v[k]!;
+    }
+    return out ?? new Float64Array(0);
+  };
+}
+
+/**
+ * onnxruntime on the raw windows (fed as the prediction server feeds it) against `reference`; the
+ * error relative to each window's series' standard deviation. `shape` is what the windows must match.
+ */
 export async function forecastParity(
   onnx: Uint8Array,
-  doc: SequenceModelDocument,
+  shape: WindowShape,
   state: WindowState,
   windows: Buffer,
+  reference: ForecastReference,
 ): Promise<ForecastParity> {
   const contract = readContract(decodeModel(onnx)) as OnnxForecastContract;
-  const { raw, scaledX, scaledXf, series } = rawWindows(contract, doc, state, windows);
-  const n = raw.count;
+  const w = rawWindows(contract, shape, state, windows);
+  const n = w.raw.count;
   const { loadOnnxModel } = await importOptional(
     'onnxruntime-node',
     'export.onnx (its parity check)',
@@ -109,33 +183,25 @@ export async function forecastParity(
   const predictor = await loadOnnxModel(onnx);
   let viaOnnx: Float32Array;
   try {
-    viaOnnx = await predictor.runTensors(forecastTensors(contract, raw));
+    viaOnnx = await predictor.runTensors(forecastTensors(contract, w.raw));
   } finally {
     await predictor.close();
   }
-  const { tf } = await loadTf();
-  // A seed ensemble: every member, combined as the graph combines them.
-  const models = await deserializeSequenceMembers(tf, doc);
-  let scaled: Float32Array;
-  try {
-    scaled = predictMembers(tf, models, doc, { count: n, x: scaledX, xf: scaledXf });
-  } finally {
-    for (const m of models) m.dispose();
-  }
-  if (scaled.length !== viaOnnx.length)
-    throw new PipelineError('DATA_INVALID', `export.onnx: ${viaOnnx.length} ONNX outputs against ${scaled.length} tfjs outputs.`);
-  const per = scaled.length / Math.max(1, n);
+  const expected = await reference(w);
+  if (expected.length !== viaOnnx.length)
+    throw new PipelineError('DATA_INVALID', `export.onnx: ${viaOnnx.length} ONNX outputs against ${expected.length} reference outputs.`);
+  const per = expected.length / Math.max(1, n);
   let max = 0;
   let maxRel = 0;
   let sum = 0;
   for (let i = 0; i < n; i++) {
-    const { mean, std } = state.scaling[series[i]!]!;
+    const { std } = state.scaling[w.series[i]!]!;
     for (let k = i * per; k < (i + 1) * per; k++) {
-      const d = Math.abs(scaled[k]! * std + mean - viaOnnx[k]!);
+      const d = Math.abs(expected[k]! - viaOnnx[k]!);
       if (!(d <= max)) max = d; // NaN wins
       if (!(d / std <= maxRel)) maxRel = d / std;
       sum += d;
     }
   }
-  return { rows: n, maxAbsError: max, meanAbsError: sum / Math.max(1, scaled.length), maxRelativeError: maxRel };
+  return { rows: n, maxAbsError: max, meanAbsError: sum / Math.max(1, expected.length), maxRelativeError: maxRel };
 }

@@ -23,17 +23,8 @@ import { setImmediate as yieldLoop } from 'node:timers/promises';
 import { z } from 'zod';
 import { PipelineError } from '../../engine/errors.js';
 import { isArtifactRef, type ArtifactRef } from '../../engine/types.js';
-import {
-  autoEts,
-  etsFilter,
-  etsForecast,
-  ETS_SEASONALS,
-  ETS_TRENDS,
-  type EtsFit,
-  type EtsParams,
-  type EtsSpec,
-  type EtsStates,
-} from '../../lib/ets.js';
+import { autoEts, etsFilter, etsForecast, ETS_SEASONALS, ETS_TRENDS, type EtsFit } from '../../lib/ets.js';
+import { ETS_MODEL_FORMAT, type EtsModelDocument } from '../../lib/ets-served.js';
 import { periodIndex, periodStart } from '../../lib/window-build.js';
 import {
   decodeWindows,
@@ -46,7 +37,7 @@ import {
 } from '../../lib/windows.js';
 import { definePlugin, type StepContext } from '../sdk.js';
 
-export const ETS_MODEL_FORMAT = 'mlpipe.ets/1';
+export { ETS_MODEL_FORMAT };
 
 const params = z
   .object({
@@ -267,30 +258,6 @@ function sameWindows(a: WindowSet, b: WindowSet, name: string): void {
       { hint: 'Bind window sets of the same process.window step.' },
     );
   }
-}
-
-/** The model document: per series, the fit on everything known before the forecast windows (or all of it). */
-interface EtsModelDocument {
-  format: typeof ETS_MODEL_FORMAT;
-  frequency: Frequency;
-  season: number;
-  horizon: number;
-  target: string;
-  series: Record<
-    string,
-    {
-      model: string;
-      spec: EtsSpec;
-      params: EtsParams;
-      initial: EtsStates;
-      final: EtsStates;
-      /** The first forecast period of `final` (ISO). */
-      next: string;
-      n: number;
-      aicc: number;
-      logLik: number;
-    } | null
-  >;
 }
 
 export const trainEts = definePlugin({

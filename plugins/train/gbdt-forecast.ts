@@ -22,7 +22,7 @@ import type { BoostingLibrary, DenseMatrix, LabelledMatrix } from '../../adapter
 import { xgboost } from '../../adapters/boosting/xgboost.js';
 import { PipelineError } from '../../engine/errors.js';
 import { isArtifactRef, type ArtifactRef } from '../../engine/types.js';
-import { BOOSTED_FORMAT, type BoostedModelDocument } from '../../lib/boosted-model.js';
+import { BOOSTED_FORMAT, GBDT_FORECAST_FORMAT, type BoostedModelDocument } from '../../lib/boosted-model.js';
 import { RELATIVE_TO, windowBase, type RelativeTo } from '../../lib/forecast-base.js';
 import { watchSystem } from '../../lib/system-metrics.js';
 import { decodeWindows, encodeForecasts, FORECASTS_MEDIA_TYPE, type WindowSet } from '../../lib/windows.js';
@@ -38,7 +38,7 @@ import {
   type XgboostParams,
 } from './boosting.js';
 
-export const GBDT_FORECAST_FORMAT = 'mlpipe.gbdt-forecast/1';
+export { GBDT_FORECAST_FORMAT };
 
 const params = z
   .object({
