@@ -303,23 +303,8 @@ async function exportForecaster(
   doc: SequenceModelDocument,
   metadata: Record<string, string>,
 ): Promise<{ onnx: ArtifactRef; parity: Parity | null; inputs: unknown }> {
-  if (isArtifactRef(inputs['test']))
-    throw new PipelineError(
-      'PLUGIN_INPUT',
-      "export.onnx: a train.tfjs-sequence model is checked on window sets: bind 'windows' (process.window's test output), not 'test'.",
-    );
-  const state = parseWindowState((await json<unknown>(ctx, inputs, 'state')).value, 'export.onnx');
-  const proto = buildSequenceOnnx(doc, sequenceScaling(doc, state), {
-    metadata,
-    target: state.targetColumn,
-    window: {
-      frequency: state.frequency,
-      timeColumn: state.timeColumn,
-      seriesColumn: state.seriesColumn,
-      calendarFeatures: state.calendar.features,
-      holidays: state.calendar.holidays,
-    },
-  });
+  const state = await forecasterState(ctx, inputs, 'a train.tfjs-sequence model');
+  const proto = buildSequenceOnnx(doc, sequenceScaling(doc, state), { metadata, ...windowOptions(state) });
   const bytes = encodeModel(proto);
   let parity: Parity | null = null;
   if (isArtifactRef(inputs['windows'])) {

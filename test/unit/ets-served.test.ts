@@ -15,18 +15,9 @@ import {
   servedEtsMatrix,
   servedEtsMinimumLookback,
 } from '../../lib/ets-served.js';
+import { prng } from '../../engine/random.js';
 
-/** A small deterministic generator (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = prng;
 
 function randomParams(r: () => number, spec: EtsSpec): EtsParams {
   const alpha = 0.05 + 0.9 * r();
