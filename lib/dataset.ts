@@ -75,12 +75,18 @@ export async function writeParquet(
   const file = datasetPath(ctx, name);
   // Written in place (no temporary file beside it): the only path a restricted session allows.
   // The query on lines of its own, so a trailing comment in it cannot swallow the rest. Snappy, not
-  // zstd: it writes about twice as fast for files about an eighth larger (docs/benchmarks.md), and
-  // the bytes are as deterministic (the same rows give the same digest, so cache keys still match).
-  const [copied] = await db.rows<{ Count: number }>(
-    `COPY (\n${select}\n) TO ${sqlString(file)} (FORMAT parquet, COMPRESSION snappy, USE_TMP_FILE false)`,
-    params,
-  );
+  // zstd: it writes about twice as fast for files about an eighth larger (docs/benchmarks.md).
+  const copy = (options: string): string =>
+    `COPY (\n${select}\n) TO ${sqlString(file)} (FORMAT parquet, COMPRESSION snappy, USE_TMP_FILE false${options})`;
+  // The same rows give the same bytes (so the same digest, and the steps after it hit the cache).
+  // DuckDB's order-keeping writer (BATCH_COPY_TO_FILE) gathers the batches of the query's source
+  // into row groups of ROW_GROUP_SIZE rows as the threads finish them, and where it cuts one depends
+  // on their timing. With ROW_GROUP_SIZE 0 it writes each batch as one row group, in order: a
+  // Parquet input's row groups, a CSV's slices of about 8 MB, a sort's 122,880 rows, whatever the
+  // timing. Other plans (an aggregate's result: rows in no fixed order) keep the default size.
+  const plan = await db.rows<{ explain_value: string }>(`EXPLAIN ${copy('')}`, params);
+  const ordered = plan.some((r) => /\bBATCH_COPY_TO_FILE\b/.test(r.explain_value));
+  const [copied] = await db.rows<{ Count: number }>(copy(ordered ? ', ROW_GROUP_SIZE 0' : ''), params);
   const n = Number(copied?.Count);
   // The Parquet footer only.
   const columns = await describe(db, `read_parquet(${sqlString(file)})`);
