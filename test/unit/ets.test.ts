@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { ArtifactRef } from '../../engine/types.js';
 import { autoEts, etsFilter, etsForecast, fitEts, type EtsParams, type EtsSeasonal, type EtsTrend } from '../../lib/ets.js';
-import { buildWindows, type LongTable } from '../../lib/window-build.js';
 import { decodeForecasts, encodeForecasts, encodeWindows, type WindowSet } from '../../lib/windows.js';
 import { evaluateForecast } from '../../plugins/evaluate/forecast.js';
 import { trainEts } from '../../plugins/train/ets.js';
 import { combineValues, trainForecastCombine } from '../../plugins/train/forecast-combine.js';
 import { failure, runPlugin, testContext } from './step-context.js';
+import { seasonalMonthlyWindows } from './forecast-fixtures.js';
 
 interface FixtureModel {
   trend: EtsTrend;
@@ -121,42 +121,7 @@ describe('fitting', () => {
   });
 });
 
-/** Two monthly series with a 12-month cycle and a little trend, 8 years. */
-function seasonal(): LongTable {
-  const rows: [number, number, number][] = [];
-  for (const s of [0, 1])
-    for (let i = 0; i < 96; i++)
-      rows.push([s, Date.UTC(2000, i, 1), 100 + (s + 1) * 20 * Math.sin((2 * Math.PI * i) / 12) + 0.3 * i + ((i * 7919) % 5)]);
-  return {
-    seriesIds: ['a', 'b'],
-    series: Int32Array.from(rows.map((r) => r[0])),
-    time: Float64Array.from(rows.map((r) => r[1])),
-    target: Float64Array.from(rows.map((r) => r[2])),
-    covariates: [],
-    known: [],
-  };
-}
-
-const built = buildWindows(seasonal(), {
-  timeColumn: 't',
-  seriesColumn: 's',
-  targetColumn: 'y',
-  frequency: 'month',
-  lookback: 12,
-  horizon: 3,
-  stride: 1,
-  evalStride: 1,
-  season: 12,
-  testSteps: 12,
-  validationSteps: 12,
-  folds: 2,
-  fill: 'none',
-  calendar: ['month'],
-  holidays: [],
-  dropIncomplete: true,
-  covariateNames: [],
-  knownNames: [],
-});
+const built = seasonalMonthlyWindows();
 
 async function bind(ctx: ReturnType<typeof testContext>, test: WindowSet = built.test) {
   const put = (s: WindowSet, name: string): Promise<ArtifactRef> => ctx.store.put(encodeWindows(s), { name });

@@ -1,7 +1,8 @@
-/** A small forecasting table and its process.window params, shared by the forecaster export and serving tests. */
+/** Small forecasting tables and window sets shared by the forecaster, export and serving tests. */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { buildWindows, type LongTable } from '../../lib/window-build.js';
 
 /** Two daily series with weekly seasonality, a temperature (observed) and a promotion flag (known ahead). */
 export function forecastTable(): string {
@@ -35,3 +36,42 @@ export const WINDOW_PARAMS = {
   validationSteps: 28,
   calendar: ['dayOfWeek'],
 } as const;
+
+/** Two monthly series with a 12-month cycle and a little trend, 8 years. */
+function seasonalMonthly(): LongTable {
+  const rows: [number, number, number][] = [];
+  for (const s of [0, 1])
+    for (let i = 0; i < 96; i++)
+      rows.push([s, Date.UTC(2000, i, 1), 100 + (s + 1) * 20 * Math.sin((2 * Math.PI * i) / 12) + 0.3 * i + ((i * 7919) % 5)]);
+  return {
+    seriesIds: ['a', 'b'],
+    series: Int32Array.from(rows.map((r) => r[0])),
+    time: Float64Array.from(rows.map((r) => r[1])),
+    target: Float64Array.from(rows.map((r) => r[2])),
+    covariates: [],
+    known: [],
+  };
+}
+
+/** seasonalMonthly() as windows: lookback 12, horizon 3, a test and a validation year, two walk-forward folds. */
+export const seasonalMonthlyWindows = (): ReturnType<typeof buildWindows> =>
+  buildWindows(seasonalMonthly(), {
+    timeColumn: 't',
+    seriesColumn: 's',
+    targetColumn: 'y',
+    frequency: 'month',
+    lookback: 12,
+    horizon: 3,
+    stride: 1,
+    evalStride: 1,
+    season: 12,
+    testSteps: 12,
+    validationSteps: 12,
+    folds: 2,
+    fill: 'none',
+    calendar: ['month'],
+    holidays: [],
+    dropIncomplete: true,
+    covariateNames: [],
+    knownNames: [],
+  });
