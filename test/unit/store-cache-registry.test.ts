@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { createCheckpoints } from '../../activities/checkpoints.js';
 import { readCacheRecord } from '../../activities/run-step.js';
 import { GcsArtifactStore } from '../../adapters/gcs-store.js';
+import { createArtifactStore } from '../../adapters/stores.js';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
 import { stepCacheKey } from '../../engine/cache-key.js';
 import { PipelineError } from '../../engine/errors.js';
@@ -126,6 +127,17 @@ function flipByte(path: string, at = 0): void {
   writeFileSync(path, bytes);
   utimesSync(path, before.atime, before.mtime);
 }
+
+describe('createArtifactStore', () => {
+  it("takes a gs:// store's endpoint and cache size from the environment it is given, not the process's", () => {
+    const cacheDir = mkdtempSync(join(tmpdir(), 'mlpipe-stores-'));
+    const env = { MLPIPE_GCS_ENDPOINT: 'http://127.0.0.1:4443', MLPIPE_GCS_CACHE_MAX_BYTES: '1234' };
+    expect(process.env['MLPIPE_GCS_ENDPOINT']).not.toBe(env.MLPIPE_GCS_ENDPOINT);
+    const store = createArtifactStore('gs://bucket/prefix', { cacheDir, env }) as unknown as { storage: Storage; cacheMax: number };
+    expect(store.storage.apiEndpoint).toBe('http://127.0.0.1:4443');
+    expect(store.cacheMax).toBe(1234);
+  });
+});
 
 describe('LocalArtifactStore heals itself', () => {
   const store = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-heal-')));
