@@ -16,8 +16,9 @@
  * choice and parameters per window, as statsmodels' ETS on each window's full history). `refit:
  * block` fits each series once, on its history before the set's first origin, and each window's
  * forecast runs that model's recursion on through the history up to the window's origin. Folds
- * (process.window's walk-forward folds) are forecast the same way, each from its own train windows.
- * Deterministic: no randomness, the same inputs give the same bytes.
+ * (process.window's walk-forward folds) are forecast the same way, each from its own train windows;
+ * each finished fold is checkpointed (the `folds` stream), so a retry after a lost worker fits only
+ * the folds not done. Deterministic: no randomness, the same inputs give the same bytes.
  */
 import { setImmediate as yieldLoop } from 'node:timers/promises';
 import { z } from 'zod';
@@ -36,6 +37,7 @@ import {
   type WindowSet,
 } from '../../lib/windows.js';
 import { definePlugin, type StepContext } from '../sdk.js';
+import { resumeFolds, type FoldsCheckpoint } from './fold-checkpoints.js';
 
 export { ETS_MODEL_FORMAT };
 
@@ -135,6 +137,28 @@ interface SetResult {
   /** Windows forecast without a model (too little history): the last known value repeated. */
   fallbacks: number;
   chosen: Record<string, number>;
+}
+
+/** A finished fold's counts, kept with its forecasts so that a resumed step's metrics are the whole step's. */
+interface FoldStats {
+  fits: number;
+  fallbacks: number;
+  chosen: Record<string, number>;
+}
+
+const isFoldStats = (v: unknown): v is FoldStats =>
+  typeof v === 'object' &&
+  v !== null &&
+  Number.isInteger((v as FoldStats).fits) &&
+  Number.isInteger((v as FoldStats).fallbacks) &&
+  typeof (v as FoldStats).chosen === 'object' &&
+  (v as FoldStats).chosen !== null &&
+  Object.values((v as FoldStats).chosen).every((n) => Number.isInteger(n));
+
+/** The `folds` checkpoint stream's record: the step's params (the same work), the fold test digests, the finished folds. */
+interface FoldsCheckpointDoc extends FoldsCheckpoint {
+  work: string;
+  stats: FoldStats[];
 }
 
 function fitSeries(y: Float64Array, o: Options): EtsFit | undefined {
@@ -281,7 +305,7 @@ export const trainEts = definePlugin({
     const period = p.season ?? train.season;
     const o: Options = { spec: { period, trends: p.trend, seasonals: p.seasonal, searchStarts: p.searchStarts } };
     const chosen: Record<string, number> = {};
-    const tally = (r: SetResult): void => {
+    const tally = (r: Pick<SetResult, 'chosen'>): void => {
       for (const [k, v] of Object.entries(r.chosen)) chosen[k] = (chosen[k] ?? 0) + v;
     };
     let fits = 0;
@@ -345,13 +369,32 @@ export const trainEts = definePlugin({
     }
 
     let foldForecasts: ArtifactRef[] | null = null;
+    let foldsResumed = 0;
     if (inputs.folds !== undefined && inputs.folds !== null) {
       if (!Array.isArray(inputs.folds)) {
         throw new PipelineError('PLUGIN_INPUT', `${WHERE}: 'folds' must be process.window's folds output (a list).`);
       }
       const list = inputs.folds as { train?: unknown; test?: unknown; state?: unknown }[];
-      foldForecasts = [];
+      // The `folds` checkpoint stream: the finished folds' forecasts and fit counts, kept by a retry.
+      const tests = list.map((f) => (isArtifactRef(f?.test) ? f.test.sha256 : ''));
+      const work = JSON.stringify(p);
+      const stream = ctx.checkpoint.stream('folds');
+      const kept = await resumeFolds<FoldsCheckpointDoc>(
+        ctx,
+        stream,
+        tests,
+        (d) => d.work === work && Array.isArray(d.stats) && d.stats.length === d.done.length && d.stats.every(isFoldStats),
+      );
+      foldForecasts = [...(kept?.done ?? [])];
+      const stats: FoldStats[] = [...(kept?.stats ?? [])];
+      for (const st of stats) {
+        tally(st);
+        fits += st.fits;
+        fallbacks += st.fallbacks;
+      }
+      foldsResumed = stats.length;
       for (const [k, fold] of list.entries()) {
+        if (k < foldsResumed) continue;
         const ft = (await windowsOf(ctx, fold?.train, `folds[${k}].train`)).set;
         const { set: fs, ref: fsRef } = await windowsOf(ctx, fold?.test, `folds[${k}].test`);
         sameWindows(train, ft, `folds[${k}].train`);
@@ -373,6 +416,10 @@ export const trainEts = definePlugin({
             },
           ),
         );
+        stats.push({ fits: r.fits, fallbacks: r.fallbacks, chosen: r.chosen });
+        // Every fold, the last one too: a worker lost before the step returns leaves no fold to fit again.
+        const checkpoint: FoldsCheckpointDoc = { work, tests, done: foldForecasts, stats };
+        await stream.save(JSON.stringify(checkpoint), { fold: k + 1, foldsDone: foldForecasts.length }, { keep: 2 });
         ctx.progress({
           done: k + 1,
           total: list.length,
@@ -388,6 +435,7 @@ export const trainEts = definePlugin({
       season: period,
       trainSeconds: (Date.now() - started) / 1000,
     };
+    if (foldForecasts) Object.assign(metrics, { foldsResumed, foldsFittedThisAttempt: foldForecasts.length - foldsResumed });
     for (const [name, n] of Object.entries(chosen)) metrics[`chosen_${name}`] = n;
     return {
       model: await ctx.store.put(JSON.stringify(doc), { name: 'ets.json', mediaType: 'application/json' }),

@@ -181,6 +181,41 @@ describe('train.ets', () => {
     }
   });
 
+  it('keeps the finished folds of an interrupted backtest: a retry fits only the rest, to the same forecasts and counts', async () => {
+    const params = { refit: 'window' as const };
+    const values = async (ctx: ReturnType<typeof testContext>, out: Record<string, unknown>) =>
+      Promise.all((out['foldForecasts'] as ArtifactRef[]).map(async (r) => Array.from(decodeForecasts(await ctx.store.get(r)).values)));
+    const straight = testContext();
+    const whole = await runPlugin(trainEts, straight, params, await bind(straight));
+    const first = whole['metrics'] as Record<string, number>;
+    expect(first).toMatchObject({ foldsResumed: 0, foldsFittedThisAttempt: 2 });
+    // The first attempt is stopped once fold 1 is done (the signal, as a cancel or a lost worker would).
+    const stop = new AbortController();
+    const ctx = testContext(process.cwd(), undefined, {
+      signal: stop.signal,
+      onHeartbeat: (d) => {
+        const p = (d as { progress?: { unit?: string; done?: number } } | undefined)?.progress;
+        if (p?.unit === 'fold' && p.done === 1) stop.abort(new Error('stopped'));
+      },
+    });
+    const bound = await bind(ctx);
+    await expect(runPlugin(trainEts, ctx, params, bound)).rejects.toThrow('stopped');
+    const resumed = await runPlugin(trainEts, { ...ctx, signal: new AbortController().signal }, params, bound);
+    const m = resumed['metrics'] as Record<string, number>;
+    expect(m).toMatchObject({ foldsResumed: 1, foldsFittedThisAttempt: 1 });
+    // The kept fold's fits and model choices are counted as if the step had run straight through.
+    for (const key of Object.keys(first).filter((k) => k === 'fits' || k === 'fallbacks' || k.startsWith('chosen_')))
+      expect(m[key], key).toBe(first[key]);
+    expect(await values(ctx, resumed)).toEqual(await values(straight, whole));
+    // Lost after the last fold, before the step returned: no fold is fitted again.
+    const again = await runPlugin(trainEts, { ...ctx, signal: new AbortController().signal }, params, bound);
+    expect(again['metrics']).toMatchObject({ foldsResumed: 2, foldsFittedThisAttempt: 0 });
+    expect(await values(ctx, again)).toEqual(await values(straight, whole));
+    // Other params are other work: a checkpoint of refit window is not kept by refit block.
+    const block = await runPlugin(trainEts, { ...ctx, signal: new AbortController().signal }, { refit: 'block' }, bound);
+    expect(block['metrics']).toMatchObject({ foldsResumed: 0, foldsFittedThisAttempt: 2 });
+  });
+
   it('refit block runs one fit per series on to each origin; window refits per window; both deterministic', async () => {
     const ctx = testContext();
     const inputs = await bind(ctx);
