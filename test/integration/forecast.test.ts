@@ -18,7 +18,7 @@ import { PIPELINE_WORKFLOW, type PipelineResult } from '../../engine/contracts.j
 import type { ArtifactRef } from '../../engine/types.js';
 import { LocalArtifactStore } from '../../adapters/local-store.js';
 import { decodeForecasts, decodeWindows, parseWindowState } from '../../lib/windows.js';
-import { createTestProject, REPO, uniqueId, useWorkerAndClient, waitFor } from './helpers.js';
+import { createTestProject, projectEnv, REPO, uniqueId, useWorkerAndClient, waitFor } from './helpers.js';
 
 const project = createTestProject('forecast');
 const env = useWorkerAndClient(project);
@@ -123,13 +123,7 @@ describe('forecast-unemployment', () => {
       [join(REPO, 'bin', 'mlpipe.mjs'), 'serve', '--run', workflowId, '--port', String(port), '--no-log'],
       {
         cwd: project.dir,
-        env: {
-          ...process.env,
-          TEMPORAL_ADDRESS: project.settings.temporalAddress,
-          MLPIPE_TASK_QUEUE: project.taskQueue,
-          MLPIPE_PROJECT_DIR: project.dir,
-          MLPIPE_ARTIFACTS: project.settings.artifactsDir,
-        },
+        env: projectEnv(project),
       },
     );
     try {

@@ -33,6 +33,17 @@ export interface TestProject {
   journal(): JournalLine[];
 }
 
+/** The environment of an `mlpipe` process spawned on a test project: its server, task queue, folder and store. */
+export function projectEnv(project: TestProject): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    TEMPORAL_ADDRESS: project.settings.temporalAddress,
+    MLPIPE_TASK_QUEUE: project.taskQueue,
+    MLPIPE_PROJECT_DIR: project.dir,
+    MLPIPE_ARTIFACTS: project.settings.artifactsDir,
+  };
+}
+
 export interface JournalLine {
   at: string;
   pid: number;

@@ -8,7 +8,7 @@ import { tsToMs } from '@temporalio/common/lib/time.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { REPO, type TestProject } from './helpers.js';
+import { projectEnv, REPO, type TestProject } from './helpers.js';
 
 export interface Workers {
   spawn(label: string, env?: NodeJS.ProcessEnv): ChildProcess;
@@ -23,14 +23,7 @@ export function workerProcesses(project: TestProject): Workers {
       const log = openSync(join(project.dir, `worker-${label}.log`), 'a');
       const child = spawn(process.execPath, [join(REPO, 'bin', 'mlpipe.mjs'), 'worker'], {
         cwd: project.dir,
-        env: {
-          ...process.env,
-          TEMPORAL_ADDRESS: project.settings.temporalAddress,
-          MLPIPE_TASK_QUEUE: project.taskQueue,
-          MLPIPE_PROJECT_DIR: project.dir,
-          MLPIPE_ARTIFACTS: project.settings.artifactsDir,
-          ...env,
-        },
+        env: { ...projectEnv(project), ...env },
         stdio: ['ignore', log, log],
       });
       children.push(child);

@@ -8,7 +8,7 @@ import { decodeForecasts, encodeForecasts, encodeWindows, type WindowSet } from 
 import { evaluateForecast } from '../../plugins/evaluate/forecast.js';
 import { trainEts } from '../../plugins/train/ets.js';
 import { combineValues, trainForecastCombine } from '../../plugins/train/forecast-combine.js';
-import { failure, runPlugin, testContext } from './step-context.js';
+import { failure, runPlugin, stoppingContext, testContext } from './step-context.js';
 import { seasonalMonthlyWindows } from './forecast-fixtures.js';
 
 interface FixtureModel {
@@ -190,14 +190,7 @@ describe('train.ets', () => {
     const first = whole['metrics'] as Record<string, number>;
     expect(first).toMatchObject({ foldsResumed: 0, foldsFittedThisAttempt: 2 });
     // The first attempt is stopped once fold 1 is done (the signal, as a cancel or a lost worker would).
-    const stop = new AbortController();
-    const ctx = testContext(process.cwd(), undefined, {
-      signal: stop.signal,
-      onHeartbeat: (d) => {
-        const p = (d as { progress?: { unit?: string; done?: number } } | undefined)?.progress;
-        if (p?.unit === 'fold' && p.done === 1) stop.abort(new Error('stopped'));
-      },
-    });
+    const ctx = stoppingContext((p) => p.unit === 'fold' && p.done === 1);
     const bound = await bind(ctx);
     await expect(runPlugin(trainEts, ctx, params, bound)).rejects.toThrow('stopped');
     const resumed = await runPlugin(trainEts, { ...ctx, signal: new AbortController().signal }, params, bound);

@@ -4,7 +4,7 @@ import type { ArtifactRef } from '../../engine/types.js';
 import { decodeForecasts, encodeWindows, type WindowSet } from '../../lib/windows.js';
 import { lagFeatureNames, lagMatrix, lagSpec, toForecasts, trainGbdtForecast } from '../../plugins/train/gbdt-forecast.js';
 import { evaluateForecast } from '../../plugins/evaluate/forecast.js';
-import { failure, runPlugin, testContext } from './step-context.js';
+import { failure, runPlugin, stoppingContext, testContext } from './step-context.js';
 import { seasonalMonthlyWindows } from './forecast-fixtures.js';
 
 const built = seasonalMonthlyWindows();
@@ -59,14 +59,7 @@ describe('train.gbdt-forecast', () => {
     const whole = await runPlugin(trainGbdtForecast, straight, params, await bind(straight));
     expect(whole['metrics']).toMatchObject({ foldsResumed: 0, foldsTrainedThisAttempt: 2 });
     // The first attempt is stopped once fold 1 is done (the signal, as a cancel or a lost worker would).
-    const stop = new AbortController();
-    const ctx = testContext(process.cwd(), undefined, {
-      signal: stop.signal,
-      onHeartbeat: (d) => {
-        const p = (d as { progress?: { unit?: string; done?: number } } | undefined)?.progress;
-        if (p?.unit === 'fold' && p.done === 1) stop.abort(new Error('stopped'));
-      },
-    });
+    const ctx = stoppingContext((p) => p.unit === 'fold' && p.done === 1);
     const bound = await bind(ctx);
     await expect(runPlugin(trainGbdtForecast, ctx, params, bound)).rejects.toThrow('stopped');
     const resumed = await runPlugin(trainGbdtForecast, { ...ctx, signal: new AbortController().signal }, params, bound);

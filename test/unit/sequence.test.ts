@@ -19,7 +19,7 @@ import {
 } from '../../lib/sequence-model.js';
 import { windowBases } from '../../lib/forecast-base.js';
 import { trainSequence } from '../../plugins/train/sequence.js';
-import { failure, runPlugin, testContext, type TestContext } from './step-context.js';
+import { failure, runPlugin, stoppingContext, testContext, type TestContext } from './step-context.js';
 import { forecastTable, WINDOW_PARAMS } from './forecast-fixtures.js';
 import { ingestFile } from '../../plugins/ingest/file.js';
 import { window as processWindow } from '../../plugins/process/window.js';
@@ -177,14 +177,7 @@ describe('train.tfjs-sequence', () => {
     const whole = await runPlugin(trainSequence, straight, params, await inputs(straight));
     expect(whole['metrics']).toMatchObject({ foldEpochs: 6, foldsResumed: 0, foldsTrainedThisAttempt: 2, foldEpochsThisAttempt: 12 });
     // The first attempt is stopped in fold 2 after its epoch-4 checkpoint (the signal, as a cancel or a lost worker would).
-    const stop = new AbortController();
-    const ctx = testContext(process.cwd(), undefined, {
-      signal: stop.signal,
-      onHeartbeat: (d) => {
-        const p = (d as { progress?: { message?: string; done?: number } } | undefined)?.progress;
-        if (p?.message === 'backtest fold 2/2' && p.done === 5) stop.abort(new Error('stopped'));
-      },
-    });
+    const ctx = stoppingContext((p) => p.message === 'backtest fold 2/2' && p.done === 5);
     const bound = await inputs(ctx);
     await expect(runPlugin(trainSequence, ctx, params, bound)).rejects.toThrow('stopped');
     // The retry: the same step's checkpoints, a live signal.

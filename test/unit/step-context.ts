@@ -16,6 +16,21 @@ export function testContext(
   return publicTestContext({ ...options, projectDir, store });
 }
 
+/**
+ * A context whose signal aborts with 'stopped' at the first heartbeat whose progress `at` accepts,
+ * as a cancel or a lost worker would stop a step midway; a retry is `{ ...ctx, signal: <a live one> }`.
+ */
+export function stoppingContext(at: (progress: { unit?: string; message?: string; done?: number }) => boolean): TestContext {
+  const stop = new AbortController();
+  return testContext(process.cwd(), undefined, {
+    signal: stop.signal,
+    onHeartbeat: (d) => {
+      const p = (d as { progress?: { unit?: string; message?: string; done?: number } } | undefined)?.progress;
+      if (p && at(p)) stop.abort(new Error('stopped'));
+    },
+  });
+}
+
 /** Runs a plugin the way runStep does: params through its schema first. */
 export async function runPlugin(
   plugin: AnyPlugin,
