@@ -1,9 +1,14 @@
 import { defineConfig } from 'vitest/config';
+import { useRunTmpdir } from './test/global-tmp.js';
+
+// Before anything starts: every temporary file of the run goes into one folder, deleted at its end.
+useRunTmpdir();
 
 // pool 'forks': the Temporal native bridge is not safe under worker threads (sdk-typescript#876).
 export default defineConfig({
   test: {
     pool: 'forks',
+    globalSetup: ['test/global-tmp.ts'],
     projects: [
       {
         // A busy shared machine can be several times slower: unit timeouts leave room for that.
