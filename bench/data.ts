@@ -10,9 +10,10 @@
  *   the chain twice: with the sql step writing Parquet, and with its dataset deferred (a recipe the
  *   transform computes, what a run does when only DuckDB steps read it; lib/dataset.ts); then the
  *   transform again on the same input, to count the distinct outputs (and time it against a baseline);
- * - with BENCH_BASELINE, the chain ingest -> sql (deferred) -> transform BENCH_CHAIN_REPEATS times (default
- *   4) with this checkout's plugins and that checkout's, alternately, on the same CSV in this process:
- *   before/after ratios from one run, under the same load;
+ * - the chain ingest -> sql (deferred) -> transform BENCH_CHAIN_REPEATS times (default 4) with this
+ *   checkout's plugins, in turn with the same chain in plain DuckDB (the floor: the same SQL work and
+ *   the same two Parquet files, no store, no checks) and, with BENCH_BASELINE, that checkout's
+ *   plugins, on the same CSV in this process: ratios from one run, under the same load;
  * - training: epochs per second of train.tfjs-mlp on the housing training split, per backend that
  *   loads here (each in its own process, since a process keeps the first backend it loads).
  * Results: bench/results/data-<date>.json.
@@ -190,36 +191,90 @@ async function chainOnce(
   };
 }
 
+/**
+ * The same chain in plain DuckDB, the floor it is compared with: one session of the same two
+ * threads, the CSV copied to Parquet with DuckDB's defaults, then the transform written by hand
+ * in SQL (the same feature query, medians, categories, log, one-hot, means and deviations, each
+ * statistic in one multi-threaded query, in no fixed order) and copied to Parquet. The same two
+ * files materialised as mlpipe's chain (the ingest's dataset and the transform's train), no
+ * artifact store, no hashing, no checks of the data.
+ */
+async function chainFloor(csv: string, featureSql: string): Promise<{ ingest: number; sql: number; transform: number; total: number }> {
+  const a = join(scratch, 'floor-chain-ingest.parquet');
+  const b = join(scratch, 'floor-chain-train.parquet');
+  return withDuckDB(async (db) => {
+    const t0 = performance.now();
+    await db.run(`COPY (FROM read_csv(${sqlString(csv)}, header=true)) TO ${sqlString(a)} (FORMAT parquet)`);
+    const t1 = performance.now();
+    await db.run(`CREATE VIEW input AS FROM read_parquet(${sqlString(a)})`);
+    await db.run(`CREATE VIEW features AS ${featureSql}`);
+    const t2 = performance.now();
+    const [m] = await db.rows<{ tb: number; bpr: number }>(
+      'SELECT median(total_bedrooms) AS tb, median(bedrooms_per_room) AS bpr FROM features',
+    );
+    const cats = (
+      await db.rows<{ v: string }>(
+        'SELECT ocean_proximity AS v FROM features WHERE ocean_proximity IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 50',
+      )
+    ).map((r) => r.v);
+    const onehot = cats.map(
+      (c) => `CASE WHEN ocean_proximity = ${sqlString(c)} THEN 1.0 ELSE 0.0 END AS ${JSON.stringify(`ocean_proximity=${c}`)}`,
+    );
+    await db.run(
+      `CREATE VIEW pre AS SELECT * EXCLUDE (ocean_proximity) REPLACE (coalesce(total_bedrooms, ${m!.tb}) AS total_bedrooms,
+         coalesce(bedrooms_per_room, ${m!.bpr}) AS bedrooms_per_room, ln(greatest(total_rooms, 0) + 1) AS total_rooms,
+         ln(greatest(population, 0) + 1) AS population), ${onehot.join(', ')} FROM features`,
+    );
+    const numeric = (await db.rows<{ column_name: string }>('DESCRIBE pre'))
+      .map((c) => c.column_name)
+      .filter((c) => c !== 'median_house_value');
+    const [stats] = await db.rows<Record<string, number>>(
+      `SELECT ${numeric.map((c, i) => `avg(${JSON.stringify(c)}) AS m${i}, stddev_pop(${JSON.stringify(c)}) AS s${i}`).join(', ')} FROM pre`,
+    );
+    const scaled = numeric.map((c, i) => `(${JSON.stringify(c)} - ${stats![`m${i}`]}) / ${stats![`s${i}`] || 1} AS ${JSON.stringify(c)}`);
+    await db.run(`COPY (SELECT * REPLACE (${scaled.join(', ')}) FROM pre) TO ${sqlString(b)} (FORMAT parquet)`);
+    const t3 = performance.now();
+    return { ingest: (t1 - t0) / 1000, sql: (t2 - t1) / 1000, transform: (t3 - t2) / 1000, total: (t3 - t0) / 1000 };
+  });
+}
+
+/** One chain run: seconds per stage, and the ingest and train digests (none for the floor). */
+type ChainRun = { ingest: number; sql: number; transform: number; total: number; ingestDigest?: string; digest?: string };
+
+const FLOOR_SIDE = 'plain DuckDB (floor)';
+
 /** Seconds per run, and each run's ingest and train digests (12 hex digits). */
 type ChainSide = { ingest: number[]; sql: number[]; transform: number[]; total: number[]; ingestDigests: string[]; digests: string[] };
 
 /**
- * BENCH_BASELINE=<a checkout>: the deferred chain with this checkout's plugins and that checkout's,
- * alternately (this, that, that, this, ...), BENCH_CHAIN_REPEATS times each, in this process.
+ * The deferred chain with this checkout's plugins and the plain DuckDB floor (chainFloor), and with
+ * BENCH_BASELINE=<a checkout> that checkout's plugins too, in turn (this, floor, that, then the
+ * other way round, ...), BENCH_CHAIN_REPEATS times each, in this process: ratios from one run,
+ * under the same load.
  */
-async function pairedChain(csv: string, featureSql: string, transformParams: unknown): Promise<Record<string, ChainSide> | undefined> {
+async function pairedChain(csv: string, featureSql: string, transformParams: unknown): Promise<Record<string, ChainSide>> {
   const baseline = process.env['BENCH_BASELINE'];
-  if (!baseline) return undefined;
-  const load = async <T>(path: string, name: string): Promise<T> => ((await import(join(baseline, path))) as Record<string, T>)[name]!;
-  const sides: [string, { ingestFile: AnyPlugin; sql: AnyPlugin; transform: AnyPlugin }][] = [
-    ['this checkout', { ingestFile, sql, transform }],
-    [
-      `baseline ${baseline}`,
-      {
-        ingestFile: await load<AnyPlugin>('plugins/ingest/file.ts', 'ingestFile'),
-        sql: await load<AnyPlugin>('plugins/process/sql.ts', 'sql'),
-        transform: await load<AnyPlugin>('plugins/process/transform.ts', 'transform'),
-      },
-    ],
+  const load = async <T>(path: string, name: string): Promise<T> => ((await import(join(baseline!, path))) as Record<string, T>)[name]!;
+  const sides: [string, () => Promise<ChainRun>][] = [
+    ['this checkout', () => chainOnce({ ingestFile, sql, transform }, csv, featureSql, transformParams)],
+    [FLOOR_SIDE, () => chainFloor(csv, featureSql)],
   ];
+  if (baseline) {
+    const plugins = {
+      ingestFile: await load<AnyPlugin>('plugins/ingest/file.ts', 'ingestFile'),
+      sql: await load<AnyPlugin>('plugins/process/sql.ts', 'sql'),
+      transform: await load<AnyPlugin>('plugins/process/transform.ts', 'transform'),
+    };
+    sides.push([`baseline ${baseline}`, () => chainOnce(plugins, csv, featureSql, transformParams)]);
+  }
   const n = Number(process.env['BENCH_CHAIN_REPEATS'] ?? 4);
   const out: Record<string, ChainSide> = {};
   for (let k = 0; k < n; k++) {
-    for (const [side, plugins] of k % 2 ? [...sides].reverse() : sides) {
+    for (const [side, run] of k % 2 ? [...sides].reverse() : sides) {
       const [keptStore, keptScratch] = [store, scratch];
       scratch = mkdtempSync(join(dir, 'chain-'));
       store = new LocalArtifactStore(join(scratch, 'store'));
-      const r = await chainOnce(plugins, csv, featureSql, transformParams).finally(() => {
+      const r = await run().finally(() => {
         rmSync(scratch, { recursive: true, force: true });
         [store, scratch] = [keptStore, keptScratch];
       });
@@ -228,8 +283,8 @@ async function pairedChain(csv: string, featureSql: string, transformParams: unk
       o.sql.push(r.sql);
       o.transform.push(r.transform);
       o.total.push(r.total);
-      o.ingestDigests.push(r.ingestDigest.slice(0, 12));
-      o.digests.push(r.digest.slice(0, 12));
+      if (r.ingestDigest) o.ingestDigests.push(r.ingestDigest.slice(0, 12));
+      if (r.digest) o.digests.push(r.digest.slice(0, 12));
     }
   }
   return out;
@@ -327,7 +382,7 @@ async function main(): Promise<void> {
     },
     deferredTrainIdentical: sameTrain,
     transformRepeated: repeats,
-    ...(paired ? { chainPaired: paired } : {}),
+    chainPaired: paired,
     trainingEpochsPerSecond: training,
   };
   mkdirSync(join(import.meta.dirname, 'results'), { recursive: true });
@@ -352,15 +407,16 @@ async function main(): Promise<void> {
     console.log(
       `transform again, ${side}: ${r.seconds.map((x) => x.toFixed(2)).join(' ')} s; ${r.digests} distinct train digest(s) in ${r.seconds.length} runs; the first ${r.digest.slice(0, 12)}`,
     );
-  if (paired) {
+  {
+    const floorTotal = median(paired[FLOOR_SIDE]!.total);
     console.log(
-      `\nthe chain (sql deferred), alternating with the baseline; median seconds (rows/s) over ${Object.values(paired)[0]!.total.length} runs each:`,
+      `\nthe chain (sql deferred), in turn with the plain DuckDB floor${process.env['BENCH_BASELINE'] ? ' and the baseline' : ''}; median seconds (rows/s) over ${paired[FLOOR_SIDE]!.total.length} runs each:`,
     );
-    console.log('| side | ingest | sql | transform | all three | train digests |\n|---|---|---|---|---|---|');
+    console.log('| side | ingest | sql | transform | all three | × floor | train digests |\n|---|---|---|---|---|---|---|');
     for (const [side, r] of Object.entries(paired)) {
       const cell = (xs: number[]): string => `${median(xs).toFixed(2)} (${rate(median(xs))})`;
       console.log(
-        `| ${side} | ${cell(r.ingest)} | ${median(r.sql).toFixed(2)} | ${cell(r.transform)} | ${cell(r.total)} | ${[...new Set(r.digests)].join(' ')} |`,
+        `| ${side} | ${cell(r.ingest)} | ${median(r.sql).toFixed(2)} | ${cell(r.transform)} | ${cell(r.total)} | ${(median(r.total) / floorTotal).toFixed(2)} | ${[...new Set(r.digests)].join(' ') || '-'} |`,
       );
     }
     for (const [side, r] of Object.entries(paired))
