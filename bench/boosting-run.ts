@@ -5,17 +5,15 @@
  *
  *   node --import tsx bench/boosting-run.ts <xgboost|lightgbm> <train.parquet> <validation.parquet> '<plugin params json>'
  */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { testContext } from '../api/testing.js';
 import { LocalArtifactStore } from '../adapters/local-store.js';
 import { trainLightgbm, trainXgboost } from '../plugins/train/boosting.js';
 import type { AnyPlugin } from '../plugins/sdk.js';
+import { benchDir } from './tmp.js';
 
 const [lib, trainPath, validPath, spec] = process.argv.slice(2) as [string, string, string, string];
 const plugin: AnyPlugin = lib === 'xgboost' ? trainXgboost : trainLightgbm;
-const store = new LocalArtifactStore(mkdtempSync(join(tmpdir(), 'mlpipe-bench-boost-')));
+const store = new LocalArtifactStore(benchDir('boost'));
 const ctx = testContext({ store });
 const train = await store.putFile(trainPath, { name: 'train.parquet', mediaType: 'application/vnd.apache.parquet' });
 const validation = await store.putFile(validPath, { name: 'validation.parquet', mediaType: 'application/vnd.apache.parquet' });

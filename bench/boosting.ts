@@ -13,8 +13,8 @@
  * Results: bench/results/boosting-<date>.json.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -33,6 +33,7 @@ import {
   type LightgbmParams,
   type XgboostParams,
 } from '../plugins/train/boosting.js';
+import { benchDir } from './tmp.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 const REPEATS = Number(process.env['BENCH_REPEATS'] ?? 2);
@@ -110,7 +111,7 @@ async function runOne(cmd: string, args: string[]): Promise<RunResult> {
 
 async function main(): Promise<void> {
   if (!existsSync(PY)) throw new Error(`no Python venv at ${PY}: run bash deploy/provision.sh --with-boosting-bench`);
-  const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-boosting-'));
+  const dir = benchDir('boosting');
   const loadBefore = loadavg();
   const genRows = Number(process.env['BENCH_ROWS'] ?? 1_000_000);
   const sets = [

@@ -13,11 +13,12 @@
  * it their rows are missing and the output says so. Results: bench/results/cli-<date>.json.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { loadSettings } from '../app/project.js';
 import { freePort, requireTemporalCli, startDevServer, temporalCliVersion } from '../dev/temporal-server.js';
+import { benchDir } from './tmp.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 5);
 const N = 50;
@@ -63,7 +64,7 @@ async function waitForHttp(url: string, ms: number): Promise<void> {
 async function main(): Promise<void> {
   const settings = loadSettings();
   if (!existsSync(join(REPO, 'dist', 'cli', 'main.js'))) throw new Error("dist/ is missing: run 'npm run build' first");
-  const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-cli-'));
+  const dir = benchDir('cli');
   mkdirSync(join(dir, 'pipelines'));
   const steps = Array.from({ length: N }, (_, i) => `  s${i}:\n    uses: util.echo${i ? `\n    needs: s${i - 1}` : ''}`);
   writeFileSync(join(dir, 'pipelines', `chain-${N}.yaml`), `name: chain-${N}\ncache: false\nsteps:\n${steps.join('\n')}\n`);

@@ -20,7 +20,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { sqlString, withDuckDB } from '../adapters/duckdb.js';
@@ -32,9 +32,10 @@ import { sql } from '../plugins/process/sql.js';
 import { transform } from '../plugins/process/transform.js';
 import type { AnyPlugin, StepContext } from '../plugins/sdk.js';
 import { trainMlp } from '../plugins/train/mlp.js';
+import { benchDir } from './tmp.js';
 
 const ROWS = Number(process.env['BENCH_ROWS'] ?? 5_000_000);
-const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-data-'));
+const dir = benchDir('data');
 // The store and the scratch folders of the steps; each paired chain run has its own, deleted after it
 // (a run writes about 1 GiB), and the whole folder is deleted at the end unless BENCH_KEEP=1.
 let store = new LocalArtifactStore(join(dir, 'store'));

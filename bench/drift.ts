@@ -18,12 +18,13 @@
  * Results: bench/results/drift-<date>.json.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { sqlString, withDuckDB } from '../adapters/duckdb.js';
 import { computeDrift, toEvidentlyJson, type ColumnValues, type Dataset } from '../engine/drift/index.js';
 import { mlpipeCacheDir } from '../engine/cache-dir.js';
+import { benchDir } from './tmp.js';
 
 const ROWS = Number(process.env['BENCH_ROWS'] ?? 1_000_000);
 const NUM = 20;
@@ -226,7 +227,7 @@ async function main(): Promise<void> {
   };
 
   if (process.env['BENCH_EVIDENTLY'] !== '0') {
-    const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-drift-'));
+    const dir = benchDir('drift');
     writeRaw(dir, 'reference', ref);
     writeRaw(dir, 'current', cur);
     if (process.env['BENCH_COMPUTE_EVIDENTLY'] !== '0') {

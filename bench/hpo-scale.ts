@@ -6,20 +6,21 @@
  */
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createPipelineWorker } from '../app/worker.js';
 import { loadSettings } from '../app/project.js';
 import { requireTemporalCli, startDevServer } from '../dev/temporal-server.js';
 import { HPO_WORKFLOW, type HpoResult } from '../engine/contracts.js';
+import { benchDir } from './tmp.js';
 
 const TRIALS = Number(process.env['BENCH_TRIALS'] ?? 1000);
 
 async function main(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
   const settings = loadSettings();
-  const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-hpo-scale-'));
+  const dir = benchDir('hpo-scale');
   mkdirSync(join(dir, 'pipelines'));
   writeFileSync(
     join(dir, 'pipelines', 'scale.yaml'),

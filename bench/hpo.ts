@@ -21,8 +21,8 @@
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createPipelineWorker } from '../app/worker.js';
 import { loadSettings } from '../app/project.js';
@@ -30,6 +30,7 @@ import { createArtifactStore } from '../adapters/stores.js';
 import { requireTemporalCli, startDevServer } from '../dev/temporal-server.js';
 import { HPO_WORKFLOW, type HpoResult } from '../engine/contracts.js';
 import { runsOf } from '../engine/lineage.js';
+import { benchDir } from './tmp.js';
 
 const TRIALS = Number(process.env['BENCH_TRIALS'] ?? 32);
 const EPOCHS = Number(process.env['BENCH_EPOCHS'] ?? 8);
@@ -73,7 +74,7 @@ function backendWorker(
 async function main(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
   const settings = loadSettings();
-  const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-hpo-'));
+  const dir = benchDir('hpo');
   cpSync(join(settings.projectDir, 'pipelines'), join(dir, 'pipelines'), { recursive: true });
   cpSync(join(settings.projectDir, 'conf'), join(dir, 'conf'), { recursive: true });
   // The housing search with short training, and a search whose trials do nothing.

@@ -17,8 +17,8 @@
  *   BENCH_SEEDS=42 BENCH_OVERRIDES=training.epochs=2,boosting.rounds=20 BENCH_HGB_MAX_ITER=100 node --import tsx bench/models.ts
  */
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -43,6 +43,7 @@ import {
   type XgboostParams,
 } from '../plugins/train/boosting.js';
 import { mlpipeCacheDir } from '../engine/cache-dir.js';
+import { benchDir } from './tmp.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 const CACHE = mlpipeCacheDir();
@@ -144,7 +145,7 @@ async function main(): Promise<void> {
     // The same library params as mlpipe's steps (their own mapping), rounds and early stopping.
     const xp = trainXgboost.params.parse(step('train_xgboost')) as XgboostParams;
     const lp = trainLightgbm.params.parse(step('train_lightgbm')) as LightgbmParams;
-    const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-models-'));
+    const dir = benchDir('models');
     const cfg = join(dir, 'config.json');
     writeFileSync(
       cfg,

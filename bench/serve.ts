@@ -10,8 +10,8 @@
  * Results: bench/results/serve-<date>.json.
  */
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Pool } from 'undici';
 import { sqlString, withDuckDB } from '../adapters/duckdb.js';
@@ -27,6 +27,7 @@ import { trainMlp } from '../plugins/train/mlp.js';
 import { loadPipeline } from '../app/load-pipeline.js';
 import { createDefaultRegistry } from '../plugins/index.js';
 import { runPlugin, testContext } from '../test/unit/step-context.js';
+import { benchDir } from './tmp.js';
 
 const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 10);
 const CONCURRENCY = Number(process.env['BENCH_CONCURRENCY'] ?? 8);
@@ -87,7 +88,7 @@ async function scenario(pool: Pool, body: string, rowsPerRequest: number): Promi
 }
 
 async function main(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-serve-'));
+  const dir = benchDir('serve');
   const model = process.env['BENCH_MODEL'] ? resolve(process.env['BENCH_MODEL']) : await housingModel(dir);
   const rows = await withDuckDB((db) =>
     db.rows<Record<string, unknown>>(`SELECT * EXCLUDE (median_house_value) FROM read_csv(${sqlString(DATA)}) LIMIT 1000`),

@@ -9,22 +9,23 @@
  * bench/results/store-<date>.json.
  */
 import { createHash } from 'node:crypto';
-import { createWriteStream, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { startEmulator } from '../dev/gcs-emulator.js';
 import { GcsArtifactStore } from '../adapters/gcs-store.js';
 import { LocalArtifactStore } from '../adapters/local-store.js';
 import type { ArtifactStore } from '../engine/ports.js';
 import type { ArtifactRef } from '../engine/types.js';
+import { benchDir } from './tmp.js';
 
 const SMALL = Number(process.env['BENCH_SMALL_COUNT'] ?? 64);
 const LARGE_MIB = Number(process.env['BENCH_LARGE_MIB'] ?? 256);
 const HITS = 200;
 
 async function file(mib: number, seed: string): Promise<string> {
-  const path = join(mkdtempSync(join(tmpdir(), 'mlpipe-bench-store-')), `${seed}.bin`);
+  const path = join(benchDir('store'), `${seed}.bin`);
   const out = createWriteStream(path);
   let block = createHash('sha512').update(seed).digest();
   for (let i = 0; i < mib; i++) {
@@ -102,7 +103,7 @@ async function main(): Promise<void> {
   const emu = await startEmulator(['bench']);
   const results: Record<string, Record<string, number>> = {};
   try {
-    const localRoot = mkdtempSync(join(tmpdir(), 'mlpipe-bench-local-'));
+    const localRoot = benchDir('local');
     results['local'] = await measure(
       'local folder',
       new LocalArtifactStore(localRoot),
@@ -111,7 +112,7 @@ async function main(): Promise<void> {
       large,
     );
     const gcs = (): GcsArtifactStore =>
-      new GcsArtifactStore({ uri: 'gs://bench/store', storage: emu.storage, cacheDir: mkdtempSync(join(tmpdir(), 'mlpipe-bench-cache-')) });
+      new GcsArtifactStore({ uri: 'gs://bench/store', storage: emu.storage, cacheDir: benchDir('cache') });
     results['gcsEmulator'] = await measure('GCS (fake-gcs-server)', gcs(), gcs, smallFiles, large);
     await rm(localRoot, { recursive: true, force: true });
   } finally {

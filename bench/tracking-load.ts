@@ -11,14 +11,15 @@
  */
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createPipelineWorker } from '../app/worker.js';
 import { MlflowFileStore } from '../adapters/mlflow/file-store.js';
 import { loadSettings } from '../app/project.js';
 import { requireTemporalCli, startDevServer, temporalCliVersion } from '../dev/temporal-server.js';
 import { PIPELINE_WORKFLOW, trackingWorkflowId } from '../engine/contracts.js';
+import { benchDir } from './tmp.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 20);
 const STEPS = Number(process.env['BENCH_STEPS'] ?? 200);
@@ -46,7 +47,7 @@ function trackedRuns(root: string): number {
 async function main(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
   const settings = loadSettings();
-  const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-tracking-load-'));
+  const dir = benchDir('tracking-load');
   mkdirSync(join(dir, 'pipelines'));
   writeFileSync(join(dir, 'pipelines', 'wide-load.yaml'), wide(STEPS));
   const mlruns = join(dir, 'mlruns');

@@ -7,8 +7,8 @@
  *
  * Results: bench/results/tracking-<date>.json.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { MlflowFileStore } from '../adapters/mlflow/file-store.js';
 import { MlflowRestClient } from '../adapters/mlflow/rest.js';
@@ -17,6 +17,7 @@ import { freePort } from '../dev/temporal-server.js';
 import type { TrackingBackend } from '../engine/ports.js';
 import type { MetricPoint } from '../engine/tracking.js';
 import { mlpipeCacheDir } from '../engine/cache-dir.js';
+import { benchDir } from './tmp.js';
 
 const POINTS = Number(process.env['BENCH_POINTS'] ?? 100_000);
 const SINGLE = Number(process.env['BENCH_SINGLE_POINTS'] ?? 1_000);
@@ -57,7 +58,7 @@ async function measure(backend: TrackingBackend, label: string): Promise<Record<
 async function main(): Promise<void> {
   const mlflow = findMlflow(cacheDir);
   if (!mlflow) throw new Error("mlflow is not installed: run 'bash deploy/provision.sh --with-mlflow'.");
-  const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-mlflow-'));
+  const dir = benchDir('mlflow');
   const port = await freePort();
   const server = await startMlflowServer({
     mlflow,

@@ -15,8 +15,8 @@
 import { Client, Connection } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { loadSettings, type Settings } from '../app/project.js';
 import { LocalArtifactStore } from '../adapters/local-store.js';
@@ -24,6 +24,7 @@ import { requireTemporalCli, startDevServer } from '../dev/temporal-server.js';
 import { PIPELINE_WORKFLOW, statusQueryName, type PipelineStatus } from '../engine/contracts.js';
 import { startUiServer, type UiServer } from '../ui/server.js';
 import type { LiveRun } from '../ui/runs.js';
+import { benchDir } from './tmp.js';
 
 const REPO = resolve(import.meta.dirname, '..');
 const STEPS = 200;
@@ -122,7 +123,7 @@ async function historyLatencies(client: Client, workflowId: string): Promise<num
 const summary = (xs: number[]) => ({ stepsSeen: xs.length, p50: round(pct(xs, 50)), p95: round(pct(xs, 95)), max: round(Math.max(...xs)) });
 
 async function main(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-ui-'));
+  const dir = benchDir('ui');
   mkdirSync(join(dir, 'pipelines'));
   writeFileSync(join(dir, 'pipelines', 'ui-bench.yaml'), pipeline(60));
   const base = loadSettings();
