@@ -16,6 +16,8 @@
  * Wall time runs from the client's start call to the result. A tracked case then waits, untimed, for
  * its tracking workflow to close before the next case starts (so its deliveries are not charged to
  * the next case); how long after the run that took is reported as the tracking lag.
+ * Where a chain-50 case's steps spend their time, from its history: `queued` (activity scheduled to
+ * started), `runs` (started to completed), `next` (completed to the next step scheduled), medians.
  * Where a wide case's time goes, from its history (read untimed after the run; event times are the
  * server's): `first` from the start to the first step scheduled, `fanOut` to the last of the 100
  * scheduled, `fanIn` to the join scheduled, `join` to its completion, `end` to the run closed.
@@ -23,13 +25,14 @@
  */
 import { Client, Connection } from '@temporalio/client';
 import { bundleWorkflowCode, DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { createPipelineWorker, MAIN_WORKER_OPTIONS } from '../app/worker.js';
 import { loadSettings } from '../app/project.js';
 import { requireTemporalCli, startDevServer, temporalCliVersion } from '../dev/temporal-server.js';
 import { PIPELINE_WORKFLOW, trackingWorkflowId } from '../engine/contracts.js';
+import { benchDir } from './tmp.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 7);
 const WIDE = 100;
@@ -51,13 +54,41 @@ interface HistoryEventLike {
   eventId?: unknown;
   eventTime?: { seconds?: unknown; nanos?: number | null } | null;
   activityTaskScheduledEventAttributes?: { activityType?: { name?: string | null } | null } | null;
+  activityTaskStartedEventAttributes?: { scheduledEventId?: unknown } | null;
   activityTaskCompletedEventAttributes?: { scheduledEventId?: unknown } | null;
+}
+
+const eventMs = (e: HistoryEventLike | undefined): number =>
+  e?.eventTime ? Number(e.eventTime.seconds) * 1000 + (e.eventTime.nanos ?? 0) / 1e6 : NaN;
+
+/**
+ * Where a chain's steps spend their time (median ms per step), from its history: `queued` from a
+ * step's activity scheduled to started (the worker's poll), `runs` from started to completed (the
+ * activity: runStep, or the floor's no-op), `next` from completed to the next step's activity
+ * scheduled (the workflow task that reacts to it).
+ */
+function chainPhases(events: HistoryEventLike[]): Record<'queued' | 'runs' | 'next', number> {
+  const steps = events.filter((e) => ['runStep', 'noop'].includes(e.activityTaskScheduledEventAttributes?.activityType?.name ?? ''));
+  const by = (key: 'activityTaskStartedEventAttributes' | 'activityTaskCompletedEventAttributes'): Map<string, HistoryEventLike> =>
+    new Map(events.filter((e) => e[key]).map((e) => [String(e[key]!.scheduledEventId), e]));
+  const started = by('activityTaskStartedEventAttributes');
+  const completed = by('activityTaskCompletedEventAttributes');
+  const queued: number[] = [];
+  const runs: number[] = [];
+  const next: number[] = [];
+  steps.forEach((s, i) => {
+    const [a, b] = [started.get(String(s.eventId)), completed.get(String(s.eventId))];
+    queued.push(eventMs(a) - eventMs(s));
+    runs.push(eventMs(b) - eventMs(a));
+    if (steps[i + 1]) next.push(eventMs(steps[i + 1]) - eventMs(b));
+  });
+  const r = (xs: number[]): number => Math.round(median(xs) * 10) / 10;
+  return { queued: r(queued), runs: r(runs), next: r(next) };
 }
 
 /** The phases of a wide run (ms), from its history: see the header. */
 function widePhases(events: HistoryEventLike[]): Record<'first' | 'fanOut' | 'fanIn' | 'join' | 'end', number> {
-  const at = (e: HistoryEventLike | undefined): number =>
-    e?.eventTime ? Number(e.eventTime.seconds) * 1000 + (e.eventTime.nanos ?? 0) / 1e6 : NaN;
+  const at = eventMs;
   const t0 = at(events[0]);
   const steps = events.filter((e) => ['runStep', 'noop'].includes(e.activityTaskScheduledEventAttributes?.activityType?.name ?? ''));
   const join = steps[steps.length - 1];
@@ -91,7 +122,7 @@ interface Case {
 async function main(): Promise<void> {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
   const settings = loadSettings();
-  const dir = mkdtempSync(join(tmpdir(), 'mlpipe-bench-'));
+  const dir = benchDir('run');
   mkdirSync(join(dir, 'pipelines'));
   const pipelines: Record<string, string> = {
     'chain-1': chain('chain-1', 1, true),
@@ -153,6 +184,7 @@ async function main(): Promise<void> {
   const times: Record<string, number[]> = Object.fromEntries(cases.map((c) => [c.name, []]));
   const lag: Record<string, number[]> = {};
   const phases: Record<string, ReturnType<typeof widePhases>[]> = {};
+  const stepPhases: Record<string, ReturnType<typeof chainPhases>[]> = {};
   let seq = 0;
   /** Waits for the tracking workflow of a pipeline run to close; ms after `t`. */
   const trackingDone = async (workflowId: string, t: number): Promise<number> => {
@@ -172,6 +204,8 @@ async function main(): Promise<void> {
           if (round > 0) times[c.name]!.push(t1 - t0); // round 0 warms up
           if (round > 0 && c.name.includes('wide'))
             (phases[c.name] ??= []).push(widePhases((await client.workflow.getHandle(id).fetchHistory()).events ?? []));
+          if (round > 0 && c.name.includes('chain-50'))
+            (stepPhases[c.name] ??= []).push(chainPhases((await client.workflow.getHandle(id).fetchHistory()).events ?? []));
           if (c.tracked) {
             const ms = await trackingDone(id, t1);
             if (round > 0) (lag[c.name] ??= []).push(ms);
@@ -217,6 +251,12 @@ async function main(): Promise<void> {
         Object.fromEntries(Object.keys(v[0]!).map((p) => [p, Math.round(median(v.map((x) => x[p as keyof (typeof v)[0]])))])),
       ]),
     ),
+    chainStepPhasesMedianMs: Object.fromEntries(
+      Object.entries(stepPhases).map(([k, v]) => [
+        k,
+        Object.fromEntries(Object.keys(v[0]!).map((p) => [p, Math.round(median(v.map((x) => x[p as keyof (typeof v)[0]])) * 10) / 10])),
+      ]),
+    ),
     trackingLagMedianMs: Object.fromEntries(Object.entries(lag).map(([k, v]) => [k, Math.round(median(v))])),
     samplesMs: Object.fromEntries(Object.entries(times).map(([k, v]) => [k, v.map((x) => Math.round(x))])),
   };
@@ -233,6 +273,7 @@ async function main(): Promise<void> {
   console.log(
     `\nper-step overhead (chain-50 − chain-1) / 49: floor ${floorPerStep} ms, mlpipe tracked ${tracked} ms (${result.ratios.perStepTracked}×), untracked ${untracked} ms (${result.ratios.perStepUntracked}×)`,
   );
+  for (const [k, v] of Object.entries(result.chainStepPhasesMedianMs)) console.log(`${k}, per step (median ms): ${JSON.stringify(v)}`);
   for (const [k, v] of Object.entries(result.widePhasesMedianMs)) console.log(`${k} phases (median ms): ${JSON.stringify(v)}`);
   console.log(`wide-${WIDE} against the floor: tracked ${result.ratios.wideTracked}×, untracked ${result.ratios.wideUntracked}×`);
   console.log(
