@@ -2,7 +2,7 @@
  * One temporary folder for the whole test run. vitest.config.ts calls useRunTmpdir() when it is
  * loaded, before any global setup, test worker, dev server or spawned process starts: TMPDIR points
  * into the folder and they all inherit it, so every mkdtemp(tmpdir()) of a test lands there. The
- * teardown deletes it when the run ends, passed or failed (a suite run leaves about 2 GB of stores,
+ * teardown deletes it when the run ends, passed or failed (a suite run leaves about 1.6 GiB of stores,
  * datasets and server files otherwise). MLPIPE_KEEP_TEST_TMP=1 keeps it, and prints where, to look at
  * what a failing test left behind.
  */
