@@ -23,7 +23,7 @@ import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { sqlString, withDuckDB } from '../adapters/duckdb.js';
+import { ident, sqlString, withDuckDB } from '../adapters/duckdb.js';
 import { LocalArtifactStore } from '../adapters/local-store.js';
 import type { ArtifactRef } from '../engine/types.js';
 import { ingestFile } from '../plugins/ingest/file.js';
@@ -37,7 +37,7 @@ import { benchDir } from './tmp.js';
 const ROWS = Number(process.env['BENCH_ROWS'] ?? 5_000_000);
 const dir = benchDir('data');
 // The store and the scratch folders of the steps; each paired chain run has its own, deleted after it
-// (a run writes about 1 GiB), and the whole folder is deleted at the end unless BENCH_KEEP=1.
+// (a run writes about 1 GiB), and the whole folder is deleted at exit unless BENCH_KEEP=1 (bench/tmp.ts).
 let store = new LocalArtifactStore(join(dir, 'store'));
 let scratch = dir;
 
@@ -218,9 +218,7 @@ async function chainFloor(csv: string, featureSql: string): Promise<{ ingest: nu
         'SELECT ocean_proximity AS v FROM features WHERE ocean_proximity IS NOT NULL GROUP BY 1 ORDER BY count(*) DESC, 1 LIMIT 50',
       )
     ).map((r) => r.v);
-    const onehot = cats.map(
-      (c) => `CASE WHEN ocean_proximity = ${sqlString(c)} THEN 1.0 ELSE 0.0 END AS ${JSON.stringify(`ocean_proximity=${c}`)}`,
-    );
+    const onehot = cats.map((c) => `CASE WHEN ocean_proximity = ${sqlString(c)} THEN 1.0 ELSE 0.0 END AS ${ident(`ocean_proximity=${c}`)}`);
     await db.run(
       `CREATE VIEW pre AS SELECT * EXCLUDE (ocean_proximity) REPLACE (coalesce(total_bedrooms, ${m!.tb}) AS total_bedrooms,
          coalesce(bedrooms_per_room, ${m!.bpr}) AS bedrooms_per_room, ln(greatest(total_rooms, 0) + 1) AS total_rooms,
@@ -230,9 +228,9 @@ async function chainFloor(csv: string, featureSql: string): Promise<{ ingest: nu
       .map((c) => c.column_name)
       .filter((c) => c !== 'median_house_value');
     const [stats] = await db.rows<Record<string, number>>(
-      `SELECT ${numeric.map((c, i) => `avg(${JSON.stringify(c)}) AS m${i}, stddev_pop(${JSON.stringify(c)}) AS s${i}`).join(', ')} FROM pre`,
+      `SELECT ${numeric.map((c, i) => `avg(${ident(c)}) AS m${i}, stddev_pop(${ident(c)}) AS s${i}`).join(', ')} FROM pre`,
     );
-    const scaled = numeric.map((c, i) => `(${JSON.stringify(c)} - ${stats![`m${i}`]}) / ${stats![`s${i}`] || 1} AS ${JSON.stringify(c)}`);
+    const scaled = numeric.map((c, i) => `(${ident(c)} - ${stats![`m${i}`]}) / ${stats![`s${i}`] || 1} AS ${ident(c)}`);
     await db.run(`COPY (SELECT * REPLACE (${scaled.join(', ')}) FROM pre) TO ${sqlString(b)} (FORMAT parquet)`);
     const t3 = performance.now();
     return { ingest: (t1 - t0) / 1000, sql: (t2 - t1) / 1000, transform: (t3 - t2) / 1000, total: (t3 - t0) / 1000 };
@@ -427,7 +425,6 @@ async function main(): Promise<void> {
   }
   console.log(`\ntraining (housing train split, 128-64 MLP, batch 128), epochs/s: ${JSON.stringify(training)}`);
   console.log(`written to ${out}`);
-  if (process.env['BENCH_KEEP'] !== '1') rmSync(dir, { recursive: true, force: true });
 }
 
 await main();
